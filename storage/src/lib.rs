@@ -14,6 +14,8 @@
 //! - [`segment`]: one segment file: append, scan, index bookkeeping.
 //! - [`checkpoint`]: the recovery point and clean-shutdown marker files.
 //! - [`config`]: per-log settings (`LogConfig`, `FsyncPolicy`, `RecoveryPolicy`).
+//! - [`store`]: a data directory of topics (named subscribers) and queues (shared cursor, acks,
+//!   redelivery, dead letters).
 //! - [`log`]: a log of segments: append with group commit, read, time lookup, retention,
 //!   recovery at open.
 //!
@@ -39,10 +41,15 @@ pub mod fs;
 pub mod index;
 pub mod log;
 pub mod segment;
+pub mod store;
 pub mod types;
 
 pub use config::{FsyncPolicy, LogConfig, RecoveryPolicy};
 pub use error::{Error, Result};
 pub use fs::{FileSystem, FsRef, StdFs};
 pub use log::{AppendInfo, Batch, Log, RecoveryReport, SegmentInfo};
+pub use store::{
+    ConsumerId, Delivery, Queue, QueueConfig, QueueStats, StartAt, Store, StoreConfig,
+    SubscriberInfo, Topic, TopicStats,
+};
 pub use types::{now_ms, Header, Offset, Record, TimestampMs};
