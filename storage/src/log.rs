@@ -103,6 +103,8 @@ struct State {
     segments: Vec<Segment>,
     /// Bytes synced since the recovery point was last written.
     bytes_since_rp: u64,
+    /// Segment base and size at the last sync, to count only newly synced bytes.
+    synced_at: (Offset, u64),
     closed: bool,
 }
 
@@ -194,6 +196,7 @@ impl Log {
             state: Mutex::new(State {
                 segments,
                 bytes_since_rp: 0,
+                synced_at: (Offset(u64::MAX), 0),
                 closed: false,
             }),
             sync_lock: Mutex::new(()),
@@ -449,13 +452,14 @@ impl Log {
             return Ok(());
         }
         self.check_writable()?;
-        let (file, path, end, size) = {
+        let (file, path, end, base, size) = {
             let st = lock(&self.shared.state);
             let a = st.active();
             (
                 a.file.file.clone(),
                 a.file.path.clone(),
                 a.next_offset,
+                a.base(),
                 a.size,
             )
         };
@@ -466,7 +470,13 @@ impl Log {
         }
         self.advance_durable(end);
         let mut st = lock(&self.shared.state);
-        st.bytes_since_rp += size;
+        let (prev_base, prev_size) = st.synced_at;
+        st.bytes_since_rp += if prev_base == base {
+            size.saturating_sub(prev_size)
+        } else {
+            size
+        };
+        st.synced_at = (base, size);
         if st.bytes_since_rp >= self.shared.config.recovery_point_interval_bytes
             && st.active().next_offset == end
         {
