@@ -9,6 +9,7 @@
 //! - [`error`]: typed errors (`Io` apart from `Corruption`, `FailStop` after a failed fsync).
 //! - [`fs`]: the one trait all file I/O goes through; [`fs::StdFs`] for the real disk and
 //!   [`fs::sim::SimFs`] for crash and fault tests.
+//! - [`aligned`]: 4096-aligned buffers for O_DIRECT appends.
 //! - [`format`]: byte layouts of file headers, batches and records (spec: `docs/format.md`).
 //! - [`index`]: sparse offset and time indexes, caches of the log.
 //! - [`segment`]: one segment file: append, scan, index bookkeeping.
@@ -33,6 +34,7 @@
 
 #![warn(missing_docs)]
 
+pub mod aligned;
 pub mod checkpoint;
 pub mod config;
 pub mod error;

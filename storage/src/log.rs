@@ -30,6 +30,10 @@ use crate::segment::{
 };
 use crate::types::{now_ms, Offset, Record, TimestampMs};
 
+/// Most bytes appended under direct writes and not yet written by a group-commit leader; past
+/// it appends fail with `LimitReached` (the disk is not keeping up, or failing).
+pub const DIRECT_PENDING_BYTES_MAX: u64 = 256 << 20;
+
 /// The offsets an append was given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -184,7 +188,13 @@ impl Log {
         let dir = dir.into();
         config.validate().map_err(Error::InvalidArgument)?;
         let started = Instant::now();
-        let (segments, report) = recover(&*fs, &dir, &config)?;
+        let (mut segments, report) = recover(&*fs, &dir, &config)?;
+        if config.fsync == FsyncPolicy::Always && config.direct_io {
+            segments
+                .last_mut()
+                .expect("active segment")
+                .enable_direct(&*fs)?;
+        }
         let next = segments
             .last()
             .expect("recovery leaves an active segment")
@@ -337,18 +347,37 @@ impl Log {
             .map_err(Error::InvalidBatch)?;
         self.check_writable()?;
         let cfg = &self.shared.config;
+        let now = now_ms();
+        let needs_roll = |st: &State| {
+            let active = st.active();
+            let too_big = active.size + batch.len() as u64 > cfg.segment_bytes_max;
+            let too_old = cfg
+                .segment_ms_max
+                .is_some_and(|ms| now.saturating_sub(active.opened_ms) >= ms as i64);
+            !active.is_empty() && (too_big || too_old)
+        };
         let mut st = lock(&self.shared.state);
+        let mut _leader = None;
+        if !st.closed && needs_roll(&st) {
+            // A roll must not run while a group-commit leader writes the active segment
+            // outside the state lock: take the sync lock first (lock order: sync, then state).
+            drop(st);
+            _leader = Some(lock(&self.shared.sync_lock));
+            st = lock(&self.shared.state);
+            self.check_writable()?;
+            if !st.closed && needs_roll(&st) {
+                self.roll(&mut st, now)?;
+            }
+        }
         if st.closed {
             return Err(Error::Closed);
         }
-        let now = now_ms();
-        let active = st.active();
-        let too_big = active.size + batch.len() as u64 > cfg.segment_bytes_max;
-        let too_old = cfg
-            .segment_ms_max
-            .is_some_and(|ms| now.saturating_sub(active.opened_ms) >= ms as i64);
-        if !active.is_empty() && (too_big || too_old) {
-            self.roll(&mut st, now)?;
+        if st.active().pending_bytes() + batch.len() as u64 > DIRECT_PENDING_BYTES_MAX {
+            return Err(Error::LimitReached(format!(
+                "{} bytes wait to be written to {}; the disk is not keeping up or failing",
+                st.active().pending_bytes(),
+                self.shared.dir.display()
+            )));
         }
         let base = st.next_offset();
         format::set_base_offset(&mut batch, base);
@@ -382,6 +411,7 @@ impl Log {
         let fs = &*self.shared.fs;
         let dir = &self.shared.dir;
         let old = st.active_mut();
+        old.finish_direct()?;
         if let Err(e) = old.file.file.sync_data() {
             let e = Error::io(&old.file.path, e);
             self.fail_stop(&e);
@@ -389,7 +419,7 @@ impl Log {
         }
         old.write_indexes(fs, dir)?;
         let base = old.next_offset;
-        let seg = Segment::create(fs, dir, base, now).inspect_err(|e| {
+        let mut seg = Segment::create(fs, dir, base, now).inspect_err(|e| {
             // A half-made segment file is removed so recovery does not meet it.
             let _ = Segment::remove_files(fs, dir, base);
             if matches!(e, Error::Io { .. }) && !e.is_disk_full() {
@@ -400,6 +430,9 @@ impl Log {
             let e = Error::io(dir, e);
             self.fail_stop(&e);
             return Err(e);
+        }
+        if self.shared.config.fsync == FsyncPolicy::Always && self.shared.config.direct_io {
+            seg.enable_direct(fs)?;
         }
         st.segments.push(seg);
         // Everything before the new segment is durable now.
@@ -452,17 +485,35 @@ impl Log {
             return Ok(());
         }
         self.check_writable()?;
-        let (file, path, end, base, size) = {
-            let st = lock(&self.shared.state);
-            let a = st.active();
+        let (file, path, end, base, size, job) = {
+            let mut st = lock(&self.shared.state);
+            let a = st.active_mut();
+            let job = a.take_flush();
             (
                 a.file.file.clone(),
                 a.file.path.clone(),
                 a.next_offset,
                 a.base(),
                 a.size,
+                job,
             )
         };
+        if let Some(job) = job {
+            // One direct write for every append that arrived since the last group commit.
+            let written = job.write();
+            let mut st = lock(&self.shared.state);
+            let a = st.active_mut();
+            debug_assert_eq!(
+                a.base(),
+                base,
+                "no roll while the leader holds the sync lock"
+            );
+            if let Err(e) = written {
+                a.restore(job);
+                return Err(e);
+            }
+            a.flushed(&job);
+        }
         if let Err(e) = file.sync_data() {
             let e = Error::io(path, e);
             self.fail_stop(&e);
@@ -541,7 +592,7 @@ impl Log {
                     } else {
                         FILE_HEADER_LEN as u64
                     };
-                    (s.file.clone(), pos, s.size)
+                    (s.file.clone(), pos, s.written)
                 })
                 .collect()
         };
@@ -748,7 +799,12 @@ impl Log {
         }
         let fs = &*self.shared.fs;
         let dir = &self.shared.dir;
-        st.active_mut().write_indexes(fs, dir)?;
+        let active = st.active_mut();
+        if active.is_direct() {
+            active.finish_direct()?;
+            active.file.file.sync_data().at(&active.file.path)?;
+        }
+        active.write_indexes(fs, dir)?;
         self.write_recovery_point(&mut st)?;
         let a = st.active();
         let marker = CleanShutdown {
@@ -812,9 +868,18 @@ fn recover(
 ) -> Result<(Vec<Segment>, RecoveryReport)> {
     let mut report = RecoveryReport::default();
     if !fs.is_dir(dir) {
+        // Every directory created here is durable only once its parent is fsynced.
+        let mut created = Vec::new();
+        let mut p = Some(dir);
+        while let Some(d) = p.filter(|d| !d.as_os_str().is_empty() && !fs.is_dir(d)) {
+            created.push(d.to_path_buf());
+            p = d.parent();
+        }
         fs.create_dir_all(dir).at(dir)?;
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs.sync_dir(parent).at(parent)?;
+        for d in created.iter().rev() {
+            if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs.sync_dir(parent).at(parent)?;
+            }
         }
     }
     let names = fs.read_dir(dir).at(dir)?;
@@ -949,7 +1014,7 @@ fn recover(
                 // Without trustworthy indexes, rebuild them from the start of the segment.
                 let end = rebuild(&mut seg, cfg, FILE_HEADER_LEN as u64, &mut report)?;
                 seg.next_offset = end.next_offset;
-                seg.size = end.position;
+                seg.set_len_after_recovery(end.position);
                 if let Some((pos, reason)) = end.stopped {
                     corrupt = Some((i, pos, reason));
                     segments.push(seg);
@@ -973,8 +1038,25 @@ fn recover(
         )?;
         report.scanned_bytes += end.position - start_pos;
         seg.next_offset = end.next_offset;
-        seg.size = end.position;
-        let stopped = end.stopped.clone();
+        seg.set_len_after_recovery(end.position);
+        let mut stopped = end.stopped.clone();
+        if let Some((pos, _)) = &stopped {
+            // Zeros after the last batch are the block padding of a direct write that an
+            // unclean stop left behind: a clean end, cut quietly.
+            if len - pos < 2 * crate::aligned::DIRECT_ALIGN as u64 {
+                let mut rest = vec![0u8; (len - pos) as usize];
+                seg.file
+                    .file
+                    .read_exact_at(&mut rest, *pos)
+                    .at(&seg.file.path)?;
+                if rest.iter().all(|&b| b == 0) {
+                    tracing::debug!(segment = %seg.file.path.display(), "cutting {} bytes of block padding", rest.len());
+                    seg.file.file.set_len(*pos).at(&seg.file.path)?;
+                    seg.file.file.sync_data().at(&seg.file.path)?;
+                    stopped = None;
+                }
+            }
+        }
         segments.push(seg);
         if let Some((pos, reason)) = stopped {
             corrupt = Some((i, pos, reason));
@@ -1010,7 +1092,7 @@ fn recover(
             dropped += len - pos;
             seg.file.file.set_len(pos).at(&seg.file.path)?;
             seg.file.file.sync_data().at(&seg.file.path)?;
-            seg.size = pos;
+            seg.set_len_after_recovery(pos);
             report.truncated_bytes += len - pos;
         }
         for &b in later {

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::aligned::{round_down, AlignedBuf};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
     self, decode_batch_header, decode_file_header, encode_file_header, BatchHeader,
@@ -67,6 +68,11 @@ pub struct Segment {
     pub index: OffsetIndex,
     /// Time index.
     pub time_index: TimeIndex,
+    /// Bytes written to the file; readers read below this. Equal to `size` except in direct
+    /// mode, where appended bytes wait in memory for the group-commit leader.
+    pub written: u64,
+    /// Direct (O_DIRECT) write state, when enabled.
+    direct: Option<DirectTail>,
     /// Position of the batch the last offset index entry points at.
     last_index_pos: u64,
     /// Position of the batch the last time index entry points at.
@@ -247,6 +253,8 @@ impl Segment {
             opened_ms: now_ms,
             index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
+            written: size,
+            direct: None,
             last_index_pos: 0,
             last_time_pos: 0,
         }
@@ -294,6 +302,14 @@ impl Segment {
     pub fn append(&mut self, batch: &[u8], h: &BatchHeader, interval: u32) -> Result<u64> {
         debug_assert_eq!(h.base_offset, self.next_offset, "offsets must be dense");
         let position = self.size;
+        if let Some(d) = &mut self.direct {
+            // Direct mode: the group-commit leader writes it (see `take_flush`).
+            d.buf.extend_from_slice(batch);
+            self.size += batch.len() as u64;
+            self.next_offset = h.next_offset();
+            self.index_batch(position, h, interval);
+            return Ok(position);
+        }
         if let Err(e) = self.file.file.write_all_at(batch, position) {
             let err = Error::io(&self.file.path, e);
             self.file.file.set_len(position).map_err(|e2| {
@@ -308,9 +324,115 @@ impl Segment {
             return Err(err);
         }
         self.size += batch.len() as u64;
+        self.written = self.size;
         self.next_offset = h.next_offset();
         self.index_batch(position, h, interval);
         Ok(position)
+    }
+
+    /// Switches appends to direct writes through a second, O_DIRECT handle. Falls back to
+    /// buffered writes (and says so) when the file system refuses O_DIRECT.
+    pub fn enable_direct(&mut self, fs: &dyn FileSystem) -> Result<()> {
+        if self.direct.is_some() {
+            return Ok(());
+        }
+        let file = match fs.open_direct(&self.file.path) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::info!(segment = %self.file.path.display(), "O_DIRECT unavailable, using buffered writes: {e}");
+                return Ok(());
+            }
+        };
+        // Seed the buffer with the partial last block, which every direct write rewrites.
+        let buf_pos = round_down(self.size);
+        let mut buf = AlignedBuf::with_capacity(1 << 20);
+        let mut partial = vec![0u8; (self.size - buf_pos) as usize];
+        self.file
+            .file
+            .read_exact_at(&mut partial, buf_pos)
+            .at(&self.file.path)?;
+        buf.extend_from_slice(&partial);
+        self.direct = Some(DirectTail { file, buf, buf_pos });
+        Ok(())
+    }
+
+    /// Sets the segment's size after recovery decided where its valid bytes end.
+    pub fn set_len_after_recovery(&mut self, len: u64) {
+        assert!(
+            self.direct.is_none(),
+            "recovery runs before direct writes start"
+        );
+        self.size = len;
+        self.written = len;
+    }
+
+    /// True when appends go through direct writes.
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    /// Bytes appended but not yet handed to a flush job (direct mode).
+    pub fn pending_bytes(&self) -> u64 {
+        self.size - self.written
+    }
+
+    /// Takes the bytes appended since the last flush as a job for the group-commit leader, who
+    /// writes it outside the state lock. `None` when nothing is pending or not in direct mode.
+    pub fn take_flush(&mut self) -> Option<FlushJob> {
+        let size = self.size;
+        let d = self.direct.as_mut()?;
+        if d.buf_pos + d.buf.len() as u64 <= self.written {
+            return None;
+        }
+        debug_assert_eq!(d.buf_pos + d.buf.len() as u64, size);
+        // The next job starts at the block holding the end and rewrites that partial block.
+        let next_pos = round_down(size);
+        let mut next = AlignedBuf::with_capacity(d.buf.len().max(1 << 20));
+        next.extend_from_slice(&d.buf.as_slice()[(next_pos - d.buf_pos) as usize..]);
+        let data = std::mem::replace(&mut d.buf, next);
+        let position = std::mem::replace(&mut d.buf_pos, next_pos);
+        Some(FlushJob {
+            file: d.file.clone(),
+            path: self.file.path.clone(),
+            position,
+            data,
+            end: size,
+        })
+    }
+
+    /// Records that a job's bytes are in the file.
+    pub fn flushed(&mut self, job: &FlushJob) {
+        self.written = self.written.max(job.end);
+    }
+
+    /// Puts a failed job's bytes back in front of what was appended since, so a later flush
+    /// writes them (a full disk loses nothing).
+    pub fn restore(&mut self, job: FlushJob) {
+        let Some(d) = self.direct.as_mut() else {
+            return;
+        };
+        let overlap = (job.end - d.buf_pos) as usize;
+        let mut merged = AlignedBuf::with_capacity(job.data.len() + d.buf.len());
+        merged.extend_from_slice(job.data.as_slice());
+        merged.extend_from_slice(&d.buf.as_slice()[overlap..]);
+        d.buf = merged;
+        d.buf_pos = job.position;
+    }
+
+    /// Writes whatever is pending now (under the caller's lock) and leaves direct mode, cutting
+    /// the block padding off the file. The caller syncs.
+    pub fn finish_direct(&mut self) -> Result<()> {
+        if let Some(job) = self.take_flush() {
+            if let Err(e) = job.write() {
+                self.restore(job);
+                return Err(e);
+            }
+            self.flushed(&job);
+        }
+        if self.direct.take().is_some() {
+            self.file.file.set_len(self.size).at(&self.file.path)?;
+        }
+        Ok(())
     }
 
     /// The byte position to start reading at for `offset`: the last indexed batch at or before it.
@@ -458,6 +580,37 @@ impl Segment {
             }
         }
         Ok(())
+    }
+}
+
+/// Direct-write state of the active segment: the bytes from the last block boundary on.
+#[derive(Debug)]
+struct DirectTail {
+    file: FileRef,
+    buf: AlignedBuf,
+    /// File position of `buf[0]`, a multiple of the block size.
+    buf_pos: u64,
+}
+
+/// Bytes to write with one direct write, taken by the group-commit leader.
+#[derive(Debug)]
+pub struct FlushJob {
+    file: FileRef,
+    path: PathBuf,
+    /// Aligned file position of the first byte.
+    position: u64,
+    data: AlignedBuf,
+    /// Segment size once written.
+    pub end: u64,
+}
+
+impl FlushJob {
+    /// Writes the bytes, zero-padded to whole blocks (the padding is overwritten by the next
+    /// write, cut at seal and close, and recognised by recovery).
+    pub fn write(&self) -> Result<()> {
+        self.file
+            .write_all_at(self.data.padded(), self.position)
+            .at(&self.path)
     }
 }
 

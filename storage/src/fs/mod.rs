@@ -54,6 +54,7 @@ impl Debug for Mapped {
 
 /// An open file. Reads and writes take explicit byte positions (pread/pwrite), so one handle can
 /// be shared by a writer and many readers.
+#[allow(clippy::len_without_is_empty)] // a file's length, not a collection
 pub trait File: Send + Sync + Debug {
     /// Reads up to `buf.len()` bytes at `position`; returns how many were read (0 at the end).
     fn read_at(&self, buf: &mut [u8], position: u64) -> io::Result<usize>;
@@ -97,6 +98,10 @@ pub type FileRef = Arc<dyn File>;
 pub trait FileSystem: Send + Sync + Debug {
     /// Opens a file.
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<FileRef>;
+    /// Opens an existing file for direct (O_DIRECT) writes: every write must start at a multiple
+    /// of 4096 bytes, be a multiple of 4096 bytes long and come from 4096-aligned memory. `Err`
+    /// when the file system does not support it; the caller then falls back to buffered writes.
+    fn open_direct(&self, path: &Path) -> io::Result<FileRef>;
     /// Creates a directory and its parents.
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
     /// The names of the entries of a directory, sorted.

@@ -321,6 +321,8 @@ struct SimFile {
     inode: u64,
     generation: u64,
     writable: bool,
+    /// Opened for direct writes: misaligned writes fail with EINVAL, as O_DIRECT does.
+    direct: bool,
 }
 
 impl SimFile {
@@ -349,6 +351,11 @@ impl File for SimFile {
     fn write_all_at(&self, buf: &[u8], position: u64) -> io::Result<()> {
         if !self.writable {
             return Err(err(io::ErrorKind::PermissionDenied, "opened read-only"));
+        }
+        if self.direct
+            && (position % 4096 != 0 || buf.len() % 4096 != 0 || buf.as_ptr() as usize % 4096 != 0)
+        {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
         let mut st = self.lock()?;
         st.op(OpKind::Write)?;
@@ -435,6 +442,20 @@ impl FileSystem for SimFs {
             inode,
             generation: st.generation,
             writable: mode != OpenMode::Read,
+            direct: false,
+        }))
+    }
+
+    fn open_direct(&self, path: &Path) -> io::Result<FileRef> {
+        let mut st = self.lock();
+        st.op(OpKind::Read)?;
+        let inode = lookup(&st, path)?;
+        Ok(Arc::new(SimFile {
+            state: self.state.clone(),
+            inode,
+            generation: st.generation,
+            writable: true,
+            direct: true,
         }))
     }
 

@@ -53,6 +53,15 @@ impl FileSystem for StdFs {
         };
         Ok(Arc::new(StdFile(o.open(path)?)))
     }
+    fn open_direct(&self, path: &Path) -> io::Result<FileRef> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)?;
+        Ok(Arc::new(StdFile(f)))
+    }
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         fs::create_dir_all(path)
     }
