@@ -802,9 +802,23 @@ fn recover(
 ) -> Result<(Vec<Segment>, RecoveryReport)> {
     let mut report = RecoveryReport::default();
     if !fs.is_dir(dir) {
+        // Every directory created here needs its entry made durable in its parent, up to the
+        // first one that already existed: syncing only the immediate parent leaves a new
+        // grandparent's entry volatile, and a crash would then lose the whole log.
+        let mut created = Vec::new();
+        let mut p = dir;
+        while !fs.is_dir(p) {
+            created.push(p);
+            match p.parent().filter(|q| !q.as_os_str().is_empty()) {
+                Some(q) => p = q,
+                None => break,
+            }
+        }
         fs.create_dir_all(dir).at(dir)?;
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs.sync_dir(parent).at(parent)?;
+        for d in created {
+            if let Some(parent) = d.parent().filter(|q| !q.as_os_str().is_empty()) {
+                fs.sync_dir(parent).at(parent)?;
+            }
         }
     }
     let names = fs.read_dir(dir).at(dir)?;
