@@ -882,6 +882,8 @@ fn recover(
     let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
     let mut corrupt: Option<(usize, u64, String)> = None; // (segment index, position, reason)
     let mut any_scan = false;
+    // Segments whose indexes were rebuilt or extended by a scan rather than loaded whole.
+    let mut reindexed: Vec<Offset> = Vec::new();
     for (i, &base) in bases.iter().enumerate() {
         let is_last = i + 1 == bases.len();
         let expected = segments.last().map(|s: &Segment| s.next_offset);
@@ -914,7 +916,10 @@ fn recover(
             // Clean shutdown: trust the marker; the indexes were written at close.
             seg.next_offset = m.next_offset;
             if !seg.load_indexes(fs, dir, len, cfg.batch_bytes_max)? {
-                rebuild(&mut seg, cfg, FILE_HEADER_LEN as u64, &mut report)?;
+                {
+                    reindexed.push(base);
+                    rebuild(&mut seg, cfg, FILE_HEADER_LEN as u64, &mut report)?
+                };
             }
             segments.push(seg);
             continue;
@@ -923,7 +928,10 @@ fn recover(
             // A sealed, synced segment: its length is its end.
             seg.next_offset = bases[i + 1];
             if !seg.load_indexes(fs, dir, len, cfg.batch_bytes_max)? {
-                let end = rebuild(&mut seg, cfg, FILE_HEADER_LEN as u64, &mut report)?;
+                let end = {
+                    reindexed.push(base);
+                    rebuild(&mut seg, cfg, FILE_HEADER_LEN as u64, &mut report)?
+                };
                 if let Some(reason) = end.stopped.map(|(_, r)| r) {
                     corrupt = Some((i, end.position, reason));
                     segments.push(seg);
@@ -936,6 +944,7 @@ fn recover(
         }
         // Scan past the recovery point.
         any_scan = true;
+        reindexed.push(base);
         let (start_pos, start_offset) = match rp {
             Some(r)
                 if r.segment_base == base
@@ -951,7 +960,10 @@ fn recover(
                 seg.truncate_indexes(start_pos, start_offset);
             } else {
                 // Without trustworthy indexes, rebuild them from the start of the segment.
-                let end = rebuild(&mut seg, cfg, FILE_HEADER_LEN as u64, &mut report)?;
+                let end = {
+                    reindexed.push(base);
+                    rebuild(&mut seg, cfg, FILE_HEADER_LEN as u64, &mut report)?
+                };
                 seg.next_offset = end.next_offset;
                 seg.size = end.position;
                 if let Some((pos, reason)) = end.stopped {
@@ -1038,6 +1050,17 @@ fn recover(
             let seg = Segment::create(fs, dir, bases[i], now)?;
             fs.sync_dir(dir).at(dir)?;
             segments.push(seg);
+        }
+    }
+    // Write back the indexes recovery rebuilt for sealed segments, so that the next open loads
+    // them instead of scanning again. They are caches: failing to write one only costs a scan.
+    let sealed = segments.len() - 1;
+    for seg in segments[..sealed]
+        .iter_mut()
+        .filter(|s| reindexed.contains(&s.base()))
+    {
+        if let Err(e) = seg.write_indexes(fs, dir) {
+            tracing::warn!(segment = %seg.file.path.display(), "could not write rebuilt indexes: {e}");
         }
     }
     let active = segments.last_mut().expect("at least one segment");
