@@ -295,17 +295,13 @@ impl Segment {
         debug_assert_eq!(h.base_offset, self.next_offset, "offsets must be dense");
         let position = self.size;
         if let Err(e) = self.file.file.write_all_at(batch, position) {
-            let err = Error::io(&self.file.path, e);
-            self.file.file.set_len(position).map_err(|e2| {
-                Error::io(
-                    &self.file.path,
-                    std::io::Error::new(
-                        e2.kind(),
-                        format!("{err}; then cutting back the partial write failed: {e2}"),
-                    ),
-                )
-            })?;
-            return Err(err);
+            // The caller gets the write's own error (a full disk must stay recognisable as one).
+            // If the cut-back fails too, the partial bytes stay past `size`: the next append
+            // overwrites them, reads never look past `size`, and recovery cuts whatever is left.
+            if let Err(e2) = self.file.file.set_len(position) {
+                tracing::warn!(segment = %self.file.path.display(), "cutting back a failed write failed: {e2}");
+            }
+            return Err(Error::io(&self.file.path, e));
         }
         self.size += batch.len() as u64;
         self.next_offset = h.next_offset();
