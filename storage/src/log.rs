@@ -470,7 +470,12 @@ impl Log {
         if st.bytes_since_rp >= self.shared.config.recovery_point_interval_bytes
             && st.active().next_offset == end
         {
-            self.write_recovery_point(&mut st)?;
+            // The data is durable at this point: the append succeeded. The recovery point only
+            // bounds the next recovery's scan, so failing to move it (a full disk) must not turn
+            // a committed append into an error the caller would retry into a duplicate.
+            if let Err(e) = self.write_recovery_point(&mut st) {
+                tracing::warn!(dir = %self.shared.dir.display(), "could not write the recovery point: {e}");
+            }
         }
         Ok(())
     }
