@@ -1,0 +1,264 @@
+//! Failing calls: the Nth write, sync, directory sync, create, rename or remove fails (once, or
+//! forever from then on), for every N until the workload no longer reaches it. The caller gets a
+//! typed I/O error; a failed fsync stops the log (every later write is refused with `FailStop`
+//! and nothing more is confirmed); after a crash every confirmed record is recovered. A full
+//! disk refuses the append with a disk-full error, damages nothing and heals on the same log.
+
+mod common;
+
+use common::*;
+use sluice_storage::fs::sim::{CrashMode, Fault, FaultError, OpKind, SimFs};
+use sluice_storage::{Error, Log, LogConfig, Offset, Record, Result};
+
+fn config() -> LogConfig {
+    LogConfig {
+        recovery_point_interval_bytes: 200,
+        ..small_config(360)
+    }
+}
+
+#[derive(Default)]
+struct Outcome {
+    confirmed: Vec<(Offset, Record)>,
+    max_floor: Offset,
+    log: Option<Log>,
+    next: u64,
+}
+
+impl Outcome {
+    fn append(&mut self, n: u64) -> Result<()> {
+        let log = self.log.as_ref().expect("open log");
+        let batch: Vec<Record> = (self.next..self.next + n).map(record).collect();
+        self.next += n;
+        let info = log.append(&batch)?;
+        for (k, r) in batch.into_iter().enumerate() {
+            self.confirmed.push((info.base_offset.add(k as u64), r));
+        }
+        Ok(())
+    }
+    fn open(&mut self, fs: &SimFs) -> Result<()> {
+        self.log = None;
+        self.log = Some(open_sim(fs, config())?.0);
+        Ok(())
+    }
+}
+
+fn workload(fs: &SimFs, out: &mut Outcome) -> Result<()> {
+    out.open(fs)?;
+    for k in 0..8 {
+        out.append(1 + k % 2)?;
+    }
+    let floor = out.confirmed[out.confirmed.len() / 3].0;
+    out.max_floor = floor;
+    out.log.as_ref().unwrap().delete_before(floor)?;
+    out.log.as_ref().unwrap().close()?;
+    out.open(fs)?;
+    for k in 0..6 {
+        out.append(1 + k % 3)?;
+    }
+    out.log.as_ref().unwrap().close()
+}
+
+fn check_recovered(fs: &SimFs, out: &Outcome, what: &str) {
+    let (log, _) = open_sim(fs, config()).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
+    assert!(log.start_offset() <= out.max_floor, "{what}");
+    let kept: Vec<_> = out
+        .confirmed
+        .iter()
+        .filter(|(o, _)| *o >= log.start_offset())
+        .cloned()
+        .collect();
+    assert_contains(&log, &kept);
+    let end = log.end_offset();
+    assert_eq!(log.append(&[record(1)]).unwrap().base_offset, end, "{what}");
+}
+
+fn run_fault(kind: OpKind, forever: bool) -> u64 {
+    let mut n = 1;
+    loop {
+        let what = format!(
+            "{kind:?} #{n} failing{}",
+            if forever { " forever" } else { "" }
+        );
+        let fs = SimFs::new();
+        fs.add_fault(Fault {
+            kind,
+            nth: n,
+            forever,
+            error: FaultError::Io,
+        });
+        let mut out = Outcome::default();
+        let res = workload(&fs, &mut out);
+        if fs.count(kind) < n {
+            assert!(res.is_ok(), "{what}: failed without a fault: {res:?}");
+            return n;
+        }
+        match &res {
+            Ok(()) => {
+                // The fault hit a call whose failure the engine may absorb (a cache file). The
+                // data must still be intact.
+            }
+            Err(Error::Io { .. }) | Err(Error::FailStop { .. }) => {}
+            Err(e) => panic!("{what}: not an I/O error: {e}"),
+        }
+        if let (Err(_), Some(log)) = (&res, &out.log) {
+            if log.has_failed() {
+                let durable = log.durable_end();
+                for _ in 0..2 {
+                    match log.append(&[record(1)]) {
+                        Err(Error::FailStop { .. }) => {}
+                        other => panic!("{what}: append after a failed fsync: {other:?}"),
+                    }
+                }
+                // Data written but not durable is never confirmed again.
+                if log.end_offset() > durable {
+                    assert!(log.flush().is_err(), "{what}: flush after a failed fsync");
+                }
+                assert_eq!(
+                    log.durable_end(),
+                    durable,
+                    "{what}: confirmed after fail-stop"
+                );
+            } else if kind == OpKind::Sync && !log.is_closed() {
+                // A sync failed on an open log and the log did not stop: it must not be one of
+                // the segment's data syncs, so appends keep confirming correctly.
+                let before = out.confirmed.len();
+                if out.append(1).is_ok() {
+                    assert_eq!(out.confirmed.len(), before + 1);
+                }
+            } else if !forever && !log.is_closed() {
+                // A one-off failure leaves the log usable.
+                out.append(1)
+                    .unwrap_or_else(|e| panic!("{what}: log unusable after a one-off fault: {e}"));
+            }
+        }
+        drop(out.log.take());
+        fs.crash(CrashMode::DropUnsynced);
+        check_recovered(&fs, &out, &what);
+        n += 1;
+    }
+}
+
+#[test]
+fn failing_the_nth_call_of_each_kind_loses_no_confirmed_record() {
+    for kind in [
+        OpKind::Write,
+        OpKind::Sync,
+        OpKind::SyncDir,
+        OpKind::Create,
+        OpKind::Rename,
+        OpKind::Remove,
+    ] {
+        for forever in [false, true] {
+            let n = run_fault(kind, forever);
+            assert!(n > 1, "{kind:?}: the workload never calls it");
+        }
+    }
+}
+
+#[test]
+fn failed_fsync_stops_the_log_and_confirms_nothing_more() {
+    let fs = SimFs::new();
+    let (log, _) = open_sim(&fs, config()).unwrap();
+    let a = log.append(&[record(0)]).unwrap();
+    fs.add_fault(Fault {
+        kind: OpKind::Sync,
+        nth: fs.count(OpKind::Sync) + 1,
+        forever: false,
+        error: FaultError::Io,
+    });
+    assert!(matches!(log.append(&[record(1)]), Err(Error::Io { .. })));
+    assert!(log.has_failed());
+    // The fault was one-off, yet the log must not trust a retried fsync.
+    for i in 2..5 {
+        assert!(matches!(
+            log.append(&[record(i)]),
+            Err(Error::FailStop { .. })
+        ));
+    }
+    assert_eq!(log.visible_end(), a.next_offset());
+    assert_eq!(read_all(&log), vec![(Offset(0), record(0))]);
+    log.close().unwrap();
+    fs.crash(CrashMode::DropUnsynced);
+    let (log, report) = open_sim(&fs, config()).unwrap();
+    assert!(!report.clean, "no clean marker after a failed fsync");
+    assert_eq!(read_all(&log)[0], (Offset(0), record(0)));
+}
+
+fn assert_disk_full(r: Result<sluice_storage::AppendInfo>, what: &str) {
+    match r {
+        Err(e) => assert!(e.is_disk_full(), "{what}: not reported as disk full: {e:?}"),
+        Ok(i) => panic!(
+            "{what}: append succeeded on a full disk at {}",
+            i.base_offset
+        ),
+    }
+}
+
+#[test]
+fn full_disk_refuses_the_append_and_heals_on_the_same_log() {
+    // Fill the disk at every write of a workload with rolls, once and forever.
+    for forever in [true, false] {
+        for skip in 0..40u64 {
+            let what = format!("ENOSPC at write {skip} (forever: {forever})");
+            let fs = SimFs::new();
+            let (log, _) = open_sim(&fs, config()).unwrap();
+            let mut recs = Vec::new();
+            for i in 0..4 {
+                recs.push((log.append(&[record(i)]).unwrap().base_offset, record(i)));
+            }
+            let nth = fs.count(OpKind::Write) + 1 + skip;
+            fs.add_fault(Fault {
+                kind: OpKind::Write,
+                nth,
+                forever,
+                error: FaultError::NoSpace,
+            });
+            let mut i = 4;
+            let failed_at = loop {
+                if !forever && fs.count(OpKind::Write) > nth + 1 {
+                    // A one-off failure of a cache or checkpoint write may be absorbed.
+                    break None;
+                }
+                assert!(i < 200, "{what}: the fault never hit");
+                let end = log.end_offset();
+                match log.append(&[record(i)]) {
+                    Ok(info) => {
+                        assert_eq!(info.base_offset, end);
+                        recs.push((info.base_offset, record(i)));
+                    }
+                    Err(e) => {
+                        assert!(e.is_disk_full(), "{what}: not reported as disk full: {e:?}");
+                        break Some(end);
+                    }
+                }
+                i += 1;
+            };
+            assert!(
+                !log.has_failed(),
+                "{what}: a full disk is not a failed fsync"
+            );
+            if forever {
+                assert_disk_full(log.append(&[record(999)]), &what);
+            }
+            // Nothing stored is damaged, and the failed append left nothing behind.
+            assert_eq!(read_all(&log), recs, "{what}");
+            if let Some(end) = failed_at {
+                assert_eq!(log.end_offset(), end, "{what}");
+            }
+            fs.clear_faults();
+            for k in 0..12 {
+                let info = log
+                    .append(&[record(300 + k)])
+                    .unwrap_or_else(|e| panic!("{what}: append after space was freed: {e}"));
+                assert_eq!(info.base_offset, Offset(recs.len() as u64), "{what}");
+                recs.push((info.base_offset, record(300 + k)));
+            }
+            assert_eq!(read_all(&log), recs, "{what}");
+            drop(log);
+            fs.crash(CrashMode::DropUnsynced);
+            let (log, _) = open_sim(&fs, config()).unwrap();
+            assert_eq!(read_all(&log), recs, "{what}: after a crash");
+        }
+    }
+}
