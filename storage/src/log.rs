@@ -101,8 +101,10 @@ pub type AppendListener = Arc<dyn Fn(Offset) + Send + Sync>;
 
 struct State {
     segments: Vec<Segment>,
-    /// Bytes synced since the recovery point was last written.
-    bytes_since_rp: u64,
+    /// Segment base and byte position the recovery point was last written at (recovery leaves
+    /// it at the end of the log); a sync rewrites it once the synced data runs past it by
+    /// `recovery_point_interval_bytes`.
+    rp_at: (Offset, u64),
     closed: bool,
 }
 
@@ -183,17 +185,16 @@ impl Log {
         config.validate().map_err(Error::InvalidArgument)?;
         let started = Instant::now();
         let (segments, report) = recover(&*fs, &dir, &config)?;
-        let next = segments
-            .last()
-            .expect("recovery leaves an active segment")
-            .next_offset;
+        let active = segments.last().expect("recovery leaves an active segment");
+        let next = active.next_offset;
+        let rp_at = (active.base(), active.size);
         let shared = Arc::new(Shared {
             dir,
             fs,
             config,
             state: Mutex::new(State {
                 segments,
-                bytes_since_rp: 0,
+                rp_at,
                 closed: false,
             }),
             sync_lock: Mutex::new(()),
@@ -434,7 +435,7 @@ impl Log {
         };
         let path = self.shared.dir.join(RECOVERY_POINT_FILE);
         write_atomic(&*self.shared.fs, &path, &rp.encode()).at(&path)?;
-        st.bytes_since_rp = 0;
+        st.rp_at = (rp.segment_base, rp.position);
         Ok(())
     }
 
@@ -449,13 +450,14 @@ impl Log {
             return Ok(());
         }
         self.check_writable()?;
-        let (file, path, end, size) = {
+        let (file, path, end, base, size) = {
             let st = lock(&self.shared.state);
             let a = st.active();
             (
                 a.file.file.clone(),
                 a.file.path.clone(),
                 a.next_offset,
+                a.base(),
                 a.size,
             )
         };
@@ -466,8 +468,15 @@ impl Log {
         }
         self.advance_durable(end);
         let mut st = lock(&self.shared.state);
-        st.bytes_since_rp += size;
-        if st.bytes_since_rp >= self.shared.config.recovery_point_interval_bytes
+        // Count only the bytes synced past the last recovery point: adding the whole segment
+        // size on every sync rewrote the recovery point (two more fsyncs) on every append once
+        // the active segment outgrew the interval.
+        let since = if st.rp_at.0 == base {
+            size.saturating_sub(st.rp_at.1)
+        } else {
+            size
+        };
+        if since >= self.shared.config.recovery_point_interval_bytes
             && st.active().next_offset == end
         {
             // The data is durable at this point: the append succeeded. The recovery point only
