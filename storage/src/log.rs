@@ -479,6 +479,12 @@ impl Log {
         if since >= self.shared.config.recovery_point_interval_bytes
             && st.active().next_offset == end
         {
+            // The indexes of the active segment go out with the recovery point: without them
+            // recovery cannot start at the recovery point and rescans the whole segment.
+            let fs = &*self.shared.fs;
+            if let Err(e) = st.active_mut().write_indexes(fs, &self.shared.dir) {
+                tracing::warn!(dir = %self.shared.dir.display(), "could not write the active indexes: {e}");
+            }
             // The data is durable at this point: the append succeeded. The recovery point only
             // bounds the next recovery's scan, so failing to move it (a full disk) must not turn
             // a committed append into an error the caller would retry into a duplicate.
@@ -1084,6 +1090,13 @@ fn recover(
     if any_scan || report.truncated_bytes > 0 {
         // What recovery accepted becomes durable before anything is built on it.
         active.file.file.sync_data().at(&active.file.path)?;
+        // With indexes matching the new recovery point, the next unclean open scans only what
+        // is appended after it.
+        if !active.is_empty() {
+            if let Err(e) = active.write_indexes(fs, dir) {
+                tracing::warn!(segment = %active.file.path.display(), "could not write indexes: {e}");
+            }
+        }
         let rp = RecoveryPoint {
             segment_base: active.base(),
             position: active.size,

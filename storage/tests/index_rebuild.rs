@@ -172,3 +172,35 @@ fn unclean_restart_scans_only_past_the_recovery_point() {
     );
     assert_eq!(read_all(&log), recs);
 }
+
+#[test]
+fn recovery_point_is_rewritten_once_per_interval_not_on_every_sync() {
+    use sluice_storage::fs::sim::OpKind;
+    let fs = SimFs::new();
+    let interval = 2_000;
+    let cfg = LogConfig {
+        recovery_point_interval_bytes: interval,
+        ..small_config(1 << 20)
+    };
+    let (log, _) = open_sim(&fs, cfg.clone()).unwrap();
+    let renames = fs.count(OpKind::Rename);
+    let syncs = fs.count(OpKind::Sync);
+    let appends = 300;
+    for i in 0..appends {
+        log.append(&[record(i)]).unwrap();
+    }
+    let bytes = log.size_bytes();
+    let rp_writes = fs.count(OpKind::Rename) - renames;
+    assert!(
+        rp_writes <= bytes / interval + 1,
+        "{rp_writes} recovery point writes for {bytes} bytes synced (interval {interval})"
+    );
+    assert!(rp_writes >= bytes / interval - 1, "{rp_writes} writes");
+    // One data sync per append, plus three per recovery point: the point itself and the two
+    // indexes of the active segment written with it.
+    assert_eq!(fs.count(OpKind::Sync) - syncs, appends + 3 * rp_writes);
+    // The recovery point keeps the unclean restart short.
+    drop(log);
+    let (_, report) = open_sim(&fs, cfg).unwrap();
+    assert!(report.scanned_bytes <= interval, "{report:?}");
+}
