@@ -194,3 +194,40 @@ fn repeated_crashes_during_recovery_lose_nothing() {
         fs.crash(CrashMode::DropUnsynced);
     }
 }
+
+#[test]
+fn crash_during_concurrent_appends_loses_no_confirmed_append() {
+    use std::sync::{Arc, Mutex};
+    for n in (20..400).step_by(23) {
+        let fs = SimFs::new();
+        let (log, _) = open_sim(&fs, config()).unwrap();
+        fs.crash_after(n);
+        let confirmed = Arc::new(Mutex::new(Vec::new()));
+        let threads: Vec<_> = (0..3u64)
+            .map(|t| {
+                let log = log.clone();
+                let confirmed = confirmed.clone();
+                std::thread::spawn(move || {
+                    for i in 0..40 {
+                        let r = record(t * 100 + i);
+                        match log.append(std::slice::from_ref(&r)) {
+                            Ok(info) => confirmed.lock().unwrap().push((info.base_offset, r)),
+                            Err(_) => return,
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        drop(log);
+        fs.crash(CrashMode::TornTail(n));
+        let (log, _) = open_sim(&fs, config()).unwrap();
+        let mut confirmed = confirmed.lock().unwrap().clone();
+        confirmed.sort_by_key(|c| c.0);
+        assert_contains(&log, &confirmed);
+        let end = log.end_offset();
+        assert_eq!(log.append(&[record(1)]).unwrap().base_offset, end);
+    }
+}

@@ -139,8 +139,19 @@ fn open_damaged(fs: &SimFs, recs: &[(Offset, Record)], what: &str) -> Option<usi
             let start = log.start_offset().0 as usize;
             assert_eq!(all[..], recs[start..start + all.len()], "{what}");
             let end = log.end_offset();
-            let info = log.append(&[record(500)]).unwrap();
-            assert_eq!(info.base_offset, end, "{what}");
+            let mut appended = Vec::new();
+            for k in 0..12 {
+                let info = log.append(&[record(500 + k)]).unwrap();
+                assert_eq!(info.base_offset, end.add(k), "{what}");
+                appended.push((info.base_offset, record(500 + k)));
+            }
+            // An unclean stop: the next recovery must not be misled by what the damaged open
+            // left behind (recovery point, indexes).
+            drop(log);
+            let (log, _) = open_sim(fs, small_config(400))
+                .unwrap_or_else(|e| panic!("{what}: second open failed: {e}"));
+            assert_contains(&log, &appended);
+            assert_eq!(log.end_offset(), end.add(12), "{what}");
             log.close().unwrap();
             Some(all.len())
         }
