@@ -262,3 +262,40 @@ fn full_disk_refuses_the_append_and_heals_on_the_same_log() {
         }
     }
 }
+
+#[test]
+fn failed_explicit_flush_stops_a_log_that_does_not_sync_each_append() {
+    for fsync in [
+        sluice_storage::FsyncPolicy::Never,
+        sluice_storage::FsyncPolicy::Interval(60_000),
+    ] {
+        let fs = SimFs::new();
+        let cfg = LogConfig { fsync, ..config() };
+        let (log, _) = open_sim(&fs, cfg.clone()).unwrap();
+        log.append(&[record(0)]).unwrap();
+        log.flush().unwrap();
+        log.append(&[record(1)]).unwrap();
+        fs.add_fault(Fault {
+            kind: OpKind::Sync,
+            nth: fs.count(OpKind::Sync) + 1,
+            forever: false,
+            error: FaultError::Io,
+        });
+        assert!(matches!(log.flush(), Err(Error::Io { .. })), "{fsync}");
+        assert!(log.has_failed(), "{fsync}");
+        assert_eq!(log.durable_end(), Offset(1), "{fsync}");
+        assert!(
+            matches!(log.append(&[record(2)]), Err(Error::FailStop { .. })),
+            "{fsync}"
+        );
+        assert!(
+            log.flush().is_err(),
+            "{fsync}: a retried fsync must not confirm"
+        );
+        assert_eq!(log.durable_end(), Offset(1), "{fsync}");
+        log.close().unwrap();
+        fs.crash(CrashMode::DropUnsynced);
+        let (log, _) = open_sim(&fs, cfg).unwrap();
+        assert_eq!(read_all(&log)[0], (Offset(0), record(0)), "{fsync}");
+    }
+}

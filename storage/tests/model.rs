@@ -101,16 +101,19 @@ fn check_read(log: &Log, m: &Model, at: u64, max_bytes: usize, max_records: usiz
     }
 }
 
-fn config(fsync: FsyncPolicy, retention: bool) -> LogConfig {
+/// Retention: none, by size, or by age (every record is from 1970, so age deletes every sealed
+/// segment).
+fn config(fsync: FsyncPolicy, retention: u8) -> LogConfig {
     LogConfig {
         fsync,
-        retention_bytes: retention.then_some(1500),
+        retention_bytes: (retention == 1).then_some(1500),
+        retention_ms: (retention == 2).then_some(60_000),
         recovery_point_interval_bytes: 300,
         ..small_config(600)
     }
 }
 
-fn run(ops: Vec<Op>, fsync: FsyncPolicy, retention: bool) {
+fn run(ops: Vec<Op>, fsync: FsyncPolicy, retention: u8) {
     let fs = SimFs::new();
     let cfg = config(fsync, retention);
     let mut log = open_sim(&fs, cfg.clone()).unwrap().0;
@@ -162,6 +165,9 @@ fn run(ops: Vec<Op>, fsync: FsyncPolicy, retention: bool) {
                 if let Some(max) = cfg.retention_bytes {
                     assert!(log.size_bytes() <= max || log.segments().len() == 1);
                 }
+                if cfg.retention_ms.is_some() {
+                    assert_eq!(log.segments().len(), 1, "every sealed segment is too old");
+                }
             }
             Op::CloseReopen => {
                 log.close().unwrap();
@@ -205,7 +211,7 @@ proptest! {
     fn log_matches_a_vector_of_records(
         ops in proptest::collection::vec(arb_op(), 1..60),
         always in any::<bool>(),
-        retention in any::<bool>(),
+        retention in 0u8..3,
     ) {
         let fsync = if always { FsyncPolicy::Always } else { FsyncPolicy::Never };
         run(ops, fsync, retention);
