@@ -402,7 +402,12 @@ impl Log {
         st.segments.push(seg);
         // Everything before the new segment is durable now.
         self.advance_durable(base);
-        self.write_recovery_point(st)?;
+        // The roll is complete and durable: a recovery point that cannot be written (no room
+        // for its temporary file) only makes the next recovery scan from the previous one, so
+        // it must not fail the append that is waiting for this roll.
+        if let Err(e) = self.write_recovery_point(st) {
+            tracing::warn!(dir = %dir.display(), "could not write the recovery point after a roll: {e}");
+        }
         self.enforce_retention_locked(st, now)?;
         Ok(())
     }
