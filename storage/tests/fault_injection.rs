@@ -197,26 +197,28 @@ fn assert_disk_full(r: Result<sluice_storage::AppendInfo>, what: &str) {
 
 #[test]
 fn full_disk_refuses_the_append_and_heals_on_the_same_log() {
-    // Fill the disk at every write of a workload with rolls, once and forever.
-    for forever in [true, false] {
-        for skip in 0..40u64 {
-            let what = format!("ENOSPC at write {skip} (forever: {forever})");
+    // Fill the disk at every write of a workload with rolls, once and forever; and run out of
+    // room for new files (creates fail with ENOSPC too when inodes or blocks run out).
+    let cases = [(OpKind::Write, 40u64), (OpKind::Create, 8)];
+    for ((kind, skips), forever) in cases.into_iter().flat_map(|c| [(c, true), (c, false)]) {
+        for skip in 0..skips {
+            let what = format!("ENOSPC at {kind:?} {skip} (forever: {forever})");
             let fs = SimFs::new();
             let (log, _) = open_sim(&fs, config()).unwrap();
             let mut recs = Vec::new();
             for i in 0..4 {
                 recs.push((log.append(&[record(i)]).unwrap().base_offset, record(i)));
             }
-            let nth = fs.count(OpKind::Write) + 1 + skip;
+            let nth = fs.count(kind) + 1 + skip;
             fs.add_fault(Fault {
-                kind: OpKind::Write,
+                kind,
                 nth,
                 forever,
                 error: FaultError::NoSpace,
             });
             let mut i = 4;
             let failed_at = loop {
-                if !forever && fs.count(OpKind::Write) > nth + 1 {
+                if !forever && fs.count(kind) > nth + 1 {
                     // A one-off failure of a cache or checkpoint write may be absorbed.
                     break None;
                 }
