@@ -941,10 +941,16 @@ fn recover(
             // Clean shutdown: trust the marker; the indexes were written at close.
             seg.next_offset = m.next_offset;
             if !seg.load_indexes(fs, dir, len, cfg.batch_bytes_max)? {
-                {
-                    reindexed.push(base);
-                    rebuild(&mut seg, cfg, FILE_HEADER_LEN as u64, &mut report)?
-                };
+                reindexed.push(base);
+                let end = rebuild(&mut seg, cfg, FILE_HEADER_LEN as u64, &mut report)?;
+                // The scan that rebuilt the indexes checked every batch: damage it found is
+                // handled like damage past a recovery point, never left inside the log with
+                // appends going on after it.
+                if let Some((pos, reason)) = end.stopped {
+                    corrupt = Some((i, pos, reason));
+                    segments.push(seg);
+                    break;
+                }
             }
             segments.push(seg);
             continue;
@@ -953,10 +959,8 @@ fn recover(
             // A sealed, synced segment: its length is its end.
             seg.next_offset = bases[i + 1];
             if !seg.load_indexes(fs, dir, len, cfg.batch_bytes_max)? {
-                let end = {
-                    reindexed.push(base);
-                    rebuild(&mut seg, cfg, FILE_HEADER_LEN as u64, &mut report)?
-                };
+                reindexed.push(base);
+                let end = rebuild(&mut seg, cfg, FILE_HEADER_LEN as u64, &mut report)?;
                 if let Some(reason) = end.stopped.map(|(_, r)| r) {
                     corrupt = Some((i, end.position, reason));
                     segments.push(seg);
@@ -985,10 +989,7 @@ fn recover(
                 seg.truncate_indexes(start_pos, start_offset);
             } else {
                 // Without trustworthy indexes, rebuild them from the start of the segment.
-                let end = {
-                    reindexed.push(base);
-                    rebuild(&mut seg, cfg, FILE_HEADER_LEN as u64, &mut report)?
-                };
+                let end = rebuild(&mut seg, cfg, FILE_HEADER_LEN as u64, &mut report)?;
                 seg.next_offset = end.next_offset;
                 seg.size = end.position;
                 if let Some((pos, reason)) = end.stopped {

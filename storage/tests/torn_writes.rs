@@ -278,3 +278,40 @@ fn random_garbage_after_the_active_segment_and_its_index_loses_no_record() {
     assert_eq!(read_all(&log), recs);
     assert!(log.segments().len() > 1, "the test should cover rolls");
 }
+
+#[test]
+fn damage_found_while_rebuilding_indexes_after_a_clean_close_cuts_the_log() {
+    // A clean close, then a damaged batch in the last segment and a lost index: the open must
+    // rebuild the index by a scan, and what that scan finds may not be ignored.
+    let seg = path(&seg_name(0, "log"));
+    let fs = SimFs::new();
+    let (recs, ranges) = write_batches(&fs, 4);
+    let (log, _) = open_sim(&fs, small_config(1 << 20)).unwrap();
+    log.close().unwrap();
+    let mut bytes = fs.read_file(&seg).unwrap();
+    let (start, _) = ranges[2];
+    bytes[start as usize + 60] ^= 0x10;
+    fs.write_file(&seg, &bytes).unwrap();
+    fs.remove_file(&path(&seg_name(0, "index"))).unwrap();
+    let keep = count_before(&recs, 2);
+    match open_sim(&fs, small_config(1 << 20)) {
+        Err(Error::Corruption { position, .. }) => assert_eq!(position, start),
+        Err(e) => panic!("untyped failure {e}"),
+        Ok((log, report)) => {
+            assert!(!report.clean, "{report:?}");
+            assert_eq!(report.truncated_bytes, bytes.len() as u64 - start);
+            assert_eq!(read_all(&log), recs[..keep]);
+            let mut appended = Vec::new();
+            for k in 0..5 {
+                let info = log.append(&[record(50 + k)]).unwrap();
+                assert_eq!(info.base_offset, Offset(keep as u64 + k));
+                appended.push((info.base_offset, record(50 + k)));
+            }
+            assert_contains(&log, &appended);
+            drop(log);
+            let (log, _) = open_sim(&fs, small_config(1 << 20)).unwrap();
+            assert_contains(&log, &recs[..keep]);
+            assert_contains(&log, &appended);
+        }
+    }
+}
