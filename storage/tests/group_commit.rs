@@ -122,3 +122,57 @@ fn concurrent_appends_share_fsyncs_and_get_dense_unique_offsets() {
     );
     log.close().unwrap();
 }
+
+#[test]
+fn failed_fsync_during_concurrent_appends_confirms_nothing_after_it() {
+    use sluice_storage::fs::sim::{CrashMode, Fault, FaultError};
+    use sluice_storage::Error;
+    for nth in [3u64, 10, 25] {
+        let sim = SimFs::new();
+        let log = Log::open(
+            Arc::new(SlowSyncFs(sim.clone())),
+            dir(),
+            small_config(1 << 20),
+        )
+        .unwrap();
+        sim.add_fault(Fault {
+            kind: OpKind::Sync,
+            nth: sim.count(OpKind::Sync) + nth,
+            forever: false,
+            error: FaultError::Io,
+        });
+        let handles: Vec<_> = (0..4u64)
+            .map(|t| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let mut confirmed = Vec::new();
+                    let mut failed = false;
+                    for i in 0..20 {
+                        let r = record(t * 1000 + i);
+                        match log.append(std::slice::from_ref(&r)) {
+                            Ok(info) => {
+                                assert!(!failed, "an append was confirmed after a failure");
+                                confirmed.push((info.base_offset, r));
+                            }
+                            Err(Error::Io { .. }) | Err(Error::FailStop { .. }) => failed = true,
+                            Err(e) => panic!("unexpected error {e}"),
+                        }
+                    }
+                    assert!(failed, "thread {t} never saw the failure");
+                    confirmed
+                })
+            })
+            .collect();
+        let mut confirmed: Vec<(Offset, Record)> = Vec::new();
+        for h in handles {
+            confirmed.extend(h.join().unwrap());
+        }
+        confirmed.sort_by_key(|c| c.0);
+        assert!(log.has_failed());
+        assert!(confirmed.iter().all(|(o, _)| *o < log.durable_end()));
+        drop(log);
+        sim.crash(CrashMode::DropUnsynced);
+        let log = Log::open(Arc::new(sim.clone()), dir(), small_config(1 << 20)).unwrap();
+        assert_contains(&log, &confirmed);
+    }
+}
