@@ -19,6 +19,20 @@ fn config() -> LogConfig {
     }
 }
 
+thread_local! {
+    /// Also delete by size at every roll (the workload's config).
+    static RETENTION: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The config of the workload: `config()`, with size retention when the test asks for it.
+fn workload_config() -> LogConfig {
+    LogConfig {
+        // Above one full segment: the newest sealed segment always survives a roll.
+        retention_bytes: RETENTION.get().then_some(900),
+        ..config()
+    }
+}
+
 #[derive(Default)]
 struct Outcome {
     /// Appends that returned Ok.
@@ -63,7 +77,7 @@ fn check_read(log: &Log, out: &Outcome) -> Result<()> {
 
 fn workload(fs: &SimFs, out: &mut Outcome) -> Result<()> {
     let mut i = 0;
-    let (log, _) = open_sim(fs, config())?;
+    let (log, _) = open_sim(fs, workload_config())?;
     for k in 0..10 {
         append(&log, out, &mut i, 1 + k % 2)?;
         if k % 4 == 3 {
@@ -77,7 +91,7 @@ fn workload(fs: &SimFs, out: &mut Outcome) -> Result<()> {
     log.close()?;
     drop(log);
 
-    let (log, _) = open_sim(fs, config())?;
+    let (log, _) = open_sim(fs, workload_config())?;
     for k in 0..6 {
         append(&log, out, &mut i, 1 + k % 3)?;
     }
@@ -85,7 +99,7 @@ fn workload(fs: &SimFs, out: &mut Outcome) -> Result<()> {
     // An unclean stop without a crash: the process ends, the files stay.
     drop(log);
 
-    let (log, _) = open_sim(fs, config())?;
+    let (log, _) = open_sim(fs, workload_config())?;
     for _ in 0..3 {
         append(&log, out, &mut i, 2)?;
     }
@@ -97,13 +111,23 @@ fn workload(fs: &SimFs, out: &mut Outcome) -> Result<()> {
 }
 
 fn check_after_crash(fs: &SimFs, out: &Outcome, what: &str) {
-    let (log, _) = open_sim(fs, config()).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
+    let (log, _) =
+        open_sim(fs, workload_config()).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
     let start = log.start_offset();
-    assert!(
-        start <= out.max_floor,
-        "{what}: the log starts at {start}, past every requested deletion ({})",
-        out.max_floor
-    );
+    if RETENTION.get() {
+        // Size retention may have deleted any sealed segment but the newest.
+        let last = out.confirmed.last().map(|c| c.0).unwrap_or_default();
+        assert!(
+            start <= last,
+            "{what}: the last confirmed record {last} is gone (start {start})"
+        );
+    } else {
+        assert!(
+            start <= out.max_floor,
+            "{what}: the log starts at {start}, past every requested deletion ({})",
+            out.max_floor
+        );
+    }
     let all = read_all(&log);
     for (o, r) in &all {
         assert_eq!(
@@ -168,6 +192,18 @@ fn crash_after_any_op_loses_no_confirmed_append() {
 #[test]
 fn crash_with_torn_tail_after_any_op_loses_no_confirmed_append() {
     crash_everywhere(|n| CrashMode::TornTail(n * 7919 + 1));
+}
+
+#[test]
+fn crash_after_any_op_with_size_retention_loses_no_retained_append() {
+    RETENTION.set(true);
+    crash_everywhere(|n| {
+        if n % 2 == 0 {
+            CrashMode::DropUnsynced
+        } else {
+            CrashMode::TornTail(n)
+        }
+    });
 }
 
 #[test]
