@@ -16,8 +16,8 @@ pub fn round_down(n: u64) -> u64 {
     n / DIRECT_ALIGN as u64 * DIRECT_ALIGN as u64
 }
 
-/// Bytes in memory aligned to [`DIRECT_ALIGN`]; the capacity is always a multiple of it and
-/// bytes past `len` are zero, so a padded view is ready for a direct write.
+/// Bytes in memory aligned to [`DIRECT_ALIGN`]; the capacity is always a multiple of it, so a
+/// view padded to whole blocks is always in bounds.
 pub struct AlignedBuf {
     ptr: NonNull<u8>,
     cap: usize,
@@ -62,12 +62,21 @@ impl AlignedBuf {
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
-    /// The bytes held, zero-padded to a multiple of [`DIRECT_ALIGN`].
-    pub fn padded(&self) -> &[u8] {
+    /// The bytes held, zero-padded to a multiple of [`DIRECT_ALIGN`] (the padding is zeroed
+    /// here, so reuse after `clear` never leaks old bytes into the file).
+    pub fn padded(&mut self) -> &[u8] {
         let n = round_up(self.len);
-        // SAFETY: n <= cap, and every byte of the allocation is initialised (zeroed at
-        // allocation, zeroed again when truncated).
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), n) }
+        // SAFETY: len <= n <= cap; every byte of the allocation is initialised (zeroed at
+        // allocation), and the padding is zeroed before it is exposed.
+        unsafe {
+            std::ptr::write_bytes(self.ptr.as_ptr().add(self.len), 0, n - self.len);
+            std::slice::from_raw_parts(self.ptr.as_ptr(), n)
+        }
+    }
+
+    /// Capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.cap
     }
 
     /// Appends bytes, growing the allocation when needed.
@@ -90,10 +99,8 @@ impl AlignedBuf {
         self.len = need;
     }
 
-    /// Empties the buffer, re-zeroing the bytes it held.
+    /// Empties the buffer, keeping its allocation.
     pub fn clear(&mut self) {
-        // SAFETY: the first len bytes are within the allocation.
-        unsafe { std::ptr::write_bytes(self.ptr.as_ptr(), 0, self.len) };
         self.len = 0;
     }
 }
@@ -119,6 +126,7 @@ mod tests {
         assert_eq!(b.len(), 5000);
         assert_eq!(b.padded().len(), 8192);
         assert!(b.padded()[5000..].iter().all(|&x| x == 0));
+        b.extend_from_slice(&[9u8; 100]);
         b.clear();
         b.extend_from_slice(&[1, 2, 3]);
         assert_eq!(b.padded().len(), 4096);

@@ -76,6 +76,11 @@ fn decode(bytes: &[u8], magic: [u8; 8], n: usize) -> Result<Vec<u64>, String> {
     if crc(&bytes[..crc_at]) != stored {
         return Err("checksum mismatch".into());
     }
+    // The checksum does not cover the trailing reserved word: check it is still zero, so that
+    // no byte of the file can change unnoticed.
+    if bytes[crc_at + 4..].iter().any(|&b| b != 0) {
+        return Err("reserved bytes after the checksum are not zero".into());
+    }
     if bytes[..8] != magic {
         return Err("bad magic".into());
     }

@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! Segment file header (32 bytes), at the start of every `.log`, `.index` and `.timeindex` file:
-//! { magic [u8;8] | version u16 | entry_size u16 | reserved u32 | base_offset u64 | reserved u32 | header_crc u32 }
+//! { magic [u8;8] | version u16 | entry_size u16 | reserved u32 | base_offset u64 | body_crc u32 | header_crc u32 }
+//! `body_crc` is the CRC-32 of every byte after the header in index files (written whole), and 0
+//! in `.log` files (whose batches carry their own checksums).
 //!
 //! Batch (48-byte header + records):
 //! { header_crc u32 | magic u32 | version u8 | attributes u8 | reserved u16 | batch_len u32 |
@@ -92,6 +94,18 @@ pub fn encode_file_header(magic: [u8; 8], entry_size: u16, base: Offset) -> [u8;
     let c = crc(&h[..F_CRC]);
     h[F_CRC..].copy_from_slice(&c.to_le_bytes());
     h
+}
+
+/// Stores the CRC-32 of an index file's body in its header and recomputes the header checksum.
+pub fn set_file_header_body_crc(header: &mut [u8], body_crc: u32) {
+    header[F_RESERVED2..F_RESERVED2 + 4].copy_from_slice(&body_crc.to_le_bytes());
+    let c = crc(&header[..F_CRC]);
+    header[F_CRC..F_CRC + 4].copy_from_slice(&c.to_le_bytes());
+}
+
+/// The body CRC stored in a file header (check the header with [`decode_file_header`] first).
+pub fn file_header_body_crc(header: &[u8]) -> u32 {
+    u32_at(header, F_RESERVED2)
 }
 
 /// Decodes and checks a file header; returns the base offset.

@@ -6,13 +6,15 @@
 //! .index:     { file header (32 B, magic "SLUICEIX", entry_size 8) | { relative_offset u32 | position u32 }* }
 //! .timeindex: { file header (32 B, magic "SLUICETI", entry_size 12) | { timestamp_ms i64 | relative_offset u32 }* }
 //! ```
+//! The header's `body_crc` covers all entries, so a damaged entry rejects the whole file.
 //! `relative_offset` is the offset of a batch minus the segment's base offset; `position` is the
 //! byte position of that batch in the `.log` file. Entries are strictly increasing in both fields.
 //! Sealed segments keep their index as a read-only map (mmap on the real file system); the active
 //! segment keeps its entries in memory and writes them out when it is sealed or the log closes.
 
 use crate::format::{
-    decode_file_header, encode_file_header, FILE_HEADER_LEN, INDEX_MAGIC, TIME_INDEX_MAGIC,
+    crc, decode_file_header, encode_file_header, file_header_body_crc, set_file_header_body_crc,
+    FILE_HEADER_LEN, INDEX_MAGIC, TIME_INDEX_MAGIC,
 };
 use crate::fs::Mapped;
 use crate::types::{Offset, TimestampMs};
@@ -127,6 +129,11 @@ impl<E: IndexEntry> Index<E> {
                 "index base offset {file_base} differs from segment base {base}"
             ));
         }
+        // Entries carry no checksum of their own: a damaged position or timestamp can still be
+        // in order and would send reads or time lookups to the wrong place.
+        if crc(&bytes[FILE_HEADER_LEN..]) != file_header_body_crc(&bytes) {
+            return Err("index entries checksum mismatch".into());
+        }
         let body = bytes.len() - FILE_HEADER_LEN;
         if body % E::SIZE != 0 {
             return Err(format!(
@@ -231,6 +238,8 @@ impl<E: IndexEntry> Index<E> {
         for i in 0..self.len() {
             self.get(i).encode(&mut out);
         }
+        let body_crc = crc(&out[FILE_HEADER_LEN..]);
+        set_file_header_body_crc(&mut out, body_crc);
         out
     }
 }

@@ -105,10 +105,10 @@ pub type AppendListener = Arc<dyn Fn(Offset) + Send + Sync>;
 
 struct State {
     segments: Vec<Segment>,
-    /// Bytes synced since the recovery point was last written.
-    bytes_since_rp: u64,
-    /// Segment base and size at the last sync, to count only newly synced bytes.
-    synced_at: (Offset, u64),
+    /// Segment base and byte position the recovery point was last written at (recovery leaves
+    /// it at the end of the log); a sync rewrites it once the synced data runs past it by
+    /// `recovery_point_interval_bytes`.
+    rp_at: (Offset, u64),
     closed: bool,
 }
 
@@ -195,18 +195,16 @@ impl Log {
                 .expect("active segment")
                 .enable_direct(&*fs)?;
         }
-        let next = segments
-            .last()
-            .expect("recovery leaves an active segment")
-            .next_offset;
+        let active = segments.last().expect("recovery leaves an active segment");
+        let next = active.next_offset;
+        let rp_at = (active.base(), active.size);
         let shared = Arc::new(Shared {
             dir,
             fs,
             config,
             state: Mutex::new(State {
                 segments,
-                bytes_since_rp: 0,
-                synced_at: (Offset(u64::MAX), 0),
+                rp_at,
                 closed: false,
             }),
             sync_lock: Mutex::new(()),
@@ -437,7 +435,12 @@ impl Log {
         st.segments.push(seg);
         // Everything before the new segment is durable now.
         self.advance_durable(base);
-        self.write_recovery_point(st)?;
+        // The roll is complete and durable: a recovery point that cannot be written (no room
+        // for its temporary file) only makes the next recovery scan from the previous one, so
+        // it must not fail the append that is waiting for this roll.
+        if let Err(e) = self.write_recovery_point(st) {
+            tracing::warn!(dir = %dir.display(), "could not write the recovery point after a roll: {e}");
+        }
         self.enforce_retention_locked(st, now)?;
         Ok(())
     }
@@ -470,7 +473,7 @@ impl Log {
         };
         let path = self.shared.dir.join(RECOVERY_POINT_FILE);
         write_atomic(&*self.shared.fs, &path, &rp.encode()).at(&path)?;
-        st.bytes_since_rp = 0;
+        st.rp_at = (rp.segment_base, rp.position);
         Ok(())
     }
 
@@ -498,7 +501,7 @@ impl Log {
                 job,
             )
         };
-        if let Some(job) = job {
+        if let Some(mut job) = job {
             // One direct write for every append that arrived since the last group commit.
             let written = job.write();
             let mut st = lock(&self.shared.state);
@@ -512,7 +515,7 @@ impl Log {
                 a.restore(job);
                 return Err(e);
             }
-            a.flushed(&job);
+            a.flushed(job);
         }
         if let Err(e) = file.sync_data() {
             let e = Error::io(path, e);
@@ -520,18 +523,35 @@ impl Log {
             return Err(e);
         }
         self.advance_durable(end);
+        if end < target {
+            return Err(Error::InvalidArgument(format!(
+                "cannot make offset {target} durable: the log ends at {end}"
+            )));
+        }
         let mut st = lock(&self.shared.state);
-        let (prev_base, prev_size) = st.synced_at;
-        st.bytes_since_rp += if prev_base == base {
-            size.saturating_sub(prev_size)
+        // Count only the bytes synced past the last recovery point: adding the whole segment
+        // size on every sync rewrote the recovery point (two more fsyncs) on every append once
+        // the active segment outgrew the interval.
+        let since = if st.rp_at.0 == base {
+            size.saturating_sub(st.rp_at.1)
         } else {
             size
         };
-        st.synced_at = (base, size);
-        if st.bytes_since_rp >= self.shared.config.recovery_point_interval_bytes
+        if since >= self.shared.config.recovery_point_interval_bytes
             && st.active().next_offset == end
         {
-            self.write_recovery_point(&mut st)?;
+            // The indexes of the active segment go out with the recovery point: without them
+            // recovery cannot start at the recovery point and rescans the whole segment.
+            let fs = &*self.shared.fs;
+            if let Err(e) = st.active_mut().write_indexes(fs, &self.shared.dir) {
+                tracing::warn!(dir = %self.shared.dir.display(), "could not write the active indexes: {e}");
+            }
+            // The data is durable at this point: the append succeeded. The recovery point only
+            // bounds the next recovery's scan, so failing to move it (a full disk) must not turn
+            // a committed append into an error the caller would retry into a duplicate.
+            if let Err(e) = self.write_recovery_point(&mut st) {
+                tracing::warn!(dir = %self.shared.dir.display(), "could not write the recovery point: {e}");
+            }
         }
         Ok(())
     }
@@ -868,16 +888,21 @@ fn recover(
 ) -> Result<(Vec<Segment>, RecoveryReport)> {
     let mut report = RecoveryReport::default();
     if !fs.is_dir(dir) {
-        // Every directory created here is durable only once its parent is fsynced.
+        // Every directory created here needs its entry made durable in its parent, up to the
+        // first one that already existed: syncing only the immediate parent leaves a new
+        // grandparent's entry volatile, and a crash would then lose the whole log.
         let mut created = Vec::new();
-        let mut p = Some(dir);
-        while let Some(d) = p.filter(|d| !d.as_os_str().is_empty() && !fs.is_dir(d)) {
-            created.push(d.to_path_buf());
-            p = d.parent();
+        let mut p = dir;
+        while !fs.is_dir(p) {
+            created.push(p);
+            match p.parent().filter(|q| !q.as_os_str().is_empty()) {
+                Some(q) => p = q,
+                None => break,
+            }
         }
         fs.create_dir_all(dir).at(dir)?;
-        for d in created.iter().rev() {
-            if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+        for d in created {
+            if let Some(parent) = d.parent().filter(|q| !q.as_os_str().is_empty()) {
                 fs.sync_dir(parent).at(parent)?;
             }
         }
@@ -943,6 +968,8 @@ fn recover(
     let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
     let mut corrupt: Option<(usize, u64, String)> = None; // (segment index, position, reason)
     let mut any_scan = false;
+    // Segments whose indexes were rebuilt or extended by a scan rather than loaded whole.
+    let mut reindexed: Vec<Offset> = Vec::new();
     for (i, &base) in bases.iter().enumerate() {
         let is_last = i + 1 == bases.len();
         let expected = segments.last().map(|s: &Segment| s.next_offset);
@@ -975,7 +1002,16 @@ fn recover(
             // Clean shutdown: trust the marker; the indexes were written at close.
             seg.next_offset = m.next_offset;
             if !seg.load_indexes(fs, dir, len, cfg.batch_bytes_max)? {
-                rebuild(&mut seg, cfg, FILE_HEADER_LEN as u64, &mut report)?;
+                reindexed.push(base);
+                let end = rebuild(&mut seg, cfg, FILE_HEADER_LEN as u64, &mut report)?;
+                // The scan that rebuilt the indexes checked every batch: damage it found is
+                // handled like damage past a recovery point, never left inside the log with
+                // appends going on after it.
+                if let Some((pos, reason)) = end.stopped {
+                    corrupt = Some((i, pos, reason));
+                    segments.push(seg);
+                    break;
+                }
             }
             segments.push(seg);
             continue;
@@ -984,6 +1020,7 @@ fn recover(
             // A sealed, synced segment: its length is its end.
             seg.next_offset = bases[i + 1];
             if !seg.load_indexes(fs, dir, len, cfg.batch_bytes_max)? {
+                reindexed.push(base);
                 let end = rebuild(&mut seg, cfg, FILE_HEADER_LEN as u64, &mut report)?;
                 if let Some(reason) = end.stopped.map(|(_, r)| r) {
                     corrupt = Some((i, end.position, reason));
@@ -997,6 +1034,7 @@ fn recover(
         }
         // Scan past the recovery point.
         any_scan = true;
+        reindexed.push(base);
         let (start_pos, start_offset) = match rp {
             Some(r)
                 if r.segment_base == base
@@ -1118,6 +1156,17 @@ fn recover(
             segments.push(seg);
         }
     }
+    // Write back the indexes recovery rebuilt for sealed segments, so that the next open loads
+    // them instead of scanning again. They are caches: failing to write one only costs a scan.
+    let sealed = segments.len() - 1;
+    for seg in segments[..sealed]
+        .iter_mut()
+        .filter(|s| reindexed.contains(&s.base()))
+    {
+        if let Err(e) = seg.write_indexes(fs, dir) {
+            tracing::warn!(segment = %seg.file.path.display(), "could not write rebuilt indexes: {e}");
+        }
+    }
     let active = segments.last_mut().expect("at least one segment");
     // The active segment keeps its index in memory.
     active.index.retain_prefix(|_| true);
@@ -1125,6 +1174,13 @@ fn recover(
     if any_scan || report.truncated_bytes > 0 {
         // What recovery accepted becomes durable before anything is built on it.
         active.file.file.sync_data().at(&active.file.path)?;
+        // With indexes matching the new recovery point, the next unclean open scans only what
+        // is appended after it.
+        if !active.is_empty() {
+            if let Err(e) = active.write_indexes(fs, dir) {
+                tracing::warn!(segment = %active.file.path.display(), "could not write indexes: {e}");
+            }
+        }
         let rp = RecoveryPoint {
             segment_base: active.base(),
             position: active.size,

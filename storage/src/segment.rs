@@ -311,17 +311,13 @@ impl Segment {
             return Ok(position);
         }
         if let Err(e) = self.file.file.write_all_at(batch, position) {
-            let err = Error::io(&self.file.path, e);
-            self.file.file.set_len(position).map_err(|e2| {
-                Error::io(
-                    &self.file.path,
-                    std::io::Error::new(
-                        e2.kind(),
-                        format!("{err}; then cutting back the partial write failed: {e2}"),
-                    ),
-                )
-            })?;
-            return Err(err);
+            // The caller gets the write's own error (a full disk must stay recognisable as one).
+            // If the cut-back fails too, the partial bytes stay past `size`: the next append
+            // overwrites them, reads never look past `size`, and recovery cuts whatever is left.
+            if let Err(e2) = self.file.file.set_len(position) {
+                tracing::warn!(segment = %self.file.path.display(), "cutting back a failed write failed: {e2}");
+            }
+            return Err(Error::io(&self.file.path, e));
         }
         self.size += batch.len() as u64;
         self.written = self.size;
@@ -345,14 +341,19 @@ impl Segment {
         };
         // Seed the buffer with the partial last block, which every direct write rewrites.
         let buf_pos = round_down(self.size);
-        let mut buf = AlignedBuf::with_capacity(1 << 20);
+        let mut buf = AlignedBuf::with_capacity(DIRECT_BUF_BYTES);
         let mut partial = vec![0u8; (self.size - buf_pos) as usize];
         self.file
             .file
             .read_exact_at(&mut partial, buf_pos)
             .at(&self.file.path)?;
         buf.extend_from_slice(&partial);
-        self.direct = Some(DirectTail { file, buf, buf_pos });
+        self.direct = Some(DirectTail {
+            file,
+            buf,
+            buf_pos,
+            spare: None,
+        });
         Ok(())
     }
 
@@ -387,7 +388,11 @@ impl Segment {
         debug_assert_eq!(d.buf_pos + d.buf.len() as u64, size);
         // The next job starts at the block holding the end and rewrites that partial block.
         let next_pos = round_down(size);
-        let mut next = AlignedBuf::with_capacity(d.buf.len().max(1 << 20));
+        let mut next = d
+            .spare
+            .take()
+            .unwrap_or_else(|| AlignedBuf::with_capacity(DIRECT_BUF_BYTES));
+        next.clear();
         next.extend_from_slice(&d.buf.as_slice()[(next_pos - d.buf_pos) as usize..]);
         let data = std::mem::replace(&mut d.buf, next);
         let position = std::mem::replace(&mut d.buf_pos, next_pos);
@@ -400,9 +405,15 @@ impl Segment {
         })
     }
 
-    /// Records that a job's bytes are in the file.
-    pub fn flushed(&mut self, job: &FlushJob) {
+    /// Records that a job's bytes are in the file; its buffer is kept for the next job.
+    pub fn flushed(&mut self, job: FlushJob) {
         self.written = self.written.max(job.end);
+        if let Some(d) = self.direct.as_mut() {
+            // Keep one spare; a buffer grown by a burst is dropped once it is over 4x the base.
+            if job.data.capacity() <= 4 * DIRECT_BUF_BYTES.max(d.buf.capacity()) {
+                d.spare = Some(job.data);
+            }
+        }
     }
 
     /// Puts a failed job's bytes back in front of what was appended since, so a later flush
@@ -422,15 +433,18 @@ impl Segment {
     /// Writes whatever is pending now (under the caller's lock) and leaves direct mode, cutting
     /// the block padding off the file. The caller syncs.
     pub fn finish_direct(&mut self) -> Result<()> {
-        if let Some(job) = self.take_flush() {
+        if let Some(mut job) = self.take_flush() {
             if let Err(e) = job.write() {
                 self.restore(job);
                 return Err(e);
             }
-            self.flushed(&job);
+            self.flushed(job);
         }
-        if self.direct.take().is_some() {
+        if self.direct.is_some() {
+            // Leave direct mode only once the padding is cut: if the cut fails, the next seal
+            // attempt cuts again instead of sealing a segment with zeros after its last batch.
             self.file.file.set_len(self.size).at(&self.file.path)?;
+            self.direct = None;
         }
         Ok(())
     }
@@ -590,7 +604,12 @@ struct DirectTail {
     buf: AlignedBuf,
     /// File position of `buf[0]`, a multiple of the block size.
     buf_pos: u64,
+    /// The buffer of the last written job, reused by the next one.
+    spare: Option<AlignedBuf>,
 }
+
+/// Initial size of a direct tail buffer; it grows with the bytes pending between syncs.
+const DIRECT_BUF_BYTES: usize = 64 << 10;
 
 /// Bytes to write with one direct write, taken by the group-commit leader.
 #[derive(Debug)]
@@ -607,7 +626,7 @@ pub struct FlushJob {
 impl FlushJob {
     /// Writes the bytes, zero-padded to whole blocks (the padding is overwritten by the next
     /// write, cut at seal and close, and recognised by recovery).
-    pub fn write(&self) -> Result<()> {
+    pub fn write(&mut self) -> Result<()> {
         self.file
             .write_all_at(self.data.padded(), self.position)
             .at(&self.path)
