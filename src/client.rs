@@ -371,6 +371,7 @@ impl Client {
             buf: VecDeque::new(),
             credit,
             used: 0,
+            cancelled: false,
         })
     }
 
@@ -407,6 +408,7 @@ impl Client {
                 prefetch: value as u32,
                 rx,
                 buf: VecDeque::new(),
+                cancelled: false,
             }),
             Ok(r) => Err(self.drop_stream(id, unexpected(r))),
             Err(e) => Err(self.drop_stream(id, e)),
@@ -481,6 +483,13 @@ impl Client {
         }
     }
 
+    /// Closes a subscription or consumer without waiting (from `Drop`: no runtime needed).
+    fn cancel_detached(&self, id: u32) {
+        self.inner.routes.streams.lock().unwrap().remove(&id);
+        let req = self.next_id();
+        let _ = self.inner.out.try_send(Request::Cancel { id }.encode(req));
+    }
+
     fn send_detached(&self, frame: OutFrame) {
         let out = self.inner.out.clone();
         tokio::spawn(async move {
@@ -553,6 +562,15 @@ pub struct Subscription {
     buf: VecDeque<Message>,
     credit: u32,
     used: u32,
+    cancelled: bool,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if !self.cancelled {
+            self.client.cancel_detached(self.id);
+        }
+    }
 }
 
 impl Subscription {
@@ -685,6 +703,15 @@ pub struct Consumer {
     prefetch: u32,
     rx: mpsc::UnboundedReceiver<Reply>,
     buf: VecDeque<QueueMessage>,
+    cancelled: bool,
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if !self.cancelled {
+            self.acker.client.cancel_detached(self.acker.id);
+        }
+    }
 }
 
 impl Consumer {
@@ -708,8 +735,10 @@ impl Consumer {
         poll_fn(|cx| Pin::new(&mut *self).poll_next_delivery(cx)).await
     }
 
-    /// Closes the consumer; its unacked messages go back to the queue.
-    pub async fn cancel(self) -> Result<()> {
+    /// Closes the consumer; its unacked messages go back to the queue (dropping it does too,
+    /// without waiting).
+    pub async fn cancel(mut self) -> Result<()> {
+        self.cancelled = true;
         let c = &self.acker.client;
         c.drop_stream(self.acker.id, ClientError::Closed(String::new()));
         c.expect_ok(Request::Cancel { id: self.acker.id }).await
