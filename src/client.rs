@@ -272,18 +272,29 @@ impl Client {
             .map_err(|_| ClientError::Closed(self.inner.routes.closed_reason()))
     }
 
-    async fn request_with_id(&self, id: u32, req: Request) -> Result<Reply> {
+    /// Queues a request to the server; the returned receiver gets its reply.
+    async fn send_request(&self, id: u32, req: Request) -> Result<oneshot::Receiver<Reply>> {
         let (tx, rx) = oneshot::channel();
         self.inner.routes.pending.lock().unwrap().insert(id, tx);
         if let Some(reason) = self.inner.routes.closed.lock().unwrap().clone() {
+            self.inner.routes.pending.lock().unwrap().remove(&id);
             return Err(ClientError::Closed(reason));
         }
         self.send(req.encode(id)).await?;
+        Ok(rx)
+    }
+
+    async fn await_reply(&self, rx: oneshot::Receiver<Reply>) -> Result<Reply> {
         match rx.await {
             Ok(Reply::Error { code, message }) => Err(ClientError::Server { code, message }),
             Ok(r) => Ok(r),
             Err(_) => Err(ClientError::Closed(self.inner.routes.closed_reason())),
         }
+    }
+
+    async fn request_with_id(&self, id: u32, req: Request) -> Result<Reply> {
+        let rx = self.send_request(id, req).await?;
+        self.await_reply(rx).await
     }
 
     /// Sends a request and waits for its reply (an `ERROR` reply becomes `Err`).
@@ -308,7 +319,9 @@ impl Client {
     }
 
     /// Publishes records as one batch to the topic, or else the queue, called `name`; returns
-    /// once the batch is durable under the server's fsync policy. Concurrent calls pipeline.
+    /// once the batch is durable under the server's fsync policy. Concurrent calls pipeline but
+    /// may reach the server in any order; use [`Client::send_publish`] to pipeline batches
+    /// while keeping their order.
     pub async fn publish(&self, name: &str, records: &[Record]) -> Result<Published> {
         self.publish_to(Target::Any(name.into()), records).await
     }
@@ -337,6 +350,26 @@ impl Client {
             }),
             r => Err(unexpected(r)),
         }
+    }
+
+    /// Sends one batch and returns as soon as it is queued on the connection, before it is
+    /// confirmed: batches sent this way from one task are appended in the order sent, and many
+    /// can be in flight at once. Await [`PendingPublish::confirmed`] for the offsets.
+    pub async fn send_publish(&self, target: Target, records: &[Record]) -> Result<PendingPublish> {
+        if records.is_empty() {
+            return Err(ClientError::Unexpected(
+                "a batch holds at least one record".into(),
+            ));
+        }
+        let batch = format::encode_batch(records, now_ms());
+        let id = self.next_id();
+        let rx = self
+            .send_request(id, Request::Publish { target, batch })
+            .await?;
+        Ok(PendingPublish {
+            client: self.clone(),
+            rx,
+        })
     }
 
     /// Opens a subscription on a topic.
@@ -495,6 +528,28 @@ impl Client {
         tokio::spawn(async move {
             let _ = out.send(frame).await;
         });
+    }
+}
+
+/// A batch sent by [`Client::send_publish`], awaiting its confirmation.
+pub struct PendingPublish {
+    client: Client,
+    rx: oneshot::Receiver<Reply>,
+}
+
+impl PendingPublish {
+    /// Waits until the batch is durable and returns its offsets.
+    pub async fn confirmed(self) -> Result<Published> {
+        match self.client.await_reply(self.rx).await? {
+            Reply::Published {
+                base_offset,
+                last_offset,
+            } => Ok(Published {
+                base_offset,
+                last_offset,
+            }),
+            r => Err(unexpected(r)),
+        }
     }
 }
 

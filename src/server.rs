@@ -13,7 +13,7 @@
 //!
 //! Disk work (appends, syncs, reads, acks, admin) runs on `spawn_blocking` threads.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::{self, Write};
@@ -432,7 +432,9 @@ struct ConsumerState {
     cid: ConsumerId,
     queue: OnceLock<Arc<Queue>>,
     events: OnceLock<Arc<Notify>>,
-    inflight: Mutex<HashSet<u64>>,
+    /// Offsets delivered to this consumer and not settled, with their ack deadline (after it the
+    /// queue takes them back, so they stop counting against the prefetch).
+    inflight: Mutex<HashMap<u64, i64>>,
     prefetch: AtomicU32,
     wake: Notify,
 }
@@ -483,11 +485,7 @@ async fn handle_connection(
                 fill(tx, id, Reply::error(code, message));
             }
         }
-        End::Closed => {
-            if shutdown.try_recv().is_err() {
-                debug!(%peer, "connection closed");
-            }
-        }
+        End::Closed => {}
     }
     let Conn { out, replies, .. } = conn;
     drop(replies);
@@ -1274,6 +1272,7 @@ async fn run_consumer(
         return;
     }
     let cid = state.cid;
+    let ack_timeout_ms = i64::try_from(queue.config().ack_timeout_ms).unwrap_or(i64::MAX);
     loop {
         rx.borrow_and_update();
         let ev = events.notified();
@@ -1293,15 +1292,21 @@ async fn run_consumer(
                 }
             }
         }
-        let window = (state.prefetch.load(Ordering::Relaxed) as usize)
-            .saturating_sub(state.inflight.lock().unwrap().len());
+        let held = {
+            let mut f = state.inflight.lock().unwrap();
+            let now = now_ms();
+            f.retain(|_, deadline| *deadline > now);
+            f.len()
+        };
+        let window = (state.prefetch.load(Ordering::Relaxed) as usize).saturating_sub(held);
         if window > 0 {
             let q = queue.clone();
             match blocking(move || Ok(q.deliver(cid, window)?)).await {
                 Ok(ds) if !ds.is_empty() => {
                     {
+                        let deadline = now_ms().saturating_add(ack_timeout_ms);
                         let mut f = state.inflight.lock().unwrap();
-                        f.extend(ds.iter().map(|d| d.offset.0));
+                        f.extend(ds.iter().map(|d| (d.offset.0, deadline)));
                     }
                     let mut chunk = Vec::new();
                     let mut bytes = 0;

@@ -289,3 +289,41 @@ async fn consumer_groups_share_a_topic() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs store implementation"]
+async fn unacked_messages_time_out_then_go_to_the_dead_letter_queue() {
+    let (_t, dir) = data_dir();
+    let server = start(&dir, None);
+    bounded(async {
+        let c = Client::connect(&server.addr).await.unwrap();
+        let settings = QueueSettings {
+            ack_timeout_ms: Some(300),
+            max_deliveries: Some(2),
+            ..QueueSettings::default()
+        };
+        c.create_queue("slow", settings).await.unwrap();
+        c.publish("slow", &msgs("s", 1)).await.unwrap();
+        let mut cons = c.consume(Source::Queue("slow".into()), 1).await.unwrap();
+        // Never acked: delivered again after the ack timeout, to the same prefetch-1 consumer.
+        let d1 = cons.next().await.unwrap().unwrap();
+        let d2 = cons.next().await.unwrap().unwrap();
+        assert_eq!((d1.offset, d1.attempt), (0, 1));
+        assert_eq!((d2.offset, d2.attempt), (0, 2));
+        // After max_deliveries it is dead-lettered, and the dead-letter queue is a queue.
+        let mut dead = c
+            .consume(Source::Queue("slow.dlq".into()), 1)
+            .await
+            .unwrap();
+        let d = tokio::time::timeout(Duration::from_secs(10), dead.next())
+            .await
+            .expect("dead letter not delivered")
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.record.value, b"s-0");
+        d.ack().await.unwrap();
+        let q = c.describe_queue("slow").await.unwrap();
+        assert_eq!((q.dead_lettered, q.depth, q.in_flight), (1, 0, 0));
+    })
+    .await;
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{data_dir, start, wait_bounded, BIN};
 use sluice::protocol::{self, kind, ErrorCode, RawFrame, Reply, Request};
 
-const LIMITS: &str = "[limits]\nframe_timeout_ms = 300\nhandshake_timeout_ms = 300\nidle_timeout_ms = 600\nconnections_max = 8\n";
+const LIMITS: &str = "[limits]\nframe_timeout_ms = 300\nhandshake_timeout_ms = 300\nidle_timeout_ms = 2000\nconnections_max = 8\n";
 
 fn connect(addr: &str) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap();
@@ -137,7 +137,7 @@ fn garbage_oversized_and_stalled_clients_are_cut_off_and_others_unaffected() {
     assert_eq!(publish_one(&server.addr, "t", "after"), 1);
 
     // And after idling past idle_timeout_ms it is closed with a Timeout.
-    std::thread::sleep(Duration::from_millis(900));
+    std::thread::sleep(Duration::from_millis(2300));
     expect_error_then_close(&mut good, ErrorCode::Timeout);
 }
 

@@ -469,9 +469,12 @@ async fn publish(c: &Client, out: &Out, a: PublishArgs) -> Result<()> {
                             Err(_) => break,
                         }
                     }
-                    let c = c.clone();
-                    let t = target.clone();
-                    inflight.push_back(tokio::spawn(async move { c.publish_to(t, &batch).await }));
+                    // Sent here, in input order; confirmations are awaited concurrently.
+                    let pending = c
+                        .send_publish(target.clone(), &batch)
+                        .await
+                        .with_context(|| format!("cannot publish to {}", a.name))?;
+                    inflight.push_back(tokio::spawn(pending.confirmed()));
                 }
             },
             else => break,
