@@ -128,14 +128,10 @@ impl Routes {
     }
 
     fn close(&self, reason: String) {
-        self.closed.lock().unwrap().get_or_insert(reason.clone());
+        self.closed.lock().unwrap().get_or_insert(reason);
         self.pending.lock().unwrap().clear();
-        for (_, s) in self.streams.lock().unwrap().drain() {
-            let _ = s.send(Reply::error(
-                ErrorCode::Internal,
-                format!("connection closed: {reason}"),
-            ));
-        }
+        // Dropping the senders ends each stream, which then reports `Closed` with the reason.
+        self.streams.lock().unwrap().clear();
     }
 }
 
@@ -405,6 +401,7 @@ impl Client {
             credit,
             used: 0,
             cancelled: false,
+            ended: false,
         })
     }
 
@@ -442,6 +439,7 @@ impl Client {
                 rx,
                 buf: VecDeque::new(),
                 cancelled: false,
+                ended: false,
             }),
             Ok(r) => Err(self.drop_stream(id, unexpected(r))),
             Err(e) => Err(self.drop_stream(id, e)),
@@ -521,6 +519,16 @@ impl Client {
         self.inner.routes.streams.lock().unwrap().remove(&id);
         let req = self.next_id();
         let _ = self.inner.out.try_send(Request::Cancel { id }.encode(req));
+    }
+
+    /// What a stream yields when its channel ends: once `Closed` with the reason if the
+    /// connection is gone, then `None`.
+    fn end_of_stream<T>(&self, ended: &mut bool) -> Option<Result<T>> {
+        if std::mem::replace(ended, true) {
+            return None;
+        }
+        let reason = self.inner.routes.closed.lock().unwrap().clone()?;
+        Some(Err(ClientError::Closed(reason)))
     }
 
     fn send_detached(&self, frame: OutFrame) {
@@ -618,6 +626,7 @@ pub struct Subscription {
     credit: u32,
     used: u32,
     cancelled: bool,
+    ended: bool,
 }
 
 impl Drop for Subscription {
@@ -685,7 +694,9 @@ impl Subscription {
                     }
                 }
                 Poll::Ready(Some(r)) => return Poll::Ready(Some(Err(push_error(r)))),
-                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(None) => {
+                    return Poll::Ready(self.client.end_of_stream(&mut self.ended))
+                }
                 Poll::Pending => return Poll::Pending,
             }
         }
@@ -759,6 +770,7 @@ pub struct Consumer {
     rx: mpsc::UnboundedReceiver<Reply>,
     buf: VecDeque<QueueMessage>,
     cancelled: bool,
+    ended: bool,
 }
 
 impl Drop for Consumer {
@@ -812,7 +824,9 @@ impl Consumer {
             match self.rx.poll_recv(cx) {
                 Poll::Ready(Some(Reply::Messages(ms))) => self.buf.extend(ms),
                 Poll::Ready(Some(r)) => return Poll::Ready(Some(Err(push_error(r)))),
-                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(None) => {
+                    return Poll::Ready(self.acker.client.end_of_stream(&mut self.ended))
+                }
                 Poll::Pending => return Poll::Pending,
             }
         }

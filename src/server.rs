@@ -20,7 +20,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -437,6 +437,11 @@ struct ConsumerState {
     inflight: Mutex<HashMap<u64, i64>>,
     prefetch: AtomicU32,
     wake: Notify,
+    /// Set once the consumer is released; a `deliver` that runs later (its task was aborted
+    /// while the blocking call was queued) must hand out nothing.
+    closed: AtomicBool,
+    /// Held around `deliver` and `release` so neither interleaves with the other.
+    gate: Mutex<()>,
 }
 
 struct ConsumerHandle {
@@ -857,6 +862,8 @@ impl Conn {
                     inflight: Mutex::default(),
                     prefetch: AtomicU32::new(prefetch),
                     wake: Notify::new(),
+                    closed: AtomicBool::new(false),
+                    gate: Mutex::new(()),
                 });
                 let task = tokio::spawn(run_consumer(
                     shared.clone(),
@@ -1062,9 +1069,11 @@ fn settle(state: &ConsumerState, offsets: &[u64]) {
 fn release_consumer(c: ConsumerHandle) {
     c.task.abort();
     let state = c.state;
+    state.closed.store(true, Ordering::Release);
     if let Some(q) = state.queue.get().cloned() {
         let ev = state.events.get().cloned();
         spawn_blocking(move || {
+            let _gate = state.gate.lock().unwrap();
             q.release(state.cid);
             if let Some(ev) = ev {
                 ev.notify_waiters();
@@ -1301,7 +1310,15 @@ async fn run_consumer(
         let window = (state.prefetch.load(Ordering::Relaxed) as usize).saturating_sub(held);
         if window > 0 {
             let q = queue.clone();
-            match blocking(move || Ok(q.deliver(cid, window)?)).await {
+            let st = state.clone();
+            let delivered = blocking(move || {
+                let _gate = st.gate.lock().unwrap();
+                if st.closed.load(Ordering::Acquire) {
+                    return Ok(Vec::new());
+                }
+                Ok(q.deliver(cid, window)?)
+            });
+            match delivered.await {
                 Ok(ds) if !ds.is_empty() => {
                     {
                         let deadline = now_ms().saturating_add(ack_timeout_ms);
