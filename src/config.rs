@@ -4,6 +4,7 @@
 //! ```toml
 //! data_dir = "/var/lib/sluice"
 //! listen = "0.0.0.0:7450"
+//! retention_check_ms = 60000
 //!
 //! [log]                      # defaults of new topics and queues (sluice_storage::LogConfig)
 //! segment_bytes_max = 134217728
@@ -83,6 +84,9 @@ pub struct Config {
     pub log: LogConfig,
     /// Limits.
     pub limits: Limits,
+    /// How often retention is applied to every topic and queue (it is also applied whenever a
+    /// segment rolls).
+    pub retention_check_ms: u64,
 }
 
 impl Default for Config {
@@ -92,6 +96,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN.into(),
             log: LogConfig::default(),
             limits: Limits::default(),
+            retention_check_ms: 60_000,
         }
     }
 }
@@ -172,11 +177,10 @@ impl Config {
             ("idle_timeout_ms", l.idle_timeout_ms),
             ("handshake_timeout_ms", l.handshake_timeout_ms),
             ("frame_timeout_ms", l.frame_timeout_ms),
+            ("retention_check_ms", self.retention_check_ms),
         ] {
             if v == 0 {
-                return Err(ConfigError::Invalid(format!(
-                    "limits.{name} must be above 0"
-                )));
+                return Err(ConfigError::Invalid(format!("{name} must be above 0")));
             }
         }
         Ok(())

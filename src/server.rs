@@ -266,6 +266,7 @@ pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
     lock: LockFile,
+    retention_check: Duration,
 }
 
 impl Server {
@@ -291,6 +292,7 @@ impl Server {
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
         info!(data_dir = %dir.display(), fsync = %config.log.fsync, "store open");
+        let retention_check = Duration::from_millis(config.retention_check_ms);
         Ok(Server {
             listener,
             shared: Arc::new(Shared {
@@ -302,6 +304,7 @@ impl Server {
                 next_consumer: AtomicU64::new(1),
             }),
             lock,
+            retention_check,
         })
     }
 
@@ -318,7 +321,9 @@ impl Server {
             listener,
             shared,
             lock,
+            retention_check,
         } = self;
+        let retention = tokio::spawn(apply_retention(shared.clone(), retention_check));
         let (notify_shutdown, _) = broadcast::channel::<()>(1);
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let permits = Arc::new(Semaphore::new(shared.limits.connections_max));
@@ -353,6 +358,7 @@ impl Server {
             _ = shutdown => info!("shutdown requested: no longer accepting connections"),
         }
         drop(listener);
+        retention.abort();
         drop(notify_shutdown);
         drop(done_tx);
         let grace = Duration::from_millis(shared.limits.shutdown_timeout_ms);
@@ -370,6 +376,38 @@ impl Server {
         info!("store closed cleanly");
         drop(lock);
         Ok(())
+    }
+}
+
+/// Applies time- and size-based retention to every topic and queue periodically.
+async fn apply_retention(shared: Arc<Shared>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let s = shared.clone();
+        let _ = spawn_blocking(move || {
+            let mut logs = Vec::new();
+            for n in s.store.list_topics() {
+                if let Ok(t) = s.store.topic(&n) {
+                    logs.push((n, t.log().clone()));
+                }
+            }
+            for n in s.store.list_queues() {
+                if let Ok(q) = s.store.queue(&n) {
+                    logs.push((n, q.log().clone()));
+                }
+            }
+            for (name, log) in logs {
+                match log.enforce_retention() {
+                    Ok(0) => {}
+                    Ok(n) => info!(%name, segments = n, "retention deleted segments"),
+                    Err(e) => warn!(%name, "retention failed: {e}"),
+                }
+            }
+        })
+        .await;
     }
 }
 
