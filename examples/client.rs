@@ -1,0 +1,72 @@
+//! The async client against a running server (`cargo run --release -- serve` in another shell).
+//!
+//! Run with `cargo run --example client [ADDR]`.
+
+use sluice::client::{Client, SubscribeOptions};
+use sluice::protocol::{LogSettings, QueueSettings, Source, Start};
+use sluice::storage::Record;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:7450".into());
+    let client = Client::connect(&addr).await?;
+
+    // Topics: publish a batch, read it back as a named subscriber.
+    if let Err(e) = client.create_topic("example", LogSettings::default()).await {
+        eprintln!("create_topic: {e}");
+    }
+    let batch: Vec<Record> = (0..5)
+        .map(|i| Record::from_value(format!("hello {i}")))
+        .collect();
+    let published = client.publish("example", &batch).await?;
+    println!(
+        "published offsets {}..={}",
+        published.base_offset, published.last_offset
+    );
+    let mut sub = client
+        .subscribe(
+            "example",
+            SubscribeOptions::named("reader").from(Start::Offset(published.base_offset)),
+        )
+        .await?;
+    while let Some(msg) = sub.next().await {
+        let msg = msg?;
+        println!(
+            "read {}: {}",
+            msg.offset,
+            String::from_utf8_lossy(&msg.record.value)
+        );
+        if msg.offset == published.last_offset {
+            sub.commit(msg.offset + 1).await?;
+            break;
+        }
+    }
+
+    // Queues: a competing consumer acking each message.
+    if let Err(e) = client
+        .create_queue("example-jobs", QueueSettings::default())
+        .await
+    {
+        eprintln!("create_queue: {e}");
+    }
+    client
+        .publish("example-jobs", &[Record::from_value("job")])
+        .await?;
+    let mut consumer = client
+        .consume(Source::Queue("example-jobs".into()), 10)
+        .await?;
+    if let Some(job) = consumer.next().await {
+        let job = job?;
+        println!("job {} attempt {}", job.offset, job.attempt);
+        job.ack().await?;
+    }
+
+    let t = client.describe_topic("example").await?;
+    println!(
+        "topic example: offsets {}..{}, {} bytes",
+        t.start_offset, t.end_offset, t.size_bytes
+    );
+    Ok(())
+}

@@ -1,0 +1,620 @@
+//! The `sluice` command line: `serve` and the client commands.
+
+pub mod text;
+
+use std::collections::VecDeque;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use sluice::client::{Client, Published, SubscribeOptions};
+use sluice::config::Config;
+use sluice::protocol::{LogSettings, QueueSettings, Source, Start, Target};
+use sluice::server::Server;
+use sluice::storage::{FsyncPolicy, Record};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// sluice: a durable, log-structured message broker.
+#[derive(Parser, Debug)]
+#[command(name = "sluice", version)]
+pub struct Cli {
+    /// Server address of client commands.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_ADDR",
+        default_value = "127.0.0.1:7450"
+    )]
+    pub addr: String,
+    /// Print JSON lines on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the broker.
+    Serve(ServeArgs),
+    /// Create, list, describe and delete topics.
+    #[command(subcommand)]
+    Topic(TopicCmd),
+    /// Create, list, describe and delete queues.
+    #[command(subcommand)]
+    Queue(QueueCmd),
+    /// Publish messages to a topic or queue: the MESSAGE arguments, or else every line of stdin.
+    Publish(PublishArgs),
+    /// Read a topic as a named (durable) or anonymous subscriber.
+    Subscribe(SubscribeArgs),
+    /// Consume a queue (or a topic's consumer group) as a competing consumer, acking each message.
+    Consume(ConsumeArgs),
+}
+
+/// Arguments of `serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Data directory [default: ./sluice-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Listen address; port 0 picks a free port [default: 127.0.0.1:7450].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Durability: always | interval:<ms> | never [default: always].
+    #[arg(long)]
+    pub fsync: Option<FsyncPolicy>,
+    /// TOML file with everything else (log settings, limits); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// Log settings of a new topic or queue.
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    /// Segment size in bytes.
+    #[arg(long)]
+    pub segment_bytes: Option<u64>,
+    /// Delete old segments while the log is larger than this many bytes.
+    #[arg(long)]
+    pub retention_bytes: Option<u64>,
+    /// Delete segments whose newest message is older than this many milliseconds.
+    #[arg(long)]
+    pub retention_ms: Option<u64>,
+}
+
+impl LogArgs {
+    fn settings(&self) -> LogSettings {
+        LogSettings {
+            segment_bytes_max: self.segment_bytes,
+            retention_bytes: self.retention_bytes,
+            retention_ms: self.retention_ms,
+        }
+    }
+}
+
+/// Topic commands.
+#[derive(Subcommand, Debug)]
+pub enum TopicCmd {
+    /// Create a topic.
+    Create {
+        /// Name.
+        name: String,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// List topics.
+    List,
+    /// Show a topic's offsets, size and subscribers' lag.
+    Describe {
+        /// Name.
+        name: String,
+    },
+    /// Delete a topic and its data.
+    Delete {
+        /// Name.
+        name: String,
+    },
+}
+
+/// Queue commands.
+#[derive(Subcommand, Debug)]
+pub enum QueueCmd {
+    /// Create a queue and its dead-letter queue.
+    Create {
+        /// Name.
+        name: String,
+        /// A delivered message not acked within this time is delivered again.
+        #[arg(long)]
+        ack_timeout_ms: Option<u64>,
+        /// After this many deliveries without an ack a message goes to the dead-letter queue.
+        #[arg(long)]
+        max_deliveries: Option<u32>,
+        /// Name of the dead-letter queue [default: <queue>.dlq].
+        #[arg(long)]
+        dead_letter: Option<String>,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// List queues.
+    List,
+    /// Show a queue's depth, in-flight and dead-lettered counts.
+    Describe {
+        /// Name.
+        name: String,
+    },
+    /// Delete a queue and its data (not its dead-letter queue).
+    Delete {
+        /// Name.
+        name: String,
+    },
+}
+
+/// Arguments of `publish`.
+#[derive(Args, Debug)]
+pub struct PublishArgs {
+    /// Topic or queue.
+    pub name: String,
+    /// Key of every message.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Messages; without any, each line of stdin is one message.
+    pub messages: Vec<String>,
+}
+
+/// Arguments of `subscribe`.
+#[derive(Args, Debug)]
+pub struct SubscribeArgs {
+    /// Topic.
+    pub topic: String,
+    /// Durable subscriber name; without it the read is anonymous and commits nothing.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// earliest | latest | <offset> | <RFC 3339 time>. Default: a named subscriber resumes at its
+    /// committed offset, an anonymous one starts at latest.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop after this many milliseconds with nothing new.
+    #[arg(long)]
+    pub wait_ms: Option<u64>,
+}
+
+/// Arguments of `consume`.
+#[derive(Args, Debug)]
+pub struct ConsumeArgs {
+    /// Queue (or topic, with --group).
+    pub name: String,
+    /// Consume the topic NAME as a member of this consumer group.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop after this many milliseconds with nothing new.
+    #[arg(long)]
+    pub wait_ms: Option<u64>,
+    /// Do not ack: the messages are delivered again to the next consumer.
+    #[arg(long)]
+    pub no_ack: bool,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            cmd => {
+                let out = Out { json: cli.json };
+                let client = Client::connect(&cli.addr)
+                    .await
+                    .with_context(|| format!("cannot reach the server at {}", cli.addr))?;
+                match cmd {
+                    Command::Serve(_) => unreachable!(),
+                    Command::Topic(c) => topic(&client, &out, c).await,
+                    Command::Queue(c) => queue(&client, &out, c).await,
+                    Command::Publish(a) => publish(&client, &out, a).await,
+                    Command::Subscribe(a) => subscribe(&client, &out, a).await,
+                    Command::Consume(a) => consume(&client, &out, a).await,
+                }
+            }
+        }
+    })
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let mut config = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    if let Some(f) = args.fsync {
+        config.log.fsync = f;
+    }
+    let server = Server::bind(config)
+        .await
+        .context("cannot start the server")?;
+    let addr = server.local_addr()?;
+    tracing::info!(%addr, "ready");
+    println!("listening on {addr}");
+    std::io::stdout().flush()?;
+    server.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot watch SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn line(&self, plain: impl FnOnce() -> String, json: impl FnOnce() -> serde_json::Value) {
+        let mut o = std::io::stdout().lock();
+        let _ = if self.json {
+            writeln!(o, "{}", json())
+        } else {
+            writeln!(o, "{}", plain())
+        };
+    }
+}
+
+fn flush() {
+    let _ = std::io::stdout().flush();
+}
+
+async fn topic(c: &Client, out: &Out, cmd: TopicCmd) -> Result<()> {
+    match cmd {
+        TopicCmd::Create { name, log } => {
+            c.create_topic(&name, log.settings()).await?;
+            out.line(
+                || format!("created topic {name}"),
+                || json!({"created": name}),
+            );
+        }
+        TopicCmd::List => {
+            for n in c.list_topics().await? {
+                out.line(|| n.clone(), || json!({"name": n}));
+            }
+        }
+        TopicCmd::Describe { name } => {
+            let t = c.describe_topic(&name).await?;
+            out.line(
+                || {
+                    let mut s = format!(
+                        "topic {}\n  start offset {}\n  end offset {}\n  size {} bytes in {} segment(s)\n  subscribers {}",
+                        t.name, t.start_offset, t.end_offset, t.size_bytes, t.segments, t.subscribers.len()
+                    );
+                    for sub in &t.subscribers {
+                        s += &format!("\n    {} committed {} lag {}", sub.name, sub.committed, sub.lag);
+                    }
+                    s
+                },
+                || serde_json::to_value(&t).unwrap_or_default(),
+            );
+        }
+        TopicCmd::Delete { name } => {
+            c.delete_topic(&name).await?;
+            out.line(
+                || format!("deleted topic {name}"),
+                || json!({"deleted": name}),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn queue(c: &Client, out: &Out, cmd: QueueCmd) -> Result<()> {
+    match cmd {
+        QueueCmd::Create {
+            name,
+            ack_timeout_ms,
+            max_deliveries,
+            dead_letter,
+            log,
+        } => {
+            c.create_queue(
+                &name,
+                QueueSettings {
+                    log: log.settings(),
+                    ack_timeout_ms,
+                    max_deliveries,
+                    dead_letter: dead_letter.clone(),
+                },
+            )
+            .await?;
+            let dlq = dead_letter.unwrap_or_else(|| format!("{name}.dlq"));
+            out.line(
+                || format!("created queue {name} (dead letters go to {dlq})"),
+                || json!({"created": name, "dead_letter": dlq}),
+            );
+        }
+        QueueCmd::List => {
+            for n in c.list_queues().await? {
+                out.line(|| n.clone(), || json!({"name": n}));
+            }
+        }
+        QueueCmd::Describe { name } => {
+            let q = c.describe_queue(&name).await?;
+            out.line(
+                || {
+                    format!(
+                        "queue {}\n  start offset {}\n  end offset {}\n  depth {}\n  in flight {}\n  dead-lettered {} (to {})\n  ack floor {}\n  cursor {}\n  size {} bytes\n  ack timeout {} ms, max deliveries {}",
+                        q.name, q.start_offset, q.end_offset, q.depth, q.in_flight, q.dead_lettered,
+                        q.dead_letter, q.ack_floor, q.cursor, q.size_bytes, q.ack_timeout_ms, q.max_deliveries
+                    )
+                },
+                || serde_json::to_value(&q).unwrap_or_default(),
+            );
+        }
+        QueueCmd::Delete { name } => {
+            c.delete_queue(&name).await?;
+            out.line(
+                || format!("deleted queue {name}"),
+                || json!({"deleted": name}),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Messages per batch read from stdin.
+const STDIN_BATCH: usize = 1000;
+/// Batches in flight (pipelined) at once.
+const PUBLISH_WINDOW: usize = 8;
+
+fn record(key: &Option<String>, value: Vec<u8>) -> Record {
+    Record {
+        key: key.as_ref().map(|k| k.as_bytes().to_vec()),
+        ..Record::from_value(value)
+    }
+}
+
+fn print_offsets(out: &Out, p: &Published) {
+    for o in p.base_offset..=p.last_offset {
+        out.line(|| o.to_string(), || json!({"offset": o}));
+    }
+    flush();
+}
+
+async fn publish(c: &Client, out: &Out, a: PublishArgs) -> Result<()> {
+    let target = Target::Any(a.name.clone());
+    if !a.messages.is_empty() {
+        let records: Vec<Record> = a
+            .messages
+            .into_iter()
+            .map(|m| record(&a.key, m.into_bytes()))
+            .collect();
+        for chunk in records.chunks(STDIN_BATCH) {
+            let p = c
+                .publish_to(target.clone(), chunk)
+                .await
+                .with_context(|| format!("cannot publish to {}", a.name))?;
+            print_offsets(out, &p);
+        }
+        return Ok(());
+    }
+    // stdin: a thread reads lines; batches are whatever arrived, pipelined, printed in order.
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4 * STDIN_BATCH);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let mut line = Vec::new();
+            match stdin.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    if line.last() == Some(&b'\n') {
+                        line.pop();
+                        if line.last() == Some(&b'\r') {
+                            line.pop();
+                        }
+                    }
+                    if tx.blocking_send(line).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let mut inflight: VecDeque<JoinHandle<Result<Published, sluice::client::ClientError>>> =
+        VecDeque::new();
+    let mut eof = false;
+    loop {
+        tokio::select! {
+            biased;
+            r = async { inflight.front_mut().unwrap().await }, if !inflight.is_empty() => {
+                inflight.pop_front();
+                let p = r
+                    .context("publish task failed")?
+                    .with_context(|| format!("cannot publish to {}", a.name))?;
+                print_offsets(out, &p);
+            }
+            line = rx.recv(), if !eof && inflight.len() < PUBLISH_WINDOW => match line {
+                None => eof = true,
+                Some(l) => {
+                    let mut batch = vec![record(&a.key, l)];
+                    while batch.len() < STDIN_BATCH {
+                        match rx.try_recv() {
+                            Ok(l) => batch.push(record(&a.key, l)),
+                            Err(_) => break,
+                        }
+                    }
+                    // Sent here, in input order; confirmations are awaited concurrently.
+                    let pending = c
+                        .send_publish(target.clone(), &batch)
+                        .await
+                        .with_context(|| format!("cannot publish to {}", a.name))?;
+                    inflight.push_back(tokio::spawn(pending.confirmed()));
+                }
+            },
+            else => break,
+        }
+    }
+    Ok(())
+}
+
+fn parse_from(s: &str) -> Result<Start> {
+    Ok(match s {
+        "earliest" => Start::Earliest,
+        "latest" => Start::Latest,
+        _ => {
+            if let Ok(o) = s.parse::<u64>() {
+                Start::Offset(o)
+            } else if let Some(t) = text::parse_rfc3339(s) {
+                Start::Timestamp(t)
+            } else {
+                bail!("--from {s:?}: expected earliest, latest, an offset or an RFC 3339 time (2024-05-01T12:00:00Z)")
+            }
+        }
+    })
+}
+
+/// Waits for the next item, or `None` after `wait_ms` with nothing.
+async fn next_within<T>(
+    wait_ms: Option<u64>,
+    f: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    match wait_ms {
+        Some(ms) => tokio::time::timeout(Duration::from_millis(ms), f)
+            .await
+            .ok(),
+        None => Some(f.await),
+    }
+}
+
+fn print_message(out: &Out, offset: u64, r: &Record, attempt: Option<u32>) {
+    let ts = r.timestamp_ms.unwrap_or(0);
+    out.line(
+        || String::from_utf8_lossy(&r.value).into_owned(),
+        || {
+            serde_json::from_str(&text::message_json(
+                offset,
+                ts,
+                r.key.as_deref(),
+                &r.value,
+                attempt,
+            ))
+            .unwrap_or_default()
+        },
+    );
+}
+
+async fn subscribe(c: &Client, out: &Out, a: SubscribeArgs) -> Result<()> {
+    let start = match &a.from {
+        Some(f) => parse_from(f)?,
+        None => Start::Default,
+    };
+    let credit = a.count.unwrap_or(1000).clamp(1, 1000) as u32;
+    let opts = SubscribeOptions {
+        name: a.name.clone(),
+        start,
+        credit,
+    };
+    let mut sub = c
+        .subscribe(&a.topic, opts)
+        .await
+        .with_context(|| format!("cannot subscribe to {}", a.topic))?;
+    let mut seen = 0u64;
+    let mut next: Option<u64> = None;
+    let mut committed: Option<u64> = None;
+    while !matches!(a.count, Some(n) if seen >= n) {
+        let Some(item) = next_within(a.wait_ms, sub.next()).await else {
+            break;
+        };
+        let m = match item {
+            Some(m) => m.context("subscription failed")?,
+            None => bail!("the server closed the subscription"),
+        };
+        print_message(out, m.offset, &m.record, None);
+        seen += 1;
+        next = Some(m.offset + 1);
+        if sub.buffered() == 0 {
+            flush();
+            if a.name.is_some() {
+                sub.commit(m.offset + 1).await.context("commit failed")?;
+                committed = next;
+            }
+        }
+    }
+    flush();
+    if let (Some(_), Some(n)) = (&a.name, next) {
+        if Some(n) != committed {
+            sub.commit(n).await.context("commit failed")?;
+        }
+    }
+    Ok(())
+}
+
+async fn consume(c: &Client, out: &Out, a: ConsumeArgs) -> Result<()> {
+    let source = match &a.group {
+        Some(g) => Source::Group {
+            topic: a.name.clone(),
+            group: g.clone(),
+        },
+        None => Source::Queue(a.name.clone()),
+    };
+    let prefetch = a.count.unwrap_or(100).clamp(1, 100) as u32;
+    let mut consumer = c
+        .consume(source, prefetch)
+        .await
+        .with_context(|| format!("cannot consume {}", a.name))?;
+    let acker = consumer.acker();
+    let mut seen = 0u64;
+    let mut to_ack = Vec::new();
+    while !matches!(a.count, Some(n) if seen >= n) {
+        let Some(item) = next_within(a.wait_ms, consumer.next()).await else {
+            break;
+        };
+        let d = match item {
+            Some(d) => d.context("consumer failed")?,
+            None => bail!("the server closed the consumer"),
+        };
+        print_message(out, d.offset, &d.record, Some(d.attempt));
+        seen += 1;
+        if !a.no_ack {
+            to_ack.push(d.offset);
+        }
+        if consumer.buffered() == 0 {
+            flush();
+            if !to_ack.is_empty() {
+                acker.ack(&to_ack).await.context("ack failed")?;
+                to_ack.clear();
+            }
+        }
+    }
+    flush();
+    if !to_ack.is_empty() {
+        acker.ack(&to_ack).await.context("ack failed")?;
+    }
+    Ok(())
+}

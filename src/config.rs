@@ -1,0 +1,221 @@
+//! Server configuration: a TOML file (`sluice serve --config FILE`) whose every key is optional;
+//! command-line flags override the file.
+//!
+//! ```toml
+//! data_dir = "/var/lib/sluice"
+//! listen = "0.0.0.0:7450"
+//! retention_check_ms = 60000
+//!
+//! [log]                      # defaults of new topics and queues (sluice_storage::LogConfig)
+//! segment_bytes_max = 134217728
+//! retention_ms = 604800000
+//! fsync = "always"           # or "interval:<ms>" or "never"
+//!
+//! [limits]
+//! frame_bytes_max = 16777216
+//! connections_max = 1024
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sluice_storage::LogConfig;
+
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./sluice-data";
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7450";
+
+/// Named, configurable limits of the server.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest frame accepted (the value of the length prefix). A larger prefix is rejected
+    /// before anything is allocated and the connection is closed.
+    pub frame_bytes_max: u32,
+    /// Most simultaneous connections; one more gets an error frame and is closed.
+    pub connections_max: usize,
+    /// Most delivered-but-unacked messages per consumer (a consumer's prefetch is capped to it).
+    pub unacked_per_consumer_max: u32,
+    /// Most credit a subscription may hold (messages granted but not yet sent).
+    pub credit_max: u32,
+    /// Most subscriptions and consumers open on one connection.
+    pub subscriptions_per_connection_max: usize,
+    /// Most requests of one connection waiting for their reply (pipelining depth). The server
+    /// stops reading the connection at the bound.
+    pub pending_requests_max: usize,
+    /// A connection with no subscription or consumer that sends nothing for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// The `HELLO` frame must arrive within this time of connecting.
+    pub handshake_timeout_ms: u64,
+    /// Once a frame's first byte arrived, the whole frame must arrive within this time.
+    pub frame_timeout_ms: u64,
+    /// At shutdown, in-flight requests get this long to finish.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            frame_bytes_max: crate::protocol::DEFAULT_FRAME_BYTES_MAX,
+            connections_max: 1024,
+            unacked_per_consumer_max: 1000,
+            credit_max: 100_000,
+            subscriptions_per_connection_max: 256,
+            pending_requests_max: 1024,
+            idle_timeout_ms: 300_000,
+            handshake_timeout_ms: 10_000,
+            frame_timeout_ms: 30_000,
+            shutdown_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// The whole server configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Listen address (port 0 picks a free port).
+    pub listen: String,
+    /// Log settings of topics and queues created without their own (fsync policy included).
+    pub log: LogConfig,
+    /// Limits.
+    pub limits: Limits,
+    /// How often retention is applied to every topic and queue (it is also applied whenever a
+    /// segment rolls).
+    pub retention_check_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            listen: DEFAULT_LISTEN.into(),
+            log: LogConfig::default(),
+            limits: Limits::default(),
+            retention_check_ms: 60_000,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys.
+    #[error("invalid configuration in {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Parses TOML text.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// The listen address, parsed.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen
+            .parse()
+            .map_err(|e| ConfigError::Invalid(format!("listen address {:?}: {e}", self.listen)))
+    }
+
+    /// Checks every value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.log.validate().map_err(ConfigError::Invalid)?;
+        self.listen_addr()?;
+        let l = &self.limits;
+        let min_frame = self.log.batch_bytes_max as u64 + 64 * 1024;
+        if (l.frame_bytes_max as u64) < min_frame {
+            return Err(ConfigError::Invalid(format!(
+                "limits.frame_bytes_max ({}) must be at least log.batch_bytes_max + 64 KiB ({min_frame})",
+                l.frame_bytes_max
+            )));
+        }
+        for (name, v) in [
+            ("connections_max", l.connections_max as u64),
+            (
+                "unacked_per_consumer_max",
+                l.unacked_per_consumer_max as u64,
+            ),
+            ("credit_max", l.credit_max as u64),
+            (
+                "subscriptions_per_connection_max",
+                l.subscriptions_per_connection_max as u64,
+            ),
+            ("pending_requests_max", l.pending_requests_max as u64),
+            ("idle_timeout_ms", l.idle_timeout_ms),
+            ("handshake_timeout_ms", l.handshake_timeout_ms),
+            ("frame_timeout_ms", l.frame_timeout_ms),
+            ("retention_check_ms", self.retention_check_ms),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be above 0")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_storage::FsyncPolicy;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::from_toml("", Path::new("x")).unwrap();
+        assert_eq!(c, Config::default());
+        c.validate().unwrap();
+        assert_eq!(c.listen, "127.0.0.1:7450");
+        assert_eq!(c.data_dir, PathBuf::from("./sluice-data"));
+    }
+
+    #[test]
+    fn file_sets_values_and_rejects_unknown_keys() {
+        let c = Config::from_toml(
+            "listen = \"127.0.0.1:0\"\n[log]\nsegment_bytes_max = 1048576\nfsync = \"interval:5\"\n[limits]\nconnections_max = 3\nidle_timeout_ms = 50\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(c.limits.connections_max, 3);
+        assert_eq!(c.limits.idle_timeout_ms, 50);
+        assert_eq!(c.log.segment_bytes_max, 1 << 20);
+        assert_eq!(c.log.fsync, FsyncPolicy::Interval(5));
+        c.validate().unwrap();
+        assert!(Config::from_toml("[limits]\nbogus = 1\n", Path::new("x")).is_err());
+        assert!(Config::from_toml("bogus = 1\n", Path::new("x")).is_err());
+        let c = Config::from_toml("[limits]\nframe_bytes_max = 100\n", Path::new("x")).unwrap();
+        assert!(c.validate().is_err());
+    }
+}

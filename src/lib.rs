@@ -1,0 +1,43 @@
+//! # sluice
+//!
+//! A durable, log-structured message broker: topics (pub-sub with durable named subscribers and
+//! replay) and queues (competing consumers, acks, redelivery, dead letters) on one storage
+//! engine, [`sluice_storage`].
+//!
+//! # Layout
+//! - [`protocol`]: the wire protocol's frames, hand-encoded (specification: `docs/protocol.md`).
+//! - [`server`]: the broker: listener, connection handlers, pushed subscriptions and consumers
+//!   with credit-based flow control, graceful shutdown, the data-directory lock.
+//! - [`client`]: the async Rust client (publish, subscribe as a `Stream`, consume with acks,
+//!   admin).
+//! - [`config`]: the server's TOML configuration and its named limits.
+//! - `src/main.rs`, `src/cli/`: the `sluice` binary (`serve` and the client commands).
+//!
+//! # Embedded use
+//!
+//! The engine works in-process with no server: open a [`sluice_storage::Store`] and call it
+//! directly (see `examples/embedded.rs`).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use sluice_storage::{Record, StartAt, StdFs, Store, StoreConfig};
+//!
+//! let store = Store::open(Arc::new(StdFs), "./my-data", StoreConfig::default())?;
+//! let orders = store.create_topic("orders", None)?;
+//! let info = orders.publish(&[Record::from_value("order 1")])?;
+//! let from = orders.subscribe("billing", StartAt::Earliest)?;
+//! let records = orders.log().read_records(from, 100, 1 << 20)?;
+//! orders.commit("billing", info.next_offset())?;
+//! store.close()?;
+//! # let _ = records;
+//! # Ok::<(), sluice_storage::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod config;
+pub mod protocol;
+pub mod server;
+
+pub use sluice_storage as storage;

@@ -1,0 +1,1428 @@
+//! The broker: a TCP listener with a connection limit, one task per connection, pushed
+//! subscriptions and consumers with credit-based flow control, and graceful shutdown.
+//!
+//! Structure (one connection):
+//! - the *reader* (the connection task) reads frames, decodes them and dispatches requests;
+//! - every request gets a *reply slot* in a bounded FIFO (`pending_requests_max`); the *replier*
+//!   task forwards slots to the writer in request order as they are filled, so replies are
+//!   pipelined and ordered while work (fsync, admin) runs concurrently;
+//! - the *writer* task owns the socket's write half and batches frames into one flush;
+//! - each subscription and consumer is a task that pushes frames straight to the writer,
+//!   woken by the topic's or queue's append listener (a `watch` channel per log: a log has one
+//!   listener, so the server registers one per log and fans out).
+//!
+//! Disk work (appends, syncs, reads, acks, admin) runs on `spawn_blocking` threads.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use sluice_storage::{
+    now_ms, ConsumerId, Error as StoreError, FsyncPolicy, Log, LogConfig, Offset, Queue,
+    QueueConfig, StartAt, StdFs, Store, StoreConfig, Topic,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify, Semaphore};
+use tokio::task::{spawn_blocking, AbortHandle};
+use tokio::time::{sleep, timeout};
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, ConfigError, Limits};
+use crate::protocol::{
+    self, ErrorCode, LogSettings, OutFrame, ProtocolError, QueueInfo, QueueMessage, Reply, Request,
+    Source, Start, SubscriberStat, Target, TopicInfo,
+};
+
+/// Bytes read from a log per read call of a subscription.
+const READ_BYTES: usize = 1 << 20;
+/// Bytes of queue messages per `MESSAGES` frame (one message may exceed it).
+const MESSAGES_FRAME_BYTES: usize = 1 << 20;
+/// Frames queued to a connection's writer.
+const WRITER_QUEUE: usize = 256;
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Another process holds the data directory's lock file.
+    #[error("data directory {dir} is already in use by another sluice process (lock file {lock} is held)")]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The lock file could not be created or locked.
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store failed to open or close.
+    #[error("store in {dir}: {source}")]
+    Store {
+        /// The data directory.
+        dir: PathBuf,
+        /// Why.
+        source: StoreError,
+    },
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// A blocking store task panicked.
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+/// An exclusive `flock` on `<data-dir>/LOCK`, held for the life of the value (and released by
+/// the kernel if the process dies).
+#[derive(Debug)]
+pub struct LockFile {
+    _file: File,
+    path: PathBuf,
+}
+
+impl LockFile {
+    /// Creates `dir` if needed and locks `dir/LOCK`; fails at once if another process holds it.
+    pub fn acquire(dir: &Path) -> Result<LockFile, ServerError> {
+        let path = dir.join("LOCK");
+        let err = |source| ServerError::Lock {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(err)?;
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Err(ServerError::Locked {
+                    dir: dir.to_owned(),
+                    lock: path,
+                });
+            }
+            return Err(err(e));
+        }
+        let _ = file.set_len(0);
+        let _ = writeln!(file, "{}", std::process::id());
+        Ok(LockFile { _file: file, path })
+    }
+
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The fan-out of one log's append listener: the address of the topic or queue it was
+/// registered for, and the channel carrying the visible end.
+type LogWatch = (usize, Arc<watch::Sender<u64>>);
+
+/// State shared by every connection.
+struct Shared {
+    store: Arc<Store>,
+    limits: Limits,
+    default_log: LogConfig,
+    /// One append listener per log, keyed by `t/<topic>` or `q/<queue>`, with the address of the
+    /// topic or queue it was registered for (a recreated one gets a new listener).
+    watches: Mutex<HashMap<String, LogWatch>>,
+    /// Wakes the consumers of a queue or group when messages return to it (nack, release, ack).
+    queue_events: Mutex<HashMap<String, Arc<Notify>>>,
+    next_consumer: AtomicU64,
+}
+
+impl Shared {
+    fn watch_log(&self, key: String, ptr: usize, log: &Log) -> watch::Receiver<u64> {
+        let mut m = self.watches.lock().unwrap();
+        if let Some((p, tx)) = m.get(&key) {
+            if *p == ptr {
+                return tx.subscribe();
+            }
+        }
+        let (tx, rx) = watch::channel(log.visible_end().0);
+        let tx = Arc::new(tx);
+        let weak = Arc::downgrade(&tx);
+        log.set_listener(Arc::new(move |end: Offset| {
+            if let Some(tx) = weak.upgrade() {
+                tx.send_replace(end.0);
+            }
+        }));
+        m.insert(key, (ptr, tx));
+        rx
+    }
+
+    /// Drops a log's listener fan-out: its subscriptions end.
+    fn forget(&self, key: &str) {
+        self.watches.lock().unwrap().remove(key);
+    }
+
+    fn queue_events(&self, key: &str) -> Arc<Notify> {
+        self.queue_events
+            .lock()
+            .unwrap()
+            .entry(key.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    fn log_config(&self, s: &LogSettings) -> Result<LogConfig, Fail> {
+        let mut c = self.default_log.clone();
+        if let Some(v) = s.segment_bytes_max {
+            c.segment_bytes_max = v;
+        }
+        if s.retention_bytes.is_some() {
+            c.retention_bytes = s.retention_bytes;
+        }
+        if s.retention_ms.is_some() {
+            c.retention_ms = s.retention_ms;
+        }
+        c.validate()
+            .map_err(|m| Fail(ErrorCode::InvalidArgument, m))?;
+        Ok(c)
+    }
+
+    fn resolve_target(&self, t: &Target) -> Result<Log, Fail> {
+        match t {
+            Target::Topic(n) => Ok(self.store.topic(n)?.log().clone()),
+            Target::Queue(n) => Ok(self.store.queue(n)?.log().clone()),
+            Target::Any(n) => match self.store.topic(n) {
+                Ok(t) => Ok(t.log().clone()),
+                Err(StoreError::NotFound { .. }) => match self.store.queue(n) {
+                    Ok(q) => Ok(q.log().clone()),
+                    Err(StoreError::NotFound { .. }) => Err(Fail(
+                        ErrorCode::NotFound,
+                        format!("no topic or queue is named {n:?}"),
+                    )),
+                    Err(e) => Err(e.into()),
+                },
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+}
+
+/// A request failure: code and message of the `ERROR` reply.
+#[derive(Debug)]
+struct Fail(ErrorCode, String);
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        let code = match &e {
+            StoreError::NotFound { .. } => ErrorCode::NotFound,
+            StoreError::AlreadyExists { .. } => ErrorCode::AlreadyExists,
+            StoreError::InvalidBatch(_) => ErrorCode::InvalidBatch,
+            StoreError::InvalidArgument(_) | StoreError::OffsetOutOfRange { .. } => {
+                ErrorCode::InvalidArgument
+            }
+            StoreError::LimitReached(_) => ErrorCode::LimitReached,
+            _ => ErrorCode::Storage,
+        };
+        Fail(code, e.to_string())
+    }
+}
+
+impl Fail {
+    fn reply(self) -> Reply {
+        Reply::error(self.0, self.1)
+    }
+}
+
+/// Runs blocking store work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Fail> + Send + 'static,
+) -> Result<T, Fail> {
+    match spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(Fail(ErrorCode::Internal, format!("store task failed: {e}"))),
+    }
+}
+
+/// The broker: bound and holding its data directory, not yet serving.
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    lock: LockFile,
+    retention_check: Duration,
+}
+
+impl Server {
+    /// Validates the configuration, locks the data directory, opens (recovering) the store and
+    /// binds the listen address.
+    pub async fn bind(config: Config) -> Result<Server, ServerError> {
+        config.validate()?;
+        let lock = LockFile::acquire(&config.data_dir)?;
+        let dir = config.data_dir.clone();
+        let store_config = StoreConfig {
+            default_log: config.log.clone(),
+        };
+        let d = dir.clone();
+        let store = spawn_blocking(move || Store::open(Arc::new(StdFs), d, store_config))
+            .await
+            .map_err(|e| ServerError::Task(e.to_string()))?
+            .map_err(|source| ServerError::Store {
+                dir: dir.clone(),
+                source,
+            })?;
+        let addr = config.listen_addr()?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        info!(data_dir = %dir.display(), fsync = %config.log.fsync, "store open");
+        let retention_check = Duration::from_millis(config.retention_check_ms);
+        Ok(Server {
+            listener,
+            shared: Arc::new(Shared {
+                store: Arc::new(store),
+                limits: config.limits,
+                default_log: config.log,
+                watches: Mutex::default(),
+                queue_events: Mutex::default(),
+                next_consumer: AtomicU64::new(1),
+            }),
+            lock,
+            retention_check,
+        })
+    }
+
+    /// The bound address (with the real port when the configuration asked for port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets connections finish their
+    /// in-flight requests (up to `shutdown_timeout_ms`), closes the store (sync and clean-shutdown
+    /// markers) and releases the lock.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let Server {
+            listener,
+            shared,
+            lock,
+            retention_check,
+        } = self;
+        let retention = tokio::spawn(apply_retention(shared.clone(), retention_check));
+        let (notify_shutdown, _) = broadcast::channel::<()>(1);
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        let permits = Arc::new(Semaphore::new(shared.limits.connections_max));
+        let accept = async {
+            loop {
+                let (sock, peer) = match listener.accept().await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        warn!("accept failed: {e}");
+                        sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let permit = permits.clone().try_acquire_owned();
+                let shared = shared.clone();
+                let shutdown_rx = notify_shutdown.subscribe();
+                let done = done_tx.clone();
+                tokio::spawn(async move {
+                    let _done = done;
+                    match permit {
+                        Ok(_permit) => handle_connection(shared, sock, peer, shutdown_rx).await,
+                        Err(_) => {
+                            warn!(%peer, limit = shared.limits.connections_max, "connection refused: connections_max reached");
+                            reject(sock, ErrorCode::LimitReached, "connections_max reached").await;
+                        }
+                    }
+                });
+            }
+        };
+        tokio::select! {
+            _ = accept => {}
+            _ = shutdown => info!("shutdown requested: no longer accepting connections"),
+        }
+        drop(listener);
+        retention.abort();
+        drop(notify_shutdown);
+        drop(done_tx);
+        let grace = Duration::from_millis(shared.limits.shutdown_timeout_ms);
+        if timeout(grace, done_rx.recv()).await.is_err() {
+            warn!("connections still open after {grace:?}; closing the store anyway");
+        }
+        let store = shared.store.clone();
+        spawn_blocking(move || store.close())
+            .await
+            .map_err(|e| ServerError::Task(e.to_string()))?
+            .map_err(|source| ServerError::Store {
+                dir: lock.path().parent().unwrap_or(Path::new(".")).to_owned(),
+                source,
+            })?;
+        info!("store closed cleanly");
+        drop(lock);
+        Ok(())
+    }
+}
+
+/// Applies time- and size-based retention to every topic and queue periodically.
+async fn apply_retention(shared: Arc<Shared>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let s = shared.clone();
+        let _ = spawn_blocking(move || {
+            let mut logs = Vec::new();
+            for n in s.store.list_topics() {
+                if let Ok(t) = s.store.topic(&n) {
+                    logs.push((n, t.log().clone()));
+                }
+            }
+            for n in s.store.list_queues() {
+                if let Ok(q) = s.store.queue(&n) {
+                    logs.push((n, q.log().clone()));
+                }
+            }
+            for (name, log) in logs {
+                match log.enforce_retention() {
+                    Ok(0) => {}
+                    Ok(n) => info!(%name, segments = n, "retention deleted segments"),
+                    Err(e) => warn!(%name, "retention failed: {e}"),
+                }
+            }
+        })
+        .await;
+    }
+}
+
+async fn reject(mut sock: TcpStream, code: ErrorCode, msg: &str) {
+    let f = Reply::error(code, msg).encode(0).to_vec();
+    let _ = timeout(Duration::from_secs(1), async {
+        let _ = sock.write_all(&f).await;
+        let _ = sock.shutdown().await;
+    })
+    .await;
+}
+
+/// A filled reply slot: the frame and, optionally, who to tell once it is queued to the writer.
+struct Slot {
+    frame: OutFrame,
+    written: Option<oneshot::Sender<()>>,
+}
+
+type SlotTx = oneshot::Sender<Slot>;
+
+fn fill(tx: SlotTx, id: u32, reply: Reply) {
+    let _ = tx.send(Slot {
+        frame: reply.encode(id),
+        written: None,
+    });
+}
+
+fn fill_result(tx: SlotTx, id: u32, r: Result<Reply, Fail>) {
+    fill(tx, id, r.unwrap_or_else(Fail::reply));
+}
+
+/// How a connection ended.
+enum End {
+    /// Peer closed, I/O failed, or shutdown.
+    Closed,
+    /// A protocol violation or limit: send this error, then close.
+    Fatal(u32, ErrorCode, String),
+}
+
+impl From<ProtocolError> for End {
+    fn from(e: ProtocolError) -> Self {
+        match e {
+            ProtocolError::Io(_) => End::Closed,
+            ProtocolError::TooLarge { .. } => {
+                End::Fatal(0, ErrorCode::FrameTooLarge, e.to_string())
+            }
+            ProtocolError::Malformed(_) | ProtocolError::UnknownKind(_) => {
+                End::Fatal(0, ErrorCode::Malformed, e.to_string())
+            }
+        }
+    }
+}
+
+struct SubHandle {
+    credit: Arc<Semaphore>,
+    task: AbortHandle,
+}
+
+struct ConsumerState {
+    cid: ConsumerId,
+    queue: OnceLock<Arc<Queue>>,
+    events: OnceLock<Arc<Notify>>,
+    /// Offsets delivered to this consumer and not settled, with their ack deadline (after it the
+    /// queue takes them back, so they stop counting against the prefetch).
+    inflight: Mutex<HashMap<u64, i64>>,
+    prefetch: AtomicU32,
+    wake: Notify,
+    /// Set once the consumer is released; a `deliver` that runs later (its task was aborted
+    /// while the blocking call was queued) must hand out nothing.
+    closed: AtomicBool,
+    /// Held around `deliver` and `release` so neither interleaves with the other.
+    gate: Mutex<()>,
+}
+
+struct ConsumerHandle {
+    state: Arc<ConsumerState>,
+    task: AbortHandle,
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    out: mpsc::Sender<OutFrame>,
+    replies: mpsc::Sender<oneshot::Receiver<Slot>>,
+    subs: HashMap<u32, SubHandle>,
+    consumers: HashMap<u32, ConsumerHandle>,
+}
+
+async fn handle_connection(
+    shared: Arc<Shared>,
+    sock: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: broadcast::Receiver<()>,
+) {
+    let _ = sock.set_nodelay(true);
+    info!(%peer, "connection open");
+    let (rd, wr) = sock.into_split();
+    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let (out_tx, out_rx) = mpsc::channel::<OutFrame>(WRITER_QUEUE);
+    let writer = tokio::spawn(write_loop(wr, out_rx));
+    let (reply_tx, reply_rx) = mpsc::channel(shared.limits.pending_requests_max);
+    let replier = tokio::spawn(reply_loop(reply_rx, out_tx.clone()));
+    let mut conn = Conn {
+        shared: shared.clone(),
+        peer,
+        out: out_tx,
+        replies: reply_tx,
+        subs: HashMap::new(),
+        consumers: HashMap::new(),
+    };
+    let end = conn.run(&mut rd, &mut shutdown).await;
+    conn.cancel_all();
+    match end {
+        End::Fatal(id, code, message) => {
+            warn!(%peer, %code, "closing connection: {message}");
+            let (tx, rx) = oneshot::channel();
+            if conn.replies.send(rx).await.is_ok() {
+                fill(tx, id, Reply::error(code, message));
+            }
+        }
+        End::Closed => {}
+    }
+    let Conn { out, replies, .. } = conn;
+    drop(replies);
+    drop(out);
+    let grace = Duration::from_millis(shared.limits.shutdown_timeout_ms);
+    let _ = timeout(grace, replier).await;
+    let _ = timeout(grace, writer).await;
+    info!(%peer, "connection closed");
+}
+
+async fn reply_loop(mut rx: mpsc::Receiver<oneshot::Receiver<Slot>>, out: mpsc::Sender<OutFrame>) {
+    while let Some(slot) = rx.recv().await {
+        if let Ok(slot) = slot.await {
+            if out.send(slot.frame).await.is_err() {
+                return;
+            }
+            if let Some(w) = slot.written {
+                let _ = w.send(());
+            }
+        }
+    }
+}
+
+async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<OutFrame>) {
+    let mut w = BufWriter::with_capacity(64 * 1024, wr);
+    async fn put(w: &mut BufWriter<OwnedWriteHalf>, f: &OutFrame) -> io::Result<()> {
+        w.write_all(&f.head).await?;
+        if let Some(t) = &f.tail {
+            w.write_all(t).await?;
+        }
+        Ok(())
+    }
+    while let Some(f) = rx.recv().await {
+        if put(&mut w, &f).await.is_err() {
+            return;
+        }
+        let mut n = 0;
+        while n < 64 {
+            match rx.try_recv() {
+                Ok(f) => {
+                    if put(&mut w, &f).await.is_err() {
+                        return;
+                    }
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        if w.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+impl Conn {
+    async fn run(
+        &mut self,
+        rd: &mut BufReader<OwnedReadHalf>,
+        shutdown: &mut broadcast::Receiver<()>,
+    ) -> End {
+        let limits = self.shared.limits.clone();
+        let max = limits.frame_bytes_max;
+        // Handshake.
+        let hs = tokio::select! {
+            _ = shutdown.recv() => return End::Closed,
+            r = timeout(Duration::from_millis(limits.handshake_timeout_ms), protocol::read_frame(rd, max)) => r,
+        };
+        let frame = match hs {
+            Err(_) => {
+                return End::Fatal(
+                    0,
+                    ErrorCode::Timeout,
+                    format!(
+                        "no HELLO within handshake_timeout_ms ({} ms)",
+                        limits.handshake_timeout_ms
+                    ),
+                )
+            }
+            Ok(Err(e)) => return e.into(),
+            Ok(Ok(None)) => return End::Closed,
+            Ok(Ok(Some(f))) => f,
+        };
+        match Request::decode(&frame) {
+            Ok(Request::Hello { version, client }) if version == protocol::VERSION => {
+                debug!(peer = %self.peer, %client, "handshake");
+                let (tx, rx) = oneshot::channel();
+                if self.replies.send(rx).await.is_err() {
+                    return End::Closed;
+                }
+                fill(
+                    tx,
+                    frame.request_id,
+                    Reply::HelloOk {
+                        version: protocol::VERSION,
+                        server: format!("sluice {}", env!("CARGO_PKG_VERSION")),
+                        frame_bytes_max: max,
+                    },
+                );
+            }
+            Ok(Request::Hello { version, .. }) => {
+                return End::Fatal(
+                    frame.request_id,
+                    ErrorCode::UnsupportedVersion,
+                    format!(
+                        "protocol version {version} is not supported (this server speaks {})",
+                        protocol::VERSION
+                    ),
+                )
+            }
+            Ok(_) => {
+                return End::Fatal(
+                    frame.request_id,
+                    ErrorCode::Malformed,
+                    "the first frame must be HELLO".into(),
+                )
+            }
+            Err(ProtocolError::Malformed(m)) if m.contains("magic") => {
+                return End::Fatal(frame.request_id, ErrorCode::UnsupportedVersion, m)
+            }
+            Err(e) => return e.into(),
+        }
+        loop {
+            let idle = self.subs.is_empty() && self.consumers.is_empty();
+            let first = tokio::select! {
+                _ = shutdown.recv() => {
+                    let (tx, rx) = oneshot::channel();
+                    if self.replies.send(rx).await.is_ok() {
+                        fill(tx, 0, Reply::error(ErrorCode::ShuttingDown, "server shutting down"));
+                    }
+                    return End::Closed;
+                }
+                r = rd.read_u8() => r,
+                _ = sleep(Duration::from_millis(limits.idle_timeout_ms)), if idle => {
+                    return End::Fatal(0, ErrorCode::Timeout, format!("idle for idle_timeout_ms ({} ms)", limits.idle_timeout_ms));
+                }
+            };
+            let Ok(first) = first else {
+                return End::Closed;
+            };
+            let frame = match timeout(
+                Duration::from_millis(limits.frame_timeout_ms),
+                protocol::read_frame_rest(rd, first, max),
+            )
+            .await
+            {
+                Err(_) => {
+                    return End::Fatal(
+                        0,
+                        ErrorCode::Timeout,
+                        format!(
+                            "frame not completed within frame_timeout_ms ({} ms)",
+                            limits.frame_timeout_ms
+                        ),
+                    )
+                }
+                Ok(Err(e)) => return e.into(),
+                Ok(Ok(f)) => f,
+            };
+            let id = frame.request_id;
+            let req = match Request::decode(&frame) {
+                Ok(r) => r,
+                Err(e) => {
+                    return match End::from(e) {
+                        End::Fatal(_, c, m) => End::Fatal(id, c, m),
+                        other => other,
+                    }
+                }
+            };
+            if let Err(end) = self.dispatch(id, req).await {
+                return end;
+            }
+        }
+    }
+
+    async fn slot(&self) -> Result<SlotTx, End> {
+        let (tx, rx) = oneshot::channel();
+        self.replies.send(rx).await.map_err(|_| End::Closed)?;
+        Ok(tx)
+    }
+
+    /// Runs `f` on the blocking pool in its own task and fills the slot with its result.
+    fn spawn_reply(
+        &self,
+        tx: SlotTx,
+        id: u32,
+        f: impl FnOnce() -> Result<Reply, Fail> + Send + 'static,
+    ) {
+        tokio::spawn(async move { fill_result(tx, id, blocking(f).await) });
+    }
+
+    fn streams_full(&self) -> bool {
+        self.subs.len() + self.consumers.len()
+            >= self.shared.limits.subscriptions_per_connection_max
+    }
+
+    async fn dispatch(&mut self, id: u32, req: Request) -> Result<(), End> {
+        let shared = self.shared.clone();
+        match req {
+            Request::Hello { .. } => {
+                let tx = self.slot().await?;
+                fill(
+                    tx,
+                    id,
+                    Reply::error(ErrorCode::InvalidArgument, "already greeted"),
+                );
+            }
+            Request::Ping => {
+                let tx = self.slot().await?;
+                fill(tx, id, Reply::Pong);
+            }
+            Request::Publish { target, batch } => {
+                let tx = self.slot().await?;
+                let log = match shared.resolve_target(&target) {
+                    Ok(l) => l,
+                    Err(f) => {
+                        fill(tx, id, f.reply());
+                        return Ok(());
+                    }
+                };
+                let always = log.config().fsync == FsyncPolicy::Always;
+                // Appends of one connection are written in order; their syncs overlap (group commit).
+                let l = log.clone();
+                let info = match blocking(move || Ok(l.append_unsynced(batch)?)).await {
+                    Ok(i) => i,
+                    Err(f) => {
+                        fill(tx, id, f.reply());
+                        return Ok(());
+                    }
+                };
+                let published = Reply::Published {
+                    base_offset: info.base_offset.0,
+                    last_offset: info.last_offset.0,
+                };
+                if always {
+                    self.spawn_reply(tx, id, move || {
+                        log.sync_to(info.next_offset())?;
+                        Ok(published)
+                    });
+                } else {
+                    fill(tx, id, published);
+                }
+            }
+            Request::Subscribe {
+                topic,
+                name,
+                start,
+                credit,
+            } => {
+                let tx = self.slot().await?;
+                if self.streams_full() {
+                    fill(
+                        tx,
+                        id,
+                        Reply::error(
+                            ErrorCode::LimitReached,
+                            "subscriptions_per_connection_max reached",
+                        ),
+                    );
+                    return Ok(());
+                }
+                if self.subs.contains_key(&id) || self.consumers.contains_key(&id) {
+                    fill(
+                        tx,
+                        id,
+                        Reply::error(
+                            ErrorCode::InvalidArgument,
+                            format!("request id {id} already names an open subscription"),
+                        ),
+                    );
+                    return Ok(());
+                }
+                let topic = match shared.store.topic(&topic) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        fill(tx, id, Fail::from(e).reply());
+                        return Ok(());
+                    }
+                };
+                let credit =
+                    Arc::new(Semaphore::new(credit.min(shared.limits.credit_max) as usize));
+                let task = tokio::spawn(run_subscription(
+                    shared.clone(),
+                    topic,
+                    name,
+                    start,
+                    id,
+                    credit.clone(),
+                    self.out.clone(),
+                    tx,
+                ));
+                self.subs.insert(
+                    id,
+                    SubHandle {
+                        credit,
+                        task: task.abort_handle(),
+                    },
+                );
+            }
+            Request::Credit { id: target, credit } => {
+                if let Some(s) = self.subs.get(&target) {
+                    let room = (shared.limits.credit_max as usize)
+                        .saturating_sub(s.credit.available_permits());
+                    s.credit.add_permits((credit as usize).min(room));
+                } else if let Some(c) = self.consumers.get(&target) {
+                    let max = shared.limits.unacked_per_consumer_max;
+                    let p = c.state.prefetch.load(Ordering::Relaxed);
+                    c.state
+                        .prefetch
+                        .store(p.saturating_add(credit).min(max), Ordering::Relaxed);
+                    c.state.wake.notify_one();
+                }
+            }
+            Request::Cancel { id: target } => {
+                let tx = self.slot().await?;
+                if let Some(s) = self.subs.remove(&target) {
+                    s.task.abort();
+                    fill(tx, id, Reply::Ok);
+                } else if let Some(c) = self.consumers.remove(&target) {
+                    release_consumer(c);
+                    fill(tx, id, Reply::Ok);
+                } else {
+                    fill(
+                        tx,
+                        id,
+                        Reply::error(
+                            ErrorCode::UnknownId,
+                            format!("no open subscription or consumer {target}"),
+                        ),
+                    );
+                }
+            }
+            Request::Commit { topic, name, next } => {
+                let tx = self.slot().await?;
+                self.spawn_reply(tx, id, move || {
+                    shared.store.topic(&topic)?.commit(&name, Offset(next))?;
+                    Ok(Reply::Ok)
+                });
+            }
+            Request::Consume { source, prefetch } => {
+                let tx = self.slot().await?;
+                if self.streams_full() {
+                    fill(
+                        tx,
+                        id,
+                        Reply::error(
+                            ErrorCode::LimitReached,
+                            "subscriptions_per_connection_max reached",
+                        ),
+                    );
+                    return Ok(());
+                }
+                if self.subs.contains_key(&id) || self.consumers.contains_key(&id) {
+                    fill(
+                        tx,
+                        id,
+                        Reply::error(
+                            ErrorCode::InvalidArgument,
+                            format!("request id {id} already names an open consumer"),
+                        ),
+                    );
+                    return Ok(());
+                }
+                let prefetch = prefetch.clamp(1, shared.limits.unacked_per_consumer_max);
+                let state = Arc::new(ConsumerState {
+                    cid: ConsumerId(shared.next_consumer.fetch_add(1, Ordering::Relaxed)),
+                    queue: OnceLock::new(),
+                    events: OnceLock::new(),
+                    inflight: Mutex::default(),
+                    prefetch: AtomicU32::new(prefetch),
+                    wake: Notify::new(),
+                    closed: AtomicBool::new(false),
+                    gate: Mutex::new(()),
+                });
+                let task = tokio::spawn(run_consumer(
+                    shared.clone(),
+                    source,
+                    id,
+                    state.clone(),
+                    self.out.clone(),
+                    tx,
+                ));
+                self.consumers.insert(
+                    id,
+                    ConsumerHandle {
+                        state,
+                        task: task.abort_handle(),
+                    },
+                );
+            }
+            Request::Ack { id: target, .. } | Request::Nack { id: target, .. }
+                if !self.consumers.contains_key(&target) =>
+            {
+                let tx = self.slot().await?;
+                fill(
+                    tx,
+                    id,
+                    Reply::error(
+                        ErrorCode::UnknownId,
+                        format!("no open consumer {target} on this connection"),
+                    ),
+                );
+            }
+            Request::Ack {
+                id: target,
+                offsets,
+            } => {
+                let tx = self.slot().await?;
+                let state = self.consumers[&target].state.clone();
+                self.spawn_reply(tx, id, move || {
+                    let q = state.queue.get().cloned().ok_or_else(|| {
+                        Fail(ErrorCode::UnknownId, "consumer is not open yet".into())
+                    })?;
+                    let offs: Vec<Offset> = offsets.iter().map(|o| Offset(*o)).collect();
+                    q.ack(state.cid, &offs)?;
+                    settle(&state, &offsets);
+                    Ok(Reply::Ok)
+                });
+            }
+            Request::Nack {
+                id: target,
+                delay_ms,
+                offsets,
+            } => {
+                let tx = self.slot().await?;
+                let state = self.consumers[&target].state.clone();
+                self.spawn_reply(tx, id, move || {
+                    let q = state.queue.get().cloned().ok_or_else(|| {
+                        Fail(ErrorCode::UnknownId, "consumer is not open yet".into())
+                    })?;
+                    let offs: Vec<Offset> = offsets.iter().map(|o| Offset(*o)).collect();
+                    q.nack(state.cid, &offs, delay_ms)?;
+                    settle(&state, &offsets);
+                    Ok(Reply::Ok)
+                });
+            }
+            Request::CreateTopic { name, settings } => {
+                let tx = self.slot().await?;
+                self.spawn_reply(tx, id, move || {
+                    let cfg = shared.log_config(&settings)?;
+                    shared.store.create_topic(&name, Some(cfg))?;
+                    info!(topic = %name, "topic created");
+                    Ok(Reply::Ok)
+                });
+            }
+            Request::DeleteTopic { name } => {
+                let tx = self.slot().await?;
+                self.spawn_reply(tx, id, move || {
+                    shared.store.delete_topic(&name)?;
+                    shared.forget(&format!("t/{name}"));
+                    info!(topic = %name, "topic deleted");
+                    Ok(Reply::Ok)
+                });
+            }
+            Request::ListTopics => {
+                let tx = self.slot().await?;
+                self.spawn_reply(tx, id, move || Ok(Reply::Names(shared.store.list_topics())));
+            }
+            Request::DescribeTopic { name } => {
+                let tx = self.slot().await?;
+                self.spawn_reply(tx, id, move || {
+                    let s = shared.store.topic(&name)?.stats();
+                    Ok(Reply::TopicInfo(TopicInfo {
+                        name,
+                        start_offset: s.start_offset.0,
+                        end_offset: s.end_offset.0,
+                        size_bytes: s.size_bytes,
+                        segments: s.segments as u32,
+                        subscribers: s
+                            .subscribers
+                            .into_iter()
+                            .map(|s| SubscriberStat {
+                                name: s.name,
+                                committed: s.committed.0,
+                                lag: s.lag,
+                            })
+                            .collect(),
+                    }))
+                });
+            }
+            Request::CreateQueue { name, settings } => {
+                let tx = self.slot().await?;
+                self.spawn_reply(tx, id, move || {
+                    let log = shared.log_config(&settings.log)?;
+                    let mut cfg = QueueConfig {
+                        log,
+                        dead_letter: settings.dead_letter,
+                        max_unacked_per_consumer: shared.limits.unacked_per_consumer_max,
+                        ..QueueConfig::default()
+                    };
+                    if let Some(v) = settings.ack_timeout_ms {
+                        cfg.ack_timeout_ms = v;
+                    }
+                    if let Some(v) = settings.max_deliveries {
+                        if v == 0 {
+                            return Err(Fail(
+                                ErrorCode::InvalidArgument,
+                                "max_deliveries must be above 0".into(),
+                            ));
+                        }
+                        cfg.max_deliveries = v;
+                    }
+                    shared.store.create_queue(&name, cfg)?;
+                    info!(queue = %name, "queue created");
+                    Ok(Reply::Ok)
+                });
+            }
+            Request::DeleteQueue { name } => {
+                let tx = self.slot().await?;
+                self.spawn_reply(tx, id, move || {
+                    shared.store.delete_queue(&name)?;
+                    shared.forget(&format!("q/{name}"));
+                    shared.queue_events(&format!("q/{name}")).notify_waiters();
+                    info!(queue = %name, "queue deleted");
+                    Ok(Reply::Ok)
+                });
+            }
+            Request::ListQueues => {
+                let tx = self.slot().await?;
+                self.spawn_reply(tx, id, move || Ok(Reply::Names(shared.store.list_queues())));
+            }
+            Request::DescribeQueue { name } => {
+                let tx = self.slot().await?;
+                self.spawn_reply(tx, id, move || {
+                    let q = shared.store.queue(&name)?;
+                    let s = q.stats();
+                    let c = q.config();
+                    Ok(Reply::QueueInfo(QueueInfo {
+                        dead_letter: c
+                            .dead_letter
+                            .clone()
+                            .unwrap_or_else(|| format!("{name}.dlq")),
+                        ack_timeout_ms: c.ack_timeout_ms,
+                        max_deliveries: c.max_deliveries,
+                        name,
+                        start_offset: s.start_offset.0,
+                        end_offset: s.end_offset.0,
+                        ack_floor: s.ack_floor.0,
+                        cursor: s.cursor.0,
+                        depth: s.depth,
+                        in_flight: s.in_flight,
+                        dead_lettered: s.dead_lettered,
+                        size_bytes: s.size_bytes,
+                    }))
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn cancel_all(&mut self) {
+        for (_, s) in self.subs.drain() {
+            s.task.abort();
+        }
+        for (_, c) in self.consumers.drain() {
+            release_consumer(c);
+        }
+    }
+}
+
+/// Forgets settled offsets of a consumer and wakes it and the queue's other consumers.
+fn settle(state: &ConsumerState, offsets: &[u64]) {
+    {
+        let mut f = state.inflight.lock().unwrap();
+        for o in offsets {
+            f.remove(o);
+        }
+    }
+    state.wake.notify_one();
+    if let Some(ev) = state.events.get() {
+        ev.notify_waiters();
+    }
+}
+
+/// Stops a consumer and returns what it held to its queue at once.
+fn release_consumer(c: ConsumerHandle) {
+    c.task.abort();
+    let state = c.state;
+    state.closed.store(true, Ordering::Release);
+    if let Some(q) = state.queue.get().cloned() {
+        let ev = state.events.get().cloned();
+        spawn_blocking(move || {
+            let _gate = state.gate.lock().unwrap();
+            q.release(state.cid);
+            if let Some(ev) = ev {
+                ev.notify_waiters();
+            }
+        });
+    }
+}
+
+fn start_at(s: Start) -> StartAt {
+    match s {
+        Start::Default | Start::Latest => StartAt::Latest,
+        Start::Earliest => StartAt::Earliest,
+        Start::Offset(o) => StartAt::Offset(Offset(o)),
+        Start::Timestamp(t) => StartAt::Timestamp(t),
+    }
+}
+
+fn push_error(out: &mpsc::Sender<OutFrame>, id: u32, code: ErrorCode, msg: String) {
+    let _ = out.try_send(Reply::error(code, msg).encode(id));
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_subscription(
+    shared: Arc<Shared>,
+    topic: Arc<Topic>,
+    name: Option<String>,
+    start: Start,
+    id: u32,
+    credit: Arc<Semaphore>,
+    out: mpsc::Sender<OutFrame>,
+    slot: SlotTx,
+) {
+    let log = topic.log().clone();
+    let key = format!("t/{}", topic.name());
+    let mut rx = shared.watch_log(key, Arc::as_ptr(&topic) as usize, &log);
+    let t = topic.clone();
+    let setup = blocking(move || {
+        Ok(match (name, start) {
+            (Some(n), Start::Default) => t.subscribe(&n, StartAt::Latest)?,
+            (Some(n), s) => {
+                let at = t.resolve(start_at(s))?;
+                t.subscribe(&n, start_at(s))?;
+                t.commit(&n, at)?;
+                at
+            }
+            (None, s) => t.resolve(start_at(s))?,
+        })
+    })
+    .await;
+    let mut next = match setup {
+        Ok(o) => o,
+        Err(f) => {
+            fill(slot, id, f.reply());
+            return;
+        }
+    };
+    let (wtx, wrx) = oneshot::channel();
+    let frame = Reply::Subscribed { value: next.0 }.encode(id);
+    if slot
+        .send(Slot {
+            frame,
+            written: Some(wtx),
+        })
+        .is_err()
+        || wrx.await.is_err()
+    {
+        return;
+    }
+    loop {
+        // Wait for credit, then take all there is.
+        let Ok(p) = credit.acquire().await else {
+            return;
+        };
+        p.forget();
+        let mut have = 1u64;
+        let extra = credit.available_permits() as u32;
+        if extra > 0 {
+            if let Ok(p) = credit.try_acquire_many(extra) {
+                p.forget();
+                have += extra as u64;
+            }
+        }
+        // Wait for data.
+        loop {
+            rx.borrow_and_update();
+            if log.visible_end() > next {
+                break;
+            }
+            if log.is_closed() || rx.changed().await.is_err() {
+                push_error(
+                    &out,
+                    id,
+                    ErrorCode::NotFound,
+                    format!("topic {:?} was deleted or closed", topic.name()),
+                );
+                return;
+            }
+        }
+        let l = log.clone();
+        let from = next;
+        match spawn_blocking(move || l.read(from, READ_BYTES)).await {
+            Ok(Ok(batches)) => {
+                for b in batches {
+                    if have == 0 {
+                        break;
+                    }
+                    let f = next.0.max(b.header.base_offset.0);
+                    let end = b.header.next_offset().0;
+                    if f >= end {
+                        continue;
+                    }
+                    let to = end.min(f + have);
+                    let frame = Reply::Deliver {
+                        from: f,
+                        to,
+                        batch: b.bytes,
+                    }
+                    .encode(id);
+                    if out.send(frame).await.is_err() {
+                        return;
+                    }
+                    have -= to - f;
+                    next = Offset(to);
+                }
+            }
+            Ok(Err(StoreError::OffsetOutOfRange { start, .. })) if next < start => {
+                // Retention removed what this subscription had not read yet.
+                next = start;
+            }
+            Ok(Err(e)) => {
+                push_error(
+                    &out,
+                    id,
+                    Fail::from(e).0,
+                    "read failed; subscription closed".into(),
+                );
+                return;
+            }
+            Err(_) => return,
+        }
+        if have > 0 {
+            credit.add_permits(have as usize);
+        }
+    }
+}
+
+async fn run_consumer(
+    shared: Arc<Shared>,
+    source: Source,
+    id: u32,
+    state: Arc<ConsumerState>,
+    out: mpsc::Sender<OutFrame>,
+    slot: SlotTx,
+) {
+    let s = shared.clone();
+    let src = source.clone();
+    let setup = blocking(move || {
+        Ok(match src {
+            Source::Queue(q) => {
+                let queue = s.store.queue(&q)?;
+                let ptr = Arc::as_ptr(&queue) as usize;
+                (queue, format!("q/{q}"), ptr, format!("q/{q}"))
+            }
+            Source::Group { topic, group } => {
+                let t = s.store.topic(&topic)?;
+                let cfg = QueueConfig {
+                    max_unacked_per_consumer: s.limits.unacked_per_consumer_max,
+                    ..QueueConfig::default()
+                };
+                let queue = t.group(&group, cfg)?;
+                (
+                    queue,
+                    format!("t/{topic}"),
+                    Arc::as_ptr(&t) as usize,
+                    format!("g/{topic}/{group}"),
+                )
+            }
+        })
+    })
+    .await;
+    let (queue, log_key, ptr, ev_key) = match setup {
+        Ok(x) => x,
+        Err(f) => {
+            fill(slot, id, f.reply());
+            return;
+        }
+    };
+    let mut rx = shared.watch_log(log_key, ptr, queue.log());
+    let events = shared.queue_events(&ev_key);
+    let _ = state.queue.set(queue.clone());
+    let _ = state.events.set(events.clone());
+    let (wtx, wrx) = oneshot::channel();
+    let frame = Reply::Subscribed {
+        value: state.prefetch.load(Ordering::Relaxed) as u64,
+    }
+    .encode(id);
+    if slot
+        .send(Slot {
+            frame,
+            written: Some(wtx),
+        })
+        .is_err()
+        || wrx.await.is_err()
+    {
+        return;
+    }
+    let cid = state.cid;
+    let ack_timeout_ms = i64::try_from(queue.config().ack_timeout_ms).unwrap_or(i64::MAX);
+    loop {
+        rx.borrow_and_update();
+        let ev = events.notified();
+        let own = state.wake.notified();
+        tokio::pin!(ev, own);
+        ev.as_mut().enable();
+        if let Some(d) = queue.next_deadline() {
+            if d <= now_ms() {
+                let q = queue.clone();
+                match blocking(move || Ok(q.expire()?)).await {
+                    Ok(n) if n > 0 => events.notify_waiters(),
+                    Ok(_) => {}
+                    Err(f) => {
+                        push_error(&out, id, f.0, f.1);
+                        return;
+                    }
+                }
+            }
+        }
+        let held = {
+            let mut f = state.inflight.lock().unwrap();
+            let now = now_ms();
+            f.retain(|_, deadline| *deadline > now);
+            f.len()
+        };
+        let window = (state.prefetch.load(Ordering::Relaxed) as usize).saturating_sub(held);
+        if window > 0 {
+            let q = queue.clone();
+            let st = state.clone();
+            let delivered = blocking(move || {
+                let _gate = st.gate.lock().unwrap();
+                if st.closed.load(Ordering::Acquire) {
+                    return Ok(Vec::new());
+                }
+                Ok(q.deliver(cid, window)?)
+            });
+            match delivered.await {
+                Ok(ds) if !ds.is_empty() => {
+                    {
+                        let deadline = now_ms().saturating_add(ack_timeout_ms);
+                        let mut f = state.inflight.lock().unwrap();
+                        f.extend(ds.iter().map(|d| (d.offset.0, deadline)));
+                    }
+                    let mut chunk = Vec::new();
+                    let mut bytes = 0;
+                    for d in ds {
+                        bytes += d.record.value.len() + 64;
+                        chunk.push(QueueMessage {
+                            offset: d.offset.0,
+                            attempt: d.attempt,
+                            record: d.record,
+                        });
+                        if bytes >= MESSAGES_FRAME_BYTES {
+                            let frame = Reply::Messages(std::mem::take(&mut chunk)).encode(id);
+                            if out.send(frame).await.is_err() {
+                                return;
+                            }
+                            bytes = 0;
+                        }
+                    }
+                    if !chunk.is_empty()
+                        && out.send(Reply::Messages(chunk).encode(id)).await.is_err()
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(f) => {
+                    push_error(&out, id, f.0, f.1);
+                    return;
+                }
+            }
+        }
+        let wait_ms = queue
+            .next_deadline()
+            .map(|d| (d - now_ms()).clamp(1, 3_600_000) as u64)
+            .unwrap_or(3_600_000);
+        tokio::select! {
+            r = rx.changed() => if r.is_err() {
+                push_error(&out, id, ErrorCode::NotFound, format!("{source:?} was deleted"));
+                return;
+            },
+            _ = &mut ev => {}
+            _ = &mut own => {}
+            _ = sleep(Duration::from_millis(wait_ms)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_lock_on_a_directory_fails_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = LockFile::acquire(dir.path()).unwrap();
+        match LockFile::acquire(dir.path()) {
+            Err(ServerError::Locked { .. }) => {}
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        drop(a);
+        LockFile::acquire(dir.path()).unwrap();
+    }
+}

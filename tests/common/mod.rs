@@ -1,0 +1,169 @@
+//! Helpers of the integration tests: run the real `sluice` binary on a free port and a temporary
+//! data directory, with bounded timeouts everywhere.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+/// A running `sluice serve`.
+pub struct ServerProc {
+    pub child: Child,
+    pub addr: String,
+    pub dir: PathBuf,
+}
+
+/// Starts a server on `dir` with optional TOML `config` text; waits for `listening on`.
+pub fn start(dir: &Path, config: Option<&str>) -> ServerProc {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(text) = config {
+        let path = dir.with_extension("toml");
+        std::fs::write(&path, text).unwrap();
+        cmd.arg("--config").arg(path);
+    }
+    let mut child = cmd.spawn().expect("spawn sluice serve");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if let Some(addr) = line.split("listening on ").nth(1) {
+                let _ = tx.send(addr.trim().to_string());
+            }
+        }
+    });
+    let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(a) => a,
+        Err(_) => {
+            let _ = child.kill();
+            panic!("server did not print `listening on` within 60 s");
+        }
+    };
+    ServerProc {
+        child,
+        addr,
+        dir: dir.to_owned(),
+    }
+}
+
+impl ServerProc {
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends a signal and waits (bounded) for the exit.
+    pub fn signal_and_wait(&mut self, sig: i32) -> ExitStatus {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+        wait_bounded(&mut self.child, Duration::from_secs(30)).expect("server did not exit")
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a CLI command against `addr` with optional stdin, killed after 60 s.
+pub fn cli(addr: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("SLUICE_ADDR", addr)
+        .env("RUST_LOG", "warn")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sluice");
+    if let Some(text) = stdin {
+        let mut i = child.stdin.take().unwrap();
+        let text = text.to_owned();
+        std::thread::spawn(move || {
+            let _ = i.write_all(text.as_bytes());
+        });
+    }
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let status = wait_bounded(&mut child, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("`sluice {}` did not finish within 60 s", args.join(" ")));
+    Output {
+        status,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
+}
+
+/// Runs a CLI command that must succeed; returns its stdout lines.
+pub fn cli_ok(addr: &str, args: &[&str], stdin: Option<&str>) -> Vec<String> {
+    let o = cli(addr, args, stdin);
+    assert!(
+        o.status.success(),
+        "`sluice {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Parses JSON lines.
+pub fn json_lines(lines: &[String]) -> Vec<serde_json::Value> {
+    lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+/// A temporary directory with a `data` path inside.
+pub fn data_dir() -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("data");
+    (t, d)
+}
