@@ -23,6 +23,7 @@ pub struct Offset(pub u64);
 
 impl Offset {
     /// The offset `n` messages after this one.
+    #[allow(clippy::should_implement_trait)]
     pub fn add(self, n: u64) -> Offset {
         Offset(self.0 + n)
     }

@@ -54,6 +54,7 @@ impl Debug for Mapped {
 
 /// An open file. Reads and writes take explicit byte positions (pread/pwrite), so one handle can
 /// be shared by a writer and many readers.
+#[allow(clippy::len_without_is_empty)]
 pub trait File: Send + Sync + Debug {
     /// Reads up to `buf.len()` bytes at `position`; returns how many were read (0 at the end).
     fn read_at(&self, buf: &mut [u8], position: u64) -> io::Result<usize>;
