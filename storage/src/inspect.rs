@@ -36,6 +36,7 @@ use crate::types::{Offset, TimestampMs};
 
 /// Name of the lock file a running broker holds (exclusive `flock`) in its data directory.
 pub const LOCK_FILE: &str = "LOCK";
+const INDEX_HINT: &str = " (stale or damaged index; repair rebuilds it)";
 /// Infix of the side files repair keeps removed bytes in: `<segment>.log.dropped-<unix time>`.
 pub const DROPPED_INFIX: &str = ".dropped-";
 
@@ -1094,13 +1095,17 @@ impl Walker<'_> {
                 Err(e) => self.error(path, 0, format!("segment file header: {e}")),
             }
         }
-        self.v.item(Item::Segment(SegmentReport {
-            file: path.to_path_buf(),
-            size_bytes: len,
-            base_offset: base,
-            header_valid,
-            headerless: false,
-        }));
+        // The segment line heads its batch lines; in a directory summary the log directory
+        // item lists the segments instead.
+        if self.opts.batches {
+            self.v.item(Item::Segment(SegmentReport {
+                file: path.to_path_buf(),
+                size_bytes: len,
+                base_offset: base,
+                header_valid,
+                headerless: false,
+            }));
+        }
         let expected = expected.or(base);
         if !header_valid {
             self.done += len;
@@ -1202,16 +1207,17 @@ impl Walker<'_> {
                 s.unread_from = Some(pos);
                 break;
             }
+            // Problems of this batch are reported after its line.
+            let mut pending: Vec<(u64, String)> = Vec::new();
             match expected {
                 Some(e) if e != h.base_offset => {
-                    self.error(
-                        path,
+                    pending.push((
                         pos,
                         format!(
                             "batch base offset {} where {e} was expected (offset order broken)",
                             h.base_offset
                         ),
-                    );
+                    ));
                     first_bad.get_or_insert(pos);
                 }
                 _ => {}
@@ -1222,8 +1228,7 @@ impl Walker<'_> {
             let crc_ok = computed == h.records_crc;
             let (last_ts, rec_problem) = self.records(path, pos, bytes, &h)?;
             if !crc_ok {
-                self.error(
-                    path,
+                pending.push((
                     pos,
                     format!(
                         "records checksum mismatch in batch {}..={} (stored {:#010x}, computed {computed:#010x})",
@@ -1231,11 +1236,11 @@ impl Walker<'_> {
                         h.last_offset(),
                         h.records_crc
                     ),
-                );
+                ));
                 first_bad.get_or_insert(pos);
             } else if let Some((at, what)) = rec_problem {
                 // A valid checksum over malformed records: written that way, not damaged since.
-                self.error(path, at, what);
+                pending.push((at, what));
                 first_bad.get_or_insert(pos);
             }
             self.sum.batches += 1;
@@ -1294,6 +1299,9 @@ impl Walker<'_> {
                 for i in items {
                     self.v.item(i);
                 }
+            }
+            for (at, what) in pending {
+                self.error(path, at, what);
             }
             pos += blen;
             if self.done + (pos - start) >= last_progress + (1 << 20) {
@@ -1440,13 +1448,15 @@ impl Walker<'_> {
             valid = false;
         }
         let n = entries.len() as u64;
-        self.v.item(Item::Index(IndexReport {
-            file: path.to_path_buf(),
-            kind,
-            size_bytes: len,
-            entries: n,
-            valid,
-        }));
+        if self.opts.batches || self.opts.index_entries {
+            self.v.item(Item::Index(IndexReport {
+                file: path.to_path_buf(),
+                kind,
+                size_bytes: len,
+                entries: n,
+                valid,
+            }));
+        }
         if self.opts.index_entries {
             for e in entries {
                 self.v.item(Item::IndexEntry(e));
@@ -1454,11 +1464,7 @@ impl Walker<'_> {
         }
         let total = problems.len();
         for (at, what) in problems.into_iter().take(10) {
-            self.error(
-                path,
-                at,
-                format!("{what} (stale or damaged index; repair rebuilds it)"),
-            );
+            self.error(path, at, format!("{what}{INDEX_HINT}"));
         }
         if total > 10 {
             self.problem(
@@ -1572,7 +1578,7 @@ fn check_recovery_point(rp: &RecoveryPoint, segs: &[(Offset, Scanned)]) -> Optio
     };
     if rp.position > s.valid_end {
         return Some(format!(
-            "recovery point at byte {} (offset {}) of segment {} is past its first invalid batch at byte {} (offset {}): the log was damaged below the recovery point, which an open trusts without a scan; run repair",
+            "recovery point at byte {} (offset {}) of segment {} is past the segment's valid end at byte {} (offset {}): records the broker had made durable are damaged or missing",
             rp.position, rp.next_offset, rp.segment_base, s.valid_end, s.next_offset
         ));
     }
@@ -1872,7 +1878,7 @@ fn plan_dir(fs: &dyn FileSystem, dir: &Path, stamp: u64) -> Result<DirRepairPlan
             opts: InspectOptions::default(),
             v: &mut |i: Item| {
                 if let Item::Problem(p) = i {
-                    bad.push(p.what)
+                    bad.push(p.what.replace(INDEX_HINT, ""))
                 }
             },
             sum: Summary::default(),
