@@ -255,8 +255,11 @@ pub fn render(item: &Item) -> String {
                     None => out.push_str("\n  queue state: format not readable by this version"),
                 }
             }
-            for (n, size) in &d.unknown_files {
-                out.push_str(&format!("\n  unknown file {n} ({size} bytes)"));
+            for u in &d.unknown_files {
+                out.push_str(&format!(
+                    "\n  unknown file {} ({} bytes)",
+                    u.name, u.size_bytes
+                ));
             }
             out
         }

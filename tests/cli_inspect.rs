@@ -211,3 +211,30 @@ fn a_missing_path_is_an_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).starts_with("error: inspecting /nonexistent/sluice-data"));
 }
+
+#[test]
+fn json_lines_of_a_directory_summarise_each_log() {
+    let (_t, root, topic) = data_dir();
+    std::fs::write(topic.join("subscribers.state"), b"future format").unwrap();
+    let out = sluice(&["inspect", "--json", root.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines = json_lines(&out);
+    let dir = lines.iter().find(|l| l["type"] == "log_dir").unwrap();
+    assert_eq!(dir["kind"], "topic");
+    assert_eq!(dir["name"], "orders");
+    assert_eq!(dir["start_offset"], 0);
+    assert_eq!(dir["end_offset"], 60);
+    let segs = dir["segments"].as_array().unwrap();
+    assert_eq!(segs.len(), segments(&topic).len());
+    assert_eq!(segs[1]["base_offset"], segs[0]["end_offset"]);
+    assert!(dir["subscribers"].is_null());
+    assert_eq!(dir["unknown_files"][0]["name"], "subscribers.state");
+    assert_eq!(dir["unknown_files"][0]["size_bytes"], 13);
+    let rp = lines
+        .iter()
+        .find(|l| l["type"] == "state" && l["kind"] == "recovery-point")
+        .unwrap();
+    assert_eq!(rp["fields"]["next_offset"], 60);
+    assert_eq!(rp["valid"], true);
+    assert_eq!(lines.last().unwrap()["type"], "summary");
+}

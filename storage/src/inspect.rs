@@ -265,10 +265,49 @@ pub struct StateFileReport {
     pub kind: String,
     /// Size in bytes.
     pub size_bytes: u64,
-    /// Decoded fields, in order, when the format is known.
-    pub fields: Vec<(String, String)>,
+    /// Decoded fields, in order, when the format is known (a JSON object).
+    #[serde(serialize_with = "fields_as_map")]
+    pub fields: Vec<(String, Field)>,
     /// Whether it decoded and agrees with the log (`None`: not checked, format unknown).
     pub valid: Option<bool>,
+}
+
+/// A decoded field of a state file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Field {
+    /// An unsigned integer (offsets, positions, sizes).
+    UInt(u64),
+    /// A signed integer (timestamps).
+    Int(i64),
+    /// Text.
+    Text(String),
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Field::UInt(v) => v.fmt(f),
+            Field::Int(v) => v.fmt(f),
+            Field::Text(v) => v.fmt(f),
+        }
+    }
+}
+
+fn fields_as_map<S: serde::Serializer>(
+    fields: &[(String, Field)],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_map(fields.iter().map(|(k, v)| (k, v)))
+}
+
+/// A file of a log directory that this tool does not know.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnknownFile {
+    /// Its name.
+    pub name: String,
+    /// Its size in bytes (0 for a directory).
+    pub size_bytes: u64,
 }
 
 /// One segment of a log directory, as found by the scan.
@@ -364,7 +403,7 @@ pub struct LogDirReport {
     /// Ack state of a queue (`None`: state not readable yet, see [`read_log_state`]).
     pub queue: Option<QueueState>,
     /// Files of the directory this tool does not know, by name and size.
-    pub unknown_files: Vec<(String, u64)>,
+    pub unknown_files: Vec<UnknownFile>,
 }
 
 /// Counts and time of a walk.
@@ -1011,7 +1050,10 @@ impl Walker<'_> {
                             file_len(self.fs, &p)?
                         };
                         if !n.contains(DROPPED_INFIX) && !n.ends_with(".tmp") {
-                            unknown.push((n.clone(), size));
+                            unknown.push(UnknownFile {
+                                name: n.clone(),
+                                size_bytes: size,
+                            });
                         }
                     }
                     self.other_file(&p, n)?;
@@ -1492,10 +1534,10 @@ impl Walker<'_> {
                 }
                 Ok(rp) => {
                     fields = vec![
-                        ("segment_base".into(), rp.segment_base.to_string()),
-                        ("position".into(), rp.position.to_string()),
-                        ("next_offset".into(), rp.next_offset.to_string()),
-                        ("max_timestamp_ms".into(), rp.max_timestamp_ms.to_string()),
+                        ("segment_base".into(), Field::UInt(rp.segment_base.0)),
+                        ("position".into(), Field::UInt(rp.position)),
+                        ("next_offset".into(), Field::UInt(rp.next_offset.0)),
+                        ("max_timestamp_ms".into(), Field::Int(rp.max_timestamp_ms)),
                     ];
                     problem = check_recovery_point(&rp, segs);
                 }
@@ -1505,9 +1547,9 @@ impl Walker<'_> {
                 Err(e) => problem = Some(format!("invalid clean-shutdown marker: {e}")),
                 Ok(cs) => {
                     fields = vec![
-                        ("next_offset".into(), cs.next_offset.to_string()),
-                        ("active_base".into(), cs.active_base.to_string()),
-                        ("active_size".into(), cs.active_size.to_string()),
+                        ("next_offset".into(), Field::UInt(cs.next_offset.0)),
+                        ("active_base".into(), Field::UInt(cs.active_base.0)),
+                        ("active_size".into(), Field::UInt(cs.active_size)),
                     ];
                     problem = check_clean_shutdown(&cs, segs);
                 }

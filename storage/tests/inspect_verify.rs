@@ -306,7 +306,13 @@ fn unknown_and_temporary_files_are_reported_not_failed() {
             _ => None,
         })
         .unwrap();
-    assert_eq!(dir.unknown_files, vec![("acks.state".to_string(), 6)]);
+    assert_eq!(
+        dir.unknown_files,
+        vec![inspect::UnknownFile {
+            name: "acks.state".into(),
+            size_bytes: 6
+        }]
+    );
 }
 
 #[test]
