@@ -356,3 +356,70 @@ fn payload_flip_is_invisible_to_no_other_byte() {
     let errs = errors(&seg);
     assert!(errs[0].what.contains("records checksum"));
 }
+
+/// A file system that fails the test on any call that could change something.
+#[derive(Debug)]
+struct ReadOnlyFs;
+
+impl sluice_storage::FileSystem for ReadOnlyFs {
+    fn open(
+        &self,
+        path: &Path,
+        mode: sluice_storage::fs::OpenMode,
+    ) -> std::io::Result<sluice_storage::fs::FileRef> {
+        assert_eq!(
+            mode,
+            sluice_storage::fs::OpenMode::Read,
+            "{} opened for writing",
+            path.display()
+        );
+        StdFs.open(path, mode)
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        panic!("create_dir_all({})", path.display())
+    }
+    fn read_dir(&self, path: &Path) -> std::io::Result<Vec<String>> {
+        StdFs.read_dir(path)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        panic!("remove_file({})", path.display())
+    }
+    fn remove_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        panic!("remove_dir_all({})", path.display())
+    }
+    fn rename(&self, from: &Path, _to: &Path) -> std::io::Result<()> {
+        panic!("rename({})", from.display())
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        panic!("sync_dir({})", path.display())
+    }
+    fn exists(&self, path: &Path) -> bool {
+        StdFs.exists(path)
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        StdFs.is_dir(path)
+    }
+}
+
+#[test]
+fn inspection_and_planning_only_read() {
+    let d = data_dir();
+    let seg = segments(&d.topic)[1].clone();
+    let b = batches(&seg)[1].clone();
+    flip(&seg, b.position + 60);
+    std::fs::write(d.queue.join(RECOVERY_POINT_FILE), b"junk").unwrap();
+    std::fs::write(d.queue.join("recovery-point.tmp"), b"x").unwrap();
+    let opts = InspectOptions {
+        payloads: true,
+        index_entries: true,
+        ..InspectOptions::default()
+    };
+    let r = inspect::inspect_path(&ReadOnlyFs, &d.root, &opts).unwrap();
+    assert!(r.summary.errors >= 2);
+    for f in std::fs::read_dir(&d.topic).unwrap() {
+        let p = f.unwrap().path();
+        inspect::inspect_path(&ReadOnlyFs, &p, &opts).unwrap();
+    }
+    let plan = inspect::plan_repair(&ReadOnlyFs, &d.root, 3).unwrap();
+    assert_eq!(plan.dirs.len(), 2);
+}
