@@ -2094,15 +2094,7 @@ pub fn apply_repair(fs: &dyn FileSystem, plan: &RepairPlan) -> Result<RepairOutc
 
 fn apply_dir(fs: &dyn FileSystem, d: &DirRepairPlan, out: &mut RepairOutcome) -> Result<()> {
     let dir = &d.dir;
-    // 1. State files first: without them the next open rescans, whatever happens after.
-    for a in &d.actions {
-        if let RepairAction::RemoveStateFile { file, .. } = a {
-            fs.remove_file(file).at(file)?;
-            out.removed_state_files += 1;
-        }
-    }
-    fs.sync_dir(dir).at(dir)?;
-    // 2. Copy every tail to be cut into its side file, durably, before anything is cut.
+    // 1. Copy every tail to be cut into its side file, durably, before anything changes.
     for a in &d.actions {
         if let RepairAction::Truncate {
             file,
@@ -2128,7 +2120,8 @@ fn apply_dir(fs: &dyn FileSystem, d: &DirRepairPlan, out: &mut RepairOutcome) ->
         }
     }
     fs.sync_dir(dir).at(dir)?;
-    // 3. Set later segments aside, last first.
+    // 2. Set later segments aside, last first. A crash after this leaves a shorter log whose
+    //    stale state files recovery ignores, so the tail it would cut is saved already.
     for a in &d.actions {
         if let RepairAction::SetAside {
             renames, file_len, ..
@@ -2151,6 +2144,15 @@ fn apply_dir(fs: &dyn FileSystem, d: &DirRepairPlan, out: &mut RepairOutcome) ->
             fs.sync_dir(dir).at(dir)?;
         }
     }
+    // 3. State files, once everything to be cut is saved: from here on the next open rescans,
+    //    and whatever it cuts is in a side file already.
+    for a in &d.actions {
+        if let RepairAction::RemoveStateFile { file, .. } = a {
+            fs.remove_file(file).at(file)?;
+            out.removed_state_files += 1;
+        }
+    }
+    fs.sync_dir(dir).at(dir)?;
     // 4. Cut.
     for a in &d.actions {
         if let RepairAction::Truncate { file, position, .. } = a {
