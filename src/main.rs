@@ -1,6 +1,7 @@
 //! The `sluice` binary: `sluice serve` runs the broker; the other commands are its clients.
 
 mod cli;
+mod inspect_cli;
 
 use std::process::ExitCode;
 
@@ -22,11 +23,31 @@ fn main() -> ExitCode {
             }),
         )
         .init();
-    match cli::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    // Offline tools exit 0 (fine), 1 (problems found, or --yes needed) or 2 (tool failure).
+    let offline = match cli.command {
+        cli::Command::Inspect(mut a) => {
+            a.json |= cli.json;
+            inspect_cli::run_inspect(a)
+        }
+        cli::Command::Repair(mut a) => {
+            a.json |= cli.json;
+            inspect_cli::run_repair(a)
+        }
+        command => {
+            return match cli::run(cli::Cli { command, ..cli }) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
+    match offline {
+        Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }

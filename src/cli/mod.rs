@@ -55,6 +55,10 @@ pub enum Command {
     Subscribe(SubscribeArgs),
     /// Consume a queue (or a topic's consumer group) as a competing consumer, acking each message.
     Consume(ConsumeArgs),
+    /// Inspect or verify a data directory, log directory or file offline (read-only).
+    Inspect(crate::inspect_cli::InspectArgs),
+    /// Repair a data directory offline, keeping removed bytes in side files (broker stopped).
+    Repair(crate::inspect_cli::RepairArgs),
 }
 
 /// Arguments of `serve`.
@@ -215,13 +219,18 @@ pub fn run(cli: Cli) -> Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
+            Command::Inspect(_) | Command::Repair(_) => {
+                unreachable!("offline commands run without the runtime")
+            }
             cmd => {
                 let out = Out { json: cli.json };
                 let client = Client::connect(&cli.addr)
                     .await
                     .with_context(|| format!("cannot reach the server at {}", cli.addr))?;
                 match cmd {
-                    Command::Serve(_) => unreachable!(),
+                    Command::Serve(_) | Command::Inspect(_) | Command::Repair(_) => {
+                        unreachable!("handled before connecting")
+                    }
                     Command::Topic(c) => topic(&client, &out, c).await,
                     Command::Queue(c) => queue(&client, &out, c).await,
                     Command::Publish(a) => publish(&client, &out, a).await,

@@ -14,6 +14,8 @@
 //! - [`index`]: sparse offset and time indexes, caches of the log.
 //! - [`segment`]: one segment file: append, scan, index bookkeeping.
 //! - [`checkpoint`]: the recovery point and clean-shutdown marker files.
+//! - [`inspect`]: offline inspection, verification and repair of data directories and files
+//!   (the engine of `sluice inspect` and `sluice repair`).
 //! - [`config`]: per-log settings (`LogConfig`, `FsyncPolicy`, `RecoveryPolicy`).
 //! - [`store`]: a data directory of topics (named subscribers) and queues (shared cursor, acks,
 //!   redelivery, dead letters).
@@ -41,6 +43,7 @@ pub mod error;
 pub mod format;
 pub mod fs;
 pub mod index;
+pub mod inspect;
 pub mod log;
 pub mod segment;
 pub mod store;
