@@ -114,6 +114,7 @@ pub struct SubscriberOffsets {
     journal: Journal,
     fsync: FsyncPolicy,
     map: Mutex<BTreeMap<String, u64>>,
+    last_sync: Mutex<std::time::Instant>,
 }
 
 impl SubscriberOffsets {
@@ -135,6 +136,7 @@ impl SubscriberOffsets {
             journal,
             fsync,
             map: Mutex::new(map),
+            last_sync: Mutex::new(std::time::Instant::now()),
         };
         if clamped || s.journal.since_snapshot() > SNAPSHOT_BYTES {
             let g = lock(&s.map);
@@ -177,8 +179,18 @@ impl SubscriberOffsets {
             }
             pos
         };
-        if self.fsync == FsyncPolicy::Always {
-            self.journal.sync_to(pos)?;
+        match self.fsync {
+            FsyncPolicy::Always => self.journal.sync_to(pos)?,
+            FsyncPolicy::Interval(ms) => {
+                // Synced by the first commit after the interval elapsed (and at close).
+                let mut last = lock(&self.last_sync);
+                if last.elapsed().as_millis() as u64 >= ms {
+                    *last = std::time::Instant::now();
+                    drop(last);
+                    self.journal.sync_to(pos)?;
+                }
+            }
+            FsyncPolicy::Never => {}
         }
         Ok(())
     }

@@ -730,6 +730,10 @@ impl Topic {
         self.reclaim();
         Ok(())
     }
+    /// Syncs the subscriber offsets journal whatever the fsync policy.
+    pub fn flush_offsets(&self) -> Result<()> {
+        self.offsets.flush()
+    }
     /// A subscriber's committed offset, if it exists.
     pub fn committed(&self, subscriber: &str) -> Option<Offset> {
         self.offsets.get(subscriber).map(Offset)

@@ -1,0 +1,354 @@
+//! Queue semantics: competing consumers, redelivery after a consumer crash, nack, ack
+//! deadlines, dead letters, in-flight bounds, reclaim, and a consumer group on a topic.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use sluice_storage::fs::sim::{CrashMode, SimFs};
+use sluice_storage::store::dead_letter_headers as dlh;
+use sluice_storage::{
+    inspect_queue_state, ConsumerId, FsRef, Header, LogConfig, ManualClock, Offset, QueueConfig,
+    Record, StartAt, Store, StoreConfig,
+};
+
+fn open(sim: &SimFs, clock: &Arc<ManualClock>) -> Store {
+    let fs: FsRef = Arc::new(sim.clone());
+    Store::open_with_clock(fs, "/data", StoreConfig::default(), clock.clone()).unwrap()
+}
+
+fn publish_n(q: &sluice_storage::Queue, n: usize) {
+    let recs: Vec<Record> = (0..n)
+        .map(|i| Record::from_value(format!("m{i}")))
+        .collect();
+    for chunk in recs.chunks(50) {
+        q.publish(chunk).unwrap();
+    }
+}
+
+const A: ConsumerId = ConsumerId(1);
+const B: ConsumerId = ConsumerId(2);
+
+#[test]
+fn competing_consumers_ack_every_message_exactly_once() {
+    let sim = SimFs::new();
+    let clock = Arc::new(ManualClock::new(0));
+    let s = open(&sim, &clock);
+    let q = s
+        .create_queue(
+            "jobs",
+            QueueConfig {
+                max_unacked_per_consumer: 16,
+                ..QueueConfig::default()
+            },
+        )
+        .unwrap();
+    publish_n(&q, 1000);
+    let acked = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|sc| {
+        for c in 0..4u64 {
+            let q = &q;
+            let acked = &acked;
+            sc.spawn(move || loop {
+                let got = q.deliver(ConsumerId(c), 10).unwrap();
+                if got.is_empty() {
+                    if q.stats().depth == 0 {
+                        return;
+                    }
+                    std::thread::yield_now();
+                    continue;
+                }
+                let offs: Vec<Offset> = got.iter().map(|d| d.offset).collect();
+                // Acks in any order.
+                let mut rev = offs.clone();
+                rev.reverse();
+                q.ack(ConsumerId(c), &rev).unwrap();
+                acked.lock().unwrap().extend(offs);
+            });
+        }
+    });
+    let mut all = acked.into_inner().unwrap();
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(n, 1000, "no message acked twice");
+    assert_eq!(all, (0..1000).map(Offset).collect::<Vec<_>>());
+    let st = q.stats();
+    assert_eq!(st.ack_floor, Offset(1000));
+    assert_eq!((st.depth, st.in_flight, st.acked_above_floor), (0, 0, 0));
+}
+
+#[test]
+fn consumer_crash_before_ack_redelivers_and_after_ack_never() {
+    let sim = SimFs::new();
+    let clock = Arc::new(ManualClock::new(0));
+    let s = open(&sim, &clock);
+    let q = s.create_queue("jobs", QueueConfig::default()).unwrap();
+    publish_n(&q, 3);
+    let d = q.deliver(A, 2).unwrap();
+    assert_eq!(d.iter().map(|d| d.offset.0).collect::<Vec<_>>(), vec![0, 1]);
+    q.ack(A, &[Offset(1)]).unwrap();
+    q.release(A); // A's connection dropped holding 0.
+    let d = q.deliver(B, 10).unwrap();
+    let got: Vec<(u64, u32)> = d.iter().map(|d| (d.offset.0, d.attempt)).collect();
+    assert_eq!(got, vec![(0, 2), (2, 1)]);
+    assert_eq!(d[0].record.value, b"m0");
+    q.ack(B, &[Offset(0), Offset(2), Offset(2), Offset(77)])
+        .unwrap();
+    q.release(B);
+    assert!(q.deliver(A, 10).unwrap().is_empty());
+    assert_eq!(q.stats().ack_floor, Offset(3));
+}
+
+#[test]
+fn broker_crash_redelivers_unacked_and_never_acked() {
+    let sim = SimFs::new();
+    let clock = Arc::new(ManualClock::new(0));
+    let s = open(&sim, &clock);
+    let q = s.create_queue("jobs", QueueConfig::default()).unwrap();
+    publish_n(&q, 10);
+    let d = q.deliver(A, 6).unwrap();
+    assert_eq!(d.len(), 6);
+    q.ack(A, &[Offset(0), Offset(2), Offset(5)]).unwrap();
+    drop(q);
+    drop(s);
+    sim.crash(CrashMode::DropUnsynced);
+    let rep = inspect_queue_state(&sim, Path::new("/data/queues/jobs")).unwrap();
+    assert_eq!((rep.floor, rep.cursor, rep.acked_above_floor), (1, 6, 2));
+    assert_eq!(rep.in_flight, vec![(1, 1), (3, 1), (4, 1)]);
+    let s = open(&sim, &clock);
+    let q = s.queue("jobs").unwrap();
+    let got: Vec<(u64, u32)> = q
+        .deliver(B, 100)
+        .unwrap()
+        .iter()
+        .map(|d| (d.offset.0, d.attempt))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(1, 2), (3, 2), (4, 2), (6, 1), (7, 1), (8, 1), (9, 1)]
+    );
+}
+
+#[test]
+fn nack_with_delay_and_ack_deadline() {
+    let sim = SimFs::new();
+    let clock = Arc::new(ManualClock::new(1_000));
+    let s = open(&sim, &clock);
+    let q = s
+        .create_queue(
+            "jobs",
+            QueueConfig {
+                ack_timeout_ms: 500,
+                ..QueueConfig::default()
+            },
+        )
+        .unwrap();
+    publish_n(&q, 2);
+    q.deliver(A, 2).unwrap();
+    assert_eq!(q.next_deadline(), Some(1_500));
+    q.nack(A, &[Offset(0)], 100).unwrap();
+    q.nack(B, &[Offset(1)], 0).unwrap(); // B does not hold it: ignored.
+    assert!(q.deliver(B, 10).unwrap().is_empty());
+    assert_eq!(q.next_deadline(), Some(1_100));
+    clock.advance(100);
+    let d = q.deliver(B, 10).unwrap();
+    assert_eq!((d[0].offset, d[0].attempt), (Offset(0), 2));
+    // 1 is still A's until its deadline.
+    assert_eq!(q.expire().unwrap(), 0);
+    clock.advance(400);
+    assert_eq!(q.expire().unwrap(), 1);
+    assert_eq!(q.held_by(A), vec![]);
+    let d = q.deliver(B, 10).unwrap();
+    assert_eq!((d[0].offset, d[0].attempt), (Offset(1), 2));
+    // A late ack from A still counts.
+    q.ack(A, &[Offset(1)]).unwrap();
+    assert_eq!(q.held_by(B), vec![Offset(0)]);
+}
+
+#[test]
+fn poison_message_reaches_the_dead_letter_queue_with_headers() {
+    let sim = SimFs::new();
+    let clock = Arc::new(ManualClock::new(0));
+    let s = open(&sim, &clock);
+    let q = s
+        .create_queue(
+            "jobs",
+            QueueConfig {
+                max_deliveries: 3,
+                ack_timeout_ms: 10,
+                ..QueueConfig::default()
+            },
+        )
+        .unwrap();
+    q.publish(&[Record {
+        key: Some(b"k".to_vec()),
+        headers: vec![Header::new("trace", "t1")],
+        ..Record::from_value("poison")
+    }])
+    .unwrap();
+    publish_n(&q, 1);
+    // Attempt 1 nacked, attempt 2 times out, attempt 3 crashes the broker.
+    assert_eq!(q.deliver(A, 1).unwrap()[0].attempt, 1);
+    q.nack(A, &[Offset(0)], 0).unwrap();
+    assert_eq!(q.deliver(A, 1).unwrap()[0].attempt, 2);
+    clock.advance(10);
+    assert_eq!(q.expire().unwrap(), 1);
+    assert_eq!(q.deliver(A, 1).unwrap()[0].attempt, 3);
+    drop(q);
+    drop(s);
+    sim.crash(CrashMode::DropUnsynced);
+    let s = open(&sim, &clock);
+    let q = s.queue("jobs").unwrap();
+    // The count survived: the poison message is dead-lettered, not delivered a fourth time.
+    let d = q.deliver(A, 10).unwrap();
+    assert_eq!(d.iter().map(|d| d.offset.0).collect::<Vec<_>>(), vec![1]);
+    let st = q.stats();
+    assert_eq!((st.dead_lettered, st.ack_floor), (1, Offset(1)));
+    let dlq = s.queue("jobs.dlq").unwrap();
+    let dd = dlq.deliver(B, 10).unwrap();
+    assert_eq!(dd.len(), 1);
+    let r = &dd[0].record;
+    assert_eq!(r.value, b"poison");
+    assert_eq!(r.key.as_deref(), Some(&b"k"[..]));
+    let h = |n: &str| {
+        r.headers
+            .iter()
+            .find(|h| h.name == n.as_bytes())
+            .map(|h| String::from_utf8(h.value.clone()).unwrap())
+    };
+    assert_eq!(h("trace").as_deref(), Some("t1"));
+    assert_eq!(h(dlh::REASON).as_deref(), Some("max-deliveries"));
+    assert_eq!(h(dlh::ORIGINAL_QUEUE).as_deref(), Some("jobs"));
+    assert_eq!(h(dlh::ORIGINAL_OFFSET).as_deref(), Some("0"));
+    assert_eq!(h(dlh::DELIVERY_COUNT).as_deref(), Some("3"));
+    // Nacked at the bound: dead-lettered at once.
+    q.nack(A, &[Offset(1)], 0).unwrap();
+    assert_eq!(q.deliver(A, 1).unwrap()[0].attempt, 2);
+    q.nack(A, &[Offset(1)], 0).unwrap();
+    assert_eq!(q.deliver(A, 1).unwrap()[0].attempt, 3);
+    q.nack(A, &[Offset(1)], 0).unwrap();
+    assert_eq!(q.stats().dead_lettered, 2);
+    assert_eq!(dlq.stats().end_offset, Offset(2));
+}
+
+#[test]
+fn unacked_bounds_pause_delivery_without_dropping_state() {
+    let sim = SimFs::new();
+    let clock = Arc::new(ManualClock::new(0));
+    let s = open(&sim, &clock);
+    let q = s
+        .create_queue(
+            "jobs",
+            QueueConfig {
+                max_unacked: 5,
+                max_unacked_per_consumer: 3,
+                ..QueueConfig::default()
+            },
+        )
+        .unwrap();
+    publish_n(&q, 20);
+    assert_eq!(q.deliver(A, 10).unwrap().len(), 3);
+    assert_eq!(q.deliver(A, 10).unwrap().len(), 0);
+    assert_eq!(q.deliver(B, 10).unwrap().len(), 2);
+    assert_eq!(q.deliver(ConsumerId(3), 10).unwrap().len(), 0);
+    q.ack(A, &[Offset(0)]).unwrap();
+    assert_eq!(q.deliver(ConsumerId(3), 10).unwrap().len(), 1);
+    assert_eq!(q.stats().in_flight, 5);
+}
+
+#[test]
+fn segments_below_the_ack_floor_are_reclaimed() {
+    let sim = SimFs::new();
+    let clock = Arc::new(ManualClock::new(0));
+    let s = open(&sim, &clock);
+    let q = s
+        .create_queue(
+            "jobs",
+            QueueConfig {
+                log: LogConfig {
+                    segment_bytes_max: 1024,
+                    ..LogConfig::default()
+                },
+                max_unacked: 0,
+                max_unacked_per_consumer: 0,
+                ..QueueConfig::default()
+            },
+        )
+        .unwrap();
+    publish_n(&q, 400);
+    let before = q.log().segments().len();
+    assert!(before > 5);
+    let d = q.deliver(A, 1000).unwrap();
+    assert_eq!(d.len(), 400);
+    // Acking all but the first message pins everything.
+    let rest: Vec<Offset> = d[1..].iter().map(|d| d.offset).collect();
+    q.ack(A, &rest).unwrap();
+    assert_eq!(q.log().segments().len(), before);
+    q.ack(A, &[Offset(0)]).unwrap();
+    assert_eq!(q.log().segments().len(), 1);
+    assert_eq!(q.stats().ack_floor, Offset(400));
+    // Recovery with the log start past every acked message.
+    drop(q);
+    drop(s);
+    sim.crash(CrashMode::DropUnsynced);
+    let s = open(&sim, &clock);
+    let q = s.queue("jobs").unwrap();
+    assert!(q.deliver(A, 10).unwrap().is_empty());
+    publish_n(&q, 1);
+    assert_eq!(q.deliver(A, 10).unwrap()[0].offset, Offset(400));
+}
+
+#[test]
+fn topic_group_feeds_competing_workers_while_subscribers_see_everything() {
+    let sim = SimFs::new();
+    let clock = Arc::new(ManualClock::new(0));
+    let s = open(&sim, &clock);
+    let t = s
+        .create_topic(
+            "events",
+            Some(LogConfig {
+                segment_bytes_max: 1024,
+                ..LogConfig::default()
+            }),
+        )
+        .unwrap();
+    t.subscribe("audit", StartAt::Earliest).unwrap();
+    let g = t.group("workers", QueueConfig::default()).unwrap();
+    for i in 0..200 {
+        t.publish(&[Record::from_value(format!("e{i}"))]).unwrap();
+    }
+    let mut seen = BTreeSet::new();
+    loop {
+        let a = g.deliver(A, 7).unwrap();
+        let b = g.deliver(B, 7).unwrap();
+        if a.is_empty() && b.is_empty() {
+            break;
+        }
+        for (c, ds) in [(A, a), (B, b)] {
+            let offs: Vec<Offset> = ds.iter().map(|d| d.offset).collect();
+            for o in &offs {
+                assert!(seen.insert(*o));
+            }
+            g.ack(c, &offs).unwrap();
+        }
+    }
+    assert_eq!(seen.len(), 200);
+    // The audit subscriber still has everything: the group's floor alone reclaims nothing.
+    assert_eq!(t.log().start_offset(), Offset(0));
+    let all = t.log().read_records(Offset(0), 1000, 1 << 20).unwrap();
+    assert!(!all.is_empty());
+    t.commit("audit", Offset(200)).unwrap();
+    assert!(t.log().start_offset() > Offset(100));
+    // The group survives a restart.
+    drop((g, t));
+    drop(s);
+    sim.crash(CrashMode::DropUnsynced);
+    let s = open(&sim, &clock);
+    let t = s.topic("events").unwrap();
+    assert_eq!(t.list_groups(), vec!["workers"]);
+    let g = t.group("workers", QueueConfig::default()).unwrap();
+    assert_eq!(g.stats().ack_floor, Offset(200));
+    t.publish(&[Record::from_value("late")]).unwrap();
+    assert_eq!(g.deliver(A, 10).unwrap()[0].offset, Offset(200));
+}
