@@ -204,8 +204,19 @@ const KIND_TOPIC: u64 = 1;
 const KIND_QUEUE: u64 = 2;
 const LOG_DIR: &str = "log";
 const GROUPS_DIR: &str = "groups";
-/// Snapshot the ack state once its journal grows past this.
-const ACK_SNAPSHOT_BYTES: u64 = 4 << 20;
+/// Snapshot the ack state once its journal grows past this many bytes (4 MiB by default).
+static ACK_SNAPSHOT_BYTES: AtomicU64 = AtomicU64::new(4 << 20);
+
+/// Sets the journal size that triggers an ack-state snapshot, for every queue of the process.
+/// Tests lower it to exercise snapshots; the default is 4 MiB.
+#[doc(hidden)]
+pub fn set_ack_snapshot_bytes(bytes: u64) {
+    ACK_SNAPSHOT_BYTES.store(bytes, Ordering::Relaxed);
+}
+
+fn ack_snapshot_bytes() -> u64 {
+    ACK_SNAPSHOT_BYTES.load(Ordering::Relaxed)
+}
 /// Longest topic, queue, group or subscriber name.
 pub const NAME_MAX: usize = 200;
 
@@ -1003,7 +1014,7 @@ impl Queue {
         let (f, c) = (st.ack.acks.floor(), st.ack.cursor);
         st.ready = (f..c).filter(|&o| !st.ack.acks.contains(o)).collect();
         let floor = st.ack.acks.floor();
-        if changed || journal.since_snapshot() > ACK_SNAPSHOT_BYTES {
+        if changed || journal.since_snapshot() > ack_snapshot_bytes() {
             // Journal records about offsets the log lost must never be replayed again.
             journal.snapshot(&st.ack.encode_snapshot())?;
         }
@@ -1103,7 +1114,7 @@ impl Queue {
 
     /// Snapshots the ack state when the journal has grown enough. Runs under the state lock.
     fn maybe_snapshot(&self, st: &QState) -> Result<()> {
-        if self.journal.since_snapshot() > ACK_SNAPSHOT_BYTES {
+        if self.journal.since_snapshot() > ack_snapshot_bytes() {
             self.journal.snapshot(&st.ack.encode_snapshot())?;
             // The snapshot is durable: segments below its floor may go (at the next reclaim).
             self.synced_floor
