@@ -34,7 +34,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::crc;
@@ -257,6 +258,7 @@ pub struct Journal {
     sync_lock: Mutex<()>,
     durable: AtomicU64,
     failed: AtomicBool,
+    stopped: AtomicBool,
 }
 
 impl std::fmt::Debug for Journal {
@@ -337,6 +339,7 @@ impl Journal {
             sync_lock: Mutex::new(()),
             durable: AtomicU64::new(pos),
             failed: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
         };
         Ok((j, loaded))
     }
@@ -407,6 +410,33 @@ impl Journal {
     /// Syncs everything appended so far.
     pub fn flush(&self) -> Result<()> {
         self.sync_to(self.end())
+    }
+
+    /// Starts a thread that syncs the journal every `every` (the `interval` fsync policy). It ends
+    /// when the journal is dropped, stopped or has failed.
+    pub fn spawn_flusher(self: &Arc<Self>, every: Duration) {
+        let weak = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("sluice-state-flush".into())
+            .spawn(move || loop {
+                std::thread::sleep(every);
+                let Some(j) = weak.upgrade() else { return };
+                if j.stopped.load(Ordering::Acquire) || j.failed.load(Ordering::Acquire) {
+                    return;
+                }
+                if let Err(e) = j.flush() {
+                    tracing::error!(dir = %j.dir.display(), "interval sync of state journal failed: {e}");
+                    return;
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(dir = %self.dir.display(), "cannot start the state flusher: {e}");
+        }
+    }
+
+    /// Stops the background flusher (at close).
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
     }
 
     /// Writes a snapshot holding `body` and starts a new journal generation. The caller holds its

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::config::FsyncPolicy;
 use crate::error::{Error, Result};
@@ -111,7 +111,7 @@ pub fn inspect_offsets(fs: &dyn FileSystem, dir: &Path) -> Result<BTreeMap<Strin
 /// The offsets of one topic's subscribers.
 #[derive(Debug)]
 pub struct SubscriberOffsets {
-    journal: Journal,
+    journal: Arc<Journal>,
     fsync: FsyncPolicy,
     map: Mutex<BTreeMap<String, u64>>,
     last_sync: Mutex<std::time::Instant>,
@@ -123,6 +123,10 @@ impl SubscriberOffsets {
     /// records about offsets the log lost are never replayed again.
     pub fn open(fs: FsRef, dir: &Path, fsync: FsyncPolicy, end: u64) -> Result<Self> {
         let (journal, l) = Journal::open(fs, dir, OFFSETS_PREFIX, OFFSETS_MAGIC)?;
+        let journal = Arc::new(journal);
+        if let Some(every) = fsync.interval() {
+            journal.spawn_flusher(every);
+        }
         let mut map = recover(dir, l.snapshot.as_deref(), &l.records)?;
         let mut clamped = false;
         for (name, o) in map.iter_mut() {
@@ -230,6 +234,7 @@ impl SubscriberOffsets {
 
     /// Syncs everything and writes a snapshot (at close).
     pub fn close(&self) -> Result<()> {
+        self.journal.stop();
         let g = lock(&self.map);
         self.snapshot_locked(&g)
     }

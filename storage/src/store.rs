@@ -10,14 +10,14 @@
 //! This module is the public face of the messaging layer; the server and in-process users call
 //! only what is here.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::ackstate::{
-    encode_deliver, encode_floor, encode_offsets, AckState, ACK_MAGIC, ACK_PREFIX, REC_ACK,
-    REC_DEAD,
+    encode_deliver, encode_floor, encode_offsets, AckState, IntMap, IntSet, ACK_MAGIC, ACK_PREFIX,
+    REC_ACK, REC_DEAD,
 };
 use crate::config::{FsyncPolicy, LogConfig};
 use crate::error::{Error, IoContext, Result};
@@ -887,14 +887,14 @@ struct Held {
 struct QState {
     ack: AckState,
     /// Delivered and not acked: who holds it and until when.
-    inflight: HashMap<u64, Held>,
+    inflight: IntMap<u64, Held>,
     deadlines: BTreeSet<(TimestampMs, u64)>,
-    by_consumer: HashMap<ConsumerId, HashSet<u64>>,
+    by_consumer: IntMap<ConsumerId, IntSet<u64>>,
     /// Returned messages available now, lowest offset first.
     ready: BTreeSet<u64>,
     /// Nacked messages waiting for their delay.
     delayed: BTreeSet<(TimestampMs, u64)>,
-    delayed_at: HashMap<u64, TimestampMs>,
+    delayed_at: IntMap<u64, TimestampMs>,
     closed: bool,
 }
 
@@ -975,7 +975,7 @@ pub struct Queue {
     log: Log,
     owns_log: bool,
     config: QueueConfig,
-    journal: Journal,
+    journal: Arc<Journal>,
     state: Mutex<QState>,
     parent: Option<Weak<Topic>>,
     store: Weak<StoreInner>,
@@ -1019,6 +1019,10 @@ impl Queue {
             journal.snapshot(&st.ack.encode_snapshot())?;
         }
         let dlq_name = p.config.dead_letter.clone().unwrap_or(p.default_dlq);
+        let journal = Arc::new(journal);
+        if let Some(every) = p.log.config().fsync.interval() {
+            journal.spawn_flusher(every);
+        }
         Ok(Queue {
             name: p.name,
             source: p.source,
@@ -1191,7 +1195,7 @@ impl Queue {
                 0 => usize::MAX,
                 m => (m as usize).saturating_sub(st.inflight.len()),
             };
-            let mine = st.by_consumer.get(&consumer).map_or(0, HashSet::len);
+            let mine = st.by_consumer.get(&consumer).map_or(0, IntSet::len);
             let per = match self.config.max_unacked_per_consumer {
                 0 => usize::MAX,
                 m => (m as usize).saturating_sub(mine),
@@ -1535,6 +1539,7 @@ impl Queue {
             if st.closed {
                 return Ok(());
             }
+            self.journal.stop();
             if clean {
                 first = self.journal.snapshot(&st.ack.encode_snapshot());
             }

@@ -352,3 +352,46 @@ fn topic_group_feeds_competing_workers_while_subscribers_see_everything() {
     t.publish(&[Record::from_value("late")]).unwrap();
     assert_eq!(g.deliver(A, 10).unwrap()[0].offset, Offset(200));
 }
+
+#[test]
+fn interval_policy_syncs_acks_and_commits_in_the_background() {
+    let sim = SimFs::new();
+    let clock = Arc::new(ManualClock::new(0));
+    let s = open(&sim, &clock);
+    let log = LogConfig {
+        fsync: sluice_storage::FsyncPolicy::Interval(10),
+        ..LogConfig::default()
+    };
+    let q = s
+        .create_queue(
+            "jobs",
+            QueueConfig {
+                log: log.clone(),
+                ..QueueConfig::default()
+            },
+        )
+        .unwrap();
+    let t = s.create_topic("t", Some(log)).unwrap();
+    t.subscribe("s", StartAt::Earliest).unwrap();
+    publish_n(&q, 4);
+    t.publish(&[Record::from_value("x")]).unwrap();
+    q.deliver(A, 4).unwrap();
+    q.ack(A, &[Offset(0), Offset(1)]).unwrap();
+    t.commit("s", Offset(1)).unwrap();
+    // Ten intervals later the flushers have synced the ack journal and the offsets.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    drop((q, t));
+    drop(s);
+    sim.crash(CrashMode::DropUnsynced);
+    let s = open(&sim, &clock);
+    let q = s.queue("jobs").unwrap();
+    assert_eq!(q.stats().ack_floor, Offset(2));
+    let again: Vec<u64> = q
+        .deliver(B, 10)
+        .unwrap()
+        .iter()
+        .map(|d| d.offset.0)
+        .collect();
+    assert_eq!(again, vec![2, 3]);
+    assert_eq!(s.topic("t").unwrap().committed("s"), Some(Offset(1)));
+}
