@@ -285,9 +285,10 @@ impl AckState {
                     if self.acks.insert(o) && kind == REC_DEAD {
                         self.dead_lettered += 1;
                     }
+                    // The floor only passes acked offsets, whose counts are removed here, so
+                    // no count is left below it.
                     self.counts.remove(&o);
                 }
-                self.prune();
             }
             REC_FLOOR => {
                 let f = u64_at(0)?;
