@@ -397,27 +397,34 @@ impl AckState {
     }
 }
 
-/// Encodes a DELIVER record.
+/// Most entries in one record, which keeps every record far below the journal's record limit.
+pub const RECORD_ENTRIES_MAX: usize = 1 << 16;
+
+/// Encodes DELIVER records (one per [`RECORD_ENTRIES_MAX`] items).
 // Format: { len u32 | crc u32 | kind=1 u8 | count u32 | { offset u64 | attempt u32 }* }
 pub fn encode_deliver(out: &mut Vec<u8>, items: &[(u64, u32)]) {
-    let mut p = Vec::with_capacity(4 + items.len() * 12);
-    p.extend_from_slice(&(items.len() as u32).to_le_bytes());
-    for (o, a) in items {
-        p.extend_from_slice(&o.to_le_bytes());
-        p.extend_from_slice(&a.to_le_bytes());
+    for items in items.chunks(RECORD_ENTRIES_MAX) {
+        let mut p = Vec::with_capacity(4 + items.len() * 12);
+        p.extend_from_slice(&(items.len() as u32).to_le_bytes());
+        for (o, a) in items {
+            p.extend_from_slice(&o.to_le_bytes());
+            p.extend_from_slice(&a.to_le_bytes());
+        }
+        encode_record(out, REC_DELIVER, &p);
     }
-    encode_record(out, REC_DELIVER, &p);
 }
 
-/// Encodes an ACK or DEAD record.
+/// Encodes ACK or DEAD records (one per [`RECORD_ENTRIES_MAX`] offsets).
 // Format: { len u32 | crc u32 | kind=2|3 u8 | count u32 | offset u64* }
 pub fn encode_offsets(out: &mut Vec<u8>, kind: u8, offsets: &[u64]) {
-    let mut p = Vec::with_capacity(4 + offsets.len() * 8);
-    p.extend_from_slice(&(offsets.len() as u32).to_le_bytes());
-    for o in offsets {
-        p.extend_from_slice(&o.to_le_bytes());
+    for offsets in offsets.chunks(RECORD_ENTRIES_MAX) {
+        let mut p = Vec::with_capacity(4 + offsets.len() * 8);
+        p.extend_from_slice(&(offsets.len() as u32).to_le_bytes());
+        for o in offsets {
+            p.extend_from_slice(&o.to_le_bytes());
+        }
+        encode_record(out, kind, &p);
     }
-    encode_record(out, kind, &p);
 }
 
 /// Encodes a FLOOR record.

@@ -1,11 +1,22 @@
 //! A data directory of named topics and queues, with durable subscriber offsets, a shared
 //! cursor with ack state per queue, redelivery and dead letters.
 //!
-//! Directory layout (see `docs/format.md`):
+//! Directory layout (log files in `docs/format.md`, state files in `docs/format-state.md`):
 //! ```text
-//! <root>/topics/<name>/        a topic's log segments and its subscriber offsets
-//! <root>/queues/<name>/        a queue's log segments and its ack state
+//! <root>/topics/<name>/config            the topic's settings
+//! <root>/topics/<name>/log/              its log segments
+//! <root>/topics/<name>/offsets.*         its subscribers' committed offsets (journal + snapshot)
+//! <root>/topics/<name>/groups/<group>/   a consumer group: config and ack state
+//! <root>/queues/<name>/config            the queue's settings
+//! <root>/queues/<name>/log/              its log segments
+//! <root>/queues/<name>/acks.*            its ack state (journal + snapshot)
 //! ```
+//!
+//! Guarantees: under `fsync = always`, `publish`, `commit`, `ack` and `deliver` return only once
+//! what they did is durable. After a broker crash every delivered-but-unacked message is
+//! available again with its delivery count, no acknowledged message is delivered again, and
+//! offsets and floors are clamped to the log end. Consumers are at-least-once: a message whose
+//! ack was not confirmed may be delivered again.
 //!
 //! This module is the public face of the messaging layer; the server and in-process users call
 //! only what is here.
@@ -701,6 +712,15 @@ impl Topic {
     /// Appends records (durable per the fsync policy on return).
     pub fn publish(&self, records: &[Record]) -> Result<AppendInfo> {
         self.log.append(records)
+    }
+    /// Reads records from `from` without committing anything (anonymous replay of any range).
+    pub fn read(
+        &self,
+        from: Offset,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(Offset, Record)>> {
+        self.log.read_records(from, max_records, max_bytes)
     }
     /// Resolves a start position to an offset in the log's current range.
     pub fn resolve(&self, start: StartAt) -> Result<Offset> {

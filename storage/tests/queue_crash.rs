@@ -29,6 +29,9 @@ struct Seen {
     /// Highest attempt number handed out per offset.
     attempts: BTreeMap<u64, u32>,
     committed: u64,
+    /// Group acks confirmed / attempted.
+    group_acked: BTreeSet<u64>,
+    group_ack_attempted: BTreeSet<u64>,
 }
 
 fn cfg() -> QueueConfig {
@@ -100,7 +103,11 @@ fn workload(sim: &SimFs, clock: &Arc<ManualClock>, seen: &mut Seen) -> Result<()
         }
         let gd = g.deliver(c, 2)?;
         let offs: Vec<Offset> = gd.iter().map(|d| d.offset).collect();
-        g.ack(c, &offs)?;
+        // Ack only the even ones; the odd ones stay in flight.
+        let even: Vec<Offset> = offs.into_iter().filter(|o| o.0 % 2 == 0).collect();
+        seen.group_ack_attempted.extend(even.iter().map(|o| o.0));
+        g.ack(c, &even)?;
+        seen.group_acked.extend(even.iter().map(|o| o.0));
         let next = seen.committed + 1;
         t.commit("sub", Offset(next))?;
         seen.committed = next;
@@ -195,6 +202,34 @@ fn check(sim: &SimFs, clock: &Arc<ManualClock>, seen: &Seen, label: &str) {
         let c = t.committed("sub").expect("confirmed subscriber");
         assert!(c.0 >= seen.committed, "{label}: commit lost");
         assert!(c <= t.log().end_offset());
+        // The group: nothing acked comes back, everything else does.
+        if let Ok(g) = t.group("g", cfg()) {
+            let mut got = BTreeSet::new();
+            loop {
+                let ds = g.deliver(ConsumerId(50 + got.len() as u64), 1_000).unwrap();
+                if ds.is_empty() {
+                    break;
+                }
+                for d in ds {
+                    assert!(
+                        !seen.group_acked.contains(&d.offset.0),
+                        "{label}: group redelivered an ack"
+                    );
+                    assert!(
+                        got.insert(d.offset.0),
+                        "{label}: group delivered {} twice",
+                        d.offset
+                    );
+                }
+            }
+            let gstart = t.log().start_offset().0;
+            for o in seen.topic_published.keys().filter(|&&o| o >= gstart) {
+                assert!(
+                    got.contains(o) || seen.group_ack_attempted.contains(o),
+                    "{label}: group lost {o}"
+                );
+            }
+        }
     }
     s.close().unwrap();
 }

@@ -395,3 +395,40 @@ fn interval_policy_syncs_acks_and_commits_in_the_background() {
     assert_eq!(again, vec![2, 3]);
     assert_eq!(s.topic("t").unwrap().committed("s"), Some(Offset(1)));
 }
+
+#[test]
+fn garbage_after_the_journal_is_cut_and_reported_by_inspect() {
+    let sim = SimFs::new();
+    let clock = Arc::new(ManualClock::new(0));
+    let s = open(&sim, &clock);
+    let q = s.create_queue("jobs", QueueConfig::default()).unwrap();
+    publish_n(&q, 5);
+    q.deliver(A, 5).unwrap();
+    q.ack(A, &[Offset(0), Offset(3)]).unwrap();
+    drop(q);
+    drop(s);
+    sim.crash(CrashMode::DropUnsynced);
+    let dir = Path::new("/data/queues/jobs");
+    let journal = sluice_storage::FileSystem::read_dir(&sim, dir)
+        .unwrap()
+        .into_iter()
+        .find(|n| n.ends_with(".journal"))
+        .unwrap();
+    let jp = dir.join(journal);
+    let mut bytes = sim.read_file(&jp).unwrap();
+    bytes.extend_from_slice(&[0x11; 37]);
+    sim.write_file(&jp, &bytes).unwrap();
+    let rep = inspect_queue_state(&sim, dir).unwrap();
+    assert_eq!(rep.torn_bytes, 37);
+    assert_eq!((rep.floor, rep.acked_above_floor), (1, 1));
+    let s = open(&sim, &clock);
+    let q = s.queue("jobs").unwrap();
+    let again: Vec<u64> = q
+        .deliver(B, 10)
+        .unwrap()
+        .iter()
+        .map(|d| d.offset.0)
+        .collect();
+    assert_eq!(again, vec![1, 2, 4]);
+    assert_eq!(inspect_queue_state(&sim, dir).unwrap().torn_bytes, 0);
+}
