@@ -432,3 +432,68 @@ fn garbage_after_the_journal_is_cut_and_reported_by_inspect() {
     assert_eq!(again, vec![1, 2, 4]);
     assert_eq!(inspect_queue_state(&sim, dir).unwrap().torn_bytes, 0);
 }
+
+#[test]
+fn ack_state_is_clamped_when_the_log_lost_its_tail() {
+    let sim = SimFs::new();
+    let clock = Arc::new(ManualClock::new(0));
+    let s = open(&sim, &clock);
+    let q = s
+        .create_queue(
+            "jobs",
+            QueueConfig {
+                log: LogConfig {
+                    fsync: sluice_storage::FsyncPolicy::Never,
+                    ..LogConfig::default()
+                },
+                ..QueueConfig::default()
+            },
+        )
+        .unwrap();
+    publish_n(&q, 5);
+    q.log().flush().unwrap();
+    publish_n(&q, 5); // never synced
+    assert_eq!(q.deliver(A, 10).unwrap().len(), 10);
+    q.ack(A, &[Offset(1), Offset(7), Offset(8)]).unwrap();
+    q.flush().unwrap(); // the ack journal is durable, the log's tail is not
+    drop(q);
+    drop(s);
+    sim.crash(CrashMode::DropUnsynced);
+    let s = open(&sim, &clock);
+    let q = s.queue("jobs").unwrap();
+    let st = q.stats();
+    assert_eq!(q.log().end_offset(), Offset(5));
+    assert_eq!((st.cursor, st.acked_above_floor), (Offset(5), 1));
+    // New messages reuse offsets 5..: none of them counts as acked.
+    publish_n(&q, 5);
+    q.log().flush().unwrap();
+    let got: Vec<(u64, u32)> = q
+        .deliver(B, 10)
+        .unwrap()
+        .iter()
+        .map(|d| (d.offset.0, d.attempt))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, 2),
+            (2, 2),
+            (3, 2),
+            (4, 2),
+            (5, 1),
+            (6, 1),
+            (7, 1),
+            (8, 1),
+            (9, 1)
+        ]
+    );
+    q.flush().unwrap();
+    drop(q);
+    drop(s);
+    // And the clamp was durable: another crash does not bring the old acks back.
+    sim.crash(CrashMode::DropUnsynced);
+    let s = open(&sim, &clock);
+    let q = s.queue("jobs").unwrap();
+    assert_eq!(q.stats().acked_above_floor, 1);
+    assert_eq!(q.deliver(A, 20).unwrap().len(), 9);
+}
