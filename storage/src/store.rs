@@ -908,6 +908,10 @@ struct QState {
     ack: AckState,
     /// Delivered and not acked: who holds it and until when.
     inflight: IntMap<u64, Held>,
+    /// Ack deadlines, cleaned lazily: an entry is live only while `inflight` holds the offset
+    /// with that same deadline. Stale entries are skipped by `expire`, dropped from the front by
+    /// `next_deadline`, and swept when they outnumber live ones, so an ack costs no tree removal
+    /// and memory stays proportional to the in-flight window.
     deadlines: BTreeSet<(TimestampMs, u64)>,
     by_consumer: IntMap<ConsumerId, IntSet<u64>>,
     /// Returned messages available now, lowest offset first.
@@ -921,7 +925,11 @@ struct QState {
 impl QState {
     fn take_inflight(&mut self, o: u64) -> Option<Held> {
         let h = self.inflight.remove(&o)?;
-        self.deadlines.remove(&(h.deadline, o));
+        if self.deadlines.len() > 2 * self.inflight.len() + 1024 {
+            let inflight = &self.inflight;
+            self.deadlines
+                .retain(|&(t, o)| inflight.get(&o).is_some_and(|h| h.deadline == t));
+        }
         if let Some(s) = self.by_consumer.get_mut(&h.consumer) {
             s.remove(&o);
             if s.is_empty() {
@@ -929,6 +937,10 @@ impl QState {
             }
         }
         Some(h)
+    }
+
+    fn live_deadline(&self, t: TimestampMs, o: u64) -> bool {
+        self.inflight.get(&o).is_some_and(|h| h.deadline == t)
     }
 
     fn promote(&mut self, now: TimestampMs) {
@@ -1397,6 +1409,10 @@ impl Queue {
                 if t > now {
                     break;
                 }
+                st.deadlines.pop_first();
+                if !st.live_deadline(t, o) {
+                    continue;
+                }
                 st.take_inflight(o);
                 n += 1;
                 if self.max_deliveries_reached(st.attempts(o)) {
@@ -1502,7 +1518,13 @@ impl Queue {
 
     /// The earliest ack deadline or nack delay pending, to schedule the next `expire`.
     pub fn next_deadline(&self) -> Option<TimestampMs> {
-        let st = lock(&self.state);
+        let mut st = lock(&self.state);
+        while let Some(&(t, o)) = st.deadlines.first() {
+            if st.live_deadline(t, o) {
+                break;
+            }
+            st.deadlines.pop_first();
+        }
         let a = st.deadlines.first().map(|d| d.0);
         let b = st.delayed.first().map(|d| d.0);
         match (a, b) {

@@ -286,6 +286,13 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             m.done.iter().filter(|&&o| o >= floor).count() as u64
         );
         prop_assert_eq!(st.depth, m.end - m.done.len() as u64);
+        let next = m
+            .inflight
+            .values()
+            .map(|h| h.1)
+            .chain(m.delayed.values().copied())
+            .min();
+        prop_assert_eq!(q.next_deadline(), next);
     }
     Ok(())
 }
