@@ -925,11 +925,6 @@ struct QState {
 impl QState {
     fn take_inflight(&mut self, o: u64) -> Option<Held> {
         let h = self.inflight.remove(&o)?;
-        if self.deadlines.len() > 2 * self.inflight.len() + 1024 {
-            let inflight = &self.inflight;
-            self.deadlines
-                .retain(|&(t, o)| inflight.get(&o).is_some_and(|h| h.deadline == t));
-        }
         if let Some(s) = self.by_consumer.get_mut(&h.consumer) {
             s.remove(&o);
             if s.is_empty() {
@@ -937,6 +932,28 @@ impl QState {
             }
         }
         Some(h)
+    }
+
+    /// Gives memory back after a burst: maps that are mostly empty are shrunk, so the state
+    /// stays proportional to the current window rather than to its high-water mark.
+    fn maybe_shrink(&mut self) {
+        fn shrink<K: std::hash::Hash + Eq, V>(m: &mut IntMap<K, V>) {
+            if m.capacity() > 4096 && m.len() < m.capacity() / 8 {
+                m.shrink_to_fit();
+            }
+        }
+        shrink(&mut self.inflight);
+        shrink(&mut self.ack.counts);
+        for set in self.by_consumer.values_mut() {
+            if set.capacity() > 4096 && set.len() < set.capacity() / 8 {
+                set.shrink_to_fit();
+            }
+        }
+        if self.deadlines.len() > 2 * self.inflight.len() + 1024 {
+            let inflight = &self.inflight;
+            self.deadlines
+                .retain(|&(t, o)| inflight.get(&o).is_some_and(|h| h.deadline == t));
+        }
     }
 
     fn live_deadline(&self, t: TimestampMs, o: u64) -> bool {
@@ -1347,6 +1364,7 @@ impl Queue {
                 st.ack.counts.remove(&o);
                 st.forget(o);
             }
+            st.maybe_shrink();
             self.maybe_snapshot(&st)?;
             (pos, st.ack.acks.floor())
         };
