@@ -211,12 +211,22 @@ impl SubscriberOffsets {
     /// Creates a subscriber at `offset` unless it exists; returns its offset.
     pub fn get_or_create(&self, name: &str, offset: u64) -> Result<u64> {
         if let Some(o) = self.get(name) {
+            self.wait_durable()?;
             return Ok(o);
         }
         // Two racing creators both write; the last one wins, and both return what it wrote
         // only when they agree, which is the common case (same start position).
         self.set(name, offset)?;
         Ok(self.get(name).unwrap_or(offset))
+    }
+
+    /// Under `always`, waits until every record appended so far is durable (a subscriber seen in
+    /// memory may have been created by a caller still syncing its record).
+    pub fn wait_durable(&self) -> Result<()> {
+        if self.fsync == FsyncPolicy::Always {
+            self.journal.flush()?;
+        }
+        Ok(())
     }
 
     /// Removes a subscriber; false when absent.

@@ -740,6 +740,7 @@ impl Topic {
         let lo = self.log.start_offset();
         let hi = self.log.visible_end().max(lo);
         if let Some(o) = self.offsets.get(name) {
+            self.offsets.wait_durable()?;
             return Ok(Offset(o).clamp(lo, hi));
         }
         let at = self.resolve(start)?;
@@ -1299,7 +1300,10 @@ impl Queue {
                 encode_deliver(&mut rec, &items);
             }
             if !gone.is_empty() {
-                // Removed from the log under us (retention): nothing left to deliver.
+                // Removed from the log under us (retention): nothing left to deliver. Journaled
+                // as passed by the cursor, then acked, so a replay moves the cursor past them too.
+                let passed: Vec<(u64, u32)> = gone.iter().map(|&o| (o, st.attempts(o))).collect();
+                encode_deliver(&mut rec, &passed);
                 encode_offsets(&mut rec, REC_ACK, &gone);
             }
             if rec.is_empty() {
@@ -1352,7 +1356,12 @@ impl Queue {
                 .filter(|&o| o < cursor && !st.ack.acks.contains(o))
                 .collect();
             if list.is_empty() {
-                return Ok(());
+                // Already acked, perhaps by a record another caller is still syncing: wait
+                // for it, so no ack is confirmed before it is durable.
+                let pos = self.journal.end();
+                let floor = st.ack.acks.floor();
+                drop(st);
+                return self.commit_journal(pos, floor);
             }
             list.sort_unstable();
             list.dedup();
