@@ -497,3 +497,47 @@ fn ack_state_is_clamped_when_the_log_lost_its_tail() {
     assert_eq!(q.stats().acked_above_floor, 1);
     assert_eq!(q.deliver(A, 20).unwrap().len(), 9);
 }
+
+#[test]
+fn retention_past_unacked_messages_moves_the_floor_durably() {
+    let sim = SimFs::new();
+    let clock = Arc::new(ManualClock::new(0));
+    let s = open(&sim, &clock);
+    let q = s
+        .create_queue(
+            "jobs",
+            QueueConfig {
+                log: LogConfig {
+                    segment_bytes_max: 1024,
+                    retention_bytes: Some(2048),
+                    ..LogConfig::default()
+                },
+                ..QueueConfig::default()
+            },
+        )
+        .unwrap();
+    publish_n(&q, 10);
+    let first = q.deliver(A, 3).unwrap();
+    assert_eq!(first.len(), 3);
+    publish_n(&q, 300);
+    let start = q.log().start_offset();
+    assert!(start > Offset(10), "retention ran");
+    let d = q.deliver(B, 5).unwrap();
+    assert_eq!(d[0].offset, start);
+    let st = q.stats();
+    assert_eq!(st.ack_floor, start);
+    assert_eq!(st.in_flight, 5, "A's messages are gone with their segment");
+    assert!(q.held_by(A).is_empty());
+    drop(q);
+    drop(s);
+    sim.crash(CrashMode::DropUnsynced);
+    let s = open(&sim, &clock);
+    let q = s.queue("jobs").unwrap();
+    let again: Vec<u64> = q
+        .deliver(A, 5)
+        .unwrap()
+        .iter()
+        .map(|d| d.offset.0)
+        .collect();
+    assert_eq!(again, (start.0..start.0 + 5).collect::<Vec<_>>());
+}
