@@ -344,7 +344,8 @@ impl Journal {
         Ok((j, loaded))
     }
 
-    fn check(&self) -> Result<()> {
+    /// `FailStop` once a write or sync of the journal failed (until it is reopened).
+    pub fn check(&self) -> Result<()> {
         if self.failed.load(Ordering::Acquire) {
             return Err(Error::FailStop {
                 path: self.dir.clone(),

@@ -1121,6 +1121,7 @@ impl Queue {
         if g.closed {
             return Err(Error::Closed);
         }
+        self.journal.check()?;
         Ok(g)
     }
 

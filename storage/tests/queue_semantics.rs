@@ -541,3 +541,39 @@ fn retention_past_unacked_messages_moves_the_floor_durably() {
         .collect();
     assert_eq!(again, (start.0..start.0 + 5).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_failed_journal_sync_stops_the_queue_until_it_is_reopened() {
+    use sluice_storage::fs::sim::{Fault, FaultError, OpKind};
+    let sim = SimFs::new();
+    let clock = Arc::new(ManualClock::new(0));
+    let s = open(&sim, &clock);
+    let q = s.create_queue("jobs", QueueConfig::default()).unwrap();
+    publish_n(&q, 6);
+    q.deliver(A, 6).unwrap();
+    q.ack(A, &[Offset(0)]).unwrap();
+    sim.add_fault(Fault {
+        kind: OpKind::Sync,
+        nth: sim.count(OpKind::Sync) + 1,
+        forever: false,
+        error: FaultError::Io,
+    });
+    assert!(
+        q.ack(A, &[Offset(1)]).is_err(),
+        "the failed sync is reported"
+    );
+    // Fail-stop: the kernel may have dropped the dirty pages, so nothing more is confirmed.
+    assert!(matches!(
+        q.ack(A, &[Offset(2)]),
+        Err(sluice_storage::Error::FailStop { .. })
+    ));
+    assert!(q.deliver(B, 1).is_err());
+    drop(q);
+    drop(s);
+    sim.crash(CrashMode::DropUnsynced);
+    let s = open(&sim, &clock);
+    let q = s.queue("jobs").unwrap();
+    let st = q.stats();
+    assert!(st.ack_floor >= Offset(1), "the confirmed ack survived");
+    q.ack(A, &[Offset(2)]).unwrap();
+}
