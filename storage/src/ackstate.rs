@@ -446,6 +446,8 @@ pub struct QueueStateReport {
     pub journal_records: usize,
     /// Bytes of torn or bad journal tail (cut at the next open).
     pub torn_bytes: u64,
+    /// True when valid records follow the bad one: damage in the middle, not a torn write.
+    pub damaged_mid: bool,
     /// The ack floor.
     pub floor: u64,
     /// The cursor.
@@ -471,6 +473,7 @@ pub fn inspect_queue_state(fs: &dyn FileSystem, dir: &Path) -> Result<QueueState
         generation: l.generation,
         journal_records: l.records.len(),
         torn_bytes: l.journal_len.saturating_sub(l.valid_len),
+        damaged_mid: l.damaged_mid,
         floor: st.acks.floor(),
         cursor: st.cursor,
         acked_above_floor: st.acks.above(),

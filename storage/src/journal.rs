@@ -198,6 +198,18 @@ pub struct Loaded {
     pub journal_len: u64,
     /// Length of the valid prefix of the journal (header included).
     pub valid_len: u64,
+    /// True when a valid record was found after the first bad one: the damage is in the middle
+    /// of written data, not a torn tail, and the records after it are lost by the cut.
+    pub damaged_mid: bool,
+}
+
+/// How far past the first bad record to look for valid ones.
+const DAMAGE_SCAN_BYTES: usize = 64 << 10;
+
+/// True when a valid record starts somewhere in the first [`DAMAGE_SCAN_BYTES`] of `tail`
+/// (after its first byte).
+fn valid_record_after(tail: &[u8]) -> bool {
+    (1..tail.len().min(DAMAGE_SCAN_BYTES)).any(|at| !decode_records(&tail[at..]).0.is_empty())
 }
 
 /// Reads a state directory without changing anything.
@@ -220,6 +232,7 @@ pub fn load(fs: &dyn FileSystem, dir: &Path, prefix: &str, magic: [u8; 8]) -> Re
                 let (records, valid) = decode_records(&bytes[JOURNAL_HEADER_LEN..]);
                 out.records = records;
                 out.valid_len = (JOURNAL_HEADER_LEN + valid) as u64;
+                out.damaged_mid = valid_record_after(&bytes[JOURNAL_HEADER_LEN + valid..]);
             }
             Ok(g) => {
                 return Err(Error::corruption(
@@ -300,6 +313,13 @@ impl Journal {
             f
         } else {
             let f = fs.open(&jp, OpenMode::ReadWrite).at(&jp)?;
+            if loaded.damaged_mid {
+                tracing::error!(
+                    path = %jp.display(),
+                    "state journal is damaged before valid records: the records after the damage are dropped \
+                     (acknowledged messages may be delivered again, offsets may move back)"
+                );
+            }
             if loaded.journal_len > loaded.valid_len {
                 tracing::warn!(
                     path = %jp.display(),
@@ -507,6 +527,10 @@ mod tests {
         // A short tail is ignored.
         let (r, _) = decode_records(&b[..b.len() - 1]);
         assert_eq!(r.len(), 2);
+        // Damage before valid records is told apart from a torn tail.
+        assert!(valid_record_after(&d[12..]));
+        assert!(!valid_record_after(&b[..b.len() - 1][12..]));
+        assert!(!valid_record_after(&[0u8; 100]));
     }
 
     #[test]

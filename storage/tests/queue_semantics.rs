@@ -420,6 +420,13 @@ fn garbage_after_the_journal_is_cut_and_reported_by_inspect() {
     sim.write_file(&jp, &bytes).unwrap();
     let rep = inspect_queue_state(&sim, dir).unwrap();
     assert_eq!(rep.torn_bytes, 37);
+    assert!(!rep.damaged_mid, "garbage at the end is a torn tail");
+    // A flipped byte in the first record is damage in the middle: reported as such.
+    let mut mid = bytes.clone();
+    mid[24 + 9] ^= 1;
+    sim.write_file(&jp, &mid).unwrap();
+    assert!(inspect_queue_state(&sim, dir).unwrap().damaged_mid);
+    sim.write_file(&jp, &bytes).unwrap();
     assert_eq!((rep.floor, rep.acked_above_floor), (1, 1));
     let s = open(&sim, &clock);
     let q = s.queue("jobs").unwrap();
