@@ -9,7 +9,6 @@ use std::time::Duration;
 use common::{cli, cli_ok, data_dir, json_lines, start, wait_bounded, BIN};
 
 #[test]
-#[ignore = "needs store implementation"]
 fn publish_then_subscribe_with_resume() {
     let (_t, dir) = data_dir();
     let server = start(&dir, None);
@@ -100,7 +99,6 @@ fn publish_then_subscribe_with_resume() {
 }
 
 #[test]
-#[ignore = "needs store implementation"]
 fn missing_names_are_clear_errors() {
     let (_t, dir) = data_dir();
     let server = start(&dir, None);
@@ -120,7 +118,6 @@ fn missing_names_are_clear_errors() {
 }
 
 #[test]
-#[ignore = "needs store implementation"]
 fn queues_consume_ack_and_redeliver_after_no_ack_and_kill() {
     let (_t, dir) = data_dir();
     let server = start(&dir, None);

@@ -25,7 +25,6 @@ fn msgs(prefix: &str, n: usize) -> Vec<Record> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs store implementation"]
 async fn fan_out_to_several_subscribers() {
     let (_t, dir) = data_dir();
     let server = start(&dir, None);
@@ -74,7 +73,6 @@ async fn fan_out_to_several_subscribers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs store implementation"]
 async fn competing_consumers_see_disjoint_sets_covering_everything() {
     let (_t, dir) = data_dir();
     let server = start(&dir, None);
@@ -133,7 +131,6 @@ async fn competing_consumers_see_disjoint_sets_covering_everything() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs store implementation"]
 async fn a_consumer_gone_before_acking_has_its_messages_redelivered() {
     let (_t, dir) = data_dir();
     let server = start(&dir, None);
@@ -178,7 +175,6 @@ async fn a_consumer_gone_before_acking_has_its_messages_redelivered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs store implementation"]
 async fn sigkill_mid_publish_loses_no_confirmed_message_nor_offset_nor_ack() {
     let (_t, dir) = data_dir();
     let mut server = start(&dir, None);
@@ -266,7 +262,6 @@ async fn sigkill_mid_publish_loses_no_confirmed_message_nor_offset_nor_ack() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs store implementation"]
 async fn consumer_groups_share_a_topic() {
     let (_t, dir) = data_dir();
     let server = start(&dir, None);
@@ -291,7 +286,6 @@ async fn consumer_groups_share_a_topic() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs store implementation"]
 async fn unacked_messages_time_out_then_go_to_the_dead_letter_queue() {
     let (_t, dir) = data_dir();
     let server = start(&dir, None);
@@ -329,7 +323,6 @@ async fn unacked_messages_time_out_then_go_to_the_dead_letter_queue() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs store implementation"]
 async fn credit_and_prefetch_bound_what_the_server_sends() {
     let (_t, dir) = data_dir();
     let server = start(&dir, None);

@@ -74,7 +74,6 @@ fn publish_one(addr: &str, topic: &str, value: &str) -> u64 {
 }
 
 #[test]
-#[ignore = "needs store implementation"]
 fn garbage_oversized_and_stalled_clients_are_cut_off_and_others_unaffected() {
     let (_t, dir) = data_dir();
     let server = start(&dir, Some(LIMITS));
@@ -142,7 +141,6 @@ fn garbage_oversized_and_stalled_clients_are_cut_off_and_others_unaffected() {
 }
 
 #[test]
-#[ignore = "needs store implementation"]
 fn connections_over_the_limit_are_refused_with_an_error() {
     let (_t, dir) = data_dir();
     let server = start(&dir, Some("[limits]\nconnections_max = 2\n"));
@@ -159,7 +157,6 @@ fn connections_over_the_limit_are_refused_with_an_error() {
 }
 
 #[test]
-#[ignore = "needs store implementation"]
 fn a_second_server_on_the_same_directory_fails_at_once() {
     let (_t, dir) = data_dir();
     let _server = start(&dir, None);
@@ -183,7 +180,6 @@ fn a_second_server_on_the_same_directory_fails_at_once() {
 }
 
 #[test]
-#[ignore = "needs store implementation"]
 fn sigterm_shuts_down_cleanly_and_data_survives() {
     let (_t, dir) = data_dir();
     let mut server = start(&dir, None);

@@ -17,6 +17,11 @@
 //! - [`inspect`]: offline inspection, verification and repair of data directories and files
 //!   (the engine of `sluice inspect` and `sluice repair`).
 //! - [`config`]: per-log settings (`LogConfig`, `FsyncPolicy`, `RecoveryPolicy`).
+//! - [`journal`]: the append-only, checksummed state journal with group commit and snapshots
+//!   (spec: `docs/format-state.md`).
+//! - [`ackstate`]: a queue's ack floor, ack bitmap, cursor and delivery counts, their journal
+//!   records and snapshot, and the offline `inspect_queue_state`.
+//! - [`offsets`]: durable committed offsets of a topic's named subscribers.
 //! - [`store`]: a data directory of topics (named subscribers) and queues (shared cursor, acks,
 //!   redelivery, dead letters).
 //! - [`log`]: a log of segments: append with group commit, read, time lookup, retention,
@@ -36,6 +41,7 @@
 
 #![warn(missing_docs)]
 
+pub mod ackstate;
 pub mod aligned;
 pub mod checkpoint;
 pub mod config;
@@ -44,17 +50,21 @@ pub mod format;
 pub mod fs;
 pub mod index;
 pub mod inspect;
+pub mod journal;
 pub mod log;
+pub mod offsets;
 pub mod segment;
 pub mod store;
 pub mod types;
 
+pub use ackstate::{inspect_queue_state, QueueStateReport};
 pub use config::{FsyncPolicy, LogConfig, RecoveryPolicy};
 pub use error::{Error, Result};
 pub use fs::{FileSystem, FsRef, StdFs};
 pub use log::{AppendInfo, Batch, Log, RecoveryReport, SegmentInfo};
+pub use offsets::inspect_offsets;
 pub use store::{
-    ConsumerId, Delivery, Queue, QueueConfig, QueueStats, StartAt, Store, StoreConfig,
-    SubscriberInfo, Topic, TopicStats,
+    Clock, ClockRef, ConsumerId, Delivery, ManualClock, Queue, QueueConfig, QueueStats, StartAt,
+    Store, StoreConfig, SubscriberInfo, SystemClock, Topic, TopicStats,
 };
 pub use types::{now_ms, Header, Offset, Record, TimestampMs};

@@ -1,23 +1,42 @@
 //! A data directory of named topics and queues, with durable subscriber offsets, a shared
 //! cursor with ack state per queue, redelivery and dead letters.
 //!
-//! Directory layout (see `docs/format.md`):
+//! Directory layout (log files in `docs/format.md`, state files in `docs/format-state.md`):
 //! ```text
-//! <root>/topics/<name>/        a topic's log segments and its subscriber offsets
-//! <root>/queues/<name>/        a queue's log segments and its ack state
+//! <root>/topics/<name>/config            the topic's settings
+//! <root>/topics/<name>/log/              its log segments
+//! <root>/topics/<name>/offsets.*         its subscribers' committed offsets (journal + snapshot)
+//! <root>/topics/<name>/groups/<group>/   a consumer group: config and ack state
+//! <root>/queues/<name>/config            the queue's settings
+//! <root>/queues/<name>/log/              its log segments
+//! <root>/queues/<name>/acks.*            its ack state (journal + snapshot)
 //! ```
+//!
+//! Guarantees: under `fsync = always`, `publish`, `commit`, `ack` and `deliver` return only once
+//! what they did is durable. After a broker crash every delivered-but-unacked message is
+//! available again with its delivery count, no acknowledged message is delivered again, and
+//! offsets and floors are clamped to the log end. Consumers are at-least-once: a message whose
+//! ack was not confirmed may be delivered again.
 //!
 //! This module is the public face of the messaging layer; the server and in-process users call
 //! only what is here.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use crate::config::LogConfig;
-use crate::error::Result;
-use crate::fs::FsRef;
+use crate::ackstate::{
+    encode_deliver, encode_floor, encode_offsets, AckState, IntMap, IntSet, ACK_MAGIC, ACK_PREFIX,
+    REC_ACK, REC_DEAD,
+};
+use crate::config::{FsyncPolicy, LogConfig};
+use crate::error::{Error, IoContext, Result};
+use crate::fs::{FileSystem, FsRef};
+use crate::journal::{self, Journal};
 use crate::log::{AppendInfo, Log};
-use crate::types::{Offset, Record, TimestampMs};
+use crate::offsets::SubscriberOffsets;
+use crate::types::{Header, Offset, Record, TimestampMs};
 
 /// Where a new subscriber or an anonymous reader starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,159 +153,1478 @@ pub struct QueueStats {
     pub size_bytes: u64,
 }
 
+/// A source of time for ack deadlines and nack delays, replaceable in tests.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> TimestampMs;
+}
+
+/// The wall clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> TimestampMs {
+        crate::types::now_ms()
+    }
+}
+
+/// A clock that moves only when told to (tests).
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    /// A clock at `ms`.
+    pub fn new(ms: TimestampMs) -> Self {
+        ManualClock(AtomicI64::new(ms))
+    }
+    /// Moves the clock forward.
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::AcqRel);
+    }
+    /// Sets the clock.
+    pub fn set(&self, ms: TimestampMs) {
+        self.0.store(ms, Ordering::Release);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> TimestampMs {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Shared handle to a clock.
+pub type ClockRef = Arc<dyn Clock>;
+
+/// Header names a dead-lettered message carries (besides its original headers).
+pub mod dead_letter_headers {
+    /// Why it was dead-lettered.
+    pub const REASON: &str = "x-dead-letter-reason";
+    /// The queue (or `<topic>/<group>`) it came from.
+    pub const ORIGINAL_QUEUE: &str = "x-original-queue";
+    /// Its offset there.
+    pub const ORIGINAL_OFFSET: &str = "x-original-offset";
+    /// How many times it was delivered.
+    pub const DELIVERY_COUNT: &str = "x-delivery-count";
+}
+
+const CONFIG_FILE: &str = "config";
+const CONFIG_MAGIC: [u8; 8] = *b"SLUICECF";
+const KIND_TOPIC: u64 = 1;
+const KIND_QUEUE: u64 = 2;
+const LOG_DIR: &str = "log";
+const GROUPS_DIR: &str = "groups";
+/// Snapshot the ack state once its journal grows past this many bytes (4 MiB by default).
+static ACK_SNAPSHOT_BYTES: AtomicU64 = AtomicU64::new(4 << 20);
+
+/// Sets the journal size that triggers an ack-state snapshot, for every queue of the process.
+/// Tests lower it to exercise snapshots; the default is 4 MiB.
+#[doc(hidden)]
+pub fn set_ack_snapshot_bytes(bytes: u64) {
+    ACK_SNAPSHOT_BYTES.store(bytes, Ordering::Relaxed);
+}
+
+fn ack_snapshot_bytes() -> u64 {
+    ACK_SNAPSHOT_BYTES.load(Ordering::Relaxed)
+}
+/// Longest topic, queue, group or subscriber name.
+pub const NAME_MAX: usize = 200;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Checks a topic, queue, group or subscriber name: 1 to 200 characters of `[A-Za-z0-9._-]`,
+/// not `.` or `..`.
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= NAME_MAX
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "invalid name {name:?}: use 1 to {NAME_MAX} characters of [A-Za-z0-9._-], not . or .."
+        )))
+    }
+}
+
+fn write_config<T: serde::Serialize>(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    kind: u64,
+    c: &T,
+) -> Result<()> {
+    let body = postcard::to_stdvec(c).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    let path = dir.join(CONFIG_FILE);
+    crate::fs::write_atomic(
+        fs,
+        &path,
+        &journal::encode_snapshot(CONFIG_MAGIC, kind, &body),
+    )
+    .at(&path)
+}
+
+/// Reads a topic (`LogConfig`) or queue (`QueueConfig`) config file; `None` when absent.
+fn read_config<T: serde::de::DeserializeOwned>(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    kind: u64,
+) -> Result<Option<T>> {
+    let path = dir.join(CONFIG_FILE);
+    if !fs.exists(&path) {
+        return Ok(None);
+    }
+    let bytes = crate::fs::read_all(fs, &path).at(&path)?;
+    let (k, body) = journal::decode_snapshot(&bytes, CONFIG_MAGIC)
+        .map_err(|e| Error::corruption(&path, 0, e))?;
+    if k != kind {
+        return Err(Error::corruption(
+            &path,
+            0,
+            format!("config kind {k}, expected {kind}"),
+        ));
+    }
+    postcard::from_bytes(body)
+        .map(Some)
+        .map_err(|e| Error::corruption(&path, 0, format!("config body: {e}")))
+}
+
+/// Reads the saved config of a queue or group directory without opening it.
+pub fn inspect_queue_config(fs: &dyn FileSystem, dir: &Path) -> Result<Option<QueueConfig>> {
+    read_config(fs, dir, KIND_QUEUE)
+}
+
+/// Reads the saved log config of a topic directory without opening it.
+pub fn inspect_topic_config(fs: &dyn FileSystem, dir: &Path) -> Result<Option<LogConfig>> {
+    read_config(fs, dir, KIND_TOPIC)
+}
+
+/// Creates `dir` and makes its entry durable in its parent.
+fn make_dir(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    fs.create_dir_all(dir).at(dir)?;
+    if let Some(p) = dir.parent() {
+        fs.sync_dir(p).at(p)?;
+    }
+    Ok(())
+}
+
+fn remove_dir(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    fs.remove_dir_all(dir).at(dir)?;
+    if let Some(p) = dir.parent() {
+        fs.sync_dir(p).at(p)?;
+    }
+    Ok(())
+}
+
+struct StoreInner {
+    fs: FsRef,
+    root: PathBuf,
+    config: StoreConfig,
+    clock: ClockRef,
+    topics: Mutex<BTreeMap<String, Arc<Topic>>>,
+    queues: Mutex<BTreeMap<String, Arc<Queue>>>,
+    closed: AtomicBool,
+}
+
+impl StoreInner {
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    fn queue_dir(&self, name: &str) -> PathBuf {
+        self.root.join("queues").join(name)
+    }
+
+    /// Creates a queue while holding the queue map; optionally its dead-letter queue too.
+    fn create_queue_locked(
+        self: &Arc<Self>,
+        map: &mut BTreeMap<String, Arc<Queue>>,
+        name: &str,
+        config: QueueConfig,
+    ) -> Result<Arc<Queue>> {
+        validate_name(name)?;
+        config.log.validate().map_err(Error::InvalidArgument)?;
+        if let Some(d) = &config.dead_letter {
+            validate_name(d)?;
+        }
+        if map.contains_key(name) {
+            return Err(Error::AlreadyExists {
+                kind: "queue",
+                name: name.into(),
+            });
+        }
+        let fs = &*self.fs;
+        let dir = self.queue_dir(name);
+        if fs.exists(&dir) {
+            // Leftover of a creation that never finished.
+            remove_dir(fs, &dir)?;
+        }
+        make_dir(fs, &dir)?;
+        let log = Log::open(self.fs.clone(), dir.join(LOG_DIR), config.log.clone())?;
+        let q = Queue::open(QueueParts {
+            fs: self.fs.clone(),
+            dir: dir.clone(),
+            name: name.to_string(),
+            source: name.to_string(),
+            default_dlq: format!("{name}.dlq"),
+            config: config.clone(),
+            log,
+            owns_log: true,
+            parent: None,
+            store: Arc::downgrade(self),
+            clock: self.clock.clone(),
+        })?;
+        // The config is written last: a directory without one is an unfinished creation.
+        write_config(fs, &dir, KIND_QUEUE, &config)?;
+        let q = Arc::new(q);
+        map.insert(name.to_string(), q.clone());
+        if config.max_deliveries > 0 {
+            let dlq = q.dlq_name().to_string();
+            if !map.contains_key(&dlq) {
+                self.create_queue_locked(map, &dlq, dlq_config(&config))?;
+            }
+        }
+        Ok(q)
+    }
+
+    /// The dead-letter queue `name`, created when absent.
+    fn dead_letter_queue(self: &Arc<Self>, name: &str, like: &QueueConfig) -> Result<Arc<Queue>> {
+        self.check_open()?;
+        let mut map = lock(&self.queues);
+        if let Some(q) = map.get(name) {
+            return Ok(q.clone());
+        }
+        self.create_queue_locked(&mut map, name, dlq_config(like))
+    }
+}
+
+/// The settings of a dead-letter queue made for a queue with `c`: same log settings, no
+/// further dead-lettering (`max_deliveries` 0 means unlimited).
+fn dlq_config(c: &QueueConfig) -> QueueConfig {
+    QueueConfig {
+        max_deliveries: 0,
+        dead_letter: None,
+        ..c.clone()
+    }
+}
+
 /// A data directory of topics and queues.
-#[derive(Debug)]
 pub struct Store {
-    _private: (),
+    inner: Arc<StoreInner>,
 }
 
-/// A topic: a log and its named subscribers.
-#[derive(Debug)]
-pub struct Topic {
-    _private: (),
-}
-
-/// A queue: a log, a shared cursor and ack state. Also a consumer group on a topic.
-#[derive(Debug)]
-pub struct Queue {
-    _private: (),
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("root", &self.inner.root)
+            .finish()
+    }
 }
 
 impl Store {
     /// Opens (creating if needed) the data directory at `root` and recovers every topic and queue.
-    pub fn open(_fs: FsRef, _root: impl Into<PathBuf>, _config: StoreConfig) -> Result<Store> {
-        todo!("issue 3")
+    pub fn open(fs: FsRef, root: impl Into<PathBuf>, config: StoreConfig) -> Result<Store> {
+        Self::open_with_clock(fs, root, config, Arc::new(SystemClock))
     }
+
+    /// Like [`Store::open`] with a given clock for ack deadlines and nack delays.
+    pub fn open_with_clock(
+        fs: FsRef,
+        root: impl Into<PathBuf>,
+        config: StoreConfig,
+        clock: ClockRef,
+    ) -> Result<Store> {
+        let root = root.into();
+        let inner = Arc::new(StoreInner {
+            fs: fs.clone(),
+            root: root.clone(),
+            config,
+            clock,
+            topics: Mutex::new(BTreeMap::new()),
+            queues: Mutex::new(BTreeMap::new()),
+            closed: AtomicBool::new(false),
+        });
+        for sub in ["topics", "queues"] {
+            let d = root.join(sub);
+            if !fs.is_dir(&d) {
+                fs.create_dir_all(&d).at(&d)?;
+                fs.sync_dir(&root).at(&root)?;
+                if let Some(p) = root.parent() {
+                    fs.sync_dir(p).at(p)?;
+                }
+            }
+        }
+        // Queues first: topics' groups dead-letter into them.
+        let qroot = root.join("queues");
+        for name in fs.read_dir(&qroot).at(&qroot)? {
+            let dir = qroot.join(&name);
+            if validate_name(&name).is_err() || !fs.is_dir(&dir) {
+                continue;
+            }
+            let Some(config) = read_config::<QueueConfig>(&*fs, &dir, KIND_QUEUE)? else {
+                tracing::warn!(dir = %dir.display(), "removing a queue whose creation did not finish");
+                remove_dir(&*fs, &dir)?;
+                continue;
+            };
+            let log = Log::open(fs.clone(), dir.join(LOG_DIR), config.log.clone())?;
+            let q = Queue::open(QueueParts {
+                fs: fs.clone(),
+                dir,
+                name: name.clone(),
+                source: name.clone(),
+                default_dlq: format!("{name}.dlq"),
+                config,
+                log,
+                owns_log: true,
+                parent: None,
+                store: Arc::downgrade(&inner),
+                clock: inner.clock.clone(),
+            })?;
+            lock(&inner.queues).insert(name, Arc::new(q));
+        }
+        let troot = root.join("topics");
+        for name in fs.read_dir(&troot).at(&troot)? {
+            let dir = troot.join(&name);
+            if validate_name(&name).is_err() || !fs.is_dir(&dir) {
+                continue;
+            }
+            let Some(config) = read_config::<LogConfig>(&*fs, &dir, KIND_TOPIC)? else {
+                tracing::warn!(dir = %dir.display(), "removing a topic whose creation did not finish");
+                remove_dir(&*fs, &dir)?;
+                continue;
+            };
+            let t = Topic::open(&inner, &name, dir, config)?;
+            lock(&inner.topics).insert(name, t);
+        }
+        Ok(Store { inner })
+    }
+
     /// Creates a topic; `AlreadyExists` if it does.
-    pub fn create_topic(&self, _name: &str, _config: Option<LogConfig>) -> Result<Arc<Topic>> {
-        todo!("issue 3")
+    pub fn create_topic(&self, name: &str, config: Option<LogConfig>) -> Result<Arc<Topic>> {
+        self.inner.check_open()?;
+        validate_name(name)?;
+        let config = config.unwrap_or_else(|| self.inner.config.default_log.clone());
+        config.validate().map_err(Error::InvalidArgument)?;
+        let mut map = lock(&self.inner.topics);
+        if map.contains_key(name) {
+            return Err(Error::AlreadyExists {
+                kind: "topic",
+                name: name.into(),
+            });
+        }
+        let fs = &*self.inner.fs;
+        let dir = self.inner.root.join("topics").join(name);
+        if fs.exists(&dir) {
+            remove_dir(fs, &dir)?;
+        }
+        make_dir(fs, &dir)?;
+        let t = Topic::open(&self.inner, name, dir.clone(), config.clone())?;
+        write_config(fs, &dir, KIND_TOPIC, &config)?;
+        map.insert(name.to_string(), t.clone());
+        Ok(t)
     }
+
     /// Creates a queue and its dead-letter queue; `AlreadyExists` if it does.
-    pub fn create_queue(&self, _name: &str, _config: QueueConfig) -> Result<Arc<Queue>> {
-        todo!("issue 3")
+    pub fn create_queue(&self, name: &str, config: QueueConfig) -> Result<Arc<Queue>> {
+        self.inner.check_open()?;
+        let mut map = lock(&self.inner.queues);
+        self.inner.create_queue_locked(&mut map, name, config)
     }
+
     /// A topic by name; `NotFound` if absent.
-    pub fn topic(&self, _name: &str) -> Result<Arc<Topic>> {
-        todo!("issue 3")
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        lock(&self.inner.topics)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                kind: "topic",
+                name: name.into(),
+            })
     }
+
     /// A queue by name; `NotFound` if absent.
-    pub fn queue(&self, _name: &str) -> Result<Arc<Queue>> {
-        todo!("issue 3")
+    pub fn queue(&self, name: &str) -> Result<Arc<Queue>> {
+        lock(&self.inner.queues)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                kind: "queue",
+                name: name.into(),
+            })
     }
+
     /// Names of all topics, sorted.
     pub fn list_topics(&self) -> Vec<String> {
-        todo!("issue 3")
+        lock(&self.inner.topics).keys().cloned().collect()
     }
+
     /// Names of all queues, sorted.
     pub fn list_queues(&self) -> Vec<String> {
-        todo!("issue 3")
+        lock(&self.inner.queues).keys().cloned().collect()
     }
+
     /// Deletes a topic and its files.
-    pub fn delete_topic(&self, _name: &str) -> Result<()> {
-        todo!("issue 3")
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        self.inner.check_open()?;
+        let t = lock(&self.inner.topics)
+            .remove(name)
+            .ok_or_else(|| Error::NotFound {
+                kind: "topic",
+                name: name.into(),
+            })?;
+        let _ = t.shut(false);
+        remove_dir(&*self.inner.fs, &t.dir)
     }
+
     /// Deletes a queue and its files (not its dead-letter queue).
-    pub fn delete_queue(&self, _name: &str) -> Result<()> {
-        todo!("issue 3")
+    pub fn delete_queue(&self, name: &str) -> Result<()> {
+        self.inner.check_open()?;
+        let q = lock(&self.inner.queues)
+            .remove(name)
+            .ok_or_else(|| Error::NotFound {
+                kind: "queue",
+                name: name.into(),
+            })?;
+        let _ = q.shut(false);
+        remove_dir(&*self.inner.fs, &q.dir)
     }
+
     /// Syncs and closes everything, writing clean-shutdown markers.
     pub fn close(&self) -> Result<()> {
-        todo!("issue 3")
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let mut first = Ok(());
+        let topics: Vec<_> = lock(&self.inner.topics).values().cloned().collect();
+        for t in topics {
+            let r = t.close();
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        let queues: Vec<_> = lock(&self.inner.queues).values().cloned().collect();
+        for q in queues {
+            let r = q.close();
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+}
+
+/// A topic: a log and its named subscribers.
+pub struct Topic {
+    name: String,
+    dir: PathBuf,
+    fs: FsRef,
+    log: Log,
+    offsets: SubscriberOffsets,
+    groups: Mutex<BTreeMap<String, Arc<Queue>>>,
+    store: Weak<StoreInner>,
+    me: Weak<Topic>,
+    clock: ClockRef,
+}
+
+impl std::fmt::Debug for Topic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topic").field("name", &self.name).finish()
     }
 }
 
 impl Topic {
+    fn open(
+        store: &Arc<StoreInner>,
+        name: &str,
+        dir: PathBuf,
+        config: LogConfig,
+    ) -> Result<Arc<Topic>> {
+        let fs = store.fs.clone();
+        let fsync = config.fsync;
+        let log = Log::open(fs.clone(), dir.join(LOG_DIR), config)?;
+        let offsets = SubscriberOffsets::open(fs.clone(), &dir, fsync, log.end_offset().0)?;
+        let topic = Arc::new_cyclic(|me| Topic {
+            name: name.to_string(),
+            dir: dir.clone(),
+            fs: fs.clone(),
+            log,
+            offsets,
+            groups: Mutex::new(BTreeMap::new()),
+            store: Arc::downgrade(store),
+            me: me.clone(),
+            clock: store.clock.clone(),
+        });
+        let gdir = dir.join(GROUPS_DIR);
+        if fs.is_dir(&gdir) {
+            for g in fs.read_dir(&gdir).at(&gdir)? {
+                let d = gdir.join(&g);
+                if validate_name(&g).is_err() || !fs.is_dir(&d) {
+                    continue;
+                }
+                let Some(cfg) = read_config::<QueueConfig>(&*fs, &d, KIND_QUEUE)? else {
+                    remove_dir(&*fs, &d)?;
+                    continue;
+                };
+                let q = topic.open_group(&g, d, cfg)?;
+                lock(&topic.groups).insert(g, Arc::new(q));
+            }
+        }
+        Ok(topic)
+    }
+
+    fn open_group(&self, group: &str, dir: PathBuf, config: QueueConfig) -> Result<Queue> {
+        Queue::open(QueueParts {
+            fs: self.fs.clone(),
+            dir,
+            name: group.to_string(),
+            source: format!("{}/{group}", self.name),
+            default_dlq: format!("{}.{group}.dlq", self.name),
+            config,
+            log: self.log.clone(),
+            owns_log: false,
+            parent: Some(self.me.clone()),
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+        })
+    }
+
     /// Its name.
     pub fn name(&self) -> &str {
-        todo!("issue 3")
+        &self.name
     }
     /// Its log.
     pub fn log(&self) -> &Log {
-        todo!("issue 3")
+        &self.log
+    }
+    /// Its directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
     /// Appends records (durable per the fsync policy on return).
-    pub fn publish(&self, _records: &[Record]) -> Result<AppendInfo> {
-        todo!("issue 3")
+    pub fn publish(&self, records: &[Record]) -> Result<AppendInfo> {
+        self.log.append(records)
+    }
+    /// Reads records from `from` without committing anything (anonymous replay of any range).
+    pub fn read(
+        &self,
+        from: Offset,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(Offset, Record)>> {
+        self.log.read_records(from, max_records, max_bytes)
     }
     /// Resolves a start position to an offset in the log's current range.
-    pub fn resolve(&self, _start: StartAt) -> Result<Offset> {
-        todo!("issue 3")
+    pub fn resolve(&self, start: StartAt) -> Result<Offset> {
+        let lo = self.log.start_offset();
+        let hi = self.log.visible_end();
+        Ok(match start {
+            StartAt::Earliest => lo,
+            StartAt::Latest => hi,
+            StartAt::Offset(o) => o.clamp(lo, hi.max(lo)),
+            StartAt::Timestamp(ts) => self.log.offset_for_timestamp(ts)?.unwrap_or(hi),
+        })
     }
     /// Registers a named subscriber if new (at `start`) and returns where it resumes: its
     /// committed offset, clamped to the log's range.
-    pub fn subscribe(&self, _name: &str, _start: StartAt) -> Result<Offset> {
-        todo!("issue 3")
+    pub fn subscribe(&self, name: &str, start: StartAt) -> Result<Offset> {
+        validate_name(name)?;
+        let lo = self.log.start_offset();
+        let hi = self.log.visible_end().max(lo);
+        if let Some(o) = self.offsets.get(name) {
+            self.offsets.wait_durable()?;
+            return Ok(Offset(o).clamp(lo, hi));
+        }
+        let at = self.resolve(start)?;
+        let o = self.offsets.get_or_create(name, at.0)?;
+        Ok(Offset(o).clamp(lo, hi))
     }
     /// Moves a subscriber's committed offset (the next offset it will read) to `next`; returns
     /// once durable under the topic's fsync policy. A commit never moves an offset backwards
     /// unless `next` is explicitly below (a seek); it is clamped to the log end.
-    pub fn commit(&self, _subscriber: &str, _next: Offset) -> Result<()> {
-        todo!("issue 3")
+    pub fn commit(&self, subscriber: &str, next: Offset) -> Result<()> {
+        if self.offsets.get(subscriber).is_none() {
+            return Err(Error::NotFound {
+                kind: "subscriber",
+                name: subscriber.into(),
+            });
+        }
+        let next = next.min(self.log.visible_end());
+        self.offsets.set(subscriber, next.0)?;
+        self.reclaim();
+        Ok(())
+    }
+    /// Syncs the subscriber offsets journal whatever the fsync policy.
+    pub fn flush_offsets(&self) -> Result<()> {
+        self.offsets.flush()
     }
     /// A subscriber's committed offset, if it exists.
-    pub fn committed(&self, _subscriber: &str) -> Option<Offset> {
-        todo!("issue 3")
+    pub fn committed(&self, subscriber: &str) -> Option<Offset> {
+        self.offsets.get(subscriber).map(Offset)
     }
     /// Removes a named subscriber.
-    pub fn delete_subscriber(&self, _name: &str) -> Result<()> {
-        todo!("issue 3")
+    pub fn delete_subscriber(&self, name: &str) -> Result<()> {
+        if !self.offsets.remove(name)? {
+            return Err(Error::NotFound {
+                kind: "subscriber",
+                name: name.into(),
+            });
+        }
+        self.reclaim();
+        Ok(())
     }
-    /// A consumer group: a shared cursor with acks over this topic's log.
-    pub fn group(&self, _name: &str, _config: QueueConfig) -> Result<Arc<Queue>> {
-        todo!("issue 3")
+    /// A consumer group: a shared cursor with acks over this topic's log. A new group starts at
+    /// the log start; an existing one is returned as it is (its saved settings win).
+    pub fn group(&self, name: &str, config: QueueConfig) -> Result<Arc<Queue>> {
+        validate_name(name)?;
+        if let Some(d) = &config.dead_letter {
+            validate_name(d)?;
+        }
+        let mut groups = lock(&self.groups);
+        if let Some(q) = groups.get(name) {
+            return Ok(q.clone());
+        }
+        if self.log.is_closed() {
+            return Err(Error::Closed);
+        }
+        let fs = &*self.fs;
+        let gdir = self.dir.join(GROUPS_DIR);
+        if !fs.is_dir(&gdir) {
+            make_dir(fs, &gdir)?;
+        }
+        let dir = gdir.join(name);
+        if fs.exists(&dir) {
+            remove_dir(fs, &dir)?;
+        }
+        make_dir(fs, &dir)?;
+        let config = QueueConfig {
+            log: self.log.config().clone(),
+            ..config
+        };
+        let q = Arc::new(self.open_group(name, dir.clone(), config.clone())?);
+        write_config(fs, &dir, KIND_QUEUE, &config)?;
+        groups.insert(name.to_string(), q.clone());
+        Ok(q)
+    }
+    /// Removes a consumer group and its ack state.
+    pub fn delete_group(&self, name: &str) -> Result<()> {
+        let q = lock(&self.groups)
+            .remove(name)
+            .ok_or_else(|| Error::NotFound {
+                kind: "group",
+                name: name.into(),
+            })?;
+        let _ = q.shut(false);
+        remove_dir(&*self.fs, &q.dir)
+    }
+    /// Names of the consumer groups, sorted.
+    pub fn list_groups(&self) -> Vec<String> {
+        lock(&self.groups).keys().cloned().collect()
     }
     /// Figures.
     pub fn stats(&self) -> TopicStats {
-        todo!("issue 3")
+        let end = self.log.visible_end();
+        let segs = self.log.segments();
+        TopicStats {
+            start_offset: self.log.start_offset(),
+            end_offset: end,
+            size_bytes: segs.iter().map(|s| s.size_bytes).sum(),
+            segments: segs.len(),
+            subscribers: self
+                .offsets
+                .all()
+                .into_iter()
+                .map(|(name, c)| SubscriberInfo {
+                    name,
+                    committed: Offset(c),
+                    lag: end.0.saturating_sub(c),
+                })
+                .collect(),
+        }
+    }
+
+    /// With consumer groups, deletes segments below every group's durable ack floor and every
+    /// subscriber's committed offset. A topic without groups keeps its data for replay and is
+    /// trimmed only by its retention settings.
+    fn reclaim(&self) {
+        let floors: Vec<u64> = lock(&self.groups)
+            .values()
+            .map(|q| q.synced_floor.load(Ordering::Acquire))
+            .collect();
+        let Some(mut m) = floors.into_iter().min() else {
+            return;
+        };
+        if let Some(s) = self.offsets.min() {
+            m = m.min(s);
+        }
+        if let Err(e) = self.log.delete_before(Offset(m)) {
+            tracing::warn!(topic = %self.name, "reclaiming segments failed: {e}");
+        }
+    }
+
+    fn shut(&self, clean: bool) -> Result<()> {
+        let groups: Vec<_> = lock(&self.groups).values().cloned().collect();
+        let mut first = Ok(());
+        for g in groups {
+            let r = if clean { g.close() } else { g.shut(false) };
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        if clean {
+            let r = self.offsets.close();
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        let r = self.log.close();
+        if first.is_ok() {
+            first = r;
+        }
+        first
+    }
+
+    fn close(&self) -> Result<()> {
+        self.shut(true)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    consumer: ConsumerId,
+    deadline: TimestampMs,
+}
+
+/// The volatile part of a queue's state, around the persistent [`AckState`].
+#[derive(Debug, Default)]
+struct QState {
+    ack: AckState,
+    /// Delivered and not acked: who holds it and until when.
+    inflight: IntMap<u64, Held>,
+    /// Ack deadlines, cleaned lazily: an entry is live only while `inflight` holds the offset
+    /// with that same deadline. Stale entries are skipped by `expire`, dropped from the front by
+    /// `next_deadline`, and swept when they outnumber live ones, so an ack costs no tree removal
+    /// and memory stays proportional to the in-flight window.
+    deadlines: BTreeSet<(TimestampMs, u64)>,
+    by_consumer: IntMap<ConsumerId, IntSet<u64>>,
+    /// Returned messages available now, lowest offset first.
+    ready: BTreeSet<u64>,
+    /// Nacked messages waiting for their delay.
+    delayed: BTreeSet<(TimestampMs, u64)>,
+    delayed_at: IntMap<u64, TimestampMs>,
+    closed: bool,
+}
+
+impl QState {
+    fn take_inflight(&mut self, o: u64) -> Option<Held> {
+        let h = self.inflight.remove(&o)?;
+        if let Some(s) = self.by_consumer.get_mut(&h.consumer) {
+            s.remove(&o);
+            if s.is_empty() {
+                self.by_consumer.remove(&h.consumer);
+            }
+        }
+        Some(h)
+    }
+
+    /// Gives memory back after a burst: maps that are mostly empty are shrunk, so the state
+    /// stays proportional to the current window rather than to its high-water mark.
+    fn maybe_shrink(&mut self) {
+        fn shrink<K: std::hash::Hash + Eq, V>(m: &mut IntMap<K, V>) {
+            if m.capacity() > 4096 && m.len() < m.capacity() / 8 {
+                m.shrink_to_fit();
+            }
+        }
+        shrink(&mut self.inflight);
+        shrink(&mut self.ack.counts);
+        for set in self.by_consumer.values_mut() {
+            if set.capacity() > 4096 && set.len() < set.capacity() / 8 {
+                set.shrink_to_fit();
+            }
+        }
+        if self.deadlines.len() > 2 * self.inflight.len() + 1024 {
+            let inflight = &self.inflight;
+            self.deadlines
+                .retain(|&(t, o)| inflight.get(&o).is_some_and(|h| h.deadline == t));
+        }
+    }
+
+    fn live_deadline(&self, t: TimestampMs, o: u64) -> bool {
+        self.inflight.get(&o).is_some_and(|h| h.deadline == t)
+    }
+
+    fn promote(&mut self, now: TimestampMs) {
+        while let Some(&(t, o)) = self.delayed.first() {
+            if t > now {
+                break;
+            }
+            self.delayed.pop_first();
+            self.delayed_at.remove(&o);
+            self.ready.insert(o);
+        }
+    }
+
+    fn forget(&mut self, o: u64) {
+        self.take_inflight(o);
+        self.ready.remove(&o);
+        if let Some(t) = self.delayed_at.remove(&o) {
+            self.delayed.remove(&(t, o));
+        }
+    }
+
+    /// Drops volatile entries below the floor (after the floor jumped).
+    fn drop_below_floor(&mut self) {
+        let f = self.ack.acks.floor();
+        let below: Vec<u64> = self
+            .inflight
+            .keys()
+            .copied()
+            .filter(|&o| o < f)
+            .chain(self.ready.range(..f).copied())
+            .chain(self.delayed_at.keys().copied().filter(|&o| o < f))
+            .collect();
+        for o in below {
+            self.forget(o);
+        }
+    }
+
+    fn attempts(&self, o: u64) -> u32 {
+        self.ack.counts.get(&o).copied().unwrap_or(0)
+    }
+}
+
+struct QueueParts {
+    fs: FsRef,
+    dir: PathBuf,
+    name: String,
+    source: String,
+    default_dlq: String,
+    config: QueueConfig,
+    log: Log,
+    owns_log: bool,
+    parent: Option<Weak<Topic>>,
+    store: Weak<StoreInner>,
+    clock: ClockRef,
+}
+
+/// A queue: a log, a shared cursor and ack state. Also a consumer group on a topic.
+pub struct Queue {
+    name: String,
+    /// `name` for a queue, `<topic>/<group>` for a group (the `x-original-queue` of dead letters).
+    source: String,
+    dlq_name: String,
+    dir: PathBuf,
+    log: Log,
+    owns_log: bool,
+    config: QueueConfig,
+    journal: Arc<Journal>,
+    state: Mutex<QState>,
+    parent: Option<Weak<Topic>>,
+    store: Weak<StoreInner>,
+    clock: ClockRef,
+    /// The ack floor as of the last journal sync or snapshot: segments below it may go.
+    synced_floor: AtomicU64,
+    last_sync: AtomicI64,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("name", &self.source).finish()
     }
 }
 
 impl Queue {
+    fn open(p: QueueParts) -> Result<Queue> {
+        let (journal, l) = Journal::open(p.fs.clone(), &p.dir, ACK_PREFIX, ACK_MAGIC)?;
+        let start = p.log.start_offset().0;
+        let mut ack = AckState::recover(&p.dir, l.snapshot.as_deref(), &l.records, start)?;
+        let end = p.log.end_offset().0;
+        let mut changed = ack.clamp(end);
+        if changed {
+            tracing::warn!(dir = %p.dir.display(), "ack state was past the log end {end}: clamped");
+        }
+        if ack.acks.floor() < start {
+            // Messages the log no longer holds (retention) count as gone.
+            ack.raise_floor(start);
+            changed = true;
+        }
+        let mut st = QState {
+            ack,
+            ..QState::default()
+        };
+        // Every delivered, unacked message is available again at once.
+        let (f, c) = (st.ack.acks.floor(), st.ack.cursor);
+        st.ready = (f..c).filter(|&o| !st.ack.acks.contains(o)).collect();
+        let floor = st.ack.acks.floor();
+        if changed || journal.since_snapshot() > ack_snapshot_bytes() {
+            // Journal records about offsets the log lost must never be replayed again.
+            journal.snapshot(&st.ack.encode_snapshot())?;
+        }
+        let dlq_name = p.config.dead_letter.clone().unwrap_or(p.default_dlq);
+        let journal = Arc::new(journal);
+        if let Some(every) = p.log.config().fsync.interval() {
+            journal.spawn_flusher(every);
+        }
+        Ok(Queue {
+            name: p.name,
+            source: p.source,
+            dlq_name,
+            dir: p.dir,
+            log: p.log,
+            owns_log: p.owns_log,
+            config: p.config,
+            journal,
+            state: Mutex::new(st),
+            parent: p.parent,
+            store: p.store,
+            last_sync: AtomicI64::new(p.clock.now_ms()),
+            clock: p.clock,
+            synced_floor: AtomicU64::new(floor),
+        })
+    }
+
     /// Its name.
     pub fn name(&self) -> &str {
-        todo!("issue 3")
+        &self.name
     }
     /// Its log.
     pub fn log(&self) -> &Log {
-        todo!("issue 3")
+        &self.log
     }
     /// Its settings.
     pub fn config(&self) -> &QueueConfig {
-        todo!("issue 3")
+        &self.config
+    }
+    /// Its state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// Name of its dead-letter queue.
+    pub fn dlq_name(&self) -> &str {
+        &self.dlq_name
     }
     /// Appends records (durable per the fsync policy on return).
-    pub fn publish(&self, _records: &[Record]) -> Result<AppendInfo> {
-        todo!("issue 3")
+    pub fn publish(&self, records: &[Record]) -> Result<AppendInfo> {
+        self.log.append(records)
     }
+
+    fn lock_open(&self) -> Result<MutexGuard<'_, QState>> {
+        let g = lock(&self.state);
+        if g.closed {
+            return Err(Error::Closed);
+        }
+        self.journal.check()?;
+        Ok(g)
+    }
+
+    /// Makes journal records up to `pos` durable as the fsync policy says, then lets the log
+    /// reclaim segments below `floor` (the floor those records produced).
+    fn commit_journal(&self, pos: u64, floor: u64) -> Result<()> {
+        let synced = match self.log.config().fsync {
+            FsyncPolicy::Always => {
+                self.journal.sync_to(pos)?;
+                true
+            }
+            FsyncPolicy::Interval(ms) => {
+                let now = self.clock.now_ms();
+                if now.saturating_sub(self.last_sync.load(Ordering::Acquire)) >= ms as i64 {
+                    self.last_sync.store(now, Ordering::Release);
+                    self.journal.sync_to(pos)?;
+                    true
+                } else {
+                    false
+                }
+            }
+            FsyncPolicy::Never => false,
+        };
+        if synced && self.synced_floor.fetch_max(floor, Ordering::AcqRel) < floor {
+            self.reclaim();
+        }
+        Ok(())
+    }
+
+    fn reclaim(&self) {
+        match &self.parent {
+            Some(t) => {
+                if let Some(t) = t.upgrade() {
+                    t.reclaim();
+                }
+            }
+            None => {
+                let f = self.synced_floor.load(Ordering::Acquire);
+                if let Err(e) = self.log.delete_before(Offset(f)) {
+                    tracing::warn!(queue = %self.source, "reclaiming segments failed: {e}");
+                }
+            }
+        }
+    }
+
+    /// Snapshots the ack state when the journal has grown enough. Runs under the state lock.
+    fn maybe_snapshot(&self, st: &QState) -> Result<()> {
+        if self.journal.since_snapshot() > ack_snapshot_bytes() {
+            self.journal.snapshot(&st.ack.encode_snapshot())?;
+            // The snapshot is durable: segments below its floor may go (at the next reclaim).
+            self.synced_floor
+                .fetch_max(st.ack.acks.floor(), Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    fn max_deliveries_reached(&self, attempts: u32) -> bool {
+        self.config.max_deliveries > 0 && attempts >= self.config.max_deliveries
+    }
+
+    /// Reads the records at `offsets` (ascending); a record the log no longer holds is `None`.
+    fn read_at(&self, offsets: &[u64]) -> Result<Vec<Option<Record>>> {
+        let mut out: Vec<Option<Record>> = Vec::with_capacity(offsets.len());
+        let mut i = 0;
+        while i < offsets.len() {
+            // A run of consecutive offsets is read together.
+            let mut j = i + 1;
+            while j < offsets.len() && offsets[j] == offsets[j - 1] + 1 {
+                j += 1;
+            }
+            let mut from = offsets[i];
+            let end = offsets[j - 1] + 1;
+            while from < end {
+                let n = (end - from) as usize;
+                let bytes = (n * 512).clamp(64 << 10, 8 << 20);
+                let recs = match self.log.read_records(Offset(from), n, bytes) {
+                    Ok(r) => r,
+                    Err(Error::OffsetOutOfRange { .. }) => Vec::new(),
+                    Err(e) => return Err(e),
+                };
+                if recs.is_empty() {
+                    while from < end {
+                        out.push(None);
+                        from += 1;
+                    }
+                    break;
+                }
+                for (o, r) in recs {
+                    while from < o.0 && from < end {
+                        out.push(None);
+                        from += 1;
+                    }
+                    if o.0 == from && from < end {
+                        out.push(Some(r));
+                        from += 1;
+                    }
+                }
+            }
+            i = j;
+        }
+        Ok(out)
+    }
+
     /// Hands up to `max` messages to `consumer`: expired and nacked ones first, then new ones,
     /// within the unacked bounds. Never blocks; empty when nothing is available.
-    pub fn deliver(&self, _consumer: ConsumerId, _max: usize) -> Result<Vec<Delivery>> {
-        todo!("issue 3")
+    ///
+    /// Each delivery (with its attempt number) is journaled, and synced under `always`, before
+    /// it is returned, so delivery counts survive a broker crash.
+    pub fn deliver(&self, consumer: ConsumerId, max: usize) -> Result<Vec<Delivery>> {
+        let now = self.clock.now_ms();
+        let mut dead = Vec::new();
+        let mut out = Vec::new();
+        let (pos, floor) = {
+            let mut st = self.lock_open()?;
+            st.promote(now);
+            let start = self.log.start_offset().0;
+            let mut rec = Vec::new();
+            if start > st.ack.acks.floor() {
+                encode_floor(&mut rec, start);
+            }
+            let global = match self.config.max_unacked {
+                0 => usize::MAX,
+                m => (m as usize).saturating_sub(st.inflight.len()),
+            };
+            let mine = st.by_consumer.get(&consumer).map_or(0, IntSet::len);
+            let per = match self.config.max_unacked_per_consumer {
+                0 => usize::MAX,
+                m => (m as usize).saturating_sub(mine),
+            };
+            let room = max.min(global).min(per);
+            let mut picks: Vec<(u64, u32)> = Vec::new();
+            let mut popped = Vec::new();
+            while picks.len() < room {
+                let Some(o) = st.ready.pop_first() else { break };
+                if st.ack.acks.contains(o) || o < start {
+                    continue;
+                }
+                popped.push(o);
+                let a = st.attempts(o);
+                if self.max_deliveries_reached(a) {
+                    dead.push(o);
+                } else {
+                    picks.push((o, a + 1));
+                }
+            }
+            let visible = self.log.visible_end().0;
+            let mut next = st.ack.cursor.max(start);
+            while picks.len() < room && next < visible {
+                picks.push((next, 1));
+                next += 1;
+            }
+            picks.sort_unstable();
+            let offs: Vec<u64> = picks.iter().map(|p| p.0).collect();
+            let records = match self.read_at(&offs) {
+                Ok(r) => r,
+                Err(e) => {
+                    st.ready.extend(popped);
+                    return Err(e);
+                }
+            };
+            let mut items = Vec::with_capacity(picks.len());
+            let mut gone = Vec::new();
+            for ((o, a), r) in picks.into_iter().zip(records) {
+                match r {
+                    Some(record) => {
+                        items.push((o, a));
+                        out.push(Delivery {
+                            offset: Offset(o),
+                            attempt: a,
+                            record,
+                        });
+                    }
+                    None => gone.push(o),
+                }
+            }
+            if !items.is_empty() {
+                encode_deliver(&mut rec, &items);
+            }
+            if !gone.is_empty() {
+                // Removed from the log under us (retention): nothing left to deliver. Journaled
+                // as passed by the cursor, then acked, so a replay moves the cursor past them too.
+                let passed: Vec<(u64, u32)> = gone.iter().map(|&o| (o, st.attempts(o))).collect();
+                encode_deliver(&mut rec, &passed);
+                encode_offsets(&mut rec, REC_ACK, &gone);
+            }
+            if rec.is_empty() {
+                drop(st);
+                self.dead_letter(dead)?;
+                return Ok(out);
+            }
+            let pos = match self.journal.append(&rec) {
+                Ok(p) => p,
+                Err(e) => {
+                    st.ready.extend(popped);
+                    return Err(e);
+                }
+            };
+            if start > st.ack.acks.floor() {
+                st.ack.raise_floor(start);
+                st.drop_below_floor();
+            }
+            let deadline = now.saturating_add(self.config.ack_timeout_ms as i64);
+            for &(o, a) in &items {
+                st.ack.counts.insert(o, a);
+                st.ack.cursor = st.ack.cursor.max(o + 1);
+                st.inflight.insert(o, Held { consumer, deadline });
+                st.deadlines.insert((deadline, o));
+                st.by_consumer.entry(consumer).or_default().insert(o);
+            }
+            for &o in &gone {
+                st.ack.acks.insert(o);
+                st.ack.counts.remove(&o);
+                st.ack.cursor = st.ack.cursor.max(o + 1);
+            }
+            self.maybe_snapshot(&st)?;
+            (pos, st.ack.acks.floor())
+        };
+        self.commit_journal(pos, floor)?;
+        self.dead_letter(dead)?;
+        Ok(out)
     }
+
     /// Acknowledges messages; returns once the acks are durable. Unknown or already acked
-    /// offsets are ignored.
-    pub fn ack(&self, _consumer: ConsumerId, _offsets: &[Offset]) -> Result<()> {
-        todo!("issue 3")
+    /// offsets are ignored. An ack is accepted from any consumer for any delivered, unacked
+    /// message (a late ack after the deadline still counts: the work was done).
+    pub fn ack(&self, _consumer: ConsumerId, offsets: &[Offset]) -> Result<()> {
+        let (pos, floor) = {
+            let mut st = self.lock_open()?;
+            let cursor = st.ack.cursor;
+            let mut list: Vec<u64> = offsets
+                .iter()
+                .map(|o| o.0)
+                .filter(|&o| o < cursor && !st.ack.acks.contains(o))
+                .collect();
+            if list.is_empty() {
+                // Already acked, perhaps by a record another caller is still syncing: wait
+                // for it, so no ack is confirmed before it is durable.
+                let pos = self.journal.end();
+                let floor = st.ack.acks.floor();
+                drop(st);
+                return self.commit_journal(pos, floor);
+            }
+            list.sort_unstable();
+            list.dedup();
+            let mut rec = Vec::with_capacity(13 + 8 * list.len());
+            encode_offsets(&mut rec, REC_ACK, &list);
+            let pos = self.journal.append(&rec)?;
+            for &o in &list {
+                st.ack.acks.insert(o);
+                st.ack.counts.remove(&o);
+                st.forget(o);
+            }
+            st.maybe_shrink();
+            self.maybe_snapshot(&st)?;
+            (pos, st.ack.acks.floor())
+        };
+        self.commit_journal(pos, floor)
     }
-    /// Returns messages to the queue, redelivered after `delay_ms`.
-    pub fn nack(&self, _consumer: ConsumerId, _offsets: &[Offset], _delay_ms: u64) -> Result<()> {
-        todo!("issue 3")
+
+    /// Returns messages to the queue, redelivered after `delay_ms`. Only the consumer holding a
+    /// message can nack it. A message already delivered `max_deliveries` times is
+    /// dead-lettered instead.
+    pub fn nack(&self, consumer: ConsumerId, offsets: &[Offset], delay_ms: u64) -> Result<()> {
+        let now = self.clock.now_ms();
+        let mut dead = Vec::new();
+        {
+            let mut st = self.lock_open()?;
+            for o in offsets {
+                let o = o.0;
+                if st.inflight.get(&o).map(|h| h.consumer) != Some(consumer) {
+                    continue;
+                }
+                st.take_inflight(o);
+                if self.max_deliveries_reached(st.attempts(o)) {
+                    dead.push(o);
+                } else if delay_ms == 0 {
+                    st.ready.insert(o);
+                } else {
+                    let at = now.saturating_add(delay_ms as i64);
+                    st.delayed.insert((at, o));
+                    st.delayed_at.insert(o, at);
+                }
+            }
+        }
+        self.dead_letter(dead).map(|_| ())
     }
-    /// A consumer went away: everything it held goes back to the queue at once.
-    pub fn release(&self, _consumer: ConsumerId) {
-        todo!("issue 3")
+
+    /// A consumer went away: everything it held goes back to the queue at once (messages past
+    /// `max_deliveries` are dead-lettered at the next `deliver` or `expire`).
+    pub fn release(&self, consumer: ConsumerId) {
+        let mut st = lock(&self.state);
+        let held: Vec<u64> = st
+            .by_consumer
+            .get(&consumer)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        for o in held {
+            st.take_inflight(o);
+            st.ready.insert(o);
+        }
     }
+
     /// Returns messages whose ack deadline passed; dead-letters those past `max_deliveries`.
     /// Returns how many were returned or dead-lettered.
     pub fn expire(&self) -> Result<usize> {
-        todo!("issue 3")
+        let now = self.clock.now_ms();
+        let mut dead = Vec::new();
+        let mut n = 0;
+        {
+            let mut st = self.lock_open()?;
+            st.promote(now);
+            while let Some(&(t, o)) = st.deadlines.first() {
+                if t > now {
+                    break;
+                }
+                st.deadlines.pop_first();
+                if !st.live_deadline(t, o) {
+                    continue;
+                }
+                st.take_inflight(o);
+                n += 1;
+                if self.max_deliveries_reached(st.attempts(o)) {
+                    dead.push(o);
+                } else {
+                    st.ready.insert(o);
+                }
+            }
+            // Returned messages that reached the bound (released ones, or after a restart).
+            let over: Vec<u64> = st
+                .ready
+                .iter()
+                .copied()
+                .filter(|&o| self.max_deliveries_reached(st.attempts(o)))
+                .collect();
+            for o in over {
+                st.ready.remove(&o);
+                dead.push(o);
+                n += 1;
+            }
+        }
+        self.dead_letter(dead)?;
+        Ok(n)
     }
+
+    /// Moves messages to the dead-letter queue: published there first (durably under its
+    /// policy), then marked DEAD in this queue's journal. A crash between the two leaves the
+    /// message unacked here with its delivery count at the bound, so it is dead-lettered again
+    /// after the restart: at worst twice, never lost.
+    fn dead_letter(&self, mut offsets: Vec<u64>) -> Result<usize> {
+        if offsets.is_empty() {
+            return Ok(0);
+        }
+        offsets.sort_unstable();
+        let put_back = |offs: &[u64]| {
+            let mut st = lock(&self.state);
+            for &o in offs {
+                if !st.ack.acks.contains(o) {
+                    st.ready.insert(o);
+                }
+            }
+        };
+        let records = match self.read_at(&offsets) {
+            Ok(r) => r,
+            Err(e) => {
+                put_back(&offsets);
+                return Err(e);
+            }
+        };
+        let attempts: Vec<u32> = {
+            let st = lock(&self.state);
+            offsets.iter().map(|&o| st.attempts(o)).collect()
+        };
+        let letters: Vec<Record> = offsets
+            .iter()
+            .zip(records)
+            .zip(&attempts)
+            .filter_map(|((&o, r), &a)| {
+                let mut r = r?;
+                use dead_letter_headers as h;
+                r.headers.push(Header::new(h::REASON, "max-deliveries"));
+                r.headers
+                    .push(Header::new(h::ORIGINAL_QUEUE, self.source.as_bytes()));
+                r.headers
+                    .push(Header::new(h::ORIGINAL_OFFSET, o.to_string()));
+                r.headers
+                    .push(Header::new(h::DELIVERY_COUNT, a.to_string()));
+                Some(r)
+            })
+            .collect();
+        if !letters.is_empty() {
+            let res = (|| {
+                let store = self.store.upgrade().ok_or(Error::Closed)?;
+                let dlq = store.dead_letter_queue(&self.dlq_name, &self.config)?;
+                dlq.publish(&letters)
+            })();
+            if let Err(e) = res {
+                put_back(&offsets);
+                return Err(e);
+            }
+        }
+        let (pos, floor) = {
+            let mut st = self.lock_open()?;
+            let list: Vec<u64> = offsets
+                .into_iter()
+                .filter(|&o| !st.ack.acks.contains(o))
+                .collect();
+            let mut rec = Vec::new();
+            encode_offsets(&mut rec, REC_DEAD, &list);
+            let pos = self.journal.append(&rec)?;
+            for &o in &list {
+                st.ack.acks.insert(o);
+                st.ack.counts.remove(&o);
+                st.ack.dead_lettered += 1;
+                st.forget(o);
+            }
+            self.maybe_snapshot(&st)?;
+            (pos, st.ack.acks.floor())
+        };
+        self.commit_journal(pos, floor)?;
+        Ok(letters.len())
+    }
+
     /// The earliest ack deadline or nack delay pending, to schedule the next `expire`.
     pub fn next_deadline(&self) -> Option<TimestampMs> {
-        todo!("issue 3")
+        let mut st = lock(&self.state);
+        while let Some(&(t, o)) = st.deadlines.first() {
+            if st.live_deadline(t, o) {
+                break;
+            }
+            st.deadlines.pop_first();
+        }
+        let a = st.deadlines.first().map(|d| d.0);
+        let b = st.delayed.first().map(|d| d.0);
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
+
+    /// Messages held by a consumer (delivered to it, not acked).
+    pub fn held_by(&self, consumer: ConsumerId) -> Vec<Offset> {
+        let st = lock(&self.state);
+        let mut v: Vec<Offset> = st
+            .by_consumer
+            .get(&consumer)
+            .map(|s| s.iter().map(|&o| Offset(o)).collect())
+            .unwrap_or_default();
+        v.sort_unstable();
+        v
+    }
+
     /// Figures.
     pub fn stats(&self) -> QueueStats {
-        todo!("issue 3")
+        let st = lock(&self.state);
+        let end = self.log.visible_end();
+        let floor = st.ack.acks.floor();
+        let above = st.ack.acks.above();
+        QueueStats {
+            start_offset: self.log.start_offset(),
+            end_offset: end,
+            ack_floor: Offset(floor),
+            cursor: Offset(st.ack.cursor),
+            acked_above_floor: above,
+            depth: end.0.saturating_sub(floor).saturating_sub(above),
+            in_flight: st.inflight.len() as u64,
+            dead_lettered: st.ack.dead_lettered,
+            size_bytes: if self.owns_log {
+                self.log.size_bytes()
+            } else {
+                0
+            },
+        }
+    }
+
+    /// Syncs the ack journal whatever the policy.
+    pub fn flush(&self) -> Result<()> {
+        self.journal.flush()
+    }
+
+    /// Stops the queue; with `clean`, first writes a snapshot so the next open replays nothing.
+    fn shut(&self, clean: bool) -> Result<()> {
+        let mut first = Ok(());
+        {
+            let mut st = lock(&self.state);
+            if st.closed {
+                return Ok(());
+            }
+            self.journal.stop();
+            if clean {
+                first = self.journal.snapshot(&st.ack.encode_snapshot());
+            }
+            st.closed = true;
+        }
+        if self.owns_log {
+            let r = self.log.close();
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    fn close(&self) -> Result<()> {
+        self.shut(true)
     }
 }

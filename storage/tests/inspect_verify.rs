@@ -375,6 +375,9 @@ impl sluice_storage::FileSystem for ReadOnlyFs {
         );
         StdFs.open(path, mode)
     }
+    fn open_direct(&self, path: &Path) -> std::io::Result<sluice_storage::fs::FileRef> {
+        panic!("open_direct({})", path.display())
+    }
     fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
         panic!("create_dir_all({})", path.display())
     }

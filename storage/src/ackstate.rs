@@ -1,0 +1,567 @@
+//! Durable ack state of a queue (or of a consumer group on a topic): an ack floor, a bitmap of
+//! acknowledged offsets above it, the shared cursor and per-message delivery counts, with the
+//! journal records and snapshot body that persist them.
+//!
+//! Memory is proportional to the unacked window (floor to cursor), not to the queue length: the
+//! bitmap drops whole words as the floor passes them, and delivery counts exist only for
+//! delivered, unacked offsets.
+//!
+//! Journal records (framed by [`crate::journal`]: `{ len u32 | crc u32 | kind u8 | payload }`):
+//! ```text
+//! DELIVER (1): { count u32 | { offset u64 | attempt u32 }* }   handed out; the cursor passes them
+//! ACK     (2): { count u32 | offset u64* }                     acknowledged
+//! DEAD    (3): { count u32 | offset u64* }                     dead-lettered (counts as acked)
+//! FLOOR   (4): { floor u64 }                                   everything below is acked (the log
+//!                                                              start moved past unacked messages)
+//! ```
+//! Snapshot body (postcard of [`AckSnapshot`]): floor, cursor, dead-lettered count, the bitmap
+//! words with the offset of their first bit, and the delivery counts.
+//!
+//! Delivery counts survive crashes because every delivery is journaled (and, under the `always`
+//! fsync policy, synced) *before* the message is handed out: a message that crashes the broker
+//! each time it is delivered still reaches `max_deliveries` and the dead-letter queue.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::fs::FileSystem;
+use crate::journal::{self, encode_record};
+
+/// File prefix of ack state in a queue directory.
+pub const ACK_PREFIX: &str = "acks";
+/// Magic of the ack journal and snapshot.
+pub const ACK_MAGIC: [u8; 8] = *b"SLUICEAK";
+
+/// Journal record kinds.
+pub const REC_DELIVER: u8 = 1;
+/// An ack record.
+pub const REC_ACK: u8 = 2;
+/// A dead-letter record.
+pub const REC_DEAD: u8 = 3;
+/// A floor record.
+pub const REC_FLOOR: u8 = 4;
+
+/// A fast hasher for integer keys (offsets, consumer ids): the Fx multiply-rotate mix. The keys
+/// are not attacker-chosen strings, so SipHash's flood resistance buys nothing here.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+/// A hash map keyed by integers.
+pub type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
+/// A hash set of integers.
+pub type IntSet<K> = HashSet<K, BuildHasherDefault<IntHasher>>;
+
+/// The ack floor plus a bitmap of acknowledged offsets above it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AckSet {
+    floor: u64,
+    /// Offset of bit 0 of `words[0]`: a multiple of 64, at most `floor`.
+    base: u64,
+    words: VecDeque<u64>,
+    /// Set bits at or above the floor.
+    above: u64,
+}
+
+impl AckSet {
+    /// An empty set whose floor is `floor`.
+    pub fn new(floor: u64) -> Self {
+        AckSet {
+            floor,
+            base: floor & !63,
+            words: VecDeque::new(),
+            above: 0,
+        }
+    }
+
+    /// Every offset below it is acknowledged.
+    pub fn floor(&self) -> u64 {
+        self.floor
+    }
+
+    /// Acknowledged offsets above the floor.
+    pub fn above(&self) -> u64 {
+        self.above
+    }
+
+    /// Words of bitmap held (memory is 8 bytes each).
+    pub fn words(&self) -> usize {
+        self.words.len()
+    }
+
+    /// True when `o` is acknowledged.
+    pub fn contains(&self, o: u64) -> bool {
+        if o < self.floor {
+            return true;
+        }
+        let i = ((o - self.base) / 64) as usize;
+        i < self.words.len() && self.words[i] & (1 << ((o - self.base) % 64)) != 0
+    }
+
+    /// Acknowledges `o`; false when it already was.
+    pub fn insert(&mut self, o: u64) -> bool {
+        if self.contains(o) {
+            return false;
+        }
+        let i = ((o - self.base) / 64) as usize;
+        if i >= self.words.len() {
+            self.words.resize(i + 1, 0);
+        }
+        self.words[i] |= 1 << ((o - self.base) % 64);
+        self.above += 1;
+        if o == self.floor {
+            self.advance();
+        }
+        true
+    }
+
+    fn advance(&mut self) {
+        loop {
+            let rel = self.floor - self.base;
+            let i = (rel / 64) as usize;
+            if i >= self.words.len() {
+                break;
+            }
+            let sh = rel % 64;
+            let ones = ((!(self.words[i] >> sh)).trailing_zeros() as u64).min(64 - sh);
+            self.floor += ones;
+            self.above -= ones;
+            if ones < 64 - sh {
+                break;
+            }
+        }
+        self.trim();
+    }
+
+    fn trim(&mut self) {
+        while !self.words.is_empty() && self.base + 64 <= self.floor {
+            self.words.pop_front();
+            self.base += 64;
+        }
+        if self.words.is_empty() {
+            self.base = self.floor & !63;
+        }
+    }
+
+    fn recount(&mut self) {
+        let mut n = 0u64;
+        for (i, w) in self.words.iter().enumerate() {
+            let lo = self.base + i as u64 * 64;
+            let mut w = *w;
+            if lo < self.floor {
+                let sh = self.floor - lo;
+                w = if sh >= 64 { 0 } else { w & (!0u64 << sh) };
+            }
+            n += w.count_ones() as u64;
+        }
+        self.above = n;
+    }
+
+    /// Acknowledges everything below `f`.
+    pub fn raise_floor(&mut self, f: u64) {
+        if f <= self.floor {
+            return;
+        }
+        self.floor = f;
+        self.trim();
+        self.recount();
+        self.advance();
+    }
+
+    /// Forgets everything at or above `end` (the log lost its tail); the floor is clamped to it.
+    pub fn clamp(&mut self, end: u64) {
+        if self.floor >= end {
+            *self = AckSet::new(end);
+            return;
+        }
+        let keep = (end - self.base).div_ceil(64) as usize;
+        self.words.truncate(keep);
+        if self.words.len() == keep {
+            // The last word straddles `end`: clear its bits at or above it.
+            let top = end - self.base - (keep as u64 - 1) * 64;
+            if top < 64 {
+                let last = self.words.back_mut().expect("keep >= 1 words");
+                *last &= (1u64 << top) - 1;
+            }
+        }
+        self.recount();
+    }
+
+    /// Acked offsets at or above the floor, ascending (for tests and inspection).
+    pub fn acked_above(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (i, w) in self.words.iter().enumerate() {
+            let mut w = *w;
+            while w != 0 {
+                let b = w.trailing_zeros() as u64;
+                let o = self.base + i as u64 * 64 + b;
+                if o >= self.floor {
+                    out.push(o);
+                }
+                w &= w - 1;
+            }
+        }
+        out
+    }
+}
+
+/// The persistent part of a queue's state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AckState {
+    /// Acknowledged offsets.
+    pub acks: AckSet,
+    /// Next never-delivered offset.
+    pub cursor: u64,
+    /// Deliveries so far of delivered, unacked offsets.
+    pub counts: IntMap<u64, u32>,
+    /// Messages dead-lettered since creation.
+    pub dead_lettered: u64,
+}
+
+/// Snapshot body of [`AckState`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AckSnapshot {
+    /// The ack floor.
+    pub floor: u64,
+    /// The cursor.
+    pub cursor: u64,
+    /// Dead-lettered count.
+    pub dead_lettered: u64,
+    /// Offset of bit 0 of `words[0]`.
+    pub words_base: u64,
+    /// The bitmap.
+    pub words: Vec<u64>,
+    /// Delivery counts, sorted by offset.
+    pub counts: Vec<(u64, u32)>,
+}
+
+impl AckState {
+    /// A fresh state starting at `start`.
+    pub fn new(start: u64) -> Self {
+        AckState {
+            acks: AckSet::new(start),
+            cursor: start,
+            ..AckState::default()
+        }
+    }
+
+    /// Applies one journal record.
+    pub fn apply(&mut self, kind: u8, p: &[u8]) -> std::result::Result<(), String> {
+        let rd = |at: usize, n: usize| -> std::result::Result<&[u8], String> {
+            p.get(at..at + n)
+                .ok_or_else(|| format!("record kind {kind} is too short"))
+        };
+        let u64_at = |at| rd(at, 8).map(|b| u64::from_le_bytes(b.try_into().expect("8")));
+        let u32_at = |at| rd(at, 4).map(|b| u32::from_le_bytes(b.try_into().expect("4")));
+        match kind {
+            REC_DELIVER => {
+                let n = u32_at(0)? as usize;
+                for i in 0..n {
+                    let o = u64_at(4 + i * 12)?;
+                    let a = u32_at(12 + i * 12)?;
+                    if !self.acks.contains(o) {
+                        self.counts.insert(o, a);
+                    }
+                    self.cursor = self.cursor.max(o + 1);
+                }
+            }
+            REC_ACK | REC_DEAD => {
+                let n = u32_at(0)? as usize;
+                for i in 0..n {
+                    let o = u64_at(4 + i * 8)?;
+                    if self.acks.insert(o) && kind == REC_DEAD {
+                        self.dead_lettered += 1;
+                    }
+                    // The floor only passes acked offsets, whose counts are removed here, so
+                    // no count is left below it.
+                    self.counts.remove(&o);
+                }
+            }
+            REC_FLOOR => {
+                let f = u64_at(0)?;
+                self.raise_floor(f);
+            }
+            k => return Err(format!("unknown ack record kind {k}")),
+        }
+        Ok(())
+    }
+
+    /// Acknowledges everything below `f` (and moves the cursor there if behind).
+    pub fn raise_floor(&mut self, f: u64) {
+        self.acks.raise_floor(f);
+        self.cursor = self.cursor.max(self.acks.floor());
+        self.prune();
+    }
+
+    fn prune(&mut self) {
+        let floor = self.acks.floor();
+        if self.counts.keys().any(|&o| o < floor) {
+            self.counts.retain(|&o, _| o >= floor);
+        }
+    }
+
+    /// Clamps to a log that ends at `end`; true when anything changed.
+    pub fn clamp(&mut self, end: u64) -> bool {
+        let before = (
+            self.acks.floor(),
+            self.cursor,
+            self.acks.above(),
+            self.counts.len(),
+        );
+        self.acks.clamp(end);
+        self.cursor = self.cursor.min(end).max(self.acks.floor());
+        self.counts.retain(|&o, _| o < end);
+        before
+            != (
+                self.acks.floor(),
+                self.cursor,
+                self.acks.above(),
+                self.counts.len(),
+            )
+    }
+
+    /// The snapshot body.
+    pub fn to_snapshot(&self) -> AckSnapshot {
+        let mut counts: Vec<(u64, u32)> = self.counts.iter().map(|(&o, &c)| (o, c)).collect();
+        counts.sort_unstable();
+        AckSnapshot {
+            floor: self.acks.floor,
+            cursor: self.cursor,
+            dead_lettered: self.dead_lettered,
+            words_base: self.acks.base,
+            words: self.acks.words.iter().copied().collect(),
+            counts,
+        }
+    }
+
+    /// Rebuilds a state from a snapshot body.
+    pub fn from_snapshot(s: AckSnapshot) -> std::result::Result<AckState, String> {
+        if s.words_base % 64 != 0 || s.words_base > s.floor || s.cursor < s.floor {
+            return Err("inconsistent ack snapshot".into());
+        }
+        let mut acks = AckSet {
+            floor: s.floor,
+            base: s.words_base,
+            words: s.words.into(),
+            above: 0,
+        };
+        acks.recount();
+        acks.trim();
+        Ok(AckState {
+            acks,
+            cursor: s.cursor,
+            counts: s.counts.into_iter().collect(),
+            dead_lettered: s.dead_lettered,
+        })
+    }
+
+    /// Encodes the snapshot body.
+    pub fn encode_snapshot(&self) -> Vec<u8> {
+        postcard::to_stdvec(&self.to_snapshot()).expect("snapshot encodes")
+    }
+
+    /// Rebuilds a state from the snapshot body and the journal records that follow it.
+    pub fn recover(
+        path: &Path,
+        snapshot: Option<&[u8]>,
+        records: &[(u8, Vec<u8>)],
+        start: u64,
+    ) -> Result<AckState> {
+        let mut st = match snapshot {
+            Some(b) => {
+                let s: AckSnapshot = postcard::from_bytes(b)
+                    .map_err(|e| Error::corruption(path, 0, format!("ack snapshot: {e}")))?;
+                AckState::from_snapshot(s).map_err(|e| Error::corruption(path, 0, e))?
+            }
+            None => AckState::new(start),
+        };
+        for (i, (k, p)) in records.iter().enumerate() {
+            st.apply(*k, p).map_err(|e| {
+                Error::corruption(path, i as u64, format!("ack journal record {i}: {e}"))
+            })?;
+        }
+        Ok(st)
+    }
+}
+
+/// Most entries in one record, which keeps every record far below the journal's record limit.
+pub const RECORD_ENTRIES_MAX: usize = 1 << 16;
+
+/// Encodes DELIVER records (one per [`RECORD_ENTRIES_MAX`] items).
+// Format: { len u32 | crc u32 | kind=1 u8 | count u32 | { offset u64 | attempt u32 }* }
+pub fn encode_deliver(out: &mut Vec<u8>, items: &[(u64, u32)]) {
+    for items in items.chunks(RECORD_ENTRIES_MAX) {
+        let mut p = Vec::with_capacity(4 + items.len() * 12);
+        p.extend_from_slice(&(items.len() as u32).to_le_bytes());
+        for (o, a) in items {
+            p.extend_from_slice(&o.to_le_bytes());
+            p.extend_from_slice(&a.to_le_bytes());
+        }
+        encode_record(out, REC_DELIVER, &p);
+    }
+}
+
+/// Encodes ACK or DEAD records (one per [`RECORD_ENTRIES_MAX`] offsets).
+// Format: { len u32 | crc u32 | kind=2|3 u8 | count u32 | offset u64* }
+pub fn encode_offsets(out: &mut Vec<u8>, kind: u8, offsets: &[u64]) {
+    for offsets in offsets.chunks(RECORD_ENTRIES_MAX) {
+        let mut p = Vec::with_capacity(4 + offsets.len() * 8);
+        p.extend_from_slice(&(offsets.len() as u32).to_le_bytes());
+        for o in offsets {
+            p.extend_from_slice(&o.to_le_bytes());
+        }
+        encode_record(out, kind, &p);
+    }
+}
+
+/// Encodes a FLOOR record.
+// Format: { len u32 | crc u32 | kind=4 u8 | floor u64 }
+pub fn encode_floor(out: &mut Vec<u8>, floor: u64) {
+    encode_record(out, REC_FLOOR, &floor.to_le_bytes());
+}
+
+/// What an offline look at a queue's ack state found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueStateReport {
+    /// True when a snapshot exists.
+    pub has_snapshot: bool,
+    /// Journal generation in use.
+    pub generation: u64,
+    /// Valid journal records after the snapshot.
+    pub journal_records: usize,
+    /// Bytes of torn or bad journal tail (cut at the next open).
+    pub torn_bytes: u64,
+    /// True when valid records follow the bad one: damage in the middle, not a torn write.
+    pub damaged_mid: bool,
+    /// The ack floor.
+    pub floor: u64,
+    /// The cursor.
+    pub cursor: u64,
+    /// Acked offsets above the floor.
+    pub acked_above_floor: u64,
+    /// Delivered, unacked offsets with their delivery counts (these are redelivered after a
+    /// restart), sorted by offset.
+    pub in_flight: Vec<(u64, u32)>,
+    /// Dead-lettered since creation.
+    pub dead_lettered: u64,
+}
+
+/// Reads the ack state of the queue or group directory `dir` without opening it for writing
+/// (nothing is cut, created or removed). Offsets are as stored, not clamped to the log end.
+pub fn inspect_queue_state(fs: &dyn FileSystem, dir: &Path) -> Result<QueueStateReport> {
+    let l = journal::load(fs, dir, ACK_PREFIX, ACK_MAGIC)?;
+    let st = AckState::recover(dir, l.snapshot.as_deref(), &l.records, 0)?;
+    let mut in_flight: Vec<(u64, u32)> = st.counts.iter().map(|(&o, &c)| (o, c)).collect();
+    in_flight.sort_unstable();
+    Ok(QueueStateReport {
+        has_snapshot: l.snapshot.is_some(),
+        generation: l.generation,
+        journal_records: l.records.len(),
+        torn_bytes: l.journal_len.saturating_sub(l.valid_len),
+        damaged_mid: l.damaged_mid,
+        floor: st.acks.floor(),
+        cursor: st.cursor,
+        acked_above_floor: st.acks.above(),
+        in_flight,
+        dead_lettered: st.dead_lettered,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn floor_advances_over_runs_and_memory_follows_the_window() {
+        let mut a = AckSet::new(0);
+        for o in (1..1000).rev() {
+            assert!(a.insert(o));
+        }
+        assert_eq!(a.floor(), 0);
+        assert_eq!(a.above(), 999);
+        assert!(a.insert(0));
+        assert_eq!(a.floor(), 1000);
+        assert_eq!(a.above(), 0);
+        assert!(a.words() <= 1);
+        assert!(!a.insert(5));
+        a.insert(1100);
+        assert_eq!(a.acked_above(), vec![1100]);
+        a.raise_floor(1050);
+        assert_eq!(a.floor(), 1050);
+        a.clamp(1080);
+        assert_eq!(a.above(), 0);
+        a.clamp(10);
+        assert_eq!(a.floor(), 10);
+    }
+
+    proptest! {
+        #[test]
+        fn ackset_matches_a_set(ops in proptest::collection::vec((0u64..300, 0u8..12), 1..200)) {
+            let mut a = AckSet::new(0);
+            let mut model = BTreeSet::new();
+            let mut floor = 0u64;
+            for (o, op) in ops {
+                if op == 0 {
+                    a.raise_floor(o);
+                    if o > floor { floor = o; }
+                } else if op == 1 {
+                    // The log lost everything from `o` on.
+                    a.clamp(o);
+                    model.retain(|&x| x < o);
+                    if floor > o { floor = o; }
+                } else {
+                    a.insert(o);
+                    model.insert(o);
+                }
+                while model.contains(&floor) { floor += 1; }
+                prop_assert_eq!(a.floor(), floor);
+                let above: Vec<u64> = model.iter().copied().filter(|&x| x >= floor).collect();
+                prop_assert_eq!(a.acked_above(), above.clone());
+                prop_assert_eq!(a.above(), above.len() as u64);
+                // The snapshot roundtrips.
+                let st = AckState { acks: a.clone(), cursor: 300, ..AckState::default() };
+                let back = AckState::from_snapshot(st.to_snapshot()).unwrap();
+                prop_assert_eq!(back.acks.acked_above(), above);
+                prop_assert_eq!(back.acks.floor(), floor);
+            }
+        }
+    }
+
+    #[test]
+    fn records_apply() {
+        let mut st = AckState::new(0);
+        let mut b = Vec::new();
+        encode_deliver(&mut b, &[(0, 1), (1, 1), (2, 1)]);
+        encode_offsets(&mut b, REC_ACK, &[1]);
+        encode_offsets(&mut b, REC_DEAD, &[0]);
+        encode_deliver(&mut b, &[(2, 2)]);
+        let (recs, _) = crate::journal::decode_records(&b);
+        for (k, p) in &recs {
+            st.apply(*k, p).unwrap();
+        }
+        assert_eq!(st.acks.floor(), 2);
+        assert_eq!(st.cursor, 3);
+        assert_eq!(st.dead_lettered, 1);
+        assert_eq!(st.counts.get(&2), Some(&2));
+        assert!(st.clamp(2));
+        assert_eq!(st.cursor, 2);
+        assert!(st.counts.is_empty());
+    }
+}
