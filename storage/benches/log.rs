@@ -32,13 +32,22 @@ fn encoded_batch(record_bytes: usize, count: usize) -> Vec<u8> {
     b.finish()
 }
 
-fn config(fsync: FsyncPolicy) -> LogConfig {
+fn config(fsync: FsyncPolicy, direct_io: bool) -> LogConfig {
     LogConfig {
         fsync,
+        direct_io,
         segment_bytes_max: 256 << 20,
         ..LogConfig::default()
     }
 }
+
+/// The write paths measured: page cache only, and fdatasync before every confirm through
+/// direct (O_DIRECT) writes or through the page cache.
+const MODES: [(&str, FsyncPolicy, bool); 3] = [
+    ("never", FsyncPolicy::Never, false),
+    ("always-direct", FsyncPolicy::Always, true),
+    ("always-buffered", FsyncPolicy::Always, false),
+];
 
 fn append_throughput(c: &mut Criterion) {
     let root = bench_root();
@@ -46,15 +55,19 @@ fn append_throughput(c: &mut Criterion) {
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(2));
-    for fsync in [FsyncPolicy::Never, FsyncPolicy::Always] {
+    for (mode, fsync, direct_io) in MODES {
         for record_bytes in [100usize, 1024] {
             for batch in [1usize, 64, 1024] {
                 let dir = tempfile::tempdir_in(&root).unwrap();
-                let log =
-                    Log::open(Arc::new(StdFs), dir.path().join("log"), config(fsync)).unwrap();
+                let log = Log::open(
+                    Arc::new(StdFs),
+                    dir.path().join("log"),
+                    config(fsync, direct_io),
+                )
+                .unwrap();
                 let bytes = encoded_batch(record_bytes, batch);
                 g.throughput(Throughput::Bytes((record_bytes * batch) as u64));
-                g.bench_function(format!("{fsync}/{record_bytes}B/batch{batch}"), |b| {
+                g.bench_function(format!("{mode}/{record_bytes}B/batch{batch}"), |b| {
                     b.iter_batched(
                         || bytes.clone(),
                         |batch| log.append_encoded(batch).unwrap(),
@@ -68,13 +81,66 @@ fn append_throughput(c: &mut Criterion) {
     g.finish();
 }
 
+/// Group commit: several writers append batches of 1024 records at once; each append returns
+/// only when durable, and writers that arrive during a sync share the next one.
+fn append_concurrent(c: &mut Criterion) {
+    let root = bench_root();
+    let mut g = c.benchmark_group("append-concurrent");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(3));
+    const BATCH: usize = 1024;
+    const APPENDS_PER_WRITER: usize = 64;
+    for (mode, fsync, direct_io) in MODES {
+        for record_bytes in [100usize, 1024] {
+            for writers in [1usize, 4, 8] {
+                let dir = tempfile::tempdir_in(&root).unwrap();
+                let log = Log::open(
+                    Arc::new(StdFs),
+                    dir.path().join("log"),
+                    config(fsync, direct_io),
+                )
+                .unwrap();
+                let bytes = encoded_batch(record_bytes, BATCH);
+                g.throughput(Throughput::Elements(
+                    (BATCH * writers * APPENDS_PER_WRITER) as u64,
+                ));
+                g.bench_function(
+                    format!("{mode}/{record_bytes}B/batch{BATCH}/writers{writers}"),
+                    |b| {
+                        b.iter_custom(|iters| {
+                            let mut total = Duration::ZERO;
+                            for _ in 0..iters {
+                                let start = std::time::Instant::now();
+                                std::thread::scope(|s| {
+                                    for _ in 0..writers {
+                                        s.spawn(|| {
+                                            for _ in 0..APPENDS_PER_WRITER {
+                                                log.append_encoded(bytes.clone()).unwrap();
+                                            }
+                                        });
+                                    }
+                                });
+                                total += start.elapsed();
+                            }
+                            total
+                        })
+                    },
+                );
+                log.close().unwrap();
+            }
+        }
+    }
+    g.finish();
+}
+
 fn read_throughput(c: &mut Criterion) {
     let root = bench_root();
     let dir = tempfile::tempdir_in(&root).unwrap();
     let log = Log::open(
         Arc::new(StdFs),
         dir.path().join("log"),
-        config(FsyncPolicy::Never),
+        config(FsyncPolicy::Never, false),
     )
     .unwrap();
     let batch = encoded_batch(1024, 64);
@@ -114,7 +180,7 @@ fn recovery_time(c: &mut Criterion) {
     // written since the last roll, as after a crash at the worst moment.
     let cfg = LogConfig {
         recovery_point_interval_bytes: u64::MAX / 2,
-        ..config(FsyncPolicy::Never)
+        ..config(FsyncPolicy::Never, false)
     };
     {
         let log = Log::open(Arc::new(StdFs), &path, cfg.clone()).unwrap();
@@ -161,5 +227,11 @@ fn recovery_time(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append_throughput, read_throughput, recovery_time);
+criterion_group!(
+    benches,
+    append_throughput,
+    append_concurrent,
+    read_throughput,
+    recovery_time
+);
 criterion_main!(benches);
