@@ -1,0 +1,98 @@
+//! Settings that act over time: rolling a segment by age, retention by age, and the `interval`
+//! fsync policy's background sync.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_storage::fs::sim::{CrashMode, OpKind, SimFs};
+use sluice_storage::{FsyncPolicy, Log, LogConfig, Offset, Record};
+
+#[test]
+fn a_segment_older_than_segment_ms_max_is_sealed_at_the_next_append() {
+    let fs = SimFs::new();
+    let cfg = LogConfig {
+        segment_ms_max: Some(40),
+        ..LogConfig::default()
+    };
+    let log = Log::open(Arc::new(fs.clone()), Path::new("/d/log"), cfg).unwrap();
+    log.append(&[Record::from_value("a")]).unwrap();
+    log.append(&[Record::from_value("b")]).unwrap();
+    assert_eq!(
+        log.segments().len(),
+        1,
+        "young segment keeps taking appends"
+    );
+    std::thread::sleep(Duration::from_millis(60));
+    log.append(&[Record::from_value("c")]).unwrap();
+    let segs = log.segments();
+    assert_eq!(segs.len(), 2, "the old segment was sealed: {segs:?}");
+    assert_eq!(segs[1].base_offset, Offset(2));
+    let got: Vec<_> = log
+        .read_records(Offset(0), 10, 1 << 20)
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r.value)
+        .collect();
+    assert_eq!(got, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+}
+
+#[test]
+fn retention_by_age_deletes_sealed_segments_with_only_old_records() {
+    let fs = SimFs::new();
+    let cfg = LogConfig {
+        segment_bytes_max: 200,
+        retention_ms: Some(60_000),
+        ..LogConfig::default()
+    };
+    let log = Log::open(Arc::new(fs.clone()), Path::new("/d/log"), cfg).unwrap();
+    let old = sluice_storage::now_ms() - 3_600_000;
+    for i in 0..6 {
+        let r = Record {
+            timestamp_ms: Some(old + i),
+            ..Record::from_value(vec![1u8; 100])
+        };
+        log.append(&[r]).unwrap();
+    }
+    // New records: everything before them is older than the retention.
+    for _ in 0..2 {
+        log.append(&[Record::from_value(vec![2u8; 100])]).unwrap();
+    }
+    log.enforce_retention().unwrap();
+    // One batch per segment at this size: the six old segments go, the two new ones stay.
+    let segs = log.segments();
+    assert_eq!(segs.len(), 2, "{segs:?}");
+    assert_eq!(log.start_offset(), Offset(6), "{segs:?}");
+    assert_eq!(log.end_offset(), Offset(8));
+    let left = log.read_records(log.start_offset(), 10, 1 << 20).unwrap();
+    let offsets: Vec<_> = left.iter().map(|(o, _)| o.0).collect();
+    assert_eq!(offsets, vec![6, 7]);
+    assert!(left.iter().all(|(_, r)| r.value == vec![2u8; 100]));
+}
+
+#[test]
+fn interval_policy_syncs_in_the_background_within_its_interval() {
+    let fs = SimFs::new();
+    let cfg = LogConfig {
+        fsync: FsyncPolicy::Interval(20),
+        ..LogConfig::default()
+    };
+    let dir = Path::new("/d/log");
+    let log = Log::open(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
+    let syncs_before = fs.count(OpKind::Sync);
+    let info = log.append(&[Record::from_value("x")]).unwrap();
+    assert_eq!(log.visible_end(), Offset(1), "interval: visible at once");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while log.durable_end() < info.next_offset() {
+        assert!(Instant::now() < deadline, "the background sync never ran");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(fs.count(OpKind::Sync) > syncs_before);
+    // What the background sync made durable survives a power loss.
+    drop(log);
+    fs.crash(CrashMode::DropUnsynced);
+    let log = Log::open(Arc::new(fs.clone()), dir, cfg).unwrap();
+    let got = log.read_records(Offset(0), 10, 1 << 20).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1.value, b"x");
+}
