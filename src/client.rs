@@ -357,7 +357,17 @@ impl Client {
                 "a batch holds at least one record".into(),
             ));
         }
-        let batch = format::encode_batch(records, now_ms());
+        self.send_publish_encoded(target, format::encode_batch(records, now_ms()))
+            .await
+    }
+
+    /// Like [`Client::send_publish`] for a batch already in the storage batch layout
+    /// ([`sluice_storage::format::BatchBuilder`]).
+    pub async fn send_publish_encoded(
+        &self,
+        target: Target,
+        batch: Vec<u8>,
+    ) -> Result<PendingPublish> {
         let id = self.next_id();
         let rx = self
             .send_request(id, Request::Publish { target, batch })

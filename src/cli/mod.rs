@@ -1,5 +1,6 @@
 //! The `sluice` command line: `serve` and the client commands.
 
+pub mod bench;
 pub mod text;
 
 use std::collections::VecDeque;
@@ -55,6 +56,8 @@ pub enum Command {
     Subscribe(SubscribeArgs),
     /// Consume a queue (or a topic's consumer group) as a competing consumer, acking each message.
     Consume(ConsumeArgs),
+    /// Measure throughput and latency end to end, checking every message arrived.
+    Bench(bench::BenchArgs),
     /// Inspect or verify a data directory, log directory or file offline (read-only).
     Inspect(crate::inspect_cli::InspectArgs),
     /// Repair a data directory offline, keeping removed bytes in side files (broker stopped).
@@ -219,6 +222,7 @@ pub fn run(cli: Cli) -> Result<()> {
     rt.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
+            Command::Bench(args) => bench::bench(&cli.addr, cli.json, args).await,
             Command::Inspect(_) | Command::Repair(_) => {
                 unreachable!("offline commands run without the runtime")
             }
@@ -228,7 +232,10 @@ pub fn run(cli: Cli) -> Result<()> {
                     .await
                     .with_context(|| format!("cannot reach the server at {}", cli.addr))?;
                 match cmd {
-                    Command::Serve(_) | Command::Inspect(_) | Command::Repair(_) => {
+                    Command::Serve(_)
+                    | Command::Bench(_)
+                    | Command::Inspect(_)
+                    | Command::Repair(_) => {
                         unreachable!("handled before connecting")
                     }
                     Command::Topic(c) => topic(&client, &out, c).await,

@@ -1,0 +1,77 @@
+//! `sluice bench --local` runs end to end in both modes and reports a passing check; the figures
+//! themselves are not asserted (speed is measured, not tested).
+
+use std::process::Command;
+
+fn bench(args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(dir.path())
+        .args(["bench", "--local", "--json", "--idle-timeout-ms", "20000"])
+        .args(args)
+        .output()
+        .expect("run sluice bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.lines().last().expect("a JSON line");
+    serde_json::from_str(line).expect("valid JSON")
+}
+
+#[test]
+fn topic_bench_checks_every_message_reached_every_subscriber() {
+    let r = bench(&[
+        "--messages",
+        "3000",
+        "--batch",
+        "100",
+        "--producers",
+        "2",
+        "--consumers",
+        "2",
+    ]);
+    assert_eq!(r["check"], "ok");
+    assert_eq!(r["messages"], 3000);
+    assert_eq!(
+        r["delivery"]["messages"], 6000,
+        "two subscribers each get everything"
+    );
+    assert!(
+        r["publish"]["confirm_latency_per_batch"]["p99_us"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}
+
+#[test]
+fn queue_bench_checks_consumers_split_the_messages_without_duplicates() {
+    let r = bench(&[
+        "--mode",
+        "queue",
+        "--messages",
+        "3000",
+        "--batch",
+        "100",
+        "--consumers",
+        "2",
+    ]);
+    assert_eq!(r["check"], "ok");
+    assert_eq!(
+        r["delivery"]["messages"], 3000,
+        "each message to one consumer"
+    );
+}
+
+#[test]
+fn bench_rejects_messages_too_small_for_its_header() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["bench", "--local", "--message-bytes", "8"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 20"));
+}
