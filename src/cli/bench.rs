@@ -70,6 +70,10 @@ pub struct BenchArgs {
     /// Subscriber credit or queue prefetch per consumer.
     #[arg(long, default_value_t = 20_000)]
     pub credit: u32,
+    /// Start the consumers only after every message is published: measures delivery of an
+    /// already written log (from the page cache) instead of tailing.
+    #[arg(long)]
+    pub read_after: bool,
     /// Give up when consumers receive nothing for this long after producers finished.
     #[arg(long, default_value_t = 30_000)]
     pub idle_timeout_ms: u64,
@@ -257,8 +261,9 @@ pub async fn bench(addr: &str, json_out: bool, a: BenchArgs) -> Result<()> {
         pb
     };
 
-    // Consumers first, so a topic subscriber misses nothing.
-    let mut consumers = Vec::new();
+    macro_rules! spawn_consumers {
+        () => {{
+        let mut consumers = Vec::new();
     for _ in 0..a.consumers {
         let client = Client::connect(&addr).await?;
         let shared = shared.clone();
@@ -343,6 +348,14 @@ pub async fn bench(addr: &str, json_out: bool, a: BenchArgs) -> Result<()> {
         }));
     }
 
+        consumers
+        }};
+    }
+    // Consumers first, so a topic subscriber misses nothing (unless asked to read afterwards).
+    let mut consumers = Vec::new();
+    if !a.read_after {
+        consumers = spawn_consumers!();
+    }
     let started = Instant::now();
     let mut producers = Vec::new();
     for p in 0..a.producers {
@@ -392,6 +405,10 @@ pub async fn bench(addr: &str, json_out: bool, a: BenchArgs) -> Result<()> {
     }
     let publish_secs = started.elapsed().as_secs_f64();
     progress.finish_and_clear();
+    let read_started = Instant::now();
+    if a.read_after {
+        consumers = spawn_consumers!();
+    }
     let mut checks = Vec::new();
     for c in consumers {
         let (check, result) = c.await?;
@@ -399,7 +416,9 @@ pub async fn bench(addr: &str, json_out: bool, a: BenchArgs) -> Result<()> {
         checks.push(check);
     }
     // Delivery ends with the last message any consumer received, not with idle waiting.
-    let start_ns = started.duration_since(clock).as_nanos() as u64;
+    let start_ns = if a.read_after { read_started } else { started }
+        .duration_since(clock)
+        .as_nanos() as u64;
     let last_ns = checks.iter().map(|c| c.last_ns).max().unwrap_or(0);
     let deliver_secs = (last_ns.saturating_sub(start_ns) as f64 / 1e9).max(1e-9);
     if let Some((stop, task)) = local {
