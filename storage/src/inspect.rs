@@ -1192,6 +1192,27 @@ impl Walker<'_> {
         let mut last_progress = self.done;
         while pos < len {
             let remaining = len - pos;
+            // Zeros from here to a block-aligned end, shorter than two blocks: the block padding
+            // a direct (O_DIRECT) write leaves after an unclean stop. Start-up recovery cuts it
+            // as a clean end, so it is no damage.
+            if remaining < 2 * crate::aligned::DIRECT_ALIGN as u64
+                && len % crate::aligned::DIRECT_ALIGN as u64 == 0
+                && r.get(pos, remaining as usize, len)
+                    .at(path)?
+                    .iter()
+                    .all(|b| *b == 0)
+            {
+                self.problem(
+                    Severity::Warning,
+                    path,
+                    Some(pos),
+                    format!(
+                        "{remaining} bytes of zeros after the last batch: block padding of direct writes left by an unclean stop; the next start cuts it"
+                    ),
+                );
+                s.unread_from = Some(pos);
+                break;
+            }
             if remaining < BATCH_HEADER_LEN as u64 {
                 let zeros = r
                     .get(pos, remaining as usize, len)
