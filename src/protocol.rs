@@ -1201,9 +1201,21 @@ pub struct Message {
     pub record: Record,
 }
 
-/// Validates a delivered batch and returns its records in `from..to`.
+/// Checks a delivered batch (length and both checksums) and returns its records in
+/// `from..to`; a malformed record is an error of the same walk that decodes them, so every byte
+/// is read once.
 pub fn decode_delivery(from: u64, to: u64, batch: &[u8]) -> Result<Vec<Message>, ProtocolError> {
-    let h = format::validate_batch(batch, u32::MAX).map_err(malformed)?;
+    let h = format::decode_batch_header(batch, u32::MAX).map_err(|e| malformed(e.to_string()))?;
+    if h.batch_len as usize != batch.len() {
+        return Err(malformed(format!(
+            "delivered batch says {} bytes but {} arrived",
+            h.batch_len,
+            batch.len()
+        )));
+    }
+    if !format::check_records_crc(batch, &h) {
+        return Err(malformed("delivered batch: records checksum mismatch".to_string()));
+    }
     let mut out = Vec::with_capacity((to.saturating_sub(from)).min(h.record_count as u64) as usize);
     for r in RecordIter::new(batch, &h) {
         let r = r.map_err(malformed)?;
