@@ -28,7 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .next()
         .ok_or("usage: demo_store_dir <new data directory> [--no-close]")?;
     let close = args.next().as_deref() != Some("--no-close");
-    let root = std::path::PathBuf::from(root);
+    // Absolute: the store fsyncs the parent of the data directory when it creates it.
+    let root = std::env::current_dir()?.join(root);
     if root.exists() {
         return Err(format!("{} exists already", root.display()).into());
     }
