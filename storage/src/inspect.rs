@@ -1915,6 +1915,8 @@ fn read_config_file(
     let (kind, body) = match crate::journal::decode_snapshot(&bytes, CONFIG_MAGIC) {
         Ok(x) => x,
         Err(reason) => {
+            // Same layout as a snapshot: say which file it is.
+            let reason = reason.replace("snapshot", "config");
             fail(
                 out,
                 snapshot_fault_position(&bytes, CONFIG_MAGIC),

@@ -351,7 +351,7 @@ fn garbage_truncated_and_flipped_snapshots_and_configs_are_named() {
     let v = inspect::verify(&StdFs, &d.root).unwrap();
     let p = v.problems.iter().find(|p| p.file == cfg).unwrap();
     assert_eq!((p.severity, p.position), (Severity::Error, Some(0)));
-    assert!(p.what.contains("bad snapshot magic"), "{}", p.what);
+    assert!(p.what.contains("bad config magic"), "{}", p.what);
     // Retention is then unknown, the rest is still read.
     let r = inspect::inspect_path(&StdFs, &d.root, &InspectOptions::default()).unwrap();
     let dirs = log_dirs(&r.items);
