@@ -17,7 +17,7 @@ use sluice_storage::{StdFs, TimestampMs};
 #[derive(clap::Args, Debug, Clone)]
 pub struct InspectArgs {
     /// A data directory, a topic or queue directory, or a `.log`, `.index`, `.timeindex`,
-    /// `recovery-point` or `clean-shutdown` file.
+    /// `recovery-point`, `clean-shutdown`, `config`, `*.snapshot` or `*.journal` file.
     pub path: PathBuf,
     /// List every batch also when inspecting a directory (always on for a segment file).
     #[arg(long)]
@@ -219,40 +219,29 @@ pub fn render(item: &Item) -> String {
                     r.retention_bytes.map_or("none".into(), |b| b.to_string()),
                     r.retention_ms.map_or("none".into(), |b| b.to_string())
                 )),
-                None => out.push_str("\n  retention: not recorded in the directory"),
+                None => out.push_str("\n  retention: no readable config file"),
             }
-            if d.kind == "topic" || d.subscribers.is_some() {
-                match &d.subscribers {
-                    Some(subs) => {
-                        for s in subs {
-                            out.push_str(&format!(
-                                "\n  subscriber {} committed={} lag={}",
-                                s.name, s.committed, s.lag
-                            ));
-                        }
-                    }
-                    None => out.push_str("\n  subscribers: state format not readable by this version"),
+            if let Some(subs) = &d.subscribers {
+                if subs.is_empty() {
+                    out.push_str("\n  subscribers: none");
+                }
+                for s in subs {
+                    out.push_str(&format!(
+                        "\n  subscriber {} committed={} lag={}",
+                        s.name, s.committed, s.lag
+                    ));
                 }
             }
-            if d.kind == "queue" || d.queue.is_some() {
-                match &d.queue {
-                    Some(q) => {
-                        out.push_str(&format!(
-                            "\n  queue ack_floor={} cursor={} acked_above_floor={} in_flight={} dead_lettered={}",
-                            q.ack_floor,
-                            q.cursor,
-                            q.acked_above_floor,
-                            q.in_flight.len(),
-                            q.dead_lettered
-                        ));
-                        for f in &q.in_flight {
-                            out.push_str(&format!(
-                                "\n    in-flight offset={} deliveries={}",
-                                f.offset, f.deliveries
-                            ));
-                        }
-                    }
-                    None => out.push_str("\n  queue state: format not readable by this version"),
+            if let Some(q) = &d.queue {
+                render_queue(&mut out, "queue", q);
+            }
+            for g in &d.groups {
+                match &g.state {
+                    Some(q) => render_queue(&mut out, &format!("group {}", g.name), q),
+                    None => out.push_str(&format!(
+                        "\n  group {}: ack state unreadable (see the problems above)",
+                        g.name
+                    )),
                 }
             }
             for u in &d.unknown_files {
@@ -264,6 +253,26 @@ pub fn render(item: &Item) -> String {
             out
         }
         Item::Problem(p) => p.to_string(),
+    }
+}
+
+/// The ack state lines of a queue or group.
+fn render_queue(out: &mut String, who: &str, q: &inspect::QueueState) {
+    out.push_str(&format!(
+        "\n  {who} ack_floor={} cursor={} acked_above_floor={} in_flight={} dead_lettered={} depth={} undelivered={}",
+        q.ack_floor,
+        q.cursor,
+        q.acked_above_floor,
+        q.in_flight.len(),
+        q.dead_lettered,
+        q.depth,
+        q.undelivered
+    ));
+    for f in &q.in_flight {
+        out.push_str(&format!(
+            "\n    in-flight offset={} deliveries={}",
+            f.offset, f.deliveries
+        ));
     }
 }
 
@@ -463,6 +472,12 @@ fn print_plan(out: &mut impl Write, plan: &RepairPlan, json: bool) -> anyhow::Re
                     &serde_json::json!({"type": "action", "dir": d.dir, "action": a}),
                 )?;
             }
+            for n in &d.state_notes {
+                json_line(
+                    out,
+                    &serde_json::json!({"type": "note", "dir": d.dir, "message": n}),
+                )?;
+            }
         }
         return Ok(());
     }
@@ -477,6 +492,9 @@ fn print_plan(out: &mut impl Write, plan: &RepairPlan, json: bool) -> anyhow::Re
         )?;
         for a in &d.actions {
             writeln!(out, "{}", render_action(a))?;
+        }
+        for n in &d.state_notes {
+            writeln!(out, "  note: {n}")?;
         }
     }
     for d in &plan.clean_dirs {

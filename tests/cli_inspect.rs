@@ -238,3 +238,70 @@ fn json_lines_of_a_directory_summarise_each_log() {
     assert_eq!(rp["valid"], true);
     assert_eq!(lines.last().unwrap()["type"], "summary");
 }
+
+#[test]
+fn json_of_a_queue_directory_carries_its_ack_state() {
+    use sluice_storage::{ConsumerId, Offset, QueueConfig, Store, StoreConfig};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    let s = Store::open(Arc::new(StdFs), &root, StoreConfig::default()).unwrap();
+    let q = s
+        .create_queue(
+            "jobs",
+            QueueConfig {
+                max_deliveries: 2,
+                ..QueueConfig::default()
+            },
+        )
+        .unwrap();
+    let recs: Vec<Record> = (0..6)
+        .map(|i| Record::from_value(format!("job {i}")))
+        .collect();
+    q.publish(&recs).unwrap();
+    let c = ConsumerId(1);
+    assert_eq!(q.deliver(c, 4).unwrap().len(), 4);
+    q.ack(c, &[Offset(0), Offset(2)]).unwrap();
+    q.nack(c, &[Offset(1)], 0).unwrap();
+    assert_eq!(q.deliver(c, 1).unwrap()[0].attempt, 2);
+    q.nack(c, &[Offset(1)], 0).unwrap(); // dead-lettered
+    s.close().unwrap();
+
+    let dir = root.join("queues").join("jobs");
+    let out = sluice(&["inspect", "--json", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines = json_lines(&out);
+    assert!(lines.iter().all(|l| l["type"].is_string()));
+    let d = lines.iter().find(|l| l["type"] == "log_dir").unwrap();
+    assert_eq!(d["kind"], "queue");
+    assert_eq!(d["name"], "jobs");
+    assert_eq!(d["end_offset"], 6);
+    assert_eq!(d["state_dir"], dir.to_str().unwrap());
+    assert_eq!(d["retention"]["retention_bytes"], serde_json::Value::Null);
+    assert!(d["subscribers"].is_null());
+    let qs = &d["queue"];
+    assert_eq!(qs["ack_floor"], 3);
+    assert_eq!(qs["cursor"], 4);
+    assert_eq!(qs["acked_above_floor"], 0);
+    assert_eq!(qs["dead_lettered"], 1);
+    assert_eq!(qs["depth"], 3);
+    assert_eq!(qs["undelivered"], 2);
+    assert_eq!(
+        qs["in_flight"],
+        serde_json::json!([{"offset": 3, "deliveries": 1}])
+    );
+    let kinds: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["type"] == "state")
+        .filter_map(|l| l["kind"].as_str())
+        .collect();
+    for k in ["config", "acks-snapshot", "acks-journal"] {
+        assert!(kinds.contains(&k), "{kinds:?}");
+    }
+    let cfg = lines
+        .iter()
+        .find(|l| l["type"] == "state" && l["kind"] == "config")
+        .unwrap();
+    assert_eq!(cfg["fields"]["max_deliveries"], 2);
+    assert_eq!(cfg["valid"], true);
+    assert_eq!(lines.last().unwrap()["ok"], true);
+}

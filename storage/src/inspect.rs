@@ -12,6 +12,11 @@
 //!   removed byte in a side file `<segment>.log.dropped-<unix time>`.
 //! - [`lock_status`] tells whether a broker holds the data directory's `LOCK` file.
 //!
+//! With each log directory the walk reads the state of its topic or queue ([`read_log_state`]):
+//! retention from `config`, subscribers with their committed offsets and lag, a queue's or
+//! consumer group's ack floor, cursor, in-flight messages and dead-lettered count. Repair never
+//! changes those files.
+//!
 //! What each check means is documented in `docs/operations.md`, "Inspecting and repairing a data
 //! directory".
 
@@ -355,7 +360,8 @@ pub struct InFlight {
     pub deliveries: u32,
 }
 
-/// The ack state of a queue as its state files record it.
+/// The ack state of a queue (or of a consumer group) as its state files record it: the
+/// snapshot with the journal replayed over it, not clamped to the log (recovery clamps it).
 #[derive(Clone, Debug, Serialize)]
 pub struct QueueState {
     /// Every offset below is acknowledged.
@@ -364,10 +370,34 @@ pub struct QueueState {
     pub cursor: Offset,
     /// Acknowledged offsets above the floor.
     pub acked_above_floor: u64,
-    /// Delivered, not yet acknowledged.
+    /// Delivered, not yet acknowledged, with their delivery counts (redelivered after a
+    /// restart, with these counts), ascending.
     pub in_flight: Vec<InFlight>,
     /// Messages dead-lettered so far.
     pub dead_lettered: u64,
+    /// Messages not yet acknowledged, delivered or not: log end minus floor minus
+    /// `acked_above_floor`.
+    pub depth: u64,
+    /// Messages never delivered: log end minus cursor.
+    pub undelivered: u64,
+    /// Journal generation in use.
+    pub generation: u64,
+    /// Valid journal records replayed over the snapshot.
+    pub journal_records: u64,
+}
+
+/// A consumer group of a topic (`<topic>/groups/<group>/`).
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupState {
+    /// Its name.
+    pub name: String,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its dead-letter bound (`max_deliveries` of its config; `None` when the config is
+    /// unreadable).
+    pub max_deliveries: Option<u32>,
+    /// Its ack state (`None` when its state files are unreadable: see the problems).
+    pub state: Option<QueueState>,
 }
 
 /// Retention settings of a log.
@@ -396,12 +426,17 @@ pub struct LogDirReport {
     pub end_offset: Option<Offset>,
     /// Bytes of all segment files.
     pub size_bytes: u64,
-    /// Retention settings (`None`: not recorded in the directory in a format this tool reads).
+    /// Retention settings from the `config` file (`None`: no readable config file).
     pub retention: Option<Retention>,
-    /// Named subscribers of a topic (`None`: state not readable yet, see [`read_log_state`]).
+    /// Named subscribers of a topic (`None`: no offsets files, or unreadable: see the problems).
     pub subscribers: Option<Vec<SubscriberState>>,
-    /// Ack state of a queue (`None`: state not readable yet, see [`read_log_state`]).
+    /// Ack state of a queue (`None`: no ack state files, or unreadable: see the problems).
     pub queue: Option<QueueState>,
+    /// Consumer groups of a topic, by name.
+    pub groups: Vec<GroupState>,
+    /// The directory of the topic's or queue's state files (`config`, `offsets.*`, `acks.*`,
+    /// `groups/`): the parent of a `log` directory in a data directory, else the log directory.
+    pub state_dir: PathBuf,
     /// Files of the directory this tool does not know, by name and size.
     pub unknown_files: Vec<UnknownFile>,
 }
@@ -434,6 +469,9 @@ pub struct Summary {
 }
 
 /// One thing found by a walk. Serialized with a `type` field (`"batch"`, `"record"`, ...).
+// Items are streamed to a visitor one at a time, and `LogDir` comes once per directory: its size
+// costs nothing worth a box that every caller would have to look through.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Item {
@@ -623,13 +661,13 @@ fn classify(fs: &dyn FileSystem, path: &Path) -> Result<Target> {
     Ok(if is_log { Target::LogDir } else { Target::Tree })
 }
 
-/// The log directories under `path` (itself when it is one), depth first, sorted; at most three
-/// levels deep (`<root>/topics/<name>`).
+/// The log directories under `path` (itself when it is one), depth first, sorted; at most four
+/// levels deep (`<root>/topics/<name>/log`).
 fn log_dirs(fs: &dyn FileSystem, path: &Path, depth: u32, out: &mut Vec<PathBuf>) -> Result<()> {
     match classify(fs, path)? {
         Target::LogDir => out.push(path.to_path_buf()),
         Target::File => {}
-        Target::Tree if depth < 3 => {
+        Target::Tree if depth < 4 => {
             for n in fs.read_dir(path).at(path)? {
                 let p = path.join(&n);
                 if fs.is_dir(&p) {
@@ -865,7 +903,59 @@ impl Walker<'_> {
                 self.opts.batches = true;
                 self.side_file(path)?;
             }
+            None if is_known_state_file(&name) && !self.fs.is_dir(path) => {
+                self.topic_state_file(path, dir)?
+            }
             None => self.other_file(path, &name)?,
+        }
+        Ok(())
+    }
+
+    /// A `config`, snapshot or journal file of a topic, queue or group given alone: decoded and
+    /// checked against the end of the log it belongs to.
+    fn topic_state_file(&mut self, path: &Path, dir: &Path) -> Result<()> {
+        use crate::store::{GROUPS_DIR, LOG_DIR};
+        // `<t>/groups/<g>/<file>` belongs to topic `<t>`; `<t-or-q>/<file>` to itself.
+        let in_group = dir
+            .parent()
+            .filter(|p| p.file_name().is_some_and(|n| n == GROUPS_DIR))
+            .and_then(|p| p.parent());
+        let owner = in_group.unwrap_or(dir);
+        let log = if self.fs.is_dir(&owner.join(LOG_DIR)) {
+            owner.join(LOG_DIR)
+        } else {
+            owner.to_path_buf()
+        };
+        let segs = self.quiet_dir_scan(&log)?;
+        let (kind, name, state_dir) = layout(&log);
+        let mut report = LogDirReport {
+            dir: log,
+            kind: kind.into(),
+            name,
+            segments: vec![],
+            start_offset: segs.iter().map(|s| s.0).min(),
+            end_offset: segs.iter().max_by_key(|s| s.0).map(|s| s.1.next_offset),
+            size_bytes: 0,
+            retention: None,
+            subscribers: None,
+            queue: None,
+            groups: vec![],
+            state_dir,
+            unknown_files: vec![],
+        };
+        let mut items = Vec::new();
+        read_log_state(self.fs, &mut report, &mut items)?;
+        for i in items {
+            match i {
+                Item::Problem(p) if p.file == path => {
+                    self.problem(p.severity, &p.file, p.position, p.what)
+                }
+                Item::State(s) if s.file == path => {
+                    self.sum.state_files += 1;
+                    self.v.item(Item::State(s));
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -1016,6 +1106,7 @@ impl Walker<'_> {
             ranges.push(range);
             segs.push((base, s));
         }
+        let (kind, name, state_dir) = layout(dir);
         let mut unknown = Vec::new();
         for n in &names {
             let p = dir.join(n);
@@ -1042,40 +1133,28 @@ impl Walker<'_> {
                 None if n == RECOVERY_POINT_FILE || n == CLEAN_SHUTDOWN_FILE => {
                     self.state_file(&p, n, &segs)?;
                 }
+                // Read by `read_log_state` when the log directory is also the state directory.
+                None if state_dir.as_path() == dir && is_known_state_file(n) => {}
                 None => {
-                    if !KNOWN_STATE_FILES.iter().any(|k| k(n)) {
-                        let size = if self.fs.is_dir(&p) {
-                            0
-                        } else {
-                            file_len(self.fs, &p)?
-                        };
-                        if !n.contains(DROPPED_INFIX) && !n.ends_with(".tmp") {
-                            unknown.push(UnknownFile {
-                                name: n.clone(),
-                                size_bytes: size,
-                            });
-                        }
+                    let size = if self.fs.is_dir(&p) {
+                        0
+                    } else {
+                        file_len(self.fs, &p)?
+                    };
+                    if !n.contains(DROPPED_INFIX) && !n.ends_with(".tmp") {
+                        unknown.push(UnknownFile {
+                            name: n.clone(),
+                            size_bytes: size,
+                        });
                     }
                     self.other_file(&p, n)?;
                 }
             }
         }
-        let kind = match dir
-            .parent()
-            .and_then(|p| p.file_name())
-            .and_then(|n| n.to_str())
-        {
-            Some("topics") => "topic",
-            Some("queues") => "queue",
-            _ => "log",
-        };
         let mut report = LogDirReport {
             dir: dir.to_path_buf(),
             kind: kind.into(),
-            name: dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            name,
             start_offset: ranges.first().map(|r| r.base_offset),
             end_offset: ranges.last().map(|r| r.end_offset),
             size_bytes: ranges.iter().map(|r| r.size_bytes).sum(),
@@ -1083,12 +1162,21 @@ impl Walker<'_> {
             retention: None,
             subscribers: None,
             queue: None,
+            groups: Vec::new(),
+            state_dir,
             unknown_files: unknown,
         };
-        let mut problems = Vec::new();
-        read_log_state(self.fs, &mut report, &mut problems)?;
-        for p in problems {
-            self.problem(p.severity, &p.file, p.position, p.what);
+        let mut items = Vec::new();
+        read_log_state(self.fs, &mut report, &mut items)?;
+        for i in items {
+            match i {
+                Item::Problem(p) => self.problem(p.severity, &p.file, p.position, p.what),
+                Item::State(s) => {
+                    self.sum.state_files += 1;
+                    self.v.item(Item::State(s));
+                }
+                other => self.v.item(other),
+            }
         }
         self.v.item(Item::LogDir(report));
         Ok(())
@@ -1683,32 +1771,803 @@ fn check_clean_shutdown(cs: &CleanShutdown, segs: &[(Offset, Scanned)]) -> Optio
 }
 
 // ---------------------------------------------------------------------------------------------
-// EXTENSION POINT: topic and queue state files.
+// Topic and queue state files
 //
-// The subscriber offsets of a topic and the ack state of a queue (ack floor, cursor, acked
-// offsets above the floor, in-flight messages with delivery counts, dead-letter count) live in
-// state files whose format is specified in `docs/format-state.md`. Until a parser exists here,
-// those files are listed by name and size as unknown, and the fields below stay `None`.
-//
-// To add one:
-// 1. add a matcher of its file name to `KNOWN_STATE_FILES`, so it is no longer listed as unknown;
-// 2. decode it in `read_log_state`, filling `report.subscribers` / `report.queue` /
-//    `report.retention` (lag is `report.end_offset` minus committed), and push a `Problem`
-//    (file, byte position, what) for every checksum or consistency failure, for example a
-//    committed offset or ack floor above `report.end_offset`;
-// 3. add a test in `storage/tests/inspect_state.rs` with a garbage file of that kind.
+// In a data directory a topic or queue keeps its log in `<root>/{topics,queues}/<name>/log/` and
+// its state beside it (`docs/format-state.md`): `config`, `offsets.snapshot` and
+// `offsets.<gen>.journal` (topic subscribers), `acks.snapshot` and `acks.<gen>.journal` (queue
+// ack state), `groups/<group>/{config,acks.*}` (consumer groups of a topic). `read_log_state`
+// decodes them read-only, the way recovery does, and reports every checksum or consistency
+// failure with the file, the byte position and what recovery will do about it.
 // ---------------------------------------------------------------------------------------------
 
-/// File names of a log directory that a parser in [`read_log_state`] handles.
-const KNOWN_STATE_FILES: &[fn(&str) -> bool] = &[];
+/// Kind, name and state directory of a log directory: `<root>/topics/<name>/log` is topic
+/// `<name>` with its state in `<root>/topics/<name>`; a log directory directly in `topics/` or
+/// `queues/` keeps its state files beside its segments; anything else is a bare `log`.
+fn layout(dir: &Path) -> (&'static str, String, PathBuf) {
+    let file_name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let kind_of = |p: Option<&Path>| match p.and_then(|p| p.file_name()).and_then(|n| n.to_str()) {
+        Some("topics") => Some("topic"),
+        Some("queues") => Some("queue"),
+        _ => None,
+    };
+    let parent = dir.parent();
+    if file_name(dir) == crate::store::LOG_DIR {
+        if let (Some(p), Some(kind)) = (parent, kind_of(parent.and_then(|p| p.parent()))) {
+            return (kind, file_name(p), p.to_path_buf());
+        }
+    }
+    match kind_of(parent) {
+        Some(kind) => (kind, file_name(dir), dir.to_path_buf()),
+        None => ("log", file_name(dir), dir.to_path_buf()),
+    }
+}
 
-/// Reads the topic or queue state files of a log directory into `report` (see the extension
-/// point above). No state format is known yet, so it reads nothing.
-pub fn read_log_state(
-    _fs: &dyn FileSystem,
-    _report: &mut LogDirReport,
-    _problems: &mut Vec<Problem>,
+/// Generation in a journal file name `<prefix>.<16 hex>.journal`.
+fn journal_generation(name: &str, prefix: &str) -> Option<u64> {
+    let hex = name
+        .strip_prefix(prefix)?
+        .strip_prefix('.')?
+        .strip_suffix(".journal")?;
+    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// File names of a state directory that [`read_log_state`] reads.
+pub fn is_known_state_file(name: &str) -> bool {
+    use crate::ackstate::ACK_PREFIX;
+    use crate::offsets::OFFSETS_PREFIX;
+    name == crate::store::CONFIG_FILE
+        || name == crate::store::GROUPS_DIR
+        || [ACK_PREFIX, OFFSETS_PREFIX]
+            .iter()
+            .any(|p| name == format!("{p}.snapshot") || journal_generation(name, p).is_some())
+}
+
+/// Where a snapshot or config file fails the checks of [`journal::decode_snapshot`], in its
+/// order: the byte position of the field at fault.
+fn snapshot_fault_position(b: &[u8], magic: [u8; 8]) -> u64 {
+    use crate::journal::{SNAPSHOT_HEADER_LEN, STATE_VERSION};
+    if b.len() < SNAPSHOT_HEADER_LEN || b[..8] != magic {
+        0
+    } else if u16::from_le_bytes([b[8], b[9]]) != STATE_VERSION {
+        8
+    } else if b.len()
+        != SNAPSHOT_HEADER_LEN + u32::from_le_bytes(b[20..24].try_into().expect("4")) as usize
+    {
+        20
+    } else {
+        24
+    }
+}
+
+/// Why the journal bytes `b` (starting at a record boundary) do not start with a valid record.
+fn bad_record_reason(b: &[u8]) -> String {
+    if b.len() < 9 {
+        let zeros = if b.iter().all(|x| *x == 0) {
+            " of zeros"
+        } else {
+            ""
+        };
+        return format!("{} trailing bytes{zeros}, too short for a record", b.len());
+    }
+    let len = u32::from_le_bytes(b[0..4].try_into().expect("4"));
+    if len == 0 || len > crate::journal::RECORD_MAX {
+        return format!("invalid record length {len}");
+    }
+    if 8 + len as u64 > b.len() as u64 {
+        return format!(
+            "record of {} bytes runs past the end of the file: {} bytes left",
+            8 + len as u64,
+            b.len()
+        );
+    }
+    let mut h = crc32fast::Hasher::new();
+    h.update(&b[0..4]);
+    h.update(&b[8..8 + len as usize]);
+    format!(
+        "record checksum mismatch (stored {:#010x}, computed {:#010x})",
+        u32::from_le_bytes(b[4..8].try_into().expect("4")),
+        h.finalize()
+    )
+}
+
+fn problem_item(severity: Severity, file: &Path, position: Option<u64>, what: String) -> Item {
+    Item::Problem(Problem {
+        severity,
+        file: file.to_path_buf(),
+        position,
+        what,
+    })
+}
+
+fn state_item(
+    file: &Path,
+    kind: &str,
+    size: u64,
+    fields: Vec<(String, Field)>,
+    valid: Option<bool>,
+) -> Item {
+    Item::State(StateFileReport {
+        file: file.to_path_buf(),
+        kind: kind.into(),
+        size_bytes: size,
+        fields,
+        valid,
+    })
+}
+
+fn uint(k: &str, v: u64) -> (String, Field) {
+    (k.into(), Field::UInt(v))
+}
+
+/// A decoded config file.
+enum ConfigFile {
+    Topic(LogConfig),
+    Queue(crate::store::QueueConfig),
+}
+
+/// Reads the `config` file of a topic (`want` = [`crate::store::KIND_TOPIC`]), queue or group
+/// (`KIND_QUEUE`); `None` when it is unreadable (reported in `out`).
+fn read_config_file(
+    fs: &dyn FileSystem,
+    path: &Path,
+    want: Option<u64>,
+    out: &mut Vec<Item>,
+) -> Result<Option<ConfigFile>> {
+    use crate::store::{CONFIG_MAGIC, KIND_QUEUE, KIND_TOPIC};
+    let bytes = crate::fs::read_all(fs, path).at(path)?;
+    let size = bytes.len() as u64;
+    let fail = |out: &mut Vec<Item>, at: u64, what: String| {
+        out.push(state_item(path, "config", size, vec![], Some(false)));
+        out.push(problem_item(
+            Severity::Error,
+            path,
+            Some(at),
+            format!("{what}: the broker refuses to start until the file is restored"),
+        ));
+    };
+    let (kind, body) = match crate::journal::decode_snapshot(&bytes, CONFIG_MAGIC) {
+        Ok(x) => x,
+        Err(reason) => {
+            // Same layout as a snapshot: say which file it is.
+            let reason = reason.replace("snapshot", "config");
+            fail(
+                out,
+                snapshot_fault_position(&bytes, CONFIG_MAGIC),
+                format!("invalid config file: {reason}"),
+            );
+            return Ok(None);
+        }
+    };
+    let name = |k: u64| match k {
+        KIND_TOPIC => "topic",
+        KIND_QUEUE => "queue or group",
+        _ => "unknown",
+    };
+    if let Some(w) = want.filter(|w| *w != kind) {
+        fail(
+            out,
+            12,
+            format!(
+                "config kind {kind} ({}), expected {w} ({})",
+                name(kind),
+                name(w)
+            ),
+        );
+        return Ok(None);
+    }
+    let body_at = crate::journal::SNAPSHOT_HEADER_LEN as u64;
+    let cfg = match kind {
+        KIND_TOPIC => postcard::from_bytes::<LogConfig>(body).map(ConfigFile::Topic),
+        KIND_QUEUE => {
+            postcard::from_bytes::<crate::store::QueueConfig>(body).map(ConfigFile::Queue)
+        }
+        k => {
+            fail(out, 12, format!("unknown config kind {k}"));
+            return Ok(None);
+        }
+    };
+    let cfg = match cfg {
+        Ok(c) => c,
+        Err(e) => {
+            fail(out, body_at, format!("config body: {e}"));
+            return Ok(None);
+        }
+    };
+    let log = match &cfg {
+        ConfigFile::Topic(l) => l,
+        ConfigFile::Queue(q) => &q.log,
+    };
+    let mut fields = vec![(
+        "kind".to_string(),
+        Field::Text(match &cfg {
+            ConfigFile::Topic(_) => "topic".into(),
+            ConfigFile::Queue(_) => "queue".into(),
+        }),
+    )];
+    if let Some(b) = log.retention_bytes {
+        fields.push(uint("retention_bytes", b));
+    }
+    if let Some(ms) = log.retention_ms {
+        fields.push(uint("retention_ms", ms));
+    }
+    fields.push(uint("segment_bytes_max", log.segment_bytes_max));
+    fields.push(("fsync".into(), Field::Text(log.fsync.to_string())));
+    if let ConfigFile::Queue(q) = &cfg {
+        fields.push(uint("ack_timeout_ms", q.ack_timeout_ms));
+        fields.push(uint("max_deliveries", q.max_deliveries as u64));
+        if let Some(d) = &q.dead_letter {
+            fields.push(("dead_letter".into(), Field::Text(d.clone())));
+        }
+        fields.push(uint("max_unacked", q.max_unacked as u64));
+        fields.push(uint(
+            "max_unacked_per_consumer",
+            q.max_unacked_per_consumer as u64,
+        ));
+    }
+    out.push(state_item(path, "config", size, fields, Some(true)));
+    Ok(Some(cfg))
+}
+
+/// A snapshot and its journal, checked and decoded down to records.
+struct Journaled {
+    /// The snapshot file and its body.
+    snapshot: Option<(PathBuf, Vec<u8>)>,
+    generation: u64,
+    /// The journal of that generation, when present.
+    journal: Option<PathBuf>,
+    /// Valid records, with their byte positions in the journal.
+    records: Vec<(u64, u8, Vec<u8>)>,
+}
+
+/// Reads `<prefix>.snapshot` and `<prefix>.<gen>.journal` of `dir` as recovery would, without
+/// changing anything. `None` when there is no such file, or when the snapshot is unreadable
+/// (recovery refuses it: reported in `out`).
+fn read_journaled(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    names: &[String],
+    prefix: &str,
+    magic: [u8; 8],
+    out: &mut Vec<Item>,
+) -> Result<Option<Journaled>> {
+    use crate::journal::{
+        decode_journal_header, decode_records, decode_snapshot, journal_path, snapshot_path,
+        valid_record_after, JOURNAL_HEADER_LEN,
+    };
+    let sp = snapshot_path(dir, prefix);
+    let journals: Vec<(u64, &String)> = names
+        .iter()
+        .filter_map(|n| journal_generation(n, prefix).map(|g| (g, n)))
+        .collect();
+    let has_snapshot = names.iter().any(|n| *n == format!("{prefix}.snapshot"));
+    if !has_snapshot && journals.is_empty() {
+        return Ok(None);
+    }
+    let mut st = Journaled {
+        snapshot: None,
+        generation: 0,
+        journal: None,
+        records: Vec::new(),
+    };
+    if has_snapshot {
+        let bytes = crate::fs::read_all(fs, &sp).at(&sp)?;
+        match decode_snapshot(&bytes, magic) {
+            Ok((gen, body)) => {
+                out.push(state_item(
+                    &sp,
+                    &format!("{prefix}-snapshot"),
+                    bytes.len() as u64,
+                    vec![
+                        uint("generation", gen),
+                        uint("body_bytes", body.len() as u64),
+                    ],
+                    Some(true),
+                ));
+                st.generation = gen;
+                st.snapshot = Some((sp.clone(), body.to_vec()));
+            }
+            Err(reason) => {
+                out.push(state_item(
+                    &sp,
+                    &format!("{prefix}-snapshot"),
+                    bytes.len() as u64,
+                    vec![],
+                    Some(false),
+                ));
+                out.push(problem_item(
+                    Severity::Error,
+                    &sp,
+                    Some(snapshot_fault_position(&bytes, magic)),
+                    format!("invalid snapshot: {reason}; snapshots are written atomically, so this is damage: the broker refuses to start until the file is restored"),
+                ));
+                for (g, n) in &journals {
+                    let p = dir.join(n);
+                    out.push(state_item(
+                        &p,
+                        &format!("{prefix}-journal"),
+                        file_len(fs, &p)?,
+                        vec![uint("generation", *g)],
+                        None,
+                    ));
+                }
+                return Ok(None);
+            }
+        }
+    }
+    let jp = journal_path(dir, prefix, st.generation);
+    for (g, n) in &journals {
+        let p = dir.join(n);
+        if p == jp {
+            continue;
+        }
+        out.push(state_item(
+            &p,
+            &format!("{prefix}-journal"),
+            file_len(fs, &p)?,
+            vec![uint("generation", *g)],
+            None,
+        ));
+        let own = journals.iter().any(|(x, _)| *x == st.generation);
+        if has_snapshot || own {
+            out.push(problem_item(
+                Severity::Warning,
+                &p,
+                None,
+                format!("journal of generation {g}, not the one in use ({}): left over from an interrupted snapshot (removed at the next open)", st.generation),
+            ));
+        } else {
+            out.push(problem_item(
+                Severity::Error,
+                &p,
+                None,
+                format!("journal of generation {g} but no {prefix}.snapshot names it: the snapshot is missing; the next open starts from an empty state and removes this journal"),
+            ));
+        }
+    }
+    if !fs.exists(&jp) {
+        if has_snapshot {
+            out.push(problem_item(
+                Severity::Warning,
+                &jp,
+                None,
+                "journal named by the snapshot is missing (created empty at the next open; records written after the snapshot, if any, are lost)".into(),
+            ));
+        }
+        return Ok(Some(st));
+    }
+    let bytes = crate::fs::read_all(fs, &jp).at(&jp)?;
+    let len = bytes.len() as u64;
+    let kind = format!("{prefix}-journal");
+    let header = decode_journal_header(&bytes, magic);
+    let g = match header {
+        Ok(g) => g,
+        Err(reason) => {
+            let at = if bytes.len() < JOURNAL_HEADER_LEN || bytes[..8] != magic {
+                0
+            } else if reason.starts_with("unsupported") {
+                8
+            } else {
+                20
+            };
+            out.push(state_item(
+                &jp,
+                &kind,
+                len,
+                vec![uint("generation", st.generation)],
+                Some(false),
+            ));
+            if len <= JOURNAL_HEADER_LEN as u64 {
+                out.push(problem_item(
+                    Severity::Warning,
+                    &jp,
+                    Some(at),
+                    format!("{reason}: the header never became durable (the file holds no record); recreated at the next open"),
+                ));
+            } else {
+                out.push(problem_item(
+                    Severity::Error,
+                    &jp,
+                    Some(at),
+                    format!("{reason}, with {} bytes of records after it: the next open recreates the journal and loses them", len - JOURNAL_HEADER_LEN as u64),
+                ));
+            }
+            st.journal = Some(jp);
+            return Ok(Some(st));
+        }
+    };
+    if g != st.generation {
+        out.push(state_item(
+            &jp,
+            &kind,
+            len,
+            vec![uint("generation", g)],
+            Some(false),
+        ));
+        out.push(problem_item(
+            Severity::Error,
+            &jp,
+            Some(12),
+            format!("journal header says generation {g}, its name and the snapshot say {}: the broker refuses to start", st.generation),
+        ));
+        return Ok(None);
+    }
+    let body = &bytes[JOURNAL_HEADER_LEN..];
+    let (records, valid) = decode_records(body);
+    let mut at = JOURNAL_HEADER_LEN as u64;
+    for (k, p) in records {
+        let n = 9 + p.len() as u64;
+        st.records.push((at, k, p));
+        at += n;
+    }
+    let torn = (body.len() - valid) as u64;
+    let mut problem = None;
+    if torn > 0 {
+        let tail = &body[valid..];
+        let reason = bad_record_reason(tail);
+        problem = Some(if valid_record_after(tail) {
+            problem_item(
+                Severity::Error,
+                &jp,
+                Some(at),
+                format!("{reason}, and valid records follow: damage in the middle of the journal, not a torn write; the next open cuts the journal here and loses the {torn} bytes after it (acknowledged messages may be delivered again, offsets may move back)"),
+            )
+        } else {
+            problem_item(
+                Severity::Warning,
+                &jp,
+                Some(at),
+                format!("{reason}: torn tail of {torn} bytes (a write never confirmed; cut at the next open)"),
+            )
+        });
+    }
+    let ok = !matches!(&problem, Some(Item::Problem(p)) if p.severity == Severity::Error);
+    out.push(state_item(
+        &jp,
+        &kind,
+        len,
+        vec![
+            uint("generation", g),
+            uint("records", st.records.len() as u64),
+            uint("valid_bytes", at),
+            uint("torn_bytes", torn),
+        ],
+        Some(ok),
+    ));
+    out.extend(problem);
+    st.journal = Some(jp);
+    Ok(Some(st))
+}
+
+/// Subscriber offsets of a topic's state directory.
+fn read_offsets(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    names: &[String],
+    end: Option<Offset>,
+    out: &mut Vec<Item>,
+) -> Result<Option<Vec<SubscriberState>>> {
+    use crate::offsets::{OFFSETS_MAGIC, OFFSETS_PREFIX, REC_COMMIT};
+    use std::collections::BTreeMap;
+    let Some(j) = read_journaled(fs, dir, names, OFFSETS_PREFIX, OFFSETS_MAGIC, out)? else {
+        return Ok(None);
+    };
+    let body_at = crate::journal::SNAPSHOT_HEADER_LEN as u64;
+    let mut map: BTreeMap<String, u64> = BTreeMap::new();
+    // Where each subscriber's offset was last set.
+    let mut set_at: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
+    if let Some((sp, body)) = &j.snapshot {
+        match postcard::from_bytes::<Vec<(String, u64)>>(body) {
+            Ok(v) => {
+                for (n, o) in v {
+                    set_at.insert(n.clone(), (sp.clone(), body_at));
+                    map.insert(n, o);
+                }
+            }
+            Err(e) => {
+                out.push(problem_item(
+                    Severity::Error,
+                    sp,
+                    Some(body_at),
+                    format!(
+                        "offsets snapshot body does not decode: {e}: the broker refuses to start"
+                    ),
+                ));
+                return Ok(None);
+            }
+        }
+    }
+    if let Some(jp) = &j.journal {
+        for (pos, k, p) in &j.records {
+            if let Err(e) = crate::offsets::apply(&mut map, *k, p) {
+                out.push(problem_item(
+                    Severity::Error,
+                    jp,
+                    Some(*pos),
+                    format!("offsets record under a valid checksum is malformed: {e}: the broker refuses to start"),
+                ));
+                return Ok(None);
+            }
+            if *k == REC_COMMIT {
+                let n = u16::from_le_bytes([p[8], p[9]]) as usize;
+                let name = String::from_utf8_lossy(&p[10..10 + n]).into_owned();
+                set_at.insert(name, (jp.clone(), *pos));
+            }
+        }
+    }
+    let mut subs = Vec::new();
+    for (name, committed) in map {
+        if let Some(e) = end.filter(|e| committed > e.0) {
+            let (file, pos) = set_at.get(&name).cloned().unwrap_or_default();
+            out.push(problem_item(
+                Severity::Warning,
+                &file,
+                Some(pos),
+                format!("subscriber {name} committed offset {committed} is past the log end {e} (the next open clamps it to {e})"),
+            ));
+        }
+        subs.push(SubscriberState {
+            lag: end.map_or(0, |e| e.0.saturating_sub(committed)),
+            name,
+            committed: Offset(committed),
+        });
+    }
+    Ok(Some(subs))
+}
+
+/// Ack state of a queue's or group's state directory. With no snapshot the state starts at
+/// `start` (the log start), as recovery does.
+fn read_acks(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    names: &[String],
+    start: Offset,
+    end: Option<Offset>,
+    out: &mut Vec<Item>,
+) -> Result<Option<QueueState>> {
+    use crate::ackstate::{AckSnapshot, AckState, ACK_MAGIC, ACK_PREFIX};
+    let Some(j) = read_journaled(fs, dir, names, ACK_PREFIX, ACK_MAGIC, out)? else {
+        return Ok(None);
+    };
+    let body_at = crate::journal::SNAPSHOT_HEADER_LEN as u64;
+    // Where the floor and the cursor first went past the log end.
+    type Place = Option<(PathBuf, u64)>;
+    let mut floor_past: Place = None;
+    let mut cursor_past: Place = None;
+    let past = |st: &AckState, file: &Path, pos: u64, f: &mut Place, c: &mut Place| {
+        if let Some(e) = end {
+            if st.acks.floor() > e.0 && f.is_none() {
+                *f = Some((file.to_path_buf(), pos));
+            }
+            if st.cursor > e.0 && c.is_none() {
+                *c = Some((file.to_path_buf(), pos));
+            }
+        }
+    };
+    let mut st = match &j.snapshot {
+        Some((sp, body)) => {
+            let decoded = postcard::from_bytes::<AckSnapshot>(body)
+                .map_err(|e| e.to_string())
+                .and_then(AckState::from_snapshot);
+            match decoded {
+                Ok(s) => {
+                    past(&s, sp, body_at, &mut floor_past, &mut cursor_past);
+                    s
+                }
+                Err(e) => {
+                    out.push(problem_item(
+                        Severity::Error,
+                        sp,
+                        Some(body_at),
+                        format!("ack snapshot body: {e}: the broker refuses to start"),
+                    ));
+                    return Ok(None);
+                }
+            }
+        }
+        None => AckState::new(start.0),
+    };
+    if let Some(jp) = &j.journal {
+        for (pos, k, p) in &j.records {
+            if let Err(e) = st.apply(*k, p) {
+                out.push(problem_item(
+                    Severity::Error,
+                    jp,
+                    Some(*pos),
+                    format!("ack record under a valid checksum is malformed: {e}: the broker refuses to start"),
+                ));
+                return Ok(None);
+            }
+            past(&st, jp, *pos, &mut floor_past, &mut cursor_past);
+        }
+    }
+    let floor = st.acks.floor();
+    let above = st.acks.above();
+    let mut in_flight: Vec<InFlight> = st
+        .counts
+        .iter()
+        .map(|(&offset, &deliveries)| InFlight {
+            offset: Offset(offset),
+            deliveries,
+        })
+        .collect();
+    in_flight.sort_unstable_by_key(|f| f.offset);
+    if let Some(e) = end {
+        if let Some((file, pos)) = floor_past {
+            out.push(problem_item(
+                Severity::Warning,
+                &file,
+                Some(pos),
+                format!(
+                    "ack floor {floor} is past the log end {e} (the next open clamps it to {e})"
+                ),
+            ));
+        }
+        if let Some((file, pos)) = cursor_past {
+            let dropped = in_flight.iter().filter(|f| f.offset >= e).count();
+            out.push(problem_item(
+                Severity::Warning,
+                &file,
+                Some(pos),
+                format!(
+                    "cursor {} is past the log end {e} (the next open clamps it to {e} and forgets {dropped} in-flight and {} acknowledged offsets at or above it)",
+                    st.cursor,
+                    st.acks.acked_above().iter().filter(|o| **o >= e.0).count()
+                ),
+            ));
+        }
+    }
+    let e = end.map_or(st.cursor, |e| e.0);
+    Ok(Some(QueueState {
+        ack_floor: Offset(floor),
+        cursor: Offset(st.cursor),
+        acked_above_floor: above,
+        in_flight,
+        dead_lettered: st.dead_lettered,
+        depth: e.saturating_sub(floor).saturating_sub(above),
+        undelivered: e.saturating_sub(st.cursor),
+        generation: j.generation,
+        journal_records: j.records.len() as u64,
+    }))
+}
+
+/// Files of a state directory that none of the readers handles: temporaries (warned) and
+/// unknown files (listed). `rel` prefixes the names listed as unknown.
+fn other_state_files(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    names: &[String],
+    rel: &str,
+    skip: &[&str],
+    report: &mut LogDirReport,
+    out: &mut Vec<Item>,
 ) -> Result<()> {
+    for n in names {
+        if is_known_state_file(n) || skip.contains(&n.as_str()) {
+            continue;
+        }
+        let p = dir.join(n);
+        let is_dir = fs.is_dir(&p);
+        let size = if is_dir { 0 } else { file_len(fs, &p)? };
+        if n.ends_with(".tmp") {
+            out.push(state_item(&p, "temporary", size, vec![], None));
+            out.push(problem_item(
+                Severity::Warning,
+                &p,
+                None,
+                "leftover temporary file of an interrupted atomic write (the file it was to replace is intact)".into(),
+            ));
+        } else {
+            out.push(state_item(
+                &p,
+                if is_dir { "directory" } else { "unknown" },
+                size,
+                vec![],
+                None,
+            ));
+            report.unknown_files.push(UnknownFile {
+                name: format!("{rel}{n}"),
+                size_bytes: size,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Reads the topic or queue state files of a log directory (see the section comment above) into
+/// `report`: retention from `config`, subscribers with their lag, the queue's ack state, and the
+/// topic's consumer groups. Pushes a [`Item::State`] per file and a [`Item::Problem`] per
+/// failure (file, byte position, what) into `out`. Reads only.
+pub fn read_log_state(
+    fs: &dyn FileSystem,
+    report: &mut LogDirReport,
+    out: &mut Vec<Item>,
+) -> Result<()> {
+    use crate::store::{CONFIG_FILE, GROUPS_DIR, KIND_QUEUE, KIND_TOPIC, LOG_DIR};
+    let sdir = report.state_dir.clone();
+    let store_layout = sdir != report.dir;
+    let names = fs.read_dir(&sdir).at(&sdir)?;
+    let end = report.end_offset;
+    let start = report.start_offset.unwrap_or_default();
+    let want = match report.kind.as_str() {
+        "topic" => Some(KIND_TOPIC),
+        "queue" => Some(KIND_QUEUE),
+        _ => None,
+    };
+    let cfg_path = sdir.join(CONFIG_FILE);
+    if names.iter().any(|n| n == CONFIG_FILE) {
+        if let Some(c) = read_config_file(fs, &cfg_path, want, out)? {
+            let log = match &c {
+                ConfigFile::Topic(l) => l,
+                ConfigFile::Queue(q) => &q.log,
+            };
+            report.retention = Some(Retention {
+                retention_bytes: log.retention_bytes,
+                retention_ms: log.retention_ms,
+            });
+        }
+    } else if store_layout {
+        out.push(problem_item(
+            Severity::Warning,
+            &cfg_path,
+            None,
+            "missing: the broker takes the directory for an unfinished creation and removes it at the next open".into(),
+        ));
+    }
+    report.subscribers = read_offsets(fs, &sdir, &names, end, out)?;
+    report.queue = read_acks(fs, &sdir, &names, start, end, out)?;
+    let gdir = sdir.join(GROUPS_DIR);
+    if names.iter().any(|n| n == GROUPS_DIR) && fs.is_dir(&gdir) {
+        for g in fs.read_dir(&gdir).at(&gdir)? {
+            let d = gdir.join(&g);
+            if !fs.is_dir(&d) {
+                continue;
+            }
+            let gnames = fs.read_dir(&d).at(&d)?;
+            let mut max_deliveries = None;
+            if gnames.iter().any(|n| n == CONFIG_FILE) {
+                if let Some(ConfigFile::Queue(q)) =
+                    read_config_file(fs, &d.join(CONFIG_FILE), Some(KIND_QUEUE), out)?
+                {
+                    max_deliveries = Some(q.max_deliveries);
+                }
+            } else {
+                out.push(problem_item(
+                    Severity::Warning,
+                    &d.join(CONFIG_FILE),
+                    None,
+                    "missing: the broker takes the group for an unfinished creation and removes it at the next open".into(),
+                ));
+            }
+            // A group shares the topic's log: it starts at the log start like a queue.
+            let state = read_acks(fs, &d, &gnames, start, end, out)?;
+            other_state_files(
+                fs,
+                &d,
+                &gnames,
+                &format!("{GROUPS_DIR}/{g}/"),
+                &[],
+                report,
+                out,
+            )?;
+            report.groups.push(GroupState {
+                name: g,
+                dir: d,
+                max_deliveries,
+                state,
+            });
+        }
+    }
+    if store_layout {
+        other_state_files(fs, &sdir, &names, "", &[LOG_DIR], report, out)?;
+    }
     Ok(())
 }
 
@@ -1788,6 +2647,10 @@ pub struct DirRepairPlan {
     pub kept: (Offset, Offset),
     /// Bytes kept in side files.
     pub dropped_bytes: u64,
+    /// What the broker's next open does to the topic's or queue's state because of the cut
+    /// (subscriber offsets, ack floors and cursors past the kept end are clamped to it). Repair
+    /// never changes `config`, snapshots or journals.
+    pub state_notes: Vec<String>,
 }
 
 /// What [`apply_repair`] will do, planned by [`plan_repair`] without changing anything.
@@ -2059,12 +2922,69 @@ fn plan_dir(fs: &dyn FileSystem, dir: &Path, stamp: u64) -> Result<DirRepairPlan
     }
     let start = bases.first().copied().unwrap_or_default();
     let end = scans.last().map(|s| s.1.next_offset).unwrap_or(start);
+    let state_notes = if changed {
+        clamp_notes(fs, dir, start, end)?
+    } else {
+        Vec::new()
+    };
     Ok(DirRepairPlan {
         dir: dir.to_path_buf(),
         actions: all,
         kept: (start, end),
         dropped_bytes,
+        state_notes,
     })
+}
+
+/// What the next open clamps in the state of the log directory `dir` once its log ends at
+/// `end`.
+fn clamp_notes(fs: &dyn FileSystem, dir: &Path, start: Offset, end: Offset) -> Result<Vec<String>> {
+    let (kind, name, state_dir) = layout(dir);
+    let mut report = LogDirReport {
+        dir: dir.to_path_buf(),
+        kind: kind.into(),
+        name,
+        segments: vec![],
+        start_offset: Some(start),
+        end_offset: Some(end),
+        size_bytes: 0,
+        retention: None,
+        subscribers: None,
+        queue: None,
+        groups: vec![],
+        state_dir,
+        unknown_files: vec![],
+    };
+    read_log_state(fs, &mut report, &mut Vec::new())?;
+    let mut notes = Vec::new();
+    for s in report.subscribers.iter().flatten() {
+        if s.committed > end {
+            notes.push(format!(
+                "subscriber {} at offset {} is past the kept end: the next open clamps it to {end}",
+                s.name, s.committed
+            ));
+        }
+    }
+    let queues = report
+        .queue
+        .iter()
+        .map(|q| (format!("{} {}", report.kind, report.name), q))
+        .chain(
+            report
+                .groups
+                .iter()
+                .filter_map(|g| g.state.as_ref().map(|q| (format!("group {}", g.name), q))),
+        );
+    for (who, q) in queues {
+        if q.cursor > end {
+            let lost = q.in_flight.iter().filter(|f| f.offset >= end).count();
+            notes.push(format!(
+                "{who}: ack floor {} and cursor {} go down to at most {end} at the next open; {lost} in-flight message(s) at or above {end} are forgotten, every ack below {end} is kept",
+                q.ack_floor, q.cursor
+            ));
+        }
+    }
+    Ok(notes)
 }
 
 /// What [`apply_repair`] did.
@@ -2188,8 +3108,8 @@ fn apply_dir(fs: &dyn FileSystem, d: &DirRepairPlan, out: &mut RepairOutcome) ->
             Segment::create(fs, dir, *base_offset, crate::types::now_ms())?;
         }
     }
-    // 6. Indexes from the log.
-    let cfg = LogConfig::default();
+    // 6. Indexes from the log, at the density of the topic's or queue's config when readable.
+    let cfg = log_config_of(fs, dir).unwrap_or_default();
     for a in &d.actions {
         if let RepairAction::RebuildIndexes { file, .. } = a {
             rebuild_indexes(fs, dir, file, &cfg)?;
@@ -2198,6 +3118,19 @@ fn apply_dir(fs: &dyn FileSystem, d: &DirRepairPlan, out: &mut RepairOutcome) ->
     }
     fs.sync_dir(dir).at(dir)?;
     Ok(())
+}
+
+/// The log settings saved in the `config` file of the topic or queue owning log directory `dir`.
+fn log_config_of(fs: &dyn FileSystem, dir: &Path) -> Option<LogConfig> {
+    let (_, _, state_dir) = layout(dir);
+    let path = state_dir.join(crate::store::CONFIG_FILE);
+    if !fs.exists(&path) {
+        return None;
+    }
+    match read_config_file(fs, &path, None, &mut Vec::new()).ok()?? {
+        ConfigFile::Topic(l) => Some(l),
+        ConfigFile::Queue(q) => Some(q.log),
+    }
 }
 
 fn rebuild_indexes(fs: &dyn FileSystem, dir: &Path, file: &Path, cfg: &LogConfig) -> Result<()> {

@@ -204,11 +204,11 @@ pub struct Loaded {
 }
 
 /// How far past the first bad record to look for valid ones.
-const DAMAGE_SCAN_BYTES: usize = 64 << 10;
+pub const DAMAGE_SCAN_BYTES: usize = 64 << 10;
 
 /// True when a valid record starts somewhere in the first [`DAMAGE_SCAN_BYTES`] of `tail`
 /// (after its first byte).
-fn valid_record_after(tail: &[u8]) -> bool {
+pub fn valid_record_after(tail: &[u8]) -> bool {
     (1..tail.len().min(DAMAGE_SCAN_BYTES)).any(|at| !decode_records(&tail[at..]).0.is_empty())
 }
 

@@ -209,12 +209,18 @@ pub mod dead_letter_headers {
     pub const DELIVERY_COUNT: &str = "x-delivery-count";
 }
 
-const CONFIG_FILE: &str = "config";
-const CONFIG_MAGIC: [u8; 8] = *b"SLUICECF";
-const KIND_TOPIC: u64 = 1;
-const KIND_QUEUE: u64 = 2;
-const LOG_DIR: &str = "log";
-const GROUPS_DIR: &str = "groups";
+/// Name of the config file of a topic, queue or group directory.
+pub const CONFIG_FILE: &str = "config";
+/// Magic of a config file.
+pub const CONFIG_MAGIC: [u8; 8] = *b"SLUICECF";
+/// Kind (the `generation` field of a config file) of a topic config (`LogConfig`).
+pub const KIND_TOPIC: u64 = 1;
+/// Kind of a queue or group config (`QueueConfig`).
+pub const KIND_QUEUE: u64 = 2;
+/// Subdirectory of a topic or queue directory holding its log segments.
+pub const LOG_DIR: &str = "log";
+/// Subdirectory of a topic directory holding its consumer groups.
+pub const GROUPS_DIR: &str = "groups";
 /// Snapshot the ack state once its journal grows past this many bytes (4 MiB by default).
 static ACK_SNAPSHOT_BYTES: AtomicU64 = AtomicU64::new(4 << 20);
 
