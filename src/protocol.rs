@@ -1214,7 +1214,9 @@ pub fn decode_delivery(from: u64, to: u64, batch: &[u8]) -> Result<Vec<Message>,
         )));
     }
     if !format::check_records_crc(batch, &h) {
-        return Err(malformed("delivered batch: records checksum mismatch".to_string()));
+        return Err(malformed(
+            "delivered batch: records checksum mismatch".to_string(),
+        ));
     }
     let mut out = Vec::with_capacity((to.saturating_sub(from)).min(h.record_count as u64) as usize);
     for r in RecordIter::new(batch, &h) {

@@ -887,26 +887,8 @@ fn recover(
     cfg: &LogConfig,
 ) -> Result<(Vec<Segment>, RecoveryReport)> {
     let mut report = RecoveryReport::default();
-    if !fs.is_dir(dir) {
-        // Every directory created here needs its entry made durable in its parent, up to the
-        // first one that already existed: syncing only the immediate parent leaves a new
-        // grandparent's entry volatile, and a crash would then lose the whole log.
-        let mut created = Vec::new();
-        let mut p = dir;
-        while !fs.is_dir(p) {
-            created.push(p);
-            match p.parent().filter(|q| !q.as_os_str().is_empty()) {
-                Some(q) => p = q,
-                None => break,
-            }
-        }
-        fs.create_dir_all(dir).at(dir)?;
-        for d in created {
-            if let Some(parent) = d.parent().filter(|q| !q.as_os_str().is_empty()) {
-                fs.sync_dir(parent).at(parent)?;
-            }
-        }
-    }
+    // Every directory created here is durable only once the one holding it is fsynced.
+    crate::fs::create_dir_durable(fs, dir).at(dir)?;
     let names = fs.read_dir(dir).at(dir)?;
     let mut bases = Vec::new();
     let mut others = Vec::new();

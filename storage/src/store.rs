@@ -311,21 +311,15 @@ pub fn inspect_topic_config(fs: &dyn FileSystem, dir: &Path) -> Result<Option<Lo
     read_config(fs, dir, KIND_TOPIC)
 }
 
-/// Creates `dir` and makes its entry durable in its parent.
+/// Creates `dir` (and missing ancestors) and makes its entry durable in its parent.
 fn make_dir(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
-    fs.create_dir_all(dir).at(dir)?;
-    if let Some(p) = dir.parent() {
-        fs.sync_dir(p).at(p)?;
-    }
-    Ok(())
+    crate::fs::create_dir_durable(fs, dir).at(dir)
 }
 
 fn remove_dir(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
     fs.remove_dir_all(dir).at(dir)?;
-    if let Some(p) = dir.parent() {
-        fs.sync_dir(p).at(p)?;
-    }
-    Ok(())
+    let p = crate::fs::parent_dir(dir);
+    fs.sync_dir(p).at(p)
 }
 
 struct StoreInner {
@@ -461,13 +455,7 @@ impl Store {
         });
         for sub in ["topics", "queues"] {
             let d = root.join(sub);
-            if !fs.is_dir(&d) {
-                fs.create_dir_all(&d).at(&d)?;
-                fs.sync_dir(&root).at(&root)?;
-                if let Some(p) = root.parent() {
-                    fs.sync_dir(p).at(p)?;
-                }
-            }
+            make_dir(&*fs, &d)?;
         }
         // Queues first: topics' groups dead-letter into them.
         let qroot = root.join("queues");

@@ -139,6 +139,37 @@ pub fn write_atomic(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> io::Resul
     fs.sync_dir(dir)
 }
 
+/// The directory holding `path`: its parent, or `.` for a bare relative name.
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Creates `dir` and every missing ancestor, and makes each new entry durable by fsyncing the
+/// directory that holds it: a crash must not lose a directory, and all beneath it, whose
+/// parent was never synced.
+pub fn create_dir_durable(fs: &dyn FileSystem, dir: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut d = dir;
+    while !d.as_os_str().is_empty() && !fs.is_dir(d) {
+        missing.push(d);
+        match d.parent() {
+            Some(p) => d = p,
+            None => break,
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs.create_dir_all(dir)?;
+    for d in missing.iter().rev() {
+        fs.sync_dir(parent_dir(d))?;
+    }
+    Ok(())
+}
+
 /// Reads a whole file.
 pub fn read_all(fs: &dyn FileSystem, path: &Path) -> io::Result<Vec<u8>> {
     let f = fs.open(path, OpenMode::Read)?;

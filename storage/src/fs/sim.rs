@@ -556,6 +556,10 @@ impl FileSystem for SimFs {
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        if path.as_os_str().is_empty() {
+            // As the OS: an empty path names nothing.
+            return Err(err(io::ErrorKind::NotFound, "empty path"));
+        }
         let mut st = self.lock();
         st.op(OpKind::SyncDir)?;
         match st.dirs.get_mut(&norm(path)) {
