@@ -11,6 +11,8 @@
 //! - [`client`]: the async Rust client (publish, subscribe as a `Stream`, consume with acks,
 //!   admin).
 //! - [`config`]: the server's TOML configuration and its named limits.
+//! - `fuzz` (hidden): the entry points of the fuzz targets in `fuzz/`, replayed over the stored
+//!   corpus by `tests/fuzz_corpus.rs`.
 //! - `src/main.rs`, `src/cli/`: the `sluice` binary (`serve` and the client commands).
 //!
 //! # Embedded use
@@ -37,6 +39,8 @@
 
 pub mod client;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod protocol;
 pub mod server;
 

@@ -900,6 +900,10 @@ pub struct QueueInfo {
     pub dead_letter: String,
 }
 
+/// Bytes of the smallest `message` of a `MESSAGES` frame: offset, attempt, timestamp, an absent
+/// key, no headers and an empty value.
+const MESSAGE_MIN_LEN: usize = 8 + 4 + 8 + 1 + 2 + 4;
+
 /// A reply or push (server → client frame).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
@@ -1103,7 +1107,9 @@ impl Reply {
             }
             kind::MESSAGES => {
                 let n = r.u32()? as usize;
-                if n > frame.body.len() / 30 {
+                // Bound the allocation by what the body can hold: a message takes at least
+                // MESSAGE_MIN_LEN bytes (an empty value, no key, no headers).
+                if n > frame.body.len() / MESSAGE_MIN_LEN {
                     return Err(malformed("message count exceeds the body"));
                 }
                 let mut ms = Vec::with_capacity(n);
@@ -1476,6 +1482,28 @@ mod tests {
         assert_eq!(ms.len(), 2);
         assert_eq!(ms[0].offset, 11);
         assert_eq!(ms[1].record.value, b"c");
+    }
+
+    #[test]
+    fn messages_of_empty_and_tiny_values_decode() {
+        // Many smallest messages in one frame: the count bound must not refuse them.
+        for len in 0..4 {
+            for n in 1..40 {
+                let ms = (0..n)
+                    .map(|i| QueueMessage {
+                        offset: i,
+                        attempt: 1,
+                        record: Record {
+                            timestamp_ms: Some(0),
+                            key: None,
+                            headers: vec![],
+                            value: vec![b'x'; len],
+                        },
+                    })
+                    .collect();
+                rt_reply(Reply::Messages(ms));
+            }
+        }
     }
 
     #[test]

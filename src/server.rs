@@ -31,7 +31,7 @@ use sluice_storage::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify, Semaphore};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{spawn_blocking, AbortHandle};
 use tokio::time::{sleep, timeout};
 use tracing::{debug, info, warn};
@@ -48,6 +48,10 @@ const READ_BYTES: usize = 1 << 20;
 const MESSAGES_FRAME_BYTES: usize = 1 << 20;
 /// Frames queued to a connection's writer.
 const WRITER_QUEUE: usize = 256;
+/// Bytes of stored batches pushed to a connection's subscriptions and not yet written to its
+/// socket. A subscriber that stops reading its socket (with credit left) pins at most this much
+/// (plus one read) instead of `WRITER_QUEUE` batches of up to `batch_bytes_max` each.
+const PUSH_BYTES_MAX: usize = 4 << 20;
 
 /// Why the server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -461,6 +465,19 @@ impl From<ProtocolError> for End {
     }
 }
 
+/// A stored batch on its way to a subscriber, holding its share of the connection's push budget
+/// until the writer has written and dropped the frame.
+struct Budgeted {
+    bytes: bytes::Bytes,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for Budgeted {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 struct SubHandle {
     credit: Arc<Semaphore>,
     task: AbortHandle,
@@ -491,6 +508,8 @@ struct Conn {
     shared: Arc<Shared>,
     peer: SocketAddr,
     out: mpsc::Sender<OutFrame>,
+    /// Bytes of subscription pushes not yet written (`PUSH_BYTES_MAX`).
+    push_budget: Arc<Semaphore>,
     replies: mpsc::Sender<oneshot::Receiver<Slot>>,
     subs: HashMap<u32, SubHandle>,
     consumers: HashMap<u32, ConsumerHandle>,
@@ -514,6 +533,7 @@ async fn handle_connection(
         shared: shared.clone(),
         peer,
         out: out_tx,
+        push_budget: Arc::new(Semaphore::new(PUSH_BYTES_MAX)),
         replies: reply_tx,
         subs: HashMap::new(),
         consumers: HashMap::new(),
@@ -818,6 +838,7 @@ impl Conn {
                     id,
                     credit.clone(),
                     self.out.clone(),
+                    self.push_budget.clone(),
                     tx,
                 ));
                 self.subs.insert(
@@ -1142,6 +1163,7 @@ async fn run_subscription(
     id: u32,
     credit: Arc<Semaphore>,
     out: mpsc::Sender<OutFrame>,
+    budget: Arc<Semaphore>,
     slot: SlotTx,
 ) {
     let log = topic.log().clone();
@@ -1224,12 +1246,15 @@ async fn run_subscription(
                         continue;
                     }
                     let to = end.min(f + have);
-                    let frame = Reply::Deliver {
-                        from: f,
-                        to,
-                        batch: b.bytes,
-                    }
-                    .encode(id);
+                    let share = b.bytes.len().clamp(1, PUSH_BYTES_MAX) as u32;
+                    let Ok(permit) = budget.clone().acquire_many_owned(share).await else {
+                        return;
+                    };
+                    let batch = bytes::Bytes::from_owner(Budgeted {
+                        bytes: b.bytes,
+                        _permit: permit,
+                    });
+                    let frame = Reply::Deliver { from: f, to, batch }.encode(id);
                     if out.send(frame).await.is_err() {
                         return;
                     }

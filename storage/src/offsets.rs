@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::config::FsyncPolicy;
@@ -26,8 +27,19 @@ pub const REC_COMMIT: u8 = 1;
 /// A DELETE record.
 pub const REC_DELETE: u8 = 2;
 
-/// Snapshot once the journal grows past this many bytes.
-const SNAPSHOT_BYTES: u64 = 1 << 20;
+/// Snapshot once the journal grows past this many bytes (1 MiB by default).
+static SNAPSHOT_BYTES: AtomicU64 = AtomicU64::new(1 << 20);
+
+/// Sets the journal size that triggers a subscriber-offsets snapshot, for every topic of the
+/// process. Tests lower it to exercise snapshots; the default is 1 MiB.
+#[doc(hidden)]
+pub fn set_offsets_snapshot_bytes(bytes: u64) {
+    SNAPSHOT_BYTES.store(bytes, Ordering::Relaxed);
+}
+
+fn snapshot_bytes() -> u64 {
+    SNAPSHOT_BYTES.load(Ordering::Relaxed)
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -142,7 +154,7 @@ impl SubscriberOffsets {
             map: Mutex::new(map),
             last_sync: Mutex::new(std::time::Instant::now()),
         };
-        if clamped || s.journal.since_snapshot() > SNAPSHOT_BYTES {
+        if clamped || s.journal.since_snapshot() > snapshot_bytes() {
             let g = lock(&s.map);
             s.snapshot_locked(&g)?;
         }
@@ -178,7 +190,7 @@ impl SubscriberOffsets {
             let mut g = lock(&self.map);
             let pos = self.journal.append(&rec)?;
             change(&mut g);
-            if self.journal.since_snapshot() > SNAPSHOT_BYTES {
+            if self.journal.since_snapshot() > snapshot_bytes() {
                 self.snapshot_locked(&g)?;
             }
             pos

@@ -2,16 +2,20 @@
 //! of publishes, commits, deliveries, nacks and acks (and again during the recovery that
 //! follows). After each crash: no confirmed message, commit or ack is lost, no acked or
 //! dead-lettered message is delivered again, every other message is available again, and
-//! delivery counts never go backwards.
+//! delivery counts never go backwards. The same workload also runs with the Nth write, sync,
+//! directory sync, create, rename or remove failing (EIO, and ENOSPC for writes and creates),
+//! once or forever, for every N: the caller gets a typed error, and after a restart (or a power
+//! loss) the same holds.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use sluice_storage::fs::sim::{CrashMode, SimFs};
+use sluice_storage::fs::sim::{CrashMode, Fault, FaultError, OpKind, SimFs};
+use sluice_storage::offsets::set_offsets_snapshot_bytes;
 use sluice_storage::store::{dead_letter_headers as dlh, set_ack_snapshot_bytes};
 use sluice_storage::{
-    ConsumerId, FsRef, LogConfig, ManualClock, Offset, QueueConfig, Record, Result, StartAt, Store,
-    StoreConfig,
+    ConsumerId, Error, FsRef, LogConfig, ManualClock, Offset, QueueConfig, Record, Result, StartAt,
+    Store, StoreConfig,
 };
 
 /// What the workload was told (confirmed) and what it attempted.
@@ -236,8 +240,10 @@ fn check(sim: &SimFs, clock: &Arc<ManualClock>, seen: &Seen, label: &str) {
 
 #[test]
 fn crash_at_every_operation_loses_nothing_confirmed() {
-    // Snapshots every few hundred bytes, so crashes also hit generation switches.
+    // Snapshots every few hundred bytes (ack state) and every few commits (subscriber offsets),
+    // so crashes also hit generation switches of both journals.
     set_ack_snapshot_bytes(300);
+    set_offsets_snapshot_bytes(100);
     let total = {
         let sim = SimFs::new();
         let clock = Arc::new(ManualClock::new(0));
@@ -248,6 +254,9 @@ fn crash_at_every_operation_loses_nothing_confirmed() {
         ops
     };
     assert!(total > 200, "workload too small: {total} ops");
+    eprintln!(
+        "queue_crash: crashing at each of {total} I/O operations (DropUnsynced and TornTail)"
+    );
     for n in 0..total {
         let sim = SimFs::new();
         let clock = Arc::new(ManualClock::new(0));
@@ -371,4 +380,72 @@ fn concurrent_consumers_crash_loses_no_confirmed_ack() {
         // Nothing is stuck: every message was acked before the crash or delivered after it.
         assert_eq!(q.stats().ack_floor, Offset(200), "crash at {n}");
     }
+}
+
+/// I/O errors on the store side (journals, snapshots, configs, directories, segments): the Nth
+/// call of a kind fails, once or from then on, for every N the workload reaches. The workload
+/// stops at the first error it is given, which must be a typed I/O error (disk full reported as
+/// such). The store is then dropped and reopened: after a one-off failure as it is on disk (a
+/// restart once the disk works again), after a lasting one through a power loss (only synced
+/// bytes survive). Nothing confirmed is lost, nothing acked comes back, nothing else is stuck.
+#[test]
+fn failing_the_nth_call_of_each_kind_loses_nothing_confirmed() {
+    set_ack_snapshot_bytes(300);
+    set_offsets_snapshot_bytes(100);
+    let mut runs = 0u64;
+    for (kind, error) in [
+        (OpKind::Write, FaultError::Io),
+        (OpKind::Write, FaultError::NoSpace),
+        (OpKind::Sync, FaultError::Io),
+        (OpKind::SyncDir, FaultError::Io),
+        (OpKind::Create, FaultError::Io),
+        (OpKind::Create, FaultError::NoSpace),
+        (OpKind::Rename, FaultError::Io),
+        (OpKind::Remove, FaultError::Io),
+    ] {
+        for forever in [false, true] {
+            let mut n = 1;
+            loop {
+                let label = format!(
+                    "{kind:?} #{n} failing with {error:?}{}",
+                    if forever { " forever" } else { "" }
+                );
+                let sim = SimFs::new();
+                let clock = Arc::new(ManualClock::new(0));
+                let mut seen = Seen::default();
+                sim.add_fault(Fault {
+                    kind,
+                    nth: n,
+                    forever,
+                    error,
+                });
+                let r = workload(&sim, &clock, &mut seen);
+                if sim.count(kind) < n {
+                    assert!(r.is_ok(), "{label}: failed without a fault: {r:?}");
+                    assert!(n > 1, "{kind:?}: the workload never calls it");
+                    break;
+                }
+                match &r {
+                    Ok(()) => {} // absorbed (a cache file, a leftover to remove later)
+                    Err(e @ Error::Io { .. }) => {
+                        if error == FaultError::NoSpace {
+                            assert!(e.is_disk_full(), "{label}: not reported as disk full: {e}");
+                        }
+                    }
+                    Err(Error::FailStop { .. }) => {}
+                    Err(e) => panic!("{label}: not an I/O error: {e}"),
+                }
+                sim.clear_faults();
+                if forever {
+                    sim.crash(CrashMode::DropUnsynced);
+                }
+                check(&sim, &clock, &seen, &label);
+                runs += 1;
+                // Every call early on (creation, first records, first snapshot), then a sample.
+                n += if n < 150 { 1 } else { 7 };
+            }
+        }
+    }
+    eprintln!("queue_crash: {runs} runs with a failing I/O call, none lost anything confirmed");
+    assert!(runs > 500, "too few fault points: {runs}");
 }

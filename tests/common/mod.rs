@@ -64,6 +64,23 @@ impl ServerProc {
         let _ = self.child.wait();
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends SIGKILL at once without waiting (reap later with [`ServerProc::kill9`]); safe to
+    /// call from async code.
+    pub fn sigkill(&self) {
+        // SAFETY: kill(2) on our own child's pid, which is not reaped yet.
+        unsafe { libc::kill(self.pid(), libc::SIGKILL) };
+    }
+
+    /// Resident memory of the server in KiB (`VmRSS` of `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid())
+    }
+
     /// Sends a signal and waits (bounded) for the exit.
     pub fn signal_and_wait(&mut self, sig: i32) -> ExitStatus {
         // SAFETY: kill(2) on our own child's pid.
@@ -166,4 +183,41 @@ pub fn data_dir() -> (tempfile::TempDir, PathBuf) {
     let t = tempfile::tempdir().unwrap();
     let d = t.path().join("data");
     (t, d)
+}
+
+/// Resident memory of a process in KiB (`VmRSS` of `/proc/<pid>/status`).
+pub fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc status")
+}
+
+/// Starts a CLI command against `addr` with stdout piped and stdin and stderr closed, for tests
+/// that kill it mid-way (reap it with [`sigkill_and_output`]).
+pub fn spawn_cli(addr: &str, args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .env("SLUICE_ADDR", addr)
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sluice")
+}
+
+/// SIGKILLs a child started by [`spawn_cli`] (if it still runs), reaps it and returns what it
+/// wrote to stdout.
+pub fn sigkill_and_output(mut child: Child) -> String {
+    // SAFETY: kill(2) on our own child's pid, which is not reaped yet.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    let mut out = Vec::new();
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_end(&mut out);
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -1,0 +1,352 @@
+//! Replays the stored fuzz corpus (`fuzz/corpus/<target>/*`) through the same entry points the
+//! cargo-fuzz targets call (`sluice::fuzz`), so every seed and every minimised crash kept as a
+//! regression runs in the ordinary `cargo test`, without nightly.
+//!
+//! The seeds are written by `write_seed_corpus` (ignored; run it with
+//! `cargo test --test fuzz_corpus -- --ignored write_seed_corpus` after changing a format).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sluice::protocol::{
+    ErrorCode, LogSettings, QueueInfo, QueueMessage, QueueSettings, Reply, Request, Source, Start,
+    SubscriberStat, Target, TopicInfo,
+};
+use sluice::storage::fs::sim::SimFs;
+use sluice::storage::{format, Header, Log, LogConfig, Offset, Record};
+
+/// A fuzz target: its name (the corpus directory) and its entry point.
+type FuzzTarget = (&'static str, fn(&[u8]));
+
+const TARGETS: [FuzzTarget; 4] = [
+    ("frame_decode", sluice::fuzz::frame_decode),
+    ("request_decode", sluice::fuzz::request_decode),
+    ("batch_parse", sluice::fuzz::batch_parse),
+    ("segment_recovery", sluice::fuzz::segment_recovery),
+];
+
+fn corpus_dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target)
+}
+
+#[test]
+fn stored_fuzz_corpus_replays_without_failure() {
+    for (target, run) in TARGETS {
+        let dir = corpus_dir(target);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        assert!(files.len() >= 5, "{target}: corpus too small");
+        for f in files {
+            let bytes = std::fs::read(&f).unwrap();
+            let r = std::panic::catch_unwind(|| run(&bytes));
+            assert!(r.is_ok(), "{target}: {} fails", f.display());
+            // Truncations of each input as well (cheap extra cases).
+            for cut in [bytes.len() / 2, bytes.len().saturating_sub(1)] {
+                let r = std::panic::catch_unwind(|| run(&bytes[..cut]));
+                assert!(r.is_ok(), "{target}: {} cut at {cut} fails", f.display());
+            }
+        }
+    }
+}
+
+fn records() -> Vec<Vec<Record>> {
+    vec![
+        vec![Record::from_value("hello")],
+        vec![
+            Record {
+                timestamp_ms: Some(1_700_000_000_000),
+                key: Some(b"key".to_vec()),
+                headers: vec![Header::new("h", "v"), Header::new("empty", "")],
+                value: b"with key and headers".to_vec(),
+            },
+            Record {
+                timestamp_ms: Some(1_699_999_999_000),
+                key: None,
+                headers: vec![],
+                value: vec![],
+            },
+            Record::from_value(vec![0xAB; 300]),
+        ],
+        vec![
+            Record {
+                timestamp_ms: Some(i64::MIN),
+                key: Some(vec![]),
+                headers: vec![],
+                value: b"a".to_vec(),
+            },
+            Record {
+                timestamp_ms: Some(i64::MAX),
+                key: None,
+                headers: vec![],
+                value: b"b".to_vec(),
+            },
+        ],
+    ]
+}
+
+fn batches() -> Vec<Vec<u8>> {
+    records()
+        .iter()
+        .enumerate()
+        .map(|(i, rs)| {
+            let mut b = format::encode_batch(rs, 1_700_000_000_000);
+            format::set_base_offset(&mut b, Offset(i as u64 * 10));
+            b
+        })
+        .collect()
+}
+
+fn requests() -> Vec<Request> {
+    let batch = batches()[1].clone();
+    vec![
+        Request::Hello {
+            version: 1,
+            client: "seed".into(),
+        },
+        Request::Ping,
+        Request::Publish {
+            target: Target::Topic("t".into()),
+            batch: batch.clone(),
+        },
+        Request::Publish {
+            target: Target::Any("q".into()),
+            batch,
+        },
+        Request::Subscribe {
+            topic: "t".into(),
+            name: Some("s".into()),
+            start: Start::Earliest,
+            credit: 100,
+        },
+        Request::Subscribe {
+            topic: "t".into(),
+            name: None,
+            start: Start::Timestamp(-1),
+            credit: 0,
+        },
+        Request::Subscribe {
+            topic: "t".into(),
+            name: None,
+            start: Start::Offset(5),
+            credit: 1,
+        },
+        Request::Credit { id: 3, credit: 50 },
+        Request::Commit {
+            topic: "t".into(),
+            name: "s".into(),
+            next: 42,
+        },
+        Request::Cancel { id: 3 },
+        Request::Consume {
+            source: Source::Queue("q".into()),
+            prefetch: 10,
+        },
+        Request::Consume {
+            source: Source::Group {
+                topic: "t".into(),
+                group: "g".into(),
+            },
+            prefetch: 1,
+        },
+        Request::Ack {
+            id: 4,
+            offsets: vec![0, 1, 2],
+        },
+        Request::Nack {
+            id: 4,
+            delay_ms: 100,
+            offsets: vec![7],
+        },
+        Request::CreateTopic {
+            name: "t".into(),
+            settings: LogSettings {
+                segment_bytes_max: Some(1 << 20),
+                retention_bytes: None,
+                retention_ms: Some(60_000),
+            },
+        },
+        Request::DeleteTopic { name: "t".into() },
+        Request::ListTopics,
+        Request::DescribeTopic { name: "t".into() },
+        Request::CreateQueue {
+            name: "q".into(),
+            settings: QueueSettings {
+                log: LogSettings::default(),
+                ack_timeout_ms: Some(1000),
+                max_deliveries: Some(3),
+                dead_letter: Some("dead".into()),
+            },
+        },
+        Request::DeleteQueue { name: "q".into() },
+        Request::ListQueues,
+        Request::DescribeQueue { name: "q".into() },
+    ]
+}
+
+fn replies() -> Vec<Reply> {
+    let batch = batches()[1].clone();
+    let msg = |offset, value: &[u8]| QueueMessage {
+        offset,
+        attempt: 1,
+        record: Record {
+            timestamp_ms: Some(5),
+            key: None,
+            headers: vec![],
+            value: value.to_vec(),
+        },
+    };
+    vec![
+        Reply::HelloOk {
+            version: 1,
+            server: "sluice".into(),
+            frame_bytes_max: 16 << 20,
+        },
+        Reply::Ok,
+        Reply::Pong,
+        Reply::error(ErrorCode::NotFound, "no such topic"),
+        Reply::Published {
+            base_offset: 10,
+            last_offset: 12,
+        },
+        Reply::Subscribed { value: 3 },
+        Reply::Deliver {
+            from: 11,
+            to: 13,
+            batch: batch.into(),
+        },
+        Reply::Messages(vec![
+            msg(0, b""),
+            msg(1, b"x"),
+            QueueMessage {
+                offset: 2,
+                attempt: 3,
+                record: Record {
+                    timestamp_ms: Some(-7),
+                    key: Some(b"k".to_vec()),
+                    headers: vec![Header::new("n", "v")],
+                    value: b"value".to_vec(),
+                },
+            },
+        ]),
+        Reply::Names(vec!["a".into(), "b".into()]),
+        Reply::TopicInfo(TopicInfo {
+            name: "t".into(),
+            start_offset: 0,
+            end_offset: 9,
+            size_bytes: 1000,
+            segments: 2,
+            subscribers: vec![SubscriberStat {
+                name: "s".into(),
+                committed: 4,
+                lag: 5,
+            }],
+        }),
+        Reply::QueueInfo(QueueInfo {
+            name: "q".into(),
+            start_offset: 0,
+            end_offset: 3,
+            ack_floor: 1,
+            cursor: 2,
+            depth: 2,
+            in_flight: 1,
+            dead_lettered: 0,
+            size_bytes: 300,
+            ack_timeout_ms: 30_000,
+            max_deliveries: 5,
+            dead_letter: "q.dlq".into(),
+        }),
+    ]
+}
+
+/// Segment files written by a real log on the simulated file system.
+fn segments() -> Vec<(String, Vec<u8>)> {
+    let sim = SimFs::new();
+    let dir = Path::new("/log");
+    let cfg = LogConfig {
+        segment_bytes_max: 1024,
+        ..LogConfig::default()
+    };
+    let log = Log::open(Arc::new(sim.clone()), dir, cfg).unwrap();
+    for rs in records().iter().cycle().take(12) {
+        log.append(rs).unwrap();
+    }
+    log.close().unwrap();
+    let mut out = Vec::new();
+    let mut names: Vec<String> = sluice::storage::FileSystem::read_dir(&sim, dir)
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    names.sort();
+    let first = sim.read_file(&dir.join(&names[0])).unwrap();
+    out.push(("segment".to_string(), first.clone()));
+    out.push((
+        "segment-torn".to_string(),
+        first[..first.len() * 2 / 3].to_vec(),
+    ));
+    let mut flipped = first.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x10;
+    out.push(("segment-flipped".to_string(), flipped));
+    let mut garbage = first;
+    garbage.extend_from_slice(&[0xFF; 64]);
+    out.push(("segment-garbage-tail".to_string(), garbage));
+    out.push((
+        "segment-header-only".to_string(),
+        format::encode_file_header(format::SEGMENT_MAGIC, 0, Offset(0)).to_vec(),
+    ));
+    out
+}
+
+#[test]
+#[ignore = "writes the seed corpus into fuzz/corpus"]
+fn write_seed_corpus() {
+    let write = |target: &str, name: &str, bytes: &[u8]| {
+        let dir = corpus_dir(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+    };
+    let mut stream = Vec::new();
+    for (i, r) in requests().iter().enumerate() {
+        let f = r.encode(i as u32 + 1).to_vec();
+        write("frame_decode", &format!("request-{i:02}"), &f);
+        let mut kb = vec![r.kind()];
+        kb.extend_from_slice(&f[9..]);
+        write("request_decode", &format!("request-{i:02}"), &kb);
+        stream.extend_from_slice(&f);
+    }
+    write("frame_decode", "request-stream", &stream);
+    for (i, r) in replies().iter().enumerate() {
+        let f = r.encode(i as u32 + 1).to_vec();
+        write("frame_decode", &format!("reply-{i:02}"), &f);
+        write(
+            "request_decode",
+            &format!("reply-{i:02}"),
+            &f[4..5].iter().chain(&f[9..]).copied().collect::<Vec<_>>(),
+        );
+    }
+    write(
+        "frame_decode",
+        "oversized-prefix",
+        &[0xFF, 0xFF, 0xFF, 0x7F, 1, 0, 0, 0, 0],
+    );
+    write("frame_decode", "short-prefix", &[2, 0, 0, 0, 1, 2]);
+    for (i, b) in batches().iter().enumerate() {
+        write("batch_parse", &format!("batch-{i}"), b);
+    }
+    let mut two = batches()[0].clone();
+    two.extend_from_slice(&batches()[1]);
+    write("batch_parse", "two-batches", &two);
+    let mut flipped = batches()[1].clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    write("batch_parse", "records-crc-mismatch", &flipped);
+    for (name, bytes) in segments() {
+        write("segment_recovery", &name, &bytes);
+    }
+}
