@@ -150,8 +150,12 @@ fn failed_fsync_during_concurrent_appends_confirms_nothing_after_it() {
                 std::thread::spawn(move || {
                     let mut confirmed = Vec::new();
                     let mut failed = false;
-                    for i in 0..20 {
-                        let r = record(t * 1000 + i);
+                    // Append until the failure is seen (and a few times more): once an fsync
+                    // failed, the log is fail-stop, so every thread meets it whatever the
+                    // scheduling; the bound only stops a broken log from looping forever.
+                    let mut after = 0;
+                    for i in 0..5_000u64 {
+                        let r = record(t * 10_000 + i);
                         match log.append(std::slice::from_ref(&r)) {
                             Ok(info) => {
                                 assert!(!failed, "an append was confirmed after a failure");
@@ -159,6 +163,12 @@ fn failed_fsync_during_concurrent_appends_confirms_nothing_after_it() {
                             }
                             Err(Error::Io { .. }) | Err(Error::FailStop { .. }) => failed = true,
                             Err(e) => panic!("unexpected error {e}"),
+                        }
+                        if failed {
+                            after += 1;
+                            if after > 3 {
+                                break;
+                            }
                         }
                     }
                     assert!(failed, "thread {t} never saw the failure");
