@@ -64,8 +64,8 @@ const F_VERSION: usize = F_MAGIC + 8;
 const F_ENTRY_SIZE: usize = F_VERSION + 2;
 const F_RESERVED: usize = F_ENTRY_SIZE + 2;
 const F_BASE_OFFSET: usize = F_RESERVED + 4;
-const F_RESERVED2: usize = F_BASE_OFFSET + 8;
-const F_CRC: usize = F_RESERVED2 + 4;
+const F_BODY_CRC: usize = F_BASE_OFFSET + 8;
+const F_CRC: usize = F_BODY_CRC + 4;
 const _: () = assert!(F_CRC + 4 == FILE_HEADER_LEN);
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -84,7 +84,8 @@ pub fn crc(bytes: &[u8]) -> u32 {
 }
 
 /// Encodes a file header.
-// Format: { magic [u8;8] | version u16 | entry_size u16 | reserved u32 | base_offset u64 | reserved u32 | crc u32 }
+// Format: { magic [u8;8] | version u16 | entry_size u16 | reserved u32 | base_offset u64 | body_crc u32 | crc u32 }
+// body_crc: CRC-32 of an index file's entries (0 in a segment file); crc covers bytes 0..28.
 pub fn encode_file_header(magic: [u8; 8], entry_size: u16, base: Offset) -> [u8; FILE_HEADER_LEN] {
     let mut h = [0u8; FILE_HEADER_LEN];
     h[F_MAGIC..F_MAGIC + 8].copy_from_slice(&magic);
@@ -98,14 +99,14 @@ pub fn encode_file_header(magic: [u8; 8], entry_size: u16, base: Offset) -> [u8;
 
 /// Stores the CRC-32 of an index file's body in its header and recomputes the header checksum.
 pub fn set_file_header_body_crc(header: &mut [u8], body_crc: u32) {
-    header[F_RESERVED2..F_RESERVED2 + 4].copy_from_slice(&body_crc.to_le_bytes());
+    header[F_BODY_CRC..F_BODY_CRC + 4].copy_from_slice(&body_crc.to_le_bytes());
     let c = crc(&header[..F_CRC]);
     header[F_CRC..F_CRC + 4].copy_from_slice(&c.to_le_bytes());
 }
 
 /// The body CRC stored in a file header (check the header with [`decode_file_header`] first).
 pub fn file_header_body_crc(header: &[u8]) -> u32 {
-    u32_at(header, F_RESERVED2)
+    u32_at(header, F_BODY_CRC)
 }
 
 /// Decodes and checks a file header; returns the base offset.
