@@ -1419,8 +1419,15 @@ async fn run_consumer(
                 }
             }
         }
-        let wait_ms = queue
-            .next_deadline()
+        // Wake at the queue's next deadline and also when this consumer's own held entries
+        // lapse: they are stamped after `deliver` returns, so they can end a little after the
+        // queue's deadline, and waking only at that one would leave the window shut (with no
+        // deadline left in the queue) until some other event.
+        let own_next = state.inflight.lock().unwrap().values().min().copied();
+        let wait_ms = [queue.next_deadline(), own_next]
+            .into_iter()
+            .flatten()
+            .min()
             .map(|d| (d - now_ms()).clamp(1, 3_600_000) as u64)
             .unwrap_or(3_600_000);
         tokio::select! {
