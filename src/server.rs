@@ -745,6 +745,24 @@ impl Conn {
             >= self.shared.limits.subscriptions_per_connection_max
     }
 
+    /// Why a new subscription or consumer under request `id` is refused, if it is: the
+    /// per-connection stream limit, or an id that already names an open stream.
+    fn refuse_stream(&self, id: u32, what: &str) -> Option<Reply> {
+        if self.streams_full() {
+            return Some(Reply::error(
+                ErrorCode::LimitReached,
+                "subscriptions_per_connection_max reached",
+            ));
+        }
+        if self.subs.contains_key(&id) || self.consumers.contains_key(&id) {
+            return Some(Reply::error(
+                ErrorCode::InvalidArgument,
+                format!("request id {id} already names an open {what}"),
+            ));
+        }
+        None
+    }
+
     async fn dispatch(&mut self, id: u32, req: Request) -> Result<(), End> {
         let shared = self.shared.clone();
         match req {
@@ -799,26 +817,8 @@ impl Conn {
                 credit,
             } => {
                 let tx = self.slot().await?;
-                if self.streams_full() {
-                    fill(
-                        tx,
-                        id,
-                        Reply::error(
-                            ErrorCode::LimitReached,
-                            "subscriptions_per_connection_max reached",
-                        ),
-                    );
-                    return Ok(());
-                }
-                if self.subs.contains_key(&id) || self.consumers.contains_key(&id) {
-                    fill(
-                        tx,
-                        id,
-                        Reply::error(
-                            ErrorCode::InvalidArgument,
-                            format!("request id {id} already names an open subscription"),
-                        ),
-                    );
+                if let Some(refused) = self.refuse_stream(id, "subscription") {
+                    fill(tx, id, refused);
                     return Ok(());
                 }
                 let topic = match shared.store.topic(&topic) {
@@ -891,26 +891,8 @@ impl Conn {
             }
             Request::Consume { source, prefetch } => {
                 let tx = self.slot().await?;
-                if self.streams_full() {
-                    fill(
-                        tx,
-                        id,
-                        Reply::error(
-                            ErrorCode::LimitReached,
-                            "subscriptions_per_connection_max reached",
-                        ),
-                    );
-                    return Ok(());
-                }
-                if self.subs.contains_key(&id) || self.consumers.contains_key(&id) {
-                    fill(
-                        tx,
-                        id,
-                        Reply::error(
-                            ErrorCode::InvalidArgument,
-                            format!("request id {id} already names an open consumer"),
-                        ),
-                    );
+                if let Some(refused) = self.refuse_stream(id, "consumer") {
+                    fill(tx, id, refused);
                     return Ok(());
                 }
                 let prefetch = prefetch.clamp(1, shared.limits.unacked_per_consumer_max);
