@@ -1101,8 +1101,8 @@ impl Reply {
                 let from = r.u64()?;
                 let to = r.u64()?;
                 let start = r.pos;
-                let mut body = frame.body;
-                let batch = Bytes::from(body.split_off(start));
+                // The batch stays in the frame's buffer: a slice, not a copy.
+                let batch = Bytes::from(frame.body).slice(start..);
                 return Ok(Reply::Deliver { from, to, batch });
             }
             kind::MESSAGES => {

@@ -788,26 +788,39 @@ impl Conn {
                     }
                 };
                 let always = log.config().fsync == FsyncPolicy::Always;
-                // Appends of one connection are written in order; their syncs overlap (group commit).
-                let l = log.clone();
-                let info = match blocking(move || Ok(l.append_unsynced(batch)?)).await {
-                    Ok(i) => i,
-                    Err(f) => {
-                        fill(tx, id, f.reply());
-                        return Ok(());
+                // One blocking call appends and then, under `always`, joins the group commit and
+                // fills the reply itself. The connection reads on as soon as the append is in
+                // place, so appends of one connection stay in order while their syncs overlap,
+                // and the confirm leaves the thread that made it durable without further hops
+                // through the runtime (each costs tens of microseconds on a small VM).
+                let (appended_tx, appended) = oneshot::channel::<()>();
+                spawn_blocking(move || {
+                    let info = match log.append_unsynced(batch) {
+                        Ok(i) => i,
+                        Err(e) => {
+                            let _ = appended_tx.send(());
+                            fill(tx, id, Fail::from(e).reply());
+                            return;
+                        }
+                    };
+                    let _ = appended_tx.send(());
+                    let published = Reply::Published {
+                        base_offset: info.base_offset.0,
+                        last_offset: info.last_offset.0,
+                    };
+                    if always {
+                        let synced = log.sync_to(info.next_offset()).map_err(Fail::from);
+                        fill_result(tx, id, synced.map(|()| published));
+                    } else {
+                        fill(tx, id, published);
                     }
-                };
-                let published = Reply::Published {
-                    base_offset: info.base_offset.0,
-                    last_offset: info.last_offset.0,
-                };
-                if always {
-                    self.spawn_reply(tx, id, move || {
-                        log.sync_to(info.next_offset())?;
-                        Ok(published)
-                    });
-                } else {
-                    fill(tx, id, published);
+                });
+                if appended.await.is_err() {
+                    return Err(End::Fatal(
+                        id,
+                        ErrorCode::Internal,
+                        "the append task failed".into(),
+                    ));
                 }
             }
             Request::Subscribe {
