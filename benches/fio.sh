@@ -5,6 +5,7 @@
 # figures should be compared with.
 #
 # Usage: benches/fio.sh DIR [SIZE]     (SIZE per job, default 256M; DIR must not be a tmpfs)
+# With FIO_JSONL=FILE, each result is also appended to FILE as a JSON line (benches/peers/run.sh).
 set -euo pipefail
 
 dir=${1:?usage: $0 DIR [SIZE]}
@@ -54,6 +55,12 @@ for direct in 0 1; do
   for bs in 4k 1M; do
     if read -r iops bw p50 p99 < <(run "append-$bs-$direct" "$bs" "$direct"); then
       printf '%-28s %12s %12s %14s %14s\n' "$bs append+fdatasync $mode" "$iops" "$bw" "$p50" "$p99"
+      if [ -n "${FIO_JSONL:-}" ]; then
+        jq -nc --arg job "$bs append+fdatasync $mode" --arg fs "$fstype" \
+          --argjson iops "$iops" --argjson bw "$bw" --argjson p50 "$p50" --argjson p99 "$p99" \
+          '{system: "fio", job: $job, filesystem: $fs, appends_per_s: $iops, mib_per_s: $bw,
+            p50_us: $p50, p99_us: $p99}' >>"$FIO_JSONL"
+      fi
     else
       printf '%-28s %12s\n' "$bs append+fdatasync $mode" "failed"
     fi
