@@ -75,3 +75,39 @@ fn bench_rejects_messages_too_small_for_its_header() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 20"));
 }
+
+#[test]
+fn warm_cache_reads_once_unmeasured_before_the_measured_read() {
+    let r = bench(&[
+        "--messages",
+        "2000",
+        "--batch",
+        "100",
+        "--read-after",
+        "--warm-cache",
+    ]);
+    assert_eq!(r["check"], "ok");
+    assert_eq!(
+        r["delivery"]["messages"], 2000,
+        "the warm-up read is not counted"
+    );
+}
+
+#[test]
+fn warm_cache_refuses_a_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(dir.path())
+        .args([
+            "bench",
+            "--local",
+            "--mode",
+            "queue",
+            "--read-after",
+            "--warm-cache",
+        ])
+        .output()
+        .expect("run sluice bench");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--warm-cache reads a topic"));
+}

@@ -155,9 +155,13 @@ sluice_run() {
   local bytes clients pipeline rate p50 p99 check
   bytes=$(jq .message_bytes <<<"$j")
   check=$(jq -r .check <<<"$j")
-  if [ "$workload" = consume ]; then
+  if [ "$workload" = consume ] || [ "$workload" = read ]; then
     clients=$(jq .consumers <<<"$j")
-    pipeline="prefetch $credit, one ack per message"
+    if [ "$workload" = consume ]; then
+      pipeline="prefetch $credit, one ack per message"
+    else
+      pipeline="subscriber, credit $credit, page cache warm"
+    fi
     rate=$(jq .delivery.msgs_per_s <<<"$j")
     p50=null p99=null
   else
@@ -178,9 +182,12 @@ if wants sluice; then
   sluice_run "$always" publish --consumers 0 --messages "$(n 3000000)"
   sluice_run "$always" publish --consumers 0 --messages "$(n 6000000)" --producers 8
   sluice_run "$always" publish --consumers 0 --messages "$(n 600000)" --message-bytes 1000
-  sluice_run "$always" publish-one --consumers 0 --messages "$(n 5000)" --batch 1 --inflight 1
   sluice_run "$always" consume --mode queue --read-after --consumers 1 --messages "$(n 1000000)"
   sluice_run "$always" consume --mode queue --read-after --consumers 2 --messages "$(n 1000000)"
+  sluice_run "$always" consume --mode queue --read-after --consumers 1 --messages "$(n 300000)" \
+    --message-bytes 1000
+  sluice_run "$always" read --read-after --warm-cache --consumers 1 --messages "$(n 500000)" \
+    --message-bytes 1000
   calls=$(fsyncs "$sluice_pid" "$sluice" bench --addr "$sluice_addr" --consumers 0 \
     --messages 5000 --batch 1 --inflight 1)
   sync_row sluice "fsync always, one message per publish" "$calls" 5000
@@ -230,7 +237,7 @@ if wants redis; then
     d="appendonly yes, appendfsync $policy"
     redis_run "$d" publish 100 50 16 "$(n 2000000)"
     redis_run "$d" publish 1000 50 16 "$(n 500000)"
-    redis_run "$d" publish-one 100 1 1 "$(n 5000)"
+    [ "$policy" = always ] || redis_run "$d" publish-one 100 1 1 "$(n 5000)"
     calls=$(fsyncs "$redis_pid" redis-benchmark -p "$redis_port" -c 1 -P 1 -n 5000 \
       XADD bench '*' v x)
     sync_row redis "appendfsync $policy, one client, no pipelining" "$calls" 5000
@@ -266,13 +273,14 @@ if wants rabbitmq; then
     rq publish --messages "$(n 300000)" --producers 4 --window 1000
     rq consume --mode consume --messages "$(n 300000)" --producers 1 --window 1000
     rq publish --messages "$(n 100000)" --producers 4 --window 1000 --message-bytes 1000
-    rq consume --mode consume --messages "$(n 100000)" --producers 1 --window 1000
+    rq consume --mode consume --messages "$(n 100000)" --producers 1 --window 1000 \
+      --message-bytes 1000
     rq publish-one --messages "$(n 3000)" --producers 1 --window 1
     calls=$(fsyncs "$RABBITMQ_PID" "$loadgen" rabbitmq --queue-type "$qt" --messages 3000 \
       --window 1)
     sync_row "rabbitmq-$qt" "publisher confirms, one message at a time" "$calls" 3000
   done
-  rabbitmq_stop
+  rabbitmq_stop || true
 fi
 
 # ---- 5. NATS JetStream ---------------------------------------------------------------------
@@ -285,11 +293,28 @@ if wants nats; then
   ns publish --messages "$(n 1000000)" --producers 4 --window 1000
   ns consume --mode consume --messages "$(n 1000000)" --producers 1 --window 1000
   ns publish --messages "$(n 300000)" --producers 4 --window 1000 --message-bytes 1000
-  ns consume --mode consume --messages "$(n 300000)" --producers 1 --window 1000
+  ns consume --mode consume --messages "$(n 300000)" --producers 1 --window 1000 \
+    --message-bytes 1000
   ns publish-one --messages "$(n 5000)" --producers 1 --window 1
   calls=$(fsyncs "$NATS_PID" "$loadgen" nats --messages 5000 --window 1)
   sync_row nats-jetstream "file storage, one message at a time" "$calls" 5000
-  nats_stop
+  nats_stop || true
+fi
+
+# ---- 6. one message at a time, sluice and Redis (appendfsync always) taking turns ---------
+# The disk's sync latency drifts over minutes on a shared VM: alternate the two so both see
+# the same disk.
+if wants sluice && wants redis; then
+  log "one message at a time: sluice and Redis always, taking turns"
+  sluice_addr=127.0.0.1:7472
+  sluice_start always 7472
+  redis_start always
+  for _ in 1 2 3; do
+    sluice_run "$always" publish-one --consumers 0 --messages "$(n 10000)" --batch 1 --inflight 1
+    redis_run "appendonly yes, appendfsync always" publish-one 100 1 1 "$(n 10000)"
+  done
+  redis_stop
+  sluice_stop
 fi
 
 # ---- report --------------------------------------------------------------------------------

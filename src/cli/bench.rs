@@ -71,9 +71,14 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 20_000)]
     pub credit: u32,
     /// Start the consumers only after every message is published: measures delivery of an
-    /// already written log (from the page cache) instead of tailing.
+    /// already written log instead of tailing.
     #[arg(long)]
     pub read_after: bool,
+    /// With --read-after on a topic: read the whole log once, unmeasured, before the measured
+    /// read, so that it comes from the page cache (direct writes leave nothing cached, so
+    /// without this the first read comes from the disk).
+    #[arg(long, requires = "read_after")]
+    pub warm_cache: bool,
     /// Give up when consumers receive nothing for this long after producers finished.
     #[arg(long, default_value_t = 30_000)]
     pub idle_timeout_ms: u64,
@@ -190,6 +195,26 @@ fn percentiles(h: &Option<Histogram<u64>>) -> serde_json::Value {
     }
 }
 
+/// Reads the first `total` messages of topic `name` once and throws them away.
+async fn warm_cache(addr: &str, name: &str, total: u64, credit: u32) -> Result<()> {
+    let client = Client::connect(addr).await?;
+    let mut sub = client
+        .subscribe(
+            name,
+            SubscribeOptions::anonymous()
+                .from(Start::Earliest)
+                .credit(credit),
+        )
+        .await?;
+    for _ in 0..total {
+        match sub.next().await {
+            Some(m) => drop(m?),
+            None => bail!("the warm-up subscription ended early"),
+        }
+    }
+    Ok(())
+}
+
 /// Runs the benchmark; returns an error (non-zero exit) when the check of what was received
 /// fails.
 pub async fn bench(addr: &str, json_out: bool, a: BenchArgs) -> Result<()> {
@@ -198,6 +223,9 @@ pub async fn bench(addr: &str, json_out: bool, a: BenchArgs) -> Result<()> {
     }
     if a.producers == 0 || a.batch == 0 || a.inflight == 0 || a.messages == 0 {
         bail!("--producers, --batch, --inflight and --messages must be above 0");
+    }
+    if a.warm_cache && a.mode != BenchMode::Topic {
+        bail!("--warm-cache reads a topic; a queue read would consume its messages");
     }
     // A server of our own, if asked.
     let mut _tmp = None;
@@ -405,6 +433,9 @@ pub async fn bench(addr: &str, json_out: bool, a: BenchArgs) -> Result<()> {
     }
     let publish_secs = started.elapsed().as_secs_f64();
     progress.finish_and_clear();
+    if a.warm_cache {
+        warm_cache(&addr, &name, total, a.credit).await?;
+    }
     let read_started = Instant::now();
     if a.read_after {
         consumers = spawn_consumers!();
