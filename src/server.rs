@@ -1035,8 +1035,9 @@ impl Conn {
                         Fail(ErrorCode::UnknownId, "consumer is not open yet".into())
                     })?;
                     let offs: Vec<Offset> = offsets.iter().map(|o| Offset(*o)).collect();
-                    q.ack(state.cid, &offs)?;
-                    settle(&state, &offsets);
+                    // The window opens as soon as the acks are applied, so the next delivery
+                    // shares their sync; the reply still waits until they are durable.
+                    q.ack_then(state.cid, &offs, || settle(&state, &offsets))?;
                     Ok(Reply::Ok)
                 });
             }

@@ -1341,7 +1341,20 @@ impl Queue {
     /// Acknowledges messages; returns once the acks are durable. Unknown or already acked
     /// offsets are ignored. An ack is accepted from any consumer for any delivered, unacked
     /// message (a late ack after the deadline still counts: the work was done).
-    pub fn ack(&self, _consumer: ConsumerId, offsets: &[Offset]) -> Result<()> {
+    pub fn ack(&self, consumer: ConsumerId, offsets: &[Offset]) -> Result<()> {
+        self.ack_then(consumer, offsets, || {})
+    }
+
+    /// [`Queue::ack`], calling `applied` once the acks are in the queue's state and journal but
+    /// before they are synced: a broker can open its consumer's window then, so the next
+    /// delivery's journal record shares the ack's sync instead of waiting for it. Returns, as
+    /// `ack` does, only once the acks are durable.
+    pub fn ack_then(
+        &self,
+        _consumer: ConsumerId,
+        offsets: &[Offset],
+        applied: impl FnOnce(),
+    ) -> Result<()> {
         let (pos, floor) = {
             let mut st = self.lock_open()?;
             let cursor = st.ack.cursor;
@@ -1356,6 +1369,7 @@ impl Queue {
                 let pos = self.journal.end();
                 let floor = st.ack.acks.floor();
                 drop(st);
+                applied();
                 return self.commit_journal(pos, floor);
             }
             list.sort_unstable();
@@ -1372,6 +1386,7 @@ impl Queue {
             self.maybe_snapshot(&st)?;
             (pos, st.ack.acks.floor())
         };
+        applied();
         self.commit_journal(pos, floor)
     }
 

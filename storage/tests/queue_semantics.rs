@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use sluice_storage::fs::sim::{CrashMode, SimFs};
+use sluice_storage::fs::sim::{CrashMode, OpKind, SimFs};
 use sluice_storage::store::dead_letter_headers as dlh;
 use sluice_storage::{
     inspect_queue_state, ConsumerId, FsRef, Header, LogConfig, ManualClock, Offset, QueueConfig,
@@ -583,4 +583,38 @@ fn a_failed_journal_sync_stops_the_queue_until_it_is_reopened() {
     let st = q.stats();
     assert!(st.ack_floor >= Offset(1), "the confirmed ack survived");
     q.ack(A, &[Offset(2)]).unwrap();
+}
+
+#[test]
+fn ack_then_opens_the_window_before_the_sync_and_returns_after_it() {
+    let sim = SimFs::new();
+    let clock = Arc::new(ManualClock::new(0));
+    let s = open(&sim, &clock);
+    let q = s.create_queue("jobs", QueueConfig::default()).unwrap();
+    publish_n(&q, 10);
+    assert_eq!(q.deliver(A, 4).unwrap().len(), 4);
+    let syncs_before = sim.count(OpKind::Sync);
+    let mut calls = Vec::new();
+    q.ack_then(A, &[Offset(0), Offset(1)], || {
+        calls.push(sim.count(OpKind::Sync))
+    })
+    .unwrap();
+    assert_eq!(calls, vec![syncs_before], "applied once, before any sync");
+    assert!(
+        sim.count(OpKind::Sync) > syncs_before,
+        "ack_then returns only after syncing the acks"
+    );
+    // Acks already applied (by this or another caller) call it too, and still wait.
+    let mut again = 0;
+    q.ack_then(A, &[Offset(0)], || again += 1).unwrap();
+    assert_eq!(again, 1);
+    drop(q);
+    drop(s);
+    sim.crash(CrashMode::DropUnsynced);
+    let rep = inspect_queue_state(&sim, Path::new("/data/queues/jobs")).unwrap();
+    assert_eq!(
+        (rep.floor, rep.cursor),
+        (2, 4),
+        "the acks survived the crash"
+    );
 }
