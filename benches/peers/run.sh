@@ -149,7 +149,7 @@ sluice_stop() { kill "$sluice_pid"; wait "$sluice_pid" 2>/dev/null || true; }
 # sluice_run DURABILITY WORKLOAD BENCH-ARGS...: one `sluice bench` run, one row.
 sluice_run() {
   local durability=$1 workload=$2; shift 2
-  local j credit=1000
+  local j credit=${SLUICE_CREDIT:-1000}
   j=$("$sluice" bench --addr "$sluice_addr" --json --credit "$credit" "$@")
   echo "$j" >>"$out/sluice-raw.jsonl"
   local bytes clients pipeline rate p50 p99 check
@@ -186,8 +186,9 @@ if wants sluice; then
   sluice_run "$always" consume --mode queue --read-after --consumers 2 --messages "$(n 1000000)"
   sluice_run "$always" consume --mode queue --read-after --consumers 1 --messages "$(n 300000)" \
     --message-bytes 1000
-  sluice_run "$always" read --read-after --warm-cache --consumers 1 --messages "$(n 500000)" \
-    --message-bytes 1000
+  # Reading a topic, the subscriber's credit is its window: the default, 20000 messages.
+  SLUICE_CREDIT=20000 sluice_run "$always" read --read-after --warm-cache --consumers 1 \
+    --messages "$(n 500000)" --message-bytes 1000
   calls=$(fsyncs "$sluice_pid" "$sluice" bench --addr "$sluice_addr" --consumers 0 \
     --messages 5000 --batch 1 --inflight 1)
   sync_row sluice "fsync always, one message per publish" "$calls" 5000
@@ -272,6 +273,8 @@ if wants rabbitmq; then
     rq() { loadgen_run "rabbitmq-$qt" "$1" rabbitmq --queue-type "$qt" "${@:2}"; }
     rq publish --messages "$(n 300000)" --producers 4 --window 1000
     rq consume --mode consume --messages "$(n 300000)" --producers 1 --window 1000
+    rq publish --messages "$(n 300000)" --producers 4 --window 1000
+    rq consume --mode consume --messages "$(n 300000)" --producers 2 --window 1000
     rq publish --messages "$(n 100000)" --producers 4 --window 1000 --message-bytes 1000
     rq consume --mode consume --messages "$(n 100000)" --producers 1 --window 1000 \
       --message-bytes 1000
@@ -292,6 +295,8 @@ if wants nats; then
   ns() { loadgen_run nats-jetstream "$1" nats "${@:2}"; }
   ns publish --messages "$(n 1000000)" --producers 4 --window 1000
   ns consume --mode consume --messages "$(n 1000000)" --producers 1 --window 1000
+  ns publish --messages "$(n 1000000)" --producers 4 --window 1000
+  ns consume --mode consume --messages "$(n 1000000)" --producers 2 --window 1000
   ns publish --messages "$(n 300000)" --producers 4 --window 1000 --message-bytes 1000
   ns consume --mode consume --messages "$(n 300000)" --producers 1 --window 1000 \
     --message-bytes 1000
