@@ -813,14 +813,24 @@ impl Conn {
         Ok(tx)
     }
 
-    /// Runs `f` on the blocking pool in its own task and fills the slot with its result.
+    /// Runs `f` on the blocking pool and fills the slot with its result from there (no task
+    /// in between to wake). A panic in `f` becomes an internal error reply.
     fn spawn_reply(
         &self,
         tx: SlotTx,
         id: u32,
         f: impl FnOnce() -> Result<Reply, Fail> + Send + 'static,
     ) {
-        tokio::spawn(async move { fill_result(tx, id, blocking(f).await) });
+        spawn_blocking(move || {
+            let r =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+                    Err(Fail(
+                        ErrorCode::Internal,
+                        "store task failed: it panicked".into(),
+                    ))
+                });
+            fill_result(tx, id, r);
+        });
     }
 
     fn streams_full(&self) -> bool {

@@ -6,6 +6,7 @@
 //! measure publish-to-delivery latency on the bench's own clock. A run whose check fails exits
 //! non-zero: a fast but lossy run is never a result.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
-use sluice::client::{Client, SubscribeOptions};
+use sluice::client::{Acker, Client, SubscribeOptions};
 use sluice::config::Config;
 use sluice::protocol::{LogSettings, QueueSettings, Source, Start, Target};
 use sluice::server::Server;
@@ -195,6 +196,59 @@ fn percentiles(h: &Option<Histogram<u64>>) -> serde_json::Value {
     }
 }
 
+/// Acks sent without waiting for each to be durable before reading on (an AMQP consumer's acks
+/// get no reply at all), at most `ACKS_IN_FLIGHT` requests outstanding; every one is awaited
+/// before the consumer finishes, so a failed ack still fails the run.
+struct Acks {
+    acker: Acker,
+    held: Vec<u64>,
+    in_flight: VecDeque<tokio::task::JoinHandle<Result<(), sluice::client::ClientError>>>,
+}
+
+/// Ack requests a bench consumer keeps outstanding.
+const ACKS_IN_FLIGHT: usize = 4;
+
+impl Acks {
+    fn new(acker: Acker) -> Acks {
+        Acks {
+            acker,
+            held: Vec::new(),
+            in_flight: VecDeque::new(),
+        }
+    }
+
+    /// Sends the held offsets as one ack request.
+    async fn send(&mut self) -> Result<()> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        while self.in_flight.len() >= ACKS_IN_FLIGHT {
+            self.wait_one().await?;
+        }
+        let offsets = std::mem::take(&mut self.held);
+        let acker = self.acker.clone();
+        self.in_flight
+            .push_back(tokio::spawn(async move { acker.ack(&offsets).await }));
+        Ok(())
+    }
+
+    async fn wait_one(&mut self) -> Result<()> {
+        if let Some(h) = self.in_flight.pop_front() {
+            h.await.context("an ack task failed")??;
+        }
+        Ok(())
+    }
+
+    /// Sends what is held and waits for every ack to be durable.
+    async fn finish(&mut self) -> Result<()> {
+        self.send().await?;
+        while !self.in_flight.is_empty() {
+            self.wait_one().await?;
+        }
+        Ok(())
+    }
+}
+
 /// Reads the first `total` messages of topic `name` once and throws them away.
 async fn warm_cache(addr: &str, name: &str, total: u64, credit: u32) -> Result<()> {
     let client = Client::connect(addr).await?;
@@ -324,16 +378,14 @@ pub async fn bench(addr: &str, json_out: bool, a: BenchArgs) -> Result<()> {
                     }
                     BenchMode::Queue => {
                         let mut cons = client.consume(Source::Queue(name.clone()), credit).await?;
-                        let acker = cons.acker();
+                        let mut acker = Acks::new(cons.acker());
                         // Ack before the server's prefetch window (which may be lower than
                         // asked) fills, and whenever nothing more is buffered here.
                         let ack_every = (cons.prefetch() as usize / 2).clamp(1, 1024);
-                        let mut acks = Vec::with_capacity(ack_every);
                         let mut last = Instant::now();
                         loop {
-                            if cons.buffered() == 0 && !acks.is_empty() {
-                                acker.ack(&acks).await?;
-                                acks.clear();
+                            if cons.buffered() == 0 {
+                                acker.send().await?;
                             }
                             let d = match tokio::time::timeout(POLL, cons.next()).await {
                                 Ok(Some(d)) => d?,
@@ -341,10 +393,7 @@ pub async fn bench(addr: &str, json_out: bool, a: BenchArgs) -> Result<()> {
                                 Err(_) => {
                                     // Nothing buffered: ack what we hold, then stop once the
                                     // consumers together have everything or all went idle.
-                                    if !acks.is_empty() {
-                                        acker.ack(&acks).await?;
-                                        acks.clear();
-                                    }
+                                    acker.send().await?;
                                     if shared.delivered.load(Ordering::Relaxed) >= total
                                         || last.elapsed() >= idle
                                     {
@@ -357,15 +406,12 @@ pub async fn bench(addr: &str, json_out: bool, a: BenchArgs) -> Result<()> {
                             check.last_ns = clock.elapsed().as_nanos() as u64;
                             check.record(&d.record.value, check.last_ns);
                             shared.delivered.fetch_add(1, Ordering::Relaxed);
-                            acks.push(d.offset);
-                            if acks.len() >= ack_every {
-                                acker.ack(&acks).await?;
-                                acks.clear();
+                            acker.held.push(d.offset);
+                            if acker.held.len() >= ack_every {
+                                acker.send().await?;
                             }
                         }
-                        if !acks.is_empty() {
-                            acker.ack(&acks).await?;
-                        }
+                        acker.finish().await?;
                     }
                 }
                 Ok(())
