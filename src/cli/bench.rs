@@ -379,14 +379,12 @@ pub async fn bench(addr: &str, json_out: bool, a: BenchArgs) -> Result<()> {
                     BenchMode::Queue => {
                         let mut cons = client.consume(Source::Queue(name.clone()), credit).await?;
                         let mut acker = Acks::new(cons.acker());
-                        // Ack before the server's prefetch window (which may be lower than
-                        // asked) fills, and whenever nothing more is buffered here.
+                        // Ack every half window (the server's prefetch, which may be lower
+                        // than asked), so the window never closes while messages wait; what is
+                        // held when nothing more arrives is acked on the idle poll below.
                         let ack_every = (cons.prefetch() as usize / 2).clamp(1, 1024);
                         let mut last = Instant::now();
                         loop {
-                            if cons.buffered() == 0 {
-                                acker.send().await?;
-                            }
                             let d = match tokio::time::timeout(POLL, cons.next()).await {
                                 Ok(Some(d)) => d?,
                                 Ok(None) => bail!("consumer ended"),
