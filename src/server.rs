@@ -443,10 +443,6 @@ fn fill(tx: SlotTx, id: u32, reply: Reply) {
     });
 }
 
-fn fill_result(tx: SlotTx, id: u32, r: Result<Reply, Fail>) {
-    fill(tx, id, r.unwrap_or_else(Fail::reply));
-}
-
 /// Largest publish appended and synced on the connection's own worker thread when the client
 /// waits for each confirm. Handing a small publish to the blocking pool and its confirm back
 /// costs thread wake-ups of tens of microseconds each on a small VM, a third of the whole
@@ -474,6 +470,14 @@ impl Drop for InlineSync<'_> {
     }
 }
 
+/// Fills the slot with `f`'s reply; a panic in `f` becomes an internal error reply rather than
+/// a request that is never answered.
+fn fill_catching(tx: SlotTx, id: u32, f: impl FnOnce() -> Reply) {
+    let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Reply::error(ErrorCode::Internal, "store task failed: it panicked"));
+    fill(tx, id, reply);
+}
+
 /// Appends a published batch and, when `sync`, makes it durable (group commit); calls
 /// `appended` once the append is done or has failed. Blocking.
 fn publish(log: &Log, batch: Vec<u8>, sync: bool, appended: impl FnOnce()) -> Reply {
@@ -496,16 +500,16 @@ fn publish(log: &Log, batch: Vec<u8>, sync: bool, appended: impl FnOnce()) -> Re
 
 /// Counts one in-flight item: increments on creation, decrements when dropped (however the
 /// holder ends).
-struct Decrement(Arc<AtomicUsize>);
+struct InFlight(Arc<AtomicUsize>);
 
-impl Decrement {
-    fn count(counter: &Arc<AtomicUsize>) -> Decrement {
+impl InFlight {
+    fn count(counter: &Arc<AtomicUsize>) -> InFlight {
         counter.fetch_add(1, Ordering::AcqRel);
-        Decrement(counter.clone())
+        InFlight(counter.clone())
     }
 }
 
-impl Drop for Decrement {
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -589,7 +593,8 @@ struct Conn {
     /// thread (`INLINE_SYNC_BATCH_BYTES_MAX`). A pipelining client keeps the blocking pool, so
     /// its batches share syncs (group commit).
     can_sync_inline: bool,
-    multi_thread: bool,
+    /// The runtime has more than one worker thread, so one may block on a sync.
+    spare_worker: bool,
 }
 
 async fn handle_connection(
@@ -616,7 +621,7 @@ async fn handle_connection(
         consumers: HashMap::new(),
         publishing: Arc::new(AtomicUsize::new(0)),
         can_sync_inline: false,
-        multi_thread: tokio::runtime::Handle::current().metrics().num_workers() > 1,
+        spare_worker: tokio::runtime::Handle::current().metrics().num_workers() > 1,
     };
     let end = conn.run(&mut rd, &mut shutdown).await;
     conn.cancel_all();
@@ -798,7 +803,7 @@ impl Conn {
                     }
                 }
             };
-            self.can_sync_inline = self.multi_thread
+            self.can_sync_inline = self.spare_worker
                 && rd.buffer().is_empty()
                 && self.publishing.load(Ordering::Acquire) == 0;
             if let Err(end) = self.dispatch(id, req).await {
@@ -821,16 +826,7 @@ impl Conn {
         id: u32,
         f: impl FnOnce() -> Result<Reply, Fail> + Send + 'static,
     ) {
-        spawn_blocking(move || {
-            let r =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
-                    Err(Fail(
-                        ErrorCode::Internal,
-                        "store task failed: it panicked".into(),
-                    ))
-                });
-            fill_result(tx, id, r);
-        });
+        spawn_blocking(move || fill_catching(tx, id, || f().unwrap_or_else(Fail::reply)));
     }
 
     fn streams_full(&self) -> bool {
@@ -883,8 +879,7 @@ impl Conn {
                 let always = log.config().fsync == FsyncPolicy::Always;
                 if always && self.can_sync_inline && batch.len() <= INLINE_SYNC_BATCH_BYTES_MAX {
                     if let Some(_held) = InlineSync::try_hold(&shared.inline_sync) {
-                        let reply = publish(&log, batch, true, || {});
-                        fill(tx, id, reply);
+                        fill_catching(tx, id, || publish(&log, batch, true, || {}));
                         return Ok(());
                     }
                 }
@@ -893,13 +888,15 @@ impl Conn {
                 // place, so appends of one connection stay in order while their syncs overlap,
                 // and the confirm leaves the thread that made it durable without another hop.
                 let (appended_tx, appended) = oneshot::channel::<()>();
-                let in_flight = Decrement::count(&self.publishing);
+                let in_flight = InFlight::count(&self.publishing);
                 spawn_blocking(move || {
-                    let reply = publish(&log, batch, always, || {
-                        let _ = appended_tx.send(());
-                    });
-                    drop(in_flight);
-                    fill(tx, id, reply);
+                    fill_catching(tx, id, || {
+                        let reply = publish(&log, batch, always, || {
+                            let _ = appended_tx.send(());
+                        });
+                        drop(in_flight);
+                        reply
+                    })
                 });
                 if appended.await.is_err() {
                     return Err(End::Fatal(
