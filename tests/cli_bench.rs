@@ -66,14 +66,22 @@ fn queue_bench_checks_consumers_split_the_messages_without_duplicates() {
     );
 }
 
+/// Runs `sluice bench --local ARGS`, expects it to fail at once, and returns its stderr.
+fn bench_refused(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(dir.path())
+        .args(["bench", "--local"])
+        .args(args)
+        .output()
+        .expect("run sluice bench");
+    assert!(!out.status.success(), "bench {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn bench_rejects_messages_too_small_for_its_header() {
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["bench", "--local", "--message-bytes", "8"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 20"));
+    assert!(bench_refused(&["--message-bytes", "8"]).contains("at least 20"));
 }
 
 #[test]
@@ -95,19 +103,6 @@ fn warm_cache_reads_once_unmeasured_before_the_measured_read() {
 
 #[test]
 fn warm_cache_refuses_a_queue() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .current_dir(dir.path())
-        .args([
-            "bench",
-            "--local",
-            "--mode",
-            "queue",
-            "--read-after",
-            "--warm-cache",
-        ])
-        .output()
-        .expect("run sluice bench");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--warm-cache reads a topic"));
+    let err = bench_refused(&["--mode", "queue", "--read-after", "--warm-cache"]);
+    assert!(err.contains("--warm-cache reads a topic"), "{err}");
 }

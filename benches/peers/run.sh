@@ -264,6 +264,22 @@ loadgen_run() {
     "$(jq .p50_ms <<<"$j")" "$(jq .p99_ms <<<"$j")" "$(jq -r .check <<<"$j")"
 }
 
+# peer_workloads RUN N100 N1000 NONE: the workloads of a peer driven by the load generator,
+# through RUN (a function: WORKLOAD LOADGEN-ARGS...). Publish 100 B then consume it with one
+# consumer, again with two, publish 1000 B and consume it, then one message at a time.
+peer_workloads() {
+  local run=$1 n100 n1000 none
+  n100=$(n "$2") n1000=$(n "$3") none=$(n "$4")
+  for consumers in 1 2; do
+    $run publish --messages "$n100" --producers 4 --window 1000
+    $run consume --mode consume --messages "$n100" --producers "$consumers" --window 1000
+  done
+  $run publish --messages "$n1000" --producers 4 --window 1000 --message-bytes 1000
+  $run consume --mode consume --messages "$n1000" --producers 1 --window 1000 \
+    --message-bytes 1000
+  $run publish-one --messages "$none" --producers 1 --window 1
+}
+
 if wants rabbitmq; then
   # shellcheck source=benches/peers/rabbitmq.sh
   source "$here/rabbitmq.sh"
@@ -271,14 +287,7 @@ if wants rabbitmq; then
   rabbitmq_start "$data/rabbitmq"
   for qt in quorum classic; do
     rq() { loadgen_run "rabbitmq-$qt" "$1" rabbitmq --queue-type "$qt" "${@:2}"; }
-    rq publish --messages "$(n 300000)" --producers 4 --window 1000
-    rq consume --mode consume --messages "$(n 300000)" --producers 1 --window 1000
-    rq publish --messages "$(n 300000)" --producers 4 --window 1000
-    rq consume --mode consume --messages "$(n 300000)" --producers 2 --window 1000
-    rq publish --messages "$(n 100000)" --producers 4 --window 1000 --message-bytes 1000
-    rq consume --mode consume --messages "$(n 100000)" --producers 1 --window 1000 \
-      --message-bytes 1000
-    rq publish-one --messages "$(n 3000)" --producers 1 --window 1
+    peer_workloads rq 300000 100000 3000
     calls=$(fsyncs "$RABBITMQ_PID" "$loadgen" rabbitmq --queue-type "$qt" --messages 3000 \
       --window 1)
     sync_row "rabbitmq-$qt" "publisher confirms, one message at a time" "$calls" 3000
@@ -293,14 +302,7 @@ if wants nats; then
   log "NATS JetStream"
   nats_start "$data/nats"
   ns() { loadgen_run nats-jetstream "$1" nats "${@:2}"; }
-  ns publish --messages "$(n 1000000)" --producers 4 --window 1000
-  ns consume --mode consume --messages "$(n 1000000)" --producers 1 --window 1000
-  ns publish --messages "$(n 1000000)" --producers 4 --window 1000
-  ns consume --mode consume --messages "$(n 1000000)" --producers 2 --window 1000
-  ns publish --messages "$(n 300000)" --producers 4 --window 1000 --message-bytes 1000
-  ns consume --mode consume --messages "$(n 300000)" --producers 1 --window 1000 \
-    --message-bytes 1000
-  ns publish-one --messages "$(n 5000)" --producers 1 --window 1
+  peer_workloads ns 1000000 300000 5000
   calls=$(fsyncs "$NATS_PID" "$loadgen" nats --messages 5000 --window 1)
   sync_row nats-jetstream "file storage, one message at a time" "$calls" 5000
   nats_stop || true

@@ -24,7 +24,7 @@ use async_nats::jetstream::{self, consumer::pull, stream};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{watch, Barrier};
 
-use crate::report::{Latency, Mode, Report, Workload};
+use crate::report::{check_of, Latency, Mode, Report, Workload};
 
 const SYSTEM: &str = "nats-jetstream";
 /// nats-server 2.9.10: the file store writes each message with pwrite(2) before the PubAck and
@@ -204,11 +204,7 @@ async fn publish(a: &Args, subject: &str) -> anyhow::Result<Report> {
         Ok(_) => {}
         Err(e) => problems.push(format!("{e:#}")),
     }
-    let check = if problems.is_empty() {
-        "ok".to_string()
-    } else {
-        problems.join("; ")
-    };
+    let check = check_of(&problems);
     Ok(Report::new(
         SYSTEM,
         DURABILITY,
@@ -447,11 +443,7 @@ async fn consume(a: &Args) -> anyhow::Result<Report> {
     let whole = before == w.messages;
     problems.extend(check_sequences(&mut keys, whole));
     problems.extend(check_acked(&s, before - got, whole).await);
-    let check = if problems.is_empty() {
-        "ok".to_string()
-    } else {
-        problems.join("; ")
-    };
+    let check = check_of(&problems);
     Ok(Report::new(
         SYSTEM,
         DURABILITY,

@@ -33,7 +33,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 
-use crate::report::{Latency, Mode, Report, Workload};
+use crate::report::{check_of, Latency, Mode, Report, Workload};
 
 const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5679/%2f";
 /// Bytes at the start of each body: producer id, then sequence number.
@@ -272,11 +272,7 @@ async fn publish(
     if problems.is_empty() && total.confirmed != w.messages {
         problems.push(format!("{} of {} confirmed", total.confirmed, w.messages));
     }
-    let check = if problems.is_empty() {
-        "ok".to_string()
-    } else {
-        problems.join("; ")
-    };
+    let check = check_of(&problems);
     Ok((total.confirmed, elapsed, total.latency, check))
 }
 
@@ -564,9 +560,5 @@ fn check_consumed(all: &[Consumed], total: u64, timeout: Duration) -> String {
     if missing > 0 {
         problems.push(format!("{missing} missing"));
     }
-    if problems.is_empty() {
-        "ok".to_string()
-    } else {
-        problems.join("; ")
-    }
+    check_of(&problems)
 }

@@ -114,3 +114,12 @@ impl Report {
         }
     }
 }
+
+/// The `check` field: `ok`, or every problem found.
+pub fn check_of(problems: &[String]) -> String {
+    if problems.is_empty() {
+        "ok".to_string()
+    } else {
+        problems.join("; ")
+    }
+}
