@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use sluice_storage::{
-    now_ms, ConsumerId, Error as StoreError, FsyncPolicy, Log, LogConfig, Offset, Queue,
+    now_ms, ConsumerId, Error as StoreError, FsyncPolicy, Log, LogConfig, Offset, Pending, Queue,
     QueueConfig, StartAt, StdFs, Store, StoreConfig, Topic,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
@@ -1037,14 +1037,33 @@ impl Conn {
             } => {
                 let tx = self.slot().await?;
                 let state = self.consumers[&target].state.clone();
+                let out = self.out.clone();
                 self.spawn_reply(tx, id, move || {
                     let q = state.queue.get().cloned().ok_or_else(|| {
                         Fail(ErrorCode::UnknownId, "consumer is not open yet".into())
                     })?;
                     let offs: Vec<Offset> = offsets.iter().map(|o| Offset(*o)).collect();
-                    // The window opens as soon as the acks are applied, so the next delivery
-                    // shares their sync; the reply still waits until they are durable.
-                    q.ack_then(state.cid, &offs, || settle(&state, &offsets))?;
+                    let acked = q.ack_pending(state.cid, &offs)?;
+                    state.forget(&offsets);
+                    // The window the acks opened is filled here and now, so the deliveries
+                    // share the acks' sync and leave with their confirm: one blocking call and
+                    // one sync per round trip of the consumer instead of two of each.
+                    let (frames, delivered) = match deliver_round(&state, &q, target) {
+                        Ok(r) => r,
+                        Err(Fail(_, e)) => {
+                            // The consumer's own task retries, and reports the error if it stays.
+                            tracing::warn!(queue = q.name(), "delivering after an ack failed: {e}");
+                            state.wake.notify_one();
+                            (Vec::new(), Pending::NONE)
+                        }
+                    };
+                    q.commit(acked.and(delivered))?;
+                    for frame in frames {
+                        if out.blocking_send(frame).is_err() {
+                            break;
+                        }
+                    }
+                    state.acked(&q);
                     Ok(Reply::Ok)
                 });
             }
@@ -1191,16 +1210,92 @@ impl Conn {
 
 /// Forgets settled offsets of a consumer and wakes it and the queue's other consumers.
 fn settle(state: &ConsumerState, offsets: &[u64]) {
-    {
-        let mut f = state.inflight.lock().unwrap();
-        for o in offsets {
-            f.remove(o);
-        }
-    }
+    state.forget(offsets);
     state.wake.notify_one();
     if let Some(ev) = state.events.get() {
         ev.notify_waiters();
     }
+}
+
+impl ConsumerState {
+    /// Forgets settled offsets (their window slots open).
+    fn forget(&self, offsets: &[u64]) {
+        let mut f = self.inflight.lock().unwrap();
+        for o in offsets {
+            f.remove(o);
+        }
+    }
+
+    /// Free slots of the prefetch window; held entries past their deadline no longer count.
+    fn window(&self) -> usize {
+        let held = {
+            let mut f = self.inflight.lock().unwrap();
+            let now = now_ms();
+            f.retain(|_, deadline| *deadline > now);
+            f.len()
+        };
+        (self.prefetch.load(Ordering::Relaxed) as usize).saturating_sub(held)
+    }
+
+    /// After an ack whose round filled this consumer's window: the queue's other consumers may
+    /// wait for room under its `max_unacked` bound. (This consumer's own task has nothing to do:
+    /// messages published later, expiries and nacks wake it by their own paths.)
+    fn acked(&self, q: &Queue) {
+        if q.config().max_unacked != 0 {
+            if let Some(ev) = self.events.get() {
+                ev.notify_waiters();
+            }
+        }
+    }
+}
+
+/// One delivery round for a consumer, on a blocking thread: up to its free window, journaled
+/// but not synced, and encoded into `Messages` frames for stream `id`. The frames must not be
+/// sent before [`Queue::commit`] of the returned [`Pending`]. The window is computed under the
+/// consumer's gate, so rounds run by its own task and by its acks never hand out more than the
+/// prefetch together, nor anything after the consumer was released.
+fn deliver_round(
+    state: &ConsumerState,
+    q: &Queue,
+    id: u32,
+) -> Result<(Vec<OutFrame>, Pending), Fail> {
+    let _gate = state.gate.lock().unwrap();
+    if state.closed.load(Ordering::Acquire) {
+        return Ok((Vec::new(), Pending::NONE));
+    }
+    let window = state.window();
+    if window == 0 {
+        return Ok((Vec::new(), Pending::NONE));
+    }
+    let (ds, pending) = q.deliver_pending(state.cid, window)?;
+    if ds.is_empty() {
+        return Ok((Vec::new(), pending));
+    }
+    let ack_timeout_ms = i64::try_from(q.config().ack_timeout_ms).unwrap_or(i64::MAX);
+    {
+        let deadline = now_ms().saturating_add(ack_timeout_ms);
+        let mut f = state.inflight.lock().unwrap();
+        f.extend(ds.iter().map(|d| (d.offset.0, deadline)));
+    }
+    let mut frames = Vec::new();
+    let mut chunk = Vec::new();
+    let mut bytes = 0;
+    for d in ds {
+        bytes += d.record.value.len() + 64;
+        chunk.push(QueueMessage {
+            offset: d.offset.0,
+            attempt: d.attempt,
+            record: d.record,
+        });
+        if bytes >= MESSAGES_FRAME_BYTES {
+            frames.push(Reply::Messages(std::mem::take(&mut chunk)).encode(id));
+            bytes = 0;
+        }
+    }
+    if !chunk.is_empty() {
+        frames.push(Reply::Messages(chunk).encode(id));
+    }
+    Ok((frames, pending))
 }
 
 /// Stops a consumer and returns what it held to its queue at once.
@@ -1422,8 +1517,6 @@ async fn run_consumer(
     {
         return;
     }
-    let cid = state.cid;
-    let ack_timeout_ms = i64::try_from(queue.config().ack_timeout_ms).unwrap_or(i64::MAX);
     loop {
         rx.borrow_and_update();
         let ev = events.notified();
@@ -1443,51 +1536,21 @@ async fn run_consumer(
                 }
             }
         }
-        let held = {
-            let mut f = state.inflight.lock().unwrap();
-            let now = now_ms();
-            f.retain(|_, deadline| *deadline > now);
-            f.len()
-        };
-        let window = (state.prefetch.load(Ordering::Relaxed) as usize).saturating_sub(held);
-        if window > 0 {
+        // A cheap look before the blocking call; `deliver_round` decides under the gate.
+        if state.window() > 0 {
             let q = queue.clone();
             let st = state.clone();
             let delivered = blocking(move || {
-                let _gate = st.gate.lock().unwrap();
-                if st.closed.load(Ordering::Acquire) {
-                    return Ok(Vec::new());
-                }
-                Ok(q.deliver(cid, window)?)
+                let (frames, pending) = deliver_round(&st, &q, id)?;
+                q.commit(pending)?;
+                Ok(frames)
             });
             match delivered.await {
-                Ok(ds) if !ds.is_empty() => {
-                    {
-                        let deadline = now_ms().saturating_add(ack_timeout_ms);
-                        let mut f = state.inflight.lock().unwrap();
-                        f.extend(ds.iter().map(|d| (d.offset.0, deadline)));
-                    }
-                    let mut chunk = Vec::new();
-                    let mut bytes = 0;
-                    for d in ds {
-                        bytes += d.record.value.len() + 64;
-                        chunk.push(QueueMessage {
-                            offset: d.offset.0,
-                            attempt: d.attempt,
-                            record: d.record,
-                        });
-                        if bytes >= MESSAGES_FRAME_BYTES {
-                            let frame = Reply::Messages(std::mem::take(&mut chunk)).encode(id);
-                            if out.send(frame).await.is_err() {
-                                return;
-                            }
-                            bytes = 0;
+                Ok(frames) if !frames.is_empty() => {
+                    for frame in frames {
+                        if out.send(frame).await.is_err() {
+                            return;
                         }
-                    }
-                    if !chunk.is_empty()
-                        && out.send(Reply::Messages(chunk).encode(id)).await.is_err()
-                    {
-                        return;
                     }
                     continue;
                 }

@@ -399,3 +399,68 @@ async fn credit_and_prefetch_bound_what_the_server_sends() {
     })
     .await;
 }
+
+/// A consumer's window is refilled both by its acks (the round runs with the ack) and by its
+/// own task (when messages are published): together they never hand out more than the
+/// prefetch, and every message arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_and_publishes_refill_the_window_without_overrunning_it() {
+    const PREFETCH: u32 = 40;
+    const TOTAL: u64 = 4000;
+    let (_t, dir) = data_dir();
+    let server = start(&dir, None);
+    bounded(async {
+        let c = Client::connect(&server.addr).await.unwrap();
+        c.create_queue("q", QueueSettings::default()).await.unwrap();
+        let mut cons = c
+            .consume(Source::Queue("q".into()), PREFETCH)
+            .await
+            .unwrap();
+        let publisher = {
+            let p = Client::connect(&server.addr).await.unwrap();
+            tokio::spawn(async move {
+                for i in 0..TOTAL / 10 {
+                    p.publish("q", &msgs(&format!("m{i}"), 10)).await.unwrap();
+                }
+            })
+        };
+        let acker = cons.acker();
+        let mut seen = HashSet::new();
+        let mut held = Vec::new();
+        while (seen.len() as u64) < TOTAL {
+            let d = cons.next().await.unwrap().unwrap();
+            assert!(seen.insert(d.offset), "offset {} delivered twice", d.offset);
+            held.push(d.offset);
+            if held.len() as u32 == PREFETCH || seen.len() as u64 == TOTAL {
+                // The window is full: nothing more may come until an ack.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                assert_eq!(
+                    cons.buffered(),
+                    0,
+                    "more than the prefetch of {PREFETCH} was handed out"
+                );
+                // Acked in four concurrent requests, so rounds run by the acks overlap each
+                // other and the rounds that publishes start.
+                let mut acks = Vec::new();
+                for part in held.chunks(held.len().div_ceil(4)) {
+                    let (a, part) = (acker.clone(), part.to_vec());
+                    acks.push(tokio::spawn(async move { a.ack(&part).await }));
+                }
+                for a in acks {
+                    a.await.unwrap().unwrap();
+                }
+                held.clear();
+            }
+        }
+        publisher.await.unwrap();
+        let st = c.describe_queue("q").await.unwrap();
+        assert_eq!(st.in_flight, 0);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), cons.next())
+                .await
+                .is_err(),
+            "nothing more to deliver"
+        );
+    })
+    .await;
+}

@@ -104,6 +104,31 @@ pub struct Delivery {
     pub record: Record,
 }
 
+/// Queue changes journaled but not yet synced, from [`Queue::ack_pending`] or
+/// [`Queue::deliver_pending`]. Pass it to [`Queue::commit`] before confirming the acks or handing
+/// out the deliveries; [`Pending::and`] merges several into one sync.
+#[must_use = "pending acks and deliveries are durable only after Queue::commit"]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// Logical journal position to sync to.
+    pos: u64,
+    /// The ack floor those records produced (segments below it may be reclaimed once synced).
+    floor: u64,
+}
+
+impl Pending {
+    /// Nothing to sync.
+    pub const NONE: Pending = Pending { pos: 0, floor: 0 };
+
+    /// Both this and `other`: one commit covers every record of the two.
+    pub fn and(self, other: Pending) -> Pending {
+        Pending {
+            pos: self.pos.max(other.pos),
+            floor: self.floor.max(other.floor),
+        }
+    }
+}
+
 /// A named subscriber of a topic.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubscriberInfo {
@@ -1225,6 +1250,20 @@ impl Queue {
     /// Each delivery (with its attempt number) is journaled, and synced under `always`, before
     /// it is returned, so delivery counts survive a broker crash.
     pub fn deliver(&self, consumer: ConsumerId, max: usize) -> Result<Vec<Delivery>> {
+        let (out, pending) = self.deliver_pending(consumer, max)?;
+        self.commit(pending)?;
+        Ok(out)
+    }
+
+    /// [`Queue::deliver`] without its sync: the deliveries are in the queue's state and journal,
+    /// and must not leave the broker before [`Queue::commit`] of the returned [`Pending`] (with
+    /// any other pending work, such as the acks that opened the consumer's window, so all of it
+    /// shares one sync).
+    pub fn deliver_pending(
+        &self,
+        consumer: ConsumerId,
+        max: usize,
+    ) -> Result<(Vec<Delivery>, Pending)> {
         let now = self.clock.now_ms();
         let mut dead = Vec::new();
         let mut out = Vec::new();
@@ -1304,7 +1343,7 @@ impl Queue {
             if rec.is_empty() {
                 drop(st);
                 self.dead_letter(dead)?;
-                return Ok(out);
+                return Ok((out, Pending::NONE));
             }
             let pos = match self.journal.append(&rec) {
                 Ok(p) => p,
@@ -1333,61 +1372,64 @@ impl Queue {
             self.maybe_snapshot(&st)?;
             (pos, st.ack.acks.floor())
         };
-        self.commit_journal(pos, floor)?;
+        // Dead letters sync the journal up to their own record, after this one.
         self.dead_letter(dead)?;
-        Ok(out)
+        Ok((out, Pending { pos, floor }))
     }
 
     /// Acknowledges messages; returns once the acks are durable. Unknown or already acked
     /// offsets are ignored. An ack is accepted from any consumer for any delivered, unacked
     /// message (a late ack after the deadline still counts: the work was done).
     pub fn ack(&self, consumer: ConsumerId, offsets: &[Offset]) -> Result<()> {
-        self.ack_then(consumer, offsets, || {})
+        let pending = self.ack_pending(consumer, offsets)?;
+        self.commit(pending)
     }
 
-    /// [`Queue::ack`], calling `applied` once the acks are in the queue's state and journal but
-    /// before they are synced: a broker can open its consumer's window then, so the next
-    /// delivery's journal record shares the ack's sync instead of waiting for it. Returns, as
-    /// `ack` does, only once the acks are durable.
-    pub fn ack_then(
-        &self,
-        _consumer: ConsumerId,
-        offsets: &[Offset],
-        applied: impl FnOnce(),
-    ) -> Result<()> {
-        let (pos, floor) = {
-            let mut st = self.lock_open()?;
-            let cursor = st.ack.cursor;
-            let mut list: Vec<u64> = offsets
-                .iter()
-                .map(|o| o.0)
-                .filter(|&o| o < cursor && !st.ack.acks.contains(o))
-                .collect();
-            if list.is_empty() {
-                // Already acked, perhaps by a record another caller is still syncing: wait
-                // for it, so no ack is confirmed before it is durable.
-                let pos = self.journal.end();
-                let floor = st.ack.acks.floor();
-                drop(st);
-                applied();
-                return self.commit_journal(pos, floor);
-            }
-            list.sort_unstable();
-            list.dedup();
-            let mut rec = Vec::with_capacity(13 + 8 * list.len());
-            encode_offsets(&mut rec, REC_ACK, &list);
-            let pos = self.journal.append(&rec)?;
-            for &o in &list {
-                st.ack.acks.insert(o);
-                st.ack.counts.remove(&o);
-                st.forget(o);
-            }
-            st.maybe_shrink();
-            self.maybe_snapshot(&st)?;
-            (pos, st.ack.acks.floor())
-        };
-        applied();
-        self.commit_journal(pos, floor)
+    /// [`Queue::ack`] without its sync: the acks are in the queue's state and journal, so the
+    /// consumer's window may open and the next delivery's record share the acks' sync; they may
+    /// be confirmed only after [`Queue::commit`] of the returned [`Pending`].
+    ///
+    /// Offsets already acked (perhaps by a record another caller is still syncing) return a
+    /// `Pending` that covers the journal's end, so no ack is confirmed before it is durable.
+    pub fn ack_pending(&self, _consumer: ConsumerId, offsets: &[Offset]) -> Result<Pending> {
+        let mut st = self.lock_open()?;
+        let cursor = st.ack.cursor;
+        let mut list: Vec<u64> = offsets
+            .iter()
+            .map(|o| o.0)
+            .filter(|&o| o < cursor && !st.ack.acks.contains(o))
+            .collect();
+        if list.is_empty() {
+            return Ok(Pending {
+                pos: self.journal.end(),
+                floor: st.ack.acks.floor(),
+            });
+        }
+        list.sort_unstable();
+        list.dedup();
+        let mut rec = Vec::with_capacity(13 + 8 * list.len());
+        encode_offsets(&mut rec, REC_ACK, &list);
+        let pos = self.journal.append(&rec)?;
+        for &o in &list {
+            st.ack.acks.insert(o);
+            st.ack.counts.remove(&o);
+            st.forget(o);
+        }
+        st.maybe_shrink();
+        self.maybe_snapshot(&st)?;
+        Ok(Pending {
+            pos,
+            floor: st.ack.acks.floor(),
+        })
+    }
+
+    /// Makes pending acks and deliveries durable as the fsync policy says (one group-commit
+    /// sync for all of them), then lets the log reclaim what the acks released.
+    pub fn commit(&self, pending: Pending) -> Result<()> {
+        if pending == Pending::NONE {
+            return Ok(());
+        }
+        self.commit_journal(pending.pos, pending.floor)
     }
 
     /// Returns messages to the queue, redelivered after `delay_ms`. Only the consumer holding a

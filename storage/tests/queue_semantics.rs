@@ -586,7 +586,7 @@ fn a_failed_journal_sync_stops_the_queue_until_it_is_reopened() {
 }
 
 #[test]
-fn ack_then_opens_the_window_before_the_sync_and_returns_after_it() {
+fn pending_acks_and_deliveries_share_one_commit() {
     let sim = SimFs::new();
     let clock = Arc::new(ManualClock::new(0));
     let s = open(&sim, &clock);
@@ -594,27 +594,33 @@ fn ack_then_opens_the_window_before_the_sync_and_returns_after_it() {
     publish_n(&q, 10);
     assert_eq!(q.deliver(A, 4).unwrap().len(), 4);
     let syncs_before = sim.count(OpKind::Sync);
-    let mut calls = Vec::new();
-    q.ack_then(A, &[Offset(0), Offset(1)], || {
-        calls.push(sim.count(OpKind::Sync))
-    })
-    .unwrap();
-    assert_eq!(calls, vec![syncs_before], "applied once, before any sync");
-    assert!(
-        sim.count(OpKind::Sync) > syncs_before,
-        "ack_then returns only after syncing the acks"
+    let acked = q.ack_pending(A, &[Offset(0), Offset(1)]).unwrap();
+    let (ds, delivered) = q.deliver_pending(A, 2).unwrap();
+    assert_eq!(
+        ds.iter().map(|d| d.offset).collect::<Vec<_>>(),
+        vec![Offset(4), Offset(5)]
     );
-    // Acks already applied (by this or another caller) call it too, and still wait.
-    let mut again = 0;
-    q.ack_then(A, &[Offset(0)], || again += 1).unwrap();
-    assert_eq!(again, 1);
+    assert_eq!(
+        sim.count(OpKind::Sync),
+        syncs_before,
+        "nothing synced before commit"
+    );
+    q.commit(acked.and(delivered)).unwrap();
+    assert_eq!(
+        sim.count(OpKind::Sync),
+        syncs_before + 1,
+        "one sync covers the acks and the deliveries"
+    );
+    // Acks already applied (by this or another caller) still wait for the journal's end.
+    let again = q.ack_pending(A, &[Offset(0)]).unwrap();
+    q.commit(again).unwrap();
     drop(q);
     drop(s);
     sim.crash(CrashMode::DropUnsynced);
     let rep = inspect_queue_state(&sim, Path::new("/data/queues/jobs")).unwrap();
     assert_eq!(
         (rep.floor, rep.cursor),
-        (2, 4),
-        "the acks survived the crash"
+        (2, 6),
+        "the committed acks and deliveries survived the crash"
     );
 }
