@@ -472,7 +472,7 @@ pub fn inspect_queue_state(fs: &dyn FileSystem, dir: &Path) -> Result<QueueState
         has_snapshot: l.snapshot.is_some(),
         generation: l.generation,
         journal_records: l.records.len(),
-        torn_bytes: l.journal_len.saturating_sub(l.valid_len),
+        torn_bytes: l.torn_len(),
         damaged_mid: l.damaged_mid,
         floor: st.acks.floor(),
         cursor: st.cursor,

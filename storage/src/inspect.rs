@@ -2207,7 +2207,14 @@ fn read_journaled(
         st.records.push((at, k, p));
         at += n;
     }
-    let torn = (body.len() - valid) as u64;
+    let tail = &body[valid..];
+    // Zeros after the records are space the journal preallocated, not a torn write.
+    let zeroed = if tail.iter().all(|&b| b == 0) {
+        tail.len() as u64
+    } else {
+        0
+    };
+    let torn = tail.len() as u64 - zeroed;
     let mut problem = None;
     if torn > 0 {
         let tail = &body[valid..];
@@ -2237,6 +2244,7 @@ fn read_journaled(
             uint("generation", g),
             uint("records", st.records.len() as u64),
             uint("valid_bytes", at),
+            uint("preallocated_bytes", zeroed),
             uint("torn_bytes", torn),
         ],
         Some(ok),

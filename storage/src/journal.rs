@@ -198,9 +198,22 @@ pub struct Loaded {
     pub journal_len: u64,
     /// Length of the valid prefix of the journal (header included).
     pub valid_len: u64,
+    /// Zero bytes after the valid prefix, up to the end of the file: space preallocated for
+    /// records, not a torn write. 0 when anything after the prefix is not zero.
+    pub zeroed_len: u64,
     /// True when a valid record was found after the first bad one: the damage is in the middle
     /// of written data, not a torn tail, and the records after it are lost by the cut.
     pub damaged_mid: bool,
+}
+
+impl Loaded {
+    /// Bytes after the valid prefix that are neither records nor preallocated zeros: a torn or
+    /// damaged tail, cut at the next open.
+    pub fn torn_len(&self) -> u64 {
+        self.journal_len
+            .saturating_sub(self.valid_len)
+            .saturating_sub(self.zeroed_len)
+    }
 }
 
 /// How far past the first bad record to look for valid ones.
@@ -232,7 +245,12 @@ pub fn load(fs: &dyn FileSystem, dir: &Path, prefix: &str, magic: [u8; 8]) -> Re
                 let (records, valid) = decode_records(&bytes[JOURNAL_HEADER_LEN..]);
                 out.records = records;
                 out.valid_len = (JOURNAL_HEADER_LEN + valid) as u64;
-                out.damaged_mid = valid_record_after(&bytes[JOURNAL_HEADER_LEN + valid..]);
+                let tail = &bytes[JOURNAL_HEADER_LEN + valid..];
+                if tail.iter().all(|&b| b == 0) {
+                    out.zeroed_len = tail.len() as u64;
+                } else {
+                    out.damaged_mid = valid_record_after(tail);
+                }
             }
             Ok(g) => {
                 return Err(Error::corruption(
@@ -255,6 +273,8 @@ struct Inner {
     generation: u64,
     /// Write position in the current file.
     pos: u64,
+    /// Length of the current file: the bytes from `pos` to it are zeros (preallocated).
+    len: u64,
     /// Logical position of byte 0 of the current file.
     base: u64,
     /// Bytes appended since the last snapshot.
@@ -296,6 +316,31 @@ fn create_journal_file(
     Ok(f)
 }
 
+/// Smallest and largest run of zeros written ahead of the records at a time: each run doubles
+/// the file, from the smaller to the larger, so an idle queue's journal stays small.
+pub const PREALLOC_BYTES_MIN: u64 = 64 << 10;
+/// See [`PREALLOC_BYTES_MIN`].
+pub const PREALLOC_BYTES_MAX: u64 = 1 << 20;
+
+/// Writes zeros from the end of the current file to past `end`, so the appends up to there do
+/// not grow the file: `fdatasync` after such an append writes the data and flushes, without
+/// also writing the inode for a new file size (one device round trip fewer on every sync).
+/// A failure here wrote nothing a reader could take for a record, so the journal goes on; the
+/// append that needed the room fails.
+fn preallocate(g: &mut Inner, end: u64) -> Result<()> {
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    let run = g.len.clamp(PREALLOC_BYTES_MIN, PREALLOC_BYTES_MAX);
+    let target = end.max(g.len) + run;
+    let mut at = g.len;
+    while at < target {
+        let n = (target - at).min(ZEROS.len() as u64) as usize;
+        g.file.write_all_at(&ZEROS[..n], at).at(&g.path)?;
+        at += n as u64;
+    }
+    g.len = target;
+    Ok(())
+}
+
 impl Journal {
     /// Opens (creating when absent) the journal of `prefix` in `dir` (which must exist), after
     /// recovering it: the torn tail is cut and the cut synced, stale generations removed.
@@ -320,16 +365,22 @@ impl Journal {
                      (acknowledged messages may be delivered again, offsets may move back)"
                 );
             }
-            if loaded.journal_len > loaded.valid_len {
+            if loaded.torn_len() > 0 {
                 tracing::warn!(
                     path = %jp.display(),
                     "cutting {} bytes of torn journal tail",
-                    loaded.journal_len - loaded.valid_len
+                    loaded.torn_len()
                 );
                 f.set_len(loaded.valid_len).at(&jp)?;
                 f.sync_data().at(&jp)?;
             }
             f
+        };
+        // After a cut the file ends at the valid prefix; otherwise zeros may follow it.
+        let len = if loaded.torn_len() > 0 {
+            loaded.valid_len
+        } else {
+            loaded.journal_len
         };
         // Leftovers: older generations, a newer one whose snapshot never landed, temporaries.
         let own = jp.file_name().map(|n| n.to_string_lossy().into_owned());
@@ -353,6 +404,7 @@ impl Journal {
                 path: jp,
                 generation: loaded.generation,
                 pos,
+                len: len.max(pos),
                 base: 0,
                 since_snapshot: pos - JOURNAL_HEADER_LEN as u64,
             }),
@@ -387,6 +439,10 @@ impl Journal {
     pub fn append(&self, bytes: &[u8]) -> Result<u64> {
         self.check()?;
         let mut g = lock(&self.inner);
+        let end = g.pos + bytes.len() as u64;
+        if end > g.len {
+            preallocate(&mut g, end)?;
+        }
         if let Err(e) = g.file.write_all_at(bytes, g.pos) {
             // A partial write may have landed; the journal is stopped, recovery cuts it.
             return Err(self.fail(Error::io(&g.path, e)));
@@ -484,6 +540,7 @@ impl Journal {
         g.generation = next;
         g.base += g.pos;
         g.pos = JOURNAL_HEADER_LEN as u64;
+        g.len = g.pos;
         g.since_snapshot = 0;
         self.durable.fetch_max(g.base + g.pos, Ordering::AcqRel);
         drop(g);
@@ -559,5 +616,72 @@ mod tests {
         assert_eq!(l.records, vec![(1, b"three".to_vec())]);
         let names = fs.read_dir(dir).unwrap();
         assert_eq!(names.iter().filter(|n| n.ends_with(".journal")).count(), 1);
+    }
+
+    #[test]
+    fn zeros_ahead_of_the_records_are_room_not_a_torn_tail() {
+        let sim = SimFs::new();
+        let fs: FsRef = Arc::new(sim.clone());
+        let dir = Path::new("/s");
+        fs.create_dir_all(dir).unwrap();
+        fs.sync_dir(Path::new("/")).unwrap();
+        let jp = journal_path(dir, "t", 0);
+        let (j, _) = Journal::open(fs.clone(), dir, "t", M).unwrap();
+        let one = rec(1, b"one");
+        j.sync_to(j.append(&one).unwrap()).unwrap();
+        let records_end = (JOURNAL_HEADER_LEN + one.len()) as u64;
+        let file_len = sim.read_file(&jp).unwrap().len() as u64;
+        assert_eq!(
+            file_len,
+            records_end + PREALLOC_BYTES_MIN,
+            "room was written ahead"
+        );
+        // Reopened: no cut, and the next record goes right after the last one.
+        drop(j);
+        let l = load(&*fs, dir, "t", M).unwrap();
+        assert_eq!(
+            (l.valid_len, l.zeroed_len, l.torn_len()),
+            (records_end, PREALLOC_BYTES_MIN, 0)
+        );
+        let (j, l) = Journal::open(fs.clone(), dir, "t", M).unwrap();
+        assert_eq!(l.records.len(), 1);
+        assert_eq!(
+            sim.read_file(&jp).unwrap().len() as u64,
+            file_len,
+            "nothing was cut"
+        );
+        j.sync_to(j.append(&rec(1, b"two")).unwrap()).unwrap();
+        // Past the room, the file grows by a run as long as itself (up to the largest run).
+        let big = vec![7u8; PREALLOC_BYTES_MIN as usize];
+        j.sync_to(j.append(&rec(2, &big)).unwrap()).unwrap();
+        let grown = sim.read_file(&jp).unwrap().len() as u64;
+        assert!(grown >= 2 * file_len, "{grown} after {file_len}");
+        drop(j);
+        let (j, l) = Journal::open(fs.clone(), dir, "t", M).unwrap();
+        assert_eq!(
+            l.records.iter().map(|r| r.0).collect::<Vec<_>>(),
+            vec![1, 1, 2]
+        );
+        // Half a record over the zeros is a torn tail: cut at the open, zeros and all.
+        let p = j.append(&rec(1, b"three")).unwrap();
+        j.sync_to(p).unwrap();
+        drop(j);
+        let mut b = sim.read_file(&jp).unwrap();
+        let l = load(&*fs, dir, "t", M).unwrap();
+        let end = l.valid_len as usize;
+        b[end..end + 6].copy_from_slice(&rec(1, b"four")[..6]);
+        sim.write_file(&jp, &b).unwrap();
+        let l = load(&*fs, dir, "t", M).unwrap();
+        assert_eq!(
+            (l.zeroed_len, l.torn_len()),
+            (0, b.len() as u64 - end as u64)
+        );
+        let (_j, l) = Journal::open(fs.clone(), dir, "t", M).unwrap();
+        assert_eq!(l.records.len(), 4);
+        assert_eq!(
+            sim.read_file(&jp).unwrap().len(),
+            end,
+            "the torn tail was cut"
+        );
     }
 }

@@ -416,6 +416,9 @@ fn garbage_after_the_journal_is_cut_and_reported_by_inspect() {
         .unwrap();
     let jp = dir.join(journal);
     let mut bytes = sim.read_file(&jp).unwrap();
+    // Garbage right after the records, over the zeros preallocated for more.
+    let (_, valid) = sluice_storage::journal::decode_records(&bytes[24..]);
+    bytes.truncate(24 + valid);
     bytes.extend_from_slice(&[0x11; 37]);
     sim.write_file(&jp, &bytes).unwrap();
     let rep = inspect_queue_state(&sim, dir).unwrap();
