@@ -6,13 +6,20 @@
 //! bitmap drops whole words as the floor passes them, and delivery counts exist only for
 //! delivered, unacked offsets.
 //!
-//! Journal records (framed by [`crate::journal`]: `{ len u32 | crc u32 | kind u8 | payload }`):
+//! Journal records (framed by [`crate::journal`]: `{ len u32 | crc u32 | kind u8 | payload }`).
+//! Writers use the run kinds (journal version 2): a delivery or ack of consecutive offsets, the
+//! common case, is one entry of 12 or 16 bytes however many messages it covers. Kinds 1-3 (one
+//! entry per offset) are those of version 1, still replayed.
 //! ```text
-//! DELIVER (1): { count u32 | { offset u64 | attempt u32 }* }   handed out; the cursor passes them
-//! ACK     (2): { count u32 | offset u64* }                     acknowledged
-//! DEAD    (3): { count u32 | offset u64* }                     dead-lettered (counts as acked)
-//! FLOOR   (4): { floor u64 }                                   everything below is acked (the log
-//!                                                              start moved past unacked messages)
+//! DELIVER      (1): { count u32 | { offset u64 | attempt u32 }* }  handed out; the cursor passes them
+//! ACK          (2): { count u32 | offset u64* }                    acknowledged
+//! DEAD         (3): { count u32 | offset u64* }                    dead-lettered (counts as acked)
+//! FLOOR        (4): { floor u64 }                                  everything below is acked (the log
+//!                                                                  start moved past unacked messages)
+//! DELIVER_RUNS (5): { count u32 | { first u64 | len u32 | attempt u32 }* }  as DELIVER, for each
+//!                                                                  offset of first..first+len
+//! ACK_RUNS     (6): { count u32 | { first u64 | len u32 }* }       as ACK, per offset of each run
+//! DEAD_RUNS    (7): { count u32 | { first u64 | len u32 }* }       as DEAD, per offset of each run
 //! ```
 //! Snapshot body (postcard of [`AckSnapshot`]): floor, cursor, dead-lettered count, the bitmap
 //! words with the offset of their first bit, and the delivery counts.
@@ -42,6 +49,14 @@ pub const REC_ACK: u8 = 2;
 pub const REC_DEAD: u8 = 3;
 /// A floor record.
 pub const REC_FLOOR: u8 = 4;
+/// A delivery record of runs of consecutive offsets.
+pub const REC_DELIVER_RUNS: u8 = 5;
+/// An ack record of runs.
+pub const REC_ACK_RUNS: u8 = 6;
+/// A dead-letter record of runs.
+pub const REC_DEAD_RUNS: u8 = 7;
+/// Most offsets in one run: longer runs are split (and a longer one read back is corruption).
+pub const RUN_LEN_MAX: u32 = 1 << 16;
 
 /// A fast hasher for integer keys (offsets, consumer ids): the Fx multiply-rotate mix. The keys
 /// are not attacker-chosen strings, so SipHash's flood resistance buys nothing here.
@@ -220,6 +235,19 @@ impl AckSet {
     }
 }
 
+/// Checks a run read from a record: 1 to [`RUN_LEN_MAX`] offsets, none past `u64::MAX`.
+fn run(first: u64, len: u32) -> std::result::Result<(u64, u64), String> {
+    if len == 0 || len > RUN_LEN_MAX {
+        return Err(format!("run of {len} offsets (1 to {RUN_LEN_MAX} allowed)"));
+    }
+    if first.checked_add(len as u64).is_none() {
+        return Err(format!(
+            "run of {len} offsets from {first} passes the largest offset"
+        ));
+    }
+    Ok((first, len as u64))
+}
+
 /// The persistent part of a queue's state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AckState {
@@ -295,6 +323,31 @@ impl AckState {
             REC_FLOOR => {
                 let f = u64_at(0)?;
                 self.raise_floor(f);
+            }
+            REC_DELIVER_RUNS => {
+                let n = u32_at(0)? as usize;
+                for i in 0..n {
+                    let (first, len) = run(u64_at(4 + i * 16)?, u32_at(12 + i * 16)?)?;
+                    let a = u32_at(16 + i * 16)?;
+                    for o in first..first + len {
+                        if !self.acks.contains(o) {
+                            self.counts.insert(o, a);
+                        }
+                    }
+                    self.cursor = self.cursor.max(first + len);
+                }
+            }
+            REC_ACK_RUNS | REC_DEAD_RUNS => {
+                let n = u32_at(0)? as usize;
+                for i in 0..n {
+                    let (first, len) = run(u64_at(4 + i * 12)?, u32_at(12 + i * 12)?)?;
+                    for o in first..first + len {
+                        if self.acks.insert(o) && kind == REC_DEAD_RUNS {
+                            self.dead_lettered += 1;
+                        }
+                        self.counts.remove(&o);
+                    }
+                }
             }
             k => return Err(format!("unknown ack record kind {k}")),
         }
@@ -402,28 +455,54 @@ impl AckState {
 /// Most entries in one record, which keeps every record far below the journal's record limit.
 pub const RECORD_ENTRIES_MAX: usize = 1 << 16;
 
-/// Encodes DELIVER records (one per [`RECORD_ENTRIES_MAX`] items).
-// Format: { len u32 | crc u32 | kind=1 u8 | count u32 | { offset u64 | attempt u32 }* }
-pub fn encode_deliver(out: &mut Vec<u8>, items: &[(u64, u32)]) {
-    for items in items.chunks(RECORD_ENTRIES_MAX) {
-        let mut p = Vec::with_capacity(4 + items.len() * 12);
-        p.extend_from_slice(&(items.len() as u32).to_le_bytes());
-        for (o, a) in items {
-            p.extend_from_slice(&o.to_le_bytes());
-            p.extend_from_slice(&a.to_le_bytes());
+/// Splits items (ascending by offset) into runs of consecutive offsets that share a value.
+fn runs<T: Copy + PartialEq>(items: impl IntoIterator<Item = (u64, T)>) -> Vec<(u64, u32, T)> {
+    let mut out: Vec<(u64, u32, T)> = Vec::new();
+    for (o, v) in items {
+        match out.last_mut() {
+            Some((first, len, w))
+                if *w == v && *len < RUN_LEN_MAX && first.checked_add(*len as u64) == Some(o) =>
+            {
+                *len += 1
+            }
+            _ => out.push((o, 1, v)),
         }
-        encode_record(out, REC_DELIVER, &p);
+    }
+    out
+}
+
+/// Encodes DELIVER_RUNS records (one per [`RECORD_ENTRIES_MAX`] runs) for `(offset, attempt)`
+/// items, ascending by offset (any order is correct, ascending is compact).
+// Format: { len u32 | crc u32 | kind=5 u8 | count u32 | { first u64 | len u32 | attempt u32 }* }
+pub fn encode_deliver(out: &mut Vec<u8>, items: &[(u64, u32)]) {
+    let runs = runs(items.iter().copied());
+    for runs in runs.chunks(RECORD_ENTRIES_MAX) {
+        let mut p = Vec::with_capacity(4 + runs.len() * 16);
+        p.extend_from_slice(&(runs.len() as u32).to_le_bytes());
+        for (first, len, attempt) in runs {
+            p.extend_from_slice(&first.to_le_bytes());
+            p.extend_from_slice(&len.to_le_bytes());
+            p.extend_from_slice(&attempt.to_le_bytes());
+        }
+        encode_record(out, REC_DELIVER_RUNS, &p);
     }
 }
 
-/// Encodes ACK or DEAD records (one per [`RECORD_ENTRIES_MAX`] offsets).
-// Format: { len u32 | crc u32 | kind=2|3 u8 | count u32 | offset u64* }
+/// Encodes ACK_RUNS or DEAD_RUNS records (`kind` is [`REC_ACK`] or [`REC_DEAD`]; one record per
+/// [`RECORD_ENTRIES_MAX`] runs), for offsets ascending (any order is correct).
+// Format: { len u32 | crc u32 | kind=6|7 u8 | count u32 | { first u64 | len u32 }* }
 pub fn encode_offsets(out: &mut Vec<u8>, kind: u8, offsets: &[u64]) {
-    for offsets in offsets.chunks(RECORD_ENTRIES_MAX) {
-        let mut p = Vec::with_capacity(4 + offsets.len() * 8);
-        p.extend_from_slice(&(offsets.len() as u32).to_le_bytes());
-        for o in offsets {
-            p.extend_from_slice(&o.to_le_bytes());
+    let kind = match kind {
+        REC_DEAD | REC_DEAD_RUNS => REC_DEAD_RUNS,
+        _ => REC_ACK_RUNS,
+    };
+    let runs = runs(offsets.iter().map(|&o| (o, ())));
+    for runs in runs.chunks(RECORD_ENTRIES_MAX) {
+        let mut p = Vec::with_capacity(4 + runs.len() * 12);
+        p.extend_from_slice(&(runs.len() as u32).to_le_bytes());
+        for (first, len, ()) in runs {
+            p.extend_from_slice(&first.to_le_bytes());
+            p.extend_from_slice(&len.to_le_bytes());
         }
         encode_record(out, kind, &p);
     }
@@ -542,6 +621,66 @@ mod tests {
                 prop_assert_eq!(back.acks.floor(), floor);
             }
         }
+    }
+
+    #[test]
+    fn runs_are_compact_and_replay_like_single_offsets() {
+        // The same history in version-1 records (one entry per offset) and in runs.
+        let deliveries: Vec<(u64, u32)> = (10..1010).map(|o| (o, 1)).chain([(1010, 2)]).collect();
+        let acks: Vec<u64> = (10..500).chain(600..700).collect();
+        let mut v1 = Vec::new();
+        let mut p = (deliveries.len() as u32).to_le_bytes().to_vec();
+        for (o, a) in &deliveries {
+            p.extend_from_slice(&o.to_le_bytes());
+            p.extend_from_slice(&a.to_le_bytes());
+        }
+        encode_record(&mut v1, REC_DELIVER, &p);
+        let mut p = (acks.len() as u32).to_le_bytes().to_vec();
+        for o in &acks {
+            p.extend_from_slice(&o.to_le_bytes());
+        }
+        encode_record(&mut v1, REC_ACK, &p);
+        let mut v2 = Vec::new();
+        encode_deliver(&mut v2, &deliveries);
+        encode_offsets(&mut v2, REC_ACK, &acks);
+        assert!(
+            v2.len() < 100,
+            "two runs of deliveries, two of acks: {} bytes",
+            v2.len()
+        );
+        let replay = |b: &[u8]| {
+            let mut st = AckState::new(10);
+            for (k, p) in crate::journal::decode_records(b).0 {
+                st.apply(k, &p).unwrap();
+            }
+            st
+        };
+        let (a, b) = (replay(&v1), replay(&v2));
+        assert_eq!(a, b);
+        assert_eq!((b.acks.floor(), b.cursor, b.counts.len()), (500, 1011, 411));
+        assert_eq!(b.counts.get(&1010), Some(&2));
+        // A run longer than the limit is split; a bad run read back is an error, not a panic.
+        let long: Vec<u64> = (0..RUN_LEN_MAX as u64 + 5).collect();
+        let mut b = Vec::new();
+        encode_offsets(&mut b, REC_DEAD, &long);
+        let recs = crate::journal::decode_records(&b).0;
+        assert_eq!(recs[0].0, REC_DEAD_RUNS);
+        assert_eq!(u32::from_le_bytes(recs[0].1[..4].try_into().unwrap()), 2);
+        let mut st = AckState::new(0);
+        st.apply(recs[0].0, &recs[0].1).unwrap();
+        assert_eq!(
+            (st.acks.floor(), st.dead_lettered),
+            (long.len() as u64, long.len() as u64)
+        );
+        for bad in [(5u64, 0u32), (5, RUN_LEN_MAX + 1), (u64::MAX - 1, 3)] {
+            let mut p = 1u32.to_le_bytes().to_vec();
+            p.extend_from_slice(&bad.0.to_le_bytes());
+            p.extend_from_slice(&bad.1.to_le_bytes());
+            assert!(AckState::new(0).apply(REC_ACK_RUNS, &p).is_err(), "{bad:?}");
+        }
+        assert!(AckState::new(0)
+            .apply(REC_DELIVER_RUNS, &[1, 0, 0, 0, 9])
+            .is_err());
     }
 
     #[test]

@@ -1833,10 +1833,10 @@ pub fn is_known_state_file(name: &str) -> bool {
 /// Where a snapshot or config file fails the checks of [`journal::decode_snapshot`], in its
 /// order: the byte position of the field at fault.
 fn snapshot_fault_position(b: &[u8], magic: [u8; 8]) -> u64 {
-    use crate::journal::{SNAPSHOT_HEADER_LEN, STATE_VERSION};
+    use crate::journal::{version_supported, SNAPSHOT_HEADER_LEN};
     if b.len() < SNAPSHOT_HEADER_LEN || b[..8] != magic {
         0
-    } else if u16::from_le_bytes([b[8], b[9]]) != STATE_VERSION {
+    } else if !version_supported(u16::from_le_bytes([b[8], b[9]])) {
         8
     } else if b.len()
         != SNAPSHOT_HEADER_LEN + u32::from_le_bytes(b[20..24].try_into().expect("4")) as usize

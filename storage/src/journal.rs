@@ -41,8 +41,16 @@ use crate::error::{Error, IoContext, Result};
 use crate::format::crc;
 use crate::fs::{self, FileRef, FileSystem, FsRef, OpenMode};
 
-/// Version of the journal and snapshot layouts.
-pub const STATE_VERSION: u16 = 1;
+/// Version of the journal and snapshot layouts written. Version 2 added the ack-state run
+/// records (kinds 5-7); the framing, the offsets records and the snapshot bodies are unchanged.
+pub const STATE_VERSION: u16 = 2;
+/// Oldest version still read.
+pub const STATE_VERSION_MIN: u16 = 1;
+
+/// True for a layout version this build reads.
+pub fn version_supported(v: u16) -> bool {
+    (STATE_VERSION_MIN..=STATE_VERSION).contains(&v)
+}
 /// Length of the journal file header.
 pub const JOURNAL_HEADER_LEN: usize = 24;
 /// Length of the snapshot header (before the body).
@@ -95,7 +103,7 @@ pub fn decode_journal_header(b: &[u8], magic: [u8; 8]) -> std::result::Result<u6
         return Err("bad journal magic".into());
     }
     let v = u16::from_le_bytes([b[8], b[9]]);
-    if v != STATE_VERSION {
+    if !version_supported(v) {
         return Err(format!("unsupported journal version {v}"));
     }
     Ok(u64_at(b, 12))
@@ -165,7 +173,7 @@ pub fn decode_snapshot(b: &[u8], magic: [u8; 8]) -> std::result::Result<(u64, &[
         return Err("bad snapshot magic".into());
     }
     let v = u16::from_le_bytes([b[8], b[9]]);
-    if v != STATE_VERSION {
+    if !version_supported(v) {
         return Err(format!("unsupported snapshot version {v}"));
     }
     let len = u32_at(b, 20) as usize;
@@ -198,6 +206,8 @@ pub struct Loaded {
     pub journal_len: u64,
     /// Length of the valid prefix of the journal (header included).
     pub valid_len: u64,
+    /// Layout version of the journal's header (0 when there is no valid journal).
+    pub version: u16,
     /// Zero bytes after the valid prefix, up to the end of the file: space preallocated for
     /// records, not a torn write. 0 when anything after the prefix is not zero.
     pub zeroed_len: u64,
@@ -242,6 +252,7 @@ pub fn load(fs: &dyn FileSystem, dir: &Path, prefix: &str, magic: [u8; 8]) -> Re
         out.journal_len = bytes.len() as u64;
         match decode_journal_header(&bytes, magic) {
             Ok(g) if g == out.generation => {
+                out.version = u16::from_le_bytes([bytes[8], bytes[9]]);
                 let (records, valid) = decode_records(&bytes[JOURNAL_HEADER_LEN..]);
                 out.records = records;
                 out.valid_len = (JOURNAL_HEADER_LEN + valid) as u64;
@@ -275,6 +286,8 @@ struct Inner {
     pos: u64,
     /// Length of the current file: the bytes from `pos` to it are zeros (preallocated).
     len: u64,
+    /// Layout version of the current file's header.
+    version: u16,
     /// Logical position of byte 0 of the current file.
     base: u64,
     /// Bytes appended since the last snapshot.
@@ -405,6 +418,11 @@ impl Journal {
                 generation: loaded.generation,
                 pos,
                 len: len.max(pos),
+                version: if loaded.valid_len == 0 {
+                    STATE_VERSION
+                } else {
+                    loaded.version
+                },
                 base: 0,
                 since_snapshot: pos - JOURNAL_HEADER_LEN as u64,
             }),
@@ -450,6 +468,13 @@ impl Journal {
         g.pos += bytes.len() as u64;
         g.since_snapshot += bytes.len() as u64;
         Ok(g.base + g.pos)
+    }
+
+    /// Layout version of the journal file being appended to. An owner whose records changed
+    /// since that version takes a snapshot before appending: the snapshot starts a journal of
+    /// the current version.
+    pub fn version(&self) -> u16 {
+        lock(&self.inner).version
     }
 
     /// Bytes appended since the last snapshot.
@@ -541,6 +566,7 @@ impl Journal {
         g.base += g.pos;
         g.pos = JOURNAL_HEADER_LEN as u64;
         g.len = g.pos;
+        g.version = STATE_VERSION;
         g.since_snapshot = 0;
         self.durable.fetch_max(g.base + g.pos, Ordering::AcqRel);
         drop(g);

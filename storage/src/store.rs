@@ -1083,8 +1083,12 @@ impl Queue {
         let (f, c) = (st.ack.acks.floor(), st.ack.cursor);
         st.ready = (f..c).filter(|&o| !st.ack.acks.contains(o)).collect();
         let floor = st.ack.acks.floor();
-        if changed || journal.since_snapshot() > ack_snapshot_bytes() {
-            // Journal records about offsets the log lost must never be replayed again.
+        if changed
+            || journal.since_snapshot() > ack_snapshot_bytes()
+            || journal.version() < journal::STATE_VERSION
+        {
+            // Journal records about offsets the log lost must never be replayed again, and
+            // run records go only into a journal whose header says they may be there.
             journal.snapshot(&st.ack.encode_snapshot())?;
         }
         let dlq_name = p.config.dead_letter.clone().unwrap_or(p.default_dlq);

@@ -627,3 +627,80 @@ fn pending_acks_and_deliveries_share_one_commit() {
         "the committed acks and deliveries survived the crash"
     );
 }
+
+#[test]
+fn a_version_1_ack_journal_is_replayed_and_replaced_before_run_records_go_in() {
+    use sluice_storage::ackstate::{ACK_MAGIC, ACK_PREFIX, REC_ACK, REC_DELIVER};
+    use sluice_storage::journal::{self, encode_record, JOURNAL_HEADER_LEN};
+    use sluice_storage::FileSystem;
+    let sim = SimFs::new();
+    let clock = Arc::new(ManualClock::new(0));
+    let dir = Path::new("/data/queues/jobs");
+    {
+        let s = open(&sim, &clock);
+        let q = s.create_queue("jobs", QueueConfig::default()).unwrap();
+        publish_n(&q, 10);
+    }
+    // The ack state as version 1 wrote it: a journal of generation 0, one entry per offset.
+    for name in sim.read_dir(dir).unwrap() {
+        if name.starts_with(&format!("{ACK_PREFIX}.")) {
+            sim.remove_file(&dir.join(name)).unwrap();
+        }
+    }
+    let mut header = journal::encode_journal_header(ACK_MAGIC, 0);
+    header[8..10].copy_from_slice(&1u16.to_le_bytes());
+    let crc = crc32fast::hash(&header[..20]);
+    header[20..24].copy_from_slice(&crc.to_le_bytes());
+    let mut v1 = header.to_vec();
+    let mut p = 4u32.to_le_bytes().to_vec();
+    for o in 0..4u64 {
+        p.extend_from_slice(&o.to_le_bytes());
+        p.extend_from_slice(&1u32.to_le_bytes());
+    }
+    encode_record(&mut v1, REC_DELIVER, &p);
+    let mut p = 2u32.to_le_bytes().to_vec();
+    for o in [0u64, 1] {
+        p.extend_from_slice(&o.to_le_bytes());
+    }
+    encode_record(&mut v1, REC_ACK, &p);
+    let f = sim
+        .open(
+            &journal::journal_path(dir, ACK_PREFIX, 0),
+            sluice_storage::fs::OpenMode::CreateTruncate,
+        )
+        .unwrap();
+    f.write_all_at(&v1, 0).unwrap();
+    f.sync_data().unwrap();
+    sim.sync_dir(dir).unwrap();
+    let rep = inspect_queue_state(&sim, dir).unwrap();
+    assert_eq!((rep.floor, rep.cursor, rep.torn_bytes), (2, 4, 0));
+
+    let s = open(&sim, &clock);
+    let q = s.queue("jobs").unwrap();
+    // Replaced at the open: a snapshot and a version-2 journal; the old one is gone.
+    let l = journal::load(&sim, dir, ACK_PREFIX, ACK_MAGIC).unwrap();
+    assert!(l.snapshot.is_some());
+    assert_eq!((l.generation, l.version), (1, journal::STATE_VERSION));
+    let jp = journal::journal_path(dir, ACK_PREFIX, 1);
+    assert_eq!(
+        &sim.read_file(&jp).unwrap()[8..10],
+        &journal::STATE_VERSION.to_le_bytes()
+    );
+    assert!(!sim.exists(&journal::journal_path(dir, ACK_PREFIX, 0)));
+    let again: Vec<(u64, u32)> = q
+        .deliver(B, 10)
+        .unwrap()
+        .iter()
+        .map(|d| (d.offset.0, d.attempt))
+        .collect();
+    let mut want = vec![(2, 2), (3, 2)];
+    want.extend((4..10).map(|o| (o, 1)));
+    assert_eq!(again, want);
+    q.ack(B, &(2..10).map(Offset).collect::<Vec<_>>()).unwrap();
+    assert!(sim.read_file(&jp).unwrap().len() > JOURNAL_HEADER_LEN);
+    drop(q);
+    drop(s);
+    sim.crash(CrashMode::DropUnsynced);
+    let rep = inspect_queue_state(&sim, dir).unwrap();
+    assert_eq!((rep.floor, rep.cursor), (10, 10));
+}
