@@ -21,7 +21,7 @@
 //! This module is the public face of the messaging layer; the server and in-process users call
 //! only what is here.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -34,7 +34,7 @@ use crate::config::{FsyncPolicy, LogConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::fs::{FileSystem, FsRef};
 use crate::journal::{self, Journal};
-use crate::log::{AppendInfo, Log};
+use crate::log::{AppendInfo, Batch, Log};
 use crate::offsets::SubscriberOffsets;
 use crate::types::{Header, Offset, Record, TimestampMs};
 
@@ -1052,6 +1052,49 @@ pub struct Queue {
     /// The ack floor as of the last journal sync or snapshot: segments below it may go.
     synced_floor: AtomicU64,
     last_sync: AtomicI64,
+    /// Batches read lately (see [`ReadCache`]).
+    read_cache: Mutex<ReadCache>,
+}
+
+/// Most bytes of stored batches a queue keeps from its latest reads.
+pub const READ_CACHE_BYTES_MAX: usize = 2 << 20;
+
+/// The batches a queue read last, at most [`READ_CACHE_BYTES_MAX`] bytes, oldest dropped first.
+/// Consumers take turns at the cursor, each a window's worth, and a read returns whole batches
+/// (a producer's batch of 1000 holds two windows of 500): without this, every batch was read
+/// and its checksum checked once per consumer round that touched it. Stored batches never
+/// change, so a cached one is always right; one whose segment retention has since removed may
+/// still be handed out if it was picked while visible.
+#[derive(Debug, Default)]
+struct ReadCache {
+    batches: VecDeque<Batch>,
+    bytes: usize,
+}
+
+impl ReadCache {
+    fn find(&self, o: u64) -> Option<Batch> {
+        self.batches
+            .iter()
+            .rev()
+            .find(|b| b.header.base_offset.0 <= o && o <= b.header.last_offset().0)
+            .cloned()
+    }
+
+    fn put(&mut self, b: Batch) {
+        if self
+            .batches
+            .iter()
+            .any(|c| c.header.base_offset == b.header.base_offset)
+        {
+            return;
+        }
+        self.bytes += b.bytes.len();
+        self.batches.push_back(b);
+        while self.bytes > READ_CACHE_BYTES_MAX && self.batches.len() > 1 {
+            let old = self.batches.pop_front().expect("more than one batch");
+            self.bytes -= old.bytes.len();
+        }
+    }
 }
 
 impl std::fmt::Debug for Queue {
@@ -1111,6 +1154,7 @@ impl Queue {
             last_sync: AtomicI64::new(p.clock.now_ms()),
             clock: p.clock,
             synced_floor: AtomicU64::new(floor),
+            read_cache: Mutex::new(ReadCache::default()),
         })
     }
 
@@ -1218,33 +1262,61 @@ impl Queue {
             let mut from = offsets[i];
             let end = offsets[j - 1] + 1;
             while from < end {
-                let n = (end - from) as usize;
-                let bytes = (n * 512).clamp(64 << 10, 8 << 20);
-                let recs = match self.log.read_records(Offset(from), n, bytes) {
-                    Ok(r) => r,
-                    Err(Error::OffsetOutOfRange { .. }) => Vec::new(),
-                    Err(e) => return Err(e),
+                let cached = lock(&self.read_cache).find(from);
+                let batch = match cached {
+                    Some(b) => b,
+                    None => {
+                        let n = (end - from) as usize;
+                        let bytes = (n * 512).clamp(64 << 10, 8 << 20);
+                        let batches = match self.log.read(Offset(from), bytes) {
+                            Ok(b) => b,
+                            Err(Error::OffsetOutOfRange { .. }) => Vec::new(),
+                            Err(e) => return Err(e),
+                        };
+                        let first = batches
+                            .iter()
+                            .find(|b| b.header.last_offset().0 >= from)
+                            .cloned();
+                        let mut cache = lock(&self.read_cache);
+                        for b in batches {
+                            cache.put(b);
+                        }
+                        match first {
+                            Some(b) => b,
+                            None => {
+                                // Nothing at or after `from`: the rest of the run is gone.
+                                while from < end {
+                                    out.push(None);
+                                    from += 1;
+                                }
+                                break;
+                            }
+                        }
+                    }
                 };
-                if recs.is_empty() {
-                    while from < end {
+                for r in batch.records_from(Offset(from)) {
+                    let r = r?;
+                    let o = r.offset.0;
+                    if o >= end {
+                        break;
+                    }
+                    while from < o {
                         out.push(None);
                         from += 1;
                     }
-                    break;
+                    out.push(Some(r.to_record()));
+                    from += 1;
                 }
-                for (o, r) in recs {
-                    while from < o.0 && from < end {
-                        out.push(None);
-                        from += 1;
-                    }
-                    if o.0 == from && from < end {
-                        out.push(Some(r));
-                        from += 1;
-                    }
+                // Offsets of this batch past its last record (none are expected) are gone.
+                let next = batch.header.next_offset().0.min(end);
+                while from < next {
+                    out.push(None);
+                    from += 1;
                 }
             }
             i = j;
         }
+        debug_assert_eq!(out.len(), offsets.len());
         Ok(out)
     }
 

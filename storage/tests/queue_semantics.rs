@@ -704,3 +704,51 @@ fn a_version_1_ack_journal_is_replayed_and_replaced_before_run_records_go_in() {
     let rep = inspect_queue_state(&sim, dir).unwrap();
     assert_eq!((rep.floor, rep.cursor), (10, 10));
 }
+
+#[test]
+fn consumers_taking_turns_inside_large_batches_get_the_right_records() {
+    let sim = SimFs::new();
+    let clock = Arc::new(ManualClock::new(0));
+    let s = open(&sim, &clock);
+    let q = s.create_queue("jobs", QueueConfig::default()).unwrap();
+    // Batches of 1000 (more bytes in all than the read cache holds), read in windows of
+    // 300 by two consumers in turn, with nacked messages coming back in between.
+    let mut next = 0;
+    for _ in 0..12 {
+        let recs: Vec<Record> = (next..next + 1000)
+            .map(|i| Record::from_value(format!("message {i} {}", "x".repeat(i % 300))))
+            .collect();
+        q.publish(&recs).unwrap();
+        next += 1000;
+    }
+    let mut seen = BTreeSet::new();
+    let mut turn = 0;
+    loop {
+        let c = if turn % 2 == 0 { A } else { B };
+        turn += 1;
+        let ds = q.deliver(c, 300).unwrap();
+        if ds.is_empty() {
+            break;
+        }
+        let mut nack = Vec::new();
+        for d in &ds {
+            let i = d.offset.0 as usize;
+            let want = format!("message {i} {}", "x".repeat(i % 300));
+            assert_eq!(d.record.value, want.as_bytes(), "offset {i}");
+            if d.attempt == 1 && i % 97 == 0 {
+                nack.push(d.offset);
+            } else {
+                seen.insert(d.offset.0);
+            }
+        }
+        q.nack(c, &nack, 0).unwrap();
+        let acks: Vec<Offset> = ds
+            .iter()
+            .map(|d| d.offset)
+            .filter(|o| !nack.contains(o))
+            .collect();
+        q.ack(c, &acks).unwrap();
+    }
+    assert_eq!(seen.len(), 12_000);
+    assert_eq!(q.stats().ack_floor, Offset(12_000));
+}
