@@ -1237,11 +1237,12 @@ impl ConsumerState {
         (self.prefetch.load(Ordering::Relaxed) as usize).saturating_sub(held)
     }
 
-    /// After an ack whose round filled this consumer's window: the queue's other consumers may
-    /// wait for room under its `max_unacked` bound. (This consumer's own task has nothing to do:
-    /// messages published later, expiries and nacks wake it by their own paths.)
+    /// After an ack whose round filled this consumer's window: wakes the queue's consumers if
+    /// one was held back by its `max_unacked` bound (the acks may have made room). Nothing else
+    /// waits for an ack: messages published later, expiries and nacks wake consumers by their
+    /// own paths, and this consumer's window was just filled.
     fn acked(&self, q: &Queue) {
-        if q.config().max_unacked != 0 {
+        if q.take_held_back() {
             if let Some(ev) = self.events.get() {
                 ev.notify_waiters();
             }

@@ -1054,6 +1054,9 @@ pub struct Queue {
     last_sync: AtomicI64,
     /// Batches read lately (see [`ReadCache`]).
     read_cache: Mutex<ReadCache>,
+    /// Set when a delivery was held back by `max_unacked`, cleared by
+    /// [`Queue::take_held_back`]: only then may an ack have room for another consumer.
+    held_back: AtomicBool,
 }
 
 /// Most bytes of stored batches a queue keeps from its latest reads.
@@ -1155,6 +1158,7 @@ impl Queue {
             clock: p.clock,
             synced_floor: AtomicU64::new(floor),
             read_cache: Mutex::new(ReadCache::default()),
+            held_back: AtomicBool::new(false),
         })
     }
 
@@ -1361,6 +1365,9 @@ impl Queue {
                 m => (m as usize).saturating_sub(mine),
             };
             let room = max.min(global).min(per);
+            if global < max.min(per) {
+                self.held_back.store(true, Ordering::Release);
+            }
             let mut picks: Vec<(u64, u32)> = Vec::new();
             let mut popped = Vec::new();
             while picks.len() < room {
@@ -1497,6 +1504,13 @@ impl Queue {
             pos,
             floor: st.ack.acks.floor(),
         })
+    }
+
+    /// True (once) when a delivery was held back by the queue's `max_unacked` bound since the
+    /// last call: acks made since may leave room for consumers that were waiting for it. Read
+    /// it after the acks are applied: a delivery held back before them set it already.
+    pub fn take_held_back(&self) -> bool {
+        self.held_back.swap(false, Ordering::AcqRel)
     }
 
     /// Makes pending acks and deliveries durable as the fsync policy says (one group-commit

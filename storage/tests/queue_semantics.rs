@@ -250,9 +250,19 @@ fn unacked_bounds_pause_delivery_without_dropping_state() {
     publish_n(&q, 20);
     assert_eq!(q.deliver(A, 10).unwrap().len(), 3);
     assert_eq!(q.deliver(A, 10).unwrap().len(), 0);
+    assert!(!q.take_held_back(), "held back by its own bound only");
     assert_eq!(q.deliver(B, 10).unwrap().len(), 2);
+    assert!(
+        q.take_held_back(),
+        "B got 2 of its 3: the queue's bound held it back"
+    );
+    assert!(!q.take_held_back(), "told once");
     assert_eq!(q.deliver(ConsumerId(3), 10).unwrap().len(), 0);
     q.ack(A, &[Offset(0)]).unwrap();
+    assert!(
+        q.take_held_back(),
+        "an ack after that may make room for consumer 3"
+    );
     assert_eq!(q.deliver(ConsumerId(3), 10).unwrap().len(), 1);
     assert_eq!(q.stats().in_flight, 5);
 }
