@@ -249,6 +249,57 @@ impl Acks {
     }
 }
 
+/// Takes a consumer's messages frame by frame. A message already received needs no timer, and
+/// it arrived with the rest of its frame, so it takes the frame's arrival time: the clock is read
+/// once per frame, not several times per message (on some VMs a clock read cost a fifth of the
+/// consumer's CPU). The shared delivered count is updated per frame too.
+struct Frames<'a> {
+    shared: &'a Shared,
+    clock: Instant,
+    /// Taken since the last update of the shared count.
+    counted: u64,
+    /// When the current frame arrived, in ns since `clock`.
+    arrived_ns: u64,
+}
+
+impl<'a> Frames<'a> {
+    fn new(shared: &'a Shared, clock: Instant) -> Self {
+        Frames {
+            shared,
+            clock,
+            counted: 0,
+            arrived_ns: clock.elapsed().as_nanos() as u64,
+        }
+    }
+
+    /// `next` (the stream's next item) at once when `buffered` says one is waiting; otherwise
+    /// waits up to `wait` for a new frame. `None` when the wait ran out.
+    async fn next<T>(
+        &mut self,
+        buffered: usize,
+        next: impl std::future::Future<Output = Option<T>>,
+        wait: Duration,
+    ) -> Option<Option<T>> {
+        let item = if buffered > 0 {
+            next.await
+        } else {
+            self.flush();
+            let item = tokio::time::timeout(wait, next).await.ok()?;
+            self.arrived_ns = self.clock.elapsed().as_nanos() as u64;
+            item
+        };
+        self.counted += u64::from(item.is_some());
+        Some(item)
+    }
+
+    /// Adds what was taken to the shared count.
+    fn flush(&mut self) {
+        self.shared
+            .delivered
+            .fetch_add(std::mem::take(&mut self.counted), Ordering::Relaxed);
+    }
+}
+
 /// Reads the first `total` messages of topic `name` once and throws them away.
 async fn warm_cache(addr: &str, name: &str, total: u64, credit: u32) -> Result<()> {
     let client = Client::connect(addr).await?;
@@ -365,31 +416,18 @@ pub async fn bench(addr: &str, json_out: bool, a: BenchArgs) -> Result<()> {
                                     .credit(credit),
                             )
                             .await?;
-                        let mut counted = 0;
+                        let mut frames = Frames::new(&shared, clock);
                         while check.received < expected_per_consumer {
-                            // See the queue consumer below: a received message needs no timer
-                            // and takes its batch's arrival time.
-                            let next = if sub.buffered() > 0 {
-                                sub.next().await
-                            } else {
-                                shared.delivered.fetch_add(counted, Ordering::Relaxed);
-                                counted = 0;
-                                match tokio::time::timeout(idle, sub.next()).await {
-                                    Ok(n) => {
-                                        check.last_ns = clock.elapsed().as_nanos() as u64;
-                                        n
-                                    }
-                                    Err(_) => break,
-                                }
+                            let buffered = sub.buffered();
+                            let m = match frames.next(buffered, sub.next(), idle).await {
+                                Some(Some(m)) => m?,
+                                Some(None) => bail!("subscription ended"),
+                                None => break,
                             };
-                            let m = match next {
-                                Some(m) => m?,
-                                None => bail!("subscription ended"),
-                            };
-                            check.record(&m.record.value, check.last_ns);
-                            counted += 1;
+                            check.last_ns = frames.arrived_ns;
+                            check.record(&m.record.value, frames.arrived_ns);
                         }
-                        shared.delivered.fetch_add(counted, Ordering::Relaxed);
+                        frames.flush();
                     }
                     BenchMode::Queue => {
                         let mut cons = client.consume(Source::Queue(name.clone()), credit).await?;
@@ -398,46 +436,27 @@ pub async fn bench(addr: &str, json_out: bool, a: BenchArgs) -> Result<()> {
                         // than asked), so the window never closes while messages wait; what is
                         // held when nothing more arrives is acked on the idle poll below.
                         let ack_every = (cons.prefetch() as usize / 2).clamp(1, 1024);
-                        let mut last_ns = clock.elapsed().as_nanos() as u64;
-                        let mut counted = 0;
+                        let mut frames = Frames::new(&shared, clock);
                         loop {
-                            // A message already received needs no timer, and it arrived with
-                            // the rest of its frame, so it takes the frame's arrival time: the
-                            // clock is read once per frame, not three times per message (on
-                            // some VMs a clock read costs a fifth of this loop's CPU). The
-                            // shared count is updated per frame too.
-                            let next = if cons.buffered() > 0 {
-                                cons.next().await
-                            } else {
-                                shared.delivered.fetch_add(counted, Ordering::Relaxed);
-                                counted = 0;
-                                match tokio::time::timeout(POLL, cons.next()).await {
-                                    Ok(n) => {
-                                        last_ns = clock.elapsed().as_nanos() as u64;
-                                        n
+                            let buffered = cons.buffered();
+                            let d = match frames.next(buffered, cons.next(), POLL).await {
+                                Some(Some(d)) => d?,
+                                Some(None) => bail!("consumer ended"),
+                                None => {
+                                    // Nothing buffered: ack what we hold, then stop once the
+                                    // consumers together have everything or all went idle.
+                                    acker.send().await?;
+                                    let quiet = clock.elapsed().as_nanos() as u64 - frames.arrived_ns;
+                                    if shared.delivered.load(Ordering::Relaxed) >= total
+                                        || quiet >= idle.as_nanos() as u64
+                                    {
+                                        break;
                                     }
-                                    Err(_) => {
-                                        // Nothing buffered: ack what we hold, then stop once
-                                        // the consumers together have everything or all went
-                                        // idle.
-                                        acker.send().await?;
-                                        let quiet = clock.elapsed().as_nanos() as u64 - last_ns;
-                                        if shared.delivered.load(Ordering::Relaxed) >= total
-                                            || quiet >= idle.as_nanos() as u64
-                                        {
-                                            break;
-                                        }
-                                        continue;
-                                    }
+                                    continue;
                                 }
                             };
-                            let d = match next {
-                                Some(d) => d?,
-                                None => bail!("consumer ended"),
-                            };
-                            check.last_ns = last_ns;
-                            check.record(&d.record.value, last_ns);
-                            counted += 1;
+                            check.last_ns = frames.arrived_ns;
+                            check.record(&d.record.value, frames.arrived_ns);
                             acker.held.push(d.offset);
                             if acker.held.len() >= ack_every {
                                 acker.send().await?;
