@@ -968,16 +968,11 @@ fn recover(
                 break;
             }
         };
-        if expected.is_some_and(|e| e != base) {
-            corrupt = Some((
-                i,
-                0,
-                format!(
-                    "segment starts at offset {base} but the previous one ends at {}",
-                    expected.unwrap_or_default()
-                ),
-            ));
-            break;
+        if let Some(e) = expected.filter(|&e| e != base) {
+            // A segment is created only once the one before it is sealed and synced, and
+            // retention removes the oldest first: no crash leaves a gap. Cutting here would
+            // delete the confirmed segments from this one on.
+            return Err(missing_segment(dir, base, e));
         }
         let mut seg = Segment::from_parts(file, len, base, now);
         if let Some(m) = clean.filter(|m| is_last && m.active_size == len) {
@@ -1001,7 +996,15 @@ fn recover(
         if trusted_prefix && !is_last {
             // A sealed, synced segment: its length is its end.
             seg.next_offset = bases[i + 1];
-            if !seg.load_indexes(fs, dir, len, cfg.batch_bytes_max)? {
+            if seg.load_indexes(fs, dir, len, cfg.batch_bytes_max)? {
+                // Its last batches (from the last indexed one, at most an index interval and a
+                // batch) tell where it really ends: short of the next segment's base means a
+                // segment is missing after it (the indexes alone cannot show that).
+                let end = sealed_end(&seg, len, cfg.batch_bytes_max)?;
+                if end != bases[i + 1] {
+                    return Err(missing_segment(dir, bases[i + 1], end));
+                }
+            } else {
                 reindexed.push(base);
                 let end = rebuild(&mut seg, cfg, FILE_HEADER_LEN as u64, &mut report)?;
                 if let Some(reason) = end.stopped.map(|(_, r)| r) {
@@ -1182,6 +1185,39 @@ fn recover(
         );
     }
     Ok((segments, report))
+}
+
+/// Where a sealed segment whose indexes loaded ends: the offset after its last valid batch,
+/// found by scanning from its last indexed batch to the end of the file.
+fn sealed_end(seg: &Segment, len: u64, batch_bytes_max: u32) -> Result<Offset> {
+    let (position, offset) = match seg.index.last() {
+        Some(e) => (e.position as u64, seg.base().add(e.relative_offset as u64)),
+        None => (FILE_HEADER_LEN as u64, seg.base()),
+    };
+    let end = scan_batches(
+        &seg.file.file,
+        &seg.file.path,
+        position,
+        len,
+        offset,
+        batch_bytes_max,
+        |_, _, _| {},
+    )?;
+    Ok(end.next_offset)
+}
+
+/// The error for a gap between two segments: offsets `end..base` are in no segment file.
+fn missing_segment(dir: &Path, base: Offset, end: Offset) -> Error {
+    Error::corruption(
+        segment_path(dir, base, LOG_EXT),
+        0,
+        format!(
+            "segment starts at offset {base} but the segment before it ends at {end}: offsets \
+             {end}..{base} are in no segment file (a segment is missing or was shortened). The \
+             log is not opened, so nothing after the gap is removed; see what is there with \
+             `sluice inspect` and set the segments after the gap aside with `sluice repair`"
+        ),
+    )
 }
 
 /// Rebuilds a segment's indexes by scanning it from `from`; returns how the scan ended.

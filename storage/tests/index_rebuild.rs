@@ -250,3 +250,51 @@ fn real_files_damaged_index_and_unclean_restart() {
         assert_eq!(&log.read_records(*o, 1, 1).unwrap()[0].1, r);
     }
 }
+
+/// Segments are created only after the one before was sealed and synced, and retention removes
+/// the oldest first, so no crash leaves a gap between segments: a missing middle segment is
+/// damage from outside. The log refuses to open rather than cut there, which would delete the
+/// confirmed segments after the gap; `sluice repair` sets them aside on an operator's word.
+#[test]
+fn a_missing_middle_segment_refuses_the_open_and_deletes_nothing() {
+    for clean in [false, true] {
+        let fs = SimFs::new();
+        let (log, _) = open_sim(&fs, config()).unwrap();
+        for i in 0..60 {
+            log.append(&[record(i)]).unwrap();
+        }
+        let bases: Vec<Offset> = log.segments().iter().map(|s| s.base_offset).collect();
+        assert!(bases.len() >= 4);
+        if clean {
+            log.close().unwrap();
+        } else {
+            drop(log);
+        }
+        let missing = format!("{:020}.log", bases[1].0);
+        fs.remove_file(&dir().join(&missing)).unwrap();
+        // Every segment file and its size (an index without its segment may be removed).
+        let logs = || -> Vec<(String, usize)> {
+            let mut v: Vec<(String, usize)> = fs
+                .read_dir(&dir())
+                .unwrap()
+                .into_iter()
+                .filter(|n| n.ends_with(".log"))
+                .map(|n| (n.clone(), fs.read_file(&dir().join(&n)).unwrap().len()))
+                .collect();
+            v.sort();
+            v
+        };
+        let before = logs();
+        let e = open_sim(&fs, config()).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(e, sluice_storage::Error::Corruption { .. }) && msg.contains("missing"),
+            "clean {clean}: {msg}"
+        );
+        assert_eq!(before, logs(), "clean {clean}: no segment removed or cut");
+        assert!(
+            msg.contains(&format!("offsets {}..{}", bases[1].0, bases[2].0)),
+            "{msg}"
+        );
+    }
+}

@@ -221,3 +221,23 @@ fn a_directory_changed_after_planning_is_refused() {
     assert!(inspect::apply_repair(&StdFs, &plan).is_err());
     assert_eq!(snapshot(&d.topic), before);
 }
+
+#[test]
+fn a_missing_middle_segment_refuses_the_open_and_repair_sets_the_rest_aside() {
+    let d = data_dir();
+    let segs = segments(&d.topic);
+    assert!(segs.len() >= 4);
+    let gone_from = batches(&segs[1])[0].base_offset;
+    std::fs::remove_file(&segs[1]).unwrap();
+    let e = Log::open(Arc::new(StdFs), &d.topic, config()).unwrap_err();
+    assert!(e.to_string().contains("in no segment file"), "{e}");
+    // The open removed nothing.
+    assert!(segs[2..].iter().all(|s| s.exists()));
+    let plan = inspect::plan_repair(&StdFs, &d.topic, 9).unwrap();
+    assert_eq!(plan.dirs[0].kept, (Offset(0), gone_from));
+    inspect::apply_repair(&StdFs, &plan).unwrap();
+    assert!(inspect::verify(&StdFs, &d.topic).unwrap().ok());
+    reopen_and_check(&d.topic, &d.topic_records[..gone_from.0 as usize])
+        .close()
+        .unwrap();
+}
