@@ -997,9 +997,9 @@ fn recover(
             // A sealed, synced segment: its length is its end.
             seg.next_offset = bases[i + 1];
             if seg.load_indexes(fs, dir, len, cfg.batch_bytes_max)? {
-                // Its last batches (from the last indexed one, at most an index interval and a
-                // batch) tell where it really ends: short of the next segment's base means a
-                // segment is missing after it (the indexes alone cannot show that).
+                // The headers of its last batches tell where it really ends: short of the next
+                // segment's base means a segment is missing after it (neither its size nor its
+                // indexes can show that).
                 let end = sealed_end(&seg, len, cfg.batch_bytes_max)?;
                 if end != bases[i + 1] {
                     return Err(missing_segment(dir, bases[i + 1], end));
@@ -1187,23 +1187,30 @@ fn recover(
     Ok((segments, report))
 }
 
-/// Where a sealed segment whose indexes loaded ends: the offset after its last valid batch,
-/// found by scanning from its last indexed batch to the end of the file.
+/// Where a sealed segment whose indexes loaded ends: the offset after its last batch, found by
+/// walking the batch headers from its last indexed batch to the end of the file (a few header
+/// reads: index entries are at most an index interval apart). Only the headers are read, so a
+/// clean open still reads no records. A header that does not decode ends the walk.
 fn sealed_end(seg: &Segment, len: u64, batch_bytes_max: u32) -> Result<Offset> {
-    let (position, offset) = match seg.index.last() {
+    let (mut position, mut next) = match seg.index.last() {
         Some(e) => (e.position as u64, seg.base().add(e.relative_offset as u64)),
         None => (FILE_HEADER_LEN as u64, seg.base()),
     };
-    let end = scan_batches(
-        &seg.file.file,
-        &seg.file.path,
-        position,
-        len,
-        offset,
-        batch_bytes_max,
-        |_, _, _| {},
-    )?;
-    Ok(end.next_offset)
+    let mut h = [0u8; BATCH_HEADER_LEN];
+    while position + BATCH_HEADER_LEN as u64 <= len {
+        seg.file
+            .file
+            .read_exact_at(&mut h, position)
+            .at(&seg.file.path)?;
+        match decode_batch_header(&h, batch_bytes_max) {
+            Ok(bh) if bh.base_offset == next && position + bh.batch_len as u64 <= len => {
+                position += bh.batch_len as u64;
+                next = bh.next_offset();
+            }
+            _ => break,
+        }
+    }
+    Ok(next)
 }
 
 /// The error for a gap between two segments: offsets `end..base` are in no segment file.
