@@ -645,6 +645,36 @@ mod tests {
     }
 
     #[test]
+    fn a_full_disk_while_making_room_fails_only_that_append() {
+        use crate::fs::sim::{Fault, FaultError, OpKind};
+        let sim = SimFs::new();
+        let fs: FsRef = Arc::new(sim.clone());
+        let dir = Path::new("/s");
+        fs.create_dir_all(dir).unwrap();
+        fs.sync_dir(Path::new("/")).unwrap();
+        let (j, _) = Journal::open(fs.clone(), dir, "t", M).unwrap();
+        j.sync_to(j.append(&rec(1, b"one")).unwrap()).unwrap();
+        // The next append needs more room than the first run of zeros left.
+        let big = vec![7u8; PREALLOC_BYTES_MIN as usize];
+        sim.add_fault(Fault {
+            kind: OpKind::Write,
+            nth: sim.count(OpKind::Write) + 1,
+            forever: false,
+            error: FaultError::NoSpace,
+        });
+        let e = j.append(&rec(2, &big)).unwrap_err();
+        assert!(e.is_disk_full(), "{e}");
+        // Nothing of the record was written: the journal goes on, the record after lands
+        // right behind the first.
+        j.check().unwrap();
+        j.sync_to(j.append(&rec(1, b"two")).unwrap()).unwrap();
+        drop(j);
+        sim.crash(CrashMode::DropUnsynced);
+        let (_j, l) = Journal::open(fs.clone(), dir, "t", M).unwrap();
+        assert_eq!(l.records, vec![(1, b"one".to_vec()), (1, b"two".to_vec())]);
+    }
+
+    #[test]
     fn zeros_ahead_of_the_records_are_room_not_a_torn_tail() {
         let sim = SimFs::new();
         let fs: FsRef = Arc::new(sim.clone());
