@@ -1062,7 +1062,8 @@ pub struct Queue {
 /// Most bytes of stored batches a queue keeps from its latest reads.
 pub const READ_CACHE_BYTES_MAX: usize = 2 << 20;
 
-/// The batches a queue read last, at most [`READ_CACHE_BYTES_MAX`] bytes, oldest dropped first.
+/// The batches a queue read last, at most [`READ_CACHE_BYTES_MAX`] bytes (or the one latest
+/// batch, when that alone is larger: up to `batch_bytes_max`), oldest dropped first.
 /// Consumers take turns at the cursor, each a window's worth, and a read returns whole batches
 /// (a producer's batch of 1000 holds two windows of 500): without this, every batch was read
 /// and its checksum checked once per consumer round that touched it. Stored batches never
