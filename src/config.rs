@@ -53,6 +53,10 @@ pub struct Limits {
     pub frame_timeout_ms: u64,
     /// At shutdown, in-flight requests get this long to finish.
     pub shutdown_timeout_ms: u64,
+    /// Smallest `segment_bytes_max` a client may ask for when it creates a topic or queue. Every
+    /// segment holds open files: tiny segments from the wire would exhaust file descriptors.
+    /// The `[log]` defaults of this file are the operator's and are not held to it.
+    pub segment_bytes_min: u64,
 }
 
 impl Default for Limits {
@@ -68,6 +72,7 @@ impl Default for Limits {
             handshake_timeout_ms: 10_000,
             frame_timeout_ms: 30_000,
             shutdown_timeout_ms: 10_000,
+            segment_bytes_min: 1 << 20,
         }
     }
 }
@@ -217,5 +222,21 @@ mod tests {
         assert!(Config::from_toml("bogus = 1\n", Path::new("x")).is_err());
         let c = Config::from_toml("[limits]\nframe_bytes_max = 100\n", Path::new("x")).unwrap();
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn durations_past_the_signed_range_are_refused() {
+        for text in [
+            "[log]\nretention_ms = 9223372036854775807\n",
+            "[log]\nsegment_ms_max = 3153600000001\n",
+        ] {
+            let c = Config::from_toml(text, Path::new("x")).unwrap();
+            assert!(c.validate().is_err(), "{text}");
+        }
+        assert!(Config::from_toml(
+            "[log]\nfsync = \"interval:18446744073709551615\"\n",
+            Path::new("x")
+        )
+        .is_err());
     }
 }

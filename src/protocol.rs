@@ -122,6 +122,8 @@ pub enum ErrorCode {
     UnknownId = 12,
     /// Anything else.
     Internal = 13,
+    /// An ack or nack named messages the consumer does not hold; the others were applied.
+    NotHeld = 14,
 }
 
 impl ErrorCode {
@@ -141,6 +143,7 @@ impl ErrorCode {
             10 => Storage,
             11 => ShuttingDown,
             12 => UnknownId,
+            14 => NotHeld,
             _ => Internal,
         }
     }

@@ -199,6 +199,13 @@ impl Shared {
     fn log_config(&self, s: &LogSettings) -> Result<LogConfig, Fail> {
         let mut c = self.default_log.clone();
         if let Some(v) = s.segment_bytes_max {
+            let min = self.limits.segment_bytes_min;
+            if v < min {
+                return Err(Fail(
+                    ErrorCode::InvalidArgument,
+                    format!("segment_bytes_max must be at least {min} (limits.segment_bytes_min), got {v}"),
+                ));
+            }
             c.segment_bytes_max = v;
         }
         if s.retention_bytes.is_some() {
@@ -246,6 +253,7 @@ impl From<StoreError> for Fail {
                 ErrorCode::InvalidArgument
             }
             StoreError::LimitReached(_) => ErrorCode::LimitReached,
+            StoreError::NotHeld { .. } => ErrorCode::NotHeld,
             _ => ErrorCode::Storage,
         };
         Fail(code, e.to_string())
@@ -1044,6 +1052,7 @@ impl Conn {
                     })?;
                     let offs: Vec<Offset> = offsets.iter().map(|o| Offset(*o)).collect();
                     let acked = q.ack_pending(state.cid, &offs)?;
+                    let (acked, not_held) = (acked.pending, acked.not_held);
                     state.forget(&offsets);
                     // The window the acks opened is filled here and now, so the deliveries
                     // share the acks' sync and leave with their confirm: one blocking call and
@@ -1064,6 +1073,9 @@ impl Conn {
                         }
                     }
                     state.acked(&q);
+                    if !not_held.is_empty() {
+                        return Err(StoreError::NotHeld { offsets: not_held }.into());
+                    }
                     Ok(Reply::Ok)
                 });
             }

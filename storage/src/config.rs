@@ -18,6 +18,27 @@ pub enum FsyncPolicy {
     Never,
 }
 
+/// Longest duration a setting may name, in milliseconds: 100 years. Durations are added to
+/// signed millisecond timestamps; a larger value (up to `u64::MAX`) would wrap negative and turn
+/// "keep for ever" into "delete now". Settings that mean "for ever" take no value instead.
+pub const DURATION_MS_MAX: u64 = 100 * 365 * 24 * 3600 * 1000;
+
+/// A duration in milliseconds as a signed amount to add to a timestamp, saturating (values are
+/// validated against [`DURATION_MS_MAX`] where they enter; this keeps arithmetic safe anyway).
+pub fn ms_i64(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// Checks that a duration setting is within 1..=[`DURATION_MS_MAX`].
+pub fn check_duration_ms(what: &str, ms: u64) -> Result<(), String> {
+    if ms == 0 || ms > DURATION_MS_MAX {
+        return Err(format!(
+            "{what} must be between 1 and {DURATION_MS_MAX} ms (100 years), got {ms}"
+        ));
+    }
+    Ok(())
+}
+
 impl FsyncPolicy {
     /// The interval of `Interval`, if this is one.
     pub fn interval(&self) -> Option<Duration> {
@@ -45,9 +66,10 @@ impl FromStr for FsyncPolicy {
             "always" => Ok(FsyncPolicy::Always),
             "never" => Ok(FsyncPolicy::Never),
             _ => match s.strip_prefix("interval:").map(str::parse::<u64>) {
-                Some(Ok(ms)) if ms > 0 => Ok(FsyncPolicy::Interval(ms)),
+                Some(Ok(ms)) if ms > 0 && ms <= DURATION_MS_MAX => Ok(FsyncPolicy::Interval(ms)),
                 _ => Err(format!(
-                    "invalid fsync policy {s:?}: use always, never or interval:<ms> (ms > 0)"
+                    "invalid fsync policy {s:?}: use always, never or interval:<ms> \
+                     (0 < ms <= {DURATION_MS_MAX})"
                 )),
             },
         }
@@ -141,8 +163,17 @@ impl LogConfig {
         if self.index_interval_bytes == 0 {
             return Err("index_interval_bytes must be above 0".into());
         }
-        if self.segment_ms_max == Some(0) {
-            return Err("segment_ms_max must be above 0".into());
+        if let Some(ms) = self.segment_ms_max {
+            check_duration_ms("segment_ms_max", ms)?;
+        }
+        if let Some(ms) = self.retention_ms {
+            check_duration_ms("retention_ms", ms)?;
+        }
+        if let FsyncPolicy::Interval(ms) = self.fsync {
+            check_duration_ms("the fsync interval", ms)?;
+        }
+        if self.recovery_point_interval_bytes == 0 {
+            return Err("recovery_point_interval_bytes must be above 0".into());
         }
         Ok(())
     }
@@ -160,5 +191,39 @@ mod tests {
         assert!("interval:0".parse::<FsyncPolicy>().is_err());
         assert!("sometimes".parse::<FsyncPolicy>().is_err());
         assert_eq!(FsyncPolicy::Interval(5).to_string(), "interval:5");
+        assert!(format!("interval:{}", u64::MAX)
+            .parse::<FsyncPolicy>()
+            .is_err());
+        assert!(format!("interval:{}", DURATION_MS_MAX + 1)
+            .parse::<FsyncPolicy>()
+            .is_err());
+    }
+
+    #[test]
+    fn durations_past_the_signed_range_are_refused() {
+        for ms in [0, DURATION_MS_MAX + 1, 1 << 63, u64::MAX] {
+            let c = LogConfig {
+                retention_ms: Some(ms),
+                ..LogConfig::default()
+            };
+            assert!(c.validate().is_err(), "retention_ms {ms}");
+            let c = LogConfig {
+                segment_ms_max: Some(ms),
+                ..LogConfig::default()
+            };
+            assert!(c.validate().is_err(), "segment_ms_max {ms}");
+            let c = LogConfig {
+                fsync: FsyncPolicy::Interval(ms),
+                ..LogConfig::default()
+            };
+            assert!(c.validate().is_err(), "interval {ms}");
+        }
+        let c = LogConfig {
+            retention_ms: Some(DURATION_MS_MAX),
+            segment_ms_max: Some(1),
+            ..LogConfig::default()
+        };
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(ms_i64(u64::MAX), i64::MAX);
     }
 }

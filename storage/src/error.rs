@@ -75,6 +75,14 @@ pub enum Error {
         /// Its name.
         name: String,
     },
+    /// An ack or nack named messages the consumer does not hold (never delivered to it, already
+    /// settled, or taken back by the queue after their deadline or for dead-lettering). Those
+    /// were left alone; the others in the same call were applied.
+    #[error("{} offset(s) not held by this consumer, left unacknowledged: {}", offsets.len(), short_list(offsets))]
+    NotHeld {
+        /// The offsets refused.
+        offsets: Vec<Offset>,
+    },
     /// A bounded resource is full; the caller should wait or slow down.
     #[error("limit reached: {0}")]
     LimitReached(String),
@@ -105,6 +113,18 @@ impl Error {
         }
     }
 
+    /// True when the process or the system ran out of file descriptors (EMFILE or ENFILE). Only
+    /// an `open` fails so, never an fsync: such an error must not be taken for a failed sync.
+    pub fn is_fd_exhausted(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => matches!(
+                source.raw_os_error(),
+                Some(libc::EMFILE) | Some(libc::ENFILE)
+            ),
+            _ => false,
+        }
+    }
+
     /// True when the error came from a full disk (ENOSPC or EDQUOT).
     pub fn is_disk_full(&self) -> bool {
         match self {
@@ -126,4 +146,18 @@ impl<T> IoContext<T> for io::Result<T> {
     fn at(self, path: &std::path::Path) -> Result<T> {
         self.map_err(|e| Error::io(path, e))
     }
+}
+
+/// The first few offsets of a list, for an error message of bounded length.
+fn short_list(offsets: &[Offset]) -> String {
+    const SHOWN: usize = 10;
+    let mut s: Vec<String> = offsets
+        .iter()
+        .take(SHOWN)
+        .map(|o| o.0.to_string())
+        .collect();
+    if offsets.len() > SHOWN {
+        s.push(format!("... ({} more)", offsets.len() - SHOWN));
+    }
+    s.join(", ")
 }

@@ -2164,7 +2164,7 @@ fn read_journaled(
                 vec![uint("generation", st.generation)],
                 Some(false),
             ));
-            if len <= JOURNAL_HEADER_LEN as u64 {
+            if crate::journal::header_never_durable(&bytes) {
                 out.push(problem_item(
                     Severity::Warning,
                     &jp,
@@ -2176,7 +2176,7 @@ fn read_journaled(
                     Severity::Error,
                     &jp,
                     Some(at),
-                    format!("{reason}, with {} bytes of records after it: the next open recreates the journal and loses them", len - JOURNAL_HEADER_LEN as u64),
+                    format!("{reason}, with {} bytes after it: the broker refuses to open this state until the file is set aside", len.saturating_sub(JOURNAL_HEADER_LEN as u64)),
                 ));
             }
             st.journal = Some(jp);

@@ -109,6 +109,17 @@ pub fn decode_journal_header(b: &[u8], magic: [u8; 8]) -> std::result::Result<u6
     Ok(u64_at(b, 12))
 }
 
+/// True when a journal header that does not decode can only be a creation that never became
+/// durable: its checksum fails (or the file is shorter than a header) and nothing but zeros
+/// follows it. A journal gets records only after its header was synced, so a header whose
+/// checksum holds (a foreign magic, a version this build does not read) or one followed by
+/// record bytes is damage, not a torn creation: recreating the journal would drop the acks or
+/// commits those records hold.
+pub fn header_never_durable(bytes: &[u8]) -> bool {
+    let intact = bytes.len() >= JOURNAL_HEADER_LEN && crc(&bytes[..20]) == u32_at(bytes, 20);
+    !intact && bytes.iter().skip(JOURNAL_HEADER_LEN).all(|&b| b == 0)
+}
+
 /// Encodes one journal record.
 // Format: { len u32 | crc u32 | kind u8 | payload }, len = 1 + payload.len(),
 // crc = CRC-32(len bytes ++ kind ++ payload)
@@ -272,7 +283,18 @@ pub fn load(fs: &dyn FileSystem, dir: &Path, prefix: &str, magic: [u8; 8]) -> Re
             }
             // A header that never became durable: the journal was created and the crash came
             // before its first sync, so it held nothing confirmed.
-            Err(_) => out.valid_len = 0,
+            Err(_) if header_never_durable(&bytes) => out.valid_len = 0,
+            Err(reason) => {
+                return Err(Error::corruption(
+                    &jp,
+                    0,
+                    format!(
+                        "{reason}, with {} bytes after the header: refusing to recreate the \
+                         journal, which would drop its records (see `sluice inspect`)",
+                        bytes.len().saturating_sub(JOURNAL_HEADER_LEN)
+                    ),
+                ))
+            }
         }
     }
     Ok(out)
@@ -549,17 +571,23 @@ impl Journal {
         let next = g.generation + 1;
         let fs = &*self.fs;
         let jp = journal_path(&self.dir, self.prefix, next);
-        let res = (|| {
-            let f = create_journal_file(fs, &jp, self.magic, next)?;
-            fs.sync_dir(&self.dir).at(&self.dir)?;
-            let sp = snapshot_path(&self.dir, self.prefix);
-            fs::write_atomic(fs, &sp, &encode_snapshot(self.magic, next, body)).at(&sp)?;
-            Ok(f)
-        })();
-        let f = match res {
+        let made = create_journal_file(fs, &jp, self.magic, next)
+            .and_then(|f| fs.sync_dir(&self.dir).at(&self.dir).map(|()| f));
+        let f = match made {
             Ok(f) => f,
+            Err(e) if e.is_fd_exhausted() => {
+                // No descriptor for the new file or its directory: nothing the snapshot would
+                // replace was touched, so the journal goes on in its current generation.
+                let _ = fs.remove_file(&jp);
+                return Err(e);
+            }
             Err(e) => return Err(self.fail(e)),
         };
+        let sp = snapshot_path(&self.dir, self.prefix);
+        if let Err(e) = fs::write_atomic(fs, &sp, &encode_snapshot(self.magic, next, body)) {
+            // The rename may have happened: the journal cannot tell which generation is live.
+            return Err(self.fail(Error::io(&sp, e)));
+        }
         let old = std::mem::replace(&mut g.path, jp);
         g.file = f;
         g.generation = next;
@@ -642,6 +670,91 @@ mod tests {
         assert_eq!(l.records, vec![(1, b"three".to_vec())]);
         let names = fs.read_dir(dir).unwrap();
         assert_eq!(names.iter().filter(|n| n.ends_with(".journal")).count(), 1);
+    }
+
+    /// A header that does not decode is recreated only when it never became durable; a future
+    /// version, a foreign magic or bit rot before records refuses the open and keeps the file.
+    #[test]
+    fn a_damaged_or_future_header_refuses_the_open_instead_of_dropping_records() {
+        let sim = SimFs::new();
+        let fs: FsRef = Arc::new(sim.clone());
+        let dir = Path::new("/s");
+        fs.create_dir_all(dir).unwrap();
+        fs.sync_dir(Path::new("/")).unwrap();
+        let (j, _) = Journal::open(fs.clone(), dir, "t", M).unwrap();
+        j.sync_to(j.append(&rec(1, b"ack 7")).unwrap()).unwrap();
+        drop(j);
+        let jp = journal_path(dir, "t", 0);
+        let good = sim.read_file(&jp).unwrap();
+        let future = {
+            let mut h = good.clone();
+            h[8..10].copy_from_slice(&(STATE_VERSION + 1).to_le_bytes());
+            let c = crc(&h[..20]);
+            h[20..24].copy_from_slice(&c.to_le_bytes());
+            h
+        };
+        let foreign = {
+            let mut h = good.clone();
+            h[..8].copy_from_slice(b"SLUICEXX");
+            let c = crc(&h[..20]);
+            h[20..24].copy_from_slice(&c.to_le_bytes());
+            h
+        };
+        let rotten = {
+            let mut h = good.clone();
+            h[13] ^= 0x10;
+            h
+        };
+        for (what, bytes) in [("future", future), ("foreign", foreign), ("rotten", rotten)] {
+            sim.write_file(&jp, &bytes).unwrap();
+            let err = Journal::open(fs.clone(), dir, "t", M).err();
+            assert!(
+                matches!(err, Some(Error::Corruption { .. })),
+                "{what}: {err:?}"
+            );
+            assert_eq!(sim.read_file(&jp).unwrap(), bytes, "{what}: file kept");
+        }
+        // A torn creation (bad header, only zeros after it) is recreated empty.
+        let mut torn = vec![0u8; 4096];
+        torn[..10].copy_from_slice(&good[..10]);
+        sim.write_file(&jp, &torn).unwrap();
+        let (_j, l) = Journal::open(fs.clone(), dir, "t", M).unwrap();
+        assert!(l.records.is_empty());
+        // And the intact file opens with its record.
+        sim.write_file(&jp, &good).unwrap();
+        let (_j, l) = Journal::open(fs.clone(), dir, "t", M).unwrap();
+        assert_eq!(l.records, vec![(1, b"ack 7".to_vec())]);
+    }
+
+    /// No descriptor for a snapshot's new journal file: the snapshot is refused, the journal is
+    /// not stopped, and it goes on in its generation (EMFILE is not a failed sync).
+    #[test]
+    fn no_descriptor_for_a_snapshot_postpones_it_without_stopping_the_journal() {
+        use crate::fs::sim::{Fault, FaultError, OpKind};
+        let sim = SimFs::new();
+        let fs: FsRef = Arc::new(sim.clone());
+        let dir = Path::new("/s");
+        fs.create_dir_all(dir).unwrap();
+        fs.sync_dir(Path::new("/")).unwrap();
+        let (j, _) = Journal::open(fs.clone(), dir, "t", M).unwrap();
+        j.sync_to(j.append(&rec(1, b"one")).unwrap()).unwrap();
+        for kind in [OpKind::Create, OpKind::SyncDir] {
+            sim.add_fault(Fault {
+                kind,
+                nth: sim.count(kind) + 1,
+                forever: false,
+                error: FaultError::TooManyFiles,
+            });
+            let err = j.snapshot(b"state").unwrap_err();
+            assert!(err.is_fd_exhausted(), "{kind:?}: {err}");
+            j.check().unwrap();
+        }
+        j.sync_to(j.append(&rec(1, b"two")).unwrap()).unwrap();
+        sim.crash(CrashMode::DropUnsynced);
+        let (j, l) = Journal::open(fs.clone(), dir, "t", M).unwrap();
+        assert_eq!(l.generation, 0);
+        assert_eq!(l.records, vec![(1, b"one".to_vec()), (1, b"two".to_vec())]);
+        j.snapshot(b"state").unwrap();
     }
 
     #[test]

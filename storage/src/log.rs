@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use crate::checkpoint::{
     self, CleanShutdown, RecoveryPoint, CLEAN_SHUTDOWN_FILE, RECOVERY_POINT_FILE,
 };
-use crate::config::{FsyncPolicy, LogConfig, RecoveryPolicy};
+use crate::config::{ms_i64, FsyncPolicy, LogConfig, RecoveryPolicy};
 use crate::error::{Error, IoContext, Result};
 use crate::format::{
     self, decode_batch_header, BatchHeader, RecordIter, RecordView, BATCH_HEADER_LEN,
@@ -351,7 +351,7 @@ impl Log {
             let too_big = active.size + batch.len() as u64 > cfg.segment_bytes_max;
             let too_old = cfg
                 .segment_ms_max
-                .is_some_and(|ms| now.saturating_sub(active.opened_ms) >= ms as i64);
+                .is_some_and(|ms| now.saturating_sub(active.opened_ms) >= ms_i64(ms));
             !active.is_empty() && (too_big || too_old)
         };
         let mut st = lock(&self.shared.state);
@@ -388,6 +388,7 @@ impl Log {
         if active.is_empty() {
             active.opened_ms = now;
         }
+        active.written_ms_max = active.written_ms_max.max(now);
         // A failed write is cut back by the segment, so the log stays writable (a full disk
         // refuses this batch and accepts later ones once space is free).
         active.append(&batch, &h, cfg.index_interval_bytes)?;
@@ -424,13 +425,22 @@ impl Log {
                 tracing::warn!("creating segment {base} failed: {e}");
             }
         })?;
-        if let Err(e) = fs.sync_dir(dir) {
-            let e = Error::io(dir, e);
-            self.fail_stop(&e);
+        let direct =
+            self.shared.config.fsync == FsyncPolicy::Always && self.shared.config.direct_io;
+        let made = match fs.sync_dir(dir) {
+            Err(e) => Err(Error::io(dir, e)),
+            Ok(()) if direct => seg.enable_direct(fs),
+            Ok(()) => Ok(()),
+        };
+        if let Err(e) = made {
+            // The old segment stays the active one and the next append rolls again. Only a
+            // failed directory fsync stops the log; running out of file descriptors to make the
+            // new segment with loses nothing.
+            let _ = Segment::remove_files(fs, dir, base);
+            if !e.is_fd_exhausted() && matches!(e, Error::Io { ref path, .. } if path == dir) {
+                self.fail_stop(&e);
+            }
             return Err(e);
-        }
-        if self.shared.config.fsync == FsyncPolicy::Always && self.shared.config.direct_io {
-            seg.enable_direct(fs)?;
         }
         st.segments.push(seg);
         // Everything before the new segment is durable now.
@@ -754,7 +764,7 @@ impl Log {
             let by_bytes = cfg.retention_bytes.is_some_and(|max| total > max);
             let by_age = cfg
                 .retention_ms
-                .is_some_and(|ms| s.max_timestamp_ms < now.saturating_sub(ms as i64));
+                .is_some_and(|ms| s.retention_time_ms() < now.saturating_sub(ms_i64(ms)));
             if !(by_bytes || by_age) {
                 break;
             }
@@ -786,7 +796,11 @@ impl Log {
         }
         if let Err(e) = self.shared.fs.sync_dir(&self.shared.dir) {
             let e = Error::io(&self.shared.dir, e);
-            self.fail_stop(&e);
+            // Without a descriptor for the directory nothing was synced and nothing lost: the
+            // removals become durable with the next directory sync (or are redone after a crash).
+            if !e.is_fd_exhausted() {
+                self.fail_stop(&e);
+            }
             return Err(e);
         }
         Ok(n)

@@ -64,6 +64,9 @@ pub struct Segment {
     pub max_timestamp_ms: TimestampMs,
     /// Wall-clock time of the first append since open (for rolling by age).
     pub opened_ms: TimestampMs,
+    /// The broker's clock at the newest append to it, or at open for what was written before:
+    /// a bound on when its records arrived, whatever timestamps their producers gave them.
+    pub written_ms_max: TimestampMs,
     /// Offset index.
     pub index: OffsetIndex,
     /// Time index.
@@ -251,6 +254,7 @@ impl Segment {
             next_offset,
             max_timestamp_ms: i64::MIN,
             opened_ms: now_ms,
+            written_ms_max: now_ms,
             index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
             written: size,
@@ -258,6 +262,13 @@ impl Segment {
             last_index_pos: 0,
             last_time_pos: 0,
         }
+    }
+
+    /// The time retention by age goes by: the largest record timestamp, but never later than
+    /// the broker's clock when the segment was last written. A producer's clock that runs ahead
+    /// (one record stamped years in the future) must not keep a segment past its retention.
+    pub fn retention_time_ms(&self) -> TimestampMs {
+        self.max_timestamp_ms.min(self.written_ms_max)
     }
 
     /// Base offset.

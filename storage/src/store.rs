@@ -30,7 +30,7 @@ use crate::ackstate::{
     encode_deliver, encode_floor, encode_offsets, AckState, IntMap, IntSet, ACK_MAGIC, ACK_PREFIX,
     REC_ACK, REC_DEAD,
 };
-use crate::config::{FsyncPolicy, LogConfig};
+use crate::config::{ms_i64, FsyncPolicy, LogConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::fs::{FileSystem, FsRef};
 use crate::journal::{self, Journal};
@@ -89,6 +89,20 @@ impl Default for QueueConfig {
     }
 }
 
+impl QueueConfig {
+    /// Checks every setting's range (the log's too); the dead-letter name's rules are checked
+    /// where the queue is created, since a default name depends on the queue's own.
+    pub fn validate(&self) -> Result<()> {
+        self.log.validate().map_err(Error::InvalidArgument)?;
+        crate::config::check_duration_ms("ack_timeout_ms", self.ack_timeout_ms)
+            .map_err(Error::InvalidArgument)?;
+        if let Some(d) = &self.dead_letter {
+            validate_name(d)?;
+        }
+        Ok(())
+    }
+}
+
 /// Identifies one consumer of a queue (for example one connection's consume call).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConsumerId(pub u64);
@@ -125,6 +139,31 @@ impl Pending {
         Pending {
             pos: self.pos.max(other.pos),
             floor: self.floor.max(other.floor),
+        }
+    }
+}
+
+/// What [`Queue::ack_pending`] did: the acks to commit, and the offsets it refused because the
+/// consumer does not hold them.
+#[must_use = "pending acks are durable only after Queue::commit"]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acked {
+    /// The journaled acks of the offsets the consumer held.
+    pub pending: Pending,
+    /// Offsets not acked: the consumer does not hold them.
+    pub not_held: Vec<Offset>,
+}
+
+impl Acked {
+    /// `Ok` when every offset was held; otherwise [`Error::NotHeld`] naming the others. Call it
+    /// after committing [`Acked::pending`]: the held ones are acked either way.
+    pub fn into_result(self) -> Result<()> {
+        if self.not_held.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::NotHeld {
+                offsets: self.not_held,
+            })
         }
     }
 }
@@ -377,10 +416,7 @@ impl StoreInner {
         config: QueueConfig,
     ) -> Result<Arc<Queue>> {
         validate_name(name)?;
-        config.log.validate().map_err(Error::InvalidArgument)?;
-        if let Some(d) = &config.dead_letter {
-            validate_name(d)?;
-        }
+        config.validate()?;
         if map.contains_key(name) {
             return Err(Error::AlreadyExists {
                 kind: "queue",
@@ -804,9 +840,7 @@ impl Topic {
     /// the log start; an existing one is returned as it is (its saved settings win).
     pub fn group(&self, name: &str, config: QueueConfig) -> Result<Arc<Queue>> {
         validate_name(name)?;
-        if let Some(d) = &config.dead_letter {
-            validate_name(d)?;
-        }
+        config.validate()?;
         let mut groups = lock(&self.groups);
         if let Some(q) = groups.get(name) {
             return Ok(q.clone());
@@ -1207,7 +1241,7 @@ impl Queue {
             }
             FsyncPolicy::Interval(ms) => {
                 let now = self.clock.now_ms();
-                if now.saturating_sub(self.last_sync.load(Ordering::Acquire)) >= ms as i64 {
+                if now.saturating_sub(self.last_sync.load(Ordering::Acquire)) >= ms_i64(ms) {
                     self.last_sync.store(now, Ordering::Release);
                     self.journal.sync_to(pos)?;
                     true
@@ -1242,7 +1276,15 @@ impl Queue {
     /// Snapshots the ack state when the journal has grown enough. Runs under the state lock.
     fn maybe_snapshot(&self, st: &QState) -> Result<()> {
         if self.journal.since_snapshot() > ack_snapshot_bytes() {
-            self.journal.snapshot(&st.ack.encode_snapshot())?;
+            match self.journal.snapshot(&st.ack.encode_snapshot()) {
+                Ok(()) => {}
+                Err(e) if e.is_fd_exhausted() => {
+                    // The journal goes on as it is; the next append tries again.
+                    tracing::warn!(queue = %self.source, "ack-state snapshot postponed: {e}");
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
             // The snapshot is durable: segments below its floor may go (at the next reclaim).
             self.synced_floor
                 .fetch_max(st.ack.acks.floor(), Ordering::AcqRel);
@@ -1440,7 +1482,7 @@ impl Queue {
                 st.ack.raise_floor(start);
                 st.drop_below_floor();
             }
-            let deadline = now.saturating_add(self.config.ack_timeout_ms as i64);
+            let deadline = now.saturating_add(ms_i64(self.config.ack_timeout_ms));
             for &(o, a) in &items {
                 st.ack.counts.insert(o, a);
                 st.ack.cursor = st.ack.cursor.max(o + 1);
@@ -1461,32 +1503,36 @@ impl Queue {
         Ok((out, Pending { pos, floor }))
     }
 
-    /// Acknowledges messages; returns once the acks are durable. Unknown or already acked
-    /// offsets are ignored. An ack is accepted from any consumer for any delivered, unacked
-    /// message (a late ack after the deadline still counts: the work was done).
+    /// Acknowledges messages `consumer` holds; returns once the acks are durable. Offsets it
+    /// does not hold (never delivered to it, already acked, returned after their deadline or
+    /// released, being dead-lettered) are not acked: after the others are durable the call
+    /// fails with [`Error::NotHeld`] naming them.
     pub fn ack(&self, consumer: ConsumerId, offsets: &[Offset]) -> Result<()> {
-        let pending = self.ack_pending(consumer, offsets)?;
-        self.commit(pending)
+        let acked = self.ack_pending(consumer, offsets)?;
+        self.commit(acked.pending)?;
+        acked.into_result()
     }
 
-    /// [`Queue::ack`] without its sync: the acks are in the queue's state and journal, so the
-    /// consumer's window may open and the next delivery's record share the acks' sync; they may
-    /// be confirmed only after [`Queue::commit`] of the returned [`Pending`].
-    ///
-    /// Offsets already acked (perhaps by a record another caller is still syncing) return a
-    /// `Pending` that covers the journal's end, so no ack is confirmed before it is durable.
-    pub fn ack_pending(&self, _consumer: ConsumerId, offsets: &[Offset]) -> Result<Pending> {
+    /// [`Queue::ack`] without its sync: the acks of the offsets `consumer` holds are in the
+    /// queue's state and journal, so the consumer's window may open and the next delivery's
+    /// record share the acks' sync; they may be confirmed only after [`Queue::commit`] of the
+    /// returned [`Acked::pending`]. An offset the consumer does not hold is listed in
+    /// [`Acked::not_held`] and changes nothing: a consumer can never settle a message another
+    /// consumer holds, nor one the queue decided to redeliver or dead-letter.
+    pub fn ack_pending(&self, consumer: ConsumerId, offsets: &[Offset]) -> Result<Acked> {
         let mut st = self.lock_open()?;
-        let cursor = st.ack.cursor;
-        let mut list: Vec<u64> = offsets
-            .iter()
-            .map(|o| o.0)
-            .filter(|&o| o < cursor && !st.ack.acks.contains(o))
-            .collect();
+        let (mut list, mut not_held) = (Vec::with_capacity(offsets.len()), Vec::new());
+        for &o in offsets {
+            if st.inflight.get(&o.0).map(|h| h.consumer) == Some(consumer) {
+                list.push(o.0);
+            } else {
+                not_held.push(o);
+            }
+        }
         if list.is_empty() {
-            return Ok(Pending {
-                pos: self.journal.end(),
-                floor: st.ack.acks.floor(),
+            return Ok(Acked {
+                pending: Pending::NONE,
+                not_held,
             });
         }
         list.sort_unstable();
@@ -1501,9 +1547,12 @@ impl Queue {
         }
         st.maybe_shrink();
         self.maybe_snapshot(&st)?;
-        Ok(Pending {
-            pos,
-            floor: st.ack.acks.floor(),
+        Ok(Acked {
+            pending: Pending {
+                pos,
+                floor: st.ack.acks.floor(),
+            },
+            not_held,
         })
     }
 
@@ -1523,17 +1572,26 @@ impl Queue {
         self.commit_journal(pending.pos, pending.floor)
     }
 
-    /// Returns messages to the queue, redelivered after `delay_ms`. Only the consumer holding a
-    /// message can nack it. A message already delivered `max_deliveries` times is
-    /// dead-lettered instead.
+    /// Returns messages `consumer` holds to the queue, redelivered after `delay_ms` (at most
+    /// [`crate::config::DURATION_MS_MAX`]). A message already delivered `max_deliveries` times
+    /// is dead-lettered instead. Offsets the consumer does not hold are left alone and named in
+    /// the [`Error::NotHeld`] the call then fails with.
     pub fn nack(&self, consumer: ConsumerId, offsets: &[Offset], delay_ms: u64) -> Result<()> {
+        if delay_ms > crate::config::DURATION_MS_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "nack delay_ms must be at most {} (100 years), got {delay_ms}",
+                crate::config::DURATION_MS_MAX
+            )));
+        }
         let now = self.clock.now_ms();
         let mut dead = Vec::new();
+        let mut not_held = Vec::new();
         {
             let mut st = self.lock_open()?;
-            for o in offsets {
-                let o = o.0;
+            for &off in offsets {
+                let o = off.0;
                 if st.inflight.get(&o).map(|h| h.consumer) != Some(consumer) {
+                    not_held.push(off);
                     continue;
                 }
                 st.take_inflight(o);
@@ -1542,13 +1600,18 @@ impl Queue {
                 } else if delay_ms == 0 {
                     st.ready.insert(o);
                 } else {
-                    let at = now.saturating_add(delay_ms as i64);
+                    let at = now.saturating_add(ms_i64(delay_ms));
                     st.delayed.insert((at, o));
                     st.delayed_at.insert(o, at);
                 }
             }
         }
-        self.dead_letter(dead).map(|_| ())
+        self.dead_letter(dead)?;
+        Acked {
+            pending: Pending::NONE,
+            not_held,
+        }
+        .into_result()
     }
 
     /// A consumer went away: everything it held goes back to the queue at once (messages past

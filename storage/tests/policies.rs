@@ -96,3 +96,80 @@ fn interval_policy_syncs_in_the_background_within_its_interval() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].1.value, b"x");
 }
+
+/// A producer whose clock runs ten years ahead must not pin retention: age is judged by the
+/// broker's clock at the append, never later than that.
+#[test]
+fn a_future_dated_record_does_not_stop_retention_by_age() {
+    let fs = SimFs::new();
+    let cfg = LogConfig {
+        segment_bytes_max: 200,
+        retention_ms: Some(100),
+        ..LogConfig::default()
+    };
+    let log = Log::open(Arc::new(fs.clone()), Path::new("/d/log"), cfg).unwrap();
+    let ten_years_ms = 10 * 365 * 24 * 3_600_000;
+    let future = Record {
+        timestamp_ms: Some(sluice_storage::now_ms() + ten_years_ms),
+        ..Record::from_value(vec![1u8; 100])
+    };
+    log.append(&[future]).unwrap();
+    for _ in 0..5 {
+        log.append(&[Record::from_value(vec![2u8; 100])]).unwrap();
+    }
+    assert_eq!(log.segments().len(), 6);
+    // The record keeps its own timestamp for lookups by time.
+    let in_five_years = sluice_storage::now_ms() + ten_years_ms / 2;
+    assert_eq!(
+        log.offset_for_timestamp(in_five_years).unwrap(),
+        Some(Offset(0))
+    );
+    std::thread::sleep(Duration::from_millis(250));
+    log.append(&[Record::from_value(vec![3u8; 100])]).unwrap();
+    log.enforce_retention().unwrap();
+    let segs = log.segments();
+    assert_eq!(
+        segs.len(),
+        1,
+        "only the segment written now stays: {segs:?}"
+    );
+    assert_eq!(log.start_offset(), Offset(6));
+}
+
+/// Durations are added to signed millisecond clocks: a setting past the signed range used to
+/// wrap negative (`retention_ms = u64::MAX` deleted confirmed data at once).
+#[test]
+fn durations_past_the_signed_range_are_refused_where_a_log_is_opened() {
+    let fs = SimFs::new();
+    for bad in [
+        LogConfig {
+            retention_ms: Some(u64::MAX),
+            ..LogConfig::default()
+        },
+        LogConfig {
+            segment_ms_max: Some(1 << 63),
+            ..LogConfig::default()
+        },
+        LogConfig {
+            fsync: FsyncPolicy::Interval(u64::MAX),
+            ..LogConfig::default()
+        },
+    ] {
+        let err = Log::open(Arc::new(fs.clone()), Path::new("/d/bad"), bad).unwrap_err();
+        assert!(
+            matches!(err, sluice_storage::Error::InvalidArgument(_)),
+            "{err}"
+        );
+    }
+    let cfg = LogConfig {
+        retention_ms: Some(sluice_storage::config::DURATION_MS_MAX),
+        ..LogConfig::default()
+    };
+    let log = Log::open(Arc::new(fs.clone()), Path::new("/d/ok"), cfg).unwrap();
+    for i in 0..10 {
+        log.append(&[Record::from_value(format!("m{i}"))]).unwrap();
+    }
+    log.enforce_retention().unwrap();
+    assert_eq!(log.start_offset(), Offset(0));
+    assert_eq!(log.end_offset(), Offset(10));
+}

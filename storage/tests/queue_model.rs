@@ -20,7 +20,8 @@ const PER_CONSUMER: usize = 4;
 enum Op {
     Publish(u8),
     Deliver(u64, u8),
-    /// Ack the i-th held message of a consumer (or an arbitrary offset when it holds none).
+    /// Ack the i-th held message of a consumer (or an arbitrary offset when it holds none, which
+    /// must be refused).
     Ack(u64, u8),
     Nack(u64, u8, u16),
     Release(u64),
@@ -114,14 +115,14 @@ impl Model {
             })
             .collect()
     }
-    fn ack(&mut self, o: u64) {
-        if o >= self.cursor || self.done.contains(&o) {
-            return;
+    /// Acks `o` if `c` holds it; false (nothing changes) otherwise.
+    fn ack(&mut self, c: u64, o: u64) -> bool {
+        if self.inflight.get(&o).map(|h| h.0) != Some(c) {
+            return false;
         }
         self.done.insert(o);
         self.inflight.remove(&o);
-        self.ready.remove(&o);
-        self.delayed.remove(&o);
+        true
     }
     fn nack(&mut self, c: u64, o: u64, delay: u64) {
         if self.inflight.get(&o).map(|h| h.0) != Some(c) {
@@ -240,8 +241,14 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .get(i as usize % held.len().max(1))
                     .copied()
                     .unwrap_or(i as u64);
-                q.ack(ConsumerId(c), &[Offset(o)]).unwrap();
-                m.ack(o);
+                let r = q.ack(ConsumerId(c), &[Offset(o)]);
+                if m.ack(c, o) {
+                    prop_assert!(r.is_ok(), "{:?}", r);
+                } else {
+                    let refused = matches!(&r, Err(sluice_storage::Error::NotHeld { offsets })
+                        if offsets == &[Offset(o)]);
+                    prop_assert!(refused, "ack of {} not held by {}: {:?}", o, c, r);
+                }
             }
             Op::Nack(c, i, d) => {
                 let held = m.held(c);

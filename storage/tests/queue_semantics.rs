@@ -93,8 +93,12 @@ fn consumer_crash_before_ack_redelivers_and_after_ack_never() {
     let got: Vec<(u64, u32)> = d.iter().map(|d| (d.offset.0, d.attempt)).collect();
     assert_eq!(got, vec![(0, 2), (2, 1)]);
     assert_eq!(d[0].record.value, b"m0");
-    q.ack(B, &[Offset(0), Offset(2), Offset(2), Offset(77)])
-        .unwrap();
+    // 77 was never delivered: refused by name, while B's own acks (one given twice) apply.
+    let r = q.ack(B, &[Offset(0), Offset(2), Offset(2), Offset(77)]);
+    assert!(
+        matches!(&r, Err(sluice_storage::Error::NotHeld { offsets }) if offsets == &[Offset(77)]),
+        "{r:?}"
+    );
     q.release(B);
     assert!(q.deliver(A, 10).unwrap().is_empty());
     assert_eq!(q.stats().ack_floor, Offset(3));
@@ -148,7 +152,11 @@ fn nack_with_delay_and_ack_deadline() {
     q.deliver(A, 2).unwrap();
     assert_eq!(q.next_deadline(), Some(1_500));
     q.nack(A, &[Offset(0)], 100).unwrap();
-    q.nack(B, &[Offset(1)], 0).unwrap(); // B does not hold it: ignored.
+    // B does not hold it: refused, and A keeps it.
+    assert!(matches!(
+        q.nack(B, &[Offset(1)], 0),
+        Err(sluice_storage::Error::NotHeld { .. })
+    ));
     assert!(q.deliver(B, 10).unwrap().is_empty());
     assert_eq!(q.next_deadline(), Some(1_100));
     clock.advance(100);
@@ -161,9 +169,12 @@ fn nack_with_delay_and_ack_deadline() {
     assert_eq!(q.held_by(A), vec![]);
     let d = q.deliver(B, 10).unwrap();
     assert_eq!((d[0].offset, d[0].attempt), (Offset(1), 2));
-    // A late ack from A still counts.
-    q.ack(A, &[Offset(1)]).unwrap();
-    assert_eq!(q.held_by(B), vec![Offset(0)]);
+    // A late ack from A is refused: the message is B's now, and B's work decides it.
+    assert!(matches!(
+        q.ack(A, &[Offset(1)]),
+        Err(sluice_storage::Error::NotHeld { .. })
+    ));
+    assert_eq!(q.held_by(B), vec![Offset(0), Offset(1)]);
 }
 
 #[test]
@@ -595,6 +606,10 @@ fn a_failed_journal_sync_stops_the_queue_until_it_is_reopened() {
     let q = s.queue("jobs").unwrap();
     let st = q.stats();
     assert!(st.ack_floor >= Offset(1), "the confirmed ack survived");
+    // After the restart nothing is held: the messages are delivered again before an ack.
+    assert!(q.ack(A, &[Offset(2)]).is_err());
+    let again: Vec<Offset> = q.deliver(A, 10).unwrap().iter().map(|d| d.offset).collect();
+    assert!(again.contains(&Offset(2)), "{again:?}");
     q.ack(A, &[Offset(2)]).unwrap();
 }
 
@@ -618,15 +633,17 @@ fn pending_acks_and_deliveries_share_one_commit() {
         syncs_before,
         "nothing synced before commit"
     );
-    q.commit(acked.and(delivered)).unwrap();
+    assert!(acked.not_held.is_empty());
+    q.commit(acked.pending.and(delivered)).unwrap();
     assert_eq!(
         sim.count(OpKind::Sync),
         syncs_before + 1,
         "one sync covers the acks and the deliveries"
     );
-    // Acks already applied (by this or another caller) still wait for the journal's end.
+    // An offset already acked is no longer held: refused, nothing journaled.
     let again = q.ack_pending(A, &[Offset(0)]).unwrap();
-    q.commit(again).unwrap();
+    assert_eq!(again.not_held, vec![Offset(0)]);
+    assert_eq!(again.pending, sluice_storage::Pending::NONE);
     drop(q);
     drop(s);
     sim.crash(CrashMode::DropUnsynced);

@@ -44,6 +44,9 @@ pub enum FaultError {
     Io,
     /// ENOSPC: the disk is full.
     NoSpace,
+    /// EMFILE: the process has no file descriptor left (only an `open` can fail so; a
+    /// `sync_dir` opens its directory first).
+    TooManyFiles,
 }
 
 /// Fails the `nth` call (1-based) of `kind`.
@@ -308,6 +311,7 @@ impl State {
                 return Err(match f.error {
                     FaultError::Io => io::Error::from_raw_os_error(libc::EIO),
                     FaultError::NoSpace => io::Error::from_raw_os_error(libc::ENOSPC),
+                    FaultError::TooManyFiles => io::Error::from_raw_os_error(libc::EMFILE),
                 });
             }
         }
