@@ -599,15 +599,19 @@ impl FileSystem for SimFs {
         let (fd, fname, entry) =
             resolve(&st, from).ok_or_else(|| err(io::ErrorKind::NotFound, "no such file"))?;
         let (tp, tname) = split(to);
-        let td =
-            resolve_dir(&st, &tp).ok_or_else(|| err(io::ErrorKind::NotFound, "no such directory"))?;
+        let td = resolve_dir(&st, &tp)
+            .ok_or_else(|| err(io::ErrorKind::NotFound, "no such directory"))?;
         if let (Entry::Dir(_), Some(e)) = (entry, st.dirs[&td].live.get(&tname)) {
             let empty = matches!(e, Entry::Dir(id) if st.dirs[id].live.is_empty());
             if !empty {
                 return Err(err(io::ErrorKind::AlreadyExists, "target exists"));
             }
         }
-        st.dirs.get_mut(&fd).expect("source dir").live.remove(&fname);
+        st.dirs
+            .get_mut(&fd)
+            .expect("source dir")
+            .live
+            .remove(&fname);
         st.dirs
             .get_mut(&td)
             .expect("target dir")
@@ -770,7 +774,10 @@ mod tests {
         assert_eq!(fs.count(OpKind::Remove) - before, 11);
         assert!(!fs.exists(Path::new("/d")));
         fs.crash(CrashMode::DropUnsynced);
-        assert!(!fs.exists(Path::new("/d")), "each removal is durable at once");
+        assert!(
+            !fs.exists(Path::new("/d")),
+            "each removal is durable at once"
+        );
         // Crashing after every prefix of the removals: some leave holes in the middle.
         let mut holes = false;
         for k in 1..11 {
