@@ -613,25 +613,22 @@ impl StoreInner {
             if validate_name(&name).is_err() || !fs.is_dir(&dir) {
                 continue;
             }
-            let (kind, opened) = if sub == "queues" {
+            let queues = sub == "queues";
+            let opened = if queues {
                 let r = self.open_queue(&name, &dir);
-                (
-                    "queue",
-                    r.map(|q| q.map(|q| self.queues.insert(name.clone(), q))),
-                )
+                r.map(|q| q.map(|q| self.queues.insert(name.clone(), q)))
             } else {
                 let r = self.open_topic(&name, &dir);
-                (
-                    "topic",
-                    r.map(|t| t.map(|t| self.topics.insert(name.clone(), t))),
-                )
+                r.map(|t| t.map(|t| self.topics.insert(name.clone(), t)))
             };
             if let Err(e) = opened {
+                let kind = if queues { "queue" } else { "topic" };
                 tracing::error!(%kind, %name, "not opened, the rest is: {e}");
                 let d = Damage::from_error(kind, &name, &dir, &e);
-                match kind {
-                    "queue" => self.queues.insert_damaged(name, d),
-                    _ => self.topics.insert_damaged(name, d),
+                if queues {
+                    self.queues.insert_damaged(name, d);
+                } else {
+                    self.topics.insert_damaged(name, d);
                 }
             }
         }

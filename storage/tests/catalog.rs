@@ -380,11 +380,11 @@ fn check_after_delete_crash(s: &Store, what: &str, confirmed: bool, at: &str) {
                 Err(Error::NotFound { .. }) => {}
                 Err(e) => panic!("{at}: topic a: {e}"),
             }
-            expect_intact(&s, &at);
+            expect_intact(s, at);
         }
         "queue" => {
             match s.queue("q") {
-                Ok(_) if !confirmed => expect_intact(&s, &at),
+                Ok(_) if !confirmed => expect_intact(s, at),
                 Ok(_) => panic!("{at}: a confirmed delete came back"),
                 Err(Error::NotFound { .. }) => {}
                 Err(e) => panic!("{at}: queue q: {e}"),
@@ -399,7 +399,7 @@ fn check_after_delete_crash(s: &Store, what: &str, confirmed: bool, at: &str) {
                 let g = s.topic("a").unwrap().group("g", plain_queue()).unwrap();
                 assert_eq!(g.stats().ack_floor, Offset(1), "{at}");
             }
-            expect_intact(&s, &at);
+            expect_intact(s, at);
         }
     }
 }
