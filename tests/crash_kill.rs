@@ -12,7 +12,11 @@
 //! - no queue message whose ack was confirmed is delivered again, delivery counts only grow;
 //! - every queue message delivered and not acked (held by a consumer, nacked, or printed by a
 //!   killed `--no-ack` CLI consumer) comes back, and at the end the drained queue accounts for
-//!   every confirmed publish.
+//!   every confirmed publish;
+//! - a topic and a queue that are created, published to, deleted and created again all the time
+//!   (the kill lands in any of those): the broker starts, a confirmed delete is never undone, and
+//!   everything confirmed since the last confirmed create of the name is there (a delete cut by
+//!   the kill leaves the name either gone or whole).
 //!
 //! `SLUICE_CRASH_KILLS` sets the number of broker kills (default 25; `SLUICE_SOAK=1` makes it
 //! 1000), `SLUICE_CRASH_SEED` the seed (printed, with the figures, on success and failure).
@@ -27,7 +31,7 @@ use common::{data_dir, sigkill_and_output, spawn_cli, start, ServerProc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sluice::client::{Client, SubscribeOptions};
-use sluice::protocol::{LogSettings, QueueSettings, Source, Start};
+use sluice::protocol::{ErrorCode, LogSettings, QueueSettings, Source, Start};
 use sluice::storage::Record;
 
 /// Small segments, so rounds also roll segments and queues reclaim acked ones.
@@ -76,9 +80,41 @@ fn decode(p: &[u8], what: &str) -> u64 {
     id
 }
 
+/// A topic and a queue that are deleted and created again all the time.
+const CHURN_TOPIC: &str = "churn";
+const CHURN_QUEUE: &str = "churnq";
+
+/// The payload of the `n`th message published to a churned name.
+fn churn_payload(n: u64) -> Vec<u8> {
+    let mut v = b"churn".to_vec();
+    v.extend_from_slice(&n.to_le_bytes());
+    v
+}
+
+/// What the clients know of a churned name.
+#[derive(Clone, Debug, Default)]
+enum Churn {
+    /// Never created, or its delete was confirmed.
+    #[default]
+    Absent,
+    /// Created (confirmed), with its confirmed publishes since: offset -> message number.
+    Present(BTreeMap<u64, u64>),
+    /// A create was sent and cut by a kill: there (empty) or not.
+    Creating,
+    /// A delete of a name holding these was sent and cut by a kill: gone, or there whole.
+    Deleting(BTreeMap<u64, u64>),
+}
+
 /// What the clients were told, kept across kills.
 #[derive(Default)]
 struct Model {
+    /// The churned topic and queue.
+    churn: [Churn; 2],
+    /// Next message number of the churned names.
+    churn_seq: u64,
+    /// Confirmed deletes and creates of the churned names.
+    churn_deletes: u64,
+    churn_creates: u64,
     /// Next sequence number of each producer.
     seq: [u64; PRODUCERS as usize],
     /// Confirmed topic publishes: offset -> id.
@@ -497,6 +533,178 @@ async fn drain_queue(addr: &str, m: &Shared) -> BTreeSet<u64> {
     }
 }
 
+async fn churn_create(c: &Client, k: usize) -> Result<(), sluice::client::ClientError> {
+    if k == 0 {
+        c.create_topic(CHURN_TOPIC, LogSettings::default()).await
+    } else {
+        let settings = QueueSettings {
+            max_deliveries: Some(0),
+            ..QueueSettings::default()
+        };
+        c.create_queue(CHURN_QUEUE, settings).await
+    }
+}
+
+async fn churn_delete(c: &Client, k: usize) -> Result<(), sluice::client::ClientError> {
+    if k == 0 {
+        c.delete_topic(CHURN_TOPIC).await
+    } else {
+        c.delete_queue(CHURN_QUEUE).await
+    }
+}
+
+/// Creates, publishes to and deletes the churned topic (`k` 0) or queue (`k` 1) until a kill.
+async fn churner(addr: String, m: Shared, k: usize, seed: u64) {
+    let Ok(c) = Client::connect(&addr).await else {
+        return;
+    };
+    let mut rng = StdRng::seed_from_u64(seed);
+    let name = [CHURN_TOPIC, CHURN_QUEUE][k];
+    loop {
+        let state = m.lock().unwrap().churn[k].clone();
+        match state {
+            Churn::Absent => {
+                m.lock().unwrap().churn[k] = Churn::Creating;
+                match churn_create(&c, k).await {
+                    Ok(()) => {
+                        let mut model = m.lock().unwrap();
+                        model.churn[k] = Churn::Present(BTreeMap::new());
+                        model.churn_creates += 1;
+                    }
+                    Err(e) => {
+                        assert_ne!(
+                            e.code(),
+                            Some(ErrorCode::AlreadyExists),
+                            "{name}: a confirmed delete came back"
+                        );
+                        return;
+                    }
+                }
+            }
+            Churn::Present(map) if rng.gen_range(0..100) < 15 => {
+                m.lock().unwrap().churn[k] = Churn::Deleting(map);
+                if churn_delete(&c, k).await.is_err() {
+                    return;
+                }
+                let mut model = m.lock().unwrap();
+                model.churn[k] = Churn::Absent;
+                model.churn_deletes += 1;
+            }
+            Churn::Present(_) => {
+                let n = {
+                    let mut model = m.lock().unwrap();
+                    model.churn_seq += 1;
+                    model.churn_seq
+                };
+                let Ok(pb) = c
+                    .publish(name, &[Record::from_value(churn_payload(n))])
+                    .await
+                else {
+                    return;
+                };
+                if let Churn::Present(map) = &mut m.lock().unwrap().churn[k] {
+                    assert!(
+                        map.insert(pb.base_offset, n).is_none(),
+                        "{name}: offset {} confirmed twice",
+                        pb.base_offset
+                    );
+                }
+            }
+            Churn::Creating | Churn::Deleting(_) => unreachable!("settled after every restart"),
+        }
+    }
+}
+
+/// Where the churned name `k` is after a restart: its end offset, or `None` when absent.
+async fn churn_end(c: &Client, k: usize, what: &str) -> Option<u64> {
+    let r = if k == 0 {
+        c.describe_topic(CHURN_TOPIC).await.map(|i| i.end_offset)
+    } else {
+        c.describe_queue(CHURN_QUEUE).await.map(|i| i.end_offset)
+    };
+    match r {
+        Ok(end) => Some(end),
+        Err(e) if e.code() == Some(ErrorCode::NotFound) => None,
+        Err(e) => panic!("{what}: describing a churned name: {e}"),
+    }
+}
+
+/// Checks that churned name `k` holds every message of `want` (offset -> number).
+async fn churn_check_content(
+    c: &Client,
+    k: usize,
+    end: u64,
+    want: &BTreeMap<u64, u64>,
+    what: &str,
+) {
+    if let Some((&o, _)) = want.last_key_value() {
+        assert!(
+            end > o,
+            "{what}: confirmed offset {o} of a churned name lost (end {end})"
+        );
+    }
+    if k == 1 || end == 0 {
+        return;
+    }
+    let mut sub = c
+        .subscribe(
+            CHURN_TOPIC,
+            SubscribeOptions::anonymous()
+                .from(Start::Offset(0))
+                .credit(4096),
+        )
+        .await
+        .unwrap();
+    for next in 0..end {
+        let msg = tokio::time::timeout(Duration::from_secs(30), sub.next())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: reading churned offset {next} timed out"))
+            .unwrap_or_else(|| panic!("{what}: churned subscription ended at {next}"))
+            .unwrap_or_else(|e| panic!("{what}: reading churned offset {next}: {e}"));
+        assert_eq!(msg.offset, next, "{what}: churned offsets are not dense");
+        if let Some(&n) = want.get(&next) {
+            assert_eq!(
+                msg.record.value,
+                churn_payload(n),
+                "{what}: churned offset {next} lost or replaced"
+            );
+        }
+    }
+}
+
+/// Checks the churned names after a restart and settles what a kill left open.
+async fn verify_churn(addr: &str, m: &Shared, what: &str) {
+    let c = Client::connect(addr).await.unwrap();
+    for k in 0..2 {
+        let state = m.lock().unwrap().churn[k].clone();
+        let end = churn_end(&c, k, what).await;
+        let settled = match (state, end) {
+            (Churn::Absent, None) => Churn::Absent,
+            (Churn::Absent, Some(_)) => {
+                panic!("{what}: a confirmed delete of churned name {k} came back")
+            }
+            (Churn::Present(map), Some(end)) => {
+                churn_check_content(&c, k, end, &map, what).await;
+                Churn::Present(map)
+            }
+            (Churn::Present(_), None) => {
+                panic!("{what}: churned name {k}, created and confirmed, is gone")
+            }
+            (Churn::Creating, None) | (Churn::Deleting(_), None) => Churn::Absent,
+            (Churn::Creating, Some(end)) => {
+                assert_eq!(end, 0, "{what}: a create cut by the kill left messages");
+                Churn::Present(BTreeMap::new())
+            }
+            (Churn::Deleting(map), Some(end)) => {
+                // The delete did not happen: the name must be whole.
+                churn_check_content(&c, k, end, &map, what).await;
+                Churn::Present(map)
+            }
+        };
+        m.lock().unwrap().churn[k] = settled;
+    }
+}
+
 fn run_round(
     rt: &tokio::runtime::Runtime,
     server: &ServerProc,
@@ -511,7 +719,7 @@ fn run_round(
         1 => Some((Duration::from_millis(rng.gen_range(30..=250)), false)),
         _ => None,
     };
-    let seeds: Vec<u64> = (0..8).map(|_| rng.gen()).collect();
+    let seeds: Vec<u64> = (0..10).map(|_| rng.gen()).collect();
     rt.block_on(async {
         let mut tasks = Vec::new();
         for p in 0..PRODUCERS {
@@ -523,6 +731,14 @@ fn run_round(
             )));
         }
         tasks.push(tokio::spawn(subscriber(addr.clone(), m.clone(), seeds[3])));
+        for k in 0..2 {
+            tasks.push(tokio::spawn(churner(
+                addr.clone(),
+                m.clone(),
+                k,
+                seeds[6 + k],
+            )));
+        }
         for k in 0..2 {
             tasks.push(tokio::spawn(consumer(
                 addr.clone(),
@@ -609,6 +825,10 @@ fn sigkill_at_random_moments_loses_nothing_confirmed() {
             &format!("verification after kill {round}"),
             verify_after_restart(&addr, &m, round, round == kills),
         ));
+        rt.block_on(bounded(
+            &format!("churn verification after kill {round}"),
+            verify_churn(&addr, &m, &format!("after kill {round}")),
+        ));
     }
     let drained = rt.block_on(async {
         tokio::time::timeout(Duration::from_secs(900), drain_queue(&server.addr, &m))
@@ -632,12 +852,16 @@ fn sigkill_at_random_moments_loses_nothing_confirmed() {
         "nothing was confirmed"
     );
     assert!(model.committed > 0, "no commit was confirmed");
+    assert!(
+        model.churn_deletes > 0 && model.churn_creates > 1,
+        "no churned name was deleted and created again"
+    );
     eprintln!(
         "crash_kill: {} broker kills survived in {:.1} s (seed {seed}); confirmed: {} topic \
          messages, {} queue messages, {} acks, subscriber commit {}; {} publishes cut by a kill; \
          {} CLI consumers killed, having printed {} messages; {} delivered, unacked messages \
-         (held at a kill, nacked, or printed by a killed --no-ack CLI) came back; messages lost: \
-         0",
+         (held at a kill, nacked, or printed by a killed --no-ack CLI) came back; {} confirmed \
+         creates and {} confirmed deletes of churned names; messages lost: 0",
         model.kills,
         t0.elapsed().as_secs_f64(),
         model.topic.len(),
@@ -648,5 +872,7 @@ fn sigkill_at_random_moments_loses_nothing_confirmed() {
         model.cli_kills,
         model.cli_printed_then_killed,
         model.came_back,
+        model.churn_creates,
+        model.churn_deletes,
     );
 }

@@ -670,7 +670,8 @@ fn log_dirs(fs: &dyn FileSystem, path: &Path, depth: u32, out: &mut Vec<PathBuf>
         Target::Tree if depth < 4 => {
             for n in fs.read_dir(path).at(path)? {
                 let p = path.join(&n);
-                if fs.is_dir(&p) {
+                // A tombstone is a deleted directory being removed, not a log to inspect.
+                if fs.is_dir(&p) && !crate::store::is_tombstone(&n) {
                     log_dirs(fs, &p, depth + 1, out)?;
                 }
             }

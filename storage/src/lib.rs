@@ -43,6 +43,7 @@
 
 pub mod ackstate;
 pub mod aligned;
+mod catalog;
 pub mod checkpoint;
 pub mod config;
 pub mod error;

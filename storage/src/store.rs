@@ -21,7 +21,7 @@
 //! This module is the public face of the messaging layer; the server and in-process users call
 //! only what is here.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -30,6 +30,7 @@ use crate::ackstate::{
     encode_deliver, encode_floor, encode_offsets, AckState, IntMap, IntSet, ACK_MAGIC, ACK_PREFIX,
     REC_ACK, REC_DEAD,
 };
+use crate::catalog::{Catalog, Damage, Reservation, Taken};
 use crate::config::{ms_i64, FsyncPolicy, LogConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::fs::{FileSystem, FsRef};
@@ -380,10 +381,136 @@ fn make_dir(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
     crate::fs::create_dir_durable(fs, dir).at(dir)
 }
 
-fn remove_dir(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
-    fs.remove_dir_all(dir).at(dir)?;
-    let p = crate::fs::parent_dir(dir);
-    fs.sync_dir(p).at(p)
+/// Marks the name of a tombstone: a directory a delete renamed away before removing it. `~` is
+/// never in a topic, queue or group name, so no tombstone is taken for one.
+pub const TOMBSTONE_MARK: &str = "~deleted~";
+
+/// True when `name` (an entry of `topics/`, `queues/` or a `groups/` directory) is a tombstone.
+pub fn is_tombstone(name: &str) -> bool {
+    name.contains(TOMBSTONE_MARK)
+}
+
+static TOMBSTONE_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Deletes `dir` atomically on disk: renames it to a fresh tombstone beside it and makes the
+/// rename durable. Returns the tombstone, for [`remove_tombstone`].
+fn bury(fs: &dyn FileSystem, dir: &Path) -> Result<PathBuf> {
+    let parent = crate::fs::parent_dir(dir);
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let tomb = loop {
+        let n = TOMBSTONE_SEQ.fetch_add(1, Ordering::Relaxed);
+        let t = parent.join(format!("{name}{TOMBSTONE_MARK}{n}"));
+        if !fs.exists(&t) {
+            break t;
+        }
+    };
+    fs.rename(dir, &tomb).at(dir)?;
+    fs.sync_dir(parent).at(parent)?;
+    Ok(tomb)
+}
+
+/// Removes a tombstone; what a failure or a crash leaves is removed at the next open.
+fn remove_tombstone(fs: &dyn FileSystem, tomb: &Path) {
+    if let Err(e) = fs.remove_dir_all(tomb) {
+        tracing::warn!(dir = %tomb.display(), "removing a deleted directory failed ({e}); it is removed at the next open");
+    }
+}
+
+/// Removes `dir`, which holds no config: an unfinished creation. Safe to stop anywhere: what is
+/// left still has no config and is removed at the next open.
+fn remove_unfinished(fs: &dyn FileSystem, dir: &Path) {
+    tracing::warn!(dir = %dir.display(), "removing a directory whose creation did not finish");
+    if let Err(e) = fs.remove_dir_all(dir) {
+        tracing::warn!(dir = %dir.display(), "removing it failed ({e}); tried again at the next open");
+    }
+}
+
+/// Removes the tombstones left in `parent` by deletes that did not finish.
+fn clear_tombstones(fs: &dyn FileSystem, parent: &Path) -> Result<()> {
+    for name in fs.read_dir(parent).at(parent)? {
+        if is_tombstone(&name) {
+            remove_tombstone(fs, &parent.join(name));
+        }
+    }
+    Ok(())
+}
+
+/// Makes a fresh directory for a create that reserved its name: a leftover of a create that
+/// failed earlier is buried first.
+fn fresh_dir(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    if fs.exists(dir) {
+        let tomb = bury(fs, dir)?;
+        remove_tombstone(fs, &tomb);
+    }
+    make_dir(fs, dir)
+}
+
+/// Takes away the directory of a create that failed (best effort: without a config it is an
+/// unfinished creation, removed at the next open anyway).
+fn discard_dir(fs: &dyn FileSystem, dir: &Path) {
+    if let Ok(tomb) = bury(fs, dir) {
+        remove_tombstone(fs, &tomb);
+    }
+}
+
+/// Deletes the directory of a name a delete marked busy: buried durably (the delete is
+/// confirmed from here), `shut` stops what was open, the name is freed, the tombstone removed.
+fn delete_dir<T>(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    slot: Reservation<'_, T>,
+    prev: Taken<T>,
+    shut: impl FnOnce(&T),
+) -> Result<()> {
+    let tomb = match bury(fs, dir) {
+        Ok(t) => t,
+        Err(e) if fs.exists(dir) => {
+            // Not renamed: nothing changed.
+            slot.restore(prev);
+            return Err(e);
+        }
+        Err(e) => {
+            // Renamed, but the rename is not known durable: deleted unless a crash undoes it.
+            if let Taken::Open(x) = &prev {
+                shut(x);
+            }
+            return Err(e);
+        }
+    };
+    if let Taken::Open(x) = &prev {
+        shut(x);
+    }
+    drop(slot);
+    remove_tombstone(fs, &tomb);
+    Ok(())
+}
+
+/// Checks that the dead-letter queue name a queue or group would derive fits in a name.
+fn check_derived_dlq(owner: &str, dlq: &str) -> Result<()> {
+    validate_name(dlq).map_err(|_| {
+        Error::InvalidArgument(format!(
+            "the default dead-letter queue name of {owner} would be {} characters, over the \
+             limit of {NAME_MAX}: name a dead_letter queue or use a shorter name",
+            dlq.len()
+        ))
+    })
+}
+
+/// The dead-letter queue a queue or group with `config` uses, if any: `default` unless named.
+fn planned_dlq(owner: &str, config: &QueueConfig, default: String) -> Result<Option<String>> {
+    if let Some(d) = &config.dead_letter {
+        validate_name(d)?;
+    }
+    if config.max_deliveries == 0 {
+        return Ok(None);
+    }
+    match &config.dead_letter {
+        Some(d) => Ok(Some(d.clone())),
+        None => {
+            check_derived_dlq(owner, &default)?;
+            Ok(Some(default))
+        }
+    }
 }
 
 struct StoreInner {
@@ -391,8 +518,8 @@ struct StoreInner {
     root: PathBuf,
     config: StoreConfig,
     clock: ClockRef,
-    topics: Mutex<BTreeMap<String, Arc<Topic>>>,
-    queues: Mutex<BTreeMap<String, Arc<Queue>>>,
+    topics: Catalog<Topic>,
+    queues: Catalog<Queue>,
     closed: AtomicBool,
 }
 
@@ -408,63 +535,143 @@ impl StoreInner {
         self.root.join("queues").join(name)
     }
 
-    /// Creates a queue while holding the queue map; optionally its dead-letter queue too.
-    fn create_queue_locked(
-        self: &Arc<Self>,
-        map: &mut BTreeMap<String, Arc<Queue>>,
-        name: &str,
-        config: QueueConfig,
-    ) -> Result<Arc<Queue>> {
-        validate_name(name)?;
-        config.validate()?;
-        if map.contains_key(name) {
-            return Err(Error::AlreadyExists {
-                kind: "queue",
-                name: name.into(),
-            });
-        }
-        let fs = &*self.fs;
-        let dir = self.queue_dir(name);
-        if fs.exists(&dir) {
-            // Leftover of a creation that never finished.
-            remove_dir(fs, &dir)?;
-        }
-        make_dir(fs, &dir)?;
-        let log = Log::open(self.fs.clone(), dir.join(LOG_DIR), config.log.clone())?;
-        let q = Queue::open(QueueParts {
+    fn topic_dir(&self, name: &str) -> PathBuf {
+        self.root.join("topics").join(name)
+    }
+
+    fn queue_parts(self: &Arc<Self>, name: &str, config: QueueConfig, log: Log) -> QueueParts {
+        QueueParts {
             fs: self.fs.clone(),
-            dir: dir.clone(),
+            dir: self.queue_dir(name),
             name: name.to_string(),
             source: name.to_string(),
             default_dlq: format!("{name}.dlq"),
-            config: config.clone(),
+            config,
             log,
             owns_log: true,
             parent: None,
             store: Arc::downgrade(self),
             clock: self.clock.clone(),
-        })?;
-        // The config is written last: a directory without one is an unfinished creation.
-        write_config(fs, &dir, KIND_QUEUE, &config)?;
-        let q = Arc::new(q);
-        map.insert(name.to_string(), q.clone());
-        if config.max_deliveries > 0 {
-            let dlq = q.dlq_name().to_string();
-            if !map.contains_key(&dlq) {
-                self.create_queue_locked(map, &dlq, dlq_config(&config))?;
+        }
+    }
+
+    /// Makes the directory and files of queue `name`, whose name the caller reserved.
+    fn build_queue(self: &Arc<Self>, name: &str, config: QueueConfig) -> Result<Arc<Queue>> {
+        let fs = &*self.fs;
+        let dir = self.queue_dir(name);
+        fresh_dir(fs, &dir)?;
+        let r = (|| {
+            let log = Log::open(self.fs.clone(), dir.join(LOG_DIR), config.log.clone())?;
+            let q = Queue::open(self.queue_parts(name, config.clone(), log))?;
+            // The config is written last: a directory without one is an unfinished creation.
+            if let Err(e) = write_config(fs, &dir, KIND_QUEUE, &config) {
+                let _ = q.shut(false);
+                return Err(e);
+            }
+            Ok(Arc::new(q))
+        })();
+        if r.is_err() {
+            discard_dir(fs, &dir);
+        }
+        r
+    }
+
+    /// Creates a queue and, when it dead-letters and its dead-letter queue does not exist, that
+    /// too (first). The whole plan is checked before anything is made.
+    fn create_queue(self: &Arc<Self>, name: &str, config: QueueConfig) -> Result<Arc<Queue>> {
+        validate_name(name)?;
+        config.validate()?;
+        let dlq = planned_dlq(&format!("queue {name:?}"), &config, format!("{name}.dlq"))?;
+        let slot = self
+            .queues
+            .reserve(name)
+            .map_err(|_| Error::AlreadyExists {
+                kind: "queue",
+                name: name.into(),
+            })?;
+        if let Some(d) = dlq.filter(|d| d != name) {
+            // Never waits while holding `slot`; a dead-letter queue busy now is made when first
+            // needed.
+            if let Some(r) = self.queues.try_reserve(&d) {
+                r.fill(self.build_queue(&d, dlq_config(&config))?);
             }
         }
+        let q = self.build_queue(name, config)?;
+        slot.fill(q.clone());
         Ok(q)
     }
 
     /// The dead-letter queue `name`, created when absent.
     fn dead_letter_queue(self: &Arc<Self>, name: &str, like: &QueueConfig) -> Result<Arc<Queue>> {
         self.check_open()?;
-        let mut map = lock(&self.queues);
-        if let Some(q) = map.get(name) {
-            return Ok(q.clone());
+        if let Some(q) = self.queues.get_open(name) {
+            return Ok(q);
         }
-        self.create_queue_locked(&mut map, name, dlq_config(like))
+        validate_name(name)?;
+        match self.queues.reserve(name) {
+            Ok(slot) => {
+                let q = self.build_queue(name, dlq_config(like))?;
+                slot.fill(q.clone());
+                Ok(q)
+            }
+            Err(Taken::Open(q)) => Ok(q),
+            Err(Taken::Damaged(d)) => Err(d.error()),
+        }
+    }
+
+    /// Opens the queue in `dir` at start: `None` for an unfinished creation (removed).
+    fn open_queue(self: &Arc<Self>, name: &str, dir: &Path) -> Result<Option<Arc<Queue>>> {
+        let fs = &*self.fs;
+        let Some(config) = read_config::<QueueConfig>(fs, dir, KIND_QUEUE)? else {
+            remove_unfinished(fs, dir);
+            return Ok(None);
+        };
+        let log = Log::open(self.fs.clone(), dir.join(LOG_DIR), config.log.clone())?;
+        Ok(Some(Arc::new(Queue::open(
+            self.queue_parts(name, config, log),
+        )?)))
+    }
+
+    /// Opens the topic in `dir` at start: `None` for an unfinished creation (removed).
+    fn open_topic(self: &Arc<Self>, name: &str, dir: &Path) -> Result<Option<Arc<Topic>>> {
+        let fs = &*self.fs;
+        let Some(config) = read_config::<LogConfig>(fs, dir, KIND_TOPIC)? else {
+            remove_unfinished(fs, dir);
+            return Ok(None);
+        };
+        Topic::open(self, name, dir.to_path_buf(), config).map(Some)
+    }
+
+    /// Opens every topic or queue under `<root>/<sub>`; one that fails to open is kept damaged.
+    fn open_all(self: &Arc<Self>, sub: &str) -> Result<()> {
+        let fs = &*self.fs;
+        let root = self.root.join(sub);
+        clear_tombstones(fs, &root)?;
+        for name in fs.read_dir(&root).at(&root)? {
+            let dir = root.join(&name);
+            if validate_name(&name).is_err() || !fs.is_dir(&dir) {
+                continue;
+            }
+            let queues = sub == "queues";
+            let opened = if queues {
+                let r = self.open_queue(&name, &dir);
+                r.map(|q| q.map(|q| self.queues.insert(name.clone(), q)))
+            } else {
+                let r = self.open_topic(&name, &dir);
+                r.map(|t| t.map(|t| self.topics.insert(name.clone(), t)))
+            };
+            if let Err(e) = opened {
+                let kind = if queues { "queue" } else { "topic" };
+                tracing::error!(%kind, %name, "not opened, the rest is: {e}");
+                let d = Damage::from_error(kind, &name, &dir, &e);
+                if queues {
+                    self.queues.insert_damaged(name, d);
+                } else {
+                    self.topics.insert_damaged(name, d);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -493,6 +700,10 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (creating if needed) the data directory at `root` and recovers every topic and queue.
+    ///
+    /// A topic or queue that fails to open (a damaged log or state file) does not stop the
+    /// rest: it is logged and kept under its name, whose requests get a `Corruption` error
+    /// naming the damaged file until it is repaired (`sluice repair`, then a restart) or deleted.
     pub fn open(fs: FsRef, root: impl Into<PathBuf>, config: StoreConfig) -> Result<Store> {
         Self::open_with_clock(fs, root, config, Arc::new(SystemClock))
     }
@@ -510,8 +721,8 @@ impl Store {
             root: root.clone(),
             config,
             clock,
-            topics: Mutex::new(BTreeMap::new()),
-            queues: Mutex::new(BTreeMap::new()),
+            topics: Catalog::new("topic"),
+            queues: Catalog::new("queue"),
             closed: AtomicBool::new(false),
         });
         for sub in ["topics", "queues"] {
@@ -519,138 +730,99 @@ impl Store {
             make_dir(&*fs, &d)?;
         }
         // Queues first: topics' groups dead-letter into them.
-        let qroot = root.join("queues");
-        for name in fs.read_dir(&qroot).at(&qroot)? {
-            let dir = qroot.join(&name);
-            if validate_name(&name).is_err() || !fs.is_dir(&dir) {
-                continue;
-            }
-            let Some(config) = read_config::<QueueConfig>(&*fs, &dir, KIND_QUEUE)? else {
-                tracing::warn!(dir = %dir.display(), "removing a queue whose creation did not finish");
-                remove_dir(&*fs, &dir)?;
-                continue;
-            };
-            let log = Log::open(fs.clone(), dir.join(LOG_DIR), config.log.clone())?;
-            let q = Queue::open(QueueParts {
-                fs: fs.clone(),
-                dir,
-                name: name.clone(),
-                source: name.clone(),
-                default_dlq: format!("{name}.dlq"),
-                config,
-                log,
-                owns_log: true,
-                parent: None,
-                store: Arc::downgrade(&inner),
-                clock: inner.clock.clone(),
-            })?;
-            lock(&inner.queues).insert(name, Arc::new(q));
-        }
-        let troot = root.join("topics");
-        for name in fs.read_dir(&troot).at(&troot)? {
-            let dir = troot.join(&name);
-            if validate_name(&name).is_err() || !fs.is_dir(&dir) {
-                continue;
-            }
-            let Some(config) = read_config::<LogConfig>(&*fs, &dir, KIND_TOPIC)? else {
-                tracing::warn!(dir = %dir.display(), "removing a topic whose creation did not finish");
-                remove_dir(&*fs, &dir)?;
-                continue;
-            };
-            let t = Topic::open(&inner, &name, dir, config)?;
-            lock(&inner.topics).insert(name, t);
-        }
+        inner.open_all("queues")?;
+        inner.open_all("topics")?;
         Ok(Store { inner })
     }
 
-    /// Creates a topic; `AlreadyExists` if it does.
+    /// Creates a topic; `AlreadyExists` if it does (or is damaged). A create of a name that a
+    /// create or delete is working on waits for it to finish.
     pub fn create_topic(&self, name: &str, config: Option<LogConfig>) -> Result<Arc<Topic>> {
         self.inner.check_open()?;
         validate_name(name)?;
         let config = config.unwrap_or_else(|| self.inner.config.default_log.clone());
         config.validate().map_err(Error::InvalidArgument)?;
-        let mut map = lock(&self.inner.topics);
-        if map.contains_key(name) {
-            return Err(Error::AlreadyExists {
+        let slot = self
+            .inner
+            .topics
+            .reserve(name)
+            .map_err(|_| Error::AlreadyExists {
                 kind: "topic",
                 name: name.into(),
-            });
-        }
+            })?;
         let fs = &*self.inner.fs;
-        let dir = self.inner.root.join("topics").join(name);
-        if fs.exists(&dir) {
-            remove_dir(fs, &dir)?;
+        let dir = self.inner.topic_dir(name);
+        fresh_dir(fs, &dir)?;
+        let r = Topic::open(&self.inner, name, dir.clone(), config.clone()).and_then(|t| {
+            match write_config(fs, &dir, KIND_TOPIC, &config) {
+                Ok(()) => Ok(t),
+                Err(e) => {
+                    let _ = t.shut(false);
+                    Err(e)
+                }
+            }
+        });
+        match r {
+            Ok(t) => {
+                slot.fill(t.clone());
+                Ok(t)
+            }
+            Err(e) => {
+                discard_dir(fs, &dir);
+                Err(e)
+            }
         }
-        make_dir(fs, &dir)?;
-        let t = Topic::open(&self.inner, name, dir.clone(), config.clone())?;
-        write_config(fs, &dir, KIND_TOPIC, &config)?;
-        map.insert(name.to_string(), t.clone());
-        Ok(t)
     }
 
-    /// Creates a queue and its dead-letter queue; `AlreadyExists` if it does.
+    /// Creates a queue and its dead-letter queue; `AlreadyExists` if it does (or is damaged).
+    /// `InvalidArgument`, with nothing created, when it dead-letters to a default
+    /// `<name>.dlq` that would be longer than [`NAME_MAX`].
     pub fn create_queue(&self, name: &str, config: QueueConfig) -> Result<Arc<Queue>> {
         self.inner.check_open()?;
-        let mut map = lock(&self.inner.queues);
-        self.inner.create_queue_locked(&mut map, name, config)
+        self.inner.create_queue(name, config)
     }
 
-    /// A topic by name; `NotFound` if absent.
+    /// A topic by name; `NotFound` if absent (or still being created), `Corruption` if it
+    /// could not be opened.
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
-        lock(&self.inner.topics)
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Error::NotFound {
-                kind: "topic",
-                name: name.into(),
-            })
+        self.inner.topics.get(name)
     }
 
-    /// A queue by name; `NotFound` if absent.
+    /// A queue by name; `NotFound` if absent (or still being created), `Corruption` if it
+    /// could not be opened.
     pub fn queue(&self, name: &str) -> Result<Arc<Queue>> {
-        lock(&self.inner.queues)
-            .get(name)
-            .cloned()
-            .ok_or_else(|| Error::NotFound {
-                kind: "queue",
-                name: name.into(),
-            })
+        self.inner.queues.get(name)
     }
 
-    /// Names of all topics, sorted.
+    /// Names of all topics (damaged ones too), sorted.
     pub fn list_topics(&self) -> Vec<String> {
-        lock(&self.inner.topics).keys().cloned().collect()
+        self.inner.topics.names()
     }
 
-    /// Names of all queues, sorted.
+    /// Names of all queues (damaged ones too), sorted.
     pub fn list_queues(&self) -> Vec<String> {
-        lock(&self.inner.queues).keys().cloned().collect()
+        self.inner.queues.names()
     }
 
-    /// Deletes a topic and its files.
+    /// Deletes a topic and its files (a damaged one too). Atomic on disk: once it returns, a
+    /// crash never brings the topic back, and a crash before leaves it whole.
     pub fn delete_topic(&self, name: &str) -> Result<()> {
         self.inner.check_open()?;
-        let t = lock(&self.inner.topics)
-            .remove(name)
-            .ok_or_else(|| Error::NotFound {
-                kind: "topic",
-                name: name.into(),
-            })?;
-        let _ = t.shut(false);
-        remove_dir(&*self.inner.fs, &t.dir)
+        let (slot, prev) = self.inner.topics.begin_delete(name)?;
+        let dir = self.inner.topic_dir(name);
+        delete_dir(&*self.inner.fs, &dir, slot, prev, |t: &Topic| {
+            let _ = t.shut(false);
+        })
     }
 
-    /// Deletes a queue and its files (not its dead-letter queue).
+    /// Deletes a queue and its files (not its dead-letter queue), atomically on disk.
     pub fn delete_queue(&self, name: &str) -> Result<()> {
         self.inner.check_open()?;
-        let q = lock(&self.inner.queues)
-            .remove(name)
-            .ok_or_else(|| Error::NotFound {
-                kind: "queue",
-                name: name.into(),
-            })?;
-        let _ = q.shut(false);
-        remove_dir(&*self.inner.fs, &q.dir)
+        let (slot, prev) = self.inner.queues.begin_delete(name)?;
+        let dir = self.inner.queue_dir(name);
+        delete_dir(&*self.inner.fs, &dir, slot, prev, |q: &Queue| {
+            let _ = q.shut(false);
+        })
     }
 
     /// Syncs and closes everything, writing clean-shutdown markers.
@@ -659,15 +831,13 @@ impl Store {
             return Ok(());
         }
         let mut first = Ok(());
-        let topics: Vec<_> = lock(&self.inner.topics).values().cloned().collect();
-        for t in topics {
+        for t in self.inner.topics.open_values() {
             let r = t.close();
             if first.is_ok() {
                 first = r;
             }
         }
-        let queues: Vec<_> = lock(&self.inner.queues).values().cloned().collect();
-        for q in queues {
+        for q in self.inner.queues.open_values() {
             let r = q.close();
             if first.is_ok() {
                 first = r;
@@ -684,7 +854,7 @@ pub struct Topic {
     fs: FsRef,
     log: Log,
     offsets: SubscriberOffsets,
-    groups: Mutex<BTreeMap<String, Arc<Queue>>>,
+    groups: Catalog<Queue>,
     store: Weak<StoreInner>,
     me: Weak<Topic>,
     clock: ClockRef,
@@ -713,27 +883,47 @@ impl Topic {
             fs: fs.clone(),
             log,
             offsets,
-            groups: Mutex::new(BTreeMap::new()),
+            groups: Catalog::new("group"),
             store: Arc::downgrade(store),
             me: me.clone(),
             clock: store.clock.clone(),
         });
-        let gdir = dir.join(GROUPS_DIR);
-        if fs.is_dir(&gdir) {
-            for g in fs.read_dir(&gdir).at(&gdir)? {
-                let d = gdir.join(&g);
-                if validate_name(&g).is_err() || !fs.is_dir(&d) {
-                    continue;
+        topic.open_groups()?;
+        Ok(topic)
+    }
+
+    /// Opens the groups at start; one that fails to open is kept damaged.
+    fn open_groups(&self) -> Result<()> {
+        let fs = &*self.fs;
+        let gdir = self.dir.join(GROUPS_DIR);
+        if !fs.is_dir(&gdir) {
+            return Ok(());
+        }
+        clear_tombstones(fs, &gdir)?;
+        for g in fs.read_dir(&gdir).at(&gdir)? {
+            let d = gdir.join(&g);
+            if validate_name(&g).is_err() || !fs.is_dir(&d) {
+                continue;
+            }
+            let opened = match read_config::<QueueConfig>(fs, &d, KIND_QUEUE) {
+                Ok(Some(cfg)) => self.open_group(&g, d.clone(), cfg).map(Some),
+                Ok(None) => {
+                    remove_unfinished(fs, &d);
+                    Ok(None)
                 }
-                let Some(cfg) = read_config::<QueueConfig>(&*fs, &d, KIND_QUEUE)? else {
-                    remove_dir(&*fs, &d)?;
-                    continue;
-                };
-                let q = topic.open_group(&g, d, cfg)?;
-                lock(&topic.groups).insert(g, Arc::new(q));
+                Err(e) => Err(e),
+            };
+            match opened {
+                Ok(Some(q)) => self.groups.insert(g, Arc::new(q)),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(topic = %self.name, group = %g, "not opened, the rest is: {e}");
+                    let damage = Damage::from_error("group", &format!("{}/{g}", self.name), &d, &e);
+                    self.groups.insert_damaged(g, damage);
+                }
             }
         }
-        Ok(topic)
+        Ok(())
     }
 
     fn open_group(&self, group: &str, dir: PathBuf, config: QueueConfig) -> Result<Queue> {
@@ -837,50 +1027,69 @@ impl Topic {
         Ok(())
     }
     /// A consumer group: a shared cursor with acks over this topic's log. A new group starts at
-    /// the log start; an existing one is returned as it is (its saved settings win).
+    /// the log start; an existing one is returned as it is (its saved settings win). A new
+    /// group that dead-letters to a default `<topic>.<group>.dlq` longer than [`NAME_MAX`] is
+    /// refused with `InvalidArgument`.
     pub fn group(&self, name: &str, config: QueueConfig) -> Result<Arc<Queue>> {
         validate_name(name)?;
         config.validate()?;
-        let mut groups = lock(&self.groups);
-        if let Some(q) = groups.get(name) {
-            return Ok(q.clone());
+        if let Some(q) = self.groups.get_open(name) {
+            return Ok(q);
         }
+        let owner = format!("group {name:?} of topic {:?}", self.name);
+        planned_dlq(&owner, &config, format!("{}.{name}.dlq", self.name))?;
+        let slot = match self.groups.reserve(name) {
+            Ok(slot) => slot,
+            Err(Taken::Open(q)) => return Ok(q),
+            Err(Taken::Damaged(d)) => return Err(d.error()),
+        };
         if self.log.is_closed() {
             return Err(Error::Closed);
         }
+        let q = self.build_group(name, config)?;
+        slot.fill(q.clone());
+        Ok(q)
+    }
+
+    /// Makes the directory and files of group `name`, whose name the caller reserved.
+    fn build_group(&self, name: &str, config: QueueConfig) -> Result<Arc<Queue>> {
         let fs = &*self.fs;
         let gdir = self.dir.join(GROUPS_DIR);
         if !fs.is_dir(&gdir) {
             make_dir(fs, &gdir)?;
         }
         let dir = gdir.join(name);
-        if fs.exists(&dir) {
-            remove_dir(fs, &dir)?;
-        }
-        make_dir(fs, &dir)?;
+        fresh_dir(fs, &dir)?;
         let config = QueueConfig {
             log: self.log.config().clone(),
             ..config
         };
-        let q = Arc::new(self.open_group(name, dir.clone(), config.clone())?);
-        write_config(fs, &dir, KIND_QUEUE, &config)?;
-        groups.insert(name.to_string(), q.clone());
-        Ok(q)
+        let r =
+            self.open_group(name, dir.clone(), config.clone())
+                .and_then(|q| match write_config(fs, &dir, KIND_QUEUE, &config) {
+                    Ok(()) => Ok(Arc::new(q)),
+                    Err(e) => {
+                        let _ = q.shut(false);
+                        Err(e)
+                    }
+                });
+        if r.is_err() {
+            discard_dir(fs, &dir);
+        }
+        r
     }
-    /// Removes a consumer group and its ack state.
+
+    /// Removes a consumer group (a damaged one too) and its ack state, atomically on disk.
     pub fn delete_group(&self, name: &str) -> Result<()> {
-        let q = lock(&self.groups)
-            .remove(name)
-            .ok_or_else(|| Error::NotFound {
-                kind: "group",
-                name: name.into(),
-            })?;
-        let _ = q.shut(false);
-        remove_dir(&*self.fs, &q.dir)
+        let (slot, prev) = self.groups.begin_delete(name)?;
+        let dir = self.dir.join(GROUPS_DIR).join(name);
+        delete_dir(&*self.fs, &dir, slot, prev, |q: &Queue| {
+            let _ = q.shut(false);
+        })
     }
-    /// Names of the consumer groups, sorted.
+    /// Names of the consumer groups (damaged ones too), sorted.
     pub fn list_groups(&self) -> Vec<String> {
-        lock(&self.groups).keys().cloned().collect()
+        self.groups.names()
     }
     /// Figures.
     pub fn stats(&self) -> TopicStats {
@@ -908,8 +1117,14 @@ impl Topic {
     /// subscriber's committed offset. A topic without groups keeps its data for replay and is
     /// trimmed only by its retention settings.
     fn reclaim(&self) {
-        let floors: Vec<u64> = lock(&self.groups)
-            .values()
+        if self.groups.any_damaged() {
+            // What a damaged group still needs is unknown: keep everything.
+            return;
+        }
+        let floors: Vec<u64> = self
+            .groups
+            .open_values()
+            .iter()
             .map(|q| q.synced_floor.load(Ordering::Acquire))
             .collect();
         let Some(mut m) = floors.into_iter().min() else {
@@ -924,7 +1139,7 @@ impl Topic {
     }
 
     fn shut(&self, clean: bool) -> Result<()> {
-        let groups: Vec<_> = lock(&self.groups).values().cloned().collect();
+        let groups = self.groups.open_values();
         let mut first = Ok(());
         for g in groups {
             let r = if clean { g.close() } else { g.shut(false) };
@@ -1498,8 +1713,12 @@ impl Queue {
             self.maybe_snapshot(&st)?;
             (pos, st.ack.acks.floor())
         };
-        // Dead letters sync the journal up to their own record, after this one.
-        self.dead_letter(dead)?;
+        // Dead letters sync the journal up to their own record, after this one. A failed
+        // dead-lettering puts its messages back to be tried again (next round or expiry); it
+        // must not cost this round's deliveries, journaled already with their attempts.
+        if let Err(e) = self.dead_letter(dead) {
+            tracing::warn!(queue = %self.source, "dead-lettering failed, will retry: {e}");
+        }
         Ok((out, Pending { pos, floor }))
     }
 

@@ -1,11 +1,19 @@
 //! An in-memory file system that remembers what is durable, for crash and fault tests.
 //!
 //! Every file is an inode with two contents: `live` (what reads see) and `durable` (what a crash
-//! keeps). `sync_data` copies live to durable. Every directory has live and durable entries;
-//! `sync_dir` copies live entries to durable. [`SimFs::crash`] replaces the whole state by its
-//! durable image: files created, renamed or removed since the last `sync_dir` of their directory
-//! are undone, and unsynced bytes are lost (or, with [`CrashMode::TornTail`], a random prefix of
-//! the unsynced appended bytes survives, as a torn write would leave).
+//! keeps). `sync_data` copies live to durable. Every directory is an inode too, with live and
+//! durable entries; `sync_dir` copies live entries to durable. [`SimFs::crash`] replaces the
+//! whole state by its durable image: files and directories created, renamed or removed since the
+//! last `sync_dir` of their directory are undone, and unsynced bytes are lost (or, with
+//! [`CrashMode::TornTail`], a random prefix of the unsynced appended bytes survives, as a torn
+//! write would leave).
+//!
+//! `remove_dir_all` is not atomic, as on a real file system: it removes the entries of the tree
+//! one by one, children before their directory, in a hash order of their names (as a directory
+//! index hands them out; [`SimFs::set_removal_seed`] changes it). Each removal is one call, counted
+//! and subject to faults and crash points, and reaches the durable image at once, like a
+//! journaling file system that committed the unlinks made so far: a crash in the middle leaves
+//! the tree partly removed, with holes anywhere in it.
 //!
 //! A [`Fault`] fails the Nth call of one kind (once, or forever from then on), and
 //! [`SimFs::crash_after`] makes every call after the Nth fail as if the process had died there.
@@ -31,7 +39,7 @@ pub enum OpKind {
     Create,
     /// `rename`.
     Rename,
-    /// `remove_file` and `remove_dir_all`.
+    /// `remove_file`, and each entry `remove_dir_all` removes.
     Remove,
     /// `read_at` and `map`.
     Read,
@@ -86,15 +94,22 @@ struct Dir {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Entry {
     File(u64),
-    Dir,
+    /// A directory, by its id in `State::dirs`.
+    Dir(u64),
 }
+
+/// Id of the root directory.
+const ROOT: u64 = 0;
 
 #[derive(Debug, Default)]
 struct State {
     generation: u64,
     next_inode: u64,
     inodes: HashMap<u64, Inode>,
-    dirs: HashMap<PathBuf, Dir>,
+    next_dir: u64,
+    dirs: HashMap<u64, Dir>,
+    /// Seed of the order in which `remove_dir_all` removes the entries of a directory.
+    removal_seed: u64,
     ops: u64,
     counts: HashMap<OpKind, u64>,
     faults: Vec<Fault>,
@@ -128,6 +143,37 @@ fn norm(path: &Path) -> PathBuf {
     out
 }
 
+/// The directory `path` names, following live entries.
+fn resolve_dir(st: &State, path: &Path) -> Option<u64> {
+    let mut cur = ROOT;
+    for c in norm(path).components() {
+        let Component::Normal(name) = c else { continue };
+        match st.dirs.get(&cur)?.live.get(&*name.to_string_lossy()) {
+            Some(Entry::Dir(id)) => cur = *id,
+            _ => return None,
+        }
+    }
+    Some(cur)
+}
+
+/// The live entry `path` names, with the id of the directory holding it.
+fn resolve(st: &State, path: &Path) -> Option<(u64, String, Entry)> {
+    let (parent, name) = split(path);
+    let d = resolve_dir(st, &parent)?;
+    let e = *st.dirs.get(&d)?.live.get(&name)?;
+    Some((d, name, e))
+}
+
+/// A 64-bit FNV-1a hash of `name`, mixed with `seed`.
+fn name_hash(seed: u64, name: &str) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for b in name.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
 fn split(path: &Path) -> (PathBuf, String) {
     let p = norm(path);
     let name = p
@@ -153,7 +199,7 @@ impl SimFs {
     /// An empty file system holding only the root directory.
     pub fn new() -> Self {
         let mut st = State::default();
-        st.dirs.insert("/".into(), Dir::default());
+        st.dirs.insert(ROOT, Dir::default());
         SimFs {
             state: Arc::new(Mutex::new(st)),
         }
@@ -189,6 +235,11 @@ impl SimFs {
         self.lock().counts.get(&kind).copied().unwrap_or(0)
     }
 
+    /// Changes the order in which `remove_dir_all` removes the entries of each directory.
+    pub fn set_removal_seed(&self, seed: u64) {
+        self.lock().removal_seed = seed;
+    }
+
     /// True once a `crash_after` point was passed.
     pub fn has_crashed(&self) -> bool {
         self.lock().crashed
@@ -210,20 +261,23 @@ impl SimFs {
             rng
         };
         // Directories survive only when reachable through durable entries.
-        let mut dirs: HashMap<PathBuf, Dir> = HashMap::new();
+        let mut dirs: HashMap<u64, Dir> = HashMap::new();
         let mut keep_inodes = Vec::new();
-        let mut stack = vec![PathBuf::from("/")];
-        while let Some(p) = stack.pop() {
-            let Some(d) = st.dirs.get(&p) else { continue };
+        let mut stack = vec![ROOT];
+        while let Some(id) = stack.pop() {
+            if dirs.contains_key(&id) {
+                continue;
+            }
+            let Some(d) = st.dirs.get(&id) else { continue };
             let entries = d.durable.clone();
-            for (name, e) in &entries {
+            for e in entries.values() {
                 match e {
-                    Entry::Dir => stack.push(p.join(name)),
+                    Entry::Dir(child) => stack.push(*child),
                     Entry::File(ino) => keep_inodes.push(*ino),
                 }
             }
             dirs.insert(
-                p,
+                id,
                 Dir {
                     live: entries.clone(),
                     durable: entries,
@@ -280,10 +334,9 @@ impl SimFs {
 }
 
 fn lookup(st: &State, path: &Path) -> io::Result<u64> {
-    let (parent, name) = split(path);
-    match st.dirs.get(&parent).and_then(|d| d.live.get(&name)) {
-        Some(Entry::File(ino)) => Ok(*ino),
-        Some(Entry::Dir) => Err(err(io::ErrorKind::Other, "is a directory")),
+    match resolve(st, path) {
+        Some((_, _, Entry::File(ino))) => Ok(ino),
+        Some((_, _, Entry::Dir(_))) => Err(err(io::ErrorKind::Other, "is a directory")),
         None => Err(err(io::ErrorKind::NotFound, "no such file")),
     }
 }
@@ -402,6 +455,27 @@ impl File for SimFile {
     }
 }
 
+impl State {
+    /// Removes the entry `name` of directory `dir`, and first everything beneath it: one call per
+    /// entry, each durable at once (see the module documentation).
+    fn remove_tree(&mut self, dir: u64, name: &str) -> io::Result<()> {
+        let entry = self.dirs.get(&dir).and_then(|d| d.live.get(name).copied());
+        if let Some(Entry::Dir(id)) = entry {
+            let mut names: Vec<String> = self.dirs[&id].live.keys().cloned().collect();
+            let seed = self.removal_seed;
+            names.sort_by_key(|n| (name_hash(seed, n), n.clone()));
+            for n in names {
+                self.remove_tree(id, &n)?;
+            }
+        }
+        self.op(OpKind::Remove)?;
+        let d = self.dirs.get_mut(&dir).expect("directory of a live entry");
+        d.live.remove(name);
+        d.durable.remove(name);
+        Ok(())
+    }
+}
+
 impl FileSystem for SimFs {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<FileRef> {
         let mut st = self.lock();
@@ -412,12 +486,12 @@ impl FileSystem for SimFs {
         } else {
             OpKind::Read
         })?;
-        if !st.dirs.contains_key(&parent) {
+        let Some(pid) = resolve_dir(&st, &parent) else {
             return Err(err(io::ErrorKind::NotFound, "no such directory"));
-        }
-        let existing = st.dirs[&parent].live.get(&name).copied();
+        };
+        let existing = st.dirs[&pid].live.get(&name).copied();
         let inode = match (existing, mode) {
-            (Some(Entry::Dir), _) => return Err(err(io::ErrorKind::Other, "is a directory")),
+            (Some(Entry::Dir(_)), _) => return Err(err(io::ErrorKind::Other, "is a directory")),
             (Some(Entry::File(_)), OpenMode::CreateNew) => {
                 return Err(err(io::ErrorKind::AlreadyExists, "file exists"))
             }
@@ -434,7 +508,7 @@ impl FileSystem for SimFs {
                 let ino = st.next_inode;
                 st.inodes.insert(ino, Inode::default());
                 st.dirs
-                    .get_mut(&parent)
+                    .get_mut(&pid)
                     .expect("parent")
                     .live
                     .insert(name, Entry::File(ino));
@@ -466,21 +540,25 @@ impl FileSystem for SimFs {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut st = self.lock();
         st.op(OpKind::Create)?;
-        let p = norm(path);
-        let mut cur = PathBuf::from("/");
-        for c in p.components().skip(1) {
+        let mut cur = ROOT;
+        for c in norm(path).components() {
             let Component::Normal(name) = c else { continue };
             let name = name.to_string_lossy().into_owned();
-            let child = cur.join(&name);
-            if !st.dirs.contains_key(&child) {
-                st.dirs.insert(child.clone(), Dir::default());
-                st.dirs
-                    .get_mut(&cur)
-                    .expect("parent dir")
-                    .live
-                    .insert(name, Entry::Dir);
+            match st.dirs[&cur].live.get(&name).copied() {
+                Some(Entry::Dir(id)) => cur = id,
+                Some(Entry::File(_)) => return Err(err(io::ErrorKind::AlreadyExists, "a file")),
+                None => {
+                    st.next_dir += 1;
+                    let id = st.next_dir;
+                    st.dirs.insert(id, Dir::default());
+                    st.dirs
+                        .get_mut(&cur)
+                        .expect("parent dir")
+                        .live
+                        .insert(name, Entry::Dir(id));
+                    cur = id;
+                }
             }
-            cur = child;
         }
         Ok(())
     }
@@ -488,8 +566,8 @@ impl FileSystem for SimFs {
     fn read_dir(&self, path: &Path) -> io::Result<Vec<String>> {
         let mut st = self.lock();
         st.op(OpKind::Read)?;
-        match st.dirs.get(&norm(path)) {
-            Some(d) => Ok(d.live.keys().cloned().collect()),
+        match resolve_dir(&st, path) {
+            Some(d) => Ok(st.dirs[&d].live.keys().cloned().collect()),
             None => Err(err(io::ErrorKind::NotFound, "no such directory")),
         }
     }
@@ -497,66 +575,53 @@ impl FileSystem for SimFs {
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut st = self.lock();
         st.op(OpKind::Remove)?;
-        let (parent, name) = split(path);
-        let dir = st
-            .dirs
-            .get_mut(&parent)
-            .ok_or_else(|| err(io::ErrorKind::NotFound, "no such directory"))?;
-        match dir.live.get(&name) {
-            Some(Entry::File(_)) => {
-                dir.live.remove(&name);
+        match resolve(&st, path) {
+            Some((d, name, Entry::File(_))) => {
+                st.dirs.get_mut(&d).expect("parent").live.remove(&name);
                 Ok(())
             }
-            Some(Entry::Dir) => Err(err(io::ErrorKind::Other, "is a directory")),
+            Some((_, _, Entry::Dir(_))) => Err(err(io::ErrorKind::Other, "is a directory")),
             None => Err(err(io::ErrorKind::NotFound, "no such file")),
         }
     }
 
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut st = self.lock();
-        st.op(OpKind::Remove)?;
-        let p = norm(path);
-        let (parent, name) = split(&p);
-        let removed = st
-            .dirs
-            .get_mut(&parent)
-            .map(|d| d.live.remove(&name).is_some())
-            .unwrap_or(false);
-        if !removed {
-            return Err(err(io::ErrorKind::NotFound, "no such directory"));
+        if st.crashed {
+            return Err(crashed_err());
         }
-        // Forget the subtree's live view; a crash before the parent's sync_dir brings it back.
-        let sub: Vec<PathBuf> = st
-            .dirs
-            .keys()
-            .filter(|k| k.starts_with(&p))
-            .cloned()
-            .collect();
-        for k in sub {
-            if let Some(d) = st.dirs.get_mut(&k) {
-                d.live.clear();
-            }
+        match resolve(&st, path) {
+            Some((d, name, Entry::Dir(_))) => st.remove_tree(d, &name),
+            Some((_, _, Entry::File(_))) => Err(err(io::ErrorKind::Other, "not a directory")),
+            None => Err(err(io::ErrorKind::NotFound, "no such directory")),
         }
-        Ok(())
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut st = self.lock();
         st.op(OpKind::Rename)?;
-        let (fp, fname) = split(from);
+        let (fd, fname, entry) =
+            resolve(&st, from).ok_or_else(|| err(io::ErrorKind::NotFound, "no such file"))?;
         let (tp, tname) = split(to);
-        let entry = st
-            .dirs
-            .get_mut(&fp)
-            .and_then(|d| d.live.remove(&fname))
-            .ok_or_else(|| err(io::ErrorKind::NotFound, "no such file"))?;
-        match st.dirs.get_mut(&tp) {
-            Some(d) => {
-                d.live.insert(tname, entry);
-                Ok(())
+        let td = resolve_dir(&st, &tp)
+            .ok_or_else(|| err(io::ErrorKind::NotFound, "no such directory"))?;
+        if let (Entry::Dir(_), Some(e)) = (entry, st.dirs[&td].live.get(&tname)) {
+            let empty = matches!(e, Entry::Dir(id) if st.dirs[id].live.is_empty());
+            if !empty {
+                return Err(err(io::ErrorKind::AlreadyExists, "target exists"));
             }
-            None => Err(err(io::ErrorKind::NotFound, "no such directory")),
         }
+        st.dirs
+            .get_mut(&fd)
+            .expect("source dir")
+            .live
+            .remove(&fname);
+        st.dirs
+            .get_mut(&td)
+            .expect("target dir")
+            .live
+            .insert(tname, entry);
+        Ok(())
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
@@ -566,8 +631,9 @@ impl FileSystem for SimFs {
         }
         let mut st = self.lock();
         st.op(OpKind::SyncDir)?;
-        match st.dirs.get_mut(&norm(path)) {
-            Some(d) => {
+        match resolve_dir(&st, path) {
+            Some(id) => {
+                let d = st.dirs.get_mut(&id).expect("resolved dir");
                 d.durable = d.live.clone();
                 Ok(())
             }
@@ -577,29 +643,12 @@ impl FileSystem for SimFs {
 
     fn exists(&self, path: &Path) -> bool {
         let st = self.lock();
-        let p = norm(path);
-        if st.dirs.contains_key(&p)
-            && (p == Path::new("/") || {
-                let (parent, name) = split(&p);
-                st.dirs
-                    .get(&parent)
-                    .is_some_and(|d| d.live.contains_key(&name))
-            })
-        {
-            return true;
-        }
-        lookup(&st, &p).is_ok()
+        norm(path) == Path::new("/") || resolve(&st, path).is_some()
     }
 
     fn is_dir(&self, path: &Path) -> bool {
         let st = self.lock();
-        let p = norm(path);
-        let (parent, name) = split(&p);
-        p == Path::new("/")
-            || matches!(
-                st.dirs.get(&parent).and_then(|d| d.live.get(&name)),
-                Some(Entry::Dir)
-            )
+        resolve_dir(&st, path).is_some()
     }
 }
 
@@ -679,5 +728,73 @@ mod tests {
             let got = fs.read_file(Path::new("/a")).unwrap();
             assert!(got.len() >= 3 && b"abcdefgh".starts_with(&got));
         }
+    }
+
+    fn file(fs: &SimFs, path: &str, bytes: &[u8]) {
+        let f = fs.open(Path::new(path), OpenMode::CreateNew).unwrap();
+        f.write_all_at(bytes, 0).unwrap();
+        f.sync_data().unwrap();
+    }
+
+    #[test]
+    fn a_renamed_directory_keeps_its_tree_and_the_rename_is_durable_once_synced() {
+        let fs = SimFs::new();
+        fs.create_dir_all(Path::new("/p/a/sub")).unwrap();
+        file(&fs, "/p/a/sub/x", b"x");
+        for d in ["/", "/p", "/p/a", "/p/a/sub"] {
+            fs.sync_dir(Path::new(d)).unwrap();
+        }
+        fs.rename(Path::new("/p/a"), Path::new("/p/b")).unwrap();
+        assert_eq!(fs.read_file(Path::new("/p/b/sub/x")).unwrap(), b"x");
+        assert!(!fs.exists(Path::new("/p/a")));
+        // Not synced: a crash undoes the rename.
+        fs.crash(CrashMode::DropUnsynced);
+        assert_eq!(fs.read_file(Path::new("/p/a/sub/x")).unwrap(), b"x");
+        fs.rename(Path::new("/p/a"), Path::new("/p/b")).unwrap();
+        fs.sync_dir(Path::new("/p")).unwrap();
+        fs.crash(CrashMode::DropUnsynced);
+        assert!(!fs.exists(Path::new("/p/a")));
+        assert_eq!(fs.read_file(Path::new("/p/b/sub/x")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn remove_dir_all_is_one_removal_per_entry_and_a_crash_keeps_a_partial_tree() {
+        let build = || {
+            let fs = SimFs::new();
+            fs.create_dir_all(Path::new("/d/sub")).unwrap();
+            for i in 0..8 {
+                file(&fs, &format!("/d/sub/{i}"), b"x");
+            }
+            file(&fs, "/d/config", b"c");
+            for d in ["/", "/d", "/d/sub"] {
+                fs.sync_dir(Path::new(d)).unwrap();
+            }
+            fs
+        };
+        let fs = build();
+        let before = fs.count(OpKind::Remove);
+        fs.remove_dir_all(Path::new("/d")).unwrap();
+        // 8 files, sub, config and d itself.
+        assert_eq!(fs.count(OpKind::Remove) - before, 11);
+        assert!(!fs.exists(Path::new("/d")));
+        fs.crash(CrashMode::DropUnsynced);
+        assert!(
+            !fs.exists(Path::new("/d")),
+            "each removal is durable at once"
+        );
+        // Crashing after every prefix of the removals: some leave holes in the middle.
+        let mut holes = false;
+        for k in 1..11 {
+            let fs = build();
+            fs.crash_after(k);
+            assert!(fs.remove_dir_all(Path::new("/d")).is_err());
+            fs.crash(CrashMode::DropUnsynced);
+            let left: Vec<String> = fs.read_dir(Path::new("/d/sub")).unwrap_or_default();
+            let nums: Vec<u32> = left.iter().map(|n| n.parse().unwrap()).collect();
+            if let (Some(lo), Some(hi)) = (nums.first(), nums.last()) {
+                holes |= (hi - lo + 1) as usize != nums.len() || *hi != 7;
+            }
+        }
+        assert!(holes, "the hash order removes entries out of name order");
     }
 }
