@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use sluice_storage::{
-    now_ms, ConsumerId, Error as StoreError, FsyncPolicy, Log, LogConfig, Offset, Pending, Queue,
-    QueueConfig, StartAt, StdFs, Store, StoreConfig, Topic,
+    now_ms, Batch, ConsumerId, Error as StoreError, FsyncPolicy, Log, LogConfig, Offset, Pending,
+    Queue, QueueConfig, StartAt, StdFs, Store, StoreConfig, Topic,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -1681,6 +1681,38 @@ impl SubscriptionTask {
         Some(next)
     }
 
+    /// Pushes the messages of `batches` from `next`, as many as `have` credits; false once the
+    /// connection is gone.
+    async fn push_batches(&self, batches: Vec<Batch>, next: &mut Offset, have: &mut u64) -> bool {
+        for b in batches {
+            if *have == 0 {
+                break;
+            }
+            let f = next.0.max(b.header.base_offset.0);
+            let end = b.header.next_offset().0;
+            if f >= end {
+                continue;
+            }
+            let to = end.min(f + *have);
+            let share = b.bytes.len().clamp(1, PUSH_BYTES_MAX) as u32;
+            let Ok(permit) = self.budget.clone().acquire_many_owned(share).await else {
+                return false;
+            };
+            let batch = bytes::Bytes::from_owner(Budgeted {
+                bytes: b.bytes,
+                _permit: permit,
+            });
+            let frame = Reply::Deliver { from: f, to, batch }.encode(self.id);
+            if self.out.send(frame).await.is_err() {
+                return false;
+            }
+            *have -= to - f;
+            self.credit.spend(to - f);
+            *next = Offset(to);
+        }
+        true
+    }
+
     async fn run(self, name: Option<String>, start: Start, slot: SlotTx) {
         let log = self.topic.log().clone();
         let key = format!("t/{}", self.topic.name());
@@ -1720,31 +1752,8 @@ impl SubscriptionTask {
             let from = next;
             match spawn_blocking(move || l.read(from, READ_BYTES)).await {
                 Ok(Ok(batches)) => {
-                    for b in batches {
-                        if have == 0 {
-                            break;
-                        }
-                        let f = next.0.max(b.header.base_offset.0);
-                        let end = b.header.next_offset().0;
-                        if f >= end {
-                            continue;
-                        }
-                        let to = end.min(f + have);
-                        let share = b.bytes.len().clamp(1, PUSH_BYTES_MAX) as u32;
-                        let Ok(permit) = self.budget.clone().acquire_many_owned(share).await else {
-                            return;
-                        };
-                        let batch = bytes::Bytes::from_owner(Budgeted {
-                            bytes: b.bytes,
-                            _permit: permit,
-                        });
-                        let frame = Reply::Deliver { from: f, to, batch }.encode(self.id);
-                        if self.out.send(frame).await.is_err() {
-                            return;
-                        }
-                        have -= to - f;
-                        self.credit.spend(to - f);
-                        next = Offset(to);
+                    if !self.push_batches(batches, &mut next, &mut have).await {
+                        return;
                     }
                 }
                 Ok(Err(StoreError::OffsetOutOfRange { start, .. })) if next < start => {
@@ -1764,6 +1773,18 @@ impl SubscriptionTask {
     }
 }
 
+/// What one pass of a consumer's loop did.
+enum Pass {
+    /// Delivered messages: look again at once.
+    Delivered,
+    /// Nothing to deliver: wait for an event.
+    Idle,
+    /// The connection is gone.
+    Stop,
+    /// The consumer ends with this error.
+    Fail(Fail),
+}
+
 async fn run_consumer(
     shared: Arc<Shared>,
     source: Source,
@@ -1773,11 +1794,59 @@ async fn run_consumer(
     slot: SlotTx,
     end: StreamEnd,
 ) {
+    let Some((queue, mut rx, events)) =
+        open_consumer(&shared, &source, id, &state, slot, &end).await
+    else {
+        return;
+    };
     let fail = |code: ErrorCode, msg: String| {
         end.mark();
         push_error(&out, id, code, msg);
     };
     let deleted = || format!("{source:?} was deleted");
+    loop {
+        rx.borrow_and_update();
+        let ev = events.notified();
+        let own = state.wake.notified();
+        tokio::pin!(ev, own);
+        ev.as_mut().enable();
+        match consumer_pass(&queue, &events, &state, id, &out).await {
+            Pass::Delivered => continue,
+            Pass::Idle => {}
+            Pass::Stop => return,
+            // Its queue (or the group's topic) was deleted under the pass.
+            Pass::Fail(_) if queue.log().is_closed() => {
+                fail(ErrorCode::NotFound, deleted());
+                return;
+            }
+            Pass::Fail(f) => {
+                fail(f.0, f.1);
+                return;
+            }
+        }
+        tokio::select! {
+            r = rx.changed() => if r.is_err() {
+                fail(ErrorCode::NotFound, deleted());
+                return;
+            },
+            _ = &mut ev => {}
+            _ = &mut own => {}
+            _ = sleep(Duration::from_millis(consumer_wait_ms(&queue, &state))) => {}
+        }
+    }
+}
+
+/// Opens the queue or group of a consumer and replies `SUBSCRIBED`: its queue, the append
+/// listener of its log and its queue's events. `None` when it could not open (the error is the
+/// reply) or the connection is gone.
+async fn open_consumer(
+    shared: &Arc<Shared>,
+    source: &Source,
+    id: u32,
+    state: &ConsumerState,
+    slot: SlotTx,
+    end: &StreamEnd,
+) -> Option<(Arc<Queue>, watch::Receiver<u64>, Arc<Notify>)> {
     let s = shared.clone();
     let src = source.clone();
     let setup = blocking(move || {
@@ -1794,10 +1863,11 @@ async fn run_consumer(
                     ..QueueConfig::default()
                 };
                 let queue = t.group(&group, cfg)?;
+                let ptr = Arc::as_ptr(&t) as usize;
                 (
                     queue,
                     format!("t/{topic}"),
-                    Arc::as_ptr(&t) as usize,
+                    ptr,
                     format!("g/{topic}/{group}"),
                 )
             }
@@ -1809,10 +1879,10 @@ async fn run_consumer(
         Err(f) => {
             end.mark();
             fill(slot, id, f.reply());
-            return;
+            return None;
         }
     };
-    let mut rx = shared.watch_log(log_key, ptr, queue.log());
+    let rx = shared.watch_log(log_key, ptr, queue.log());
     let events = shared.queue_events(&ev_key);
     let _ = state.queue.set(queue.clone());
     let _ = state.events.set(events.clone());
@@ -1821,101 +1891,80 @@ async fn run_consumer(
         value: state.prefetch.load(Ordering::Relaxed) as u64,
     }
     .encode(id);
-    if slot
-        .send(Slot {
-            frame,
-            written: Some(wtx),
-        })
-        .is_err()
-        || wrx.await.is_err()
-    {
-        return;
+    let sent = slot.send(Slot {
+        frame,
+        written: Some(wtx),
+    });
+    if sent.is_err() || wrx.await.is_err() {
+        return None;
     }
-    loop {
-        rx.borrow_and_update();
-        let ev = events.notified();
-        let own = state.wake.notified();
-        tokio::pin!(ev, own);
-        ev.as_mut().enable();
-        if !state.send_backlog(&out).await {
-            return;
-        }
-        if let Some(d) = queue.next_deadline() {
-            if d <= now_ms() {
-                let q = queue.clone();
-                match blocking(move || Ok(q.expire()?)).await {
-                    Ok(n) if n > 0 => events.notify_waiters(),
-                    Ok(_) => {}
-                    Err(_) if queue.log().is_closed() => {
-                        fail(ErrorCode::NotFound, deleted());
-                        return;
-                    }
-                    Err(f) => {
-                        fail(f.0, f.1);
-                        return;
-                    }
-                }
-            }
-        }
-        // A cheap look before the blocking call; `deliver_round` decides under the gate.
-        if state.window() > 0 {
-            let Ok(budget) = state
-                .budget
-                .clone()
-                .acquire_many_owned(round_permits())
-                .await
-            else {
-                return;
-            };
-            let q = queue.clone();
-            let st = state.clone();
-            let delivered = blocking(move || {
-                let (frames, pending) = deliver_round(&st, &q, id, budget)?;
-                q.commit(pending)?;
-                Ok(frames)
-            });
-            match delivered.await {
-                Ok(frames) if !frames.is_empty() => {
-                    for frame in frames {
-                        if out.send(frame).await.is_err() {
-                            return;
-                        }
-                    }
-                    continue;
-                }
-                Ok(_) => {}
-                // Its queue (or the group's topic) was deleted under the round.
-                Err(_) if queue.log().is_closed() => {
-                    fail(ErrorCode::NotFound, deleted());
-                    return;
-                }
-                Err(f) => {
-                    fail(f.0, f.1);
-                    return;
-                }
-            }
-        }
-        // Wake at the queue's next deadline and also when this consumer's own held entries
-        // lapse: they are stamped after `deliver` returns, so they can end a little after the
-        // queue's deadline, and waking only at that one would leave the window shut (with no
-        // deadline left in the queue) until some other event.
-        let own_next = state.inflight.lock().unwrap().values().min().copied();
-        let wait_ms = [queue.next_deadline(), own_next]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|d| (d - now_ms()).clamp(1, 3_600_000) as u64)
-            .unwrap_or(3_600_000);
-        tokio::select! {
-            r = rx.changed() => if r.is_err() {
-                fail(ErrorCode::NotFound, deleted());
-                return;
-            },
-            _ = &mut ev => {}
-            _ = &mut own => {}
-            _ = sleep(Duration::from_millis(wait_ms)) => {}
+    Some((queue, rx, events))
+}
+
+/// One pass of a consumer's task: the frames its acks left, expired deadlines, then a delivery
+/// round into its free window (within the connection's push budget, waited for).
+async fn consumer_pass(
+    queue: &Arc<Queue>,
+    events: &Notify,
+    state: &Arc<ConsumerState>,
+    id: u32,
+    out: &mpsc::Sender<OutFrame>,
+) -> Pass {
+    if !state.send_backlog(out).await {
+        return Pass::Stop;
+    }
+    if queue.next_deadline().is_some_and(|d| d <= now_ms()) {
+        let q = queue.clone();
+        match blocking(move || Ok(q.expire()?)).await {
+            Ok(n) if n > 0 => events.notify_waiters(),
+            Ok(_) => {}
+            Err(f) => return Pass::Fail(f),
         }
     }
+    // A cheap look before the blocking call; `deliver_round` decides under the gate.
+    if state.window() == 0 {
+        return Pass::Idle;
+    }
+    let Ok(budget) = state
+        .budget
+        .clone()
+        .acquire_many_owned(round_permits())
+        .await
+    else {
+        return Pass::Stop;
+    };
+    let (q, st) = (queue.clone(), state.clone());
+    let delivered = blocking(move || {
+        let (frames, pending) = deliver_round(&st, &q, id, budget)?;
+        q.commit(pending)?;
+        Ok(frames)
+    });
+    match delivered.await {
+        Ok(frames) if frames.is_empty() => Pass::Idle,
+        Ok(frames) => {
+            for frame in frames {
+                if out.send(frame).await.is_err() {
+                    return Pass::Stop;
+                }
+            }
+            Pass::Delivered
+        }
+        Err(f) => Pass::Fail(f),
+    }
+}
+
+/// How long an idle consumer sleeps: until the queue's next deadline, and also until this
+/// consumer's own held entries lapse (they are stamped after `deliver` returns, so they can end
+/// a little after the queue's deadline, and waking only at that one would leave the window shut,
+/// with no deadline left in the queue, until some other event).
+fn consumer_wait_ms(queue: &Queue, state: &ConsumerState) -> u64 {
+    let own_next = state.inflight.lock().unwrap().values().min().copied();
+    [queue.next_deadline(), own_next]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|d| (d - now_ms()).clamp(1, 3_600_000) as u64)
+        .unwrap_or(3_600_000)
 }
 
 #[cfg(test)]
