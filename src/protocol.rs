@@ -1520,6 +1520,43 @@ mod tests {
     }
 
     #[test]
+    fn every_error_code_round_trips() {
+        for v in 1..=14u16 {
+            assert_eq!(ErrorCode::from_u16(v) as u16, v);
+        }
+        assert_eq!(ErrorCode::from_u16(15), ErrorCode::Internal);
+    }
+
+    #[test]
+    fn encoded_len_is_the_exact_size_of_a_message_in_a_frame() {
+        let m = |key: Option<Vec<u8>>, headers: Vec<Header>, value: usize| QueueMessage {
+            offset: 9,
+            attempt: 1,
+            record: Record {
+                timestamp_ms: Some(5),
+                key,
+                headers,
+                value: vec![7; value],
+            },
+        };
+        let ms = [
+            m(None, vec![], 0),
+            m(Some(vec![]), vec![Header::default()], 3),
+            m(
+                Some(vec![1; 300]),
+                vec![Header::new("a", vec![2; 500]); 7],
+                1000,
+            ),
+        ];
+        for k in 0..=ms.len() {
+            let part = ms[..k].to_vec();
+            let want: usize = part.iter().map(QueueMessage::encoded_len).sum();
+            let f = Reply::Messages(part).encode(1).to_vec();
+            assert_eq!(f.len(), MESSAGES_FRAME_OVERHEAD + want);
+        }
+    }
+
+    #[test]
     fn messages_of_empty_and_tiny_values_decode() {
         // Many smallest messages in one frame: the count bound must not refuse them.
         for len in 0..4 {

@@ -1970,6 +1970,66 @@ fn consumer_wait_ms(queue: &Queue, state: &ConsumerState) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_storage::{Header, Record};
+
+    #[test]
+    fn messages_frames_are_split_by_real_size_and_hold_their_budget() {
+        let msg = |i: u64, key: usize, headers: usize| QueueMessage {
+            offset: i,
+            attempt: 1,
+            record: Record {
+                timestamp_ms: Some(0),
+                key: Some(vec![1; key]),
+                headers: vec![Header::new("h", vec![2; 1000]); headers],
+                value: b"v".to_vec(),
+            },
+        };
+        // Large keys and headers, tiny values, and one message over the frame limit by itself.
+        let mut ms: Vec<QueueMessage> = (0..100).map(|i| msg(i, 20_000, 20)).collect();
+        ms.insert(50, msg(1000, MESSAGES_FRAME_BYTES + 10, 0));
+        let total: usize = ms.iter().map(QueueMessage::encoded_len).sum();
+        let budget = Arc::new(Semaphore::new(PUSH_BYTES_MAX));
+        let permit = budget
+            .clone()
+            .try_acquire_many_owned(round_permits())
+            .unwrap();
+        let frames = messages_frames(ms.into_iter(), 7, permit);
+        let mut sizes = 0;
+        let mut count = 0;
+        for f in &frames {
+            let bytes = f.to_vec();
+            let raw = protocol::parse_frame(&bytes, u32::MAX).unwrap();
+            let Reply::Messages(ms) = Reply::decode(raw).unwrap() else {
+                panic!("not a MESSAGES frame")
+            };
+            assert!(bytes.len() <= MESSAGES_FRAME_BYTES || ms.len() == 1);
+            sizes += bytes.len() - protocol::MESSAGES_FRAME_OVERHEAD;
+            count += ms.len();
+        }
+        assert_eq!((count, sizes), (101, total));
+        // The frames hold the round's permits (all of them: the messages take more) until
+        // dropped.
+        assert_eq!(
+            budget.available_permits(),
+            PUSH_BYTES_MAX - round_permits() as usize
+        );
+        drop(frames);
+        assert_eq!(budget.available_permits(), PUSH_BYTES_MAX);
+    }
+
+    #[test]
+    fn credit_is_capped_counting_what_the_task_holds() {
+        let c = Credit::new(150, 100);
+        assert_eq!(c.sem.available_permits(), 100);
+        // The task takes everything while it waits for messages.
+        c.sem.try_acquire_many(100).unwrap().forget();
+        c.grant(60, 100);
+        assert_eq!(c.sem.available_permits(), 0);
+        c.spend(30);
+        c.grant(60, 100);
+        assert_eq!(c.sem.available_permits(), 30);
+        assert_eq!(c.outstanding.load(Ordering::Acquire), 100);
+    }
 
     #[test]
     fn second_lock_on_a_directory_fails_at_once() {
