@@ -122,8 +122,9 @@ pub enum ErrorCode {
     UnknownId = 12,
     /// Anything else.
     Internal = 13,
-    /// The named subscriber is held by another open subscription.
-    InUse = 14,
+    /// The named subscriber is held by another open subscription. (Code 14 is `NotHeld`,
+    /// from the ack-ownership change.)
+    InUse = 15,
 }
 
 impl ErrorCode {
@@ -143,7 +144,7 @@ impl ErrorCode {
             10 => Storage,
             11 => ShuttingDown,
             12 => UnknownId,
-            14 => InUse,
+            15 => InUse,
             _ => Internal,
         }
     }
@@ -1521,10 +1522,10 @@ mod tests {
 
     #[test]
     fn every_error_code_round_trips() {
-        for v in 1..=14u16 {
+        for v in (1..=13u16).chain([15]) {
             assert_eq!(ErrorCode::from_u16(v) as u16, v);
         }
-        assert_eq!(ErrorCode::from_u16(15), ErrorCode::Internal);
+        assert_eq!(ErrorCode::from_u16(16), ErrorCode::Internal);
     }
 
     #[test]
