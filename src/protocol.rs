@@ -124,6 +124,8 @@ pub enum ErrorCode {
     Internal = 13,
     /// An ack or nack named messages the consumer does not hold; the others were applied.
     NotHeld = 14,
+    /// The named subscriber is held by another open subscription.
+    InUse = 15,
 }
 
 impl ErrorCode {
@@ -144,6 +146,7 @@ impl ErrorCode {
             11 => ShuttingDown,
             12 => UnknownId,
             14 => NotHeld,
+            15 => InUse,
             _ => Internal,
         }
     }
@@ -212,7 +215,11 @@ impl OutFrame {
 
     fn finish(mut self) -> Self {
         let len = self.head.len() - 4 + self.tail.as_ref().map_or(0, |t| t.len());
-        self.head[..4].copy_from_slice(&(len as u32).to_le_bytes());
+        // Senders bound what they put in a frame (the server splits deliveries by size, and a
+        // record is at most a batch, whose length is 32-bit): a wrapped length would corrupt the
+        // stream, so it is a bug to stop at rather than to send.
+        let len = u32::try_from(len).expect("a frame's length fits its 32-bit prefix");
+        self.head[..4].copy_from_slice(&len.to_le_bytes());
         self
     }
 
@@ -436,8 +443,8 @@ pub struct QueueSettings {
     pub log: LogSettings,
     /// Ack timeout.
     pub ack_timeout_ms: Option<u64>,
-    /// Deliveries before dead-lettering.
-    pub max_deliveries: Option<u32>,
+    /// Deliveries before dead-lettering (the server refuses a value above `u32::MAX`).
+    pub max_deliveries: Option<u64>,
     /// Dead-letter queue name (`<queue>.dlq` when absent).
     pub dead_letter: Option<String>,
 }
@@ -680,7 +687,7 @@ impl Request {
                 w.str(name);
                 put_log_settings(&mut w, &settings.log);
                 w.opt_u64(settings.ack_timeout_ms)
-                    .opt_u64(settings.max_deliveries.map(u64::from))
+                    .opt_u64(settings.max_deliveries)
                     .opt_str(settings.dead_letter.as_deref());
             }
         }
@@ -786,13 +793,10 @@ impl Request {
             kind::CREATE_QUEUE => {
                 let name = r.str()?;
                 let log = get_log_settings(&mut r)?;
+                // Values are checked by the server (an `InvalidArgument` reply), not here: a
+                // well-formed request with a bad setting does not close the connection.
                 let ack_timeout_ms = r.opt_u64()?;
-                let max_deliveries = match r.opt_u64()? {
-                    Some(v) => {
-                        Some(u32::try_from(v).map_err(|_| malformed("max_deliveries above u32"))?)
-                    }
-                    None => None,
-                };
+                let max_deliveries = r.opt_u64()?;
                 Request::CreateQueue {
                     name,
                     settings: QueueSettings {
@@ -845,6 +849,29 @@ pub struct QueueMessage {
     /// The message.
     pub record: Record,
 }
+
+impl QueueMessage {
+    /// Bytes of this message in a `MESSAGES` frame: fixed fields, key, every header and value.
+    pub fn encoded_len(&self) -> usize {
+        let r = &self.record;
+        let key = r.key.as_ref().map_or(0, |k| 4 + k.len());
+        let headers: usize = r
+            .headers
+            .iter()
+            .map(|h| 8 + h.name.len() + h.value.len())
+            .sum();
+        MESSAGE_MIN_LEN + key + headers + r.value.len()
+    }
+}
+
+/// Bytes of a `MESSAGES` frame holding no message: length prefix, kind, request id and count.
+pub const MESSAGES_FRAME_OVERHEAD: usize = 4 + FRAME_HEAD_LEN + 4;
+
+/// Most headers a message of a `MESSAGES` frame can carry (its count is 16 bits). Publishes are
+/// capped well below ([`format::RECORD_HEADERS_MAX`]) and no stored record holds more
+/// ([`format::STORED_RECORD_HEADERS_MAX`]).
+pub const MESSAGE_HEADERS_MAX: usize = u16::MAX as usize;
+const _: () = assert!(format::STORED_RECORD_HEADERS_MAX <= MESSAGE_HEADERS_MAX);
 
 /// A named subscriber in a `TopicInfo`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -1032,8 +1059,10 @@ impl Reply {
                         Some(k) => w.u8(1).bytes(k),
                         None => w.u8(0),
                     };
-                    w.u16(m.record.headers.len().min(u16::MAX as usize) as u16);
-                    for h in m.record.headers.iter().take(u16::MAX as usize) {
+                    // Only a record stored before publishes were capped can hold more headers
+                    // than the count carries.
+                    w.u16(m.record.headers.len().min(MESSAGE_HEADERS_MAX) as u16);
+                    for h in m.record.headers.iter().take(MESSAGE_HEADERS_MAX) {
                         w.bytes(&h.name).bytes(&h.value);
                     }
                     w.bytes(&m.record.value);
@@ -1115,7 +1144,8 @@ impl Reply {
                 if n > frame.body.len() / MESSAGE_MIN_LEN {
                     return Err(malformed("message count exceeds the body"));
                 }
-                let mut ms = Vec::with_capacity(n);
+                // Grown message by message: a count read off the wire sizes nothing.
+                let mut ms = Vec::new();
                 for _ in 0..n {
                     let offset = r.u64()?;
                     let attempt = r.u32()?;
@@ -1151,7 +1181,11 @@ impl Reply {
                 if n > frame.body.len() / 2 {
                     return Err(malformed("name count exceeds the body"));
                 }
-                Reply::Names((0..n).map(|_| r.str()).collect::<Result<_, _>>()?)
+                let mut names = Vec::new();
+                for _ in 0..n {
+                    names.push(r.str()?);
+                }
+                Reply::Names(names)
             }
             kind::TOPIC_INFO => {
                 let name = r.str()?;
@@ -1163,7 +1197,7 @@ impl Reply {
                 if n > frame.body.len() / 18 {
                     return Err(malformed("subscriber count exceeds the body"));
                 }
-                let mut subscribers = Vec::with_capacity(n);
+                let mut subscribers = Vec::new();
                 for _ in 0..n {
                     subscribers.push(SubscriberStat {
                         name: r.str()?,
@@ -1227,7 +1261,8 @@ pub fn decode_delivery(from: u64, to: u64, batch: &[u8]) -> Result<Vec<Message>,
             "delivered batch: records checksum mismatch".to_string(),
         ));
     }
-    let mut out = Vec::with_capacity((to.saturating_sub(from)).min(h.record_count as u64) as usize);
+    // Grown record by record: the counts come off the wire.
+    let mut out = Vec::new();
     for r in RecordIter::new(batch, &h) {
         let r = r.map_err(malformed)?;
         if r.offset.0 >= from && r.offset.0 < to {
@@ -1485,6 +1520,43 @@ mod tests {
         assert_eq!(ms.len(), 2);
         assert_eq!(ms[0].offset, 11);
         assert_eq!(ms[1].record.value, b"c");
+    }
+
+    #[test]
+    fn every_error_code_round_trips() {
+        for v in (1..=13u16).chain([15]) {
+            assert_eq!(ErrorCode::from_u16(v) as u16, v);
+        }
+        assert_eq!(ErrorCode::from_u16(16), ErrorCode::Internal);
+    }
+
+    #[test]
+    fn encoded_len_is_the_exact_size_of_a_message_in_a_frame() {
+        let m = |key: Option<Vec<u8>>, headers: Vec<Header>, value: usize| QueueMessage {
+            offset: 9,
+            attempt: 1,
+            record: Record {
+                timestamp_ms: Some(5),
+                key,
+                headers,
+                value: vec![7; value],
+            },
+        };
+        let ms = [
+            m(None, vec![], 0),
+            m(Some(vec![]), vec![Header::default()], 3),
+            m(
+                Some(vec![1; 300]),
+                vec![Header::new("a", vec![2; 500]); 7],
+                1000,
+            ),
+        ];
+        for k in 0..=ms.len() {
+            let part = ms[..k].to_vec();
+            let want: usize = part.iter().map(QueueMessage::encoded_len).sum();
+            let f = Reply::Messages(part).encode(1).to_vec();
+            assert_eq!(f.len(), MESSAGES_FRAME_OVERHEAD + want);
+        }
     }
 
     #[test]

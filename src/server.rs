@@ -13,7 +13,7 @@
 //!
 //! Disk work (appends, syncs, reads, acks, admin) runs on `spawn_blocking` threads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::{self, Write};
@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use sluice_storage::{
-    now_ms, ConsumerId, Error as StoreError, FsyncPolicy, Log, LogConfig, Offset, Pending, Queue,
-    QueueConfig, StartAt, StdFs, Store, StoreConfig, Topic,
+    now_ms, Batch, ConsumerId, Error as StoreError, FsyncPolicy, Log, LogConfig, Offset, Pending,
+    Queue, QueueConfig, StartAt, StdFs, Store, StoreConfig, Topic,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -44,8 +44,14 @@ use crate::protocol::{
 
 /// Bytes read from a log per read call of a subscription.
 const READ_BYTES: usize = 1 << 20;
-/// Bytes of queue messages per `MESSAGES` frame (one message may exceed it).
+/// Largest `MESSAGES` frame, every byte counted (keys and headers too); one message larger than
+/// this goes alone in its frame (a record is at most a batch, `batch_bytes_max`).
 const MESSAGES_FRAME_BYTES: usize = 1 << 20;
+/// Bytes of queue messages one delivery round of a consumer reads and pushes at most (about:
+/// one message larger than this goes alone). The round takes them from the connection's push
+/// budget (`PUSH_BYTES_MAX`) before reading, and its frames hold them until written, so queue
+/// deliveries are bounded by bytes as subscription pushes are.
+const CONSUMER_ROUND_BYTES: usize = 2 << 20;
 /// Frames queued to a connection's writer.
 const WRITER_QUEUE: usize = 256;
 /// Bytes of stored batches pushed to a connection's subscriptions and not yet written to its
@@ -160,6 +166,45 @@ struct Shared {
     /// Held by the one connection syncing a publish on its own worker thread (see
     /// `INLINE_SYNC_BATCH_BYTES_MAX`): at most one worker blocks on a sync at a time.
     inline_sync: AtomicBool,
+    /// Named subscribers held by an open subscription: the address of their topic and their
+    /// name. One subscription at a time may hold a name ([`HeldName`]).
+    held_names: Mutex<HashSet<(usize, String)>>,
+}
+
+/// A named subscriber held by one open subscription. Released (once) when the subscription's
+/// task ends, when its connection cancels it (at once, not when the aborted task is dropped),
+/// or when the last reference goes.
+struct HeldName {
+    shared: Arc<Shared>,
+    key: (usize, String),
+    released: AtomicBool,
+}
+
+impl HeldName {
+    /// Holds `name` of the topic at `topic`, unless another subscription holds it.
+    fn try_hold(shared: &Arc<Shared>, topic: usize, name: &str) -> Option<Arc<HeldName>> {
+        let key = (topic, name.to_owned());
+        if !shared.held_names.lock().unwrap().insert(key.clone()) {
+            return None;
+        }
+        Some(Arc::new(HeldName {
+            shared: shared.clone(),
+            key,
+            released: AtomicBool::new(false),
+        }))
+    }
+
+    fn release(&self) {
+        if !self.released.swap(true, Ordering::AcqRel) {
+            self.shared.held_names.lock().unwrap().remove(&self.key);
+        }
+    }
+}
+
+impl Drop for HeldName {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 impl Shared {
@@ -211,8 +256,8 @@ impl Shared {
         if s.retention_bytes.is_some() {
             c.retention_bytes = s.retention_bytes;
         }
-        if s.retention_ms.is_some() {
-            c.retention_ms = s.retention_ms;
+        if let Some(v) = s.retention_ms {
+            c.retention_ms = Some(v);
         }
         c.validate()
             .map_err(|m| Fail(ErrorCode::InvalidArgument, m))?;
@@ -318,6 +363,7 @@ impl Server {
                 queue_events: Mutex::default(),
                 next_consumer: AtomicU64::new(1),
                 inline_sync: AtomicBool::new(false),
+                held_names: Mutex::default(),
             }),
             lock,
             retention_check,
@@ -558,9 +604,81 @@ impl AsRef<[u8]> for Budgeted {
     }
 }
 
+/// A subscription's credit: messages granted and not delivered yet, at most `credit_max`.
+struct Credit {
+    /// Credit the subscription's task has not taken yet.
+    sem: Semaphore,
+    /// Credit granted and not yet used by a delivery: the semaphore's permits plus those the
+    /// task took and has not delivered. Grants are capped against this, not against the
+    /// permits alone (the task takes them all while it waits for messages).
+    outstanding: AtomicU64,
+}
+
+impl Credit {
+    fn new(initial: u32, max: u32) -> Credit {
+        let initial = initial.min(max);
+        Credit {
+            sem: Semaphore::new(initial as usize),
+            outstanding: AtomicU64::new(initial as u64),
+        }
+    }
+
+    /// Grants up to `n` more, within `max` outstanding.
+    fn grant(&self, n: u32, max: u32) {
+        let mut added = 0;
+        let _ = self
+            .outstanding
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |o| {
+                added = (max as u64).saturating_sub(o).min(n as u64);
+                Some(o + added)
+            });
+        if added > 0 {
+            self.sem.add_permits(added as usize);
+        }
+    }
+
+    /// `n` messages were delivered: their credit is used up.
+    fn spend(&self, n: u64) {
+        self.outstanding.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// Marks a subscription or consumer as ended for its connection, which then forgets it (later
+/// `CREDIT`, `ACK`, `NACK` or `CANCEL` naming it answer `UnknownId`). Marked explicitly before
+/// an error push (so the mark is set before the client can see the error) and on drop.
+struct StreamEnd {
+    ended: Arc<AtomicBool>,
+    conn: Arc<AtomicBool>,
+}
+
+impl StreamEnd {
+    fn mark(&self) {
+        self.ended.store(true, Ordering::Release);
+        self.conn.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for StreamEnd {
+    fn drop(&mut self) {
+        self.mark();
+    }
+}
+
 struct SubHandle {
-    credit: Arc<Semaphore>,
+    credit: Arc<Credit>,
     task: AbortHandle,
+    ended: Arc<AtomicBool>,
+    held: Option<Arc<HeldName>>,
+}
+
+impl SubHandle {
+    /// Stops the subscription; its named subscriber is free at once.
+    fn cancel(self) {
+        self.task.abort();
+        if let Some(h) = &self.held {
+            h.release();
+        }
+    }
 }
 
 struct ConsumerState {
@@ -577,11 +695,18 @@ struct ConsumerState {
     closed: AtomicBool,
     /// Held around `deliver` and `release` so neither interleaves with the other.
     gate: Mutex<()>,
+    /// Frames of rounds run by acks that found the connection's writer queue full: the
+    /// consumer's own task sends them (an ack never waits for a slow reader on a shared
+    /// thread). Bounded by the push budget their frames hold.
+    backlog: Mutex<Vec<OutFrame>>,
+    /// The connection's push budget (`PUSH_BYTES_MAX`), shared with its subscriptions.
+    budget: Arc<Semaphore>,
 }
 
 struct ConsumerHandle {
     state: Arc<ConsumerState>,
     task: AbortHandle,
+    ended: Arc<AtomicBool>,
 }
 
 struct Conn {
@@ -603,6 +728,9 @@ struct Conn {
     can_sync_inline: bool,
     /// The runtime has more than one worker thread, so one may block on a sync.
     spare_worker: bool,
+    /// Set when a subscription or consumer of this connection ended by itself ([`StreamEnd`]):
+    /// the next request first forgets the ended ones.
+    ended: Arc<AtomicBool>,
 }
 
 async fn handle_connection(
@@ -630,6 +758,7 @@ async fn handle_connection(
         publishing: Arc::new(AtomicUsize::new(0)),
         can_sync_inline: false,
         spare_worker: tokio::runtime::Handle::current().metrics().num_workers() > 1,
+        ended: Arc::new(AtomicBool::new(false)),
     };
     let end = conn.run(&mut rd, &mut shutdown).await;
     conn.cancel_all();
@@ -765,6 +894,7 @@ impl Conn {
             Err(e) => return e.into(),
         }
         loop {
+            self.reap();
             let idle = self.subs.is_empty() && self.consumers.is_empty();
             let first = tokio::select! {
                 _ = shutdown.recv() => {
@@ -837,6 +967,36 @@ impl Conn {
         spawn_blocking(move || fill_catching(tx, id, || f().unwrap_or_else(Fail::reply)));
     }
 
+    /// A new stream's end mark, and the flag its handle keeps.
+    fn stream_end(&self) -> (StreamEnd, Arc<AtomicBool>) {
+        let ended = Arc::new(AtomicBool::new(false));
+        let end = StreamEnd {
+            ended: ended.clone(),
+            conn: self.ended.clone(),
+        };
+        (end, ended)
+    }
+
+    /// Forgets the subscriptions and consumers that ended by themselves (their topic or queue
+    /// was deleted, a read failed, their setup was refused); a consumer's messages go back.
+    fn reap(&mut self) {
+        if !self.ended.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        self.subs.retain(|_, s| !s.ended.load(Ordering::Acquire));
+        let gone: Vec<u32> = self
+            .consumers
+            .iter()
+            .filter(|(_, c)| c.ended.load(Ordering::Acquire))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            if let Some(c) = self.consumers.remove(&id) {
+                release_consumer(c);
+            }
+        }
+    }
+
     fn streams_full(&self) -> bool {
         self.subs.len() + self.consumers.len()
             >= self.shared.limits.subscriptions_per_connection_max
@@ -861,6 +1021,7 @@ impl Conn {
     }
 
     async fn dispatch(&mut self, id: u32, req: Request) -> Result<(), End> {
+        self.reap();
         let shared = self.shared.clone();
         match req {
             Request::Hello { .. } => {
@@ -932,32 +1093,46 @@ impl Conn {
                         return Ok(());
                     }
                 };
-                let credit =
-                    Arc::new(Semaphore::new(credit.min(shared.limits.credit_max) as usize));
-                let task = tokio::spawn(run_subscription(
-                    shared.clone(),
+                let held = match &name {
+                    Some(n) => match HeldName::try_hold(&shared, Arc::as_ptr(&topic) as usize, n) {
+                        Some(h) => Some(h),
+                        None => {
+                            let msg = format!(
+                                "subscriber {n:?} of topic {:?} is held by another open subscription",
+                                topic.name()
+                            );
+                            fill(tx, id, Reply::error(ErrorCode::InUse, msg));
+                            return Ok(());
+                        }
+                    },
+                    None => None,
+                };
+                let credit = Arc::new(Credit::new(credit, shared.limits.credit_max));
+                let (end, ended) = self.stream_end();
+                let sub = SubscriptionTask {
+                    shared: shared.clone(),
                     topic,
-                    name,
-                    start,
                     id,
-                    credit.clone(),
-                    self.out.clone(),
-                    self.push_budget.clone(),
-                    tx,
-                ));
+                    credit: credit.clone(),
+                    out: self.out.clone(),
+                    budget: self.push_budget.clone(),
+                    end,
+                    held: held.clone(),
+                };
+                let task = tokio::spawn(sub.run(name, start, tx));
                 self.subs.insert(
                     id,
                     SubHandle {
                         credit,
                         task: task.abort_handle(),
+                        ended,
+                        held,
                     },
                 );
             }
             Request::Credit { id: target, credit } => {
                 if let Some(s) = self.subs.get(&target) {
-                    let room = (shared.limits.credit_max as usize)
-                        .saturating_sub(s.credit.available_permits());
-                    s.credit.add_permits((credit as usize).min(room));
+                    s.credit.grant(credit, shared.limits.credit_max);
                 } else if let Some(c) = self.consumers.get(&target) {
                     let max = shared.limits.unacked_per_consumer_max;
                     let p = c.state.prefetch.load(Ordering::Relaxed);
@@ -970,7 +1145,7 @@ impl Conn {
             Request::Cancel { id: target } => {
                 let tx = self.slot().await?;
                 if let Some(s) = self.subs.remove(&target) {
-                    s.task.abort();
+                    s.cancel();
                     fill(tx, id, Reply::Ok);
                 } else if let Some(c) = self.consumers.remove(&target) {
                     release_consumer(c);
@@ -1009,7 +1184,10 @@ impl Conn {
                     wake: Notify::new(),
                     closed: AtomicBool::new(false),
                     gate: Mutex::new(()),
+                    backlog: Mutex::default(),
+                    budget: self.push_budget.clone(),
                 });
+                let (end, ended) = self.stream_end();
                 let task = tokio::spawn(run_consumer(
                     shared.clone(),
                     source,
@@ -1017,12 +1195,14 @@ impl Conn {
                     state.clone(),
                     self.out.clone(),
                     tx,
+                    end,
                 ));
                 self.consumers.insert(
                     id,
                     ConsumerHandle {
                         state,
                         task: task.abort_handle(),
+                        ended,
                     },
                 );
             }
@@ -1056,8 +1236,17 @@ impl Conn {
                     state.forget(&offsets);
                     // The window the acks opened is filled here and now, so the deliveries
                     // share the acks' sync and leave with their confirm: one blocking call and
-                    // one sync per round trip of the consumer instead of two of each.
-                    let (frames, delivered) = match deliver_round(&state, &q, target) {
+                    // one sync per round trip of the consumer instead of two of each. Without
+                    // push budget to spare (the client is slow to read), the consumer's own
+                    // task fills it once there is.
+                    let round = match state.budget.clone().try_acquire_many_owned(round_permits()) {
+                        Ok(budget) => deliver_round(&state, &q, target, budget),
+                        Err(_) => {
+                            state.wake.notify_one();
+                            Ok((Vec::new(), Pending::NONE))
+                        }
+                    };
+                    let (frames, delivered) = match round {
                         Ok(r) => r,
                         Err(Fail(_, e)) => {
                             // The consumer's own task retries, and reports the error if it stays.
@@ -1067,11 +1256,7 @@ impl Conn {
                         }
                     };
                     q.commit(acked.and(delivered))?;
-                    for frame in frames {
-                        if out.blocking_send(frame).is_err() {
-                            break;
-                        }
-                    }
+                    state.push_from_ack(&out, frames);
                     state.acked(&q);
                     if !not_held.is_empty() {
                         return Err(StoreError::NotHeld { offsets: not_held }.into());
@@ -1154,13 +1339,14 @@ impl Conn {
                         cfg.ack_timeout_ms = v;
                     }
                     if let Some(v) = settings.max_deliveries {
-                        if v == 0 {
-                            return Err(Fail(
-                                ErrorCode::InvalidArgument,
-                                "max_deliveries must be above 0".into(),
-                            ));
-                        }
-                        cfg.max_deliveries = v;
+                        cfg.max_deliveries = match u32::try_from(v) {
+                            Ok(0) | Err(_) => {
+                                let m =
+                                    format!("max_deliveries must be 1 to {} (got {v})", u32::MAX);
+                                return Err(Fail(ErrorCode::InvalidArgument, m));
+                            }
+                            Ok(v) => v,
+                        };
                     }
                     shared.store.create_queue(&name, cfg)?;
                     info!(queue = %name, "queue created");
@@ -1212,7 +1398,7 @@ impl Conn {
 
     fn cancel_all(&mut self) {
         for (_, s) in self.subs.drain() {
-            s.task.abort();
+            s.cancel();
         }
         for (_, c) in self.consumers.drain() {
             release_consumer(c);
@@ -1262,15 +1448,22 @@ impl ConsumerState {
     }
 }
 
-/// One delivery round for a consumer, on a blocking thread: up to its free window, journaled
-/// but not synced, and encoded into `Messages` frames for stream `id`. The frames must not be
-/// sent before [`Queue::commit`] of the returned [`Pending`]. The window is computed under the
-/// consumer's gate, so rounds run by its own task and by its acks never hand out more than the
-/// prefetch together, nor anything after the consumer was released.
+/// Permits of the push budget one delivery round takes (`CONSUMER_ROUND_BYTES`).
+fn round_permits() -> u32 {
+    CONSUMER_ROUND_BYTES.min(PUSH_BYTES_MAX) as u32
+}
+
+/// One delivery round for a consumer, on a blocking thread: up to its free window and about
+/// `budget` bytes (permits of the connection's push budget, which the frames hold until
+/// written), journaled but not synced, and encoded into `Messages` frames for stream `id`. The
+/// frames must not be sent before [`Queue::commit`] of the returned [`Pending`]. The window is
+/// computed under the consumer's gate, so rounds run by its own task and by its acks never hand
+/// out more than the prefetch together, nor anything after the consumer was released.
 fn deliver_round(
     state: &ConsumerState,
     q: &Queue,
     id: u32,
+    budget: OwnedSemaphorePermit,
 ) -> Result<(Vec<OutFrame>, Pending), Fail> {
     let _gate = state.gate.lock().unwrap();
     if state.closed.load(Ordering::Acquire) {
@@ -1280,7 +1473,7 @@ fn deliver_round(
     if window == 0 {
         return Ok((Vec::new(), Pending::NONE));
     }
-    let (ds, pending) = q.deliver_pending(state.cid, window)?;
+    let (ds, pending) = q.deliver_pending_within(state.cid, window, budget.num_permits())?;
     if ds.is_empty() {
         return Ok((Vec::new(), pending));
     }
@@ -1290,25 +1483,104 @@ fn deliver_round(
         let mut f = state.inflight.lock().unwrap();
         f.extend(ds.iter().map(|d| (d.offset.0, deadline)));
     }
+    let messages = ds.into_iter().map(|d| QueueMessage {
+        offset: d.offset.0,
+        attempt: d.attempt,
+        record: d.record,
+    });
+    Ok((messages_frames(messages, id, budget), pending))
+}
+
+/// Encodes messages into `Messages` frames of at most `MESSAGES_FRAME_BYTES` each, every byte
+/// counted (a larger message goes alone); each frame holds its size of `budget` (as much as is
+/// left) until the writer has written it.
+fn messages_frames(
+    messages: impl Iterator<Item = QueueMessage>,
+    id: u32,
+    mut budget: OwnedSemaphorePermit,
+) -> Vec<OutFrame> {
     let mut frames = Vec::new();
     let mut chunk = Vec::new();
-    let mut bytes = 0;
-    for d in ds {
-        bytes += d.record.value.len() + 64;
-        chunk.push(QueueMessage {
-            offset: d.offset.0,
-            attempt: d.attempt,
-            record: d.record,
-        });
-        if bytes >= MESSAGES_FRAME_BYTES {
-            frames.push(Reply::Messages(std::mem::take(&mut chunk)).encode(id));
-            bytes = 0;
+    let mut bytes = protocol::MESSAGES_FRAME_OVERHEAD;
+    let mut flush = |chunk: Vec<QueueMessage>, bytes: usize, budget: &mut OwnedSemaphorePermit| {
+        let frame = Reply::Messages(chunk).encode(id);
+        debug_assert_eq!(frame.len_field() as usize + 4, bytes);
+        let share = bytes.min(budget.num_permits());
+        let permit = budget.split(share).expect("a share of the permits held");
+        frames.push(budgeted(frame, permit));
+    };
+    for m in messages {
+        let len = m.encoded_len();
+        if !chunk.is_empty() && bytes + len > MESSAGES_FRAME_BYTES {
+            flush(std::mem::take(&mut chunk), bytes, &mut budget);
+            bytes = protocol::MESSAGES_FRAME_OVERHEAD;
         }
+        bytes += len;
+        chunk.push(m);
     }
     if !chunk.is_empty() {
-        frames.push(Reply::Messages(chunk).encode(id));
+        flush(chunk, bytes, &mut budget);
     }
-    Ok((frames, pending))
+    frames
+}
+
+/// A frame whose body holds `permit` until the writer drops it.
+fn budgeted(frame: OutFrame, permit: OwnedSemaphorePermit) -> OutFrame {
+    let OutFrame { head, tail } = frame;
+    debug_assert!(tail.is_none());
+    let body = bytes::Bytes::from(head);
+    OutFrame {
+        head: body[..protocol::FRAME_HEAD_LEN + 4].to_vec(),
+        tail: Some(bytes::Bytes::from_owner(Budgeted {
+            bytes: body.slice(protocol::FRAME_HEAD_LEN + 4..),
+            _permit: permit,
+        })),
+    }
+}
+
+impl ConsumerState {
+    /// Sends an ack's round without waiting: what the writer's queue has no room for goes to
+    /// the backlog that the consumer's own task sends.
+    fn push_from_ack(&self, out: &mpsc::Sender<OutFrame>, frames: Vec<OutFrame>) {
+        if frames.is_empty() {
+            return;
+        }
+        let mut backlog = self.backlog.lock().unwrap();
+        let mut frames = frames.into_iter();
+        if backlog.is_empty() {
+            for f in frames.by_ref() {
+                match out.try_send(f) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(f)) => {
+                        backlog.push(f);
+                        break;
+                    }
+                    // The connection is ending: the consumer is released with it.
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+        }
+        backlog.extend(frames);
+        if !backlog.is_empty() {
+            drop(backlog);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Sends the frames ack rounds left to this task; false once the connection is gone.
+    async fn send_backlog(&self, out: &mpsc::Sender<OutFrame>) -> bool {
+        loop {
+            let frames = std::mem::take(&mut *self.backlog.lock().unwrap());
+            if frames.is_empty() {
+                return true;
+            }
+            for f in frames {
+                if out.send(f).await.is_err() {
+                    return false;
+                }
+            }
+        }
+    }
 }
 
 /// Stops a consumer and returns what it held to its queue at once.
@@ -1316,6 +1588,7 @@ fn release_consumer(c: ConsumerHandle) {
     c.task.abort();
     let state = c.state;
     state.closed.store(true, Ordering::Release);
+    state.backlog.lock().unwrap().clear();
     if let Some(q) = state.queue.get().cloned() {
         let ev = state.events.get().cloned();
         spawn_blocking(move || {
@@ -1341,133 +1614,177 @@ fn push_error(out: &mpsc::Sender<OutFrame>, id: u32, code: ErrorCode, msg: Strin
     let _ = out.try_send(Reply::error(code, msg).encode(id));
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_subscription(
+/// An open subscription: its task's state.
+struct SubscriptionTask {
     shared: Arc<Shared>,
     topic: Arc<Topic>,
-    name: Option<String>,
-    start: Start,
     id: u32,
-    credit: Arc<Semaphore>,
+    credit: Arc<Credit>,
     out: mpsc::Sender<OutFrame>,
+    /// The connection's push budget (`PUSH_BYTES_MAX`).
     budget: Arc<Semaphore>,
-    slot: SlotTx,
-) {
-    let log = topic.log().clone();
-    let key = format!("t/{}", topic.name());
-    let mut rx = shared.watch_log(key, Arc::as_ptr(&topic) as usize, &log);
-    let t = topic.clone();
-    let setup = blocking(move || {
-        Ok(match (name, start) {
-            (Some(n), Start::Default) => t.subscribe(&n, StartAt::Latest)?,
-            (Some(n), s) => {
-                let at = t.resolve(start_at(s))?;
-                t.subscribe(&n, start_at(s))?;
-                t.commit(&n, at)?;
-                at
-            }
-            (None, s) => t.resolve(start_at(s))?,
-        })
-    })
-    .await;
-    let mut next = match setup {
-        Ok(o) => o,
-        Err(f) => {
-            fill(slot, id, f.reply());
-            return;
+    end: StreamEnd,
+    /// The named subscriber it holds, if named.
+    held: Option<Arc<HeldName>>,
+}
+
+impl Drop for SubscriptionTask {
+    fn drop(&mut self) {
+        if let Some(h) = &self.held {
+            h.release();
         }
-    };
-    let (wtx, wrx) = oneshot::channel();
-    let frame = Reply::Subscribed { value: next.0 }.encode(id);
-    if slot
-        .send(Slot {
-            frame,
-            written: Some(wtx),
-        })
-        .is_err()
-        || wrx.await.is_err()
-    {
-        return;
     }
-    loop {
-        // Wait for credit, then take all there is.
-        let Ok(p) = credit.acquire().await else {
-            return;
-        };
-        p.forget();
-        let mut have = 1u64;
-        let extra = credit.available_permits() as u32;
-        if extra > 0 {
-            if let Ok(p) = credit.try_acquire_many(extra) {
-                p.forget();
-                have += extra as u64;
+}
+
+impl SubscriptionTask {
+    /// Ends the subscription with an error pushed to the client.
+    fn fail(&self, code: ErrorCode, msg: String) {
+        self.end.mark();
+        push_error(&self.out, self.id, code, msg);
+    }
+
+    /// Resolves where the subscription starts and replies `SUBSCRIBED`; `None` when it could
+    /// not open (the error is the reply).
+    async fn open(&self, name: Option<String>, start: Start, slot: SlotTx) -> Option<Offset> {
+        let t = self.topic.clone();
+        let setup = blocking(move || {
+            Ok(match (name, start) {
+                (Some(n), Start::Default) => t.subscribe(&n, StartAt::Latest)?,
+                (Some(n), s) => {
+                    let at = t.resolve(start_at(s))?;
+                    t.subscribe(&n, start_at(s))?;
+                    t.commit(&n, at)?;
+                    at
+                }
+                (None, s) => t.resolve(start_at(s))?,
+            })
+        })
+        .await;
+        let next = match setup {
+            Ok(o) => o,
+            Err(f) => {
+                self.end.mark();
+                fill(slot, self.id, f.reply());
+                return None;
             }
+        };
+        let (wtx, wrx) = oneshot::channel();
+        let frame = Reply::Subscribed { value: next.0 }.encode(self.id);
+        if slot
+            .send(Slot {
+                frame,
+                written: Some(wtx),
+            })
+            .is_err()
+            || wrx.await.is_err()
+        {
+            return None;
         }
-        // Wait for data.
-        loop {
-            rx.borrow_and_update();
-            if log.visible_end() > next {
+        Some(next)
+    }
+
+    /// Pushes the messages of `batches` from `next`, as many as `have` credits; false once the
+    /// connection is gone.
+    async fn push_batches(&self, batches: Vec<Batch>, next: &mut Offset, have: &mut u64) -> bool {
+        for b in batches {
+            if *have == 0 {
                 break;
             }
-            if log.is_closed() || rx.changed().await.is_err() {
-                push_error(
-                    &out,
-                    id,
-                    ErrorCode::NotFound,
-                    format!("topic {:?} was deleted or closed", topic.name()),
-                );
-                return;
+            let f = next.0.max(b.header.base_offset.0);
+            let end = b.header.next_offset().0;
+            if f >= end {
+                continue;
             }
+            let to = end.min(f + *have);
+            let share = b.bytes.len().clamp(1, PUSH_BYTES_MAX) as u32;
+            let Ok(permit) = self.budget.clone().acquire_many_owned(share).await else {
+                return false;
+            };
+            let batch = bytes::Bytes::from_owner(Budgeted {
+                bytes: b.bytes,
+                _permit: permit,
+            });
+            let frame = Reply::Deliver { from: f, to, batch }.encode(self.id);
+            if self.out.send(frame).await.is_err() {
+                return false;
+            }
+            *have -= to - f;
+            self.credit.spend(to - f);
+            *next = Offset(to);
         }
-        let l = log.clone();
-        let from = next;
-        match spawn_blocking(move || l.read(from, READ_BYTES)).await {
-            Ok(Ok(batches)) => {
-                for b in batches {
-                    if have == 0 {
-                        break;
-                    }
-                    let f = next.0.max(b.header.base_offset.0);
-                    let end = b.header.next_offset().0;
-                    if f >= end {
-                        continue;
-                    }
-                    let to = end.min(f + have);
-                    let share = b.bytes.len().clamp(1, PUSH_BYTES_MAX) as u32;
-                    let Ok(permit) = budget.clone().acquire_many_owned(share).await else {
-                        return;
-                    };
-                    let batch = bytes::Bytes::from_owner(Budgeted {
-                        bytes: b.bytes,
-                        _permit: permit,
-                    });
-                    let frame = Reply::Deliver { from: f, to, batch }.encode(id);
-                    if out.send(frame).await.is_err() {
-                        return;
-                    }
-                    have -= to - f;
-                    next = Offset(to);
+        true
+    }
+
+    async fn run(self, name: Option<String>, start: Start, slot: SlotTx) {
+        let log = self.topic.log().clone();
+        let key = format!("t/{}", self.topic.name());
+        let mut rx = self
+            .shared
+            .watch_log(key, Arc::as_ptr(&self.topic) as usize, &log);
+        let Some(mut next) = self.open(name, start, slot).await else {
+            return;
+        };
+        loop {
+            // Wait for credit, then take all there is.
+            let Ok(p) = self.credit.sem.acquire().await else {
+                return;
+            };
+            p.forget();
+            let mut have = 1u64;
+            let extra = self.credit.sem.available_permits() as u32;
+            if extra > 0 {
+                if let Ok(p) = self.credit.sem.try_acquire_many(extra) {
+                    p.forget();
+                    have += extra as u64;
                 }
             }
-            Ok(Err(StoreError::OffsetOutOfRange { start, .. })) if next < start => {
-                // Retention removed what this subscription had not read yet.
-                next = start;
+            // Wait for data.
+            loop {
+                rx.borrow_and_update();
+                if log.visible_end() > next {
+                    break;
+                }
+                if log.is_closed() || rx.changed().await.is_err() {
+                    let msg = format!("topic {:?} was deleted or closed", self.topic.name());
+                    self.fail(ErrorCode::NotFound, msg);
+                    return;
+                }
             }
-            Ok(Err(e)) => {
-                push_error(
-                    &out,
-                    id,
-                    Fail::from(e).0,
-                    "read failed; subscription closed".into(),
-                );
-                return;
+            let l = log.clone();
+            let from = next;
+            match spawn_blocking(move || l.read(from, READ_BYTES)).await {
+                Ok(Ok(batches)) => {
+                    if !self.push_batches(batches, &mut next, &mut have).await {
+                        return;
+                    }
+                }
+                Ok(Err(StoreError::OffsetOutOfRange { start, .. })) if next < start => {
+                    // Retention removed what this subscription had not read yet.
+                    next = start;
+                }
+                Ok(Err(e)) => {
+                    self.fail(Fail::from(e).0, "read failed; subscription closed".into());
+                    return;
+                }
+                Err(_) => return,
             }
-            Err(_) => return,
-        }
-        if have > 0 {
-            credit.add_permits(have as usize);
+            if have > 0 {
+                self.credit.sem.add_permits(have as usize);
+            }
         }
     }
+}
+
+/// What one pass of a consumer's loop did.
+enum Pass {
+    /// Delivered messages: look again at once.
+    Delivered,
+    /// Nothing to deliver: wait for an event.
+    Idle,
+    /// The connection is gone.
+    Stop,
+    /// The consumer ends with this error.
+    Fail(Fail),
 }
 
 async fn run_consumer(
@@ -1477,7 +1794,61 @@ async fn run_consumer(
     state: Arc<ConsumerState>,
     out: mpsc::Sender<OutFrame>,
     slot: SlotTx,
+    end: StreamEnd,
 ) {
+    let Some((queue, mut rx, events)) =
+        open_consumer(&shared, &source, id, &state, slot, &end).await
+    else {
+        return;
+    };
+    let fail = |code: ErrorCode, msg: String| {
+        end.mark();
+        push_error(&out, id, code, msg);
+    };
+    let deleted = || format!("{source:?} was deleted");
+    loop {
+        rx.borrow_and_update();
+        let ev = events.notified();
+        let own = state.wake.notified();
+        tokio::pin!(ev, own);
+        ev.as_mut().enable();
+        match consumer_pass(&queue, &events, &state, id, &out).await {
+            Pass::Delivered => continue,
+            Pass::Idle => {}
+            Pass::Stop => return,
+            // Its queue (or the group's topic) was deleted under the pass.
+            Pass::Fail(_) if queue.log().is_closed() => {
+                fail(ErrorCode::NotFound, deleted());
+                return;
+            }
+            Pass::Fail(f) => {
+                fail(f.0, f.1);
+                return;
+            }
+        }
+        tokio::select! {
+            r = rx.changed() => if r.is_err() {
+                fail(ErrorCode::NotFound, deleted());
+                return;
+            },
+            _ = &mut ev => {}
+            _ = &mut own => {}
+            _ = sleep(Duration::from_millis(consumer_wait_ms(&queue, &state))) => {}
+        }
+    }
+}
+
+/// Opens the queue or group of a consumer and replies `SUBSCRIBED`: its queue, the append
+/// listener of its log and its queue's events. `None` when it could not open (the error is the
+/// reply) or the connection is gone.
+async fn open_consumer(
+    shared: &Arc<Shared>,
+    source: &Source,
+    id: u32,
+    state: &ConsumerState,
+    slot: SlotTx,
+    end: &StreamEnd,
+) -> Option<(Arc<Queue>, watch::Receiver<u64>, Arc<Notify>)> {
     let s = shared.clone();
     let src = source.clone();
     let setup = blocking(move || {
@@ -1494,10 +1865,11 @@ async fn run_consumer(
                     ..QueueConfig::default()
                 };
                 let queue = t.group(&group, cfg)?;
+                let ptr = Arc::as_ptr(&t) as usize;
                 (
                     queue,
                     format!("t/{topic}"),
-                    Arc::as_ptr(&t) as usize,
+                    ptr,
                     format!("g/{topic}/{group}"),
                 )
             }
@@ -1507,11 +1879,12 @@ async fn run_consumer(
     let (queue, log_key, ptr, ev_key) = match setup {
         Ok(x) => x,
         Err(f) => {
+            end.mark();
             fill(slot, id, f.reply());
-            return;
+            return None;
         }
     };
-    let mut rx = shared.watch_log(log_key, ptr, queue.log());
+    let rx = shared.watch_log(log_key, ptr, queue.log());
     let events = shared.queue_events(&ev_key);
     let _ = state.queue.set(queue.clone());
     let _ = state.events.set(events.clone());
@@ -1520,86 +1893,145 @@ async fn run_consumer(
         value: state.prefetch.load(Ordering::Relaxed) as u64,
     }
     .encode(id);
-    if slot
-        .send(Slot {
-            frame,
-            written: Some(wtx),
-        })
-        .is_err()
-        || wrx.await.is_err()
-    {
-        return;
+    let sent = slot.send(Slot {
+        frame,
+        written: Some(wtx),
+    });
+    if sent.is_err() || wrx.await.is_err() {
+        return None;
     }
-    loop {
-        rx.borrow_and_update();
-        let ev = events.notified();
-        let own = state.wake.notified();
-        tokio::pin!(ev, own);
-        ev.as_mut().enable();
-        if let Some(d) = queue.next_deadline() {
-            if d <= now_ms() {
-                let q = queue.clone();
-                match blocking(move || Ok(q.expire()?)).await {
-                    Ok(n) if n > 0 => events.notify_waiters(),
-                    Ok(_) => {}
-                    Err(f) => {
-                        push_error(&out, id, f.0, f.1);
-                        return;
-                    }
-                }
-            }
-        }
-        // A cheap look before the blocking call; `deliver_round` decides under the gate.
-        if state.window() > 0 {
-            let q = queue.clone();
-            let st = state.clone();
-            let delivered = blocking(move || {
-                let (frames, pending) = deliver_round(&st, &q, id)?;
-                q.commit(pending)?;
-                Ok(frames)
-            });
-            match delivered.await {
-                Ok(frames) if !frames.is_empty() => {
-                    for frame in frames {
-                        if out.send(frame).await.is_err() {
-                            return;
-                        }
-                    }
-                    continue;
-                }
-                Ok(_) => {}
-                Err(f) => {
-                    push_error(&out, id, f.0, f.1);
-                    return;
-                }
-            }
-        }
-        // Wake at the queue's next deadline and also when this consumer's own held entries
-        // lapse: they are stamped after `deliver` returns, so they can end a little after the
-        // queue's deadline, and waking only at that one would leave the window shut (with no
-        // deadline left in the queue) until some other event.
-        let own_next = state.inflight.lock().unwrap().values().min().copied();
-        let wait_ms = [queue.next_deadline(), own_next]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|d| (d - now_ms()).clamp(1, 3_600_000) as u64)
-            .unwrap_or(3_600_000);
-        tokio::select! {
-            r = rx.changed() => if r.is_err() {
-                push_error(&out, id, ErrorCode::NotFound, format!("{source:?} was deleted"));
-                return;
-            },
-            _ = &mut ev => {}
-            _ = &mut own => {}
-            _ = sleep(Duration::from_millis(wait_ms)) => {}
+    Some((queue, rx, events))
+}
+
+/// One pass of a consumer's task: the frames its acks left, expired deadlines, then a delivery
+/// round into its free window (within the connection's push budget, waited for).
+async fn consumer_pass(
+    queue: &Arc<Queue>,
+    events: &Notify,
+    state: &Arc<ConsumerState>,
+    id: u32,
+    out: &mpsc::Sender<OutFrame>,
+) -> Pass {
+    if !state.send_backlog(out).await {
+        return Pass::Stop;
+    }
+    if queue.next_deadline().is_some_and(|d| d <= now_ms()) {
+        let q = queue.clone();
+        match blocking(move || Ok(q.expire()?)).await {
+            Ok(n) if n > 0 => events.notify_waiters(),
+            Ok(_) => {}
+            Err(f) => return Pass::Fail(f),
         }
     }
+    // A cheap look before the blocking call; `deliver_round` decides under the gate.
+    if state.window() == 0 {
+        return Pass::Idle;
+    }
+    let Ok(budget) = state
+        .budget
+        .clone()
+        .acquire_many_owned(round_permits())
+        .await
+    else {
+        return Pass::Stop;
+    };
+    let (q, st) = (queue.clone(), state.clone());
+    let delivered = blocking(move || {
+        let (frames, pending) = deliver_round(&st, &q, id, budget)?;
+        q.commit(pending)?;
+        Ok(frames)
+    });
+    match delivered.await {
+        Ok(frames) if frames.is_empty() => Pass::Idle,
+        Ok(frames) => {
+            for frame in frames {
+                if out.send(frame).await.is_err() {
+                    return Pass::Stop;
+                }
+            }
+            Pass::Delivered
+        }
+        Err(f) => Pass::Fail(f),
+    }
+}
+
+/// How long an idle consumer sleeps: until the queue's next deadline, and also until this
+/// consumer's own held entries lapse (they are stamped after `deliver` returns, so they can end
+/// a little after the queue's deadline, and waking only at that one would leave the window shut,
+/// with no deadline left in the queue, until some other event).
+fn consumer_wait_ms(queue: &Queue, state: &ConsumerState) -> u64 {
+    let own_next = state.inflight.lock().unwrap().values().min().copied();
+    [queue.next_deadline(), own_next]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|d| (d - now_ms()).clamp(1, 3_600_000) as u64)
+        .unwrap_or(3_600_000)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_storage::{Header, Record};
+
+    #[test]
+    fn messages_frames_are_split_by_real_size_and_hold_their_budget() {
+        let msg = |i: u64, key: usize, headers: usize| QueueMessage {
+            offset: i,
+            attempt: 1,
+            record: Record {
+                timestamp_ms: Some(0),
+                key: Some(vec![1; key]),
+                headers: vec![Header::new("h", vec![2; 1000]); headers],
+                value: b"v".to_vec(),
+            },
+        };
+        // Large keys and headers, tiny values, and one message over the frame limit by itself.
+        let mut ms: Vec<QueueMessage> = (0..100).map(|i| msg(i, 20_000, 20)).collect();
+        ms.insert(50, msg(1000, MESSAGES_FRAME_BYTES + 10, 0));
+        let total: usize = ms.iter().map(QueueMessage::encoded_len).sum();
+        let budget = Arc::new(Semaphore::new(PUSH_BYTES_MAX));
+        let permit = budget
+            .clone()
+            .try_acquire_many_owned(round_permits())
+            .unwrap();
+        let frames = messages_frames(ms.into_iter(), 7, permit);
+        let mut sizes = 0;
+        let mut count = 0;
+        for f in &frames {
+            let bytes = f.to_vec();
+            let raw = protocol::parse_frame(&bytes, u32::MAX).unwrap();
+            let Reply::Messages(ms) = Reply::decode(raw).unwrap() else {
+                panic!("not a MESSAGES frame")
+            };
+            assert!(bytes.len() <= MESSAGES_FRAME_BYTES || ms.len() == 1);
+            sizes += bytes.len() - protocol::MESSAGES_FRAME_OVERHEAD;
+            count += ms.len();
+        }
+        assert_eq!((count, sizes), (101, total));
+        // The frames hold the round's permits (all of them: the messages take more) until
+        // dropped.
+        assert_eq!(
+            budget.available_permits(),
+            PUSH_BYTES_MAX - round_permits() as usize
+        );
+        drop(frames);
+        assert_eq!(budget.available_permits(), PUSH_BYTES_MAX);
+    }
+
+    #[test]
+    fn credit_is_capped_counting_what_the_task_holds() {
+        let c = Credit::new(150, 100);
+        assert_eq!(c.sem.available_permits(), 100);
+        // The task takes everything while it waits for messages.
+        c.sem.try_acquire_many(100).unwrap().forget();
+        c.grant(60, 100);
+        assert_eq!(c.sem.available_permits(), 0);
+        c.spend(30);
+        c.grant(60, 100);
+        assert_eq!(c.sem.available_permits(), 30);
+        assert_eq!(c.outstanding.load(Ordering::Acquire), 100);
+    }
 
     #[test]
     fn second_lock_on_a_directory_fails_at_once() {

@@ -464,3 +464,46 @@ async fn acks_and_publishes_refill_the_window_without_overrunning_it() {
     })
     .await;
 }
+
+/// A named subscriber is held by one open subscription at a time (two connections used to read
+/// and commit the same one at once), and a commit past the end is refused (it used to be
+/// clamped to the end without a word).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_subscriber_has_one_holder_and_commits_stay_in_range() {
+    use sluice::protocol::ErrorCode;
+    let (_t, dir) = data_dir();
+    let server = start(&dir, None);
+    bounded(async {
+        let a = Client::connect(&server.addr).await.unwrap();
+        let b = Client::connect(&server.addr).await.unwrap();
+        a.create_topic("t", LogSettings::default()).await.unwrap();
+        a.publish("t", &msgs("m", 10)).await.unwrap();
+        let opts = || SubscribeOptions::named("n").from(Start::Earliest);
+        let sub = a.subscribe("t", opts()).await.unwrap();
+        let Err(e) = b.subscribe("t", opts()).await else {
+            panic!("two subscriptions held subscriber n at once");
+        };
+        assert_eq!(e.code(), Some(ErrorCode::InUse), "{e}");
+        // The same connection cannot open it twice either; another name is free.
+        let Err(e) = a.subscribe("t", opts()).await else {
+            panic!("one connection held subscriber n twice");
+        };
+        assert_eq!(e.code(), Some(ErrorCode::InUse), "{e}");
+        let other = b
+            .subscribe("t", SubscribeOptions::named("other"))
+            .await
+            .unwrap();
+        // A commit past the end (10) is refused and changes nothing; at the end it is fine.
+        let e = b.commit("t", "n", 11).await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::InvalidArgument), "{e}");
+        b.commit("t", "n", 10).await.unwrap();
+        b.commit("t", "n", 4).await.unwrap();
+        // Once its holder cancels, the name is free again, at its committed offset.
+        sub.cancel().await.unwrap();
+        let mut again = b.subscribe("t", opts().from(Start::Default)).await.unwrap();
+        assert_eq!(again.start_offset(), 4);
+        assert_eq!(again.next().await.unwrap().unwrap().offset, 4);
+        drop(other);
+    })
+    .await;
+}

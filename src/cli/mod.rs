@@ -364,7 +364,7 @@ async fn queue(c: &Client, out: &Out, cmd: QueueCmd) -> Result<()> {
                 QueueSettings {
                     log: log.settings(),
                     ack_timeout_ms,
-                    max_deliveries,
+                    max_deliveries: max_deliveries.map(u64::from),
                     dead_letter: dead_letter.clone(),
                 },
             )

@@ -38,6 +38,15 @@ pub const BATCH_VERSION: u8 = 1;
 /// Length of a batch header.
 pub const BATCH_HEADER_LEN: usize = 48;
 
+/// Most headers a published record may carry. A batch holding a record with more is refused
+/// ([`validate_batch`]): a queue delivery counts a message's headers in 16 bits, and the broker
+/// adds headers of its own to a message it dead-letters, so what a client may publish stays well
+/// below what a stored record may hold ([`STORED_RECORD_HEADERS_MAX`]).
+pub const RECORD_HEADERS_MAX: usize = 1024;
+/// Most headers any stored record may carry, the broker's own copies (dead letters) included:
+/// the 16-bit header count of a queue delivery.
+pub const STORED_RECORD_HEADERS_MAX: usize = u16::MAX as usize;
+
 /// Attribute bits 0-2: compression codec. Only 0 (none) is defined; others are rejected.
 pub const ATTR_COMPRESSION_MASK: u8 = 0b0000_0111;
 /// Attribute bits that must be zero in this version.
@@ -503,49 +512,85 @@ impl<'a> RecordIter<'a> {
     }
 
     fn parse_one(&mut self) -> Option<RecordView<'a>> {
-        let b = self.bytes;
-        let mut p = self.pos;
-        let body_len = get_varint(b, &mut p)?;
-        let body_end = p.checked_add(usize::try_from(body_len).ok()?)?;
-        if body_end > b.len() {
-            return None;
-        }
-        let body = &b[..body_end];
-        let ts_delta = unzigzag(get_varint(body, &mut p)?);
-        let key_field = get_varint(body, &mut p)?;
-        let key = if key_field == 0 {
-            None
-        } else {
-            Some(get_bytes(body, &mut p, key_field - 1)?)
-        };
-        let header_count = get_varint(body, &mut p)?;
-        if header_count > body_len {
-            return None;
-        }
-        let mut headers = Vec::with_capacity(header_count as usize);
-        for _ in 0..header_count {
-            let nl = get_varint(body, &mut p)?;
-            let name = get_bytes(body, &mut p, nl)?;
-            let vl = get_varint(body, &mut p)?;
-            let value = get_bytes(body, &mut p, vl)?;
+        let raw = parse_record(self.bytes, self.pos)?;
+        // The count was checked against the body's length; the vector grows with the headers
+        // actually read rather than being sized from the count.
+        let mut headers = Vec::new();
+        let mut p = 0;
+        for _ in 0..raw.header_count {
+            let nl = get_varint(raw.headers, &mut p)?;
+            let name = get_bytes(raw.headers, &mut p, nl)?;
+            let vl = get_varint(raw.headers, &mut p)?;
+            let value = get_bytes(raw.headers, &mut p, vl)?;
             headers.push((name, value));
         }
-        let vl = get_varint(body, &mut p)?;
-        let value = get_bytes(body, &mut p, vl)?;
-        if p != body_end {
-            return None;
-        }
-        self.pos = body_end;
+        self.pos = raw.end;
         let offset = self.next_offset;
         self.next_offset = offset.add(1);
         Some(RecordView {
             offset,
-            timestamp_ms: self.first_ts.wrapping_add(ts_delta),
-            key,
+            timestamp_ms: self.first_ts.wrapping_add(raw.ts_delta),
+            key: raw.key,
             headers,
-            value,
+            value: raw.value,
         })
     }
+}
+
+/// One record's fields with its headers left encoded, as [`parse_record`] found them.
+struct RawRecord<'a> {
+    ts_delta: i64,
+    key: Option<&'a [u8]>,
+    header_count: u64,
+    /// The encoded headers (`header_count` of them, each checked to be well formed).
+    headers: &'a [u8],
+    value: &'a [u8],
+    /// Position just after the record.
+    end: usize,
+}
+
+/// Parses the record at `pos` of `b` and checks its structure without allocating; `None` when
+/// it is malformed.
+fn parse_record(b: &[u8], pos: usize) -> Option<RawRecord<'_>> {
+    let mut p = pos;
+    let body_len = get_varint(b, &mut p)?;
+    let body_end = p.checked_add(usize::try_from(body_len).ok()?)?;
+    if body_end > b.len() {
+        return None;
+    }
+    let body = &b[..body_end];
+    let ts_delta = unzigzag(get_varint(body, &mut p)?);
+    let key_field = get_varint(body, &mut p)?;
+    let key = if key_field == 0 {
+        None
+    } else {
+        Some(get_bytes(body, &mut p, key_field - 1)?)
+    };
+    let header_count = get_varint(body, &mut p)?;
+    if header_count > body_len {
+        return None;
+    }
+    let headers_start = p;
+    for _ in 0..header_count {
+        let nl = get_varint(body, &mut p)?;
+        get_bytes(body, &mut p, nl)?;
+        let vl = get_varint(body, &mut p)?;
+        get_bytes(body, &mut p, vl)?;
+    }
+    let headers = &body[headers_start..p];
+    let vl = get_varint(body, &mut p)?;
+    let value = get_bytes(body, &mut p, vl)?;
+    if p != body_end {
+        return None;
+    }
+    Some(RawRecord {
+        ts_delta,
+        key,
+        header_count,
+        headers,
+        value,
+        end: body_end,
+    })
 }
 
 impl<'a> Iterator for RecordIter<'a> {
@@ -576,8 +621,19 @@ impl<'a> Iterator for RecordIter<'a> {
 }
 
 /// Fully validates an encoded batch arriving from outside (a client): header, both checksums and
-/// the structure of every record. Returns the header.
+/// the structure of every record, each with at most [`RECORD_HEADERS_MAX`] headers. Returns the
+/// header.
 pub fn validate_batch(batch: &[u8], batch_bytes_max: u32) -> Result<BatchHeader, String> {
+    validate_batch_within(batch, batch_bytes_max, RECORD_HEADERS_MAX)
+}
+
+/// [`validate_batch`] with records of up to `headers_max` headers. Nothing is allocated per
+/// record or per header, whatever the counts the batch claims.
+pub fn validate_batch_within(
+    batch: &[u8],
+    batch_bytes_max: u32,
+    headers_max: usize,
+) -> Result<BatchHeader, String> {
     let h = decode_batch_header(batch, batch_bytes_max).map_err(|e| e.to_string())?;
     if h.batch_len as usize != batch.len() {
         return Err(format!(
@@ -590,8 +646,21 @@ pub fn validate_batch(batch: &[u8], batch_bytes_max: u32) -> Result<BatchHeader,
         return Err("records checksum mismatch".into());
     }
     let mut max_ts = i64::MIN;
-    for r in RecordIter::new(batch, &h) {
-        max_ts = max_ts.max(r?.timestamp_ms);
+    let mut pos = BATCH_HEADER_LEN;
+    for k in 0..h.record_count {
+        let r = parse_record(batch, pos)
+            .ok_or_else(|| format!("malformed record at batch byte {pos}"))?;
+        if r.header_count > headers_max as u64 {
+            return Err(format!(
+                "record {k} has {} headers, more than the limit of {headers_max}",
+                r.header_count
+            ));
+        }
+        max_ts = max_ts.max(h.first_timestamp_ms.wrapping_add(r.ts_delta));
+        pos = r.end;
+    }
+    if pos != batch.len() {
+        return Err(format!("{} bytes after the last record", batch.len() - pos));
     }
     if max_ts != h.max_timestamp_ms {
         return Err(format!(

@@ -338,11 +338,34 @@ impl Log {
         Ok(info)
     }
 
+    /// Appends records the broker copies from another log (dead letters): like [`Log::append`],
+    /// but a record may carry up to [`format::STORED_RECORD_HEADERS_MAX`] headers, leaving room
+    /// for the headers the broker adds to a published record.
+    pub(crate) fn append_forwarded(&self, records: &[Record]) -> Result<AppendInfo> {
+        if records.is_empty() {
+            return Err(Error::InvalidBatch(
+                "a batch holds at least one record".into(),
+            ));
+        }
+        let batch = format::encode_batch(records, now_ms());
+        let info = self.append_unsynced_within(batch, format::STORED_RECORD_HEADERS_MAX)?;
+        if self.shared.config.fsync == FsyncPolicy::Always {
+            self.sync_to(info.next_offset())?;
+        }
+        Ok(info)
+    }
+
     /// Writes a batch without waiting for durability; pair with [`Log::sync_to`]. The batch is
-    /// fully validated (both checksums and every record) before anything is written.
-    pub fn append_unsynced(&self, mut batch: Vec<u8>) -> Result<AppendInfo> {
-        let h = format::validate_batch(&batch, self.shared.config.batch_bytes_max)
-            .map_err(Error::InvalidBatch)?;
+    /// fully validated (both checksums, every record, at most [`format::RECORD_HEADERS_MAX`]
+    /// headers a record) before anything is written.
+    pub fn append_unsynced(&self, batch: Vec<u8>) -> Result<AppendInfo> {
+        self.append_unsynced_within(batch, format::RECORD_HEADERS_MAX)
+    }
+
+    fn append_unsynced_within(&self, mut batch: Vec<u8>, headers_max: usize) -> Result<AppendInfo> {
+        let h =
+            format::validate_batch_within(&batch, self.shared.config.batch_bytes_max, headers_max)
+                .map_err(Error::InvalidBatch)?;
         self.check_writable()?;
         let cfg = &self.shared.config;
         let now = now_ms();

@@ -119,6 +119,18 @@ pub struct Delivery {
     pub record: Record,
 }
 
+/// Bytes a record counts for in a byte-bounded delivery ([`Queue::deliver_pending_within`]): its
+/// key, header names and values and value, plus 8 for each header and 32 for the message (about
+/// what lengths and offsets add when it is sent).
+pub fn delivery_bytes(r: &Record) -> usize {
+    let headers: usize = r
+        .headers
+        .iter()
+        .map(|h| h.name.len() + h.value.len() + 8)
+        .sum();
+    32 + r.key.as_ref().map_or(0, Vec::len) + headers + r.value.len()
+}
+
 /// Queue changes journaled but not yet synced, from [`Queue::ack_pending`] or
 /// [`Queue::deliver_pending`]. Pass it to [`Queue::commit`] before confirming the acks or handing
 /// out the deliveries; [`Pending::and`] merges several into one sync.
@@ -994,7 +1006,8 @@ impl Topic {
     }
     /// Moves a subscriber's committed offset (the next offset it will read) to `next`; returns
     /// once durable under the topic's fsync policy. A commit never moves an offset backwards
-    /// unless `next` is explicitly below (a seek); it is clamped to the log end.
+    /// unless `next` is explicitly below (a seek). A `next` past the visible end is refused
+    /// ([`Error::OffsetOutOfRange`]): nothing there was read.
     pub fn commit(&self, subscriber: &str, next: Offset) -> Result<()> {
         if self.offsets.get(subscriber).is_none() {
             return Err(Error::NotFound {
@@ -1002,7 +1015,14 @@ impl Topic {
                 name: subscriber.into(),
             });
         }
-        let next = next.min(self.log.visible_end());
+        let end = self.log.visible_end();
+        if next > end {
+            return Err(Error::OffsetOutOfRange {
+                offset: next,
+                start: self.log.start_offset(),
+                end,
+            });
+        }
         self.offsets.set(subscriber, next.0)?;
         self.reclaim();
         Ok(())
@@ -1513,7 +1533,14 @@ impl Queue {
 
     /// Reads the records at `offsets` (ascending); a record the log no longer holds is `None`.
     fn read_at(&self, offsets: &[u64]) -> Result<Vec<Option<Record>>> {
+        self.read_at_within(offsets, usize::MAX)
+    }
+
+    /// [`Queue::read_at`] that stops once the records read take `max_bytes` ([`delivery_bytes`]):
+    /// the result is then a prefix of `offsets`, of at least one record.
+    fn read_at_within(&self, offsets: &[u64], max_bytes: usize) -> Result<Vec<Option<Record>>> {
         let mut out: Vec<Option<Record>> = Vec::with_capacity(offsets.len());
+        let mut bytes = 0usize;
         let mut i = 0;
         while i < offsets.len() {
             // A run of consecutive offsets is read together.
@@ -1566,8 +1593,13 @@ impl Queue {
                         out.push(None);
                         from += 1;
                     }
-                    out.push(Some(r.to_record()));
+                    let record = r.to_record();
+                    bytes = bytes.saturating_add(delivery_bytes(&record));
+                    out.push(Some(record));
                     from += 1;
+                    if bytes >= max_bytes {
+                        return Ok(out);
+                    }
                 }
                 // Offsets of this batch past its last record (none are expected) are gone.
                 let next = batch.header.next_offset().0.min(end);
@@ -1601,6 +1633,18 @@ impl Queue {
         &self,
         consumer: ConsumerId,
         max: usize,
+    ) -> Result<(Vec<Delivery>, Pending)> {
+        self.deliver_pending_within(consumer, max, usize::MAX)
+    }
+
+    /// [`Queue::deliver_pending`] of messages taking about `max_bytes` at most (their keys,
+    /// headers and values, see [`delivery_bytes`]); at least one message when any is available,
+    /// however large. What does not fit stays in the queue for the next call.
+    pub fn deliver_pending_within(
+        &self,
+        consumer: ConsumerId,
+        max: usize,
+        max_bytes: usize,
     ) -> Result<(Vec<Delivery>, Pending)> {
         let now = self.clock.now_ms();
         let mut dead = Vec::new();
@@ -1649,13 +1693,20 @@ impl Queue {
             }
             picks.sort_unstable();
             let offs: Vec<u64> = picks.iter().map(|p| p.0).collect();
-            let records = match self.read_at(&offs) {
+            let records = match self.read_at_within(&offs, max_bytes) {
                 Ok(r) => r,
                 Err(e) => {
                     st.ready.extend(popped);
                     return Err(e);
                 }
             };
+            // Picks past the byte bound were not read: returned ones go back to be ready, new
+            // ones (at or past the cursor) are simply not taken yet.
+            for &(o, _) in &picks[records.len()..] {
+                if o < st.ack.cursor {
+                    st.ready.insert(o);
+                }
+            }
             let mut items = Vec::with_capacity(picks.len());
             let mut gone = Vec::new();
             for ((o, a), r) in picks.into_iter().zip(records) {
@@ -1939,7 +1990,8 @@ impl Queue {
             let res = (|| {
                 let store = self.store.upgrade().ok_or(Error::Closed)?;
                 let dlq = store.dead_letter_queue(&self.dlq_name, &self.config)?;
-                dlq.publish(&letters)
+                // Dead-lettering adds headers: the copy may carry more than a publish.
+                dlq.log().append_forwarded(&letters)
             })();
             if let Err(e) = res {
                 put_back(&offsets);

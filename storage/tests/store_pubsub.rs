@@ -100,8 +100,15 @@ fn subscribers_resume_after_a_broker_crash_and_lag_is_reported() {
     // The offline loader sees the same.
     let offs = inspect_offsets(&sim, std::path::Path::new("/data/topics/t")).unwrap();
     assert_eq!(offs.get("slow"), Some(&3));
-    // A commit past the end is clamped; a commit below is a seek.
-    t.commit("fast", Offset(99)).unwrap();
+    // A commit past the end is refused and changes nothing; a commit below is a seek.
+    assert!(matches!(
+        t.commit("fast", Offset(99)),
+        Err(Error::OffsetOutOfRange {
+            offset: Offset(99),
+            end: Offset(10),
+            ..
+        })
+    ));
     assert_eq!(t.committed("fast"), Some(Offset(10)));
     t.commit("fast", Offset(2)).unwrap();
     assert_eq!(t.committed("fast"), Some(Offset(2)));

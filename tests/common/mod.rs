@@ -221,3 +221,13 @@ pub fn sigkill_and_output(mut child: Child) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Threads of a process (`Threads` of `/proc/<pid>/status`).
+pub fn threads(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("Threads in /proc status")
+}
