@@ -22,7 +22,7 @@
 //! - [`ackstate`]: a queue's ack floor, ack bitmap, cursor and delivery counts, their journal
 //!   records and snapshot, and the offline `inspect_queue_state`.
 //! - [`offsets`]: durable committed offsets of a topic's named subscribers.
-//! - [`store`]: a data directory of topics (named subscribers) and queues (shared cursor, acks,
+//! - [`store`]: a data directory of topics (named subscribers, consumer groups) and queues (shared cursor, acks,
 //!   redelivery, dead letters).
 //! - [`log`]: a log of segments: append with group commit, read, time lookup, retention,
 //!   recovery at open.
@@ -43,7 +43,7 @@
 
 pub mod ackstate;
 pub mod aligned;
-mod catalog;
+
 pub mod checkpoint;
 pub mod config;
 pub mod error;

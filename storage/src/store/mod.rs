@@ -1,0 +1,257 @@
+//! A data directory of named topics and queues, with durable subscriber offsets, a shared
+//! cursor with ack state per queue, redelivery and dead letters.
+//!
+//! Directory layout (log files in `docs/format.md`, state files in `docs/format-state.md`):
+//! ```text
+//! <root>/topics/<name>/config            the topic's settings
+//! <root>/topics/<name>/log/              its log segments
+//! <root>/topics/<name>/offsets.*         its subscribers' committed offsets (journal + snapshot)
+//! <root>/topics/<name>/groups/<group>/   a consumer group: config and ack state
+//! <root>/queues/<name>/config            the queue's settings
+//! <root>/queues/<name>/log/              its log segments
+//! <root>/queues/<name>/acks.*            its ack state (journal + snapshot)
+//! ```
+//!
+//! Guarantees: under `fsync = always`, `publish`, `commit`, `ack` and `deliver` return only once
+//! what they did is durable. After a broker crash every delivered-but-unacked message is
+//! available again with its delivery count, no acknowledged message is delivered again, and
+//! offsets and floors are clamped to the log end. Consumers are at-least-once: a message whose
+//! ack was not confirmed may be delivered again.
+//!
+//! This module is the public face of the messaging layer; the server and in-process users call
+//! only what is here.
+//!
+//! # Layout
+//! - `mod.rs`: [`Store`] (open, create, look up, delete, close), [`StartAt`], [`StoreConfig`].
+//! - `inner`: the shared state behind a store: its catalogs and how topics and queues are built,
+//!   opened and found at start.
+//! - `catalog`: names in one state each (open, damaged, busy), so creates and deletes of one name
+//!   never overlap and never hold up other names.
+//! - `dirs`: directory lifecycle: durable creation, tombstones, atomic deletes.
+//! - `settings`: [`QueueConfig`], name rules, config files, dead-letter queue names.
+//! - `clock`: the time source of ack deadlines and nack delays.
+//! - `topic`: [`Topic`]: a log, its named subscribers and its consumer groups.
+//! - `queue/`: [`Queue`]: `state` (in-flight, ready, delayed), `read` (reads and the read cache),
+//!   `deliver`, `settle` (ack, nack, release, expiry, commit), `dead_letter`.
+
+mod catalog;
+mod clock;
+mod dirs;
+mod inner;
+mod queue;
+mod settings;
+mod topic;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::config::LogConfig;
+use crate::error::{Error, Result};
+use crate::fs::FsRef;
+use crate::types::{Offset, TimestampMs};
+
+pub use clock::{Clock, ClockRef, ManualClock, SystemClock};
+pub use dirs::{is_tombstone, TOMBSTONE_MARK};
+pub use queue::dead_letter_headers;
+pub use queue::{
+    delivery_bytes, set_ack_snapshot_bytes, Acked, ConsumerId, Delivery, Pending, Queue,
+    QueueStats, READ_CACHE_BYTES_MAX,
+};
+pub use settings::{
+    inspect_queue_config, inspect_topic_config, validate_name, QueueConfig, CONFIG_FILE,
+    CONFIG_MAGIC, GROUPS_DIR, KIND_QUEUE, KIND_TOPIC, LOG_DIR, NAME_MAX,
+};
+pub use topic::{SubscriberInfo, Topic, TopicStats};
+
+use catalog::Catalog;
+use dirs::{delete_dir, discard_dir, fresh_dir, make_dir};
+use inner::StoreInner;
+use settings::write_config;
+use std::sync::atomic::AtomicBool;
+
+/// Where a new subscriber or an anonymous reader starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// The log start offset.
+    Earliest,
+    /// The visible end: only messages published from now on.
+    Latest,
+    /// A given offset (clamped to the log's range).
+    Offset(Offset),
+    /// The first message at or after a time.
+    Timestamp(TimestampMs),
+}
+
+/// Settings of the store.
+#[derive(Clone, Debug, Default)]
+pub struct StoreConfig {
+    /// Log settings for topics and queues created without their own.
+    pub default_log: LogConfig,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A data directory of topics and queues.
+pub struct Store {
+    inner: Arc<StoreInner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("root", &self.inner.root)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the data directory at `root` and recovers every topic and queue.
+    ///
+    /// A topic or queue that fails to open (a damaged log or state file) does not stop the
+    /// rest: it is logged and kept under its name, whose requests get a `Corruption` error
+    /// naming the damaged file until it is repaired (`sluice repair`, then a restart) or deleted.
+    pub fn open(fs: FsRef, root: impl Into<PathBuf>, config: StoreConfig) -> Result<Store> {
+        Self::open_with_clock(fs, root, config, Arc::new(SystemClock))
+    }
+
+    /// Like [`Store::open`] with a given clock for ack deadlines and nack delays.
+    pub fn open_with_clock(
+        fs: FsRef,
+        root: impl Into<PathBuf>,
+        config: StoreConfig,
+        clock: ClockRef,
+    ) -> Result<Store> {
+        let root = root.into();
+        let inner = Arc::new(StoreInner {
+            fs: fs.clone(),
+            root: root.clone(),
+            config,
+            clock,
+            topics: Catalog::new("topic"),
+            queues: Catalog::new("queue"),
+            closed: AtomicBool::new(false),
+        });
+        for sub in ["topics", "queues"] {
+            let d = root.join(sub);
+            make_dir(&*fs, &d)?;
+        }
+        // Queues first: topics' groups dead-letter into them.
+        inner.open_all("queues")?;
+        inner.open_all("topics")?;
+        Ok(Store { inner })
+    }
+
+    /// Creates a topic; `AlreadyExists` if it does (or is damaged). A create of a name that a
+    /// create or delete is working on waits for it to finish.
+    pub fn create_topic(&self, name: &str, config: Option<LogConfig>) -> Result<Arc<Topic>> {
+        self.inner.check_open()?;
+        validate_name(name)?;
+        let config = config.unwrap_or_else(|| self.inner.config.default_log.clone());
+        config.validate().map_err(Error::InvalidArgument)?;
+        let slot = self
+            .inner
+            .topics
+            .reserve(name)
+            .map_err(|_| Error::AlreadyExists {
+                kind: "topic",
+                name: name.into(),
+            })?;
+        let fs = &*self.inner.fs;
+        let dir = self.inner.topic_dir(name);
+        fresh_dir(fs, &dir)?;
+        let r = Topic::open(&self.inner, name, dir.clone(), config.clone()).and_then(|t| {
+            match write_config(fs, &dir, KIND_TOPIC, &config) {
+                Ok(()) => Ok(t),
+                Err(e) => {
+                    let _ = t.shut(false);
+                    Err(e)
+                }
+            }
+        });
+        match r {
+            Ok(t) => {
+                slot.fill(t.clone());
+                Ok(t)
+            }
+            Err(e) => {
+                discard_dir(fs, &dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates a queue and its dead-letter queue; `AlreadyExists` if it does (or is damaged).
+    /// `InvalidArgument`, with nothing created, when it dead-letters to a default
+    /// `<name>.dlq` that would be longer than [`NAME_MAX`].
+    pub fn create_queue(&self, name: &str, config: QueueConfig) -> Result<Arc<Queue>> {
+        self.inner.check_open()?;
+        self.inner.create_queue(name, config)
+    }
+
+    /// A topic by name; `NotFound` if absent (or still being created), `Corruption` if it
+    /// could not be opened.
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        self.inner.topics.get(name)
+    }
+
+    /// A queue by name; `NotFound` if absent (or still being created), `Corruption` if it
+    /// could not be opened.
+    pub fn queue(&self, name: &str) -> Result<Arc<Queue>> {
+        self.inner.queues.get(name)
+    }
+
+    /// Names of all topics (damaged ones too), sorted.
+    pub fn list_topics(&self) -> Vec<String> {
+        self.inner.topics.names()
+    }
+
+    /// Names of all queues (damaged ones too), sorted.
+    pub fn list_queues(&self) -> Vec<String> {
+        self.inner.queues.names()
+    }
+
+    /// Deletes a topic and its files (a damaged one too). Atomic on disk: once it returns, a
+    /// crash never brings the topic back, and a crash before leaves it whole.
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        self.inner.check_open()?;
+        let (slot, prev) = self.inner.topics.begin_delete(name)?;
+        let dir = self.inner.topic_dir(name);
+        delete_dir(&*self.inner.fs, &dir, slot, prev, |t: &Topic| {
+            let _ = t.shut(false);
+        })
+    }
+
+    /// Deletes a queue and its files (not its dead-letter queue), atomically on disk.
+    pub fn delete_queue(&self, name: &str) -> Result<()> {
+        self.inner.check_open()?;
+        let (slot, prev) = self.inner.queues.begin_delete(name)?;
+        let dir = self.inner.queue_dir(name);
+        delete_dir(&*self.inner.fs, &dir, slot, prev, |q: &Queue| {
+            let _ = q.shut(false);
+        })
+    }
+
+    /// Syncs and closes everything, writing clean-shutdown markers.
+    pub fn close(&self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let mut first = Ok(());
+        for t in self.inner.topics.open_values() {
+            let r = t.close();
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        for q in self.inner.queues.open_values() {
+            let r = q.close();
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+}
