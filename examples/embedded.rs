@@ -2,33 +2,36 @@
 //!
 //! Run with `cargo run --example embedded`.
 
-use std::sync::Arc;
+use std::time::Duration;
 
-use sluice::storage::{ConsumerId, QueueConfig, Record, StartAt, StdFs, Store, StoreConfig};
+use sluice::storage::{FsyncPolicy, QueueConfig, Record, StartAt, Store};
 
 fn main() -> Result<(), sluice::storage::Error> {
     let dir = std::env::temp_dir().join(format!("sluice-embedded-{}", std::process::id()));
-    let store = Store::open(Arc::new(StdFs), &dir, StoreConfig::default())?;
+    // The builder starts the store's upkeep thread: deliveries whose ack deadline passes go back
+    // to their queue, and retention runs, without the program calling anything.
+    let store = Store::builder(&dir).fsync(FsyncPolicy::Always).open()?;
 
     // A topic with a durable named subscriber.
     let orders = store.create_topic("orders", None)?;
-    let info = orders.publish(&[Record::from_value("order 1"), Record::from_value("order 2")])?;
-    let from = orders.subscribe("billing", StartAt::Earliest)?;
-    for (offset, record) in orders.log().read_records(from, 100, 1 << 20)? {
+    orders.publish(&[Record::from_value("order 1"), Record::from_value("order 2")])?;
+    let mut billing = orders.subscriber("billing", StartAt::Earliest)?;
+    for (offset, record) in billing.poll_wait(100, 1 << 20, Duration::from_secs(1))? {
         println!(
             "billing reads {offset}: {}",
             String::from_utf8_lossy(&record.value)
         );
+        billing.commit(offset)?; // resumes after this message, even after a restart
     }
-    orders.commit("billing", info.next_offset())?;
 
-    // A queue with competing consumers and acks.
+    // A queue with competing consumers and acks. A consumer handle gives back what it holds
+    // when dropped.
     let jobs = store.create_queue("jobs", QueueConfig::default())?;
     jobs.publish(&[Record::from_value("resize image")])?;
-    let worker = ConsumerId(1);
-    for d in jobs.deliver(worker, 10)? {
+    let worker = jobs.consumer();
+    for d in worker.receive_wait(10, Duration::from_secs(1))? {
         println!("worker got job {} (attempt {})", d.offset, d.attempt);
-        jobs.ack(worker, &[d.offset])?;
+        worker.ack(&[d.offset])?;
     }
 
     store.close()?;

@@ -65,7 +65,8 @@ pub use fs::{FileSystem, FsRef, StdFs};
 pub use log::{AppendInfo, Batch, Log, RecoveryReport, SegmentInfo};
 pub use offsets::inspect_offsets;
 pub use store::{
-    Acked, Clock, ClockRef, ConsumerId, Delivery, ManualClock, Pending, Queue, QueueConfig,
-    QueueStats, StartAt, Store, StoreConfig, SubscriberInfo, SystemClock, Topic, TopicStats,
+    Acked, Clock, ClockRef, Consumer, ConsumerId, Delivery, ManualClock, Pending, Queue,
+    QueueConfig, QueueStats, StartAt, Store, StoreBuilder, StoreConfig, Subscriber, SubscriberInfo,
+    SystemClock, Topic, TopicStats,
 };
 pub use types::{now_ms, Header, Offset, Record, TimestampMs};

@@ -31,16 +31,24 @@
 //! - `settings`: [`QueueConfig`], name rules, config files, dead-letter queue names.
 //! - `clock`: the time source of ack deadlines and nack delays.
 //! - `topic`: [`Topic`]: a log, its named subscribers and its consumer groups.
+//! - `builder`, `upkeep`: [`StoreBuilder`] and the thread that returns expired deliveries and
+//!   applies retention for an embedded store.
+//! - `subscriber`, `consumer`: the embedding handles [`Subscriber`] (a named subscriber with a
+//!   position) and [`Consumer`] (a competing consumer that releases what it holds on drop).
 //! - `queue/`: [`Queue`]: `state` (in-flight, ready, delayed), `read` (reads and the read cache),
 //!   `deliver`, `settle` (ack, nack, release, expiry, commit), `dead_letter`.
 
+mod builder;
 mod catalog;
 mod clock;
+mod consumer;
 mod dirs;
 mod inner;
 mod queue;
 mod settings;
+mod subscriber;
 mod topic;
+mod upkeep;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -51,7 +59,9 @@ use crate::error::{Error, Result};
 use crate::fs::FsRef;
 use crate::types::{Offset, TimestampMs};
 
+pub use builder::{StoreBuilder, RETENTION_EVERY_DEFAULT, UPKEEP_EVERY_DEFAULT};
 pub use clock::{Clock, ClockRef, ManualClock, SystemClock};
+pub use consumer::Consumer;
 pub use dirs::{is_tombstone, TOMBSTONE_MARK};
 pub use queue::dead_letter_headers;
 pub use queue::{
@@ -62,6 +72,7 @@ pub use settings::{
     inspect_queue_config, inspect_topic_config, validate_name, QueueConfig, CONFIG_FILE,
     CONFIG_MAGIC, GROUPS_DIR, KIND_QUEUE, KIND_TOPIC, LOG_DIR, NAME_MAX,
 };
+pub use subscriber::Subscriber;
 pub use topic::{SubscriberInfo, Topic, TopicStats};
 
 use catalog::Catalog;
@@ -97,6 +108,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A data directory of topics and queues.
 pub struct Store {
     inner: Arc<StoreInner>,
+    /// The background upkeep of a store opened by [`StoreBuilder`], stopped at close.
+    upkeep: Mutex<Option<upkeep::Upkeep>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -108,6 +121,12 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    /// A builder for a store at `root`: the way to open one with background upkeep (ack
+    /// deadlines and retention handled by a thread of the store).
+    pub fn builder(root: impl Into<PathBuf>) -> StoreBuilder {
+        StoreBuilder::new(root.into())
+    }
+
     /// Opens (creating if needed) the data directory at `root` and recovers every topic and queue.
     ///
     /// A topic or queue that fails to open (a damaged log or state file) does not stop the
@@ -141,7 +160,10 @@ impl Store {
         // Queues first: topics' groups dead-letter into them.
         inner.open_all("queues")?;
         inner.open_all("topics")?;
-        Ok(Store { inner })
+        Ok(Store {
+            inner,
+            upkeep: Mutex::new(None),
+        })
     }
 
     /// Creates a topic; `AlreadyExists` if it does (or is damaged). A create of a name that a
@@ -236,6 +258,9 @@ impl Store {
 
     /// Syncs and closes everything, writing clean-shutdown markers.
     pub fn close(&self) -> Result<()> {
+        if let Some(mut u) = lock(&self.upkeep).take() {
+            u.stop();
+        }
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
