@@ -14,12 +14,12 @@
 //! Disk work (appends, syncs, reads, acks, admin) runs on `spawn_blocking` threads.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{File, OpenOptions};
+
 use std::future::Future;
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -70,14 +70,6 @@ pub enum ServerError {
         /// The lock file.
         lock: PathBuf,
     },
-    /// The lock file could not be created or locked.
-    #[error("cannot lock {path}: {source}")]
-    Lock {
-        /// The lock file.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
     /// Bad configuration.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -100,52 +92,6 @@ pub enum ServerError {
     /// A blocking store task panicked.
     #[error("store task failed: {0}")]
     Task(String),
-}
-
-/// An exclusive `flock` on `<data-dir>/LOCK`, held for the life of the value (and released by
-/// the kernel if the process dies).
-#[derive(Debug)]
-pub struct LockFile {
-    _file: File,
-    path: PathBuf,
-}
-
-impl LockFile {
-    /// Creates `dir` if needed and locks `dir/LOCK`; fails at once if another process holds it.
-    pub fn acquire(dir: &Path) -> Result<LockFile, ServerError> {
-        let path = dir.join("LOCK");
-        let err = |source| ServerError::Lock {
-            path: path.clone(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(err)?;
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(err)?;
-        // SAFETY: flock on a descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                return Err(ServerError::Locked {
-                    dir: dir.to_owned(),
-                    lock: path,
-                });
-            }
-            return Err(err(e));
-        }
-        let _ = file.set_len(0);
-        let _ = writeln!(file, "{}", std::process::id());
-        Ok(LockFile { _file: file, path })
-    }
-
-    /// The lock file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// The fan-out of one log's append listener: the address of the topic or queue it was
@@ -325,7 +271,7 @@ async fn blocking<T: Send + 'static>(
 pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
-    lock: LockFile,
+    dir: PathBuf,
     retention_check: Duration,
 }
 
@@ -334,7 +280,6 @@ impl Server {
     /// binds the listen address.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         config.validate()?;
-        let lock = LockFile::acquire(&config.data_dir)?;
         let dir = config.data_dir.clone();
         let store_config = StoreConfig {
             default_log: config.log.clone(),
@@ -343,9 +288,13 @@ impl Server {
         let store = spawn_blocking(move || Store::open(Arc::new(StdFs), d, store_config))
             .await
             .map_err(|e| ServerError::Task(e.to_string()))?
-            .map_err(|source| ServerError::Store {
-                dir: dir.clone(),
-                source,
+            .map_err(|source| match source {
+                // The store holds the data directory's LOCK while it is open.
+                StoreError::Locked { dir, lock } => ServerError::Locked { dir, lock },
+                source => ServerError::Store {
+                    dir: dir.clone(),
+                    source,
+                },
             })?;
         let addr = config.listen_addr()?;
         let listener = TcpListener::bind(addr)
@@ -365,7 +314,7 @@ impl Server {
                 inline_sync: AtomicBool::new(false),
                 held_names: Mutex::default(),
             }),
-            lock,
+            dir: config.data_dir.clone(),
             retention_check,
         })
     }
@@ -382,7 +331,7 @@ impl Server {
         let Server {
             listener,
             shared,
-            lock,
+            dir,
             retention_check,
         } = self;
         let retention = tokio::spawn(apply_retention(shared.clone(), retention_check));
@@ -431,12 +380,8 @@ impl Server {
         spawn_blocking(move || store.close())
             .await
             .map_err(|e| ServerError::Task(e.to_string()))?
-            .map_err(|source| ServerError::Store {
-                dir: lock.path().parent().unwrap_or(Path::new(".")).to_owned(),
-                source,
-            })?;
+            .map_err(|source| ServerError::Store { dir, source })?;
         info!("store closed cleanly");
-        drop(lock);
         Ok(())
     }
 }
@@ -2031,17 +1976,5 @@ mod tests {
         c.grant(60, 100);
         assert_eq!(c.sem.available_permits(), 30);
         assert_eq!(c.outstanding.load(Ordering::Acquire), 100);
-    }
-
-    #[test]
-    fn second_lock_on_a_directory_fails_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = LockFile::acquire(dir.path()).unwrap();
-        match LockFile::acquire(dir.path()) {
-            Err(ServerError::Locked { .. }) => {}
-            other => panic!("expected Locked, got {other:?}"),
-        }
-        drop(a);
-        LockFile::acquire(dir.path()).unwrap();
     }
 }

@@ -86,6 +86,14 @@ pub enum Error {
     /// A bounded resource is full; the caller should wait or slow down.
     #[error("limit reached: {0}")]
     LimitReached(String),
+    /// Another process (or another open store in this one) holds the data directory's lock.
+    #[error("data directory {dir} is already in use by another sluice process (lock file {lock} is held)")]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
     /// The log or store was closed.
     #[error("closed")]
     Closed,

@@ -461,6 +461,7 @@ fn a_damaged_log_keeps_only_itself_offline() {
         .unwrap();
     s.create_queue("q", plain_queue()).unwrap();
     s.close().unwrap();
+    drop(s);
     let s = open(Arc::new(sim.clone()));
     assert_eq!(values(s.topic("a").unwrap().log()), vec![rec(1).value]);
     assert_eq!(s.queue("q").unwrap().stats().end_offset, Offset(0));

@@ -113,3 +113,43 @@ fn the_upkeep_thread_returns_expired_deliveries_by_itself() {
     other.ack(&[Offset(0)]).unwrap();
     store.close().unwrap();
 }
+
+/// One lock for a data directory, taken by the store itself: a second store on the same
+/// directory (here in the same process; a second broker is the same case) is refused at once,
+/// and the directory is free again once the first store is dropped.
+#[test]
+fn a_second_store_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path());
+    match Store::builder(dir.path()).no_upkeep().open() {
+        Err(sluice_storage::Error::Locked { lock, .. }) => {
+            assert_eq!(lock, dir.path().join("LOCK"));
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    first.close().unwrap();
+    drop(first);
+    let again = open(dir.path());
+    again.close().unwrap();
+}
+
+#[test]
+fn the_simulated_file_system_models_the_lock_and_a_crash_releases_it() {
+    use sluice_storage::fs::sim::{CrashMode, SimFs};
+    let sim = SimFs::new();
+    let fs: sluice_storage::FsRef = std::sync::Arc::new(sim.clone());
+    let first = Store::builder("/data")
+        .fs(fs.clone())
+        .no_upkeep()
+        .open()
+        .unwrap();
+    assert!(matches!(
+        Store::builder("/data").fs(fs.clone()).no_upkeep().open(),
+        Err(sluice_storage::Error::Locked { .. })
+    ));
+    // A crash is the death of the process that held it.
+    sim.crash(CrashMode::DropUnsynced);
+    let after = Store::builder("/data").fs(fs).no_upkeep().open().unwrap();
+    drop(first);
+    drop(after);
+}

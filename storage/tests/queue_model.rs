@@ -271,6 +271,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Restart => {
                 s.close().unwrap();
                 drop(q);
+                drop(s);
                 (s, q) = open(&sim, &clock);
                 m.restart();
             }

@@ -118,7 +118,26 @@ pub trait FileSystem: Send + Sync + Debug {
     fn exists(&self, path: &Path) -> bool;
     /// True when the path is a directory.
     fn is_dir(&self, path: &Path) -> bool;
+    /// Takes an exclusive advisory lock on the file `path` (created when missing), held until
+    /// the returned value is dropped. Never blocks: `Err` of kind `WouldBlock` when someone else
+    /// holds it. The default holds nothing (for wrappers that do not forward it).
+    fn lock_exclusive(&self, path: &Path) -> io::Result<LockRef> {
+        let _ = path;
+        Ok(Box::new(NoLock))
+    }
 }
+
+/// An advisory lock held on a file, released when dropped (see [`FileSystem::lock_exclusive`]).
+pub trait LockHold: Send + Sync + Debug {}
+
+/// A held lock.
+pub type LockRef = Box<dyn LockHold>;
+
+/// A lock that holds nothing.
+#[derive(Debug)]
+pub struct NoLock;
+
+impl LockHold for NoLock {}
 
 /// A shared file system handle.
 pub type FsRef = Arc<dyn FileSystem>;

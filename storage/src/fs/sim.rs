@@ -115,6 +115,8 @@ struct State {
     faults: Vec<Fault>,
     crash_after: Option<u64>,
     crashed: bool,
+    /// Files an advisory lock is held on (dropped at a crash, as a dead process's locks).
+    locks: std::collections::HashSet<PathBuf>,
 }
 
 /// The simulated file system. Cloning gives another handle to the same state.
@@ -308,6 +310,7 @@ impl SimFs {
             }
         }
         st.generation += 1;
+        st.locks.clear();
         st.dirs = dirs;
         st.inodes = inodes;
         st.faults.clear();
@@ -650,6 +653,19 @@ impl FileSystem for SimFs {
         let st = self.lock();
         resolve_dir(&st, path).is_some()
     }
+
+    fn lock_exclusive(&self, path: &Path) -> io::Result<super::LockRef> {
+        let mut st = self.lock();
+        let p = norm(path);
+        if !st.locks.insert(p.clone()) {
+            return Err(err(io::ErrorKind::WouldBlock, "lock held"));
+        }
+        Ok(Box::new(SimLock {
+            state: self.state.clone(),
+            path: p,
+            generation: st.generation,
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -796,5 +812,24 @@ mod tests {
             }
         }
         assert!(holes, "the hash order removes entries out of name order");
+    }
+}
+
+/// An advisory lock of the simulated file system, released on drop unless a crash came first.
+#[derive(Debug)]
+struct SimLock {
+    state: Arc<Mutex<State>>,
+    path: PathBuf,
+    generation: u64,
+}
+
+impl super::LockHold for SimLock {}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.generation == self.generation {
+            st.locks.remove(&self.path);
+        }
     }
 }

@@ -91,4 +91,28 @@ impl FileSystem for StdFs {
     fn is_dir(&self, path: &Path) -> bool {
         path.is_dir()
     }
+    fn lock_exclusive(&self, path: &Path) -> io::Result<super::LockRef> {
+        use std::os::unix::io::AsRawFd;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // For an operator: which process holds it.
+        let _ = file.set_len(0);
+        let _ =
+            std::io::Write::write_all(&mut &file, format!("{}\n", std::process::id()).as_bytes());
+        Ok(Box::new(FileLock(file)))
+    }
 }
+
+/// An `flock` held through an open descriptor; closing it releases the lock.
+#[derive(Debug)]
+struct FileLock(#[allow(dead_code)] fs::File);
+
+impl super::LockHold for FileLock {}

@@ -50,13 +50,13 @@ mod subscriber;
 mod topic;
 mod upkeep;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::config::LogConfig;
-use crate::error::{Error, Result};
-use crate::fs::FsRef;
+use crate::error::{Error, IoContext, Result};
+use crate::fs::{FileSystem, FsRef, LockRef};
 use crate::types::{Offset, TimestampMs};
 
 pub use builder::{StoreBuilder, RETENTION_EVERY_DEFAULT, UPKEEP_EVERY_DEFAULT};
@@ -101,6 +101,24 @@ pub struct StoreConfig {
     pub default_log: LogConfig,
 }
 
+/// Creates the data directory if needed and takes its `LOCK` (see [`crate::inspect::LOCK_FILE`]):
+/// a second store, in this process or another, on the same directory is refused at once.
+fn lock_data_dir(fs: &dyn FileSystem, root: &Path) -> Result<LockRef> {
+    // Durably: the directory's own entry must survive a crash, or everything below it goes.
+    crate::fs::create_dir_durable(fs, root).at(root)?;
+    let path = root.join(crate::inspect::LOCK_FILE);
+    fs.lock_exclusive(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            Error::Locked {
+                dir: root.to_path_buf(),
+                lock: path.clone(),
+            }
+        } else {
+            Error::io(&path, e)
+        }
+    })
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -108,6 +126,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A data directory of topics and queues.
 pub struct Store {
     inner: Arc<StoreInner>,
+    /// The data directory's `LOCK`, held while the store is open (one store per directory).
+    _lock: crate::fs::LockRef,
     /// The background upkeep of a store opened by [`StoreBuilder`], stopped at close.
     upkeep: Mutex<Option<upkeep::Upkeep>>,
 }
@@ -144,6 +164,7 @@ impl Store {
         clock: ClockRef,
     ) -> Result<Store> {
         let root = root.into();
+        let lock = lock_data_dir(&*fs, &root)?;
         let inner = Arc::new(StoreInner {
             fs: fs.clone(),
             root: root.clone(),
@@ -162,6 +183,7 @@ impl Store {
         inner.open_all("topics")?;
         Ok(Store {
             inner,
+            _lock: lock,
             upkeep: Mutex::new(None),
         })
     }
