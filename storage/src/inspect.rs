@@ -28,9 +28,10 @@ use serde::Serialize;
 use crate::checkpoint::{CleanShutdown, RecoveryPoint, CLEAN_SHUTDOWN_FILE, RECOVERY_POINT_FILE};
 use crate::config::LogConfig;
 use crate::error::{Error, IoContext, Result};
+use crate::format::scan::{self, ScanRules, ScanStop, Step};
 use crate::format::{
-    self, decode_batch_header, decode_file_header, BatchHeader, HeaderError, RecordIter,
-    BATCH_HEADER_LEN, FILE_HEADER_LEN, SEGMENT_MAGIC,
+    decode_file_header, BatchError, BatchHeader, RecordIter, BATCH_HEADER_LEN, FILE_HEADER_LEN,
+    SEGMENT_MAGIC,
 };
 use crate::fs::{FileRef, FileSystem, OpenMode};
 use crate::index::{IndexEntry, OffsetEntry, TimeEntry};
@@ -752,6 +753,29 @@ impl Reader {
             at: 0,
         }
     }
+    /// The bytes buffered from `pos` on, at least `need` of them (fewer only at the end of the
+    /// file).
+    fn window(&mut self, pos: u64, need: usize, file_len: u64) -> std::io::Result<&[u8]> {
+        let left = file_len.saturating_sub(pos);
+        let need = (need as u64).min(left) as usize;
+        let buffered_end = self.at + self.buf.len() as u64;
+        let have = if (self.at..=buffered_end).contains(&pos) {
+            buffered_end - pos
+        } else {
+            0
+        };
+        if have < need as u64 || (have == 0 && left > 0) {
+            let want = Self::CHUNK
+                .min(file_len.saturating_sub(pos))
+                .max(need as u64) as usize;
+            self.buf.resize(want, 0);
+            self.file.read_exact_at(&mut self.buf, pos)?;
+            self.at = pos;
+        }
+        let rel = (pos - self.at) as usize;
+        Ok(&self.buf[rel..])
+    }
+
     /// `len` bytes at `pos`; the caller checked they lie inside the file.
     fn get(&mut self, pos: u64, len: usize, file_len: u64) -> std::io::Result<&[u8]> {
         let end = pos + len as u64;
@@ -1279,104 +1303,64 @@ impl Walker<'_> {
         let mut first_bad: Option<u64> = None;
         let mut pos = start;
         let mut last_progress = self.done;
+        let rules = ScanRules {
+            batch_bytes_max: self.opts.batch_bytes_max,
+            records_crc: true,
+        };
         while pos < len {
             let remaining = len - pos;
-            // Zeros from here to a block-aligned end, shorter than two blocks: the block padding
-            // a direct (O_DIRECT) write leaves after an unclean stop. Start-up recovery cuts it
-            // as a clean end, so it is no damage.
-            if remaining < 2 * crate::aligned::DIRECT_ALIGN as u64
-                && len % crate::aligned::DIRECT_ALIGN as u64 == 0
-                && r.get(pos, remaining as usize, len)
-                    .at(path)?
-                    .iter()
-                    .all(|b| *b == 0)
-            {
-                self.problem(
-                    Severity::Warning,
-                    path,
-                    Some(pos),
-                    format!(
-                        "{remaining} bytes of zeros after the last batch: block padding of direct writes left by an unclean stop; the next start cuts it"
-                    ),
-                );
-                s.unread_from = Some(pos);
-                break;
-            }
-            if remaining < BATCH_HEADER_LEN as u64 {
-                let zeros = r
-                    .get(pos, remaining as usize, len)
-                    .at(path)?
-                    .iter()
-                    .all(|b| *b == 0);
-                self.error(
-                    path,
-                    pos,
-                    format!(
-                        "{remaining} trailing bytes{}, too short for a batch header (torn write)",
-                        if zeros { " of zeros" } else { "" }
-                    ),
-                );
-                first_bad.get_or_insert(pos);
-                s.unread_from = Some(pos);
-                break;
-            }
-            let hb = r.get(pos, BATCH_HEADER_LEN, len).at(path)?;
-            let h = match decode_batch_header(hb, self.opts.batch_bytes_max) {
-                Ok(h) => h,
-                Err(e) => {
-                    let what = match e {
-                        HeaderError::HeaderCrc => {
-                            let stored = u32::from_le_bytes(hb[0..4].try_into().expect("4"));
-                            let computed = format::crc(&hb[4..BATCH_HEADER_LEN]);
-                            let zeros = hb.iter().all(|b| *b == 0);
-                            format!(
-                                "batch header checksum mismatch (stored {stored:#010x}, computed {computed:#010x}){}; the {remaining} bytes from here are not examined",
-                                if zeros { ", header is all zeros (torn write or preallocated space)" } else { "" }
-                            )
-                        }
-                        other => format!(
-                            "invalid batch header: {other}; the {remaining} bytes from here are not examined"
+            let mut need = 0;
+            let found = loop {
+                let w = r.window(pos, need, len).at(path)?;
+                match scan::step(w, pos, len, expected, rules) {
+                    Step::NeedBytes(n) => need = n,
+                    other => break other,
+                }
+            };
+            let b = match found {
+                Step::Batch(b) => b,
+                Step::Stop(ScanStop::End) | Step::NeedBytes(_) => break,
+                Step::Stop(ScanStop::ZeroTail { len: zeros }) => {
+                    // Start-up recovery cuts it as a clean end, so it is no damage.
+                    self.problem(
+                        Severity::Warning,
+                        path,
+                        Some(pos),
+                        format!(
+                            "{zeros} bytes of zeros after the last batch: block padding of direct writes left by an unclean stop; the next start cuts it"
                         ),
-                    };
+                    );
+                    s.unread_from = Some(pos);
+                    break;
+                }
+                Step::Stop(stop) => {
+                    let hb = r
+                        .get(pos, BATCH_HEADER_LEN.min(remaining as usize), len)
+                        .at(path)?;
+                    let what = stop_reason(&stop, hb, remaining);
                     self.error(path, pos, what);
                     first_bad.get_or_insert(pos);
                     s.unread_from = Some(pos);
                     break;
                 }
             };
+            let h = b.header;
             let blen = h.batch_len as u64;
-            if blen > remaining {
-                self.error(
-                    path,
-                    pos,
-                    format!(
-                        "batch of {blen} bytes (offsets {}..={}) runs past the end of the file: {remaining} bytes left (torn write)",
-                        h.base_offset,
-                        h.last_offset()
-                    ),
-                );
-                first_bad.get_or_insert(pos);
-                s.unread_from = Some(pos);
-                break;
-            }
             // Problems of this batch are reported after its line.
             let mut pending: Vec<(u64, String)> = Vec::new();
-            match expected {
-                Some(e) if e != h.base_offset => {
-                    pending.push((
-                        pos,
-                        format!(
-                            "batch base offset {} where {e} was expected (offset order broken)",
-                            h.base_offset
-                        ),
-                    ));
-                    first_bad.get_or_insert(pos);
-                }
-                _ => {}
+            if let Some(e) = b.offset_gap {
+                pending.push((
+                    pos,
+                    format!(
+                        "batch base offset {} where {e} was expected (offset order broken)",
+                        h.base_offset
+                    ),
+                ));
+                first_bad.get_or_insert(pos);
             }
             expected = Some(h.next_offset());
             let bytes = r.get(pos, blen as usize, len).at(path)?;
-            let computed = format::crc(&bytes[BATCH_HEADER_LEN..]);
+            let computed = b.records_crc.unwrap_or(h.records_crc);
             let crc_ok = computed == h.records_crc;
             let (last_ts, rec_problem) = self.records(path, pos, bytes, &h)?;
             if !crc_ok {
@@ -1676,6 +1660,31 @@ impl Walker<'_> {
             self.error(path, 0, p);
         }
         Ok(())
+    }
+}
+
+/// What inspect says of a walk stopped by `stop` at a position with `remaining` bytes left;
+/// `head` holds the bytes there (up to a batch header's length).
+fn stop_reason(stop: &ScanStop, head: &[u8], remaining: u64) -> String {
+    match stop {
+        ScanStop::TornHeader { len, zeros } => format!(
+            "{len} trailing bytes{}, too short for a batch header (torn write)",
+            if *zeros { " of zeros" } else { "" }
+        ),
+        ScanStop::BadHeader(BatchError::HeaderCrc { stored, computed }) => format!(
+            "batch header checksum mismatch (stored {stored:#010x}, computed {computed:#010x}){}; the {remaining} bytes from here are not examined",
+            if head.iter().all(|b| *b == 0) { ", header is all zeros (torn write or preallocated space)" } else { "" }
+        ),
+        ScanStop::BadHeader(other) => format!(
+            "invalid batch header: {other}; the {remaining} bytes from here are not examined"
+        ),
+        ScanStop::PastEnd { header, remaining } => format!(
+            "batch of {} bytes (offsets {}..={}) runs past the end of the file: {remaining} bytes left (torn write)",
+            header.batch_len,
+            header.base_offset,
+            header.last_offset()
+        ),
+        other => other.to_string(),
     }
 }
 
@@ -2789,7 +2798,8 @@ fn plan_dir(fs: &dyn FileSystem, dir: &Path, stamp: u64) -> Result<DirRepairPlan
         scanned.valid_end = end.position;
         scanned.next_offset = end.next_offset;
         expected = Some(end.next_offset);
-        if let Some((pos, reason)) = end.stopped {
+        if let Some((pos, stop)) = end.damage() {
+            let reason = stop.to_string();
             let side = side_name(&path, stamp);
             dropped_bytes += len - pos;
             actions.push(RepairAction::Truncate {
@@ -3166,8 +3176,8 @@ fn rebuild_indexes(fs: &dyn FileSystem, dir: &Path, file: &Path, cfg: &LogConfig
         u32::MAX,
         |pos, h, _| seg.index_batch(pos, h, interval),
     )?;
-    if let Some((pos, reason)) = end.stopped {
-        return Err(Error::corruption(file, pos, reason));
+    if let Some((pos, stop)) = end.damage() {
+        return Err(Error::corruption(file, pos, stop.to_string()));
     }
     seg.next_offset = end.next_offset;
     seg.size = end.position;

@@ -20,6 +20,7 @@ use crate::checkpoint::{
 };
 use crate::config::{ms_i64, FsyncPolicy, LogConfig, RecoveryPolicy};
 use crate::error::{Error, IoContext, Result};
+use crate::format::scan::{self, ScanEnd, ScanRules, ScanStop, Step};
 use crate::format::{
     self, decode_batch_header, BatchHeader, RecordIter, RecordView, BATCH_HEADER_LEN,
     FILE_HEADER_LEN,
@@ -65,7 +66,7 @@ impl Batch {
         RecordIter::new(&self.bytes, &self.header).filter_map(move |r| match r {
             Ok(r) if r.offset < from => None,
             Ok(r) => Some(Ok(r)),
-            Err(e) => Some(Err(Error::InvalidBatch(e))),
+            Err(e) => Some(Err(Error::InvalidBatch(e.to_string()))),
         })
     }
 }
@@ -365,7 +366,7 @@ impl Log {
     fn append_unsynced_within(&self, mut batch: Vec<u8>, headers_max: usize) -> Result<AppendInfo> {
         let h =
             format::validate_batch_within(&batch, self.shared.config.batch_bytes_max, headers_max)
-                .map_err(Error::InvalidBatch)?;
+                .map_err(|e| Error::InvalidBatch(e.to_string()))?;
         self.check_writable()?;
         let cfg = &self.shared.config;
         let now = now_ms();
@@ -650,6 +651,14 @@ impl Log {
                 .collect()
         };
         let batch_max = self.shared.config.batch_bytes_max as usize;
+        let rules = ScanRules {
+            batch_bytes_max: batch_max as u32,
+            records_crc: true,
+        };
+        let headers_only = ScanRules {
+            records_crc: false,
+            ..rules
+        };
         let mut out = Vec::new();
         let mut total = 0usize;
         for (seg, mut pos, size) in plan {
@@ -661,40 +670,36 @@ impl Log {
                     BytesMut::zeroed(want.max(BATCH_HEADER_LEN).min((size - pos) as usize));
                 seg.file.read_exact_at(&mut buf, pos).at(&seg.path)?;
                 // The first batch may be larger than what was read: read it whole.
-                let h = decode_batch_header(&buf, batch_max as u32)
-                    .map_err(|e| Error::corruption(&seg.path, pos, e.to_string()))?;
-                if (h.batch_len as usize) > buf.len() {
-                    if pos + h.batch_len as u64 > size {
-                        return Err(Error::corruption(
-                            &seg.path,
-                            pos,
-                            "batch runs past the segment end",
-                        ));
+                match scan::step(&buf, pos, size, None, headers_only) {
+                    Step::Batch(b) if b.len() > buf.len() => {
+                        buf = BytesMut::zeroed(b.len());
+                        seg.file.read_exact_at(&mut buf, pos).at(&seg.path)?;
                     }
-                    buf = BytesMut::zeroed(h.batch_len as usize);
-                    seg.file.read_exact_at(&mut buf, pos).at(&seg.path)?;
+                    Step::Stop(stop) => return Err(read_damage(&seg.path, pos, &stop)),
+                    _ => {}
                 }
                 let buf = buf.freeze();
                 let mut at = 0usize;
-                while at + BATCH_HEADER_LEN <= buf.len() {
-                    let h = decode_batch_header(&buf[at..], batch_max as u32).map_err(|e| {
-                        Error::corruption(&seg.path, pos + at as u64, e.to_string())
-                    })?;
-                    let len = h.batch_len as usize;
-                    if at + len > buf.len() {
-                        break;
-                    }
+                loop {
+                    let b = match scan::step(&buf[at..], pos + at as u64, size, None, rules) {
+                        // The rest of the batch is read by the next round.
+                        Step::NeedBytes(_) | Step::Stop(ScanStop::End) => break,
+                        // The log's own end is `size`: whatever stops a walk before it, block
+                        // padding included, is damage.
+                        Step::Stop(stop) => {
+                            return Err(read_damage(&seg.path, pos + at as u64, &stop))
+                        }
+                        Step::Batch(b) => b,
+                    };
+                    let h = b.header;
                     if h.base_offset >= visible {
                         return Ok(out);
                     }
-                    let bytes = buf.slice(at..at + len);
-                    if !format::check_records_crc(&bytes, &h) {
-                        return Err(Error::corruption(
-                            &seg.path,
-                            pos + at as u64,
-                            "records checksum mismatch",
-                        ));
+                    if let Some(flaw) = b.flaw() {
+                        return Err(read_damage(&seg.path, pos + at as u64, &flaw));
                     }
+                    let len = b.len();
+                    let bytes = buf.slice(at..at + len);
                     at += len;
                     if h.last_offset() < from {
                         continue;
@@ -1021,7 +1026,7 @@ fn recover(
                 // The scan that rebuilt the indexes checked every batch: damage it found is
                 // handled like damage past a recovery point, never left inside the log with
                 // appends going on after it.
-                if let Some((pos, reason)) = end.stopped {
+                if let Some((pos, reason)) = settle_scan(&mut seg, &end)? {
                     corrupt = Some((i, pos, reason));
                     segments.push(seg);
                     break;
@@ -1044,8 +1049,8 @@ fn recover(
             } else {
                 reindexed.push(base);
                 let end = rebuild(&mut seg, cfg, FILE_HEADER_LEN as u64, &mut report)?;
-                if let Some(reason) = end.stopped.map(|(_, r)| r) {
-                    corrupt = Some((i, end.position, reason));
+                if let Some((pos, reason)) = settle_scan(&mut seg, &end)? {
+                    corrupt = Some((i, pos, reason));
                     segments.push(seg);
                     break;
                 }
@@ -1075,7 +1080,7 @@ fn recover(
                 let end = rebuild(&mut seg, cfg, FILE_HEADER_LEN as u64, &mut report)?;
                 seg.next_offset = end.next_offset;
                 seg.set_len_after_recovery(end.position);
-                if let Some((pos, reason)) = end.stopped {
+                if let Some((pos, reason)) = settle_scan(&mut seg, &end)? {
                     corrupt = Some((i, pos, reason));
                     segments.push(seg);
                     break;
@@ -1099,24 +1104,7 @@ fn recover(
         report.scanned_bytes += end.position - start_pos;
         seg.next_offset = end.next_offset;
         seg.set_len_after_recovery(end.position);
-        let mut stopped = end.stopped.clone();
-        if let Some((pos, _)) = &stopped {
-            // Zeros after the last batch are the block padding of a direct write that an
-            // unclean stop left behind: a clean end, cut quietly.
-            if len - pos < 2 * crate::aligned::DIRECT_ALIGN as u64 {
-                let mut rest = vec![0u8; (len - pos) as usize];
-                seg.file
-                    .file
-                    .read_exact_at(&mut rest, *pos)
-                    .at(&seg.file.path)?;
-                if rest.iter().all(|&b| b == 0) {
-                    tracing::debug!(segment = %seg.file.path.display(), "cutting {} bytes of block padding", rest.len());
-                    seg.file.file.set_len(*pos).at(&seg.file.path)?;
-                    seg.file.file.sync_data().at(&seg.file.path)?;
-                    stopped = None;
-                }
-            }
-        }
+        let stopped = settle_scan(&mut seg, &end)?;
         segments.push(seg);
         if let Some((pos, reason)) = stopped {
             corrupt = Some((i, pos, reason));
@@ -1233,21 +1221,28 @@ fn sealed_end(seg: &Segment, len: u64, batch_bytes_max: u32) -> Result<Offset> {
         Some(e) => (e.position as u64, seg.base().add(e.relative_offset as u64)),
         None => (FILE_HEADER_LEN as u64, seg.base()),
     };
-    let mut h = [0u8; BATCH_HEADER_LEN];
-    while position + BATCH_HEADER_LEN as u64 <= len {
-        seg.file
-            .file
-            .read_exact_at(&mut h, position)
-            .at(&seg.file.path)?;
-        match decode_batch_header(&h, batch_bytes_max) {
-            Ok(bh) if bh.base_offset == next && position + bh.batch_len as u64 <= len => {
-                position += bh.batch_len as u64;
-                next = bh.next_offset();
-            }
-            _ => break,
-        }
+    while let Some(h) = seg.header_at(position, len, next, batch_bytes_max)? {
+        position += h.batch_len as u64;
+        next = h.next_offset();
     }
     Ok(next)
+}
+
+/// The error of a read that meets damage below the log's end.
+fn read_damage(path: &Path, position: u64, stop: &ScanStop) -> Error {
+    Error::corruption(path, position, stop.to_string())
+}
+
+/// Applies the end of a recovery scan to its segment: block padding (a clean end) is cut
+/// quietly; damage is returned as (position, reason) for the caller to cut or refuse.
+fn settle_scan(seg: &mut Segment, end: &ScanEnd) -> Result<Option<(u64, String)>> {
+    if let ScanStop::ZeroTail { len } = end.stop {
+        tracing::debug!(segment = %seg.file.path.display(), "cutting {len} bytes of block padding");
+        seg.file.file.set_len(end.position).at(&seg.file.path)?;
+        seg.file.file.sync_data().at(&seg.file.path)?;
+        seg.set_len_after_recovery(end.position);
+    }
+    Ok(end.damage().map(|(pos, stop)| (pos, stop.to_string())))
 }
 
 /// The error for a gap between two segments: offsets `end..base` are in no segment file.
@@ -1270,7 +1265,7 @@ fn rebuild(
     cfg: &LogConfig,
     from: u64,
     report: &mut RecoveryReport,
-) -> Result<crate::segment::ScanEnd> {
+) -> Result<ScanEnd> {
     let len = seg.size;
     let base = seg.base();
     *seg = Segment::from_parts(seg.file.clone(), len, base, seg.opened_ms);
