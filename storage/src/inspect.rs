@@ -1840,23 +1840,6 @@ pub fn is_known_state_file(name: &str) -> bool {
             .any(|p| name == format!("{p}.snapshot") || journal_generation(name, p).is_some())
 }
 
-/// Where a snapshot or config file fails the checks of [`journal::decode_snapshot`], in its
-/// order: the byte position of the field at fault.
-fn snapshot_fault_position(b: &[u8], magic: [u8; 8]) -> u64 {
-    use crate::journal::{version_supported, SNAPSHOT_HEADER_LEN};
-    if b.len() < SNAPSHOT_HEADER_LEN || b[..8] != magic {
-        0
-    } else if !version_supported(u16::from_le_bytes([b[8], b[9]])) {
-        8
-    } else if b.len()
-        != SNAPSHOT_HEADER_LEN + u32::from_le_bytes(b[20..24].try_into().expect("4")) as usize
-    {
-        20
-    } else {
-        24
-    }
-}
-
 /// Why the journal bytes `b` (starting at a record boundary) do not start with a valid record.
 fn bad_record_reason(b: &[u8]) -> String {
     if b.len() < 9 {
@@ -1947,12 +1930,9 @@ fn read_config_file(
         Ok(x) => x,
         Err(reason) => {
             // Same layout as a snapshot: say which file it is.
-            let reason = reason.replace("snapshot", "config");
-            fail(
-                out,
-                snapshot_fault_position(&bytes, CONFIG_MAGIC),
-                format!("invalid config file: {reason}"),
-            );
+            let at = reason.position();
+            let reason = reason.to_string().replace("snapshot", "config");
+            fail(out, at, format!("invalid config file: {reason}"));
             return Ok(None);
         }
     };
@@ -2095,7 +2075,7 @@ fn read_journaled(
                 out.push(problem_item(
                     Severity::Error,
                     &sp,
-                    Some(snapshot_fault_position(&bytes, magic)),
+                    Some(reason.position()),
                     format!("invalid snapshot: {reason}; snapshots are written atomically, so this is damage: the broker refuses to start until the file is restored"),
                 ));
                 for (g, n) in &journals {
@@ -2160,13 +2140,7 @@ fn read_journaled(
     let g = match header {
         Ok(g) => g,
         Err(reason) => {
-            let at = if bytes.len() < JOURNAL_HEADER_LEN || bytes[..8] != magic {
-                0
-            } else if reason.starts_with("unsupported") {
-                8
-            } else {
-                20
-            };
+            let at = reason.position();
             out.push(state_item(
                 &jp,
                 &kind,

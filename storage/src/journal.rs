@@ -91,20 +91,94 @@ pub fn encode_journal_header(magic: [u8; 8], gen: u64) -> [u8; JOURNAL_HEADER_LE
     h
 }
 
+/// Why a journal header or a snapshot (or config) file does not decode. The `Display` text is
+/// the reason users see.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateFileError {
+    /// The journal is shorter than its header.
+    #[error("journal header is {len} bytes")]
+    JournalShort {
+        /// Bytes there are.
+        len: usize,
+    },
+    /// The journal header's checksum does not match.
+    #[error("journal header checksum mismatch")]
+    JournalHeaderCrc {
+        /// True when the magic is the expected one (the damage is past it).
+        magic_ok: bool,
+    },
+    /// Not the journal magic expected.
+    #[error("bad journal magic")]
+    JournalMagic,
+    /// A journal layout version this build does not read.
+    #[error("unsupported journal version {0}")]
+    JournalVersion(u16),
+    /// The snapshot is shorter than its header.
+    #[error("snapshot is {len} bytes")]
+    SnapshotShort {
+        /// Bytes there are.
+        len: usize,
+    },
+    /// Not the snapshot magic expected.
+    #[error("bad snapshot magic")]
+    SnapshotMagic,
+    /// A snapshot layout version this build does not read.
+    #[error("unsupported snapshot version {0}")]
+    SnapshotVersion(u16),
+    /// The body's length differs from the header's.
+    #[error("snapshot body is {body} bytes, header says {stated}")]
+    SnapshotLength {
+        /// Bytes of body there are.
+        body: usize,
+        /// The header's length field.
+        stated: usize,
+    },
+    /// The snapshot checksum does not match.
+    #[error("snapshot checksum mismatch")]
+    SnapshotCrc,
+}
+
+impl StateFileError {
+    /// Byte position of the field at fault in the file.
+    pub fn position(&self) -> u64 {
+        match self {
+            StateFileError::JournalShort { .. }
+            | StateFileError::JournalMagic
+            | StateFileError::JournalHeaderCrc { magic_ok: false }
+            | StateFileError::SnapshotShort { .. }
+            | StateFileError::SnapshotMagic => 0,
+            StateFileError::JournalVersion(_) | StateFileError::SnapshotVersion(_) => 8,
+            StateFileError::JournalHeaderCrc { magic_ok: true }
+            | StateFileError::SnapshotLength { .. } => 20,
+            StateFileError::SnapshotCrc => 24,
+        }
+    }
+}
+
+/// The text of a state file error, for callers that carry reasons as strings.
+impl From<StateFileError> for String {
+    fn from(e: StateFileError) -> String {
+        e.to_string()
+    }
+}
+
 /// Decodes a journal header; returns its generation.
-pub fn decode_journal_header(b: &[u8], magic: [u8; 8]) -> std::result::Result<u64, String> {
+pub fn decode_journal_header(b: &[u8], magic: [u8; 8]) -> std::result::Result<u64, StateFileError> {
     if b.len() < JOURNAL_HEADER_LEN {
-        return Err(format!("journal header is {} bytes", b.len()));
+        return Err(StateFileError::JournalShort { len: b.len() });
     }
     if crc(&b[..20]) != u32_at(b, 20) {
-        return Err("journal header checksum mismatch".into());
+        return Err(StateFileError::JournalHeaderCrc {
+            magic_ok: b[..8] == magic,
+        });
     }
     if b[..8] != magic {
-        return Err("bad journal magic".into());
+        return Err(StateFileError::JournalMagic);
     }
     let v = u16::from_le_bytes([b[8], b[9]]);
     if !version_supported(v) {
-        return Err(format!("unsupported journal version {v}"));
+        return Err(StateFileError::JournalVersion(v));
     }
     Ok(u64_at(b, 12))
 }
@@ -176,30 +250,33 @@ pub fn encode_snapshot(magic: [u8; 8], gen: u64, body: &[u8]) -> Vec<u8> {
 }
 
 /// Decodes and checks a snapshot file; returns its generation and body.
-pub fn decode_snapshot(b: &[u8], magic: [u8; 8]) -> std::result::Result<(u64, &[u8]), String> {
+pub fn decode_snapshot(
+    b: &[u8],
+    magic: [u8; 8],
+) -> std::result::Result<(u64, &[u8]), StateFileError> {
     if b.len() < SNAPSHOT_HEADER_LEN {
-        return Err(format!("snapshot is {} bytes", b.len()));
+        return Err(StateFileError::SnapshotShort { len: b.len() });
     }
     if b[..8] != magic {
-        return Err("bad snapshot magic".into());
+        return Err(StateFileError::SnapshotMagic);
     }
     let v = u16::from_le_bytes([b[8], b[9]]);
     if !version_supported(v) {
-        return Err(format!("unsupported snapshot version {v}"));
+        return Err(StateFileError::SnapshotVersion(v));
     }
     let len = u32_at(b, 20) as usize;
     if b.len() != SNAPSHOT_HEADER_LEN + len {
-        return Err(format!(
-            "snapshot body is {} bytes, header says {len}",
-            b.len() - SNAPSHOT_HEADER_LEN
-        ));
+        return Err(StateFileError::SnapshotLength {
+            body: b.len() - SNAPSHOT_HEADER_LEN,
+            stated: len,
+        });
     }
     let body = &b[SNAPSHOT_HEADER_LEN..];
     let mut h = crc32fast::Hasher::new();
     h.update(&b[..24]);
     h.update(body);
     if h.finalize() != u32_at(b, 24) {
-        return Err("snapshot checksum mismatch".into());
+        return Err(StateFileError::SnapshotCrc);
     }
     Ok((u64_at(b, 12), body))
 }
