@@ -33,7 +33,7 @@ use serde::Serialize;
 use crate::checkpoint::{CleanShutdown, RecoveryPoint, CLEAN_SHUTDOWN_FILE, RECOVERY_POINT_FILE};
 use crate::config::LogConfig;
 use crate::error::{Error, IoContext, Result};
-use crate::format::scan::{self, ScanRules, ScanStop, Step};
+use crate::format::scan::{self, ScanRules, ScanStop, ScannedBatch, Step};
 use crate::format::{
     decode_file_header, BatchError, BatchHeader, RecordIter, BATCH_HEADER_LEN, FILE_HEADER_LEN,
     SEGMENT_MAGIC,

@@ -37,6 +37,26 @@ impl Scanned {
             .ok()
             .map(|i| &self.boundaries[i])
     }
+    /// Counts a batch found at `pos`; `valid` when no batch up to it was flawed.
+    pub(super) fn add(&mut self, pos: u64, h: &BatchHeader, valid: bool) {
+        self.batches += 1;
+        self.records += h.record_count as u64;
+        let max_so_far = self
+            .max_ts
+            .map_or(h.max_timestamp_ms, |m| m.max(h.max_timestamp_ms));
+        self.max_ts = Some(max_so_far);
+        self.boundaries.push(Boundary {
+            position: pos,
+            base: h.base_offset,
+            next: h.next_offset(),
+            max_ts_so_far: max_so_far,
+        });
+        if valid {
+            self.valid_end = pos + h.batch_len as u64;
+            self.next_offset = h.next_offset();
+        }
+    }
+
     /// The batch containing `offset`.
     pub(super) fn batch_of(&self, offset: Offset) -> Option<&Boundary> {
         let i = self.boundaries.partition_point(|b| b.base <= offset);
@@ -88,6 +108,24 @@ impl Reader {
         }
         let rel = (pos - self.at) as usize;
         Ok(&self.buf[rel..])
+    }
+
+    /// What the scanner finds at `pos` of a file of `file_len` bytes, reading what it asks for.
+    pub(super) fn step(
+        &mut self,
+        pos: u64,
+        file_len: u64,
+        expected: Option<Offset>,
+        rules: ScanRules,
+    ) -> std::io::Result<Step> {
+        let mut need = 0;
+        loop {
+            let w = self.window(pos, need, file_len)?;
+            match scan::step(w, pos, file_len, expected, rules) {
+                Step::NeedBytes(n) if n > need => need = n,
+                other => return Ok(other),
+            }
+        }
     }
 
     /// `len` bytes at `pos`; the caller checked they lie inside the file.
@@ -178,6 +216,8 @@ impl Walker<'_> {
     }
 
     /// Walks the batches of `file` from `start`. With `expected` unknown, the first batch sets it.
+    /// Unlike recovery it goes on past a flawed batch (out of order, bad records checksum),
+    /// whose length its valid header vouches for, to report every one.
     pub(super) fn batches(
         &mut self,
         path: &Path,
@@ -206,138 +246,18 @@ impl Walker<'_> {
             records_crc: true,
         };
         while pos < len {
-            let remaining = len - pos;
-            let mut need = 0;
-            let found = loop {
-                let w = r.window(pos, need, len).at(path)?;
-                match scan::step(w, pos, len, expected, rules) {
-                    Step::NeedBytes(n) => need = n,
-                    other => break other,
-                }
-            };
-            let b = match found {
+            let b = match r.step(pos, len, expected, rules).at(path)? {
                 Step::Batch(b) => b,
                 Step::Stop(ScanStop::End) | Step::NeedBytes(_) => break,
-                Step::Stop(ScanStop::ZeroTail { len: zeros }) => {
-                    // Start-up recovery cuts it as a clean end, so it is no damage.
-                    self.problem(
-                        Severity::Warning,
-                        path,
-                        Some(pos),
-                        format!(
-                            "{zeros} bytes of zeros after the last batch: block padding of direct writes left by an unclean stop; the next start cuts it"
-                        ),
-                    );
-                    s.unread_from = Some(pos);
-                    break;
-                }
                 Step::Stop(stop) => {
-                    let hb = r
-                        .get(pos, BATCH_HEADER_LEN.min(remaining as usize), len)
-                        .at(path)?;
-                    let what = stop_reason(&stop, hb, remaining);
-                    self.error(path, pos, what);
-                    first_bad.get_or_insert(pos);
+                    self.stopped(path, &mut r, pos, len, &stop, &mut first_bad)?;
                     s.unread_from = Some(pos);
                     break;
                 }
             };
-            let h = b.header;
-            let blen = h.batch_len as u64;
-            // Problems of this batch are reported after its line.
-            let mut pending: Vec<(u64, String)> = Vec::new();
-            if let Some(e) = b.offset_gap {
-                pending.push((
-                    pos,
-                    format!(
-                        "batch base offset {} where {e} was expected (offset order broken)",
-                        h.base_offset
-                    ),
-                ));
-                first_bad.get_or_insert(pos);
-            }
-            expected = Some(h.next_offset());
-            let bytes = r.get(pos, blen as usize, len).at(path)?;
-            let computed = b.records_crc.unwrap_or(h.records_crc);
-            let crc_ok = computed == h.records_crc;
-            let (last_ts, rec_problem) = self.records(path, pos, bytes, &h)?;
-            if !crc_ok {
-                pending.push((
-                    pos,
-                    format!(
-                        "records checksum mismatch in batch {}..={} (stored {:#010x}, computed {computed:#010x})",
-                        h.base_offset,
-                        h.last_offset(),
-                        h.records_crc
-                    ),
-                ));
-                first_bad.get_or_insert(pos);
-            } else if let Some((at, what)) = rec_problem {
-                // A valid checksum over malformed records: written that way, not damaged since.
-                pending.push((at, what));
-                first_bad.get_or_insert(pos);
-            }
-            self.sum.batches += 1;
-            self.sum.records += h.record_count as u64;
-            s.batches += 1;
-            s.records += h.record_count as u64;
-            let max_so_far = s
-                .max_ts
-                .map_or(h.max_timestamp_ms, |m| m.max(h.max_timestamp_ms));
-            s.max_ts = Some(max_so_far);
-            s.boundaries.push(Boundary {
-                position: pos,
-                base: h.base_offset,
-                next: h.next_offset(),
-                max_ts_so_far: max_so_far,
-            });
-            if first_bad.is_none() {
-                s.valid_end = pos + blen;
-                s.next_offset = h.next_offset();
-            }
-            if self.opts.batches {
-                self.v.item(Item::Batch(BatchReport {
-                    file: path.to_path_buf(),
-                    position: pos,
-                    size_bytes: h.batch_len,
-                    base_offset: h.base_offset,
-                    last_offset: h.last_offset(),
-                    record_count: h.record_count,
-                    first_timestamp_ms: h.first_timestamp_ms,
-                    last_timestamp_ms: last_ts,
-                    max_timestamp_ms: h.max_timestamp_ms,
-                    attributes: h.attributes,
-                    header_crc: h.header_crc,
-                    records_crc: h.records_crc,
-                    records_crc_computed: computed,
-                    records_crc_valid: crc_ok,
-                }));
-            }
-            if self.opts.records {
-                // Re-parse to emit (records() only checked, to keep the batch line first).
-                let bytes = r.get(pos, blen as usize, len).at(path)?;
-                let items: Vec<Item> = RecordIter::new(bytes, &h)
-                    .map_while(|x| x.ok())
-                    .map(|rv| {
-                        Item::Record(RecordReport {
-                            file: path.to_path_buf(),
-                            offset: rv.offset,
-                            timestamp_ms: rv.timestamp_ms,
-                            key: rv.key.map(Shown::of),
-                            header_names: rv.headers.iter().map(|(n, _)| Shown::of(n)).collect(),
-                            value_size: rv.value.len(),
-                            value: self.opts.payloads.then(|| Shown::of(rv.value)),
-                        })
-                    })
-                    .collect();
-                for i in items {
-                    self.v.item(i);
-                }
-            }
-            for (at, what) in pending {
-                self.error(path, at, what);
-            }
-            pos += blen;
+            expected = Some(b.header.next_offset());
+            self.batch(path, &mut r, pos, len, &b, &mut s, &mut first_bad)?;
+            pos += b.header.batch_len as u64;
             if self.done + (pos - start) >= last_progress + (1 << 20) {
                 last_progress = self.done + (pos - start);
                 self.v.progress(last_progress, self.total);
@@ -347,6 +267,137 @@ impl Walker<'_> {
         self.done += len;
         self.v.progress(self.done, self.total);
         Ok(s)
+    }
+
+    /// Reports where and why the walk of a segment stopped before its end.
+    fn stopped(
+        &mut self,
+        path: &Path,
+        r: &mut Reader,
+        pos: u64,
+        len: u64,
+        stop: &ScanStop,
+        first_bad: &mut Option<u64>,
+    ) -> Result<()> {
+        let remaining = len - pos;
+        if let ScanStop::ZeroTail { len: zeros } = stop {
+            // Start-up recovery cuts it as a clean end, so it is no damage.
+            self.problem(
+                Severity::Warning,
+                path,
+                Some(pos),
+                format!(
+                    "{zeros} bytes of zeros after the last batch: block padding of direct writes left by an unclean stop; the next start cuts it"
+                ),
+            );
+            return Ok(());
+        }
+        let hb = r
+            .get(pos, BATCH_HEADER_LEN.min(remaining as usize), len)
+            .at(path)?;
+        let what = stop_reason(stop, hb, remaining);
+        self.error(path, pos, what);
+        first_bad.get_or_insert(pos);
+        Ok(())
+    }
+
+    /// One batch the scanner found at `pos`: its line, its records, then its problems.
+    #[allow(clippy::too_many_arguments)]
+    fn batch(
+        &mut self,
+        path: &Path,
+        r: &mut Reader,
+        pos: u64,
+        len: u64,
+        b: &ScannedBatch,
+        s: &mut Scanned,
+        first_bad: &mut Option<u64>,
+    ) -> Result<()> {
+        let h = b.header;
+        let blen = h.batch_len as u64;
+        // Problems of this batch are reported after its line.
+        let mut pending: Vec<(u64, String)> = Vec::new();
+        if let Some(e) = b.offset_gap {
+            pending.push((
+                pos,
+                format!(
+                    "batch base offset {} where {e} was expected (offset order broken)",
+                    h.base_offset
+                ),
+            ));
+        }
+        let bytes = r.get(pos, blen as usize, len).at(path)?;
+        let computed = b.records_crc.unwrap_or(h.records_crc);
+        let crc_ok = computed == h.records_crc;
+        let (last_ts, rec_problem) = self.records(path, pos, bytes, &h)?;
+        if !crc_ok {
+            pending.push((
+                pos,
+                format!(
+                    "records checksum mismatch in batch {}..={} (stored {:#010x}, computed {computed:#010x})",
+                    h.base_offset,
+                    h.last_offset(),
+                    h.records_crc
+                ),
+            ));
+        } else if let Some((at, what)) = rec_problem {
+            // A valid checksum over malformed records: written that way, not damaged since.
+            pending.push((at, what));
+        }
+        if !pending.is_empty() {
+            first_bad.get_or_insert(pos);
+        }
+        s.add(pos, &h, first_bad.is_none());
+        self.sum.batches += 1;
+        self.sum.records += h.record_count as u64;
+        if self.opts.batches {
+            self.v.item(Item::Batch(BatchReport {
+                file: path.to_path_buf(),
+                position: pos,
+                size_bytes: h.batch_len,
+                base_offset: h.base_offset,
+                last_offset: h.last_offset(),
+                record_count: h.record_count,
+                first_timestamp_ms: h.first_timestamp_ms,
+                last_timestamp_ms: last_ts,
+                max_timestamp_ms: h.max_timestamp_ms,
+                attributes: h.attributes,
+                header_crc: h.header_crc,
+                records_crc: h.records_crc,
+                records_crc_computed: computed,
+                records_crc_valid: crc_ok,
+            }));
+        }
+        if self.opts.records {
+            // Re-parse to emit (records() only checked, to keep the batch line first).
+            let bytes = r.get(pos, blen as usize, len).at(path)?;
+            self.record_lines(path, bytes, &h);
+        }
+        for (at, what) in pending {
+            self.error(path, at, what);
+        }
+        Ok(())
+    }
+
+    /// One line per record of a batch.
+    fn record_lines(&mut self, path: &Path, bytes: &[u8], h: &BatchHeader) {
+        let items: Vec<Item> = RecordIter::new(bytes, h)
+            .map_while(|x| x.ok())
+            .map(|rv| {
+                Item::Record(RecordReport {
+                    file: path.to_path_buf(),
+                    offset: rv.offset,
+                    timestamp_ms: rv.timestamp_ms,
+                    key: rv.key.map(Shown::of),
+                    header_names: rv.headers.iter().map(|(n, _)| Shown::of(n)).collect(),
+                    value_size: rv.value.len(),
+                    value: self.opts.payloads.then(|| Shown::of(rv.value)),
+                })
+            })
+            .collect();
+        for i in items {
+            self.v.item(i);
+        }
     }
 
     /// Checks the records of a batch: structure and the max timestamp field. Returns the last
