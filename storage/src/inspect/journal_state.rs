@@ -2,6 +2,7 @@
 //! decoded down to records, then replayed into what inspect reports.
 
 use super::*;
+use crate::journal;
 
 /// A snapshot and its journal, checked and decoded down to records.
 pub(super) struct Journaled {
@@ -14,9 +15,9 @@ pub(super) struct Journaled {
     pub(super) records: Vec<(u64, u8, Vec<u8>)>,
 }
 
-/// Reads `<prefix>.snapshot` and `<prefix>.<gen>.journal` of `dir` as recovery would, without
-/// changing anything. `None` when there is no such file, or when the snapshot is unreadable
-/// (recovery refuses it: reported in `out`).
+/// Reads `<prefix>.snapshot` and `<prefix>.<gen>.journal` of `dir` with the loader recovery
+/// uses ([`journal::examine`]), without changing anything, and reports what it found. `None`
+/// when there is no such file, or when recovery would refuse the state (reported in `out`).
 pub(super) fn read_journaled(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -25,11 +26,6 @@ pub(super) fn read_journaled(
     magic: [u8; 8],
     out: &mut Vec<Item>,
 ) -> Result<Option<Journaled>> {
-    use crate::journal::{
-        decode_journal_header, decode_records, decode_snapshot, journal_path, snapshot_path,
-        valid_record_after, JOURNAL_HEADER_LEN,
-    };
-    let sp = snapshot_path(dir, prefix);
     let journals: Vec<(u64, &String)> = names
         .iter()
         .filter_map(|n| journal_generation(n, prefix).map(|g| (g, n)))
@@ -38,59 +34,117 @@ pub(super) fn read_journaled(
     if !has_snapshot && journals.is_empty() {
         return Ok(None);
     }
+    let ex = journal::examine(fs, dir, prefix, magic)?;
     let mut st = Journaled {
         snapshot: None,
-        generation: 0,
+        generation: ex.generation,
         journal: None,
         records: Vec::new(),
     };
-    if has_snapshot {
-        let bytes = crate::fs::read_all(fs, &sp).at(&sp)?;
-        match decode_snapshot(&bytes, magic) {
+    if let Some(snap) = &ex.snapshot {
+        match &snap.decoded {
             Ok((gen, body)) => {
                 out.push(state_item(
-                    &sp,
+                    &snap.path,
                     &format!("{prefix}-snapshot"),
-                    bytes.len() as u64,
+                    snap.len,
                     vec![
-                        uint("generation", gen),
+                        uint("generation", *gen),
                         uint("body_bytes", body.len() as u64),
                     ],
                     Some(true),
                 ));
-                st.generation = gen;
-                st.snapshot = Some((sp.clone(), body.to_vec()));
+                st.snapshot = Some((snap.path.clone(), body.clone()));
             }
             Err(reason) => {
-                out.push(state_item(
-                    &sp,
-                    &format!("{prefix}-snapshot"),
-                    bytes.len() as u64,
-                    vec![],
-                    Some(false),
-                ));
-                out.push(problem_item(
-                    Severity::Error,
-                    &sp,
-                    Some(reason.position()),
-                    format!("invalid snapshot: {reason}; snapshots are written atomically, so this is damage: the broker refuses to start until the file is restored"),
-                ));
-                for (g, n) in &journals {
-                    let p = dir.join(n);
-                    out.push(state_item(
-                        &p,
-                        &format!("{prefix}-journal"),
-                        file_len(fs, &p)?,
-                        vec![uint("generation", *g)],
-                        None,
-                    ));
-                }
+                invalid_snapshot(fs, dir, snap, reason, &journals, prefix, out)?;
                 return Ok(None);
             }
         }
     }
-    let jp = journal_path(dir, prefix, st.generation);
-    for (g, n) in &journals {
+    let jp = journal::journal_path(dir, prefix, st.generation);
+    other_journals(
+        fs,
+        dir,
+        &journals,
+        &jp,
+        prefix,
+        has_snapshot,
+        st.generation,
+        out,
+    )?;
+    let Some(j) = ex.journal else {
+        if has_snapshot {
+            out.push(problem_item(
+                Severity::Warning,
+                &jp,
+                None,
+                "journal named by the snapshot is missing (created empty at the next open; records written after the snapshot, if any, are lost)".into(),
+            ));
+        }
+        return Ok(Some(st));
+    };
+    if !journal_header(&j, st.generation, prefix, out) {
+        return Ok(None);
+    }
+    st.journal = Some(j.path.clone());
+    if j.header.is_ok() {
+        journal_records(&j, prefix, out);
+        st.records = j.records;
+    }
+    Ok(Some(st))
+}
+
+/// Reports a snapshot that does not decode, and lists the journals beside it.
+fn invalid_snapshot(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    snap: &journal::SnapshotFile,
+    reason: &journal::StateFileError,
+    journals: &[(u64, &String)],
+    prefix: &str,
+    out: &mut Vec<Item>,
+) -> Result<()> {
+    out.push(state_item(
+        &snap.path,
+        &format!("{prefix}-snapshot"),
+        snap.len,
+        vec![],
+        Some(false),
+    ));
+    out.push(problem_item(
+        Severity::Error,
+        &snap.path,
+        Some(reason.position()),
+        format!("invalid snapshot: {reason}; snapshots are written atomically, so this is damage: the broker refuses to start until the file is restored"),
+    ));
+    for (g, n) in journals {
+        let p = dir.join(n);
+        out.push(state_item(
+            &p,
+            &format!("{prefix}-journal"),
+            file_len(fs, &p)?,
+            vec![uint("generation", *g)],
+            None,
+        ));
+    }
+    Ok(())
+}
+
+/// Lists the journals of other generations than `jp`'s: leftovers of an interrupted snapshot,
+/// or, without a snapshot naming any journal, a sign the snapshot is missing.
+#[allow(clippy::too_many_arguments)]
+fn other_journals(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    journals: &[(u64, &String)],
+    jp: &Path,
+    prefix: &str,
+    has_snapshot: bool,
+    generation: u64,
+    out: &mut Vec<Item>,
+) -> Result<()> {
+    for (g, n) in journals {
         let p = dir.join(n);
         if p == jp {
             continue;
@@ -102,13 +156,13 @@ pub(super) fn read_journaled(
             vec![uint("generation", *g)],
             None,
         ));
-        let own = journals.iter().any(|(x, _)| *x == st.generation);
+        let own = journals.iter().any(|(x, _)| *x == generation);
         if has_snapshot || own {
             out.push(problem_item(
                 Severity::Warning,
                 &p,
                 None,
-                format!("journal of generation {g}, not the one in use ({}): left over from an interrupted snapshot (removed at the next open)", st.generation),
+                format!("journal of generation {g}, not the one in use ({generation}): left over from an interrupted snapshot (removed at the next open)"),
             ));
         } else {
             out.push(problem_item(
@@ -119,120 +173,101 @@ pub(super) fn read_journaled(
             ));
         }
     }
-    if !fs.exists(&jp) {
-        if has_snapshot {
-            out.push(problem_item(
-                Severity::Warning,
-                &jp,
-                None,
-                "journal named by the snapshot is missing (created empty at the next open; records written after the snapshot, if any, are lost)".into(),
-            ));
-        }
-        return Ok(Some(st));
-    }
-    let bytes = crate::fs::read_all(fs, &jp).at(&jp)?;
-    let len = bytes.len() as u64;
+    Ok(())
+}
+
+/// Reports a journal header that does not decode or names another generation. False when
+/// recovery refuses the state for it.
+fn journal_header(
+    j: &journal::JournalFile,
+    generation: u64,
+    prefix: &str,
+    out: &mut Vec<Item>,
+) -> bool {
     let kind = format!("{prefix}-journal");
-    let header = decode_journal_header(&bytes, magic);
-    let g = match header {
-        Ok(g) => g,
+    match &j.header {
+        Ok(g) if *g == generation => true,
+        Ok(g) => {
+            out.push(state_item(
+                &j.path,
+                &kind,
+                j.len,
+                vec![uint("generation", *g)],
+                Some(false),
+            ));
+            out.push(problem_item(
+                Severity::Error,
+                &j.path,
+                Some(12),
+                format!("journal header says generation {g}, its name and the snapshot say {generation}: the broker refuses to start"),
+            ));
+            false
+        }
         Err(reason) => {
             let at = reason.position();
             out.push(state_item(
-                &jp,
+                &j.path,
                 &kind,
-                len,
-                vec![uint("generation", st.generation)],
+                j.len,
+                vec![uint("generation", generation)],
                 Some(false),
             ));
-            if crate::journal::header_never_durable(&bytes) {
+            if j.never_durable {
                 out.push(problem_item(
                     Severity::Warning,
-                    &jp,
+                    &j.path,
                     Some(at),
                     format!("{reason}: the header never became durable (the file holds no record); recreated at the next open"),
                 ));
             } else {
                 out.push(problem_item(
                     Severity::Error,
-                    &jp,
+                    &j.path,
                     Some(at),
-                    format!("{reason}, with {} bytes after it: the broker refuses to open this state until the file is set aside", len.saturating_sub(JOURNAL_HEADER_LEN as u64)),
+                    format!("{reason}, with {} bytes after it: the broker refuses to open this state until the file is set aside", j.len.saturating_sub(journal::JOURNAL_HEADER_LEN as u64)),
                 ));
             }
-            st.journal = Some(jp);
-            return Ok(Some(st));
+            true
         }
-    };
-    if g != st.generation {
-        out.push(state_item(
-            &jp,
-            &kind,
-            len,
-            vec![uint("generation", g)],
-            Some(false),
-        ));
-        out.push(problem_item(
-            Severity::Error,
-            &jp,
-            Some(12),
-            format!("journal header says generation {g}, its name and the snapshot say {}: the broker refuses to start", st.generation),
-        ));
-        return Ok(None);
     }
-    let body = &bytes[JOURNAL_HEADER_LEN..];
-    let (records, valid) = decode_records(body);
-    let mut at = JOURNAL_HEADER_LEN as u64;
-    for (k, p) in records {
-        let n = 9 + p.len() as u64;
-        st.records.push((at, k, p));
-        at += n;
-    }
-    let tail = &body[valid..];
-    // Zeros after the records are space the journal preallocated, not a torn write.
-    let zeroed = if tail.iter().all(|&b| b == 0) {
-        tail.len() as u64
-    } else {
-        0
-    };
-    let torn = tail.len() as u64 - zeroed;
-    let mut problem = None;
-    if torn > 0 {
-        let tail = &body[valid..];
-        let reason = bad_record_reason(tail);
-        problem = Some(if valid_record_after(tail) {
+}
+
+/// Reports the records of a journal whose header is valid, and what follows them.
+fn journal_records(j: &journal::JournalFile, prefix: &str, out: &mut Vec<Item>) {
+    let at = j.valid_len;
+    let torn = j.len - j.valid_len - j.zeroed_len;
+    let problem = j.fault.as_ref().filter(|_| torn > 0).map(|reason| {
+        if j.damaged_mid {
             problem_item(
                 Severity::Error,
-                &jp,
+                &j.path,
                 Some(at),
                 format!("{reason}, and valid records follow: damage in the middle of the journal, not a torn write; the next open cuts the journal here and loses the {torn} bytes after it (acknowledged messages may be delivered again, offsets may move back)"),
             )
         } else {
             problem_item(
                 Severity::Warning,
-                &jp,
+                &j.path,
                 Some(at),
                 format!("{reason}: torn tail of {torn} bytes (a write never confirmed; cut at the next open)"),
             )
-        });
-    }
+        }
+    });
     let ok = !matches!(&problem, Some(Item::Problem(p)) if p.severity == Severity::Error);
     out.push(state_item(
-        &jp,
-        &kind,
-        len,
+        &j.path,
+        &format!("{prefix}-journal"),
+        j.len,
         vec![
-            uint("generation", g),
-            uint("records", st.records.len() as u64),
+            uint("generation", *j.header.as_ref().expect("a valid header")),
+            uint("records", j.records.len() as u64),
             uint("valid_bytes", at),
-            uint("preallocated_bytes", zeroed),
+            uint("preallocated_bytes", j.zeroed_len),
             uint("torn_bytes", torn),
         ],
         Some(ok),
     ));
     out.extend(problem);
-    st.journal = Some(jp);
-    Ok(Some(st))
 }
 
 /// Subscriber offsets of a topic's state directory.

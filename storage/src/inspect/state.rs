@@ -62,37 +62,6 @@ pub fn is_known_state_file(name: &str) -> bool {
             .any(|p| name == format!("{p}.snapshot") || journal_generation(name, p).is_some())
 }
 
-/// Why the journal bytes `b` (starting at a record boundary) do not start with a valid record.
-pub(super) fn bad_record_reason(b: &[u8]) -> String {
-    if b.len() < 9 {
-        let zeros = if b.iter().all(|x| *x == 0) {
-            " of zeros"
-        } else {
-            ""
-        };
-        return format!("{} trailing bytes{zeros}, too short for a record", b.len());
-    }
-    let len = u32::from_le_bytes(b[0..4].try_into().expect("4"));
-    if len == 0 || len > crate::journal::RECORD_MAX {
-        return format!("invalid record length {len}");
-    }
-    if 8 + len as u64 > b.len() as u64 {
-        return format!(
-            "record of {} bytes runs past the end of the file: {} bytes left",
-            8 + len as u64,
-            b.len()
-        );
-    }
-    let mut h = crc32fast::Hasher::new();
-    h.update(&b[0..4]);
-    h.update(&b[8..8 + len as usize]);
-    format!(
-        "record checksum mismatch (stored {:#010x}, computed {:#010x})",
-        u32::from_le_bytes(b[4..8].try_into().expect("4")),
-        h.finalize()
-    )
-}
-
 pub(super) fn problem_item(
     severity: Severity,
     file: &Path,
