@@ -134,8 +134,9 @@ pub fn plan_repair(fs: &dyn FileSystem, path: &Path, stamp: u64) -> Result<Repai
     Ok(plan)
 }
 
+/// The plan of one log directory: segments in order, cut where recovery would cut, then what
+/// follows set aside, the state files that no longer match removed, and indexes rebuilt.
 pub(super) fn plan_dir(fs: &dyn FileSystem, dir: &Path, stamp: u64) -> Result<DirRepairPlan> {
-    let batch_max = u32::MAX;
     let mut bases: Vec<Offset> = fs
         .read_dir(dir)
         .at(dir)?
@@ -146,90 +147,136 @@ pub(super) fn plan_dir(fs: &dyn FileSystem, dir: &Path, stamp: u64) -> Result<Di
         })
         .collect();
     bases.sort();
-    let mut actions = Vec::new();
-    let mut state_actions = Vec::new();
-    let mut rebuilds = Vec::new();
-    let mut set_aside = Vec::new();
-    let mut dropped_bytes = 0;
-    let mut cut: Option<usize> = None; // index of the first segment not kept whole
-    let mut expected: Option<Offset> = None;
-    let mut scans: Vec<(Offset, Scanned)> = Vec::new();
-    for (i, &base) in bases.iter().enumerate() {
-        let path = segment_path(dir, base, LOG_EXT);
-        let f = fs.open(&path, OpenMode::Read).at(&path)?;
-        let len = f.len().at(&path)?;
-        let mut reason = None;
-        if let Some(e) = expected.filter(|e| *e != base) {
-            reason = Some(format!(
-                "segment starts at offset {base} but the previous one ends at {e}"
-            ));
-        }
-        let mut h = [0u8; FILE_HEADER_LEN];
-        if reason.is_none() {
-            if len < FILE_HEADER_LEN as u64 {
-                reason = Some(format!("file of {len} bytes has no complete header"));
-            } else {
-                f.read_exact_at(&mut h, 0).at(&path)?;
-                match decode_file_header(&h, SEGMENT_MAGIC, 0) {
-                    Ok(b) if b == base => {}
-                    Ok(b) => {
-                        reason = Some(format!("header base offset {b} differs from the file name"))
-                    }
-                    Err(e) => reason = Some(format!("segment file header: {e}")),
-                }
-            }
-        }
-        if let Some(reason) = reason {
-            cut = Some(i);
-            set_aside.push((i, len, base, reason));
-            break;
-        }
-        let end = scan_batches(
-            &f,
-            &path,
-            FILE_HEADER_LEN as u64,
-            len,
-            base,
-            batch_max,
-            |_, _, _| {},
-        )?;
-        // The checks of the inspect walk, for the indexes and state files.
-        let mut sink = |_: Item| {};
-        let mut w = Walker {
-            fs,
-            opts: InspectOptions::default(),
-            v: &mut sink,
-            sum: Summary::default(),
-            done: 0,
-            total: 0,
-        };
-        let mut scanned = w.segment(&path, Some(base), Some(base))?;
-        // Repair follows recovery exactly: the scan of `scan_batches` decides where to cut.
-        scanned.valid_end = end.position;
-        scanned.next_offset = end.next_offset;
-        expected = Some(end.next_offset);
-        if let Some((pos, stop)) = end.damage() {
-            let reason = stop.to_string();
-            let side = side_name(&path, stamp);
-            dropped_bytes += len - pos;
-            actions.push(RepairAction::Truncate {
-                file: path.clone(),
-                file_len: len,
-                position: pos,
-                dropped_bytes: len - pos,
-                first_dropped_offset: end.next_offset,
-                reason,
-                side_file: side,
+    let mut p = Planner {
+        fs,
+        dir,
+        stamp,
+        bases,
+        truncations: Vec::new(),
+        rebuilds: Vec::new(),
+        set_aside: Vec::new(),
+        dropped_bytes: 0,
+        scans: Vec::new(),
+    };
+    if let Some(cut) = p.segments()? {
+        p.set_aside_from(cut)?;
+    }
+    let changed = !p.truncations.is_empty() || !p.set_aside.is_empty();
+    let mut all = p.state_file_actions(changed)?;
+    all.append(&mut p.truncations);
+    all.extend(p.set_aside_actions()?);
+    if p.bases.len() == p.set_aside.len() {
+        if let Some(&b) = p.bases.first() {
+            all.push(RepairAction::CreateEmptySegment {
+                file: segment_path(dir, b, LOG_EXT),
+                base_offset: b,
             });
-            rebuilds.push((path.clone(), "the segment is cut".to_string()));
-            scans.push((base, scanned));
-            cut = Some(i + 1);
-            break;
         }
-        // Indexes: rebuild when missing or when any entry disagrees with the log.
+    }
+    for (file, reason) in p.rebuilds {
+        all.push(RepairAction::RebuildIndexes { file, reason });
+    }
+    let start = p.bases.first().copied().unwrap_or_default();
+    let end = p.scans.last().map(|s| s.1.next_offset).unwrap_or(start);
+    let state_notes = if changed {
+        clamp_notes(fs, dir, start, end)?
+    } else {
+        Vec::new()
+    };
+    Ok(DirRepairPlan {
+        dir: dir.to_path_buf(),
+        actions: all,
+        kept: (start, end),
+        dropped_bytes: p.dropped_bytes,
+        state_notes,
+    })
+}
+
+/// Repair follows recovery: where a segment's batches stop being valid is what
+/// `segment::scan_batches` (the scanner recovery uses) says, with no limit on batch length.
+const BATCH_MAX: u32 = u32::MAX;
+
+/// The plan of one log directory in the making.
+struct Planner<'a> {
+    fs: &'a dyn FileSystem,
+    dir: &'a Path,
+    stamp: u64,
+    bases: Vec<Offset>,
+    truncations: Vec<RepairAction>,
+    /// Segment files whose indexes are rebuilt, and why.
+    rebuilds: Vec<(PathBuf, String)>,
+    /// Segments set aside: (index in `bases`, file length, base offset, why).
+    set_aside: Vec<(usize, u64, Offset, String)>,
+    dropped_bytes: u64,
+    scans: Vec<(Offset, Scanned)>,
+}
+
+impl Planner<'_> {
+    /// Walks the segments in order; returns the index of the first segment not kept whole,
+    /// when one is not.
+    fn segments(&mut self) -> Result<Option<usize>> {
+        let mut expected: Option<Offset> = None;
+        for i in 0..self.bases.len() {
+            let base = self.bases[i];
+            let path = segment_path(self.dir, base, LOG_EXT);
+            let f = self.fs.open(&path, OpenMode::Read).at(&path)?;
+            let len = f.len().at(&path)?;
+            let gap = expected.filter(|e| *e != base).map(|e| {
+                format!("segment starts at offset {base} but the previous one ends at {e}")
+            });
+            let fault = match gap {
+                Some(g) => Some(g),
+                None => header_fault(&f, &path, len, base)?,
+            };
+            if let Some(reason) = fault {
+                self.set_aside.push((i, len, base, reason));
+                return Ok(Some(i));
+            }
+            let end = scan_batches(
+                &f,
+                &path,
+                FILE_HEADER_LEN as u64,
+                len,
+                base,
+                BATCH_MAX,
+                |_, _, _| {},
+            )?;
+            expected = Some(end.next_offset);
+            // The checks of the inspect walk, for the indexes and state files; where the valid
+            // batches end is the scanner's strict answer, as in recovery.
+            let mut scanned = quiet_segment(self.fs, &path, base)?;
+            scanned.valid_end = end.position;
+            scanned.next_offset = end.next_offset;
+            if let Some((pos, stop)) = end.damage() {
+                self.dropped_bytes += len - pos;
+                self.truncations.push(RepairAction::Truncate {
+                    file: path.clone(),
+                    file_len: len,
+                    position: pos,
+                    dropped_bytes: len - pos,
+                    first_dropped_offset: end.next_offset,
+                    reason: stop.to_string(),
+                    side_file: side_name(&path, self.stamp),
+                });
+                self.rebuilds
+                    .push((path.clone(), "the segment is cut".to_string()));
+                self.scans.push((base, scanned));
+                return Ok(Some(i + 1));
+            }
+            if let Some(first) = self.index_fault(base, &scanned)? {
+                self.rebuilds.push((path.clone(), first));
+            }
+            self.scans.push((base, scanned));
+        }
+        Ok(None)
+    }
+
+    /// The first problem of a segment's indexes: missing, or an entry that disagrees with the
+    /// log. Either makes repair rebuild them.
+    fn index_fault(&self, base: Offset, scanned: &Scanned) -> Result<Option<String>> {
         let mut bad = Vec::new();
         let mut w = Walker {
-            fs,
+            fs: self.fs,
             opts: InspectOptions::default(),
             v: &mut |i: Item| {
                 if let Item::Problem(p) = i {
@@ -244,9 +291,9 @@ pub(super) fn plan_dir(fs: &dyn FileSystem, dir: &Path, stamp: u64) -> Result<Di
             (INDEX_EXT, IndexKind::Offset),
             (TIME_INDEX_EXT, IndexKind::Time),
         ] {
-            let ip = segment_path(dir, base, ext);
-            if fs.exists(&ip) {
-                w.index(&ip, kind, base, Some(&scanned), true)?;
+            let ip = segment_path(self.dir, base, ext);
+            if self.fs.exists(&ip) {
+                w.index(&ip, kind, base, Some(scanned), true)?;
             } else if scanned.batches > 0 {
                 w.v.item(Item::Problem(Problem {
                     severity: Severity::Warning,
@@ -256,113 +303,125 @@ pub(super) fn plan_dir(fs: &dyn FileSystem, dir: &Path, stamp: u64) -> Result<Di
                 }));
             }
         }
-        if let Some(first) = bad.first() {
-            rebuilds.push((path.clone(), first.clone()));
-        }
-        scans.push((base, scanned));
+        Ok(bad.into_iter().next())
     }
-    if let Some(c) = cut {
-        for (i, &base) in bases.iter().enumerate().skip(c) {
-            if set_aside.iter().any(|s| s.0 == i) {
+
+    /// Sets aside every segment from index `cut` on that is not set aside yet.
+    fn set_aside_from(&mut self, cut: usize) -> Result<()> {
+        for (i, &base) in self.bases.iter().enumerate().skip(cut) {
+            if self.set_aside.iter().any(|s| s.0 == i) {
                 continue;
             }
-            let path = segment_path(dir, base, LOG_EXT);
-            let len = file_len(fs, &path)?;
-            set_aside.push((i, len, base, "follows an invalid batch".into()));
+            let path = segment_path(self.dir, base, LOG_EXT);
+            let len = file_len(self.fs, &path)?;
+            self.set_aside
+                .push((i, len, base, "follows an invalid batch".into()));
         }
+        Ok(())
     }
-    let changed = !actions.is_empty() || !set_aside.is_empty();
-    // State files: removed when the log changes, or when they are invalid or disagree.
-    for name in [CLEAN_SHUTDOWN_FILE, RECOVERY_POINT_FILE] {
-        let p = dir.join(name);
-        if !fs.exists(&p) {
-            continue;
-        }
-        let reason = if changed {
-            Some("the log changes: the next open must rescan".to_string())
-        } else {
-            let bytes = crate::fs::read_all(fs, &p).at(&p)?;
-            if name == RECOVERY_POINT_FILE {
-                match RecoveryPoint::decode(&bytes) {
-                    Err(e) => Some(format!("invalid: {e}")),
-                    Ok(rp) => check_recovery_point(&rp, &scans),
-                }
+
+    /// State files: removed when the log changes, or when they are invalid or disagree.
+    fn state_file_actions(&self, changed: bool) -> Result<Vec<RepairAction>> {
+        let mut out = Vec::new();
+        for name in [CLEAN_SHUTDOWN_FILE, RECOVERY_POINT_FILE] {
+            let p = self.dir.join(name);
+            if !self.fs.exists(&p) {
+                continue;
+            }
+            let reason = if changed {
+                Some("the log changes: the next open must rescan".to_string())
             } else {
-                match CleanShutdown::decode(&bytes) {
-                    Err(e) => Some(format!("invalid: {e}")),
-                    Ok(cs) => check_clean_shutdown(&cs, &scans),
+                let bytes = crate::fs::read_all(self.fs, &p).at(&p)?;
+                if name == RECOVERY_POINT_FILE {
+                    match RecoveryPoint::decode(&bytes) {
+                        Err(e) => Some(format!("invalid: {e}")),
+                        Ok(rp) => check_recovery_point(&rp, &self.scans),
+                    }
+                } else {
+                    match CleanShutdown::decode(&bytes) {
+                        Err(e) => Some(format!("invalid: {e}")),
+                        Ok(cs) => check_clean_shutdown(&cs, &self.scans),
+                    }
+                }
+            };
+            if let Some(reason) = reason {
+                out.push(RepairAction::RemoveStateFile { file: p, reason });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The set-aside segments as actions, later segments first, so a crash midway never leaves
+    /// a gap recovery would close by deleting what follows it.
+    fn set_aside_actions(&mut self) -> Result<Vec<RepairAction>> {
+        let (fs, dir, stamp) = (self.fs, self.dir, self.stamp);
+        self.set_aside.sort_by_key(|s| std::cmp::Reverse(s.2));
+        let mut out = Vec::new();
+        for (_, len, base, reason) in &self.set_aside {
+            let mut renames = Vec::new();
+            for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+                let p = segment_path(dir, *base, ext);
+                if fs.exists(&p) {
+                    renames.push((p.clone(), side_name(&p, stamp)));
                 }
             }
-        };
-        if let Some(reason) = reason {
-            state_actions.push(RepairAction::RemoveStateFile { file: p, reason });
-        }
-    }
-    let mut all = state_actions;
-    all.append(&mut actions);
-    // Later segments first, so a crash midway never leaves a gap recovery would close by
-    // deleting what follows it.
-    set_aside.sort_by_key(|s| std::cmp::Reverse(s.2));
-    for (_, len, base, reason) in &set_aside {
-        let mut renames = Vec::new();
-        for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
-            let p = segment_path(dir, *base, ext);
-            if fs.exists(&p) {
-                renames.push((p.clone(), side_name(&p, stamp)));
-            }
-        }
-        let end = if *len >= FILE_HEADER_LEN as u64 {
-            let path = segment_path(dir, *base, LOG_EXT);
-            let f = fs.open(&path, OpenMode::Read).at(&path)?;
-            scan_batches(
-                &f,
-                &path,
-                FILE_HEADER_LEN as u64,
-                *len,
-                *base,
-                batch_max,
-                |_, _, _| {},
-            )?
-            .next_offset
-        } else {
-            *base
-        };
-        dropped_bytes += len;
-        all.push(RepairAction::SetAside {
-            file: segment_path(dir, *base, LOG_EXT),
-            file_len: *len,
-            base_offset: *base,
-            end_offset: end,
-            reason: reason.clone(),
-            renames,
-        });
-    }
-    let kept_count = bases.len() - set_aside.len();
-    if kept_count == 0 {
-        if let Some(&b) = bases.first() {
-            all.push(RepairAction::CreateEmptySegment {
-                file: segment_path(dir, b, LOG_EXT),
-                base_offset: b,
+            let file = segment_path(dir, *base, LOG_EXT);
+            let end = if *len >= FILE_HEADER_LEN as u64 {
+                let f = fs.open(&file, OpenMode::Read).at(&file)?;
+                let scan = |_: u64, _: &BatchHeader, _: &[u8]| {};
+                scan_batches(
+                    &f,
+                    &file,
+                    FILE_HEADER_LEN as u64,
+                    *len,
+                    *base,
+                    BATCH_MAX,
+                    scan,
+                )?
+                .next_offset
+            } else {
+                *base
+            };
+            self.dropped_bytes += len;
+            out.push(RepairAction::SetAside {
+                file,
+                file_len: *len,
+                base_offset: *base,
+                end_offset: end,
+                reason: reason.clone(),
+                renames,
             });
         }
+        Ok(out)
     }
-    for (file, reason) in rebuilds {
-        all.push(RepairAction::RebuildIndexes { file, reason });
+}
+
+/// Why a segment file's header is not one recovery accepts for the segment `base`, if it is not.
+fn header_fault(f: &FileRef, path: &Path, len: u64, base: Offset) -> Result<Option<String>> {
+    if len < FILE_HEADER_LEN as u64 {
+        return Ok(Some(format!("file of {len} bytes has no complete header")));
     }
-    let start = bases.first().copied().unwrap_or_default();
-    let end = scans.last().map(|s| s.1.next_offset).unwrap_or(start);
-    let state_notes = if changed {
-        clamp_notes(fs, dir, start, end)?
-    } else {
-        Vec::new()
-    };
-    Ok(DirRepairPlan {
-        dir: dir.to_path_buf(),
-        actions: all,
-        kept: (start, end),
-        dropped_bytes,
-        state_notes,
+    let mut h = [0u8; FILE_HEADER_LEN];
+    f.read_exact_at(&mut h, 0).at(path)?;
+    Ok(match decode_file_header(&h, SEGMENT_MAGIC, 0) {
+        Ok(b) if b == base => None,
+        Ok(b) => Some(format!("header base offset {b} differs from the file name")),
+        Err(e) => Some(format!("segment file header: {e}")),
     })
+}
+
+/// The inspect walk of one segment, with nothing reported.
+fn quiet_segment(fs: &dyn FileSystem, path: &Path, base: Offset) -> Result<Scanned> {
+    let mut sink = |_: Item| {};
+    let mut w = Walker {
+        fs,
+        opts: InspectOptions::default(),
+        v: &mut sink,
+        sum: Summary::default(),
+        done: 0,
+        total: 0,
+    };
+    w.segment(path, Some(base), Some(base))
 }
 
 /// What the next open clamps in the state of the log directory `dir` once its log ends at
