@@ -20,15 +20,19 @@ impl Walker<'_> {
             IndexKind::Time => (TimeEntry::MAGIC, TimeEntry::SIZE),
         };
         let len = bytes.len() as u64;
-        let mut valid = true;
         let mut problems: Vec<(u64, String)> = Vec::new();
-        let mut entries = Vec::new();
-        match decode_file_header(&bytes, magic, size as u16) {
-            Err(e) => problems.push((0, format!("index file header: {e}"))),
-            Ok(b) if b != base => problems.push((
-                0,
-                format!("index header says base offset {b} but the segment's is {base}"),
-            )),
+        let entries = match decode_file_header(&bytes, magic, size as u16) {
+            Err(e) => {
+                problems.push((0, format!("index file header: {e}")));
+                Vec::new()
+            }
+            Ok(b) if b != base => {
+                problems.push((
+                    0,
+                    format!("index header says base offset {b} but the segment's is {base}"),
+                ));
+                Vec::new()
+            }
             Ok(_) => {
                 let body = &bytes[FILE_HEADER_LEN..];
                 if body.len() % size != 0 {
@@ -40,66 +44,37 @@ impl Walker<'_> {
                         ),
                     ));
                 }
-                let mut prev_off: Option<OffsetEntry> = None;
-                let mut prev_time: Option<TimeEntry> = None;
-                for (i, chunk) in body.chunks_exact(size).enumerate() {
-                    let at = (FILE_HEADER_LEN + i * size) as u64;
-                    let (report, what) = match kind {
-                        IndexKind::Offset => {
-                            let e = OffsetEntry::decode(chunk);
-                            let offset = base.add(e.relative_offset as u64);
-                            let mut what = None;
-                            if prev_off.is_some_and(|p| !p.precedes(&e)) {
-                                what = Some(format!("entry {i} ({offset} at {}) does not follow the one before: entries must strictly increase", e.position));
-                            } else if let Some(s) = scanned {
-                                what = check_offset_entry(s, offset, e.position as u64);
-                            }
-                            prev_off = Some(e);
-                            (
-                                IndexEntryReport {
-                                    file: path.to_path_buf(),
-                                    entry_position: at,
-                                    offset,
-                                    log_position: Some(e.position),
-                                    timestamp_ms: None,
-                                    valid: what.is_none(),
-                                },
-                                what,
-                            )
+                let mut check = EntryCheck {
+                    path,
+                    base,
+                    scanned,
+                    prev_off: None,
+                    prev_time: None,
+                };
+                body.chunks_exact(size)
+                    .enumerate()
+                    .map(|(i, chunk)| {
+                        let (report, what) = check.entry(kind, i, chunk);
+                        if let Some(w) = what {
+                            problems.push((report.entry_position, w));
                         }
-                        IndexKind::Time => {
-                            let e = TimeEntry::decode(chunk);
-                            let offset = base.add(e.relative_offset as u64);
-                            let mut what = None;
-                            if prev_time.is_some_and(|p| !p.precedes(&e)) {
-                                what = Some(format!("entry {i} (timestamp {} for offset {offset}) does not follow the one before: timestamps must strictly increase", e.timestamp_ms));
-                            } else if let Some(s) = scanned {
-                                what = check_time_entry(s, offset, e.timestamp_ms);
-                            }
-                            prev_time = Some(e);
-                            (
-                                IndexEntryReport {
-                                    file: path.to_path_buf(),
-                                    entry_position: at,
-                                    offset,
-                                    log_position: None,
-                                    timestamp_ms: Some(e.timestamp_ms),
-                                    valid: what.is_none(),
-                                },
-                                what,
-                            )
-                        }
-                    };
-                    if let Some(w) = what {
-                        problems.push((at, w));
-                    }
-                    entries.push(report);
-                }
+                        report
+                    })
+                    .collect()
             }
-        }
-        if !problems.is_empty() {
-            valid = false;
-        }
+        };
+        self.index_report(path, kind, len, entries, problems)
+    }
+
+    /// Reports an index file, its entries when asked, and its first problems.
+    fn index_report(
+        &mut self,
+        path: &Path,
+        kind: IndexKind,
+        len: u64,
+        entries: Vec<IndexEntryReport>,
+        problems: Vec<(u64, String)>,
+    ) -> Result<u64> {
         let n = entries.len() as u64;
         if self.opts.batches || self.opts.index_entries {
             self.v.item(Item::Index(IndexReport {
@@ -107,7 +82,7 @@ impl Walker<'_> {
                 kind,
                 size_bytes: len,
                 entries: n,
-                valid,
+                valid: problems.is_empty(),
             }));
         }
         if self.opts.index_entries {
@@ -128,6 +103,62 @@ impl Walker<'_> {
             );
         }
         Ok(n)
+    }
+}
+
+/// The check of an index file's entries, one after the other.
+struct EntryCheck<'a> {
+    path: &'a Path,
+    base: Offset,
+    scanned: Option<&'a Scanned>,
+    prev_off: Option<OffsetEntry>,
+    prev_time: Option<TimeEntry>,
+}
+
+impl EntryCheck<'_> {
+    /// Entry `i` (bytes `chunk`): its report line and what is wrong with it.
+    fn entry(
+        &mut self,
+        kind: IndexKind,
+        i: usize,
+        chunk: &[u8],
+    ) -> (IndexEntryReport, Option<String>) {
+        let at = (FILE_HEADER_LEN + i * chunk.len()) as u64;
+        let (offset, log_position, timestamp_ms, what) = match kind {
+            IndexKind::Offset => {
+                let e = OffsetEntry::decode(chunk);
+                let offset = self.base.add(e.relative_offset as u64);
+                let what = if self.prev_off.is_some_and(|p| !p.precedes(&e)) {
+                    Some(format!("entry {i} ({offset} at {}) does not follow the one before: entries must strictly increase", e.position))
+                } else {
+                    self.scanned
+                        .and_then(|s| check_offset_entry(s, offset, e.position as u64))
+                };
+                self.prev_off = Some(e);
+                (offset, Some(e.position), None, what)
+            }
+            IndexKind::Time => {
+                let e = TimeEntry::decode(chunk);
+                let offset = self.base.add(e.relative_offset as u64);
+                let what = if self.prev_time.is_some_and(|p| !p.precedes(&e)) {
+                    Some(format!("entry {i} (timestamp {} for offset {offset}) does not follow the one before: timestamps must strictly increase", e.timestamp_ms))
+                } else {
+                    self.scanned
+                        .and_then(|s| check_time_entry(s, offset, e.timestamp_ms))
+                };
+                self.prev_time = Some(e);
+                (offset, None, Some(e.timestamp_ms), what)
+            }
+        };
+        let report = IndexEntryReport {
+            file: self.path.to_path_buf(),
+            entry_position: at,
+            offset,
+            log_position,
+            timestamp_ms,
+            valid: what.is_none(),
+        };
+        (report, what)
     }
 }
 

@@ -289,102 +289,9 @@ impl Walker<'_> {
             })
             .collect();
         bases.sort();
-        let mut segs: Vec<(Offset, Scanned)> = Vec::new();
-        let mut ranges = Vec::new();
-        let mut expected: Option<Offset> = None;
-        for &base in &bases {
-            let path = segment_path(dir, base, LOG_EXT);
-            if let Some(e) = expected.filter(|e| *e != base) {
-                self.error(
-                    &path,
-                    0,
-                    format!("segment starts at offset {base} but the previous one ends at {e}"),
-                );
-            }
-            let s = self.segment(&path, Some(base), Some(base))?;
-            let mut range = SegmentRange {
-                file: path.clone(),
-                base_offset: base,
-                end_offset: s.next_offset,
-                size_bytes: s.len,
-                valid_bytes: s.valid_end,
-                batches: s.batches,
-                records: s.records,
-                max_timestamp_ms: s.max_ts,
-                index_entries: None,
-                time_index_entries: None,
-            };
-            for (ext, kind) in [
-                (INDEX_EXT, IndexKind::Offset),
-                (TIME_INDEX_EXT, IndexKind::Time),
-            ] {
-                let ip = segment_path(dir, base, ext);
-                if self.fs.exists(&ip) {
-                    let n = self.index(&ip, kind, base, Some(&s), true)?;
-                    match kind {
-                        IndexKind::Offset => range.index_entries = Some(n),
-                        IndexKind::Time => range.time_index_entries = Some(n),
-                    }
-                } else if s.batches > 0 {
-                    self.problem(
-                        Severity::Warning,
-                        &ip,
-                        None,
-                        "missing (an unclean stop leaves the active segment without one); rebuilt from the log at the next open".into(),
-                    );
-                }
-            }
-            // Continuity is checked against the last batch with a valid header, so one damaged
-            // batch is reported once, not again at every later segment.
-            expected = Some(s.boundaries.last().map_or(s.next_offset, |b| b.next));
-            ranges.push(range);
-            segs.push((base, s));
-        }
+        let (segs, ranges) = self.log_segments(dir, &bases)?;
         let (kind, name, state_dir) = layout(dir);
-        let mut unknown = Vec::new();
-        for n in &names {
-            let p = dir.join(n);
-            match parse_segment_name(n) {
-                Some((_, LOG_EXT)) => {}
-                Some((base, _)) => {
-                    if bases.binary_search(&base).is_err() {
-                        self.sum.state_files += 1;
-                        self.v.item(Item::State(StateFileReport {
-                            file: p.clone(),
-                            kind: "orphan-index".into(),
-                            size_bytes: file_len(self.fs, &p)?,
-                            fields: vec![],
-                            valid: None,
-                        }));
-                        self.problem(
-                            Severity::Warning,
-                            &p,
-                            None,
-                            "index without a segment file (removed at the next open)".into(),
-                        );
-                    }
-                }
-                None if n == RECOVERY_POINT_FILE || n == CLEAN_SHUTDOWN_FILE => {
-                    self.state_file(&p, n, &segs)?;
-                }
-                // Read by `read_log_state` when the log directory is also the state directory.
-                None if state_dir.as_path() == dir && is_known_state_file(n) => {}
-                None => {
-                    let size = if self.fs.is_dir(&p) {
-                        0
-                    } else {
-                        file_len(self.fs, &p)?
-                    };
-                    if !n.contains(DROPPED_INFIX) && !n.ends_with(".tmp") {
-                        unknown.push(UnknownFile {
-                            name: n.clone(),
-                            size_bytes: size,
-                        });
-                    }
-                    self.other_file(&p, n)?;
-                }
-            }
-        }
+        let unknown = self.log_dir_files(dir, &names, &bases, &segs, &state_dir)?;
         let mut report = LogDirReport {
             dir: dir.to_path_buf(),
             kind: kind.into(),
@@ -413,6 +320,141 @@ impl Walker<'_> {
             }
         }
         self.v.item(Item::LogDir(report));
+        Ok(())
+    }
+
+    /// The segments of a log directory in order, each with its indexes, checked to follow on.
+    #[allow(clippy::type_complexity)]
+    fn log_segments(
+        &mut self,
+        dir: &Path,
+        bases: &[Offset],
+    ) -> Result<(Vec<(Offset, Scanned)>, Vec<SegmentRange>)> {
+        let mut segs: Vec<(Offset, Scanned)> = Vec::new();
+        let mut ranges = Vec::new();
+        let mut expected: Option<Offset> = None;
+        for &base in bases {
+            let path = segment_path(dir, base, LOG_EXT);
+            if let Some(e) = expected.filter(|e| *e != base) {
+                self.error(
+                    &path,
+                    0,
+                    format!("segment starts at offset {base} but the previous one ends at {e}"),
+                );
+            }
+            let s = self.segment(&path, Some(base), Some(base))?;
+            ranges.push(self.segment_range(dir, &path, base, &s)?);
+            // Continuity is checked against the last batch with a valid header, so one damaged
+            // batch is reported once, not again at every later segment.
+            expected = Some(s.boundaries.last().map_or(s.next_offset, |b| b.next));
+            segs.push((base, s));
+        }
+        Ok((segs, ranges))
+    }
+
+    /// A segment's line in its directory's report, with its indexes checked against its scan.
+    fn segment_range(
+        &mut self,
+        dir: &Path,
+        path: &Path,
+        base: Offset,
+        s: &Scanned,
+    ) -> Result<SegmentRange> {
+        let mut range = SegmentRange {
+            file: path.to_path_buf(),
+            base_offset: base,
+            end_offset: s.next_offset,
+            size_bytes: s.len,
+            valid_bytes: s.valid_end,
+            batches: s.batches,
+            records: s.records,
+            max_timestamp_ms: s.max_ts,
+            index_entries: None,
+            time_index_entries: None,
+        };
+        for (ext, kind) in [
+            (INDEX_EXT, IndexKind::Offset),
+            (TIME_INDEX_EXT, IndexKind::Time),
+        ] {
+            let ip = segment_path(dir, base, ext);
+            if self.fs.exists(&ip) {
+                let n = self.index(&ip, kind, base, Some(s), true)?;
+                match kind {
+                    IndexKind::Offset => range.index_entries = Some(n),
+                    IndexKind::Time => range.time_index_entries = Some(n),
+                }
+            } else if s.batches > 0 {
+                self.problem(
+                    Severity::Warning,
+                    &ip,
+                    None,
+                    "missing (an unclean stop leaves the active segment without one); rebuilt from the log at the next open".into(),
+                );
+            }
+        }
+        Ok(range)
+    }
+
+    /// The files of a log directory other than segments: orphan indexes, the recovery point and
+    /// clean-shutdown marker, and others. Returns the unknown ones.
+    fn log_dir_files(
+        &mut self,
+        dir: &Path,
+        names: &[String],
+        bases: &[Offset],
+        segs: &[(Offset, Scanned)],
+        state_dir: &Path,
+    ) -> Result<Vec<UnknownFile>> {
+        let mut unknown = Vec::new();
+        for n in names {
+            let p = dir.join(n);
+            match parse_segment_name(n) {
+                Some((_, LOG_EXT)) => {}
+                Some((base, _)) => {
+                    if bases.binary_search(&base).is_err() {
+                        self.orphan_index(&p)?;
+                    }
+                }
+                None if n == RECOVERY_POINT_FILE || n == CLEAN_SHUTDOWN_FILE => {
+                    self.state_file(&p, n, segs)?;
+                }
+                // Read by `read_log_state` when the log directory is also the state directory.
+                None if state_dir == dir && is_known_state_file(n) => {}
+                None => {
+                    let size = if self.fs.is_dir(&p) {
+                        0
+                    } else {
+                        file_len(self.fs, &p)?
+                    };
+                    if !n.contains(DROPPED_INFIX) && !n.ends_with(".tmp") {
+                        unknown.push(UnknownFile {
+                            name: n.clone(),
+                            size_bytes: size,
+                        });
+                    }
+                    self.other_file(&p, n)?;
+                }
+            }
+        }
+        Ok(unknown)
+    }
+
+    /// An index file whose segment file is missing.
+    fn orphan_index(&mut self, p: &Path) -> Result<()> {
+        self.sum.state_files += 1;
+        self.v.item(Item::State(StateFileReport {
+            file: p.to_path_buf(),
+            kind: "orphan-index".into(),
+            size_bytes: file_len(self.fs, p)?,
+            fields: vec![],
+            valid: None,
+        }));
+        self.problem(
+            Severity::Warning,
+            p,
+            None,
+            "index without a segment file (removed at the next open)".into(),
+        );
         Ok(())
     }
 }
