@@ -348,6 +348,9 @@ pub(super) fn read_offsets(
 
 /// Ack state of a queue's or group's state directory. With no snapshot the state starts at
 /// `start` (the log start), as recovery does.
+///
+/// Long because it is one replay of the snapshot and journal that also notes where the floor
+/// and the cursor went past the log end; splitting it would hand the half-built state around.
 pub(super) fn read_acks(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -424,29 +427,7 @@ pub(super) fn read_acks(
         .collect();
     in_flight.sort_unstable_by_key(|f| f.offset);
     if let Some(e) = end {
-        if let Some((file, pos)) = floor_past {
-            out.push(problem_item(
-                Severity::Warning,
-                &file,
-                Some(pos),
-                format!(
-                    "ack floor {floor} is past the log end {e} (the next open clamps it to {e})"
-                ),
-            ));
-        }
-        if let Some((file, pos)) = cursor_past {
-            let dropped = in_flight.iter().filter(|f| f.offset >= e).count();
-            out.push(problem_item(
-                Severity::Warning,
-                &file,
-                Some(pos),
-                format!(
-                    "cursor {} is past the log end {e} (the next open clamps it to {e} and forgets {dropped} in-flight and {} acknowledged offsets at or above it)",
-                    st.cursor,
-                    st.acks.acked_above().iter().filter(|o| **o >= e.0).count()
-                ),
-            ));
-        }
+        ack_past_end(&st, e, &in_flight, floor_past, cursor_past, out);
     }
     let e = end.map_or(st.cursor, |e| e.0);
     Ok(Some(QueueState {
@@ -460,4 +441,38 @@ pub(super) fn read_acks(
         generation: j.generation,
         journal_records: j.records.len() as u64,
     }))
+}
+
+/// Warns where the ack floor and the cursor first went past the log end `e` (the next open
+/// clamps them).
+fn ack_past_end(
+    st: &crate::ackstate::AckState,
+    e: Offset,
+    in_flight: &[InFlight],
+    floor_past: Option<(PathBuf, u64)>,
+    cursor_past: Option<(PathBuf, u64)>,
+    out: &mut Vec<Item>,
+) {
+    let floor = st.acks.floor();
+    if let Some((file, pos)) = floor_past {
+        out.push(problem_item(
+            Severity::Warning,
+            &file,
+            Some(pos),
+            format!("ack floor {floor} is past the log end {e} (the next open clamps it to {e})"),
+        ));
+    }
+    if let Some((file, pos)) = cursor_past {
+        let dropped = in_flight.iter().filter(|f| f.offset >= e).count();
+        out.push(problem_item(
+            Severity::Warning,
+            &file,
+            Some(pos),
+            format!(
+                "cursor {} is past the log end {e} (the next open clamps it to {e} and forgets {dropped} in-flight and {} acknowledged offsets at or above it)",
+                st.cursor,
+                st.acks.acked_above().iter().filter(|o| **o >= e.0).count()
+            ),
+        ));
+    }
 }

@@ -48,6 +48,10 @@ pub fn apply_repair(fs: &dyn FileSystem, plan: &RepairPlan) -> Result<RepairOutc
     Ok(out)
 }
 
+/// Applies the plan of one log directory, in the order that keeps a crash midway safe.
+///
+/// Long because its six numbered steps (side files, set-asides, state files, cuts, an empty
+/// segment, indexes) are an order a crash midway must find safe, best read as one sequence.
 pub(super) fn apply_dir(
     fs: &dyn FileSystem,
     d: &DirRepairPlan,

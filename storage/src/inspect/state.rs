@@ -104,6 +104,9 @@ pub(super) enum ConfigFile {
 
 /// Reads the `config` file of a topic (`want` = [`crate::store::KIND_TOPIC`]), queue or group
 /// (`KIND_QUEUE`); `None` when it is unreadable (reported in `out`).
+///
+/// Long because it is one decode of the config file followed by the report of its fields,
+/// which are many; each step is a few lines.
 pub(super) fn read_config_file(
     fs: &dyn FileSystem,
     path: &Path,
@@ -249,6 +252,9 @@ pub(super) fn other_state_files(
 /// `report`: retention from `config`, subscribers with their lag, the queue's ack state, and the
 /// topic's consumer groups. Pushes a [`Item::State`] per file and a [`Item::Problem`] per
 /// failure (file, byte position, what) into `out`. Reads only.
+///
+/// Long because it visits each kind of state file in turn (config, offsets, acks, each
+/// consumer group, the others); each visit is a call of a few lines.
 pub fn read_log_state(
     fs: &dyn FileSystem,
     report: &mut LogDirReport,
