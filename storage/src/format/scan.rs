@@ -316,3 +316,130 @@ impl ScanEnd {
         self.max_timestamp_ms = self.max_timestamp_ms.max(h.max_timestamp_ms);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{encode_batch, set_base_offset};
+    use crate::types::Record;
+
+    const RULES: ScanRules = ScanRules {
+        batch_bytes_max: u32::MAX,
+        records_crc: true,
+    };
+
+    fn batch(base: u64) -> Vec<u8> {
+        let mut b = encode_batch(&[Record::from_value(vec![b'v'; 100])], 7);
+        set_base_offset(&mut b, Offset(base));
+        b
+    }
+
+    /// Two batches from file position `at`, then `tail`, the file ending right after.
+    fn file(at: u64, tail: &[u8]) -> (Vec<u8>, u64) {
+        let mut bytes = batch(0);
+        bytes.extend(batch(1));
+        let valid = at + bytes.len() as u64;
+        bytes.extend_from_slice(tail);
+        (bytes, valid)
+    }
+
+    fn stop_of(at: u64, tail: &[u8]) -> ScanEnd {
+        let (bytes, _) = file(at, tail);
+        scan_slice(&bytes, at, Offset(0), u32::MAX, |_, _, _| {})
+    }
+
+    #[test]
+    fn zeros_to_a_block_boundary_are_padding() {
+        let (bytes, valid) = file(32, &[]);
+        let pad = (PADDING_BLOCK - valid % PADDING_BLOCK) as usize;
+        let end = stop_of(32, &vec![0; pad]);
+        assert_eq!(end.stop, ScanStop::ZeroTail { len: pad as u64 });
+        assert_eq!(end.position, valid);
+        assert_eq!(end.next_offset, Offset(2));
+        assert!(end.damage().is_none());
+        assert_eq!(bytes.len() as u64 + 32, valid);
+    }
+
+    #[test]
+    fn zeros_off_a_block_boundary_or_too_many_are_damage() {
+        let end = stop_of(32, &[0; 17]);
+        assert_eq!(
+            end.stop,
+            ScanStop::TornHeader {
+                len: 17,
+                zeros: true
+            }
+        );
+        let (_, valid) = file(32, &[]);
+        let to_block = (PADDING_BLOCK - valid % PADDING_BLOCK) as usize;
+        let long = to_block + 2 * PADDING_BLOCK as usize;
+        assert!(matches!(
+            stop_of(32, &vec![0; long]).stop,
+            ScanStop::BadHeader(BatchError::HeaderCrc { .. })
+        ));
+        let mut garbage = vec![0; to_block];
+        *garbage.last_mut().unwrap() = 1;
+        assert!(stop_of(32, &garbage).damage().is_some());
+    }
+
+    #[test]
+    fn every_stop_names_its_reason() {
+        let b = batch(2);
+        let end = stop_of(32, &b[..b.len() - 1]);
+        assert!(
+            matches!(end.stop, ScanStop::PastEnd { remaining, .. } if remaining == b.len() as u64 - 1)
+        );
+        assert_eq!(
+            stop_of(32, &batch(5)).stop,
+            ScanStop::OffsetGap {
+                expected: Offset(2),
+                found: Offset(5)
+            }
+        );
+        let mut bad = batch(2);
+        *bad.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            stop_of(32, &bad).stop,
+            ScanStop::RecordsCrc { .. }
+        ));
+        assert_eq!(stop_of(32, &[]).stop, ScanStop::End);
+    }
+
+    #[test]
+    fn a_short_window_asks_for_more() {
+        let b = batch(0);
+        let end = 32 + b.len() as u64;
+        assert_eq!(
+            step(&b[..10], 32, end, None, RULES),
+            Step::NeedBytes(BATCH_HEADER_LEN)
+        );
+        assert_eq!(
+            step(&b[..60], 32, end, None, RULES),
+            Step::NeedBytes(b.len())
+        );
+        let headers_only = ScanRules {
+            records_crc: false,
+            ..RULES
+        };
+        assert!(matches!(
+            step(&b[..60], 32, end, None, headers_only),
+            Step::Batch(_)
+        ));
+    }
+
+    #[test]
+    fn one_batch_in_memory_is_checked_whole() {
+        let b = batch(3);
+        assert_eq!(check_batch(&b, u32::MAX).unwrap().base_offset, Offset(3));
+        assert!(matches!(
+            check_batch(&b[..b.len() - 1], u32::MAX),
+            Err(BatchError::LengthMismatch { .. })
+        ));
+        let mut bad = b.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            check_batch(&bad, u32::MAX),
+            Err(BatchError::RecordsCrc { .. })
+        ));
+    }
+}
