@@ -123,7 +123,8 @@ impl<E: IndexEntry> Default for Index<E> {
 impl<E: IndexEntry> Index<E> {
     /// Loads an index file's bytes and checks its header, size and entry order.
     pub fn load(bytes: Mapped, base: Offset) -> Result<Self, String> {
-        let file_base = decode_file_header(&bytes, E::MAGIC, E::SIZE as u16)?;
+        let file_base =
+            decode_file_header(&bytes, E::MAGIC, E::SIZE as u16).map_err(String::from)?;
         if file_base != base {
             return Err(format!(
                 "index base offset {file_base} differs from segment base {base}"

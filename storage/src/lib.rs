@@ -10,7 +10,8 @@
 //! - [`fs`]: the one trait all file I/O goes through; [`fs::StdFs`] for the real disk and
 //!   [`fs::sim::SimFs`] for crash and fault tests.
 //! - [`aligned`]: 4096-aligned buffers for O_DIRECT appends.
-//! - [`format`]: byte layouts of file headers, batches and records (spec: `docs/format.md`).
+//! - [`format`]: byte layouts of file headers, batches and records (spec: `docs/format.md`),
+//!   their typed errors, and [`format::scan`], the one batch scanner every reader walks with.
 //! - [`index`]: sparse offset and time indexes, caches of the log.
 //! - [`segment`]: one segment file: append, scan, index bookkeeping.
 //! - [`checkpoint`]: the recovery point and clean-shutdown marker files.
@@ -24,8 +25,8 @@
 //! - [`offsets`]: durable committed offsets of a topic's named subscribers.
 //! - [`store`]: a data directory of topics (named subscribers, consumer groups) and queues (shared cursor, acks,
 //!   redelivery, dead letters).
-//! - [`log`]: a log of segments: append with group commit, read, time lookup, retention,
-//!   recovery at open.
+//! - [`log`]: a log of segments: append, group commit, read, time lookup, retention, recovery at
+//!   open (one file each).
 //!
 //! ```
 //! use sluice_storage::{Log, LogConfig, Record, StdFs, Offset};

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use crate::aligned::{round_down, AlignedBuf};
 use crate::error::{Error, IoContext, Result};
+use crate::format::scan::{self, ScanRules, ScanStop, Step};
 use crate::format::{
-    self, decode_batch_header, decode_file_header, encode_file_header, BatchHeader,
-    BATCH_HEADER_LEN, FILE_HEADER_LEN, SEGMENT_MAGIC,
+    self, decode_file_header, encode_file_header, BatchHeader, FILE_HEADER_LEN, SEGMENT_MAGIC,
 };
 use crate::fs::{FileRef, FileSystem, OpenMode};
 use crate::index::{IndexEntry, OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
@@ -82,114 +82,53 @@ pub struct Segment {
     last_time_pos: u64,
 }
 
-/// How a scan of batches ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScanEnd {
-    /// Position after the last valid batch.
-    pub position: u64,
-    /// One past the last valid offset.
-    pub next_offset: Offset,
-    /// Largest timestamp seen.
-    pub max_timestamp_ms: TimestampMs,
-    /// Position and reason of the first invalid batch, if the scan stopped early.
-    pub stopped: Option<(u64, String)>,
-}
+pub use crate::format::ScanEnd;
 
-/// Walks the batches of a file from `position` to `file_len`, checking the header checksum,
-/// length, offset order and records checksum of each. Calls `each(position, header, bytes)` for
-/// every valid batch and stops at the first invalid one. Never panics on bad bytes.
+/// Walks the batches of a file from `position` to `file_len` with the scanner's every check
+/// ([`format::scan::step`]), reading it in chunks. Calls `each(position, header, bytes)` for
+/// every valid batch and stops at the first position that holds none: the end of the file,
+/// block padding, or damage ([`ScanEnd::damage`]). Never panics on bad bytes.
 pub fn scan_batches(
     file: &FileRef,
     path: &Path,
-    mut position: u64,
+    position: u64,
     file_len: u64,
-    mut expected: Offset,
+    expected: Offset,
     batch_bytes_max: u32,
     mut each: impl FnMut(u64, &BatchHeader, &[u8]),
 ) -> Result<ScanEnd> {
     const CHUNK: usize = 4 << 20;
+    let rules = ScanRules {
+        batch_bytes_max,
+        records_crc: true,
+    };
     let mut buf: Vec<u8> = Vec::new();
     let mut buf_pos = position; // file position of buf[0]
-    let mut max_ts = i64::MIN;
-    let stop = |position: u64, next: Offset, max_ts, reason: String| ScanEnd {
+    let mut end = ScanEnd {
         position,
-        next_offset: next,
-        max_timestamp_ms: max_ts,
-        stopped: Some((position, reason)),
+        next_offset: expected,
+        max_timestamp_ms: i64::MIN,
+        stop: ScanStop::End,
     };
     loop {
-        if position >= file_len {
-            return Ok(ScanEnd {
-                position,
-                next_offset: expected,
-                max_timestamp_ms: max_ts,
-                stopped: None,
-            });
+        let rel = ((end.position - buf_pos) as usize).min(buf.len());
+        let window = &buf[rel..];
+        match scan::step(window, end.position, file_len, Some(end.next_offset), rules) {
+            Step::NeedBytes(n) => {
+                let want = (CHUNK.max(n) as u64).min(file_len - end.position) as usize;
+                buf.resize(want, 0);
+                file.read_exact_at(&mut buf, end.position).at(path)?;
+                buf_pos = end.position;
+            }
+            Step::Stop(stop) => return Ok(ScanEnd { stop, ..end }),
+            Step::Batch(b) => {
+                if let Some(stop) = b.flaw() {
+                    return Ok(ScanEnd { stop, ..end });
+                }
+                each(end.position, &b.header, &window[..b.len()]);
+                end.advance(&b.header);
+            }
         }
-        let remaining = file_len - position;
-        if remaining < BATCH_HEADER_LEN as u64 {
-            return Ok(stop(
-                position,
-                expected,
-                max_ts,
-                format!("{remaining} trailing bytes, too short for a batch header"),
-            ));
-        }
-        // Make sure the header is buffered.
-        let rel = (position - buf_pos) as usize;
-        if buf.len() < rel + BATCH_HEADER_LEN {
-            let want = (CHUNK as u64).min(remaining) as usize;
-            buf.resize(want, 0);
-            file.read_exact_at(&mut buf, position).at(path)?;
-            buf_pos = position;
-        }
-        let rel = (position - buf_pos) as usize;
-        let h = match decode_batch_header(&buf[rel..], batch_bytes_max) {
-            Ok(h) => h,
-            Err(e) => return Ok(stop(position, expected, max_ts, e.to_string())),
-        };
-        let len = h.batch_len as u64;
-        if len > remaining {
-            return Ok(stop(
-                position,
-                expected,
-                max_ts,
-                format!(
-                    "batch of {len} bytes runs past the end of the file ({remaining} bytes left)"
-                ),
-            ));
-        }
-        if h.base_offset != expected {
-            return Ok(stop(
-                position,
-                expected,
-                max_ts,
-                format!(
-                    "batch base offset {} where {expected} was expected",
-                    h.base_offset
-                ),
-            ));
-        }
-        if buf.len() < rel + len as usize {
-            let want = (CHUNK as u64).max(len).min(remaining) as usize;
-            buf.resize(want, 0);
-            file.read_exact_at(&mut buf, position).at(path)?;
-            buf_pos = position;
-        }
-        let rel = (position - buf_pos) as usize;
-        let bytes = &buf[rel..rel + len as usize];
-        if !format::check_records_crc(bytes, &h) {
-            return Ok(stop(
-                position,
-                expected,
-                max_ts,
-                "records checksum mismatch".into(),
-            ));
-        }
-        each(position, &h, bytes);
-        max_ts = max_ts.max(h.max_timestamp_ms);
-        expected = h.next_offset();
-        position += len;
     }
 }
 
@@ -237,7 +176,7 @@ impl Segment {
             Ok(b) => Ok(Err(format!(
                 "header base offset {b} differs from the file name"
             ))),
-            Err(e) => Ok(Err(e)),
+            Err(e) => Ok(Err(e.to_string())),
         }
     }
 
@@ -552,17 +491,11 @@ impl Segment {
         };
         if let Some(last) = index.last() {
             let pos = last.position as u64;
-            let ok = pos + BATCH_HEADER_LEN as u64 <= valid_len && {
-                let mut h = [0u8; BATCH_HEADER_LEN];
-                self.file
-                    .file
-                    .read_exact_at(&mut h, pos)
-                    .at(&self.file.path)?;
-                matches!(decode_batch_header(&h, batch_bytes_max),
-                    Ok(bh) if bh.base_offset == base.add(last.relative_offset as u64)
-                        && pos + bh.batch_len as u64 <= valid_len)
-            };
-            if !ok {
+            let expected = base.add(last.relative_offset as u64);
+            if self
+                .header_at(pos, valid_len, expected, batch_bytes_max)?
+                .is_none()
+            {
                 tracing::warn!(segment = %self.file.path.display(), "offset index disagrees with the log, rebuilding");
                 return Ok(false);
             }
@@ -576,6 +509,36 @@ impl Segment {
             .map(|e| e.timestamp_ms)
             .unwrap_or(i64::MIN);
         Ok(true)
+    }
+
+    /// The header of the batch at `position` when, by the scanner's rules with the records left
+    /// unread, a valid batch starting at offset `expected` and ending by `end` is there; `None`
+    /// otherwise. Reads only the header.
+    pub fn header_at(
+        &self,
+        position: u64,
+        end: u64,
+        expected: Offset,
+        batch_bytes_max: u32,
+    ) -> Result<Option<BatchHeader>> {
+        let mut h = [0u8; format::BATCH_HEADER_LEN];
+        let n = end
+            .saturating_sub(position)
+            .min(format::BATCH_HEADER_LEN as u64) as usize;
+        self.file
+            .file
+            .read_exact_at(&mut h[..n], position)
+            .at(&self.file.path)?;
+        let rules = ScanRules {
+            batch_bytes_max,
+            records_crc: false,
+        };
+        Ok(
+            match scan::step(&h[..n], position, end, Some(expected), rules) {
+                Step::Batch(b) if b.flaw().is_none() => Some(b.header),
+                _ => None,
+            },
+        )
     }
 
     /// Drops index entries that point at or past `position` (recovery before a tail scan).

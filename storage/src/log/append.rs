@@ -1,0 +1,171 @@
+//! Appends: validation of a batch, its base offset, the write into the active segment, and the
+//! roll to a new segment when the active one is full or old.
+
+use super::*;
+
+impl Log {
+    /// Appends records as one batch and returns their offsets. Under `always` it returns once the
+    /// batch is durable.
+    pub fn append(&self, records: &[Record]) -> Result<AppendInfo> {
+        if records.is_empty() {
+            return Err(Error::InvalidBatch(
+                "a batch holds at least one record".into(),
+            ));
+        }
+        self.append_encoded(format::encode_batch(records, now_ms()))
+    }
+
+    /// Appends a batch already in the on-disk layout (see [`format::BatchBuilder`]); its base
+    /// offset is replaced. Under `always` it returns once the batch is durable.
+    pub fn append_encoded(&self, batch: Vec<u8>) -> Result<AppendInfo> {
+        let info = self.append_unsynced(batch)?;
+        if self.shared.config.fsync == FsyncPolicy::Always {
+            self.sync_to(info.next_offset())?;
+        }
+        Ok(info)
+    }
+
+    /// Appends records the broker copies from another log (dead letters): like [`Log::append`],
+    /// but a record may carry up to [`format::STORED_RECORD_HEADERS_MAX`] headers, leaving room
+    /// for the headers the broker adds to a published record.
+    pub(crate) fn append_forwarded(&self, records: &[Record]) -> Result<AppendInfo> {
+        if records.is_empty() {
+            return Err(Error::InvalidBatch(
+                "a batch holds at least one record".into(),
+            ));
+        }
+        let batch = format::encode_batch(records, now_ms());
+        let info = self.append_unsynced_within(batch, format::STORED_RECORD_HEADERS_MAX)?;
+        if self.shared.config.fsync == FsyncPolicy::Always {
+            self.sync_to(info.next_offset())?;
+        }
+        Ok(info)
+    }
+
+    /// Writes a batch without waiting for durability; pair with [`Log::sync_to`]. The batch is
+    /// fully validated (both checksums, every record, at most [`format::RECORD_HEADERS_MAX`]
+    /// headers a record) before anything is written.
+    pub fn append_unsynced(&self, batch: Vec<u8>) -> Result<AppendInfo> {
+        self.append_unsynced_within(batch, format::RECORD_HEADERS_MAX)
+    }
+
+    pub(super) fn append_unsynced_within(
+        &self,
+        mut batch: Vec<u8>,
+        headers_max: usize,
+    ) -> Result<AppendInfo> {
+        let h =
+            format::validate_batch_within(&batch, self.shared.config.batch_bytes_max, headers_max)
+                .map_err(|e| Error::InvalidBatch(e.to_string()))?;
+        self.check_writable()?;
+        let cfg = &self.shared.config;
+        let now = now_ms();
+        let needs_roll = |st: &State| {
+            let active = st.active();
+            let too_big = active.size + batch.len() as u64 > cfg.segment_bytes_max;
+            let too_old = cfg
+                .segment_ms_max
+                .is_some_and(|ms| now.saturating_sub(active.opened_ms) >= ms_i64(ms));
+            !active.is_empty() && (too_big || too_old)
+        };
+        let mut st = lock(&self.shared.state);
+        let mut _leader = None;
+        if !st.closed && needs_roll(&st) {
+            // A roll must not run while a group-commit leader writes the active segment
+            // outside the state lock: take the sync lock first (lock order: sync, then state).
+            drop(st);
+            _leader = Some(lock(&self.shared.sync_lock));
+            st = lock(&self.shared.state);
+            self.check_writable()?;
+            if !st.closed && needs_roll(&st) {
+                self.roll(&mut st, now)?;
+            }
+        }
+        if st.closed {
+            return Err(Error::Closed);
+        }
+        if st.active().pending_bytes() + batch.len() as u64 > DIRECT_PENDING_BYTES_MAX {
+            return Err(Error::LimitReached(format!(
+                "{} bytes wait to be written to {}; the disk is not keeping up or failing",
+                st.active().pending_bytes(),
+                self.shared.dir.display()
+            )));
+        }
+        let base = st.next_offset();
+        format::set_base_offset(&mut batch, base);
+        let h = BatchHeader {
+            base_offset: base,
+            ..h
+        };
+        debug_assert!(decode_batch_header(&batch, u32::MAX).is_ok_and(|d| d.base_offset == base));
+        let active = st.active_mut();
+        if active.is_empty() {
+            active.opened_ms = now;
+        }
+        active.written_ms_max = active.written_ms_max.max(now);
+        // A failed write is cut back by the segment, so the log stays writable (a full disk
+        // refuses this batch and accepts later ones once space is free).
+        active.append(&batch, &h, cfg.index_interval_bytes)?;
+        let next = st.next_offset();
+        self.shared.written_end.store(next.0, Ordering::Release);
+        drop(st);
+        if cfg.fsync != FsyncPolicy::Always {
+            self.notify_visible();
+        }
+        Ok(AppendInfo {
+            base_offset: base,
+            last_offset: h.last_offset(),
+        })
+    }
+
+    /// Seals the active segment (synced, indexes written) and starts a new one. Runs under the
+    /// state lock.
+    pub(super) fn roll(&self, st: &mut State, now: TimestampMs) -> Result<()> {
+        let fs = &*self.shared.fs;
+        let dir = &self.shared.dir;
+        let old = st.active_mut();
+        old.finish_direct()?;
+        if let Err(e) = old.file.file.sync_data() {
+            let e = Error::io(&old.file.path, e);
+            self.fail_stop(&e);
+            return Err(e);
+        }
+        old.write_indexes(fs, dir)?;
+        let base = old.next_offset;
+        let mut seg = Segment::create(fs, dir, base, now).inspect_err(|e| {
+            // A half-made segment file is removed so recovery does not meet it.
+            let _ = Segment::remove_files(fs, dir, base);
+            if matches!(e, Error::Io { .. }) && !e.is_disk_full() {
+                tracing::warn!("creating segment {base} failed: {e}");
+            }
+        })?;
+        let direct =
+            self.shared.config.fsync == FsyncPolicy::Always && self.shared.config.direct_io;
+        let made = match fs.sync_dir(dir) {
+            Err(e) => Err(Error::io(dir, e)),
+            Ok(()) if direct => seg.enable_direct(fs),
+            Ok(()) => Ok(()),
+        };
+        if let Err(e) = made {
+            // The old segment stays the active one and the next append rolls again. Only a
+            // failed directory fsync stops the log; running out of file descriptors to make the
+            // new segment with loses nothing.
+            let _ = Segment::remove_files(fs, dir, base);
+            if !e.is_fd_exhausted() && matches!(e, Error::Io { ref path, .. } if path == dir) {
+                self.fail_stop(&e);
+            }
+            return Err(e);
+        }
+        st.segments.push(seg);
+        // Everything before the new segment is durable now.
+        self.advance_durable(base);
+        // The roll is complete and durable: a recovery point that cannot be written (no room
+        // for its temporary file) only makes the next recovery scan from the previous one, so
+        // it must not fail the append that is waiting for this roll.
+        if let Err(e) = self.write_recovery_point(st) {
+            tracing::warn!(dir = %dir.display(), "could not write the recovery point after a roll: {e}");
+        }
+        self.enforce_retention_locked(st, now)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,66 @@
+//! Retention: deleting whole sealed segments by size or age, or below an offset.
+
+use super::*;
+
+impl Log {
+    /// Deletes whole sealed segments beyond the retention limits; returns how many.
+    pub fn enforce_retention(&self) -> Result<usize> {
+        let mut st = lock(&self.shared.state);
+        self.enforce_retention_locked(&mut st, now_ms())
+    }
+
+    pub(super) fn enforce_retention_locked(
+        &self,
+        st: &mut State,
+        now: TimestampMs,
+    ) -> Result<usize> {
+        let cfg = &self.shared.config;
+        let mut total: u64 = st.segments.iter().map(|s| s.size).sum();
+        let mut n = 0;
+        while n + 1 < st.segments.len() {
+            let s = &st.segments[n];
+            let by_bytes = cfg.retention_bytes.is_some_and(|max| total > max);
+            let by_age = cfg
+                .retention_ms
+                .is_some_and(|ms| s.retention_time_ms() < now.saturating_sub(ms_i64(ms)));
+            if !(by_bytes || by_age) {
+                break;
+            }
+            total -= s.size;
+            n += 1;
+        }
+        self.remove_front(st, n)
+    }
+
+    /// Deletes sealed segments whose every offset is below `offset` (the active segment is
+    /// never deleted); returns how many. Queues call this with their ack floor.
+    pub fn delete_before(&self, offset: Offset) -> Result<usize> {
+        let mut st = lock(&self.shared.state);
+        let n = st.segments[..st.segments.len() - 1]
+            .iter()
+            .take_while(|s| s.next_offset <= offset)
+            .count();
+        self.remove_front(&mut st, n)
+    }
+
+    pub(super) fn remove_front(&self, st: &mut State, n: usize) -> Result<usize> {
+        if n == 0 {
+            return Ok(0);
+        }
+        let removed: Vec<Segment> = st.segments.drain(..n).collect();
+        for s in &removed {
+            tracing::info!(segment = %s.file.path.display(), "retention deletes segment {}..{}", s.base(), s.next_offset);
+            Segment::remove_files(&*self.shared.fs, &self.shared.dir, s.base())?;
+        }
+        if let Err(e) = self.shared.fs.sync_dir(&self.shared.dir) {
+            let e = Error::io(&self.shared.dir, e);
+            // Without a descriptor for the directory nothing was synced and nothing lost: the
+            // removals become durable with the next directory sync (or are redone after a crash).
+            if !e.is_fd_exhausted() {
+                self.fail_stop(&e);
+            }
+            return Err(e);
+        }
+        Ok(n)
+    }
+}
