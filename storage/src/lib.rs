@@ -18,7 +18,7 @@
 //! - [`inspect`]: offline inspection, verification and repair of data directories and files
 //!   (the engine of `sluice inspect` and `sluice repair`).
 //! - [`config`]: per-log settings (`LogConfig`, `FsyncPolicy`, `RecoveryPolicy`).
-//! - [`journal`]: the append-only, checksummed state journal with group commit and snapshots
+//! - [`journal`]: (a folder: `format`, `load`, `writer`) the append-only, checksummed state journal with group commit and snapshots
 //!   (spec: `docs/format-state.md`).
 //! - [`ackstate`]: a queue's ack floor, ack bitmap, cursor and delivery counts, their journal
 //!   records and snapshot, and the offline `inspect_queue_state`.
