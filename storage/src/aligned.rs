@@ -51,11 +51,6 @@ impl AlignedBuf {
         self.len
     }
 
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The bytes held.
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: ptr is valid for cap >= len initialised bytes.

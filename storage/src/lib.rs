@@ -5,15 +5,21 @@
 //! server in the root crate and in-process users call the same API.
 //!
 //! # Layout
-//! - [`types`]: `Offset`, timestamps, `Record` and `Header`.
+//! The embedding API is [`Store`] (with [`StoreBuilder`], [`Topic`] and its [`Subscriber`],
+//! [`Queue`] and its [`Consumer`]) and [`Log`], with the modules [`config`], [`error`],
+//! [`format`], [`fs`], [`inspect`] and [`store`]. The engine's insides are private; the few that
+//! tests and offline tools reach into ([`checkpoint`], [`journal`], [`ackstate`], [`offsets`])
+//! are hidden from the documentation and are not part of the API.
+//!
+//! - `types`: `Offset`, timestamps, `Record` and `Header`.
 //! - [`error`]: typed errors (`Io` apart from `Corruption`, `FailStop` after a failed fsync).
 //! - [`fs`]: the one trait all file I/O goes through; [`fs::StdFs`] for the real disk and
 //!   [`fs::sim::SimFs`] for crash and fault tests.
-//! - [`aligned`]: 4096-aligned buffers for O_DIRECT appends.
+//! - `aligned`: 4096-aligned buffers for O_DIRECT appends.
 //! - [`format`]: byte layouts of file headers, batches and records (spec: `docs/format.md`),
 //!   their typed errors, and [`format::scan`], the one batch scanner every reader walks with.
-//! - [`index`]: sparse offset and time indexes, caches of the log.
-//! - [`segment`]: one segment file: append, scan, index bookkeeping.
+//! - `index`: sparse offset and time indexes, caches of the log.
+//! - `segment`: one segment file: append, scan, index bookkeeping.
 //! - [`checkpoint`]: the recovery point and clean-shutdown marker files.
 //! - [`inspect`]: offline inspection, verification and repair of data directories and files
 //!   (the engine of `sluice inspect` and `sluice repair`).
@@ -25,7 +31,7 @@
 //! - [`offsets`]: durable committed offsets of a topic's named subscribers.
 //! - [`store`]: a data directory of topics (named subscribers, consumer groups) and queues (shared cursor, acks,
 //!   redelivery, dead letters).
-//! - [`log`]: a log of segments: append, group commit, read, time lookup, retention, recovery at
+//! - `log`: a log of segments: append, group commit, read, time lookup, retention, recovery at
 //!   open (one file each).
 //!
 //! ```
@@ -42,22 +48,31 @@
 
 #![warn(missing_docs)]
 
-pub mod ackstate;
-pub mod aligned;
-
-pub mod checkpoint;
+// The embedding API: the modules and re-exports an application uses.
 pub mod config;
 pub mod error;
 pub mod format;
 pub mod fs;
-pub mod index;
 pub mod inspect;
-pub mod journal;
-pub mod log;
-pub mod offsets;
-pub mod segment;
 pub mod store;
-pub mod types;
+
+// The engine's insides, private to the crate.
+mod aligned;
+mod index;
+mod log;
+mod segment;
+mod types;
+
+// Engine internals that the crate's own tests, fuzz targets and the offline tools reach into:
+// not part of the embedding API, hidden from its documentation.
+#[doc(hidden)]
+pub mod ackstate;
+#[doc(hidden)]
+pub mod checkpoint;
+#[doc(hidden)]
+pub mod journal;
+#[doc(hidden)]
+pub mod offsets;
 
 pub use ackstate::{inspect_queue_state, QueueStateReport};
 pub use config::{FsyncPolicy, LogConfig, RecoveryPolicy};

@@ -13,7 +13,7 @@ use crate::format::{
     self, decode_file_header, encode_file_header, BatchHeader, FILE_HEADER_LEN, SEGMENT_MAGIC,
 };
 use crate::fs::{FileRef, FileSystem, OpenMode};
-use crate::index::{IndexEntry, OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
+use crate::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 use crate::types::{Offset, TimestampMs};
 
 /// Extension of segment log files.
@@ -611,9 +611,4 @@ fn write_index_file(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<()
     let f = fs.open(path, OpenMode::CreateTruncate).at(path)?;
     f.write_all_at(bytes, 0).at(path)?;
     f.sync_data().at(path)
-}
-
-/// Entries of index `E` per file of `len` bytes (for reporting).
-pub fn index_entries<E: IndexEntry>(len: u64) -> u64 {
-    len.saturating_sub(FILE_HEADER_LEN as u64) / E::SIZE as u64
 }
