@@ -1,0 +1,99 @@
+// Command smoke produces N records to a topic with franz-go, an independent Kafka protocol
+// implementation, then consumes them back in a consumer group and checks the count. The
+// bootstrap address comes from -bootstrap or KAFKA_BOOTSTRAP, so the same program runs against
+// Apache Kafka and against sluice.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func main() {
+	bootstrap := flag.String("bootstrap", os.Getenv("KAFKA_BOOTSTRAP"), "host:port[,host:port] (default $KAFKA_BOOTSTRAP)")
+	topic := flag.String("topic", "smoke-franz-go", "topic")
+	n := flag.Int("n", 10, "records to produce and consume")
+	group := flag.String("group", "", "consumer group (default TOPIC-group)")
+	timeout := flag.Duration("timeout", 30*time.Second, "overall deadline")
+	flag.Parse()
+	if *bootstrap == "" {
+		fail("no bootstrap address: pass -bootstrap or set KAFKA_BOOTSTRAP")
+	}
+	if *group == "" {
+		*group = *topic + "-group"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	seeds := strings.Split(*bootstrap, ",")
+
+	admin, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		fail("client: %v", err)
+	}
+	adm := kadm.NewClient(admin)
+	resp, err := adm.CreateTopics(ctx, 1, 1, nil, *topic)
+	if err != nil {
+		fail("create topic: %v", err)
+	}
+	for _, r := range resp {
+		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+			fail("create topic %s: %v", r.Topic, r.Err)
+		}
+	}
+	admin.Close()
+
+	prod, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(*topic))
+	if err != nil {
+		fail("producer: %v", err)
+	}
+	for i := 0; i < *n; i++ {
+		rec := &kgo.Record{Key: []byte(fmt.Sprintf("k%d", i)), Value: []byte(fmt.Sprintf("franz-go %d", i))}
+		if err := prod.ProduceSync(ctx, rec).FirstErr(); err != nil {
+			fail("produce %d: %v", i, err)
+		}
+	}
+	prod.Close()
+
+	cons, err := kgo.NewClient(
+		kgo.SeedBrokers(seeds...),
+		kgo.ConsumeTopics(*topic),
+		kgo.ConsumerGroup(*group),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)
+	if err != nil {
+		fail("consumer: %v", err)
+	}
+	got := 0
+	for got < *n {
+		fs := cons.PollFetches(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		for _, e := range fs.Errors() {
+			fail("fetch %s/%d: %v", e.Topic, e.Partition, e.Err)
+		}
+		fs.EachRecord(func(*kgo.Record) { got++ })
+	}
+	if err := cons.CommitUncommittedOffsets(context.Background()); err != nil {
+		fmt.Fprintf(os.Stderr, "smoke: commit: %v\n", err)
+	}
+	cons.Close()
+	fmt.Printf("franz-go: produced %d consumed %d\n", *n, got)
+	if got != *n {
+		os.Exit(1)
+	}
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "smoke: "+format+"\n", args...)
+	os.Exit(1)
+}
