@@ -5,9 +5,13 @@
 //! engine, [`sluice_storage`].
 //!
 //! # Layout
-//! - [`protocol`]: the wire protocol's frames, hand-encoded (specification: `docs/protocol.md`).
-//! - [`server`]: the broker: listener, connection handlers, pushed subscriptions and consumers
-//!   with credit-based flow control, graceful shutdown, the data-directory lock.
+//! - [`broker`]: the broker core, no wire format: topics, queues, groups, subscriptions,
+//!   consumers, credit, durability waits, retention; typed results ([`broker::BrokerError`]).
+//! - [`protocol`]: the native wire protocol's frames, hand-encoded (specification:
+//!   `docs/protocol.md`).
+//! - [`server`]: the server: listener under a connection limit, graceful shutdown, the
+//!   data-directory lock, and `server/native/`, the native protocol's frontend over the core
+//!   (connection, dispatch, one module per request family).
 //! - [`client`]: the async Rust client (publish, subscribe as a `Stream`, consume with acks,
 //!   admin).
 //! - [`config`]: the server's TOML configuration and its named limits.
@@ -37,6 +41,7 @@
 
 #![warn(missing_docs)]
 
+pub mod broker;
 pub mod client;
 pub mod config;
 #[doc(hidden)]

@@ -17,8 +17,9 @@
 //! - `frame`: framing (length prefix, kind, request id), reading frames under a length limit.
 //! - `error`: [`ErrorCode`] (the codes of `ERROR` frames) and [`ProtocolError`] (undecodable bytes).
 //! - `codec`: the little-endian writer and bounds-checked reader every body uses.
-//! - `settings`: the arguments of requests ([`Target`], [`Start`], [`Source`], [`LogSettings`],
-//!   [`QueueSettings`]).
+//! - `settings`: the arguments of requests and the figures of replies ([`Target`], [`Start`],
+//!   [`Source`], [`LogSettings`], [`QueueSettings`], [`TopicInfo`], [`QueueInfo`]): the broker
+//!   core's types, re-exported.
 //! - `request`: [`Request`], client → server frames.
 //! - `reply`: [`Reply`], server → client frames, and the figures they carry.
 //! - `message`: messages as delivered ([`QueueMessage`], [`Message`], [`decode_delivery`]).
@@ -41,9 +42,11 @@ pub use frame::{
 pub use message::{
     decode_delivery, Message, QueueMessage, MESSAGES_FRAME_OVERHEAD, MESSAGE_HEADERS_MAX,
 };
-pub use reply::{QueueInfo, Reply, SubscriberStat, TopicInfo};
+pub use reply::Reply;
 pub use request::Request;
-pub use settings::{LogSettings, QueueSettings, Source, Start, Target};
+pub use settings::{
+    LogSettings, QueueInfo, QueueSettings, Source, Start, SubscriberStat, Target, TopicInfo,
+};
 
 /// Protocol version spoken by this crate.
 pub const VERSION: u16 = 1;

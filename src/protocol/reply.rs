@@ -8,63 +8,7 @@ use super::error::{malformed, ErrorCode, ProtocolError};
 use super::frame::{OutFrame, RawFrame};
 use super::kind;
 use super::message::{QueueMessage, MESSAGE_HEADERS_MAX, MESSAGE_MIN_LEN};
-
-/// A named subscriber in a `TopicInfo`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct SubscriberStat {
-    /// Name.
-    pub name: String,
-    /// Next offset it reads.
-    pub committed: u64,
-    /// Messages behind the end.
-    pub lag: u64,
-}
-
-/// Figures of a topic.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct TopicInfo {
-    /// Name.
-    pub name: String,
-    /// First offset held.
-    pub start_offset: u64,
-    /// One past the last visible offset.
-    pub end_offset: u64,
-    /// Bytes on disk.
-    pub size_bytes: u64,
-    /// Segments.
-    pub segments: u32,
-    /// Named subscribers.
-    pub subscribers: Vec<SubscriberStat>,
-}
-
-/// Figures of a queue.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct QueueInfo {
-    /// Name.
-    pub name: String,
-    /// First offset held.
-    pub start_offset: u64,
-    /// One past the last visible offset.
-    pub end_offset: u64,
-    /// Every offset below is acked.
-    pub ack_floor: u64,
-    /// Next never-delivered offset.
-    pub cursor: u64,
-    /// Unacked messages.
-    pub depth: u64,
-    /// Delivered, not acked.
-    pub in_flight: u64,
-    /// Dead-lettered since creation.
-    pub dead_lettered: u64,
-    /// Bytes on disk.
-    pub size_bytes: u64,
-    /// Ack timeout.
-    pub ack_timeout_ms: u64,
-    /// Deliveries before dead-lettering.
-    pub max_deliveries: u32,
-    /// Dead-letter queue.
-    pub dead_letter: String,
-}
+use super::settings::{QueueInfo, SubscriberStat, TopicInfo};
 
 /// A reply or push (server → client frame).
 #[derive(Clone, Debug, PartialEq, Eq)]
