@@ -12,8 +12,8 @@
 //! - [`server`]: the server: listener under a connection limit, graceful shutdown, the
 //!   data-directory lock, and `server/native/`, the native protocol's frontend over the core
 //!   (connection, dispatch, one module per request family).
-//! - [`client`]: the async Rust client (publish, subscribe as a `Stream`, consume with acks,
-//!   admin).
+//! - [`client`]: the async Rust client (connect options, publish, subscribe as a `Stream`,
+//!   consume with acks, admin); re-exports the argument types its calls take.
 //! - [`config`]: the server's TOML configuration and its named limits.
 //! - `fuzz` (hidden): the entry points of the fuzz targets in `fuzz/`, replayed over the stored
 //!   corpus by `tests/fuzz_corpus.rs`.
