@@ -17,7 +17,8 @@
 //! - [`config`]: the server's TOML configuration and its named limits.
 //! - `fuzz` (hidden): the entry points of the fuzz targets in `fuzz/`, replayed over the stored
 //!   corpus by `tests/fuzz_corpus.rs`.
-//! - `src/main.rs`, `src/cli/`: the `sluice` binary (`serve` and the client commands).
+//! - The `sluice` binary (`serve`, the client commands, `inspect`, `repair`, `bench`) is its own
+//!   package, `sluice-cli` (`cli/`), so this library pulls no CLI dependency.
 //!
 //! # Embedded use
 //!

@@ -147,6 +147,10 @@ impl Request {
     }
 
     /// Encodes the request as a frame with `request_id`.
+    ///
+    /// Longer than most functions on purpose: one short arm per frame kind, each next to its
+    /// `Format:` line, so the whole wire layout of this direction reads in one place and an
+    /// encoder and its decoder can be compared arm by arm.
     pub fn encode(&self, request_id: u32) -> OutFrame {
         let mut f = OutFrame::new(self.kind(), request_id);
         let mut w = f.w();
@@ -252,6 +256,10 @@ impl Request {
     }
 
     /// Decodes a request frame.
+    ///
+    /// Longer than most functions on purpose: one short arm per frame kind, each next to its
+    /// `Format:` line, so the whole wire layout of this direction reads in one place and an
+    /// encoder and its decoder can be compared arm by arm.
     pub fn decode(frame: &RawFrame) -> Result<Request, ProtocolError> {
         let mut r = R::new(&frame.body);
         let req = match frame.kind {
