@@ -3,14 +3,17 @@
 //! expiry and release.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use sluice_storage::{
     now_ms, ConsumerId, Delivery, Error as StoreError, Offset, Pending, Queue, QueueConfig,
 };
 use tokio::sync::{watch, Notify};
 use tokio::task::spawn_blocking;
+use tokio::time::sleep;
 use tracing::warn;
 
 use super::types::Source;
@@ -31,6 +34,41 @@ pub struct Consumer {
     closed: AtomicBool,
     /// Held around a delivery round and the release so neither interleaves with the other.
     gate: Mutex<()>,
+}
+
+/// Where a consumer's messages go: the frontend's encoder and writer, with its push budget.
+pub trait DeliverySink: Send + Sync + 'static {
+    /// Room reserved for one delivery round (a share of the connection's push budget), held
+    /// by what the round becomes until it is written.
+    type Room: Send + 'static;
+    /// A round's messages as the frontend sends them (encoded frames).
+    type Encoded: Send + 'static;
+
+    /// Sends what rounds run by acks left to the consumer's own task; false once the receiver
+    /// is gone.
+    fn flush(&self) -> impl Future<Output = bool> + Send;
+    /// Waits for room for one round: the room and its size in bytes; `None` once the receiver
+    /// is gone.
+    fn reserve(&self) -> impl Future<Output = Option<(Self::Room, usize)>> + Send;
+    /// Encodes a round's messages (on the blocking thread that made them durable); the result
+    /// holds `room`.
+    fn encode(&self, deliveries: Vec<Delivery>, room: Self::Room) -> Self::Encoded;
+    /// Whether an encoded round holds no message.
+    fn is_empty(encoded: &Self::Encoded) -> bool;
+    /// Sends an encoded round; false once the receiver is gone.
+    fn send(&self, encoded: Self::Encoded) -> impl Future<Output = bool> + Send;
+}
+
+/// What one pass of a consumer's loop did.
+enum Pass {
+    /// Delivered messages: look again at once.
+    Delivered,
+    /// Nothing to deliver: wait for an event.
+    Idle,
+    /// The receiver is gone.
+    Stop,
+    /// The consumer ends with this error.
+    Fail(BrokerError),
 }
 
 /// What an open consumer waits on: its queue, the append listener of the queue's log and the
@@ -279,6 +317,80 @@ impl Consumer {
             .min()
             .map(|d| (d - now_ms()).clamp(1, 3_600_000) as u64)
             .unwrap_or(3_600_000)
+    }
+}
+
+impl Consumer {
+    /// The consumer's own delivery loop: delivers into its free window whenever messages are
+    /// published, expire or return, and sends what its acks left, until `sink` is gone (`Ok`)
+    /// or the consumer ends with an error (its queue or group was deleted: `NotFound` naming
+    /// `what`).
+    pub async fn run<S: DeliverySink>(
+        self: &Arc<Self>,
+        mut feed: ConsumerFeed,
+        sink: Arc<S>,
+        what: &str,
+    ) -> Result<()> {
+        let deleted = || BrokerError::new(ErrorKind::NotFound, format!("{what} was deleted"));
+        loop {
+            feed.appended.borrow_and_update();
+            let events = feed.events.clone();
+            let ev = events.notified();
+            let own = self.wake.notified();
+            tokio::pin!(ev, own);
+            ev.as_mut().enable();
+            match self.pass(&feed, &sink).await {
+                Pass::Delivered => continue,
+                Pass::Idle => {}
+                Pass::Stop => return Ok(()),
+                // Its queue (or the group's topic) was deleted under the pass.
+                Pass::Fail(_) if feed.queue.log().is_closed() => return Err(deleted()),
+                Pass::Fail(e) => return Err(e),
+            }
+            let wait = Duration::from_millis(self.wait_ms(&feed.queue));
+            tokio::select! {
+                r = feed.appended.changed() => if r.is_err() {
+                    return Err(deleted());
+                },
+                _ = &mut ev => {}
+                _ = &mut own => {}
+                _ = sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One pass of the loop: what acks left, expired deadlines, then a delivery round into the
+    /// free window (within the sink's room, waited for).
+    async fn pass<S: DeliverySink>(self: &Arc<Self>, feed: &ConsumerFeed, sink: &Arc<S>) -> Pass {
+        if !sink.flush().await {
+            return Pass::Stop;
+        }
+        if let Err(e) = feed.expire_due().await {
+            return Pass::Fail(e);
+        }
+        // A cheap look before the blocking call; the round decides under the gate.
+        if self.window() == 0 {
+            return Pass::Idle;
+        }
+        let Some((room, bytes)) = sink.reserve().await else {
+            return Pass::Stop;
+        };
+        let (q, c, s) = (feed.queue.clone(), self.clone(), sink.clone());
+        let delivered = blocking(move || {
+            let ds = c.deliver(&q, bytes)?;
+            Ok(s.encode(ds, room))
+        });
+        match delivered.await {
+            Ok(encoded) if S::is_empty(&encoded) => Pass::Idle,
+            Ok(encoded) => {
+                if sink.send(encoded).await {
+                    Pass::Delivered
+                } else {
+                    Pass::Stop
+                }
+            }
+            Err(e) => Pass::Fail(e),
+        }
     }
 }
 

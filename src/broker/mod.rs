@@ -14,7 +14,8 @@
 //! - `subscription`: the named-subscriber registry, credit, and the read side of a pushed
 //!   subscription (stored batches handed to a [`BatchSink`] as read).
 //! - `consumer`: competing consumers: prefetch window, delivery rounds bounded by bytes, ack,
-//!   nack and release.
+//!   nack and release, and the consumer's own delivery loop handing rounds to a
+//!   [`DeliverySink`].
 //! - `watch`: log watchers (visible-end fan-out) and queue event notifies; the retention ticker.
 //!
 //! Functions documented as *blocking* do disk work: call them from a blocking thread.
@@ -36,7 +37,7 @@ use tokio::sync::Notify;
 
 use crate::config::Limits;
 
-pub use consumer::{Consumer, ConsumerFeed};
+pub use consumer::{Consumer, ConsumerFeed, DeliverySink};
 pub use error::{BrokerError, ErrorKind, Result};
 pub use publish::{publish, InlineSync, Published, INLINE_SYNC_BATCH_BYTES_MAX};
 pub use subscription::{BatchSink, Credit, HeldName, Subscription, SubscriptionReader};

@@ -4,18 +4,16 @@
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use sluice_storage::{Delivery, Offset};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
-use tokio::time::sleep;
 
 use super::connection::Conn;
 use super::{
     fill, fill_and_wait, push_error, Budgeted, End, Fail, SlotTx, StreamEnd, PUSH_BYTES_MAX,
 };
-use crate::broker::{self, Broker, Consumer, ConsumerFeed};
+use crate::broker::{Broker, Consumer, DeliverySink};
 use crate::protocol::{self, ErrorCode, OutFrame, QueueMessage, Reply, Source};
 
 /// Largest `MESSAGES` frame, every byte counted (keys and headers too); one message larger than
@@ -168,21 +166,45 @@ fn budgeted(frame: OutFrame, permit: OwnedSemaphorePermit) -> OutFrame {
     }
 }
 
-/// What one pass of a consumer's loop did.
-enum Pass {
-    /// Delivered messages: look again at once.
-    Delivered,
-    /// Nothing to deliver: wait for an event.
-    Idle,
-    /// The connection is gone.
-    Stop,
-    /// The consumer ends with this error.
-    Fail(Fail),
+impl DeliverySink for Pusher {
+    type Room = OwnedSemaphorePermit;
+    type Encoded = Vec<OutFrame>;
+
+    async fn flush(&self) -> bool {
+        self.send_backlog().await
+    }
+
+    async fn reserve(&self) -> Option<(OwnedSemaphorePermit, usize)> {
+        let room = self
+            .budget
+            .clone()
+            .acquire_many_owned(round_permits())
+            .await
+            .ok()?;
+        let bytes = room.num_permits();
+        Some((room, bytes))
+    }
+
+    fn encode(&self, deliveries: Vec<Delivery>, room: OwnedSemaphorePermit) -> Vec<OutFrame> {
+        self.frames(deliveries, room)
+    }
+
+    fn is_empty(frames: &Vec<OutFrame>) -> bool {
+        frames.is_empty()
+    }
+
+    async fn send(&self, frames: Vec<OutFrame>) -> bool {
+        for frame in frames {
+            if self.out.send(frame).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
 }
 
-/// A consumer's task: opens it (the reply to `CONSUME`), then delivers into its free window
-/// whenever messages are published, expire or return, until the connection goes or the
-/// consumer ends with an error pushed to the client.
+/// A consumer's task: opens it (the reply to `CONSUME`), then runs the consumer's delivery
+/// loop until the connection goes or the consumer ends with an error pushed to the client.
 async fn run(
     broker: Arc<Broker>,
     source: Source,
@@ -190,8 +212,8 @@ async fn run(
     slot: SlotTx,
     end: StreamEnd,
 ) {
-    let (id, consumer) = (pusher.id, &pusher.consumer);
-    let mut feed = match consumer.open(&broker, &source).await {
+    let (id, consumer) = (pusher.id, pusher.consumer.clone());
+    let feed = match consumer.open(&broker, &source).await {
         Ok(f) => f,
         Err(e) => {
             end.mark();
@@ -205,75 +227,10 @@ async fn run(
     if !fill_and_wait(slot, id, opened).await {
         return;
     }
-    let fail = |f: Fail| {
+    let what = format!("{source:?}");
+    if let Err(e) = consumer.run(feed, pusher.clone(), &what).await {
         end.mark();
-        push_error(&pusher.out, id, f);
-    };
-    let deleted = || Fail(ErrorCode::NotFound, format!("{source:?} was deleted"));
-    loop {
-        feed.appended.borrow_and_update();
-        let events = feed.events.clone();
-        let ev = events.notified();
-        let own = consumer.woken().notified();
-        tokio::pin!(ev, own);
-        ev.as_mut().enable();
-        match pass(&feed, &pusher).await {
-            Pass::Delivered => continue,
-            Pass::Idle => {}
-            Pass::Stop => return,
-            // Its queue (or the group's topic) was deleted under the pass.
-            Pass::Fail(_) if feed.queue.log().is_closed() => return fail(deleted()),
-            Pass::Fail(f) => return fail(f),
-        }
-        let wait = Duration::from_millis(consumer.wait_ms(&feed.queue));
-        tokio::select! {
-            r = feed.appended.changed() => if r.is_err() {
-                return fail(deleted());
-            },
-            _ = &mut ev => {}
-            _ = &mut own => {}
-            _ = sleep(wait) => {}
-        }
-    }
-}
-
-/// One pass of a consumer's task: the frames its acks left, expired deadlines, then a delivery
-/// round into its free window (within the connection's push budget, waited for).
-async fn pass(feed: &ConsumerFeed, pusher: &Arc<Pusher>) -> Pass {
-    if !pusher.send_backlog().await {
-        return Pass::Stop;
-    }
-    if let Err(e) = feed.expire_due().await {
-        return Pass::Fail(e.into());
-    }
-    // A cheap look before the blocking call; the round decides under the consumer's gate.
-    if pusher.consumer.window() == 0 {
-        return Pass::Idle;
-    }
-    let Ok(budget) = pusher
-        .budget
-        .clone()
-        .acquire_many_owned(round_permits())
-        .await
-    else {
-        return Pass::Stop;
-    };
-    let (q, p) = (feed.queue.clone(), pusher.clone());
-    let delivered = broker::blocking(move || {
-        let ds = p.consumer.deliver(&q, budget.num_permits())?;
-        Ok(p.frames(ds, budget))
-    });
-    match delivered.await {
-        Ok(frames) if frames.is_empty() => Pass::Idle,
-        Ok(frames) => {
-            for frame in frames {
-                if pusher.out.send(frame).await.is_err() {
-                    return Pass::Stop;
-                }
-            }
-            Pass::Delivered
-        }
-        Err(e) => Pass::Fail(e.into()),
+        push_error(&pusher.out, id, e.into());
     }
 }
 
