@@ -2,16 +2,17 @@
 //!
 //! Run with `cargo run --example client [ADDR]`.
 
-use sluice::client::{Client, SubscribeOptions};
-use sluice::protocol::{LogSettings, QueueSettings, Source, Start};
-use sluice::storage::Record;
+use sluice::client::{Client, LogSettings, QueueSettings, Record, Source, Start, SubscribeOptions};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:7450".into());
-    let client = Client::connect(&addr).await?;
+    let client = Client::builder(addr)
+        .client_name("sluice-example")
+        .connect()
+        .await?;
 
     // Topics: publish a batch, read it back as a named subscriber.
     if let Err(e) = client.create_topic("example", LogSettings::default()).await {
@@ -39,7 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             String::from_utf8_lossy(&msg.record.value)
         );
         if msg.offset == published.last_offset {
-            sub.commit(msg.offset + 1).await?;
+            sub.commit_message(&msg).await?;
             break;
         }
     }

@@ -5,15 +5,20 @@
 //! engine, [`sluice_storage`].
 //!
 //! # Layout
-//! - [`protocol`]: the wire protocol's frames, hand-encoded (specification: `docs/protocol.md`).
-//! - [`server`]: the broker: listener, connection handlers, pushed subscriptions and consumers
-//!   with credit-based flow control, graceful shutdown, the data-directory lock.
-//! - [`client`]: the async Rust client (publish, subscribe as a `Stream`, consume with acks,
-//!   admin).
+//! - [`broker`]: the broker core, no wire format: topics, queues, groups, subscriptions,
+//!   consumers, credit, durability waits, retention; typed results ([`broker::BrokerError`]).
+//! - [`protocol`]: the native wire protocol's frames, hand-encoded (specification:
+//!   `docs/protocol.md`).
+//! - [`server`]: the server: listener under a connection limit, graceful shutdown, the
+//!   data-directory lock, and `server/native/`, the native protocol's frontend over the core
+//!   (connection, dispatch, one module per request family).
+//! - [`client`]: the async Rust client (connect options, publish, subscribe as a `Stream`,
+//!   consume with acks, admin); re-exports the argument types its calls take.
 //! - [`config`]: the server's TOML configuration and its named limits.
 //! - `fuzz` (hidden): the entry points of the fuzz targets in `fuzz/`, replayed over the stored
 //!   corpus by `tests/fuzz_corpus.rs`.
-//! - `src/main.rs`, `src/cli/`: the `sluice` binary (`serve` and the client commands).
+//! - The `sluice` binary (`serve`, the client commands, `inspect`, `repair`, `bench`) is its own
+//!   package, `sluice-cli` (`cli/`), so this library pulls no CLI dependency.
 //!
 //! # Embedded use
 //!
@@ -37,6 +42,7 @@
 
 #![warn(missing_docs)]
 
+pub mod broker;
 pub mod client;
 pub mod config;
 #[doc(hidden)]

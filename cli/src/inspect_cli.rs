@@ -91,6 +91,9 @@ fn ts(ms: TimestampMs) -> String {
 }
 
 /// One item as a line for people.
+///
+/// Longer than most functions on purpose: one arm per kind of inspection item, each the
+/// wording of its line, so every line `sluice inspect` prints reads in one place.
 pub fn render(item: &Item) -> String {
     match item {
         Item::Note { message } => format!("note: {message}"),

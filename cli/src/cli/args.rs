@@ -1,0 +1,203 @@
+//! The command line's arguments (clap): commands, subcommands and their options.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use sluice::protocol::LogSettings;
+use sluice::storage::FsyncPolicy;
+
+use super::bench;
+
+/// sluice: a durable, log-structured message broker.
+#[derive(Parser, Debug)]
+#[command(name = "sluice", version)]
+pub struct Cli {
+    /// Server address of client commands.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_ADDR",
+        default_value = "127.0.0.1:7450"
+    )]
+    pub addr: String,
+    /// Print JSON lines on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the broker.
+    Serve(ServeArgs),
+    /// Create, list, describe and delete topics.
+    #[command(subcommand)]
+    Topic(TopicCmd),
+    /// Create, list, describe and delete queues.
+    #[command(subcommand)]
+    Queue(QueueCmd),
+    /// Publish messages to a topic or queue: the MESSAGE arguments, or else every line of stdin.
+    Publish(PublishArgs),
+    /// Read a topic as a named (durable) or anonymous subscriber.
+    Subscribe(SubscribeArgs),
+    /// Consume a queue (or a topic's consumer group) as a competing consumer, acking each message.
+    Consume(ConsumeArgs),
+    /// Measure throughput and latency end to end, checking every message arrived.
+    Bench(bench::BenchArgs),
+    /// Inspect or verify a data directory, log directory or file offline (read-only).
+    Inspect(crate::inspect_cli::InspectArgs),
+    /// Repair a data directory offline, keeping removed bytes in side files (broker stopped).
+    Repair(crate::inspect_cli::RepairArgs),
+}
+
+/// Arguments of `serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Data directory [default: ./sluice-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Listen address; port 0 picks a free port [default: 127.0.0.1:7450].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Durability: always | interval:<ms> | never [default: always].
+    #[arg(long)]
+    pub fsync: Option<FsyncPolicy>,
+    /// TOML file with everything else (log settings, limits); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// Log settings of a new topic or queue.
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    /// Segment size in bytes.
+    #[arg(long)]
+    pub segment_bytes: Option<u64>,
+    /// Delete old segments while the log is larger than this many bytes.
+    #[arg(long)]
+    pub retention_bytes: Option<u64>,
+    /// Delete segments whose newest message is older than this many milliseconds.
+    #[arg(long)]
+    pub retention_ms: Option<u64>,
+}
+
+impl LogArgs {
+    pub(super) fn settings(&self) -> LogSettings {
+        LogSettings {
+            segment_bytes_max: self.segment_bytes,
+            retention_bytes: self.retention_bytes,
+            retention_ms: self.retention_ms,
+        }
+    }
+}
+
+/// Topic commands.
+#[derive(Subcommand, Debug)]
+pub enum TopicCmd {
+    /// Create a topic.
+    Create {
+        /// Name.
+        name: String,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// List topics.
+    List,
+    /// Show a topic's offsets, size and subscribers' lag.
+    Describe {
+        /// Name.
+        name: String,
+    },
+    /// Delete a topic and its data.
+    Delete {
+        /// Name.
+        name: String,
+    },
+}
+
+/// Queue commands.
+#[derive(Subcommand, Debug)]
+pub enum QueueCmd {
+    /// Create a queue and its dead-letter queue.
+    Create {
+        /// Name.
+        name: String,
+        /// A delivered message not acked within this time is delivered again.
+        #[arg(long)]
+        ack_timeout_ms: Option<u64>,
+        /// After this many deliveries without an ack a message goes to the dead-letter queue.
+        #[arg(long)]
+        max_deliveries: Option<u32>,
+        /// Name of the dead-letter queue [default: <queue>.dlq].
+        #[arg(long)]
+        dead_letter: Option<String>,
+        #[command(flatten)]
+        log: LogArgs,
+    },
+    /// List queues.
+    List,
+    /// Show a queue's depth, in-flight and dead-lettered counts.
+    Describe {
+        /// Name.
+        name: String,
+    },
+    /// Delete a queue and its data (not its dead-letter queue).
+    Delete {
+        /// Name.
+        name: String,
+    },
+}
+
+/// Arguments of `publish`.
+#[derive(Args, Debug)]
+pub struct PublishArgs {
+    /// Topic or queue.
+    pub name: String,
+    /// Key of every message.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Messages; without any, each line of stdin is one message.
+    pub messages: Vec<String>,
+}
+
+/// Arguments of `subscribe`.
+#[derive(Args, Debug)]
+pub struct SubscribeArgs {
+    /// Topic.
+    pub topic: String,
+    /// Durable subscriber name; without it the read is anonymous and commits nothing.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// earliest | latest | <offset> | <RFC 3339 time>. Default: a named subscriber resumes at its
+    /// committed offset, an anonymous one starts at latest.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop after this many milliseconds with nothing new.
+    #[arg(long)]
+    pub wait_ms: Option<u64>,
+}
+
+/// Arguments of `consume`.
+#[derive(Args, Debug)]
+pub struct ConsumeArgs {
+    /// Queue (or topic, with --group).
+    pub name: String,
+    /// Consume the topic NAME as a member of this consumer group.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop after this many milliseconds with nothing new.
+    #[arg(long)]
+    pub wait_ms: Option<u64>,
+    /// Do not ack: the messages are delivered again to the next consumer.
+    #[arg(long)]
+    pub no_ack: bool,
+}

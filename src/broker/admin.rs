@@ -1,0 +1,147 @@
+//! Topics and queues: create (with the limits checks), delete, list, describe; and the commit of
+//! a named subscriber's offset. Every function here is blocking.
+
+use sluice_storage::{LogConfig, Offset, QueueConfig};
+use tracing::info;
+
+use super::types::{LogSettings, QueueInfo, QueueSettings, SubscriberStat, TopicInfo};
+use super::{Broker, BrokerError, ErrorKind, Result};
+
+impl Broker {
+    /// The log configuration of a new topic or queue: the server's defaults overridden by
+    /// `s`, checked against `limits.segment_bytes_min` and the engine's own ranges.
+    pub fn log_config(&self, s: &LogSettings) -> Result<LogConfig> {
+        let mut c = self.default_log.clone();
+        if let Some(v) = s.segment_bytes_max {
+            let min = self.limits.segment_bytes_min;
+            if v < min {
+                return Err(BrokerError::new(
+                    ErrorKind::InvalidArgument,
+                    format!("segment_bytes_max must be at least {min} (limits.segment_bytes_min), got {v}"),
+                ));
+            }
+            c.segment_bytes_max = v;
+        }
+        if s.retention_bytes.is_some() {
+            c.retention_bytes = s.retention_bytes;
+        }
+        if let Some(v) = s.retention_ms {
+            c.retention_ms = Some(v);
+        }
+        c.validate()
+            .map_err(|m| BrokerError::new(ErrorKind::InvalidArgument, m))?;
+        Ok(c)
+    }
+
+    /// Creates a topic.
+    pub fn create_topic(&self, name: &str, settings: &LogSettings) -> Result<()> {
+        let cfg = self.log_config(settings)?;
+        self.store.create_topic(name, Some(cfg))?;
+        info!(topic = %name, "topic created");
+        Ok(())
+    }
+
+    /// Deletes a topic; its subscriptions end.
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        self.store.delete_topic(name)?;
+        self.forget(&format!("t/{name}"));
+        info!(topic = %name, "topic deleted");
+        Ok(())
+    }
+
+    /// The names of the topics.
+    pub fn list_topics(&self) -> Vec<String> {
+        self.store.list_topics()
+    }
+
+    /// Figures of a topic.
+    pub fn describe_topic(&self, name: String) -> Result<TopicInfo> {
+        let s = self.store.topic(&name)?.stats();
+        Ok(TopicInfo {
+            name,
+            start_offset: s.start_offset.0,
+            end_offset: s.end_offset.0,
+            size_bytes: s.size_bytes,
+            segments: s.segments as u32,
+            subscribers: s
+                .subscribers
+                .into_iter()
+                .map(|s| SubscriberStat {
+                    name: s.name,
+                    committed: s.committed.0,
+                    lag: s.lag,
+                })
+                .collect(),
+        })
+    }
+
+    /// Creates a queue (`max_deliveries` must be 1 to `u32::MAX`).
+    pub fn create_queue(&self, name: &str, settings: QueueSettings) -> Result<()> {
+        let log = self.log_config(&settings.log)?;
+        let mut cfg = QueueConfig {
+            log,
+            dead_letter: settings.dead_letter,
+            max_unacked_per_consumer: self.limits.unacked_per_consumer_max,
+            ..QueueConfig::default()
+        };
+        if let Some(v) = settings.ack_timeout_ms {
+            cfg.ack_timeout_ms = v;
+        }
+        if let Some(v) = settings.max_deliveries {
+            cfg.max_deliveries = match u32::try_from(v) {
+                Ok(0) | Err(_) => {
+                    let m = format!("max_deliveries must be 1 to {} (got {v})", u32::MAX);
+                    return Err(BrokerError::new(ErrorKind::InvalidArgument, m));
+                }
+                Ok(v) => v,
+            };
+        }
+        self.store.create_queue(name, cfg)?;
+        info!(queue = %name, "queue created");
+        Ok(())
+    }
+
+    /// Deletes a queue; its consumers end.
+    pub fn delete_queue(&self, name: &str) -> Result<()> {
+        self.store.delete_queue(name)?;
+        self.forget(&format!("q/{name}"));
+        self.queue_events(&format!("q/{name}")).notify_waiters();
+        info!(queue = %name, "queue deleted");
+        Ok(())
+    }
+
+    /// The names of the queues.
+    pub fn list_queues(&self) -> Vec<String> {
+        self.store.list_queues()
+    }
+
+    /// Figures of a queue.
+    pub fn describe_queue(&self, name: String) -> Result<QueueInfo> {
+        let q = self.store.queue(&name)?;
+        let s = q.stats();
+        let c = q.config();
+        Ok(QueueInfo {
+            dead_letter: c
+                .dead_letter
+                .clone()
+                .unwrap_or_else(|| format!("{name}.dlq")),
+            ack_timeout_ms: c.ack_timeout_ms,
+            max_deliveries: c.max_deliveries,
+            name,
+            start_offset: s.start_offset.0,
+            end_offset: s.end_offset.0,
+            ack_floor: s.ack_floor.0,
+            cursor: s.cursor.0,
+            depth: s.depth,
+            in_flight: s.in_flight,
+            dead_lettered: s.dead_lettered,
+            size_bytes: s.size_bytes,
+        })
+    }
+
+    /// Stores the next offset the named subscriber `name` of `topic` reads.
+    pub fn commit(&self, topic: &str, name: &str, next: Offset) -> Result<()> {
+        self.store.topic(topic)?.commit(name, next)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,106 @@
+//! The broker core: topics, queues, consumer groups, subscriptions, consumers, credit and
+//! durability waits, in plain Rust over [`sluice_storage`]. It knows no wire format: the native
+//! protocol (`server::native`) is one frontend that decodes requests, calls the core and encodes
+//! what it returns; another protocol is a sibling frontend calling the same core.
+//!
+//! # Layout
+//! - `types`: arguments and figures of the operations ([`Target`], [`Start`], [`Source`],
+//!   [`LogSettings`], [`QueueSettings`], [`TopicInfo`], [`QueueInfo`]).
+//! - `error`: [`BrokerError`] and its [`ErrorKind`] (one kind per native error code).
+//! - `admin`: create, delete, list and describe topics and queues (with the limits checks);
+//!   subscriber commits.
+//! - `publish`: resolving a publish target, appending, the durability wait (group commit) and
+//!   the inline-sync permission.
+//! - `subscription`: the named-subscriber registry, credit, and the read side of a pushed
+//!   subscription (stored batches handed to a [`BatchSink`] as read).
+//! - `consumer`: competing consumers: prefetch window, delivery rounds bounded by bytes, ack,
+//!   nack and release, and the consumer's own delivery loop handing rounds to a
+//!   [`DeliverySink`].
+//! - `watch`: log watchers (visible-end fan-out) and queue event notifies; the retention ticker.
+//!
+//! Functions documented as *blocking* do disk work: call them from a blocking thread.
+
+mod admin;
+mod consumer;
+mod error;
+mod publish;
+mod subscription;
+pub mod types;
+mod watch;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+
+use sluice_storage::{LogConfig, Store};
+use tokio::sync::Notify;
+
+use crate::config::Limits;
+
+pub use consumer::{Consumer, ConsumerFeed, DeliverySink};
+pub use error::{BrokerError, ErrorKind, Result};
+pub use publish::{publish, InlineSync, Published, INLINE_SYNC_BATCH_BYTES_MAX};
+pub use subscription::{BatchSink, Credit, HeldName, Subscription, SubscriptionReader};
+pub use types::{
+    LogSettings, QueueInfo, QueueSettings, Source, Start, SubscriberStat, Target, TopicInfo,
+};
+
+/// The broker's state shared by every frontend and connection: the store, the limits, and the
+/// registries of watchers, queue events, held subscriber names and the inline-sync permission.
+pub struct Broker {
+    store: Arc<Store>,
+    limits: Limits,
+    default_log: LogConfig,
+    /// One append listener per log, keyed by `t/<topic>` or `q/<queue>`, with the address of the
+    /// topic or queue it was registered for (a recreated one gets a new listener).
+    watches: Mutex<HashMap<String, watch::LogWatch>>,
+    /// Wakes the consumers of a queue or group when messages return to it (nack, release, ack).
+    queue_events: Mutex<HashMap<String, Arc<Notify>>>,
+    next_consumer: AtomicU64,
+    /// Held by the one connection syncing a publish on its own worker thread (see
+    /// [`INLINE_SYNC_BATCH_BYTES_MAX`]): at most one worker blocks on a sync at a time.
+    inline_sync: AtomicBool,
+    /// Named subscribers held by an open subscription: the address of their topic and their
+    /// name. One subscription at a time may hold a name ([`HeldName`]).
+    held_names: Mutex<HashSet<(usize, String)>>,
+}
+
+impl Broker {
+    /// The broker over an open store; `default_log` is the configuration of new topics and
+    /// queues before their own settings.
+    pub fn new(store: Arc<Store>, limits: Limits, default_log: LogConfig) -> Broker {
+        Broker {
+            store,
+            limits,
+            default_log,
+            watches: Mutex::default(),
+            queue_events: Mutex::default(),
+            next_consumer: AtomicU64::new(1),
+            inline_sync: AtomicBool::new(false),
+            held_names: Mutex::default(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+/// Runs blocking broker work on the blocking pool; a panic is an `Internal` error.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(BrokerError::new(
+            ErrorKind::Internal,
+            format!("store task failed: {e}"),
+        )),
+    }
+}

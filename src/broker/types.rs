@@ -1,0 +1,133 @@
+//! The arguments and figures of broker operations, in plain Rust: what every frontend (the
+//! native protocol today) decodes requests into and encodes answers from. The native protocol
+//! re-exports them as `sluice::protocol::*`, and the client as `sluice::client::*`.
+
+/// What a publish appends to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A topic.
+    Topic(String),
+    /// A queue.
+    Queue(String),
+    /// A topic if one has this name, else a queue.
+    Any(String),
+}
+
+impl Target {
+    /// The name.
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Topic(n) | Target::Queue(n) | Target::Any(n) => n,
+        }
+    }
+}
+
+/// Where a subscription starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Named: the committed offset (new subscribers start at the end). Anonymous: the end.
+    Default,
+    /// The log start.
+    Earliest,
+    /// The visible end.
+    Latest,
+    /// An offset.
+    Offset(u64),
+    /// The first message at or after a time (ms since the epoch).
+    Timestamp(i64),
+}
+
+/// What a consumer consumes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A queue.
+    Queue(String),
+    /// A consumer group over a topic.
+    Group {
+        /// The topic.
+        topic: String,
+        /// The group.
+        group: String,
+    },
+}
+
+/// Optional log settings of a new topic or queue (absent: the server's defaults).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Segment size.
+    pub segment_bytes_max: Option<u64>,
+    /// Retention by size.
+    pub retention_bytes: Option<u64>,
+    /// Retention by age.
+    pub retention_ms: Option<u64>,
+}
+
+/// Settings of a new queue.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// Log settings.
+    pub log: LogSettings,
+    /// Ack timeout.
+    pub ack_timeout_ms: Option<u64>,
+    /// Deliveries before dead-lettering (the server refuses a value above `u32::MAX`).
+    pub max_deliveries: Option<u64>,
+    /// Dead-letter queue name (`<queue>.dlq` when absent).
+    pub dead_letter: Option<String>,
+}
+
+/// A named subscriber in a `TopicInfo`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SubscriberStat {
+    /// Name.
+    pub name: String,
+    /// Next offset it reads.
+    pub committed: u64,
+    /// Messages behind the end.
+    pub lag: u64,
+}
+
+/// Figures of a topic.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TopicInfo {
+    /// Name.
+    pub name: String,
+    /// First offset held.
+    pub start_offset: u64,
+    /// One past the last visible offset.
+    pub end_offset: u64,
+    /// Bytes on disk.
+    pub size_bytes: u64,
+    /// Segments.
+    pub segments: u32,
+    /// Named subscribers.
+    pub subscribers: Vec<SubscriberStat>,
+}
+
+/// Figures of a queue.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct QueueInfo {
+    /// Name.
+    pub name: String,
+    /// First offset held.
+    pub start_offset: u64,
+    /// One past the last visible offset.
+    pub end_offset: u64,
+    /// Every offset below is acked.
+    pub ack_floor: u64,
+    /// Next never-delivered offset.
+    pub cursor: u64,
+    /// Unacked messages.
+    pub depth: u64,
+    /// Delivered, not acked.
+    pub in_flight: u64,
+    /// Dead-lettered since creation.
+    pub dead_lettered: u64,
+    /// Bytes on disk.
+    pub size_bytes: u64,
+    /// Ack timeout.
+    pub ack_timeout_ms: u64,
+    /// Deliveries before dead-lettering.
+    pub max_deliveries: u32,
+    /// Dead-letter queue.
+    pub dead_letter: String,
+}

@@ -1,0 +1,92 @@
+//! Log watchers (the fan-out of a log's one append listener), queue event notifies, and the
+//! retention ticker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_storage::{Log, Offset};
+use tokio::sync::{watch, Notify};
+use tokio::task::spawn_blocking;
+use tracing::{info, warn};
+
+use super::Broker;
+
+/// The fan-out of one log's append listener: the address of the topic or queue it was
+/// registered for, and the channel carrying the visible end.
+pub(super) type LogWatch = (usize, Arc<watch::Sender<u64>>);
+
+impl Broker {
+    /// A receiver of the visible end of `log`, the log of the topic or queue at address `ptr`
+    /// registered under `key` (`t/<topic>` or `q/<queue>`). A log has one listener: the first
+    /// watcher registers it, later ones share it; a recreated topic or queue (another address)
+    /// gets a new one.
+    pub fn watch_log(&self, key: String, ptr: usize, log: &Log) -> watch::Receiver<u64> {
+        let mut m = self.watches.lock().unwrap();
+        if let Some((p, tx)) = m.get(&key) {
+            if *p == ptr {
+                return tx.subscribe();
+            }
+        }
+        let (tx, rx) = watch::channel(log.visible_end().0);
+        let tx = Arc::new(tx);
+        let weak = Arc::downgrade(&tx);
+        log.set_listener(Arc::new(move |end: Offset| {
+            if let Some(tx) = weak.upgrade() {
+                tx.send_replace(end.0);
+            }
+        }));
+        m.insert(key, (ptr, tx));
+        rx
+    }
+
+    /// Drops a log's listener fan-out: its watchers see the channel close and end.
+    pub(super) fn forget(&self, key: &str) {
+        self.watches.lock().unwrap().remove(key);
+    }
+
+    /// The notify that wakes the consumers of a queue (`q/<queue>`) or group
+    /// (`g/<topic>/<group>`) when messages return to it.
+    pub fn queue_events(&self, key: &str) -> Arc<Notify> {
+        self.queue_events
+            .lock()
+            .unwrap()
+            .entry(key.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Applies time- and size-based retention to every topic and queue every `every`, forever
+    /// (abort the task to stop it).
+    pub async fn run_retention(self: Arc<Self>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let s = self.clone();
+            let _ = spawn_blocking(move || s.enforce_retention()).await;
+        }
+    }
+
+    /// One retention pass over every topic and queue. Blocking.
+    fn enforce_retention(&self) {
+        let mut logs = Vec::new();
+        for n in self.store.list_topics() {
+            if let Ok(t) = self.store.topic(&n) {
+                logs.push((n, t.log().clone()));
+            }
+        }
+        for n in self.store.list_queues() {
+            if let Ok(q) = self.store.queue(&n) {
+                logs.push((n, q.log().clone()));
+            }
+        }
+        for (name, log) in logs {
+            match log.enforce_retention() {
+                Ok(0) => {}
+                Ok(n) => info!(%name, segments = n, "retention deleted segments"),
+                Err(e) => warn!(%name, "retention failed: {e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! The connection: its writer and reader tasks, request ids, and the routing of replies to the
+//! request waiting for them or to the stream (subscription, consumer) they belong to.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use super::options::ConnectOptions;
+use super::{unexpected, Client, ClientError, Result};
+use crate::protocol::{self, OutFrame, Reply, Request};
+
+#[derive(Default)]
+pub(super) struct Routes {
+    pending: Mutex<HashMap<u32, oneshot::Sender<Reply>>>,
+    streams: Mutex<HashMap<u32, mpsc::UnboundedSender<Reply>>>,
+    closed: Mutex<Option<String>>,
+}
+
+impl Routes {
+    fn closed_reason(&self) -> String {
+        self.closed
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| "connection lost".into())
+    }
+
+    fn close(&self, reason: String) {
+        self.closed.lock().unwrap().get_or_insert(reason);
+        self.pending.lock().unwrap().clear();
+        // Dropping the senders ends each stream, which then reports `Closed` with the reason.
+        self.streams.lock().unwrap().clear();
+    }
+
+    /// Hands a frame read from the server to whoever waits for it; `Err` with the reason when
+    /// the frame ends the connection.
+    fn route(&self, id: u32, reply: Reply) -> Result<(), String> {
+        if id == 0 {
+            if let Reply::Error { code, message } = &reply {
+                return Err(format!("{message} ({code})"));
+            }
+            return Ok(());
+        }
+        let is_push = matches!(reply, Reply::Deliver { .. } | Reply::Messages(_));
+        if !is_push {
+            if let Some(tx) = self.pending.lock().unwrap().remove(&id) {
+                let _ = tx.send(reply);
+                return Ok(());
+            }
+        }
+        if let Some(tx) = self.streams.lock().unwrap().get(&id) {
+            let _ = tx.send(reply);
+        }
+        Ok(())
+    }
+}
+
+pub(super) struct Inner {
+    out: mpsc::Sender<OutFrame>,
+    routes: Arc<Routes>,
+    next_id: AtomicU32,
+}
+
+/// Writes queued frames, many per flush.
+async fn write_loop(wr: OwnedWriteHalf, mut out_rx: mpsc::Receiver<OutFrame>) {
+    let mut w = BufWriter::with_capacity(64 * 1024, wr);
+    while let Some(f) = out_rx.recv().await {
+        let mut batch = vec![f];
+        while batch.len() < 64 {
+            match out_rx.try_recv() {
+                Ok(f) => batch.push(f),
+                Err(_) => break,
+            }
+        }
+        for f in batch {
+            if w.write_all(&f.head).await.is_err() {
+                return;
+            }
+            if let Some(t) = &f.tail {
+                if w.write_all(t).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if w.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+/// Reads and routes frames until the connection ends, then closes the routes with the reason.
+async fn read_loop(rd: OwnedReadHalf, routes: Arc<Routes>, frame_max: u32) {
+    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let reason = loop {
+        let frame = match protocol::read_frame(&mut rd, frame_max).await {
+            Ok(Some(f)) => f,
+            Ok(None) => break "server closed the connection".to_string(),
+            Err(e) => break e.to_string(),
+        };
+        let id = frame.request_id;
+        let reply = match Reply::decode(frame) {
+            Ok(r) => r,
+            Err(e) => break e.to_string(),
+        };
+        if let Err(reason) = routes.route(id, reply) {
+            break reason;
+        }
+    };
+    routes.close(reason);
+}
+
+impl Client {
+    /// Connects to `addr` (`host:port`) with the default options and performs the version
+    /// handshake.
+    pub async fn connect(addr: &str) -> Result<Client> {
+        Client::connect_with(ConnectOptions::new(addr)).await
+    }
+
+    /// Options to connect to `addr`: set them, then call [`ConnectOptions::connect`].
+    pub fn builder(addr: impl Into<String>) -> ConnectOptions {
+        ConnectOptions::new(addr)
+    }
+
+    /// Connects with `opts` and performs the version handshake.
+    pub async fn connect_with(opts: ConnectOptions) -> Result<Client> {
+        match opts.connect_timeout {
+            None => Client::open(&opts).await,
+            Some(t) => match tokio::time::timeout(t, Client::open(&opts)).await {
+                Ok(r) => r,
+                Err(_) => Err(ClientError::Connect {
+                    addr: opts.addr.clone(),
+                    source: io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("no connection and handshake within {t:?}"),
+                    ),
+                }),
+            },
+        }
+    }
+
+    async fn open(opts: &ConnectOptions) -> Result<Client> {
+        let sock = TcpStream::connect(&opts.addr)
+            .await
+            .map_err(|source| ClientError::Connect {
+                addr: opts.addr.clone(),
+                source,
+            })?;
+        let _ = sock.set_nodelay(true);
+        let (rd, wr) = sock.into_split();
+        let (out, out_rx) = mpsc::channel::<OutFrame>(256);
+        let routes = Arc::new(Routes::default());
+        tokio::spawn(write_loop(wr, out_rx));
+        tokio::spawn(read_loop(rd, routes.clone(), opts.frame_bytes_max));
+        let client = Client {
+            inner: Arc::new(Inner {
+                out,
+                routes,
+                next_id: AtomicU32::new(1),
+            }),
+        };
+        let hello = Request::Hello {
+            version: protocol::VERSION,
+            client: opts.client_name.clone(),
+        };
+        match client.request(hello).await? {
+            Reply::HelloOk { .. } => Ok(client),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub(super) fn next_id(&self) -> u32 {
+        loop {
+            let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+            if id != 0 {
+                return id;
+            }
+        }
+    }
+
+    async fn send(&self, frame: OutFrame) -> Result<()> {
+        self.inner
+            .out
+            .send(frame)
+            .await
+            .map_err(|_| ClientError::Closed(self.inner.routes.closed_reason()))
+    }
+
+    /// Queues a request to the server; the returned receiver gets its reply.
+    pub(super) async fn send_request(
+        &self,
+        id: u32,
+        req: Request,
+    ) -> Result<oneshot::Receiver<Reply>> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.routes.pending.lock().unwrap().insert(id, tx);
+        if let Some(reason) = self.inner.routes.closed.lock().unwrap().clone() {
+            self.inner.routes.pending.lock().unwrap().remove(&id);
+            return Err(ClientError::Closed(reason));
+        }
+        self.send(req.encode(id)).await?;
+        Ok(rx)
+    }
+
+    pub(super) async fn await_reply(&self, rx: oneshot::Receiver<Reply>) -> Result<Reply> {
+        match rx.await {
+            Ok(Reply::Error { code, message }) => Err(ClientError::Server { code, message }),
+            Ok(r) => Ok(r),
+            Err(_) => Err(ClientError::Closed(self.inner.routes.closed_reason())),
+        }
+    }
+
+    pub(super) async fn request_with_id(&self, id: u32, req: Request) -> Result<Reply> {
+        let rx = self.send_request(id, req).await?;
+        self.await_reply(rx).await
+    }
+
+    /// Sends a request and waits for its reply (an `ERROR` reply becomes `Err`).
+    pub async fn request(&self, req: Request) -> Result<Reply> {
+        let id = self.next_id();
+        self.request_with_id(id, req).await
+    }
+
+    pub(super) async fn expect_ok(&self, req: Request) -> Result<()> {
+        match self.request(req).await? {
+            Reply::Ok => Ok(()),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// Round trip to the server.
+    pub async fn ping(&self) -> Result<()> {
+        match self.request(Request::Ping).await? {
+            Reply::Pong => Ok(()),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// Registers stream `id` (a subscription or consumer): its pushes go to the receiver.
+    pub(super) fn open_stream(&self, id: u32) -> mpsc::UnboundedReceiver<Reply> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.inner.routes.streams.lock().unwrap().insert(id, tx);
+        rx
+    }
+
+    /// Forgets stream `id` (its pushes are dropped from now on); returns `e`.
+    pub(super) fn drop_stream(&self, id: u32, e: ClientError) -> ClientError {
+        self.inner.routes.streams.lock().unwrap().remove(&id);
+        e
+    }
+
+    /// Closes a subscription or consumer without waiting (from `Drop`: no runtime needed).
+    pub(super) fn cancel_detached(&self, id: u32) {
+        self.inner.routes.streams.lock().unwrap().remove(&id);
+        let req = self.next_id();
+        let _ = self.inner.out.try_send(Request::Cancel { id }.encode(req));
+    }
+
+    /// Closes a subscription or consumer and waits for the server's confirmation.
+    pub(super) async fn cancel_stream(&self, id: u32) -> Result<()> {
+        self.drop_stream(id, ClientError::Closed(String::new()));
+        self.expect_ok(Request::Cancel { id }).await
+    }
+
+    /// What a stream yields when its channel ends: once `Closed` with the reason if the
+    /// connection is gone, then `None`.
+    pub(super) fn end_of_stream<T>(&self, ended: &mut bool) -> Option<Result<T>> {
+        if std::mem::replace(ended, true) {
+            return None;
+        }
+        let reason = self.inner.routes.closed.lock().unwrap().clone()?;
+        Some(Err(ClientError::Closed(reason)))
+    }
+
+    /// Sends a frame with no reply from a task of its own (no waiting in a `poll`).
+    pub(super) fn send_detached(&self, frame: OutFrame) {
+        let out = self.inner.out.clone();
+        tokio::spawn(async move {
+            let _ = out.send(frame).await;
+        });
+    }
+}

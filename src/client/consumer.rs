@@ -1,0 +1,184 @@
+//! Competing consumers: a `Stream` of deliveries within a prefetch window, each acked or
+//! nacked through its handle.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use sluice_storage::{Offset, Record};
+use tokio::sync::mpsc;
+
+use super::{push_error, unexpected, Client, Result, Source};
+use crate::protocol::{QueueMessage, Reply, Request};
+
+impl Client {
+    /// Becomes a competing consumer of a queue or of a topic's consumer group, holding at most
+    /// `prefetch` unacked messages (the server may lower it).
+    pub async fn consume(&self, source: Source, prefetch: u32) -> Result<Consumer> {
+        let id = self.next_id();
+        let rx = self.open_stream(id);
+        match self
+            .request_with_id(id, Request::Consume { source, prefetch })
+            .await
+        {
+            Ok(Reply::Subscribed { value }) => Ok(Consumer {
+                acker: Acker {
+                    client: self.clone(),
+                    id,
+                },
+                prefetch: value as u32,
+                rx,
+                buf: VecDeque::new(),
+                cancelled: false,
+                ended: false,
+            }),
+            Ok(r) => Err(self.drop_stream(id, unexpected(r))),
+            Err(e) => Err(self.drop_stream(id, e)),
+        }
+    }
+}
+
+/// Acknowledges messages of one consumer; cheap to clone.
+#[derive(Clone)]
+pub struct Acker {
+    client: Client,
+    id: u32,
+}
+
+impl Acker {
+    /// Acknowledges messages; returns once the acks are durable.
+    pub async fn ack(&self, offsets: &[u64]) -> Result<()> {
+        self.client
+            .expect_ok(Request::Ack {
+                id: self.id,
+                offsets: offsets.to_vec(),
+            })
+            .await
+    }
+
+    /// Like [`Acker::ack`], with [`Offset`]s.
+    pub async fn ack_offsets(&self, offsets: &[Offset]) -> Result<()> {
+        let offsets: Vec<u64> = offsets.iter().map(|o| o.0).collect();
+        self.ack(&offsets).await
+    }
+
+    /// Returns messages to the queue, redelivered after `delay_ms`.
+    pub async fn nack(&self, offsets: &[u64], delay_ms: u64) -> Result<()> {
+        self.client
+            .expect_ok(Request::Nack {
+                id: self.id,
+                delay_ms,
+                offsets: offsets.to_vec(),
+            })
+            .await
+    }
+
+    /// Like [`Acker::nack`], with [`Offset`]s.
+    pub async fn nack_offsets(&self, offsets: &[Offset], delay_ms: u64) -> Result<()> {
+        let offsets: Vec<u64> = offsets.iter().map(|o| o.0).collect();
+        self.nack(&offsets, delay_ms).await
+    }
+}
+
+/// A message delivered to a consumer, with its ack handle.
+pub struct Delivery {
+    /// Offset (the ack handle's key).
+    pub offset: u64,
+    /// 1 for a first delivery.
+    pub attempt: u32,
+    /// The message.
+    pub record: Record,
+    acker: Acker,
+}
+
+impl Delivery {
+    /// Its offset, typed.
+    pub fn offset(&self) -> Offset {
+        Offset(self.offset)
+    }
+    /// Acknowledges this message.
+    pub async fn ack(&self) -> Result<()> {
+        self.acker.ack(&[self.offset]).await
+    }
+    /// Returns this message to the queue.
+    pub async fn nack(&self, delay_ms: u64) -> Result<()> {
+        self.acker.nack(&[self.offset], delay_ms).await
+    }
+}
+
+/// A competing consumer: a `Stream` of [`Delivery`]. The server keeps at most `prefetch`
+/// messages unacked on it; acking makes room for more.
+pub struct Consumer {
+    acker: Acker,
+    prefetch: u32,
+    rx: mpsc::UnboundedReceiver<Reply>,
+    buf: VecDeque<QueueMessage>,
+    cancelled: bool,
+    ended: bool,
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if !self.cancelled {
+            self.acker.client.cancel_detached(self.acker.id);
+        }
+    }
+}
+
+impl Consumer {
+    /// The prefetch the server granted.
+    pub fn prefetch(&self) -> u32 {
+        self.prefetch
+    }
+
+    /// A handle to ack or nack by offset.
+    pub fn acker(&self) -> Acker {
+        self.acker.clone()
+    }
+
+    /// Messages received and not yet taken.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next delivery; `None` once the consumer is closed.
+    pub async fn next(&mut self) -> Option<Result<Delivery>> {
+        poll_fn(|cx| Pin::new(&mut *self).poll_next_delivery(cx)).await
+    }
+
+    /// Closes the consumer; its unacked messages go back to the queue (dropping it does too,
+    /// without waiting).
+    pub async fn cancel(mut self) -> Result<()> {
+        self.cancelled = true;
+        self.acker.client.cancel_stream(self.acker.id).await
+    }
+
+    fn poll_next_delivery(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Delivery>>> {
+        loop {
+            if let Some(m) = self.buf.pop_front() {
+                return Poll::Ready(Some(Ok(Delivery {
+                    offset: m.offset,
+                    attempt: m.attempt,
+                    record: m.record,
+                    acker: self.acker.clone(),
+                })));
+            }
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(Reply::Messages(ms))) => self.buf.extend(ms),
+                Poll::Ready(Some(r)) => return Poll::Ready(Some(Err(push_error(r)))),
+                Poll::Ready(None) => {
+                    return Poll::Ready(self.acker.client.end_of_stream(&mut self.ended))
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl futures_core::Stream for Consumer {
+    type Item = Result<Delivery>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_next_delivery(cx)
+    }
+}

@@ -1,0 +1,155 @@
+//! The async Rust client.
+//!
+//! One [`Client`] is one connection; it is cheap to clone and every call can run concurrently:
+//! requests are pipelined and matched to their replies by request id. The argument types of its
+//! calls are re-exported here ([`LogSettings`], [`QueueSettings`], [`Source`], [`Start`],
+//! [`Target`], [`Record`], [`Header`], [`Offset`]), so a user needs no other module.
+//!
+//! ```no_run
+//! use sluice::client::{Client, LogSettings, Record, Start, SubscribeOptions};
+//!
+//! # async fn demo() -> Result<(), sluice::client::ClientError> {
+//! let client = Client::connect("127.0.0.1:7450").await?;
+//! client.create_topic("orders", LogSettings::default()).await?;
+//!
+//! // One call is one batch; the reply comes once the batch is durable.
+//! let published = client
+//!     .publish("orders", &[Record::from_value("a"), Record::from_value("b")])
+//!     .await?;
+//! assert_eq!(published.last_offset - published.base_offset, 1);
+//!
+//! // A durable named subscriber, read as a stream (also a `futures_core::Stream`).
+//! let mut sub = client
+//!     .subscribe("orders", SubscribeOptions::named("billing").from(Start::Earliest))
+//!     .await?;
+//! while let Some(msg) = sub.next().await {
+//!     let msg = msg?;
+//!     println!("{}: {:?}", msg.offset, msg.record.value);
+//!     // Commits the offset after this message: a restart resumes past it.
+//!     sub.commit_message(&msg).await?;
+//!     if msg.offset == published.last_offset {
+//!         break;
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Competing consumers of a queue ack each message through its handle:
+//!
+//! ```no_run
+//! # async fn demo(client: sluice::client::Client) -> Result<(), sluice::client::ClientError> {
+//! use sluice::client::{QueueSettings, Source};
+//! client.create_queue("jobs", QueueSettings::default()).await?;
+//! let mut consumer = client.consume(Source::Queue("jobs".into()), 100).await?;
+//! while let Some(job) = consumer.next().await {
+//!     let job = job?;
+//!     println!("job {} (attempt {})", job.offset, job.attempt);
+//!     job.ack().await?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Connection settings (client name, connect timeout, frame limit) go through
+//! [`Client::builder`]:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sluice::client::ClientError> {
+//! use std::time::Duration;
+//! let client = sluice::client::Client::builder("127.0.0.1:7450")
+//!     .client_name("billing-worker")
+//!     .connect_timeout(Duration::from_secs(5))
+//!     .connect()
+//!     .await?;
+//! # let _ = client; Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - `connection`: the connection's reader and writer tasks, request ids and reply routing.
+//! - `options`: [`ConnectOptions`] (the builder of [`Client::builder`]).
+//! - `publish`: [`Client::publish`] and friends, [`Published`], [`PendingPublish`].
+//! - `subscription`: [`Client::subscribe`], [`SubscribeOptions`], [`Subscription`].
+//! - `consumer`: [`Client::consume`], [`Consumer`], [`Delivery`], [`Acker`].
+//! - `admin`: topics and queues.
+
+mod admin;
+mod connection;
+mod consumer;
+mod options;
+mod publish;
+mod subscription;
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::sync::Arc;
+
+pub use crate::protocol::{
+    ErrorCode, LogSettings, Message, QueueInfo, QueueSettings, Source, Start, SubscriberStat,
+    Target, TopicInfo,
+};
+use crate::protocol::{ProtocolError, Reply};
+pub use consumer::{Acker, Consumer, Delivery};
+pub use options::{ClientBuilder, ConnectOptions};
+pub use publish::{PendingPublish, Published};
+pub use sluice_storage::{Header, Offset, Record};
+pub use subscription::{SubscribeOptions, Subscription};
+
+/// A client failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The TCP connection could not be made (or the handshake did not finish in time).
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The server answered with an error.
+    #[error("{message} ({code})")]
+    Server {
+        /// The error code.
+        code: ErrorCode,
+        /// The server's message.
+        message: String,
+    },
+    /// The connection is gone.
+    #[error("connection closed: {0}")]
+    Closed(String),
+    /// The server sent bytes this client cannot decode.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The server sent a reply of the wrong kind.
+    #[error("unexpected reply: {0}")]
+    Unexpected(String),
+}
+
+impl ClientError {
+    /// The server's error code, if this is a server error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Server { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// A connection to a sluice server.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<connection::Inner>,
+}
+
+fn unexpected(r: Reply) -> ClientError {
+    ClientError::Unexpected(format!("{r:?}"))
+}
+
+/// The error a stream's push carries (an `ERROR` frame ends the stream).
+fn push_error(r: Reply) -> ClientError {
+    match r {
+        Reply::Error { code, message } => ClientError::Server { code, message },
+        r => unexpected(r),
+    }
+}

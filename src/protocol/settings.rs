@@ -1,0 +1,6 @@
+//! The arguments of requests and the figures of replies: the broker core's own types
+//! ([`crate::broker::types`]), which frames carry field by field.
+
+pub use crate::broker::types::{
+    LogSettings, QueueInfo, QueueSettings, Source, Start, SubscriberStat, Target, TopicInfo,
+};

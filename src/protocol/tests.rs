@@ -1,0 +1,306 @@
+//! Round trips and hostile input of every frame.
+
+use super::*;
+use bytes::Bytes;
+use sluice_storage::format;
+use sluice_storage::{Header, Record};
+
+fn rt_req(r: Request) {
+    let f = r.encode(42).to_vec();
+    let raw = parse_frame(&f, u32::MAX).unwrap();
+    assert_eq!(raw.request_id, 42);
+    assert_eq!(Request::decode(&raw).unwrap(), r);
+    // Every strict prefix of the body fails cleanly (no panic), except where the tail is a
+    // free-length byte run.
+    for cut in 0..raw.body.len() {
+        let short = RawFrame {
+            body: raw.body[..cut].to_vec(),
+            ..raw.clone()
+        };
+        let _ = Request::decode(&short);
+    }
+}
+
+fn rt_reply(r: Reply) {
+    let f = r.encode(7).to_vec();
+    let raw = parse_frame(&f, u32::MAX).unwrap();
+    assert_eq!(raw.request_id, 7);
+    assert_eq!(Reply::decode(raw.clone()).unwrap(), r);
+    for cut in 0..raw.body.len() {
+        let _ = Reply::decode(RawFrame {
+            body: raw.body[..cut].to_vec(),
+            ..raw.clone()
+        });
+    }
+}
+
+#[test]
+fn requests_round_trip() {
+    let batch = format::encode_batch(&[Record::from_value("x")], 5);
+    for r in [
+        Request::Hello {
+            version: VERSION,
+            client: "t".into(),
+        },
+        Request::Ping,
+        Request::Publish {
+            target: Target::Queue("q".into()),
+            batch,
+        },
+        Request::Subscribe {
+            topic: "t".into(),
+            name: Some("s".into()),
+            start: Start::Timestamp(-5),
+            credit: 10,
+        },
+        Request::Subscribe {
+            topic: "t".into(),
+            name: None,
+            start: Start::Offset(3),
+            credit: 0,
+        },
+        Request::Credit { id: 3, credit: 9 },
+        Request::Commit {
+            topic: "t".into(),
+            name: "n".into(),
+            next: 99,
+        },
+        Request::Cancel { id: 1 },
+        Request::Consume {
+            source: Source::Group {
+                topic: "t".into(),
+                group: "g".into(),
+            },
+            prefetch: 5,
+        },
+        Request::Ack {
+            id: 2,
+            offsets: vec![1, 2, 3],
+        },
+        Request::Nack {
+            id: 2,
+            delay_ms: 10,
+            offsets: vec![7],
+        },
+        Request::CreateTopic {
+            name: "t".into(),
+            settings: LogSettings {
+                segment_bytes_max: Some(1 << 20),
+                retention_bytes: None,
+                retention_ms: Some(5),
+            },
+        },
+        Request::CreateQueue {
+            name: "q".into(),
+            settings: QueueSettings {
+                log: LogSettings::default(),
+                ack_timeout_ms: Some(100),
+                max_deliveries: Some(3),
+                dead_letter: Some("dead".into()),
+            },
+        },
+        Request::DeleteTopic { name: "a".into() },
+        Request::DescribeQueue { name: "b".into() },
+        Request::ListTopics,
+        Request::ListQueues,
+    ] {
+        rt_req(r);
+    }
+}
+
+#[test]
+fn replies_round_trip() {
+    let mut batch = format::encode_batch(
+        &[
+            Record::from_value("a"),
+            Record::from_value("b"),
+            Record::from_value("c"),
+        ],
+        5,
+    );
+    format::set_base_offset(&mut batch, sluice_storage::Offset(10));
+    for r in [
+        Reply::HelloOk {
+            version: 1,
+            server: "s".into(),
+            frame_bytes_max: 9,
+        },
+        Reply::Ok,
+        Reply::Pong,
+        Reply::error(ErrorCode::NotFound, "nope"),
+        Reply::Published {
+            base_offset: 1,
+            last_offset: 4,
+        },
+        Reply::Subscribed { value: 8 },
+        Reply::Deliver {
+            from: 11,
+            to: 13,
+            batch: Bytes::from(batch.clone()),
+        },
+        Reply::Messages(vec![QueueMessage {
+            offset: 5,
+            attempt: 2,
+            record: Record {
+                timestamp_ms: Some(77),
+                key: Some(b"k".to_vec()),
+                headers: vec![Header::new("h", "v")],
+                value: vec![0, 159, 146, 150],
+            },
+        }]),
+        Reply::Names(vec!["a".into(), "b".into()]),
+        Reply::TopicInfo(TopicInfo {
+            name: "t".into(),
+            start_offset: 0,
+            end_offset: 5,
+            size_bytes: 100,
+            segments: 1,
+            subscribers: vec![SubscriberStat {
+                name: "s".into(),
+                committed: 3,
+                lag: 2,
+            }],
+        }),
+        Reply::QueueInfo(QueueInfo {
+            name: "q".into(),
+            start_offset: 0,
+            end_offset: 1,
+            ack_floor: 0,
+            cursor: 1,
+            depth: 1,
+            in_flight: 1,
+            dead_lettered: 0,
+            size_bytes: 70,
+            ack_timeout_ms: 30_000,
+            max_deliveries: 5,
+            dead_letter: "q.dlq".into(),
+        }),
+    ] {
+        rt_reply(r);
+    }
+    let ms = decode_delivery(11, 13, &batch).unwrap();
+    assert_eq!(ms.len(), 2);
+    assert_eq!(ms[0].offset, 11);
+    assert_eq!(ms[1].record.value, b"c");
+}
+
+#[test]
+fn every_error_code_round_trips() {
+    for v in (1..=13u16).chain([15]) {
+        assert_eq!(ErrorCode::from_u16(v) as u16, v);
+    }
+    assert_eq!(ErrorCode::from_u16(16), ErrorCode::Internal);
+}
+
+#[test]
+fn encoded_len_is_the_exact_size_of_a_message_in_a_frame() {
+    let m = |key: Option<Vec<u8>>, headers: Vec<Header>, value: usize| QueueMessage {
+        offset: 9,
+        attempt: 1,
+        record: Record {
+            timestamp_ms: Some(5),
+            key,
+            headers,
+            value: vec![7; value],
+        },
+    };
+    let ms = [
+        m(None, vec![], 0),
+        m(Some(vec![]), vec![Header::default()], 3),
+        m(
+            Some(vec![1; 300]),
+            vec![Header::new("a", vec![2; 500]); 7],
+            1000,
+        ),
+    ];
+    for k in 0..=ms.len() {
+        let part = ms[..k].to_vec();
+        let want: usize = part.iter().map(QueueMessage::encoded_len).sum();
+        let f = Reply::Messages(part).encode(1).to_vec();
+        assert_eq!(f.len(), MESSAGES_FRAME_OVERHEAD + want);
+    }
+}
+
+#[test]
+fn messages_of_empty_and_tiny_values_decode() {
+    // Many smallest messages in one frame: the count bound must not refuse them.
+    for len in 0..4 {
+        for n in 1..40 {
+            let ms = (0..n)
+                .map(|i| QueueMessage {
+                    offset: i,
+                    attempt: 1,
+                    record: Record {
+                        timestamp_ms: Some(0),
+                        key: None,
+                        headers: vec![],
+                        value: vec![b'x'; len],
+                    },
+                })
+                .collect();
+            rt_reply(Reply::Messages(ms));
+        }
+    }
+}
+
+#[test]
+fn garbage_is_rejected_not_panicking() {
+    assert!(matches!(
+        Request::decode(&RawFrame {
+            kind: 0x7f,
+            request_id: 1,
+            body: vec![]
+        }),
+        Err(ProtocolError::UnknownKind(0x7f))
+    ));
+    let mut seed = 0x1234_5678u64;
+    for _ in 0..2000 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let len = (seed >> 59) as usize;
+        let body: Vec<u8> = (0..len).map(|i| (seed >> (i % 56)) as u8).collect();
+        let kind = (seed >> 8) as u8;
+        let _ = Request::decode(&RawFrame {
+            kind,
+            request_id: 0,
+            body: body.clone(),
+        });
+        let _ = Reply::decode(RawFrame {
+            kind,
+            request_id: 0,
+            body,
+        });
+    }
+    // Huge counts do not allocate.
+    let mut f = Request::Ack {
+        id: 1,
+        offsets: vec![],
+    }
+    .encode(1)
+    .to_vec();
+    f[13..17].copy_from_slice(&u32::MAX.to_le_bytes());
+    let raw = parse_frame(&f, 1 << 20).unwrap();
+    assert!(Request::decode(&raw).is_err());
+}
+
+#[tokio::test]
+async fn oversized_length_prefix_is_rejected_before_reading() {
+    let mut bytes: &[u8] = &[0xff, 0xff, 0xff, 0x7f, 1, 2, 3];
+    match read_frame(&mut bytes, 1 << 20).await {
+        Err(ProtocolError::TooLarge { len, max }) => {
+            assert_eq!(len, 0x7fff_ffff);
+            assert_eq!(max, 1 << 20);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let mut short: &[u8] = &[2, 0, 0, 0, 1, 2];
+    assert!(matches!(
+        read_frame(&mut short, 1 << 20).await,
+        Err(ProtocolError::Malformed(_))
+    ));
+    let mut empty: &[u8] = &[];
+    assert!(read_frame(&mut empty, 10).await.unwrap().is_none());
+    let ping = Request::Ping.encode(5).to_vec();
+    let mut rd: &[u8] = &ping;
+    let f = read_frame(&mut rd, 1 << 20).await.unwrap().unwrap();
+    assert_eq!(Request::decode(&f).unwrap(), Request::Ping);
+}

@@ -1,0 +1,50 @@
+//! The accept loop: each connection gets a task under the connection semaphore
+//! (`connections_max`); one more is refused with an error frame.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio::time::sleep;
+use tracing::warn;
+
+use super::native;
+use crate::broker::Broker;
+use crate::protocol::ErrorCode;
+
+/// Accepts connections forever. Each connection task holds a clone of `done` (so shutdown can
+/// wait for them all) and listens to `shutdown`.
+pub(super) async fn accept(
+    listener: &TcpListener,
+    broker: &Arc<Broker>,
+    shutdown: &broadcast::Sender<()>,
+    done: &mpsc::Sender<()>,
+) {
+    let permits = Arc::new(Semaphore::new(broker.limits().connections_max));
+    loop {
+        let (sock, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!("accept failed: {e}");
+                sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let permit = permits.clone().try_acquire_owned();
+        let broker = broker.clone();
+        let shutdown_rx = shutdown.subscribe();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let _done = done;
+            match permit {
+                Ok(_permit) => native::handle_connection(broker, sock, peer, shutdown_rx).await,
+                Err(_) => {
+                    let limit = broker.limits().connections_max;
+                    warn!(%peer, limit, "connection refused: connections_max reached");
+                    native::reject(sock, ErrorCode::LimitReached, "connections_max reached").await;
+                }
+            }
+        });
+    }
+}

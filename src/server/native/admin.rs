@@ -1,0 +1,43 @@
+//! Admin requests: create, delete, list and describe topics and queues.
+
+use super::connection::Conn;
+use super::End;
+use crate::broker::Broker;
+use crate::protocol::{Reply, Request};
+
+impl Conn {
+    /// Runs an admin request on the blocking pool; its reply fills the request's slot.
+    pub(super) async fn admin(&self, id: u32, req: Request) -> Result<(), End> {
+        let tx = self.slot().await?;
+        let broker = self.broker.clone();
+        self.spawn_reply(tx, id, move || Ok(admin(&broker, req)?));
+        Ok(())
+    }
+}
+
+/// The broker call of an admin request, and its reply. Blocking.
+fn admin(b: &Broker, req: Request) -> crate::broker::Result<Reply> {
+    Ok(match req {
+        Request::CreateTopic { name, settings } => {
+            b.create_topic(&name, &settings)?;
+            Reply::Ok
+        }
+        Request::DeleteTopic { name } => {
+            b.delete_topic(&name)?;
+            Reply::Ok
+        }
+        Request::ListTopics => Reply::Names(b.list_topics()),
+        Request::DescribeTopic { name } => Reply::TopicInfo(b.describe_topic(name)?),
+        Request::CreateQueue { name, settings } => {
+            b.create_queue(&name, settings)?;
+            Reply::Ok
+        }
+        Request::DeleteQueue { name } => {
+            b.delete_queue(&name)?;
+            Reply::Ok
+        }
+        Request::ListQueues => Reply::Names(b.list_queues()),
+        Request::DescribeQueue { name } => Reply::QueueInfo(b.describe_queue(name)?),
+        other => unreachable!("not an admin request: {other:?}"),
+    })
+}

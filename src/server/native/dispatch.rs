@@ -1,0 +1,50 @@
+//! Routes each decoded request to the handler of its family.
+
+use super::connection::Conn;
+use super::End;
+use crate::protocol::{ErrorCode, Reply, Request};
+
+impl Conn {
+    /// Handles one request; an `Err` ends the connection.
+    pub(super) async fn dispatch(&mut self, id: u32, req: Request) -> Result<(), End> {
+        self.reap();
+        match req {
+            Request::Hello { .. } => {
+                let refused = Reply::error(ErrorCode::InvalidArgument, "already greeted");
+                self.reply(id, refused).await
+            }
+            Request::Ping => self.reply(id, Reply::Pong).await,
+            Request::Publish { target, batch } => self.publish(id, target, batch).await,
+            Request::Subscribe {
+                topic,
+                name,
+                start,
+                credit,
+            } => self.subscribe(id, topic, name, start, credit).await,
+            Request::Credit { id: target, credit } => {
+                self.credit(target, credit);
+                Ok(())
+            }
+            Request::Cancel { id: target } => self.cancel(id, target).await,
+            Request::Commit { topic, name, next } => self.commit(id, topic, name, next).await,
+            Request::Consume { source, prefetch } => self.consume(id, source, prefetch).await,
+            Request::Ack {
+                id: target,
+                offsets,
+            } => self.ack(id, target, offsets).await,
+            Request::Nack {
+                id: target,
+                delay_ms,
+                offsets,
+            } => self.nack(id, target, delay_ms, offsets).await,
+            Request::CreateTopic { .. }
+            | Request::DeleteTopic { .. }
+            | Request::ListTopics
+            | Request::DescribeTopic { .. }
+            | Request::CreateQueue { .. }
+            | Request::DeleteQueue { .. }
+            | Request::ListQueues
+            | Request::DescribeQueue { .. } => self.admin(id, req).await,
+        }
+    }
+}

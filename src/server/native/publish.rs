@@ -1,0 +1,71 @@
+//! `PUBLISH`: appends a batch and confirms it once durable, inline for a small publish of a
+//! client waiting for each confirm, else on the blocking pool with syncs shared (group commit).
+
+use sluice_storage::FsyncPolicy;
+use tokio::sync::oneshot;
+use tokio::task::spawn_blocking;
+
+use super::connection::Conn;
+use super::{fill, fill_catching, End, Fail, InFlight};
+use crate::broker::{self, Published};
+use crate::protocol::{ErrorCode, Reply, Target};
+
+fn published(r: broker::Result<Published>) -> Reply {
+    match r {
+        Ok(p) => Reply::Published {
+            base_offset: p.base_offset.0,
+            last_offset: p.last_offset.0,
+        },
+        Err(e) => Fail::from(e).reply(),
+    }
+}
+
+impl Conn {
+    pub(super) async fn publish(
+        &mut self,
+        id: u32,
+        target: Target,
+        batch: Vec<u8>,
+    ) -> Result<(), End> {
+        let tx = self.slot().await?;
+        let log = match self.broker.resolve_target(&target) {
+            Ok(l) => l,
+            Err(e) => {
+                fill(tx, id, Fail::from(e).reply());
+                return Ok(());
+            }
+        };
+        let always = log.config().fsync == FsyncPolicy::Always;
+        if always && self.can_sync_inline {
+            if let Some(_held) = self.broker.try_inline_sync(batch.len()) {
+                fill_catching(tx, id, || {
+                    published(broker::publish(&log, batch, true, || {}))
+                });
+                return Ok(());
+            }
+        }
+        // One blocking call appends and then, under `always`, joins the group commit and
+        // fills the reply itself. The connection reads on as soon as the append is in
+        // place, so appends of one connection stay in order while their syncs overlap,
+        // and the confirm leaves the thread that made it durable without another hop.
+        let (appended_tx, appended) = oneshot::channel::<()>();
+        let in_flight = InFlight::count(&self.publishing);
+        spawn_blocking(move || {
+            fill_catching(tx, id, || {
+                let reply = published(broker::publish(&log, batch, always, || {
+                    let _ = appended_tx.send(());
+                }));
+                drop(in_flight);
+                reply
+            })
+        });
+        if appended.await.is_err() {
+            return Err(End::Fatal(
+                id,
+                ErrorCode::Internal,
+                "the append task failed".into(),
+            ));
+        }
+        Ok(())
+    }
+}
