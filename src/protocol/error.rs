@@ -70,6 +70,7 @@ impl fmt::Display for ErrorCode {
 
 /// Why bytes could not be decoded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProtocolError {
     /// The frame body is truncated or holds an impossible value.
     #[error("malformed frame: {0}")]
@@ -85,6 +86,9 @@ pub enum ProtocolError {
     /// Unknown frame kind.
     #[error("unknown frame kind {0:#04x}")]
     UnknownKind(u8),
+    /// A `HELLO` whose magic is not sluice's: not a sluice client (answered `UnsupportedVersion`).
+    #[error("malformed frame: bad magic in HELLO {0:02x?}")]
+    BadMagic([u8; 4]),
     /// The underlying stream failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),

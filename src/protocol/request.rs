@@ -264,8 +264,11 @@ impl Request {
         let mut r = R::new(&frame.body);
         let req = match frame.kind {
             kind::HELLO => {
-                if r.take(4)? != MAGIC {
-                    return Err(malformed("bad magic in HELLO"));
+                let magic = r.take(4)?;
+                if magic != MAGIC {
+                    let mut m = [0u8; 4];
+                    m.copy_from_slice(magic);
+                    return Err(ProtocolError::BadMagic(m));
                 }
                 Request::Hello {
                     version: r.u16()?,

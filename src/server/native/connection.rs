@@ -222,8 +222,8 @@ impl Conn {
                 ErrorCode::Malformed,
                 "the first frame must be HELLO".into(),
             )),
-            Err(ProtocolError::Malformed(m)) if m.contains("magic") => {
-                Err(End::Fatal(id, ErrorCode::UnsupportedVersion, m))
+            Err(e @ ProtocolError::BadMagic(_)) => {
+                Err(End::Fatal(id, ErrorCode::UnsupportedVersion, e.to_string()))
             }
             Err(e) => Err(e.into()),
         }

@@ -120,9 +120,9 @@ impl From<ProtocolError> for End {
             ProtocolError::TooLarge { .. } => {
                 End::Fatal(0, ErrorCode::FrameTooLarge, e.to_string())
             }
-            ProtocolError::Malformed(_) | ProtocolError::UnknownKind(_) => {
-                End::Fatal(0, ErrorCode::Malformed, e.to_string())
-            }
+            ProtocolError::Malformed(_)
+            | ProtocolError::UnknownKind(_)
+            | ProtocolError::BadMagic(_) => End::Fatal(0, ErrorCode::Malformed, e.to_string()),
         }
     }
 }
