@@ -136,6 +136,18 @@ fn garbage_oversized_and_stalled_clients_are_cut_off_and_others_unaffected() {
     s.write_all(&f.to_vec()).unwrap();
     expect_error_then_close(&mut s, ErrorCode::UnsupportedVersion);
 
+    // Not a sluice client: a HELLO whose magic is foreign.
+    let mut s = connect(&server.addr);
+    let mut f = Request::Hello {
+        version: 1,
+        client: "other".into(),
+    }
+    .encode(1)
+    .to_vec();
+    f[9..13].copy_from_slice(b"XXXX");
+    s.write_all(&f).unwrap();
+    expect_error_then_close(&mut s, ErrorCode::UnsupportedVersion);
+
     // The good connection still works, and nothing stored was lost.
     good.write_all(&Request::Ping.encode(2).to_vec()).unwrap();
     let f = read_frame(&mut good).unwrap();
