@@ -45,6 +45,7 @@
 pub mod broker;
 pub mod client;
 pub mod config;
+#[cfg(feature = "fuzz")]
 #[doc(hidden)]
 pub mod fuzz;
 pub mod protocol;

@@ -14,7 +14,7 @@
 //! - `types`: `Offset`, timestamps, `Record` and `Header`.
 //! - [`error`]: typed errors (`Io` apart from `Corruption`, `FailStop` after a failed fsync).
 //! - [`fs`]: the one trait all file I/O goes through; [`fs::StdFs`] for the real disk and
-//!   [`fs::sim::SimFs`] for crash and fault tests.
+//!   `fs::sim::SimFs` (feature `sim`) for crash and fault tests.
 //! - `aligned`: 4096-aligned buffers for O_DIRECT appends.
 //! - [`format`]: byte layouts of file headers, batches and records (spec: `docs/format.md`),
 //!   their typed errors, and [`format::scan`], the one batch scanner every reader walks with.

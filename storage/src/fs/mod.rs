@@ -1,9 +1,10 @@
 //! The one small trait all file I/O of the engine goes through.
 //!
-//! [`StdFs`] is the real file system. [`sim::SimFs`] is an in-memory file system for tests that
+//! [`StdFs`] is the real file system. `sim::SimFs` (feature `sim`) is an in-memory file system for tests that
 //! remembers what was synced: a simulated crash keeps only bytes made durable by `sync_data` and
 //! directory entries made durable by `sync_dir`, and a fault plan fails the Nth call of a kind.
 
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 mod std_fs;
 
