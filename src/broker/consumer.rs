@@ -219,14 +219,17 @@ impl Consumer {
     }
 
     /// Acks `offsets` and fills the window they open with a round of about `round_bytes`
-    /// (`None`: the consumer's own task does it later), both made durable by one sync; then
-    /// hands the round's messages to `push` and returns. Offsets the consumer does not hold are
-    /// refused (`NotHeld`) after the others were acked. Blocking.
-    pub fn ack(
+    /// (`None`: the consumer's own task does it later), both made durable by one sync. The
+    /// round's messages go to `encode` before that sync, so they are ready to leave the moment
+    /// it completes, and what `encode` made goes to `send` after it (never before: a delivery
+    /// leaves only once it is durable). Offsets the consumer does not hold are refused
+    /// (`NotHeld`) after the others were acked. Blocking.
+    pub fn ack<T>(
         &self,
         offsets: &[Offset],
         round_bytes: Option<usize>,
-        push: impl FnOnce(Vec<Delivery>),
+        encode: impl FnOnce(Vec<Delivery>) -> T,
+        send: impl FnOnce(T),
     ) -> Result<()> {
         let q = self.open_queue()?;
         let acked = q.ack_pending(self.cid, offsets)?;
@@ -255,8 +258,9 @@ impl Consumer {
                 (Vec::new(), Pending::NONE)
             }
         };
+        let ready = encode(deliveries);
         q.commit(acked.and(delivered))?;
-        push(deliveries);
+        send(ready);
         self.acked(&q);
         if !not_held.is_empty() {
             return Err(StoreError::NotHeld { offsets: not_held }.into());
@@ -376,9 +380,13 @@ impl Consumer {
             return Pass::Stop;
         };
         let (q, c, s) = (feed.queue.clone(), self.clone(), sink.clone());
+        // Encoded before the sync, sent after it: the frames are ready the moment the round is
+        // durable, and never leave before.
         let delivered = blocking(move || {
-            let ds = c.deliver(&q, bytes)?;
-            Ok(s.encode(ds, room))
+            let (ds, pending) = c.deliver_round(&q, bytes)?;
+            let encoded = s.encode(ds, room);
+            q.commit(pending)?;
+            Ok(encoded)
         });
         match delivered.await {
             Ok(encoded) if S::is_empty(&encoded) => Pass::Idle,

@@ -292,11 +292,16 @@ impl Conn {
                 .try_acquire_many_owned(round_permits())
                 .ok();
             let round_bytes = budget.as_ref().map(|b| b.num_permits());
-            pusher.consumer.ack(&offsets, round_bytes, |deliveries| {
-                if let Some(budget) = budget {
-                    pusher.push_from_ack(pusher.frames(deliveries, budget));
-                }
-            })?;
+            pusher.consumer.ack(
+                &offsets,
+                round_bytes,
+                |deliveries| budget.map(|b| pusher.frames(deliveries, b)),
+                |frames| {
+                    if let Some(frames) = frames {
+                        pusher.push_from_ack(frames);
+                    }
+                },
+            )?;
             Ok(Reply::Ok)
         });
         Ok(())
