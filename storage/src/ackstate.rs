@@ -435,21 +435,58 @@ impl AckState {
         records: &[(u8, Vec<u8>)],
         start: u64,
     ) -> Result<AckState> {
+        let recs = records.iter().map(|(k, p)| (*k, p.as_slice()));
+        AckState::replay(snapshot, recs, start, |_, _| {}).map_err(|f| match f {
+            ReplayFault::Snapshot(e) => Error::corruption(path, 0, format!("ack snapshot: {e}")),
+            ReplayFault::Record { index, reason } => Error::corruption(
+                path,
+                index as u64,
+                format!("ack journal record {index}: {reason}"),
+            ),
+        })
+    }
+
+    /// The one replay of ack state, for recovery and `sluice inspect` alike: the snapshot body
+    /// (or a fresh state at `start`), then each journal record in order. `after` sees the state
+    /// after the snapshot (`None`) and after each record (its index).
+    pub fn replay<'a>(
+        snapshot: Option<&[u8]>,
+        records: impl IntoIterator<Item = (u8, &'a [u8])>,
+        start: u64,
+        mut after: impl FnMut(&AckState, Option<usize>),
+    ) -> std::result::Result<AckState, ReplayFault> {
         let mut st = match snapshot {
-            Some(b) => {
-                let s: AckSnapshot = postcard::from_bytes(b)
-                    .map_err(|e| Error::corruption(path, 0, format!("ack snapshot: {e}")))?;
-                AckState::from_snapshot(s).map_err(|e| Error::corruption(path, 0, e))?
-            }
+            Some(b) => postcard::from_bytes::<AckSnapshot>(b)
+                .map_err(|e| e.to_string())
+                .and_then(AckState::from_snapshot)
+                .map_err(ReplayFault::Snapshot)?,
             None => AckState::new(start),
         };
-        for (i, (k, p)) in records.iter().enumerate() {
-            st.apply(*k, p).map_err(|e| {
-                Error::corruption(path, i as u64, format!("ack journal record {i}: {e}"))
-            })?;
+        if snapshot.is_some() {
+            after(&st, None);
+        }
+        for (index, (k, p)) in records.into_iter().enumerate() {
+            st.apply(k, p)
+                .map_err(|reason| ReplayFault::Record { index, reason })?;
+            after(&st, Some(index));
         }
         Ok(st)
     }
+}
+
+/// Where a replay of a state file stopped: its snapshot body does not decode, or a record under
+/// a valid checksum is malformed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplayFault {
+    /// The snapshot body does not decode.
+    Snapshot(String),
+    /// The record at this index (0 = the first after the snapshot) is malformed.
+    Record {
+        /// Its index among the journal's records.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// Most entries in one record, which keeps every record far below the journal's record limit.

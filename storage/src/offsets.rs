@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::ackstate::ReplayFault;
 use crate::config::FsyncPolicy;
 use crate::error::{Error, Result};
 use crate::fs::{FileSystem, FsRef};
@@ -100,16 +101,42 @@ fn recover(
     snapshot: Option<&[u8]>,
     records: &[(u8, Vec<u8>)],
 ) -> Result<BTreeMap<String, u64>> {
-    let mut map: BTreeMap<String, u64> = match snapshot {
-        Some(b) => postcard::from_bytes::<Vec<(String, u64)>>(b)
-            .map_err(|e| Error::corruption(dir, 0, format!("offsets snapshot: {e}")))?
-            .into_iter()
-            .collect(),
-        None => BTreeMap::new(),
-    };
-    for (i, (k, p)) in records.iter().enumerate() {
-        apply(&mut map, *k, p)
-            .map_err(|e| Error::corruption(dir, i as u64, format!("offsets record {i}: {e}")))?;
+    let recs = records.iter().map(|(k, p)| (*k, p.as_slice()));
+    replay(snapshot, recs, |_, _| {}).map_err(|f| match f {
+        ReplayFault::Snapshot(e) => Error::corruption(dir, 0, format!("offsets snapshot: {e}")),
+        ReplayFault::Record { index, reason } => Error::corruption(
+            dir,
+            index as u64,
+            format!("offsets record {index}: {reason}"),
+        ),
+    })
+}
+
+/// The one replay of committed offsets, for recovery and `sluice inspect` alike: the snapshot
+/// body, then each journal record in order. `after` sees each subscriber the snapshot sets
+/// (`None`) and each record applied (its index, kind and payload).
+pub fn replay<'a>(
+    snapshot: Option<&[u8]>,
+    records: impl IntoIterator<Item = (u8, &'a [u8])>,
+    mut after: impl FnMut(&str, Option<(usize, u8)>),
+) -> std::result::Result<BTreeMap<String, u64>, ReplayFault> {
+    let mut map: BTreeMap<String, u64> = BTreeMap::new();
+    if let Some(b) = snapshot {
+        let v = postcard::from_bytes::<Vec<(String, u64)>>(b)
+            .map_err(|e| ReplayFault::Snapshot(e.to_string()))?;
+        for (n, o) in v {
+            after(&n, None);
+            map.insert(n, o);
+        }
+    }
+    for (index, (k, p)) in records.into_iter().enumerate() {
+        apply(&mut map, k, p).map_err(|reason| ReplayFault::Record { index, reason })?;
+        let name = if k == REC_COMMIT {
+            name_at(p, 8)
+        } else {
+            name_at(p, 0)
+        };
+        after(name.as_deref().unwrap_or(""), Some((index, k)));
     }
     Ok(map)
 }

@@ -284,48 +284,31 @@ pub(super) fn read_offsets(
         return Ok(None);
     };
     let body_at = crate::journal::SNAPSHOT_HEADER_LEN as u64;
-    let mut map: BTreeMap<String, u64> = BTreeMap::new();
     // Where each subscriber's offset was last set.
     let mut set_at: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
-    if let Some((sp, body)) = &j.snapshot {
-        match postcard::from_bytes::<Vec<(String, u64)>>(body) {
-            Ok(v) => {
-                for (n, o) in v {
-                    set_at.insert(n.clone(), (sp.clone(), body_at));
-                    map.insert(n, o);
-                }
-            }
-            Err(e) => {
-                out.push(problem_item(
-                    Severity::Error,
-                    sp,
-                    Some(body_at),
-                    format!(
-                        "offsets snapshot body does not decode: {e}: the broker refuses to start"
-                    ),
-                ));
-                return Ok(None);
+    let snapshot = j.snapshot.as_ref().map(|(_, b)| b.as_slice());
+    let records = j.records.iter().map(|(_, k, p)| (*k, p.as_slice()));
+    let replayed = crate::offsets::replay(snapshot, records, |name, step| match step {
+        None => {
+            if let Some((sp, _)) = &j.snapshot {
+                set_at.insert(name.to_string(), (sp.clone(), body_at));
             }
         }
-    }
-    if let Some(jp) = &j.journal {
-        for (pos, k, p) in &j.records {
-            if let Err(e) = crate::offsets::apply(&mut map, *k, p) {
-                out.push(problem_item(
-                    Severity::Error,
-                    jp,
-                    Some(*pos),
-                    format!("offsets record under a valid checksum is malformed: {e}: the broker refuses to start"),
-                ));
-                return Ok(None);
-            }
-            if *k == REC_COMMIT {
-                let n = u16::from_le_bytes([p[8], p[9]]) as usize;
-                let name = String::from_utf8_lossy(&p[10..10 + n]).into_owned();
-                set_at.insert(name, (jp.clone(), *pos));
+        Some((i, k)) if k == REC_COMMIT => {
+            if let Some(jp) = &j.journal {
+                set_at.insert(name.to_string(), (jp.clone(), j.records[i].0));
             }
         }
-    }
+        Some(_) => {}
+    });
+    let map = match replayed {
+        Ok(m) => m,
+        Err(fault) => {
+            let what = "offsets snapshot body does not decode";
+            out.push(replay_problem(&j, fault, what, "offsets"));
+            return Ok(None);
+        }
+    };
     let mut subs = Vec::new();
     for (name, committed) in map {
         if let Some(e) = end.filter(|e| committed > e.0) {
@@ -359,7 +342,7 @@ pub(super) fn read_acks(
     end: Option<Offset>,
     out: &mut Vec<Item>,
 ) -> Result<Option<QueueState>> {
-    use crate::ackstate::{AckSnapshot, AckState, ACK_MAGIC, ACK_PREFIX};
+    use crate::ackstate::{AckState, ACK_MAGIC, ACK_PREFIX};
     let Some(j) = read_journaled(fs, dir, names, ACK_PREFIX, ACK_MAGIC, out)? else {
         return Ok(None);
     };
@@ -378,43 +361,28 @@ pub(super) fn read_acks(
             }
         }
     };
-    let mut st = match &j.snapshot {
-        Some((sp, body)) => {
-            let decoded = postcard::from_bytes::<AckSnapshot>(body)
-                .map_err(|e| e.to_string())
-                .and_then(AckState::from_snapshot);
-            match decoded {
-                Ok(s) => {
-                    past(&s, sp, body_at, &mut floor_past, &mut cursor_past);
-                    s
-                }
-                Err(e) => {
-                    out.push(problem_item(
-                        Severity::Error,
-                        sp,
-                        Some(body_at),
-                        format!("ack snapshot body: {e}: the broker refuses to start"),
-                    ));
-                    return Ok(None);
-                }
-            }
+    let snapshot = j.snapshot.as_ref().map(|(_, b)| b.as_slice());
+    let records = j.records.iter().map(|(_, k, p)| (*k, p.as_slice()));
+    let replayed = AckState::replay(snapshot, records, start.0, |st, step| {
+        let (file, pos) = match step {
+            None => match &j.snapshot {
+                Some((sp, _)) => (sp.as_path(), body_at),
+                None => return,
+            },
+            Some(i) => match &j.journal {
+                Some(jp) => (jp.as_path(), j.records[i].0),
+                None => return,
+            },
+        };
+        past(st, file, pos, &mut floor_past, &mut cursor_past);
+    });
+    let st = match replayed {
+        Ok(st) => st,
+        Err(fault) => {
+            out.push(replay_problem(&j, fault, "ack snapshot body", "ack"));
+            return Ok(None);
         }
-        None => AckState::new(start.0),
     };
-    if let Some(jp) = &j.journal {
-        for (pos, k, p) in &j.records {
-            if let Err(e) = st.apply(*k, p) {
-                out.push(problem_item(
-                    Severity::Error,
-                    jp,
-                    Some(*pos),
-                    format!("ack record under a valid checksum is malformed: {e}: the broker refuses to start"),
-                ));
-                return Ok(None);
-            }
-            past(&st, jp, *pos, &mut floor_past, &mut cursor_past);
-        }
-    }
     let floor = st.acks.floor();
     let above = st.acks.above();
     let mut in_flight: Vec<InFlight> = st
@@ -475,4 +443,35 @@ fn ack_past_end(
             ),
         ));
     }
+}
+
+/// The problem a replay fault is: the snapshot body that does not decode (`snapshot_what`), or
+/// the malformed `record_what` record, with the file and position it is at. Recovery refuses
+/// the same state.
+fn replay_problem(
+    j: &Journaled,
+    fault: crate::ackstate::ReplayFault,
+    snapshot_what: &str,
+    record_what: &str,
+) -> Item {
+    use crate::ackstate::ReplayFault;
+    let body_at = crate::journal::SNAPSHOT_HEADER_LEN as u64;
+    let (file, at, what) = match fault {
+        ReplayFault::Snapshot(e) => (
+            j.snapshot.as_ref().map(|(p, _)| p.clone()),
+            body_at,
+            format!("{snapshot_what}: {e}"),
+        ),
+        ReplayFault::Record { index, reason } => (
+            j.journal.clone(),
+            j.records.get(index).map_or(0, |r| r.0),
+            format!("{record_what} record under a valid checksum is malformed: {reason}"),
+        ),
+    };
+    problem_item(
+        Severity::Error,
+        &file.unwrap_or_default(),
+        Some(at),
+        format!("{what}: the broker refuses to start"),
+    )
 }
