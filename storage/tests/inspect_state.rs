@@ -564,3 +564,44 @@ fn repair_of_a_queue_keeps_state_files_and_the_store_opens_with_every_intact_rec
         v.problems
     );
 }
+
+/// Recovery and inspect replay state files with one function: a record under a valid checksum
+/// that does not apply is the same fault for both, named at the same place.
+#[test]
+fn a_malformed_state_record_is_refused_by_recovery_and_named_by_inspect() {
+    for (what, file) in [("offsets", 0), ("ack", 1)] {
+        let d = build(false);
+        let j = if file == 0 {
+            journal_path(&d.topic, OFFSETS_PREFIX, 0)
+        } else {
+            journal_path(&d.queue, ACK_PREFIX, 0)
+        };
+        let mut b = records_only(&j);
+        let pos = b.len() as u64;
+        let mut rec = Vec::new();
+        sluice_storage::journal::encode_record(&mut rec, 99, b"not a record of this kind");
+        b.extend_from_slice(&rec);
+        std::fs::write(&j, &b).unwrap();
+
+        let p = only_error(&d.root, &j);
+        assert_eq!(p.position, Some(pos), "{what}");
+        assert!(
+            p.what.contains(&format!(
+                "{what} record under a valid checksum is malformed"
+            )),
+            "{}",
+            p.what
+        );
+        assert!(p.what.contains("the broker refuses to start"), "{}", p.what);
+        let s = open(&d.root);
+        let r = if file == 0 {
+            s.topic("orders").map(|_| ())
+        } else {
+            s.queue("jobs").map(|_| ())
+        };
+        assert!(
+            matches!(r, Err(sluice_storage::Error::Corruption { .. })),
+            "{what}: recovery must refuse it too: {r:?}"
+        );
+    }
+}
