@@ -28,6 +28,19 @@ pub fn segment_path(dir: &Path, base: Offset, ext: &str) -> PathBuf {
     dir.join(format!("{:020}.{ext}", base.0))
 }
 
+/// The base offsets of the segments (`.log` files) among a directory's entry names, ascending.
+pub fn segment_bases(names: &[String]) -> Vec<Offset> {
+    let mut bases: Vec<Offset> = names
+        .iter()
+        .filter_map(|n| match parse_segment_name(n) {
+            Some((b, LOG_EXT)) => Some(b),
+            _ => None,
+        })
+        .collect();
+    bases.sort();
+    bases
+}
+
 /// Parses `<20 digits>.<ext>` into a base offset and the extension.
 pub fn parse_segment_name(name: &str) -> Option<(Offset, &str)> {
     let (stem, ext) = name.split_once('.')?;

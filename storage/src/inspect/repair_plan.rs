@@ -137,16 +137,7 @@ pub fn plan_repair(fs: &dyn FileSystem, path: &Path, stamp: u64) -> Result<Repai
 /// The plan of one log directory: segments in order, cut where recovery would cut, then what
 /// follows set aside, the state files that no longer match removed, and indexes rebuilt.
 pub(super) fn plan_dir(fs: &dyn FileSystem, dir: &Path, stamp: u64) -> Result<DirRepairPlan> {
-    let mut bases: Vec<Offset> = fs
-        .read_dir(dir)
-        .at(dir)?
-        .iter()
-        .filter_map(|n| match parse_segment_name(n) {
-            Some((b, LOG_EXT)) => Some(b),
-            _ => None,
-        })
-        .collect();
-    bases.sort();
+    let bases = crate::segment::segment_bases(&fs.read_dir(dir).at(dir)?);
     let mut p = Planner {
         fs,
         dir,

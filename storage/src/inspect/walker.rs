@@ -281,14 +281,7 @@ impl Walker<'_> {
     pub(super) fn log_dir(&mut self, dir: &Path) -> Result<()> {
         self.sum.log_dirs += 1;
         let names = self.fs.read_dir(dir).at(dir)?;
-        let mut bases: Vec<Offset> = names
-            .iter()
-            .filter_map(|n| match parse_segment_name(n) {
-                Some((b, LOG_EXT)) => Some(b),
-                _ => None,
-            })
-            .collect();
-        bases.sort();
+        let bases = crate::segment::segment_bases(&names);
         let (segs, ranges) = self.log_segments(dir, &bases)?;
         let (kind, name, state_dir) = layout(dir);
         let unknown = self.log_dir_files(dir, &names, &bases, &segs, &state_dir)?;
