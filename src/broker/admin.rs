@@ -56,7 +56,7 @@ impl Broker {
 
     /// Figures of a topic.
     pub fn describe_topic(&self, name: String) -> Result<TopicInfo> {
-        let s = self.store.topic(&name)?.stats();
+        let s = self.store.topic(&name)?.stats().partitions.remove(0);
         Ok(TopicInfo {
             name,
             start_offset: s.start_offset.0,
@@ -141,7 +141,7 @@ impl Broker {
 
     /// Stores the next offset the named subscriber `name` of `topic` reads.
     pub fn commit(&self, topic: &str, name: &str, next: Offset) -> Result<()> {
-        self.store.topic(topic)?.commit(name, next)?;
+        self.store.topic(topic)?.commit(name, 0, next, &[])?;
         Ok(())
     }
 }

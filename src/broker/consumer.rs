@@ -141,7 +141,7 @@ impl Consumer {
                         max_unacked_per_consumer: b.limits.unacked_per_consumer_max,
                         ..QueueConfig::default()
                     };
-                    let queue = t.group(&group, cfg)?;
+                    let queue = t.group(&group, cfg)?.queue(0)?;
                     let ptr = Arc::as_ptr(&t) as usize;
                     let ev = format!("g/{topic}/{group}");
                     (queue, format!("t/{topic}"), ptr, ev)

@@ -183,14 +183,14 @@ impl Subscription {
         let (t, name) = (self.topic.clone(), self.name.clone());
         let next = blocking(move || {
             Ok(match (name, start) {
-                (Some(n), Start::Default) => t.subscribe(&n, StartAt::Latest)?,
+                (Some(n), Start::Default) => t.subscribe(&n, StartAt::Latest)?[0],
                 (Some(n), s) => {
-                    let at = t.resolve(start_at(s))?;
+                    let at = t.resolve(0, start_at(s))?;
                     t.subscribe(&n, start_at(s))?;
-                    t.commit(&n, at)?;
+                    t.commit(&n, 0, at, &[])?;
                     at
                 }
-                (None, s) => t.resolve(start_at(s))?,
+                (None, s) => t.resolve(0, start_at(s))?,
             })
         })
         .await?;

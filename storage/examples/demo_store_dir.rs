@@ -65,10 +65,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         orders.publish(&[record(2 * i, "order"), record(2 * i + 1, "order")])?;
     }
     orders.subscribe("billing", StartAt::Earliest)?;
-    orders.commit("billing", Offset(20))?;
+    orders.commit("billing", 0, Offset(20), &[])?;
     orders.subscribe("audit", StartAt::Earliest)?;
-    orders.commit("audit", Offset(6))?;
-    let shipping = orders.group("shipping", QueueConfig::default())?;
+    orders.commit("audit", 0, Offset(6), &[])?;
+    let shipping = orders.group("shipping", QueueConfig::default())?.queue(0)?;
     let c = ConsumerId(1);
     shipping.deliver(c, 10)?;
     shipping.ack(c, &(0..8).map(Offset).collect::<Vec<_>>())?;

@@ -29,8 +29,8 @@
 //! - [`ackstate`]: a queue's ack floor, ack bitmap, cursor and delivery counts, their journal
 //!   records and snapshot, and the offline `inspect_queue_state`.
 //! - [`offsets`]: durable committed offsets of a topic's named subscribers.
-//! - [`store`]: a data directory of topics (named subscribers, consumer groups) and queues (shared cursor, acks,
-//!   redelivery, dead letters).
+//! - [`store`]: a data directory of topics (partitions, named subscribers, consumer groups) and
+//!   queues (shared cursor, acks, redelivery, dead letters).
 //! - `log`: a log of segments: append, group commit, read, time lookup, retention, recovery at
 //!   open (one file each).
 //!
@@ -80,9 +80,10 @@ pub use error::{Error, Result};
 pub use fs::{FileSystem, FsRef, StdFs};
 pub use log::{AppendInfo, Batch, Log, RecoveryReport, SegmentInfo};
 pub use offsets::inspect_offsets;
+pub use offsets::COMMIT_METADATA_BYTES_MAX;
 pub use store::{
-    Acked, Clock, ClockRef, Consumer, ConsumerId, Delivery, ManualClock, Pending, Queue,
-    QueueConfig, QueueStats, StartAt, Store, StoreBuilder, StoreConfig, Subscriber, SubscriberInfo,
-    SystemClock, Topic, TopicStats,
+    Acked, Clock, ClockRef, Consumer, ConsumerId, Delivery, Group, ManualClock, PartitionStats,
+    Pending, Queue, QueueConfig, QueueStats, StartAt, Store, StoreBuilder, StoreConfig, Subscriber,
+    SubscriberInfo, SystemClock, Topic, TopicConfig, TopicId, TopicStats, PARTITIONS_MAX,
 };
 pub use types::{now_ms, Header, Offset, Record, TimestampMs};

@@ -1,12 +1,20 @@
-//! Durable committed offsets of a topic's named subscribers, in a checksummed journal with group
-//! commit and periodic snapshots (see [`crate::journal`]).
+//! Durable committed offsets of a topic's named subscribers, one per partition with an optional
+//! metadata blob, in a checksummed journal with group commit and periodic snapshots (see
+//! [`crate::journal`]).
 //!
 //! Journal records (framed `{ len u32 | crc u32 | kind u8 | payload }`):
 //! ```text
-//! COMMIT (1): { offset u64 | name_len u16 | name [u8] }   set (or create) a subscriber's offset
-//! DELETE (2): { name_len u16 | name [u8] }                remove a subscriber
+//! COMMIT (1):           { offset u64 | name_len u16 | name [u8] }       partition 0, no metadata
+//!                                                                       (read, no longer written)
+//! DELETE (2):           { name_len u16 | name [u8] }                    remove a subscriber
+//! COMMIT_PARTITION (3): { partition u32 | offset u64 | meta_len u16 | meta [u8] |
+//!                         name_len u16 | name [u8] }                    set (or create) the offset
+//!                                                                       of one partition
 //! ```
-//! Snapshot body: postcard of `Vec<(String, u64)>`, sorted by name.
+//! Kind 3 is written only into journals of state version 3 or later: an older journal is
+//! replaced by a snapshot at open. Snapshot body: postcard of `Vec<(String, u64)>` (sorted by
+//! name; partition 0) up to state version 2; from version 3 postcard of
+//! `Vec<(String, Vec<(u32, u64, Vec<u8>)>)>` (name, then partition, offset, metadata; sorted).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,10 +31,28 @@ use crate::journal::{self, encode_record, Journal};
 pub const OFFSETS_PREFIX: &str = "offsets";
 /// Magic of the offsets journal and snapshot.
 pub const OFFSETS_MAGIC: [u8; 8] = *b"SLUICEOF";
-/// A COMMIT record.
+/// A COMMIT record (partition 0, no metadata; versions 1 and 2).
 pub const REC_COMMIT: u8 = 1;
 /// A DELETE record.
 pub const REC_DELETE: u8 = 2;
+/// A COMMIT_PARTITION record (state version 3).
+pub const REC_COMMIT_PARTITION: u8 = 3;
+/// Longest metadata blob of one commit (Kafka's OffsetCommit metadata fits in it).
+pub const COMMIT_METADATA_BYTES_MAX: usize = 4096;
+/// First state version whose snapshot body and records carry partitions and metadata.
+pub const PARTITIONED_SINCE_VERSION: u16 = 3;
+
+/// A committed position of one partition.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// The next offset the subscriber reads.
+    pub offset: u64,
+    /// The metadata stored with it (empty when none).
+    pub metadata: Vec<u8>,
+}
+
+/// Committed positions by subscriber name, then partition.
+pub type OffsetsMap = BTreeMap<String, BTreeMap<u32, Committed>>;
 
 /// Snapshot once the journal grows past this many bytes (1 MiB by default).
 static SNAPSHOT_BYTES: AtomicU64 = AtomicU64::new(1 << 20);
@@ -46,7 +72,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Encodes a COMMIT record.
+/// Encodes a COMMIT record of the old layout (partition 0, no metadata): written by versions
+/// before 3 only; kept for tests of the replay of old journals.
 // Format: { len u32 | crc u32 | kind=1 u8 | offset u64 | name_len u16 | name }
 pub fn encode_commit(out: &mut Vec<u8>, name: &str, offset: u64) {
     let mut p = Vec::with_capacity(10 + name.len());
@@ -54,6 +81,27 @@ pub fn encode_commit(out: &mut Vec<u8>, name: &str, offset: u64) {
     p.extend_from_slice(&(name.len() as u16).to_le_bytes());
     p.extend_from_slice(name.as_bytes());
     encode_record(out, REC_COMMIT, &p);
+}
+
+/// Encodes a COMMIT_PARTITION record. `metadata` is at most [`COMMIT_METADATA_BYTES_MAX`].
+// Format: { len u32 | crc u32 | kind=3 u8 | partition u32 | offset u64 | meta_len u16 | meta |
+//           name_len u16 | name }
+pub fn encode_commit_partition(
+    out: &mut Vec<u8>,
+    name: &str,
+    partition: u32,
+    offset: u64,
+    metadata: &[u8],
+) {
+    assert!(metadata.len() <= COMMIT_METADATA_BYTES_MAX);
+    let mut p = Vec::with_capacity(16 + metadata.len() + name.len());
+    p.extend_from_slice(&partition.to_le_bytes());
+    p.extend_from_slice(&offset.to_le_bytes());
+    p.extend_from_slice(&(metadata.len() as u16).to_le_bytes());
+    p.extend_from_slice(metadata);
+    p.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    p.extend_from_slice(name.as_bytes());
+    encode_record(out, REC_COMMIT_PARTITION, &p);
 }
 
 /// Encodes a DELETE record.
@@ -65,42 +113,147 @@ pub fn encode_delete(out: &mut Vec<u8>, name: &str) {
     encode_record(out, REC_DELETE, &p);
 }
 
-fn name_at(p: &[u8], at: usize) -> std::result::Result<String, String> {
+fn bytes_at(p: &[u8], at: usize) -> std::result::Result<(&[u8], usize), String> {
     let n = p
         .get(at..at + 2)
         .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
         .ok_or("short record")?;
-    let b = p.get(at + 2..at + 2 + n).ok_or("short name")?;
+    let b = p.get(at + 2..at + 2 + n).ok_or("short field")?;
+    Ok((b, at + 2 + n))
+}
+
+fn name_at(p: &[u8], at: usize) -> std::result::Result<String, String> {
+    let (b, _) = bytes_at(p, at)?;
     String::from_utf8(b.to_vec()).map_err(|_| "name is not UTF-8".to_string())
 }
 
-/// Applies one record to a map of offsets.
-pub fn apply(
-    map: &mut BTreeMap<String, u64>,
-    kind: u8,
-    p: &[u8],
-) -> std::result::Result<(), String> {
+/// One decoded offsets record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OffsetsOp {
+    /// Set a subscriber's position on a partition.
+    Commit {
+        /// The subscriber.
+        name: String,
+        /// The partition.
+        partition: u32,
+        /// What is committed.
+        committed: Committed,
+    },
+    /// Remove a subscriber from every partition.
+    Delete {
+        /// The subscriber.
+        name: String,
+    },
+}
+
+/// Decodes one record.
+pub fn decode(kind: u8, p: &[u8]) -> std::result::Result<OffsetsOp, String> {
+    let u64_at = |at: usize| {
+        p.get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8")))
+            .ok_or("short record")
+    };
     match kind {
-        REC_COMMIT => {
-            let o = p
-                .get(..8)
-                .map(|b| u64::from_le_bytes(b.try_into().expect("8")))
+        REC_COMMIT => Ok(OffsetsOp::Commit {
+            name: name_at(p, 8)?,
+            partition: 0,
+            committed: Committed {
+                offset: u64_at(0)?,
+                metadata: Vec::new(),
+            },
+        }),
+        REC_DELETE => Ok(OffsetsOp::Delete {
+            name: name_at(p, 0)?,
+        }),
+        REC_COMMIT_PARTITION => {
+            let partition = p
+                .get(..4)
+                .map(|b| u32::from_le_bytes(b.try_into().expect("4")))
                 .ok_or("short record")?;
-            map.insert(name_at(p, 8)?, o);
+            let offset = u64_at(4)?;
+            let (meta, next) = bytes_at(p, 12)?;
+            if meta.len() > COMMIT_METADATA_BYTES_MAX {
+                return Err(format!(
+                    "metadata of {} bytes, over the limit of {COMMIT_METADATA_BYTES_MAX}",
+                    meta.len()
+                ));
+            }
+            Ok(OffsetsOp::Commit {
+                name: name_at(p, next)?,
+                partition,
+                committed: Committed {
+                    offset,
+                    metadata: meta.to_vec(),
+                },
+            })
         }
-        REC_DELETE => {
-            map.remove(&name_at(p, 0)?);
+        k => Err(format!("unknown offsets record kind {k}")),
+    }
+}
+
+/// Applies one record to a map of offsets.
+pub fn apply(map: &mut OffsetsMap, kind: u8, p: &[u8]) -> std::result::Result<(), String> {
+    match decode(kind, p)? {
+        OffsetsOp::Commit {
+            name,
+            partition,
+            committed,
+        } => {
+            map.entry(name).or_default().insert(partition, committed);
         }
-        k => return Err(format!("unknown offsets record kind {k}")),
+        OffsetsOp::Delete { name } => {
+            map.remove(&name);
+        }
     }
     Ok(())
 }
 
+/// The snapshot body of state version 3 and later.
+type SnapshotBody = Vec<(String, Vec<(u32, u64, Vec<u8>)>)>;
+
+fn encode_snapshot_body(map: &OffsetsMap) -> Vec<u8> {
+    let v: SnapshotBody = map
+        .iter()
+        .map(|(n, parts)| {
+            let ps = parts
+                .iter()
+                .map(|(p, c)| (*p, c.offset, c.metadata.clone()))
+                .collect();
+            (n.clone(), ps)
+        })
+        .collect();
+    postcard::to_stdvec(&v).expect("offsets encode")
+}
+
+fn decode_snapshot_body(
+    b: &[u8],
+    version: u16,
+) -> std::result::Result<OffsetsMap, postcard::Error> {
+    let mut map = OffsetsMap::new();
+    if version < PARTITIONED_SINCE_VERSION {
+        for (n, o) in postcard::from_bytes::<Vec<(String, u64)>>(b)? {
+            let c = Committed {
+                offset: o,
+                metadata: Vec::new(),
+            };
+            map.entry(n).or_default().insert(0, c);
+        }
+    } else {
+        for (n, ps) in postcard::from_bytes::<SnapshotBody>(b)? {
+            let e = map.entry(n).or_default();
+            for (p, offset, metadata) in ps {
+                e.insert(p, Committed { offset, metadata });
+            }
+        }
+    }
+    Ok(map)
+}
+
 fn recover(
     dir: &Path,
-    snapshot: Option<&[u8]>,
+    snapshot: Option<(u16, &[u8])>,
     records: &[(u8, Vec<u8>)],
-) -> Result<BTreeMap<String, u64>> {
+) -> Result<OffsetsMap> {
     let recs = records.iter().map(|(k, p)| (*k, p.as_slice()));
     replay(snapshot, recs, |_, _| {}).map_err(|f| match f {
         ReplayFault::Snapshot(e) => Error::corruption(dir, 0, format!("offsets snapshot: {e}")),
@@ -113,38 +266,37 @@ fn recover(
 }
 
 /// The one replay of committed offsets, for recovery and `sluice inspect` alike: the snapshot
-/// body, then each journal record in order. `after` sees each subscriber the snapshot sets
-/// (`None`) and each record applied (its index, kind and payload).
+/// body (with the state version of its file), then each journal record in order. `after` sees
+/// each subscriber the snapshot sets (`None`) and each record applied (its index, kind and
+/// payload).
 pub fn replay<'a>(
-    snapshot: Option<&[u8]>,
+    snapshot: Option<(u16, &[u8])>,
     records: impl IntoIterator<Item = (u8, &'a [u8])>,
     mut after: impl FnMut(&str, Option<(usize, u8)>),
-) -> std::result::Result<BTreeMap<String, u64>, ReplayFault> {
-    let mut map: BTreeMap<String, u64> = BTreeMap::new();
-    if let Some(b) = snapshot {
-        let v = postcard::from_bytes::<Vec<(String, u64)>>(b)
-            .map_err(|e| ReplayFault::Snapshot(e.to_string()))?;
-        for (n, o) in v {
-            after(&n, None);
-            map.insert(n, o);
+) -> std::result::Result<OffsetsMap, ReplayFault> {
+    let mut map = OffsetsMap::new();
+    if let Some((version, b)) = snapshot {
+        map = decode_snapshot_body(b, version).map_err(|e| ReplayFault::Snapshot(e.to_string()))?;
+        for n in map.keys() {
+            after(n, None);
         }
     }
     for (index, (k, p)) in records.into_iter().enumerate() {
-        apply(&mut map, k, p).map_err(|reason| ReplayFault::Record { index, reason })?;
-        let name = if k == REC_COMMIT {
-            name_at(p, 8)
-        } else {
-            name_at(p, 0)
+        let op = decode(k, p).map_err(|reason| ReplayFault::Record { index, reason })?;
+        let name = match &op {
+            OffsetsOp::Commit { name, .. } | OffsetsOp::Delete { name } => name.clone(),
         };
-        after(name.as_deref().unwrap_or(""), Some((index, k)));
+        apply(&mut map, k, p).map_err(|reason| ReplayFault::Record { index, reason })?;
+        after(&name, Some((index, k)));
     }
     Ok(map)
 }
 
 /// Reads the committed offsets of a topic directory without opening it for writing.
-pub fn inspect_offsets(fs: &dyn FileSystem, dir: &Path) -> Result<BTreeMap<String, u64>> {
+pub fn inspect_offsets(fs: &dyn FileSystem, dir: &Path) -> Result<OffsetsMap> {
     let l = journal::load(fs, dir, OFFSETS_PREFIX, OFFSETS_MAGIC)?;
-    recover(dir, l.snapshot.as_deref(), &l.records)
+    let snap = l.snapshot.as_deref().map(|b| (l.snapshot_version, b));
+    recover(dir, snap, &l.records)
 }
 
 /// The offsets of one topic's subscribers.
@@ -152,27 +304,36 @@ pub fn inspect_offsets(fs: &dyn FileSystem, dir: &Path) -> Result<BTreeMap<Strin
 pub struct SubscriberOffsets {
     journal: Arc<Journal>,
     fsync: FsyncPolicy,
-    map: Mutex<BTreeMap<String, u64>>,
+    map: Mutex<OffsetsMap>,
     last_sync: Mutex<std::time::Instant>,
 }
 
 impl SubscriberOffsets {
-    /// Opens and recovers the offsets in `dir`; every offset is clamped to `end` (the log end
-    /// after its own recovery). A clamp is made durable at once with a snapshot, so journal
-    /// records about offsets the log lost are never replayed again.
-    pub fn open(fs: FsRef, dir: &Path, fsync: FsyncPolicy, end: u64) -> Result<Self> {
+    /// Opens and recovers the offsets in `dir`; every offset of partition `p` is clamped to
+    /// `ends[p]` (the partition log's end after its own recovery), and entries of partitions
+    /// past `ends.len()` are dropped. A clamp is made durable at once with a snapshot, so
+    /// journal records about offsets the log lost are never replayed again; so is a journal of
+    /// a version before 3, so that partitioned records only go where their version allows.
+    pub fn open(fs: FsRef, dir: &Path, fsync: FsyncPolicy, ends: &[u64]) -> Result<Self> {
         let (journal, l) = Journal::open(fs, dir, OFFSETS_PREFIX, OFFSETS_MAGIC)?;
         let journal = Arc::new(journal);
         if let Some(every) = fsync.interval() {
             journal.spawn_flusher(every);
         }
-        let mut map = recover(dir, l.snapshot.as_deref(), &l.records)?;
+        let snap = l.snapshot.as_deref().map(|b| (l.snapshot_version, b));
+        let mut map = recover(dir, snap, &l.records)?;
         let mut clamped = false;
-        for (name, o) in map.iter_mut() {
-            if *o > end {
-                tracing::warn!(dir = %dir.display(), "subscriber {name} was at {o}, past the log end {end}: clamped");
-                *o = end;
-                clamped = true;
+        for (name, parts) in map.iter_mut() {
+            let before = parts.len();
+            parts.retain(|p, _| (*p as usize) < ends.len());
+            clamped |= parts.len() != before;
+            for (p, c) in parts.iter_mut() {
+                let end = ends[*p as usize];
+                if c.offset > end {
+                    tracing::warn!(dir = %dir.display(), "subscriber {name} was at {} of partition {p}, past the log end {end}: clamped", c.offset);
+                    c.offset = end;
+                    clamped = true;
+                }
             }
         }
         let s = SubscriberOffsets {
@@ -181,38 +342,47 @@ impl SubscriberOffsets {
             map: Mutex::new(map),
             last_sync: Mutex::new(std::time::Instant::now()),
         };
-        if clamped || s.journal.since_snapshot() > snapshot_bytes() {
+        if clamped
+            || s.journal.since_snapshot() > snapshot_bytes()
+            || s.journal.version() < PARTITIONED_SINCE_VERSION
+        {
             let g = lock(&s.map);
             s.snapshot_locked(&g)?;
         }
         Ok(s)
     }
 
-    fn snapshot_locked(&self, map: &BTreeMap<String, u64>) -> Result<()> {
-        let v: Vec<(&String, &u64)> = map.iter().collect();
-        let body = postcard::to_stdvec(&v).expect("offsets encode");
-        self.journal.snapshot(&body)
+    fn snapshot_locked(&self, map: &OffsetsMap) -> Result<()> {
+        self.journal.snapshot(&encode_snapshot_body(map))
     }
 
-    /// A subscriber's offset.
-    pub fn get(&self, name: &str) -> Option<u64> {
-        lock(&self.map).get(name).copied()
+    /// True when the subscriber exists (on any partition).
+    pub fn exists(&self, name: &str) -> bool {
+        lock(&self.map).contains_key(name)
     }
 
-    /// Every subscriber and its offset, sorted by name.
-    pub fn all(&self) -> Vec<(String, u64)> {
+    /// A subscriber's position on a partition.
+    pub fn get(&self, name: &str, partition: u32) -> Option<Committed> {
+        lock(&self.map).get(name)?.get(&partition).cloned()
+    }
+
+    /// Every subscriber and its positions, sorted by name.
+    pub fn all(&self) -> Vec<(String, BTreeMap<u32, Committed>)> {
         lock(&self.map)
             .iter()
-            .map(|(k, v)| (k.clone(), *v))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
 
-    /// The smallest offset of any subscriber.
-    pub fn min(&self) -> Option<u64> {
-        lock(&self.map).values().copied().min()
+    /// The smallest offset of any subscriber on `partition`.
+    pub fn min(&self, partition: u32) -> Option<u64> {
+        lock(&self.map)
+            .values()
+            .filter_map(|ps| ps.get(&partition).map(|c| c.offset))
+            .min()
     }
 
-    fn write(&self, rec: Vec<u8>, change: impl FnOnce(&mut BTreeMap<String, u64>)) -> Result<()> {
+    fn write(&self, rec: Vec<u8>, change: impl FnOnce(&mut OffsetsMap)) -> Result<()> {
         let pos = {
             let mut g = lock(&self.map);
             let pos = self.journal.append(&rec)?;
@@ -238,25 +408,37 @@ impl SubscriberOffsets {
         Ok(())
     }
 
-    /// Sets a subscriber's offset (creating it); durable on return under `always`.
-    pub fn set(&self, name: &str, offset: u64) -> Result<()> {
+    /// Sets a subscriber's position on a partition (creating it); durable on return under
+    /// `always`. Metadata over [`COMMIT_METADATA_BYTES_MAX`] is refused (`InvalidArgument`).
+    pub fn set(&self, name: &str, partition: u32, offset: u64, metadata: &[u8]) -> Result<()> {
+        if metadata.len() > COMMIT_METADATA_BYTES_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "commit metadata of {} bytes, over the limit of {COMMIT_METADATA_BYTES_MAX}",
+                metadata.len()
+            )));
+        }
         let mut rec = Vec::new();
-        encode_commit(&mut rec, name, offset);
+        encode_commit_partition(&mut rec, name, partition, offset, metadata);
         self.write(rec, |m| {
-            m.insert(name.to_string(), offset);
+            let c = Committed {
+                offset,
+                metadata: metadata.to_vec(),
+            };
+            m.entry(name.to_string()).or_default().insert(partition, c);
         })
     }
 
-    /// Creates a subscriber at `offset` unless it exists; returns its offset.
-    pub fn get_or_create(&self, name: &str, offset: u64) -> Result<u64> {
-        if let Some(o) = self.get(name) {
+    /// Creates a subscriber's position on a partition at `offset` unless it has one; returns
+    /// its offset there.
+    pub fn get_or_create(&self, name: &str, partition: u32, offset: u64) -> Result<u64> {
+        if let Some(c) = self.get(name, partition) {
             self.wait_durable()?;
-            return Ok(o);
+            return Ok(c.offset);
         }
         // Two racing creators both write; the last one wins, and both return what it wrote
         // only when they agree, which is the common case (same start position).
-        self.set(name, offset)?;
-        Ok(self.get(name).unwrap_or(offset))
+        self.set(name, partition, offset, &[])?;
+        Ok(self.get(name, partition).map_or(offset, |c| c.offset))
     }
 
     /// Under `always`, waits until every record appended so far is durable (a subscriber seen in
@@ -268,9 +450,9 @@ impl SubscriberOffsets {
         Ok(())
     }
 
-    /// Removes a subscriber; false when absent.
+    /// Removes a subscriber from every partition; false when absent.
     pub fn remove(&self, name: &str) -> Result<bool> {
-        if self.get(name).is_none() {
+        if !self.exists(name) {
             return Ok(false);
         }
         let mut rec = Vec::new();
@@ -291,5 +473,54 @@ impl SubscriberOffsets {
     /// Syncs the journal (for the `interval` and `never` policies at chosen points).
     pub fn flush(&self) -> Result<()> {
         self.journal.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_of_every_version_decode() {
+        let mut b = Vec::new();
+        encode_commit(&mut b, "old", 7);
+        encode_commit_partition(&mut b, "new", 5, 9, b"meta");
+        encode_delete(&mut b, "old");
+        let (recs, _) = journal::decode_records(&b);
+        let mut m = OffsetsMap::new();
+        apply(&mut m, recs[0].0, &recs[0].1).unwrap();
+        assert_eq!(
+            m["old"][&0],
+            Committed {
+                offset: 7,
+                metadata: vec![]
+            }
+        );
+        apply(&mut m, recs[1].0, &recs[1].1).unwrap();
+        assert_eq!(m["new"][&5].metadata, b"meta");
+        apply(&mut m, recs[2].0, &recs[2].1).unwrap();
+        assert!(!m.contains_key("old"));
+        // A metadata length running past the record is refused, never read past.
+        let mut bad = recs[1].1.clone();
+        bad[12] = 0xff;
+        assert!(decode(REC_COMMIT_PARTITION, &bad).is_err());
+        assert!(decode(9, &[]).is_err());
+    }
+
+    #[test]
+    fn snapshot_bodies_of_both_layouts_decode() {
+        let old = postcard::to_stdvec(&vec![("a".to_string(), 4u64)]).unwrap();
+        let m = decode_snapshot_body(&old, 2).unwrap();
+        assert_eq!(m["a"][&0].offset, 4);
+        let mut new = OffsetsMap::new();
+        new.entry("b".into()).or_default().insert(
+            3,
+            Committed {
+                offset: 11,
+                metadata: b"x".to_vec(),
+            },
+        );
+        let body = encode_snapshot_body(&new);
+        assert_eq!(decode_snapshot_body(&body, 3).unwrap(), new);
     }
 }

@@ -185,7 +185,7 @@ fn create_and_confirm(s: &Store, kind: Kind, value: &str) {
         }
         Kind::Group => {
             let t = s.topic("host").unwrap();
-            let g = t.group("x", plain_queue()).unwrap();
+            let g = t.group("x", plain_queue()).unwrap().queue(0).unwrap();
             let d = g.deliver(ConsumerId(1), 1).unwrap();
             assert_eq!(d.len(), 1, "the group starts at the log start");
             g.ack(ConsumerId(1), &[d[0].offset]).unwrap();
@@ -214,7 +214,7 @@ fn confirmed_after_reopen(s: &Store, kind: Kind) -> Result<String, Error> {
                     name: "x".into(),
                 });
             }
-            let g = t.group("x", plain_queue())?;
+            let g = t.group("x", plain_queue())?.queue(0)?;
             format!("floor {}", g.stats().ack_floor.0)
         }
     })
@@ -271,9 +271,15 @@ fn populated(sim: &SimFs) -> Store {
             t.publish(&batch).unwrap();
         }
         t.subscribe("s", sluice_storage::StartAt::Earliest).unwrap();
-        t.commit("s", Offset(17)).unwrap();
+        t.commit("s", 0, Offset(17), &[]).unwrap();
     }
-    let g = s.topic("a").unwrap().group("g", plain_queue()).unwrap();
+    let g = s
+        .topic("a")
+        .unwrap()
+        .group("g", plain_queue())
+        .unwrap()
+        .queue(0)
+        .unwrap();
     let d = g.deliver(ConsumerId(1), 3).unwrap();
     g.ack(ConsumerId(1), &[d[0].offset]).unwrap();
     let q = s.create_queue("q", plain_queue()).unwrap();
@@ -292,7 +298,7 @@ fn expect_intact(s: &Store, what: &str) {
         .unwrap_or_else(|e| panic!("{what}: topic b: {e}"));
     assert_eq!(values(b.log()), want, "{what}: topic b");
     assert_eq!(
-        b.committed("s"),
+        b.committed("s", 0).map(|c| c.0),
         Some(Offset(17)),
         "{what}: subscriber of b"
     );
@@ -396,7 +402,13 @@ fn check_after_delete_crash(s: &Store, what: &str, confirmed: bool, at: &str) {
             let groups = s.topic("a").unwrap().list_groups();
             assert!(!confirmed || groups.is_empty(), "{at}: the group came back");
             if !groups.is_empty() {
-                let g = s.topic("a").unwrap().group("g", plain_queue()).unwrap();
+                let g = s
+                    .topic("a")
+                    .unwrap()
+                    .group("g", plain_queue())
+                    .unwrap()
+                    .queue(0)
+                    .unwrap();
                 assert_eq!(g.stats().ack_floor, Offset(1), "{at}");
             }
             expect_intact(s, at);

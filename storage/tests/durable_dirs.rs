@@ -18,7 +18,7 @@ fn a_store_at_a_bare_relative_path_opens_and_survives_a_crash() {
     fs.crash(CrashMode::DropUnsynced);
     let store = Store::open(Arc::new(fs.clone()), "data", StoreConfig::default()).unwrap();
     let t = store.topic("orders").expect("the topic survives");
-    let from = t.resolve(StartAt::Earliest).unwrap();
+    let from = t.resolve(0, StartAt::Earliest).unwrap();
     let got = t.log().read_records(from, 10, 1 << 20).unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].1.value, b"one");

@@ -92,10 +92,14 @@ fn build(close: bool) -> Dir {
         orders.publish(&[record(2 * i), record(2 * i + 1)]).unwrap();
     }
     orders.subscribe("billing", StartAt::Earliest).unwrap();
-    orders.commit("billing", Offset(20)).unwrap();
+    orders.commit("billing", 0, Offset(20), &[]).unwrap();
     orders.subscribe("audit", StartAt::Earliest).unwrap();
-    orders.commit("audit", Offset(6)).unwrap();
-    let g = orders.group("shipping", QueueConfig::default()).unwrap();
+    orders.commit("audit", 0, Offset(6), &[]).unwrap();
+    let g = orders
+        .group("shipping", QueueConfig::default())
+        .unwrap()
+        .queue(0)
+        .unwrap();
     let got: Vec<(u64, u32)> = g
         .deliver(C, 10)
         .unwrap()
@@ -285,7 +289,7 @@ fn figures_of_subscribers_groups_and_queues_from_journals_and_from_snapshots() {
         (4, 8, 1, 1, 5)
     );
     let ts = s.topic("orders").unwrap().stats();
-    let lags: Vec<(String, u64)> = ts
+    let lags: Vec<(String, u64)> = ts.partitions[0]
         .subscribers
         .iter()
         .map(|x| (x.name.clone(), x.lag))
@@ -469,7 +473,10 @@ fn offsets_past_the_log_end_are_warnings_naming_the_record() {
     // Recovery clamps both, as the warnings say.
     let s = open(&d.root);
     assert_eq!(
-        s.topic("orders").unwrap().committed("billing"),
+        s.topic("orders")
+            .unwrap()
+            .committed("billing", 0)
+            .map(|c| c.0),
         Some(Offset(24))
     );
     assert_eq!(s.queue("jobs").unwrap().stats().cursor, Offset(10));

@@ -70,7 +70,7 @@ fn workload(sim: &SimFs, clock: &Arc<ManualClock>, seen: &mut Seen) -> Result<()
     seen.topic_created = true;
     t.subscribe("sub", StartAt::Earliest)?;
     seen.subscribed = true;
-    let g = t.group("g", cfg())?;
+    let g = t.group("g", cfg())?.queue(0)?;
     for i in 0..20u64 {
         let recs: Vec<Record> = (0..3)
             .map(|k| Record::from_value(format!("q{i}-{k}")))
@@ -113,7 +113,7 @@ fn workload(sim: &SimFs, clock: &Arc<ManualClock>, seen: &mut Seen) -> Result<()
         g.ack(c, &even)?;
         seen.group_acked.extend(even.iter().map(|o| o.0));
         let next = seen.committed + 1;
-        t.commit("sub", Offset(next))?;
+        t.commit("sub", 0, Offset(next), &[])?;
         seen.committed = next;
     }
     s.close()?;
@@ -195,7 +195,7 @@ fn check(sim: &SimFs, clock: &Arc<ManualClock>, seen: &Seen, label: &str) {
         // Reclaim never passes the subscriber.
         let start = t.log().start_offset();
         assert!(
-            start <= t.committed("sub").unwrap(),
+            start <= t.committed("sub", 0).map(|c| c.0).unwrap(),
             "{label}: reclaimed past a reader"
         );
         for (o, v) in seen.topic_published.range(start.0..) {
@@ -203,11 +203,14 @@ fn check(sim: &SimFs, clock: &Arc<ManualClock>, seen: &Seen, label: &str) {
             let r = r.unwrap_or_else(|e| panic!("{label}: topic message {o}: {e}"));
             assert_eq!(&r[0].1.value, v);
         }
-        let c = t.committed("sub").expect("confirmed subscriber");
+        let c = t
+            .committed("sub", 0)
+            .map(|c| c.0)
+            .expect("confirmed subscriber");
         assert!(c.0 >= seen.committed, "{label}: commit lost");
         assert!(c <= t.log().end_offset());
         // The group: nothing acked comes back, everything else does.
-        if let Ok(g) = t.group("g", cfg()) {
+        if let Ok(g) = t.group("g", cfg()).and_then(|g| g.queue(0)) {
             let mut got = BTreeSet::new();
             loop {
                 let ds = g.deliver(ConsumerId(50 + got.len() as u64), 1_000).unwrap();

@@ -335,7 +335,11 @@ fn topic_group_feeds_competing_workers_while_subscribers_see_everything() {
         )
         .unwrap();
     t.subscribe("audit", StartAt::Earliest).unwrap();
-    let g = t.group("workers", QueueConfig::default()).unwrap();
+    let g = t
+        .group("workers", QueueConfig::default())
+        .unwrap()
+        .queue(0)
+        .unwrap();
     for i in 0..200 {
         t.publish(&[Record::from_value(format!("e{i}"))]).unwrap();
     }
@@ -359,7 +363,7 @@ fn topic_group_feeds_competing_workers_while_subscribers_see_everything() {
     assert_eq!(t.log().start_offset(), Offset(0));
     let all = t.log().read_records(Offset(0), 1000, 1 << 20).unwrap();
     assert!(!all.is_empty());
-    t.commit("audit", Offset(200)).unwrap();
+    t.commit("audit", 0, Offset(200), &[]).unwrap();
     assert!(t.log().start_offset() > Offset(100));
     // The group survives a restart.
     drop((g, t));
@@ -368,7 +372,11 @@ fn topic_group_feeds_competing_workers_while_subscribers_see_everything() {
     let s = open(&sim, &clock);
     let t = s.topic("events").unwrap();
     assert_eq!(t.list_groups(), vec!["workers"]);
-    let g = t.group("workers", QueueConfig::default()).unwrap();
+    let g = t
+        .group("workers", QueueConfig::default())
+        .unwrap()
+        .queue(0)
+        .unwrap();
     assert_eq!(g.stats().ack_floor, Offset(200));
     t.publish(&[Record::from_value("late")]).unwrap();
     assert_eq!(g.deliver(A, 10).unwrap()[0].offset, Offset(200));
@@ -398,7 +406,7 @@ fn interval_policy_syncs_acks_and_commits_in_the_background() {
     t.publish(&[Record::from_value("x")]).unwrap();
     q.deliver(A, 4).unwrap();
     q.ack(A, &[Offset(0), Offset(1)]).unwrap();
-    t.commit("s", Offset(1)).unwrap();
+    t.commit("s", 0, Offset(1), &[]).unwrap();
     // Ten intervals later the flushers have synced the ack journal and the offsets.
     std::thread::sleep(std::time::Duration::from_millis(100));
     drop((q, t));
@@ -414,7 +422,10 @@ fn interval_policy_syncs_acks_and_commits_in_the_background() {
         .map(|d| d.offset.0)
         .collect();
     assert_eq!(again, vec![2, 3]);
-    assert_eq!(s.topic("t").unwrap().committed("s"), Some(Offset(1)));
+    assert_eq!(
+        s.topic("t").unwrap().committed("s", 0).map(|c| c.0),
+        Some(Offset(1))
+    );
 }
 
 #[test]

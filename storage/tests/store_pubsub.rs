@@ -40,7 +40,7 @@ fn fan_out_every_subscriber_gets_every_message_once_in_order() {
     let t = s.create_topic("orders", Some(small_log())).unwrap();
     let subs = ["a", "b", "c", "d"];
     for n in subs {
-        assert_eq!(t.subscribe(n, StartAt::Earliest).unwrap(), Offset(0));
+        assert_eq!(t.subscribe(n, StartAt::Earliest).unwrap()[0], Offset(0));
     }
     for i in 0..200u32 {
         t.publish(&[Record::from_value(i.to_be_bytes().to_vec())])
@@ -48,7 +48,7 @@ fn fan_out_every_subscriber_gets_every_message_once_in_order() {
     }
     for n in subs {
         let mut seen = Vec::new();
-        let mut at = t.committed(n).unwrap();
+        let mut at = t.committed(n, 0).map(|c| c.0).unwrap();
         // Read in small steps, committing as it goes.
         loop {
             let got = t.log().read_records(at, 7, 1 << 16).unwrap();
@@ -60,14 +60,14 @@ fn fan_out_every_subscriber_gets_every_message_once_in_order() {
                 seen.push(u32::from_be_bytes(r.value.clone().try_into().unwrap()));
                 at = o.add(1);
             }
-            t.commit(n, at).unwrap();
+            t.commit(n, 0, at, &[]).unwrap();
         }
         assert_eq!(seen, (0..200).collect::<Vec<_>>());
-        assert_eq!(t.committed(n), Some(Offset(200)));
+        assert_eq!(t.committed(n, 0).map(|c| c.0), Some(Offset(200)));
     }
     let st = t.stats();
-    assert_eq!(st.end_offset, Offset(200));
-    assert!(st.subscribers.iter().all(|s| s.lag == 0));
+    assert_eq!(st.partitions[0].end_offset, Offset(200));
+    assert!(st.partitions[0].subscribers.iter().all(|s| s.lag == 0));
     s.close().unwrap();
 }
 
@@ -81,10 +81,12 @@ fn subscribers_resume_after_a_broker_crash_and_lag_is_reported() {
     for i in 0..10 {
         t.publish(&[Record::from_value(format!("m{i}"))]).unwrap();
     }
-    t.commit("fast", Offset(10)).unwrap();
-    t.commit("slow", Offset(3)).unwrap();
+    t.commit("fast", 0, Offset(10), &[]).unwrap();
+    t.commit("slow", 0, Offset(3), &[]).unwrap();
     let lag: Vec<(String, u64)> = t
         .stats()
+        .partitions
+        .remove(0)
         .subscribers
         .into_iter()
         .map(|s| (s.name, s.lag))
@@ -95,27 +97,27 @@ fn subscribers_resume_after_a_broker_crash_and_lag_is_reported() {
     sim.crash(CrashMode::DropUnsynced);
     let s = store(&sim);
     let t = s.topic("t").unwrap();
-    assert_eq!(t.subscribe("slow", StartAt::Latest).unwrap(), Offset(3));
-    assert_eq!(t.committed("fast"), Some(Offset(10)));
+    assert_eq!(t.subscribe("slow", StartAt::Latest).unwrap()[0], Offset(3));
+    assert_eq!(t.committed("fast", 0).map(|c| c.0), Some(Offset(10)));
     // The offline loader sees the same.
     let offs = inspect_offsets(&sim, std::path::Path::new("/data/topics/t")).unwrap();
-    assert_eq!(offs.get("slow"), Some(&3));
+    assert_eq!(offs.get("slow").map(|p| p[&0].offset), Some(3));
     // A commit past the end is refused and changes nothing; a commit below is a seek.
     assert!(matches!(
-        t.commit("fast", Offset(99)),
+        t.commit("fast", 0, Offset(99), &[]),
         Err(Error::OffsetOutOfRange {
             offset: Offset(99),
             end: Offset(10),
             ..
         })
     ));
-    assert_eq!(t.committed("fast"), Some(Offset(10)));
-    t.commit("fast", Offset(2)).unwrap();
-    assert_eq!(t.committed("fast"), Some(Offset(2)));
+    assert_eq!(t.committed("fast", 0).map(|c| c.0), Some(Offset(10)));
+    t.commit("fast", 0, Offset(2), &[]).unwrap();
+    assert_eq!(t.committed("fast", 0).map(|c| c.0), Some(Offset(2)));
     t.delete_subscriber("fast").unwrap();
-    assert_eq!(t.committed("fast"), None);
+    assert_eq!(t.committed("fast", 0).map(|c| c.0), None);
     assert!(matches!(
-        t.commit("nobody", Offset(1)),
+        t.commit("nobody", 0, Offset(1), &[]),
         Err(Error::NotFound { .. })
     ));
 }
@@ -132,31 +134,31 @@ fn start_positions_and_anonymous_replay() {
         }])
         .unwrap();
     }
-    assert_eq!(t.subscribe("e", StartAt::Earliest).unwrap(), Offset(0));
-    assert_eq!(t.subscribe("l", StartAt::Latest).unwrap(), Offset(10));
+    assert_eq!(t.subscribe("e", StartAt::Earliest).unwrap()[0], Offset(0));
+    assert_eq!(t.subscribe("l", StartAt::Latest).unwrap()[0], Offset(10));
     assert_eq!(
-        t.subscribe("o", StartAt::Offset(Offset(4))).unwrap(),
+        t.subscribe("o", StartAt::Offset(Offset(4))).unwrap()[0],
         Offset(4)
     );
     assert_eq!(
-        t.subscribe("big", StartAt::Offset(Offset(400))).unwrap(),
+        t.subscribe("big", StartAt::Offset(Offset(400))).unwrap()[0],
         Offset(10)
     );
     assert_eq!(
-        t.subscribe("ts", StartAt::Timestamp(1_045)).unwrap(),
+        t.subscribe("ts", StartAt::Timestamp(1_045)).unwrap()[0],
         Offset(5)
     );
     assert_eq!(
-        t.subscribe("future", StartAt::Timestamp(9_999)).unwrap(),
+        t.subscribe("future", StartAt::Timestamp(9_999)).unwrap()[0],
         Offset(10)
     );
     // An existing subscriber keeps its offset whatever start it asks for.
-    assert_eq!(t.subscribe("o", StartAt::Earliest).unwrap(), Offset(4));
+    assert_eq!(t.subscribe("o", StartAt::Earliest).unwrap()[0], Offset(4));
     // Anonymous readers replay any range without committing.
     let all = read_all(&t, Offset(3));
     assert_eq!(all.len(), 7);
     assert_eq!(all[0].1.value, b"m3");
-    assert_eq!(t.stats().subscribers.len(), 6);
+    assert_eq!(t.stats().partitions[0].subscribers.len(), 6);
 }
 
 #[test]
@@ -214,7 +216,7 @@ fn offsets_are_clamped_when_the_log_lost_its_tail() {
     for i in 5..10 {
         t.publish(&[Record::from_value(format!("m{i}"))]).unwrap();
     }
-    t.commit("s", Offset(9)).unwrap();
+    t.commit("s", 0, Offset(9), &[]).unwrap();
     // The offsets are synced, the log's last five messages are not.
     t.flush_offsets().unwrap();
     drop(t);
@@ -223,7 +225,7 @@ fn offsets_are_clamped_when_the_log_lost_its_tail() {
     let s = store(&sim);
     let t = s.topic("t").unwrap();
     assert_eq!(t.log().end_offset(), Offset(5));
-    assert_eq!(t.committed("s"), Some(Offset(5)));
+    assert_eq!(t.committed("s", 0).map(|c| c.0), Some(Offset(5)));
     // The clamp itself is durable: new messages at 5.. are not skipped after another crash.
     for i in 0..5 {
         t.publish(&[Record::from_value(format!("n{i}"))]).unwrap();
@@ -233,5 +235,8 @@ fn offsets_are_clamped_when_the_log_lost_its_tail() {
     drop(s);
     sim.crash(CrashMode::DropUnsynced);
     let s = store(&sim);
-    assert_eq!(s.topic("t").unwrap().committed("s"), Some(Offset(5)));
+    assert_eq!(
+        s.topic("t").unwrap().committed("s", 0).map(|c| c.0),
+        Some(Offset(5))
+    );
 }

@@ -8,6 +8,8 @@ use crate::journal;
 pub(super) struct Journaled {
     /// The snapshot file and its body.
     pub(super) snapshot: Option<(PathBuf, Vec<u8>)>,
+    /// The snapshot file's layout version (0 without one).
+    pub(super) snapshot_version: u16,
     pub(super) generation: u64,
     /// The journal of that generation, when present.
     pub(super) journal: Option<PathBuf>,
@@ -37,6 +39,7 @@ pub(super) fn read_journaled(
     let ex = journal::examine(fs, dir, prefix, magic)?;
     let mut st = Journaled {
         snapshot: None,
+        snapshot_version: 0,
         generation: ex.generation,
         journal: None,
         records: Vec::new(),
@@ -55,6 +58,7 @@ pub(super) fn read_journaled(
                     Some(true),
                 ));
                 st.snapshot = Some((snap.path.clone(), body.clone()));
+                st.snapshot_version = snap.version;
             }
             Err(reason) => {
                 invalid_snapshot(fs, dir, snap, reason, &journals, prefix, out)?;
@@ -270,23 +274,29 @@ fn journal_records(j: &journal::JournalFile, prefix: &str, out: &mut Vec<Item>) 
     out.extend(problem);
 }
 
-/// Subscriber offsets of a topic's state directory.
+/// Subscriber offsets of a topic's state directory, on partition `partition` (whose log ends at
+/// `end`). What is wrong with the offsets files themselves goes to `file_out` (so that a topic's
+/// partitions report it once), what is wrong on this partition to `out`.
 pub(super) fn read_offsets(
     fs: &dyn FileSystem,
     dir: &Path,
     names: &[String],
-    end: Option<Offset>,
+    (partition, end): (u32, Option<Offset>),
+    file_out: &mut Vec<Item>,
     out: &mut Vec<Item>,
 ) -> Result<Option<Vec<SubscriberState>>> {
-    use crate::offsets::{OFFSETS_MAGIC, OFFSETS_PREFIX, REC_COMMIT};
+    use crate::offsets::{OFFSETS_MAGIC, OFFSETS_PREFIX, REC_COMMIT, REC_COMMIT_PARTITION};
     use std::collections::BTreeMap;
-    let Some(j) = read_journaled(fs, dir, names, OFFSETS_PREFIX, OFFSETS_MAGIC, out)? else {
+    let Some(j) = read_journaled(fs, dir, names, OFFSETS_PREFIX, OFFSETS_MAGIC, file_out)? else {
         return Ok(None);
     };
     let body_at = crate::journal::SNAPSHOT_HEADER_LEN as u64;
-    // Where each subscriber's offset was last set.
+    // Where each subscriber's offset was last set (on any partition).
     let mut set_at: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
-    let snapshot = j.snapshot.as_ref().map(|(_, b)| b.as_slice());
+    let snapshot = j
+        .snapshot
+        .as_ref()
+        .map(|(_, b)| (j.snapshot_version, b.as_slice()));
     let records = j.records.iter().map(|(_, k, p)| (*k, p.as_slice()));
     let replayed = crate::offsets::replay(snapshot, records, |name, step| match step {
         None => {
@@ -294,7 +304,7 @@ pub(super) fn read_offsets(
                 set_at.insert(name.to_string(), (sp.clone(), body_at));
             }
         }
-        Some((i, k)) if k == REC_COMMIT => {
+        Some((i, k)) if k == REC_COMMIT || k == REC_COMMIT_PARTITION => {
             if let Some(jp) = &j.journal {
                 set_at.insert(name.to_string(), (jp.clone(), j.records[i].0));
             }
@@ -305,19 +315,22 @@ pub(super) fn read_offsets(
         Ok(m) => m,
         Err(fault) => {
             let what = "offsets snapshot body does not decode";
-            out.push(replay_problem(&j, fault, what, "offsets"));
+            file_out.push(replay_problem(&j, fault, what, "offsets"));
             return Ok(None);
         }
     };
     let mut subs = Vec::new();
-    for (name, committed) in map {
+    for (name, parts) in map {
+        let Some(committed) = parts.get(&partition).map(|c| c.offset) else {
+            continue;
+        };
         if let Some(e) = end.filter(|e| committed > e.0) {
             let (file, pos) = set_at.get(&name).cloned().unwrap_or_default();
             out.push(problem_item(
                 Severity::Warning,
                 &file,
                 Some(pos),
-                format!("subscriber {name} committed offset {committed} is past the log end {e} (the next open clamps it to {e})"),
+                format!("subscriber {name} committed offset {committed} is past the log end {e} of partition {partition} (the next open clamps it to {e})"),
             ));
         }
         subs.push(SubscriberState {

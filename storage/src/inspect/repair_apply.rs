@@ -151,7 +151,7 @@ pub(super) fn log_config_of(fs: &dyn FileSystem, dir: &Path) -> Option<LogConfig
         return None;
     }
     match read_config_file(fs, &path, None, &mut Vec::new()).ok()?? {
-        ConfigFile::Topic(l) => Some(l),
+        ConfigFile::Topic(t) => Some(t.log),
         ConfigFile::Queue(q) => Some(q.log),
     }
 }

@@ -427,6 +427,7 @@ pub(super) fn clamp_notes(
     let mut report = LogDirReport {
         dir: dir.to_path_buf(),
         kind: kind.into(),
+        partition: dir_partition(dir),
         name,
         segments: vec![],
         start_offset: Some(start),

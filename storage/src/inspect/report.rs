@@ -372,6 +372,8 @@ pub struct LogDirReport {
     pub kind: String,
     /// Its name (the directory name).
     pub name: String,
+    /// The partition of the topic this log is (0 for a queue or a bare log).
+    pub partition: u32,
     /// Segments, oldest first.
     pub segments: Vec<SegmentRange>,
     /// First offset held.

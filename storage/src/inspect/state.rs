@@ -13,8 +13,8 @@ use super::*;
 // failure with the file, the byte position and what recovery will do about it.
 // ---------------------------------------------------------------------------------------------
 
-/// Kind, name and state directory of a log directory: `<root>/topics/<name>/log` is topic
-/// `<name>` with its state in `<root>/topics/<name>`; a log directory directly in `topics/` or
+/// Kind, name and state directory of a log directory: `<root>/topics/<name>/log` (or `log-<n>`,
+/// partition n) is topic `<name>` with its state in `<root>/topics/<name>`; a log directory directly in `topics/` or
 /// `queues/` keeps its state files beside its segments; anything else is a bare `log`.
 pub(super) fn layout(dir: &Path) -> (&'static str, String, PathBuf) {
     let file_name = |p: &Path| {
@@ -28,7 +28,7 @@ pub(super) fn layout(dir: &Path) -> (&'static str, String, PathBuf) {
         _ => None,
     };
     let parent = dir.parent();
-    if file_name(dir) == crate::store::LOG_DIR {
+    if crate::store::partition_of(&file_name(dir), crate::store::PARTITION_LOG_PREFIX).is_some() {
         if let (Some(p), Some(kind)) = (parent, kind_of(parent.and_then(|p| p.parent()))) {
             return (kind, file_name(p), p.to_path_buf());
         }
@@ -37,6 +37,19 @@ pub(super) fn layout(dir: &Path) -> (&'static str, String, PathBuf) {
         Some(kind) => (kind, file_name(dir), dir.to_path_buf()),
         None => ("log", file_name(dir), dir.to_path_buf()),
     }
+}
+
+/// The partition of a topic a log directory holds: `n` for `<root>/topics/<name>/log-<n>`, 0
+/// for anything else (`log`, a queue's, a bare log).
+pub(super) fn dir_partition(dir: &Path) -> u32 {
+    let (kind, _, state_dir) = layout(dir);
+    if kind != "topic" || state_dir == dir {
+        return 0;
+    }
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| crate::store::partition_of(n, crate::store::PARTITION_LOG_PREFIX))
+        .unwrap_or(0)
 }
 
 /// Generation in a journal file name `<prefix>.<16 hex>.journal`.
@@ -96,9 +109,10 @@ pub(super) fn uint(k: &str, v: u64) -> (String, Field) {
     (k.into(), Field::UInt(v))
 }
 
-/// A decoded config file.
+/// A decoded config file (a topic config written before partitions reads as one partition with
+/// the nil id).
 pub(super) enum ConfigFile {
-    Topic(LogConfig),
+    Topic(crate::store::TopicConfig),
     Queue(crate::store::QueueConfig),
 }
 
@@ -113,7 +127,7 @@ pub(super) fn read_config_file(
     want: Option<u64>,
     out: &mut Vec<Item>,
 ) -> Result<Option<ConfigFile>> {
-    use crate::store::{CONFIG_MAGIC, KIND_QUEUE, KIND_TOPIC};
+    use crate::store::{TopicConfig, TopicId, CONFIG_MAGIC, KIND_QUEUE, KIND_TOPIC, KIND_TOPIC_V2};
     let bytes = crate::fs::read_all(fs, path).at(path)?;
     let size = bytes.len() as u64;
     let fail = |out: &mut Vec<Item>, at: u64, what: String| {
@@ -136,11 +150,12 @@ pub(super) fn read_config_file(
         }
     };
     let name = |k: u64| match k {
-        KIND_TOPIC => "topic",
+        KIND_TOPIC | KIND_TOPIC_V2 => "topic",
         KIND_QUEUE => "queue or group",
         _ => "unknown",
     };
-    if let Some(w) = want.filter(|w| *w != kind) {
+    let same = |w: u64| w == kind || (w == KIND_TOPIC && kind == KIND_TOPIC_V2);
+    if let Some(w) = want.filter(|w| !same(*w)) {
         fail(
             out,
             12,
@@ -154,7 +169,14 @@ pub(super) fn read_config_file(
     }
     let body_at = crate::journal::SNAPSHOT_HEADER_LEN as u64;
     let cfg = match kind {
-        KIND_TOPIC => postcard::from_bytes::<LogConfig>(body).map(ConfigFile::Topic),
+        KIND_TOPIC => postcard::from_bytes::<LogConfig>(body).map(|log| {
+            ConfigFile::Topic(TopicConfig {
+                log,
+                partitions: 1,
+                id: TopicId([0; 16]),
+            })
+        }),
+        KIND_TOPIC_V2 => postcard::from_bytes::<TopicConfig>(body).map(ConfigFile::Topic),
         KIND_QUEUE => {
             postcard::from_bytes::<crate::store::QueueConfig>(body).map(ConfigFile::Queue)
         }
@@ -171,7 +193,7 @@ pub(super) fn read_config_file(
         }
     };
     let log = match &cfg {
-        ConfigFile::Topic(l) => l,
+        ConfigFile::Topic(t) => &t.log,
         ConfigFile::Queue(q) => &q.log,
     };
     let mut fields = vec![(
@@ -189,6 +211,12 @@ pub(super) fn read_config_file(
     }
     fields.push(uint("segment_bytes_max", log.segment_bytes_max));
     fields.push(("fsync".into(), Field::Text(log.fsync.to_string())));
+    if let ConfigFile::Topic(t) = &cfg {
+        fields.push(uint("partitions", t.partitions as u64));
+        if !t.id.is_nil() {
+            fields.push(("id".into(), Field::Text(t.id.to_string())));
+        }
+    }
     if let ConfigFile::Queue(q) = &cfg {
         fields.push(uint("ack_timeout_ms", q.ack_timeout_ms));
         fields.push(uint("max_deliveries", q.max_deliveries as u64));
@@ -260,12 +288,15 @@ pub fn read_log_state(
     report: &mut LogDirReport,
     out: &mut Vec<Item>,
 ) -> Result<()> {
-    use crate::store::{CONFIG_FILE, GROUPS_DIR, KIND_QUEUE, KIND_TOPIC, LOG_DIR};
+    use crate::store::{CONFIG_FILE, GROUPS_DIR, KIND_QUEUE, KIND_TOPIC};
     let sdir = report.state_dir.clone();
     let store_layout = sdir != report.dir;
     let names = fs.read_dir(&sdir).at(&sdir)?;
     let end = report.end_offset;
     let start = report.start_offset.unwrap_or_default();
+    // The files a topic's partitions share are reported with partition 0 only.
+    let p = report.partition;
+    let mut shared = Vec::new();
     let want = match report.kind.as_str() {
         "topic" => Some(KIND_TOPIC),
         "queue" => Some(KIND_QUEUE),
@@ -273,9 +304,10 @@ pub fn read_log_state(
     };
     let cfg_path = sdir.join(CONFIG_FILE);
     if names.iter().any(|n| n == CONFIG_FILE) {
-        if let Some(c) = read_config_file(fs, &cfg_path, want, out)? {
+        let file_out = if p == 0 { &mut *out } else { &mut shared };
+        if let Some(c) = read_config_file(fs, &cfg_path, want, file_out)? {
             let log = match &c {
-                ConfigFile::Topic(l) => l,
+                ConfigFile::Topic(t) => &t.log,
                 ConfigFile::Queue(q) => &q.log,
             };
             report.retention = Some(Retention {
@@ -283,7 +315,7 @@ pub fn read_log_state(
                 retention_ms: log.retention_ms,
             });
         }
-    } else if store_layout {
+    } else if store_layout && p == 0 {
         out.push(problem_item(
             Severity::Warning,
             &cfg_path,
@@ -291,8 +323,12 @@ pub fn read_log_state(
             "missing: the broker takes the directory for an unfinished creation and removes it at the next open".into(),
         ));
     }
-    report.subscribers = read_offsets(fs, &sdir, &names, end, out)?;
-    report.queue = read_acks(fs, &sdir, &names, start, end, out)?;
+    let mut offsets_out = Vec::new();
+    report.subscribers = read_offsets(fs, &sdir, &names, (p, end), &mut offsets_out, out)?;
+    if p == 0 {
+        out.extend(offsets_out);
+        report.queue = read_acks(fs, &sdir, &names, start, end, out)?;
+    }
     let gdir = sdir.join(GROUPS_DIR);
     if names.iter().any(|n| n == GROUPS_DIR) && fs.is_dir(&gdir) {
         for g in fs.read_dir(&gdir).at(&gdir)? {
@@ -303,12 +339,13 @@ pub fn read_log_state(
             let gnames = fs.read_dir(&d).at(&d)?;
             let mut max_deliveries = None;
             if gnames.iter().any(|n| n == CONFIG_FILE) {
+                let file_out = if p == 0 { &mut *out } else { &mut shared };
                 if let Some(ConfigFile::Queue(q)) =
-                    read_config_file(fs, &d.join(CONFIG_FILE), Some(KIND_QUEUE), out)?
+                    read_config_file(fs, &d.join(CONFIG_FILE), Some(KIND_QUEUE), file_out)?
                 {
                     max_deliveries = Some(q.max_deliveries);
                 }
-            } else {
+            } else if p == 0 {
                 out.push(problem_item(
                     Severity::Warning,
                     &d.join(CONFIG_FILE),
@@ -316,27 +353,50 @@ pub fn read_log_state(
                     "missing: the broker takes the group for an unfinished creation and removes it at the next open".into(),
                 ));
             }
-            // A group shares the topic's log: it starts at the log start like a queue.
-            let state = read_acks(fs, &d, &gnames, start, end, out)?;
-            other_state_files(
-                fs,
-                &d,
-                &gnames,
-                &format!("{GROUPS_DIR}/{g}/"),
-                &[],
-                report,
-                out,
-            )?;
+            // A group's ack state over this partition: it starts at the log start like a queue.
+            let qd = crate::store::group_partition_dir(&d, p);
+            let state = if qd == d {
+                read_acks(fs, &d, &gnames, start, end, out)?
+            } else if fs.is_dir(&qd) {
+                let qnames = fs.read_dir(&qd).at(&qd)?;
+                read_acks(fs, &qd, &qnames, start, end, out)?
+            } else {
+                None
+            };
+            if p == 0 {
+                let parts: Vec<&str> = gnames
+                    .iter()
+                    .filter(|n| {
+                        crate::store::partition_of(n, crate::store::GROUP_PARTITION_PREFIX)
+                            .is_some()
+                    })
+                    .map(|n| n.as_str())
+                    .collect();
+                other_state_files(
+                    fs,
+                    &d,
+                    &gnames,
+                    &format!("{GROUPS_DIR}/{g}/"),
+                    &parts,
+                    report,
+                    out,
+                )?;
+            }
             report.groups.push(GroupState {
                 name: g,
-                dir: d,
+                dir: qd,
                 max_deliveries,
                 state,
             });
         }
     }
-    if store_layout {
-        other_state_files(fs, &sdir, &names, "", &[LOG_DIR], report, out)?;
+    if store_layout && p == 0 {
+        let logs: Vec<&str> = names
+            .iter()
+            .filter(|n| crate::store::partition_of(n, crate::store::PARTITION_LOG_PREFIX).is_some())
+            .map(|n| n.as_str())
+            .collect();
+        other_state_files(fs, &sdir, &names, "", &logs, report, out)?;
     }
     Ok(())
 }

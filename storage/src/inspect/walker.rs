@@ -162,9 +162,11 @@ impl Walker<'_> {
         };
         let segs = self.quiet_dir_scan(&log)?;
         let (kind, name, state_dir) = layout(&log);
+        let partition = dir_partition(&log);
         let mut report = LogDirReport {
             dir: log,
             kind: kind.into(),
+            partition,
             name,
             segments: vec![],
             start_offset: segs.iter().map(|s| s.0).min(),
@@ -288,6 +290,7 @@ impl Walker<'_> {
         let mut report = LogDirReport {
             dir: dir.to_path_buf(),
             kind: kind.into(),
+            partition: dir_partition(dir),
             name,
             start_offset: ranges.first().map(|r| r.base_offset),
             end_offset: ranges.last().map(|r| r.end_offset),

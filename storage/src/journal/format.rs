@@ -194,6 +194,15 @@ pub fn decode_snapshot(
     b: &[u8],
     magic: [u8; 8],
 ) -> std::result::Result<(u64, &[u8]), StateFileError> {
+    decode_snapshot_versioned(b, magic).map(|(_, g, body)| (g, body))
+}
+
+/// Like [`decode_snapshot`], also returning the layout version of the file (owners whose
+/// snapshot body changed between versions decode by it).
+pub fn decode_snapshot_versioned(
+    b: &[u8],
+    magic: [u8; 8],
+) -> std::result::Result<(u16, u64, &[u8]), StateFileError> {
     if b.len() < SNAPSHOT_HEADER_LEN {
         return Err(StateFileError::SnapshotShort { len: b.len() });
     }
@@ -218,5 +227,5 @@ pub fn decode_snapshot(
     if h.finalize() != u32_at(b, 24) {
         return Err(StateFileError::SnapshotCrc);
     }
-    Ok((u64_at(b, 12), body))
+    Ok((v, u64_at(b, 12), body))
 }

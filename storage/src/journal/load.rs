@@ -14,6 +14,8 @@ use super::{u32_at, JOURNAL_HEADER_LEN, RECORD_MAX};
 pub struct Loaded {
     /// The snapshot body, when there is a snapshot.
     pub snapshot: Option<Vec<u8>>,
+    /// Layout version of the snapshot file (0 without a snapshot).
+    pub snapshot_version: u16,
     /// Generation of the journal that follows the snapshot.
     pub generation: u64,
     /// Valid records of that journal, in order.
@@ -120,6 +122,8 @@ pub struct SnapshotFile {
     pub len: u64,
     /// Its generation and body, or why it does not decode.
     pub decoded: std::result::Result<(u64, Vec<u8>), StateFileError>,
+    /// Its layout version (0 when it does not decode).
+    pub version: u16,
 }
 
 /// The journal named by the snapshot (or of generation 0), as read.
@@ -170,12 +174,15 @@ pub fn examine(fs: &dyn FileSystem, dir: &Path, prefix: &str, magic: [u8; 8]) ->
     let mut out = Examined::default();
     if fs.exists(&sp) {
         let bytes = fs::read_all(fs, &sp).at(&sp)?;
-        let decoded = decode_snapshot(&bytes, magic).map(|(g, body)| (g, body.to_vec()));
+        let decoded = decode_snapshot_versioned(&bytes, magic);
+        let version = decoded.as_ref().map_or(0, |(v, _, _)| *v);
+        let decoded = decoded.map(|(_, g, body)| (g, body.to_vec()));
         let ok = decoded.as_ref().map(|(g, _)| *g).ok();
         out.snapshot = Some(SnapshotFile {
             path: sp,
             len: bytes.len() as u64,
             decoded,
+            version,
         });
         match ok {
             Some(g) => out.generation = g,
@@ -241,6 +248,7 @@ pub fn load(fs: &dyn FileSystem, dir: &Path, prefix: &str, magic: [u8; 8]) -> Re
             .decoded
             .map_err(|reason| Error::corruption(&s.path, 0, reason))?;
         out.snapshot = Some(body);
+        out.snapshot_version = s.version;
     }
     let Some(j) = ex.journal else {
         return Ok(out);

@@ -52,7 +52,9 @@ pub use writer::*;
 
 /// Version of the journal and snapshot layouts written. Version 2 added the ack-state run
 /// records (kinds 5-7); the framing, the offsets records and the snapshot bodies are unchanged.
-pub const STATE_VERSION: u16 = 2;
+/// Version 3 added the offsets record COMMIT_PARTITION (kind 3: partition and metadata) and a
+/// new offsets snapshot body with them; ack state and the framing are unchanged.
+pub const STATE_VERSION: u16 = 3;
 /// Oldest version still read.
 pub const STATE_VERSION_MIN: u16 = 1;
 

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::config::LogConfig;
 use crate::error::IoContext;
 use crate::error::{Error, Result};
 use crate::fs::FsRef;
@@ -14,9 +13,12 @@ use crate::log::Log;
 use super::catalog::Taken;
 use super::catalog::{Catalog, Damage};
 use super::dirs::{clear_tombstones, discard_dir, fresh_dir, remove_unfinished};
+use super::partition::{TopicId, KIND_TOPIC_V2};
 use super::queue::{Queue, QueueParts};
 use super::settings::{dlq_config, write_config};
-use super::settings::{planned_dlq, read_config, validate_name, KIND_QUEUE, KIND_TOPIC, LOG_DIR};
+use super::settings::{
+    planned_dlq, read_config, read_topic_config, validate_name, KIND_QUEUE, LOG_DIR,
+};
 use super::{ClockRef, QueueConfig, StoreConfig, Topic};
 
 pub(in crate::store) struct StoreInner {
@@ -60,6 +62,7 @@ impl StoreInner {
             config,
             log,
             owns_log: true,
+            partition: 0,
             parent: None,
             store: Arc::downgrade(self),
             clock: self.clock.clone(),
@@ -166,10 +169,17 @@ impl StoreInner {
         dir: &Path,
     ) -> Result<Option<Arc<Topic>>> {
         let fs = &*self.fs;
-        let Some(config) = read_config::<LogConfig>(fs, dir, KIND_TOPIC)? else {
+        let Some(mut config) = read_topic_config(fs, dir)? else {
             remove_unfinished(fs, dir);
             return Ok(None);
         };
+        if config.id.is_nil() {
+            // A topic older than ids (or partitions) gets its id now, durably, before it is
+            // used: the config is rewritten in the current layout.
+            config.id = TopicId::random()?;
+            write_config(fs, dir, KIND_TOPIC_V2, &config)?;
+            tracing::info!(topic = %name, id = %config.id, "topic id assigned");
+        }
         Topic::open(self, name, dir.to_path_buf(), config).map(Some)
     }
 

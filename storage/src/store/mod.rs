@@ -4,9 +4,11 @@
 //! Directory layout (log files in `docs/format.md`, state files in `docs/format-state.md`):
 //! ```text
 //! <root>/topics/<name>/config            the topic's settings
-//! <root>/topics/<name>/log/              its log segments
-//! <root>/topics/<name>/offsets.*         its subscribers' committed offsets (journal + snapshot)
-//! <root>/topics/<name>/groups/<group>/   a consumer group: config and ack state
+//! <root>/topics/<name>/log/              partition 0's log segments
+//! <root>/topics/<name>/log-<n>/          partition n's (n >= 1)
+//! <root>/topics/<name>/offsets.*         its subscribers' committed offsets per partition
+//! <root>/topics/<name>/groups/<group>/   a consumer group: config, ack state of partition 0,
+//!                                        partition-<n>/ the ack state of partition n >= 1
 //! <root>/queues/<name>/config            the queue's settings
 //! <root>/queues/<name>/log/              its log segments
 //! <root>/queues/<name>/acks.*            its ack state (journal + snapshot)
@@ -30,7 +32,10 @@
 //! - `dirs`: directory lifecycle: durable creation, tombstones, atomic deletes.
 //! - `settings`: [`QueueConfig`], name rules, config files, dead-letter queue names.
 //! - `clock`: the time source of ack deadlines and nack delays.
-//! - `topic`: [`Topic`]: a log, its named subscribers and its consumer groups.
+//! - `topic`: [`Topic`]: its partitions' logs, its named subscribers and its consumer groups.
+//! - `partition`: [`TopicId`], [`TopicConfig`], where partition logs and group partitions live.
+//! - `alter`: adding partitions to a topic, crash-safely.
+//! - `group`: [`Group`]: a consumer group, one [`Queue`] per partition.
 //! - `builder`, `upkeep`: [`StoreBuilder`] and the thread that returns expired deliveries and
 //!   applies retention for an embedded store.
 //! - `subscriber`, `consumer`: the embedding handles [`Subscriber`] (a named subscriber with a
@@ -38,12 +43,15 @@
 //! - `queue/`: [`Queue`]: `state` (in-flight, ready, delayed), `read` (reads and the read cache),
 //!   `deliver`, `settle` (ack, nack, release, expiry, commit), `dead_letter`.
 
+mod alter;
 mod builder;
 mod catalog;
 mod clock;
 mod consumer;
 mod dirs;
+mod group;
 mod inner;
+mod partition;
 mod queue;
 mod settings;
 mod subscriber;
@@ -63,6 +71,11 @@ pub use builder::{StoreBuilder, RETENTION_EVERY_DEFAULT, UPKEEP_EVERY_DEFAULT};
 pub use clock::{Clock, ClockRef, ManualClock, SystemClock};
 pub use consumer::Consumer;
 pub use dirs::{is_tombstone, TOMBSTONE_MARK};
+pub use group::Group;
+pub use partition::{
+    group_partition_dir, partition_log_dir, partition_of, TopicConfig, TopicId,
+    GROUP_PARTITION_PREFIX, KIND_TOPIC_V2, PARTITIONS_MAX, PARTITION_LOG_PREFIX,
+};
 pub use queue::dead_letter_headers;
 pub use queue::{
     delivery_bytes, set_ack_snapshot_bytes, Acked, ConsumerId, Delivery, Pending, Queue,
@@ -73,11 +86,12 @@ pub use settings::{
     CONFIG_MAGIC, GROUPS_DIR, KIND_QUEUE, KIND_TOPIC, LOG_DIR, NAME_MAX,
 };
 pub use subscriber::Subscriber;
-pub use topic::{SubscriberInfo, Topic, TopicStats};
+pub use topic::{PartitionStats, SubscriberInfo, Topic, TopicStats};
 
 use catalog::Catalog;
 use dirs::{delete_dir, discard_dir, fresh_dir, make_dir};
 use inner::StoreInner;
+use partition::check_partitions;
 use settings::write_config;
 use std::sync::atomic::AtomicBool;
 
@@ -188,13 +202,31 @@ impl Store {
         })
     }
 
-    /// Creates a topic; `AlreadyExists` if it does (or is damaged). A create of a name that a
-    /// create or delete is working on waits for it to finish.
+    /// Creates a topic of one partition; see [`Store::create_topic_with_partitions`].
     pub fn create_topic(&self, name: &str, config: Option<LogConfig>) -> Result<Arc<Topic>> {
+        self.create_topic_with_partitions(name, config, 1)
+    }
+
+    /// Creates a topic of `partitions` partitions (1 to [`PARTITIONS_MAX`]) with a new random
+    /// id; `AlreadyExists` if it does (or is damaged). A create of a name that a create or
+    /// delete is working on waits for it to finish. Every partition's log is made before the
+    /// config, which is written last: a directory without one is an unfinished creation.
+    pub fn create_topic_with_partitions(
+        &self,
+        name: &str,
+        config: Option<LogConfig>,
+        partitions: u32,
+    ) -> Result<Arc<Topic>> {
         self.inner.check_open()?;
         validate_name(name)?;
+        check_partitions(partitions)?;
         let config = config.unwrap_or_else(|| self.inner.config.default_log.clone());
         config.validate().map_err(Error::InvalidArgument)?;
+        let config = TopicConfig {
+            log: config,
+            partitions,
+            id: TopicId::random()?,
+        };
         let slot = self
             .inner
             .topics
@@ -206,15 +238,18 @@ impl Store {
         let fs = &*self.inner.fs;
         let dir = self.inner.topic_dir(name);
         fresh_dir(fs, &dir)?;
-        let r = Topic::open(&self.inner, name, dir.clone(), config.clone()).and_then(|t| {
-            match write_config(fs, &dir, KIND_TOPIC, &config) {
+        let made = (0..partitions).try_for_each(|p| {
+            crate::fs::create_dir_durable(fs, &partition_log_dir(&dir, p)).at(&dir)
+        });
+        let r = made
+            .and_then(|()| Topic::open(&self.inner, name, dir.clone(), config.clone()))
+            .and_then(|t| match write_config(fs, &dir, KIND_TOPIC_V2, &config) {
                 Ok(()) => Ok(t),
                 Err(e) => {
                     let _ = t.shut(false);
                     Err(e)
                 }
-            }
-        });
+            });
         match r {
             Ok(t) => {
                 slot.fill(t.clone());
@@ -239,6 +274,25 @@ impl Store {
     /// could not be opened.
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
         self.inner.topics.get(name)
+    }
+
+    /// The open topic whose id is `id`; `NotFound` if none (a damaged topic's id is unknown).
+    pub fn topic_by_id(&self, id: TopicId) -> Result<Arc<Topic>> {
+        self.inner
+            .topics
+            .open_values()
+            .into_iter()
+            .find(|t| t.id() == id)
+            .ok_or_else(|| Error::NotFound {
+                kind: "topic",
+                name: id.to_string(),
+            })
+    }
+
+    /// Grows topic `name` to `count` partitions; see [`Topic::add_partitions`].
+    pub fn add_partitions(&self, name: &str, count: u32) -> Result<u32> {
+        self.inner.check_open()?;
+        self.topic(name)?.add_partitions(count)
     }
 
     /// A queue by name; `NotFound` if absent (or still being created), `Corruption` if it

@@ -8,6 +8,8 @@ use crate::error::{Error, IoContext, Result};
 use crate::fs::FileSystem;
 use crate::journal;
 
+use super::partition::{TopicConfig, TopicId, KIND_TOPIC_V2, PARTITIONS_MAX};
+
 /// Settings of a queue (or of a consumer group on a topic).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -57,7 +59,8 @@ impl QueueConfig {
 pub const CONFIG_FILE: &str = "config";
 /// Magic of a config file.
 pub const CONFIG_MAGIC: [u8; 8] = *b"SLUICECF";
-/// Kind (the `generation` field of a config file) of a topic config (`LogConfig`).
+/// Kind (the `generation` field of a config file) of a topic config written before partitions
+/// (a bare `LogConfig`); read, never written (see `KIND_TOPIC_V2`).
 pub const KIND_TOPIC: u64 = 1;
 /// Kind of a queue or group config (`QueueConfig`).
 pub const KIND_QUEUE: u64 = 2;
@@ -134,9 +137,45 @@ pub fn inspect_queue_config(fs: &dyn FileSystem, dir: &Path) -> Result<Option<Qu
     read_config(fs, dir, KIND_QUEUE)
 }
 
-/// Reads the saved log config of a topic directory without opening it.
-pub fn inspect_topic_config(fs: &dyn FileSystem, dir: &Path) -> Result<Option<LogConfig>> {
-    read_config(fs, dir, KIND_TOPIC)
+/// Reads the saved config of a topic directory without opening it: a config written before
+/// partitions ([`KIND_TOPIC`], a bare `LogConfig`) reads as one partition with the nil id.
+pub fn inspect_topic_config(fs: &dyn FileSystem, dir: &Path) -> Result<Option<TopicConfig>> {
+    read_topic_config(fs, dir)
+}
+
+/// Reads a topic's config, either kind; see [`inspect_topic_config`].
+pub(in crate::store) fn read_topic_config(
+    fs: &dyn FileSystem,
+    dir: &Path,
+) -> Result<Option<TopicConfig>> {
+    let path = dir.join(CONFIG_FILE);
+    if !fs.exists(&path) {
+        return Ok(None);
+    }
+    let bytes = crate::fs::read_all(fs, &path).at(&path)?;
+    let (k, body) = journal::decode_snapshot(&bytes, CONFIG_MAGIC)
+        .map_err(|e| Error::corruption(&path, 0, e))?;
+    let bad = |e: postcard::Error| Error::corruption(&path, 0, format!("config body: {e}"));
+    let c = match k {
+        KIND_TOPIC => TopicConfig {
+            log: postcard::from_bytes(body).map_err(bad)?,
+            partitions: 1,
+            id: TopicId([0; 16]),
+        },
+        KIND_TOPIC_V2 => postcard::from_bytes::<TopicConfig>(body).map_err(bad)?,
+        k => {
+            return Err(Error::corruption(
+                &path,
+                0,
+                format!("config kind {k}, expected {KIND_TOPIC} or {KIND_TOPIC_V2}"),
+            ))
+        }
+    };
+    if c.partitions == 0 || c.partitions > PARTITIONS_MAX {
+        let what = format!("config counts {} partitions", c.partitions);
+        return Err(Error::corruption(&path, 0, what));
+    }
+    Ok(Some(c))
 }
 
 /// Checks that the dead-letter queue name a queue or group would derive fits in a name.

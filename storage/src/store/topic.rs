@@ -1,10 +1,11 @@
-//! A topic: a log, its named subscribers' committed offsets and its consumer groups.
+//! A topic: its partitions (one log each), its named subscribers' committed offsets (per
+//! partition) and its consumer groups (an ack state per partition). Adding partitions is in
+//! `alter`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
-use crate::config::LogConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::fs::FsRef;
 use crate::log::{AppendInfo, Log};
@@ -16,14 +17,17 @@ use super::catalog::{Damage, Taken};
 use super::dirs::{
     clear_tombstones, delete_dir, discard_dir, fresh_dir, make_dir, remove_unfinished,
 };
+use super::group::Group;
 use super::inner::StoreInner;
-use super::queue::{Queue, QueueParts};
-use super::settings::{
-    planned_dlq, read_config, validate_name, write_config, GROUPS_DIR, KIND_QUEUE, LOG_DIR,
+use super::partition::{
+    partition_log_dir, partition_of, TopicConfig, TopicId, PARTITION_LOG_PREFIX,
 };
-use super::{ClockRef, QueueConfig, StartAt};
+use super::settings::{
+    planned_dlq, read_config, validate_name, write_config, GROUPS_DIR, KIND_QUEUE,
+};
+use super::{lock, ClockRef, QueueConfig, StartAt};
 
-/// A named subscriber of a topic.
+/// A named subscriber's position on one partition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubscriberInfo {
     /// Its name.
@@ -34,9 +38,11 @@ pub struct SubscriberInfo {
     pub lag: u64,
 }
 
-/// Figures of a topic.
+/// Figures of one partition of a topic.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TopicStats {
+pub struct PartitionStats {
+    /// The partition.
+    pub partition: u32,
     /// First offset held.
     pub start_offset: Offset,
     /// One past the last visible offset.
@@ -45,18 +51,47 @@ pub struct TopicStats {
     pub size_bytes: u64,
     /// Number of segments.
     pub segments: usize,
-    /// Named subscribers and their lag.
+    /// Named subscribers with a position on it, and their lag.
     pub subscribers: Vec<SubscriberInfo>,
 }
 
-/// A topic: a log and its named subscribers.
+/// Figures of a topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicStats {
+    /// Its id.
+    pub id: TopicId,
+    /// Each partition, in order.
+    pub partitions: Vec<PartitionStats>,
+}
+
+impl TopicStats {
+    /// Bytes on disk, every partition.
+    pub fn size_bytes(&self) -> u64 {
+        self.partitions.iter().map(|p| p.size_bytes).sum()
+    }
+    /// Messages visible, every partition.
+    pub fn messages(&self) -> u64 {
+        self.partitions
+            .iter()
+            .map(|p| p.end_offset.0 - p.start_offset.0.min(p.end_offset.0))
+            .sum()
+    }
+}
+
+/// A topic: its partitions (a log each), its named subscribers and its consumer groups.
 pub struct Topic {
     pub(in crate::store) name: String,
     pub(in crate::store) dir: PathBuf,
     pub(in crate::store) fs: FsRef,
-    pub(in crate::store) log: Log,
+    pub(in crate::store) id: TopicId,
+    /// Its config; changed (under the lock) only by an add of partitions.
+    pub(in crate::store) config: Mutex<TopicConfig>,
+    /// Partition 0's log (also `logs[0]`), which every topic has.
+    pub(in crate::store) log0: Log,
+    /// The log of each partition; grows only, under the `config` lock.
+    pub(in crate::store) logs: RwLock<Vec<Log>>,
     pub(in crate::store) offsets: SubscriberOffsets,
-    pub(in crate::store) groups: Catalog<Queue>,
+    pub(in crate::store) groups: Catalog<Group>,
     pub(in crate::store) store: Weak<StoreInner>,
     pub(in crate::store) me: Weak<Topic>,
     pub(in crate::store) clock: ClockRef,
@@ -68,29 +103,81 @@ impl std::fmt::Debug for Topic {
     }
 }
 
+fn close_logs(logs: &[Log]) {
+    for l in logs {
+        let _ = l.close();
+    }
+}
+
 impl Topic {
+    /// Opens the topic in `dir` with `config` (whose id must not be nil): every partition's log,
+    /// after removing the log directories of partitions past the config's count (left by an
+    /// add of partitions that did not finish). A counted partition without its directory is
+    /// `Corruption`: its data is gone.
     pub(in crate::store) fn open(
         store: &Arc<StoreInner>,
         name: &str,
         dir: PathBuf,
-        config: LogConfig,
+        config: TopicConfig,
     ) -> Result<Arc<Topic>> {
+        assert!(!config.id.is_nil());
         let fs = store.fs.clone();
-        let fsync = config.fsync;
-        let log = Log::open(fs.clone(), dir.join(LOG_DIR), config)?;
-        let offsets = SubscriberOffsets::open(fs.clone(), &dir, fsync, log.end_offset().0)?;
+        for entry in fs.read_dir(&dir).at(&dir)? {
+            if partition_of(&entry, PARTITION_LOG_PREFIX).is_some_and(|p| p >= config.partitions) {
+                let stray = dir.join(&entry);
+                tracing::warn!(dir = %stray.display(), "removing the log of a partition the topic's config does not count");
+                fs.remove_dir_all(&stray).at(&stray)?;
+            }
+        }
+        let mut logs = Vec::with_capacity(config.partitions as usize);
+        for p in 0..config.partitions {
+            let ld = partition_log_dir(&dir, p);
+            let opened = if fs.is_dir(&ld) {
+                Log::open(fs.clone(), ld, config.log.clone())
+            } else {
+                Err(Error::corruption(
+                    &ld,
+                    0,
+                    format!(
+                        "partition {p} of {} has no log directory",
+                        config.partitions
+                    ),
+                ))
+            };
+            match opened {
+                Ok(l) => logs.push(l),
+                Err(e) => {
+                    close_logs(&logs);
+                    return Err(e);
+                }
+            }
+        }
+        let ends: Vec<u64> = logs.iter().map(|l| l.end_offset().0).collect();
+        let offsets = match SubscriberOffsets::open(fs.clone(), &dir, config.log.fsync, &ends) {
+            Ok(o) => o,
+            Err(e) => {
+                close_logs(&logs);
+                return Err(e);
+            }
+        };
         let topic = Arc::new_cyclic(|me| Topic {
             name: name.to_string(),
             dir: dir.clone(),
             fs: fs.clone(),
-            log,
+            id: config.id,
+            config: Mutex::new(config),
+            log0: logs[0].clone(),
+            logs: RwLock::new(logs),
             offsets,
             groups: Catalog::new("group"),
             store: Arc::downgrade(store),
             me: me.clone(),
             clock: store.clock.clone(),
         });
-        topic.open_groups()?;
+        if let Err(e) = topic.open_groups() {
+            let _ = topic.shut(false);
+            return Err(e);
+        }
         Ok(topic)
     }
 
@@ -102,13 +189,14 @@ impl Topic {
             return Ok(());
         }
         clear_tombstones(fs, &gdir)?;
+        let logs = self.logs();
         for g in fs.read_dir(&gdir).at(&gdir)? {
             let d = gdir.join(&g);
             if validate_name(&g).is_err() || !fs.is_dir(&d) {
                 continue;
             }
             let opened = match read_config::<QueueConfig>(fs, &d, KIND_QUEUE) {
-                Ok(Some(cfg)) => self.open_group(&g, d.clone(), cfg).map(Some),
+                Ok(Some(cfg)) => self.open_group(&g, d.clone(), cfg, &logs).map(Some),
                 Ok(None) => {
                     remove_unfinished(fs, &d);
                     Ok(None)
@@ -128,109 +216,158 @@ impl Topic {
         Ok(())
     }
 
-    pub(in crate::store) fn open_group(
-        &self,
-        group: &str,
-        dir: PathBuf,
-        config: QueueConfig,
-    ) -> Result<Queue> {
-        Queue::open(QueueParts {
-            fs: self.fs.clone(),
-            dir,
-            name: group.to_string(),
-            source: format!("{}/{group}", self.name),
-            default_dlq: format!("{}.{group}.dlq", self.name),
-            config,
-            log: self.log.clone(),
-            owns_log: false,
-            parent: Some(self.me.clone()),
-            store: self.store.clone(),
-            clock: self.clock.clone(),
-        })
-    }
-
     /// Its name.
     pub fn name(&self) -> &str {
         &self.name
     }
-    /// Its log.
+    /// Its persistent id.
+    pub fn id(&self) -> TopicId {
+        self.id
+    }
+    /// Its config (log settings, partition count, id).
+    pub fn config(&self) -> TopicConfig {
+        lock(&self.config).clone()
+    }
+    /// The log of partition 0 (the only one of a single-partition topic).
     pub fn log(&self) -> &Log {
-        &self.log
+        &self.log0
+    }
+    /// The log of every partition, in order.
+    pub fn logs(&self) -> Vec<Log> {
+        self.logs.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    /// Number of partitions.
+    pub fn partition_count(&self) -> u32 {
+        self.logs.read().unwrap_or_else(|e| e.into_inner()).len() as u32
+    }
+    /// The log of partition `p`; `NotFound` past the last partition.
+    pub fn partition(&self, p: u32) -> Result<Log> {
+        self.logs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(p as usize)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                kind: "partition",
+                name: format!("{}/{p}", self.name),
+            })
     }
     /// Its directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-    /// Appends records (durable per the fsync policy on return).
+    /// Appends records to partition 0 (durable per the fsync policy on return).
     pub fn publish(&self, records: &[Record]) -> Result<AppendInfo> {
-        self.log.append(records)
+        self.log().append(records)
     }
-    /// Reads records from `from` without committing anything (anonymous replay of any range).
+    /// Appends records to partition `p` (durable per the fsync policy on return).
+    pub fn publish_to(&self, p: u32, records: &[Record]) -> Result<AppendInfo> {
+        self.partition(p)?.append(records)
+    }
+    /// Reads records of partition `p` from `from` without committing anything (anonymous
+    /// replay of any range).
     pub fn read(
         &self,
+        p: u32,
         from: Offset,
         max_records: usize,
         max_bytes: usize,
     ) -> Result<Vec<(Offset, Record)>> {
-        self.log.read_records(from, max_records, max_bytes)
+        self.partition(p)?
+            .read_records(from, max_records, max_bytes)
     }
-    /// Resolves a start position to an offset in the log's current range.
-    pub fn resolve(&self, start: StartAt) -> Result<Offset> {
-        let lo = self.log.start_offset();
-        let hi = self.log.visible_end();
+    /// Resolves a start position to an offset in partition `p`'s current range.
+    pub fn resolve(&self, p: u32, start: StartAt) -> Result<Offset> {
+        let log = self.partition(p)?;
+        let lo = log.start_offset();
+        let hi = log.visible_end();
         Ok(match start {
             StartAt::Earliest => lo,
             StartAt::Latest => hi,
             StartAt::Offset(o) => o.clamp(lo, hi.max(lo)),
-            StartAt::Timestamp(ts) => self.log.offset_for_timestamp(ts)?.unwrap_or(hi),
+            StartAt::Timestamp(ts) => log.offset_for_timestamp(ts)?.unwrap_or(hi),
         })
     }
-    /// Registers a named subscriber if new (at `start`) and returns where it resumes: its
-    /// committed offset, clamped to the log's range.
-    pub fn subscribe(&self, name: &str, start: StartAt) -> Result<Offset> {
+    /// Registers a named subscriber on every partition where it has no position (at `start`
+    /// for a new subscriber; at the partition's start for one that exists, so a partition added
+    /// since it last subscribed is read whole) and returns where it resumes on each: its
+    /// committed offset, clamped to the partition's range.
+    pub fn subscribe(&self, name: &str, start: StartAt) -> Result<Vec<Offset>> {
         validate_name(name)?;
-        let lo = self.log.start_offset();
-        let hi = self.log.visible_end().max(lo);
-        if let Some(o) = self.offsets.get(name) {
-            self.offsets.wait_durable()?;
-            return Ok(Offset(o).clamp(lo, hi));
+        let known = self.offsets.exists(name);
+        let mut out = Vec::new();
+        for (p, log) in self.logs().iter().enumerate() {
+            let p = p as u32;
+            let lo = log.start_offset();
+            let hi = log.visible_end().max(lo);
+            let o = match self.offsets.get(name, p) {
+                Some(c) => {
+                    self.offsets.wait_durable()?;
+                    c.offset
+                }
+                None => {
+                    let at = self.resolve(p, if known { StartAt::Earliest } else { start })?;
+                    self.offsets.get_or_create(name, p, at.0)?
+                }
+            };
+            out.push(Offset(o).clamp(lo, hi));
         }
-        let at = self.resolve(start)?;
-        let o = self.offsets.get_or_create(name, at.0)?;
-        Ok(Offset(o).clamp(lo, hi))
+        Ok(out)
     }
-    /// Moves a subscriber's committed offset (the next offset it will read) to `next`; returns
-    /// once durable under the topic's fsync policy. A commit never moves an offset backwards
-    /// unless `next` is explicitly below (a seek). A `next` past the visible end is refused
-    /// ([`Error::OffsetOutOfRange`]): nothing there was read.
-    pub fn commit(&self, subscriber: &str, next: Offset) -> Result<()> {
-        if self.offsets.get(subscriber).is_none() {
+    /// Moves a subscriber's committed offset on partition `p` (the next offset it will read) to
+    /// `next`, with `metadata` (at most [`COMMIT_METADATA_BYTES_MAX`](crate::offsets::COMMIT_METADATA_BYTES_MAX) bytes, empty for none;
+    /// it replaces what was stored); returns once durable under the topic's fsync policy. A
+    /// commit never moves an offset backwards unless `next` is explicitly below (a seek). A
+    /// `next` past the visible end is refused ([`Error::OffsetOutOfRange`]): nothing there was
+    /// read. An unknown subscriber is `NotFound` (see [`Topic::commit_offset`]).
+    pub fn commit(&self, subscriber: &str, p: u32, next: Offset, metadata: &[u8]) -> Result<()> {
+        if !self.offsets.exists(subscriber) {
             return Err(Error::NotFound {
                 kind: "subscriber",
                 name: subscriber.into(),
             });
         }
-        let end = self.log.visible_end();
+        self.commit_offset(subscriber, p, next, metadata)
+    }
+    /// Like [`Topic::commit`], creating the subscriber when it does not exist (a Kafka
+    /// group's offsets are made by its first commit).
+    pub fn commit_offset(
+        &self,
+        subscriber: &str,
+        p: u32,
+        next: Offset,
+        metadata: &[u8],
+    ) -> Result<()> {
+        validate_name(subscriber)?;
+        let log = self.partition(p)?;
+        let end = log.visible_end();
         if next > end {
             return Err(Error::OffsetOutOfRange {
                 offset: next,
-                start: self.log.start_offset(),
+                start: log.start_offset(),
                 end,
             });
         }
-        self.offsets.set(subscriber, next.0)?;
-        self.reclaim();
+        self.offsets.set(subscriber, p, next.0, metadata)?;
+        self.reclaim(p);
         Ok(())
     }
     /// Syncs the subscriber offsets journal whatever the fsync policy.
     pub fn flush_offsets(&self) -> Result<()> {
         self.offsets.flush()
     }
-    /// A subscriber's committed offset, if it exists.
-    pub fn committed(&self, subscriber: &str) -> Option<Offset> {
-        self.offsets.get(subscriber).map(Offset)
+    /// A subscriber's committed offset on partition `p` and the metadata stored with it, if it
+    /// has one there.
+    pub fn committed(&self, subscriber: &str, p: u32) -> Option<(Offset, Vec<u8>)> {
+        self.offsets
+            .get(subscriber, p)
+            .map(|c| (Offset(c.offset), c.metadata))
     }
-    /// Removes a named subscriber.
+    /// Names of the named subscribers, sorted.
+    pub fn subscribers(&self) -> Vec<String> {
+        self.offsets.all().into_iter().map(|(n, _)| n).collect()
+    }
+    /// Removes a named subscriber (from every partition).
     pub fn delete_subscriber(&self, name: &str) -> Result<()> {
         if !self.offsets.remove(name)? {
             return Err(Error::NotFound {
@@ -238,14 +375,16 @@ impl Topic {
                 name: name.into(),
             });
         }
-        self.reclaim();
+        for p in 0..self.partition_count() {
+            self.reclaim(p);
+        }
         Ok(())
     }
-    /// A consumer group: a shared cursor with acks over this topic's log. A new group starts at
-    /// the log start; an existing one is returned as it is (its saved settings win). A new
-    /// group that dead-letters to a default `<topic>.<group>.dlq` longer than [`NAME_MAX`] is
-    /// refused with `InvalidArgument`.
-    pub fn group(&self, name: &str, config: QueueConfig) -> Result<Arc<Queue>> {
+    /// A consumer group: a shared cursor with acks over each partition's log. A new group
+    /// starts at each log's start; an existing one is returned as it is (its saved settings
+    /// win). A new group that dead-letters to a default `<topic>.<group>.dlq` longer than
+    /// [`NAME_MAX`] is refused with `InvalidArgument`.
+    pub fn group(&self, name: &str, config: QueueConfig) -> Result<Arc<Group>> {
         validate_name(name)?;
         config.validate()?;
         if let Some(q) = self.groups.get_open(name) {
@@ -258,7 +397,7 @@ impl Topic {
             Err(Taken::Open(q)) => return Ok(q),
             Err(Taken::Damaged(d)) => return Err(d.error()),
         };
-        if self.log.is_closed() {
+        if self.log().is_closed() {
             return Err(Error::Closed);
         }
         let q = self.build_group(name, config)?;
@@ -266,12 +405,14 @@ impl Topic {
         Ok(q)
     }
 
-    /// Makes the directory and files of group `name`, whose name the caller reserved.
+    /// Makes the directory and files of group `name`, whose name the caller reserved. Holds
+    /// the config lock, so an add of partitions waits for it (and the group gets them).
     pub(in crate::store) fn build_group(
         &self,
         name: &str,
         config: QueueConfig,
-    ) -> Result<Arc<Queue>> {
+    ) -> Result<Arc<Group>> {
+        let tc = lock(&self.config);
         let fs = &*self.fs;
         let gdir = self.dir.join(GROUPS_DIR);
         if !fs.is_dir(&gdir) {
@@ -280,18 +421,19 @@ impl Topic {
         let dir = gdir.join(name);
         fresh_dir(fs, &dir)?;
         let config = QueueConfig {
-            log: self.log.config().clone(),
+            log: tc.log.clone(),
             ..config
         };
-        let r =
-            self.open_group(name, dir.clone(), config.clone())
-                .and_then(|q| match write_config(fs, &dir, KIND_QUEUE, &config) {
-                    Ok(()) => Ok(Arc::new(q)),
-                    Err(e) => {
-                        let _ = q.shut(false);
-                        Err(e)
-                    }
-                });
+        let logs = self.logs();
+        let r = self
+            .open_group(name, dir.clone(), config.clone(), &logs)
+            .and_then(|g| match write_config(fs, &dir, KIND_QUEUE, &config) {
+                Ok(()) => Ok(Arc::new(g)),
+                Err(e) => {
+                    let _ = g.shut(false);
+                    Err(e)
+                }
+            });
         if r.is_err() {
             discard_dir(fs, &dir);
         }
@@ -302,58 +444,76 @@ impl Topic {
     pub fn delete_group(&self, name: &str) -> Result<()> {
         let (slot, prev) = self.groups.begin_delete(name)?;
         let dir = self.dir.join(GROUPS_DIR).join(name);
-        delete_dir(&*self.fs, &dir, slot, prev, |q: &Queue| {
-            let _ = q.shut(false);
+        delete_dir(&*self.fs, &dir, slot, prev, |g: &Group| {
+            let _ = g.shut(false);
         })
     }
     /// Names of the consumer groups (damaged ones too), sorted.
     pub fn list_groups(&self) -> Vec<String> {
         self.groups.names()
     }
-    /// Figures.
+    /// Figures, per partition.
     pub fn stats(&self) -> TopicStats {
-        let end = self.log.visible_end();
-        let segs = self.log.segments();
+        let subs = self.offsets.all();
+        let partitions = self
+            .logs()
+            .iter()
+            .enumerate()
+            .map(|(p, log)| {
+                let p = p as u32;
+                let end = log.visible_end();
+                let segs = log.segments();
+                PartitionStats {
+                    partition: p,
+                    start_offset: log.start_offset(),
+                    end_offset: end,
+                    size_bytes: segs.iter().map(|s| s.size_bytes).sum(),
+                    segments: segs.len(),
+                    subscribers: subs
+                        .iter()
+                        .filter_map(|(name, parts)| {
+                            let c = parts.get(&p)?.offset;
+                            Some(SubscriberInfo {
+                                name: name.clone(),
+                                committed: Offset(c),
+                                lag: end.0.saturating_sub(c),
+                            })
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
         TopicStats {
-            start_offset: self.log.start_offset(),
-            end_offset: end,
-            size_bytes: segs.iter().map(|s| s.size_bytes).sum(),
-            segments: segs.len(),
-            subscribers: self
-                .offsets
-                .all()
-                .into_iter()
-                .map(|(name, c)| SubscriberInfo {
-                    name,
-                    committed: Offset(c),
-                    lag: end.0.saturating_sub(c),
-                })
-                .collect(),
+            id: self.id,
+            partitions,
         }
     }
 
-    /// With consumer groups, deletes segments below every group's durable ack floor and every
-    /// subscriber's committed offset. A topic without groups keeps its data for replay and is
-    /// trimmed only by its retention settings.
-    pub(in crate::store) fn reclaim(&self) {
+    /// With consumer groups, deletes segments of partition `p` below every group's durable ack
+    /// floor there and every subscriber's committed offset there. A topic without groups keeps
+    /// its data for replay and is trimmed only by its retention settings.
+    pub(in crate::store) fn reclaim(&self, p: u32) {
         if self.groups.any_damaged() {
             // What a damaged group still needs is unknown: keep everything.
             return;
         }
-        let floors: Vec<u64> = self
-            .groups
-            .open_values()
-            .iter()
-            .map(|q| q.synced_floor.load(Ordering::Acquire))
-            .collect();
+        let Ok(log) = self.partition(p) else { return };
+        let mut floors = Vec::new();
+        for g in self.groups.open_values() {
+            match g.queue(p) {
+                Ok(q) => floors.push(q.synced_floor.load(Ordering::Acquire)),
+                // A group still getting the partition (an add under way) needs all of it.
+                Err(_) => return,
+            }
+        }
         let Some(mut m) = floors.into_iter().min() else {
             return;
         };
-        if let Some(s) = self.offsets.min() {
+        if let Some(s) = self.offsets.min(p) {
             m = m.min(s);
         }
-        if let Err(e) = self.log.delete_before(Offset(m)) {
-            tracing::warn!(topic = %self.name, "reclaiming segments failed: {e}");
+        if let Err(e) = log.delete_before(Offset(m)) {
+            tracing::warn!(topic = %self.name, partition = p, "reclaiming segments failed: {e}");
         }
     }
 
@@ -361,7 +521,7 @@ impl Topic {
         let groups = self.groups.open_values();
         let mut first = Ok(());
         for g in groups {
-            let r = if clean { g.close() } else { g.shut(false) };
+            let r = g.shut(clean);
             if first.is_ok() {
                 first = r;
             }
@@ -372,9 +532,11 @@ impl Topic {
                 first = r;
             }
         }
-        let r = self.log.close();
-        if first.is_ok() {
-            first = r;
+        for log in self.logs() {
+            let r = log.close();
+            if first.is_ok() {
+                first = r;
+            }
         }
         first
     }

@@ -85,11 +85,14 @@ fn run(weak: Weak<StoreInner>, stop: Arc<(Mutex<bool>, Condvar)>, s: UpkeepSetti
     }
 }
 
-/// Every open queue and every open consumer group of every open topic.
+/// Every open queue and every partition's queue of every open consumer group of every open
+/// topic.
 fn queues(inner: &StoreInner) -> Vec<Arc<Queue>> {
     let mut all = inner.queues.open_values();
     for t in inner.topics.open_values() {
-        all.extend(t.groups.open_values());
+        for g in t.groups.open_values() {
+            all.extend(g.partitions());
+        }
     }
     all
 }
@@ -99,7 +102,19 @@ fn retention(inner: &StoreInner) {
         .topics
         .open_values()
         .into_iter()
-        .map(|t| (t.name().to_string(), t.log().clone()))
+        .flat_map(|t| {
+            let name = t.name().to_string();
+            let logs = t.logs();
+            let many = logs.len() > 1;
+            logs.into_iter().enumerate().map(move |(p, l)| {
+                let n = if many {
+                    format!("{name}/{p}")
+                } else {
+                    name.clone()
+                };
+                (n, l)
+            })
+        })
         .chain(
             inner
                 .queues

@@ -88,6 +88,8 @@ pub(in crate::store) struct QueueParts {
     pub(in crate::store) config: QueueConfig,
     pub(in crate::store) log: Log,
     pub(in crate::store) owns_log: bool,
+    /// The partition of the parent topic whose log this is (0 for a queue).
+    pub(in crate::store) partition: u32,
     pub(in crate::store) parent: Option<Weak<Topic>>,
     pub(in crate::store) store: Weak<StoreInner>,
     pub(in crate::store) clock: ClockRef,
@@ -102,6 +104,7 @@ pub struct Queue {
     pub(in crate::store) dir: PathBuf,
     pub(in crate::store) log: Log,
     pub(in crate::store) owns_log: bool,
+    pub(in crate::store) partition: u32,
     pub(in crate::store) config: QueueConfig,
     pub(in crate::store) journal: Arc<Journal>,
     pub(in crate::store) state: Mutex<QState>,
@@ -167,6 +170,7 @@ impl Queue {
             dir: p.dir,
             log: p.log,
             owns_log: p.owns_log,
+            partition: p.partition,
             config: p.config,
             journal,
             state: Mutex::new(st),
@@ -188,6 +192,11 @@ impl Queue {
     pub fn log(&self) -> &Log {
         &self.log
     }
+    /// The partition of its topic that it consumes (0 for a queue, which has one log).
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
     /// Its settings.
     pub fn config(&self) -> &QueueConfig {
         &self.config

@@ -93,7 +93,7 @@ impl Queue {
         match &self.parent {
             Some(t) => {
                 if let Some(t) = t.upgrade() {
-                    t.reclaim();
+                    t.reclaim(self.partition);
                 }
             }
             None => {
