@@ -65,9 +65,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let t = client.describe_topic("example").await?;
-    println!(
-        "topic example: offsets {}..{}, {} bytes",
-        t.start_offset, t.end_offset, t.size_bytes
-    );
+    for p in &t.partitions {
+        println!(
+            "topic example (id {}), partition {}: offsets {}..{}, {} bytes",
+            t.id, p.partition, p.start_offset, p.end_offset, p.size_bytes
+        );
+    }
     Ok(())
 }

@@ -59,8 +59,14 @@ fn decode_both(frame: &RawFrame) {
         let raw = protocol::parse_frame(&again, u32::MAX).expect("an encoded reply parses");
         let back = Reply::decode(raw).unwrap_or_else(|e| panic!("reply {reply:?}: {e}"));
         assert_eq!(back, reply);
-        if let Reply::Deliver { from, to, batch } = &reply {
-            let _ = protocol::decode_delivery(*from, *to, batch);
+        if let Reply::Deliver {
+            partition,
+            from,
+            to,
+            batch,
+        } = &reply
+        {
+            let _ = protocol::decode_delivery(*partition, *from, *to, batch);
         }
     }
 }
@@ -128,7 +134,7 @@ pub fn batch_parse(data: &[u8]) {
     }
     let records: Vec<Record> = views.iter().map(|v| v.to_record()).collect();
     // What the client decodes from a delivery of the whole batch.
-    let msgs = protocol::decode_delivery(h.base_offset.0, h.next_offset().0, data)
+    let msgs = protocol::decode_delivery(0, h.base_offset.0, h.next_offset().0, data)
         .expect("a valid batch is a valid delivery");
     assert_eq!(msgs.len(), records.len());
     // The records encode again into a valid batch holding the same records.

@@ -30,11 +30,12 @@
 //! use sluice_storage::{Record, StartAt, StdFs, Store, StoreConfig};
 //!
 //! let store = Store::open(Arc::new(StdFs), "./my-data", StoreConfig::default())?;
-//! let orders = store.create_topic("orders", None)?;
-//! let info = orders.publish(&[Record::from_value("order 1")])?;
-//! let from = orders.subscribe("billing", StartAt::Earliest)?;
-//! let records = orders.log().read_records(from, 100, 1 << 20)?;
-//! orders.commit("billing", info.next_offset())?;
+//! // Three partitions, each its own log; ordering is per partition.
+//! let orders = store.create_topic_with_partitions("orders", None, 3)?;
+//! let info = orders.publish_to(1, &[Record::from_value("order 1")])?;
+//! let from = orders.subscribe("billing", StartAt::Earliest)?; // one offset per partition
+//! let records = orders.read(1, from[1], 100, 1 << 20)?;
+//! orders.commit("billing", 1, info.next_offset(), b"")?;
 //! store.close()?;
 //! # let _ = records;
 //! # Ok::<(), sluice_storage::Error>(())

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sluice::protocol::{
-    ErrorCode, LogSettings, QueueInfo, QueueMessage, QueueSettings, Reply, Request, Source, Start,
-    SubscriberStat, Target, TopicInfo,
+    ErrorCode, LogSettings, PartitionInfo, QueueInfo, QueueMessage, QueueSettings, Reply, Request,
+    Route, Source, Start, SubscriberStat, Target, TopicInfo,
 };
 use sluice::storage::fs::sim::SimFs;
 use sluice::storage::{format, Header, Log, LogConfig, Offset, Record};
@@ -105,33 +105,41 @@ fn requests() -> Vec<Request> {
     let batch = batches()[1].clone();
     vec![
         Request::Hello {
-            version: 1,
+            version: sluice::protocol::VERSION,
             client: "seed".into(),
         },
         Request::Ping,
         Request::Publish {
             target: Target::Topic("t".into()),
+            route: Route::Partition {
+                partition: 2,
+                expected_partitions: 3,
+            },
             batch: batch.clone(),
         },
         Request::Publish {
             target: Target::Any("q".into()),
+            route: Route::Any,
             batch,
         },
         Request::Subscribe {
             topic: "t".into(),
             name: Some("s".into()),
+            partitions: vec![],
             start: Start::Earliest,
             credit: 100,
         },
         Request::Subscribe {
             topic: "t".into(),
             name: None,
+            partitions: vec![1],
             start: Start::Timestamp(-1),
             credit: 0,
         },
         Request::Subscribe {
             topic: "t".into(),
             name: None,
+            partitions: vec![0, 2],
             start: Start::Offset(5),
             credit: 1,
         },
@@ -139,7 +147,9 @@ fn requests() -> Vec<Request> {
         Request::Commit {
             topic: "t".into(),
             name: "s".into(),
+            partition: 1,
             next: 42,
+            metadata: b"m".to_vec(),
         },
         Request::Cancel { id: 3 },
         Request::Consume {
@@ -155,12 +165,12 @@ fn requests() -> Vec<Request> {
         },
         Request::Ack {
             id: 4,
-            offsets: vec![0, 1, 2],
+            offsets: vec![(0, 0), (0, 1), (1, 2)],
         },
         Request::Nack {
             id: 4,
             delay_ms: 100,
-            offsets: vec![7],
+            offsets: vec![(2, 7)],
         },
         Request::CreateTopic {
             name: "t".into(),
@@ -169,7 +179,13 @@ fn requests() -> Vec<Request> {
                 retention_bytes: None,
                 retention_ms: Some(60_000),
             },
+            partitions: Some(3),
         },
+        Request::AlterTopic {
+            name: "t".into(),
+            partitions: 6,
+        },
+        Request::TopicMeta { name: "t".into() },
         Request::DeleteTopic { name: "t".into() },
         Request::ListTopics,
         Request::DescribeTopic { name: "t".into() },
@@ -191,6 +207,7 @@ fn requests() -> Vec<Request> {
 fn replies() -> Vec<Reply> {
     let batch = batches()[1].clone();
     let msg = |offset, value: &[u8]| QueueMessage {
+        partition: 0,
         offset,
         attempt: 1,
         record: Record {
@@ -202,7 +219,7 @@ fn replies() -> Vec<Reply> {
     };
     vec![
         Reply::HelloOk {
-            version: 1,
+            version: sluice::protocol::VERSION,
             server: "sluice".into(),
             frame_bytes_max: 16 << 20,
         },
@@ -210,11 +227,18 @@ fn replies() -> Vec<Reply> {
         Reply::Pong,
         Reply::error(ErrorCode::NotFound, "no such topic"),
         Reply::Published {
+            partition: 1,
             base_offset: 10,
             last_offset: 12,
         },
         Reply::Subscribed { value: 3 },
+        Reply::Positions(vec![(0, 4), (1, 0)]),
+        Reply::TopicMeta {
+            id: [9; 16],
+            partitions: 3,
+        },
         Reply::Deliver {
+            partition: 2,
             from: 11,
             to: 13,
             batch: batch.into(),
@@ -223,6 +247,7 @@ fn replies() -> Vec<Reply> {
             msg(0, b""),
             msg(1, b"x"),
             QueueMessage {
+                partition: 1,
                 offset: 2,
                 attempt: 3,
                 record: Record {
@@ -236,14 +261,18 @@ fn replies() -> Vec<Reply> {
         Reply::Names(vec!["a".into(), "b".into()]),
         Reply::TopicInfo(TopicInfo {
             name: "t".into(),
-            start_offset: 0,
-            end_offset: 9,
-            size_bytes: 1000,
-            segments: 2,
-            subscribers: vec![SubscriberStat {
-                name: "s".into(),
-                committed: 4,
-                lag: 5,
+            id: "0b7e5f8a-3c1d-4e2f-9a6b-5c4d3e2f1a0b".into(),
+            partitions: vec![PartitionInfo {
+                partition: 0,
+                start_offset: 0,
+                end_offset: 9,
+                size_bytes: 1000,
+                segments: 2,
+                subscribers: vec![SubscriberStat {
+                    name: "s".into(),
+                    committed: 4,
+                    lag: 5,
+                }],
             }],
         }),
         Reply::QueueInfo(QueueInfo {

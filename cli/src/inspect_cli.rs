@@ -191,10 +191,16 @@ pub fn render(item: &Item) -> String {
             )
         }
         Item::LogDir(d) => {
+            // A topic's partition n >= 1 is named `<topic>/<n>`.
+            let name = if d.partition > 0 {
+                format!("{}/{}", d.name, d.partition)
+            } else {
+                d.name.clone()
+            };
             let mut out = format!(
                 "{} {} ({}): offsets {}..{}, {} segment(s), {} bytes",
                 d.kind,
-                d.name,
+                name,
                 d.dir.display(),
                 d.start_offset.map_or("-".into(), |o| o.to_string()),
                 d.end_offset.map_or("-".into(), |o| o.to_string()),

@@ -44,7 +44,7 @@ async fn an_ack_of_another_consumers_message_is_refused_and_the_message_survives
             .consume(Source::Queue("jobs".into()), 10)
             .await
             .unwrap();
-        let err = b.acker().ack(&[0]).await.unwrap_err();
+        let err = b.acker().ack(&[(0, 0)]).await.unwrap_err();
         assert_eq!(err.code(), Some(ErrorCode::NotHeld), "{err}");
         assert!(err.to_string().contains('0'), "{err}");
         assert_eq!(admin.describe_queue("jobs").await.unwrap().in_flight, 1);

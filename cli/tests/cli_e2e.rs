@@ -27,8 +27,8 @@ fn publish_then_subscribe_with_resume() {
     assert_eq!(
         out,
         [
-            serde_json::json!({"offset":0}),
-            serde_json::json!({"offset":1})
+            serde_json::json!({"partition":0,"offset":0}),
+            serde_json::json!({"partition":0,"offset":1})
         ]
     );
     // stdin, one message per line, offsets in input order.
@@ -73,7 +73,7 @@ fn publish_then_subscribe_with_resume() {
     );
     assert_eq!(lines.len(), 2502 - 13);
     let d = json_lines(&cli_ok(a, &["topic", "describe", "logs", "--json"], None));
-    assert_eq!(d[0]["subscribers"][0]["committed"], 2502);
+    assert_eq!(d[0]["partitions"][0]["subscribers"][0]["committed"], 2502);
     // Anonymous readers start at the end by default and commit nothing.
     let lines = cli_ok(a, &["subscribe", "logs", "--wait-ms", "300"], None);
     assert!(lines.is_empty());

@@ -281,7 +281,8 @@ async fn verify_topic(c: &Client, m: &Shared, from: u64, end: u64, what: &str) {
 async fn verify_after_restart(addr: &str, m: &Shared, round: u64, last: bool) {
     let what = format!("after kill {round}");
     let c = Client::connect(addr).await.unwrap();
-    let info = c.describe_topic(TOPIC).await.unwrap();
+    // The topic has one partition.
+    let info = c.describe_topic(TOPIC).await.unwrap().partitions.remove(0);
     let (from, committed, outstanding, max_queue) = {
         let model = m.lock().unwrap();
         for (name, map) in [
@@ -416,7 +417,7 @@ async fn subscriber(addr: String, m: Shared, seed: u64) {
         until_commit -= 1;
         if until_commit == 0 {
             until_commit = rng.gen_range(1..10);
-            if sub.commit(next).await.is_err() {
+            if sub.commit(0, next).await.is_err() {
                 return;
             }
             let mut model = m.lock().unwrap();
@@ -518,7 +519,15 @@ async fn drain_queue(addr: &str, m: &Shared) -> BTreeSet<u64> {
                 assert!(got.insert(d.offset), "drain: {} delivered twice", d.offset);
                 to_ack.push(d.offset);
                 if cons.buffered() == 0 {
-                    acker.ack(&to_ack).await.unwrap();
+                    acker
+                        .ack_offsets(
+                            &to_ack
+                                .iter()
+                                .map(|o| sluice::client::Offset(*o))
+                                .collect::<Vec<_>>(),
+                        )
+                        .await
+                        .unwrap();
                     m.lock().unwrap().acked.extend(to_ack.drain(..));
                 }
             }
@@ -618,7 +627,9 @@ async fn churner(addr: String, m: Shared, k: usize, seed: u64) {
 /// Where the churned name `k` is after a restart: its end offset, or `None` when absent.
 async fn churn_end(c: &Client, k: usize, what: &str) -> Option<u64> {
     let r = if k == 0 {
-        c.describe_topic(CHURN_TOPIC).await.map(|i| i.end_offset)
+        c.describe_topic(CHURN_TOPIC)
+            .await
+            .map(|i| i.partitions[0].end_offset)
     } else {
         c.describe_queue(CHURN_QUEUE).await.map(|i| i.end_offset)
     };

@@ -62,10 +62,14 @@ async fn fan_out_to_several_subscribers() {
                 assert_eq!(m.record.value, want.as_bytes());
             }
         }
-        subs[0].commit(100).await.unwrap();
+        subs[0].commit(0, 100).await.unwrap();
         let info = c.describe_topic("news").await.unwrap();
-        assert_eq!(info.end_offset, 100);
-        let a = info.subscribers.iter().find(|s| s.name == "a").unwrap();
+        assert_eq!(info.partitions[0].end_offset, 100);
+        let a = info.partitions[0]
+            .subscribers
+            .iter()
+            .find(|s| s.name == "a")
+            .unwrap();
         assert_eq!((a.committed, a.lag), (100, 0));
         assert_eq!(c.list_topics().await.unwrap(), vec!["news".to_string()]);
     })
@@ -188,7 +192,7 @@ async fn sigkill_mid_publish_loses_no_confirmed_message_nor_offset_nor_ack() {
         c.subscribe("t", SubscribeOptions::named("s").from(Start::Earliest))
             .await
             .unwrap();
-        c.commit("t", "s", 12).await.unwrap();
+        c.commit("t", "s", 0, 12).await.unwrap();
         let mut cons = c.consume(Source::Queue("q".into()), 4).await.unwrap();
         for _ in 0..4 {
             cons.next().await.unwrap().unwrap().ack().await.unwrap();
@@ -227,10 +231,14 @@ async fn sigkill_mid_publish_loses_no_confirmed_message_nor_offset_nor_ack() {
     bounded(async {
         let c = Client::connect(&server.addr).await.unwrap();
         let info = c.describe_topic("t").await.unwrap();
-        let s = info.subscribers.iter().find(|s| s.name == "s").unwrap();
+        let s = info.partitions[0]
+            .subscribers
+            .iter()
+            .find(|s| s.name == "s")
+            .unwrap();
         assert_eq!(s.committed, committed);
         let last = confirmed.iter().map(|(p, _)| p.last_offset).max().unwrap();
-        assert!(info.end_offset > last);
+        assert!(info.partitions[0].end_offset > last);
         let mut sub = c
             .subscribe("t", SubscribeOptions::anonymous().from(Start::Earliest))
             .await
@@ -390,12 +398,19 @@ async fn credit_and_prefetch_bound_what_the_server_sends() {
         let last = bad.len() - 1;
         bad[last] ^= 0xff;
         let e = c
-            .publish_encoded(sluice::protocol::Target::Topic("t".into()), bad)
+            .publish_encoded(
+                sluice::protocol::Target::Topic("t".into()),
+                sluice::protocol::Route::Any,
+                bad,
+            )
             .await
             .unwrap_err();
         assert_eq!(e.code(), Some(sluice::protocol::ErrorCode::InvalidBatch));
         c.ping().await.unwrap();
-        assert_eq!(c.describe_topic("t").await.unwrap().end_offset, 100);
+        assert_eq!(
+            c.describe_topic("t").await.unwrap().partitions[0].end_offset,
+            100
+        );
     })
     .await;
 }
@@ -430,7 +445,7 @@ async fn acks_and_publishes_refill_the_window_without_overrunning_it() {
         while (seen.len() as u64) < TOTAL {
             let d = cons.next().await.unwrap().unwrap();
             assert!(seen.insert(d.offset), "offset {} delivered twice", d.offset);
-            held.push(d.offset);
+            held.push(d.id());
             if held.len() as u32 == PREFETCH || seen.len() as u64 == TOTAL {
                 // The window is full: nothing more may come until an ack.
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -494,10 +509,10 @@ async fn a_named_subscriber_has_one_holder_and_commits_stay_in_range() {
             .await
             .unwrap();
         // A commit past the end (10) is refused and changes nothing; at the end it is fine.
-        let e = b.commit("t", "n", 11).await.unwrap_err();
+        let e = b.commit("t", "n", 0, 11).await.unwrap_err();
         assert_eq!(e.code(), Some(ErrorCode::InvalidArgument), "{e}");
-        b.commit("t", "n", 10).await.unwrap();
-        b.commit("t", "n", 4).await.unwrap();
+        b.commit("t", "n", 0, 10).await.unwrap();
+        b.commit("t", "n", 0, 4).await.unwrap();
         // Once its holder cancels, the name is free again, at its committed offset.
         sub.cancel().await.unwrap();
         let mut again = b.subscribe("t", opts().from(Start::Default)).await.unwrap();

@@ -258,6 +258,7 @@ fn stalled_consumer_and_subscriber_keep_memory_bounded_and_others_served() {
     let sub = Request::Subscribe {
         topic: "big".into(),
         name: Some("stalled".into()),
+        partitions: vec![],
         start: Start::Earliest,
         credit: 100_000,
     };
@@ -345,7 +346,7 @@ fn stalled_consumer_and_subscriber_keep_memory_bounded_and_others_served() {
                 {
                     let d = d.unwrap();
                     assert!(got.insert(d.offset), "{} delivered twice", d.offset);
-                    to_ack.push(d.offset);
+                    to_ack.push(d.id());
                     if cons.buffered() == 0 {
                         acker.ack(&to_ack).await.unwrap();
                         to_ack.clear();
@@ -505,7 +506,7 @@ fn records_with_more_headers_than_the_cap_are_refused_and_the_cap_is_delivered_w
         for n in [70_000u64, RECORD_HEADERS_MAX as u64 + 1] {
             let batch = one_record_batch(n, &vec![0u8; 2 * n as usize]);
             let e = c
-                .publish_encoded(q(), batch)
+                .publish_encoded(q(), sluice::protocol::Route::Any, batch)
                 .await
                 .expect_err("over the cap");
             assert_eq!(e.code(), Some(ErrorCode::InvalidBatch), "{n} headers: {e}");
@@ -547,7 +548,11 @@ fn a_publish_of_many_empty_headers_costs_about_its_size_in_memory() {
         let n = 3_500_000u64;
         let batch = one_record_batch(n, &vec![0u8; 2 * n as usize]);
         let e = c
-            .publish_encoded(Target::Topic("t".into()), batch)
+            .publish_encoded(
+                Target::Topic("t".into()),
+                sluice::protocol::Route::Any,
+                batch,
+            )
             .await
             .expect_err("a record of millions of headers");
         assert_eq!(e.code(), Some(ErrorCode::InvalidBatch));
@@ -557,9 +562,13 @@ fn a_publish_of_many_empty_headers_costs_about_its_size_in_memory() {
         while b.size_bytes() < 7_000_000 {
             b.push(1, None, &empty, b"");
         }
-        c.publish_encoded(Target::Topic("t".into()), b.finish())
-            .await
-            .unwrap();
+        c.publish_encoded(
+            Target::Topic("t".into()),
+            sluice::protocol::Route::Any,
+            b.finish(),
+        )
+        .await
+        .unwrap();
         let peak = peak_rss_kib(server.pid());
         let growth = peak.saturating_sub(before);
         eprintln!("RSS {before} KiB before, peak {peak} KiB after two 7 MB publishes");
@@ -607,7 +616,7 @@ fn a_consumer_that_acks_but_never_reads_parks_no_thread_and_others_are_answered(
     for o in 0..MSGS {
         let ack = Request::Ack {
             id: 2,
-            offsets: vec![o],
+            offsets: vec![(0, o)],
         };
         send(&mut s, 3 + o as u32, &ack);
         std::thread::sleep(Duration::from_millis(2));
@@ -715,13 +724,14 @@ fn credit_granted_in_several_steps_is_capped_at_credit_max() {
     let sub = Request::Subscribe {
         topic: "t".into(),
         name: None,
+        partitions: vec![],
         start: Start::Earliest,
         credit: 100,
     };
     send(&mut s, 2, &sub);
     assert!(matches!(
         reply_to(&mut s, 2),
-        Reply::Subscribed { value: 0 }
+        Reply::Positions(ref ps) if ps[..] == [(0, 0)]
     ));
     std::thread::sleep(Duration::from_millis(200));
     // Already at the cap: these grants add nothing.
@@ -749,8 +759,9 @@ fn credit_granted_in_several_steps_is_capped_at_credit_max() {
         let mut rest = vec![0u8; u32::from_le_bytes(len) as usize];
         s.read_exact(&mut rest).unwrap();
         assert_eq!(rest[0], kind::DELIVER);
-        let from = u64::from_le_bytes(rest[5..13].try_into().unwrap());
-        let to = u64::from_le_bytes(rest[13..21].try_into().unwrap());
+        // { kind u8 | request_id u32 | partition u32 | from u64 | to u64 | batch }
+        let from = u64::from_le_bytes(rest[9..17].try_into().unwrap());
+        let to = u64::from_le_bytes(rest[17..25].try_into().unwrap());
         delivered += to - from;
     }
     assert_eq!(delivered, 100, "credit_max is 100");
@@ -782,6 +793,7 @@ fn out_of_range_settings_are_refused_and_the_connection_stays_open() {
             retention_ms: Some(u64::MAX),
             ..LogSettings::default()
         },
+        partitions: None,
     };
     send(&mut s, 4, &topic);
     assert_eq!(error_code(reply_to(&mut s, 4)), ErrorCode::InvalidArgument);
@@ -811,11 +823,12 @@ fn a_stream_ended_by_a_deletion_is_forgotten() {
     let sub = Request::Subscribe {
         topic: "t".into(),
         name: Some("n".into()),
+        partitions: vec![],
         start: Start::Default,
         credit: 10,
     };
     send(&mut s, 2, &sub);
-    assert!(matches!(reply_to(&mut s, 2), Reply::Subscribed { .. }));
+    assert!(matches!(reply_to(&mut s, 2), Reply::Positions(_)));
     let consume = Request::Consume {
         source: Source::Queue("q".into()),
         prefetch: 10,
@@ -833,7 +846,7 @@ fn a_stream_ended_by_a_deletion_is_forgotten() {
     assert_eq!(error_code(reply_to(&mut s, 4)), ErrorCode::UnknownId);
     let ack = Request::Ack {
         id: 3,
-        offsets: vec![0],
+        offsets: vec![(0, 0)],
     };
     send(&mut s, 5, &ack);
     assert_eq!(error_code(reply_to(&mut s, 5)), ErrorCode::UnknownId);

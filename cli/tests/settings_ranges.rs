@@ -67,7 +67,8 @@ async fn out_of_range_settings_are_refused_at_create() {
                 .unwrap();
         }
         let info = c.describe_topic("t").await.unwrap();
-        assert_eq!((info.start_offset, info.end_offset), (0, 10));
+        let p0 = &info.partitions[0];
+        assert_eq!((p0.start_offset, p0.end_offset), (0, 10));
     })
     .await;
 }

@@ -1,10 +1,13 @@
-//! Topics and queues: create (with the limits checks), delete, list, describe; and the commit of
-//! a named subscriber's offset. Every function here is blocking.
+//! Topics and queues: create (with the limits checks), add partitions, delete, list, describe,
+//! ids; committed offsets of named subscribers (and of Kafka groups) per partition, with
+//! metadata; list offsets. Every function here is blocking.
 
-use sluice_storage::{LogConfig, Offset, QueueConfig};
+use sluice_storage::{LogConfig, Offset, QueueConfig, TopicId};
 use tracing::info;
 
-use super::types::{LogSettings, QueueInfo, QueueSettings, SubscriberStat, TopicInfo};
+use super::types::{
+    LogSettings, OffsetSpec, PartitionInfo, QueueInfo, QueueSettings, SubscriberStat, TopicInfo,
+};
 use super::{Broker, BrokerError, ErrorKind, Result};
 
 impl Broker {
@@ -33,12 +36,21 @@ impl Broker {
         Ok(c)
     }
 
-    /// Creates a topic.
-    pub fn create_topic(&self, name: &str, settings: &LogSettings) -> Result<()> {
+    /// Creates a topic of `partitions` partitions (1 to `PARTITIONS_MAX`).
+    pub fn create_topic(&self, name: &str, settings: &LogSettings, partitions: u32) -> Result<()> {
         let cfg = self.log_config(settings)?;
-        self.store.create_topic(name, Some(cfg))?;
-        info!(topic = %name, "topic created");
+        let t = self
+            .store
+            .create_topic_with_partitions(name, Some(cfg), partitions)?;
+        info!(topic = %name, partitions, id = %t.id(), "topic created");
         Ok(())
+    }
+
+    /// Grows topic `name` to `count` partitions (never fewer: `InvalidArgument` unless above
+    /// the current count); returns the new count. Open subscriptions keep the partitions they
+    /// opened with; consumers of a group see new partitions when they next consume.
+    pub fn add_partitions(&self, name: &str, count: u32) -> Result<u32> {
+        Ok(self.store.add_partitions(name, count)?)
     }
 
     /// Deletes a topic; its subscriptions end.
@@ -54,24 +66,64 @@ impl Broker {
         self.store.list_topics()
     }
 
-    /// Figures of a topic.
+    /// A topic's id and partition count.
+    pub fn topic_meta(&self, name: &str) -> Result<(TopicId, u32)> {
+        let t = self.store.topic(name)?;
+        Ok((t.id(), t.partition_count()))
+    }
+
+    /// The id of topic `name`.
+    pub fn topic_id(&self, name: &str) -> Result<TopicId> {
+        Ok(self.store.topic(name)?.id())
+    }
+
+    /// The name of the topic whose id is `id` (`NotFound` if none).
+    pub fn topic_name(&self, id: TopicId) -> Result<String> {
+        Ok(self.store.topic_by_id(id)?.name().to_string())
+    }
+
+    /// Figures of a topic, per partition.
     pub fn describe_topic(&self, name: String) -> Result<TopicInfo> {
-        let s = self.store.topic(&name)?.stats().partitions.remove(0);
+        let s = self.store.topic(&name)?.stats();
         Ok(TopicInfo {
             name,
-            start_offset: s.start_offset.0,
-            end_offset: s.end_offset.0,
-            size_bytes: s.size_bytes,
-            segments: s.segments as u32,
-            subscribers: s
-                .subscribers
+            id: s.id.to_string(),
+            partitions: s
+                .partitions
                 .into_iter()
-                .map(|s| SubscriberStat {
-                    name: s.name,
-                    committed: s.committed.0,
-                    lag: s.lag,
+                .map(|p| PartitionInfo {
+                    partition: p.partition,
+                    start_offset: p.start_offset.0,
+                    end_offset: p.end_offset.0,
+                    size_bytes: p.size_bytes,
+                    segments: p.segments as u32,
+                    subscribers: p
+                        .subscribers
+                        .into_iter()
+                        .map(|s| SubscriberStat {
+                            name: s.name,
+                            committed: s.committed.0,
+                            lag: s.lag,
+                        })
+                        .collect(),
                 })
                 .collect(),
+        })
+    }
+
+    /// The offset of `spec` in partition `partition` of `topic`: the log start, the visible
+    /// end, or the first message at or after a time (`None` when every message is older).
+    pub fn list_offset(
+        &self,
+        topic: &str,
+        partition: u32,
+        spec: OffsetSpec,
+    ) -> Result<Option<Offset>> {
+        let log = self.store.topic(topic)?.partition(partition)?;
+        Ok(match spec {
+            OffsetSpec::Earliest => Some(log.start_offset()),
+            OffsetSpec::Latest => Some(log.visible_end()),
+            OffsetSpec::Timestamp(ts) => log.offset_for_timestamp(ts)?,
         })
     }
 
@@ -139,9 +191,48 @@ impl Broker {
         })
     }
 
-    /// Stores the next offset the named subscriber `name` of `topic` reads.
-    pub fn commit(&self, topic: &str, name: &str, next: Offset) -> Result<()> {
-        self.store.topic(topic)?.commit(name, 0, next, &[])?;
+    /// Stores the next offset the named subscriber `name` of `topic` reads on `partition`,
+    /// with `metadata` (at most `COMMIT_METADATA_BYTES_MAX` bytes). `NotFound` for an unknown
+    /// subscriber.
+    pub fn commit(
+        &self,
+        topic: &str,
+        name: &str,
+        partition: u32,
+        next: Offset,
+        metadata: &[u8],
+    ) -> Result<()> {
+        self.store
+            .topic(topic)?
+            .commit(name, partition, next, metadata)?;
         Ok(())
+    }
+
+    /// Stores the committed offset of `group` on (`topic`, `partition`) with `metadata`,
+    /// creating the group's entry on first commit (Kafka's OffsetCommit). Durable on return
+    /// under the topic's fsync policy.
+    pub fn commit_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next: Offset,
+        metadata: &[u8],
+    ) -> Result<()> {
+        self.store
+            .topic(topic)?
+            .commit_offset(group, partition, next, metadata)?;
+        Ok(())
+    }
+
+    /// The committed offset of `group` on (`topic`, `partition`) and its metadata, if any
+    /// (Kafka's OffsetFetch).
+    pub fn fetch_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<(Offset, Vec<u8>)>> {
+        Ok(self.store.topic(topic)?.committed(group, partition))
     }
 }

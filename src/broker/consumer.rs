@@ -1,13 +1,16 @@
 //! Competing consumers of a queue or of a topic's consumer group: the prefetch window, delivery
 //! rounds bounded by bytes, acks (which run the consumer's next round in the same sync), nacks,
-//! expiry and release.
+//! expiry and release. A group has one queue per partition of its topic: a round takes from
+//! each in turn (starting one partition further every round), and messages are named by
+//! (partition, offset); a queue is partition 0.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use sluice_storage::store::delivery_bytes;
 use sluice_storage::{
     now_ms, ConsumerId, Delivery, Error as StoreError, Offset, Pending, Queue, QueueConfig,
 };
@@ -19,14 +22,19 @@ use tracing::warn;
 use super::types::Source;
 use super::{blocking, Broker, BrokerError, ErrorKind, Result};
 
-/// One consumer: its id, its queue once open, and the messages it holds.
+/// A message a consumer holds: its partition and offset.
+pub type MessageId = (u32, Offset);
+
+/// One consumer: its id, its queues once open (one per partition), and the messages it holds.
 pub struct Consumer {
     cid: ConsumerId,
-    queue: OnceLock<Arc<Queue>>,
+    queues: OnceLock<Vec<Arc<Queue>>>,
     events: OnceLock<Arc<Notify>>,
     /// Offsets delivered to this consumer and not settled, with their ack deadline (after it the
     /// queue takes them back, so they stop counting against the prefetch).
-    inflight: Mutex<HashMap<u64, i64>>,
+    inflight: Mutex<HashMap<(u32, u64), i64>>,
+    /// The partition the next delivery round starts at.
+    turn: AtomicUsize,
     prefetch: AtomicU32,
     wake: Notify,
     /// Set once the consumer is released; a round that runs later (its task was aborted while
@@ -71,12 +79,31 @@ enum Pass {
     Fail(BrokerError),
 }
 
-/// What an open consumer waits on: its queue, the append listener of the queue's log and the
+/// The journaled, not yet synced, work of a delivery round or an ack over several queues: made
+/// durable by [`Round::commit`].
+#[derive(Default)]
+pub struct Round(Vec<(Arc<Queue>, Pending)>);
+
+impl Round {
+    /// Makes everything of the round durable (one sync per queue touched). Blocking.
+    pub fn commit(self) -> Result<()> {
+        for (q, p) in self.0 {
+            q.commit(p)?;
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, q: &Arc<Queue>, p: Pending) {
+        self.0.push((q.clone(), p));
+    }
+}
+
+/// What an open consumer waits on: its queues, the append listener of their logs and the
 /// queue's events (messages returned by nacks, releases, expiries).
 pub struct ConsumerFeed {
-    /// The queue (a group's queue for a topic's group).
-    pub queue: Arc<Queue>,
-    /// The visible end of the queue's (or topic's) log.
+    /// The queue, or a group's queue over each partition of its topic (in partition order).
+    pub queues: Vec<Arc<Queue>>,
+    /// Changes when messages are appended (to the queue's log, or any partition of the topic).
     pub appended: watch::Receiver<u64>,
     /// Messages returned to the queue.
     pub events: Arc<Notify>,
@@ -89,9 +116,10 @@ impl Broker {
         let prefetch = prefetch.clamp(1, self.limits.unacked_per_consumer_max);
         Arc::new(Consumer {
             cid: ConsumerId(self.next_consumer.fetch_add(1, Ordering::Relaxed)),
-            queue: OnceLock::new(),
+            queues: OnceLock::new(),
             events: OnceLock::new(),
             inflight: Mutex::default(),
+            turn: AtomicUsize::new(0),
             prefetch: AtomicU32::new(prefetch),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
@@ -124,16 +152,18 @@ impl Consumer {
         &self.wake
     }
 
-    /// Opens the queue or group of `source` for this consumer.
+    /// Opens the queue or group of `source` for this consumer: a group over every partition
+    /// the topic has now.
     pub async fn open(&self, broker: &Arc<Broker>, source: &Source) -> Result<ConsumerFeed> {
         let b = broker.clone();
         let src = source.clone();
-        let (queue, log_key, ptr, ev_key) = blocking(move || {
+        let (queues, appended, ev_key) = blocking(move || {
             Ok(match src {
                 Source::Queue(q) => {
                     let queue = b.store.queue(&q)?;
                     let ptr = Arc::as_ptr(&queue) as usize;
-                    (queue, format!("q/{q}"), ptr, format!("q/{q}"))
+                    let rx = b.watch_log(format!("q/{q}"), ptr, queue.log());
+                    (vec![queue], rx, format!("q/{q}"))
                 }
                 Source::Group { topic, group } => {
                     let t = b.store.topic(&topic)?;
@@ -141,37 +171,35 @@ impl Consumer {
                         max_unacked_per_consumer: b.limits.unacked_per_consumer_max,
                         ..QueueConfig::default()
                     };
-                    let queue = t.group(&group, cfg)?.queue(0)?;
-                    let ptr = Arc::as_ptr(&t) as usize;
-                    let ev = format!("g/{topic}/{group}");
-                    (queue, format!("t/{topic}"), ptr, ev)
+                    let queues = t.group(&group, cfg)?.partitions();
+                    let rx = b.watch_topic(&t);
+                    (queues, rx, format!("g/{topic}/{group}"))
                 }
             })
         })
         .await?;
-        let appended = broker.watch_log(log_key, ptr, queue.log());
         let events = broker.queue_events(&ev_key);
-        let _ = self.queue.set(queue.clone());
+        let _ = self.queues.set(queues.clone());
         let _ = self.events.set(events.clone());
         Ok(ConsumerFeed {
-            queue,
+            queues,
             appended,
             events,
         })
     }
 
-    fn open_queue(&self) -> Result<Arc<Queue>> {
-        self.queue
+    fn open_queues(&self) -> Result<&[Arc<Queue>]> {
+        self.queues
             .get()
-            .cloned()
+            .map(|q| q.as_slice())
             .ok_or_else(|| BrokerError::new(ErrorKind::UnknownId, "consumer is not open yet"))
     }
 
-    /// Forgets settled offsets (their window slots open).
-    fn forget(&self, offsets: &[Offset]) {
+    /// Forgets settled messages (their window slots open).
+    fn forget(&self, ids: &[MessageId]) {
         let mut f = self.inflight.lock().unwrap();
-        for o in offsets {
-            f.remove(&o.0);
+        for (p, o) in ids {
+            f.remove(&(*p, o.0));
         }
     }
 
@@ -186,122 +214,177 @@ impl Consumer {
         (self.prefetch.load(Ordering::Relaxed) as usize).saturating_sub(held)
     }
 
-    /// One delivery round: up to the free window and about `max_bytes`, journaled but not
-    /// synced. The messages must not leave before [`Queue::commit`] of the returned
-    /// [`Pending`]. The window is computed under the consumer's gate, so rounds run by its own
-    /// task and by its acks never hand out more than the prefetch together, nor anything after
-    /// the consumer was released. Blocking.
-    pub fn deliver_round(&self, q: &Queue, max_bytes: usize) -> Result<(Vec<Delivery>, Pending)> {
+    /// One delivery round: up to the free window and about `max_bytes`, taken from `queues`
+    /// in turn (one partition further on each round), journaled but not synced. The messages
+    /// must not leave before [`Round::commit`] of the returned round. The window is computed
+    /// under the consumer's gate, so rounds run by its own task and by its acks never hand out
+    /// more than the prefetch together, nor anything after the consumer was released. Blocking.
+    pub fn deliver_round(
+        &self,
+        queues: &[Arc<Queue>],
+        max_bytes: usize,
+    ) -> Result<(Vec<Delivery>, Round)> {
         let _gate = self.gate.lock().unwrap();
-        if self.closed.load(Ordering::Acquire) {
-            return Ok((Vec::new(), Pending::NONE));
+        let mut round = Round::default();
+        if self.closed.load(Ordering::Acquire) || queues.is_empty() {
+            return Ok((Vec::new(), round));
         }
-        let window = self.window();
-        if window == 0 {
-            return Ok((Vec::new(), Pending::NONE));
+        let mut window = self.window();
+        let mut bytes = max_bytes;
+        let mut out: Vec<Delivery> = Vec::new();
+        let first = self.turn.fetch_add(1, Ordering::Relaxed) % queues.len();
+        for k in 0..queues.len() {
+            if window == 0 || bytes == 0 {
+                break;
+            }
+            let q = &queues[(first + k) % queues.len()];
+            let (ds, pending) = match q.deliver_pending_within(self.cid, window, bytes) {
+                Ok(r) => r,
+                Err(e) if out.is_empty() => return Err(e.into()),
+                Err(e) => {
+                    // What the round took from other partitions still goes out.
+                    warn!(
+                        queue = q.name(),
+                        partition = q.partition(),
+                        "delivery failed: {e}"
+                    );
+                    break;
+                }
+            };
+            round.add(q, pending);
+            if ds.is_empty() {
+                continue;
+            }
+            window = window.saturating_sub(ds.len());
+            let used: usize = ds.iter().map(|d| delivery_bytes(&d.record)).sum();
+            bytes = bytes.saturating_sub(used);
+            let ack_timeout_ms = i64::try_from(q.config().ack_timeout_ms).unwrap_or(i64::MAX);
+            let deadline = now_ms().saturating_add(ack_timeout_ms);
+            let mut f = self.inflight.lock().unwrap();
+            f.extend(ds.iter().map(|d| ((d.partition, d.offset.0), deadline)));
+            out.extend(ds);
         }
-        let (ds, pending) = q.deliver_pending_within(self.cid, window, max_bytes)?;
-        if ds.is_empty() {
-            return Ok((Vec::new(), pending));
-        }
-        let ack_timeout_ms = i64::try_from(q.config().ack_timeout_ms).unwrap_or(i64::MAX);
-        let deadline = now_ms().saturating_add(ack_timeout_ms);
-        let mut f = self.inflight.lock().unwrap();
-        f.extend(ds.iter().map(|d| (d.offset.0, deadline)));
-        Ok((ds, pending))
+        Ok((out, round))
     }
 
     /// A delivery round made durable: the messages to send now. Blocking.
-    pub fn deliver(&self, q: &Queue, max_bytes: usize) -> Result<Vec<Delivery>> {
-        let (ds, pending) = self.deliver_round(q, max_bytes)?;
-        q.commit(pending)?;
+    pub fn deliver(&self, queues: &[Arc<Queue>], max_bytes: usize) -> Result<Vec<Delivery>> {
+        let (ds, round) = self.deliver_round(queues, max_bytes)?;
+        round.commit()?;
         Ok(ds)
     }
 
-    /// Acks `offsets` and fills the window they open with a round of about `round_bytes`
-    /// (`None`: the consumer's own task does it later), both made durable by one sync. The
-    /// round's messages go to `encode` before that sync, so they are ready to leave the moment
-    /// it completes, and what `encode` made goes to `send` after it (never before: a delivery
-    /// leaves only once it is durable). Offsets the consumer does not hold are refused
-    /// (`NotHeld`) after the others were acked. Blocking.
+    /// Acks `ids` and fills the window they open with a round of about `round_bytes`
+    /// (`None`: the consumer's own task does it later), all made durable before `send`. The
+    /// round's messages go to `encode` before the syncs, so they are ready to leave the moment
+    /// they complete, and what `encode` made goes to `send` after them (never before: a
+    /// delivery leaves only once it is durable). Messages the consumer does not hold are
+    /// refused (`NotHeld`) after the others were acked. Blocking.
     pub fn ack<T>(
         &self,
-        offsets: &[Offset],
+        ids: &[MessageId],
         round_bytes: Option<usize>,
         encode: impl FnOnce(Vec<Delivery>) -> T,
         send: impl FnOnce(T),
     ) -> Result<()> {
-        let q = self.open_queue()?;
-        let acked = q.ack_pending(self.cid, offsets)?;
-        let (acked, not_held) = (acked.pending, acked.not_held);
-        self.forget(offsets);
+        let queues = self.open_queues()?;
+        let mut acked = Round::default();
+        let mut not_held: Vec<MessageId> = Vec::new();
+        for (p, offsets) in by_partition(ids) {
+            let Some(q) = queues.get(p as usize) else {
+                not_held.extend(offsets.iter().map(|o| (p, *o)));
+                continue;
+            };
+            let a = q.ack_pending(self.cid, &offsets)?;
+            acked.add(q, a.pending);
+            not_held.extend(a.not_held.into_iter().map(|o| (p, o)));
+        }
+        self.forget(ids);
         // The window the acks opened is filled here and now, so the deliveries share the acks'
-        // sync and leave with their confirm: one blocking call and one sync per round trip of
-        // the consumer instead of two of each. Without push budget to spare (the client is slow
-        // to read), the consumer's own task fills it once there is.
+        // syncs and leave with their confirm: one blocking call per round trip of the consumer
+        // instead of two. Without push budget to spare (the client is slow to read), the
+        // consumer's own task fills it once there is.
         let round = match round_bytes {
-            Some(bytes) => self.deliver_round(&q, bytes),
+            Some(bytes) => self.deliver_round(queues, bytes),
             None => {
                 self.wake.notify_one();
-                Ok((Vec::new(), Pending::NONE))
+                Ok((Vec::new(), Round::default()))
             }
         };
         let (deliveries, delivered) = match round {
             Ok(r) => r,
             Err(e) => {
                 // The consumer's own task retries, and reports the error if it stays.
-                warn!(
-                    queue = q.name(),
-                    "delivering after an ack failed: {}", e.message
-                );
+                warn!("delivering after an ack failed: {}", e.message);
                 self.wake.notify_one();
-                (Vec::new(), Pending::NONE)
+                (Vec::new(), Round::default())
             }
         };
         let ready = encode(deliveries);
-        q.commit(acked.and(delivered))?;
+        acked.0.extend(delivered.0);
+        acked.commit()?;
         send(ready);
-        self.acked(&q);
-        if !not_held.is_empty() {
-            return Err(StoreError::NotHeld { offsets: not_held }.into());
-        }
-        Ok(())
+        self.acked(queues);
+        not_held_error(not_held)
     }
 
     /// After an ack whose round filled this consumer's window: wakes the queue's consumers if
     /// one was held back by its `max_unacked` bound (the acks may have made room). Nothing else
     /// waits for an ack: messages published later, expiries and nacks wake consumers by their
     /// own paths, and this consumer's window was just filled.
-    fn acked(&self, q: &Queue) {
-        if q.take_held_back() {
+    fn acked(&self, queues: &[Arc<Queue>]) {
+        let mut held_back = false;
+        for q in queues {
+            held_back |= q.take_held_back();
+        }
+        if held_back {
             if let Some(ev) = self.events.get() {
                 ev.notify_waiters();
             }
         }
     }
 
-    /// Returns `offsets` to the queue, redelivered after `delay_ms`. Blocking.
-    pub fn nack(&self, offsets: &[Offset], delay_ms: u64) -> Result<()> {
-        let q = self.open_queue()?;
-        q.nack(self.cid, offsets, delay_ms)?;
-        self.forget(offsets);
+    /// Returns `ids` to their queues, redelivered after `delay_ms`. Blocking.
+    pub fn nack(&self, ids: &[MessageId], delay_ms: u64) -> Result<()> {
+        let queues = self.open_queues()?;
+        let mut not_held: Vec<MessageId> = Vec::new();
+        let mut first_err = None;
+        for (p, offsets) in by_partition(ids) {
+            let Some(q) = queues.get(p as usize) else {
+                not_held.extend(offsets.iter().map(|o| (p, *o)));
+                continue;
+            };
+            match q.nack(self.cid, &offsets, delay_ms) {
+                Ok(()) => {}
+                Err(StoreError::NotHeld { offsets }) => {
+                    not_held.extend(offsets.into_iter().map(|o| (p, o)))
+                }
+                Err(e) => first_err = first_err.or(Some(e)),
+            }
+        }
+        self.forget(ids);
         self.wake.notify_one();
         if let Some(ev) = self.events.get() {
             ev.notify_waiters();
         }
-        Ok(())
+        if let Some(e) = first_err {
+            return Err(e.into());
+        }
+        not_held_error(not_held)
     }
 
-    /// Closes the consumer and returns what it holds to its queue at once (on the blocking
+    /// Closes the consumer and returns what it holds to its queues at once (on the blocking
     /// pool).
     pub fn release(self: &Arc<Self>) {
         self.closed.store(true, Ordering::Release);
-        if let Some(q) = self.queue.get().cloned() {
+        if let Some(qs) = self.queues.get().cloned() {
             let ev = self.events.get().cloned();
             let state = self.clone();
             spawn_blocking(move || {
                 let _gate = state.gate.lock().unwrap();
-                q.release(state.cid);
+                for q in qs {
+                    q.release(state.cid);
+                }
                 if let Some(ev) = ev {
                     ev.notify_waiters();
                 }
@@ -309,19 +392,53 @@ impl Consumer {
         }
     }
 
-    /// How long an idle consumer sleeps: until the queue's next deadline, and also until this
+    /// How long an idle consumer sleeps: until its queues' next deadline, and also until this
     /// consumer's own held entries lapse (they are stamped after a round returns, so they can
     /// end a little after the queue's deadline, and waking only at that one would leave the
     /// window shut, with no deadline left in the queue, until some other event).
-    pub fn wait_ms(&self, queue: &Queue) -> u64 {
+    pub fn wait_ms(&self, queues: &[Arc<Queue>]) -> u64 {
         let own_next = self.inflight.lock().unwrap().values().min().copied();
-        [queue.next_deadline(), own_next]
-            .into_iter()
+        queues
+            .iter()
+            .map(|q| q.next_deadline())
+            .chain([own_next])
             .flatten()
             .min()
             .map(|d| (d - now_ms()).clamp(1, 3_600_000) as u64)
             .unwrap_or(3_600_000)
     }
+}
+
+/// Message ids grouped by partition, in partition order.
+fn by_partition(ids: &[MessageId]) -> Vec<(u32, Vec<Offset>)> {
+    let mut m: std::collections::BTreeMap<u32, Vec<Offset>> = Default::default();
+    for (p, o) in ids {
+        m.entry(*p).or_default().push(*o);
+    }
+    m.into_iter().collect()
+}
+
+/// `NotHeld` naming the messages not held (only offsets for a queue's, which are all of
+/// partition 0); `Ok` when none.
+fn not_held_error(not_held: Vec<MessageId>) -> Result<()> {
+    if not_held.is_empty() {
+        return Ok(());
+    }
+    if not_held.iter().all(|(p, _)| *p == 0) {
+        let offsets = not_held.into_iter().map(|(_, o)| o).collect();
+        return Err(StoreError::NotHeld { offsets }.into());
+    }
+    let list: Vec<String> = not_held
+        .iter()
+        .map(|(p, o)| format!("{}@{p}", o.0))
+        .collect();
+    Err(BrokerError::new(
+        ErrorKind::NotHeld,
+        format!(
+            "not held by this consumer (offset@partition): {}",
+            list.join(", ")
+        ),
+    ))
 }
 
 impl Consumer {
@@ -348,10 +465,10 @@ impl Consumer {
                 Pass::Idle => {}
                 Pass::Stop => return Ok(()),
                 // Its queue (or the group's topic) was deleted under the pass.
-                Pass::Fail(_) if feed.queue.log().is_closed() => return Err(deleted()),
+                Pass::Fail(_) if feed.queues[0].log().is_closed() => return Err(deleted()),
                 Pass::Fail(e) => return Err(e),
             }
-            let wait = Duration::from_millis(self.wait_ms(&feed.queue));
+            let wait = Duration::from_millis(self.wait_ms(&feed.queues));
             tokio::select! {
                 r = feed.appended.changed() => if r.is_err() {
                     return Err(deleted());
@@ -379,13 +496,13 @@ impl Consumer {
         let Some((room, bytes)) = sink.reserve().await else {
             return Pass::Stop;
         };
-        let (q, c, s) = (feed.queue.clone(), self.clone(), sink.clone());
+        let (qs, c, s) = (feed.queues.clone(), self.clone(), sink.clone());
         // Encoded before the sync, sent after it: the frames are ready the moment the round is
         // durable, and never leave before.
         let delivered = blocking(move || {
-            let (ds, pending) = c.deliver_round(&q, bytes)?;
+            let (ds, round) = c.deliver_round(&qs, bytes)?;
             let encoded = s.encode(ds, room);
-            q.commit(pending)?;
+            round.commit()?;
             Ok(encoded)
         });
         match delivered.await {
@@ -406,12 +523,26 @@ impl ConsumerFeed {
     /// Takes back the messages whose ack deadline passed, if any did, and wakes the queue's
     /// consumers when some returned.
     pub async fn expire_due(&self) -> Result<()> {
-        if self.queue.next_deadline().is_some_and(|d| d <= now_ms()) {
-            let q = self.queue.clone();
-            let n = blocking(move || Ok(q.expire()?)).await?;
-            if n > 0 {
-                self.events.notify_waiters();
+        let now = now_ms();
+        let due: Vec<Arc<Queue>> = self
+            .queues
+            .iter()
+            .filter(|q| q.next_deadline().is_some_and(|d| d <= now))
+            .cloned()
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let n = blocking(move || {
+            let mut n = 0;
+            for q in due {
+                n += q.expire()?;
             }
+            Ok(n)
+        })
+        .await?;
+        if n > 0 {
+            self.events.notify_waiters();
         }
         Ok(())
     }

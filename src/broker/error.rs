@@ -26,6 +26,9 @@ pub enum ErrorKind {
     NotHeld,
     /// The named subscriber is held by another open subscription.
     InUse,
+    /// A publish to a chosen partition was made with a stale partition count (the message
+    /// says the current one); nothing was appended.
+    PartitionsChanged,
     /// Anything else (a task that panicked).
     Internal,
 }

@@ -7,13 +7,16 @@
 //! - `types`: arguments and figures of the operations ([`Target`], [`Start`], [`Source`],
 //!   [`LogSettings`], [`QueueSettings`], [`TopicInfo`], [`QueueInfo`]).
 //! - `error`: [`BrokerError`] and its [`ErrorKind`] (one kind per native error code).
-//! - `admin`: create, delete, list and describe topics and queues (with the limits checks);
-//!   subscriber commits.
-//! - `publish`: resolving a publish target, appending, the durability wait (group commit) and
-//!   the inline-sync permission.
+//! - `admin`: create (with partitions), add partitions, delete, list and describe topics and
+//!   queues (with the limits checks); topic ids; committed offsets per partition with metadata
+//!   (named subscribers and Kafka groups); list offsets.
+//! - `publish`: resolving a publish target to a partition (chosen, or round robin), appending,
+//!   the durability wait (group commit) and the inline-sync permission.
+//! - `fetch`: reads of raw stored batches of one partition with a long-poll wait (pull
+//!   frontends).
 //! - `subscription`: the named-subscriber registry, credit, and the read side of a pushed
 //!   subscription (stored batches handed to a [`BatchSink`] as read).
-//! - `consumer`: competing consumers: prefetch window, delivery rounds bounded by bytes, ack,
+//! - `consumer`: competing consumers (of a group: every partition, in turn): prefetch window, delivery rounds bounded by bytes, ack,
 //!   nack and release, and the consumer's own delivery loop handing rounds to a
 //!   [`DeliverySink`].
 //! - `watch`: log watchers (visible-end fan-out) and queue event notifies; the retention ticker.
@@ -23,6 +26,7 @@
 mod admin;
 mod consumer;
 mod error;
+mod fetch;
 mod publish;
 mod subscription;
 pub mod types;
@@ -37,12 +41,14 @@ use tokio::sync::Notify;
 
 use crate::config::Limits;
 
-pub use consumer::{Consumer, ConsumerFeed, DeliverySink};
+pub use consumer::{Consumer, ConsumerFeed, DeliverySink, MessageId, Round};
 pub use error::{BrokerError, ErrorKind, Result};
+pub use fetch::Fetched;
 pub use publish::{publish, InlineSync, Published, INLINE_SYNC_BATCH_BYTES_MAX};
 pub use subscription::{BatchSink, Credit, HeldName, Subscription, SubscriptionReader};
 pub use types::{
-    LogSettings, QueueInfo, QueueSettings, Source, Start, SubscriberStat, Target, TopicInfo,
+    LogSettings, OffsetSpec, PartitionInfo, QueueInfo, QueueSettings, Route, Source, Start,
+    SubscriberStat, Target, TopicInfo,
 };
 
 /// The broker's state shared by every frontend and connection: the store, the limits, and the
@@ -57,6 +63,8 @@ pub struct Broker {
     /// Wakes the consumers of a queue or group when messages return to it (nack, release, ack).
     queue_events: Mutex<HashMap<String, Arc<Notify>>>,
     next_consumer: AtomicU64,
+    /// The turn of the next publish that leaves the partition to the broker (round robin).
+    next_partition: AtomicU64,
     /// Held by the one connection syncing a publish on its own worker thread (see
     /// [`INLINE_SYNC_BATCH_BYTES_MAX`]): at most one worker blocks on a sync at a time.
     inline_sync: AtomicBool,
@@ -76,6 +84,7 @@ impl Broker {
             watches: Mutex::default(),
             queue_events: Mutex::default(),
             next_consumer: AtomicU64::new(1),
+            next_partition: AtomicU64::new(0),
             inline_sync: AtomicBool::new(false),
             held_names: Mutex::default(),
         }

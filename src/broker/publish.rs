@@ -3,9 +3,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use sluice_storage::{Error as StoreError, Log, Offset};
+use sluice_storage::{Error as StoreError, Log, Offset, Topic};
 
-use super::types::Target;
+use super::types::{Route, Target};
 use super::{Broker, BrokerError, ErrorKind, Result};
 
 /// Largest publish appended and synced on the connection's own worker thread when the client
@@ -18,7 +18,8 @@ use super::{Broker, BrokerError, ErrorKind, Result};
 /// gains little next to its write, and its client had better pipeline anyway.
 pub const INLINE_SYNC_BATCH_BYTES_MAX: usize = 16 * 1024;
 
-/// The offsets of a published batch.
+/// The offsets of a published batch (the partition is the caller's: see
+/// [`Broker::resolve_target`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Published {
     /// First offset.
@@ -37,15 +38,28 @@ impl Drop for InlineSync<'_> {
 }
 
 impl Broker {
-    /// The log a publish to `t` appends to.
-    pub fn resolve_target(&self, t: &Target) -> Result<Log> {
+    /// The partition and log a publish to `t` appends to: the partition `route` names, or
+    /// for [`Route::Any`] the next partition in turn (round robin per batch; a queue's only
+    /// log). A partition past the topic's count is `NotFound`; a route whose
+    /// `expected_partitions` differs from the topic's count is `PartitionsChanged`.
+    pub fn resolve_target(&self, t: &Target, route: Route) -> Result<(u32, Log)> {
+        let queue = |q: std::sync::Arc<sluice_storage::Queue>| match route {
+            Route::Partition { partition, .. } if partition != 0 => Err(BrokerError::new(
+                ErrorKind::NotFound,
+                format!("queue {:?} has one partition, 0, not {partition}", q.name()),
+            )),
+            _ => Ok((0, q.log().clone())),
+        };
         match t {
-            Target::Topic(n) => Ok(self.store.topic(n)?.log().clone()),
-            Target::Queue(n) => Ok(self.store.queue(n)?.log().clone()),
+            Target::Topic(n) => {
+                let t = self.store.topic(n)?;
+                self.topic_route(&t, route)
+            }
+            Target::Queue(n) => queue(self.store.queue(n)?),
             Target::Any(n) => match self.store.topic(n) {
-                Ok(t) => Ok(t.log().clone()),
+                Ok(t) => self.topic_route(&t, route),
                 Err(StoreError::NotFound { .. }) => match self.store.queue(n) {
-                    Ok(q) => Ok(q.log().clone()),
+                    Ok(q) => queue(q),
                     Err(StoreError::NotFound { .. }) => Err(BrokerError::new(
                         ErrorKind::NotFound,
                         format!("no topic or queue is named {n:?}"),
@@ -55,6 +69,36 @@ impl Broker {
                 Err(e) => Err(e.into()),
             },
         }
+    }
+
+    fn topic_route(&self, t: &Topic, route: Route) -> Result<(u32, Log)> {
+        let count = t.partition_count();
+        let p = match route {
+            Route::Any => {
+                (self.next_partition.fetch_add(1, Ordering::Relaxed) % count as u64) as u32
+            }
+            Route::Partition {
+                expected_partitions,
+                ..
+            } if expected_partitions != 0 && expected_partitions != count => {
+                return Err(BrokerError::new(
+                    ErrorKind::PartitionsChanged,
+                    format!(
+                        "topic {:?} has {count} partitions, not {expected_partitions}: \
+                         refresh the partition count and choose again",
+                        t.name()
+                    ),
+                ))
+            }
+            Route::Partition { partition, .. } => partition,
+        };
+        Ok((p, t.partition(p)?))
+    }
+
+    /// The log of partition `partition` of topic `topic` (for a frontend that publishes an
+    /// already encoded batch to a chosen partition with [`publish`], or reads it).
+    pub fn partition_log(&self, topic: &str, partition: u32) -> Result<Log> {
+        Ok(self.store.topic(topic)?.partition(partition)?)
     }
 
     /// The permission to append and sync a batch of `len` bytes on the caller's own (runtime

@@ -1,13 +1,14 @@
 //! Pushed subscriptions of a topic: the registry of named subscribers held by an open
 //! subscription, credit (messages granted and not yet delivered, capped), and the read side of
-//! the push loop, which hands stored batches to a [`BatchSink`] exactly as read.
+//! the push loop, which hands stored batches to a [`BatchSink`] exactly as read, taking the
+//! partitions with messages in turn. Ordering is per partition.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sluice_storage::{Batch, Error as StoreError, Offset, StartAt, Topic};
+use sluice_storage::{Batch, Error as StoreError, Log, Offset, StartAt, Topic, PARTITIONS_MAX};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::spawn_blocking;
 
@@ -19,10 +20,15 @@ const READ_BYTES: usize = 1 << 20;
 
 /// Where a subscription's messages go: the frontend's encoder and writer.
 pub trait BatchSink: Send {
-    /// Pushes offsets `from..to` of `batch`, a stored batch as read (it may hold records outside
-    /// the range); false once the receiver is gone.
-    fn push(&mut self, from: Offset, to: Offset, batch: Bytes)
-        -> impl Future<Output = bool> + Send;
+    /// Pushes offsets `from..to` of `batch`, a stored batch of `partition` as read (it may
+    /// hold records outside the range); false once the receiver is gone.
+    fn push(
+        &mut self,
+        partition: u32,
+        from: Offset,
+        to: Offset,
+        batch: Bytes,
+    ) -> impl Future<Output = bool> + Send;
 }
 
 /// A named subscriber held by one open subscription. Released (once) when the subscription
@@ -111,6 +117,8 @@ pub struct Subscription {
     broker: Arc<Broker>,
     topic: Arc<Topic>,
     name: Option<String>,
+    /// The partitions it reads, in order.
+    partitions: Vec<u32>,
     credit: Arc<Credit>,
     held: Option<Arc<HeldName>>,
 }
@@ -133,16 +141,20 @@ fn start_at(s: Start) -> StartAt {
 }
 
 impl Subscription {
-    /// A subscription of `topic` with `credit` (capped by `limits.credit_max`), holding the
-    /// named subscriber `name` if given (`InUse` when another open subscription holds it).
-    /// Nothing is read or written yet: [`Subscription::open`] and [`SubscriptionReader::run`] do that.
+    /// A subscription of `partitions` of `topic` (empty: every partition it has now) with
+    /// `credit` (capped by `limits.credit_max`), holding the named subscriber `name` if given
+    /// (`InUse` when another open subscription holds it). A partition past the topic's count
+    /// is `NotFound`, one named twice `InvalidArgument`. Nothing is read or written yet:
+    /// [`Subscription::open`] and [`SubscriptionReader::run`] do that.
     pub fn new(
         broker: &Arc<Broker>,
         topic: &str,
         name: Option<String>,
+        partitions: Vec<u32>,
         credit: u32,
     ) -> Result<Subscription> {
         let topic = broker.store.topic(topic)?;
+        let partitions = chosen_partitions(&topic, partitions)?;
         let held = match &name {
             Some(n) => Some(hold(broker, &topic, n)?),
             None => None,
@@ -152,6 +164,7 @@ impl Subscription {
             credit: Arc::new(Credit::new(credit, broker.limits.credit_max)),
             topic,
             name,
+            partitions,
             held,
         })
     }
@@ -171,38 +184,88 @@ impl Subscription {
         self.topic.name()
     }
 
-    /// Opens the subscription: registers its watcher, then resolves where it starts (a named
-    /// subscriber's committed offset for [`Start::Default`]; another start is committed for
-    /// it). Returns the reader to pass to [`SubscriptionReader::run`] and the first offset.
-    pub async fn open(self, start: Start) -> Result<(SubscriptionReader, Offset)> {
-        let log = self.topic.log().clone();
-        let key = format!("t/{}", self.topic.name());
-        let rx = self
-            .broker
-            .watch_log(key, Arc::as_ptr(&self.topic) as usize, &log);
-        let (t, name) = (self.topic.clone(), self.name.clone());
+    /// Opens the subscription: registers its watcher, then resolves where it starts on each
+    /// of its partitions (a named subscriber's committed offsets for [`Start::Default`];
+    /// another start is committed for it). Returns the reader to pass to
+    /// [`SubscriptionReader::run`] and the first offset of each partition.
+    pub async fn open(self, start: Start) -> Result<(SubscriptionReader, Vec<(u32, Offset)>)> {
+        let rx = self.broker.watch_topic(&self.topic);
+        let (t, name, ps) = (
+            self.topic.clone(),
+            self.name.clone(),
+            self.partitions.clone(),
+        );
         let next = blocking(move || {
-            Ok(match (name, start) {
-                (Some(n), Start::Default) => t.subscribe(&n, StartAt::Latest)?[0],
+            let at: Vec<Offset> = match (name, start) {
+                (Some(n), Start::Default) => {
+                    let all = t.subscribe(&n, StartAt::Latest)?;
+                    ps.iter().map(|p| all[*p as usize]).collect()
+                }
                 (Some(n), s) => {
-                    let at = t.resolve(0, start_at(s))?;
                     t.subscribe(&n, start_at(s))?;
-                    t.commit(&n, 0, at, &[])?;
+                    let mut at = Vec::new();
+                    for p in &ps {
+                        let o = t.resolve(*p, start_at(s))?;
+                        t.commit(&n, *p, o, &[])?;
+                        at.push(o);
+                    }
                     at
                 }
-                (None, s) => t.resolve(0, start_at(s))?,
-            })
+                (None, s) => ps
+                    .iter()
+                    .map(|p| t.resolve(*p, start_at(s)))
+                    .collect::<std::result::Result<_, _>>()?,
+            };
+            Ok(ps.into_iter().zip(at).collect::<Vec<_>>())
         })
         .await?;
+        let parts = next
+            .iter()
+            .map(|(p, o)| {
+                Ok(Part {
+                    partition: *p,
+                    log: self.topic.partition(*p)?,
+                    next: *o,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok((
             SubscriptionReader {
                 sub: self,
                 rx,
-                next,
+                parts,
+                turn: 0,
             },
             next,
         ))
     }
+}
+
+/// The partitions a subscription reads: `asked` (checked) or every partition of `topic`.
+fn chosen_partitions(topic: &Topic, asked: Vec<u32>) -> Result<Vec<u32>> {
+    let count = topic.partition_count();
+    if asked.is_empty() {
+        return Ok((0..count).collect());
+    }
+    if asked.len() > PARTITIONS_MAX as usize {
+        let m = format!("at most {PARTITIONS_MAX} partitions, not {}", asked.len());
+        return Err(BrokerError::new(ErrorKind::InvalidArgument, m));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for p in &asked {
+        if *p >= count {
+            let m = format!(
+                "topic {:?} has {count} partitions: no partition {p}",
+                topic.name()
+            );
+            return Err(BrokerError::new(ErrorKind::NotFound, m));
+        }
+        if !seen.insert(*p) {
+            let m = format!("partition {p} is named twice");
+            return Err(BrokerError::new(ErrorKind::InvalidArgument, m));
+        }
+    }
+    Ok(asked)
 }
 
 /// Holds `name` of `topic`, unless another subscription holds it.
@@ -224,46 +287,45 @@ fn hold(broker: &Arc<Broker>, topic: &Arc<Topic>, name: &str) -> Result<Arc<Held
     }))
 }
 
+/// One partition a subscription reads: its log and the next offset to push.
+struct Part {
+    partition: u32,
+    log: Log,
+    next: Offset,
+}
+
 /// The read side of an open subscription's push loop.
 pub struct SubscriptionReader {
     sub: Subscription,
     rx: watch::Receiver<u64>,
-    next: Offset,
+    parts: Vec<Part>,
+    /// Where the next look for a partition with messages starts (each partition in turn).
+    turn: usize,
 }
 
 impl SubscriptionReader {
     /// Pushes messages to `sink` as credit and messages arrive: waits for credit, then for
-    /// messages past the next offset, reads stored batches and hands them on as read. Returns
-    /// `Ok` once the sink is gone, an error when the subscription ends by itself (its topic
-    /// was deleted or closed: `NotFound`; a read failed).
+    /// messages past the next offset of any of its partitions, reads stored batches of one
+    /// partition (taking the partitions with messages in turn) and hands them on as read.
+    /// Returns `Ok` once the sink is gone, an error when the subscription ends by itself (its
+    /// topic was deleted or closed: `NotFound`; a read failed).
     pub async fn run(mut self, sink: &mut impl BatchSink) -> Result<()> {
-        let log = self.sub.topic.log().clone();
         loop {
             let Some(mut have) = self.sub.credit.take_all().await else {
                 return Ok(());
             };
-            // Wait for data.
-            loop {
-                self.rx.borrow_and_update();
-                if log.visible_end() > self.next {
-                    break;
-                }
-                if log.is_closed() || self.rx.changed().await.is_err() {
-                    let msg = format!("topic {:?} was deleted or closed", self.sub.topic.name());
-                    return Err(BrokerError::new(ErrorKind::NotFound, msg));
-                }
-            }
-            let l = log.clone();
-            let from = self.next;
+            let i = self.wait_ready().await?;
+            self.turn = (i + 1) % self.parts.len();
+            let (l, from) = (self.parts[i].log.clone(), self.parts[i].next);
             match spawn_blocking(move || l.read(from, READ_BYTES)).await {
                 Ok(Ok(batches)) => {
-                    if !self.push(batches, sink, &mut have).await {
+                    if !self.push(i, batches, sink, &mut have).await {
                         return Ok(());
                     }
                 }
-                Ok(Err(StoreError::OffsetOutOfRange { start, .. })) if self.next < start => {
+                Ok(Err(StoreError::OffsetOutOfRange { start, .. })) if from < start => {
                     // Retention removed what this subscription had not read yet.
-                    self.next = start;
+                    self.parts[i].next = start;
                 }
                 Ok(Err(e)) => {
                     let kind = BrokerError::from(e).kind;
@@ -277,30 +339,55 @@ impl SubscriptionReader {
         }
     }
 
-    /// Pushes the messages of `batches` from the next offset, as many as `have` credits; false
-    /// once the sink is gone.
+    /// Waits until one of its partitions has messages past its next offset; returns the first
+    /// such partition's index from `turn` on.
+    async fn wait_ready(&mut self) -> Result<usize> {
+        let n = self.parts.len();
+        loop {
+            self.rx.borrow_and_update();
+            let ready = (0..n)
+                .map(|k| (self.turn + k) % n)
+                .find(|&i| self.parts[i].log.visible_end() > self.parts[i].next);
+            if let Some(i) = ready {
+                return Ok(i);
+            }
+            let closed = self.parts.iter().any(|p| p.log.is_closed());
+            if closed || self.rx.changed().await.is_err() {
+                let msg = format!("topic {:?} was deleted or closed", self.sub.topic.name());
+                return Err(BrokerError::new(ErrorKind::NotFound, msg));
+            }
+        }
+    }
+
+    /// Pushes the messages of `batches` (of part `i`) from its next offset, as many as `have`
+    /// credits; false once the sink is gone.
     async fn push(
         &mut self,
+        i: usize,
         batches: Vec<Batch>,
         sink: &mut impl BatchSink,
         have: &mut u64,
     ) -> bool {
+        let part = &mut self.parts[i];
         for b in batches {
             if *have == 0 {
                 break;
             }
-            let f = self.next.0.max(b.header.base_offset.0);
+            let f = part.next.0.max(b.header.base_offset.0);
             let end = b.header.next_offset().0;
             if f >= end {
                 continue;
             }
             let to = end.min(f + *have);
-            if !sink.push(Offset(f), Offset(to), b.bytes).await {
+            if !sink
+                .push(part.partition, Offset(f), Offset(to), b.bytes)
+                .await
+            {
                 return false;
             }
             *have -= to - f;
             self.sub.credit.spend(to - f);
-            self.next = Offset(to);
+            part.next = Offset(to);
         }
         true
     }

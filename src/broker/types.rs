@@ -75,6 +75,35 @@ pub struct QueueSettings {
     pub dead_letter: Option<String>,
 }
 
+/// Which partition of a topic a publish appends to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Route {
+    /// The broker chooses: the next partition in turn (round robin per batch). A queue has one.
+    #[default]
+    Any,
+    /// This partition. With `expected_partitions` nonzero, the publish is refused with
+    /// [`ErrorKind::PartitionsChanged`](super::ErrorKind) unless the topic has exactly that many
+    /// partitions (a client that chose the partition from a key's hash learns that its count is
+    /// stale and nothing is appended).
+    Partition {
+        /// The partition.
+        partition: u32,
+        /// The partition count the choice was made with (0: not checked).
+        expected_partitions: u32,
+    },
+}
+
+/// Where a list-offsets lookup looks, per partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The first offset held.
+    Earliest,
+    /// One past the last visible offset.
+    Latest,
+    /// The first offset whose message is at or after this time (ms since the epoch).
+    Timestamp(i64),
+}
+
 /// A named subscriber in a `TopicInfo`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct SubscriberStat {
@@ -86,11 +115,22 @@ pub struct SubscriberStat {
     pub lag: u64,
 }
 
-/// Figures of a topic.
+/// Figures of a topic: its id and each partition's figures.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct TopicInfo {
     /// Name.
     pub name: String,
+    /// Its persistent id, as a UUID string (`xxxxxxxx-xxxx-4xxx-...`).
+    pub id: String,
+    /// Each partition, in order.
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// Figures of one partition of a topic.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionInfo {
+    /// The partition.
+    pub partition: u32,
     /// First offset held.
     pub start_offset: u64,
     /// One past the last visible offset.
@@ -99,7 +139,7 @@ pub struct TopicInfo {
     pub size_bytes: u64,
     /// Segments.
     pub segments: u32,
-    /// Named subscribers.
+    /// Named subscribers with a committed offset on this partition.
     pub subscribers: Vec<SubscriberStat>,
 }
 

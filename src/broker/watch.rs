@@ -4,16 +4,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_storage::{Log, Offset};
+use sluice_storage::{Log, Offset, Topic};
 use tokio::sync::{watch, Notify};
 use tokio::task::spawn_blocking;
 use tracing::{info, warn};
 
 use super::Broker;
 
-/// The fan-out of one log's append listener: the address of the topic or queue it was
-/// registered for, and the channel carrying the visible end.
-pub(super) type LogWatch = (usize, Arc<watch::Sender<u64>>);
+/// The fan-out of the append listeners of a queue's log or of a topic's partition logs: the
+/// address of the topic or queue they were registered for, the channel (a queue's visible end;
+/// for a topic a counter bumped by an append to any partition), and how many logs feed it.
+pub(super) type LogWatch = (usize, Arc<watch::Sender<u64>>, u32);
 
 impl Broker {
     /// A receiver of the visible end of `log`, the log of the topic or queue at address `ptr`
@@ -22,7 +23,7 @@ impl Broker {
     /// gets a new one.
     pub fn watch_log(&self, key: String, ptr: usize, log: &Log) -> watch::Receiver<u64> {
         let mut m = self.watches.lock().unwrap();
-        if let Some((p, tx)) = m.get(&key) {
+        if let Some((p, tx, _)) = m.get(&key) {
             if *p == ptr {
                 return tx.subscribe();
             }
@@ -35,8 +36,36 @@ impl Broker {
                 tx.send_replace(end.0);
             }
         }));
-        m.insert(key, (ptr, tx));
+        m.insert(key, (ptr, tx, 1));
         rx
+    }
+
+    /// A receiver that changes whenever any partition of `topic` makes messages visible (its
+    /// value is a counter): the listener of every partition log feeds it, including partitions
+    /// added since the last call. Keyed `t/<topic>`; a recreated topic gets a new one.
+    pub fn watch_topic(&self, topic: &Arc<Topic>) -> watch::Receiver<u64> {
+        let key = format!("t/{}", topic.name());
+        let ptr = Arc::as_ptr(topic) as usize;
+        let logs = topic.logs();
+        let mut m = self.watches.lock().unwrap();
+        let entry = match m.get_mut(&key) {
+            Some(e) if e.0 == ptr => e,
+            _ => {
+                let (tx, _) = watch::channel(0u64);
+                m.insert(key.clone(), (ptr, Arc::new(tx), 0));
+                m.get_mut(&key).expect("just inserted")
+            }
+        };
+        for log in logs.iter().skip(entry.2 as usize) {
+            let weak = Arc::downgrade(&entry.1);
+            log.set_listener(Arc::new(move |_: Offset| {
+                if let Some(tx) = weak.upgrade() {
+                    tx.send_modify(|n| *n = n.wrapping_add(1));
+                }
+            }));
+        }
+        entry.2 = entry.2.max(logs.len() as u32);
+        entry.1.subscribe()
     }
 
     /// Drops a log's listener fan-out: its watchers see the channel close and end.
@@ -73,7 +102,9 @@ impl Broker {
         let mut logs = Vec::new();
         for n in self.store.list_topics() {
             if let Ok(t) = self.store.topic(&n) {
-                logs.push((n, t.log().clone()));
+                for (p, log) in t.logs().into_iter().enumerate() {
+                    logs.push((format!("{n}/{p}"), log));
+                }
             }
         }
         for n in self.store.list_queues() {

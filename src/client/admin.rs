@@ -1,20 +1,63 @@
-//! Admin calls: create, delete, list and describe topics and queues.
+//! Admin calls: create (with partitions), alter (add partitions), delete, list and describe
+//! topics and queues; a topic's id and partition count.
 
 use super::{unexpected, Client, LogSettings, QueueInfo, QueueSettings, Result, TopicInfo};
 use crate::protocol::{Reply, Request};
+use sluice_storage::TopicId;
 
 impl Client {
-    /// Creates a topic.
+    /// Creates a topic of one partition.
     pub async fn create_topic(&self, name: &str, settings: LogSettings) -> Result<()> {
+        self.create_topic_with_partitions(name, settings, 1).await
+    }
+
+    /// Creates a topic of `partitions` partitions.
+    pub async fn create_topic_with_partitions(
+        &self,
+        name: &str,
+        settings: LogSettings,
+        partitions: u32,
+    ) -> Result<()> {
         self.expect_ok(Request::CreateTopic {
             name: name.into(),
             settings,
+            partitions: Some(partitions),
         })
         .await
     }
 
+    /// Grows topic `name` to `partitions` partitions (partitions are only added).
+    pub async fn add_partitions(&self, name: &str, partitions: u32) -> Result<()> {
+        self.inner.partitions.lock().unwrap().remove(name);
+        self.expect_ok(Request::AlterTopic {
+            name: name.into(),
+            partitions,
+        })
+        .await
+    }
+
+    /// A topic's id and partition count (also refreshing the partition count the client
+    /// caches for keyed publishes).
+    pub async fn topic_meta(&self, name: &str) -> Result<(TopicId, u32)> {
+        match self
+            .request(Request::TopicMeta { name: name.into() })
+            .await?
+        {
+            Reply::TopicMeta { id, partitions } => {
+                self.inner
+                    .partitions
+                    .lock()
+                    .unwrap()
+                    .insert(name.to_string(), Some(partitions));
+                Ok((TopicId(id), partitions))
+            }
+            r => Err(unexpected(r)),
+        }
+    }
+
     /// Deletes a topic and its data.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        self.inner.partitions.lock().unwrap().remove(name);
         self.expect_ok(Request::DeleteTopic { name: name.into() })
             .await
     }

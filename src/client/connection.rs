@@ -65,6 +65,9 @@ pub(super) struct Inner {
     out: mpsc::Sender<OutFrame>,
     routes: Arc<Routes>,
     next_id: AtomicU32,
+    /// Partition counts of topics as last learned (`None`: the name is no topic), for the
+    /// partition of keyed publishes.
+    pub(super) partitions: std::sync::Mutex<std::collections::HashMap<String, Option<u32>>>,
 }
 
 /// Writes queued frames, many per flush.
@@ -163,6 +166,7 @@ impl Client {
                 out,
                 routes,
                 next_id: AtomicU32::new(1),
+                partitions: Default::default(),
             }),
         };
         let hello = Request::Hello {

@@ -1,5 +1,7 @@
 //! Competing consumers: a `Stream` of deliveries within a prefetch window, each acked or
-//! nacked through its handle.
+//! nacked through its handle. A group's consumer gets messages of every partition of the
+//! topic (the server takes from each in turn); a message is named by (partition, offset), and
+//! a queue's messages are all of partition 0.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -47,43 +49,46 @@ pub struct Acker {
 }
 
 impl Acker {
-    /// Acknowledges messages; returns once the acks are durable.
-    pub async fn ack(&self, offsets: &[u64]) -> Result<()> {
+    /// Acknowledges messages named by (partition, offset); returns once the acks are durable.
+    pub async fn ack(&self, ids: &[(u32, u64)]) -> Result<()> {
         self.client
             .expect_ok(Request::Ack {
                 id: self.id,
-                offsets: offsets.to_vec(),
+                offsets: ids.to_vec(),
             })
             .await
     }
 
-    /// Like [`Acker::ack`], with [`Offset`]s.
+    /// Acknowledges messages of partition 0 (a queue's) by offset.
     pub async fn ack_offsets(&self, offsets: &[Offset]) -> Result<()> {
-        let offsets: Vec<u64> = offsets.iter().map(|o| o.0).collect();
-        self.ack(&offsets).await
+        let ids: Vec<(u32, u64)> = offsets.iter().map(|o| (0, o.0)).collect();
+        self.ack(&ids).await
     }
 
-    /// Returns messages to the queue, redelivered after `delay_ms`.
-    pub async fn nack(&self, offsets: &[u64], delay_ms: u64) -> Result<()> {
+    /// Returns messages named by (partition, offset) to the queue, redelivered after
+    /// `delay_ms`.
+    pub async fn nack(&self, ids: &[(u32, u64)], delay_ms: u64) -> Result<()> {
         self.client
             .expect_ok(Request::Nack {
                 id: self.id,
                 delay_ms,
-                offsets: offsets.to_vec(),
+                offsets: ids.to_vec(),
             })
             .await
     }
 
-    /// Like [`Acker::nack`], with [`Offset`]s.
+    /// Returns messages of partition 0 (a queue's) by offset.
     pub async fn nack_offsets(&self, offsets: &[Offset], delay_ms: u64) -> Result<()> {
-        let offsets: Vec<u64> = offsets.iter().map(|o| o.0).collect();
-        self.nack(&offsets, delay_ms).await
+        let ids: Vec<(u32, u64)> = offsets.iter().map(|o| (0, o.0)).collect();
+        self.nack(&ids, delay_ms).await
     }
 }
 
 /// A message delivered to a consumer, with its ack handle.
 pub struct Delivery {
-    /// Offset (the ack handle's key).
+    /// Partition of the group's topic (0 for a queue); with the offset, the ack handle's key.
+    pub partition: u32,
+    /// Offset in that partition.
     pub offset: u64,
     /// 1 for a first delivery.
     pub attempt: u32,
@@ -97,13 +102,17 @@ impl Delivery {
     pub fn offset(&self) -> Offset {
         Offset(self.offset)
     }
+    /// Its (partition, offset), the key of acks and nacks.
+    pub fn id(&self) -> (u32, u64) {
+        (self.partition, self.offset)
+    }
     /// Acknowledges this message.
     pub async fn ack(&self) -> Result<()> {
-        self.acker.ack(&[self.offset]).await
+        self.acker.ack(&[self.id()]).await
     }
     /// Returns this message to the queue.
     pub async fn nack(&self, delay_ms: u64) -> Result<()> {
-        self.acker.nack(&[self.offset], delay_ms).await
+        self.acker.nack(&[self.id()], delay_ms).await
     }
 }
 
@@ -158,6 +167,7 @@ impl Consumer {
         loop {
             if let Some(m) = self.buf.pop_front() {
                 return Poll::Ready(Some(Ok(Delivery {
+                    partition: m.partition,
                     offset: m.offset,
                     attempt: m.attempt,
                     record: m.record,

@@ -66,15 +66,18 @@
 //! # Layout
 //! - `connection`: the connection's reader and writer tasks, request ids and reply routing.
 //! - `options`: [`ConnectOptions`] (the builder of [`Client::builder`]).
-//! - `publish`: [`Client::publish`] and friends, [`Published`], [`PendingPublish`].
+//! - `partitioner`: [`murmur2`] and [`partition_for_key`], Kafka's default partitioner.
+//! - `publish`: [`Client::publish`] and friends, [`Published`], [`PendingPublish`]; the
+//!   partition of a batch (chosen here from its key, with the topic's cached partition count).
 //! - `subscription`: [`Client::subscribe`], [`SubscribeOptions`], [`Subscription`].
 //! - `consumer`: [`Client::consume`], [`Consumer`], [`Delivery`], [`Acker`].
-//! - `admin`: topics and queues.
+//! - `admin`: topics (with partitions) and queues.
 
 mod admin;
 mod connection;
 mod consumer;
 mod options;
+mod partitioner;
 mod publish;
 mod subscription;
 #[cfg(test)]
@@ -84,14 +87,15 @@ use std::io;
 use std::sync::Arc;
 
 pub use crate::protocol::{
-    ErrorCode, LogSettings, Message, QueueInfo, QueueSettings, Source, Start, SubscriberStat,
-    Target, TopicInfo,
+    ErrorCode, LogSettings, Message, PartitionInfo, QueueInfo, QueueSettings, Route, Source, Start,
+    SubscriberStat, Target, TopicInfo,
 };
 use crate::protocol::{ProtocolError, Reply};
 pub use consumer::{Acker, Consumer, Delivery};
 pub use options::{ClientBuilder, ConnectOptions};
+pub use partitioner::{murmur2, partition_for_key};
 pub use publish::{PendingPublish, Published};
-pub use sluice_storage::{Header, Offset, Record};
+pub use sluice_storage::{Header, Offset, Record, TopicId};
 pub use subscription::{SubscribeOptions, Subscription};
 
 /// A client failure.

@@ -17,7 +17,9 @@ use crate::protocol::{self, Reply, Request};
 pub struct SubscribeOptions {
     /// Named (durable offset) or anonymous.
     pub name: Option<String>,
-    /// Start position.
+    /// The partitions to read (empty: every partition).
+    pub partitions: Vec<u32>,
+    /// Start position (on each partition).
     pub start: Start,
     /// Messages the server may send ahead of consumption (flow control window).
     pub credit: u32,
@@ -27,6 +29,7 @@ impl Default for SubscribeOptions {
     fn default() -> Self {
         SubscribeOptions {
             name: None,
+            partitions: Vec::new(),
             start: Start::Default,
             credit: 1000,
         }
@@ -54,6 +57,12 @@ impl SubscribeOptions {
     pub fn from_offset(self, offset: Offset) -> Self {
         self.from(Start::Offset(offset.0))
     }
+    /// Reads only these partitions (by default every partition the topic has when the
+    /// subscription opens).
+    pub fn partitions(mut self, partitions: Vec<u32>) -> Self {
+        self.partitions = partitions;
+        self
+    }
     /// Sets the credit window.
     pub fn credit(mut self, credit: u32) -> Self {
         self.credit = credit;
@@ -70,11 +79,12 @@ impl Client {
         let req = Request::Subscribe {
             topic: topic.into(),
             name: opts.name.clone(),
+            partitions: opts.partitions.clone(),
             start: opts.start,
             credit,
         };
         let start = match self.request_with_id(id, req).await {
-            Ok(Reply::Subscribed { value }) => value,
+            Ok(Reply::Positions(ps)) => ps,
             Ok(r) => return Err(self.drop_stream(id, unexpected(r))),
             Err(e) => return Err(self.drop_stream(id, e)),
         };
@@ -93,19 +103,29 @@ impl Client {
         })
     }
 
-    /// Stores a named subscriber's next offset (durable when this returns).
-    pub async fn commit(&self, topic: &str, name: &str, next: u64) -> Result<()> {
+    /// Stores a named subscriber's next offset on `partition` (durable when this returns).
+    pub async fn commit(&self, topic: &str, name: &str, partition: u32, next: u64) -> Result<()> {
+        self.commit_with_metadata(topic, name, partition, next, &[])
+            .await
+    }
+
+    /// Like [`Client::commit`], storing `metadata` (at most 4096 bytes) with the offset.
+    pub async fn commit_with_metadata(
+        &self,
+        topic: &str,
+        name: &str,
+        partition: u32,
+        next: u64,
+        metadata: &[u8],
+    ) -> Result<()> {
         self.expect_ok(Request::Commit {
             topic: topic.into(),
             name: name.into(),
+            partition,
             next,
+            metadata: metadata.to_vec(),
         })
         .await
-    }
-
-    /// Like [`Client::commit`], with an [`Offset`].
-    pub async fn commit_offset(&self, topic: &str, name: &str, next: Offset) -> Result<()> {
-        self.commit(topic, name, next.0).await
     }
 }
 
@@ -116,7 +136,7 @@ pub struct Subscription {
     id: u32,
     topic: String,
     name: Option<String>,
-    start: u64,
+    start: Vec<(u32, u64)>,
     rx: mpsc::UnboundedReceiver<Reply>,
     buf: VecDeque<Message>,
     credit: u32,
@@ -135,9 +155,18 @@ impl Drop for Subscription {
 }
 
 impl Subscription {
-    /// The offset the subscription started at.
+    /// The partitions it reads and the offset it started at on each.
+    pub fn start_offsets(&self) -> &[(u32, u64)] {
+        &self.start
+    }
+
+    /// The offset it started at on partition 0 (the only one of a single-partition topic);
+    /// 0 when it does not read partition 0.
     pub fn start_offset(&self) -> u64 {
         self.start
+            .iter()
+            .find(|(p, _)| *p == 0)
+            .map_or(0, |(_, o)| *o)
     }
 
     /// The next message; `None` once the subscription is closed.
@@ -150,24 +179,25 @@ impl Subscription {
         self.buf.len()
     }
 
-    /// Stores this named subscriber's next offset.
-    pub async fn commit(&self, next: u64) -> Result<()> {
+    /// Stores this named subscriber's next offset on `partition`.
+    pub async fn commit(&self, partition: u32, next: u64) -> Result<()> {
         let Some(name) = &self.name else {
             return Err(ClientError::Unexpected(
                 "an anonymous subscription has no offset to commit".into(),
             ));
         };
-        self.client.commit(&self.topic, name, next).await
+        self.client.commit(&self.topic, name, partition, next).await
     }
 
     /// Like [`Subscription::commit`], with an [`Offset`].
-    pub async fn commit_offset(&self, next: Offset) -> Result<()> {
-        self.commit(next.0).await
+    pub async fn commit_offset(&self, partition: u32, next: Offset) -> Result<()> {
+        self.commit(partition, next.0).await
     }
 
-    /// Commits `msg` as read: this named subscriber resumes after it (its offset + 1).
+    /// Commits `msg` as read: this named subscriber resumes after it (its offset + 1) on its
+    /// partition.
     pub async fn commit_message(&self, msg: &Message) -> Result<()> {
-        self.commit(msg.offset + 1).await
+        self.commit(msg.partition, msg.offset + 1).await
     }
 
     /// Closes the subscription and waits for the server's confirmation.
@@ -191,12 +221,15 @@ impl Subscription {
                 return Poll::Ready(Some(Ok(m)));
             }
             match self.rx.poll_recv(cx) {
-                Poll::Ready(Some(Reply::Deliver { from, to, batch })) => {
-                    match protocol::decode_delivery(from, to, &batch) {
-                        Ok(ms) => self.buf.extend(ms),
-                        Err(e) => return Poll::Ready(Some(Err(e.into()))),
-                    }
-                }
+                Poll::Ready(Some(Reply::Deliver {
+                    partition,
+                    from,
+                    to,
+                    batch,
+                })) => match protocol::decode_delivery(partition, from, to, &batch) {
+                    Ok(ms) => self.buf.extend(ms),
+                    Err(e) => return Poll::Ready(Some(Err(e.into()))),
+                },
                 Poll::Ready(Some(r)) => return Poll::Ready(Some(Err(push_error(r)))),
                 Poll::Ready(None) => {
                     return Poll::Ready(self.client.end_of_stream(&mut self.ended))

@@ -34,9 +34,13 @@ async fn counting_server(listener: TcpListener) -> usize {
                 frame_bytes_max: 1 << 20,
             },
             Request::Ping => Reply::Pong,
-            Request::Subscribe { .. } | Request::Consume { .. } => {
+            Request::Subscribe { .. } => {
                 open.insert(f.request_id);
-                Reply::Subscribed { value: 0 }
+                Reply::Positions(vec![(0, 0)])
+            }
+            Request::Consume { .. } => {
+                open.insert(f.request_id);
+                Reply::Subscribed { value: 1 }
             }
             Request::Cancel { id } => {
                 cancels += 1;

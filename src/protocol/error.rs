@@ -36,6 +36,8 @@ pub enum ErrorCode {
     NotHeld = 14,
     /// The named subscriber is held by another open subscription.
     InUse = 15,
+    /// A publish named a partition chosen with a stale partition count; nothing was appended.
+    PartitionsChanged = 16,
 }
 
 impl ErrorCode {
@@ -57,6 +59,7 @@ impl ErrorCode {
             12 => UnknownId,
             14 => NotHeld,
             15 => InUse,
+            16 => PartitionsChanged,
             _ => Internal,
         }
     }

@@ -10,7 +10,10 @@ use super::frame::FRAME_HEAD_LEN;
 /// A message pushed to a queue consumer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueMessage {
-    /// Offset in the queue's (or topic's) log; the handle for ack and nack.
+    /// The partition of the group's topic it is from (0 for a queue); with the offset, the
+    /// handle for ack and nack.
+    pub partition: u32,
+    /// Offset in the queue's (or topic partition's) log; the handle for ack and nack.
     pub offset: u64,
     /// 1 for a first delivery.
     pub attempt: u32,
@@ -41,13 +44,15 @@ pub const MESSAGES_FRAME_OVERHEAD: usize = 4 + FRAME_HEAD_LEN + 4;
 pub const MESSAGE_HEADERS_MAX: usize = u16::MAX as usize;
 const _: () = assert!(format::STORED_RECORD_HEADERS_MAX <= MESSAGE_HEADERS_MAX);
 
-/// Bytes of the smallest `message` of a `MESSAGES` frame: offset, attempt, timestamp, an absent
-/// key, no headers and an empty value.
-pub(crate) const MESSAGE_MIN_LEN: usize = 8 + 4 + 8 + 1 + 2 + 4;
+/// Bytes of the smallest `message` of a `MESSAGES` frame: partition, offset, attempt,
+/// timestamp, an absent key, no headers and an empty value.
+pub(crate) const MESSAGE_MIN_LEN: usize = 4 + 8 + 4 + 8 + 1 + 2 + 4;
 
 /// A topic message decoded from a `Deliver` frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
+    /// Its partition.
+    pub partition: u32,
     /// Its offset.
     pub offset: u64,
     /// The message (timestamp always set).
@@ -57,7 +62,12 @@ pub struct Message {
 /// Checks a delivered batch (length and both checksums) and returns its records in
 /// `from..to`; a malformed record is an error of the same walk that decodes them, so every byte
 /// is read once.
-pub fn decode_delivery(from: u64, to: u64, batch: &[u8]) -> Result<Vec<Message>, ProtocolError> {
+pub fn decode_delivery(
+    partition: u32,
+    from: u64,
+    to: u64,
+    batch: &[u8],
+) -> Result<Vec<Message>, ProtocolError> {
     let h = format::decode_batch_header(batch, u32::MAX).map_err(|e| malformed(e.to_string()))?;
     if h.batch_len as usize != batch.len() {
         return Err(malformed(format!(
@@ -77,6 +87,7 @@ pub fn decode_delivery(from: u64, to: u64, batch: &[u8]) -> Result<Vec<Message>,
         let r = r.map_err(malformed)?;
         if r.offset.0 >= from && r.offset.0 < to {
             out.push(Message {
+                partition,
                 offset: r.offset.0,
                 record: r.to_record(),
             });

@@ -45,11 +45,14 @@ pub use message::{
 pub use reply::Reply;
 pub use request::Request;
 pub use settings::{
-    LogSettings, QueueInfo, QueueSettings, Source, Start, SubscriberStat, Target, TopicInfo,
+    LogSettings, OffsetSpec, PartitionInfo, QueueInfo, QueueSettings, Route, Source, Start,
+    SubscriberStat, Target, TopicInfo,
 };
 
 /// Protocol version spoken by this crate.
-pub const VERSION: u16 = 1;
+/// Version 2 added partitions: publish routes, partitions in subscriptions, deliveries,
+/// commits, acks and topic figures, and the `ALTER_TOPIC` and `TOPIC_META` requests.
+pub const VERSION: u16 = 2;
 /// Magic bytes at the start of a `Hello` body.
 pub const MAGIC: [u8; 4] = *b"SLCE";
 
@@ -83,6 +86,10 @@ pub mod kind {
     pub const LIST_TOPICS: u8 = 0x32;
     /// Client → server: admin.
     pub const DESCRIBE_TOPIC: u8 = 0x33;
+    /// Client → server: admin: add partitions to a topic.
+    pub const ALTER_TOPIC: u8 = 0x34;
+    /// Client → server: a topic's id and partition count.
+    pub const TOPIC_META: u8 = 0x35;
     /// Client → server: admin.
     pub const CREATE_QUEUE: u8 = 0x40;
     /// Client → server: admin.
@@ -114,4 +121,8 @@ pub mod kind {
     pub const TOPIC_INFO: u8 = 0x8A;
     /// Server → client: queue figures.
     pub const QUEUE_INFO: u8 = 0x8B;
+    /// Server → client: a topic's id and partition count.
+    pub const TOPIC_METADATA: u8 = 0x8C;
+    /// Server → client: a subscription is open; where it starts on each partition.
+    pub const POSITIONS: u8 = 0x8D;
 }

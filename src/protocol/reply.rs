@@ -8,7 +8,7 @@ use super::error::{malformed, ErrorCode, ProtocolError};
 use super::frame::{OutFrame, RawFrame};
 use super::kind;
 use super::message::{QueueMessage, MESSAGE_HEADERS_MAX, MESSAGE_MIN_LEN};
-use super::settings::{QueueInfo, SubscriberStat, TopicInfo};
+use super::settings::{PartitionInfo, QueueInfo, SubscriberStat, TopicInfo};
 
 /// A reply or push (server → client frame).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub enum Reply {
     Pong,
     /// A batch is durable.
     Published {
+        /// The partition it went to (0 for a queue).
+        partition: u32,
         /// First offset.
         base_offset: u64,
         /// Last offset.
@@ -45,8 +47,12 @@ pub enum Reply {
         /// Subscriptions: first offset delivered. Consumers: the granted prefetch.
         value: u64,
     },
+    /// A subscription is open: the partitions it reads and where it starts on each.
+    Positions(Vec<(u32, u64)>),
     /// Topic messages `from..to` of a stored batch.
     Deliver {
+        /// The partition.
+        partition: u32,
         /// First offset of the range delivered.
         from: u64,
         /// One past the last offset delivered.
@@ -62,6 +68,13 @@ pub enum Reply {
     TopicInfo(TopicInfo),
     /// Queue figures.
     QueueInfo(QueueInfo),
+    /// A topic's id and partition count.
+    TopicMeta {
+        /// Its id (16 bytes, a UUID).
+        id: [u8; 16],
+        /// Its partition count.
+        partitions: u32,
+    },
 }
 
 impl Reply {
@@ -91,6 +104,8 @@ impl Reply {
             Reply::Names(_) => kind::NAMES,
             Reply::TopicInfo(_) => kind::TOPIC_INFO,
             Reply::QueueInfo(_) => kind::QUEUE_INFO,
+            Reply::TopicMeta { .. } => kind::TOPIC_METADATA,
+            Reply::Positions(_) => kind::POSITIONS,
         };
         let mut f = OutFrame::new(k, request_id);
         let mut w = f.w();
@@ -109,30 +124,49 @@ impl Reply {
             Reply::Error { code, message } => {
                 w.u16(*code as u16).str(message);
             }
-            // Format: { base_offset u64 | last_offset u64 }
+            // Format: { partition u32 | base_offset u64 | last_offset u64 }
             Reply::Published {
+                partition,
                 base_offset,
                 last_offset,
             } => {
-                w.u64(*base_offset).u64(*last_offset);
+                w.u32(*partition).u64(*base_offset).u64(*last_offset);
+            }
+            // Format: { count u32 | { partition u32 | next u64 } * count }
+            Reply::Positions(ps) => {
+                w.u32(ps.len() as u32);
+                for (p, o) in ps {
+                    w.u32(*p).u64(*o);
+                }
+            }
+            // Format: { id [u8;16] | partitions u32 }
+            Reply::TopicMeta { id, partitions } => {
+                w.0.extend_from_slice(id);
+                w.u32(*partitions);
             }
             // Format: { value u64 }
             Reply::Subscribed { value } => {
                 w.u64(*value);
             }
-            // Format: { from u64 | to u64 | batch [u8; rest] }
-            Reply::Deliver { from, to, batch } => {
-                w.u64(*from).u64(*to);
+            // Format: { partition u32 | from u64 | to u64 | batch [u8; rest] }
+            Reply::Deliver {
+                partition,
+                from,
+                to,
+                batch,
+            } => {
+                w.u32(*partition).u64(*from).u64(*to);
                 f.tail = Some(batch.clone());
             }
             // Format: { count u32 | message * count }
-            // message: { offset u64 | attempt u32 | timestamp_ms i64 | key opt<bytes> |
+            // message: { partition u32 | offset u64 | attempt u32 | timestamp_ms i64 | key opt<bytes> |
             //            header_count u16 | { name bytes | value bytes } * header_count |
             //            value bytes }
             Reply::Messages(ms) => {
                 w.u32(ms.len() as u32);
                 for m in ms {
-                    w.u64(m.offset)
+                    w.u32(m.partition)
+                        .u64(m.offset)
                         .u32(m.attempt)
                         .i64(m.record.timestamp_ms.unwrap_or(0));
                     match &m.record.key {
@@ -155,17 +189,22 @@ impl Reply {
                     w.str(n);
                 }
             }
-            // Format: { name str | start_offset u64 | end_offset u64 | size_bytes u64 |
-            //           segments u32 | count u32 | { name str | committed u64 | lag u64 } * count }
+            // Format: { name str | id str | count u32 | partition_info * count }
+            // partition_info: { partition u32 | start_offset u64 | end_offset u64 |
+            //                   size_bytes u64 | segments u32 | count u32 |
+            //                   { name str | committed u64 | lag u64 } * count }
             Reply::TopicInfo(t) => {
-                w.str(&t.name)
-                    .u64(t.start_offset)
-                    .u64(t.end_offset)
-                    .u64(t.size_bytes)
-                    .u32(t.segments)
-                    .u32(t.subscribers.len() as u32);
-                for s in &t.subscribers {
-                    w.str(&s.name).u64(s.committed).u64(s.lag);
+                w.str(&t.name).str(&t.id).u32(t.partitions.len() as u32);
+                for p in &t.partitions {
+                    w.u32(p.partition)
+                        .u64(p.start_offset)
+                        .u64(p.end_offset)
+                        .u64(p.size_bytes)
+                        .u32(p.segments)
+                        .u32(p.subscribers.len() as u32);
+                    for s in &p.subscribers {
+                        w.str(&s.name).u64(s.committed).u64(s.lag);
+                    }
                 }
             }
             // Format: { name str | start_offset u64 | end_offset u64 | ack_floor u64 | cursor u64 |
@@ -209,17 +248,43 @@ impl Reply {
                 message: r.str()?,
             },
             kind::PUBLISHED => Reply::Published {
+                partition: r.u32()?,
                 base_offset: r.u64()?,
                 last_offset: r.u64()?,
             },
+            kind::POSITIONS => {
+                let n = r.u32()? as usize;
+                if n > frame.body.len() / 12 {
+                    return Err(malformed("partition count exceeds the body"));
+                }
+                let mut ps = Vec::new();
+                for _ in 0..n {
+                    ps.push((r.u32()?, r.u64()?));
+                }
+                Reply::Positions(ps)
+            }
+            kind::TOPIC_METADATA => {
+                let mut id = [0u8; 16];
+                id.copy_from_slice(r.take(16)?);
+                Reply::TopicMeta {
+                    id,
+                    partitions: r.u32()?,
+                }
+            }
             kind::SUBSCRIBED => Reply::Subscribed { value: r.u64()? },
             kind::DELIVER => {
+                let partition = r.u32()?;
                 let from = r.u64()?;
                 let to = r.u64()?;
                 let start = r.pos;
                 // The batch stays in the frame's buffer: a slice, not a copy.
                 let batch = Bytes::from(frame.body).slice(start..);
-                return Ok(Reply::Deliver { from, to, batch });
+                return Ok(Reply::Deliver {
+                    partition,
+                    from,
+                    to,
+                    batch,
+                });
             }
             kind::MESSAGES => {
                 let n = r.u32()? as usize;
@@ -231,6 +296,7 @@ impl Reply {
                 // Grown message by message: a count read off the wire sizes nothing.
                 let mut ms = Vec::new();
                 for _ in 0..n {
+                    let partition = r.u32()?;
                     let offset = r.u64()?;
                     let attempt = r.u32()?;
                     let ts = r.i64()?;
@@ -248,6 +314,7 @@ impl Reply {
                     }
                     let value = r.bytes()?.to_vec();
                     ms.push(QueueMessage {
+                        partition,
                         offset,
                         attempt,
                         record: Record {
@@ -273,29 +340,19 @@ impl Reply {
             }
             kind::TOPIC_INFO => {
                 let name = r.str()?;
-                let start_offset = r.u64()?;
-                let end_offset = r.u64()?;
-                let size_bytes = r.u64()?;
-                let segments = r.u32()?;
+                let id = r.str()?;
                 let n = r.u32()? as usize;
-                if n > frame.body.len() / 18 {
-                    return Err(malformed("subscriber count exceeds the body"));
+                if n > frame.body.len() / 36 {
+                    return Err(malformed("partition count exceeds the body"));
                 }
-                let mut subscribers = Vec::new();
+                let mut partitions = Vec::new();
                 for _ in 0..n {
-                    subscribers.push(SubscriberStat {
-                        name: r.str()?,
-                        committed: r.u64()?,
-                        lag: r.u64()?,
-                    });
+                    partitions.push(get_partition_info(&mut r, frame.body.len())?);
                 }
                 Reply::TopicInfo(TopicInfo {
                     name,
-                    start_offset,
-                    end_offset,
-                    size_bytes,
-                    segments,
-                    subscribers,
+                    id,
+                    partitions,
                 })
             }
             kind::QUEUE_INFO => Reply::QueueInfo(QueueInfo {
@@ -317,4 +374,32 @@ impl Reply {
         r.end()?;
         Ok(reply)
     }
+}
+
+fn get_partition_info(r: &mut R<'_>, body_len: usize) -> Result<PartitionInfo, ProtocolError> {
+    let partition = r.u32()?;
+    let start_offset = r.u64()?;
+    let end_offset = r.u64()?;
+    let size_bytes = r.u64()?;
+    let segments = r.u32()?;
+    let n = r.u32()? as usize;
+    if n > body_len / 18 {
+        return Err(malformed("subscriber count exceeds the body"));
+    }
+    let mut subscribers = Vec::new();
+    for _ in 0..n {
+        subscribers.push(SubscriberStat {
+            name: r.str()?,
+            committed: r.u64()?,
+            lag: r.u64()?,
+        });
+    }
+    Ok(PartitionInfo {
+        partition,
+        start_offset,
+        end_offset,
+        size_bytes,
+        segments,
+        subscribers,
+    })
 }

@@ -3,7 +3,7 @@
 use super::codec::{R, W};
 use super::error::{malformed, ProtocolError};
 use super::frame::{OutFrame, RawFrame};
-use super::settings::{LogSettings, QueueSettings, Source, Start, Target};
+use super::settings::{LogSettings, QueueSettings, Route, Source, Start, Target};
 use super::{kind, MAGIC};
 
 /// A request (client → server frame).
@@ -22,6 +22,8 @@ pub enum Request {
     Publish {
         /// Where.
         target: Target,
+        /// Which partition of a topic.
+        route: Route,
         /// The batch.
         batch: Vec<u8>,
     },
@@ -31,7 +33,9 @@ pub enum Request {
         topic: String,
         /// Named subscriber, or anonymous.
         name: Option<String>,
-        /// Start position.
+        /// The partitions to read (empty: every partition).
+        partitions: Vec<u32>,
+        /// Start position (on each partition).
         start: Start,
         /// Initial credit in messages.
         credit: u32,
@@ -49,8 +53,12 @@ pub enum Request {
         topic: String,
         /// Subscriber.
         name: String,
+        /// Partition.
+        partition: u32,
         /// Next offset to read.
         next: u64,
+        /// Stored with the offset (at most 4096 bytes; empty for none).
+        metadata: Vec<u8>,
     },
     /// Closes a subscription or consumer.
     Cancel {
@@ -68,8 +76,8 @@ pub enum Request {
     Ack {
         /// Consumer id.
         id: u32,
-        /// Offsets.
-        offsets: Vec<u64>,
+        /// (partition, offset) of each message.
+        offsets: Vec<(u32, u64)>,
     },
     /// Returns messages of consumer `id` to the queue.
     Nack {
@@ -77,8 +85,8 @@ pub enum Request {
         id: u32,
         /// Redelivery delay.
         delay_ms: u64,
-        /// Offsets.
-        offsets: Vec<u64>,
+        /// (partition, offset) of each message.
+        offsets: Vec<(u32, u64)>,
     },
     /// Admin.
     CreateTopic {
@@ -86,6 +94,20 @@ pub enum Request {
         name: String,
         /// Settings.
         settings: LogSettings,
+        /// Partitions (absent: 1).
+        partitions: Option<u32>,
+    },
+    /// Admin: grows a topic to `partitions` partitions.
+    AlterTopic {
+        /// Name.
+        name: String,
+        /// The new partition count (above the current one).
+        partitions: u32,
+    },
+    /// A topic's id and partition count.
+    TopicMeta {
+        /// Name.
+        name: String,
     },
     /// Admin.
     DeleteTopic {
@@ -139,6 +161,8 @@ impl Request {
             DeleteTopic { .. } => kind::DELETE_TOPIC,
             ListTopics => kind::LIST_TOPICS,
             DescribeTopic { .. } => kind::DESCRIBE_TOPIC,
+            AlterTopic { .. } => kind::ALTER_TOPIC,
+            TopicMeta { .. } => kind::TOPIC_META,
             CreateQueue { .. } => kind::CREATE_QUEUE,
             DeleteQueue { .. } => kind::DELETE_QUEUE,
             ListQueues => kind::LIST_QUEUES,
@@ -162,26 +186,44 @@ impl Request {
             }
             // Format: {}
             Request::Ping | Request::ListTopics | Request::ListQueues => {}
-            // Format: { target u8 (0 topic, 1 queue, 2 any) | name str | batch [u8; rest] }
-            Request::Publish { target, batch } => {
+            // Format: { target u8 (0 topic, 1 queue, 2 any) | name str | route | batch [u8; rest] }
+            // route: { 0 u8 } (any) | { 1 u8 | partition u32 | expected_partitions u32 }
+            Request::Publish {
+                target,
+                route,
+                batch,
+            } => {
                 let t = match target {
                     Target::Topic(_) => 0,
                     Target::Queue(_) => 1,
                     Target::Any(_) => 2,
                 };
                 w.u8(t).str(target.name());
+                match route {
+                    Route::Any => w.u8(0),
+                    Route::Partition {
+                        partition,
+                        expected_partitions,
+                    } => w.u8(1).u32(*partition).u32(*expected_partitions),
+                };
                 w.0.extend_from_slice(batch);
             }
-            // Format: { topic str | name opt<str> | start | credit u32 }
+            // Format: { topic str | name opt<str> | count u32 | partition u32 * count | start |
+            //           credit u32 }   (count 0: every partition)
             // start: { tag u8 (0 default, 1 earliest, 2 latest) } | { 3 u8 | offset u64 }
             //        | { 4 u8 | timestamp_ms i64 }
             Request::Subscribe {
                 topic,
                 name,
+                partitions,
                 start,
                 credit,
             } => {
                 w.str(topic).opt_str(name.as_deref());
+                w.u32(partitions.len() as u32);
+                for p in partitions {
+                    w.u32(*p);
+                }
                 match start {
                     Start::Default => w.u8(0),
                     Start::Earliest => w.u8(1),
@@ -195,9 +237,19 @@ impl Request {
             Request::Credit { id, credit } => {
                 w.u32(*id).u32(*credit);
             }
-            // Format: { topic str | name str | next u64 }
-            Request::Commit { topic, name, next } => {
-                w.str(topic).str(name).u64(*next);
+            // Format: { topic str | name str | partition u32 | next u64 | metadata bytes }
+            Request::Commit {
+                topic,
+                name,
+                partition,
+                next,
+                metadata,
+            } => {
+                w.str(topic)
+                    .str(name)
+                    .u32(*partition)
+                    .u64(*next)
+                    .bytes(metadata);
             }
             // Format: { id u32 }
             Request::Cancel { id } => {
@@ -212,32 +264,41 @@ impl Request {
                 };
                 w.u32(*prefetch);
             }
-            // Format: { id u32 | count u32 | offset u64 * count }
+            // Format: { id u32 | count u32 | { partition u32 | offset u64 } * count }
             Request::Ack { id, offsets } => {
-                w.u32(*id).u32(offsets.len() as u32);
-                for o in offsets {
-                    w.u64(*o);
-                }
+                w.u32(*id);
+                put_offsets(&mut w, offsets);
             }
-            // Format: { id u32 | delay_ms u64 | count u32 | offset u64 * count }
+            // Format: { id u32 | delay_ms u64 | count u32 | { partition u32 | offset u64 } * count }
             Request::Nack {
                 id,
                 delay_ms,
                 offsets,
             } => {
-                w.u32(*id).u64(*delay_ms).u32(offsets.len() as u32);
-                for o in offsets {
-                    w.u64(*o);
-                }
+                w.u32(*id).u64(*delay_ms);
+                put_offsets(&mut w, offsets);
             }
-            // Format: { name str | log_settings }
-            Request::CreateTopic { name, settings } => {
+            // Format: { name str | log_settings | partitions opt<u32> }
+            Request::CreateTopic {
+                name,
+                settings,
+                partitions,
+            } => {
                 w.str(name);
                 put_log_settings(&mut w, settings);
+                match partitions {
+                    Some(p) => w.u8(1).u32(*p),
+                    None => w.u8(0),
+                };
+            }
+            // Format: { name str | partitions u32 }
+            Request::AlterTopic { name, partitions } => {
+                w.str(name).u32(*partitions);
             }
             // Format: { name str }
             Request::DeleteTopic { name }
             | Request::DescribeTopic { name }
+            | Request::TopicMeta { name }
             | Request::DeleteQueue { name }
             | Request::DescribeQueue { name } => {
                 w.str(name);
@@ -287,14 +348,28 @@ impl Request {
                     2 => Target::Any(name),
                     v => return Err(malformed(format!("unknown publish target {v}"))),
                 };
+                let route = match r.u8()? {
+                    0 => Route::Any,
+                    1 => Route::Partition {
+                        partition: r.u32()?,
+                        expected_partitions: r.u32()?,
+                    },
+                    v => return Err(malformed(format!("unknown publish route {v}"))),
+                };
                 Request::Publish {
                     target,
+                    route,
                     batch: r.rest().to_vec(),
                 }
             }
             kind::SUBSCRIBE => {
                 let topic = r.str()?;
                 let name = r.opt_str()?;
+                let n = r.u32()? as usize;
+                if n > (r.b.len() - r.pos) / 4 {
+                    return Err(malformed("partition count exceeds the body"));
+                }
+                let partitions = (0..n).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?;
                 let start = match r.u8()? {
                     0 => Start::Default,
                     1 => Start::Earliest,
@@ -306,6 +381,7 @@ impl Request {
                 Request::Subscribe {
                     topic,
                     name,
+                    partitions,
                     start,
                     credit: r.u32()?,
                 }
@@ -317,7 +393,9 @@ impl Request {
             kind::COMMIT => Request::Commit {
                 topic: r.str()?,
                 name: r.str()?,
+                partition: r.u32()?,
                 next: r.u64()?,
+                metadata: r.bytes()?.to_vec(),
             },
             kind::CANCEL => Request::Cancel { id: r.u32()? },
             kind::CONSUME => {
@@ -353,7 +431,13 @@ impl Request {
             kind::CREATE_TOPIC => Request::CreateTopic {
                 name: r.str()?,
                 settings: get_log_settings(&mut r)?,
+                partitions: if r.flag()? { Some(r.u32()?) } else { None },
             },
+            kind::ALTER_TOPIC => Request::AlterTopic {
+                name: r.str()?,
+                partitions: r.u32()?,
+            },
+            kind::TOPIC_META => Request::TopicMeta { name: r.str()? },
             kind::DELETE_TOPIC => Request::DeleteTopic { name: r.str()? },
             kind::DESCRIBE_TOPIC => Request::DescribeTopic { name: r.str()? },
             kind::DELETE_QUEUE => Request::DeleteQueue { name: r.str()? },
@@ -382,13 +466,21 @@ impl Request {
     }
 }
 
-fn get_offsets(r: &mut R<'_>) -> Result<Vec<u64>, ProtocolError> {
+// Format: { count u32 | { partition u32 | offset u64 } * count }
+fn put_offsets(w: &mut W<'_>, offsets: &[(u32, u64)]) {
+    w.u32(offsets.len() as u32);
+    for (p, o) in offsets {
+        w.u32(*p).u64(*o);
+    }
+}
+
+fn get_offsets(r: &mut R<'_>) -> Result<Vec<(u32, u64)>, ProtocolError> {
     let n = r.u32()? as usize;
     // Bound the allocation by what the body can hold.
-    if n > (r.b.len() - r.pos) / 8 {
+    if n > (r.b.len() - r.pos) / 12 {
         return Err(malformed("offset count exceeds the body"));
     }
-    (0..n).map(|_| r.u64()).collect()
+    (0..n).map(|_| Ok((r.u32()?, r.u64()?))).collect()
 }
 
 // Format: log_settings = { segment_bytes_max opt<u64> | retention_bytes opt<u64> |

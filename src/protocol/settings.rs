@@ -2,5 +2,6 @@
 //! ([`crate::broker::types`]), which frames carry field by field.
 
 pub use crate::broker::types::{
-    LogSettings, QueueInfo, QueueSettings, Source, Start, SubscriberStat, Target, TopicInfo,
+    LogSettings, OffsetSpec, PartitionInfo, QueueInfo, QueueSettings, Route, Source, Start,
+    SubscriberStat, Target, TopicInfo,
 };

@@ -45,17 +45,28 @@ fn requests_round_trip() {
         Request::Ping,
         Request::Publish {
             target: Target::Queue("q".into()),
+            route: Route::Any,
+            batch: batch.clone(),
+        },
+        Request::Publish {
+            target: Target::Topic("t".into()),
+            route: Route::Partition {
+                partition: 3,
+                expected_partitions: 6,
+            },
             batch,
         },
         Request::Subscribe {
             topic: "t".into(),
             name: Some("s".into()),
+            partitions: vec![],
             start: Start::Timestamp(-5),
             credit: 10,
         },
         Request::Subscribe {
             topic: "t".into(),
             name: None,
+            partitions: vec![2, 0],
             start: Start::Offset(3),
             credit: 0,
         },
@@ -63,7 +74,9 @@ fn requests_round_trip() {
         Request::Commit {
             topic: "t".into(),
             name: "n".into(),
+            partition: 4,
             next: 99,
+            metadata: b"meta".to_vec(),
         },
         Request::Cancel { id: 1 },
         Request::Consume {
@@ -75,12 +88,12 @@ fn requests_round_trip() {
         },
         Request::Ack {
             id: 2,
-            offsets: vec![1, 2, 3],
+            offsets: vec![(0, 1), (2, 2), (1, 3)],
         },
         Request::Nack {
             id: 2,
             delay_ms: 10,
-            offsets: vec![7],
+            offsets: vec![(5, 7)],
         },
         Request::CreateTopic {
             name: "t".into(),
@@ -89,7 +102,18 @@ fn requests_round_trip() {
                 retention_bytes: None,
                 retention_ms: Some(5),
             },
+            partitions: Some(6),
         },
+        Request::CreateTopic {
+            name: "t".into(),
+            settings: LogSettings::default(),
+            partitions: None,
+        },
+        Request::AlterTopic {
+            name: "t".into(),
+            partitions: 9,
+        },
+        Request::TopicMeta { name: "t".into() },
         Request::CreateQueue {
             name: "q".into(),
             settings: QueueSettings {
@@ -129,16 +153,24 @@ fn replies_round_trip() {
         Reply::Pong,
         Reply::error(ErrorCode::NotFound, "nope"),
         Reply::Published {
+            partition: 2,
             base_offset: 1,
             last_offset: 4,
         },
         Reply::Subscribed { value: 8 },
+        Reply::Positions(vec![(0, 3), (1, 0), (5, 9)]),
+        Reply::TopicMeta {
+            id: [7; 16],
+            partitions: 6,
+        },
         Reply::Deliver {
+            partition: 1,
             from: 11,
             to: 13,
             batch: Bytes::from(batch.clone()),
         },
         Reply::Messages(vec![QueueMessage {
+            partition: 3,
             offset: 5,
             attempt: 2,
             record: Record {
@@ -151,15 +183,29 @@ fn replies_round_trip() {
         Reply::Names(vec!["a".into(), "b".into()]),
         Reply::TopicInfo(TopicInfo {
             name: "t".into(),
-            start_offset: 0,
-            end_offset: 5,
-            size_bytes: 100,
-            segments: 1,
-            subscribers: vec![SubscriberStat {
-                name: "s".into(),
-                committed: 3,
-                lag: 2,
-            }],
+            id: "6f1c2a4e-0000-4000-8000-000000000001".into(),
+            partitions: vec![
+                PartitionInfo {
+                    partition: 0,
+                    start_offset: 0,
+                    end_offset: 5,
+                    size_bytes: 100,
+                    segments: 1,
+                    subscribers: vec![SubscriberStat {
+                        name: "s".into(),
+                        committed: 3,
+                        lag: 2,
+                    }],
+                },
+                PartitionInfo {
+                    partition: 1,
+                    start_offset: 2,
+                    end_offset: 2,
+                    size_bytes: 0,
+                    segments: 1,
+                    subscribers: vec![],
+                },
+            ],
         }),
         Reply::QueueInfo(QueueInfo {
             name: "q".into(),
@@ -178,23 +224,24 @@ fn replies_round_trip() {
     ] {
         rt_reply(r);
     }
-    let ms = decode_delivery(11, 13, &batch).unwrap();
+    let ms = decode_delivery(4, 11, 13, &batch).unwrap();
     assert_eq!(ms.len(), 2);
-    assert_eq!(ms[0].offset, 11);
+    assert_eq!((ms[0].partition, ms[0].offset), (4, 11));
     assert_eq!(ms[1].record.value, b"c");
 }
 
 #[test]
 fn every_error_code_round_trips() {
-    for v in (1..=13u16).chain([15]) {
+    for v in (1..=13u16).chain([15, 16]) {
         assert_eq!(ErrorCode::from_u16(v) as u16, v);
     }
-    assert_eq!(ErrorCode::from_u16(16), ErrorCode::Internal);
+    assert_eq!(ErrorCode::from_u16(17), ErrorCode::Internal);
 }
 
 #[test]
 fn encoded_len_is_the_exact_size_of_a_message_in_a_frame() {
     let m = |key: Option<Vec<u8>>, headers: Vec<Header>, value: usize| QueueMessage {
+        partition: 1,
         offset: 9,
         attempt: 1,
         record: Record {
@@ -228,6 +275,7 @@ fn messages_of_empty_and_tiny_values_decode() {
         for n in 1..40 {
             let ms = (0..n)
                 .map(|i| QueueMessage {
+                    partition: 0,
                     offset: i,
                     attempt: 1,
                     record: Record {

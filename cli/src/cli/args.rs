@@ -101,12 +101,23 @@ pub enum TopicCmd {
     Create {
         /// Name.
         name: String,
+        /// Number of partitions (each its own log; ordering is per partition).
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
         #[command(flatten)]
         log: LogArgs,
     },
+    /// Change a topic: add partitions (never removes any).
+    Alter {
+        /// Name.
+        name: String,
+        /// The new number of partitions, above the current one.
+        #[arg(long)]
+        partitions: u32,
+    },
     /// List topics.
     List,
-    /// Show a topic's offsets, size and subscribers' lag.
+    /// Show a topic's id and, per partition, its offsets, size and subscribers' lag.
     Describe {
         /// Name.
         name: String,
@@ -156,9 +167,14 @@ pub enum QueueCmd {
 pub struct PublishArgs {
     /// Topic or queue.
     pub name: String,
-    /// Key of every message.
+    /// Key of every message; a topic's partition is then the key's (Kafka's default
+    /// partitioner: murmur2 of the key modulo the partition count).
     #[arg(long)]
     pub key: Option<String>,
+    /// Publish to this partition of the topic (default: the key's, or any for keyless
+    /// messages).
+    #[arg(long, conflicts_with = "key")]
+    pub partition: Option<u32>,
     /// Messages; without any, each line of stdin is one message.
     pub messages: Vec<String>,
 }
@@ -171,6 +187,9 @@ pub struct SubscribeArgs {
     /// Durable subscriber name; without it the read is anonymous and commits nothing.
     #[arg(long)]
     pub name: Option<String>,
+    /// Read only these partitions (repeat or comma-separate; default: every partition).
+    #[arg(long, value_delimiter = ',')]
+    pub partition: Vec<u32>,
     /// earliest | latest | <offset> | <RFC 3339 time>. Default: a named subscriber resumes at its
     /// committed offset, an anonymous one starts at latest.
     #[arg(long)]

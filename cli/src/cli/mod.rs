@@ -6,7 +6,7 @@ pub mod text;
 
 pub use args::*;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use sluice::client::{Client, Published, SubscribeOptions};
 use sluice::config::Config;
-use sluice::protocol::{QueueSettings, Source, Start, Target};
+use sluice::protocol::{QueueSettings, Route, Source, Start, Target};
 use sluice::server::Server;
 use sluice::storage::Record;
 use tokio::sync::mpsc;
@@ -118,11 +118,23 @@ fn flush() {
 
 async fn topic(c: &Client, out: &Out, cmd: TopicCmd) -> Result<()> {
     match cmd {
-        TopicCmd::Create { name, log } => {
-            c.create_topic(&name, log.settings()).await?;
+        TopicCmd::Create {
+            name,
+            partitions,
+            log,
+        } => {
+            c.create_topic_with_partitions(&name, log.settings(), partitions)
+                .await?;
             out.line(
-                || format!("created topic {name}"),
-                || json!({"created": name}),
+                || format!("created topic {name} with {partitions} partition(s)"),
+                || json!({"created": name, "partitions": partitions}),
+            );
+        }
+        TopicCmd::Alter { name, partitions } => {
+            c.add_partitions(&name, partitions).await?;
+            out.line(
+                || format!("topic {name} has {partitions} partition(s)"),
+                || json!({"altered": name, "partitions": partitions}),
             );
         }
         TopicCmd::List => {
@@ -133,16 +145,7 @@ async fn topic(c: &Client, out: &Out, cmd: TopicCmd) -> Result<()> {
         TopicCmd::Describe { name } => {
             let t = c.describe_topic(&name).await?;
             out.line(
-                || {
-                    let mut s = format!(
-                        "topic {}\n  start offset {}\n  end offset {}\n  size {} bytes in {} segment(s)\n  subscribers {}",
-                        t.name, t.start_offset, t.end_offset, t.size_bytes, t.segments, t.subscribers.len()
-                    );
-                    for sub in &t.subscribers {
-                        s += &format!("\n    {} committed {} lag {}", sub.name, sub.committed, sub.lag);
-                    }
-                    s
-                },
+                || describe_text(&t),
                 || serde_json::to_value(&t).unwrap_or_default(),
             );
         }
@@ -223,9 +226,43 @@ fn record(key: &Option<String>, value: Vec<u8>) -> Record {
     }
 }
 
+/// The text of `topic describe`.
+fn describe_text(t: &sluice::client::TopicInfo) -> String {
+    let mut s = format!(
+        "topic {}\n  id {}\n  partitions {}",
+        t.name,
+        t.id,
+        t.partitions.len()
+    );
+    for p in &t.partitions {
+        s += &format!(
+            "\n  partition {}\n    start offset {}\n    end offset {}\n    size {} bytes in {} segment(s)\n    subscribers {}",
+            p.partition, p.start_offset, p.end_offset, p.size_bytes, p.segments, p.subscribers.len()
+        );
+        for sub in &p.subscribers {
+            s += &format!(
+                "\n      {} committed {} lag {}",
+                sub.name, sub.committed, sub.lag
+            );
+        }
+    }
+    s
+}
+
+/// Prints the offsets of a published batch: one line each, `<offset>` on partition 0 and
+/// `<partition>:<offset>` on another (JSON: `{"partition", "offset"}`).
 fn print_offsets(out: &Out, p: &Published) {
     for o in p.base_offset..=p.last_offset {
-        out.line(|| o.to_string(), || json!({"offset": o}));
+        out.line(
+            || {
+                if p.partition == 0 {
+                    o.to_string()
+                } else {
+                    format!("{}:{o}", p.partition)
+                }
+            },
+            || json!({"partition": p.partition, "offset": o}),
+        );
     }
     flush();
 }
@@ -239,14 +276,22 @@ async fn publish(c: &Client, out: &Out, a: PublishArgs) -> Result<()> {
             .map(|m| record(&a.key, m.into_bytes()))
             .collect();
         for chunk in records.chunks(STDIN_BATCH) {
-            let p = c
-                .publish_to(target.clone(), chunk)
-                .await
-                .with_context(|| format!("cannot publish to {}", a.name))?;
+            let p = match a.partition {
+                Some(p) => c.publish_to_partition(&a.name, p, chunk).await,
+                None => c.publish_to(target.clone(), chunk).await,
+            }
+            .with_context(|| format!("cannot publish to {}", a.name))?;
             print_offsets(out, &p);
         }
         return Ok(());
     }
+    let route = match a.partition {
+        Some(partition) => Route::Partition {
+            partition,
+            expected_partitions: 0,
+        },
+        None => Route::Any,
+    };
     // stdin: a thread reads lines; batches are whatever arrived, pipelined, printed in order.
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4 * STDIN_BATCH);
     std::thread::spawn(move || {
@@ -293,10 +338,14 @@ async fn publish(c: &Client, out: &Out, a: PublishArgs) -> Result<()> {
                         }
                     }
                     // Sent here, in input order; confirmations are awaited concurrently.
-                    let pending = c
-                        .send_publish(target.clone(), &batch)
-                        .await
-                        .with_context(|| format!("cannot publish to {}", a.name))?;
+                    let pending = match route {
+                        Route::Any => c.send_publish(target.clone(), &batch).await,
+                        r => {
+                            let b = sluice::storage::format::encode_batch(&batch, sluice::storage::now_ms());
+                            c.send_publish_encoded(target.clone(), r, b).await
+                        }
+                    }
+                    .with_context(|| format!("cannot publish to {}", a.name))?;
                     inflight.push_back(tokio::spawn(pending.confirmed()));
                 }
             },
@@ -335,12 +384,13 @@ async fn next_within<T>(
     }
 }
 
-fn print_message(out: &Out, offset: u64, r: &Record, attempt: Option<u32>) {
+fn print_message(out: &Out, (partition, offset): (u32, u64), r: &Record, attempt: Option<u32>) {
     let ts = r.timestamp_ms.unwrap_or(0);
     out.line(
         || String::from_utf8_lossy(&r.value).into_owned(),
         || {
             serde_json::from_str(&text::message_json(
+                partition,
                 offset,
                 ts,
                 r.key.as_deref(),
@@ -360,6 +410,7 @@ async fn subscribe(c: &Client, out: &Out, a: SubscribeArgs) -> Result<()> {
     let credit = a.count.unwrap_or(1000).clamp(1, 1000) as u32;
     let opts = SubscribeOptions {
         name: a.name.clone(),
+        partitions: a.partition.clone(),
         start,
         credit,
     };
@@ -368,8 +419,8 @@ async fn subscribe(c: &Client, out: &Out, a: SubscribeArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot subscribe to {}", a.topic))?;
     let mut seen = 0u64;
-    let mut next: Option<u64> = None;
-    let mut committed: Option<u64> = None;
+    // Per partition: the next offset to read, and whether it is committed.
+    let mut next: BTreeMap<u32, (u64, bool)> = BTreeMap::new();
     while !matches!(a.count, Some(n) if seen >= n) {
         let Some(item) = next_within(a.wait_ms, sub.next()).await else {
             break;
@@ -378,21 +429,32 @@ async fn subscribe(c: &Client, out: &Out, a: SubscribeArgs) -> Result<()> {
             Some(m) => m.context("subscription failed")?,
             None => bail!("the server closed the subscription"),
         };
-        print_message(out, m.offset, &m.record, None);
+        print_message(out, (m.partition, m.offset), &m.record, None);
         seen += 1;
-        next = Some(m.offset + 1);
+        next.insert(m.partition, (m.offset + 1, false));
         if sub.buffered() == 0 {
             flush();
-            if a.name.is_some() {
-                sub.commit(m.offset + 1).await.context("commit failed")?;
-                committed = next;
-            }
+            commit_read(&sub, a.name.is_some(), &mut next).await?;
         }
     }
     flush();
-    if let (Some(_), Some(n)) = (&a.name, next) {
-        if Some(n) != committed {
-            sub.commit(n).await.context("commit failed")?;
+    commit_read(&sub, a.name.is_some(), &mut next).await
+}
+
+/// Commits, for a named subscriber, the next offset of every partition read since the last
+/// commit.
+async fn commit_read(
+    sub: &sluice::client::Subscription,
+    named: bool,
+    next: &mut BTreeMap<u32, (u64, bool)>,
+) -> Result<()> {
+    if !named {
+        return Ok(());
+    }
+    for (p, (n, done)) in next.iter_mut() {
+        if !*done {
+            sub.commit(*p, *n).await.context("commit failed")?;
+            *done = true;
         }
     }
     Ok(())
@@ -422,10 +484,10 @@ async fn consume(c: &Client, out: &Out, a: ConsumeArgs) -> Result<()> {
             Some(d) => d.context("consumer failed")?,
             None => bail!("the server closed the consumer"),
         };
-        print_message(out, d.offset, &d.record, Some(d.attempt));
+        print_message(out, d.id(), &d.record, Some(d.attempt));
         seen += 1;
         if !a.no_ack {
-            to_ack.push(d.offset);
+            to_ack.push(d.id());
         }
         if consumer.buffered() == 0 {
             flush();

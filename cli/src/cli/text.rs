@@ -125,8 +125,9 @@ fn put_bytes(m: &mut Map<String, Value>, field: &str, b: Option<&[u8]>) {
     }
 }
 
-/// The JSON line of a message.
+/// The JSON line of a message of `partition`.
 pub fn message_json(
+    partition: u32,
     offset: u64,
     timestamp_ms: i64,
     key: Option<&[u8]>,
@@ -134,6 +135,7 @@ pub fn message_json(
     attempt: Option<u32>,
 ) -> String {
     let mut m = Map::new();
+    m.insert("partition".into(), json!(partition));
     m.insert("offset".into(), json!(offset));
     m.insert("timestamp".into(), json!(timestamp_ms));
     put_bytes(&mut m, "key", key);
@@ -194,12 +196,12 @@ mod tests {
 
     #[test]
     fn messages_are_lossless() {
-        let v: Value = serde_json::from_str(&message_json(3, 9, None, b"hi", None)).unwrap();
+        let v: Value = serde_json::from_str(&message_json(0, 3, 9, None, b"hi", None)).unwrap();
         assert_eq!(v["payload"], "hi");
         assert_eq!(v["key"], Value::Null);
         assert!(v.get("payload_encoding").is_none());
         let v: Value =
-            serde_json::from_str(&message_json(3, 9, Some(b"k"), &[0xff, 0], Some(2))).unwrap();
+            serde_json::from_str(&message_json(2, 3, 9, Some(b"k"), &[0xff, 0], Some(2))).unwrap();
         assert_eq!(v["payload"], "/wA=");
         assert_eq!(v["payload_encoding"], "base64");
         assert_eq!(v["attempt"], 2);

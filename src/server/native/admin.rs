@@ -1,4 +1,5 @@
-//! Admin requests: create, delete, list and describe topics and queues.
+//! Admin requests: create, alter (add partitions), delete, list and describe topics and
+//! queues; a topic's id and partition count.
 
 use super::connection::Conn;
 use super::End;
@@ -18,9 +19,24 @@ impl Conn {
 /// The broker call of an admin request, and its reply. Blocking.
 fn admin(b: &Broker, req: Request) -> crate::broker::Result<Reply> {
     Ok(match req {
-        Request::CreateTopic { name, settings } => {
-            b.create_topic(&name, &settings)?;
+        Request::CreateTopic {
+            name,
+            settings,
+            partitions,
+        } => {
+            b.create_topic(&name, &settings, partitions.unwrap_or(1))?;
             Reply::Ok
+        }
+        Request::AlterTopic { name, partitions } => {
+            b.add_partitions(&name, partitions)?;
+            Reply::Ok
+        }
+        Request::TopicMeta { name } => {
+            let (id, partitions) = b.topic_meta(&name)?;
+            Reply::TopicMeta {
+                id: id.0,
+                partitions,
+            }
         }
         Request::DeleteTopic { name } => {
             b.delete_topic(&name)?;

@@ -13,7 +13,7 @@ use super::connection::Conn;
 use super::{
     fill, fill_and_wait, push_error, Budgeted, End, Fail, SlotTx, StreamEnd, PUSH_BYTES_MAX,
 };
-use crate::broker::{Broker, Consumer, DeliverySink};
+use crate::broker::{Broker, Consumer, DeliverySink, MessageId};
 use crate::protocol::{self, ErrorCode, OutFrame, QueueMessage, Reply, Source};
 
 /// Largest `MESSAGES` frame, every byte counted (keys and headers too); one message larger than
@@ -68,6 +68,7 @@ impl Pusher {
     /// A round's messages as `MESSAGES` frames holding `budget`.
     fn frames(&self, deliveries: Vec<Delivery>, budget: OwnedSemaphorePermit) -> Vec<OutFrame> {
         let messages = deliveries.into_iter().map(|d| QueueMessage {
+            partition: d.partition,
             offset: d.offset.0,
             attempt: d.attempt,
             record: d.record,
@@ -279,13 +280,18 @@ impl Conn {
 
     /// Acks deliveries; the window they open is filled in the same sync and sent before the
     /// confirm.
-    pub(super) async fn ack(&mut self, id: u32, target: u32, offsets: Vec<u64>) -> Result<(), End> {
+    pub(super) async fn ack(
+        &mut self,
+        id: u32,
+        target: u32,
+        offsets: Vec<(u32, u64)>,
+    ) -> Result<(), End> {
         let Some(pusher) = self.open_consumer(id, target).await? else {
             return Ok(());
         };
         let tx = self.slot().await?;
         self.spawn_reply(tx, id, move || {
-            let offsets: Vec<Offset> = offsets.iter().map(|o| Offset(*o)).collect();
+            let offsets: Vec<MessageId> = offsets.iter().map(|(p, o)| (*p, Offset(*o))).collect();
             let budget = pusher
                 .budget
                 .clone()
@@ -313,14 +319,14 @@ impl Conn {
         id: u32,
         target: u32,
         delay_ms: u64,
-        offsets: Vec<u64>,
+        offsets: Vec<(u32, u64)>,
     ) -> Result<(), End> {
         let Some(pusher) = self.open_consumer(id, target).await? else {
             return Ok(());
         };
         let tx = self.slot().await?;
         self.spawn_reply(tx, id, move || {
-            let offsets: Vec<Offset> = offsets.iter().map(|o| Offset(*o)).collect();
+            let offsets: Vec<MessageId> = offsets.iter().map(|(p, o)| (*p, Offset(*o))).collect();
             pusher.consumer.nack(&offsets, delay_ms)?;
             Ok(Reply::Ok)
         });
@@ -336,6 +342,7 @@ mod tests {
     #[test]
     fn messages_frames_are_split_by_real_size_and_hold_their_budget() {
         let msg = |i: u64, key: usize, headers: usize| QueueMessage {
+            partition: 0,
             offset: i,
             attempt: 1,
             record: Record {

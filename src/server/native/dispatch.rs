@@ -1,6 +1,7 @@
 //! Routes each decoded request to the handler of its family.
 
 use super::connection::Conn;
+use super::subscribe::Commit;
 use super::End;
 use crate::protocol::{ErrorCode, Reply, Request};
 
@@ -14,19 +15,42 @@ impl Conn {
                 self.reply(id, refused).await
             }
             Request::Ping => self.reply(id, Reply::Pong).await,
-            Request::Publish { target, batch } => self.publish(id, target, batch).await,
+            Request::Publish {
+                target,
+                route,
+                batch,
+            } => self.publish(id, target, route, batch).await,
             Request::Subscribe {
                 topic,
                 name,
+                partitions,
                 start,
                 credit,
-            } => self.subscribe(id, topic, name, start, credit).await,
+            } => {
+                self.subscribe(id, topic, name, partitions, start, credit)
+                    .await
+            }
             Request::Credit { id: target, credit } => {
                 self.credit(target, credit);
                 Ok(())
             }
             Request::Cancel { id: target } => self.cancel(id, target).await,
-            Request::Commit { topic, name, next } => self.commit(id, topic, name, next).await,
+            Request::Commit {
+                topic,
+                name,
+                partition,
+                next,
+                metadata,
+            } => {
+                let c = Commit {
+                    topic,
+                    name,
+                    partition,
+                    next,
+                    metadata,
+                };
+                self.commit(id, c).await
+            }
             Request::Consume { source, prefetch } => self.consume(id, source, prefetch).await,
             Request::Ack {
                 id: target,
@@ -41,6 +65,8 @@ impl Conn {
             | Request::DeleteTopic { .. }
             | Request::ListTopics
             | Request::DescribeTopic { .. }
+            | Request::AlterTopic { .. }
+            | Request::TopicMeta { .. }
             | Request::CreateQueue { .. }
             | Request::DeleteQueue { .. }
             | Request::ListQueues

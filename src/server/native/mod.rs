@@ -55,6 +55,7 @@ fn error_code(kind: ErrorKind) -> ErrorCode {
         ErrorKind::UnknownId => ErrorCode::UnknownId,
         ErrorKind::NotHeld => ErrorCode::NotHeld,
         ErrorKind::InUse => ErrorCode::InUse,
+        ErrorKind::PartitionsChanged => ErrorCode::PartitionsChanged,
         ErrorKind::Internal => ErrorCode::Internal,
     }
 }

@@ -8,11 +8,12 @@ use tokio::task::spawn_blocking;
 use super::connection::Conn;
 use super::{fill, fill_catching, End, Fail, InFlight};
 use crate::broker::{self, Published};
-use crate::protocol::{ErrorCode, Reply, Target};
+use crate::protocol::{ErrorCode, Reply, Route, Target};
 
-fn published(r: broker::Result<Published>) -> Reply {
+fn published(partition: u32, r: broker::Result<Published>) -> Reply {
     match r {
         Ok(p) => Reply::Published {
+            partition,
             base_offset: p.base_offset.0,
             last_offset: p.last_offset.0,
         },
@@ -25,10 +26,11 @@ impl Conn {
         &mut self,
         id: u32,
         target: Target,
+        route: Route,
         batch: Vec<u8>,
     ) -> Result<(), End> {
         let tx = self.slot().await?;
-        let log = match self.broker.resolve_target(&target) {
+        let (partition, log) = match self.broker.resolve_target(&target, route) {
             Ok(l) => l,
             Err(e) => {
                 fill(tx, id, Fail::from(e).reply());
@@ -39,7 +41,7 @@ impl Conn {
         if always && self.can_sync_inline {
             if let Some(_held) = self.broker.try_inline_sync(batch.len()) {
                 fill_catching(tx, id, || {
-                    published(broker::publish(&log, batch, true, || {}))
+                    published(partition, broker::publish(&log, batch, true, || {}))
                 });
                 return Ok(());
             }
@@ -52,9 +54,12 @@ impl Conn {
         let in_flight = InFlight::count(&self.publishing);
         spawn_blocking(move || {
             fill_catching(tx, id, || {
-                let reply = published(broker::publish(&log, batch, always, || {
-                    let _ = appended_tx.send(());
-                }));
+                let reply = published(
+                    partition,
+                    broker::publish(&log, batch, always, || {
+                        let _ = appended_tx.send(());
+                    }),
+                );
                 drop(in_flight);
                 reply
             })

@@ -44,7 +44,7 @@ struct Pusher {
 }
 
 impl BatchSink for Pusher {
-    async fn push(&mut self, from: Offset, to: Offset, batch: Bytes) -> bool {
+    async fn push(&mut self, partition: u32, from: Offset, to: Offset, batch: Bytes) -> bool {
         let share = batch.len().clamp(1, PUSH_BYTES_MAX) as u32;
         let Ok(permit) = self.budget.clone().acquire_many_owned(share).await else {
             return false;
@@ -54,6 +54,7 @@ impl BatchSink for Pusher {
             _permit: permit,
         });
         let frame = Reply::Deliver {
+            partition,
             from: from.0,
             to: to.0,
             batch,
@@ -75,7 +76,8 @@ async fn run(sub: Subscription, start: Start, slot: SlotTx, mut sink: Pusher, en
             return;
         }
     };
-    if !fill_and_wait(slot, id, Reply::Subscribed { value: next.0 }).await {
+    let positions = next.iter().map(|(p, o)| (*p, o.0)).collect();
+    if !fill_and_wait(slot, id, Reply::Positions(positions)).await {
         return;
     }
     if let Err(e) = reader.run(&mut sink).await {
@@ -90,6 +92,7 @@ impl Conn {
         id: u32,
         topic: String,
         name: Option<String>,
+        partitions: Vec<u32>,
         start: Start,
         credit: u32,
     ) -> Result<(), End> {
@@ -98,7 +101,7 @@ impl Conn {
             fill(tx, id, refused);
             return Ok(());
         }
-        let sub = match Subscription::new(&self.broker, &topic, name, credit) {
+        let sub = match Subscription::new(&self.broker, &topic, name, partitions, credit) {
             Ok(s) => s,
             Err(e) => {
                 fill(tx, id, Fail::from(e).reply());
@@ -150,20 +153,23 @@ impl Conn {
         Ok(())
     }
 
-    /// Stores a named subscriber's offset.
-    pub(super) async fn commit(
-        &self,
-        id: u32,
-        topic: String,
-        name: String,
-        next: u64,
-    ) -> Result<(), End> {
+    /// Stores a named subscriber's offset on a partition, with its metadata.
+    pub(super) async fn commit(&self, id: u32, c: Commit) -> Result<(), End> {
         let tx = self.slot().await?;
         let broker = self.broker.clone();
         self.spawn_reply(tx, id, move || {
-            broker.commit(&topic, &name, Offset(next))?;
+            broker.commit(&c.topic, &c.name, c.partition, Offset(c.next), &c.metadata)?;
             Ok(Reply::Ok)
         });
         Ok(())
     }
+}
+
+/// The fields of a `COMMIT` request.
+pub(super) struct Commit {
+    pub(super) topic: String,
+    pub(super) name: String,
+    pub(super) partition: u32,
+    pub(super) next: u64,
+    pub(super) metadata: Vec<u8>,
 }

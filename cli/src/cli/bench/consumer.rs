@@ -17,7 +17,7 @@ use super::{merge, BenchArgs, BenchMode, Run, Shared, POLL};
 /// before the consumer finishes, so a failed ack still fails the run.
 struct Acks {
     acker: Acker,
-    held: Vec<u64>,
+    held: Vec<(u32, u64)>,
     in_flight: VecDeque<tokio::task::JoinHandle<Result<(), sluice::client::ClientError>>>,
 }
 
@@ -232,7 +232,7 @@ async fn read_queue(
         };
         check.last_ns = frames.arrived_ns;
         check.record(&d.record.value, frames.arrived_ns);
-        acker.held.push(d.offset);
+        acker.held.push(d.id());
         if acker.held.len() >= ack_every {
             acker.send().await?;
         }

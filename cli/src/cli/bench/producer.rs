@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use indicatif::ProgressBar;
-use sluice::client::Client;
+use sluice::client::{Client, Route};
 use sluice::storage::format::BatchBuilder;
 use sluice::storage::now_ms;
 use tokio::task::JoinHandle;
@@ -59,7 +59,7 @@ async fn produce(
                 }
                 seq += n;
                 let pp = client
-                    .send_publish_encoded(run.target.clone(), b.finish())
+                    .send_publish_encoded(run.target.clone(), Route::Any, b.finish())
                     .await?;
                 pending.push_back((Instant::now(), n, pp));
                 continue;

@@ -165,6 +165,7 @@ impl Queue {
                 Some(record) => {
                     taken.items.push((o, a));
                     taken.out.push(Delivery {
+                        partition: self.partition,
                         offset: Offset(o),
                         attempt: a,
                         record,

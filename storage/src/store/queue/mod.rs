@@ -34,7 +34,9 @@ pub struct ConsumerId(pub u64);
 /// A message handed to one consumer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
-    /// Its offset in the queue's log.
+    /// The partition of the group's topic it is from (0 for a queue).
+    pub partition: u32,
+    /// Its offset in the queue's log (the partition's, for a group).
     pub offset: Offset,
     /// 1 for the first delivery, 2 for the first redelivery, ...
     pub attempt: u32,
