@@ -478,22 +478,27 @@ fn print_plan(out: &mut impl Write, plan: &RepairPlan, json: bool) -> anyhow::Re
             for a in &d.actions {
                 json_line(
                     out,
-                    &serde_json::json!({"type": "action", "dir": d.dir, "action": a}),
+                    &serde_json::json!({"type": "action", "dir": d.dir, "partition": d.partition, "action": a}),
                 )?;
             }
             for n in &d.state_notes {
                 json_line(
                     out,
-                    &serde_json::json!({"type": "note", "dir": d.dir, "message": n}),
+                    &serde_json::json!({"type": "note", "dir": d.dir, "partition": d.partition, "message": n}),
                 )?;
             }
         }
         return Ok(());
     }
     for d in &plan.dirs {
+        let part = if d.partition > 0 {
+            format!(" (partition {})", d.partition)
+        } else {
+            String::new()
+        };
         writeln!(
             out,
-            "{}: keeps offsets {}..{}, moves {} bytes to side files",
+            "{}{part}: keeps offsets {}..{}, moves {} bytes to side files",
             d.dir.display(),
             d.kept.0,
             d.kept.1,

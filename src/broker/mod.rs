@@ -29,6 +29,8 @@ mod error;
 mod fetch;
 mod publish;
 mod subscription;
+#[cfg(test)]
+mod tests;
 pub mod types;
 mod watch;
 

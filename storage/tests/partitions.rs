@@ -400,3 +400,47 @@ fn inspect_reports_each_partition() {
         .count();
     assert_eq!(configs, 1);
 }
+
+/// `repair` walks every partition's log: a torn tail in partition 2 is cut there (the plan
+/// names the partition) and the other partitions are left alone.
+#[test]
+fn repair_cuts_the_damaged_partition_only() {
+    use sluice_storage::inspect;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    let s = Store::open(Arc::new(StdFs), &root, StoreConfig::default()).unwrap();
+    let t = s.create_topic_with_partitions("t", None, 3).unwrap();
+    for i in 0..5 {
+        for p in 0..3u32 {
+            t.publish_to(p, &[rec(&format!("{p}-{i}"))]).unwrap();
+        }
+    }
+    drop(t);
+    s.close().unwrap();
+    drop(s);
+    let log2 = root.join("topics/t/log-2");
+    let seg = std::fs::read_dir(&log2)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .unwrap();
+    let len = std::fs::metadata(&seg).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(len - 3).unwrap();
+    drop(f);
+    let plan = inspect::plan_repair(&StdFs, &root, 7).unwrap();
+    assert_eq!(plan.dirs.len(), 1, "{plan:#?}");
+    assert_eq!(
+        (plan.dirs[0].dir.clone(), plan.dirs[0].partition),
+        (log2, 2)
+    );
+    assert_eq!(plan.dirs[0].kept, (Offset(0), Offset(4)));
+    assert_eq!(plan.clean_dirs.len(), 2);
+    inspect::apply_repair(&StdFs, &plan).unwrap();
+    assert!(inspect::verify(&StdFs, &root).unwrap().ok());
+    let s = Store::open(Arc::new(StdFs), &root, StoreConfig::default()).unwrap();
+    let t = s.topic("t").unwrap();
+    assert_eq!(values(&t, 2), vec!["2-0", "2-1", "2-2", "2-3"]);
+    assert_eq!(values(&t, 0).len(), 5);
+    assert_eq!(values(&t, 1).len(), 5);
+}

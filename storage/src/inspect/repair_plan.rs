@@ -69,6 +69,8 @@ pub enum RepairAction {
 pub struct DirRepairPlan {
     /// The log directory.
     pub dir: PathBuf,
+    /// The partition of the topic it holds (0 for a queue or a bare log).
+    pub partition: u32,
     /// Changes, in the order they are applied.
     pub actions: Vec<RepairAction>,
     /// Offsets kept: `start..end`.
@@ -176,6 +178,7 @@ pub(super) fn plan_dir(fs: &dyn FileSystem, dir: &Path, stamp: u64) -> Result<Di
     };
     Ok(DirRepairPlan {
         dir: dir.to_path_buf(),
+        partition: dir_partition(dir),
         actions: all,
         kept: (start, end),
         dropped_bytes: p.dropped_bytes,
