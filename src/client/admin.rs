@@ -48,7 +48,7 @@ impl Client {
                     .partitions
                     .lock()
                     .unwrap()
-                    .insert(name.to_string(), Some(partitions));
+                    .insert(name.to_string(), partitions);
                 Ok((TopicId(id), partitions))
             }
             r => Err(unexpected(r)),

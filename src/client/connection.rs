@@ -65,9 +65,8 @@ pub(super) struct Inner {
     out: mpsc::Sender<OutFrame>,
     routes: Arc<Routes>,
     next_id: AtomicU32,
-    /// Partition counts of topics as last learned (`None`: the name is no topic), for the
-    /// partition of keyed publishes.
-    pub(super) partitions: std::sync::Mutex<std::collections::HashMap<String, Option<u32>>>,
+    /// Partition counts of topics as last learned, for the partition of keyed publishes.
+    pub(super) partitions: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 /// Writes queued frames, many per flush.

@@ -185,19 +185,15 @@ impl Client {
     /// cache or else the server.
     pub async fn partition_count(&self, name: &str) -> Result<Option<u32>> {
         if let Some(c) = self.inner.partitions.lock().unwrap().get(name) {
-            return Ok(*c);
+            return Ok(Some(*c));
         }
-        let count = match self.topic_meta(name).await {
-            Ok((_, n)) => Some(n),
-            Err(e) if e.code() == Some(ErrorCode::NotFound) => None,
-            Err(e) => return Err(e),
-        };
-        self.inner
-            .partitions
-            .lock()
-            .unwrap()
-            .insert(name.to_string(), count);
-        Ok(count)
+        // `topic_meta` caches what it learns; a name that is no topic (a queue, or nothing
+        // yet) is not cached, so a topic made under it later is found.
+        match self.topic_meta(name).await {
+            Ok((_, n)) => Ok(Some(n)),
+            Err(e) if e.code() == Some(ErrorCode::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The route of a batch to `target` whose first record has `key`.
