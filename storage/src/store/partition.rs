@@ -54,9 +54,8 @@ impl TopicId {
                 if e.kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }
-                return Err(Error::InvalidArgument(format!(
-                    "no random bytes for a topic id: {e}"
-                )));
+                // getrandom(2) reads no file; the path names what failed.
+                return Err(Error::io("getrandom(2) for a topic id", e));
             }
             at += n as usize;
         }
