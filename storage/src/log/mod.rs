@@ -27,7 +27,7 @@ use crate::config::{ms_i64, FsyncPolicy, LogConfig, RecoveryPolicy};
 use crate::error::{Error, IoContext, Result};
 use crate::format::scan::{self, ScanEnd, ScanRules, ScanStop, Step};
 use crate::format::{
-    self, decode_batch_header, BatchHeader, RecordIter, RecordView, BATCH_HEADER_LEN,
+    self, decode_batch_header, BatchHeader, BatchRecords, RecordError, BATCH_HEADER_LEN,
     FILE_HEADER_LEN,
 };
 use crate::fs::{write_atomic, FileRef, FsRef};
@@ -76,14 +76,16 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// The records of the batch at or after `from`.
-    pub fn records_from(&self, from: Offset) -> impl Iterator<Item = Result<RecordView<'_>>> + '_ {
-        RecordIter::new(&self.bytes, &self.header).filter_map(move |r| match r {
-            Ok(r) if r.offset < from => None,
-            Ok(r) => Some(Ok(r)),
-            Err(e) => Some(Err(Error::InvalidBatch(e.to_string()))),
-        })
+    /// The records of the batch (decompressed when the batch is compressed); iterate them with
+    /// [`BatchRecords::iter`], whose errors [`record_error`] turns into this crate's.
+    pub fn records(&self) -> Result<BatchRecords<'_>> {
+        BatchRecords::new(&self.bytes, &self.header).map_err(|e| Error::InvalidBatch(e.to_string()))
     }
+}
+
+/// A malformed record of a stored batch as this crate's error.
+pub fn record_error(e: RecordError) -> Error {
+    Error::InvalidBatch(e.to_string())
 }
 
 /// A segment as seen from outside.
