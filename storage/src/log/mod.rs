@@ -38,11 +38,13 @@ use crate::types::{now_ms, Offset, Record, TimestampMs};
 
 mod append;
 mod flusher;
+pub mod producers;
 mod read;
 mod recover;
 mod retention;
 mod sync;
 
+pub use append::Appended;
 use flusher::interval_flusher;
 use recover::recover;
 
@@ -128,6 +130,8 @@ struct State {
     /// `recovery_point_interval_bytes`.
     rp_at: (Offset, u64),
     closed: bool,
+    /// Idempotent producers, built at the first idempotent append (`producers`).
+    producers: Option<producers::ProducerTable>,
 }
 
 impl State {
@@ -224,6 +228,7 @@ impl Log {
                 segments,
                 rp_at,
                 closed: false,
+                producers: None,
             }),
             sync_lock: Mutex::new(()),
             durable_end: AtomicU64::new(next.0),
