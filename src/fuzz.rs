@@ -12,7 +12,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
-use sluice_storage::format::{self, RecordIter};
+use sluice_storage::format::{self, BatchRecords};
 use sluice_storage::fs::sim::SimFs;
 use sluice_storage::fs::{FileSystem, OpenMode};
 use sluice_storage::{Log, LogConfig, Offset, Record};
@@ -111,21 +111,25 @@ pub fn request_decode(data: &[u8]) {
     });
 }
 
-/// The batch parser: `format::validate_batch` and `RecordIter`, as the server runs them on a
+/// The batch parser: `format::validate_batch` and `BatchRecords`, as the server runs them on a
 /// published batch and the client on a delivered one.
 pub fn batch_parse(data: &[u8]) {
     if let Ok(h) = format::decode_batch_header(data, FRAME_MAX) {
         // Iterating a batch whose checksums were not checked must fail cleanly.
-        for r in RecordIter::new(data, &h) {
-            if r.is_err() {
-                break;
+        if let Ok(recs) = BatchRecords::new(data, &h) {
+            for r in recs.iter() {
+                if r.is_err() {
+                    break;
+                }
             }
         }
     }
     let Ok(h) = format::validate_batch(data, FRAME_MAX) else {
         return;
     };
-    let views: Vec<_> = RecordIter::new(data, &h)
+    let recs = BatchRecords::new(data, &h).expect("a validated batch's records read");
+    let views: Vec<_> = recs
+        .iter()
         .collect::<Result<_, _>>()
         .expect("a validated batch has only well-formed records");
     assert_eq!(views.len(), h.record_count as usize);
@@ -142,10 +146,42 @@ pub fn batch_parse(data: &[u8]) {
     let h2 = format::validate_batch(&again, u32::MAX).expect("re-encoded batch is valid");
     assert_eq!(h2.record_count, h.record_count);
     assert_eq!(h2.max_timestamp_ms, h.max_timestamp_ms);
-    let back: Vec<Record> = RecordIter::new(&again, &h2)
+    let back: Vec<Record> = BatchRecords::new(&again, &h2)
+        .expect("re-encoded batch reads")
+        .iter()
         .map(|r| r.expect("re-encoded record").to_record())
         .collect();
     assert_eq!(back, records);
+    // A fetch through the Kafka API hands out the same records.
+    let mut kafka = Vec::new();
+    format::stored_to_kafka(data, &mut kafka).expect("a valid batch converts for a fetch");
+    let stored = format::kafka_to_stored(&kafka, u32::MAX).expect("a fetched batch produces");
+    assert_eq!(stored.len(), 1);
+}
+
+/// The Kafka produce path: `format::kafka_to_stored` on the records of a produce request, and
+/// each stored batch it accepts read back and converted for a fetch, which gives the producer's
+/// bytes back (but for the base offset and leader epoch a broker sets).
+pub fn kafka_batches(data: &[u8]) {
+    let Ok(stored) = format::kafka_to_stored(data, FRAME_MAX) else {
+        return;
+    };
+    let mut fetched = Vec::new();
+    for b in &stored {
+        let h = format::validate_batch(&b.bytes, FRAME_MAX).expect("a stored batch is valid");
+        assert_eq!(h.record_count, b.record_count);
+        let recs = BatchRecords::new(&b.bytes, &h).expect("a stored batch's records read");
+        let mut n = 0;
+        for r in recs.iter() {
+            r.expect("a stored record");
+            n += 1;
+        }
+        assert_eq!(n, b.record_count as usize);
+        format::stored_to_kafka(&b.bytes, &mut fetched).expect("a stored batch converts");
+    }
+    assert_eq!(fetched.len(), data.len());
+    let again = format::kafka_to_stored(&fetched, FRAME_MAX).expect("fetched batches produce");
+    assert_eq!(again.len(), stored.len());
 }
 
 fn recovery_config() -> LogConfig {

@@ -18,10 +18,11 @@ use sluice::storage::{format, Header, Log, LogConfig, Offset, Record};
 /// A fuzz target: its name (the corpus directory) and its entry point.
 type FuzzTarget = (&'static str, fn(&[u8]));
 
-const TARGETS: [FuzzTarget; 4] = [
+const TARGETS: [FuzzTarget; 5] = [
     ("frame_decode", sluice::fuzz::frame_decode),
     ("request_decode", sluice::fuzz::request_decode),
     ("batch_parse", sluice::fuzz::batch_parse),
+    ("kafka_batches", sluice::fuzz::kafka_batches),
     ("segment_recovery", sluice::fuzz::segment_recovery),
 ];
 
@@ -90,11 +91,16 @@ fn records() -> Vec<Vec<Record>> {
 }
 
 fn batches() -> Vec<Vec<u8>> {
+    batches_by(format::encode_batch)
+}
+
+/// The seed batches, each encoded by `encode` (version 2, or the former version 1).
+fn batches_by(encode: fn(&[Record], i64) -> Vec<u8>) -> Vec<Vec<u8>> {
     records()
         .iter()
         .enumerate()
         .map(|(i, rs)| {
-            let mut b = format::encode_batch(rs, 1_700_000_000_000);
+            let mut b = encode(rs, 1_700_000_000_000);
             format::set_base_offset(&mut b, Offset(i as u64 * 10));
             b
         })
@@ -365,9 +371,24 @@ fn write_seed_corpus() {
         &[0xFF, 0xFF, 0xFF, 0x7F, 1, 0, 0, 0, 0],
     );
     write("frame_decode", "short-prefix", &[2, 0, 0, 0, 1, 2]);
-    for (i, b) in batches().iter().enumerate() {
+    for (i, b) in batches_by(format::encode_batch_v1).iter().enumerate() {
         write("batch_parse", &format!("batch-{i}"), b);
     }
+    for (i, b) in batches().iter().enumerate() {
+        write("batch_parse", &format!("batch-v2-{i}"), b);
+        let mut kafka = Vec::new();
+        format::stored_to_kafka(b, &mut kafka).unwrap();
+        write("kafka_batches", &format!("batch-{i}"), &kafka);
+    }
+    let mut kafka = Vec::new();
+    format::stored_to_kafka(&batches().concat(), &mut kafka).unwrap();
+    write("kafka_batches", "three-batches", &kafka);
+    let mut torn = kafka.clone();
+    torn.truncate(kafka.len() - 3);
+    write("kafka_batches", "torn-last-batch", &torn);
+    let mut flipped = kafka.clone();
+    flipped[30] ^= 4;
+    write("kafka_batches", "crc-mismatch", &flipped);
     let mut two = batches()[0].clone();
     two.extend_from_slice(&batches()[1]);
     write("batch_parse", "two-batches", &two);

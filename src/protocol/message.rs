@@ -1,7 +1,7 @@
 //! Messages as delivered: queue messages of `MESSAGES` frames and topic messages decoded from
 //! `DELIVER` frames.
 
-use sluice_storage::format::{self, RecordIter};
+use sluice_storage::format::{self, BatchRecords};
 use sluice_storage::Record;
 
 use super::error::{malformed, ProtocolError};
@@ -83,7 +83,8 @@ pub fn decode_delivery(
     }
     // Grown record by record: the counts come off the wire.
     let mut out = Vec::new();
-    for r in RecordIter::new(batch, &h) {
+    let records = BatchRecords::new(batch, &h).map_err(|e| malformed(e.to_string()))?;
+    for r in records.iter() {
         let r = r.map_err(malformed)?;
         if r.offset.0 >= from && r.offset.0 < to {
             out.push(Message {

@@ -53,6 +53,10 @@ pub enum Error {
         /// One past the last offset the log holds.
         end: Offset,
     },
+    /// An idempotent producer's batch is out of sequence or from a fenced epoch; nothing was
+    /// written.
+    #[error(transparent)]
+    Producer(#[from] crate::log::producers::ProducerError),
     /// A batch or record broke a limit or the record layout.
     #[error("invalid batch: {0}")]
     InvalidBatch(String),

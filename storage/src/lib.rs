@@ -78,7 +78,8 @@ pub use ackstate::{inspect_queue_state, QueueStateReport};
 pub use config::{FsyncPolicy, LogConfig, RecoveryPolicy};
 pub use error::{Error, Result};
 pub use fs::{FileSystem, FsRef, StdFs};
-pub use log::{AppendInfo, Batch, Log, RecoveryReport, SegmentInfo};
+pub use log::producers::{ProducerBatch, ProducerError};
+pub use log::{record_error, AppendInfo, Appended, Batch, Log, RecoveryReport, SegmentInfo};
 pub use offsets::inspect_offsets;
 pub use offsets::COMMIT_METADATA_BYTES_MAX;
 pub use store::{

@@ -343,3 +343,39 @@ fn failed_explicit_flush_stops_a_log_that_does_not_sync_each_append() {
         assert_eq!(read_all(&log)[0], (Offset(0), record(0)), "{fsync}");
     }
 }
+
+/// A removal that fails part way through leaves no gap: the segments still on disk stay at the
+/// front of the log and go, oldest first, on the next call; the log reopens whole.
+#[test]
+fn a_failed_segment_removal_is_retried_in_order() {
+    for nth in 1..=4 {
+        let fs = SimFs::new();
+        let (log, _) = open_sim(&fs, config()).unwrap();
+        let mut last = Offset(0);
+        while log.segments().len() < 5 {
+            last = log.append(&[record(last.0)]).unwrap().last_offset;
+        }
+        let third = log.segments()[2].base_offset;
+        fs.add_fault(Fault {
+            kind: OpKind::Remove,
+            nth: fs.count(OpKind::Remove) + nth,
+            forever: false,
+            error: FaultError::Io,
+        });
+        assert!(
+            log.delete_before(third).is_err(),
+            "removal #{nth} did not fail"
+        );
+        let start = log.start_offset();
+        assert_eq!(start, log.segments()[0].base_offset, "#{nth}");
+        // The next call finishes the job, in order.
+        log.delete_before(third).unwrap();
+        assert_eq!(log.start_offset(), third, "#{nth}");
+        log.close().unwrap();
+        let (log, _) = open_sim(&fs, config()).unwrap_or_else(|e| {
+            panic!("removal #{nth} failing left a log that does not open: {e}")
+        });
+        assert_eq!(log.start_offset(), third);
+        assert_eq!(log.visible_end(), last.add(1));
+    }
+}

@@ -1,21 +1,28 @@
 //! The batch: its 48-byte header (layout: `docs/format.md`, "Batch"), decoding and checking
-//! that header, the records checksum, [`BatchBuilder`] and [`validate_batch`], the full check
-//! of a batch arriving from outside.
+//! that header, the records checksum, writing it ([`write_header`]) and [`validate_batch`],
+//! the full check of a batch arriving from outside.
 //!
-//! The header is decoded by [`decode_batch_header`], the one place that reads a header's fields:
-//! it is where a second batch layout would be told apart by its magic and version (today there
-//! is one, version 1).
+//! The header is decoded by [`decode_batch_header`], the one place that reads a header's fields
+//! and tells the two layouts apart by their version: version 1, whose records are sluice's own
+//! (`record`), and version 2, whose body is a Kafka record batch v2 (`kafka`), possibly
+//! compressed. Both share the 48-byte header, so the scanner, the indexes, recovery and
+//! retention never look at the body.
 
-use crate::types::{Header, Offset, Record, TimestampMs};
+use crate::types::{Offset, TimestampMs};
 
+use super::codec::{Codec, DECOMPRESSED_BYTES_MAX};
 use super::error::BatchError;
-use super::record::{parse_record, put_varint, varint_len, zigzag};
+use super::kafka::record::KAFKA_RECORD_BYTES_MIN;
+use super::kafka::{validate::check_kafka_batch, KAFKA_HEADER_LEN, KAFKA_LOG_OVERHEAD};
+use super::record::parse_record;
 use super::{crc, u32_at, u64_at};
 
-/// Magic of a batch: the bytes "SLB1".
+/// Magic of a batch: the bytes "SLB1" (the same for every version).
 pub const BATCH_MAGIC: u32 = u32::from_le_bytes(*b"SLB1");
-/// Version of the batch layout.
-pub const BATCH_VERSION: u8 = 1;
+/// Version of the batch layout written: 2, a Kafka record batch v2 as the body.
+pub const BATCH_VERSION: u8 = 2;
+/// Version 1: sluice's own record layout, still read.
+pub const BATCH_VERSION_V1: u8 = 1;
 /// Length of a batch header.
 pub const BATCH_HEADER_LEN: usize = 48;
 
@@ -28,9 +35,9 @@ pub const RECORD_HEADERS_MAX: usize = 1024;
 /// the 16-bit header count of a queue delivery.
 pub const STORED_RECORD_HEADERS_MAX: usize = u16::MAX as usize;
 
-/// Attribute bits 0-2: compression codec. Only 0 (none) is defined; others are rejected.
+/// Attribute bits 0-2: the compression codec of the body ([`Codec`]); always 0 in version 1.
 pub const ATTR_COMPRESSION_MASK: u8 = 0b0000_0111;
-/// Attribute bits that must be zero in this version.
+/// Attribute bits that must be zero.
 pub const ATTR_RESERVED_MASK: u8 = !ATTR_COMPRESSION_MASK;
 
 // Field positions of the batch header, each built from the one before.
@@ -51,6 +58,8 @@ const _: () = assert!(B_END == BATCH_HEADER_LEN);
 /// The decoded, checked header of a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchHeader {
+    /// The layout version (1 or 2).
+    pub version: u8,
     /// Attribute bits.
     pub attributes: u8,
     /// Total length of the batch in bytes, header included.
@@ -78,6 +87,10 @@ impl BatchHeader {
     pub fn next_offset(&self) -> Offset {
         Offset(self.base_offset.0 + self.record_count as u64)
     }
+    /// The compression codec of the body.
+    pub fn codec(&self) -> Codec {
+        Codec::from_bits(self.attributes & ATTR_COMPRESSION_MASK).unwrap_or(Codec::None)
+    }
 }
 
 /// The former name of [`BatchError`].
@@ -98,29 +111,53 @@ pub fn decode_batch_header(bytes: &[u8], batch_bytes_max: u32) -> Result<BatchHe
             computed,
         });
     }
-    // A second layout would be told apart here, by its magic and version.
     let magic = u32_at(b, B_MAGIC);
     if magic != BATCH_MAGIC {
         return Err(BatchError::BadMagic(magic));
     }
-    if b[B_VERSION] != BATCH_VERSION {
-        return Err(BatchError::UnsupportedVersion(b[B_VERSION]));
+    let version = b[B_VERSION];
+    if version != BATCH_VERSION && version != BATCH_VERSION_V1 {
+        return Err(BatchError::UnsupportedVersion(version));
     }
-    decode_v1_fields(b, header_crc, batch_bytes_max)
+    decode_fields(b, version, header_crc, batch_bytes_max)
 }
 
-/// The fields of a version 1 header whose checksum, magic and version are checked.
-fn decode_v1_fields(
+/// The fewest bytes a batch of `version` can take, and the most records it can hold, given its
+/// length and codec: what makes a count honest before any record is read.
+fn batch_bounds(version: u8, codec: Codec, batch_len: u32) -> (usize, u64) {
+    let len = batch_len as u64;
+    if version == BATCH_VERSION_V1 {
+        let body = len.saturating_sub(BATCH_HEADER_LEN as u64);
+        return (BATCH_HEADER_LEN, body / 5);
+    }
+    let min = BATCH_HEADER_LEN + KAFKA_HEADER_LEN + 1;
+    let body = len.saturating_sub((BATCH_HEADER_LEN + KAFKA_HEADER_LEN) as u64);
+    let records = match codec {
+        Codec::None => body,
+        _ => DECOMPRESSED_BYTES_MAX as u64,
+    };
+    (min, records / KAFKA_RECORD_BYTES_MIN as u64)
+}
+
+/// The fields of a header whose checksum, magic and version are checked.
+fn decode_fields(
     b: &[u8],
+    version: u8,
     header_crc: u32,
     batch_bytes_max: u32,
 ) -> Result<BatchHeader, BatchError> {
     let attributes = b[B_ATTRIBUTES];
-    if attributes & ATTR_RESERVED_MASK != 0 || attributes & ATTR_COMPRESSION_MASK != 0 {
+    let codec = Codec::from_bits(attributes & ATTR_COMPRESSION_MASK);
+    let codec = match codec {
+        Some(c) if attributes & ATTR_RESERVED_MASK == 0 => c,
+        _ => return Err(BatchError::UnsupportedAttributes(attributes)),
+    };
+    if version == BATCH_VERSION_V1 && codec != Codec::None {
         return Err(BatchError::UnsupportedAttributes(attributes));
     }
     let batch_len = u32_at(b, B_LEN);
-    if (batch_len as usize) < BATCH_HEADER_LEN {
+    let (len_min, count_max) = batch_bounds(version, codec, batch_len);
+    if (batch_len as usize) < len_min {
         return Err(BatchError::LengthBelowHeader(batch_len));
     }
     if batch_len > batch_bytes_max {
@@ -133,8 +170,8 @@ fn decode_v1_fields(
     if record_count == 0 {
         return Err(BatchError::NoRecords);
     }
-    // Each record needs at least 5 bytes; a larger count cannot be honest.
-    if record_count as u64 * 5 > (batch_len as u64 - BATCH_HEADER_LEN as u64) {
+    // Each record takes a few bytes at least; a larger count cannot be honest.
+    if record_count as u64 > count_max {
         return Err(BatchError::CountDoesNotFit {
             count: record_count,
             len: batch_len,
@@ -145,6 +182,7 @@ fn decode_v1_fields(
         return Err(BatchError::OffsetOverflow);
     }
     Ok(BatchHeader {
+        version,
         attributes,
         batch_len,
         base_offset: Offset(base_offset),
@@ -189,6 +227,39 @@ pub fn validate_batch_within(
     headers_max: usize,
 ) -> Result<BatchHeader, BatchError> {
     let h = super::scan::check_batch(batch, batch_bytes_max)?;
+    check_body(batch, &h, headers_max)?;
+    Ok(h)
+}
+
+/// Checks the records of a whole batch whose header (and records checksum) are checked: their
+/// structure, at most `headers_max` headers each, and the timestamps the header states; for
+/// version 2, the Kafka batch inside (its CRC-32C, counts, and agreement with the header).
+pub fn check_body(batch: &[u8], h: &BatchHeader, headers_max: usize) -> Result<(), BatchError> {
+    let (first_ts, max_ts) = if h.version == BATCH_VERSION_V1 {
+        walk_v1_records(batch, h, headers_max)?
+    } else {
+        check_kafka_body(batch, h, headers_max)?
+    };
+    if max_ts != h.max_timestamp_ms {
+        return Err(BatchError::MaxTimestamp {
+            field: h.max_timestamp_ms,
+            records: max_ts,
+        });
+    }
+    if first_ts != h.first_timestamp_ms {
+        return Err(BatchError::EnvelopeMismatch {
+            field: "first_timestamp_ms",
+        });
+    }
+    Ok(())
+}
+
+/// Walks the records of a version 1 batch; returns the first and the largest timestamp.
+fn walk_v1_records(
+    batch: &[u8],
+    h: &BatchHeader,
+    headers_max: usize,
+) -> Result<(TimestampMs, TimestampMs), BatchError> {
     let mut max_ts = i64::MIN;
     let mut pos = BATCH_HEADER_LEN;
     for k in 0..h.record_count {
@@ -209,139 +280,74 @@ pub fn validate_batch_within(
         }
         .into());
     }
-    if max_ts != h.max_timestamp_ms {
-        return Err(BatchError::MaxTimestamp {
-            field: h.max_timestamp_ms,
-            records: max_ts,
+    Ok((h.first_timestamp_ms, max_ts))
+}
+
+/// Checks the Kafka batch inside a version 2 batch and that it agrees with the header around
+/// it; returns the records' first and largest timestamp.
+fn check_kafka_body(
+    batch: &[u8],
+    h: &BatchHeader,
+    headers_max: usize,
+) -> Result<(TimestampMs, TimestampMs), BatchError> {
+    let k = check_kafka_batch(&batch[BATCH_HEADER_LEN..], headers_max)?;
+    if k.record_count() != h.record_count {
+        return Err(BatchError::EnvelopeMismatch {
+            field: "record_count",
         });
     }
-    Ok(h)
+    if k.codec != h.codec() {
+        return Err(BatchError::EnvelopeMismatch { field: "codec" });
+    }
+    if k.header.max_timestamp_ms != k.max_timestamp_ms {
+        return Err(BatchError::MaxTimestamp {
+            field: k.header.max_timestamp_ms,
+            records: k.max_timestamp_ms,
+        });
+    }
+    Ok((k.first_timestamp_ms, k.max_timestamp_ms))
 }
 
-/// Builds a batch in the on-disk layout, record by record.
-#[derive(Debug)]
-pub struct BatchBuilder {
-    buf: Vec<u8>,
-    count: u32,
-    first_ts: TimestampMs,
-    max_ts: TimestampMs,
+/// What [`write_header`] writes besides the length, the base offset and the checksums.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderFields {
+    /// The layout version.
+    pub version: u8,
+    /// The codec of the body.
+    pub codec: Codec,
+    /// Number of records.
+    pub record_count: u32,
+    /// Timestamp of the first record.
+    pub first_timestamp_ms: TimestampMs,
+    /// Largest record timestamp.
+    pub max_timestamp_ms: TimestampMs,
 }
 
-impl Default for BatchBuilder {
-    fn default() -> Self {
-        Self::new()
-    }
+/// Writes the 48-byte header of `batch`, whose body (bytes 48..) is complete: the length is the
+/// whole slice, the base offset 0 (the log assigns the real one), the records checksum that of
+/// the body.
+pub fn write_header(batch: &mut [u8], f: HeaderFields) {
+    assert!(f.record_count > 0, "a batch holds at least one record");
+    assert!(batch.len() > BATCH_HEADER_LEN && batch.len() <= u32::MAX as usize);
+    let len = batch.len() as u32;
+    let records_crc = crc(&batch[BATCH_HEADER_LEN..]);
+    let b = batch;
+    b[B_MAGIC..B_MAGIC + 4].copy_from_slice(&BATCH_MAGIC.to_le_bytes());
+    b[B_VERSION] = f.version;
+    b[B_ATTRIBUTES] = f.codec.bits();
+    b[B_RESERVED..B_RESERVED + 2].copy_from_slice(&[0, 0]);
+    b[B_LEN..B_LEN + 4].copy_from_slice(&len.to_le_bytes());
+    b[B_RECORD_COUNT..B_RECORD_COUNT + 4].copy_from_slice(&f.record_count.to_le_bytes());
+    b[B_FIRST_TS..B_FIRST_TS + 8].copy_from_slice(&f.first_timestamp_ms.to_le_bytes());
+    b[B_MAX_TS..B_MAX_TS + 8].copy_from_slice(&f.max_timestamp_ms.to_le_bytes());
+    b[B_RECORDS_CRC..B_RECORDS_CRC + 4].copy_from_slice(&records_crc.to_le_bytes());
+    set_base_offset(b, Offset(0));
 }
 
-impl BatchBuilder {
-    /// An empty batch.
-    pub fn new() -> Self {
-        Self::with_capacity(4096)
-    }
-
-    /// An empty batch with room for `bytes` bytes.
-    pub fn with_capacity(bytes: usize) -> Self {
-        let mut buf = Vec::with_capacity(bytes.max(BATCH_HEADER_LEN));
-        buf.resize(BATCH_HEADER_LEN, 0);
-        BatchBuilder {
-            buf,
-            count: 0,
-            first_ts: 0,
-            max_ts: i64::MIN,
-        }
-    }
-
-    /// Number of records added.
-    pub fn len(&self) -> u32 {
-        self.count
-    }
-
-    /// True when no record was added.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    /// Bytes the batch takes so far.
-    pub fn size_bytes(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// Adds a record with its timestamp resolved.
-    pub fn push(
-        &mut self,
-        timestamp_ms: TimestampMs,
-        key: Option<&[u8]>,
-        headers: &[Header],
-        value: &[u8],
-    ) {
-        if self.count == 0 {
-            self.first_ts = timestamp_ms;
-        }
-        self.max_ts = self.max_ts.max(timestamp_ms);
-        let ts_delta = zigzag(timestamp_ms.wrapping_sub(self.first_ts));
-        let key_field = key.map(|k| k.len() as u64 + 1).unwrap_or(0);
-        let mut body = varint_len(ts_delta) + varint_len(key_field) + key.map_or(0, |k| k.len());
-        body += varint_len(headers.len() as u64);
-        for h in headers {
-            body += varint_len(h.name.len() as u64) + h.name.len();
-            body += varint_len(h.value.len() as u64) + h.value.len();
-        }
-        body += varint_len(value.len() as u64) + value.len();
-        self.buf.reserve(body + 10);
-        put_varint(&mut self.buf, body as u64);
-        put_varint(&mut self.buf, ts_delta);
-        put_varint(&mut self.buf, key_field);
-        if let Some(k) = key {
-            self.buf.extend_from_slice(k);
-        }
-        put_varint(&mut self.buf, headers.len() as u64);
-        for h in headers {
-            put_varint(&mut self.buf, h.name.len() as u64);
-            self.buf.extend_from_slice(&h.name);
-            put_varint(&mut self.buf, h.value.len() as u64);
-            self.buf.extend_from_slice(&h.value);
-        }
-        put_varint(&mut self.buf, value.len() as u64);
-        self.buf.extend_from_slice(value);
-        self.count += 1;
-    }
-
-    /// Adds a [`Record`], taking `now` when it has no timestamp.
-    pub fn push_record(&mut self, r: &Record, now: TimestampMs) {
-        self.push(
-            r.timestamp_ms.unwrap_or(now),
-            r.key.as_deref(),
-            &r.headers,
-            &r.value,
-        );
-    }
-
-    /// Finishes the batch with base offset 0 (the log assigns the real one).
-    pub fn finish(mut self) -> Vec<u8> {
-        assert!(self.count > 0, "a batch holds at least one record");
-        let len = self.buf.len() as u32;
-        let records_crc = crc(&self.buf[BATCH_HEADER_LEN..]);
-        let b = &mut self.buf;
-        b[B_MAGIC..B_MAGIC + 4].copy_from_slice(&BATCH_MAGIC.to_le_bytes());
-        b[B_VERSION] = BATCH_VERSION;
-        b[B_ATTRIBUTES] = 0;
-        b[B_LEN..B_LEN + 4].copy_from_slice(&len.to_le_bytes());
-        b[B_RECORD_COUNT..B_RECORD_COUNT + 4].copy_from_slice(&self.count.to_le_bytes());
-        b[B_FIRST_TS..B_FIRST_TS + 8].copy_from_slice(&self.first_ts.to_le_bytes());
-        b[B_MAX_TS..B_MAX_TS + 8].copy_from_slice(&self.max_ts.to_le_bytes());
-        b[B_RECORDS_CRC..B_RECORDS_CRC + 4].copy_from_slice(&records_crc.to_le_bytes());
-        set_base_offset(b, Offset(0));
-        self.buf
-    }
-}
-
-/// Encodes records into one batch (base offset 0).
-pub fn encode_batch(records: &[Record], now: TimestampMs) -> Vec<u8> {
-    let mut b = BatchBuilder::with_capacity(
-        BATCH_HEADER_LEN + records.iter().map(|r| r.value.len() + 16).sum::<usize>(),
-    );
-    for r in records {
-        b.push_record(r, now);
-    }
-    b.finish()
+/// The Kafka batch inside a version 2 batch (its body), with the base offset it holds as
+/// stored; `None` for a version 1 batch.
+pub fn kafka_body<'a>(batch: &'a [u8], h: &BatchHeader) -> Option<&'a [u8]> {
+    let end = (h.batch_len as usize).min(batch.len());
+    (h.version == BATCH_VERSION && end >= BATCH_HEADER_LEN + KAFKA_LOG_OVERHEAD)
+        .then(|| &batch[BATCH_HEADER_LEN..end])
 }

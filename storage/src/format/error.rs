@@ -145,6 +145,75 @@ pub enum BatchError {
         /// The limit.
         max: usize,
     },
+    /// Fewer bytes than a Kafka batch header (or its length field).
+    #[error("kafka record batch is {len} bytes, too short for its header")]
+    KafkaTooShort {
+        /// Bytes there are.
+        len: usize,
+    },
+    /// A Kafka batch's `batchLength` does not match the bytes it came in.
+    #[error("kafka batchLength {stated} does not match the {given} bytes given")]
+    KafkaLength {
+        /// The `batchLength` field.
+        stated: i32,
+        /// Bytes given from the batch's start.
+        given: usize,
+    },
+    /// Not a record batch v2 (magic 0 and 1 are the message sets of Kafka before 0.11).
+    #[error("kafka record batch magic {0} is not served (only magic 2)")]
+    KafkaMagic(i8),
+    /// The CRC-32C of a Kafka batch does not match.
+    #[error(
+        "kafka record batch CRC-32C mismatch (stored {stored:#010x}, computed {computed:#010x})"
+    )]
+    KafkaCrc {
+        /// The `crc` field.
+        stored: u32,
+        /// The CRC-32C of the bytes.
+        computed: u32,
+    },
+    /// A transactional batch: transactions are not served.
+    #[error("transactional batches are not served")]
+    Transactional,
+    /// A control batch (transaction markers): not accepted from clients.
+    #[error("control batches are not accepted")]
+    Control,
+    /// `lastOffsetDelta` is not `recordCount - 1`.
+    #[error("kafka lastOffsetDelta {last_offset_delta} with {count} records")]
+    KafkaLastOffsetDelta {
+        /// The `lastOffsetDelta` field.
+        last_offset_delta: i32,
+        /// The `recordCount` field.
+        count: i32,
+    },
+    /// A record's `offsetDelta` is not its position in the batch.
+    #[error("record {record} has offsetDelta {found}")]
+    KafkaOffsetDelta {
+        /// Index of the record.
+        record: u32,
+        /// Its `offsetDelta`.
+        found: i32,
+    },
+    /// The records of a compressed batch do not decompress.
+    #[error("{codec} records do not decompress: {reason}")]
+    Decompress {
+        /// The codec.
+        codec: &'static str,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The records of a compressed batch decompress to more than the limit.
+    #[error("records decompress to more than {max} bytes")]
+    DecompressedTooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// The header of a version 2 batch and the Kafka batch it holds disagree.
+    #[error("batch header and its kafka record batch disagree on {field}")]
+    EnvelopeMismatch {
+        /// The field.
+        field: &'static str,
+    },
     /// The max timestamp field differs from the largest record timestamp.
     #[error("max timestamp field {field} differs from the records' {records}")]
     MaxTimestamp {

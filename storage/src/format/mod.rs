@@ -2,8 +2,15 @@
 //! The full specification, with diagrams and version history, is `docs/format.md`.
 //!
 //! - [`file_header`]: the 32-byte header of `.log`, `.index` and `.timeindex` files.
-//! - [`batch`]: the batch header, its checks, [`BatchBuilder`] and [`validate_batch`].
-//! - [`record`]: records inside a batch, [`RecordIter`] and [`RecordView`].
+//! - [`batch`]: the batch header (both versions), its checks, [`write_header`] and
+//!   [`validate_batch`].
+//! - [`builder`]: [`BatchBuilder`] (version 2) and the version 1 encoder kept for tests.
+//! - [`record`]: records inside a batch of either version: [`BatchRecords`], [`RecordIter`],
+//!   [`RecordView`].
+//! - [`kafka`]: Kafka's record batch v2, the body of a version 2 batch: its header, records,
+//!   full check, and the conversions a Kafka produce and fetch need ([`kafka_to_stored`],
+//!   [`stored_to_kafka`]).
+//! - [`codec`]: bounded decompression of compressed bodies.
 //! - [`scan`]: the one batch scanner ([`scan::step`]) and why a walk stops ([`ScanStop`]).
 //! - [`error`]: the typed errors of these layouts.
 //!
@@ -18,30 +25,40 @@
 //!   base_offset u64 | record_count u32 | first_timestamp_ms i64 | max_timestamp_ms i64 |
 //!   records_crc u32 | records... }
 //!
-//! Record (varints are unsigned LEB128; `ts_delta` is zigzag-encoded):
+//! Version 2 body: a Kafka record batch v2 (big-endian; `kafka`), its records Kafka's.
+//!
+//! Version 1 record (varints are unsigned LEB128; `ts_delta` is zigzag-encoded):
 //! { body_len varint | ts_delta varint | key_len+1 varint (0 = no key) | key |
 //!   header_count varint | { name_len varint | name | value_len varint | value }* |
 //!   value_len varint | value }
 //! ```
 
 pub mod batch;
+pub mod builder;
+pub mod codec;
 pub mod error;
 pub mod file_header;
+pub mod kafka;
 pub mod record;
 pub mod scan;
 
 pub use batch::{
-    check_records_crc, decode_batch_header, encode_batch, records_crc_of, set_base_offset,
-    validate_batch, validate_batch_within, BatchBuilder, BatchHeader, HeaderError,
-    ATTR_COMPRESSION_MASK, ATTR_RESERVED_MASK, BATCH_HEADER_LEN, BATCH_MAGIC, BATCH_VERSION,
-    RECORD_HEADERS_MAX, STORED_RECORD_HEADERS_MAX,
+    check_body, check_records_crc, decode_batch_header, kafka_body, records_crc_of,
+    set_base_offset, validate_batch, validate_batch_within, write_header, BatchHeader, HeaderError,
+    HeaderFields, ATTR_COMPRESSION_MASK, ATTR_RESERVED_MASK, BATCH_HEADER_LEN, BATCH_MAGIC,
+    BATCH_VERSION, BATCH_VERSION_V1, RECORD_HEADERS_MAX, STORED_RECORD_HEADERS_MAX,
 };
+pub use builder::{encode_batch, encode_batch_v1, BatchBuilder};
+pub use codec::{Codec, DECOMPRESSED_BYTES_MAX};
 pub use error::{BatchError, FileHeaderError, RecordError};
 pub use file_header::{
     decode_file_header, encode_file_header, file_header_body_crc, set_file_header_body_crc,
     FILE_HEADER_LEN, FORMAT_VERSION, INDEX_MAGIC, SEGMENT_MAGIC, TIME_INDEX_MAGIC,
 };
-pub use record::{RecordIter, RecordView};
+pub use kafka::convert::{kafka_to_stored, stored_to_kafka, KafkaBatch};
+pub use kafka::validate::{check_kafka_batch, KafkaChecked};
+pub use kafka::{crc32c, KafkaHeader};
+pub use record::{BatchRecords, RecordIter, RecordView};
 pub use scan::{check_batch, ScanEnd, ScanRules, ScanStop, ScannedBatch, Step};
 
 /// The CRC-32 (IEEE) used everywhere in sluice.
@@ -92,7 +109,8 @@ mod tests {
         assert_eq!(h.record_count, 3);
         assert_eq!(h.first_timestamp_ms, 1000);
         assert_eq!(h.max_timestamp_ms, 5000);
-        let rs: Vec<_> = RecordIter::new(&b, &h).map(|r| r.unwrap()).collect();
+        let recs = BatchRecords::new(&b, &h).unwrap();
+        let rs: Vec<_> = recs.iter().map(|r| r.unwrap()).collect();
         assert_eq!(rs[0].offset, Offset(42));
         assert_eq!(rs[0].key, Some(&b"k"[..]));
         assert_eq!(rs[0].headers, vec![(&b"h1"[..], &b"v1"[..])]);

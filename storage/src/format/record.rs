@@ -1,12 +1,19 @@
-//! Records inside a batch (layout: `docs/format.md`, "Record"): varints, parsing one record
-//! without allocating, [`RecordIter`] and [`RecordView`].
+//! Records inside a batch: varints, parsing one version 1 record (layout: `docs/format.md`,
+//! "Record") without allocating, and reading the records of a batch of either version
+//! ([`BatchRecords`], decompressing a compressed body once, and its [`RecordIter`] of
+//! [`RecordView`]s).
+
+use std::borrow::Cow;
 
 use crate::types::{Header, Offset, Record, TimestampMs};
 
-use super::batch::{BatchHeader, BATCH_HEADER_LEN};
-use super::error::RecordError;
+use super::batch::{BatchHeader, BATCH_HEADER_LEN, BATCH_VERSION_V1};
+use super::error::{BatchError, RecordError};
+use super::kafka::record::{kafka_headers, parse_kafka_record};
+use super::kafka::validate::records_section;
+use super::kafka::KafkaHeader;
 
-pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -14,7 +21,7 @@ pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-pub(super) fn varint_len(mut v: u64) -> usize {
+pub(crate) fn varint_len(mut v: u64) -> usize {
     let mut n = 1;
     while v >= 0x80 {
         v >>= 7;
@@ -23,16 +30,16 @@ pub(super) fn varint_len(mut v: u64) -> usize {
     n
 }
 
-pub(super) fn zigzag(v: i64) -> u64 {
+pub(crate) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-pub(super) fn unzigzag(v: u64) -> i64 {
+pub(crate) fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 /// Reads a varint at `*pos`, advancing it; `None` when truncated or longer than 10 bytes.
-pub(super) fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+pub(crate) fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
     let mut v: u64 = 0;
     for i in 0..10 {
         let byte = *b.get(*pos)?;
@@ -84,32 +91,94 @@ impl RecordView<'_> {
     }
 }
 
+/// The records of one batch: its records section, decompressed when the batch is compressed
+/// (once, here, within the codec's bound), ready to iterate as often as needed.
+#[derive(Debug)]
+pub struct BatchRecords<'a> {
+    section: Cow<'a, [u8]>,
+    layout: Layout,
+    base_offset: Offset,
+    count: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    /// Version 1: timestamps are deltas from the header's first timestamp.
+    V1 { first_ts: TimestampMs },
+    /// Version 2: Kafka records, timestamps deltas from the Kafka header's base timestamp.
+    Kafka { base_ts: TimestampMs },
+}
+
+impl<'a> BatchRecords<'a> {
+    /// The records of the whole batch `batch` (header included) whose header is `h`.
+    pub fn new(batch: &'a [u8], h: &BatchHeader) -> Result<Self, BatchError> {
+        let end = (h.batch_len as usize).min(batch.len());
+        let batch = &batch[..end];
+        let (section, layout) = if h.version == BATCH_VERSION_V1 {
+            // Positions in version 1 errors count from the start of the batch.
+            let section = Cow::Borrowed(batch);
+            let layout = Layout::V1 {
+                first_ts: h.first_timestamp_ms,
+            };
+            (section, layout)
+        } else {
+            let body = batch.get(BATCH_HEADER_LEN..).unwrap_or(&[]);
+            let k = KafkaHeader::read(body)?;
+            let section = records_section(body, h.codec())?;
+            let layout = Layout::Kafka {
+                base_ts: k.base_timestamp_ms,
+            };
+            (section, layout)
+        };
+        Ok(BatchRecords {
+            section,
+            layout,
+            base_offset: h.base_offset,
+            count: h.record_count,
+        })
+    }
+
+    /// Iterates the records.
+    pub fn iter(&self) -> RecordIter<'_> {
+        RecordIter {
+            bytes: &self.section,
+            pos: match self.layout {
+                Layout::V1 { .. } => BATCH_HEADER_LEN.min(self.section.len()),
+                Layout::Kafka { .. } => 0,
+            },
+            next_offset: self.base_offset,
+            index: 0,
+            remaining: self.count,
+            layout: self.layout,
+            failed: false,
+        }
+    }
+}
+
 /// Iterates the records of a batch; yields `Err` once at the first malformed record.
 #[derive(Debug)]
 pub struct RecordIter<'a> {
     bytes: &'a [u8],
     pos: usize,
     next_offset: Offset,
+    index: u32,
     remaining: u32,
-    first_ts: TimestampMs,
+    layout: Layout,
     failed: bool,
 }
 
 impl<'a> RecordIter<'a> {
-    /// Iterates a whole batch (header included) whose header is `h`.
-    pub fn new(batch: &'a [u8], h: &BatchHeader) -> Self {
-        let end = (h.batch_len as usize).min(batch.len());
-        RecordIter {
-            bytes: &batch[..end],
-            pos: BATCH_HEADER_LEN.min(end),
-            next_offset: h.base_offset,
-            remaining: h.record_count,
-            first_ts: h.first_timestamp_ms,
-            failed: false,
-        }
+    fn parse_one(&mut self) -> Option<RecordView<'a>> {
+        let view = match self.layout {
+            Layout::V1 { first_ts } => self.parse_v1(first_ts)?,
+            Layout::Kafka { base_ts } => self.parse_kafka(base_ts)?,
+        };
+        self.next_offset = self.next_offset.add(1);
+        self.index += 1;
+        Some(view)
     }
 
-    fn parse_one(&mut self) -> Option<RecordView<'a>> {
+    fn parse_v1(&mut self, first_ts: TimestampMs) -> Option<RecordView<'a>> {
         let raw = parse_record(self.bytes, self.pos)?;
         // The count was checked against the body's length; the vector grows with the headers
         // actually read rather than being sized from the count.
@@ -123,14 +192,27 @@ impl<'a> RecordIter<'a> {
             headers.push((name, value));
         }
         self.pos = raw.end;
-        let offset = self.next_offset;
-        self.next_offset = offset.add(1);
         Some(RecordView {
-            offset,
-            timestamp_ms: self.first_ts.wrapping_add(raw.ts_delta),
+            offset: self.next_offset,
+            timestamp_ms: first_ts.wrapping_add(raw.ts_delta),
             key: raw.key,
             headers,
             value: raw.value,
+        })
+    }
+
+    fn parse_kafka(&mut self, base_ts: TimestampMs) -> Option<RecordView<'a>> {
+        let r = parse_kafka_record(self.bytes, self.pos)?;
+        if r.offset_delta as i64 != self.index as i64 {
+            return None;
+        }
+        self.pos = r.end;
+        Some(RecordView {
+            offset: self.next_offset,
+            timestamp_ms: base_ts.wrapping_add(r.ts_delta),
+            key: r.key,
+            headers: kafka_headers(&r),
+            value: r.value.unwrap_or(&[]),
         })
     }
 }

@@ -35,8 +35,8 @@ use crate::config::LogConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::format::scan::{self, ScanRules, ScanStop, ScannedBatch, Step};
 use crate::format::{
-    decode_file_header, BatchError, BatchHeader, RecordIter, BATCH_HEADER_LEN, FILE_HEADER_LEN,
-    SEGMENT_MAGIC,
+    check_body, decode_file_header, BatchError, BatchHeader, BatchRecords, BATCH_HEADER_LEN,
+    FILE_HEADER_LEN, SEGMENT_MAGIC, STORED_RECORD_HEADERS_MAX,
 };
 use crate::fs::{FileRef, FileSystem, OpenMode};
 use crate::index::{IndexEntry, OffsetEntry, TimeEntry};

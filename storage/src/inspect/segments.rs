@@ -381,7 +381,11 @@ impl Walker<'_> {
 
     /// One line per record of a batch.
     fn record_lines(&mut self, path: &Path, bytes: &[u8], h: &BatchHeader) {
-        let items: Vec<Item> = RecordIter::new(bytes, h)
+        let Ok(records) = BatchRecords::new(bytes, h) else {
+            return;
+        };
+        let items: Vec<Item> = records
+            .iter()
             .map_while(|x| x.ok())
             .map(|rv| {
                 Item::Record(RecordReport {
@@ -410,28 +414,20 @@ impl Walker<'_> {
         bytes: &[u8],
         h: &BatchHeader,
     ) -> Result<(Option<TimestampMs>, Option<(u64, String)>)> {
+        let problem = |e: BatchError| Some((pos, format!("batch {}: {e}", h.base_offset)));
+        let records = match BatchRecords::new(bytes, h) {
+            Ok(r) => r,
+            Err(e) => return Ok((None, problem(e))),
+        };
         let mut last = None;
-        let mut max = i64::MIN;
-        for r in RecordIter::new(bytes, h) {
+        for r in records.iter() {
             match r {
-                Ok(r) => {
-                    last = Some(r.timestamp_ms);
-                    max = max.max(r.timestamp_ms);
-                }
-                Err(e) => return Ok((None, Some((pos, format!("batch {}: {e}", h.base_offset))))),
+                Ok(r) => last = Some(r.timestamp_ms),
+                Err(e) => return Ok((None, problem(e.into()))),
             }
         }
-        if max != h.max_timestamp_ms {
-            return Ok((
-                last,
-                Some((
-                    pos,
-                    format!(
-                        "batch {}: max timestamp field {} differs from the records' {max}",
-                        h.base_offset, h.max_timestamp_ms
-                    ),
-                )),
-            ));
+        if let Err(e) = check_body(bytes, h, STORED_RECORD_HEADERS_MAX) {
+            return Ok((last, problem(e)));
         }
         Ok((last, None))
     }

@@ -1,7 +1,28 @@
 //! Appends: validation of a batch, its base offset, the write into the active segment, and the
 //! roll to a new segment when the active one is full or old.
 
+use super::producers::{ProducerBatch, ProducerTable, Verdict, PRODUCER_SCAN_BYTES_MAX};
 use super::*;
+
+/// What an idempotent append did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// The batch was written at these offsets.
+    New(AppendInfo),
+    /// The batch is a retry of one already written at these offsets; nothing was written.
+    Duplicate(AppendInfo),
+}
+
+/// The idempotent producer of a stored batch, if a Kafka producer with idempotence wrote it.
+fn producer_of(bytes: &[u8], h: &BatchHeader) -> Option<ProducerBatch> {
+    let k = format::KafkaHeader::read(format::kafka_body(bytes, h)?).ok()?;
+    (k.producer_id >= 0).then_some(ProducerBatch {
+        id: k.producer_id,
+        epoch: k.producer_epoch,
+        base_sequence: k.base_sequence,
+        record_count: h.record_count,
+    })
+}
 
 impl Log {
     /// Appends records as one batch and returns their offsets. Under `always` it returns once the
@@ -49,11 +70,34 @@ impl Log {
         self.append_unsynced_within(batch, format::RECORD_HEADERS_MAX)
     }
 
+    /// [`Log::append_unsynced`] for a batch of an idempotent producer (`p`, as its Kafka batch
+    /// header says): a retry of one of the producer's last batches is not written again but
+    /// answered with the offsets it was given ([`Appended::Duplicate`]; wait for those with
+    /// [`Log::sync_to`] too), and a batch out of sequence or from a fenced epoch is refused with
+    /// [`Error::Producer`].
+    pub fn append_idempotent(&self, batch: Vec<u8>, p: ProducerBatch) -> Result<Appended> {
+        self.ensure_producers()?;
+        self.append_checked(batch, format::RECORD_HEADERS_MAX, Some(&p))
+    }
+
     pub(super) fn append_unsynced_within(
+        &self,
+        batch: Vec<u8>,
+        headers_max: usize,
+    ) -> Result<AppendInfo> {
+        match self.append_checked(batch, headers_max, None)? {
+            Appended::New(info) | Appended::Duplicate(info) => Ok(info),
+        }
+    }
+
+    /// Validates and writes a batch; with `producer`, checks it against the producer table under
+    /// the same lock as the write.
+    fn append_checked(
         &self,
         mut batch: Vec<u8>,
         headers_max: usize,
-    ) -> Result<AppendInfo> {
+        producer: Option<&ProducerBatch>,
+    ) -> Result<Appended> {
         let h =
             format::validate_batch_within(&batch, self.shared.config.batch_bytes_max, headers_max)
                 .map_err(|e| Error::InvalidBatch(e.to_string()))?;
@@ -84,6 +128,15 @@ impl Log {
         if st.closed {
             return Err(Error::Closed);
         }
+        if let Some(p) = producer {
+            let table = st.producers.get_or_insert_with(ProducerTable::default);
+            if let Verdict::Duplicate { base, last } = table.check(p).map_err(Error::Producer)? {
+                return Ok(Appended::Duplicate(AppendInfo {
+                    base_offset: base,
+                    last_offset: last,
+                }));
+            }
+        }
         if st.active().pending_bytes() + batch.len() as u64 > DIRECT_PENDING_BYTES_MAX {
             return Err(Error::LimitReached(format!(
                 "{} bytes wait to be written to {}; the disk is not keeping up or failing",
@@ -106,16 +159,57 @@ impl Log {
         // A failed write is cut back by the segment, so the log stays writable (a full disk
         // refuses this batch and accepts later ones once space is free).
         active.append(&batch, &h, cfg.index_interval_bytes)?;
+        if let (Some(p), Some(table)) = (producer, st.producers.as_mut()) {
+            table.record(p, base, h.last_offset());
+        }
         let next = st.next_offset();
         self.shared.written_end.store(next.0, Ordering::Release);
         drop(st);
         if cfg.fsync != FsyncPolicy::Always {
             self.notify_visible();
         }
-        Ok(AppendInfo {
+        Ok(Appended::New(AppendInfo {
             base_offset: base,
             last_offset: h.last_offset(),
-        })
+        }))
+    }
+
+    /// Builds the producer table from the end of the log, once per open, before the first
+    /// idempotent append (see `producers`).
+    fn ensure_producers(&self) -> Result<()> {
+        let from = {
+            let st = lock(&self.shared.state);
+            if st.producers.is_some() {
+                return Ok(());
+            }
+            let mut bytes = 0;
+            let mut from = st.next_offset();
+            for s in st.segments.iter().rev() {
+                from = s.base();
+                bytes += s.size;
+                if bytes >= PRODUCER_SCAN_BYTES_MAX {
+                    break;
+                }
+            }
+            from
+        };
+        let mut table = ProducerTable::default();
+        let mut at = from;
+        while at < self.visible_end() {
+            let batches = self.read(at, 1 << 20)?;
+            let Some(last) = batches.last() else { break };
+            at = last.header.next_offset();
+            for b in &batches {
+                if let Some(p) = producer_of(&b.bytes, &b.header) {
+                    table.record(&p, b.header.base_offset, b.header.last_offset());
+                }
+            }
+        }
+        let mut st = lock(&self.shared.state);
+        if st.producers.is_none() {
+            st.producers = Some(table);
+        }
+        Ok(())
     }
 
     /// Seals the active segment (synced, indexes written) and starts a new one. Runs under the

@@ -27,7 +27,7 @@ use crate::config::{ms_i64, FsyncPolicy, LogConfig, RecoveryPolicy};
 use crate::error::{Error, IoContext, Result};
 use crate::format::scan::{self, ScanEnd, ScanRules, ScanStop, Step};
 use crate::format::{
-    self, decode_batch_header, BatchHeader, RecordIter, RecordView, BATCH_HEADER_LEN,
+    self, decode_batch_header, BatchHeader, BatchRecords, RecordError, BATCH_HEADER_LEN,
     FILE_HEADER_LEN,
 };
 use crate::fs::{write_atomic, FileRef, FsRef};
@@ -38,11 +38,13 @@ use crate::types::{now_ms, Offset, Record, TimestampMs};
 
 mod append;
 mod flusher;
+pub mod producers;
 mod read;
 mod recover;
 mod retention;
 mod sync;
 
+pub use append::Appended;
 use flusher::interval_flusher;
 use recover::recover;
 
@@ -76,14 +78,16 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// The records of the batch at or after `from`.
-    pub fn records_from(&self, from: Offset) -> impl Iterator<Item = Result<RecordView<'_>>> + '_ {
-        RecordIter::new(&self.bytes, &self.header).filter_map(move |r| match r {
-            Ok(r) if r.offset < from => None,
-            Ok(r) => Some(Ok(r)),
-            Err(e) => Some(Err(Error::InvalidBatch(e.to_string()))),
-        })
+    /// The records of the batch (decompressed when the batch is compressed); iterate them with
+    /// [`BatchRecords::iter`], whose errors [`record_error`] turns into this crate's.
+    pub fn records(&self) -> Result<BatchRecords<'_>> {
+        BatchRecords::new(&self.bytes, &self.header).map_err(|e| Error::InvalidBatch(e.to_string()))
     }
+}
+
+/// A malformed record of a stored batch as this crate's error.
+pub fn record_error(e: RecordError) -> Error {
+    Error::InvalidBatch(e.to_string())
 }
 
 /// A segment as seen from outside.
@@ -126,6 +130,8 @@ struct State {
     /// `recovery_point_interval_bytes`.
     rp_at: (Offset, u64),
     closed: bool,
+    /// Idempotent producers, built at the first idempotent append (`producers`).
+    producers: Option<producers::ProducerTable>,
 }
 
 impl State {
@@ -222,6 +228,7 @@ impl Log {
                 segments,
                 rp_at,
                 closed: false,
+                producers: None,
             }),
             sync_lock: Mutex::new(()),
             durable_end: AtomicU64::new(next.0),

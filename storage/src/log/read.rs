@@ -5,8 +5,8 @@ use super::*;
 
 impl Log {
     /// Reads whole batches from `from` up to about `max_bytes` (at least one batch when any is
-    /// visible). The first batch may start before `from`; use [`Batch::records_from`]. Every
-    /// checksum is checked again on the way out.
+    /// visible). The first batch may start before `from`: skip its records before `from` (see
+    /// [`Batch::records`]). Every checksum is checked again on the way out.
     pub fn read(&self, from: Offset, max_bytes: usize) -> Result<Vec<Batch>> {
         let visible = self.visible_end();
         let plan = self.read_plan(from, visible)?;
@@ -76,12 +76,14 @@ impl Log {
     ) -> Result<Vec<(Offset, Record)>> {
         let mut out = Vec::new();
         for b in self.read(from, max_bytes)? {
-            for r in b.records_from(from) {
+            for r in b.records()?.iter() {
                 if out.len() >= max_records {
                     return Ok(out);
                 }
-                let r = r?;
-                out.push((r.offset, r.to_record()));
+                let r = r.map_err(record_error)?;
+                if r.offset >= from {
+                    out.push((r.offset, r.to_record()));
+                }
             }
         }
         Ok(out)
@@ -114,9 +116,9 @@ impl Log {
                 if b.header.max_timestamp_ms < ts {
                     continue;
                 }
-                for r in b.records_from(from) {
-                    let r = r?;
-                    if r.timestamp_ms >= ts {
+                for r in b.records()?.iter() {
+                    let r = r.map_err(record_error)?;
+                    if r.offset >= from && r.timestamp_ms >= ts {
                         return Ok(Some(r.offset));
                     }
                 }

@@ -47,10 +47,19 @@ impl Log {
         if n == 0 {
             return Ok(0);
         }
-        let removed: Vec<Segment> = st.segments.drain(..n).collect();
-        for s in &removed {
+        let fs = &*self.shared.fs;
+        let mut removed = st.segments.drain(..n).collect::<Vec<Segment>>().into_iter();
+        while let Some(s) = removed.next() {
             tracing::info!(segment = %s.file.path.display(), "retention deletes segment {}..{}", s.base(), s.next_offset);
-            Segment::remove_files(&*self.shared.fs, &self.shared.dir, s.base())?;
+            if let Err(e) = Segment::remove_files(fs, &self.shared.dir, s.base()) {
+                // Segments go oldest first, so the log never has a gap: what is still on disk
+                // (this segment unless its `.log` is gone, and every later one) goes back to the
+                // front of the log and is removed, in order, by the next call.
+                let gone = !fs.exists(&segment_path(&self.shared.dir, s.base(), LOG_EXT));
+                let back: Vec<Segment> = (!gone).then_some(s).into_iter().chain(removed).collect();
+                st.segments.splice(0..0, back);
+                return Err(e);
+            }
         }
         if let Err(e) = self.shared.fs.sync_dir(&self.shared.dir) {
             let e = Error::io(&self.shared.dir, e);

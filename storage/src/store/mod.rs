@@ -52,6 +52,7 @@ mod dirs;
 mod group;
 mod inner;
 mod partition;
+mod producer_ids;
 mod queue;
 mod settings;
 mod subscriber;
@@ -144,6 +145,8 @@ pub struct Store {
     _lock: crate::fs::LockRef,
     /// The background upkeep of a store opened by [`StoreBuilder`], stopped at close.
     upkeep: Mutex<Option<upkeep::Upkeep>>,
+    /// Ids for idempotent producers.
+    producer_ids: producer_ids::ProducerIds,
 }
 
 impl std::fmt::Debug for Store {
@@ -195,11 +198,21 @@ impl Store {
         // Queues first: topics' groups dead-letter into them.
         inner.open_all("queues")?;
         inner.open_all("topics")?;
+        let producer_ids = producer_ids::ProducerIds::open(fs, &root)?;
         Ok(Store {
             inner,
             _lock: lock,
             upkeep: Mutex::new(None),
+            producer_ids,
         })
+    }
+
+    /// A producer id that this data directory has never handed out (for an idempotent Kafka
+    /// producer's InitProducerId). Blocking: a durable write every
+    /// [`producer_ids::PRODUCER_ID_BLOCK`] ids.
+    pub fn new_producer_id(&self) -> Result<i64> {
+        self.inner.check_open()?;
+        self.producer_ids.next()
     }
 
     /// Creates a topic of one partition; see [`Store::create_topic_with_partitions`].

@@ -108,9 +108,12 @@ impl Queue {
                         }
                     }
                 };
-                for r in batch.records_from(Offset(from)) {
-                    let r = r?;
+                for r in batch.records()?.iter() {
+                    let r = r.map_err(crate::log::record_error)?;
                     let o = r.offset.0;
+                    if o < from {
+                        continue;
+                    }
                     if o >= end {
                         break;
                     }

@@ -1,0 +1,256 @@
+//! Kafka batches against an independent implementation (the `kafka-protocol` crate): what it
+//! encodes, sluice stores and reads back; what sluice hands a fetch, it decodes.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record as KRecord, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+    TimestampType,
+};
+
+use super::*;
+use crate::format::{
+    decode_batch_header, encode_batch, encode_batch_v1, kafka_to_stored, set_base_offset,
+    stored_to_kafka, validate_batch, BatchRecords, BATCH_HEADER_LEN, RECORD_HEADERS_MAX,
+};
+use crate::types::{Header, Offset, Record};
+
+fn krecord(i: i64, value: Option<&[u8]>) -> KRecord {
+    let mut headers = IndexMap::new();
+    headers.insert(
+        StrBytes::from_static_str("h"),
+        Some(Bytes::from(format!("v{i}"))),
+    );
+    KRecord {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: 7,
+        producer_epoch: 1,
+        timestamp_type: TimestampType::Creation,
+        offset: i,
+        sequence: 100 + i as i32,
+        timestamp: 1_700_000_000_000 + (i * 37) % 100,
+        key: (i % 2 == 0).then(|| Bytes::from(format!("key-{i}"))),
+        value: value.map(Bytes::copy_from_slice),
+        headers,
+    }
+}
+
+fn kafka_encode(records: &[KRecord], compression: Compression) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, records, &options).unwrap();
+    buf.to_vec()
+}
+
+fn sample(n: i64) -> Vec<KRecord> {
+    (0..n)
+        .map(|i| krecord(i, (i != 3).then_some(&b"some value bytes"[..])))
+        .collect()
+}
+
+#[test]
+fn produced_batches_are_stored_as_sent_and_read_back() {
+    for compression in [Compression::None, Compression::Gzip, Compression::Snappy] {
+        let records = sample(10);
+        let wire = kafka_encode(&records, compression);
+        let stored = kafka_to_stored(&wire, 1 << 20).unwrap();
+        assert_eq!(stored.len(), 1);
+        let b = &stored[0];
+        assert_eq!(
+            (b.producer_id, b.producer_epoch, b.base_sequence),
+            (7, 1, 100)
+        );
+        assert_eq!(b.record_count, 10);
+        // Stored as sent: the body is the client's batch, but for the fields outside its CRC.
+        assert_eq!(&b.bytes[BATCH_HEADER_LEN + K_MAGIC..], &wire[K_MAGIC..]);
+        let mut bytes = b.bytes.clone();
+        set_base_offset(&mut bytes, Offset(1000));
+        let h = validate_batch(&bytes, 1 << 20).unwrap();
+        assert_eq!(h.record_count, 10);
+        let expect_max = records.iter().map(|r| r.timestamp).max().unwrap();
+        assert_eq!(h.max_timestamp_ms, expect_max);
+        let recs = BatchRecords::new(&bytes, &h).unwrap();
+        for (r, k) in recs.iter().zip(&records) {
+            let r = r.unwrap();
+            assert_eq!(r.offset, Offset(1000 + k.offset as u64));
+            assert_eq!(r.timestamp_ms, k.timestamp);
+            assert_eq!(r.key, k.key.as_deref());
+            assert_eq!(r.value, k.value.as_deref().unwrap_or(&[]));
+            assert_eq!(r.headers.len(), 1);
+            assert_eq!(r.headers[0].1, k.headers[0].as_deref().unwrap());
+        }
+        assert_eq!(recs.iter().count(), 10);
+    }
+}
+
+#[test]
+fn fetched_batches_decode_in_an_independent_client() {
+    // Version 2 (as sluice writes it) and version 1 (older segments) alike.
+    let records: Vec<Record> = (0..5)
+        .map(|i| Record {
+            timestamp_ms: Some(1_000 + i),
+            key: (i % 2 == 0).then(|| format!("k{i}").into_bytes()),
+            headers: vec![Header::new("n", format!("{i}"))],
+            value: format!("value {i}").into_bytes(),
+        })
+        .collect();
+    for build in [encode_batch, encode_batch_v1] {
+        let mut a = build(&records[..2], 0);
+        set_base_offset(&mut a, Offset(40));
+        let mut b = build(&records[2..], 0);
+        set_base_offset(&mut b, Offset(42));
+        let run = [a, b].concat();
+        let mut out = Vec::new();
+        stored_to_kafka(&run, &mut out).unwrap();
+        let sets = RecordBatchDecoder::decode_all(&mut Bytes::from(out)).unwrap();
+        let got: Vec<_> = sets.iter().flat_map(|s| s.records.iter()).collect();
+        assert_eq!(got.len(), 5);
+        for (i, r) in got.iter().enumerate() {
+            assert_eq!(r.offset, 40 + i as i64);
+            assert_eq!(r.timestamp, 1_000 + i as i64);
+            assert_eq!(r.key.as_deref(), records[i].key.as_deref());
+            assert_eq!(r.value.as_deref(), Some(&records[i].value[..]));
+            assert_eq!(r.headers.len(), 1);
+        }
+    }
+}
+
+#[test]
+fn several_batches_in_one_produce() {
+    let wire = [
+        kafka_encode(&sample(3), Compression::None),
+        kafka_encode(&sample(2), Compression::Gzip),
+    ]
+    .concat();
+    let stored = kafka_to_stored(&wire, 1 << 20).unwrap();
+    assert_eq!(
+        stored.iter().map(|b| b.record_count).collect::<Vec<_>>(),
+        [3, 2]
+    );
+}
+
+#[test]
+fn every_flip_inside_the_crc_is_refused() {
+    let wire = kafka_encode(&sample(3), Compression::None);
+    for bit in 0..wire.len() * 8 {
+        let mut c = wire.clone();
+        c[bit / 8] ^= 1 << (bit % 8);
+        let byte = bit / 8;
+        let outside_crc = byte < K_LENGTH || (K_LEADER_EPOCH..K_MAGIC).contains(&byte);
+        let r = kafka_to_stored(&c, 1 << 20);
+        if outside_crc {
+            assert!(
+                r.is_ok(),
+                "flip of bit {bit} (a field the broker sets) was refused"
+            );
+        } else {
+            assert!(r.is_err(), "flip of bit {bit} went unnoticed");
+        }
+    }
+}
+
+fn with_crc(mut b: Vec<u8>) -> Vec<u8> {
+    let c = crc32c(&b[K_ATTRIBUTES..]);
+    b[K_CRC..K_CRC + 4].copy_from_slice(&c.to_be_bytes());
+    b
+}
+
+#[test]
+fn hostile_headers_are_refused_without_allocating() {
+    let good = kafka_encode(&sample(3), Compression::None);
+    let set = |at: usize, v: &[u8]| {
+        let mut b = good.clone();
+        b[at..at + v.len()].copy_from_slice(v);
+        with_crc(b)
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("huge count", set(K_RECORD_COUNT, &i32::MAX.to_be_bytes())),
+        (
+            "negative count",
+            set(K_RECORD_COUNT, &(-1i32).to_be_bytes()),
+        ),
+        ("last delta", set(K_LAST_OFFSET_DELTA, &5i32.to_be_bytes())),
+        ("magic 1", set(K_MAGIC, &[1])),
+        (
+            "transactional",
+            set(K_ATTRIBUTES, &KATTR_TRANSACTIONAL.to_be_bytes()),
+        ),
+        ("control", set(K_ATTRIBUTES, &KATTR_CONTROL.to_be_bytes())),
+        ("codec 5", set(K_ATTRIBUTES, &5i16.to_be_bytes())),
+        (
+            "gzip flag on plain records",
+            set(K_ATTRIBUTES, &1i16.to_be_bytes()),
+        ),
+        ("negative length", set(K_LENGTH, &(-5i32).to_be_bytes())),
+        (
+            "length past the bytes",
+            set(K_LENGTH, &i32::MAX.to_be_bytes()),
+        ),
+        ("short", good[..40].to_vec()),
+    ];
+    for (what, b) in cases {
+        assert!(kafka_to_stored(&b, 1 << 20).is_err(), "{what} accepted");
+    }
+    // Records that claim more bytes than there are.
+    let mut b = good.clone();
+    b[KAFKA_HEADER_LEN] = 0x7e; // first record's length: 63, past the batch
+    assert!(kafka_to_stored(&with_crc(b), 1 << 20).is_err());
+    // A trailing partial batch.
+    let mut two = good.clone();
+    two.extend_from_slice(&good[..30]);
+    assert!(kafka_to_stored(&two, 1 << 20).is_err());
+    assert!(kafka_to_stored(&[], 1 << 20).is_err());
+    // Over the stored-batch limit.
+    assert!(kafka_to_stored(&good, good.len() as u32).is_err());
+}
+
+#[test]
+fn a_wrong_max_timestamp_is_corrected_as_kafka_does() {
+    let good = kafka_encode(&sample(3), Compression::None);
+    let mut b = good.clone();
+    b[K_MAX_TS..K_MAX_TS + 8].copy_from_slice(&5i64.to_be_bytes());
+    let stored = kafka_to_stored(&with_crc(b), 1 << 20).unwrap();
+    let h = validate_batch(&stored[0].bytes, 1 << 20).unwrap();
+    let want = sample(3).iter().map(|r| r.timestamp).max().unwrap();
+    assert_eq!(h.max_timestamp_ms, want);
+}
+
+#[test]
+fn header_limits_hold_for_kafka_records() {
+    let mut r = krecord(0, Some(b"v"));
+    for i in 0..=RECORD_HEADERS_MAX {
+        r.headers
+            .insert(StrBytes::from_string(format!("h{i}")), Some(Bytes::new()));
+    }
+    let wire = kafka_encode(&[r], Compression::None);
+    assert!(matches!(
+        kafka_to_stored(&wire, 1 << 20),
+        Err(BatchError::TooManyHeaders { .. })
+    ));
+}
+
+#[test]
+fn stored_version_2_bit_flips_are_detected_and_layout_is_kafkas() {
+    let recs = [Record::from_value("x"), Record::from_value("yy")];
+    let mut b = encode_batch(&recs, 9);
+    set_base_offset(&mut b, Offset(3));
+    let h = decode_batch_header(&b, u32::MAX).unwrap();
+    assert_eq!(h.version, crate::format::BATCH_VERSION);
+    let k = KafkaHeader::read(&b[BATCH_HEADER_LEN..]).unwrap();
+    assert_eq!(k.magic, KAFKA_MAGIC);
+    assert_eq!(k.record_count, 2);
+    assert_eq!(k.total_len(), b.len() - BATCH_HEADER_LEN);
+    assert_eq!(k.crc, crc32c(&b[BATCH_HEADER_LEN + K_ATTRIBUTES..]));
+    for bit in 0..b.len() * 8 {
+        let mut c = b.clone();
+        c[bit / 8] ^= 1 << (bit % 8);
+        assert!(validate_batch(&c, 1 << 20).is_err(), "flip of bit {bit}");
+    }
+}
