@@ -93,8 +93,22 @@ impl Round {
         Ok(())
     }
 
+    /// Adds `p` of `q`, merged with what the round already holds of `q` (one sync per queue).
     fn add(&mut self, q: &Arc<Queue>, p: Pending) {
-        self.0.push((q.clone(), p));
+        if p == Pending::NONE {
+            return;
+        }
+        match self.0.iter_mut().find(|(x, _)| Arc::ptr_eq(x, q)) {
+            Some((_, held)) => *held = held.and(p),
+            None => self.0.push((q.clone(), p)),
+        }
+    }
+
+    /// Adds everything of `other`.
+    fn extend(&mut self, other: Round) {
+        for (q, p) in other.0 {
+            self.add(&q, p);
+        }
     }
 }
 
@@ -321,7 +335,7 @@ impl Consumer {
             }
         };
         let ready = encode(deliveries);
-        acked.0.extend(delivered.0);
+        acked.extend(delivered);
         acked.commit()?;
         send(ready);
         self.acked(queues);
