@@ -83,8 +83,9 @@ pub use log::{record_error, AppendInfo, Appended, Batch, Log, RecoveryReport, Se
 pub use offsets::inspect_offsets;
 pub use offsets::COMMIT_METADATA_BYTES_MAX;
 pub use store::{
-    Acked, Clock, ClockRef, Consumer, ConsumerId, Delivery, Group, ManualClock, PartitionStats,
-    Pending, Queue, QueueConfig, QueueStats, StartAt, Store, StoreBuilder, StoreConfig, Subscriber,
-    SubscriberInfo, SystemClock, Topic, TopicConfig, TopicId, TopicStats, PARTITIONS_MAX,
+    Acked, Clock, ClockRef, Consumer, ConsumerId, Delivery, Group, GroupConsumer, ManualClock,
+    PartitionStats, Pending, Queue, QueueConfig, QueueStats, StartAt, Store, StoreBuilder,
+    StoreConfig, Subscriber, SubscriberInfo, SystemClock, Topic, TopicConfig, TopicId, TopicStats,
+    PARTITIONS_MAX,
 };
 pub use types::{now_ms, Header, Offset, Record, TimestampMs};

@@ -444,3 +444,39 @@ fn repair_cuts_the_damaged_partition_only() {
     assert_eq!(values(&t, 0).len(), 5);
     assert_eq!(values(&t, 1).len(), 5);
 }
+
+/// The embedded group consumer takes from every partition in turn and acks by (partition,
+/// offset); what it holds goes back when it is dropped.
+#[test]
+fn an_embedded_group_consumer_rotates_over_partitions() {
+    let sim = SimFs::new();
+    let s = open(&sim);
+    let t = s.create_topic_with_partitions("t", None, 3).unwrap();
+    for p in 0..3u32 {
+        for i in 0..4 {
+            t.publish_to(p, &[rec(&format!("{p}-{i}"))]).unwrap();
+        }
+    }
+    let g = t.group("g", QueueConfig::default()).unwrap();
+    let c = g.consumer();
+    let firsts: Vec<u32> = (0..3)
+        .map(|_| {
+            let ds = c.receive(2).unwrap();
+            assert_eq!(ds.len(), 2);
+            let ids: Vec<(u32, Offset)> = ds.iter().map(|d| (d.partition, d.offset)).collect();
+            c.ack(&ids).unwrap();
+            ds[0].partition
+        })
+        .collect();
+    assert_eq!(firsts, vec![0, 1, 2]);
+    let held = c.receive(100).unwrap();
+    assert_eq!(held.len(), 6);
+    assert!(matches!(
+        c.ack(&[(1, Offset(0))]),
+        Err(Error::NotHeld { .. })
+    ));
+    drop(c);
+    // Released: another consumer gets the same six again.
+    let c2 = g.consumer();
+    assert_eq!(c2.receive(100).unwrap().len(), 6);
+}

@@ -12,7 +12,7 @@ use super::{ConsumerId, Delivery, Queue};
 
 /// Consumer ids handed to embedded consumers: the upper half of the id space, apart from the
 /// ids a server gives its connections' consumers.
-static NEXT_EMBEDDED_CONSUMER: AtomicU64 = AtomicU64::new(1 << 63);
+pub(in crate::store) static NEXT_EMBEDDED_CONSUMER: AtomicU64 = AtomicU64::new(1 << 63);
 
 /// Longest single wait of [`Consumer::receive_wait`] before it looks again (redeliveries after
 /// an ack deadline do not wake it).

@@ -7,10 +7,15 @@
 //! group or the partition is).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, IoContext, Result};
 use crate::log::Log;
+use crate::types::Offset;
+
+use super::consumer::NEXT_EMBEDDED_CONSUMER;
+use super::queue::{ConsumerId, Delivery};
 
 use super::dirs::make_dir;
 use super::partition::{group_partition_dir, partition_of, GROUP_PARTITION_PREFIX};
@@ -70,6 +75,15 @@ impl Group {
             })
     }
 
+    /// A new competing consumer of the group over every partition it has now.
+    pub fn consumer(self: &Arc<Self>) -> GroupConsumer {
+        GroupConsumer {
+            queues: self.partitions(),
+            id: ConsumerId(NEXT_EMBEDDED_CONSUMER.fetch_add(1, Ordering::Relaxed)),
+            turn: AtomicUsize::new(0),
+        }
+    }
+
     pub(in crate::store) fn shut(&self, clean: bool) -> Result<()> {
         let mut first = Ok(());
         for q in self.partitions() {
@@ -79,6 +93,88 @@ impl Group {
             }
         }
         first
+    }
+}
+
+/// One competing consumer of a group (see [`Group::consumer`]): each `receive` starts one
+/// partition further than the last and takes from each partition in turn, so no partition
+/// waits behind another. Messages are named by (partition, offset). Dropping it returns what it
+/// holds to the group at once.
+#[derive(Debug)]
+pub struct GroupConsumer {
+    queues: Vec<Arc<Queue>>,
+    id: ConsumerId,
+    turn: AtomicUsize,
+}
+
+impl GroupConsumer {
+    /// Its id in the group's queues.
+    pub fn id(&self) -> ConsumerId {
+        self.id
+    }
+
+    /// Takes up to `max` messages over the partitions (within each partition's unacked
+    /// bounds); each is durable (its attempt counted) before it is returned.
+    pub fn receive(&self, max: usize) -> Result<Vec<Delivery>> {
+        let n = self.queues.len();
+        let first = self.turn.fetch_add(1, Ordering::Relaxed) % n.max(1);
+        let mut out = Vec::new();
+        for k in 0..n {
+            if out.len() >= max {
+                break;
+            }
+            out.extend(self.queues[(first + k) % n].deliver(self.id, max - out.len())?);
+        }
+        Ok(out)
+    }
+
+    /// Acknowledges messages it holds, by (partition, offset); durable on return. Offsets it
+    /// does not hold are refused with [`Error::NotHeld`] after the others are acked (the first
+    /// partition with any, in partition order).
+    pub fn ack(&self, ids: &[(u32, Offset)]) -> Result<()> {
+        self.each_partition(ids, |q, offs| q.ack(self.id, offs))
+    }
+
+    /// Returns messages it holds to the group, to be delivered again after `delay_ms`.
+    pub fn nack(&self, ids: &[(u32, Offset)], delay_ms: u64) -> Result<()> {
+        self.each_partition(ids, |q, offs| q.nack(self.id, offs, delay_ms))
+    }
+
+    fn each_partition(
+        &self,
+        ids: &[(u32, Offset)],
+        f: impl Fn(&Queue, &[Offset]) -> Result<()>,
+    ) -> Result<()> {
+        let mut first = Ok(());
+        for (p, q) in self.queues.iter().enumerate() {
+            let offs: Vec<Offset> = ids
+                .iter()
+                .filter(|(x, _)| *x as usize == p)
+                .map(|(_, o)| *o)
+                .collect();
+            if offs.is_empty() {
+                continue;
+            }
+            let r = f(q, &offs);
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        if let Some((p, _)) = ids.iter().find(|(p, _)| *p as usize >= self.queues.len()) {
+            first = first.and(Err(Error::NotFound {
+                kind: "partition",
+                name: p.to_string(),
+            }));
+        }
+        first
+    }
+}
+
+impl Drop for GroupConsumer {
+    fn drop(&mut self) {
+        for q in &self.queues {
+            q.release(self.id);
+        }
     }
 }
 

@@ -35,7 +35,7 @@
 //! - `topic`: [`Topic`]: its partitions' logs, its named subscribers and its consumer groups.
 //! - `partition`: [`TopicId`], [`TopicConfig`], where partition logs and group partitions live.
 //! - `alter`: adding partitions to a topic, crash-safely.
-//! - `group`: [`Group`]: a consumer group, one [`Queue`] per partition.
+//! - `group`: [`Group`]: a consumer group, one [`Queue`] per partition, and [`GroupConsumer`].
 //! - `builder`, `upkeep`: [`StoreBuilder`] and the thread that returns expired deliveries and
 //!   applies retention for an embedded store.
 //! - `subscriber`, `consumer`: the embedding handles [`Subscriber`] (a named subscriber with a
@@ -72,7 +72,7 @@ pub use builder::{StoreBuilder, RETENTION_EVERY_DEFAULT, UPKEEP_EVERY_DEFAULT};
 pub use clock::{Clock, ClockRef, ManualClock, SystemClock};
 pub use consumer::Consumer;
 pub use dirs::{is_tombstone, TOMBSTONE_MARK};
-pub use group::Group;
+pub use group::{Group, GroupConsumer};
 pub use partition::{
     group_partition_dir, partition_log_dir, partition_of, TopicConfig, TopicId,
     GROUP_PARTITION_PREFIX, KIND_TOPIC_V2, PARTITIONS_MAX, PARTITION_LOG_PREFIX,

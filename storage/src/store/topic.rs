@@ -383,7 +383,7 @@ impl Topic {
     /// A consumer group: a shared cursor with acks over each partition's log. A new group
     /// starts at each log's start; an existing one is returned as it is (its saved settings
     /// win). A new group that dead-letters to a default `<topic>.<group>.dlq` longer than
-    /// [`NAME_MAX`] is refused with `InvalidArgument`.
+    /// [`NAME_MAX`](super::NAME_MAX) is refused with `InvalidArgument`.
     pub fn group(&self, name: &str, config: QueueConfig) -> Result<Arc<Group>> {
         validate_name(name)?;
         config.validate()?;
