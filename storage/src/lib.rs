@@ -78,7 +78,7 @@ pub use ackstate::{inspect_queue_state, QueueStateReport};
 pub use config::{FsyncPolicy, LogConfig, RecoveryPolicy};
 pub use error::{Error, Result};
 pub use fs::{FileSystem, FsRef, StdFs};
-pub use log::{record_error, AppendInfo, Batch, Log, RecoveryReport, SegmentInfo};
+pub use log::{record_error, AppendInfo, Batch, Log, RecoveryReport, Retention, SegmentInfo};
 pub use offsets::inspect_offsets;
 pub use store::{
     Acked, Clock, ClockRef, Consumer, ConsumerId, Delivery, ManualClock, Pending, Queue,

@@ -231,6 +231,8 @@ impl Walker<'_> {
             )
         } else if name.contains(DROPPED_INFIX) {
             ("repair-side-file", None)
+        } else if name == crate::store::IDENTITY_FILE {
+            ("identity", None)
         } else {
             ("unknown", None)
         };
