@@ -10,7 +10,8 @@
 //!              ApiVersions) | body }
 //! ```
 //!
-//! Decoding never panics on bad input (a panic in the generated decoders would be caught and
+//! Bytes after a body are ignored, as Kafka's broker ignores them. Decoding never panics on
+//! bad input (a panic in the generated decoders would be caught and
 //! reported as [`DecodeError::Malformed`]) and never allocates more than the frame allows (the
 //! vendored crate refuses array counts beyond the bytes left).
 
@@ -165,9 +166,8 @@ pub fn decode_request(frame: Bytes, topic_ids: bool) -> Result<Decoded, DecodeEr
             decode_body(api, &mut buf, api_version)
         }
         .map_err(|e| format!("body: {e}"))?;
-        if buf.has_remaining() {
-            return Err(format!("{} bytes follow the body", buf.remaining()));
-        }
+        // Bytes after the body are ignored, as Kafka's broker ignores them: librdkafka 2.16
+        // sends Metadata v13 with 3 of them.
         Ok((header, body))
     });
     let (header, body) = match decoded {
@@ -280,11 +280,20 @@ mod tests {
     }
 
     #[test]
-    fn trailing_bytes_are_refused() {
-        // Metadata v1, client id "", null topics, then garbage.
-        let ok = decode_request(frame(3, 1, 1, &[0, 0, 0xff, 0xff, 0xff, 0xff]), false);
-        assert!(matches!(ok, Ok(Decoded::Request(_, Request::Metadata(_)))));
-        let bad = decode_request(frame(3, 1, 1, &[0, 0, 0xff, 0xff, 0xff, 0xff, 9]), false);
-        assert!(matches!(bad, Err(DecodeError::Malformed { .. })));
+    fn bytes_after_the_body_are_ignored_as_kafka_does() {
+        // Metadata v1, client id "", null topics, then one byte more.
+        for rest in [
+            &[0u8, 0, 0xff, 0xff, 0xff, 0xff][..],
+            &[0, 0, 0xff, 0xff, 0xff, 0xff, 9],
+        ] {
+            let d = decode_request(frame(3, 1, 1, rest), false);
+            assert!(
+                matches!(d, Ok(Decoded::Request(_, Request::Metadata(_)))),
+                "{d:?}"
+            );
+        }
+        // A body cut short is malformed.
+        let cut = decode_request(frame(3, 1, 1, &[0, 0, 0, 0, 0, 1]), false);
+        assert!(matches!(cut, Err(DecodeError::Malformed { .. })), "{cut:?}");
     }
 }
