@@ -269,10 +269,10 @@ fn describe_one(
             return out;
         }
     };
-    let wanted = |n: &str| {
-        res.configuration_keys
-            .as_ref()
-            .map_or(true, |keys| keys.iter().any(|k| k.as_str() == n))
+    // No keys (null, or an empty list, as Kafka reads it): every config.
+    let wanted = |n: &str| match &res.configuration_keys {
+        Some(keys) if !keys.is_empty() => keys.iter().any(|k| k.as_str() == n),
+        _ => true,
     };
     out.configs = entries
         .iter()
