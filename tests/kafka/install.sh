@@ -6,7 +6,7 @@
 #
 #   bash tests/kafka/install.sh            # everything
 #   bash tests/kafka/install.sh py java    # only some steps (apt py java node go)
-#   bash tests/kafka/install.sh apt py     # what CI installs: kcat and confluent-kafka
+#   bash tests/kafka/install.sh apt py java   # what CI installs: kcat, confluent-kafka, Java client
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

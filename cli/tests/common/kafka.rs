@@ -192,3 +192,24 @@ pub fn kcat_ok(
     assert!(out.status.success(), "kcat {args:?} failed: {err}");
     String::from_utf8(out.stdout).expect("kcat printed UTF-8")
 }
+
+/// `java` and the class path of Kafka's Java client and tools (`tests/kafka/.lib/*`).
+pub fn java_classpath() -> Option<String> {
+    let lib = repo_root().join("tests/kafka/.lib");
+    let has_clients = std::fs::read_dir(&lib).ok().is_some_and(|d| {
+        d.filter_map(Result::ok).any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("kafka-clients-")
+        })
+    });
+    let has_java = Command::new("java")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_clients && has_java {
+        Some(format!("{}/*", lib.display()))
+    } else {
+        missing("Kafka's Java client and tools (and java)")
+    }
+}
