@@ -635,3 +635,35 @@ fn every_served_version_of_every_api_is_answered() {
     }
     assert!(answered > 60, "{answered} versions answered");
 }
+
+/// A long poll on a topic that is deleted meanwhile answers at once with
+/// UNKNOWN_TOPIC_OR_PARTITION rather than waiting out max_wait_ms.
+#[test]
+fn a_long_poll_on_a_deleted_topic_ends_at_once() {
+    use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
+    let (_t, s) = server();
+    let mut c = Raw::connect(&s.kafka);
+    metadata(&mut c, "doomed");
+    let kafka = s.kafka.clone();
+    let deleter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        let mut d = Raw::connect(&kafka);
+        let req = DeleteTopicsRequest::default()
+            .with_topic_names(vec![TopicName(StrBytes::from_static_str("doomed"))]);
+        let r: DeleteTopicsResponse = d.call(ApiKey::DeleteTopics, 5, &req);
+        r.responses[0].error_code
+    });
+    let started = Instant::now();
+    let r: FetchResponse = c.call(
+        ApiKey::Fetch,
+        11,
+        &fetch_req("doomed", 0, 1 << 20, 20_000, 1),
+    );
+    assert_eq!(deleter.join().unwrap(), 0);
+    assert_eq!(fetched(&r).0, 3);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}

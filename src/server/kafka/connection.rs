@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{sleep, timeout};
 use tracing::{debug, warn};
 
@@ -34,6 +34,8 @@ pub(super) struct Conn {
     pub(super) ctx: Arc<KafkaContext>,
     pub(super) peer: SocketAddr,
     slots: mpsc::Sender<oneshot::Receiver<Option<Bytes>>>,
+    /// Dropped when the connection ends: long polls then answer with what they have.
+    ended: watch::Sender<()>,
 }
 
 /// Serves one accepted connection until it ends.
@@ -56,6 +58,7 @@ pub(super) async fn handle_connection(
         ctx,
         peer,
         slots: slot_tx,
+        ended: watch::channel(()).0,
     };
     if let End::Fatal(why) = conn.run(&mut rd, &mut shutdown).await {
         warn!(%peer, "closing kafka connection: {why}");
@@ -158,6 +161,11 @@ impl Conn {
             Ok(Err(_)) => Err(End::Closed),
             Ok(Ok(_)) => Ok(buf.freeze()),
         }
+    }
+
+    /// A receiver that closes when the connection ends.
+    pub(super) fn ended(&self) -> watch::Receiver<()> {
+        self.ended.subscribe()
     }
 
     /// The next response slot, in request order (waits while [`IN_FLIGHT_REQUESTS_MAX`]

@@ -55,8 +55,9 @@ struct Target {
 impl Conn {
     pub(super) fn fetch(&self, tx: Slot, h: Header, req: FetchRequest) {
         let ctx = self.ctx.clone();
+        let mut ended = self.ended();
         tokio::spawn(async move {
-            let resp = fetch(ctx, h.api_version, req).await;
+            let resp = fetch(ctx, h.api_version, req, &mut ended).await;
             respond(tx, &h, &resp);
         });
     }
@@ -172,7 +173,8 @@ fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<PartitionData>, usize,
                 partition_data(t.index, *code, None)
             }
             Ok((log, _)) => {
-                let limit = (t.partition_max_bytes.max(0) as usize).min(max_bytes - total);
+                let limit =
+                    (t.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
                 let d = read_partition(log, t, limit, total == 0);
                 errors |= d.error_code != 0;
                 total += d.records.as_ref().map_or(0, |r| r.len());
@@ -183,8 +185,21 @@ fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<PartitionData>, usize,
     (data, total, errors)
 }
 
-/// Waits until one of the watchers sees a new visible end (or closes), or until `deadline`.
-async fn any_change(targets: &mut [Target], deadline: Instant) {
+/// Marks the partitions whose topic was deleted (its watcher closed) or whose log closed, so
+/// the fetch answers at once instead of waiting on them.
+fn drop_gone(targets: &mut [Target]) {
+    for t in targets.iter_mut() {
+        if let Ok((log, rx)) = &t.source {
+            if rx.has_changed().is_err() || log.is_closed() {
+                t.source = Err(ResponseError::UnknownTopicOrPartition.code());
+            }
+        }
+    }
+}
+
+/// Waits until one of the watchers sees a new visible end (or closes), the connection ends, or
+/// `deadline`.
+async fn any_change(targets: &mut [Target], deadline: Instant, ended: &mut watch::Receiver<()>) {
     let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = targets
         .iter_mut()
         .filter_map(|t| t.source.as_mut().ok())
@@ -194,10 +209,9 @@ async fn any_change(targets: &mut [Target], deadline: Instant) {
             }) as _
         })
         .collect();
-    if waits.is_empty() {
-        tokio::time::sleep_until(deadline).await;
-        return;
-    }
+    waits.push(Box::pin(async move {
+        let _ = ended.changed().await;
+    }));
     let any = std::future::poll_fn(|cx| {
         for w in waits.iter_mut() {
             if w.as_mut().poll(cx).is_ready() {
@@ -210,7 +224,14 @@ async fn any_change(targets: &mut [Target], deadline: Instant) {
 }
 
 /// The whole fetch, long poll included.
-async fn fetch(ctx: Arc<KafkaContext>, version: i16, req: FetchRequest) -> FetchResponse {
+/// `ended` closes when the connection ends (shutdown included): a long poll then answers with
+/// what it has.
+async fn fetch(
+    ctx: Arc<KafkaContext>,
+    version: i16,
+    req: FetchRequest,
+    ended: &mut watch::Receiver<()>,
+) -> FetchResponse {
     let mut resp = FetchResponse::default();
     if version >= 7 && req.session_id != 0 {
         resp.error_code = ResponseError::FetchSessionIdNotFound.code();
@@ -231,6 +252,7 @@ async fn fetch(ctx: Arc<KafkaContext>, version: i16, req: FetchRequest) -> Fetch
         return resp;
     };
     let (data, targets) = loop {
+        drop_gone(&mut targets);
         for t in targets.iter_mut() {
             if let Ok((_, rx)) = &mut t.source {
                 rx.borrow_and_update();
@@ -246,10 +268,11 @@ async fn fetch(ctx: Arc<KafkaContext>, version: i16, req: FetchRequest) -> Fetch
             return resp;
         };
         targets = back;
-        if min_bytes == 0 || total >= min_bytes || errors || Instant::now() >= deadline {
+        let over = Instant::now() >= deadline || ended.has_changed().is_err();
+        if min_bytes == 0 || total >= min_bytes || errors || over {
             break (data, targets);
         }
-        any_change(&mut targets, deadline).await;
+        any_change(&mut targets, deadline, ended).await;
     };
     let mut by_topic: Vec<FetchableTopicResponse> = topics
         .into_iter()
