@@ -190,7 +190,13 @@ async fn bind_kafka(
         .map_err(|source| ServerError::Bind { addr, source })?;
     let (host, port) = match config.kafka_advertised_host_port()? {
         Some(hp) => hp,
-        None => (bound.ip().to_string(), bound.port()),
+        None => {
+            if bound.ip().is_unspecified() {
+                warn!(%bound, "the Kafka listener is bound to every address and advertises \
+                    it as such: set --kafka-advertised to an address clients can reach");
+            }
+            (bound.ip().to_string(), bound.port())
+        }
     };
     let store = broker.store().clone();
     let id = spawn_blocking(move || store.identity())

@@ -1,7 +1,6 @@
 //! One Kafka connection: the reader (size-prefixed frames under the idle and frame timeouts),
 //! the ordered response queue, the replier and the writer.
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,10 +142,9 @@ impl Conn {
                 return Err(End::Fatal(format!("idle for idle_timeout_ms ({idle_ms} ms)")));
             }
         };
-        let size = match size {
-            Ok(s) => s,
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(End::Closed),
-            Err(_) => return Err(End::Closed),
+        // End of stream (the peer closed) or a failed read: nothing to answer.
+        let Ok(size) = size else {
+            return Err(End::Closed);
         };
         if size < 0 || size as u32 > max {
             let m = format!("frame size {size} is outside 0..={max} (limits.frame_bytes_max)");
