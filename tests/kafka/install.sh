@@ -6,7 +6,8 @@
 #
 #   bash tests/kafka/install.sh            # everything
 #   bash tests/kafka/install.sh py java    # only some steps (apt py java node go)
-#   bash tests/kafka/install.sh apt py java   # what CI installs: kcat, confluent-kafka, Java client
+#   bash tests/kafka/install.sh apt py java go   # what CI installs (kcat, confluent-kafka,
+#                                                # Java client, franz-go)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -90,6 +91,8 @@ do_node() {
 }
 
 do_go() {
+  # The Go toolchain's usual place when it is not on PATH.
+  command -v go >/dev/null || PATH="$PATH:/usr/local/go/bin"
   (cd "$HERE/go" && go mod download && go build -o smoke .)
 }
 

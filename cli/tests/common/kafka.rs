@@ -213,3 +213,13 @@ pub fn java_classpath() -> Option<String> {
         missing("Kafka's Java client and tools (and java)")
     }
 }
+
+/// The franz-go program of `tests/kafka/go` (built by `install.sh go`).
+pub fn franz_go() -> Option<PathBuf> {
+    let bin = repo_root().join("tests/kafka/go/smoke");
+    if bin.is_file() {
+        Some(bin)
+    } else {
+        missing("the franz-go program (tests/kafka/go/smoke)")
+    }
+}
