@@ -280,3 +280,48 @@ fn a_long_poll_on_a_deleted_topic_ends_at_once() {
         started.elapsed()
     );
 }
+
+/// The advertised address is what Metadata and FindCoordinator hand out; the cluster id stays
+/// the same across a restart on the same data directory; SIGTERM during a long poll answers it
+/// and exits promptly.
+#[test]
+fn advertised_address_cluster_id_and_shutdown() {
+    use kafka_protocol::messages::{
+        FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest, MetadataResponse,
+    };
+    let (_t, dir) = common::data_dir();
+    let args = ["--kafka-advertised", "broker.example:19092"];
+    let mut s = common::kafka::start_kafka(&dir, &args);
+    let mut c = Raw::connect(&s.kafka);
+    let m: MetadataResponse = c.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+    let b = &m.brokers[0];
+    assert_eq!(
+        (b.node_id.0, b.host.as_str(), b.port),
+        (0, "broker.example", 19092)
+    );
+    assert_eq!(m.controller_id.0, 0);
+    let id = m.cluster_id.clone().expect("a cluster id");
+    assert_eq!(id.len(), 22, "{id:?}");
+    let req = FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"));
+    let f: FindCoordinatorResponse = c.call(ApiKey::FindCoordinator, 3, &req);
+    assert_eq!((f.host.as_str(), f.port), ("broker.example", 19092));
+    // A long poll in flight when SIGTERM arrives is answered, and the server exits.
+    metadata(&mut c, "idle");
+    c.send(ApiKey::Fetch, 11, &fetch_req("idle", 0, 1 << 20, 30_000, 1));
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let status = s.server.signal_and_wait(libc::SIGTERM);
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    let (_, r): (i32, FetchResponse) = c.recv(ApiKey::Fetch, 11);
+    assert_eq!(fetched(&r), (0, 0, vec![]));
+    drop(s);
+    let s = common::kafka::start_kafka(&dir, &[]);
+    let mut c = Raw::connect(&s.kafka);
+    let m: MetadataResponse = c.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+    assert_eq!(m.cluster_id, Some(id), "the cluster id survives a restart");
+}
