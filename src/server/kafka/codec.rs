@@ -210,6 +210,8 @@ fn decode_body_of(
         ApiKey::IncrementalAlterConfigs => {
             Request::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::decode(buf, v)?)
         }
+        // The group APIs (`group/`) decode here too, e.g.
+        // `ApiKey::JoinGroup => Request::JoinGroup(JoinGroupRequest::decode(buf, v)?)`.
         // `served_range` lists exactly the APIs above; a new one is added in both places.
         other => return Err(format!("{other:?} has no decoder here").into()),
     })

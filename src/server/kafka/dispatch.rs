@@ -123,6 +123,8 @@ impl Conn {
             Request::DescribeConfigs(r) => self.describe_configs(tx, h, r),
             Request::AlterConfigs(r) => self.alter_configs(tx, h, r),
             Request::IncrementalAlterConfigs(r) => self.incremental_alter_configs(tx, h, r),
+            // The group APIs (`group/`) are routed here, e.g.
+            // `Request::JoinGroup(r) => self.join_group(tx, h, r)`.
         }
         Ok(())
     }
