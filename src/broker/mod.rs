@@ -16,6 +16,9 @@
 //! - `consumer`: competing consumers: prefetch window, delivery rounds bounded by bytes, ack,
 //!   nack and release, and the consumer's own delivery loop handing rounds to a
 //!   [`DeliverySink`].
+//! - `partition`: a topic's partitions as frontends address them (their count, the log of one,
+//!   a watcher of its visible end), topic ids, effective settings and the data directory's
+//!   identity: the seam where partitions plug in (one partition per topic today).
 //! - `watch`: log watchers (visible-end fan-out) and queue event notifies; the retention ticker.
 //!
 //! Functions documented as *blocking* do disk work: call them from a blocking thread.
@@ -23,6 +26,7 @@
 mod admin;
 mod consumer;
 mod error;
+mod partition;
 mod publish;
 mod subscription;
 pub mod types;
@@ -39,7 +43,10 @@ use crate::config::Limits;
 
 pub use consumer::{Consumer, ConsumerFeed, DeliverySink};
 pub use error::{BrokerError, ErrorKind, Result};
-pub use publish::{publish, InlineSync, Published, INLINE_SYNC_BATCH_BYTES_MAX};
+pub use partition::TopicId;
+pub use publish::{
+    append_batches, make_durable, publish, InlineSync, Published, INLINE_SYNC_BATCH_BYTES_MAX,
+};
 pub use subscription::{BatchSink, Credit, HeldName, Subscription, SubscriptionReader};
 pub use types::{
     LogSettings, QueueInfo, QueueSettings, Source, Start, SubscriberStat, Target, TopicInfo,

@@ -10,6 +10,7 @@
 //! <root>/queues/<name>/config            the queue's settings
 //! <root>/queues/<name>/log/              its log segments
 //! <root>/queues/<name>/acks.*            its ack state (journal + snapshot)
+//! <root>/identity                        the data directory's identity (made at first use)
 //! ```
 //!
 //! Guarantees: under `fsync = always`, `publish`, `commit`, `ack` and `deliver` return only once
@@ -30,6 +31,7 @@
 //! - `dirs`: directory lifecycle: durable creation, tombstones, atomic deletes.
 //! - `settings`: [`QueueConfig`], name rules, config files, dead-letter queue names.
 //! - `clock`: the time source of ack deadlines and nack delays.
+//! - `identity`: the data directory's identity (`<root>/identity`), made once.
 //! - `topic`: [`Topic`]: a log, its named subscribers and its consumer groups.
 //! - `builder`, `upkeep`: [`StoreBuilder`] and the thread that returns expired deliveries and
 //!   applies retention for an embedded store.
@@ -43,6 +45,7 @@ mod catalog;
 mod clock;
 mod consumer;
 mod dirs;
+mod identity;
 mod inner;
 mod producer_ids;
 mod queue;
@@ -64,6 +67,8 @@ pub use builder::{StoreBuilder, RETENTION_EVERY_DEFAULT, UPKEEP_EVERY_DEFAULT};
 pub use clock::{Clock, ClockRef, ManualClock, SystemClock};
 pub use consumer::Consumer;
 pub use dirs::{is_tombstone, TOMBSTONE_MARK};
+pub use identity::{decode_identity, encode_identity, IDENTITY_FILE};
+pub use producer_ids::PRODUCER_IDS_FILE;
 pub use queue::dead_letter_headers;
 pub use queue::{
     delivery_bytes, set_ack_snapshot_bytes, Acked, ConsumerId, Delivery, Pending, Queue,
@@ -133,6 +138,8 @@ pub struct Store {
     upkeep: Mutex<Option<upkeep::Upkeep>>,
     /// Ids for idempotent producers.
     producer_ids: producer_ids::ProducerIds,
+    /// The data directory's identity once read or made ([`Store::identity`]).
+    identity: Mutex<Option<[u8; 16]>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -190,6 +197,7 @@ impl Store {
             _lock: lock,
             upkeep: Mutex::new(None),
             producer_ids,
+            identity: Mutex::new(None),
         })
     }
 

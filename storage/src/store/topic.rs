@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use crate::config::LogConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::fs::FsRef;
-use crate::log::{AppendInfo, Log};
+use crate::log::{AppendInfo, Log, Retention};
 use crate::offsets::SubscriberOffsets;
 use crate::types::{Offset, Record};
 
@@ -19,7 +19,8 @@ use super::dirs::{
 use super::inner::StoreInner;
 use super::queue::{Queue, QueueParts};
 use super::settings::{
-    planned_dlq, read_config, validate_name, write_config, GROUPS_DIR, KIND_QUEUE, LOG_DIR,
+    planned_dlq, read_config, validate_name, write_config, GROUPS_DIR, KIND_QUEUE, KIND_TOPIC,
+    LOG_DIR,
 };
 use super::{ClockRef, QueueConfig, StartAt};
 
@@ -156,6 +157,27 @@ impl Topic {
     /// Its log.
     pub fn log(&self) -> &Log {
         &self.log
+    }
+    /// Its settings in force: those it was created with, and its retention as last set.
+    pub fn config(&self) -> LogConfig {
+        let r = self.log.retention();
+        LogConfig {
+            retention_ms: r.retention_ms,
+            retention_bytes: r.retention_bytes,
+            ..self.log.config().clone()
+        }
+    }
+    /// Changes its retention: the config file is rewritten (atomically, durably), then the log
+    /// applies the new limits from its next retention pass.
+    pub fn set_retention(&self, r: Retention) -> Result<()> {
+        let cfg = LogConfig {
+            retention_ms: r.retention_ms,
+            retention_bytes: r.retention_bytes,
+            ..self.log.config().clone()
+        };
+        cfg.validate().map_err(Error::InvalidArgument)?;
+        self.log
+            .set_retention(r, |_| write_config(&*self.fs, &self.dir, KIND_TOPIC, &cfg))
     }
     /// Its directory.
     pub fn dir(&self) -> &Path {

@@ -142,6 +142,7 @@ async fn start_local(fsync: FsyncPolicy) -> Result<(String, Local)> {
     let mut config = Config {
         data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".into(),
+        kafka_listen: sluice::config::KAFKA_LISTEN_OFF.into(),
         ..Config::default()
     };
     config.log.fsync = fsync;
