@@ -351,6 +351,7 @@ fn kafka_round_trip(
         Request::Fetch(r) => r.encode(&mut out, v),
         Request::ListOffsets(r) => r.encode(&mut out, v),
         Request::FindCoordinator(r) => r.encode(&mut out, v),
+        Request::InitProducerId(r) => r.encode(&mut out, v),
         Request::CreateTopics(r) => r.encode(&mut out, v),
         Request::DeleteTopics(r) => r.encode(&mut out, v),
         Request::DescribeConfigs(r) => r.encode(&mut out, v),

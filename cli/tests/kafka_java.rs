@@ -1,7 +1,6 @@
 //! Kafka's own Java client (4.x, through its console tools) against the real `sluice serve`: a
 //! producer with `enable.idempotence=false`, a consumer with an assigned partition (no group),
-//! and the default idempotent producer, which fails for want of InitProducerId (not served
-//! yet; docs/kafka.md). Installed by `tests/kafka/install.sh java`; without it the test fails
+//! and the default producer (idempotent, acks=all: InitProducerId and sequence checks). Installed by `tests/kafka/install.sh java`; without it the test fails
 //! under `CI=true` and is skipped elsewhere.
 
 mod common;
@@ -83,21 +82,22 @@ fn java_console_producer_and_consumer() {
         "consumer: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The default producer is idempotent: without InitProducerId it fails, saying why.
+    // The default producer is idempotent (InitProducerId, then sequence-checked batches).
+    let idem: Vec<String> = (0..5).map(|i| format!("idempotent {i}")).collect();
     let out = run(
         java(&cp, producer, &["--bootstrap-server", b, "--topic", "java"]),
-        Some(b"never stored\n"),
+        Some((idem.join("\n") + "\n").as_bytes()),
         Duration::from_secs(120),
     );
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("INIT_PRODUCER_ID"),
-        "idempotent producer: {err}"
+        out.status.success(),
+        "idempotent producer: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
     let listed = common::cli_ok(
         &s.server.addr,
         &["topic", "describe", "java", "--json"],
         None,
     );
-    assert!(listed[0].contains("\"end_offset\":20"), "{listed:?}");
+    assert!(listed[0].contains("\"end_offset\":25"), "{listed:?}");
 }

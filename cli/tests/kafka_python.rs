@@ -1,7 +1,7 @@
 //! confluent-kafka (Python, librdkafka 2.16) against the real `sluice serve`:
 //! `tests/kafka/py/sluice_checks.py` runs AdminClient create/delete topics and describe/alter
-//! configs (incremental, and legacy read-modify-write), a Producer with `acks=all` (not
-//! idempotent: InitProducerId is not served yet), a Consumer with `assign` and no group,
+//! configs (incremental, and legacy read-modify-write), an idempotent Producer with
+//! `acks=all`, a Consumer with `assign` and no group,
 //! watermarks and offsets for times. Installed by `tests/kafka/install.sh`; without it the test
 //! fails under `CI=true` and is skipped elsewhere.
 

@@ -168,6 +168,17 @@ fn check_incremental_alter_configs(c: &mut Raw, v: i16) {
     assert_eq!(r.responses[0].error_code, 0, "v{v}");
 }
 
+fn check_init_producer_id(c: &mut Raw, v: i16) {
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let r: InitProducerIdResponse = c.call(ApiKey::InitProducerId, v, &req);
+    assert_eq!((r.error_code, r.producer_epoch), (0, 0), "v{v}");
+    assert!(r.producer_id.0 >= 0, "v{v}");
+}
+
 #[test]
 fn every_served_version_of_every_api_is_answered() {
     let (_t, server) = server();
@@ -200,6 +211,7 @@ fn every_served_version_of_every_api_is_answered() {
                 ApiKey::DescribeConfigs => check_describe_configs(&mut c, v),
                 ApiKey::AlterConfigs => check_alter_configs(&mut c, v),
                 ApiKey::IncrementalAlterConfigs => check_incremental_alter_configs(&mut c, v),
+                ApiKey::InitProducerId => check_init_producer_id(&mut c, v),
                 other => panic!("{other:?} is advertised but this test does not know it"),
             }
             answered += 1;

@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, BytesMut};
 use common::kafka_raw::{
-    alive, batch, fetch_req, fetched, latest, metadata, produce, produce_req, server, Raw,
+    alive, batch, fetch_req, fetched, latest, metadata, produce, produce_req, producer_batch,
+    server, Raw,
 };
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchResponse, ProduceResponse, TopicName,
-    TransactionalId,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ProduceResponse, ProducerId, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
@@ -38,11 +39,7 @@ fn api_versions_lists_what_is_served_and_answers_an_unknown_version() {
         assert_eq!(range(ApiKey::Produce), Some((0, 12)), "v{v}");
         assert_eq!(range(ApiKey::Fetch), Some((4, 12)), "v{v}");
         assert_eq!(range(ApiKey::Metadata), Some((0, 13)), "v{v}");
-        assert_eq!(
-            range(ApiKey::InitProducerId),
-            None,
-            "not served, not advertised"
-        );
+        assert_eq!(range(ApiKey::InitProducerId), Some((0, 5)), "v{v}");
         assert_eq!(range(ApiKey::JoinGroup), None, "not served, not advertised");
     }
     // Version 99: UNSUPPORTED_VERSION (35) with the ranges, as a v0 response.
@@ -324,4 +321,64 @@ fn advertised_address_cluster_id_and_shutdown() {
     let mut c = Raw::connect(&s.kafka);
     let m: MetadataResponse = c.call(ApiKey::Metadata, 12, &MetadataRequest::default());
     assert_eq!(m.cluster_id, Some(id), "the cluster id survives a restart");
+}
+
+fn init_producer(c: &mut Raw, prior: Option<(i64, i16)>) -> (i64, i16) {
+    let (id, epoch) = prior.unwrap_or((-1, -1));
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(id))
+        .with_producer_epoch(epoch);
+    let r: InitProducerIdResponse = c.call(ApiKey::InitProducerId, 4, &req);
+    assert_eq!(r.error_code, 0);
+    (r.producer_id.0, r.producer_epoch)
+}
+
+/// An idempotent producer: ids never repeat (across a restart too), a retried batch is answered
+/// with its first offset and stored once, a gap in the sequence and a fenced epoch are refused
+/// with Kafka's codes, and a transactional id is refused.
+#[test]
+fn idempotent_producers_are_answered_once_per_batch() {
+    let (_t, mut s) = server();
+    let mut c = Raw::connect(&s.kafka);
+    assert_eq!(metadata(&mut c, "idem").topics[0].error_code, 0);
+    let (id, epoch) = init_producer(&mut c, None);
+    let (id2, _) = init_producer(&mut c, None);
+    assert!(id >= 0 && epoch == 0 && id2 != id);
+    let b0 = producer_batch(&["a", "b"], Compression::None, (id, epoch, 0));
+    assert_eq!(produce(&mut c, "idem", b0.clone()), (0, 0));
+    let b1 = producer_batch(&["c"], Compression::None, (id, epoch, 2));
+    assert_eq!(produce(&mut c, "idem", b1.clone()), (0, 2));
+    // Retries: the first offsets again, nothing stored twice.
+    assert_eq!(produce(&mut c, "idem", b0), (0, 0));
+    assert_eq!(produce(&mut c, "idem", b1), (0, 2));
+    assert_eq!(latest(&mut c, "idem"), 3);
+    // A gap: OUT_OF_ORDER_SEQUENCE_NUMBER (45).
+    let gap = producer_batch(&["x"], Compression::None, (id, epoch, 7));
+    assert_eq!(produce(&mut c, "idem", gap).0, 45);
+    // A new epoch (KIP-360) fences the old one: INVALID_PRODUCER_EPOCH (47).
+    let (same, next) = init_producer(&mut c, Some((id, epoch)));
+    assert_eq!((same, next), (id, epoch + 1));
+    let fresh = producer_batch(&["d"], Compression::None, (id, next, 0));
+    assert_eq!(produce(&mut c, "idem", fresh), (0, 3));
+    let stale = producer_batch(&["y"], Compression::None, (id, epoch, 3));
+    assert_eq!(produce(&mut c, "idem", stale).0, 47);
+    assert_eq!(latest(&mut c, "idem"), 4, "refused batches stored nothing");
+    let txn = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("t"))))
+        .with_transaction_timeout_ms(60_000);
+    let r: InitProducerIdResponse = c.call(ApiKey::InitProducerId, 4, &txn);
+    assert_ne!(r.error_code, 0, "transactions are not served");
+    // After a restart: the retry of the last batch is still recognised, ids stay fresh.
+    drop(c);
+    let dir = s.server.dir.clone();
+    s.server.kill9();
+    let s2 = common::kafka::start_kafka(&dir, &[]);
+    let mut c = Raw::connect(&s2.kafka);
+    let retry = producer_batch(&["d"], Compression::None, (id, next, 0));
+    assert_eq!(produce(&mut c, "idem", retry), (0, 3));
+    assert_eq!(latest(&mut c, "idem"), 4);
+    let (id3, _) = init_producer(&mut c, None);
+    assert!(id3 > id2, "a producer id came back after a restart: {id3}");
 }

@@ -44,9 +44,7 @@ use crate::config::Limits;
 pub use consumer::{Consumer, ConsumerFeed, DeliverySink};
 pub use error::{BrokerError, ErrorKind, Result};
 pub use partition::TopicId;
-pub use publish::{
-    append_batches, make_durable, publish, InlineSync, Published, INLINE_SYNC_BATCH_BYTES_MAX,
-};
+pub use publish::{make_durable, publish, InlineSync, Published, INLINE_SYNC_BATCH_BYTES_MAX};
 pub use subscription::{BatchSink, Credit, HeldName, Subscription, SubscriptionReader};
 pub use types::{
     LogSettings, QueueInfo, QueueSettings, Source, Start, SubscriberStat, Target, TopicInfo,

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use sluice_storage::{AppendInfo, Error as StoreError, FsyncPolicy, Log, Offset};
+use sluice_storage::{Error as StoreError, FsyncPolicy, Log, Offset};
 
 use super::types::Target;
 use super::{Broker, BrokerError, ErrorKind, Result};
@@ -89,29 +89,6 @@ pub fn publish(
         base_offset: info.base_offset,
         last_offset: info.last_offset,
     })
-}
-
-/// Appends a run of stored batches in order without waiting for durability (pair with
-/// [`make_durable`]); the offsets from the first batch's first to the last batch's last. A
-/// failed append stops the run: the batches before it stay appended. Blocking.
-pub fn append_batches(log: &Log, batches: impl IntoIterator<Item = Vec<u8>>) -> Result<Published> {
-    let mut first: Option<AppendInfo> = None;
-    let mut last: Option<AppendInfo> = None;
-    for b in batches {
-        let info = log.append_unsynced(b)?;
-        first.get_or_insert(info);
-        last = Some(info);
-    }
-    match (first, last) {
-        (Some(f), Some(l)) => Ok(Published {
-            base_offset: f.base_offset,
-            last_offset: l.last_offset,
-        }),
-        _ => Err(BrokerError::new(
-            ErrorKind::InvalidBatch,
-            "a publish holds at least one batch",
-        )),
-    }
 }
 
 /// Waits until `log` is durable up to `end` when its fsync policy is `always`, joining the

@@ -122,6 +122,16 @@ pub fn metadata(c: &mut Raw, topic: &str) -> MetadataResponse {
 
 /// A Kafka record batch v2 of `values`, as a producer builds it.
 pub fn batch(values: &[&str], compression: Compression) -> Vec<u8> {
+    producer_batch(values, compression, (-1, -1, -1))
+}
+
+/// A batch of an idempotent producer: `(producer id, epoch, first sequence)`; `(-1, -1, -1)`
+/// for none.
+pub fn producer_batch(
+    values: &[&str],
+    compression: Compression,
+    (id, epoch, seq): (i64, i16, i32),
+) -> Vec<u8> {
     let records: Vec<Record> = values
         .iter()
         .enumerate()
@@ -130,13 +140,13 @@ pub fn batch(values: &[&str], compression: Compression) -> Vec<u8> {
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id: id,
+            producer_epoch: epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            // The encoder batches records whose offset - sequence agree: one batch, and
-            // baseSequence -1 (no producer id).
-            sequence: i as i32 - 1,
+            // The encoder batches records whose offset - sequence agree: one batch, whose
+            // baseSequence is `seq` (-1 with no producer id).
+            sequence: if id < 0 { i as i32 - 1 } else { seq + i as i32 },
             timestamp: 1_700_000_000_000 + i as i64,
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::copy_from_slice(v.as_bytes())),

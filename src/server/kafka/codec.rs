@@ -19,7 +19,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
     DescribeConfigsRequest, FetchRequest, FindCoordinatorRequest, IncrementalAlterConfigsRequest,
-    ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader,
+    InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
@@ -60,6 +60,8 @@ pub enum Request {
     ListOffsets(ListOffsetsRequest),
     /// FindCoordinator (10).
     FindCoordinator(FindCoordinatorRequest),
+    /// InitProducerId (22).
+    InitProducerId(InitProducerIdRequest),
     /// CreateTopics (19).
     CreateTopics(CreateTopicsRequest),
     /// DeleteTopics (20).
@@ -201,6 +203,7 @@ fn decode_body_of(
         ApiKey::FindCoordinator => {
             Request::FindCoordinator(FindCoordinatorRequest::decode(buf, v)?)
         }
+        ApiKey::InitProducerId => Request::InitProducerId(InitProducerIdRequest::decode(buf, v)?),
         ApiKey::CreateTopics => Request::CreateTopics(CreateTopicsRequest::decode(buf, v)?),
         ApiKey::DeleteTopics => Request::DeleteTopics(DeleteTopicsRequest::decode(buf, v)?),
         ApiKey::DescribeConfigs => {

@@ -29,6 +29,7 @@ pub fn served_range(api: ApiKey, topic_ids: bool) -> Option<(i16, i16)> {
         ApiKey::ListOffsets => (1, 10),
         ApiKey::Metadata => (0, 13),
         ApiKey::FindCoordinator => (0, 6),
+        ApiKey::InitProducerId => (0, 5),
         ApiKey::ApiVersions => (0, 4),
         ApiKey::CreateTopics => (2, 7),
         ApiKey::DeleteTopics => (1, 6),
@@ -118,6 +119,7 @@ impl Conn {
             Request::Fetch(r) => self.fetch(tx, h, r),
             Request::ListOffsets(r) => self.list_offsets(tx, h, r),
             Request::FindCoordinator(r) => self.find_coordinator(tx, &h, r),
+            Request::InitProducerId(r) => self.init_producer_id(tx, h, r),
             Request::CreateTopics(r) => self.create_topics(tx, h, r),
             Request::DeleteTopics(r) => self.delete_topics(tx, h, r),
             Request::DescribeConfigs(r) => self.describe_configs(tx, h, r),
@@ -157,7 +159,6 @@ mod tests {
         }
         assert_eq!(served_range(ApiKey::Produce, false), Some((0, 12)));
         assert_eq!(served_range(ApiKey::Fetch, false), Some((4, 12)));
-        assert_eq!(served_range(ApiKey::InitProducerId, false), None);
         assert_eq!(served_range(ApiKey::JoinGroup, false), None);
     }
 

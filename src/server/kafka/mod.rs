@@ -34,6 +34,7 @@ mod metadata;
 mod offsets;
 mod produce;
 mod produce_legacy;
+mod producer_id;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -5,6 +5,11 @@
 //! `acks = 0` nothing is sent back, but the batches are made durable (and so visible) all the
 //! same.
 //!
+//! A batch of an idempotent producer (producer id >= 0, after InitProducerId) goes through
+//! `Log::append_idempotent`: a retry is answered with the offsets it was first given, a batch
+//! out of sequence gets OUT_OF_ORDER_SEQUENCE_NUMBER and one from a fenced epoch
+//! INVALID_PRODUCER_EPOCH, nothing written for either.
+//!
 //! One blocking call appends every partition of the request, then lets the connection read
 //! its next request (appends of one connection stay in request order), then waits for the
 //! syncs and fills the response.
@@ -15,7 +20,9 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use sluice_storage::format::{kafka_to_stored, BatchError};
-use sluice_storage::{Log, Offset};
+use sluice_storage::{
+    Appended as LogAppended, Error as StoreError, Log, Offset, ProducerBatch, ProducerError,
+};
 use tokio::sync::oneshot;
 use tokio::task::spawn_blocking;
 
@@ -24,7 +31,7 @@ use super::connection::{Conn, End, Slot};
 use super::dispatch::respond;
 use super::produce_legacy::LegacyProduce;
 use super::{error_code, KafkaContext};
-use crate::broker::{append_batches, make_durable, BrokerError, ErrorKind};
+use crate::broker::{make_durable, BrokerError, ErrorKind};
 
 /// The Kafka error code of a batch refused by `kafka_to_stored`.
 fn batch_error_code(e: &BatchError) -> i16 {
@@ -67,19 +74,63 @@ fn append_partition(ctx: &KafkaContext, topic: &str, p: PartitionProduceData) ->
         Ok(b) => b,
         Err(e) => return fail(batch_error_code(&e), e.to_string()),
     };
-    match append_batches(&log, batches.into_iter().map(|b| b.bytes)) {
-        Ok(p) => Appended {
-            index,
-            outcome: Ok((log, p.base_offset, p.last_offset)),
-        },
-        Err(e) => {
-            let code = match e.kind {
-                ErrorKind::InvalidBatch => ResponseError::CorruptMessage.code(),
-                _ => error_code(&e),
-            };
-            fail(code, e.message)
+    let mut range: Option<(Offset, Offset)> = None;
+    for b in batches {
+        let info = match b.producer_id {
+            id if id >= 0 => {
+                let p = ProducerBatch {
+                    id,
+                    epoch: b.producer_epoch,
+                    base_sequence: b.base_sequence,
+                    record_count: b.record_count,
+                };
+                log.append_idempotent(b.bytes, p).map(|a| match a {
+                    LogAppended::New(i) | LogAppended::Duplicate(i) => i,
+                })
+            }
+            _ => log.append_unsynced(b.bytes),
+        };
+        match info {
+            // A retry answered with its first offsets may end below a batch before it.
+            Ok(i) => {
+                range = Some(range.map_or((i.base_offset, i.last_offset), |(b, l)| {
+                    (b, l.max(i.last_offset))
+                }))
+            }
+            Err(e) => {
+                let (code, m) = append_error(e);
+                return fail(code, m);
+            }
         }
     }
+    match range {
+        Some((base, last)) => Appended {
+            index,
+            outcome: Ok((log, base, last)),
+        },
+        None => fail(ResponseError::CorruptMessage.code(), "no batch".into()),
+    }
+}
+
+/// The Kafka error code and message of a refused append.
+fn append_error(e: StoreError) -> (i16, String) {
+    let m = e.to_string();
+    let code = match &e {
+        StoreError::Producer(ProducerError::OutOfOrder { .. }) => {
+            ResponseError::OutOfOrderSequenceNumber.code()
+        }
+        StoreError::Producer(ProducerError::Fenced { .. }) => {
+            ResponseError::InvalidProducerEpoch.code()
+        }
+        _ => {
+            let b = BrokerError::from(e);
+            match b.kind {
+                ErrorKind::InvalidBatch => ResponseError::CorruptMessage.code(),
+                _ => error_code(&b),
+            }
+        }
+    };
+    (code, m)
 }
 
 /// A response partition.

@@ -6,7 +6,7 @@ Checks, each printing `ok NAME` or raising:
   describe         describe_configs: every listed config with its value and source
   alter            incremental_alter_configs (SET and DELETE), and the legacy alter_configs as a
                    read-modify-write of everything describe_configs returned
-  produce          Producer(acks=all, enable.idempotence=False): keys, values, headers and
+  produce          Producer(acks=all, enable.idempotence=True): keys, values, headers and
                    timestamps, every delivery report without error, offsets 0..N-1
   consume          Consumer with assign() (no group): the same records back, in order
   offsets          get_watermark_offsets and offsets_for_times
@@ -115,7 +115,7 @@ def alter(admin, topic):
 
 
 def produce(bootstrap, topic):
-    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": False,
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
                   "linger.ms": 5})
     reports = []
 
