@@ -6,7 +6,10 @@
 //! - `listener`: the accept loop under the connection semaphore.
 //! - `native/`: the native protocol frontend (connection, dispatch, one file per request
 //!   family).
+//! - [`kafka`]: the Kafka wire protocol frontend; so far its consumer group coordinator
+//!   ([`kafka::group`]).
 
+pub mod kafka;
 mod listener;
 mod native;
 
