@@ -64,9 +64,32 @@ impl GroupCoordinator {
         } else {
             self.check_commit_membership(&req, version).await
         };
-        // Per partition: Ok(index into the store batch) or an error code.
+        let (entries, outcome) = self.plan_commit(&req, membership);
+        let stored = if entries.is_empty() {
+            Vec::new()
+        } else {
+            let group = req.group_id.as_str().to_string();
+            let count = entries.len();
+            match self
+                .store_call(move |s| Ok(s.commit_many(&group, &entries)))
+                .await
+            {
+                Ok(results) => results,
+                Err(e) => vec![Err(e); count],
+            }
+        };
+        commit_response(&req, outcome, &stored)
+    }
+
+    /// The store batch of a commit, and per partition its index in the batch or the error
+    /// code that keeps it out (membership, metadata limit, negative offset).
+    fn plan_commit(
+        &self,
+        req: &OffsetCommitRequest,
+        membership: Result<(), i16>,
+    ) -> (Vec<OffsetCommitEntry>, Vec<Vec<Result<usize, i16>>>) {
         let mut entries = Vec::new();
-        let mut outcome: Vec<Vec<Result<usize, i16>>> = Vec::with_capacity(req.topics.len());
+        let mut outcome = Vec::with_capacity(req.topics.len());
         for topic in &req.topics {
             let mut partitions = Vec::with_capacity(topic.partitions.len());
             for p in &topic.partitions {
@@ -93,48 +116,7 @@ impl GroupCoordinator {
             }
             outcome.push(partitions);
         }
-        let stored = if entries.is_empty() {
-            Vec::new()
-        } else {
-            let group = req.group_id.as_str().to_string();
-            let count = entries.len();
-            match self
-                .store_call(move |s| Ok(s.commit_many(&group, &entries)))
-                .await
-            {
-                Ok(results) => results,
-                Err(e) => vec![Err(e); count],
-            }
-        };
-        let topics = req
-            .topics
-            .iter()
-            .zip(outcome)
-            .map(|(topic, partitions)| {
-                let partitions = topic
-                    .partitions
-                    .iter()
-                    .zip(partitions)
-                    .map(|(p, result)| {
-                        let error_code = match result {
-                            Err(error) => error,
-                            Ok(i) => match stored.get(i) {
-                                Some(Ok(())) => 0,
-                                Some(Err(e)) => store_error_code(e),
-                                None => code(ResponseError::UnknownServerError),
-                            },
-                        };
-                        OffsetCommitResponsePartition::default()
-                            .with_partition_index(p.partition_index)
-                            .with_error_code(error_code)
-                    })
-                    .collect();
-                OffsetCommitResponseTopic::default()
-                    .with_name(topic.name.clone())
-                    .with_partitions(partitions)
-            })
-            .collect();
-        OffsetCommitResponse::default().with_topics(topics)
+        (entries, outcome)
     }
 
     /// Kafka's membership checks of a commit. A group not in memory is Empty if it has
@@ -275,6 +257,43 @@ impl GroupCoordinator {
             error_code: 0,
         }
     }
+}
+
+/// The OffsetCommit reply: each partition of the request, in order, with its error code.
+fn commit_response(
+    req: &OffsetCommitRequest,
+    outcome: Vec<Vec<Result<usize, i16>>>,
+    stored: &[Result<(), OffsetStoreError>],
+) -> OffsetCommitResponse {
+    let topics = req
+        .topics
+        .iter()
+        .zip(outcome)
+        .map(|(topic, partitions)| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .zip(partitions)
+                .map(|(p, result)| {
+                    let error_code = match result {
+                        Err(error) => error,
+                        Ok(i) => match stored.get(i) {
+                            Some(Ok(())) => 0,
+                            Some(Err(e)) => store_error_code(e),
+                            None => code(ResponseError::UnknownServerError),
+                        },
+                    };
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(error_code)
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
 }
 
 /// The requested partitions, each with `error_code` (for versions without a group-level
