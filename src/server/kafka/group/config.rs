@@ -33,6 +33,9 @@ pub struct GroupConfig {
     /// Longest time the timer task sleeps between checks, in milliseconds (it also wakes when a
     /// sooner timer is set).
     pub timer_idle_ms_max: u32,
+    /// Shortest time between two runs of the timer task, in milliseconds: timeouts fire up to
+    /// this late, and a coordinator with many members does not scan them all at every deadline.
+    pub timer_resolution_ms: u32,
 }
 
 /// Kafka's `group.min.session.timeout.ms` default.
@@ -57,6 +60,7 @@ impl Default for GroupConfig {
             groups_max: 10_000,
             offset_metadata_bytes_max: OFFSET_METADATA_BYTES_MAX_DEFAULT,
             timer_idle_ms_max: 1_000,
+            timer_resolution_ms: 20,
         }
     }
 }
@@ -99,8 +103,14 @@ impl GroupConfig {
                 format!("sluice stores at most {OFFSET_METADATA_BYTES_MAX_DEFAULT} bytes"),
             );
         }
-        if self.timer_idle_ms_max == 0 {
-            return bad("timer_idle_ms_max", "must be at least 1".into());
+        if self.timer_resolution_ms == 0 || self.timer_resolution_ms > self.timer_idle_ms_max {
+            return bad(
+                "timer_resolution_ms",
+                format!(
+                    "must be 1 to timer_idle_ms_max ({})",
+                    self.timer_idle_ms_max
+                ),
+            );
         }
         Ok(())
     }

@@ -174,18 +174,27 @@ impl GroupCoordinator {
         let wake = Arc::clone(&self.timer_wake);
         tokio::spawn(async move {
             loop {
-                let sleep_ms = {
+                let (sleep_ms, resolution_ms) = {
                     let Some(coordinator) = weak.upgrade() else {
                         return;
                     };
                     let next = coordinator.run_timers();
                     let idle_ms = u64::from(coordinator.cfg.timer_idle_ms_max);
+                    let resolution_ms = u64::from(coordinator.cfg.timer_resolution_ms);
                     let now = coordinator.clock.now_ms();
-                    next.map_or(idle_ms, |d| d.saturating_sub(now).clamp(1, idle_ms))
+                    let sleep_ms = next.map_or(idle_ms, |d| {
+                        d.saturating_sub(now).clamp(resolution_ms, idle_ms)
+                    });
+                    (sleep_ms, resolution_ms)
                 };
+                let slept = tokio::time::Instant::now();
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
-                    _ = wake.notified() => {}
+                    _ = wake.notified() => {
+                        // Woken for a sooner deadline: still no more often than the resolution.
+                        let min = Duration::from_millis(resolution_ms);
+                        tokio::time::sleep(min.saturating_sub(slept.elapsed())).await;
+                    }
                 }
             }
         })
