@@ -8,9 +8,9 @@
 //! - `native/`: the native protocol frontend (connection, dispatch, one file per request
 //!   family).
 //! - `kafka/`: the Kafka protocol frontend (listener, connection, codec, dispatch, one file per
-//!   request family; `docs/kafka.md`).
+//!   request family; `docs/kafka.md`), with its consumer group coordinator (`kafka::group`).
 
-pub(crate) mod kafka;
+pub mod kafka;
 mod listener;
 mod native;
 

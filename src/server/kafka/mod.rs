@@ -18,7 +18,8 @@
 //! versions, ApiVersions), and one file per request family: `metadata`, `produce` (and
 //! `produce_legacy` for the refused versions 0-2), `fetch`, `offsets` (ListOffsets), `admin` (CreateTopics, DeleteTopics), `configs` (DescribeConfigs,
 //! AlterConfigs, IncrementalAlterConfigs), `coordinator` (FindCoordinator). The consumer-group
-//! APIs are a folder `group/` of their own, wired in `dispatch`.
+//! APIs are a folder `group/` of their own (the coordinator and its `GroupOffsets` store
+//! trait), to be wired in `dispatch` once committed offsets have a durable per-partition store.
 //!
 //! Disk work runs on `spawn_blocking` threads; nothing here is Kafka-free except what it calls.
 
@@ -29,6 +30,7 @@ mod connection;
 mod coordinator;
 mod dispatch;
 mod fetch;
+pub mod group;
 mod listener;
 mod metadata;
 mod offsets;
