@@ -97,7 +97,7 @@ impl Conn {
         if h.correlation_id != id {
             bail!("response {} where {id} was expected", h.correlation_id);
         }
-        Ok(R::decode(&mut b, version)?)
+        R::decode(&mut b, version)
     }
 }
 
@@ -110,7 +110,13 @@ pub(super) async fn spawn_producer(
     progress: ProgressBar,
 ) -> Result<JoinHandle<Result<()>>> {
     let conn = Conn::connect(addr).await?;
-    let task = produce(conn, run.clone(), p, (a.batch, a.inflight, a.message_bytes), progress);
+    let task = produce(
+        conn,
+        run.clone(),
+        p,
+        (a.batch, a.inflight, a.message_bytes),
+        progress,
+    );
     Ok(tokio::spawn(task))
 }
 
@@ -222,7 +228,13 @@ async fn fetch_all(mut conn: Conn, run: &Run, idle: Duration, check: &mut Check)
     let mut offset = 0i64;
     let mut last_data = Instant::now();
     while check.received < run.total {
-        let id = conn.send(ApiKey::Fetch, FETCH_VERSION, &fetch_request(&run.name, offset)).await?;
+        let id = conn
+            .send(
+                ApiKey::Fetch,
+                FETCH_VERSION,
+                &fetch_request(&run.name, offset),
+            )
+            .await?;
         let resp: FetchResponse = conn.recv(id, FETCH_VERSION).await?;
         let now_ns = run.clock.elapsed().as_nanos() as u64;
         let mut got = 0u64;
