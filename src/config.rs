@@ -5,6 +5,9 @@
 //! data_dir = "/var/lib/sluice"
 //! listen = "0.0.0.0:7450"
 //! retention_check_ms = 60000
+//! kafka_listen = "0.0.0.0:9092"       # or "off"
+//! kafka_advertised = "broker1.example:9092"
+//! kafka_auto_create_topics = true
 //!
 //! [log]                      # defaults of new topics and queues (sluice_storage::LogConfig)
 //! segment_bytes_max = 134217728
@@ -26,6 +29,10 @@ use sluice_storage::LogConfig;
 pub const DEFAULT_DATA_DIR: &str = "./sluice-data";
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7450";
+/// Default listen address of the Kafka protocol.
+pub const DEFAULT_KAFKA_LISTEN: &str = "127.0.0.1:9092";
+/// The `kafka_listen` value that turns the Kafka listener off.
+pub const KAFKA_LISTEN_OFF: &str = "off";
 
 /// Named, configurable limits of the server.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -92,6 +99,14 @@ pub struct Config {
     /// How often retention is applied to every topic and queue (it is also applied whenever a
     /// segment rolls).
     pub retention_check_ms: u64,
+    /// Listen address of the Kafka wire protocol (port 0 picks a free port), or `off`.
+    pub kafka_listen: String,
+    /// `host:port` the Kafka listener tells clients to connect to (Metadata, FindCoordinator);
+    /// the bound address when absent.
+    pub kafka_advertised: Option<String>,
+    /// A Kafka Metadata request naming an unknown topic creates it with the server's defaults
+    /// (as Kafka's `auto.create.topics.enable`); when false it gets UNKNOWN_TOPIC_OR_PARTITION.
+    pub kafka_auto_create_topics: bool,
 }
 
 impl Default for Config {
@@ -102,6 +117,9 @@ impl Default for Config {
             log: LogConfig::default(),
             limits: Limits::default(),
             retention_check_ms: 60_000,
+            kafka_listen: DEFAULT_KAFKA_LISTEN.into(),
+            kafka_advertised: None,
+            kafka_auto_create_topics: true,
         }
     }
 }
@@ -155,10 +173,46 @@ impl Config {
             .map_err(|e| ConfigError::Invalid(format!("listen address {:?}: {e}", self.listen)))
     }
 
+    /// The Kafka listen address, parsed; `None` when it is `off`.
+    pub fn kafka_listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.kafka_listen == KAFKA_LISTEN_OFF {
+            return Ok(None);
+        }
+        self.kafka_listen.parse().map(Some).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "kafka_listen address {:?}: {e} (or \"{KAFKA_LISTEN_OFF}\")",
+                self.kafka_listen
+            ))
+        })
+    }
+
+    /// The advertised Kafka address split into host and port, if one is set.
+    pub fn kafka_advertised_host_port(&self) -> Result<Option<(String, u16)>, ConfigError> {
+        let Some(a) = &self.kafka_advertised else {
+            return Ok(None);
+        };
+        let bad = |why: &str| {
+            ConfigError::Invalid(format!(
+                "kafka_advertised {a:?}: {why} (expected HOST:PORT)"
+            ))
+        };
+        let (host, port) = a.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(Some((host.to_owned(), p))),
+            _ => Err(bad("the port must be 1 to 65535")),
+        }
+    }
+
     /// Checks every value.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.log.validate().map_err(ConfigError::Invalid)?;
         self.listen_addr()?;
+        self.kafka_listen_addr()?;
+        self.kafka_advertised_host_port()?;
         let l = &self.limits;
         let min_frame = self.log.batch_bytes_max as u64 + 64 * 1024;
         if (l.frame_bytes_max as u64) < min_frame {
@@ -204,6 +258,36 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.listen, "127.0.0.1:7450");
         assert_eq!(c.data_dir, PathBuf::from("./sluice-data"));
+        assert_eq!(
+            c.kafka_listen_addr().unwrap(),
+            Some("127.0.0.1:9092".parse().unwrap())
+        );
+        assert!(c.kafka_auto_create_topics);
+    }
+
+    #[test]
+    fn kafka_settings_parse_and_are_checked() {
+        let c = Config::from_toml(
+            "kafka_listen = \"off\"\nkafka_auto_create_topics = false\nkafka_advertised = \"[::1]:19092\"\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.kafka_listen_addr().unwrap(), None);
+        assert!(!c.kafka_auto_create_topics);
+        assert_eq!(
+            c.kafka_advertised_host_port().unwrap(),
+            Some(("::1".to_string(), 19092))
+        );
+        for bad in [
+            "kafka_listen = \"nowhere\"\n",
+            "kafka_advertised = \"host\"\n",
+            "kafka_advertised = \"host:0\"\n",
+            "kafka_advertised = \":9092\"\n",
+        ] {
+            let c = Config::from_toml(bad, Path::new("x")).unwrap();
+            assert!(c.validate().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //! - [`protocol`]: the native wire protocol's frames, hand-encoded (specification:
 //!   `docs/protocol.md`).
 //! - [`server`]: the server: listener under a connection limit, graceful shutdown, the
-//!   data-directory lock, and `server/native/`, the native protocol's frontend over the core
-//!   (connection, dispatch, one module per request family).
+//!   data-directory lock, `server/native/`, the native protocol's frontend over the core
+//!   (connection, dispatch, one module per request family), and `server/kafka/`, the Kafka wire
+//!   protocol's frontend over the same core (`docs/kafka.md`).
 //! - [`client`]: the async Rust client (connect options, publish, subscribe as a `Stream`,
 //!   consume with acks, admin); re-exports the argument types its calls take.
 //! - [`config`]: the server's TOML configuration and its named limits.

@@ -66,6 +66,31 @@ fn queue_bench_checks_consumers_split_the_messages_without_duplicates() {
     );
 }
 
+#[test]
+fn kafka_protocol_bench_checks_every_message_over_the_kafka_listener() {
+    for extra in [&[][..], &["--read-after"][..]] {
+        let mut args = vec![
+            "--protocol",
+            "kafka",
+            "--messages",
+            "3000",
+            "--batch",
+            "100",
+            "--producers",
+            "2",
+            "--consumers",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        let r = bench(&args);
+        assert_eq!(r["check"], "ok", "{extra:?}");
+        assert_eq!(r["protocol"], "kafka");
+        assert_eq!(r["delivery"]["messages"], 6000, "{extra:?}");
+    }
+    let e = bench_refused(&["--protocol", "kafka", "--mode", "queue"]);
+    assert!(e.contains("topics only"), "{e}");
+}
+
 /// Runs `sluice bench --local ARGS`, expects it to fail at once, and returns its stderr.
 fn bench_refused(args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();

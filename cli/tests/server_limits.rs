@@ -188,7 +188,14 @@ fn a_second_server_on_the_same_directory_fails_at_once() {
     let (_t, dir) = data_dir();
     let _server = start(&dir, None);
     let mut second = std::process::Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--kafka-listen",
+            "off",
+            "--data-dir",
+        ])
         .arg(&dir)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

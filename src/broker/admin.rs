@@ -61,6 +61,32 @@ impl Broker {
         Ok(())
     }
 
+    /// Changes a topic's retention (`None`: no limit of that kind), kept in its config file;
+    /// `validate_only` checks and changes nothing.
+    pub fn set_topic_retention(
+        &self,
+        name: &str,
+        retention_ms: Option<u64>,
+        retention_bytes: Option<u64>,
+        validate_only: bool,
+    ) -> Result<()> {
+        let t = self.store.topic(name)?;
+        if let Some(ms) = retention_ms {
+            sluice_storage::config::check_duration_ms("retention_ms", ms)
+                .map_err(|m| BrokerError::new(ErrorKind::InvalidArgument, m))?;
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let r = sluice_storage::Retention {
+            retention_ms,
+            retention_bytes,
+        };
+        t.set_retention(r)?;
+        info!(topic = %name, ?retention_ms, ?retention_bytes, "topic retention changed");
+        Ok(())
+    }
+
     /// The names of the topics.
     pub fn list_topics(&self) -> Vec<String> {
         self.store.list_topics()

@@ -19,6 +19,9 @@
 //! - `consumer`: competing consumers (of a group: every partition, in turn): prefetch window, delivery rounds bounded by bytes, ack,
 //!   nack and release, and the consumer's own delivery loop handing rounds to a
 //!   [`DeliverySink`].
+//! - `partition`: a topic's partitions as frontends address them (their count, the log of one,
+//!   a watcher of its visible end), topic ids, effective settings and the data directory's
+//!   identity: the seam where partitions plug in (one partition per topic today).
 //! - `watch`: log watchers (visible-end fan-out) and queue event notifies; the retention ticker.
 //!
 //! Functions documented as *blocking* do disk work: call them from a blocking thread.
@@ -27,6 +30,7 @@ mod admin;
 mod consumer;
 mod error;
 mod fetch;
+mod partition;
 mod publish;
 mod subscription;
 #[cfg(test)]
@@ -46,7 +50,8 @@ use crate::config::Limits;
 pub use consumer::{Consumer, ConsumerFeed, DeliverySink, MessageId, Round};
 pub use error::{BrokerError, ErrorKind, Result};
 pub use fetch::Fetched;
-pub use publish::{publish, InlineSync, Published, INLINE_SYNC_BATCH_BYTES_MAX};
+pub use partition::TopicId;
+pub use publish::{make_durable, publish, InlineSync, Published, INLINE_SYNC_BATCH_BYTES_MAX};
 pub use subscription::{BatchSink, Credit, HeldName, Subscription, SubscriptionReader};
 pub use types::{
     LogSettings, OffsetSpec, PartitionInfo, QueueInfo, QueueSettings, Route, Source, Start,

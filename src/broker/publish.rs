@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use sluice_storage::{Error as StoreError, Log, Offset, Topic};
+use sluice_storage::{Error as StoreError, FsyncPolicy, Log, Offset, Topic};
 
 use super::types::{Route, Target};
 use super::{Broker, BrokerError, ErrorKind, Result};
@@ -133,4 +133,14 @@ pub fn publish(
         base_offset: info.base_offset,
         last_offset: info.last_offset,
     })
+}
+
+/// Waits until `log` is durable up to `end` when its fsync policy is `always`, joining the
+/// log's group commit as [`publish`] does (under `interval` and `never` there is nothing to
+/// wait for). A failed sync fail-stops the log. Blocking.
+pub fn make_durable(log: &Log, end: Offset) -> Result<()> {
+    if log.config().fsync == FsyncPolicy::Always {
+        log.sync_to(end)?;
+    }
+    Ok(())
 }

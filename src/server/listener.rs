@@ -1,5 +1,5 @@
-//! The accept loop: each connection gets a task under the connection semaphore
-//! (`connections_max`); one more is refused with an error frame.
+//! The native accept loop: each connection gets a task under the connection semaphore
+//! (`connections_max`, shared with the Kafka listener); one more is refused with an error frame.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,10 +18,10 @@ use crate::protocol::ErrorCode;
 pub(super) async fn accept(
     listener: &TcpListener,
     broker: &Arc<Broker>,
+    permits: &Arc<Semaphore>,
     shutdown: &broadcast::Sender<()>,
     done: &mpsc::Sender<()>,
 ) {
-    let permits = Arc::new(Semaphore::new(broker.limits().connections_max));
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,

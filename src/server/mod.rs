@@ -1,12 +1,16 @@
 //! The broker server: binds, holds the data directory, serves the native protocol (`native/`)
-//! over the broker core ([`crate::broker`]), applies retention, and shuts down gracefully.
+//! and the Kafka protocol (`kafka/`) over the broker core ([`crate::broker`]), applies
+//! retention, and shuts down gracefully.
 //!
 //! # Layout
 //! - `mod.rs`: [`Server`] (bind, run, the shutdown broadcast) and [`ServerError`].
-//! - `listener`: the accept loop under the connection semaphore.
+//! - `listener`: the native accept loop under the connection semaphore.
 //! - `native/`: the native protocol frontend (connection, dispatch, one file per request
 //!   family).
+//! - `kafka/`: the Kafka protocol frontend (listener, connection, codec, dispatch, one file per
+//!   request family; `docs/kafka.md`), with its consumer group coordinator (`kafka::group`).
 
+pub mod kafka;
 mod listener;
 mod native;
 
@@ -19,7 +23,7 @@ use std::time::Duration;
 
 use sluice_storage::{Error as StoreError, StdFs, Store, StoreConfig};
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio::task::spawn_blocking;
 use tokio::time::timeout;
 use tracing::{info, warn};
@@ -65,6 +69,7 @@ pub enum ServerError {
 /// The broker: bound and holding its data directory, not yet serving.
 pub struct Server {
     listener: TcpListener,
+    kafka: Option<kafka::KafkaListener>,
     broker: Arc<Broker>,
     dir: PathBuf,
     retention_check: Duration,
@@ -97,9 +102,16 @@ impl Server {
             .map_err(|source| ServerError::Bind { addr, source })?;
         info!(data_dir = %dir.display(), fsync = %config.log.fsync, "store open");
         let retention_check = Duration::from_millis(config.retention_check_ms);
+        let broker = Arc::new(Broker::new(
+            Arc::new(store),
+            config.limits.clone(),
+            config.log.clone(),
+        ));
+        let kafka = bind_kafka(&config, &broker).await?;
         Ok(Server {
             listener,
-            broker: Arc::new(Broker::new(Arc::new(store), config.limits, config.log)),
+            kafka,
+            broker,
             dir,
             retention_check,
         })
@@ -110,12 +122,18 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// The bound address of the Kafka listener; `None` when it is off.
+    pub fn kafka_local_addr(&self) -> Option<io::Result<SocketAddr>> {
+        self.kafka.as_ref().map(|k| k.local_addr())
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, lets connections finish their
     /// in-flight requests (up to `shutdown_timeout_ms`), closes the store (sync and clean-shutdown
     /// markers) and releases the lock.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let Server {
             listener,
+            kafka,
             broker,
             dir,
             retention_check,
@@ -123,11 +141,20 @@ impl Server {
         let retention = tokio::spawn(broker.clone().run_retention(retention_check));
         let (notify_shutdown, _) = broadcast::channel::<()>(1);
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        // One connection limit for both protocols.
+        let permits = Arc::new(Semaphore::new(broker.limits().connections_max));
+        let kafka = kafka.map(|k| {
+            tokio::spawn(k.serve(permits.clone(), notify_shutdown.clone(), done_tx.clone()))
+        });
         tokio::select! {
-            _ = listener::accept(&listener, &broker, &notify_shutdown, &done_tx) => {}
+            _ = listener::accept(&listener, &broker, &permits, &notify_shutdown, &done_tx) => {}
             _ = shutdown => info!("shutdown requested: no longer accepting connections"),
         }
         drop(listener);
+        if let Some(k) = kafka {
+            k.abort();
+            let _ = k.await;
+        }
         retention.abort();
         drop(notify_shutdown);
         drop(done_tx);
@@ -143,4 +170,48 @@ impl Server {
         info!("store closed cleanly");
         Ok(())
     }
+}
+
+/// Binds the Kafka listener unless it is off, and learns how this broker presents itself: the
+/// advertised address (the bound one unless configured) and the cluster id (the data
+/// directory's identity).
+async fn bind_kafka(
+    config: &Config,
+    broker: &Arc<Broker>,
+) -> Result<Option<kafka::KafkaListener>, ServerError> {
+    let Some(addr) = config.kafka_listen_addr()? else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let (host, port) = match config.kafka_advertised_host_port()? {
+        Some(hp) => hp,
+        None => {
+            if bound.ip().is_unspecified() {
+                warn!(%bound, "the Kafka listener is bound to every address and advertises \
+                    it as such: set --kafka-advertised to an address clients can reach");
+            }
+            (bound.ip().to_string(), bound.port())
+        }
+    };
+    let store = broker.store().clone();
+    let id = spawn_blocking(move || store.identity())
+        .await
+        .map_err(|e| ServerError::Task(e.to_string()))?
+        .map_err(|source| ServerError::Store {
+            dir: config.data_dir.clone(),
+            source,
+        })?;
+    let context = Arc::new(kafka::KafkaContext {
+        broker: broker.clone(),
+        host,
+        port: port as i32,
+        cluster_id: kafka::cluster_id(id),
+        auto_create_topics: config.kafka_auto_create_topics,
+    });
+    Ok(Some(kafka::KafkaListener { listener, context }))
 }

@@ -79,7 +79,9 @@ pub use config::{FsyncPolicy, LogConfig, RecoveryPolicy};
 pub use error::{Error, Result};
 pub use fs::{FileSystem, FsRef, StdFs};
 pub use log::producers::{ProducerBatch, ProducerError};
-pub use log::{record_error, AppendInfo, Appended, Batch, Log, RecoveryReport, SegmentInfo};
+pub use log::{
+    record_error, AppendInfo, Appended, Batch, Log, RecoveryReport, Retention, SegmentInfo,
+};
 pub use offsets::inspect_offsets;
 pub use offsets::COMMIT_METADATA_BYTES_MAX;
 pub use store::{

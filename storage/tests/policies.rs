@@ -173,3 +173,52 @@ fn durations_past_the_signed_range_are_refused_where_a_log_is_opened() {
     assert_eq!(log.start_offset(), Offset(0));
     assert_eq!(log.end_offset(), Offset(10));
 }
+
+#[test]
+fn a_topics_retention_changed_at_run_time_applies_and_survives_a_reopen() {
+    use sluice_storage::{Retention, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let small = LogConfig {
+        segment_bytes_max: 200,
+        ..LogConfig::default()
+    };
+    let store = Store::builder(dir.path()).no_upkeep().open().unwrap();
+    let t = store.create_topic("t", Some(small)).unwrap();
+    for _ in 0..10 {
+        t.publish(&[Record::from_value(vec![7u8; 100])]).unwrap();
+    }
+    assert_eq!(t.log().enforce_retention().unwrap(), 0, "no retention yet");
+    let r = Retention {
+        retention_ms: None,
+        retention_bytes: Some(400),
+    };
+    t.set_retention(r).unwrap();
+    assert_eq!(t.log_config().retention_bytes, Some(400));
+    assert!(
+        t.log().enforce_retention().unwrap() > 0,
+        "the new limit applies"
+    );
+    assert!(t.log().size_bytes() <= 400 + 200);
+    let bad = Retention {
+        retention_ms: Some(u64::MAX),
+        retention_bytes: None,
+    };
+    assert!(
+        t.set_retention(bad).is_err(),
+        "out-of-range durations are refused"
+    );
+    assert_eq!(
+        t.log_config().retention_bytes,
+        Some(400),
+        "a refused change changes nothing"
+    );
+    drop(t);
+    store.close().unwrap();
+    drop(store);
+    let store = Store::builder(dir.path()).no_upkeep().open().unwrap();
+    assert_eq!(
+        store.topic("t").unwrap().log_config().retention_bytes,
+        Some(400)
+    );
+    store.close().unwrap();
+}

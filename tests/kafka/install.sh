@@ -6,6 +6,8 @@
 #
 #   bash tests/kafka/install.sh            # everything
 #   bash tests/kafka/install.sh py java    # only some steps (apt py java node go)
+#   bash tests/kafka/install.sh apt py java go   # what CI installs (kcat, confluent-kafka,
+#                                                # Java client, franz-go)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,12 +30,17 @@ step() {
 
 need_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# Debian packages: kcat always; python3-venv when the py step runs and venv is missing; Java
+# and Maven only when the java step runs.
 do_apt() {
   local pkgs=()
   command -v kcat >/dev/null || pkgs+=(kcat)
-  command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
-  command -v javac >/dev/null || pkgs+=(openjdk-17-jdk-headless)
-  command -v mvn >/dev/null || pkgs+=(maven)
+  if wants py && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then pkgs+=(python3-venv); fi
+  if wants java; then
+    command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
+    command -v javac >/dev/null || pkgs+=(openjdk-17-jdk-headless)
+    command -v mvn >/dev/null || pkgs+=(maven)
+  fi
   [ ${#pkgs[@]} -eq 0 ] && return 0
   need_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive need_root apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
@@ -84,11 +91,14 @@ do_node() {
 }
 
 do_go() {
+  # The Go toolchain's usual place when it is not on PATH.
+  command -v go >/dev/null || PATH="$PATH:/usr/local/go/bin"
   (cd "$HERE/go" && go mod download && go build -o smoke .)
 }
 
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(apt py java node go)
+wants() { [[ " ${steps[*]} " == *" $1 "* ]]; }
 : >"$LOGS/times"
 for s in "${steps[@]}"; do
   case "$s" in

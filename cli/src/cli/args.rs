@@ -68,6 +68,16 @@ pub struct ServeArgs {
     /// TOML file with everything else (log settings, limits); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Listen address of the Kafka protocol; port 0 picks a free port; `off` disables it
+    /// [default: 127.0.0.1:9092].
+    #[arg(long, value_name = "ADDR")]
+    pub kafka_listen: Option<String>,
+    /// HOST:PORT Kafka clients are told to connect to [default: the bound Kafka address].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub kafka_advertised: Option<String>,
+    /// Create unknown topics that Kafka clients ask Metadata for [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub kafka_auto_create_topics: Option<bool>,
 }
 
 /// Log settings of a new topic or queue.

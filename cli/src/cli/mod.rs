@@ -70,12 +70,26 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(f) = args.fsync {
         config.log.fsync = f;
     }
+    if let Some(l) = args.kafka_listen {
+        config.kafka_listen = l;
+    }
+    if let Some(a) = args.kafka_advertised {
+        config.kafka_advertised = Some(a);
+    }
+    if let Some(b) = args.kafka_auto_create_topics {
+        config.kafka_auto_create_topics = b;
+    }
     let server = Server::bind(config)
         .await
         .context("cannot start the server")?;
     let addr = server.local_addr()?;
     tracing::info!(%addr, "ready");
     println!("listening on {addr}");
+    if let Some(kafka) = server.kafka_local_addr() {
+        let kafka = kafka?;
+        tracing::info!(%kafka, "kafka ready");
+        println!("kafka listening on {kafka}");
+    }
     std::io::stdout().flush()?;
     server.run(shutdown_signal()).await?;
     Ok(())

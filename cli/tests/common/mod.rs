@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod kafka;
+pub mod kafka_raw;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -21,12 +24,19 @@ pub struct ServerProc {
 /// Starts a server on `dir` with optional TOML `config` text; waits for `listening on`.
 pub fn start(dir: &Path, config: Option<&str>) -> ServerProc {
     let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--kafka-listen",
+        "off",
+        "--data-dir",
+    ])
+    .arg(dir)
+    .env("RUST_LOG", "warn")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
     if let Some(text) = config {
         let path = dir.with_extension("toml");
         std::fs::write(&path, text).unwrap();
@@ -38,7 +48,7 @@ pub fn start(dir: &Path, config: Option<&str>) -> ServerProc {
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { return };
-            if let Some(addr) = line.split("listening on ").nth(1) {
+            if let Some(addr) = line.strip_prefix("listening on ") {
                 let _ = tx.send(addr.trim().to_string());
             }
         }

@@ -233,6 +233,10 @@ impl Walker<'_> {
             )
         } else if name.contains(DROPPED_INFIX) {
             ("repair-side-file", None)
+        } else if name == crate::store::IDENTITY_FILE {
+            ("identity", None)
+        } else if name == crate::store::PRODUCER_IDS_FILE {
+            ("producer-ids", None)
         } else {
             ("unknown", None)
         };

@@ -120,6 +120,15 @@ pub struct RecoveryReport {
     pub duration: Duration,
 }
 
+/// Retention limits of a log (`None`: no limit of that kind).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Delete sealed segments whose newest record is older than this.
+    pub retention_ms: Option<u64>,
+    /// Delete the oldest sealed segments while the log is larger than this.
+    pub retention_bytes: Option<u64>,
+}
+
 /// Called with the new visible end each time it advances.
 pub type AppendListener = Arc<dyn Fn(Offset) + Send + Sync>;
 
@@ -157,6 +166,9 @@ struct Shared {
     dir: PathBuf,
     fs: FsRef,
     config: LogConfig,
+    /// Retention by age and by size in force: the config's at open, changed by
+    /// [`Log::set_retention`].
+    retention: Mutex<Retention>,
     state: Mutex<State>,
     /// Held by the group-commit leader while it syncs.
     sync_lock: Mutex<()>,
@@ -220,10 +232,15 @@ impl Log {
         let active = segments.last().expect("recovery leaves an active segment");
         let next = active.next_offset;
         let rp_at = (active.base(), active.size);
+        let retention = Retention {
+            retention_ms: config.retention_ms,
+            retention_bytes: config.retention_bytes,
+        };
         let shared = Arc::new(Shared {
             dir,
             fs,
             config,
+            retention: Mutex::new(retention),
             state: Mutex::new(State {
                 segments,
                 rp_at,
@@ -262,9 +279,32 @@ impl Log {
         &self.shared.dir
     }
 
-    /// The log's settings.
+    /// The log's settings as it was opened with ([`Log::retention`] holds the retention in
+    /// force).
     pub fn config(&self) -> &LogConfig {
         &self.shared.config
+    }
+
+    /// The retention limits in force.
+    pub fn retention(&self) -> Retention {
+        *lock(&self.shared.retention)
+    }
+
+    /// Changes the retention limits from now on (the next retention pass applies them), once
+    /// `persist` (which keeps them durably, as a topic's config file) succeeded. Changes are
+    /// serialized: the file and the limits in force change in the same order.
+    pub fn set_retention(
+        &self,
+        r: Retention,
+        persist: impl FnOnce(&Retention) -> Result<()>,
+    ) -> Result<()> {
+        if let Some(ms) = r.retention_ms {
+            crate::config::check_duration_ms("retention_ms", ms).map_err(Error::InvalidArgument)?;
+        }
+        let mut now = lock(&self.shared.retention);
+        persist(&r)?;
+        *now = r;
+        Ok(())
     }
 
     /// Calls `listener` with the new visible end every time it advances.

@@ -14,7 +14,7 @@ impl Log {
         st: &mut State,
         now: TimestampMs,
     ) -> Result<usize> {
-        let cfg = &self.shared.config;
+        let cfg = self.retention();
         let mut total: u64 = st.segments.iter().map(|s| s.size).sum();
         let mut n = 0;
         while n + 1 < st.segments.len() {

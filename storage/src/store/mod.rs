@@ -12,6 +12,7 @@
 //! <root>/queues/<name>/config            the queue's settings
 //! <root>/queues/<name>/log/              its log segments
 //! <root>/queues/<name>/acks.*            its ack state (journal + snapshot)
+//! <root>/identity                        the data directory's identity (made at first use)
 //! ```
 //!
 //! Guarantees: under `fsync = always`, `publish`, `commit`, `ack` and `deliver` return only once
@@ -36,6 +37,8 @@
 //! - `partition`: [`TopicId`], [`TopicConfig`], where partition logs and group partitions live.
 //! - `alter`: adding partitions to a topic, crash-safely.
 //! - `group`: [`Group`]: a consumer group, one [`Queue`] per partition, and [`GroupConsumer`].
+//! - `identity`: the data directory's identity (`<root>/identity`), made once.
+//! - `topic`: [`Topic`]: a log, its named subscribers and its consumer groups.
 //! - `builder`, `upkeep`: [`StoreBuilder`] and the thread that returns expired deliveries and
 //!   applies retention for an embedded store.
 //! - `subscriber`, `consumer`: the embedding handles [`Subscriber`] (a named subscriber with a
@@ -50,6 +53,7 @@ mod clock;
 mod consumer;
 mod dirs;
 mod group;
+mod identity;
 mod inner;
 mod partition;
 mod producer_ids;
@@ -73,10 +77,12 @@ pub use clock::{Clock, ClockRef, ManualClock, SystemClock};
 pub use consumer::Consumer;
 pub use dirs::{is_tombstone, TOMBSTONE_MARK};
 pub use group::{Group, GroupConsumer};
+pub use identity::{decode_identity, encode_identity, IDENTITY_FILE};
 pub use partition::{
     group_partition_dir, partition_log_dir, partition_of, TopicConfig, TopicId,
     GROUP_PARTITION_PREFIX, KIND_TOPIC_V2, PARTITIONS_MAX, PARTITION_LOG_PREFIX,
 };
+pub use producer_ids::PRODUCER_IDS_FILE;
 pub use queue::dead_letter_headers;
 pub use queue::{
     delivery_bytes, set_ack_snapshot_bytes, Acked, ConsumerId, Delivery, Pending, Queue,
@@ -92,7 +98,7 @@ pub use topic::{PartitionStats, SubscriberInfo, Topic, TopicStats};
 use catalog::Catalog;
 use dirs::{delete_dir, discard_dir, fresh_dir, make_dir};
 use inner::StoreInner;
-use partition::check_partitions;
+pub use partition::check_partitions;
 use settings::write_config;
 use std::sync::atomic::AtomicBool;
 
@@ -147,6 +153,8 @@ pub struct Store {
     upkeep: Mutex<Option<upkeep::Upkeep>>,
     /// Ids for idempotent producers.
     producer_ids: producer_ids::ProducerIds,
+    /// The data directory's identity once read or made ([`Store::identity`]).
+    identity: Mutex<Option<[u8; 16]>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -204,6 +212,7 @@ impl Store {
             _lock: lock,
             upkeep: Mutex::new(None),
             producer_ids,
+            identity: Mutex::new(None),
         })
     }
 

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
+use crate::config::LogConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::fs::FsRef;
-use crate::log::{AppendInfo, Log};
+use crate::log::{AppendInfo, Log, Retention};
 use crate::offsets::SubscriberOffsets;
 use crate::types::{Offset, Record};
 
@@ -25,7 +26,7 @@ use super::partition::{
 use super::settings::{
     planned_dlq, read_config, validate_name, write_config, GROUPS_DIR, KIND_QUEUE,
 };
-use super::{lock, ClockRef, QueueConfig, StartAt};
+use super::{lock, ClockRef, QueueConfig, StartAt, KIND_TOPIC_V2};
 
 /// A named subscriber's position on one partition.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -251,6 +252,35 @@ impl Topic {
                 kind: "partition",
                 name: format!("{}/{p}", self.name),
             })
+    }
+    /// Its log settings in force (every partition's): those it was created with, and its
+    /// retention as last set.
+    pub fn log_config(&self) -> LogConfig {
+        let r = self.log0.retention();
+        LogConfig {
+            retention_ms: r.retention_ms,
+            retention_bytes: r.retention_bytes,
+            ..self.log0.config().clone()
+        }
+    }
+    /// Changes the retention of every partition: the topic's config file is rewritten
+    /// (atomically, durably), then each log applies the new limits from its next retention
+    /// pass. Partitions added later are opened with them.
+    pub fn set_retention(&self, r: Retention) -> Result<()> {
+        let mut cfg = lock(&self.config);
+        let mut next = cfg.clone();
+        next.log.retention_ms = r.retention_ms;
+        next.log.retention_bytes = r.retention_bytes;
+        next.log.validate().map_err(Error::InvalidArgument)?;
+        let logs = self.logs();
+        logs[0].set_retention(r, |_| {
+            write_config(&*self.fs, &self.dir, KIND_TOPIC_V2, &next)
+        })?;
+        for l in &logs[1..] {
+            l.set_retention(r, |_| Ok(()))?;
+        }
+        *cfg = next;
+        Ok(())
     }
     /// Its directory.
     pub fn dir(&self) -> &Path {

@@ -1,7 +1,9 @@
 // Command smoke produces N records to a topic with franz-go, an independent Kafka protocol
 // implementation, then consumes them back in a consumer group and checks the count. The
 // bootstrap address comes from -bootstrap or KAFKA_BOOTSTRAP, so the same program runs against
-// Apache Kafka and against sluice.
+// Apache Kafka and against sluice. -assign consumes partition 0 directly (no group) and checks
+// every key and value in order; -no-idempotence produces without idempotence (no
+// InitProducerId).
 package main
 
 import (
@@ -24,6 +26,8 @@ func main() {
 	n := flag.Int("n", 10, "records to produce and consume")
 	group := flag.String("group", "", "consumer group (default TOPIC-group)")
 	timeout := flag.Duration("timeout", 30*time.Second, "overall deadline")
+	assign := flag.Bool("assign", false, "consume partition 0 from the start without a group, checking each record")
+	noIdem := flag.Bool("no-idempotence", false, "produce without idempotence (no InitProducerId)")
 	flag.Parse()
 	if *bootstrap == "" {
 		fail("no bootstrap address: pass -bootstrap or set KAFKA_BOOTSTRAP")
@@ -51,7 +55,11 @@ func main() {
 	}
 	admin.Close()
 
-	prod, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(*topic))
+	popts := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(*topic)}
+	if *noIdem {
+		popts = append(popts, kgo.DisableIdempotentWrite())
+	}
+	prod, err := kgo.NewClient(popts...)
 	if err != nil {
 		fail("producer: %v", err)
 	}
@@ -63,12 +71,19 @@ func main() {
 	}
 	prod.Close()
 
-	cons, err := kgo.NewClient(
-		kgo.SeedBrokers(seeds...),
-		kgo.ConsumeTopics(*topic),
-		kgo.ConsumerGroup(*group),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)
+	copts := []kgo.Opt{kgo.SeedBrokers(seeds...)}
+	if *assign {
+		copts = append(copts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+			*topic: {0: kgo.NewOffset().AtStart()},
+		}))
+	} else {
+		copts = append(copts,
+			kgo.ConsumeTopics(*topic),
+			kgo.ConsumerGroup(*group),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		)
+	}
+	cons, err := kgo.NewClient(copts...)
 	if err != nil {
 		fail("consumer: %v", err)
 	}
@@ -81,10 +96,20 @@ func main() {
 		for _, e := range fs.Errors() {
 			fail("fetch %s/%d: %v", e.Topic, e.Partition, e.Err)
 		}
-		fs.EachRecord(func(*kgo.Record) { got++ })
+		fs.EachRecord(func(r *kgo.Record) {
+			if *assign {
+				want := fmt.Sprintf("franz-go %d", got)
+				if r.Offset != int64(got) || string(r.Value) != want || string(r.Key) != fmt.Sprintf("k%d", got) {
+					fail("record %d: offset %d key %q value %q", got, r.Offset, r.Key, r.Value)
+				}
+			}
+			got++
+		})
 	}
-	if err := cons.CommitUncommittedOffsets(context.Background()); err != nil {
-		fmt.Fprintf(os.Stderr, "smoke: commit: %v\n", err)
+	if !*assign {
+		if err := cons.CommitUncommittedOffsets(context.Background()); err != nil {
+			fmt.Fprintf(os.Stderr, "smoke: commit: %v\n", err)
+		}
 	}
 	cons.Close()
 	fmt.Printf("franz-go: produced %d consumed %d\n", *n, got)

@@ -11,6 +11,7 @@
 
 mod check;
 mod consumer;
+mod kafka;
 mod producer;
 mod report;
 
@@ -45,6 +46,15 @@ pub enum BenchMode {
     Queue,
 }
 
+/// The protocol the producers and consumers speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchProtocol {
+    /// sluice's own protocol.
+    Native,
+    /// The Kafka wire protocol, to the broker's Kafka listener (topics only).
+    Kafka,
+}
+
 /// Arguments of `bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -57,6 +67,12 @@ pub struct BenchArgs {
     /// Topic or queue.
     #[arg(long, value_enum, default_value = "topic")]
     pub mode: BenchMode,
+    /// Protocol of the producers and consumers (the topic is created natively either way).
+    #[arg(long, value_enum, default_value = "native")]
+    pub protocol: BenchProtocol,
+    /// The Kafka listener of the server at --addr (with --protocol kafka and without --local).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub kafka_addr: String,
     /// Producer connections.
     #[arg(long, default_value_t = 1)]
     pub producers: usize,
@@ -133,8 +149,9 @@ struct Local {
     _dir: tempfile::TempDir,
 }
 
-/// Starts a server on a temporary directory under the current one; returns its address.
-async fn start_local(fsync: FsyncPolicy) -> Result<(String, Local)> {
+/// Starts a server on a temporary directory under the current one, its Kafka listener on a
+/// free port when `kafka`; returns its addresses.
+async fn start_local(fsync: FsyncPolicy, kafka: bool) -> Result<(String, Option<String>, Local)> {
     let dir = tempfile::Builder::new()
         .prefix("sluice-bench")
         .tempdir_in(std::env::current_dir()?)
@@ -142,6 +159,10 @@ async fn start_local(fsync: FsyncPolicy) -> Result<(String, Local)> {
     let mut config = Config {
         data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".into(),
+        kafka_listen: match kafka {
+            true => "127.0.0.1:0".into(),
+            false => sluice::config::KAFKA_LISTEN_OFF.into(),
+        },
         ..Config::default()
     };
     config.log.fsync = fsync;
@@ -149,12 +170,17 @@ async fn start_local(fsync: FsyncPolicy) -> Result<(String, Local)> {
         .await
         .context("cannot start the server")?;
     let addr = server.local_addr()?.to_string();
+    let kafka_addr = server
+        .kafka_local_addr()
+        .transpose()?
+        .map(|a| a.to_string());
     let (stop, stop_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async {
         let _ = stop_rx.await;
     }));
     Ok((
         addr,
+        kafka_addr,
         Local {
             stop,
             task,
@@ -169,6 +195,9 @@ fn check_args(a: &BenchArgs) -> Result<()> {
     }
     if a.producers == 0 || a.batch == 0 || a.inflight == 0 || a.messages == 0 {
         bail!("--producers, --batch, --inflight and --messages must be above 0");
+    }
+    if a.protocol == BenchProtocol::Kafka && a.mode != BenchMode::Topic {
+        bail!("--protocol kafka drives topics only");
     }
     if a.warm_cache && a.mode != BenchMode::Topic {
         bail!("--warm-cache reads a topic; a queue read would consume its messages");
@@ -218,28 +247,46 @@ async fn prepare(addr: String, a: &BenchArgs) -> Result<Run> {
     })
 }
 
+/// The run's consumers, over the Kafka listener at `kafka` or natively.
+async fn spawn_consumers(
+    run: &Run,
+    a: &BenchArgs,
+    kafka: Option<&str>,
+) -> Result<Vec<JoinHandle<(check::Check, Result<()>)>>> {
+    match kafka {
+        Some(k) => kafka::spawn_consumers(k, run, a).await,
+        None => consumer::spawn_all(run, a).await,
+    }
+}
+
 /// Runs the benchmark; returns an error (non-zero exit) when the check of what was received
 /// fails.
 pub async fn bench(addr: &str, json_out: bool, a: BenchArgs) -> Result<()> {
     check_args(&a)?;
     // A server of our own, if asked.
-    let (addr, local) = if a.local {
-        let (addr, local) = start_local(a.fsync).await?;
-        (addr, Some(local))
+    let kafka = a.protocol == BenchProtocol::Kafka;
+    let (addr, kafka_addr, local) = if a.local {
+        let (addr, kafka_addr, local) = start_local(a.fsync, kafka).await?;
+        (addr, kafka_addr, Some(local))
     } else {
-        (addr.to_string(), None)
+        (addr.to_string(), Some(a.kafka_addr.clone()), None)
     };
+    let kafka_addr = kafka_addr.filter(|_| kafka);
     let run = prepare(addr, &a).await?;
     let progress = progress_bar(json_out, run.total);
     // Consumers first, so a topic subscriber misses nothing (unless asked to read afterwards).
     let mut consumers = Vec::new();
     if !a.read_after {
-        consumers = consumer::spawn_all(&run, &a).await?;
+        consumers = spawn_consumers(&run, &a, kafka_addr.as_deref()).await?;
     }
     let started = Instant::now();
     let mut producers = Vec::new();
     for p in 0..a.producers {
-        producers.push(producer::spawn(&run, &a, p as u32, progress.clone()).await?);
+        let pb = progress.clone();
+        producers.push(match kafka_addr.as_deref() {
+            Some(k) => kafka::spawn_producer(k, &run, &a, p as u32, pb).await?,
+            None => producer::spawn(&run, &a, p as u32, pb).await?,
+        });
     }
     for p in producers {
         p.await?.context("a producer failed")?;
@@ -251,7 +298,7 @@ pub async fn bench(addr: &str, json_out: bool, a: BenchArgs) -> Result<()> {
     }
     let read_started = Instant::now();
     if a.read_after {
-        consumers = consumer::spawn_all(&run, &a).await?;
+        consumers = spawn_consumers(&run, &a, kafka_addr.as_deref()).await?;
     }
     let mut checks = Vec::new();
     for c in consumers {

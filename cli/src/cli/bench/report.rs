@@ -34,6 +34,7 @@ pub(super) fn print(
         "type": "bench",
         "server": if a.local { format!("local, fsync {}", a.fsync) } else { run.addr.clone() },
         "mode": format!("{:?}", a.mode).to_lowercase(),
+        "protocol": format!("{:?}", a.protocol).to_lowercase(),
         "producers": a.producers,
         "consumers": a.consumers,
         "message_bytes": a.message_bytes,
@@ -59,9 +60,10 @@ pub(super) fn print(
         println!("{report}");
     } else {
         println!(
-            "{} {:?}: {} producers, {} consumers, {} B messages, batches of {}, {} in flight",
+            "{} {:?} over {:?}: {} producers, {} consumers, {} B messages, batches of {}, {} in flight",
             report["server"].as_str().unwrap_or_default(),
             a.mode,
+            a.protocol,
             a.producers,
             a.consumers,
             a.message_bytes,

@@ -1,0 +1,289 @@
+//! `sluice bench --protocol kafka`: the same producers and consumers, speaking the Kafka wire
+//! protocol to the broker's Kafka listener: Produce (v9, acks=all, one partition) pipelined up to
+//! `--inflight` requests, and Fetch (v12, long poll) from offset 0, each record checked as the
+//! native consumers check theirs. A minimal client of its own (on the `kafka-protocol` codec),
+//! so the figures measure the broker, not a client library's batching.
+//!
+//! Topics only: Kafka's competing consumers are share groups, which this mode does not drive.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use indicatif::ProgressBar;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, RequestHeader,
+    ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use sluice::storage::format::{self, BatchBuilder, BatchRecords, BATCH_HEADER_LEN};
+use sluice::storage::now_ms;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+use super::check::{message, Check};
+use super::{histogram, merge, BenchArgs, Run};
+
+const PRODUCE_VERSION: i16 = 9;
+const FETCH_VERSION: i16 = 12;
+/// Largest response the bench client accepts.
+const RESPONSE_BYTES_MAX: usize = 256 << 20;
+/// Bytes a fetch asks for.
+const FETCH_BYTES_MAX: i32 = 16 << 20;
+
+/// One connection to a Kafka listener: requests written in order, responses read in order.
+struct Conn {
+    rd: BufReader<OwnedReadHalf>,
+    wr: OwnedWriteHalf,
+    next_id: i32,
+    out: BytesMut,
+}
+
+impl Conn {
+    async fn connect(addr: &str) -> Result<Conn> {
+        let s = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("cannot reach the Kafka listener at {addr}"))?;
+        s.set_nodelay(true)?;
+        let (rd, wr) = s.into_split();
+        Ok(Conn {
+            rd: BufReader::with_capacity(1 << 20, rd),
+            wr,
+            next_id: 1,
+            out: BytesMut::new(),
+        })
+    }
+
+    /// Writes one request; returns its correlation id.
+    async fn send<R: Encodable + HeaderVersion>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        req: &R,
+    ) -> Result<i32> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(id)
+            .with_client_id(Some(StrBytes::from_static_str("sluice-bench")));
+        self.out.clear();
+        self.out.put_i32(0);
+        header.encode(&mut self.out, R::header_version(version))?;
+        req.encode(&mut self.out, version)?;
+        let len = (self.out.len() - 4) as i32;
+        self.out[..4].copy_from_slice(&len.to_be_bytes());
+        self.wr.write_all(&self.out).await?;
+        Ok(id)
+    }
+
+    /// Reads the next response, which must answer request `id`.
+    async fn recv<R: Decodable + HeaderVersion>(&mut self, id: i32, version: i16) -> Result<R> {
+        let len = self.rd.read_i32().await? as usize;
+        if len > RESPONSE_BYTES_MAX {
+            bail!("a response of {len} bytes");
+        }
+        let mut buf = vec![0u8; len];
+        self.rd.read_exact(&mut buf).await?;
+        let mut b = Bytes::from(buf);
+        let h = ResponseHeader::decode(&mut b, R::header_version(version))?;
+        if h.correlation_id != id {
+            bail!("response {} where {id} was expected", h.correlation_id);
+        }
+        R::decode(&mut b, version)
+    }
+}
+
+/// Connects and starts producer `p` against the Kafka listener at `addr`.
+pub(super) async fn spawn_producer(
+    addr: &str,
+    run: &Run,
+    a: &BenchArgs,
+    p: u32,
+    progress: ProgressBar,
+) -> Result<JoinHandle<Result<()>>> {
+    let conn = Conn::connect(addr).await?;
+    let task = produce(
+        conn,
+        run.clone(),
+        p,
+        (a.batch, a.inflight, a.message_bytes),
+        progress,
+    );
+    Ok(tokio::spawn(task))
+}
+
+fn produce_request(topic: &str, records: Bytes) -> ProduceRequest {
+    let part = PartitionProduceData::default()
+        .with_index(0)
+        .with_records(Some(records));
+    let t = TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+        .with_partition_data(vec![part]);
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![t])
+}
+
+/// Publishes this producer's share, `inflight` requests outstanding at most.
+async fn produce(
+    mut conn: Conn,
+    run: Run,
+    p: u32,
+    (batch, inflight, size): (usize, usize, usize),
+    progress: ProgressBar,
+) -> Result<()> {
+    let mut hist = histogram();
+    let mut pending = VecDeque::new();
+    let mut value = Vec::with_capacity(size);
+    let mut seq = 0u64;
+    let result: Result<()> = async {
+        while seq < run.per_producer || !pending.is_empty() {
+            if seq < run.per_producer && pending.len() < inflight {
+                let n = (run.per_producer - seq).min(batch as u64);
+                let mut b = BatchBuilder::with_capacity(n as usize * (size + 12) + 128);
+                let sent = run.clock.elapsed().as_nanos() as u64;
+                let ts = now_ms();
+                for i in 0..n {
+                    message(p, seq + i, sent, size, &mut value);
+                    b.push(ts, None, &[], &value);
+                }
+                seq += n;
+                // The body of a stored batch is the Kafka record batch a producer sends.
+                let records = Bytes::from(b.finish()).slice(BATCH_HEADER_LEN..);
+                let req = produce_request(&run.name, records);
+                let id = conn.send(ApiKey::Produce, PRODUCE_VERSION, &req).await?;
+                pending.push_back((Instant::now(), n, id));
+                continue;
+            }
+            let (t, n, id) = pending.pop_front().expect("pending request");
+            let resp: ProduceResponse = conn.recv(id, PRODUCE_VERSION).await?;
+            for topic in &resp.responses {
+                for part in &topic.partition_responses {
+                    if part.error_code != 0 {
+                        bail!("produce refused with Kafka error {}", part.error_code);
+                    }
+                }
+            }
+            let _ = hist.record((t.elapsed().as_nanos() as u64).max(1_000));
+            run.shared.published.fetch_add(n, Ordering::Relaxed);
+            progress.inc(n);
+        }
+        Ok(())
+    }
+    .await;
+    merge(&run.shared.confirm_ns, &hist);
+    result
+}
+
+/// Connects and starts every consumer of the run against the Kafka listener at `addr`.
+pub(super) async fn spawn_consumers(
+    addr: &str,
+    run: &Run,
+    a: &BenchArgs,
+) -> Result<Vec<JoinHandle<(Check, Result<()>)>>> {
+    let mut out = Vec::new();
+    for _ in 0..a.consumers {
+        let conn = Conn::connect(addr).await?;
+        let idle = Duration::from_millis(a.idle_timeout_ms);
+        let run = run.clone();
+        let producers = a.producers;
+        out.push(tokio::spawn(async move {
+            let mut check = Check::new(producers, run.per_producer, true);
+            let result = fetch_all(conn, &run, idle, &mut check).await;
+            merge(&run.shared.deliver_ns, &check.hist);
+            (check, result)
+        }));
+    }
+    Ok(out)
+}
+
+fn fetch_request(topic: &str, offset: i64) -> FetchRequest {
+    let part = FetchPartition::default()
+        .with_partition(0)
+        .with_fetch_offset(offset)
+        .with_partition_max_bytes(FETCH_BYTES_MAX);
+    let t = FetchTopic::default()
+        .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+        .with_partitions(vec![part]);
+    FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(500)
+        .with_min_bytes(1)
+        .with_max_bytes(FETCH_BYTES_MAX)
+        .with_session_epoch(-1)
+        .with_topics(vec![t])
+}
+
+/// Reads partition 0 from the start until every message arrived or nothing came for `idle`.
+async fn fetch_all(mut conn: Conn, run: &Run, idle: Duration, check: &mut Check) -> Result<()> {
+    let mut offset = 0i64;
+    let mut last_data = Instant::now();
+    while check.received < run.total {
+        let id = conn
+            .send(
+                ApiKey::Fetch,
+                FETCH_VERSION,
+                &fetch_request(&run.name, offset),
+            )
+            .await?;
+        let resp: FetchResponse = conn.recv(id, FETCH_VERSION).await?;
+        let now_ns = run.clock.elapsed().as_nanos() as u64;
+        let mut got = 0u64;
+        for t in &resp.responses {
+            for p in &t.partitions {
+                if p.error_code != 0 {
+                    bail!("fetch refused with Kafka error {}", p.error_code);
+                }
+                if let Some(records) = &p.records {
+                    let (n, next) = take_records(records.clone(), offset, check, now_ns)?;
+                    got += n;
+                    offset = next;
+                }
+            }
+        }
+        if got > 0 {
+            check.last_ns = now_ns;
+            run.shared.delivered.fetch_add(got, Ordering::Relaxed);
+            last_data = Instant::now();
+        } else if last_data.elapsed() >= idle {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Checks the records at or after `from` of a fetch's record batches; returns how many and the
+/// next offset. A trailing partial batch (which Kafka lets a broker send) is left for the next
+/// fetch.
+fn take_records(mut b: Bytes, from: i64, check: &mut Check, now_ns: u64) -> Result<(u64, i64)> {
+    let (mut n, mut next) = (0u64, from);
+    while b.remaining() >= 12 {
+        let len = i32::from_be_bytes(b[8..12].try_into().expect("4 bytes"));
+        let total = 12 + usize::try_from(len).context("negative batch length")?;
+        if total > b.remaining() {
+            break;
+        }
+        let one = b.split_to(total);
+        let base = i64::from_be_bytes(one[..8].try_into().expect("8 bytes"));
+        let stored = format::kafka_to_stored(&one, u32::MAX)?.remove(0);
+        let h = format::decode_batch_header(&stored.bytes, u32::MAX)?;
+        for (k, r) in BatchRecords::new(&stored.bytes, &h)?.iter().enumerate() {
+            let r = r?;
+            if base + k as i64 >= from {
+                check.record(r.value, now_ns);
+                n += 1;
+            }
+        }
+        next = next.max(base + stored.record_count as i64);
+    }
+    Ok((n, next))
+}

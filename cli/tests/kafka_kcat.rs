@@ -1,0 +1,252 @@
+//! kcat against the real `sluice serve`'s Kafka listener, with Debian's librdkafka (2.0.2, an
+//! old client on purpose) and with the newer librdkafka of the confluent-kafka wheel: metadata
+//! (and topic auto-creation, on and off), produce and consume round trips of keys, values and
+//! headers, consuming from an offset, from the end and from a time, and every compression
+//! codec. Clients are installed by `tests/kafka/install.sh`; without them the tests fail under
+//! `CI=true` and are skipped (with the reason printed) elsewhere.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::data_dir;
+use common::kafka::{kcat, kcat_cmd, kcat_ok, new_librdkafka, run, start_kafka};
+use serde_json::Value;
+
+/// The two librdkafkas kcat runs on: Debian's (no override) and the newer one.
+fn librdkafkas() -> Vec<(&'static str, Option<PathBuf>)> {
+    let mut v = vec![("debian", None)];
+    if let Some(lib) = new_librdkafka() {
+        v.push(("new", Some(lib)));
+    }
+    v
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// `kcat -C` of a whole topic from `start` to its end, one line per record in `format`.
+fn consume(
+    k: &std::path::Path,
+    lib: Option<&std::path::Path>,
+    b: &str,
+    topic: &str,
+    start: &str,
+    format: &str,
+) -> Vec<String> {
+    let out = kcat_ok(
+        k,
+        lib,
+        b,
+        &["-C", "-t", topic, "-o", start, "-e", "-q", "-f", format],
+        None,
+    );
+    out.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn metadata_lists_the_one_broker_and_creates_topics_asked_for() {
+    let Some(k) = kcat() else { return };
+    let (_t, dir) = data_dir();
+    let s = start_kafka(&dir, &[]);
+    for (label, lib) in librdkafkas() {
+        let lib = lib.as_deref();
+        let all: Value =
+            serde_json::from_str(&kcat_ok(&k, lib, &s.kafka, &["-L", "-J"], None)).unwrap();
+        let brokers = all["brokers"].as_array().unwrap();
+        assert_eq!(brokers.len(), 1, "{label}: {all}");
+        assert_eq!(brokers[0]["id"], 0);
+        assert_eq!(brokers[0]["name"].as_str().unwrap(), s.kafka);
+        assert_eq!(all["controllerid"], 0, "{label}");
+        let topic = format!("auto-{label}");
+        let one: Value = serde_json::from_str(&kcat_ok(
+            &k,
+            lib,
+            &s.kafka,
+            &["-L", "-J", "-t", &topic],
+            None,
+        ))
+        .unwrap();
+        let t = &one["topics"][0];
+        assert_eq!(t["topic"], topic.as_str(), "{label}: {one}");
+        assert!(t.get("error").is_none(), "{label}: {one}");
+        let p = &t["partitions"][0];
+        assert_eq!(p["partition"], 0);
+        assert_eq!(p["leader"], 0);
+        assert_eq!(p["replicas"][0]["id"], 0);
+        assert_eq!(p["isrs"][0]["id"], 0);
+        assert_eq!(t["partitions"].as_array().unwrap().len(), 1);
+    }
+    // The topics created are sluice topics.
+    let listed = common::cli_ok(&s.server.addr, &["topic", "list"], None);
+    assert!(listed.contains(&"auto-debian".to_string()), "{listed:?}");
+}
+
+#[test]
+fn with_auto_creation_off_an_unknown_topic_is_unknown() {
+    let Some(k) = kcat() else { return };
+    let (_t, dir) = data_dir();
+    let s = start_kafka(&dir, &["--kafka-auto-create-topics", "false"]);
+    let one: Value = serde_json::from_str(&kcat_ok(
+        &k,
+        None,
+        &s.kafka,
+        &["-L", "-J", "-t", "nosuch"],
+        None,
+    ))
+    .unwrap();
+    let err = one["topics"][0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(err.contains("unknown topic"), "{one}");
+    let listed = common::cli_ok(&s.server.addr, &["topic", "list"], None);
+    assert!(listed.is_empty(), "nothing was created: {listed:?}");
+}
+
+#[test]
+fn keys_values_and_headers_round_trip() {
+    let Some(k) = kcat() else { return };
+    let (_t, dir) = data_dir();
+    let s = start_kafka(&dir, &[]);
+    for (label, lib) in librdkafkas() {
+        let lib = lib.as_deref();
+        let topic = format!("rt-{label}");
+        let input = "k1:v1\nk2:second value\nk3:v3\n";
+        kcat_ok(
+            &k,
+            lib,
+            &s.kafka,
+            &["-P", "-t", &topic, "-K:", "-H", "h1=x", "-H", "h2=y y"],
+            Some(input.as_bytes()),
+        );
+        let got = consume(&k, lib, &s.kafka, &topic, "beginning", "%o|%k|%s|%h\n");
+        assert_eq!(
+            got,
+            vec![
+                "0|k1|v1|h1=x,h2=y y",
+                "1|k2|second value|h1=x,h2=y y",
+                "2|k3|v3|h1=x,h2=y y"
+            ],
+            "{label}"
+        );
+    }
+}
+
+#[test]
+fn consuming_from_an_offset_the_end_and_a_time() {
+    let Some(k) = kcat() else { return };
+    let (_t, dir) = data_dir();
+    let s = start_kafka(&dir, &[]);
+    for (label, lib) in librdkafkas() {
+        let lib = lib.as_deref();
+        let topic = format!("seek-{label}");
+        kcat_ok(
+            &k,
+            lib,
+            &s.kafka,
+            &["-P", "-t", &topic],
+            Some(b"a0\na1\na2\n"),
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let t = now_ms();
+        std::thread::sleep(Duration::from_millis(100));
+        kcat_ok(&k, lib, &s.kafka, &["-P", "-t", &topic], Some(b"b3\nb4\n"));
+        assert_eq!(
+            consume(&k, lib, &s.kafka, &topic, "2", "%o %s\n"),
+            vec!["2 a2", "3 b3", "4 b4"],
+            "{label}"
+        );
+        assert_eq!(
+            consume(&k, lib, &s.kafka, &topic, "-2", "%o %s\n"),
+            vec!["3 b3", "4 b4"],
+            "{label}"
+        );
+        assert!(
+            consume(&k, lib, &s.kafka, &topic, "end", "%o %s\n").is_empty(),
+            "{label}"
+        );
+        let at = format!("s@{t}");
+        assert_eq!(
+            consume(&k, lib, &s.kafka, &topic, &at, "%o %s\n"),
+            vec!["3 b3", "4 b4"],
+            "{label}"
+        );
+        // Each record keeps the producer's timestamp.
+        let ts: Vec<i64> = consume(&k, lib, &s.kafka, &topic, "beginning", "%T\n")
+            .iter()
+            .map(|l| l.parse().unwrap())
+            .collect();
+        assert!(
+            ts[..3].iter().all(|&x| x < t) && ts[3..].iter().all(|&x| x > t),
+            "{label}: {ts:?} around {t}"
+        );
+    }
+}
+
+#[test]
+fn every_compression_codec_round_trips() {
+    let Some(k) = kcat() else { return };
+    let (_t, dir) = data_dir();
+    let s = start_kafka(&dir, &[]);
+    for (label, lib) in librdkafkas() {
+        let lib = lib.as_deref();
+        for codec in ["gzip", "snappy", "lz4", "zstd"] {
+            let topic = format!("z-{codec}-{label}");
+            let lines: Vec<String> = (0..200)
+                .map(|i| format!("{codec} record {i} {}", "x".repeat(i % 50)))
+                .collect();
+            let input = lines.join("\n") + "\n";
+            kcat_ok(
+                &k,
+                lib,
+                &s.kafka,
+                &["-P", "-t", &topic, "-z", codec],
+                Some(input.as_bytes()),
+            );
+            let got = consume(&k, lib, &s.kafka, &topic, "beginning", "%s\n");
+            assert_eq!(got, lines, "{label} {codec}");
+        }
+    }
+}
+
+#[test]
+fn a_consumer_at_the_end_waits_for_new_records() {
+    let Some(k) = kcat() else { return };
+    let (_t, dir) = data_dir();
+    let s = start_kafka(&dir, &[]);
+    kcat_ok(&k, None, &s.kafka, &["-P", "-t", "wait"], Some(b"first\n"));
+    // A consumer from offset 1 (the end) that stops after one record: it must get the record
+    // produced after it started (long poll woken by the append).
+    let consumer = std::thread::spawn({
+        let (k, b) = (k.clone(), s.kafka.clone());
+        move || {
+            run(
+                kcat_cmd(
+                    &k,
+                    None,
+                    &b,
+                    &[
+                        "-C", "-t", "wait", "-o", "1", "-c", "1", "-q", "-f", "%o %s\n",
+                    ],
+                ),
+                None,
+                Duration::from_secs(60),
+            )
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    kcat_ok(&k, None, &s.kafka, &["-P", "-t", "wait"], Some(b"second\n"));
+    let out = consumer.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1 second\n");
+}

@@ -1,0 +1,168 @@
+//! CreateTopics and DeleteTopics. A topic is created with one partition and one replica (node
+//! 0), with `retention.ms`, `retention.bytes` and `segment.bytes` from its configs (see
+//! `configs`); `validate_only` checks everything and creates nothing. DeleteTopics by name, and
+//! from version 6 by id (topics have no persistent ids yet: UNKNOWN_TOPIC_ID).
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use tokio::task::spawn_blocking;
+use uuid::Uuid;
+
+use super::codec::Header;
+use super::configs::{settings_from_configs, topic_configs};
+use super::connection::{Conn, Slot};
+use super::dispatch::respond;
+use super::metadata::topic_uuid;
+use super::{error_code, valid_topic_name, KafkaContext};
+use crate::broker::ErrorKind;
+
+/// Creates (or checks) one topic; its result.
+fn create_one(
+    ctx: &KafkaContext,
+    version: i16,
+    t: CreatableTopic,
+    validate_only: bool,
+) -> CreatableTopicResult {
+    let name = t.name.0.to_string();
+    let mut r = CreatableTopicResult::default();
+    r.name = t.name.clone();
+    let refuse = |mut r: CreatableTopicResult, code: i16, m: String| {
+        r.error_code = code;
+        r.error_message = Some(StrBytes::from_string(m));
+        r
+    };
+    if !valid_topic_name(&name) {
+        let m = format!("{name:?} is not a valid topic name (1 to 200 of [A-Za-z0-9._-])");
+        return refuse(r, ResponseError::InvalidTopicException.code(), m);
+    }
+    let partitions = match t.num_partitions {
+        -1 => None,
+        n if n > 0 => Some(n as u32),
+        n => {
+            let m = format!("num_partitions {n}");
+            return refuse(r, ResponseError::InvalidPartitions.code(), m);
+        }
+    };
+    if !matches!(t.replication_factor, -1 | 1) {
+        let m = format!(
+            "replication factor {} on a one-node cluster (1 or -1 only)",
+            t.replication_factor
+        );
+        return refuse(r, ResponseError::InvalidReplicationFactor.code(), m);
+    }
+    if !t.assignments.is_empty() {
+        let m = "manual replica assignments are not supported".to_string();
+        return refuse(r, ResponseError::InvalidReplicaAssignment.code(), m);
+    }
+    let broker = &ctx.broker;
+    let configs = t
+        .configs
+        .iter()
+        .map(|c| (c.name.as_str(), c.value.as_ref().map(|v| v.as_str())));
+    let settings = match settings_from_configs(configs, broker.default_log_config()) {
+        Ok(s) => s,
+        Err((code, m)) => return refuse(r, code, m),
+    };
+    if let Err(e) = broker.create_partitioned_topic(&name, partitions, &settings, validate_only) {
+        let code = match e.kind {
+            ErrorKind::InvalidArgument if partitions.is_some_and(|n| n != 1) => {
+                ResponseError::InvalidPartitions.code()
+            }
+            ErrorKind::InvalidArgument => ResponseError::InvalidConfig.code(),
+            _ => error_code(&e),
+        };
+        return refuse(r, code, e.message);
+    }
+    r.num_partitions = 1;
+    r.replication_factor = 1;
+    if version >= 5 {
+        // The topic's configs as created (as they would be, for validate_only).
+        let cfg = match validate_only {
+            true => broker.log_config(&settings).ok(),
+            false => broker.topic_config(&name).ok(),
+        };
+        r.configs = cfg.map(|c| {
+            topic_configs(&c, broker.default_log_config())
+                .into_iter()
+                .map(|e| {
+                    let mut x = CreatableTopicConfigs::default();
+                    x.name = StrBytes::from_static_str(e.name);
+                    x.value = Some(StrBytes::from_string(e.value));
+                    x.read_only = e.read_only;
+                    x.config_source = if e.is_default { 5 } else { 1 };
+                    x
+                })
+                .collect()
+        });
+        if version >= 7 && !validate_only {
+            r.topic_id = topic_uuid(ctx, &name);
+        }
+    }
+    r
+}
+
+/// Deletes one topic, by name or by id; its result.
+fn delete_one(ctx: &KafkaContext, name: Option<TopicName>, id: Uuid) -> DeletableTopicResult {
+    let mut r = DeletableTopicResult::default();
+    r.topic_id = id;
+    let name = match name {
+        Some(n) => n.0.to_string(),
+        None => match ctx.broker.topic_by_id(*id.as_bytes()) {
+            Some(n) => n,
+            None => {
+                r.name = None;
+                r.error_code = ResponseError::UnknownTopicId.code();
+                r.error_message = Some(StrBytes::from_static_str("no topic has this id"));
+                return r;
+            }
+        },
+    };
+    r.name = Some(TopicName(StrBytes::from_string(name.clone())));
+    if let Err(e) = ctx.broker.delete_topic(&name) {
+        r.error_code = error_code(&e);
+        r.error_message = Some(StrBytes::from_string(e.message));
+    }
+    r
+}
+
+impl Conn {
+    pub(super) fn create_topics(&self, tx: Slot, h: Header, req: CreateTopicsRequest) {
+        let ctx = self.ctx.clone();
+        spawn_blocking(move || {
+            let mut resp = CreateTopicsResponse::default();
+            resp.topics = req
+                .topics
+                .into_iter()
+                .map(|t| create_one(&ctx, h.api_version, t, req.validate_only))
+                .collect();
+            respond(tx, &h, &resp);
+        });
+    }
+
+    pub(super) fn delete_topics(&self, tx: Slot, h: Header, req: DeleteTopicsRequest) {
+        let ctx = self.ctx.clone();
+        spawn_blocking(move || {
+            let mut resp = DeleteTopicsResponse::default();
+            resp.responses = if h.api_version >= 6 {
+                req.topics
+                    .into_iter()
+                    .map(|t| delete_one(&ctx, t.name, t.topic_id))
+                    .collect()
+            } else {
+                req.topic_names
+                    .into_iter()
+                    .map(|n| delete_one(&ctx, Some(n), Uuid::nil()))
+                    .collect()
+            };
+            respond(tx, &h, &resp);
+        });
+    }
+}

@@ -1,0 +1,176 @@
+//! One Kafka connection: the reader (size-prefixed frames under the idle and frame timeouts),
+//! the ordered response queue, the replier and the writer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::{sleep, timeout};
+use tracing::{debug, warn};
+
+use super::codec::{self, DecodeError};
+use super::{KafkaContext, FRAME_TIMEOUT, IN_FLIGHT_REQUESTS_MAX, WRITER_QUEUE};
+
+/// A response slot: filled with the whole response frame, or `None` for a request that gets
+/// no response (Produce with `acks = 0`).
+pub(super) type Slot = oneshot::Sender<Option<Bytes>>;
+
+/// How a connection ended.
+pub(super) enum End {
+    /// The peer closed, I/O failed, or the server is shutting down.
+    Closed,
+    /// A protocol violation or limit: logged, then the connection is closed.
+    Fatal(String),
+}
+
+/// One connection's state, owned by its reader.
+pub(super) struct Conn {
+    pub(super) ctx: Arc<KafkaContext>,
+    pub(super) peer: SocketAddr,
+    slots: mpsc::Sender<oneshot::Receiver<Option<Bytes>>>,
+    /// Dropped when the connection ends: long polls then answer with what they have.
+    ended: watch::Sender<()>,
+}
+
+/// Serves one accepted connection until it ends.
+pub(super) async fn handle_connection(
+    ctx: Arc<KafkaContext>,
+    sock: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: broadcast::Receiver<()>,
+) {
+    let _ = sock.set_nodelay(true);
+    debug!(%peer, "kafka connection open");
+    let (rd, wr) = sock.into_split();
+    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let (out_tx, out_rx) = mpsc::channel::<Bytes>(WRITER_QUEUE);
+    let writer = tokio::spawn(write_loop(wr, out_rx));
+    let (slot_tx, slot_rx) = mpsc::channel(IN_FLIGHT_REQUESTS_MAX);
+    let replier = tokio::spawn(reply_loop(slot_rx, out_tx));
+    let grace = Duration::from_millis(ctx.broker.limits().shutdown_timeout_ms);
+    let mut conn = Conn {
+        ctx,
+        peer,
+        slots: slot_tx,
+        ended: watch::channel(()).0,
+    };
+    if let End::Fatal(why) = conn.run(&mut rd, &mut shutdown).await {
+        warn!(%peer, "closing kafka connection: {why}");
+    }
+    drop(conn);
+    // Requests already read are answered (within the grace), then the socket closes.
+    let _ = timeout(grace, replier).await;
+    let _ = timeout(grace, writer).await;
+    debug!(%peer, "kafka connection closed");
+}
+
+async fn reply_loop(
+    mut rx: mpsc::Receiver<oneshot::Receiver<Option<Bytes>>>,
+    out: mpsc::Sender<Bytes>,
+) {
+    while let Some(slot) = rx.recv().await {
+        if let Ok(Some(frame)) = slot.await {
+            if out.send(frame).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
+    let mut w = BufWriter::with_capacity(64 * 1024, wr);
+    while let Some(f) = rx.recv().await {
+        if w.write_all(&f).await.is_err() {
+            return;
+        }
+        while let Ok(f) = rx.try_recv() {
+            if w.write_all(&f).await.is_err() {
+                return;
+            }
+        }
+        if w.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+impl Conn {
+    async fn run(
+        &mut self,
+        rd: &mut BufReader<OwnedReadHalf>,
+        shutdown: &mut broadcast::Receiver<()>,
+    ) -> End {
+        let topic_ids = self.ctx.broker.has_topic_ids();
+        loop {
+            let frame = match self.next_frame(rd, shutdown).await {
+                Ok(f) => f,
+                Err(end) => return end,
+            };
+            let decoded = match codec::decode_request(frame, topic_ids) {
+                Ok(d) => d,
+                Err(e @ DecodeError::Short(_)) | Err(e @ DecodeError::Malformed { .. }) => {
+                    return End::Fatal(e.to_string())
+                }
+            };
+            if let Err(end) = self.dispatch(decoded).await {
+                return end;
+            }
+        }
+    }
+
+    /// Reads the next frame: waits for its size (under `idle_timeout_ms`), checks it against
+    /// `frame_bytes_max`, then reads the rest within [`FRAME_TIMEOUT`].
+    async fn next_frame(
+        &mut self,
+        rd: &mut BufReader<OwnedReadHalf>,
+        shutdown: &mut broadcast::Receiver<()>,
+    ) -> Result<Bytes, End> {
+        let (idle_ms, max) = {
+            let l = self.ctx.broker.limits();
+            (l.idle_timeout_ms, l.frame_bytes_max)
+        };
+        let size = tokio::select! {
+            _ = shutdown.recv() => return Err(End::Closed),
+            r = rd.read_i32() => r,
+            _ = sleep(Duration::from_millis(idle_ms)) => {
+                return Err(End::Fatal(format!("idle for idle_timeout_ms ({idle_ms} ms)")));
+            }
+        };
+        // End of stream (the peer closed) or a failed read: nothing to answer.
+        let Ok(size) = size else {
+            return Err(End::Closed);
+        };
+        if size < 0 || size as u32 > max {
+            let m = format!("frame size {size} is outside 0..={max} (limits.frame_bytes_max)");
+            return Err(End::Fatal(m));
+        }
+        let mut buf = BytesMut::zeroed(size as usize);
+        match timeout(FRAME_TIMEOUT, rd.read_exact(&mut buf)).await {
+            Err(_) => {
+                let m = format!("frame not completed within {} s", FRAME_TIMEOUT.as_secs());
+                Err(End::Fatal(m))
+            }
+            Ok(Err(_)) => Err(End::Closed),
+            Ok(Ok(_)) => Ok(buf.freeze()),
+        }
+    }
+
+    /// A receiver that closes when the connection ends.
+    pub(super) fn ended(&self) -> watch::Receiver<()> {
+        self.ended.subscribe()
+    }
+
+    /// The next response slot, in request order (waits while [`IN_FLIGHT_REQUESTS_MAX`]
+    /// requests are unanswered).
+    pub(super) async fn slot(&self) -> Result<Slot, End> {
+        let (tx, rx) = oneshot::channel();
+        self.slots.send(rx).await.map_err(|_| End::Closed)?;
+        Ok(tx)
+    }
+}

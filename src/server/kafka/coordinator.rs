@@ -1,0 +1,67 @@
+//! FindCoordinator: node 0 coordinates every consumer group (the group APIs themselves are in
+//! `group/`). Transaction coordinators are refused: transactions are not served (see
+//! `docs/kafka.md`), and a clear, non-retriable error keeps a transactional client from
+//! retrying forever. Versions 0-3 ask for one key, 4+ for a batch.
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::codec::Header;
+use super::connection::{Conn, Slot};
+use super::dispatch::respond;
+use super::{KafkaContext, NODE_ID};
+
+/// `key_type` of a consumer group.
+const KEY_TYPE_GROUP: i8 = 0;
+/// `key_type` of a transactional id.
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
+/// The coordinator of one key: node 0, or the error and why.
+fn coordinator(ctx: &KafkaContext, key: StrBytes, key_type: i8) -> Coordinator {
+    let mut c = Coordinator::default();
+    c.key = key;
+    let refused = match key_type {
+        KEY_TYPE_GROUP => None,
+        KEY_TYPE_TRANSACTION => Some("transactions are not supported by sluice"),
+        _ => Some("only consumer group coordinators are served (key type 0)"),
+    };
+    match refused {
+        None => {
+            c.node_id = BrokerId(NODE_ID);
+            c.host = StrBytes::from_string(ctx.host.clone());
+            c.port = ctx.port;
+        }
+        Some(why) => {
+            c.node_id = BrokerId(-1);
+            c.port = -1;
+            c.error_code = ResponseError::InvalidRequest.code();
+            c.error_message = Some(StrBytes::from_static_str(why));
+        }
+    }
+    c
+}
+
+impl Conn {
+    pub(super) fn find_coordinator(&self, tx: Slot, h: &Header, req: FindCoordinatorRequest) {
+        let mut resp = FindCoordinatorResponse::default();
+        if h.api_version >= 4 {
+            resp.coordinators = req
+                .coordinator_keys
+                .into_iter()
+                .map(|k| coordinator(&self.ctx, k, req.key_type))
+                .collect();
+        } else {
+            let c = coordinator(&self.ctx, req.key, req.key_type);
+            resp.error_code = c.error_code;
+            if h.api_version >= 1 {
+                resp.error_message = c.error_message;
+            }
+            resp.node_id = c.node_id;
+            resp.host = c.host;
+            resp.port = c.port;
+        }
+        respond(tx, h, &resp);
+    }
+}

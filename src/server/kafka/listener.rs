@@ -1,0 +1,48 @@
+//! The Kafka listener's accept loop: each connection gets a task under the server's connection
+//! semaphore (`connections_max`, shared with the native listener). One more is closed at once,
+//! with the reason logged: the Kafka protocol has no message a broker sends unasked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio::time::sleep;
+use tracing::warn;
+
+use super::connection::handle_connection;
+use super::KafkaContext;
+
+/// Accepts connections forever.
+pub(super) async fn accept(
+    listener: &TcpListener,
+    context: &Arc<KafkaContext>,
+    permits: &Arc<Semaphore>,
+    shutdown: &broadcast::Sender<()>,
+    done: &mpsc::Sender<()>,
+) {
+    loop {
+        let (sock, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!("kafka accept failed: {e}");
+                sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            let limit = context.broker.limits().connections_max;
+            warn!(%peer, limit, "kafka connection refused: connections_max reached");
+            drop(sock);
+            continue;
+        };
+        let context = context.clone();
+        let shutdown_rx = shutdown.subscribe();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let _done = done;
+            let _permit = permit;
+            handle_connection(context, sock, peer, shutdown_rx).await;
+        });
+    }
+}

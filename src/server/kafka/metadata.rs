@@ -1,0 +1,146 @@
+//! Metadata: this broker as the one node of its cluster, and the topics asked for (all of them
+//! when the request names none), each partition led by node 0. Unknown topics named in the
+//! request are created with the server's defaults when `kafka_auto_create_topics` is on and the
+//! client allows it; sluice's queues are not listed (they are not Kafka topics).
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use tokio::task::spawn_blocking;
+use uuid::Uuid;
+
+use super::codec::Header;
+use super::connection::{Conn, Slot};
+use super::dispatch::respond;
+use super::{error_code, valid_topic_name, KafkaContext, LEADER_EPOCH, NODE_ID};
+use crate::broker::{ErrorKind, LogSettings};
+
+/// The value of `*_authorized_operations` when the client did not ask for them.
+const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+
+impl Conn {
+    pub(super) fn metadata(&self, tx: Slot, h: Header, req: MetadataRequest) {
+        let ctx = self.ctx.clone();
+        spawn_blocking(move || {
+            let body = metadata(&ctx, h.api_version, req);
+            respond(tx, &h, &body);
+        });
+    }
+}
+
+/// The node every partition is led by, as Metadata lists it.
+fn this_broker(ctx: &KafkaContext) -> MetadataResponseBroker {
+    let mut b = MetadataResponseBroker::default();
+    b.node_id = BrokerId(NODE_ID);
+    b.host = StrBytes::from_string(ctx.host.clone());
+    b.port = ctx.port;
+    b
+}
+
+/// A topic's entry; the topic's partitions when `error` is 0.
+pub(super) fn topic_entry(ctx: &KafkaContext, name: &str, error: i16) -> MetadataResponseTopic {
+    let mut t = MetadataResponseTopic::default();
+    t.name = Some(TopicName(StrBytes::from_string(name.to_owned())));
+    t.error_code = error;
+    if error != 0 {
+        return t;
+    }
+    t.topic_id = topic_uuid(ctx, name);
+    let count = match ctx.broker.partition_count(name) {
+        Ok(n) => n,
+        Err(e) => {
+            t.error_code = error_code(&e);
+            return t;
+        }
+    };
+    t.partitions = (0..count)
+        .map(|p| {
+            let mut m = MetadataResponsePartition::default();
+            m.partition_index = p as i32;
+            m.leader_id = BrokerId(NODE_ID);
+            m.leader_epoch = LEADER_EPOCH;
+            m.replica_nodes = vec![BrokerId(NODE_ID)];
+            m.isr_nodes = vec![BrokerId(NODE_ID)];
+            m
+        })
+        .collect();
+    t
+}
+
+/// A topic's id as Kafka writes it (the nil UUID for a topic that is gone).
+pub(super) fn topic_uuid(ctx: &KafkaContext, name: &str) -> Uuid {
+    ctx.broker
+        .topic_id_bytes(name)
+        .map(Uuid::from_bytes)
+        .unwrap_or(Uuid::nil())
+}
+
+/// Looks a requested topic up, creating it when allowed; its entry.
+fn requested(ctx: &KafkaContext, name: &str, may_create: bool) -> MetadataResponseTopic {
+    if !valid_topic_name(name) {
+        return topic_entry(ctx, name, ResponseError::InvalidTopicException.code());
+    }
+    match ctx.broker.partition_count(name) {
+        Ok(_) => topic_entry(ctx, name, 0),
+        Err(e) if e.kind == ErrorKind::NotFound && may_create => {
+            match ctx.broker.create_topic(name, &LogSettings::default(), 1) {
+                // Another client's request may have created it meanwhile.
+                Ok(()) => topic_entry(ctx, name, 0),
+                Err(e) if e.kind == ErrorKind::AlreadyExists => topic_entry(ctx, name, 0),
+                Err(e) => topic_entry(ctx, name, error_code(&e)),
+            }
+        }
+        Err(e) => topic_entry(ctx, name, error_code(&e)),
+    }
+}
+
+/// The whole response. Blocking (it may create topics).
+fn metadata(ctx: &KafkaContext, version: i16, req: MetadataRequest) -> MetadataResponse {
+    // v0: an empty list means every topic; v1+: null means every topic. Versions 0-3 always
+    // allow creation.
+    let all = match &req.topics {
+        None => true,
+        Some(t) => t.is_empty() && version == 0,
+    };
+    let may_create = ctx.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let topics = if all {
+        let mut names = ctx.broker.list_topics();
+        names.sort();
+        names.iter().map(|n| topic_entry(ctx, n, 0)).collect()
+    } else {
+        req.topics
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| match t.name {
+                Some(name) => requested(ctx, name.0.as_str(), may_create),
+                None => by_id(ctx, t.topic_id),
+            })
+            .collect()
+    };
+    let mut resp = MetadataResponse::default();
+    resp.brokers = vec![this_broker(ctx)];
+    resp.cluster_id = Some(StrBytes::from_string(ctx.cluster_id.clone()));
+    resp.controller_id = BrokerId(NODE_ID);
+    resp.topics = topics;
+    if (8..=10).contains(&version) {
+        resp.cluster_authorized_operations = OPERATIONS_NOT_REQUESTED;
+    }
+    resp
+}
+
+/// A topic asked for by id (v10+).
+fn by_id(ctx: &KafkaContext, id: Uuid) -> MetadataResponseTopic {
+    match ctx.broker.topic_by_id(*id.as_bytes()) {
+        Some(name) => topic_entry(ctx, &name, 0),
+        None => {
+            let mut t = MetadataResponseTopic::default();
+            t.name = None;
+            t.topic_id = id;
+            t.error_code = ResponseError::UnknownTopicId.code();
+            t
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! Produce (versions 3 and up): each partition's record batches are checked and converted to
+//! stored batches (`sluice_storage::format::kafka_to_stored`), appended through the broker
+//! core, and acknowledged only once durable per the topic's fsync policy: under `always` the
+//! acknowledgement waits for the log's group commit, exactly as a native publish does. With
+//! `acks = 0` nothing is sent back, but the batches are made durable (and so visible) all the
+//! same.
+//!
+//! A batch of an idempotent producer (producer id >= 0, after InitProducerId) goes through
+//! `Log::append_idempotent`: a retry is answered with the offsets it was first given, a batch
+//! out of sequence gets OUT_OF_ORDER_SEQUENCE_NUMBER and one from a fenced epoch
+//! INVALID_PRODUCER_EPOCH, nothing written for either.
+//!
+//! One blocking call appends every partition of the request, then lets the connection read
+//! its next request (appends of one connection stay in request order), then waits for the
+//! syncs and fills the response.
+
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use sluice_storage::format::{kafka_to_stored, BatchError};
+use sluice_storage::{
+    Appended as LogAppended, Error as StoreError, Log, Offset, ProducerBatch, ProducerError,
+};
+use tokio::sync::oneshot;
+use tokio::task::spawn_blocking;
+
+use super::codec::Header;
+use super::connection::{Conn, End, Slot};
+use super::dispatch::respond;
+use super::produce_legacy::LegacyProduce;
+use super::{error_code, KafkaContext};
+use crate::broker::{make_durable, BrokerError, ErrorKind};
+
+/// The Kafka error code of a batch refused by `kafka_to_stored`.
+fn batch_error_code(e: &BatchError) -> i16 {
+    let err = match e {
+        BatchError::LengthOverLimit { .. } | BatchError::DecompressedTooLarge { .. } => {
+            ResponseError::MessageTooLarge
+        }
+        BatchError::Transactional => ResponseError::InvalidTxnState,
+        BatchError::Control
+        | BatchError::TooManyHeaders { .. }
+        | BatchError::UnsupportedAttributes(_)
+        | BatchError::KafkaMagic(_) => ResponseError::InvalidRecord,
+        _ => ResponseError::CorruptMessage,
+    };
+    err.code()
+}
+
+/// One partition of the request, once appended (or refused).
+struct Appended {
+    index: i32,
+    outcome: Result<(Log, Offset, Offset), (i16, String)>,
+}
+
+/// Checks, converts and appends one partition's batches. Blocking.
+fn append_partition(ctx: &KafkaContext, topic: &str, p: PartitionProduceData) -> Appended {
+    let index = p.index;
+    let fail = |code: i16, m: String| Appended {
+        index,
+        outcome: Err((code, m)),
+    };
+    let log = match u32::try_from(index)
+        .map_err(|_| BrokerError::new(ErrorKind::NotFound, format!("partition {index}")))
+        .and_then(|n| ctx.broker.partition_log(topic, n))
+    {
+        Ok(l) => l,
+        Err(e) => return fail(error_code(&e), e.message),
+    };
+    let records = p.records.unwrap_or_default();
+    let batches = match kafka_to_stored(&records, log.config().batch_bytes_max) {
+        Ok(b) => b,
+        Err(e) => return fail(batch_error_code(&e), e.to_string()),
+    };
+    let mut range: Option<(Offset, Offset)> = None;
+    for b in batches {
+        let info = match b.producer_id {
+            id if id >= 0 => {
+                let p = ProducerBatch {
+                    id,
+                    epoch: b.producer_epoch,
+                    base_sequence: b.base_sequence,
+                    record_count: b.record_count,
+                };
+                log.append_idempotent(b.bytes, p).map(|a| match a {
+                    LogAppended::New(i) | LogAppended::Duplicate(i) => i,
+                })
+            }
+            _ => log.append_unsynced(b.bytes),
+        };
+        match info {
+            // A retry answered with its first offsets may end below a batch before it.
+            Ok(i) => {
+                range = Some(range.map_or((i.base_offset, i.last_offset), |(b, l)| {
+                    (b, l.max(i.last_offset))
+                }))
+            }
+            Err(e) => {
+                let (code, m) = append_error(e);
+                return fail(code, m);
+            }
+        }
+    }
+    match range {
+        Some((base, last)) => Appended {
+            index,
+            outcome: Ok((log, base, last)),
+        },
+        None => fail(ResponseError::CorruptMessage.code(), "no batch".into()),
+    }
+}
+
+/// The Kafka error code and message of a refused append.
+fn append_error(e: StoreError) -> (i16, String) {
+    let m = e.to_string();
+    let code = match &e {
+        StoreError::Producer(ProducerError::OutOfOrder { .. }) => {
+            ResponseError::OutOfOrderSequenceNumber.code()
+        }
+        StoreError::Producer(ProducerError::Fenced { .. }) => {
+            ResponseError::InvalidProducerEpoch.code()
+        }
+        _ => {
+            let b = BrokerError::from(e);
+            match b.kind {
+                ErrorKind::InvalidBatch => ResponseError::CorruptMessage.code(),
+                _ => error_code(&b),
+            }
+        }
+    };
+    (code, m)
+}
+
+/// A response partition.
+fn partition_response(
+    version: i16,
+    index: i32,
+    code: i16,
+    message: Option<String>,
+) -> PartitionProduceResponse {
+    let mut r = PartitionProduceResponse::default();
+    r.index = index;
+    r.error_code = code;
+    r.base_offset = -1;
+    r.log_append_time_ms = -1;
+    r.log_start_offset = -1;
+    if version >= 8 {
+        r.error_message = message.map(StrBytes::from_string);
+    }
+    r
+}
+
+/// Refuses every partition of the request with `code`.
+fn refuse_all(version: i16, topics: &[TopicProduceData], code: i16, m: &str) -> ProduceResponse {
+    let mut resp = ProduceResponse::default();
+    resp.responses = topics
+        .iter()
+        .map(|t| {
+            let mut out = TopicProduceResponse::default();
+            out.name = t.name.clone();
+            out.topic_id = t.topic_id;
+            out.partition_responses = t
+                .partition_data
+                .iter()
+                .map(|p| partition_response(version, p.index, code, Some(m.to_owned())))
+                .collect();
+            out
+        })
+        .collect();
+    resp
+}
+
+/// The topic a produce's topic entry names: by name, or by id from version 13.
+fn topic_name(ctx: &KafkaContext, version: i16, t: &TopicProduceData) -> Option<String> {
+    if version >= 13 {
+        ctx.broker.topic_by_id(*t.topic_id.as_bytes())
+    } else {
+        Some(t.name.0.to_string())
+    }
+}
+
+impl Conn {
+    pub(super) async fn produce(
+        &mut self,
+        tx: Slot,
+        h: Header,
+        req: ProduceRequest,
+    ) -> Result<(), End> {
+        let v = h.api_version;
+        let acks = req.acks;
+        let refusal = if !matches!(acks, -1..=1) {
+            Some((
+                ResponseError::InvalidRequiredAcks,
+                "acks must be -1, 0 or 1",
+            ))
+        } else if req.transactional_id.is_some() {
+            Some((
+                ResponseError::TransactionalIdAuthorizationFailed,
+                "transactions are not supported by sluice",
+            ))
+        } else {
+            None
+        };
+        if let Some((err, m)) = refusal {
+            let resp = refuse_all(v, &req.topic_data, err.code(), m);
+            match acks {
+                0 => drop(tx.send(None)),
+                _ => respond(tx, &h, &resp),
+            }
+            return Ok(());
+        }
+        let ctx = self.ctx.clone();
+        let (appended_tx, appended_rx) = oneshot::channel::<()>();
+        spawn_blocking(move || {
+            let mut topics = Vec::with_capacity(req.topic_data.len());
+            for t in req.topic_data {
+                let name = topic_name(&ctx, v, &t);
+                let parts: Vec<Appended> = t
+                    .partition_data
+                    .into_iter()
+                    .map(|p| match &name {
+                        Some(n) => append_partition(&ctx, n, p),
+                        None => Appended {
+                            index: p.index,
+                            outcome: Err((
+                                ResponseError::UnknownTopicId.code(),
+                                "no topic has this id".into(),
+                            )),
+                        },
+                    })
+                    .collect();
+                topics.push((t.name, t.topic_id, parts));
+            }
+            let _ = appended_tx.send(());
+            let tx = match acks {
+                0 => {
+                    let _ = tx.send(None);
+                    None
+                }
+                _ => Some(tx),
+            };
+            let mut resp = ProduceResponse::default();
+            for (name, topic_id, parts) in topics {
+                let mut out = TopicProduceResponse::default();
+                out.name = name;
+                out.topic_id = topic_id;
+                for a in parts {
+                    out.partition_responses.push(durable(v, a));
+                }
+                resp.responses.push(out);
+            }
+            if let Some(tx) = tx {
+                respond(tx, &h, &resp);
+            }
+        });
+        // The next request is read once this one's appends are in place.
+        appended_rx
+            .await
+            .map_err(|_| End::Fatal("a produce's append task failed".into()))
+    }
+
+    pub(super) fn legacy_produce(&self, tx: Slot, h: &Header, req: LegacyProduce) {
+        if req.acks == 0 {
+            let _ = tx.send(None);
+            return;
+        }
+        let mut frame = bytes::BytesMut::new();
+        let body = req.refusal();
+        frame.extend_from_slice(&((4 + body.len()) as i32).to_be_bytes());
+        frame.extend_from_slice(&h.correlation_id.to_be_bytes());
+        frame.extend_from_slice(&body);
+        let _ = tx.send(Some(frame.freeze()));
+    }
+}
+
+/// Waits until an appended partition is durable per its policy; its response. Blocking.
+fn durable(version: i16, a: Appended) -> PartitionProduceResponse {
+    match a.outcome {
+        Err((code, m)) => partition_response(version, a.index, code, Some(m)),
+        Ok((log, base, last)) => match make_durable(&log, last.add(1)) {
+            Ok(()) => {
+                let mut r = partition_response(version, a.index, 0, None);
+                r.base_offset = base.0 as i64;
+                r.log_start_offset = log.start_offset().0 as i64;
+                r
+            }
+            Err(e) => partition_response(version, a.index, error_code(&e), Some(e.message)),
+        },
+    }
+}
