@@ -358,6 +358,7 @@ fn kafka_round_trip(
         Request::ListOffsets(r) => r.encode(&mut out, v),
         Request::FindCoordinator(r) => r.encode(&mut out, v),
         Request::InitProducerId(r) => r.encode(&mut out, v),
+        Request::CreatePartitions(r) => r.encode(&mut out, v),
         Request::CreateTopics(r) => r.encode(&mut out, v),
         Request::DeleteTopics(r) => r.encode(&mut out, v),
         Request::DescribeConfigs(r) => r.encode(&mut out, v),

@@ -194,6 +194,28 @@ fn check_init_producer_id(c: &mut Raw, v: i16) {
     assert!(r.producer_id.0 >= 0, "v{v}");
 }
 
+fn check_create_partitions(c: &mut Raw, v: i16) {
+    let n = metadata(c, "v").topics[0].partitions.len() as i32;
+    let grow = |count: i32| {
+        let t = create_partitions_request::CreatePartitionsTopic::default()
+            .with_name(topic("v"))
+            .with_count(count)
+            .with_assignments(None);
+        CreatePartitionsRequest::default()
+            .with_topics(vec![t])
+            .with_timeout_ms(10_000)
+    };
+    let r: CreatePartitionsResponse = c.call(ApiKey::CreatePartitions, v, &grow(n + 1));
+    assert_eq!(r.results[0].error_code, 0, "v{v}");
+    assert_eq!(
+        metadata(c, "v").topics[0].partitions.len() as i32,
+        n + 1,
+        "v{v}"
+    );
+    let r: CreatePartitionsResponse = c.call(ApiKey::CreatePartitions, v, &grow(1));
+    assert_eq!(r.results[0].error_code, 37, "v{v}: INVALID_PARTITIONS");
+}
+
 #[test]
 fn every_served_version_of_every_api_is_answered() {
     let (_t, server) = server();
@@ -227,6 +249,7 @@ fn every_served_version_of_every_api_is_answered() {
                 ApiKey::AlterConfigs => check_alter_configs(&mut c, v),
                 ApiKey::IncrementalAlterConfigs => check_incremental_alter_configs(&mut c, v),
                 ApiKey::InitProducerId => check_init_producer_id(&mut c, v),
+                ApiKey::CreatePartitions => check_create_partitions(&mut c, v),
                 other => panic!("{other:?} is advertised but this test does not know it"),
             }
             answered += 1;

@@ -1,7 +1,7 @@
-//! CreateTopics and DeleteTopics. A topic is created with one partition and one replica (node
-//! 0), with `retention.ms`, `retention.bytes` and `segment.bytes` from its configs (see
-//! `configs`); `validate_only` checks everything and creates nothing. DeleteTopics by name, and
-//! from version 6 by id (topics have no persistent ids yet: UNKNOWN_TOPIC_ID).
+//! CreateTopics and DeleteTopics. A topic is created with its partitions (1 by default, at most
+//! 1024) and one replica (node 0), with `retention.ms`, `retention.bytes` and `segment.bytes`
+//! from its configs (see `configs`); `validate_only` checks everything and creates nothing.
+//! DeleteTopics by name, and from version 6 by id (UNKNOWN_TOPIC_ID for an id no topic has).
 
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{

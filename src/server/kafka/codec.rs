@@ -17,9 +17,10 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, FetchRequest, FindCoordinatorRequest, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader,
+    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, FetchRequest, FindCoordinatorRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest,
+    ProduceRequest, RequestHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
@@ -62,6 +63,8 @@ pub enum Request {
     FindCoordinator(FindCoordinatorRequest),
     /// InitProducerId (22).
     InitProducerId(InitProducerIdRequest),
+    /// CreatePartitions (37).
+    CreatePartitions(CreatePartitionsRequest),
     /// CreateTopics (19).
     CreateTopics(CreateTopicsRequest),
     /// DeleteTopics (20).
@@ -205,6 +208,9 @@ fn decode_body_of(
         }
         ApiKey::InitProducerId => Request::InitProducerId(InitProducerIdRequest::decode(buf, v)?),
         ApiKey::CreateTopics => Request::CreateTopics(CreateTopicsRequest::decode(buf, v)?),
+        ApiKey::CreatePartitions => {
+            Request::CreatePartitions(CreatePartitionsRequest::decode(buf, v)?)
+        }
         ApiKey::DeleteTopics => Request::DeleteTopics(DeleteTopicsRequest::decode(buf, v)?),
         ApiKey::DescribeConfigs => {
             Request::DescribeConfigs(DescribeConfigsRequest::decode(buf, v)?)

@@ -17,7 +17,8 @@
 //! Files: `listener` (accept loop), `connection`, `codec`, `dispatch` (routing, the served
 //! versions, ApiVersions), and one file per request family: `metadata`, `produce` (and
 //! `produce_legacy` for the refused versions 0-2), `fetch`, `offsets` (ListOffsets), `admin` (CreateTopics, DeleteTopics), `configs` (DescribeConfigs,
-//! AlterConfigs, IncrementalAlterConfigs), `coordinator` (FindCoordinator). The consumer-group
+//! AlterConfigs, IncrementalAlterConfigs), `coordinator` (FindCoordinator), `producer_id` (InitProducerId), `partitions`
+//! (CreatePartitions). The consumer-group
 //! APIs are a folder `group/` of their own (the coordinator and its `GroupOffsets` store
 //! trait), to be wired in `dispatch` once committed offsets have a durable per-partition store.
 //!
@@ -34,6 +35,7 @@ pub mod group;
 mod listener;
 mod metadata;
 mod offsets;
+mod partitions;
 mod produce;
 mod produce_legacy;
 mod producer_id;

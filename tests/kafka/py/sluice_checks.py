@@ -58,7 +58,7 @@ def configs_of(admin, topic):
     return admin.describe_configs([res])[res].result(timeout=TIMEOUT)
 
 
-def admin_create(admin, topic):
+def admin_create(admin, topic, bootstrap):
     new = NewTopic(topic, num_partitions=1, replication_factor=1,
                    config={"retention.ms": "3600000", "segment.bytes": "2097152"})
     admin.create_topics([new])[topic].result(timeout=TIMEOUT)
@@ -71,6 +71,13 @@ def admin_create(admin, topic):
     names = admin.list_topics(timeout=TIMEOUT).topics
     assert topic in names and topic + "-v" not in names, names
     assert sorted(names[topic + "-3"].partitions) == [0, 1, 2], names[topic + "-3"].partitions
+    # Each partition is its own log: a record sent to partition 2 lands there, at offset 0.
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    got = []
+    p.produce(topic + "-3", value=b"to two", partition=2,
+              on_delivery=lambda err, msg: got.append((err, msg.partition(), msg.offset())))
+    assert p.flush(TIMEOUT) == 0
+    assert got == [(None, 2, 0)], got
     ok("admin-create")
 
 
@@ -182,7 +189,7 @@ def main():
     bootstrap = sys.argv[1]
     admin = AdminClient({"bootstrap.servers": bootstrap})
     topic = "py-checks"
-    admin_create(admin, topic)
+    admin_create(admin, topic, bootstrap)
     describe(admin, topic)
     alter(admin, topic)
     base_ts = produce(bootstrap, topic)
