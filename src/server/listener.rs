@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio::time::sleep;
 use tracing::warn;
@@ -23,14 +25,7 @@ pub(super) async fn accept(
     done: &mpsc::Sender<()>,
 ) {
     loop {
-        let (sock, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                warn!("accept failed: {e}");
-                sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let (sock, peer) = next_connection(listener, "native").await;
         let permit = permits.clone().try_acquire_owned();
         let broker = broker.clone();
         let shutdown_rx = shutdown.subscribe();
@@ -46,5 +41,20 @@ pub(super) async fn accept(
                 }
             }
         });
+    }
+}
+
+/// The next connection `listener` accepts (`what` names the listener in logs). A failed accept
+/// (out of file descriptors, a connection reset before it was taken) is logged and retried
+/// after a pause, so a burst of failures never spins the loop.
+pub(super) async fn next_connection(listener: &TcpListener, what: &str) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(x) => return x,
+            Err(e) => {
+                warn!("{what} accept failed: {e}");
+                sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }

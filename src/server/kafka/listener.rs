@@ -3,15 +3,14 @@
 //! with the reason logged: the Kafka protocol has no message a broker sends unasked.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, Semaphore};
-use tokio::time::sleep;
 use tracing::warn;
 
 use super::connection::handle_connection;
 use super::KafkaContext;
+use crate::server::listener::next_connection;
 
 /// Accepts connections forever.
 pub(super) async fn accept(
@@ -22,14 +21,7 @@ pub(super) async fn accept(
     done: &mpsc::Sender<()>,
 ) {
     loop {
-        let (sock, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                warn!("kafka accept failed: {e}");
-                sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let (sock, peer) = next_connection(listener, "kafka").await;
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             let limit = context.broker.limits().connections_max;
             warn!(%peer, limit, "kafka connection refused: connections_max reached");
