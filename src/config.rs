@@ -8,6 +8,11 @@
 //! kafka_listen = "0.0.0.0:9092"       # or "off"
 //! kafka_advertised = "broker1.example:9092"
 //! kafka_auto_create_topics = true
+//! kafka_default_partitions = 1        # partitions of topics created without a count
+//!
+//! [kafka_groups]             # the Kafka group coordinator (server::kafka::group::GroupConfig)
+//! session_timeout_ms_min = 6000
+//! initial_rebalance_delay_ms = 300
 //!
 //! [log]                      # defaults of new topics and queues (sluice_storage::LogConfig)
 //! segment_bytes_max = 134217728
@@ -107,6 +112,11 @@ pub struct Config {
     /// A Kafka Metadata request naming an unknown topic creates it with the server's defaults
     /// (as Kafka's `auto.create.topics.enable`); when false it gets UNKNOWN_TOPIC_OR_PARTITION.
     pub kafka_auto_create_topics: bool,
+    /// Partitions of a topic created through Kafka without a count: auto-created, or
+    /// CreateTopics with `num_partitions` -1 (Kafka's `num.partitions`).
+    pub kafka_default_partitions: u32,
+    /// Settings of the Kafka consumer group coordinator.
+    pub kafka_groups: crate::server::kafka::group::GroupConfig,
 }
 
 impl Default for Config {
@@ -120,6 +130,8 @@ impl Default for Config {
             kafka_listen: DEFAULT_KAFKA_LISTEN.into(),
             kafka_advertised: None,
             kafka_auto_create_topics: true,
+            kafka_default_partitions: 1,
+            kafka_groups: Default::default(),
         }
     }
 }
@@ -213,6 +225,11 @@ impl Config {
         self.listen_addr()?;
         self.kafka_listen_addr()?;
         self.kafka_advertised_host_port()?;
+        sluice_storage::store::check_partitions(self.kafka_default_partitions)
+            .map_err(|e| ConfigError::Invalid(format!("kafka_default_partitions: {e}")))?;
+        self.kafka_groups
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let l = &self.limits;
         let min_frame = self.log.batch_bytes_max as u64 + 64 * 1024;
         if (l.frame_bytes_max as u64) < min_frame {

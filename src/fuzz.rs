@@ -364,6 +364,15 @@ fn kafka_round_trip(
         Request::DescribeConfigs(r) => r.encode(&mut out, v),
         Request::AlterConfigs(r) => r.encode(&mut out, v),
         Request::IncrementalAlterConfigs(r) => r.encode(&mut out, v),
+        Request::OffsetCommit(r) => r.encode(&mut out, v),
+        Request::OffsetFetch(r) => r.encode(&mut out, v),
+        Request::JoinGroup(r) => r.encode(&mut out, v),
+        Request::Heartbeat(r) => r.encode(&mut out, v),
+        Request::LeaveGroup(r) => r.encode(&mut out, v),
+        Request::SyncGroup(r) => r.encode(&mut out, v),
+        Request::DescribeGroups(r) => r.encode(&mut out, v),
+        Request::ListGroups(r) => r.encode(&mut out, v),
+        Request::DeleteGroups(r) => r.encode(&mut out, v),
         Request::LegacyProduce(_) => return,
     };
     encoded.expect("a decoded request encodes");

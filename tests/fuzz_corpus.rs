@@ -521,7 +521,90 @@ fn kafka_frames() -> Vec<(String, Vec<u8>)> {
     ]);
     let find = FindCoordinatorRequest::default()
         .with_coordinator_keys(vec![StrBytes::from_static_str("g")]);
+    let g = || GroupId(StrBytes::from_static_str("g"));
+    let join = JoinGroupRequest::default()
+        .with_group_id(g())
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(30_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+        )
+        .with_name(StrBytes::from_static_str("range"))
+        .with_metadata(bytes::Bytes::from_static(&[0, 1, 0, 0, 0, 1, 0, 1, b't']))]);
+    let sync = SyncGroupRequest::default()
+        .with_group_id(g())
+        .with_generation_id(1)
+        .with_member_id(StrBytes::from_static_str("m-1"))
+        .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+        .with_protocol_name(Some(StrBytes::from_static_str("range")))
+        .with_assignments(vec![
+            sync_group_request::SyncGroupRequestAssignment::default()
+                .with_member_id(StrBytes::from_static_str("m-1"))
+                .with_assignment(bytes::Bytes::from_static(&[0, 1])),
+        ]);
+    let heartbeat = HeartbeatRequest::default()
+        .with_group_id(g())
+        .with_generation_id(1)
+        .with_member_id(StrBytes::from_static_str("m-1"));
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(g())
+        .with_members(vec![leave_group_request::MemberIdentity::default()
+            .with_member_id(StrBytes::from_static_str("m-1"))]);
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(g())
+        .with_generation_id_or_member_epoch(1)
+        .with_member_id(StrBytes::from_static_str("m-1"))
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(name("t"))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_committed_offset(5)
+                        .with_committed_metadata(Some(StrBytes::from_static_str("m"))),
+                ]),
+        ]);
+    let offset_fetch = OffsetFetchRequest::default()
+        .with_group_id(g())
+        .with_topics(Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(name("t"))
+                .with_partition_indexes(vec![0]),
+        ]));
+    let offset_fetch_v9 = OffsetFetchRequest::default().with_groups(vec![
+        offset_fetch_request::OffsetFetchRequestGroup::default()
+            .with_group_id(g())
+            .with_topics(None),
+    ]);
+    let describe_groups = DescribeGroupsRequest::default().with_groups(vec![g()]);
+    let delete_groups = DeleteGroupsRequest::default().with_groups_names(vec![g()]);
     let mut out = vec![
+        ("join-group-v9", frame(ApiKey::JoinGroup, 9, &join)),
+        ("join-group-v0", frame(ApiKey::JoinGroup, 0, &join)),
+        ("sync-group-v5", frame(ApiKey::SyncGroup, 5, &sync)),
+        ("heartbeat-v4", frame(ApiKey::Heartbeat, 4, &heartbeat)),
+        ("leave-group-v5", frame(ApiKey::LeaveGroup, 5, &leave)),
+        ("offset-commit-v9", frame(ApiKey::OffsetCommit, 9, &commit)),
+        ("offset-commit-v2", frame(ApiKey::OffsetCommit, 2, &commit)),
+        (
+            "offset-fetch-v7",
+            frame(ApiKey::OffsetFetch, 7, &offset_fetch),
+        ),
+        (
+            "offset-fetch-v9",
+            frame(ApiKey::OffsetFetch, 9, &offset_fetch_v9),
+        ),
+        (
+            "describe-groups-v6",
+            frame(ApiKey::DescribeGroups, 6, &describe_groups),
+        ),
+        (
+            "list-groups-v5",
+            frame(ApiKey::ListGroups, 5, &ListGroupsRequest::default()),
+        ),
+        (
+            "delete-groups-v2",
+            frame(ApiKey::DeleteGroups, 2, &delete_groups),
+        ),
         (
             "api-versions-v3",
             frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()),

@@ -1,8 +1,8 @@
 //! kcat against the real `sluice serve`'s Kafka listener, with Debian's librdkafka (2.0.2, an
 //! old client on purpose) and with the newer librdkafka of the confluent-kafka wheel: metadata
 //! (and topic auto-creation, on and off), produce and consume round trips of keys, values and
-//! headers, consuming from an offset, from the end and from a time, and every compression
-//! codec. Clients are installed by `tests/kafka/install.sh`; without them the tests fail under
+//! headers, consuming from an offset, from the end and from a time, every compression codec,
+//! and a balanced consumer group (`-G`) that resumes from its committed offsets. Clients are installed by `tests/kafka/install.sh`; without them the tests fail under
 //! `CI=true` and are skipped (with the reason printed) elsewhere.
 
 mod common;
@@ -249,4 +249,98 @@ fn a_consumer_at_the_end_waits_for_new_records() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1 second\n");
+}
+
+/// `kcat -G` (a balanced consumer group) of `topic` until every partition's end.
+fn consume_group(
+    k: &std::path::Path,
+    lib: Option<&std::path::Path>,
+    b: &str,
+    group: &str,
+    topic: &str,
+) -> Vec<String> {
+    let args = [
+        "-G",
+        group,
+        topic,
+        "-X",
+        "auto.offset.reset=earliest",
+        "-e",
+        "-q",
+        "-f",
+        "%p:%o:%s\n",
+    ];
+    let out = kcat_ok(k, lib, b, &args, None);
+    let mut lines: Vec<String> = out.lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn a_group_reads_every_partition_once_and_resumes_from_its_commits() {
+    let Some(k) = kcat() else { return };
+    let (_t, dir) = data_dir();
+    let s = start_kafka(&dir, &[]);
+    common::cli_ok(
+        &s.server.addr,
+        &["topic", "create", "grouped", "--partitions", "3"],
+        None,
+    );
+    let first: String = (0..30).map(|i| format!("k{i}:v{i}\n")).collect();
+    kcat_ok(
+        &k,
+        None,
+        &s.kafka,
+        &["-P", "-t", "grouped", "-K:"],
+        Some(first.as_bytes()),
+    );
+    for (label, lib) in librdkafkas() {
+        let lib = lib.as_deref();
+        let group = format!("g-{label}");
+        let got = consume_group(&k, lib, &s.kafka, &group, "grouped");
+        assert_eq!(got.len(), 30, "{label}: {got:?}");
+        let mut values: Vec<&str> = got.iter().map(|l| l.rsplit(':').next().unwrap()).collect();
+        values.sort();
+        values.dedup();
+        assert_eq!(values.len(), 30, "{label}: every record once");
+        let partitions: std::collections::BTreeSet<&str> =
+            got.iter().map(|l| l.split(':').next().unwrap()).collect();
+        assert_eq!(
+            partitions.len(),
+            3,
+            "{label}: keys spread over the partitions"
+        );
+        // The group's commits are the topic's named subscriber of the same name.
+        let described = common::cli_ok(&s.server.addr, &["topic", "describe", "grouped"], None);
+        let committed = described
+            .iter()
+            .filter(|l| l.contains(&format!("{group} committed")) && l.ends_with("lag 0"))
+            .count();
+        assert_eq!(committed, 3, "{label}: {described:#?}");
+    }
+    // Five more: each group reads exactly those.
+    let more: String = (30..35).map(|i| format!("k{i}:v{i}\n")).collect();
+    kcat_ok(
+        &k,
+        None,
+        &s.kafka,
+        &["-P", "-t", "grouped", "-K:"],
+        Some(more.as_bytes()),
+    );
+    for (label, lib) in librdkafkas() {
+        let got = consume_group(
+            &k,
+            lib.as_deref(),
+            &s.kafka,
+            &format!("g-{label}"),
+            "grouped",
+        );
+        let mut values: Vec<&str> = got.iter().map(|l| l.rsplit(':').next().unwrap()).collect();
+        values.sort();
+        assert_eq!(
+            values,
+            ["v30", "v31", "v32", "v33", "v34"],
+            "{label}: {got:?}"
+        );
+    }
 }

@@ -4,6 +4,8 @@
 //! client tests). Each API is checked for a sensible answer too, not only for an answer.
 
 mod common;
+#[path = "kafka_versions/groups.rs"]
+mod groups;
 
 use common::kafka_raw::{batch, fetch_req, fetched, metadata, produce, produce_req, server, Raw};
 use kafka_protocol::messages::*;
@@ -250,6 +252,15 @@ fn every_served_version_of_every_api_is_answered() {
                 ApiKey::IncrementalAlterConfigs => check_incremental_alter_configs(&mut c, v),
                 ApiKey::InitProducerId => check_init_producer_id(&mut c, v),
                 ApiKey::CreatePartitions => check_create_partitions(&mut c, v),
+                ApiKey::JoinGroup => groups::check_join_group(&mut c, v),
+                ApiKey::SyncGroup => groups::check_sync_group(&mut c, v),
+                ApiKey::Heartbeat => groups::check_heartbeat(&mut c, v),
+                ApiKey::LeaveGroup => groups::check_leave_group(&mut c, v),
+                ApiKey::OffsetCommit => groups::check_offset_commit(&mut c, v),
+                ApiKey::OffsetFetch => groups::check_offset_fetch(&mut c, v),
+                ApiKey::DescribeGroups => groups::check_describe_groups(&mut c, v),
+                ApiKey::ListGroups => groups::check_list_groups(&mut c, v),
+                ApiKey::DeleteGroups => groups::check_delete_groups(&mut c, v),
                 other => panic!("{other:?} is advertised but this test does not know it"),
             }
             answered += 1;

@@ -41,7 +41,18 @@ fn api_versions_lists_what_is_served_and_answers_an_unknown_version() {
         assert_eq!(range(ApiKey::Fetch), Some((4, 18)), "v{v}");
         assert_eq!(range(ApiKey::Metadata), Some((0, 13)), "v{v}");
         assert_eq!(range(ApiKey::InitProducerId), Some((0, 5)), "v{v}");
-        assert_eq!(range(ApiKey::JoinGroup), None, "not served, not advertised");
+        assert_eq!(range(ApiKey::JoinGroup), Some((0, 9)), "v{v}");
+        assert_eq!(range(ApiKey::OffsetCommit), Some((2, 9)), "v{v}");
+        assert_eq!(
+            range(ApiKey::AddPartitionsToTxn),
+            None,
+            "not served, not advertised"
+        );
+        assert_eq!(
+            range(ApiKey::ShareFetch),
+            None,
+            "not served, not advertised"
+        );
     }
     // Version 99: UNSUPPORTED_VERSION (35) with the ranges, as a v0 response.
     let mut b = BytesMut::new();

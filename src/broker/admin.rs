@@ -1,6 +1,5 @@
 //! Topics and queues: create (with the limits checks), add partitions, delete, list, describe,
-//! ids; committed offsets of named subscribers (and of Kafka groups) per partition, with
-//! metadata; list offsets. Every function here is blocking.
+//! ids; committed offsets of named subscribers per partition, with metadata; list offsets. Every function here is blocking.
 
 use sluice_storage::{LogConfig, Offset, QueueConfig, TopicId};
 use tracing::info;
@@ -232,33 +231,5 @@ impl Broker {
             .topic(topic)?
             .commit(name, partition, next, metadata)?;
         Ok(())
-    }
-
-    /// Stores the committed offset of `group` on (`topic`, `partition`) with `metadata`,
-    /// creating the group's entry on first commit (Kafka's OffsetCommit). Durable on return
-    /// under the topic's fsync policy.
-    pub fn commit_offset(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: u32,
-        next: Offset,
-        metadata: &[u8],
-    ) -> Result<()> {
-        self.store
-            .topic(topic)?
-            .commit_offset(group, partition, next, metadata)?;
-        Ok(())
-    }
-
-    /// The committed offset of `group` on (`topic`, `partition`) and its metadata, if any
-    /// (Kafka's OffsetFetch).
-    pub fn fetch_offset(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: u32,
-    ) -> Result<Option<(Offset, Vec<u8>)>> {
-        Ok(self.store.topic(topic)?.committed(group, partition))
     }
 }

@@ -30,6 +30,7 @@ mod admin;
 mod consumer;
 mod error;
 mod fetch;
+mod offsets;
 mod partition;
 mod publish;
 mod subscription;

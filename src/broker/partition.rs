@@ -48,17 +48,16 @@ impl Broker {
         true
     }
 
-    /// Creates a topic of `partitions` partitions (`None`: the default, 1). Only 1 is possible
-    /// until topics gain partitions: another count is `InvalidArgument`. `validate_only` checks
-    /// everything a create would (name, settings, existence) and creates nothing. Blocking.
+    /// Creates a topic of `n` partitions (1 to `PARTITIONS_MAX`; another count is
+    /// `InvalidArgument`). `validate_only` checks everything a create would (name, settings,
+    /// partitions, existence) and creates nothing. Blocking.
     pub fn create_partitioned_topic(
         &self,
         name: &str,
-        partitions: Option<u32>,
+        n: u32,
         settings: &LogSettings,
         validate_only: bool,
     ) -> Result<()> {
-        let n = partitions.unwrap_or(1);
         if !validate_only {
             return self.create_topic(name, settings, n);
         }

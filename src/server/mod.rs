@@ -206,12 +206,23 @@ async fn bind_kafka(
             dir: config.data_dir.clone(),
             source,
         })?;
+    let offsets = Arc::new(kafka::BrokerGroupOffsets::new(broker.clone()));
+    let groups = kafka::group::GroupCoordinator::new(
+        config.kafka_groups.clone(),
+        offsets,
+        Arc::new(kafka::group::SystemClock::new()),
+    )
+    .map_err(|e| ServerError::Config(crate::config::ConfigError::Invalid(e.to_string())))?;
+    // The timer task ends when the last connection and the listener let go of the coordinator.
+    groups.spawn_timer_task();
     let context = Arc::new(kafka::KafkaContext {
         broker: broker.clone(),
         host,
         port: port as i32,
         cluster_id: kafka::cluster_id(id),
         auto_create_topics: config.kafka_auto_create_topics,
+        default_partitions: config.kafka_default_partitions,
+        groups,
     });
     Ok(Some(kafka::KafkaListener { listener, context }))
 }

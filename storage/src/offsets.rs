@@ -392,6 +392,11 @@ impl SubscriberOffsets {
             }
             pos
         };
+        self.sync_per_policy(pos)
+    }
+
+    /// Makes the journal durable up to `pos` as the fsync policy promises.
+    fn sync_per_policy(&self, pos: u64) -> Result<()> {
         match self.fsync {
             FsyncPolicy::Always => self.journal.sync_to(pos)?,
             FsyncPolicy::Interval(ms) => {
@@ -426,6 +431,43 @@ impl SubscriberOffsets {
             };
             m.entry(name.to_string()).or_default().insert(partition, c);
         })
+    }
+
+    /// Sets a subscriber's positions on several partitions (`(partition, offset, metadata)`)
+    /// with one sync: durable on return under `always`. Refused whole (`InvalidArgument`) if
+    /// any metadata is over [`COMMIT_METADATA_BYTES_MAX`].
+    pub fn set_many(&self, name: &str, commits: &[(u32, u64, &[u8])]) -> Result<()> {
+        if let Some((_, _, m)) = commits
+            .iter()
+            .find(|(_, _, m)| m.len() > COMMIT_METADATA_BYTES_MAX)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "commit metadata of {} bytes, over the limit of {COMMIT_METADATA_BYTES_MAX}",
+                m.len()
+            )));
+        }
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let pos = {
+            let mut g = lock(&self.map);
+            let mut pos = 0;
+            for &(partition, offset, metadata) in commits {
+                let mut rec = Vec::new();
+                encode_commit_partition(&mut rec, name, partition, offset, metadata);
+                pos = self.journal.append(&rec)?;
+                let c = Committed {
+                    offset,
+                    metadata: metadata.to_vec(),
+                };
+                g.entry(name.to_string()).or_default().insert(partition, c);
+            }
+            if self.journal.since_snapshot() > snapshot_bytes() {
+                self.snapshot_locked(&g)?;
+            }
+            pos
+        };
+        self.sync_per_policy(pos)
     }
 
     /// Creates a subscriber's position on a partition at `offset` unless it has one; returns

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sluice_storage::fs::sim::{CrashMode, SimFs};
+use sluice_storage::fs::sim::{CrashMode, OpKind, SimFs};
 use sluice_storage::fs::FileSystem;
 use sluice_storage::{
     ConsumerId, Error, Offset, QueueConfig, Record, StartAt, StdFs, Store, StoreConfig, TopicId,
@@ -134,6 +134,50 @@ fn subscribers_commit_per_partition_with_metadata() {
     let s = open(&sim);
     let t = s.topic("t").unwrap();
     assert_eq!(t.committed("kafka-group", 1), Some((Offset(2), max)));
+}
+
+#[test]
+fn a_batch_of_commits_takes_one_sync_and_refuses_only_its_bad_entries() {
+    let sim = SimFs::new();
+    let s = open(&sim);
+    let t = s.create_topic_with_partitions("t", None, 4).unwrap();
+    for p in 0..4 {
+        t.publish_to(p, &[rec("a"), rec("b")]).unwrap();
+    }
+    let syncs = sim.count(OpKind::Sync);
+    let big = vec![1u8; COMMIT_METADATA_BYTES_MAX + 1];
+    let results = t
+        .commit_offsets(
+            "g",
+            &[
+                (0, Offset(1), b"m0".as_slice()),
+                (1, Offset(2), b"m1".as_slice()),
+                (2, Offset(3), b"".as_slice()), // past the end
+                (3, Offset(1), big.as_slice()),
+                (9, Offset(0), b"".as_slice()), // no such partition
+                (3, Offset(2), b"m3".as_slice()),
+            ],
+        )
+        .unwrap();
+    assert!(results[0].is_ok() && results[1].is_ok() && results[5].is_ok());
+    assert!(matches!(results[2], Err(Error::OffsetOutOfRange { .. })));
+    assert!(matches!(results[3], Err(Error::InvalidArgument(_))));
+    assert!(matches!(results[4], Err(Error::NotFound { .. })));
+    assert_eq!(sim.count(OpKind::Sync) - syncs, 1, "one sync for the batch");
+    assert!(t
+        .commit_offsets("bad name", &[(0, Offset(0), b"".as_slice())])
+        .is_err());
+    drop(t);
+    sim.crash(CrashMode::DropUnsynced);
+    drop(s);
+    let s = open(&sim);
+    let t = s.topic("t").unwrap();
+    assert_eq!(t.committed("g", 0), Some((Offset(1), b"m0".to_vec())));
+    assert_eq!(t.committed("g", 1), Some((Offset(2), b"m1".to_vec())));
+    assert_eq!(t.committed("g", 2), None);
+    assert_eq!(t.committed("g", 3), Some((Offset(2), b"m3".to_vec())));
+    assert!(t.has_subscriber("g"));
+    assert!(!t.has_subscriber("h"));
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! CreateTopics and DeleteTopics. A topic is created with its partitions (1 by default, at most
-//! 1024) and one replica (node 0), with `retention.ms`, `retention.bytes` and `segment.bytes`
+//! CreateTopics and DeleteTopics. A topic is created with its partitions (`num_partitions`, or
+//! `kafka_default_partitions` for -1; at most 1024) and one replica (node 0), with `retention.ms`, `retention.bytes` and `segment.bytes`
 //! from its configs (see `configs`); `validate_only` checks everything and creates nothing.
 //! DeleteTopics by name, and from version 6 by id (UNKNOWN_TOPIC_ID for an id no topic has).
 
@@ -44,8 +44,8 @@ fn create_one(
         return refuse(r, ResponseError::InvalidTopicException.code(), m);
     }
     let partitions = match t.num_partitions {
-        -1 => None,
-        n if n > 0 => Some(n as u32),
+        -1 => ctx.default_partitions,
+        n if n > 0 => n as u32,
         n => {
             let m = format!("num_partitions {n}");
             return refuse(r, ResponseError::InvalidPartitions.code(), m);
@@ -73,7 +73,9 @@ fn create_one(
     };
     if let Err(e) = broker.create_partitioned_topic(&name, partitions, &settings, validate_only) {
         let code = match e.kind {
-            ErrorKind::InvalidArgument if partitions.is_some_and(|n| n != 1) => {
+            ErrorKind::InvalidArgument
+                if sluice_storage::store::check_partitions(partitions).is_err() =>
+            {
                 ResponseError::InvalidPartitions.code()
             }
             ErrorKind::InvalidArgument => ResponseError::InvalidConfig.code(),
@@ -81,7 +83,7 @@ fn create_one(
         };
         return refuse(r, code, e.message);
     }
-    r.num_partitions = 1;
+    r.num_partitions = partitions as i32;
     r.replication_factor = 1;
     if version >= 5 {
         // The topic's configs as created (as they would be, for validate_only).

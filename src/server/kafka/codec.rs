@@ -18,9 +18,11 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteTopicsRequest, DescribeConfigsRequest, FetchRequest, FindCoordinatorRequest,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest,
-    ProduceRequest, RequestHeader,
+    DeleteGroupsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest,
+    RequestHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
@@ -75,6 +77,24 @@ pub enum Request {
     AlterConfigs(AlterConfigsRequest),
     /// IncrementalAlterConfigs (44).
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
+    /// OffsetCommit (8).
+    OffsetCommit(OffsetCommitRequest),
+    /// OffsetFetch (9).
+    OffsetFetch(OffsetFetchRequest),
+    /// JoinGroup (11).
+    JoinGroup(JoinGroupRequest),
+    /// Heartbeat (12).
+    Heartbeat(HeartbeatRequest),
+    /// LeaveGroup (13).
+    LeaveGroup(LeaveGroupRequest),
+    /// SyncGroup (14).
+    SyncGroup(SyncGroupRequest),
+    /// DescribeGroups (15).
+    DescribeGroups(DescribeGroupsRequest),
+    /// ListGroups (16).
+    ListGroups(ListGroupsRequest),
+    /// DeleteGroups (42).
+    DeleteGroups(DeleteGroupsRequest),
 }
 
 /// What a frame turned out to be.
@@ -219,8 +239,15 @@ fn decode_body_of(
         ApiKey::IncrementalAlterConfigs => {
             Request::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::decode(buf, v)?)
         }
-        // The group APIs (`group/`) decode here too, e.g.
-        // `ApiKey::JoinGroup => Request::JoinGroup(JoinGroupRequest::decode(buf, v)?)`.
+        ApiKey::OffsetCommit => Request::OffsetCommit(OffsetCommitRequest::decode(buf, v)?),
+        ApiKey::OffsetFetch => Request::OffsetFetch(OffsetFetchRequest::decode(buf, v)?),
+        ApiKey::JoinGroup => Request::JoinGroup(JoinGroupRequest::decode(buf, v)?),
+        ApiKey::Heartbeat => Request::Heartbeat(HeartbeatRequest::decode(buf, v)?),
+        ApiKey::LeaveGroup => Request::LeaveGroup(LeaveGroupRequest::decode(buf, v)?),
+        ApiKey::SyncGroup => Request::SyncGroup(SyncGroupRequest::decode(buf, v)?),
+        ApiKey::DescribeGroups => Request::DescribeGroups(DescribeGroupsRequest::decode(buf, v)?),
+        ApiKey::ListGroups => Request::ListGroups(ListGroupsRequest::decode(buf, v)?),
+        ApiKey::DeleteGroups => Request::DeleteGroups(DeleteGroupsRequest::decode(buf, v)?),
         // `served_range` lists exactly the APIs above; a new one is added in both places.
         other => return Err(format!("{other:?} has no decoder here").into()),
     })
@@ -278,8 +305,8 @@ mod tests {
         // ApiVersions v9: answered with the ranges, whatever follows.
         let d = decode_request(frame(18, 9, 8, &[1, 2, 3]), false).unwrap();
         assert!(matches!(d, Decoded::ApiVersionsUnsupported(h) if h.correlation_id == 8));
-        // JoinGroup is not served by this frontend.
-        let d = decode_request(frame(11, 5, 9, &[]), false).unwrap();
+        // DescribeAcls is not served.
+        let d = decode_request(frame(29, 1, 9, &[]), false).unwrap();
         assert!(matches!(d, Decoded::Unserved(..)));
     }
 

@@ -16,6 +16,7 @@ use tracing::{debug, error};
 
 use super::codec::{encode_response, Decoded, Header, Request};
 use super::connection::{Conn, End, Slot};
+use super::group;
 
 /// The versions of `api` this broker serves (`None`: not served). `topic_ids`: topics have
 /// persistent ids, so the versions that address topics by id (Produce v13, Fetch v13+) can be
@@ -37,11 +38,12 @@ pub fn served_range(api: ApiKey, topic_ids: bool) -> Option<(i16, i16)> {
         ApiKey::DescribeConfigs => (1, 4),
         ApiKey::AlterConfigs => (0, 2),
         ApiKey::IncrementalAlterConfigs => (0, 1),
-        // The consumer-group APIs (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit,
-        // OffsetFetch, DescribeGroups, ListGroups, DeleteGroups) are served by `group/`: list
-        // their ranges here, decode them in `codec::decode_body` and route them in
-        // `Conn::dispatch` below.
-        _ => return None,
+        // The consumer-group APIs, served by `group/`.
+        _ => {
+            let key = api as i16;
+            let &(_, min, max) = group::API_VERSIONS.iter().find(|(k, ..)| *k == key)?;
+            (min, max)
+        }
     })
 }
 
@@ -127,8 +129,16 @@ impl Conn {
             Request::DescribeConfigs(r) => self.describe_configs(tx, h, r),
             Request::AlterConfigs(r) => self.alter_configs(tx, h, r),
             Request::IncrementalAlterConfigs(r) => self.incremental_alter_configs(tx, h, r),
-            // The group APIs (`group/`) are routed here, e.g.
-            // `Request::JoinGroup(r) => self.join_group(tx, h, r)`.
+            // The coordinator's, each on a task of its own.
+            Request::OffsetCommit(_)
+            | Request::OffsetFetch(_)
+            | Request::JoinGroup(_)
+            | Request::Heartbeat(_)
+            | Request::LeaveGroup(_)
+            | Request::SyncGroup(_)
+            | Request::DescribeGroups(_)
+            | Request::ListGroups(_)
+            | Request::DeleteGroups(_) => self.group_request(tx, h, req),
         }
         Ok(())
     }
@@ -161,7 +171,9 @@ mod tests {
         }
         assert_eq!(served_range(ApiKey::Produce, false), Some((0, 12)));
         assert_eq!(served_range(ApiKey::Fetch, false), Some((4, 12)));
-        assert_eq!(served_range(ApiKey::JoinGroup, false), None);
+        assert_eq!(served_range(ApiKey::JoinGroup, false), Some((0, 9)));
+        assert_eq!(served_range(ApiKey::OffsetCommit, true), Some((2, 9)));
+        assert_eq!(served_range(ApiKey::DescribeAcls, true), None);
     }
 
     #[test]

@@ -86,7 +86,10 @@ fn requested(ctx: &KafkaContext, name: &str, may_create: bool) -> MetadataRespon
     match ctx.broker.partition_count(name) {
         Ok(_) => topic_entry(ctx, name, 0),
         Err(e) if e.kind == ErrorKind::NotFound && may_create => {
-            match ctx.broker.create_topic(name, &LogSettings::default(), 1) {
+            match ctx
+                .broker
+                .create_topic(name, &LogSettings::default(), ctx.default_partitions)
+            {
                 // Another client's request may have created it meanwhile.
                 Ok(()) => topic_entry(ctx, name, 0),
                 Err(e) if e.kind == ErrorKind::AlreadyExists => topic_entry(ctx, name, 0),

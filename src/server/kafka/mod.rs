@@ -16,11 +16,12 @@
 //!
 //! Files: `listener` (accept loop), `connection`, `codec`, `dispatch` (routing, the served
 //! versions, ApiVersions), and one file per request family: `metadata`, `produce` (and
-//! `produce_legacy` for the refused versions 0-2), `fetch`, `offsets` (ListOffsets), `admin` (CreateTopics, DeleteTopics), `configs` (DescribeConfigs,
-//! AlterConfigs, IncrementalAlterConfigs), `coordinator` (FindCoordinator), `producer_id` (InitProducerId), `partitions`
-//! (CreatePartitions). The consumer-group
-//! APIs are a folder `group/` of their own (the coordinator and its `GroupOffsets` store
-//! trait), to be wired in `dispatch` once committed offsets have a durable per-partition store.
+//! `produce_legacy` for the refused versions 0-2), `fetch`, `offsets` (ListOffsets), `admin`
+//! (CreateTopics, DeleteTopics), `configs` (DescribeConfigs, AlterConfigs,
+//! IncrementalAlterConfigs), `coordinator` (FindCoordinator), `producer_id` (InitProducerId),
+//! `partitions` (CreatePartitions), `groups` (the consumer-group requests, handed to the
+//! coordinator). The coordinator is a folder `group/` of its own, independent of the broker
+//! core behind its `GroupOffsets` store trait; `group_store` implements that trait over the core.
 //!
 //! Disk work runs on `spawn_blocking` threads; nothing here is Kafka-free except what it calls.
 
@@ -32,6 +33,9 @@ mod coordinator;
 mod dispatch;
 mod fetch;
 pub mod group;
+mod group_store;
+mod groups;
+pub(crate) use group_store::BrokerGroupOffsets;
 mod listener;
 mod metadata;
 mod offsets;
@@ -76,6 +80,10 @@ pub(crate) struct KafkaContext {
     pub(crate) cluster_id: String,
     /// Unknown topics named by Metadata are created.
     pub(crate) auto_create_topics: bool,
+    /// Partitions of topics created without a count.
+    pub(crate) default_partitions: u32,
+    /// The consumer group coordinator.
+    pub(crate) groups: Arc<group::GroupCoordinator>,
 }
 
 /// A bound Kafka listener, ready to serve.

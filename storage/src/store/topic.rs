@@ -369,6 +369,46 @@ impl Topic {
         metadata: &[u8],
     ) -> Result<()> {
         validate_name(subscriber)?;
+        self.check_commit(p, next, metadata)?;
+        self.offsets.set(subscriber, p, next.0, metadata)?;
+        self.reclaim(p);
+        Ok(())
+    }
+    /// Like [`Topic::commit_offset`] for several partitions (`(partition, next, metadata)`),
+    /// with one sync for all. The inner results say which commits were refused on their own
+    /// (an unknown partition, an offset past the end, metadata too long) without stopping the
+    /// others; the outer error is the store's failure to make the rest durable.
+    pub fn commit_offsets(
+        &self,
+        subscriber: &str,
+        commits: &[(u32, Offset, &[u8])],
+    ) -> Result<Vec<Result<()>>> {
+        validate_name(subscriber)?;
+        let checked: Vec<Result<()>> = commits
+            .iter()
+            .map(|&(p, next, metadata)| self.check_commit(p, next, metadata))
+            .collect();
+        let valid: Vec<(u32, u64, &[u8])> = commits
+            .iter()
+            .zip(&checked)
+            .filter(|(_, c)| c.is_ok())
+            .map(|(&(p, next, m), _)| (p, next.0, m))
+            .collect();
+        self.offsets.set_many(subscriber, &valid)?;
+        for &(p, _, _) in &valid {
+            self.reclaim(p);
+        }
+        Ok(checked)
+    }
+    /// Whether a commit of `next` on partition `p` with `metadata` can be stored.
+    fn check_commit(&self, p: u32, next: Offset, metadata: &[u8]) -> Result<()> {
+        let bytes_max = crate::offsets::COMMIT_METADATA_BYTES_MAX;
+        if metadata.len() > bytes_max {
+            return Err(Error::InvalidArgument(format!(
+                "commit metadata of {} bytes, over the limit of {bytes_max}",
+                metadata.len()
+            )));
+        }
         let log = self.partition(p)?;
         let end = log.visible_end();
         if next > end {
@@ -378,8 +418,6 @@ impl Topic {
                 end,
             });
         }
-        self.offsets.set(subscriber, p, next.0, metadata)?;
-        self.reclaim(p);
         Ok(())
     }
     /// Syncs the subscriber offsets journal whatever the fsync policy.
@@ -396,6 +434,10 @@ impl Topic {
     /// Names of the named subscribers, sorted.
     pub fn subscribers(&self) -> Vec<String> {
         self.offsets.all().into_iter().map(|(n, _)| n).collect()
+    }
+    /// Whether `name` is a named subscriber (has a committed offset on some partition).
+    pub fn has_subscriber(&self, name: &str) -> bool {
+        self.offsets.exists(name)
     }
     /// Removes a named subscriber (from every partition).
     pub fn delete_subscriber(&self, name: &str) -> Result<()> {

@@ -60,7 +60,7 @@ impl GroupCoordinator {
         if !version_served(JOIN_GROUP, version) {
             return early(ResponseError::UnsupportedVersion);
         }
-        if req.group_id.is_empty() {
+        if !self.offsets.valid_group_id(&req.group_id) {
             return early(ResponseError::InvalidGroupId);
         }
         if req.session_timeout_ms < self.cfg.session_timeout_ms_min

@@ -30,6 +30,7 @@ pub(super) fn store_error_code(e: &OffsetStoreError) -> i16 {
         }
         OffsetStoreError::MetadataTooLarge { .. } => code(ResponseError::OffsetMetadataTooLarge),
         OffsetStoreError::InvalidGroupId(_) => code(ResponseError::InvalidGroupId),
+        OffsetStoreError::OffsetOutOfRange(_) => code(ResponseError::OffsetOutOfRange),
         OffsetStoreError::Storage(_) => code(ResponseError::NotCoordinator),
     }
 }
@@ -59,7 +60,7 @@ impl GroupCoordinator {
     ) -> OffsetCommitResponse {
         let membership = if !version_served(OFFSET_COMMIT, version) {
             Err(code(ResponseError::UnsupportedVersion))
-        } else if req.group_id.is_empty() {
+        } else if !self.offsets.valid_group_id(&req.group_id) {
             Err(code(ResponseError::InvalidGroupId))
         } else {
             self.check_commit_membership(&req, version).await

@@ -54,6 +54,10 @@ pub enum OffsetStoreError {
     /// The group's name cannot be stored (Kafka: INVALID_GROUP_ID).
     #[error("invalid group id {0:?}")]
     InvalidGroupId(String),
+    /// The store refused the offset (sluice keeps no committed offset past a partition's end;
+    /// Kafka: OFFSET_OUT_OF_RANGE).
+    #[error("offset refused: {0}")]
+    OffsetOutOfRange(String),
     /// The store failed (I/O, fail-stop); nothing is confirmed.
     #[error("offset store failed: {0}")]
     Storage(String),
@@ -62,6 +66,12 @@ pub enum OffsetStoreError {
 /// Durable storage of committed offsets, keyed by group, topic and partition. Calls may block
 /// on disk I/O: the coordinator makes them on the blocking pool.
 pub trait GroupOffsets: Send + Sync + 'static {
+    /// Whether the store can keep offsets of a group of this name (JoinGroup and OffsetCommit
+    /// answer INVALID_GROUP_ID otherwise). Every non-empty name by default.
+    fn valid_group_id(&self, group: &str) -> bool {
+        !group.is_empty()
+    }
+
     /// Commits one partition's offset; durable when it returns `Ok`.
     fn commit(
         &self,
