@@ -6,8 +6,8 @@
 #
 #   bash tests/kafka/install.sh            # everything
 #   bash tests/kafka/install.sh py java    # only some steps (apt py java node go)
-#   bash tests/kafka/install.sh apt py java go   # what CI installs (kcat, confluent-kafka,
-#                                                # Java client, franz-go)
+#   bash tests/kafka/install.sh apt py java node go   # what CI installs (kcat,
+#                                           # confluent-kafka, Java client, kafkajs, franz-go)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -31,7 +31,7 @@ step() {
 need_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages: kcat always; python3-venv when the py step runs and venv is missing; Java
-# and Maven only when the java step runs.
+# and Maven only when the java step runs; node and npm only when the node step runs.
 do_apt() {
   local pkgs=()
   command -v kcat >/dev/null || pkgs+=(kcat)
@@ -40,6 +40,10 @@ do_apt() {
     command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
     command -v javac >/dev/null || pkgs+=(openjdk-17-jdk-headless)
     command -v mvn >/dev/null || pkgs+=(maven)
+  fi
+  if wants node; then
+    command -v node >/dev/null || pkgs+=(nodejs)
+    command -v npm >/dev/null || pkgs+=(npm)
   fi
   [ ${#pkgs[@]} -eq 0 ] && return 0
   need_root apt-get update -qq

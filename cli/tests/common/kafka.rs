@@ -223,3 +223,19 @@ pub fn franz_go() -> Option<PathBuf> {
         missing("the franz-go program (tests/kafka/go/smoke)")
     }
 }
+
+/// `node` and the kafkajs of `tests/kafka/node` (installed by `install.sh node`): the folder to
+/// run the scripts in.
+pub fn kafkajs() -> Option<PathBuf> {
+    let dir = repo_root().join("tests/kafka/node");
+    let installed = dir.join("node_modules/kafkajs/package.json").is_file();
+    let has_node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if installed && has_node {
+        Some(dir)
+    } else {
+        missing("node and kafkajs (tests/kafka/node)")
+    }
+}

@@ -3,7 +3,9 @@
 // bootstrap address comes from -bootstrap or KAFKA_BOOTSTRAP, so the same program runs against
 // Apache Kafka and against sluice. -assign consumes partition 0 directly (no group) and checks
 // every key and value in order; -no-idempotence produces without idempotence (no
-// InitProducerId).
+// InitProducerId). In group mode every record consumed must be one this run produced (values
+// carry -run), so a second run in the same group shows it resumed from the group's commits;
+// -partitions sets the partitions of the topic it creates.
 package main
 
 import (
@@ -28,6 +30,8 @@ func main() {
 	timeout := flag.Duration("timeout", 30*time.Second, "overall deadline")
 	assign := flag.Bool("assign", false, "consume partition 0 from the start without a group, checking each record")
 	noIdem := flag.Bool("no-idempotence", false, "produce without idempotence (no InitProducerId)")
+	partitions := flag.Int("partitions", 1, "partitions of the topic created")
+	runLabel := flag.String("run", "r0", "label of this run, carried in every value")
 	flag.Parse()
 	if *bootstrap == "" {
 		fail("no bootstrap address: pass -bootstrap or set KAFKA_BOOTSTRAP")
@@ -44,7 +48,7 @@ func main() {
 		fail("client: %v", err)
 	}
 	adm := kadm.NewClient(admin)
-	resp, err := adm.CreateTopics(ctx, 1, 1, nil, *topic)
+	resp, err := adm.CreateTopics(ctx, int32(*partitions), 1, nil, *topic)
 	if err != nil {
 		fail("create topic: %v", err)
 	}
@@ -64,7 +68,7 @@ func main() {
 		fail("producer: %v", err)
 	}
 	for i := 0; i < *n; i++ {
-		rec := &kgo.Record{Key: []byte(fmt.Sprintf("k%d", i)), Value: []byte(fmt.Sprintf("franz-go %d", i))}
+		rec := &kgo.Record{Key: []byte(fmt.Sprintf("k%d", i)), Value: []byte(value(*runLabel, i))}
 		if err := prod.ProduceSync(ctx, rec).FirstErr(); err != nil {
 			fail("produce %d: %v", i, err)
 		}
@@ -97,8 +101,11 @@ func main() {
 			fail("fetch %s/%d: %v", e.Topic, e.Partition, e.Err)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
+			if !*assign && !strings.HasPrefix(string(r.Value), *runLabel+" ") {
+				fail("record %s/%d@%d from another run: %q (not resumed from the group's commit)", r.Topic, r.Partition, r.Offset, r.Value)
+			}
 			if *assign {
-				want := fmt.Sprintf("franz-go %d", got)
+				want := value(*runLabel, got)
 				if r.Offset != int64(got) || string(r.Value) != want || string(r.Key) != fmt.Sprintf("k%d", got) {
 					fail("record %d: offset %d key %q value %q", got, r.Offset, r.Key, r.Value)
 				}
@@ -108,7 +115,7 @@ func main() {
 	}
 	if !*assign {
 		if err := cons.CommitUncommittedOffsets(context.Background()); err != nil {
-			fmt.Fprintf(os.Stderr, "smoke: commit: %v\n", err)
+			fail("commit: %v", err)
 		}
 	}
 	cons.Close()
@@ -116,6 +123,10 @@ func main() {
 	if got != *n {
 		os.Exit(1)
 	}
+}
+
+func value(run string, i int) string {
+	return fmt.Sprintf("%s franz-go %d", run, i)
 }
 
 func fail(format string, args ...any) {
