@@ -212,9 +212,13 @@ public final class Oracle {
     List<Integer> sizes = new ArrayList<>(List.of(a.assignment().size(), b.assignment().size()));
     sizes.sort(null);
     line("group-assignment", "\"sizes\":" + sizes);
-    Map<TopicPartition, OffsetAndMetadata> commit = new HashMap<>();
-    for (TopicPartition tp : a.assignment()) commit.put(tp, new OffsetAndMetadata(2, "meta-" + tp.partition()));
-    a.commitSync(commit);
+    // Each member commits the partitions it was given (which member gets two of the three
+    // depends on the member ids the broker made up): every partition ends up committed.
+    for (KafkaConsumer<String, String> m : List.of(a, b)) {
+      Map<TopicPartition, OffsetAndMetadata> commit = new HashMap<>();
+      for (TopicPartition tp : m.assignment()) commit.put(tp, new OffsetAndMetadata(2, "meta-" + tp.partition()));
+      m.commitSync(commit);
+    }
     b.close();
     // The one left gets every partition after a rebalance.
     deadline = System.currentTimeMillis() + 60_000;
