@@ -144,6 +144,8 @@ fn read_partition(log: &Log, t: &Target, limit: usize, oversized_ok: bool) -> Pa
                 return partition_data(t.index, error_code(&e), Some(log));
             }
         };
+        // One allocation: the Kafka batches are the stored ones without sluice's headers.
+        records.reserve(batches.iter().map(|b| b.bytes.len()).sum::<usize>());
         let mut taken = 0usize;
         for b in batches {
             let len = b.bytes.len();

@@ -90,9 +90,15 @@ impl Conn {
         if len > RESPONSE_BYTES_MAX {
             bail!("a response of {len} bytes");
         }
-        let mut buf = vec![0u8; len];
-        self.rd.read_exact(&mut buf).await?;
-        let mut b = Bytes::from(buf);
+        // Read into spare capacity: a 16 MiB fetch response is not zeroed first.
+        let mut buf = BytesMut::with_capacity(len);
+        let mut body = (&mut self.rd).take(len as u64);
+        while buf.len() < len {
+            if body.read_buf(&mut buf).await? == 0 {
+                bail!("the connection closed inside a response");
+            }
+        }
+        let mut b = buf.freeze();
         let h = ResponseHeader::decode(&mut b, R::header_version(version))?;
         if h.correlation_id != id {
             bail!("response {} where {id} was expected", h.correlation_id);
@@ -224,32 +230,32 @@ fn fetch_request(topic: &str, offset: i64) -> FetchRequest {
 }
 
 /// Reads partition 0 from the start until every message arrived or nothing came for `idle`.
+/// One fetch is always in flight: as soon as a response arrives, the next fetch (from the end
+/// of its last whole batch) is sent, and the records are checked while the broker reads the
+/// next ones, as librdkafka's prefetching consumer does.
 async fn fetch_all(mut conn: Conn, run: &Run, idle: Duration, check: &mut Check) -> Result<()> {
-    let mut offset = 0i64;
     let mut last_data = Instant::now();
+    let mut from = 0i64;
+    let mut id = send_fetch(&mut conn, &run.name, from).await?;
     while check.received < run.total {
-        let id = conn
-            .send(
-                ApiKey::Fetch,
-                FETCH_VERSION,
-                &fetch_request(&run.name, offset),
-            )
-            .await?;
         let resp: FetchResponse = conn.recv(id, FETCH_VERSION).await?;
-        let now_ns = run.clock.elapsed().as_nanos() as u64;
-        let mut got = 0u64;
+        let mut batches = Vec::new();
         for t in &resp.responses {
             for p in &t.partitions {
                 if p.error_code != 0 {
                     bail!("fetch refused with Kafka error {}", p.error_code);
                 }
-                if let Some(records) = &p.records {
-                    let (n, next) = take_records(records.clone(), offset, check, now_ns)?;
-                    got += n;
-                    offset = next;
-                }
+                batches.extend(p.records.clone());
             }
         }
+        let next = batches.iter().fold(from, |n, b| n.max(end_of_batches(b)));
+        id = send_fetch(&mut conn, &run.name, next).await?;
+        let now_ns = run.clock.elapsed().as_nanos() as u64;
+        let mut got = 0u64;
+        for b in batches {
+            got += take_records(b, from, check, now_ns)?;
+        }
+        from = next;
         if got > 0 {
             check.last_ns = now_ns;
             run.shared.delivered.fetch_add(got, Ordering::Relaxed);
@@ -261,11 +267,38 @@ async fn fetch_all(mut conn: Conn, run: &Run, idle: Duration, check: &mut Check)
     Ok(())
 }
 
-/// Checks the records at or after `from` of a fetch's record batches; returns how many and the
-/// next offset. A trailing partial batch (which Kafka lets a broker send) is left for the next
-/// fetch.
-fn take_records(mut b: Bytes, from: i64, check: &mut Check, now_ns: u64) -> Result<(u64, i64)> {
-    let (mut n, mut next) = (0u64, from);
+async fn send_fetch(conn: &mut Conn, topic: &str, offset: i64) -> Result<i32> {
+    conn.send(ApiKey::Fetch, FETCH_VERSION, &fetch_request(topic, offset))
+        .await
+}
+
+/// The offset after the last whole record batch of a fetch's records (0 when there is none):
+/// a walk over the batch headers only (`baseOffset` at 0, `batchLength` at 8,
+/// `lastOffsetDelta` at 23). A trailing partial batch (which Kafka lets a broker send) is left
+/// for the next fetch.
+fn end_of_batches(b: &Bytes) -> i64 {
+    let (mut at, mut end) = (0usize, 0i64);
+    while b.len() - at >= 27 {
+        let field = |o: usize, n: usize| &b[at + o..at + o + n];
+        let len = i32::from_be_bytes(field(8, 4).try_into().expect("4 bytes"));
+        let Some(total) = usize::try_from(len).ok().map(|l| 12 + l) else {
+            break;
+        };
+        if total > b.len() - at {
+            break;
+        }
+        let base = i64::from_be_bytes(field(0, 8).try_into().expect("8 bytes"));
+        let last = i32::from_be_bytes(field(23, 4).try_into().expect("4 bytes"));
+        end = base + last as i64 + 1;
+        at += total;
+    }
+    end
+}
+
+/// Checks the records at or after `from` of a fetch's whole record batches (CRC-32C included);
+/// returns how many.
+fn take_records(mut b: Bytes, from: i64, check: &mut Check, now_ns: u64) -> Result<u64> {
+    let mut n = 0u64;
     while b.remaining() >= 12 {
         let len = i32::from_be_bytes(b[8..12].try_into().expect("4 bytes"));
         let total = 12 + usize::try_from(len).context("negative batch length")?;
@@ -283,7 +316,6 @@ fn take_records(mut b: Bytes, from: i64, check: &mut Check, now_ns: u64) -> Resu
                 n += 1;
             }
         }
-        next = next.max(base + stored.record_count as i64);
     }
-    Ok((n, next))
+    Ok(n)
 }
