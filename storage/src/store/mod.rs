@@ -36,9 +36,9 @@
 //! - `topic`: [`Topic`]: its partitions' logs, its named subscribers and its consumer groups.
 //! - `partition`: [`TopicId`], [`TopicConfig`], where partition logs and group partitions live.
 //! - `alter`: adding partitions to a topic, crash-safely.
+//! - `topic_offsets`: a topic's named subscribers' (and Kafka groups') committed offsets.
 //! - `group`: [`Group`]: a consumer group, one [`Queue`] per partition, and [`GroupConsumer`].
 //! - `identity`: the data directory's identity (`<root>/identity`), made once.
-//! - `topic`: [`Topic`]: a log, its named subscribers and its consumer groups.
 //! - `builder`, `upkeep`: [`StoreBuilder`] and the thread that returns expired deliveries and
 //!   applies retention for an embedded store.
 //! - `subscriber`, `consumer`: the embedding handles [`Subscriber`] (a named subscriber with a
@@ -61,6 +61,7 @@ mod queue;
 mod settings;
 mod subscriber;
 mod topic;
+mod topic_offsets;
 mod upkeep;
 
 use std::path::{Path, PathBuf};
