@@ -16,9 +16,13 @@ use tracing::{debug, warn};
 use super::codec::{self, DecodeError};
 use super::{KafkaContext, FRAME_TIMEOUT, IN_FLIGHT_REQUESTS_MAX, WRITER_QUEUE};
 
+/// A whole response frame, in pieces written one after the other (a Fetch response's record
+/// batches are pieces of their own, written from the buffers they were read into).
+pub(super) type Frame = Vec<Bytes>;
+
 /// A response slot: filled with the whole response frame, or `None` for a request that gets
 /// no response (Produce with `acks = 0`).
-pub(super) type Slot = oneshot::Sender<Option<Bytes>>;
+pub(super) type Slot = oneshot::Sender<Option<Frame>>;
 
 /// How a connection ended.
 pub(super) enum End {
@@ -32,7 +36,7 @@ pub(super) enum End {
 pub(super) struct Conn {
     pub(super) ctx: Arc<KafkaContext>,
     pub(super) peer: SocketAddr,
-    slots: mpsc::Sender<oneshot::Receiver<Option<Bytes>>>,
+    slots: mpsc::Sender<oneshot::Receiver<Option<Frame>>>,
     /// Dropped when the connection ends: long polls then answer with what they have.
     ended: watch::Sender<()>,
 }
@@ -48,7 +52,7 @@ pub(super) async fn handle_connection(
     debug!(%peer, "kafka connection open");
     let (rd, wr) = sock.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
-    let (out_tx, out_rx) = mpsc::channel::<Bytes>(WRITER_QUEUE);
+    let (out_tx, out_rx) = mpsc::channel::<Frame>(WRITER_QUEUE);
     let writer = tokio::spawn(write_loop(wr, out_rx));
     let (slot_tx, slot_rx) = mpsc::channel(IN_FLIGHT_REQUESTS_MAX);
     let replier = tokio::spawn(reply_loop(slot_rx, out_tx));
@@ -70,8 +74,8 @@ pub(super) async fn handle_connection(
 }
 
 async fn reply_loop(
-    mut rx: mpsc::Receiver<oneshot::Receiver<Option<Bytes>>>,
-    out: mpsc::Sender<Bytes>,
+    mut rx: mpsc::Receiver<oneshot::Receiver<Option<Frame>>>,
+    out: mpsc::Sender<Frame>,
 ) {
     while let Some(slot) = rx.recv().await {
         if let Ok(Some(frame)) = slot.await {
@@ -82,14 +86,14 @@ async fn reply_loop(
     }
 }
 
-async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
+async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Frame>) {
     let mut w = BufWriter::with_capacity(64 * 1024, wr);
     while let Some(f) = rx.recv().await {
-        if w.write_all(&f).await.is_err() {
+        if write_frame(&mut w, &f).await.is_err() {
             return;
         }
         while let Ok(f) = rx.try_recv() {
-            if w.write_all(&f).await.is_err() {
+            if write_frame(&mut w, &f).await.is_err() {
                 return;
             }
         }
@@ -98,6 +102,14 @@ async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
         }
     }
     let _ = w.shutdown().await;
+}
+
+/// Writes a frame's pieces (small ones gather in the buffer, large ones go straight out).
+async fn write_frame(w: &mut BufWriter<OwnedWriteHalf>, f: &Frame) -> std::io::Result<()> {
+    for piece in f {
+        w.write_all(piece).await?;
+    }
+    Ok(())
 }
 
 impl Conn {

@@ -69,7 +69,7 @@ pub(super) fn respond<R: Encodable + HeaderVersion>(tx: Slot, h: &Header, body: 
     };
     match encode_response(api, h.api_version, h.correlation_id, body) {
         Ok(frame) => {
-            let _ = tx.send(Some(frame));
+            let _ = tx.send(Some(vec![frame]));
         }
         Err(e) => {
             error!(client = ?h.client_id, "cannot encode a response: {e}");

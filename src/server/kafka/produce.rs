@@ -271,7 +271,7 @@ impl Conn {
         frame.extend_from_slice(&((4 + body.len()) as i32).to_be_bytes());
         frame.extend_from_slice(&h.correlation_id.to_be_bytes());
         frame.extend_from_slice(&body);
-        let _ = tx.send(Some(frame.freeze()));
+        let _ = tx.send(Some(vec![frame.freeze()]));
     }
 }
 
