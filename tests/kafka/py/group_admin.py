@@ -15,7 +15,8 @@ Checks, each printing `ok NAME` or raising:
                refused per partition with UNKNOWN_MEMBER_ID, while members
                are in the group (as Kafka answers an admin commit to a group with members)
   empty        after both closed: described Empty with no members, listed Empty
-  alter        alter_consumer_group_offsets of two partitions; listed back; a new member
+  alter        alter_consumer_group_offsets of two partitions with metadata; listed back; a
+               partition the topic lacks and an offset past the end refused; a new member
                resumes at the altered offsets (and at the committed one of the third)
   delete       delete_consumer_groups refused while that member is in the group, accepted
                after it closed; then no offsets, not listed, described Dead, a second
@@ -203,15 +204,27 @@ def empty(admin, group, consumers):
 
 def alter(admin, bootstrap, topic, group):
     """Alters two partitions' offsets; returns a new member that resumed there, still in."""
+    before = group_offsets(admin, group)
     altered = {0: 3, 1: 7}
     req = ConsumerGroupTopicPartitions(
-        group, [TopicPartition(topic, p, o) for p, o in altered.items()])
+        group, [TopicPartition(topic, p, o, f"reset to {o}") for p, o in altered.items()])
     res = admin.alter_consumer_group_offsets([req])[group].result(timeout=TIMEOUT)
     assert sorted((tp.partition, tp.offset) for tp in res.topic_partitions) == \
         sorted(altered.items()), res.topic_partitions
     assert all(tp.error is None for tp in res.topic_partitions), res.topic_partitions
-    got = {p: o for p, (o, _) in group_offsets(admin, group).items()}
-    assert got == {0: 3, 1: 7, 2: PER_PARTITION}, got
+    got = group_offsets(admin, group)
+    want = {0: (3, "reset to 3"), 1: (7, "reset to 7"), 2: before[2]}
+    assert got == want, f"{got} != {want}"
+
+    # A partition the topic does not have is refused; so is an offset past the partition's
+    # end (sluice's choice, docs/kafka-groups.md: Kafka stores any offset). Nothing changes.
+    for tp, code in [(TopicPartition(topic, PARTITIONS, 1), KafkaError.UNKNOWN_TOPIC_OR_PART),
+                     (TopicPartition(topic, 2, PER_PARTITION + 1), KafkaError.OFFSET_OUT_OF_RANGE)]:
+        req = ConsumerGroupTopicPartitions(group, [tp])
+        res = admin.alter_consumer_group_offsets([req])[group].result(timeout=TIMEOUT)
+        errors = [t.error.code() if t.error else None for t in res.topic_partitions]
+        assert errors == [code], res.topic_partitions
+    assert group_offsets(admin, group) == want
 
     c = member(bootstrap, group, "m3")
     c.subscribe([topic])

@@ -1,7 +1,8 @@
 """A consumer group of confluent-kafka consumers (classic protocol) against sluice, run by
 cli/tests/kafka_python_groups.rs (the test that one member is SIGKILLed mid-stream).
 
-Every line on stdout is one JSON object (an event); the Rust test reads them.
+Every line on stdout is one JSON object (an event, with its wall-clock time in seconds as "t");
+the Rust test reads them.
 
   groups.py produce BOOTSTRAP TOPIC PARTITIONS N
       Creates TOPIC with PARTITIONS partitions (AdminClient) and produces N keyed records
@@ -12,13 +13,14 @@ Every line on stdout is one JSON object (an event); the Rust test reads them.
 
   groups.py consume BOOTSTRAP TOPIC GROUP NAME [--delay-ms D] [--batch B]
                     [--die-after K --die-uncommitted U]
-      One member of GROUP (subscribe, session.timeout.ms=6000, no auto-commit). It processes a
-      record (prints it, then sleeps D ms), stores its offset and commits synchronously every B
+      One member of GROUP (subscribe, session.timeout.ms=6000, no auto-commit). It processes
+      nothing until it is first assigned a third of the partitions (the group has three
+      members: each member seeks back to the records it gets before). It processes a record
+      (prints it, then sleeps D ms), stores its offset and commits synchronously every B
       records, when idle, and in the revoke callback. It leaves (close) once the group's
       committed offsets equal every partition's end. With --die-after, once it has processed K
-      records while the group has three members (its assignment is a third of the partitions),
-      it SIGKILLs itself right after its U-th record past a commit (U < B): no close, no
-      LeaveGroup, U records processed and not committed. Events:
+      records it SIGKILLs itself right after its U-th record past a commit (U < B): no close,
+      no LeaveGroup, U records processed and not committed. Events:
         {"ev": "assigned", "c": NAME, "committed": [[P, OFFSET], ...]}   committed at assignment
         {"ev": "revoked", "c": NAME, "partitions": [P, ...]}
         {"ev": "rec", "c": NAME, "p": P, "o": OFFSET, "k": KEY}        a record processed
@@ -44,6 +46,7 @@ DONE_CHECK_S = 0.5
 
 
 def emit(**event):
+    event["t"] = round(time.time(), 3)
     print(json.dumps(event), flush=True)
 
 
@@ -88,8 +91,9 @@ class Member:
         self.ends = None
         self.assignment = []
         self.processed = 0
-        self.processed_as_third = 0
         self.since_commit = 0
+        # Nothing is processed before the group first has three members.
+        self.started = False
 
     def commit(self):
         try:
@@ -106,6 +110,8 @@ class Member:
 
     def on_assign(self, consumer, partitions):
         self.assignment = [tp.partition for tp in partitions]
+        if len(partitions) * 3 == self.partition_count:
+            self.started = True
         committed = consumer.committed(partitions, timeout=TIMEOUT)
         emit(ev="assigned", c=self.name,
              committed=[[tp.partition, tp.offset] for tp in committed])
@@ -134,9 +140,7 @@ class Member:
         self.consumer.store_offsets(message=msg)
         self.processed += 1
         self.since_commit += 1
-        if len(self.assignment) * 3 == self.partition_count:
-            self.processed_as_third += 1
-        if (self.args.die_after is not None and self.processed_as_third >= self.args.die_after
+        if (self.args.die_after is not None and self.processed >= self.args.die_after
                 and self.since_commit == self.args.die_uncommitted):
             emit(ev="dying", c=self.name)
             os.kill(os.getpid(), signal.SIGKILL)
@@ -161,6 +165,11 @@ class Member:
                 if msg.error().code() == KafkaError._PARTITION_EOF:
                     continue
                 raise KafkaException(msg.error())
+            if not self.started:
+                # Not yet a group of three: back to this record until it is.
+                self.consumer.seek(TopicPartition(self.topic, msg.partition(), msg.offset()))
+                time.sleep(0.05)
+                continue
             self.process(msg)
         self.consumer.close()
         emit(ev="closed", c=self.name)
