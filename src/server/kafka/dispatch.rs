@@ -188,7 +188,7 @@ mod tests {
             };
             let (tx, mut rx) = tokio::sync::oneshot::channel();
             respond(tx, &h, &body);
-            let frame = rx.try_recv().unwrap().unwrap();
+            let frame = rx.try_recv().unwrap().unwrap().concat();
             // size, then the correlation id with no tagged fields (header v0 always).
             assert_eq!(&frame[4..8], &5i32.to_be_bytes());
             assert_eq!(&frame[8..10], &0i16.to_be_bytes());
