@@ -21,12 +21,11 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
-use sluice_storage::format::stored_to_kafka;
+use sluice_storage::format::stored_to_kafka_pieces;
 use sluice_storage::{Error as StoreError, Log, Offset};
 use tokio::sync::watch;
 use tokio::task::spawn_blocking;
@@ -35,7 +34,7 @@ use uuid::Uuid;
 
 use super::codec::Header;
 use super::connection::{Conn, Slot};
-use super::dispatch::respond;
+use super::fetch_frame::{fetch_frame, Pieces};
 use super::{error_code, KafkaContext};
 use crate::broker::{BrokerError, ErrorKind};
 
@@ -57,8 +56,14 @@ impl Conn {
         let ctx = self.ctx.clone();
         let mut ended = self.ended();
         tokio::spawn(async move {
-            let resp = fetch(ctx, h.api_version, req, &mut ended).await;
-            respond(tx, &h, &resp);
+            let (resp, records) = fetch(ctx, h.api_version, req, &mut ended).await;
+            match fetch_frame(&resp, records, h.api_version, h.correlation_id) {
+                Ok(frame) => drop(tx.send(Some(frame))),
+                Err(e) => {
+                    tracing::error!(client = ?h.client_id, "cannot encode a response: {e}");
+                    let _ = tx.send(None);
+                }
+            }
         });
     }
 }
@@ -106,6 +111,8 @@ fn target(ctx: &KafkaContext, topic: usize, name: Option<&str>, p: &FetchPartiti
 /// A partition's answer with no records yet.
 fn partition_data(index: i32, code: i16, log: Option<&Log>) -> PartitionData {
     let mut d = PartitionData::default();
+    // The records travel beside the answer (`fetch_frame`).
+    d.records = None;
     d.partition_index = index;
     d.error_code = code;
     match log {
@@ -125,46 +132,54 @@ fn partition_data(index: i32, code: i16, log: Option<&Log>) -> PartitionData {
 }
 
 /// Reads one partition: whole batches from the one holding `fetch_offset`, within `limit`
-/// bytes, or the first batch whatever its size when `oversized_ok`. Blocking.
-fn read_partition(log: &Log, t: &Target, limit: usize, oversized_ok: bool) -> PartitionData {
-    let out_of_range =
-        || partition_data(t.index, ResponseError::OffsetOutOfRange.code(), Some(log));
-    let mut d = partition_data(t.index, 0, Some(log));
+/// bytes, or the first batch whatever its size when `oversized_ok`; the answer and its records
+/// as pieces (slices of what the log read: no record is copied). Blocking.
+fn read_partition(
+    log: &Log,
+    t: &Target,
+    limit: usize,
+    oversized_ok: bool,
+) -> (PartitionData, Pieces) {
+    let failed = |code: i16| (partition_data(t.index, code, Some(log)), None);
+    let d = partition_data(t.index, 0, Some(log));
     let (start, end) = (log.start_offset().0 as i64, d.high_watermark);
     if t.fetch_offset < start || t.fetch_offset > end {
-        return out_of_range();
+        return failed(ResponseError::OffsetOutOfRange.code());
     }
-    let mut records = Vec::new();
+    let mut pieces = Vec::new();
+    let mut len = 0usize;
     if t.fetch_offset < end && (limit > 0 || oversized_ok) {
         let batches = match log.read(Offset(t.fetch_offset as u64), limit.max(1)) {
             Ok(b) => b,
-            Err(StoreError::OffsetOutOfRange { .. }) => return out_of_range(),
-            Err(e) => {
-                let e = BrokerError::from(e);
-                return partition_data(t.index, error_code(&e), Some(log));
+            Err(StoreError::OffsetOutOfRange { .. }) => {
+                return failed(ResponseError::OffsetOutOfRange.code())
             }
+            Err(e) => return failed(error_code(&BrokerError::from(e))),
         };
-        // One allocation: the Kafka batches are the stored ones without sluice's headers.
-        records.reserve(batches.iter().map(|b| b.bytes.len()).sum::<usize>());
         let mut taken = 0usize;
         for b in batches {
-            let len = b.bytes.len();
-            if taken + len > limit && !(taken == 0 && oversized_ok) {
+            let stored = b.bytes.len();
+            if taken + stored > limit && !(taken == 0 && oversized_ok) {
                 break;
             }
-            if let Err(e) = stored_to_kafka(&b.bytes, &mut records) {
-                tracing::warn!(dir = %log.dir().display(), "a stored batch does not convert: {e}");
-                return partition_data(t.index, ResponseError::KafkaStorageError.code(), Some(log));
+            match stored_to_kafka_pieces(&b.bytes, &mut pieces) {
+                Ok(n) => len += n,
+                Err(e) => {
+                    tracing::warn!(dir = %log.dir().display(), "a stored batch does not convert: {e}");
+                    return failed(ResponseError::KafkaStorageError.code());
+                }
             }
-            taken += len;
+            taken += stored;
         }
     }
-    d.records = Some(Bytes::from(records));
-    d
+    (d, Some((pieces, len)))
 }
 
+/// A partition's answer and its records.
+type Answer = (PartitionData, Pieces);
+
 /// One pass over every partition: their answers and the record bytes gathered. Blocking.
-fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<PartitionData>, usize, bool) {
+fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<Answer>, usize, bool) {
     let mut total = 0usize;
     let mut errors = false;
     let data = targets
@@ -172,15 +187,15 @@ fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<PartitionData>, usize,
         .map(|t| match &t.source {
             Err(code) => {
                 errors = true;
-                partition_data(t.index, *code, None)
+                (partition_data(t.index, *code, None), None)
             }
             Ok((log, _)) => {
                 let limit =
                     (t.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
-                let d = read_partition(log, t, limit, total == 0);
+                let (d, pieces) = read_partition(log, t, limit, total == 0);
                 errors |= d.error_code != 0;
-                total += d.records.as_ref().map_or(0, |r| r.len());
-                d
+                total += pieces.as_ref().map_or(0, |(_, n)| *n);
+                (d, pieces)
             }
         })
         .collect();
@@ -233,15 +248,15 @@ async fn fetch(
     version: i16,
     req: FetchRequest,
     ended: &mut watch::Receiver<()>,
-) -> FetchResponse {
+) -> (FetchResponse, Vec<Vec<Pieces>>) {
     let mut resp = FetchResponse::default();
     if version >= 7 && req.session_id != 0 {
         resp.error_code = ResponseError::FetchSessionIdNotFound.code();
-        return resp;
+        return (resp, Vec::new());
     }
     if version >= 7 && req.session_epoch > 0 {
         resp.error_code = ResponseError::InvalidFetchSessionEpoch.code();
-        return resp;
+        return (resp, Vec::new());
     }
     let frame_max = ctx.broker.limits().frame_bytes_max as usize;
     let max_bytes = (req.max_bytes.max(0) as usize).min(frame_max.saturating_sub(64 * 1024));
@@ -251,7 +266,7 @@ async fn fetch(
     let c = ctx.clone();
     let Ok((topics, mut targets)) = spawn_blocking(move || targets(&c, version, &req)).await else {
         resp.error_code = ResponseError::UnknownServerError.code();
-        return resp;
+        return (resp, Vec::new());
     };
     let (data, targets) = loop {
         drop_gone(&mut targets);
@@ -267,7 +282,7 @@ async fn fetch(
         .await
         else {
             resp.error_code = ResponseError::UnknownServerError.code();
-            return resp;
+            return (resp, Vec::new());
         };
         targets = back;
         let over = Instant::now() >= deadline || ended.has_changed().is_err();
@@ -285,9 +300,11 @@ async fn fetch(
             t
         })
         .collect();
-    for (t, d) in targets.iter().zip(data) {
+    let mut records: Vec<Vec<Pieces>> = vec![Vec::new(); by_topic.len()];
+    for (t, (d, pieces)) in targets.iter().zip(data) {
         by_topic[t.topic].partitions.push(d);
+        records[t.topic].push(pieces);
     }
     resp.responses = by_topic;
-    resp
+    (resp, records)
 }

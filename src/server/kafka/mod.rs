@@ -32,6 +32,7 @@ mod connection;
 mod coordinator;
 mod dispatch;
 mod fetch;
+mod fetch_frame;
 pub mod group;
 mod group_store;
 mod groups;

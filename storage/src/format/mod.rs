@@ -55,7 +55,7 @@ pub use file_header::{
     decode_file_header, encode_file_header, file_header_body_crc, set_file_header_body_crc,
     FILE_HEADER_LEN, FORMAT_VERSION, INDEX_MAGIC, SEGMENT_MAGIC, TIME_INDEX_MAGIC,
 };
-pub use kafka::convert::{kafka_to_stored, stored_to_kafka, KafkaBatch};
+pub use kafka::convert::{kafka_to_stored, stored_to_kafka, stored_to_kafka_pieces, KafkaBatch};
 pub use kafka::validate::{check_kafka_batch, KafkaChecked};
 pub use kafka::{crc32c, KafkaHeader};
 pub use record::{BatchRecords, RecordIter, RecordView};

@@ -9,6 +9,8 @@
 //!   batch is its body with the real base offset written in (no record is re-encoded); a version
 //!   1 batch, written before version 2, is re-encoded.
 
+use bytes::Bytes;
+
 use crate::format::batch::{
     decode_batch_header, write_header, HeaderFields, BATCH_HEADER_LEN, BATCH_VERSION,
     STORED_RECORD_HEADERS_MAX,
@@ -136,6 +138,38 @@ pub fn stored_to_kafka(stored: &[u8], out: &mut Vec<u8>) -> Result<(), BatchErro
         pos = end;
     }
     Ok(())
+}
+
+/// [`stored_to_kafka`] without copying the records: appends to `out` the pieces that, written
+/// one after the other, are the Kafka record batches of `stored` (for a version 2 batch, its
+/// base offset then a slice of `stored` from the byte after it; a version 1 batch re-encoded).
+/// Returns the bytes added.
+pub fn stored_to_kafka_pieces(stored: &Bytes, out: &mut Vec<Bytes>) -> Result<usize, BatchError> {
+    let (mut pos, mut added) = (0, 0);
+    while pos < stored.len() {
+        let h = decode_batch_header(&stored[pos..], u32::MAX)?;
+        let end = pos + h.batch_len as usize;
+        if end > stored.len() {
+            return Err(BatchError::LengthMismatch {
+                stated: h.batch_len,
+                given: stored.len() - pos,
+            });
+        }
+        if h.version == BATCH_VERSION {
+            let base = h.base_offset.0 as i64;
+            let body = pos + BATCH_HEADER_LEN;
+            out.push(Bytes::copy_from_slice(&base.to_be_bytes()));
+            out.push(stored.slice(body + K_BASE_OFFSET + 8..end));
+            added += end - body;
+        } else {
+            let mut v = Vec::new();
+            reencode_v1(&stored[pos..end], &h, &mut v)?;
+            added += v.len();
+            out.push(Bytes::from(v));
+        }
+        pos = end;
+    }
+    Ok(added)
 }
 
 /// A version 1 batch as a Kafka batch: its records re-encoded, its offsets kept.

@@ -12,7 +12,8 @@ use kafka_protocol::records::{
 use super::*;
 use crate::format::{
     decode_batch_header, encode_batch, encode_batch_v1, kafka_to_stored, set_base_offset,
-    stored_to_kafka, validate_batch, BatchRecords, BATCH_HEADER_LEN, RECORD_HEADERS_MAX,
+    stored_to_kafka, stored_to_kafka_pieces, validate_batch, BatchRecords, BATCH_HEADER_LEN,
+    RECORD_HEADERS_MAX,
 };
 use crate::types::{Header, Offset, Record};
 
@@ -109,6 +110,11 @@ fn fetched_batches_decode_in_an_independent_client() {
         let run = [a, b].concat();
         let mut out = Vec::new();
         stored_to_kafka(&run, &mut out).unwrap();
+        // The pieces a fetch writes are the same bytes.
+        let mut pieces = Vec::new();
+        let added = stored_to_kafka_pieces(&Bytes::from(run.clone()), &mut pieces).unwrap();
+        assert_eq!(added, out.len());
+        assert_eq!(pieces.concat(), out);
         let sets = RecordBatchDecoder::decode_all(&mut Bytes::from(out)).unwrap();
         let got: Vec<_> = sets.iter().flat_map(|s| s.records.iter()).collect();
         assert_eq!(got.len(), 5);
