@@ -264,7 +264,7 @@ fn java_admin_client_topics_and_groups() {
     assert_eq!(
         line("member-described"),
         "member-described state=Stable type=Classic members=1 assignor=range coordinator=0 \
-         simple=false assignment=groups-admin:0,1,2"
+         simple=false assignment=groups-admin@/127.0.0.1:0,1,2"
     );
     let committed = "count=3 offsets=adm-0:10:meta-0,adm-1:10:meta-1,adm-2:10:meta-2";
     assert_eq!(line("offsets"), format!("offsets {committed}"));

@@ -387,7 +387,7 @@ public final class Groups {
       ConsumerGroupDescription g = admin.describeConsumerGroups(List.of(group)).all().get().get(group);
       List<String> members = new ArrayList<>();
       for (MemberDescription m : g.members()) {
-        members.add(m.clientId() + ":" + ints(parts(m.assignment().topicPartitions())));
+        members.add(m.clientId() + "@" + m.host() + ":" + ints(parts(m.assignment().topicPartitions())));
       }
       line(step + "-described", "state=" + g.groupState() + " type=" + g.type() + " members=" + g.members().size()
           + " assignor=" + (g.partitionAssignor().isEmpty() ? "-" : g.partitionAssignor())
