@@ -39,6 +39,38 @@ fn check_metadata(c: &mut Raw, v: i16) {
         r.topics.iter().any(|t| t.name == Some(topic("v"))),
         "v{v}: every topic"
     );
+    // From version 12 a topic may be asked for by id: with a null name, or with the name ""
+    // beside the id as Kafka's Java client sends it (its describeTopics by id).
+    if v >= 12 {
+        let id = metadata(c, "v").topics[0].topic_id;
+        for name in [None, Some(topic(""))] {
+            let t = metadata_request::MetadataRequestTopic::default()
+                .with_name(name.clone())
+                .with_topic_id(id);
+            let req = MetadataRequest::default().with_topics(Some(vec![t]));
+            let r: MetadataResponse = c.call(ApiKey::Metadata, v, &req);
+            let got = &r.topics[0];
+            assert_eq!(
+                (got.error_code, &got.name, got.topic_id),
+                (0, &Some(topic("v")), id),
+                "v{v} by id, name {name:?}"
+            );
+            assert!(!got.partitions.is_empty(), "v{v} by id, name {name:?}");
+        }
+        // An id no topic has (its type is the message's, inferred).
+        let unknown = "00000000-0000-4000-8000-000000000007".parse().unwrap();
+        let t = metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(topic("")))
+            .with_topic_id(unknown);
+        let req = MetadataRequest::default().with_topics(Some(vec![t]));
+        let r: MetadataResponse = c.call(ApiKey::Metadata, v, &req);
+        let got = &r.topics[0];
+        assert_eq!(
+            (got.error_code, &got.name, got.topic_id),
+            (100, &None, unknown),
+            "v{v}: UNKNOWN_TOPIC_ID"
+        );
+    }
 }
 
 fn produce_at(c: &mut Raw, v: i16, records: Vec<u8>) -> ProduceResponse {

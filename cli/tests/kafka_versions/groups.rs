@@ -225,6 +225,8 @@ pub fn check_describe_groups(c: &mut Raw, v: i16) {
     assert_eq!(d.members.len(), 1, "v{v}");
     assert_eq!(d.members[0].member_id, m, "v{v}");
     assert_eq!(&d.members[0].member_assignment[..], b"all of it", "v{v}");
+    // As Kafka writes the peer's address (Java's InetAddress::toString).
+    assert_eq!(d.members[0].client_host.as_str(), "/127.0.0.1", "v{v}");
     assert_eq!(leave(c, 5, &g, &m), 0, "v{v}");
 }
 

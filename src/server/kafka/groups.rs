@@ -17,7 +17,8 @@ impl Conn {
         let groups = self.ctx.groups.clone();
         let v = h.api_version;
         let client_id = h.client_id.clone().unwrap_or_default();
-        let host = self.peer.ip().to_string();
+        // Kafka's member host is Java's InetAddress::toString of the peer: "/<ip>".
+        let host = format!("/{}", self.peer.ip());
         match req {
             Request::JoinGroup(r) => spawn(tx, h, async move {
                 groups.join_group(r, v, &client_id, &host).await

@@ -117,9 +117,11 @@ fn metadata(ctx: &KafkaContext, version: i16, req: MetadataRequest) -> MetadataR
         req.topics
             .unwrap_or_default()
             .into_iter()
+            // A topic with an id is asked for by that id whatever its name: Kafka's Java
+            // client sends the name "" beside the id (KafkaApis, too, looks ids up first).
             .map(|t| match t.name {
-                Some(name) => requested(ctx, name.0.as_str(), may_create),
-                None => by_id(ctx, t.topic_id),
+                Some(name) if t.topic_id.is_nil() => requested(ctx, name.0.as_str(), may_create),
+                _ => by_id(ctx, t.topic_id),
             })
             .collect()
     };
@@ -134,7 +136,7 @@ fn metadata(ctx: &KafkaContext, version: i16, req: MetadataRequest) -> MetadataR
     resp
 }
 
-/// A topic asked for by id (v10+).
+/// A topic asked for by id (v10+); UNKNOWN_TOPIC_ID, with a null name, for an id no topic has.
 fn by_id(ctx: &KafkaContext, id: Uuid) -> MetadataResponseTopic {
     match ctx.broker.topic_by_id(*id.as_bytes()) {
         Some(name) => topic_entry(ctx, &name, 0),
