@@ -138,6 +138,24 @@ impl<'a> BatchRecords<'a> {
         })
     }
 
+    /// The records of `kafka`, a Kafka record batch (as a fetch returns it) that
+    /// [`check_kafka_batch`](super::check_kafka_batch) accepted as `checked`, with its first
+    /// record at `base_offset`: read in place, not wrapped in a stored batch first.
+    pub fn kafka(
+        kafka: &'a [u8],
+        checked: &super::KafkaChecked,
+        base_offset: Offset,
+    ) -> Result<Self, BatchError> {
+        Ok(BatchRecords {
+            section: records_section(kafka, checked.codec)?,
+            layout: Layout::Kafka {
+                base_ts: checked.header.base_timestamp_ms,
+            },
+            base_offset,
+            count: checked.record_count(),
+        })
+    }
+
     /// Iterates the records.
     pub fn iter(&self) -> RecordIter<'_> {
         RecordIter {

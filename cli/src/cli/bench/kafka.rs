@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use sluice::storage::format::{self, BatchBuilder, BatchRecords, BATCH_HEADER_LEN};
-use sluice::storage::now_ms;
+use sluice::storage::{now_ms, Offset};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -307,9 +307,9 @@ fn take_records(mut b: Bytes, from: i64, check: &mut Check, now_ns: u64) -> Resu
         }
         let one = b.split_to(total);
         let base = i64::from_be_bytes(one[..8].try_into().expect("8 bytes"));
-        let stored = format::kafka_to_stored(&one, u32::MAX)?.remove(0);
-        let h = format::decode_batch_header(&stored.bytes, u32::MAX)?;
-        for (k, r) in BatchRecords::new(&stored.bytes, &h)?.iter().enumerate() {
+        let checked = format::check_kafka_batch(&one, format::RECORD_HEADERS_MAX)?;
+        let records = BatchRecords::kafka(&one, &checked, Offset(base as u64))?;
+        for (k, r) in records.iter().enumerate() {
             let r = r?;
             if base + k as i64 >= from {
                 check.record(r.value, now_ns);
