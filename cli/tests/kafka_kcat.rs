@@ -1,9 +1,10 @@
 //! kcat against the real `sluice serve`'s Kafka listener, with Debian's librdkafka (2.0.2, an
 //! old client on purpose) and with the newer librdkafka of the confluent-kafka wheel: metadata
 //! (and topic auto-creation, on and off), produce and consume round trips of keys, values and
-//! headers, consuming from an offset, from the end and from a time, every compression codec,
-//! and a balanced consumer group (`-G`) that resumes from its committed offsets. Clients are installed by `tests/kafka/install.sh`; without them the tests fail under
-//! `CI=true` and are skipped (with the reason printed) elsewhere.
+//! headers, consuming from an offset, from the end and from a time, offsets by time (`-Q`),
+//! every compression codec, and a balanced consumer group (`-G`) that resumes from its
+//! committed offsets. Clients are installed by `tests/kafka/install.sh`; without them the tests
+//! fail under `CI=true` and are skipped (with the reason printed) elsewhere.
 
 mod common;
 
@@ -177,6 +178,15 @@ fn consuming_from_an_offset_the_end_and_a_time() {
             vec!["3 b3", "4 b4"],
             "{label}"
         );
+        // `-Q`: the offset of the first record at or after a time (-1: none is).
+        let query = |ts: i64| {
+            let arg = format!("{topic}:0:{ts}");
+            kcat_ok(&k, lib, &s.kafka, &["-Q", "-t", &arg], None)
+        };
+        assert!(query(t).contains("offset 3"), "{label}: {}", query(t));
+        assert!(query(0).contains("offset 0"), "{label}: {}", query(0));
+        let later = query(t + 3_600_000);
+        assert!(later.contains("offset -1"), "{label}: {later}");
         // Each record keeps the producer's timestamp.
         let ts: Vec<i64> = consume(&k, lib, &s.kafka, &topic, "beginning", "%T\n")
             .iter()

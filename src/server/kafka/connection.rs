@@ -104,10 +104,40 @@ async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Frame>) {
     let _ = w.shutdown().await;
 }
 
-/// Writes a frame's pieces (small ones gather in the buffer, large ones go straight out).
+/// Pieces handed to one vectored write (Linux takes up to 1024).
+const PIECES_PER_WRITE: usize = 256;
+
+/// Writes a frame: a frame of one piece through the buffer (small responses gather there); a
+/// frame of many pieces (a Fetch response) after the buffer, with vectored writes, so its
+/// small pieces do not become packets of their own.
 async fn write_frame(w: &mut BufWriter<OwnedWriteHalf>, f: &Frame) -> std::io::Result<()> {
-    for piece in f {
-        w.write_all(piece).await?;
+    if let [one] = f.as_slice() {
+        return w.write_all(one).await;
+    }
+    w.flush().await?;
+    let sock = w.get_mut();
+    let mut left: std::collections::VecDeque<Bytes> = f.iter().cloned().collect();
+    while !left.is_empty() {
+        let slices: Vec<std::io::IoSlice<'_>> = left
+            .iter()
+            .take(PIECES_PER_WRITE)
+            .map(|b| std::io::IoSlice::new(b))
+            .collect();
+        let mut n = sock.write_vectored(&slices).await?;
+        drop(slices);
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let first = left.front_mut().expect("bytes written from a piece left");
+            if n >= first.len() {
+                n -= first.len();
+                left.pop_front();
+            } else {
+                bytes::Buf::advance(first, n);
+                n = 0;
+            }
+        }
     }
     Ok(())
 }
