@@ -8,7 +8,8 @@
 # Builds sluice (release) and installs Kafka's jars (tests/kafka/install.sh java), then:
 #   1. sluice serve (fsync always, its default): `sluice bench` over the native protocol and
 #      over the Kafka protocol (acks=all, batches of 100, 8 in flight), 100 B and 1000 B,
-#      publish, then consumption of what was just written (page cache);
+#      publish, then consumption of what was just written (sluice writes with direct I/O, so
+#      its reads come from the disk; Kafka's come from the page cache);
 #   2. Kafka's own ProducerPerformance (acks=all, its default batching: linger.ms 5, batch.size
 #      16 KiB, idempotent) and ConsumerPerformance against sluice's Kafka listener;
 #   3. the same two tools against Apache Kafka 4.x (KRaft, one node): its default (no fsync
@@ -74,7 +75,8 @@ print(json.dumps({"broker": broker, "client": "kafka ProducerPerformance", "op":
 PY
 }
 
-# consumer_perf BROKER BOOTSTRAP TOPIC SIZE COUNT: Kafka's ConsumerPerformance from the start.
+# consumer_perf BROKER BOOTSTRAP TOPIC SIZE COUNT: Kafka's ConsumerPerformance from the start
+# (what was just produced).
 consumer_perf() {
   local broker=$1 boot=$2 topic=$3 size=$4 count=$5
   local line
@@ -86,7 +88,7 @@ consumer_perf() {
 import json, sys
 broker, size, line = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 f = [x.strip() for x in line.split(",")]
-print(json.dumps({"broker": broker, "client": "kafka ConsumerPerformance", "op": "consume (page cache)",
+print(json.dumps({"broker": broker, "client": "kafka ConsumerPerformance", "op": "consume after produce",
   "message_bytes": size, "msgs_per_s": round(float(f[9])), "mb_per_s": round(float(f[8]), 1),
   "messages": int(f[4])}))
 PY
@@ -100,7 +102,7 @@ sluice_bench() {
     2>/dev/null | grep '"type":"bench"' | python3 -c '
 import json, sys
 r = json.loads(sys.stdin.readline())
-for op, k in (("produce acks=all", "publish"), ("consume (page cache)", "delivery")):
+for op, k in (("produce acks=all", "publish"), ("consume after produce", "delivery")):
     print(json.dumps({"broker": "sluice", "client": "sluice bench --protocol " + r["protocol"], "op": op,
       "message_bytes": r["message_bytes"], "msgs_per_s": round(r[k]["msgs_per_s"]),
       "mb_per_s": round(r[k]["mb_per_s"], 1), "check": r["check"]}))' | tee -a "$rows" >&2
