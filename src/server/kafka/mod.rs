@@ -16,7 +16,8 @@
 //!
 //! Files: `listener` (accept loop), `connection`, `codec`, `dispatch` (routing, the served
 //! versions, ApiVersions), and one file per request family: `metadata`, `produce` (and
-//! `produce_legacy` for the refused versions 0-2), `fetch`, `offsets` (ListOffsets), `admin`
+//! `produce_legacy` for the refused versions 0-2), `fetch` (and `fetch_frame`, its response
+//! without copies), `offsets` (ListOffsets), `admin`
 //! (CreateTopics, DeleteTopics), `configs` (DescribeConfigs, AlterConfigs,
 //! IncrementalAlterConfigs), `coordinator` (FindCoordinator), `producer_id` (InitProducerId),
 //! `partitions` (CreatePartitions), `groups` (the consumer-group requests, handed to the

@@ -56,7 +56,7 @@ pub use file_header::{
     FILE_HEADER_LEN, FORMAT_VERSION, INDEX_MAGIC, SEGMENT_MAGIC, TIME_INDEX_MAGIC,
 };
 pub use kafka::convert::{kafka_to_stored, stored_to_kafka, stored_to_kafka_pieces, KafkaBatch};
-pub use kafka::validate::{check_kafka_batch, KafkaChecked};
+pub use kafka::validate::{check_kafka_batch, check_kafka_header_and_crc, KafkaChecked};
 pub use kafka::{crc32c, KafkaHeader};
 pub use record::{BatchRecords, RecordIter, RecordView};
 pub use scan::{check_batch, ScanEnd, ScanRules, ScanStop, ScannedBatch, Step};

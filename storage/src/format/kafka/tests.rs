@@ -11,9 +11,9 @@ use kafka_protocol::records::{
 
 use super::*;
 use crate::format::{
-    decode_batch_header, encode_batch, encode_batch_v1, kafka_to_stored, set_base_offset,
-    stored_to_kafka, stored_to_kafka_pieces, validate_batch, BatchRecords, BATCH_HEADER_LEN,
-    RECORD_HEADERS_MAX,
+    check_kafka_header_and_crc, decode_batch_header, encode_batch, encode_batch_v1,
+    kafka_to_stored, set_base_offset, stored_to_kafka, stored_to_kafka_pieces, validate_batch,
+    BatchRecords, BATCH_HEADER_LEN, RECORD_HEADERS_MAX,
 };
 use crate::types::{Header, Offset, Record};
 
@@ -158,8 +158,11 @@ fn every_flip_inside_the_crc_is_refused() {
             );
         } else {
             assert!(r.is_err(), "flip of bit {bit} went unnoticed");
+            // A reader's lighter check (header and CRC) refuses it too.
+            assert!(check_kafka_header_and_crc(&c).is_err(), "bit {bit}");
         }
     }
+    assert!(check_kafka_header_and_crc(&wire).is_ok());
 }
 
 fn with_crc(mut b: Vec<u8>) -> Vec<u8> {
