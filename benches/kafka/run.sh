@@ -8,10 +8,12 @@
 # Builds sluice (release) and installs Kafka's jars (tests/kafka/install.sh java), then:
 #   1. sluice serve (fsync always, its default): `sluice bench` over the native protocol and
 #      over the Kafka protocol (acks=all, batches of 100, 8 in flight), 100 B and 1000 B,
-#      publish, then consumption of what was just written (sluice writes with direct I/O, so
-#      its reads come from the disk; Kafka's come from the page cache);
+#      publish, then consumption from the page cache (`--warm-cache`: sluice writes with
+#      direct I/O, so what it just wrote is read once first);
 #   2. Kafka's own ProducerPerformance (acks=all, its default batching: linger.ms 5, batch.size
-#      16 KiB, idempotent) and ConsumerPerformance against sluice's Kafka listener;
+#      16 KiB, idempotent) and ConsumerPerformance against sluice's Kafka listener, the consumer
+#      twice: right after the produce (sluice reads from the disk, Kafka from its page cache),
+#      then again (both from the page cache);
 #   3. the same two tools against Apache Kafka 4.x (KRaft, one node): its default (no fsync
 #      before the ack) and a topic with flush.messages=1 (an fsync per message, equal
 #      durability with sluice's default).
@@ -75,20 +77,20 @@ print(json.dumps({"broker": broker, "client": "kafka ProducerPerformance", "op":
 PY
 }
 
-# consumer_perf BROKER BOOTSTRAP TOPIC SIZE COUNT: Kafka's ConsumerPerformance from the start
-# (what was just produced).
+# consumer_perf BROKER BOOTSTRAP TOPIC SIZE COUNT OP: Kafka's ConsumerPerformance from the start
+# (a new group each time).
 consumer_perf() {
-  local broker=$1 boot=$2 topic=$3 size=$4 count=$5
+  local broker=$1 boot=$2 topic=$3 size=$4 count=$5 op=$6
   local line
   line=$(java_tool org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$boot" \
     --topic "$topic" --messages "$count" --timeout 60000 2>&1 | tail -1)
   echo "$broker consumer-perf ${size}B: $line" >&2
   # start, end, MB, MB/s, msgs, msgs/s, rebalance ms, fetch ms, fetch MB/s, fetch msgs/s
-  python3 - "$broker" "$size" "$line" >>"$rows" <<'PY'
+  python3 - "$broker" "$size" "$line" "$op" >>"$rows" <<'PY'
 import json, sys
-broker, size, line = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+broker, size, line, op = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 f = [x.strip() for x in line.split(",")]
-print(json.dumps({"broker": broker, "client": "kafka ConsumerPerformance", "op": "consume after produce",
+print(json.dumps({"broker": broker, "client": "kafka ConsumerPerformance", "op": op,
   "message_bytes": size, "msgs_per_s": round(float(f[9])), "mb_per_s": round(float(f[8]), 1),
   "messages": int(f[4])}))
 PY
@@ -98,11 +100,11 @@ PY
 sluice_bench() {
   local proto=$1 size=$2 count=$3
   "$sluice" bench --addr "127.0.0.1:$sport" --kafka-addr "127.0.0.1:$skport" --protocol "$proto" \
-    --message-bytes "$size" --messages "$count" --batch 100 --inflight 8 --read-after --json \
+    --message-bytes "$size" --messages "$count" --batch 100 --inflight 8 --read-after --warm-cache --json \
     2>/dev/null | grep '"type":"bench"' | python3 -c '
 import json, sys
 r = json.loads(sys.stdin.readline())
-for op, k in (("produce acks=all", "publish"), ("consume after produce", "delivery")):
+for op, k in (("produce acks=all", "publish"), ("consume (page cache)", "delivery")):
     print(json.dumps({"broker": "sluice", "client": "sluice bench --protocol " + r["protocol"], "op": op,
       "message_bytes": r["message_bytes"], "msgs_per_s": round(r[k]["msgs_per_s"]),
       "mb_per_s": round(r[k]["mb_per_s"], 1), "check": r["check"]}))' | tee -a "$rows" >&2
@@ -123,7 +125,8 @@ for size in 100 1000; do
   sluice_bench kafka "$size" "$count"
   log "Kafka's perf tools against sluice, ${size} B"
   producer_perf sluice "127.0.0.1:$skport" "perf-$size" "$size" "$count"
-  consumer_perf sluice "127.0.0.1:$skport" "perf-$size" "$size" "$count"
+  consumer_perf sluice "127.0.0.1:$skport" "perf-$size" "$size" "$count" "consume after produce"
+  consumer_perf sluice "127.0.0.1:$skport" "perf-$size" "$size" "$count" "consume (page cache)"
 done
 kill $spid; wait $spid 2>/dev/null || true
 
@@ -142,7 +145,8 @@ for size in 100 1000; do
     --config flush.messages=1 >/dev/null
   log "Kafka's perf tools against Apache Kafka, ${size} B (default, then flush.messages=1)"
   producer_perf "kafka (no fsync)" "$kboot" "perf-$size" "$size" "$count"
-  consumer_perf "kafka (no fsync)" "$kboot" "perf-$size" "$size" "$count"
+  consumer_perf "kafka (no fsync)" "$kboot" "perf-$size" "$size" "$count" "consume after produce"
+  consumer_perf "kafka (no fsync)" "$kboot" "perf-$size" "$size" "$count" "consume (page cache)"
   # An fsync per message is slow: a tenth of the messages.
   producer_perf "kafka flush.messages=1" "$kboot" "perf-flush-$size" "$size" "$(n $((count / 10)))"
 done
