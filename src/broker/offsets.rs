@@ -10,23 +10,6 @@ use super::{Broker, Result};
 pub type GroupCommit = (String, u32, Offset, Vec<u8>);
 
 impl Broker {
-    /// Stores the committed offset of `group` on (`topic`, `partition`) with `metadata`,
-    /// creating the group's entry on first commit (Kafka's OffsetCommit). Durable on return
-    /// under the topic's fsync policy.
-    pub fn commit_offset(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: u32,
-        next: Offset,
-        metadata: &[u8],
-    ) -> Result<()> {
-        self.store
-            .topic(topic)?
-            .commit_offset(group, partition, next, metadata)?;
-        Ok(())
-    }
-
     /// The committed offset of `group` on (`topic`, `partition`) and its metadata, if any
     /// (Kafka's OffsetFetch).
     pub fn fetch_offset(

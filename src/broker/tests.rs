@@ -99,8 +99,10 @@ async fn the_pull_frontend_functions() {
 
     // Committed offsets of a group, with metadata, made by the first commit.
     assert_eq!(b.fetch_offset("g", "t", 2).unwrap(), None);
-    b.commit_offset("g", "t", 2, Offset(1), b"kafka-meta")
+    let stored = b
+        .commit_offsets("g", "t", &[(2, Offset(1), b"kafka-meta".as_slice())])
         .unwrap();
+    assert!(stored.iter().all(|r| r.is_ok()));
     assert_eq!(
         b.fetch_offset("g", "t", 2).unwrap(),
         Some((Offset(1), b"kafka-meta".to_vec()))
