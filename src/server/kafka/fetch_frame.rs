@@ -43,7 +43,7 @@ pub(super) fn fetch_frame(
         return whole(resp, records, version, correlation_id);
     }
     let flexible = version >= 12;
-    let mut out = Pieces2::default();
+    let mut out = FrameBuilder::default();
     out.head.put_i32(0); // the size, filled in at the end
     out.head.put_i32(correlation_id);
     if flexible {
@@ -82,13 +82,13 @@ pub(super) fn fetch_frame(
 
 /// The frame built in pieces: `head` gathers small fields until a records piece follows.
 #[derive(Default)]
-struct Pieces2 {
+struct FrameBuilder {
     done: Vec<Bytes>,
     head: BytesMut,
     len: usize,
 }
 
-impl Pieces2 {
+impl FrameBuilder {
     fn push(&mut self, piece: Bytes) {
         if !self.head.is_empty() {
             let head = self.head.split().freeze();
@@ -135,7 +135,7 @@ fn varint(b: &mut BytesMut, mut n: u32) {
 /// One partition: its fields encoded with null records, the null marker (and the empty tagged
 /// fields after it) replaced by the length and the pieces.
 fn partition(
-    out: &mut Pieces2,
+    out: &mut FrameBuilder,
     p: &PartitionData,
     pieces: Pieces,
     version: i16,
