@@ -14,6 +14,10 @@
 //! session_timeout_ms_min = 6000
 //! initial_rebalance_delay_ms = 300
 //!
+//! [kafka_share]              # Kafka share groups (server::kafka::share::ShareConfig)
+//! session_timeout_ms = 45000
+//! member_records_max = 1000
+//!
 //! [log]                      # defaults of new topics and queues (sluice_storage::LogConfig)
 //! segment_bytes_max = 134217728
 //! retention_ms = 604800000
@@ -117,6 +121,8 @@ pub struct Config {
     pub kafka_default_partitions: u32,
     /// Settings of the Kafka consumer group coordinator.
     pub kafka_groups: crate::server::kafka::group::GroupConfig,
+    /// Settings of Kafka share groups.
+    pub kafka_share: crate::server::kafka::share::ShareConfig,
 }
 
 impl Default for Config {
@@ -132,6 +138,7 @@ impl Default for Config {
             kafka_auto_create_topics: true,
             kafka_default_partitions: 1,
             kafka_groups: Default::default(),
+            kafka_share: Default::default(),
         }
     }
 }
@@ -230,6 +237,7 @@ impl Config {
         self.kafka_groups
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.kafka_share.validate().map_err(ConfigError::Invalid)?;
         let l = &self.limits;
         let min_frame = self.log.batch_bytes_max as u64 + 64 * 1024;
         if (l.frame_bytes_max as u64) < min_frame {

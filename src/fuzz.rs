@@ -373,6 +373,12 @@ fn kafka_round_trip(
         Request::DescribeGroups(r) => r.encode(&mut out, v),
         Request::ListGroups(r) => r.encode(&mut out, v),
         Request::DeleteGroups(r) => r.encode(&mut out, v),
+        Request::ShareGroupHeartbeat(r) => r.encode(&mut out, v),
+        Request::ShareGroupDescribe(r) => r.encode(&mut out, v),
+        Request::ShareFetch(r) => r.encode(&mut out, v),
+        Request::ShareAcknowledge(r) => r.encode(&mut out, v),
+        Request::DescribeShareGroupOffsets(r) => r.encode(&mut out, v),
+        Request::DeleteShareGroupOffsets(r) => r.encode(&mut out, v),
         Request::LegacyProduce(_) => return,
     };
     encoded.expect("a decoded request encodes");

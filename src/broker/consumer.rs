@@ -105,7 +105,7 @@ impl Round {
     }
 
     /// Adds everything of `other`.
-    fn extend(&mut self, other: Round) {
+    pub fn extend(&mut self, other: Round) {
         for (q, p) in other.0 {
             self.add(&q, p);
         }
@@ -238,12 +238,22 @@ impl Consumer {
         queues: &[Arc<Queue>],
         max_bytes: usize,
     ) -> Result<(Vec<Delivery>, Round)> {
+        self.deliver_round_within(queues, usize::MAX, max_bytes)
+    }
+
+    /// [`Consumer::deliver_round`] of at most `max_count` messages (and the free window).
+    pub fn deliver_round_within(
+        &self,
+        queues: &[Arc<Queue>],
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<Delivery>, Round)> {
         let _gate = self.gate.lock().unwrap();
         let mut round = Round::default();
         if self.closed.load(Ordering::Acquire) || queues.is_empty() {
             return Ok((Vec::new(), round));
         }
-        let mut window = self.window();
+        let mut window = self.window().min(max_count);
         let mut bytes = max_bytes;
         let mut out: Vec<Delivery> = Vec::new();
         let first = self.turn.fetch_add(1, Ordering::Relaxed) % queues.len();
@@ -302,18 +312,7 @@ impl Consumer {
         send: impl FnOnce(T),
     ) -> Result<()> {
         let queues = self.open_queues()?;
-        let mut acked = Round::default();
-        let mut not_held: Vec<MessageId> = Vec::new();
-        for (p, offsets) in by_partition(ids) {
-            let Some(q) = queues.get(p as usize) else {
-                not_held.extend(offsets.iter().map(|o| (p, *o)));
-                continue;
-            };
-            let a = q.ack_pending(self.cid, &offsets)?;
-            acked.add(q, a.pending);
-            not_held.extend(a.not_held.into_iter().map(|o| (p, o)));
-        }
-        self.forget(ids);
+        let (mut acked, not_held) = self.ack_pending(ids)?;
         // The window the acks opened is filled here and now, so the deliveries share the acks'
         // syncs and leave with their confirm: one blocking call per round trip of the consumer
         // instead of two. Without push budget to spare (the client is slow to read), the
@@ -339,6 +338,52 @@ impl Consumer {
         acked.commit()?;
         send(ready);
         self.acked(queues);
+        not_held_error(not_held)
+    }
+
+    /// Acks `ids` without their sync: the round to commit before the acks may be confirmed,
+    /// and the messages the consumer does not hold (not acked). Blocking.
+    pub fn ack_pending(&self, ids: &[MessageId]) -> Result<(Round, Vec<MessageId>)> {
+        let queues = self.open_queues()?;
+        let mut acked = Round::default();
+        let mut not_held: Vec<MessageId> = Vec::new();
+        for (p, offsets) in by_partition(ids) {
+            let Some(q) = queues.get(p as usize) else {
+                not_held.extend(offsets.iter().map(|o| (p, *o)));
+                continue;
+            };
+            let a = q.ack_pending(self.cid, &offsets)?;
+            acked.add(q, a.pending);
+            not_held.extend(a.not_held.into_iter().map(|o| (p, o)));
+        }
+        self.forget(ids);
+        Ok((acked, not_held))
+    }
+
+    /// Dead-letters `ids` at once, whatever their delivery count (reason `rejected`); returns
+    /// once they are durably in the dead-letter queue. Blocking.
+    pub fn reject(&self, ids: &[MessageId]) -> Result<()> {
+        let queues = self.open_queues()?;
+        let mut not_held: Vec<MessageId> = Vec::new();
+        let mut first_err = None;
+        for (p, offsets) in by_partition(ids) {
+            let Some(q) = queues.get(p as usize) else {
+                not_held.extend(offsets.iter().map(|o| (p, *o)));
+                continue;
+            };
+            match q.reject(self.cid, &offsets) {
+                Ok(()) => {}
+                Err(StoreError::NotHeld { offsets }) => {
+                    not_held.extend(offsets.into_iter().map(|o| (p, o)))
+                }
+                Err(e) => first_err = first_err.or(Some(e)),
+            }
+        }
+        self.forget(ids);
+        self.wake.notify_one();
+        if let Some(e) = first_err {
+            return Err(e.into());
+        }
         not_held_error(not_held)
     }
 

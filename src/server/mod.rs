@@ -215,6 +215,8 @@ async fn bind_kafka(
     .map_err(|e| ServerError::Config(crate::config::ConfigError::Invalid(e.to_string())))?;
     // The timer task ends when the last connection and the listener let go of the coordinator.
     groups.spawn_timer_task();
+    let shares = kafka::share::ShareGroups::new(broker.clone(), config.kafka_share.clone());
+    shares.spawn_reaper();
     let context = Arc::new(kafka::KafkaContext {
         broker: broker.clone(),
         host,
@@ -223,6 +225,7 @@ async fn bind_kafka(
         auto_create_topics: config.kafka_auto_create_topics,
         default_partitions: config.kafka_default_partitions,
         groups,
+        shares,
     });
     Ok(Some(kafka::KafkaListener { listener, context }))
 }

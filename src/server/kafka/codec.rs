@@ -24,6 +24,10 @@ use kafka_protocol::messages::{
     ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest,
     RequestHeader, SyncGroupRequest,
 };
+use kafka_protocol::messages::{
+    DeleteShareGroupOffsetsRequest, DescribeShareGroupOffsetsRequest, ShareAcknowledgeRequest,
+    ShareFetchRequest, ShareGroupDescribeRequest, ShareGroupHeartbeatRequest,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
 use super::dispatch::served_range;
@@ -95,6 +99,18 @@ pub enum Request {
     ListGroups(ListGroupsRequest),
     /// DeleteGroups (42).
     DeleteGroups(DeleteGroupsRequest),
+    /// ShareGroupHeartbeat (76).
+    ShareGroupHeartbeat(ShareGroupHeartbeatRequest),
+    /// ShareGroupDescribe (77).
+    ShareGroupDescribe(ShareGroupDescribeRequest),
+    /// ShareFetch (78).
+    ShareFetch(ShareFetchRequest),
+    /// ShareAcknowledge (79).
+    ShareAcknowledge(ShareAcknowledgeRequest),
+    /// DescribeShareGroupOffsets (90).
+    DescribeShareGroupOffsets(DescribeShareGroupOffsetsRequest),
+    /// DeleteShareGroupOffsets (92).
+    DeleteShareGroupOffsets(DeleteShareGroupOffsetsRequest),
 }
 
 /// What a frame turned out to be.
@@ -248,6 +264,22 @@ fn decode_body_of(
         ApiKey::DescribeGroups => Request::DescribeGroups(DescribeGroupsRequest::decode(buf, v)?),
         ApiKey::ListGroups => Request::ListGroups(ListGroupsRequest::decode(buf, v)?),
         ApiKey::DeleteGroups => Request::DeleteGroups(DeleteGroupsRequest::decode(buf, v)?),
+        ApiKey::ShareGroupHeartbeat => {
+            Request::ShareGroupHeartbeat(ShareGroupHeartbeatRequest::decode(buf, v)?)
+        }
+        ApiKey::ShareGroupDescribe => {
+            Request::ShareGroupDescribe(ShareGroupDescribeRequest::decode(buf, v)?)
+        }
+        ApiKey::ShareFetch => Request::ShareFetch(ShareFetchRequest::decode(buf, v)?),
+        ApiKey::ShareAcknowledge => {
+            Request::ShareAcknowledge(ShareAcknowledgeRequest::decode(buf, v)?)
+        }
+        ApiKey::DescribeShareGroupOffsets => {
+            Request::DescribeShareGroupOffsets(DescribeShareGroupOffsetsRequest::decode(buf, v)?)
+        }
+        ApiKey::DeleteShareGroupOffsets => {
+            Request::DeleteShareGroupOffsets(DeleteShareGroupOffsetsRequest::decode(buf, v)?)
+        }
         // `served_range` lists exactly the APIs above; a new one is added in both places.
         other => return Err(format!("{other:?} has no decoder here").into()),
     })

@@ -38,6 +38,12 @@ pub fn served_range(api: ApiKey, topic_ids: bool) -> Option<(i16, i16)> {
         ApiKey::DescribeConfigs => (1, 4),
         ApiKey::AlterConfigs => (0, 2),
         ApiKey::IncrementalAlterConfigs => (0, 1),
+        // Share groups, served by `share/` (the versions stock clients use).
+        ApiKey::ShareGroupHeartbeat
+        | ApiKey::ShareGroupDescribe
+        | ApiKey::ShareFetch
+        | ApiKey::ShareAcknowledge => (1, 1),
+        ApiKey::DescribeShareGroupOffsets | ApiKey::DeleteShareGroupOffsets => (0, 0),
         // The consumer-group APIs, served by `group/`.
         _ => {
             let key = api as i16;
@@ -139,6 +145,13 @@ impl Conn {
             | Request::DescribeGroups(_)
             | Request::ListGroups(_)
             | Request::DeleteGroups(_) => self.group_request(tx, h, req),
+            // Share groups', each on a task of its own too.
+            Request::ShareGroupHeartbeat(_)
+            | Request::ShareGroupDescribe(_)
+            | Request::ShareFetch(_)
+            | Request::ShareAcknowledge(_)
+            | Request::DescribeShareGroupOffsets(_)
+            | Request::DeleteShareGroupOffsets(_) => self.share_request(tx, h, req),
         }
         Ok(())
     }

@@ -46,7 +46,7 @@ impl Conn {
 }
 
 /// Runs `work` on its own task and answers `h` with its response.
-fn spawn<R, F>(tx: Slot, h: Header, work: F)
+pub(super) fn spawn<R, F>(tx: Slot, h: Header, work: F)
 where
     R: Encodable + HeaderVersion + Send + 'static,
     F: Future<Output = R> + Send + 'static,

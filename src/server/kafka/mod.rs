@@ -21,8 +21,10 @@
 //! (CreateTopics, DeleteTopics), `configs` (DescribeConfigs, AlterConfigs,
 //! IncrementalAlterConfigs), `coordinator` (FindCoordinator), `producer_id` (InitProducerId),
 //! `partitions` (CreatePartitions), `groups` (the consumer-group requests, handed to the
-//! coordinator). The coordinator is a folder `group/` of its own, independent of the broker
-//! core behind its `GroupOffsets` store trait; `group_store` implements that trait over the core.
+//! coordinator), `shares` (the share-group requests, handed to `share/`). The coordinator is a
+//! folder `group/` of its own, independent of the broker core behind its `GroupOffsets` store
+//! trait; `group_store` implements that trait over the core. Share groups (`share/`) are served
+//! by the core's queue engine: a share group is a consumer group of the topic.
 //!
 //! Disk work runs on `spawn_blocking` threads; nothing here is Kafka-free except what it calls.
 
@@ -45,6 +47,8 @@ mod partitions;
 mod produce;
 mod produce_legacy;
 mod producer_id;
+pub mod share;
+mod shares;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,6 +90,8 @@ pub(crate) struct KafkaContext {
     pub(crate) default_partitions: u32,
     /// The consumer group coordinator.
     pub(crate) groups: Arc<group::GroupCoordinator>,
+    /// The share groups.
+    pub(crate) shares: Arc<share::ShareGroups>,
 }
 
 /// A bound Kafka listener, ready to serve.

@@ -22,6 +22,8 @@ const RECORDS_AT: usize = BATCH_HEADER_LEN + KAFKA_HEADER_LEN;
 pub struct BatchBuilder {
     buf: Vec<u8>,
     count: u32,
+    /// The offset delta of the last record added (-1 before the first).
+    last_delta: i32,
     first_ts: TimestampMs,
     max_ts: TimestampMs,
 }
@@ -45,6 +47,7 @@ impl BatchBuilder {
         BatchBuilder {
             buf,
             count: 0,
+            last_delta: -1,
             first_ts: 0,
             max_ts: i64::MIN,
         }
@@ -65,7 +68,7 @@ impl BatchBuilder {
         self.buf.len()
     }
 
-    /// Adds a record with its timestamp resolved.
+    /// Adds a record with its timestamp resolved, at the offset after the last one's.
     pub fn push(
         &mut self,
         timestamp_ms: TimestampMs,
@@ -73,18 +76,30 @@ impl BatchBuilder {
         headers: &[Header],
         value: &[u8],
     ) {
-        assert!(
-            self.count < i32::MAX as u32,
-            "too many records for one batch"
-        );
+        assert!(self.last_delta < i32::MAX, "too many records for one batch");
+        self.push_at_delta(self.last_delta + 1, timestamp_ms, key, headers, value);
+    }
+
+    /// Adds a record `offset_delta` offsets after the batch's base: past the last one's,
+    /// perhaps leaving a gap. Only for [`BatchBuilder::finish_kafka`]: a stored batch holds
+    /// consecutive offsets.
+    pub fn push_at_delta(
+        &mut self,
+        offset_delta: i32,
+        timestamp_ms: TimestampMs,
+        key: Option<&[u8]>,
+        headers: &[Header],
+        value: &[u8],
+    ) {
+        assert!(offset_delta > self.last_delta, "offsets must increase");
         if self.count == 0 {
             self.first_ts = timestamp_ms;
         }
         self.max_ts = self.max_ts.max(timestamp_ms);
         let ts_delta = timestamp_ms.wrapping_sub(self.first_ts);
-        let offset_delta = self.count as i32;
         put_kafka_record(&mut self.buf, ts_delta, offset_delta, key, headers, value);
         self.count += 1;
+        self.last_delta = offset_delta;
     }
 
     /// Adds a [`Record`], taking `now` when it has no timestamp.
@@ -108,7 +123,7 @@ impl BatchBuilder {
         k[K_LEADER_EPOCH..K_LEADER_EPOCH + 4].copy_from_slice(&0i32.to_be_bytes());
         k[K_MAGIC] = KAFKA_MAGIC as u8;
         k[K_ATTRIBUTES..K_ATTRIBUTES + 2].copy_from_slice(&0i16.to_be_bytes());
-        let last_delta = self.count as i32 - 1;
+        let last_delta = self.last_delta;
         k[K_LAST_OFFSET_DELTA..K_LAST_OFFSET_DELTA + 4].copy_from_slice(&last_delta.to_be_bytes());
         k[K_BASE_TS..K_BASE_TS + 8].copy_from_slice(&self.first_ts.to_be_bytes());
         k[K_MAX_TS..K_MAX_TS + 8].copy_from_slice(&self.max_ts.to_be_bytes());
@@ -129,6 +144,17 @@ impl BatchBuilder {
             },
         );
         self.buf
+    }
+}
+
+impl BatchBuilder {
+    /// Finishes the batch as a Kafka record batch (magic 2, uncompressed) at `base_offset`:
+    /// without the stored header, its checksum over what it holds.
+    pub fn finish_kafka(self, base_offset: i64) -> Vec<u8> {
+        let mut v = self.finish();
+        v.drain(..BATCH_HEADER_LEN);
+        v[K_BASE_OFFSET..K_BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
+        v
     }
 }
 

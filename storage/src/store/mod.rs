@@ -84,7 +84,7 @@ pub use partition::{
     GROUP_PARTITION_PREFIX, KIND_TOPIC_V2, PARTITIONS_MAX, PARTITION_LOG_PREFIX,
 };
 pub use producer_ids::PRODUCER_IDS_FILE;
-pub use queue::dead_letter_headers;
+pub use queue::{dead_letter_headers, DeadLetterReason};
 pub use queue::{
     delivery_bytes, set_ack_snapshot_bytes, Acked, ConsumerId, Delivery, Pending, Queue,
     QueueStats, READ_CACHE_BYTES_MAX,

@@ -263,3 +263,42 @@ fn stored_version_2_bit_flips_are_detected_and_layout_is_kafkas() {
         assert!(validate_batch(&c, 1 << 20).is_err(), "flip of bit {bit}");
     }
 }
+
+#[test]
+fn a_kafka_batch_with_gaps_decodes_at_its_offsets() {
+    use crate::format::BatchBuilder;
+    let offsets = [40i64, 41, 45, 100];
+    let mut b = BatchBuilder::new();
+    for (k, &o) in offsets.iter().enumerate() {
+        let h = [Header::new("n", k.to_string())];
+        let key = format!("k{o}");
+        b.push_at_delta(
+            (o - 40) as i32,
+            1_700_000_000_000 + k as i64,
+            Some(key.as_bytes()),
+            &h,
+            format!("v{o}").as_bytes(),
+        );
+    }
+    let kafka = b.finish_kafka(40);
+    let mut sets = RecordBatchDecoder::decode_all(&mut Bytes::from(kafka)).unwrap();
+    assert_eq!(sets.len(), 1);
+    let set = sets.remove(0);
+    let got: Vec<(i64, Bytes, Bytes)> = set
+        .records
+        .iter()
+        .map(|r| (r.offset, r.key.clone().unwrap(), r.value.clone().unwrap()))
+        .collect();
+    let want: Vec<(i64, Bytes, Bytes)> = offsets
+        .iter()
+        .map(|o| {
+            (
+                *o,
+                Bytes::from(format!("k{o}")),
+                Bytes::from(format!("v{o}")),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(set.records[3].timestamp, 1_700_000_000_003);
+}

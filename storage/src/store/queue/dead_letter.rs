@@ -19,12 +19,40 @@ pub mod dead_letter_headers {
     pub const DELIVERY_COUNT: &str = "x-delivery-count";
 }
 
+/// Why a message was dead-lettered: the value of its `x-dead-letter-reason` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeadLetterReason {
+    /// Delivered `max_deliveries` times without an ack (`max-deliveries`).
+    MaxDeliveries,
+    /// Rejected by a consumer (`rejected`), for example a Kafka share consumer's REJECT.
+    Rejected,
+}
+
+impl DeadLetterReason {
+    /// The header value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterReason::MaxDeliveries => "max-deliveries",
+            DeadLetterReason::Rejected => "rejected",
+        }
+    }
+}
+
 impl Queue {
     /// Moves messages to the dead-letter queue: published there first (durably under its
     /// policy), then marked DEAD in this queue's journal. A crash between the two leaves the
     /// message unacked here with its delivery count at the bound, so it is dead-lettered again
     /// after the restart: at worst twice, never lost.
-    pub(in crate::store) fn dead_letter(&self, mut offsets: Vec<u64>) -> Result<usize> {
+    pub(in crate::store) fn dead_letter(&self, offsets: Vec<u64>) -> Result<usize> {
+        self.dead_letter_for(offsets, DeadLetterReason::MaxDeliveries)
+    }
+
+    /// [`Queue::dead_letter`] with the reason the copies carry.
+    pub(in crate::store) fn dead_letter_for(
+        &self,
+        mut offsets: Vec<u64>,
+        reason: DeadLetterReason,
+    ) -> Result<usize> {
         if offsets.is_empty() {
             return Ok(0);
         }
@@ -55,7 +83,7 @@ impl Queue {
             .filter_map(|((&o, r), &a)| {
                 let mut r = r?;
                 use dead_letter_headers as h;
-                r.headers.push(Header::new(h::REASON, "max-deliveries"));
+                r.headers.push(Header::new(h::REASON, reason.as_str()));
                 r.headers
                     .push(Header::new(h::ORIGINAL_QUEUE, self.source.as_bytes()));
                 r.headers

@@ -20,7 +20,7 @@ use crate::types::{Offset, Record, TimestampMs};
 use super::inner::StoreInner;
 use super::{lock, ClockRef, QueueConfig, Topic};
 
-pub use dead_letter::dead_letter_headers;
+pub use dead_letter::{dead_letter_headers, DeadLetterReason};
 pub use deliver::delivery_bytes;
 use read::ReadCache;
 pub use read::READ_CACHE_BYTES_MAX;

@@ -10,7 +10,7 @@ use crate::types::Offset;
 
 use super::super::lock;
 use super::state::QState;
-use super::{ack_snapshot_bytes, ConsumerId, Queue};
+use super::{ack_snapshot_bytes, ConsumerId, DeadLetterReason, Queue};
 
 /// Queue changes journaled but not yet synced, from [`Queue::ack_pending`] or
 /// [`Queue::deliver_pending`]. Pass it to [`Queue::commit`] before confirming the acks or handing
@@ -228,6 +228,32 @@ impl Queue {
             }
         }
         self.dead_letter(dead)?;
+        Acked {
+            pending: Pending::NONE,
+            not_held,
+        }
+        .into_result()
+    }
+
+    /// Dead-letters messages `consumer` holds at once, whatever their delivery count (reason
+    /// `rejected`); returns once they are in the dead-letter queue and marked dead here,
+    /// durably. Offsets it does not hold are left alone and named in the [`Error::NotHeld`]
+    /// the call then fails with.
+    pub fn reject(&self, consumer: ConsumerId, offsets: &[Offset]) -> Result<()> {
+        let mut dead = Vec::new();
+        let mut not_held = Vec::new();
+        {
+            let mut st = self.lock_open()?;
+            for &off in offsets {
+                if st.inflight.get(&off.0).map(|h| h.consumer) != Some(consumer) {
+                    not_held.push(off);
+                    continue;
+                }
+                st.take_inflight(off.0);
+                dead.push(off.0);
+            }
+        }
+        self.dead_letter_for(dead, DeadLetterReason::Rejected)?;
         Acked {
             pending: Pending::NONE,
             not_held,

@@ -1,0 +1,100 @@
+//! ShareAcknowledge (version 1): acknowledgements outside a fetch, in the member's share
+//! session (epoch -1 closes it after them, releasing what the member still holds). Accepts are
+//! durable before the response.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::share_acknowledge_response::{
+    LeaderIdAndEpoch, PartitionData, ShareAcknowledgeTopicResponse,
+};
+use kafka_protocol::messages::{ShareAcknowledgeRequest, ShareAcknowledgeResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::ack::{AckBatch, Acks};
+use super::session::{self, Step};
+use super::{valid_group, ShareGroups};
+use crate::broker::blocking;
+use crate::server::kafka::{error_code, LEADER_EPOCH, NODE_ID};
+
+impl ShareGroups {
+    /// Serves one ShareAcknowledge.
+    pub async fn share_acknowledge(
+        &self,
+        req: ShareAcknowledgeRequest,
+    ) -> ShareAcknowledgeResponse {
+        let fail = |e: ResponseError, why: &str| {
+            ShareAcknowledgeResponse::default()
+                .with_error_code(e.code())
+                .with_error_message(Some(StrBytes::from_string(why.to_string())))
+        };
+        let (Some(group), Some(member_id)) = (&req.group_id, &req.member_id) else {
+            return fail(
+                ResponseError::InvalidRequest,
+                "group id and member id are required",
+            );
+        };
+        if !valid_group(group.as_str()) {
+            return fail(
+                ResponseError::InvalidGroupId,
+                "share group ids follow sluice's name rules",
+            );
+        }
+        let Some(member) = self.known_member(group.as_str(), member_id.as_str()) else {
+            return fail(ResponseError::ShareSessionNotFound, "no share session");
+        };
+        let step = {
+            let mut st = member.lock();
+            st.last_seen = tokio::time::Instant::now().into_std();
+            match session::step(&mut st.session, req.share_session_epoch, false) {
+                Ok(s) => s,
+                Err(e) => return fail(e, "share session"),
+            }
+        };
+        let mut parts = BTreeMap::new();
+        for t in &req.topics {
+            for p in &t.partitions {
+                let batches = p.acknowledgement_batches.iter().map(|b| AckBatch {
+                    first_offset: b.first_offset,
+                    last_offset: b.last_offset,
+                    types: b.acknowledge_types.clone(),
+                });
+                parts
+                    .entry((t.topic_id, p.partition_index))
+                    .or_insert_with(Vec::new)
+                    .extend(batches);
+            }
+        }
+        let acked = self.acknowledge(&member, Acks { parts }).await;
+        let round = acked.round;
+        let committed = blocking(move || round.commit()).await;
+        if step == Step::Close {
+            member.lock().session = None;
+            member.release_all();
+        }
+        let mut topics: Vec<ShareAcknowledgeTopicResponse> = Vec::new();
+        for ((id, p), code) in acked.results {
+            let code = match (&committed, code) {
+                (Err(e), 0) => error_code(e),
+                _ => code,
+            };
+            let data = PartitionData::default()
+                .with_partition_index(p)
+                .with_error_code(code)
+                .with_current_leader(
+                    LeaderIdAndEpoch::default()
+                        .with_leader_id(NODE_ID)
+                        .with_leader_epoch(LEADER_EPOCH),
+                );
+            match topics.last_mut() {
+                Some(t) if t.topic_id == id => t.partitions.push(data),
+                _ => topics.push(
+                    ShareAcknowledgeTopicResponse::default()
+                        .with_topic_id(id)
+                        .with_partitions(vec![data]),
+                ),
+            }
+        }
+        ShareAcknowledgeResponse::default().with_responses(topics)
+    }
+}
