@@ -6,6 +6,8 @@
 mod common;
 #[path = "kafka_versions/groups.rs"]
 mod groups;
+#[path = "kafka_versions/share.rs"]
+mod share;
 
 use common::kafka_raw::{batch, fetch_req, fetched, metadata, produce, produce_req, server, Raw};
 use kafka_protocol::messages::*;
@@ -293,6 +295,14 @@ fn every_served_version_of_every_api_is_answered() {
                 ApiKey::DescribeGroups => groups::check_describe_groups(&mut c, v),
                 ApiKey::ListGroups => groups::check_list_groups(&mut c, v),
                 ApiKey::DeleteGroups => groups::check_delete_groups(&mut c, v),
+                ApiKey::ShareGroupHeartbeat => share::check_heartbeat(&server.kafka, v),
+                ApiKey::ShareFetch => share::check_share_fetch(&server.kafka, v),
+                ApiKey::ShareAcknowledge => share::check_share_acknowledge(&server.kafka, v),
+                ApiKey::ShareGroupDescribe => share::check_describe(&server.kafka, v),
+                ApiKey::DescribeShareGroupOffsets => {
+                    share::check_describe_offsets(&server.kafka, v)
+                }
+                ApiKey::DeleteShareGroupOffsets => share::check_delete_offsets(&server.kafka, v),
                 other => panic!("{other:?} is advertised but this test does not know it"),
             }
             answered += 1;

@@ -408,6 +408,7 @@ fn print_message(out: &Out, (partition, offset): (u32, u64), r: &Record, attempt
                 offset,
                 ts,
                 r.key.as_deref(),
+                &r.headers,
                 &r.value,
                 attempt,
             ))

@@ -125,12 +125,14 @@ fn put_bytes(m: &mut Map<String, Value>, field: &str, b: Option<&[u8]>) {
     }
 }
 
-/// The JSON line of a message of `partition`.
+/// The JSON line of a message of `partition`: its headers (when it has any) as a list of
+/// `{"name", "value"}` objects, in order.
 pub fn message_json(
     partition: u32,
     offset: u64,
     timestamp_ms: i64,
     key: Option<&[u8]>,
+    headers: &[sluice::client::Header],
     payload: &[u8],
     attempt: Option<u32>,
 ) -> String {
@@ -139,6 +141,18 @@ pub fn message_json(
     m.insert("offset".into(), json!(offset));
     m.insert("timestamp".into(), json!(timestamp_ms));
     put_bytes(&mut m, "key", key);
+    if !headers.is_empty() {
+        let list: Vec<Value> = headers
+            .iter()
+            .map(|h| {
+                let mut o = Map::new();
+                put_bytes(&mut o, "name", Some(&h.name));
+                put_bytes(&mut o, "value", Some(&h.value));
+                Value::Object(o)
+            })
+            .collect();
+        m.insert("headers".into(), Value::Array(list));
+    }
     put_bytes(&mut m, "payload", Some(payload));
     if let Some(a) = attempt {
         m.insert("attempt".into(), json!(a));
@@ -196,14 +210,26 @@ mod tests {
 
     #[test]
     fn messages_are_lossless() {
-        let v: Value = serde_json::from_str(&message_json(0, 3, 9, None, b"hi", None)).unwrap();
+        let v: Value =
+            serde_json::from_str(&message_json(0, 3, 9, None, &[], b"hi", None)).unwrap();
         assert_eq!(v["payload"], "hi");
         assert_eq!(v["key"], Value::Null);
         assert!(v.get("payload_encoding").is_none());
         let v: Value =
-            serde_json::from_str(&message_json(2, 3, 9, Some(b"k"), &[0xff, 0], Some(2))).unwrap();
+            serde_json::from_str(&message_json(2, 3, 9, Some(b"k"), &[], &[0xff, 0], Some(2)))
+                .unwrap();
         assert_eq!(v["payload"], "/wA=");
         assert_eq!(v["payload_encoding"], "base64");
         assert_eq!(v["attempt"], 2);
+        assert!(v.get("headers").is_none(), "no headers, no field");
+        let h = [
+            sluice::client::Header::new("reason", "rejected"),
+            sluice::client::Header::new("bin", vec![0xffu8]),
+        ];
+        let v: Value = serde_json::from_str(&message_json(0, 1, 2, None, &h, b"x", None)).unwrap();
+        assert_eq!(v["headers"][0]["name"], "reason");
+        assert_eq!(v["headers"][0]["value"], "rejected");
+        assert_eq!(v["headers"][1]["value"], "/w==");
+        assert_eq!(v["headers"][1]["value_encoding"], "base64");
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod kafka;
 pub mod kafka_raw;
+pub mod kafka_share;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

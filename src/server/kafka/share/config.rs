@@ -24,6 +24,12 @@ pub struct ShareConfig {
     pub member_records_max: u32,
     /// Records one ShareFetch acquires when the request asks for none (`max_records` <= 0).
     pub fetch_records_default: u32,
+    /// The acquisition lock of groups a share member creates: their ack deadline
+    /// (`group.share.record.lock.duration.ms`). A group that exists keeps its own.
+    pub record_lock_ms: u64,
+    /// The delivery limit of groups a share member creates: their `max_deliveries`
+    /// (`group.share.delivery.count.limit`), after which a record is dead-lettered.
+    pub delivery_count_limit: u32,
 }
 
 impl Default for ShareConfig {
@@ -35,6 +41,8 @@ impl Default for ShareConfig {
             groups_max: 10_000,
             member_records_max: 1_000,
             fetch_records_default: 500,
+            record_lock_ms: 30_000,
+            delivery_count_limit: 5,
         }
     }
 }
@@ -58,6 +66,12 @@ impl ShareConfig {
         if self.member_records_max == 0 || self.fetch_records_default == 0 {
             return bad(
                 "member_records_max and fetch_records_default",
+                "must be at least 1",
+            );
+        }
+        if self.record_lock_ms == 0 || self.delivery_count_limit == 0 {
+            return bad(
+                "record_lock_ms and delivery_count_limit",
                 "must be at least 1",
             );
         }

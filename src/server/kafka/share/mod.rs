@@ -32,11 +32,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError;
-use sluice_storage::Queue;
+use sluice_storage::{Queue, QueueConfig};
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
-use crate::broker::{Broker, Consumer, Result as BrokerResult, Source};
+use crate::broker::{blocking, Broker, Consumer, Result as BrokerResult, Source};
 use session::Session;
 
 /// How often members that stopped heartbeating and fetching are looked for.
@@ -221,6 +221,15 @@ impl ShareGroups {
         if let Some(c) = member.consumers.lock().unwrap().get(topic) {
             return Ok(c.clone());
         }
+        // Made with the share settings if it does not exist yet (one that does keeps its own).
+        let (b, t, g) = (self.broker.clone(), topic.to_string(), member.group.clone());
+        let cfg = QueueConfig {
+            ack_timeout_ms: self.config.record_lock_ms,
+            max_deliveries: self.config.delivery_count_limit,
+            max_unacked_per_consumer: self.broker.limits().unacked_per_consumer_max,
+            ..QueueConfig::default()
+        };
+        blocking(move || Ok(b.store().topic(&t)?.group(&g, cfg).map(drop)?)).await?;
         let consumer = self.broker.new_consumer(self.config.member_records_max);
         let source = Source::Group {
             topic: topic.to_string(),
