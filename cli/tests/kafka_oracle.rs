@@ -12,68 +12,12 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use common::data_dir;
-use common::kafka::{java_classpath, repo_root, run, start_kafka};
-
-/// Apache Kafka's broker, stopped when dropped.
-struct ApacheKafka {
-    dir: PathBuf,
-    bootstrap: String,
-}
-
-impl ApacheKafka {
-    fn start(dir: &Path) -> ApacheKafka {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut cmd = Command::new("bash");
-        cmd.arg(repo_root().join("tests/kafka/kafka-broker.sh"))
-            .arg("start")
-            .arg(dir)
-            .arg(port.to_string());
-        let out = run(cmd, None, Duration::from_secs(120));
-        assert!(
-            out.status.success(),
-            "Apache Kafka did not start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        ApacheKafka {
-            dir: dir.to_owned(),
-            bootstrap: format!("127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for ApacheKafka {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(repo_root().join("tests/kafka/kafka-broker.sh"))
-            .arg("stop")
-            .arg(&self.dir)
-            .status();
-    }
-}
-
-/// Compiles `Oracle.java` into `classes`.
-fn compile_oracle(cp: &str, classes: &Path) {
-    let mut cmd = Command::new("javac");
-    cmd.args(["-cp", cp, "-d"])
-        .arg(classes)
-        .arg(repo_root().join("tests/kafka/java/src/Oracle.java"));
-    let out = run(cmd, None, Duration::from_secs(120));
-    assert!(
-        out.status.success(),
-        "javac: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use common::kafka::{compile_java, java_classpath, run, start_kafka, ApacheKafka};
 
 /// The workload's transcript against `bootstrap`.
 fn transcript(cp: &str, classes: &Path, bootstrap: &str) -> Vec<String> {
@@ -97,7 +41,7 @@ fn sluice_answers_the_java_client_as_apache_kafka_does() {
     let (_t, dir) = data_dir();
     let classes = dir.join("classes");
     std::fs::create_dir_all(&classes).unwrap();
-    compile_oracle(&cp, &classes);
+    compile_java(&cp, "Oracle.java", &classes);
     let kafka = ApacheKafka::start(&dir.join("apache-kafka"));
     let expected = transcript(&cp, &classes, &kafka.bootstrap);
     drop(kafka);

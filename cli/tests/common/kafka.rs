@@ -4,6 +4,7 @@
 //! in time.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -238,4 +239,61 @@ pub fn kafkajs() -> Option<PathBuf> {
     } else {
         missing("node and kafkajs (tests/kafka/node)")
     }
+}
+
+/// Apache Kafka's broker, stopped when dropped.
+pub struct ApacheKafka {
+    dir: PathBuf,
+    /// Its address.
+    pub bootstrap: String,
+}
+
+impl ApacheKafka {
+    /// Starts a broker (KRaft, one node) in `dir` on a free loopback port.
+    pub fn start(dir: &Path) -> ApacheKafka {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = Command::new("bash");
+        cmd.arg(repo_root().join("tests/kafka/kafka-broker.sh"))
+            .arg("start")
+            .arg(dir)
+            .arg(port.to_string());
+        let out = run(cmd, None, Duration::from_secs(120));
+        assert!(
+            out.status.success(),
+            "Apache Kafka did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ApacheKafka {
+            dir: dir.to_owned(),
+            bootstrap: format!("127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for ApacheKafka {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo_root().join("tests/kafka/kafka-broker.sh"))
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// Compiles `tests/kafka/java/src/<file>` into `classes` (it must compile).
+pub fn compile_java(cp: &str, file: &str, classes: &Path) {
+    let mut cmd = Command::new("javac");
+    cmd.args(["-nowarn", "-cp", cp, "-d"])
+        .arg(classes)
+        .arg(repo_root().join("tests/kafka/java/src").join(file));
+    let out = run(cmd, None, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "javac {file}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -174,7 +174,7 @@ pub fn acquired(r: &ShareFetchResponse) -> (Acquired, i16) {
             if p.partition_index == 0 {
                 ack_error = p.acknowledge_error_code;
             }
-            let Some(records) = &p.records else { continue };
+            let records = p.records.as_ref().expect("records are never null");
             let sets = RecordBatchDecoder::decode_all(&mut Bytes::clone(records)).unwrap();
             for set in sets {
                 for rec in set.records {

@@ -14,7 +14,10 @@ fn join(addr: &str, g: &str, member: &str) -> Member {
     let t = format!("share-{g}");
     let mut c = Raw::connect(addr);
     metadata(&mut c, &t);
-    assert_eq!(produce(&mut c, &t, batch(&["a", "b"], Compression::None)).0, 0);
+    assert_eq!(
+        produce(&mut c, &t, batch(&["a", "b"], Compression::None)).0,
+        0
+    );
     Member::join(addr, g, member, &t)
 }
 

@@ -11,6 +11,8 @@
 //! | `cleanup.policy`    | `delete` (no compaction)      | no        |
 //! | `message.timestamp.type` | `CreateTime`             | no        |
 //!
+//! Group configs (resource type 32) are in `group_configs`.
+//!
 //! DescribeConfigs lists every one with its source (the topic's own value or the default), so
 //! an admin's read-modify-write round trip works: AlterConfigs accepts the non-alterable ones
 //! back unchanged.
@@ -30,6 +32,8 @@ use tokio::task::spawn_blocking;
 use super::codec::Header;
 use super::connection::{Conn, Slot};
 use super::dispatch::respond;
+use super::group_configs::{alter_group, group_configs, RESOURCE_GROUP};
+use super::share::ShareConfig;
 use super::{error_code, KafkaContext, NODE_ID};
 use crate::broker::{Broker, LogSettings};
 
@@ -44,8 +48,8 @@ const SOURCE_STATIC_BROKER: i8 = 4;
 /// `config_source`: the default.
 const SOURCE_DEFAULT: i8 = 5;
 /// `config_type` values.
-const TYPE_STRING: i8 = 2;
-const TYPE_INT: i8 = 3;
+pub(super) const TYPE_STRING: i8 = 2;
+pub(super) const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
 const TYPE_LIST: i8 = 7;
 
@@ -58,8 +62,8 @@ pub(super) struct ConfigEntry {
     pub(super) read_only: bool,
     /// The topic's value is the default one.
     pub(super) is_default: bool,
-    config_type: i8,
-    doc: &'static str,
+    pub(super) config_type: i8,
+    pub(super) doc: &'static str,
 }
 
 fn opt(v: Option<u64>) -> String {
@@ -241,6 +245,7 @@ fn describe_entry(
 /// One resource of a DescribeConfigs request. Blocking.
 fn describe_one(
     broker: &Broker,
+    share: &ShareConfig,
     version: i16,
     docs: bool,
     res: kafka_protocol::messages::describe_configs_request::DescribeConfigsResource,
@@ -262,9 +267,12 @@ fn describe_one(
             let d = broker.default_log_config();
             (topic_configs(d, d), true)
         }
+        RESOURCE_GROUP if sluice_storage::store::validate_name(name).is_ok() => {
+            (group_configs(share), true)
+        }
         t => {
             out.error_code = ResponseError::InvalidRequest.code();
-            let m = format!("resource type {t} {name:?} is not served (topics (2) and broker {NODE_ID} (4) are)");
+            let m = format!("resource type {t} {name:?} is not served (topics (2), broker {NODE_ID} (4) and groups (32) are)");
             out.error_message = Some(StrBytes::from_string(m));
             return out;
         }
@@ -284,14 +292,15 @@ fn describe_one(
 
 impl Conn {
     pub(super) fn describe_configs(&self, tx: Slot, h: Header, req: DescribeConfigsRequest) {
-        let broker = self.ctx.broker.clone();
+        let ctx = self.ctx.clone();
         spawn_blocking(move || {
             let mut resp = DescribeConfigsResponse::default();
             let docs = req.include_documentation;
+            let share = ctx.shares.config();
             resp.results = req
                 .resources
                 .into_iter()
-                .map(|r| describe_one(&broker, h.api_version, docs, r))
+                .map(|r| describe_one(&ctx.broker, share, h.api_version, docs, r))
                 .collect();
             respond(tx, &h, &resp);
         });
@@ -388,8 +397,11 @@ fn alter(
     configs: Vec<(String, Option<String>)>,
     validate_only: bool,
 ) -> Result<(), Refusal> {
+    if resource_type == RESOURCE_GROUP {
+        return alter_group(ctx.shares.config(), name, &configs);
+    }
     if resource_type != RESOURCE_TOPIC {
-        let m = format!("only topic configs can be altered (resource type {RESOURCE_TOPIC}), not type {resource_type}");
+        let m = format!("only topic (type {RESOURCE_TOPIC}) and group (type {RESOURCE_GROUP}) configs can be altered, not type {resource_type}");
         return Err((ResponseError::InvalidRequest.code(), m));
     }
     let broker = &ctx.broker;

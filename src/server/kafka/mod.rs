@@ -37,6 +37,7 @@ mod dispatch;
 mod fetch;
 mod fetch_frame;
 pub mod group;
+mod group_configs;
 mod group_store;
 mod groups;
 pub(crate) use group_store::BrokerGroupOffsets;

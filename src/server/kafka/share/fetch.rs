@@ -386,8 +386,9 @@ fn acks_of(req: &ShareFetchRequest) -> Acks {
 fn response(answers: BTreeMap<(Uuid, i32), Answer>, lock_ms: i32) -> ShareFetchResponse {
     let mut topics: Vec<ShareFetchableTopicResponse> = Vec::new();
     for ((id, p), a) in answers {
+        // Never null: Kafka's schema does not allow it, and the Java client fails on it.
         let (records, acquired) = if a.deliveries.is_empty() {
-            (None, Vec::new())
+            (Some(bytes::Bytes::new()), Vec::new())
         } else {
             let (b, r) = partition_records(a.deliveries);
             (Some(b), r)

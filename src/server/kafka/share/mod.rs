@@ -104,6 +104,11 @@ impl ShareGroups {
         })
     }
 
+    /// Its settings.
+    pub fn config(&self) -> &ShareConfig {
+        &self.config
+    }
+
     /// Starts the task that removes members gone silent for the session timeout; it ends
     /// once the share groups are dropped.
     pub fn spawn_reaper(self: &Arc<Self>) {
