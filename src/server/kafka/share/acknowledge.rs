@@ -70,7 +70,7 @@ impl ShareGroups {
         let committed = blocking(move || round.commit()).await;
         if step == Step::Close {
             member.lock().session = None;
-            member.release_all();
+            self.session_closed(&member);
         }
         let mut topics: Vec<ShareAcknowledgeTopicResponse> = Vec::new();
         for ((id, p), code) in acked.results {

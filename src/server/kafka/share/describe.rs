@@ -59,9 +59,10 @@ impl ShareGroups {
     fn describe_live(&self, id: &str) -> Option<DescribedGroup> {
         let groups = self.groups.lock().unwrap();
         let g = groups.get(id)?;
-        let members = g
+        let members: Vec<DescribedMember> = g
             .members
             .values()
+            .filter(|m| !m.lock().left)
             .map(|m| {
                 let st = m.lock();
                 let assignment = Assignment::default().with_topic_partitions(
@@ -89,6 +90,9 @@ impl ShareGroups {
                     .with_assignment(assignment)
             })
             .collect();
+        if members.is_empty() {
+            return None;
+        }
         Some(
             DescribedGroup::default()
                 .with_group_state(s("Stable"))
@@ -125,7 +129,7 @@ impl ShareGroups {
             .lock()
             .unwrap()
             .get(id)
-            .is_some_and(|g| !g.members.is_empty())
+            .is_some_and(|g| g.members.values().any(|m| !m.lock().left))
     }
 
     /// Serves one DescribeShareGroupOffsets: each partition's start offset (-1 where the

@@ -128,7 +128,7 @@ impl ShareGroups {
                 mark_failed(&mut answers, crate::server::kafka::error_code(&e));
             }
             member.lock().session = None;
-            member.release_all();
+            self.session_closed(&member);
         } else {
             let sources = self.sources(&member, &mut answers).await;
             lock_ms = sources

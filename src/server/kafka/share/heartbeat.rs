@@ -44,7 +44,7 @@ impl ShareGroups {
         }
         match req.member_epoch {
             LEAVE_EPOCH => {
-                self.remove_member(group, &member_id);
+                self.leave(group, &member_id);
                 return ShareGroupHeartbeatResponse::default()
                     .with_member_id(Some(req.member_id))
                     .with_member_epoch(LEAVE_EPOCH);
@@ -79,6 +79,7 @@ impl ShareGroups {
                     "member epoch is not current",
                 );
             }
+            st.left = false;
             st.client_id = client_id.to_string();
             st.client_host = host.to_string();
             st.rack_id = req.rack_id.as_ref().map(|r| r.to_string());

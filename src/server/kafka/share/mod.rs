@@ -78,6 +78,8 @@ pub(super) struct MemberState {
     assignment: Vec<(Uuid, String, Vec<i32>)>,
     last_seen: Instant,
     session: Option<Session>,
+    /// It left the group and keeps only its share session.
+    left: bool,
     client_id: String,
     client_host: String,
     rack_id: Option<String>,
@@ -173,6 +175,7 @@ impl ShareGroups {
                 assignment: Vec::new(),
                 last_seen: Instant::now(),
                 session: None,
+                left: false,
                 client_id: String::new(),
                 client_host: String::new(),
                 rack_id: None,
@@ -191,7 +194,38 @@ impl ShareGroups {
         groups.get(group)?.members.get(id).cloned()
     }
 
-    /// Removes a member (it left): what it holds returns to its groups at once.
+    /// A member left the group (heartbeat epoch -1): without a share session it is removed
+    /// and what it holds returns at once; with one it is no longer a member (nothing
+    /// assigned, not described) but keeps its session, whose close (a ShareFetch or
+    /// ShareAcknowledge with epoch -1, usually right after) returns the records and removes
+    /// it, as Kafka keeps share sessions apart from membership.
+    fn leave(&self, group: &str, id: &str) {
+        let Some(m) = self.known_member(group, id) else {
+            return;
+        };
+        {
+            let mut st = m.lock();
+            if st.session.is_some() {
+                st.left = true;
+                st.subscribed.clear();
+                st.assignment.clear();
+                drop(st);
+                self.bump_epoch(group);
+                return;
+            }
+        }
+        self.remove_member(group, id);
+    }
+
+    /// A member's share session closed: a member that left is removed now.
+    fn session_closed(&self, m: &Member) {
+        m.release_all();
+        if m.lock().left {
+            self.remove_member(&m.group, &m.id);
+        }
+    }
+
+    /// Removes a member: what it holds returns to its groups at once.
     fn remove_member(&self, group: &str, id: &str) {
         let m = {
             let mut groups = self.groups.lock().unwrap();
