@@ -1,7 +1,8 @@
 //! Share groups (KIP-932) in the raw Kafka protocol against the real `sluice serve`: members
 //! acquire disjoint records that together cover everything, RELEASE redelivers at once, REJECT
 //! and the delivery limit dead-letter (to `<topic>.<group>.dlq`, a sluice queue), locks expire,
-//! a member that leaves or closes its session returns what it holds, session epochs are
+//! a member's records return when its share session closes (not when it leaves the group)
+//! or when it falls silent for the session timeout, session epochs are
 //! checked, acknowledgements of records not held change nothing, and accepted records stay
 //! accepted across a SIGKILL of the broker.
 
@@ -192,11 +193,29 @@ fn a_member_that_leaves_or_closes_its_session_returns_what_it_holds() {
     let (got, _) = b.fetch(&[], 1_000);
     assert_eq!(offsets(&got), (2..10).collect(), "all but the two accepted");
     assert!(got.iter().all(|r| r.2 == 2));
-    // b leaves without acknowledging: a new member gets them.
+    // b leaves the group: its share session, and what it holds, stay until the session
+    // closes (as in Kafka, where a client leaves, then closes its session).
     b.leave();
     let mut c = Member::join(&s.kafka, "g", "c", "t");
+    let (none, _) = c.fetch(&[], 200);
+    assert!(none.is_empty(), "{none:?}");
+    let r = b.fetch_req(-1, &[], 0);
+    let r: ShareFetchResponse = b.c.call(ApiKey::ShareFetch, 1, &r);
+    assert_eq!(r.error_code, 0);
     let (got, _) = c.fetch(&[], 1_000);
     assert_eq!(offsets(&got), (2..10).collect());
+    // c goes silent: after the session timeout (3 s here) it is removed and its records
+    // return.
+    let mut d = Member::join(&s.kafka, "g", "d", "t");
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        got.extend(d.fetch(&[], 500).0);
+        if !got.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(offsets(&got), (2..10).collect());
+    assert!(got.iter().all(|r| r.2 == 4), "fourth delivery (a, b, c, d): {got:?}");
 }
 
 #[test]
