@@ -244,7 +244,10 @@ fn closing_without_acknowledging_hands_records_to_the_next_member() {
         if held.contains(&key) {
             assert_eq!(counts, vec![2], "{key:?}");
         } else {
-            assert!(counts == vec![1] || counts == vec![2], "{key:?}: {counts:?}");
+            assert!(
+                counts == vec![1] || counts == vec![2],
+                "{key:?}: {counts:?}"
+            );
         }
     }
 }

@@ -215,7 +215,10 @@ fn a_member_that_leaves_or_closes_its_session_returns_what_it_holds() {
         }
     }
     assert_eq!(offsets(&got), (2..10).collect());
-    assert!(got.iter().all(|r| r.2 == 4), "fourth delivery (a, b, c, d): {got:?}");
+    assert!(
+        got.iter().all(|r| r.2 == 4),
+        "fourth delivery (a, b, c, d): {got:?}"
+    );
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! native consumers check theirs. A minimal client of its own (on the `kafka-protocol` codec),
 //! so the figures measure the broker, not a client library's batching.
 //!
-//! Topics only: Kafka's competing consumers are share groups, which this mode does not drive.
+//! With `--mode queue` the consumers are share consumers of one share group on the run's topic
+//! (`kafka_share`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -41,7 +42,7 @@ const RESPONSE_BYTES_MAX: usize = 256 << 20;
 const FETCH_BYTES_MAX: i32 = 1 << 20;
 
 /// One connection to a Kafka listener: requests written in order, responses read in order.
-struct Conn {
+pub(super) struct Conn {
     rd: BufReader<OwnedReadHalf>,
     wr: OwnedWriteHalf,
     next_id: i32,
@@ -49,7 +50,7 @@ struct Conn {
 }
 
 impl Conn {
-    async fn connect(addr: &str) -> Result<Conn> {
+    pub(super) async fn connect(addr: &str) -> Result<Conn> {
         let s = TcpStream::connect(addr)
             .await
             .with_context(|| format!("cannot reach the Kafka listener at {addr}"))?;
@@ -64,7 +65,7 @@ impl Conn {
     }
 
     /// Writes one request; returns its correlation id.
-    async fn send<R: Encodable + HeaderVersion>(
+    pub(super) async fn send<R: Encodable + HeaderVersion>(
         &mut self,
         key: ApiKey,
         version: i16,
@@ -88,7 +89,11 @@ impl Conn {
     }
 
     /// Reads the next response, which must answer request `id`.
-    async fn recv<R: Decodable + HeaderVersion>(&mut self, id: i32, version: i16) -> Result<R> {
+    pub(super) async fn recv<R: Decodable + HeaderVersion>(
+        &mut self,
+        id: i32,
+        version: i16,
+    ) -> Result<R> {
         let len = self.rd.read_i32().await? as usize;
         if len > RESPONSE_BYTES_MAX {
             bail!("a response of {len} bytes");

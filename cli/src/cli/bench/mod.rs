@@ -12,6 +12,7 @@
 mod check;
 mod consumer;
 mod kafka;
+mod kafka_share;
 mod producer;
 mod report;
 
@@ -51,7 +52,8 @@ pub enum BenchMode {
 pub enum BenchProtocol {
     /// sluice's own protocol.
     Native,
-    /// The Kafka wire protocol, to the broker's Kafka listener (topics only).
+    /// The Kafka wire protocol, to the broker's Kafka listener (in queue mode: share consumers
+    /// of one share group on a topic).
     Kafka,
 }
 
@@ -196,9 +198,6 @@ fn check_args(a: &BenchArgs) -> Result<()> {
     if a.producers == 0 || a.batch == 0 || a.inflight == 0 || a.messages == 0 {
         bail!("--producers, --batch, --inflight and --messages must be above 0");
     }
-    if a.protocol == BenchProtocol::Kafka && a.mode != BenchMode::Topic {
-        bail!("--protocol kafka drives topics only");
-    }
     if a.warm_cache && a.mode != BenchMode::Topic {
         bail!("--warm-cache reads a topic; a queue read would consume its messages");
     }
@@ -226,13 +225,14 @@ async fn prepare(addr: String, a: &BenchArgs) -> Result<Run> {
         .await
         .with_context(|| format!("cannot reach the server at {addr}"))?;
     let name = format!("bench-{}-{}", std::process::id(), now_ms());
-    match a.mode {
-        BenchMode::Topic => admin.create_topic(&name, LogSettings::default()).await?,
-        BenchMode::Queue => admin.create_queue(&name, QueueSettings::default()).await?,
-    }
-    let target = match a.mode {
-        BenchMode::Topic => Target::Topic(name.clone()),
-        BenchMode::Queue => Target::Queue(name.clone()),
+    // Over Kafka, competing consumers are share consumers of a topic (a share group).
+    let queue = a.mode == BenchMode::Queue && a.protocol == BenchProtocol::Native;
+    let target = if queue {
+        admin.create_queue(&name, QueueSettings::default()).await?;
+        Target::Queue(name.clone())
+    } else {
+        admin.create_topic(&name, LogSettings::default()).await?;
+        Target::Topic(name.clone())
     };
     let per_producer = a.messages.div_ceil(a.producers as u64);
     Ok(Run {
@@ -254,6 +254,7 @@ async fn spawn_consumers(
     kafka: Option<&str>,
 ) -> Result<Vec<JoinHandle<(check::Check, Result<()>)>>> {
     match kafka {
+        Some(k) if a.mode == BenchMode::Queue => kafka_share::spawn_consumers(k, run, a).await,
         Some(k) => kafka::spawn_consumers(k, run, a).await,
         None => consumer::spawn_all(run, a).await,
     }
