@@ -4,7 +4,9 @@
 //! - explicit ACCEPT, RELEASE and REJECT: released records come back once with delivery count
 //!   2, rejected ones are in the group's dead-letter queue, every accept is confirmed;
 //! - two share consumers and a native `sluice consume --group` on one group of a topic of
-//!   three partitions at once: every record exactly once across the three;
+//!   three partitions at once, and two share consumers and a native `sluice consume` on one
+//!   sluice queue (a topic to Kafka clients) at once: every record exactly once across the
+//!   three;
 //! - a member that closes without acknowledging hands its records to the next one;
 //! - the broker SIGKILLed and restarted on the same ports mid-stream: no record is delivered
 //!   after its accept was confirmed, and every record is accepted in the end.
@@ -133,23 +135,40 @@ fn explicit_accept_release_and_reject() {
 
 #[test]
 fn share_consumers_and_a_native_consumer_split_one_group() {
+    split(None);
+}
+
+#[test]
+fn share_consumers_and_a_native_consumer_split_one_queue() {
+    split(Some("jobs"));
+}
+
+/// Two share consumers (group `g`) and a native competing consumer at once, over a topic of
+/// three partitions (the native one a member of group `g`), or over the sluice queue `queue`
+/// (a topic of one partition to Kafka clients, whose own cursor every share group consumes):
+/// every record delivered exactly once across the three.
+fn split(queue: Option<&str>) {
     let Some(py) = python() else { return };
     let (_t, dir) = data_dir();
     let s = start_kafka(&dir, &[]);
     const N: usize = 3_000;
-    produce(&py, &s.kafka, "split", N, 3);
+    let name = queue.unwrap_or("split");
+    if let Some(q) = queue {
+        cli_ok(&s.server.addr, &["queue", "create", q], None);
+    }
+    produce(&py, &s.kafka, name, N, if queue.is_some() { 1 } else { 3 });
     let mut members: Vec<Streaming> = ["a", "b"]
         .iter()
-        .map(|name| {
+        .map(|m| {
             Streaming::spawn(py_cmd(
                 &py,
                 "share.py",
                 &[
                     "consume",
                     &s.kafka,
-                    "split",
-                    "g",
                     name,
+                    "g",
+                    m,
                     "--idle-s",
                     "4",
                     "--slow-ms",
@@ -164,19 +183,11 @@ fn share_consumers_and_a_native_consumer_split_one_group() {
         let deadline = Instant::now() + Duration::from_secs(60);
         assert!(m.until(deadline, |seen| seen.iter().any(|e| e["ev"] == "rec")));
     }
-    let native = spawn_cli(
-        &s.server.addr,
-        &[
-            "--json",
-            "consume",
-            "split",
-            "--group",
-            "g",
-            "--wait-ms",
-            "4000",
-        ],
-    );
-    let native = native.wait_with_output().unwrap();
+    let mut args = vec!["--json", "consume", name, "--wait-ms", "4000"];
+    if queue.is_none() {
+        args.extend(["--group", "g"]);
+    }
+    let native = spawn_cli(&s.server.addr, &args).wait_with_output().unwrap();
     assert!(native.status.success(), "native consume: {native:?}");
     let native_lines: Vec<String> = String::from_utf8_lossy(&native.stdout)
         .lines()
@@ -204,6 +215,14 @@ fn share_consumers_and_a_native_consumer_split_one_group() {
         native_count > 0 && native_count < N,
         "native got {native_count}"
     );
+    if let Some(q) = queue {
+        let lines = cli_ok(&s.server.addr, &["--json", "queue", "describe", q], None);
+        assert_eq!(
+            json_lines(&lines)[0]["depth"],
+            0,
+            "every record acked: {lines:?}"
+        );
+    }
 }
 
 #[test]

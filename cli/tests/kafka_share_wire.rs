@@ -293,3 +293,101 @@ fn accepted_records_stay_accepted_across_a_kill_and_the_rest_come_back() {
     );
     assert!(seen.iter().all(|r| r.2 == 2), "redelivered, count 2");
 }
+
+#[test]
+fn a_queue_is_a_topic_of_one_partition_and_its_cursor_a_share_group() {
+    let (_t, dir) = data_dir();
+    let s = server(&dir, 100, 30_000, 5);
+    cli_ok(&s.server.addr, &["queue", "create", "jobs"], None);
+    let mut c = Raw::connect(&s.kafka);
+    // Listed, one partition, a stable id; not auto-created as a topic.
+    let all: MetadataResponse = c.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    );
+    let jobs = all
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.as_str()) == Some("jobs"))
+        .expect("the queue is listed");
+    assert_eq!(jobs.partitions.len(), 1);
+    assert!(!jobs.topic_id.is_nil());
+    assert_eq!(metadata(&mut c, "jobs").topics[0].topic_id, jobs.topic_id);
+    // Kafka produces go into the queue.
+    assert_eq!(
+        produce(
+            &mut c,
+            "jobs",
+            batch(&["a", "b", "c", "d"], Compression::None)
+        )
+        .0,
+        0
+    );
+    let lines = cli_ok(
+        &s.server.addr,
+        &["--json", "queue", "describe", "jobs"],
+        None,
+    );
+    assert_eq!(json_lines(&lines)[0]["depth"], 4);
+    // A topic of its name cannot be created.
+    let req = CreateTopicsRequest::default().with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(
+                kafka_protocol::protocol::StrBytes::from_static_str("jobs"),
+            ))
+            .with_num_partitions(1)
+            .with_replication_factor(1),
+    ]);
+    let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req);
+    assert_eq!(r.topics[0].error_code, 36, "TOPIC_ALREADY_EXISTS");
+    // A share member of any group consumes the queue's own cursor, beside a native consumer.
+    let mut m = Member::join(&s.kafka, "workers", "m", "jobs");
+    assert_eq!(m.topic_id, jobs.topic_id);
+    let (got, _) = m.fetch(&[], 500);
+    assert_eq!(offsets(&got), (0..4).collect());
+    let (none, code) = m.fetch(&[(0, 1, ACCEPT), (2, 2, REJECT), (3, 3, RELEASE)], 0);
+    assert_eq!(code, 0);
+    // The released record went back to the queue: the native consumer may take it.
+    let native = cli_ok(
+        &s.server.addr,
+        &[
+            "--json",
+            "consume",
+            "jobs",
+            "--count",
+            "1",
+            "--wait-ms",
+            "3000",
+        ],
+        None,
+    );
+    let native_offsets: Vec<i64> = json_lines(&native)
+        .iter()
+        .map(|v| v["offset"].as_i64().unwrap())
+        .collect();
+    let mut taken: BTreeSet<i64> = offsets(&none);
+    taken.extend(&native_offsets);
+    assert_eq!(taken, BTreeSet::from([3]), "offset 3, once, to one of them");
+    assert_eq!(
+        queue_depth(&s.server.addr, "jobs.dlq"),
+        1,
+        "the rejected record"
+    );
+    if !none.is_empty() {
+        assert_eq!(m.acknowledge(&[(3, 3, ACCEPT)]), 0);
+    }
+    // The cursor is reported as the share group named after the queue.
+    let req = DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+        describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
+            .with_group_id(GroupId(
+                kafka_protocol::protocol::StrBytes::from_static_str("jobs"),
+            ))
+            .with_topics(None),
+    ]);
+    let r: DescribeShareGroupOffsetsResponse = c.call(ApiKey::DescribeShareGroupOffsets, 0, &req);
+    let t = &r.groups[0].topics[0];
+    assert_eq!(t.topic_name.as_str(), "jobs");
+    assert_eq!(t.topic_id, jobs.topic_id);
+    assert_eq!(t.partitions[0].start_offset, 4, "everything settled");
+}

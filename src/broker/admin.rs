@@ -144,7 +144,7 @@ impl Broker {
         partition: u32,
         spec: OffsetSpec,
     ) -> Result<Option<Offset>> {
-        let log = self.store.topic(topic)?.partition(partition)?;
+        let log = self.partition_log(topic, partition)?;
         Ok(match spec {
             OffsetSpec::Earliest => Some(log.start_offset()),
             OffsetSpec::Latest => Some(log.visible_end()),

@@ -51,7 +51,7 @@ use crate::config::Limits;
 pub use consumer::{Consumer, ConsumerFeed, DeliverySink, MessageId, Round};
 pub use error::{BrokerError, ErrorKind, Result};
 pub use fetch::Fetched;
-pub use partition::TopicId;
+pub use partition::{queue_topic_id, NamedLog, TopicId};
 pub use publish::{make_durable, publish, InlineSync, Published, INLINE_SYNC_BATCH_BYTES_MAX};
 pub use subscription::{BatchSink, Credit, HeldName, Subscription, SubscriptionReader};
 pub use types::{

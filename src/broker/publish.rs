@@ -95,10 +95,16 @@ impl Broker {
         Ok((p, t.partition(p)?))
     }
 
-    /// The log of partition `partition` of topic `topic` (for a frontend that publishes an
-    /// already encoded batch to a chosen partition with [`publish`], or reads it).
+    /// The log of partition `partition` of topic `topic`, or of queue `topic` (partition 0),
+    /// for a frontend that publishes an already encoded batch to a chosen partition with
+    /// [`publish`], or reads it.
     pub fn partition_log(&self, topic: &str, partition: u32) -> Result<Log> {
-        Ok(self.store.topic(topic)?.partition(partition)?)
+        match self.named_log(topic)? {
+            super::partition::NamedLog::Topic(t) => Ok(t.partition(partition)?),
+            super::partition::NamedLog::Queue(q) => {
+                super::partition::queue_partition(&q, partition)
+            }
+        }
     }
 
     /// The permission to append and sync a batch of `len` bytes on the caller's own (runtime

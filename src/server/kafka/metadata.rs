@@ -1,7 +1,8 @@
 //! Metadata: this broker as the one node of its cluster, and the topics asked for (all of them
 //! when the request names none), each partition led by node 0. Unknown topics named in the
 //! request are created with the server's defaults when `kafka_auto_create_topics` is on and the
-//! client allows it; sluice's queues are not listed (they are not Kafka topics).
+//! client allows it. Sluice's queues are listed too, as topics of one partition (a topic shadows
+//! a queue of its name).
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -110,8 +111,7 @@ fn metadata(ctx: &KafkaContext, version: i16, req: MetadataRequest) -> MetadataR
     };
     let may_create = ctx.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     let topics = if all {
-        let mut names = ctx.broker.list_topics();
-        names.sort();
+        let names = ctx.broker.list_named_logs();
         names.iter().map(|n| topic_entry(ctx, n, 0)).collect()
     } else {
         req.topics

@@ -23,7 +23,7 @@ use sluice_storage::QueueConfig;
 use uuid::Uuid;
 
 use super::{valid_group, ShareGroups};
-use crate::broker::blocking;
+use crate::broker::{blocking, NamedLog};
 use crate::server::kafka::LEADER_EPOCH;
 
 /// The assignor every share group is described with (every member gets every partition).
@@ -105,19 +105,26 @@ impl ShareGroups {
         )
     }
 
-    /// The topics on which group `id` has ack state. Blocking work on the pool.
+    /// The topics on which group `id` has ack state, and the queue named `id` if there is one.
+    /// Blocking work on the pool.
     async fn topics_of_group(&self, id: &str) -> Vec<String> {
         let b = self.broker.clone();
         let id = id.to_string();
         blocking(move || {
-            Ok(b.list_topics()
+            let mut out: Vec<String> = b
+                .list_topics()
                 .into_iter()
                 .filter(|t| {
                     b.store()
                         .topic(t)
                         .is_ok_and(|t| t.list_groups().contains(&id))
                 })
-                .collect())
+                .collect();
+            // A queue's cursor is reported as the share group of the queue's name.
+            if matches!(b.named_log(&id), Ok(NamedLog::Queue(_))) {
+                out.push(id);
+            }
+            Ok(out)
         })
         .await
         .unwrap_or_default()
@@ -245,6 +252,10 @@ fn start_offsets(
     let mut out = Vec::new();
     for (name, parts) in wanted {
         let topic = TopicName(s(name.clone()));
+        if let Ok(NamedLog::Queue(q)) = b.named_log(&name) {
+            out.push(queue_offsets(b, q, topic, parts));
+            continue;
+        }
         let Ok(t) = b.store().topic(&name) else {
             let ps = parts.unwrap_or_default().into_iter().map(|p| {
                 DescribeShareGroupOffsetsResponsePartition::default()
@@ -295,4 +306,34 @@ fn start_offsets(
         );
     }
     out
+}
+
+/// A queue's start offset (its ack floor) as partition 0 of a topic: its cursor, whatever the
+/// share group.
+fn queue_offsets(
+    b: &crate::broker::Broker,
+    q: std::sync::Arc<sluice_storage::Queue>,
+    topic: TopicName,
+    parts: Option<Vec<i32>>,
+) -> DescribeShareGroupOffsetsResponseTopic {
+    let id = b.queue_topic_id(q.name()).map(|i| i.0).unwrap_or_default();
+    let ps = parts
+        .unwrap_or_else(|| vec![0])
+        .into_iter()
+        .map(|p| {
+            let d = DescribeShareGroupOffsetsResponsePartition::default()
+                .with_partition_index(p)
+                .with_leader_epoch(LEADER_EPOCH);
+            if p == 0 {
+                d.with_start_offset(q.stats().ack_floor.0 as i64)
+            } else {
+                d.with_start_offset(-1)
+                    .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+            }
+        })
+        .collect();
+    DescribeShareGroupOffsetsResponseTopic::default()
+        .with_topic_name(topic)
+        .with_topic_id(Uuid::from_bytes(id))
+        .with_partitions(ps)
 }

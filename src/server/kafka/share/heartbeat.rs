@@ -127,7 +127,7 @@ impl ShareGroups {
         subscribed
             .iter()
             .filter_map(|name| {
-                let (id, n) = self.broker.topic_meta(name).ok()?;
+                let (id, n) = self.broker.kafka_topic_meta(name).ok()?;
                 let parts = (0..n as i32).collect();
                 Some((Uuid::from_bytes(id.0), name.clone(), parts))
             })

@@ -36,7 +36,7 @@ use sluice_storage::{Queue, QueueConfig};
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
-use crate::broker::{blocking, Broker, Consumer, Result as BrokerResult, Source};
+use crate::broker::{blocking, Broker, Consumer, NamedLog, Result as BrokerResult, Source};
 use session::Session;
 
 /// How often members that stopped heartbeating and fetching are looked for.
@@ -260,20 +260,8 @@ impl ShareGroups {
         if let Some(c) = member.consumers.lock().unwrap().get(topic) {
             return Ok(c.clone());
         }
-        // Made with the share settings if it does not exist yet (one that does keeps its own).
-        let (b, t, g) = (self.broker.clone(), topic.to_string(), member.group.clone());
-        let cfg = QueueConfig {
-            ack_timeout_ms: self.config.record_lock_ms,
-            max_deliveries: self.config.delivery_count_limit,
-            max_unacked_per_consumer: self.broker.limits().unacked_per_consumer_max,
-            ..QueueConfig::default()
-        };
-        blocking(move || Ok(b.store().topic(&t)?.group(&g, cfg).map(drop)?)).await?;
         let consumer = self.broker.new_consumer(self.config.member_records_max);
-        let source = Source::Group {
-            topic: topic.to_string(),
-            group: member.group.clone(),
-        };
+        let source = self.source_of(&member.group, topic).await?;
         let feed = consumer.open(&self.broker, &source).await?;
         let tc = Arc::new(TopicConsumer {
             consumer,
@@ -296,7 +284,28 @@ impl ShareGroups {
         Ok(kept)
     }
 
-    /// The topic a topic id names, if any.
+    /// What share group `group` consumes of the named log `name`: a queue's own cursor, or
+    /// the topic's consumer group `group`, made with the share settings if it does not exist
+    /// yet (one that does keeps its own).
+    async fn source_of(&self, group: &str, name: &str) -> BrokerResult<Source> {
+        let (b, t, g) = (self.broker.clone(), name.to_string(), group.to_string());
+        let cfg = QueueConfig {
+            ack_timeout_ms: self.config.record_lock_ms,
+            max_deliveries: self.config.delivery_count_limit,
+            max_unacked_per_consumer: self.broker.limits().unacked_per_consumer_max,
+            ..QueueConfig::default()
+        };
+        blocking(move || match b.named_log(&t)? {
+            NamedLog::Queue(_) => Ok(Source::Queue(t)),
+            NamedLog::Topic(topic) => {
+                topic.group(&g, cfg)?;
+                Ok(Source::Group { topic: t, group: g })
+            }
+        })
+        .await
+    }
+
+    /// The topic (or queue) a topic id names, if any.
     fn topic_name(&self, id: Uuid) -> Option<String> {
         self.broker.topic_by_id(*id.as_bytes())
     }
