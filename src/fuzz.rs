@@ -378,6 +378,7 @@ fn kafka_round_trip(
         Request::ShareFetch(r) => r.encode(&mut out, v),
         Request::ShareAcknowledge(r) => r.encode(&mut out, v),
         Request::DescribeShareGroupOffsets(r) => r.encode(&mut out, v),
+        Request::AlterShareGroupOffsets(r) => r.encode(&mut out, v),
         Request::DeleteShareGroupOffsets(r) => r.encode(&mut out, v),
         Request::LegacyProduce(_) => return,
     };

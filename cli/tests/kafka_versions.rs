@@ -303,6 +303,7 @@ fn every_served_version_of_every_api_is_answered() {
                     share::check_describe_offsets(&server.kafka, v)
                 }
                 ApiKey::DeleteShareGroupOffsets => share::check_delete_offsets(&server.kafka, v),
+                ApiKey::AlterShareGroupOffsets => share::check_alter_offsets(&server.kafka, v),
                 other => panic!("{other:?} is advertised but this test does not know it"),
             }
             answered += 1;

@@ -790,3 +790,62 @@ fn consumers_taking_turns_inside_large_batches_get_the_right_records() {
     assert_eq!(seen.len(), 12_000);
     assert_eq!(q.stats().ack_floor, Offset(12_000));
 }
+
+#[test]
+fn a_group_partition_reset_moves_its_cursor_durably_and_only_when_nothing_is_held() {
+    let sim = SimFs::new();
+    let clock = Arc::new(ManualClock::new(0));
+    let s = open(&sim, &clock);
+    let t = s.create_topic("t", None).unwrap();
+    let recs: Vec<Record> = (0..10)
+        .map(|i| Record::from_value(format!("m{i}")))
+        .collect();
+    t.publish(&recs).unwrap();
+    let q = t
+        .group("g", QueueConfig::default())
+        .unwrap()
+        .queue(0)
+        .unwrap();
+    let d = q.deliver(A, 4).unwrap();
+    assert!(
+        q.reset_to(Offset(0)).is_err(),
+        "refused while A holds 4 messages"
+    );
+    q.ack(A, &d.iter().map(|d| d.offset).collect::<Vec<_>>())
+        .unwrap();
+    // Forward past what was acked: 4..7 are skipped.
+    q.reset_to(Offset(7)).unwrap();
+    let got: Vec<u64> = q
+        .deliver(B, 100)
+        .unwrap()
+        .iter()
+        .map(|d| d.offset.0)
+        .collect();
+    assert_eq!(got, vec![7, 8, 9]);
+    q.ack(B, &[Offset(7), Offset(8), Offset(9)]).unwrap();
+    // Back: everything from 2 again, as first deliveries; then the reset survives a crash.
+    q.reset_to(Offset(2)).unwrap();
+    // Past the end clamps to the end.
+    drop(q);
+    drop(t);
+    drop(s);
+    sim.crash(CrashMode::DropUnsynced);
+    let s = open(&sim, &clock);
+    let q = s
+        .topic("t")
+        .unwrap()
+        .group("g", QueueConfig::default())
+        .unwrap()
+        .queue(0)
+        .unwrap();
+    let got: Vec<(u64, u32)> = q
+        .deliver(A, 100)
+        .unwrap()
+        .iter()
+        .map(|d| (d.offset.0, d.attempt))
+        .collect();
+    assert_eq!(got, (2..10).map(|o| (o, 1)).collect::<Vec<_>>());
+    q.ack(A, &(2..10).map(Offset).collect::<Vec<_>>()).unwrap();
+    q.reset_to(Offset(1_000)).unwrap();
+    assert_eq!(q.stats().ack_floor, Offset(10), "clamped to the end");
+}

@@ -115,3 +115,41 @@ pub fn check_delete_offsets(addr: &str, v: i16) {
     );
     m.leave();
 }
+
+pub fn check_alter_offsets(addr: &str, v: i16) {
+    let mut m = join(addr, "vz", "m1");
+    let (got, _) = m.fetch(&[], 500);
+    assert_eq!(got.len(), 2);
+    let req = AlterShareGroupOffsetsRequest::default()
+        .with_group_id(GroupId(s("vz")))
+        .with_topics(vec![
+            alter_share_group_offsets_request::AlterShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(topic("share-vz"))
+                .with_partitions(vec![
+                    alter_share_group_offsets_request::AlterShareGroupOffsetsRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_start_offset(1),
+                ]),
+        ]);
+    let r: AlterShareGroupOffsetsResponse = m.c.call(ApiKey::AlterShareGroupOffsets, v, &req);
+    assert_eq!(
+        r.error_code, NON_EMPTY_GROUP,
+        "a group with members keeps its offsets"
+    );
+    m.leave();
+    let r = m.fetch_req(-1, &[], 0);
+    let r: ShareFetchResponse = m.c.call(ApiKey::ShareFetch, 1, &r);
+    assert_eq!(r.error_code, 0);
+    let mut c = Raw::connect(addr);
+    let r: AlterShareGroupOffsetsResponse = c.call(ApiKey::AlterShareGroupOffsets, v, &req);
+    assert_eq!(r.error_code, 0);
+    assert_eq!(r.responses[0].partitions[0].error_code, 0);
+    // From offset 1 on, as a first delivery.
+    let mut m = Member::join(addr, "vz", "m2", "share-vz");
+    let (got, _) = m.fetch(&[], 500);
+    assert_eq!(
+        got.iter().map(|r| (r.0, r.2)).collect::<Vec<_>>(),
+        vec![(1, 1)]
+    );
+    m.leave();
+}

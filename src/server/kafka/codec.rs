@@ -25,8 +25,9 @@ use kafka_protocol::messages::{
     RequestHeader, SyncGroupRequest,
 };
 use kafka_protocol::messages::{
-    DeleteShareGroupOffsetsRequest, DescribeShareGroupOffsetsRequest, ShareAcknowledgeRequest,
-    ShareFetchRequest, ShareGroupDescribeRequest, ShareGroupHeartbeatRequest,
+    AlterShareGroupOffsetsRequest, DeleteShareGroupOffsetsRequest,
+    DescribeShareGroupOffsetsRequest, ShareAcknowledgeRequest, ShareFetchRequest,
+    ShareGroupDescribeRequest, ShareGroupHeartbeatRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
@@ -109,6 +110,8 @@ pub enum Request {
     ShareAcknowledge(ShareAcknowledgeRequest),
     /// DescribeShareGroupOffsets (90).
     DescribeShareGroupOffsets(DescribeShareGroupOffsetsRequest),
+    /// AlterShareGroupOffsets (91).
+    AlterShareGroupOffsets(AlterShareGroupOffsetsRequest),
     /// DeleteShareGroupOffsets (92).
     DeleteShareGroupOffsets(DeleteShareGroupOffsetsRequest),
 }
@@ -276,6 +279,9 @@ fn decode_body_of(
         }
         ApiKey::DescribeShareGroupOffsets => {
             Request::DescribeShareGroupOffsets(DescribeShareGroupOffsetsRequest::decode(buf, v)?)
+        }
+        ApiKey::AlterShareGroupOffsets => {
+            Request::AlterShareGroupOffsets(AlterShareGroupOffsetsRequest::decode(buf, v)?)
         }
         ApiKey::DeleteShareGroupOffsets => {
             Request::DeleteShareGroupOffsets(DeleteShareGroupOffsetsRequest::decode(buf, v)?)

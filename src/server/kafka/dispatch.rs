@@ -43,7 +43,9 @@ pub fn served_range(api: ApiKey, topic_ids: bool) -> Option<(i16, i16)> {
         | ApiKey::ShareGroupDescribe
         | ApiKey::ShareFetch
         | ApiKey::ShareAcknowledge => (1, 1),
-        ApiKey::DescribeShareGroupOffsets | ApiKey::DeleteShareGroupOffsets => (0, 0),
+        ApiKey::DescribeShareGroupOffsets
+        | ApiKey::AlterShareGroupOffsets
+        | ApiKey::DeleteShareGroupOffsets => (0, 0),
         // The consumer-group APIs, served by `group/`.
         _ => {
             let key = api as i16;
@@ -151,6 +153,7 @@ impl Conn {
             | Request::ShareFetch(_)
             | Request::ShareAcknowledge(_)
             | Request::DescribeShareGroupOffsets(_)
+            | Request::AlterShareGroupOffsets(_)
             | Request::DeleteShareGroupOffsets(_) => self.share_request(tx, h, req),
         }
         Ok(())

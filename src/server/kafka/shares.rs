@@ -28,6 +28,9 @@ impl Conn {
             Request::DescribeShareGroupOffsets(r) => {
                 spawn(tx, h, async move { shares.describe_offsets(r).await })
             }
+            Request::AlterShareGroupOffsets(r) => {
+                spawn(tx, h, async move { shares.alter_offsets(r).await })
+            }
             Request::DeleteShareGroupOffsets(r) => {
                 spawn(tx, h, async move { shares.delete_offsets(r).await })
             }

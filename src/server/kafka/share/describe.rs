@@ -131,7 +131,7 @@ impl ShareGroups {
     }
 
     /// Whether group `id` has members now.
-    fn has_members(&self, id: &str) -> bool {
+    pub(super) fn has_members(&self, id: &str) -> bool {
         self.groups
             .lock()
             .unwrap()

@@ -12,11 +12,13 @@
 //!
 //! Files: `config`, `session` (share sessions and their epochs), `heartbeat`
 //! (ShareGroupHeartbeat), `fetch` (ShareFetch), `ack` (acknowledgements, in ShareFetch and
-//! ShareAcknowledge), `records` (acquired records as Kafka batches), `describe`
-//! (ShareGroupDescribe and the share-group offset APIs).
+//! ShareAcknowledge), `acknowledge` (ShareAcknowledge), `records` (acquired records as Kafka
+//! batches), `describe` (ShareGroupDescribe, DescribeShareGroupOffsets,
+//! DeleteShareGroupOffsets), `alter` (AlterShareGroupOffsets).
 
 mod ack;
 mod acknowledge;
+mod alter;
 mod config;
 mod describe;
 mod fetch;

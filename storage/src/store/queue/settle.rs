@@ -261,6 +261,32 @@ impl Queue {
         .into_result()
     }
 
+    /// Moves the shared cursor to `offset`, clamped to the log's start and end: every message
+    /// from there on counts as neither delivered nor acked, every one before it as settled
+    /// (delivery counts forgotten). Refused (`InvalidArgument`) while a consumer holds a
+    /// message. Durable on return: the new state is a snapshot of the ack journal.
+    pub fn reset_to(&self, offset: Offset) -> Result<()> {
+        let mut st = self.lock_open()?;
+        if !st.inflight.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "{} messages of {} are held by consumers",
+                st.inflight.len(),
+                self.source
+            )));
+        }
+        let (start, end) = (self.log.start_offset().0, self.log.end_offset().0);
+        let at = offset.0.clamp(start, end);
+        let ack = crate::ackstate::AckState::new(at);
+        self.journal.snapshot(&ack.encode_snapshot())?;
+        st.ack = ack;
+        st.ready.clear();
+        st.delayed.clear();
+        st.delayed_at.clear();
+        st.deadlines.clear();
+        self.synced_floor.store(at, Ordering::Release);
+        Ok(())
+    }
+
     /// A consumer went away: everything it held goes back to the queue at once (messages past
     /// `max_deliveries` are dead-lettered at the next `deliver` or `expire`).
     pub fn release(&self, consumer: ConsumerId) {

@@ -223,6 +223,16 @@ public final class ShareOracle {
       say("deleted offsets");
       Map<TopicPartition, SharePartitionOffsetInfo> after = admin.listShareGroupOffsets(Map.of(group, new ListShareGroupOffsetsSpec())).partitionsToOffsetInfo(group).get();
       say("after-delete partitions=" + after.size());
+
+      // The start offset moved back: a new consumer gets what follows it, as first deliveries.
+      admin.alterShareGroupOffsets(group, Map.of(new TopicPartition(topic, 0), 25L)).all().get();
+      say("altered start-offset=25");
+      try (KafkaShareConsumer<String, String> c5 = consumer(group, false)) {
+        c5.subscribe(List.of(topic));
+        List<ConsumerRecord<String, String>> got = pollFor(c5, 6, 30, false);
+        say("after-alter offsets=" + offsets(got) + " counts=" + counts(got));
+        c5.commitSync();
+      }
     }
   }
 }
