@@ -448,22 +448,30 @@ fn write_seed_corpus() {
 }
 
 /// Size-prefixed Kafka request frames: every served API at a few versions, and hostile ones.
+/// One request frame: size, header (correlation id 7, client "seed"), body.
+fn frame<R: kafka_protocol::protocol::Encodable>(
+    api: kafka_protocol::messages::ApiKey,
+    v: i16,
+    r: &R,
+) -> Vec<u8> {
+    use kafka_protocol::messages::RequestHeader;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let h = RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(v)
+        .with_correlation_id(7)
+        .with_client_id(Some(StrBytes::from_static_str("seed")));
+    let mut b = bytes::BytesMut::new();
+    h.encode(&mut b, api.request_header_version(v)).unwrap();
+    r.encode(&mut b, v).unwrap();
+    let mut f = (b.len() as i32).to_be_bytes().to_vec();
+    f.extend_from_slice(&b);
+    f
+}
+
 fn kafka_frames() -> Vec<(String, Vec<u8>)> {
     use kafka_protocol::messages::*;
-    use kafka_protocol::protocol::{Encodable, StrBytes};
-    fn frame<R: Encodable>(api: ApiKey, v: i16, r: &R) -> Vec<u8> {
-        let h = RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(v)
-            .with_correlation_id(7)
-            .with_client_id(Some(StrBytes::from_static_str("seed")));
-        let mut b = bytes::BytesMut::new();
-        h.encode(&mut b, api.request_header_version(v)).unwrap();
-        r.encode(&mut b, v).unwrap();
-        let mut f = (b.len() as i32).to_be_bytes().to_vec();
-        f.extend_from_slice(&b);
-        f
-    }
+    use kafka_protocol::protocol::StrBytes;
     let name = |s: &str| TopicName(StrBytes::from_string(s.into()));
     let mut kafka_batch = Vec::new();
     format::stored_to_kafka(&batches()[1], &mut kafka_batch).unwrap();
@@ -666,7 +674,85 @@ fn kafka_frames() -> Vec<(String, Vec<u8>)> {
             0, 0, 0, 14, 0, 3, 0, 1, 0, 0, 0, 7, 0, 0, 0x7f, 0xff, 0xff, 0xff,
         ],
     ));
+    out.extend(share_frames());
     out.into_iter()
         .map(|(n, b)| (format!("kafka-{n}"), b))
         .collect()
+}
+
+/// Seeds of the share-group requests (KIP-932), framed by `frame`.
+fn share_frames() -> Vec<(&'static str, Vec<u8>)> {
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    let st = StrBytes::from_static_str;
+    let g = || GroupId(st("g"));
+    let topic_id = uuid::Uuid::from_u128(0x1234_5678_9abc_4def_8123_456789abcdef);
+    let heartbeat = ShareGroupHeartbeatRequest::default()
+        .with_group_id(g())
+        .with_member_id(st("m-1"))
+        .with_subscribed_topic_names(Some(vec![TopicName(st("t"))]));
+    let acks = || {
+        vec![share_fetch_request::AcknowledgementBatch::default()
+            .with_first_offset(3)
+            .with_last_offset(5)
+            .with_acknowledge_types(vec![1, 2, 3])]
+    };
+    let fetch = ShareFetchRequest::default()
+        .with_group_id(Some(g()))
+        .with_member_id(Some(st("m-1")))
+        .with_share_session_epoch(1)
+        .with_max_records(500)
+        .with_topics(vec![share_fetch_request::FetchTopic::default()
+            .with_topic_id(topic_id)
+            .with_partitions(vec![share_fetch_request::FetchPartition::default()
+                .with_acknowledgement_batches(acks())])])
+        .with_forgotten_topics_data(vec![share_fetch_request::ForgottenTopic::default()
+            .with_topic_id(topic_id)
+            .with_partitions(vec![1])]);
+    let ack = ShareAcknowledgeRequest::default()
+        .with_group_id(Some(g()))
+        .with_member_id(Some(st("m-1")))
+        .with_share_session_epoch(2)
+        .with_topics(vec![share_acknowledge_request::AcknowledgeTopic::default()
+            .with_topic_id(topic_id)
+            .with_partitions(vec![
+                share_acknowledge_request::AcknowledgePartition::default()
+                    .with_acknowledgement_batches(vec![
+                        share_acknowledge_request::AcknowledgementBatch::default()
+                            .with_first_offset(0)
+                            .with_last_offset(9)
+                            .with_acknowledge_types(vec![1]),
+                    ]),
+            ])]);
+    let describe = ShareGroupDescribeRequest::default().with_group_ids(vec![g()]);
+    let offsets = DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+        describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
+            .with_group_id(g())
+            .with_topics(None),
+    ]);
+    let alter = AlterShareGroupOffsetsRequest::default()
+        .with_group_id(g())
+        .with_topics(vec![
+            alter_share_group_offsets_request::AlterShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(TopicName(st("t")))
+                .with_partitions(vec![
+                    alter_share_group_offsets_request::AlterShareGroupOffsetsRequestPartition::default()
+                        .with_start_offset(7),
+                ]),
+        ]);
+    let delete = DeleteShareGroupOffsetsRequest::default()
+        .with_group_id(g())
+        .with_topics(vec![
+            delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(TopicName(st("t"))),
+        ]);
+    vec![
+        ("share-heartbeat-v1", frame(ApiKey::ShareGroupHeartbeat, 1, &heartbeat)),
+        ("share-fetch-v1", frame(ApiKey::ShareFetch, 1, &fetch)),
+        ("share-acknowledge-v1", frame(ApiKey::ShareAcknowledge, 1, &ack)),
+        ("share-describe-v1", frame(ApiKey::ShareGroupDescribe, 1, &describe)),
+        ("share-offsets-v0", frame(ApiKey::DescribeShareGroupOffsets, 0, &offsets)),
+        ("share-alter-v0", frame(ApiKey::AlterShareGroupOffsets, 0, &alter)),
+        ("share-delete-v0", frame(ApiKey::DeleteShareGroupOffsets, 0, &delete)),
+    ]
 }
