@@ -686,7 +686,7 @@ fn share_frames() -> Vec<(&'static str, Vec<u8>)> {
     use kafka_protocol::protocol::StrBytes;
     let st = StrBytes::from_static_str;
     let g = || GroupId(st("g"));
-    let topic_id = uuid::Uuid::from_u128(0x1234_5678_9abc_4def_8123_456789abcdef);
+    let topic_id = uuid::Uuid::from_u128(0x1234_5678_9abc_4def_8123_4567_89ab_cdef);
     let heartbeat = ShareGroupHeartbeatRequest::default()
         .with_group_id(g())
         .with_member_id(st("m-1"))
@@ -704,8 +704,9 @@ fn share_frames() -> Vec<(&'static str, Vec<u8>)> {
         .with_max_records(500)
         .with_topics(vec![share_fetch_request::FetchTopic::default()
             .with_topic_id(topic_id)
-            .with_partitions(vec![share_fetch_request::FetchPartition::default()
-                .with_acknowledgement_batches(acks())])])
+            .with_partitions(vec![
+                share_fetch_request::FetchPartition::default().with_acknowledgement_batches(acks()),
+            ])])
         .with_forgotten_topics_data(vec![share_fetch_request::ForgottenTopic::default()
             .with_topic_id(topic_id)
             .with_partitions(vec![1])]);
@@ -730,15 +731,14 @@ fn share_frames() -> Vec<(&'static str, Vec<u8>)> {
             .with_group_id(g())
             .with_topics(None),
     ]);
+    use alter_share_group_offsets_request as alter_req;
+    let part = alter_req::AlterShareGroupOffsetsRequestPartition::default().with_start_offset(7);
     let alter = AlterShareGroupOffsetsRequest::default()
         .with_group_id(g())
         .with_topics(vec![
-            alter_share_group_offsets_request::AlterShareGroupOffsetsRequestTopic::default()
+            alter_req::AlterShareGroupOffsetsRequestTopic::default()
                 .with_topic_name(TopicName(st("t")))
-                .with_partitions(vec![
-                    alter_share_group_offsets_request::AlterShareGroupOffsetsRequestPartition::default()
-                        .with_start_offset(7),
-                ]),
+                .with_partitions(vec![part]),
         ]);
     let delete = DeleteShareGroupOffsetsRequest::default()
         .with_group_id(g())
@@ -747,12 +747,30 @@ fn share_frames() -> Vec<(&'static str, Vec<u8>)> {
                 .with_topic_name(TopicName(st("t"))),
         ]);
     vec![
-        ("share-heartbeat-v1", frame(ApiKey::ShareGroupHeartbeat, 1, &heartbeat)),
+        (
+            "share-heartbeat-v1",
+            frame(ApiKey::ShareGroupHeartbeat, 1, &heartbeat),
+        ),
         ("share-fetch-v1", frame(ApiKey::ShareFetch, 1, &fetch)),
-        ("share-acknowledge-v1", frame(ApiKey::ShareAcknowledge, 1, &ack)),
-        ("share-describe-v1", frame(ApiKey::ShareGroupDescribe, 1, &describe)),
-        ("share-offsets-v0", frame(ApiKey::DescribeShareGroupOffsets, 0, &offsets)),
-        ("share-alter-v0", frame(ApiKey::AlterShareGroupOffsets, 0, &alter)),
-        ("share-delete-v0", frame(ApiKey::DeleteShareGroupOffsets, 0, &delete)),
+        (
+            "share-acknowledge-v1",
+            frame(ApiKey::ShareAcknowledge, 1, &ack),
+        ),
+        (
+            "share-describe-v1",
+            frame(ApiKey::ShareGroupDescribe, 1, &describe),
+        ),
+        (
+            "share-offsets-v0",
+            frame(ApiKey::DescribeShareGroupOffsets, 0, &offsets),
+        ),
+        (
+            "share-alter-v0",
+            frame(ApiKey::AlterShareGroupOffsets, 0, &alter),
+        ),
+        (
+            "share-delete-v0",
+            frame(ApiKey::DeleteShareGroupOffsets, 0, &delete),
+        ),
     ]
 }
