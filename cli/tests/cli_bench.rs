@@ -67,7 +67,7 @@ fn queue_bench_checks_consumers_split_the_messages_without_duplicates() {
 }
 
 #[test]
-fn kafka_protocol_bench_checks_every_message_over_the_kafka_listener() {
+fn kafka_protocol_bench_checks_every_message_over_the_kafka_listener_in_both_modes() {
     for extra in [&[][..], &["--read-after"][..]] {
         let mut args = vec![
             "--protocol",
@@ -87,8 +87,30 @@ fn kafka_protocol_bench_checks_every_message_over_the_kafka_listener() {
         assert_eq!(r["protocol"], "kafka");
         assert_eq!(r["delivery"]["messages"], 6000, "{extra:?}");
     }
-    let e = bench_refused(&["--protocol", "kafka", "--mode", "queue"]);
-    assert!(e.contains("topics only"), "{e}");
+    // Queue mode over Kafka: share consumers of one share group, each message to one of them.
+    for extra in [&[][..], &["--read-after"][..]] {
+        let mut args = vec![
+            "--protocol",
+            "kafka",
+            "--mode",
+            "queue",
+            "--messages",
+            "3000",
+            "--batch",
+            "100",
+            "--consumers",
+            "2",
+            "--credit",
+            "200",
+        ];
+        args.extend_from_slice(extra);
+        let r = bench(&args);
+        assert_eq!(r["check"], "ok", "{extra:?}");
+        assert_eq!(
+            r["delivery"]["messages"], 3000,
+            "each message once: {extra:?}"
+        );
+    }
 }
 
 /// Runs `sluice bench --local ARGS`, expects it to fail at once, and returns its stderr.
