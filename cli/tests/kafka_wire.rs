@@ -48,10 +48,12 @@ fn api_versions_lists_what_is_served_and_answers_an_unknown_version() {
             None,
             "not served, not advertised"
         );
+        assert_eq!(range(ApiKey::ShareFetch), Some((1, 1)), "v{v}");
+        assert_eq!(range(ApiKey::AlterShareGroupOffsets), Some((0, 0)), "v{v}");
         assert_eq!(
-            range(ApiKey::ShareFetch),
+            range(ApiKey::ReadShareGroupState),
             None,
-            "not served, not advertised"
+            "a broker-to-broker API: not served, not advertised"
         );
     }
     // Version 99: UNSUPPORTED_VERSION (35) with the ranges, as a v0 response.

@@ -363,6 +363,16 @@ impl Consumer {
     /// Dead-letters `ids` at once, whatever their delivery count (reason `rejected`); returns
     /// once they are durably in the dead-letter queue. Blocking.
     pub fn reject(&self, ids: &[MessageId]) -> Result<()> {
+        self.settle_each(ids, |q, offsets| q.reject(self.cid, offsets))
+    }
+
+    /// Applies `settle` to the messages of `ids` in each partition, forgets them all, wakes
+    /// the consumer; then the first error, or `NotHeld` naming those it did not hold.
+    fn settle_each(
+        &self,
+        ids: &[MessageId],
+        settle: impl Fn(&Queue, &[Offset]) -> std::result::Result<(), StoreError>,
+    ) -> Result<()> {
         let queues = self.open_queues()?;
         let mut not_held: Vec<MessageId> = Vec::new();
         let mut first_err = None;
@@ -371,7 +381,7 @@ impl Consumer {
                 not_held.extend(offsets.iter().map(|o| (p, *o)));
                 continue;
             };
-            match q.reject(self.cid, &offsets) {
+            match settle(q, &offsets) {
                 Ok(()) => {}
                 Err(StoreError::NotHeld { offsets }) => {
                     not_held.extend(offsets.into_iter().map(|o| (p, o)))
@@ -405,31 +415,11 @@ impl Consumer {
 
     /// Returns `ids` to their queues, redelivered after `delay_ms`. Blocking.
     pub fn nack(&self, ids: &[MessageId], delay_ms: u64) -> Result<()> {
-        let queues = self.open_queues()?;
-        let mut not_held: Vec<MessageId> = Vec::new();
-        let mut first_err = None;
-        for (p, offsets) in by_partition(ids) {
-            let Some(q) = queues.get(p as usize) else {
-                not_held.extend(offsets.iter().map(|o| (p, *o)));
-                continue;
-            };
-            match q.nack(self.cid, &offsets, delay_ms) {
-                Ok(()) => {}
-                Err(StoreError::NotHeld { offsets }) => {
-                    not_held.extend(offsets.into_iter().map(|o| (p, o)))
-                }
-                Err(e) => first_err = first_err.or(Some(e)),
-            }
-        }
-        self.forget(ids);
-        self.wake.notify_one();
+        let r = self.settle_each(ids, |q, offsets| q.nack(self.cid, offsets, delay_ms));
         if let Some(ev) = self.events.get() {
             ev.notify_waiters();
         }
-        if let Some(e) = first_err {
-            return Err(e.into());
-        }
-        not_held_error(not_held)
+        r
     }
 
     /// Closes the consumer and returns what it holds to its queues at once (on the blocking

@@ -13,7 +13,7 @@ use kafka_protocol::ResponseError;
 
 use super::ack::{AckBatch, Acks};
 use super::session::{self, Step};
-use super::{valid_group, ShareGroups};
+use super::{request_ids, ShareGroups};
 use crate::broker::blocking;
 use crate::server::kafka::{error_code, LEADER_EPOCH, NODE_ID};
 
@@ -28,19 +28,11 @@ impl ShareGroups {
                 .with_error_code(e.code())
                 .with_error_message(Some(StrBytes::from_string(why.to_string())))
         };
-        let (Some(group), Some(member_id)) = (&req.group_id, &req.member_id) else {
-            return fail(
-                ResponseError::InvalidRequest,
-                "group id and member id are required",
-            );
+        let (group, member_id) = match request_ids(&req.group_id, &req.member_id) {
+            Ok(ids) => ids,
+            Err((e, why)) => return fail(e, why),
         };
-        if !valid_group(group.as_str()) {
-            return fail(
-                ResponseError::InvalidGroupId,
-                "share group ids follow sluice's name rules",
-            );
-        }
-        let Some(member) = self.known_member(group.as_str(), member_id.as_str()) else {
+        let Some(member) = self.known_member(group, member_id) else {
             return fail(ResponseError::ShareSessionNotFound, "no share session");
         };
         let step = {

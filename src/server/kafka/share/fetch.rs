@@ -26,7 +26,7 @@ use uuid::Uuid;
 use super::ack::{AckBatch, Acks};
 use super::records::partition_records;
 use super::session::{self, Session, Step};
-use super::{valid_group, Member, ShareGroups, TopicConsumer};
+use super::{request_ids, Member, ShareGroups, TopicConsumer};
 use crate::broker::{blocking, Round};
 use crate::server::kafka::{LEADER_EPOCH, NODE_ID};
 
@@ -65,22 +65,11 @@ impl ShareGroups {
                 .with_error_code(e.code())
                 .with_error_message(Some(StrBytes::from_string(why.to_string())))
         };
-        let (Some(group), Some(member_id)) = (&req.group_id, &req.member_id) else {
-            return fail(
-                ResponseError::InvalidRequest,
-                "group id and member id are required",
-            );
+        let (group, member_id) = match request_ids(&req.group_id, &req.member_id) {
+            Ok(ids) => ids,
+            Err((e, why)) => return fail(e, why),
         };
-        if !valid_group(group.as_str()) {
-            return fail(
-                ResponseError::InvalidGroupId,
-                "share group ids follow sluice's name rules",
-            );
-        }
-        if member_id.is_empty() {
-            return fail(ResponseError::InvalidRequest, "member id is required");
-        }
-        let member = match self.member(group.as_str(), member_id.as_str()) {
+        let member = match self.member(group, member_id) {
             Ok(m) => m,
             Err(e) => return fail(e, "too many share groups or members"),
         };

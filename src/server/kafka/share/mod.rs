@@ -348,3 +348,25 @@ impl Member {
 fn valid_group(id: &str) -> bool {
     sluice_storage::store::validate_name(id).is_ok()
 }
+
+/// The group and member ids of a ShareFetch or ShareAcknowledge, checked: both present, the
+/// group a sluice name, the member not empty; else the error and why.
+fn request_ids<'a>(
+    group: &'a Option<kafka_protocol::messages::GroupId>,
+    member: &'a Option<kafka_protocol::protocol::StrBytes>,
+) -> Result<(&'a str, &'a str), (ResponseError, &'static str)> {
+    let (Some(group), Some(member)) = (group, member) else {
+        return Err((
+            ResponseError::InvalidRequest,
+            "group id and member id are required",
+        ));
+    };
+    if !valid_group(group.as_str()) {
+        let why = "share group ids follow sluice's name rules";
+        return Err((ResponseError::InvalidGroupId, why));
+    }
+    if member.is_empty() {
+        return Err((ResponseError::InvalidRequest, "member id is required"));
+    }
+    Ok((group.as_str(), member.as_str()))
+}
