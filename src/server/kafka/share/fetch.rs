@@ -58,7 +58,7 @@ impl ShareGroups {
     pub async fn share_fetch(
         &self,
         req: ShareFetchRequest,
-        mut ended: watch::Receiver<()>,
+        ended: watch::Receiver<()>,
     ) -> ShareFetchResponse {
         let fail = |e: ResponseError, why: &str| {
             ShareFetchResponse::default()
@@ -75,36 +75,9 @@ impl ShareGroups {
         };
         let acks = acks_of(&req);
         let has_acks = !acks.parts.is_empty();
-        let step = {
-            let mut st = member.lock();
-            let step = match session::step(&mut st.session, req.share_session_epoch, true) {
-                Ok(s) => s,
-                Err(e) => return fail(e, "share session"),
-            };
-            let add = req
-                .topics
-                .iter()
-                .flat_map(|t| t.partitions.iter().map(|p| (t.topic_id, p.partition_index)));
-            match step {
-                Step::Open if has_acks => {
-                    return fail(
-                        ResponseError::InvalidRequest,
-                        "a request that opens a share session carries no acknowledgements",
-                    )
-                }
-                Step::Open => st.session = Some(Session::open(add)),
-                Step::Continue => {
-                    let forget = req
-                        .forgotten_topics_data
-                        .iter()
-                        .flat_map(|t| t.partitions.iter().map(|&p| (t.topic_id, p)));
-                    if let Some(s) = st.session.as_mut() {
-                        s.update(add, forget);
-                    }
-                }
-                Step::Close => {}
-            }
-            step
+        let step = match step_session(&member, &req, has_acks) {
+            Ok(step) => step,
+            Err((e, why)) => return fail(e, why),
         };
         let mut answers: BTreeMap<(Uuid, i32), Answer> = BTreeMap::new();
         let acked = self.acknowledge(&member, acks).await;
@@ -119,35 +92,50 @@ impl ShareGroups {
             member.lock().session = None;
             self.session_closed(&member);
         } else {
-            let sources = self.sources(&member, &mut answers).await;
-            lock_ms = sources
-                .first()
-                .map(|s| s.tc.queues[0].config().ack_timeout_ms);
-            let limits = self.fetch_limits(&req);
-            let got = acquire(&sources, acked.round, limits, &mut ended).await;
-            match got {
-                Ok(ds) => {
-                    for (id, d) in ds {
-                        let key = (id, d.partition as i32);
-                        answers.entry(key).or_default().deliveries.push(d);
-                    }
+            lock_ms = self
+                .fetch(&member, &req, acked.round, &mut answers, ended)
+                .await;
+        }
+        let lock_ms = lock_ms.unwrap_or(30_000).min(i32::MAX as u64) as i32;
+        response(answers, lock_ms)
+    }
+
+    /// Acquires records for `member` from its session's partitions, committing `acked` with
+    /// the first round, into `answers`; the acquisition lock of the first source's group.
+    async fn fetch(
+        &self,
+        member: &Arc<Member>,
+        req: &ShareFetchRequest,
+        acked: Round,
+        answers: &mut BTreeMap<(Uuid, i32), Answer>,
+        mut ended: watch::Receiver<()>,
+    ) -> Option<u64> {
+        let sources = self.sources(member, answers).await;
+        let lock_ms = sources
+            .first()
+            .map(|s| s.tc.queues[0].config().ack_timeout_ms);
+        let limits = self.fetch_limits(req);
+        match acquire(&sources, acked, limits, &mut ended).await {
+            Ok(ds) => {
+                for (id, d) in ds {
+                    let key = (id, d.partition as i32);
+                    answers.entry(key).or_default().deliveries.push(d);
                 }
-                Err(e) => {
-                    let code = crate::server::kafka::error_code(&e);
-                    mark_failed(&mut answers, code);
-                    for s in &sources {
-                        for &p in &s.partitions {
-                            answers.entry((s.topic_id, p as i32)).or_default().error = code;
-                        }
-                        if s.tc.queues[0].log().is_closed() {
-                            member.drop_consumer(&s.topic);
-                        }
+            }
+            Err(e) => {
+                let code = crate::server::kafka::error_code(&e);
+                mark_failed(answers, code);
+                for s in &sources {
+                    for &p in &s.partitions {
+                        answers.entry((s.topic_id, p as i32)).or_default().error = code;
+                    }
+                    if s.tc.queues[0].log().is_closed() {
+                        member.drop_consumer(&s.topic);
                     }
                 }
             }
         }
-        let lock_ms = lock_ms.unwrap_or(30_000).min(i32::MAX as u64) as i32;
-        response(answers, lock_ms)
+        lock_ms
     }
 
     /// The member's consumers of the session's partitions, by topic; partitions that cannot
@@ -220,6 +208,41 @@ impl ShareGroups {
     }
 }
 
+/// Steps the member's share session for a ShareFetch (see `session`): opens it over the
+/// request's partitions, or adds and forgets partitions; an error and why for an epoch out of
+/// turn, no session, or acknowledgements in a request that opens one.
+fn step_session(
+    member: &Member,
+    req: &ShareFetchRequest,
+    has_acks: bool,
+) -> Result<Step, (ResponseError, &'static str)> {
+    let mut st = member.lock();
+    let step = session::step(&mut st.session, req.share_session_epoch, true)
+        .map_err(|e| (e, "share session"))?;
+    let add = req
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.topic_id, p.partition_index)));
+    match step {
+        Step::Open if has_acks => {
+            let why = "a request that opens a share session carries no acknowledgements";
+            return Err((ResponseError::InvalidRequest, why));
+        }
+        Step::Open => st.session = Some(Session::open(add)),
+        Step::Continue => {
+            let forget = req
+                .forgotten_topics_data
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|&p| (t.topic_id, p)));
+            if let Some(s) = st.session.as_mut() {
+                s.update(add, forget);
+            }
+        }
+        Step::Close => {}
+    }
+    Ok(step)
+}
+
 /// Commits a round on the blocking pool.
 async fn commit(round: Round) -> crate::broker::Result<()> {
     blocking(move || round.commit()).await
@@ -269,33 +292,8 @@ async fn acquire(
             .map(|s| (s.topic_id, s.tc.clone(), s.partitions.clone()))
             .collect();
         let first = acked.take();
-        let got = blocking(move || {
-            let mut round = first.unwrap_or_default();
-            let mut out = Vec::new();
-            let (mut records, mut bytes) = (records_max, bytes_max);
-            for (id, tc, parts) in &round_sources {
-                expire_due(tc)?;
-                let qs: Vec<_> = parts
-                    .iter()
-                    .map(|&p| tc.queues[p as usize].clone())
-                    .collect();
-                if records == 0 || bytes == 0 {
-                    break;
-                }
-                let (ds, r) = tc.consumer.deliver_round_within(&qs, records, bytes)?;
-                round.extend(r);
-                records -= ds.len().min(records);
-                let used: usize = ds
-                    .iter()
-                    .map(|d| sluice_storage::store::delivery_bytes(&d.record))
-                    .sum();
-                bytes = bytes.saturating_sub(used);
-                out.extend(ds.into_iter().map(|d| (*id, d)));
-            }
-            round.commit()?;
-            Ok(out)
-        })
-        .await?;
+        let got =
+            blocking(move || acquire_round(&round_sources, first, records_max, bytes_max)).await?;
         if !got.is_empty() || Instant::now() >= deadline {
             return Ok(got);
         }
@@ -306,27 +304,74 @@ async fn acquire(
             .min()
             .unwrap_or(wait);
         let until = deadline.min(Instant::now() + lock_due);
-        let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = Vec::new();
-        for rx in appended.iter_mut() {
-            waits.push(Box::pin(async move {
-                let _ = rx.changed().await;
-            }));
+        if !wait_for_more(&mut appended, notified, until, ended).await {
+            return Ok(Vec::new());
         }
-        for n in notified {
-            waits.push(Box::pin(n));
+    }
+}
+
+/// One acquisition round over `sources` (after taking back what passed its lock): at most
+/// `records` records and about `bytes`, committed with `first` (the request's accepts).
+/// Blocking.
+fn acquire_round(
+    sources: &[(Uuid, Arc<TopicConsumer>, Vec<u32>)],
+    first: Option<Round>,
+    mut records: usize,
+    mut bytes: usize,
+) -> crate::broker::Result<Vec<(Uuid, Delivery)>> {
+    let mut round = first.unwrap_or_default();
+    let mut out = Vec::new();
+    for (id, tc, parts) in sources {
+        expire_due(tc)?;
+        if records == 0 || bytes == 0 {
+            break;
         }
-        let any = poll_fn(|cx| {
-            if waits.iter_mut().any(|w| w.as_mut().poll(cx).is_ready()) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        });
-        tokio::select! {
-            _ = any => {}
-            _ = sleep_until(until) => {}
-            _ = ended.changed() => return Ok(Vec::new()),
+        let qs: Vec<_> = parts
+            .iter()
+            .map(|&p| tc.queues[p as usize].clone())
+            .collect();
+        let (ds, r) = tc.consumer.deliver_round_within(&qs, records, bytes)?;
+        round.extend(r);
+        records -= ds.len().min(records);
+        let used: usize = ds
+            .iter()
+            .map(|d| sluice_storage::store::delivery_bytes(&d.record))
+            .sum();
+        bytes = bytes.saturating_sub(used);
+        out.extend(ds.into_iter().map(|d| (*id, d)));
+    }
+    round.commit()?;
+    Ok(out)
+}
+
+/// Waits until one of `appended` changes, one of `notified` fires, or `until`; false when
+/// the connection ended first.
+async fn wait_for_more<'a>(
+    appended: &'a mut [watch::Receiver<u64>],
+    notified: Vec<Pin<Box<tokio::sync::futures::Notified<'a>>>>,
+    until: Instant,
+    ended: &mut watch::Receiver<()>,
+) -> bool {
+    let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send + 'a>>> = Vec::new();
+    for rx in appended.iter_mut() {
+        waits.push(Box::pin(async move {
+            let _ = rx.changed().await;
+        }));
+    }
+    for n in notified {
+        waits.push(n);
+    }
+    let any = poll_fn(|cx| {
+        if waits.iter_mut().any(|w| w.as_mut().poll(cx).is_ready()) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
+    });
+    tokio::select! {
+        _ = any => true,
+        _ = sleep_until(until) => true,
+        _ = ended.changed() => false,
     }
 }
 

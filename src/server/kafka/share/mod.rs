@@ -76,8 +76,8 @@ pub(super) struct MemberState {
     /// raised whenever its assignment changes.
     epoch: i32,
     subscribed: Vec<String>,
-    /// What it was last told it is assigned: (topic id, topic, partitions).
-    assignment: Vec<(Uuid, String, Vec<i32>)>,
+    /// What it was last told it is assigned.
+    assignment: Assigned,
     last_seen: Instant,
     session: Option<Session>,
     /// It left the group and keeps only its share session.
@@ -86,6 +86,9 @@ pub(super) struct MemberState {
     client_host: String,
     rack_id: Option<String>,
 }
+
+/// An assignment: (topic id, topic, partitions) of each topic.
+type Assigned = Vec<(Uuid, String, Vec<i32>)>;
 
 /// A member's competing consumer of one topic's group.
 pub(super) struct TopicConsumer {
