@@ -8,13 +8,15 @@
 //! - [`broker`]: the broker core, no wire format: topics, queues, groups, subscriptions,
 //!   consumers, credit, durability waits, retention; typed results ([`broker::BrokerError`]).
 //! - [`protocol`]: the native wire protocol's frames, hand-encoded (specification:
-//!   `docs/protocol.md`).
+//!   `docs/protocol.md`); from the `sluice-client` crate, which the server shares.
 //! - [`server`]: the server: listener under a connection limit, graceful shutdown, the
 //!   data-directory lock, `server/native/`, the native protocol's frontend over the core
 //!   (connection, dispatch, one module per request family), and `server/kafka/`, the Kafka wire
 //!   protocol's frontend over the same core (`docs/kafka.md`).
 //! - [`client`]: the async Rust client (connect options, publish, subscribe as a `Stream`,
-//!   consume with acks, admin); re-exports the argument types its calls take.
+//!   consume with acks, admin); re-exports the argument types its calls take. It is the
+//!   `sluice-client` crate: a program that only talks to a server depends on that crate and
+//!   compiles no engine, no server and no CLI.
 //! - [`config`]: the server's TOML configuration and its named limits.
 //! - `fuzz` (hidden): the entry points of the fuzz targets in `fuzz/`, replayed over the stored
 //!   corpus by `tests/fuzz_corpus.rs`.
@@ -45,12 +47,15 @@
 #![warn(missing_docs)]
 
 pub mod broker;
-pub mod client;
 pub mod config;
 #[cfg(feature = "fuzz")]
 #[doc(hidden)]
 pub mod fuzz;
-pub mod protocol;
 pub mod server;
+
+/// The async Rust client (the `sluice-client` crate).
+pub use sluice_client as client;
+/// The native wire protocol's frames (`sluice_client::protocol`).
+pub use sluice_client::protocol;
 
 pub use sluice_storage as storage;

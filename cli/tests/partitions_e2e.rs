@@ -14,7 +14,7 @@ use sluice::client::{partition_for_key, Client, Record, SubscribeOptions};
 use sluice::protocol::{ErrorCode, Start, Target};
 
 /// Partitions of keys among 3 and 6, as Kafka 4.4.0's `Utils.toPositive(Utils.murmur2(key)) %
-/// n` computes them (see `src/client/partitioner.rs`).
+/// n` computes them (see `client/src/partitioner.rs`).
 const KEYS: [(&str, u64, u64); 4] = [
     ("order-1", 1, 4),
     ("customer-7", 1, 1),

@@ -3,7 +3,7 @@
 
 use super::{unexpected, Client, LogSettings, QueueInfo, QueueSettings, Result, TopicInfo};
 use crate::protocol::{Reply, Request};
-use sluice_storage::TopicId;
+use sluice_format::TopicId;
 
 impl Client {
     /// Creates a topic of one partition.

@@ -8,7 +8,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use sluice_storage::{Offset, Record};
+use sluice_format::{Offset, Record};
 use tokio::sync::mpsc;
 
 use super::{push_error, unexpected, Client, Result, Source};

@@ -1,4 +1,10 @@
-//! The async Rust client.
+//! # sluice-client
+//!
+//! The async Rust client of sluice's native protocol, and that protocol's frames: what a
+//! program that talks to a `sluice serve` needs, without the storage engine or the server (it
+//! builds on `sluice-format` for batches and records). The `sluice` crate re-exports it as
+//! `sluice::client` (and its protocol as `sluice::protocol`, its types as
+//! `sluice::broker::types`).
 //!
 //! One [`Client`] is one connection; it is cheap to clone and every call can run concurrently:
 //! requests are pipelined and matched to their replies by request id. The argument types of its
@@ -6,9 +12,9 @@
 //! [`Target`], [`Record`], [`Header`], [`Offset`]), so a user needs no other module.
 //!
 //! ```no_run
-//! use sluice::client::{Client, LogSettings, Record, Start, SubscribeOptions};
+//! use sluice_client::{Client, LogSettings, Record, Start, SubscribeOptions};
 //!
-//! # async fn demo() -> Result<(), sluice::client::ClientError> {
+//! # async fn demo() -> Result<(), sluice_client::ClientError> {
 //! let client = Client::connect("127.0.0.1:7450").await?;
 //! client.create_topic("orders", LogSettings::default()).await?;
 //!
@@ -37,8 +43,8 @@
 //! Competing consumers of a queue ack each message through its handle:
 //!
 //! ```no_run
-//! # async fn demo(client: sluice::client::Client) -> Result<(), sluice::client::ClientError> {
-//! use sluice::client::{QueueSettings, Source};
+//! # async fn demo(client: sluice_client::Client) -> Result<(), sluice_client::ClientError> {
+//! use sluice_client::{QueueSettings, Source};
 //! client.create_queue("jobs", QueueSettings::default()).await?;
 //! let mut consumer = client.consume(Source::Queue("jobs".into()), 100).await?;
 //! while let Some(job) = consumer.next().await {
@@ -53,9 +59,9 @@
 //! [`Client::builder`]:
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), sluice::client::ClientError> {
+//! # async fn demo() -> Result<(), sluice_client::ClientError> {
 //! use std::time::Duration;
-//! let client = sluice::client::Client::builder("127.0.0.1:7450")
+//! let client = sluice_client::Client::builder("127.0.0.1:7450")
 //!     .client_name("billing-worker")
 //!     .connect_timeout(Duration::from_secs(5))
 //!     .connect()
@@ -64,6 +70,10 @@
 //! ```
 //!
 //! # Layout
+//! - [`protocol`]: the native wire protocol's frames, hand-encoded (specification:
+//!   `docs/protocol.md`); the server decodes with the same code.
+//! - [`types`]: the arguments and figures of broker operations ([`Target`], [`Start`],
+//!   [`Source`], ...), shared with the broker core.
 //! - `connection`: the connection's reader and writer tasks, request ids and reply routing.
 //! - `options`: [`ConnectOptions`] (the builder of [`Client::builder`]).
 //! - `partitioner`: [`murmur2`] and [`partition_for_key`], Kafka's default partitioner.
@@ -72,6 +82,11 @@
 //! - `subscription`: [`Client::subscribe`], [`SubscribeOptions`], [`Subscription`].
 //! - `consumer`: [`Client::consume`], [`Consumer`], [`Delivery`], [`Acker`].
 //! - `admin`: topics (with partitions) and queues.
+
+#![warn(missing_docs)]
+
+pub mod protocol;
+pub mod types;
 
 mod admin;
 mod connection;
@@ -95,7 +110,7 @@ pub use consumer::{Acker, Consumer, Delivery};
 pub use options::{ClientBuilder, ConnectOptions};
 pub use partitioner::{murmur2, partition_for_key};
 pub use publish::{PendingPublish, Published};
-pub use sluice_storage::{Header, Offset, Record, TopicId};
+pub use sluice_format::{Header, Offset, Record, TopicId};
 pub use subscription::{SubscribeOptions, Subscription};
 
 /// A client failure.

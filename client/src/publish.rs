@@ -10,7 +10,7 @@
 //! the server refuses it (`PartitionsChanged`, nothing appended): the client then refreshes the
 //! count and publishes again, to the key's new partition.
 
-use sluice_storage::{format, now_ms, Offset, Record};
+use sluice_format::{self as format, now_ms, Offset, Record};
 use tokio::sync::oneshot;
 
 use super::partitioner::partition_for_key;
@@ -126,7 +126,7 @@ impl Client {
     }
 
     /// Publishes a batch already in the storage batch layout
-    /// ([`sluice_storage::format::BatchBuilder`]) with an explicit route.
+    /// ([`sluice_format::BatchBuilder`]) with an explicit route.
     pub async fn publish_encoded(
         &self,
         target: Target,
@@ -156,7 +156,7 @@ impl Client {
     }
 
     /// Like [`Client::send_publish`] for a batch already in the storage batch layout
-    /// ([`sluice_storage::format::BatchBuilder`]), with an explicit route.
+    /// ([`sluice_format::BatchBuilder`]), with an explicit route.
     pub async fn send_publish_encoded(
         &self,
         target: Target,

@@ -6,7 +6,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use sluice_storage::Offset;
+use sluice_format::Offset;
 use tokio::sync::mpsc;
 
 use super::{push_error, unexpected, Client, ClientError, Message, Result, Start};

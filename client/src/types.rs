@@ -1,6 +1,7 @@
-//! The arguments and figures of broker operations, in plain Rust: what every frontend (the
-//! native protocol today) decodes requests into and encodes answers from. The native protocol
-//! re-exports them as `sluice::protocol::*`, and the client as `sluice::client::*`.
+//! The arguments and figures of broker operations, in plain Rust: what the broker core takes
+//! and returns (it re-exports them as `sluice::broker::types`), what every frontend decodes
+//! requests into and encodes answers from. The native protocol re-exports them as
+//! `sluice_client::protocol::*`, and the client as `sluice_client::*`.
 
 /// What a publish appends to.
 #[derive(Clone, Debug, PartialEq, Eq)]

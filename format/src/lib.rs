@@ -1,6 +1,11 @@
-//! Byte layouts of the log: file headers, batches and records. All integers little-endian.
-//! The full specification, with diagrams and version history, is `docs/format.md`.
+//! sluice's byte layouts and the types they carry, shared by the storage engine
+//! (`sluice-storage`, which re-exports this crate as `sluice_storage::format`), the broker and
+//! the client (which needs no engine to build and read batches): file headers, batches and
+//! records. All integers little-endian. The full specification, with diagrams and version
+//! history, is `docs/format.md`.
 //!
+//! # Layout
+//! - [`types`]: [`Offset`], [`TimestampMs`], [`Record`], [`Header`], [`TopicId`].
 //! - [`file_header`]: the 32-byte header of `.log`, `.index` and `.timeindex` files.
 //! - [`batch`]: the batch header (both versions), its checks, [`write_header`] and
 //!   [`validate_batch`].
@@ -33,6 +38,8 @@
 //!   value_len varint | value }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod batch;
 pub mod builder;
 pub mod codec;
@@ -41,6 +48,7 @@ pub mod file_header;
 pub mod kafka;
 pub mod record;
 pub mod scan;
+pub mod types;
 
 pub use batch::{
     check_body, check_records_crc, decode_batch_header, kafka_body, records_crc_of,
@@ -60,6 +68,7 @@ pub use kafka::validate::{check_kafka_batch, check_kafka_header_and_crc, KafkaCh
 pub use kafka::{crc32c, KafkaHeader};
 pub use record::{BatchRecords, RecordIter, RecordView};
 pub use scan::{check_batch, ScanEnd, ScanRules, ScanStop, ScannedBatch, Step};
+pub use types::{now_ms, Header, Offset, Record, TimestampMs, TopicId};
 
 /// The CRC-32 (IEEE) used everywhere in sluice.
 pub fn crc(bytes: &[u8]) -> u32 {

@@ -17,8 +17,9 @@ use crate::types::Offset;
 use super::batch::{decode_batch_header, records_crc_of, BatchHeader, BATCH_HEADER_LEN};
 use super::error::BatchError;
 
-/// The block size of direct writes, whose padding [`ScanStop::ZeroTail`] recognises.
-pub const PADDING_BLOCK: u64 = crate::aligned::DIRECT_ALIGN as u64;
+/// The block size of direct writes (the storage engine's direct-I/O alignment is this), whose
+/// padding [`ScanStop::ZeroTail`] recognises: 4096 covers 512-byte and 4 KiB sector devices.
+pub const PADDING_BLOCK: u64 = 4096;
 /// A run of zeros at the end of a file is padding only when it is shorter than this.
 pub const ZERO_TAIL_MAX: u64 = 2 * PADDING_BLOCK;
 
@@ -320,8 +321,8 @@ impl ScanEnd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{encode_batch, set_base_offset};
     use crate::types::Record;
+    use crate::{encode_batch, set_base_offset};
 
     const RULES: ScanRules = ScanRules {
         batch_bytes_max: u32::MAX,

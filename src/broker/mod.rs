@@ -36,7 +36,8 @@ mod publish;
 mod subscription;
 #[cfg(test)]
 mod tests;
-pub mod types;
+/// The arguments and figures of broker operations (shared with the client: `sluice_client::types`).
+pub use sluice_client::types;
 mod watch;
 
 use std::collections::{HashMap, HashSet};

@@ -4,7 +4,7 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ptr::NonNull;
 
 /// Alignment (and block size) of direct I/O: 4096 covers 512-byte and 4 KiB sector devices.
-pub const DIRECT_ALIGN: usize = 4096;
+pub const DIRECT_ALIGN: usize = crate::format::scan::PADDING_BLOCK as usize;
 
 /// Rounds `n` up to a multiple of [`DIRECT_ALIGN`].
 pub fn round_up(n: usize) -> usize {

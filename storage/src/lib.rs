@@ -11,13 +11,15 @@
 //! tests and offline tools reach into ([`checkpoint`], [`journal`], [`ackstate`], [`offsets`])
 //! are hidden from the documentation and are not part of the API.
 //!
-//! - `types`: `Offset`, timestamps, `Record` and `Header`.
+//! - [`format`] and the types `Offset`, timestamps, `Record`, `Header` and `TopicId` come from
+//!   the `sluice-format` crate (shared with the client, which needs no engine).
 //! - [`error`]: typed errors (`Io` apart from `Corruption`, `FailStop` after a failed fsync).
 //! - [`fs`]: the one trait all file I/O goes through; [`fs::StdFs`] for the real disk and
 //!   `fs::sim::SimFs` (feature `sim`) for crash and fault tests.
 //! - `aligned`: 4096-aligned buffers for O_DIRECT appends.
-//! - [`format`]: byte layouts of file headers, batches and records (spec: `docs/format.md`),
-//!   their typed errors, and [`format::scan`], the one batch scanner every reader walks with.
+//! - [`format`] (the `sluice-format` crate): byte layouts of file headers, batches and records
+//!   (spec: `docs/format.md`), their typed errors, and [`format::scan`], the one batch scanner
+//!   every reader walks with.
 //! - `index`: sparse offset and time indexes, caches of the log.
 //! - `segment`: one segment file: append, scan, index bookkeeping.
 //! - [`checkpoint`]: the recovery point and clean-shutdown marker files.
@@ -51,7 +53,8 @@
 // The embedding API: the modules and re-exports an application uses.
 pub mod config;
 pub mod error;
-pub mod format;
+/// The byte layouts (the `sluice-format` crate).
+pub use sluice_format as format;
 pub mod fs;
 pub mod inspect;
 pub mod store;
@@ -61,7 +64,7 @@ mod aligned;
 mod index;
 mod log;
 mod segment;
-mod types;
+use sluice_format::types;
 
 // Engine internals that the crate's own tests, fuzz targets and the offline tools reach into:
 // not part of the embedding API, hidden from its documentation.

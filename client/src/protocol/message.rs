@@ -1,8 +1,8 @@
 //! Messages as delivered: queue messages of `MESSAGES` frames and topic messages decoded from
 //! `DELIVER` frames.
 
-use sluice_storage::format::{self, BatchRecords};
-use sluice_storage::Record;
+use sluice_format::Record;
+use sluice_format::{self as format, BatchRecords};
 
 use super::error::{malformed, ProtocolError};
 use super::frame::FRAME_HEAD_LEN;

@@ -9,7 +9,7 @@
 //! where `len` counts the bytes after itself. Strings are `{ len u16 | utf8 bytes }`, byte
 //! strings `{ len u32 | bytes }`, optional values `{ present u8 (0|1) | value }`.
 //!
-//! Publish frames carry one batch in the storage batch layout ([`sluice_storage::format`]), so
+//! Publish frames carry one batch in the storage batch layout ([`sluice_format`]), so
 //! the server validates and appends it without re-encoding; `Deliver` frames carry stored
 //! batches as read from the log.
 //!

@@ -1,7 +1,7 @@
 //! Replies and pushes: server → client frames, and the figures they carry.
 
 use bytes::Bytes;
-use sluice_storage::{Header, Record};
+use sluice_format::{Header, Record};
 
 use super::codec::R;
 use super::error::{malformed, ErrorCode, ProtocolError};

@@ -1,7 +1,7 @@
 //! The arguments of requests and the figures of replies: the broker core's own types
-//! ([`crate::broker::types`]), which frames carry field by field.
+//! ([`crate::types`]), which frames carry field by field.
 
-pub use crate::broker::types::{
+pub use crate::types::{
     LogSettings, OffsetSpec, PartitionInfo, QueueInfo, QueueSettings, Route, Source, Start,
     SubscriberStat, Target, TopicInfo,
 };

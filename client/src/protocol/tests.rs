@@ -2,8 +2,8 @@
 
 use super::*;
 use bytes::Bytes;
-use sluice_storage::format;
-use sluice_storage::{Header, Record};
+use sluice_format as format;
+use sluice_format::{Header, Record};
 
 fn rt_req(r: Request) {
     let f = r.encode(42).to_vec();
@@ -142,7 +142,7 @@ fn replies_round_trip() {
         ],
         5,
     );
-    format::set_base_offset(&mut batch, sluice_storage::Offset(10));
+    format::set_base_offset(&mut batch, sluice_format::Offset(10));
     for r in [
         Reply::HelloOk {
             version: 1,

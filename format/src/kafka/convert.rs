@@ -11,13 +11,13 @@
 
 use bytes::Bytes;
 
-use crate::format::batch::{
+use crate::batch::{
     decode_batch_header, write_header, HeaderFields, BATCH_HEADER_LEN, BATCH_VERSION,
     STORED_RECORD_HEADERS_MAX,
 };
-use crate::format::builder::BatchBuilder;
-use crate::format::error::BatchError;
-use crate::format::record::BatchRecords;
+use crate::builder::BatchBuilder;
+use crate::error::BatchError;
+use crate::record::BatchRecords;
 use crate::types::Header;
 
 use super::validate::check_kafka_batch;
@@ -45,7 +45,7 @@ pub struct KafkaBatch {
 
 /// Checks the concatenated record batches of one partition of a produce (`records`) and
 /// returns each in the stored layout. `batch_bytes_max` bounds a stored batch (header included).
-/// Records may carry at most [`crate::format::RECORD_HEADERS_MAX`] headers.
+/// Records may carry at most [`crate::RECORD_HEADERS_MAX`] headers.
 pub fn kafka_to_stored(
     records: &[u8],
     batch_bytes_max: u32,
@@ -84,7 +84,7 @@ pub fn kafka_to_stored(
 
 /// Checks one Kafka batch and wraps it.
 fn wrap(kafka: &[u8]) -> Result<KafkaBatch, BatchError> {
-    let k = check_kafka_batch(kafka, crate::format::RECORD_HEADERS_MAX)?;
+    let k = check_kafka_batch(kafka, crate::RECORD_HEADERS_MAX)?;
     let mut bytes = Vec::with_capacity(BATCH_HEADER_LEN + kafka.len());
     bytes.resize(BATCH_HEADER_LEN, 0);
     bytes.extend_from_slice(kafka);
@@ -173,11 +173,7 @@ pub fn stored_to_kafka_pieces(stored: &Bytes, out: &mut Vec<Bytes>) -> Result<us
 }
 
 /// A version 1 batch as a Kafka batch: its records re-encoded, its offsets kept.
-fn reencode_v1(
-    batch: &[u8],
-    h: &crate::format::BatchHeader,
-    out: &mut Vec<u8>,
-) -> Result<(), BatchError> {
+fn reencode_v1(batch: &[u8], h: &crate::BatchHeader, out: &mut Vec<u8>) -> Result<(), BatchError> {
     let records = BatchRecords::new(batch, h)?;
     let mut b = BatchBuilder::with_capacity(batch.len() + 64);
     for r in records.iter() {

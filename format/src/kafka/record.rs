@@ -8,7 +8,7 @@
 //! Every varint is zigzag-encoded (`varint` an i32, `varlong` an i64); `length` counts the bytes
 //! after itself.
 
-use crate::format::record::{get_varint, put_varint, unzigzag, varint_len, zigzag};
+use crate::record::{get_varint, put_varint, unzigzag, varint_len, zigzag};
 use crate::types::Header;
 
 /// The fewest bytes a record can take: seven one-byte fields.

@@ -10,12 +10,12 @@ use kafka_protocol::records::{
 };
 
 use super::*;
-use crate::format::{
+use crate::types::{Header, Offset, Record};
+use crate::{
     check_kafka_header_and_crc, decode_batch_header, encode_batch, encode_batch_v1,
     kafka_to_stored, set_base_offset, stored_to_kafka, stored_to_kafka_pieces, validate_batch,
     BatchRecords, BATCH_HEADER_LEN, RECORD_HEADERS_MAX,
 };
-use crate::types::{Header, Offset, Record};
 
 fn krecord(i: i64, value: Option<&[u8]>) -> KRecord {
     let mut headers = IndexMap::new();
@@ -251,7 +251,7 @@ fn stored_version_2_bit_flips_are_detected_and_layout_is_kafkas() {
     let mut b = encode_batch(&recs, 9);
     set_base_offset(&mut b, Offset(3));
     let h = decode_batch_header(&b, u32::MAX).unwrap();
-    assert_eq!(h.version, crate::format::BATCH_VERSION);
+    assert_eq!(h.version, crate::BATCH_VERSION);
     let k = KafkaHeader::read(&b[BATCH_HEADER_LEN..]).unwrap();
     assert_eq!(k.magic, KAFKA_MAGIC);
     assert_eq!(k.record_count, 2);
@@ -266,7 +266,7 @@ fn stored_version_2_bit_flips_are_detected_and_layout_is_kafkas() {
 
 #[test]
 fn a_kafka_batch_with_gaps_decodes_at_its_offsets() {
-    use crate::format::BatchBuilder;
+    use crate::BatchBuilder;
     let offsets = [40i64, 41, 45, 100];
     let mut b = BatchBuilder::new();
     for (k, &o) in offsets.iter().enumerate() {

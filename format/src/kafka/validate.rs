@@ -6,8 +6,8 @@
 
 use std::borrow::Cow;
 
-use crate::format::codec::{decompress, Codec, DECOMPRESSED_BYTES_MAX};
-use crate::format::error::{BatchError, RecordError};
+use crate::codec::{decompress, Codec, DECOMPRESSED_BYTES_MAX};
+use crate::error::{BatchError, RecordError};
 
 use super::record::{parse_kafka_record, KAFKA_RECORD_BYTES_MIN};
 use super::{

@@ -121,9 +121,8 @@ impl From<ProtocolError> for End {
             ProtocolError::TooLarge { .. } => {
                 End::Fatal(0, ErrorCode::FrameTooLarge, e.to_string())
             }
-            ProtocolError::Malformed(_)
-            | ProtocolError::UnknownKind(_)
-            | ProtocolError::BadMagic(_) => End::Fatal(0, ErrorCode::Malformed, e.to_string()),
+            // Malformed, UnknownKind, BadMagic, and any kind a newer protocol crate adds.
+            _ => End::Fatal(0, ErrorCode::Malformed, e.to_string()),
         }
     }
 }

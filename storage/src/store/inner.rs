@@ -176,7 +176,8 @@ impl StoreInner {
         if config.id.is_nil() {
             // A topic older than ids (or partitions) gets its id now, durably, before it is
             // used: the config is rewritten in the current layout.
-            config.id = TopicId::random()?;
+            config.id =
+                TopicId::random().map_err(|e| Error::io("getrandom(2) for a topic id", e))?;
             write_config(fs, dir, KIND_TOPIC_V2, &config)?;
             tracing::info!(topic = %name, id = %config.id, "topic id assigned");
         }

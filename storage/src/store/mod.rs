@@ -248,7 +248,7 @@ impl Store {
         let config = TopicConfig {
             log: config,
             partitions,
-            id: TopicId::random()?,
+            id: TopicId::random().map_err(|e| Error::io("getrandom(2) for a topic id", e))?,
         };
         let slot = self
             .inner

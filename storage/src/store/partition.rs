@@ -33,67 +33,7 @@ pub const PARTITION_LOG_PREFIX: &str = "log-";
 /// Prefix of a group's ack-state directory of partition n >= 1 (`partition-<n>`).
 pub const GROUP_PARTITION_PREFIX: &str = "partition-";
 
-/// The persistent id of a topic: 16 random bytes (a UUID, version 4), never all zero, made when
-/// the topic is created (or first opened, for a topic older than ids). A topic deleted and
-/// created again gets a new one.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct TopicId(pub [u8; 16]);
-
-impl TopicId {
-    /// A new random id (UUID version 4, RFC 4122 variant), from the kernel's random source.
-    pub fn random() -> Result<TopicId> {
-        let mut b = [0u8; 16];
-        let mut at = 0;
-        while at < b.len() {
-            // SAFETY: writes at most `b.len() - at` bytes into the rest of `b`.
-            let n = unsafe { libc::getrandom(b[at..].as_mut_ptr().cast(), b.len() - at, 0) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                // getrandom(2) reads no file; the path names what failed.
-                return Err(Error::io("getrandom(2) for a topic id", e));
-            }
-            at += n as usize;
-        }
-        b[6] = (b[6] & 0x0f) | 0x40;
-        b[8] = (b[8] & 0x3f) | 0x80;
-        Ok(TopicId(b))
-    }
-
-    /// True for the all-zero id, which no topic has (Kafka's "no id").
-    pub fn is_nil(&self) -> bool {
-        self.0 == [0; 16]
-    }
-
-    /// Parses the hyphenated form `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
-    pub fn parse(s: &str) -> Option<TopicId> {
-        let hex: String = s.chars().filter(|c| *c != '-').collect();
-        if hex.len() != 32 || s.len() != 36 {
-            return None;
-        }
-        let mut b = [0u8; 16];
-        for (i, byte) in b.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
-        Some(TopicId(b))
-    }
-}
-
-impl std::fmt::Display for TopicId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, b) in self.0.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                f.write_str("-")?;
-            }
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
+pub use crate::types::TopicId;
 
 /// The config of a topic (kind [`KIND_TOPIC_V2`]): its log settings (every partition's), its
 /// partition count and its id.
@@ -152,20 +92,6 @@ pub fn partition_of(name: &str, prefix: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_are_v4_and_print_as_uuids() {
-        let a = TopicId::random().unwrap();
-        let b = TopicId::random().unwrap();
-        assert_ne!(a, b);
-        assert!(!a.is_nil());
-        let s = a.to_string();
-        assert_eq!(s.len(), 36);
-        assert_eq!(&s[14..15], "4");
-        assert!(matches!(&s[19..20], "8" | "9" | "a" | "b"));
-        assert_eq!(TopicId::parse(&s), Some(a));
-        assert_eq!(TopicId::parse("nope"), None);
-    }
 
     #[test]
     fn partition_names() {
