@@ -2,8 +2,8 @@
 //! ranges with one type each (or one per offset). ACCEPT acks (durably, in the round the
 //! request commits), RELEASE returns the records for immediate redelivery, REJECT
 //! dead-letters them at once (durably), GAP (an offset with no record) changes nothing.
-//! Offsets the member does not hold change nothing and make the partition's result
-//! INVALID_RECORD_STATE.
+//! Offsets the member does not hold (also: of a topic it never fetched from) change nothing
+//! and make the partition's result INVALID_RECORD_STATE.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -85,6 +85,21 @@ pub(super) struct Acks {
     pub parts: BTreeMap<(Uuid, i32), Vec<AckBatch>>,
 }
 
+impl Acks {
+    /// Gathers `(topic id, partition, batches)` of a request (ShareFetch and ShareAcknowledge
+    /// carry the same three fields in types of their own); a partition without batches is
+    /// left out, one named twice gets both lists.
+    pub(super) fn gather(items: impl IntoIterator<Item = (Uuid, i32, Vec<AckBatch>)>) -> Acks {
+        let mut parts: BTreeMap<(Uuid, i32), Vec<AckBatch>> = BTreeMap::new();
+        for (id, p, batches) in items {
+            if !batches.is_empty() {
+                parts.entry((id, p)).or_default().extend(batches);
+            }
+        }
+        Acks { parts }
+    }
+}
+
 /// The result of a request's acknowledgements: the accepts' round (to commit before the
 /// response) and each partition's error code (0 when all went well).
 pub(super) struct Acked {
@@ -127,10 +142,10 @@ impl ShareGroups {
         let topic = self
             .topic_name(id)
             .ok_or(none(ResponseError::UnknownTopicId))?;
-        let tc = self
-            .topic_consumer(member, &topic)
-            .await
-            .map_err(|_| none(ResponseError::UnknownTopicOrPartition))?;
+        // Only a consumer the member already has can hold records: an acknowledgement opens
+        // nothing (nor creates a group on the topic).
+        let held = member.consumers.lock().unwrap().get(&topic).cloned();
+        let tc = held.ok_or(none(ResponseError::InvalidRecordState))?;
         if p < 0 || p as usize >= tc.queues.len() {
             return Err(none(ResponseError::UnknownTopicOrPartition));
         }

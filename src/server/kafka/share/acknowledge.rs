@@ -2,8 +2,6 @@
 //! session (epoch -1 closes it after them, releasing what the member still holds). Accepts are
 //! durable before the response.
 
-use std::collections::BTreeMap;
-
 use kafka_protocol::messages::share_acknowledge_response::{
     LeaderIdAndEpoch, PartitionData, ShareAcknowledgeTopicResponse,
 };
@@ -43,21 +41,17 @@ impl ShareGroups {
                 Err(e) => return fail(e, "share session"),
             }
         };
-        let mut parts = BTreeMap::new();
-        for t in &req.topics {
-            for p in &t.partitions {
+        let acks = Acks::gather(req.topics.iter().flat_map(|t| {
+            t.partitions.iter().map(|p| {
                 let batches = p.acknowledgement_batches.iter().map(|b| AckBatch {
                     first_offset: b.first_offset,
                     last_offset: b.last_offset,
                     types: b.acknowledge_types.clone(),
                 });
-                parts
-                    .entry((t.topic_id, p.partition_index))
-                    .or_insert_with(Vec::new)
-                    .extend(batches);
-            }
-        }
-        let acked = self.acknowledge(&member, Acks { parts }).await;
+                (t.topic_id, p.partition_index, batches.collect())
+            })
+        }));
+        let acked = self.acknowledge(&member, acks).await;
         let round = acked.round;
         let committed = blocking(move || round.commit()).await;
         if step == Step::Close {

@@ -392,28 +392,16 @@ fn expire_due(tc: &TopicConsumer) -> crate::broker::Result<()> {
 
 /// The acknowledgements a ShareFetch carries, by partition.
 fn acks_of(req: &ShareFetchRequest) -> Acks {
-    let mut parts = BTreeMap::new();
-    for t in &req.topics {
-        for p in &t.partitions {
-            if p.acknowledgement_batches.is_empty() {
-                continue;
-            }
-            let batches: Vec<AckBatch> = p
-                .acknowledgement_batches
-                .iter()
-                .map(|b| AckBatch {
-                    first_offset: b.first_offset,
-                    last_offset: b.last_offset,
-                    types: b.acknowledge_types.clone(),
-                })
-                .collect();
-            parts
-                .entry((t.topic_id, p.partition_index))
-                .or_insert_with(Vec::new)
-                .extend(batches);
-        }
-    }
-    Acks { parts }
+    Acks::gather(req.topics.iter().flat_map(|t| {
+        t.partitions.iter().map(|p| {
+            let batches = p.acknowledgement_batches.iter().map(|b| AckBatch {
+                first_offset: b.first_offset,
+                last_offset: b.last_offset,
+                types: b.acknowledge_types.clone(),
+            });
+            (t.topic_id, p.partition_index, batches.collect())
+        })
+    }))
 }
 
 /// The response: every partition with records, an error or acknowledgements.
