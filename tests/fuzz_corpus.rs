@@ -147,6 +147,8 @@ fn batches_by(encode: fn(&[Record], i64) -> Vec<u8>) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Longer than most functions on purpose: one seed per request kind, a flat list read top to
+/// bottom; splitting it would only scatter the seeds.
 fn requests() -> Vec<Request> {
     let batch = batches()[1].clone();
     vec![
@@ -447,7 +449,6 @@ fn write_seed_corpus() {
     write("kafka_requests", "stream", &stream);
 }
 
-/// Size-prefixed Kafka request frames: every served API at a few versions, and hostile ones.
 /// One request frame: size, header (correlation id 7, client "seed"), body.
 fn frame<R: kafka_protocol::protocol::Encodable>(
     api: kafka_protocol::messages::ApiKey,
@@ -469,7 +470,122 @@ fn frame<R: kafka_protocol::protocol::Encodable>(
     f
 }
 
+/// Size-prefixed Kafka request frames: every served API at a few versions, and hostile ones.
 fn kafka_frames() -> Vec<(String, Vec<u8>)> {
+    let mut out = group_membership_frames();
+    out.extend(group_offset_frames());
+    out.extend(data_frames());
+    out.extend(admin_frames());
+    out.extend(hostile_frames());
+    out.extend(share_frames());
+    out.into_iter()
+        .map(|(n, b)| (format!("kafka-{n}"), b))
+        .collect()
+}
+
+/// Seeds of the classic group's membership requests: join, sync, heartbeat, leave.
+fn group_membership_frames() -> Vec<(&'static str, Vec<u8>)> {
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    let g = || GroupId(StrBytes::from_static_str("g"));
+    let join = JoinGroupRequest::default()
+        .with_group_id(g())
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(30_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"))
+        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+        )
+        .with_name(StrBytes::from_static_str("range"))
+        .with_metadata(bytes::Bytes::from_static(&[0, 1, 0, 0, 0, 1, 0, 1, b't']))]);
+    let sync = SyncGroupRequest::default()
+        .with_group_id(g())
+        .with_generation_id(1)
+        .with_member_id(StrBytes::from_static_str("m-1"))
+        .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+        .with_protocol_name(Some(StrBytes::from_static_str("range")))
+        .with_assignments(vec![
+            sync_group_request::SyncGroupRequestAssignment::default()
+                .with_member_id(StrBytes::from_static_str("m-1"))
+                .with_assignment(bytes::Bytes::from_static(&[0, 1])),
+        ]);
+    let heartbeat = HeartbeatRequest::default()
+        .with_group_id(g())
+        .with_generation_id(1)
+        .with_member_id(StrBytes::from_static_str("m-1"));
+    let leave = LeaveGroupRequest::default()
+        .with_group_id(g())
+        .with_members(vec![leave_group_request::MemberIdentity::default()
+            .with_member_id(StrBytes::from_static_str("m-1"))]);
+    vec![
+        ("join-group-v9", frame(ApiKey::JoinGroup, 9, &join)),
+        ("join-group-v0", frame(ApiKey::JoinGroup, 0, &join)),
+        ("sync-group-v5", frame(ApiKey::SyncGroup, 5, &sync)),
+        ("heartbeat-v4", frame(ApiKey::Heartbeat, 4, &heartbeat)),
+        ("leave-group-v5", frame(ApiKey::LeaveGroup, 5, &leave)),
+    ]
+}
+
+/// Seeds of the group offset and group admin requests.
+fn group_offset_frames() -> Vec<(&'static str, Vec<u8>)> {
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    let name = |s: &str| TopicName(StrBytes::from_string(s.into()));
+    let g = || GroupId(StrBytes::from_static_str("g"));
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(g())
+        .with_generation_id_or_member_epoch(1)
+        .with_member_id(StrBytes::from_static_str("m-1"))
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(name("t"))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_committed_offset(5)
+                        .with_committed_metadata(Some(StrBytes::from_static_str("m"))),
+                ]),
+        ]);
+    let offset_fetch = OffsetFetchRequest::default()
+        .with_group_id(g())
+        .with_topics(Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(name("t"))
+                .with_partition_indexes(vec![0]),
+        ]));
+    let offset_fetch_v9 = OffsetFetchRequest::default().with_groups(vec![
+        offset_fetch_request::OffsetFetchRequestGroup::default()
+            .with_group_id(g())
+            .with_topics(None),
+    ]);
+    let describe_groups = DescribeGroupsRequest::default().with_groups(vec![g()]);
+    let delete_groups = DeleteGroupsRequest::default().with_groups_names(vec![g()]);
+    vec![
+        ("offset-commit-v9", frame(ApiKey::OffsetCommit, 9, &commit)),
+        ("offset-commit-v2", frame(ApiKey::OffsetCommit, 2, &commit)),
+        (
+            "offset-fetch-v7",
+            frame(ApiKey::OffsetFetch, 7, &offset_fetch),
+        ),
+        (
+            "offset-fetch-v9",
+            frame(ApiKey::OffsetFetch, 9, &offset_fetch_v9),
+        ),
+        (
+            "describe-groups-v6",
+            frame(ApiKey::DescribeGroups, 6, &describe_groups),
+        ),
+        (
+            "list-groups-v5",
+            frame(ApiKey::ListGroups, 5, &ListGroupsRequest::default()),
+        ),
+        (
+            "delete-groups-v2",
+            frame(ApiKey::DeleteGroups, 2, &delete_groups),
+        ),
+    ]
+}
+
+/// Seeds of the data path: ApiVersions, Metadata, Produce, Fetch, ListOffsets.
+fn data_frames() -> Vec<(&'static str, Vec<u8>)> {
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::StrBytes;
     let name = |s: &str| TopicName(StrBytes::from_string(s.into()));
@@ -500,6 +616,30 @@ fn kafka_frames() -> Vec<(String, Vec<u8>)> {
                 list_offsets_request::ListOffsetsPartition::default().with_timestamp(-2)
             ]),
     ]);
+    vec![
+        (
+            "api-versions-v3",
+            frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()),
+        ),
+        (
+            "api-versions-v0",
+            frame(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default()),
+        ),
+        ("metadata-v12", frame(ApiKey::Metadata, 12, &metadata)),
+        ("metadata-v1", frame(ApiKey::Metadata, 1, &metadata)),
+        ("produce-v9", frame(ApiKey::Produce, 9, &produce)),
+        ("produce-v3", frame(ApiKey::Produce, 3, &produce)),
+        ("fetch-v12", frame(ApiKey::Fetch, 12, &fetch)),
+        ("fetch-v4", frame(ApiKey::Fetch, 4, &fetch)),
+        ("list-offsets-v7", frame(ApiKey::ListOffsets, 7, &list)),
+    ]
+}
+
+/// Seeds of the topic admin requests and FindCoordinator.
+fn admin_frames() -> Vec<(&'static str, Vec<u8>)> {
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    let name = |s: &str| TopicName(StrBytes::from_string(s.into()));
     let create = CreateTopicsRequest::default().with_topics(vec![
         create_topics_request::CreatableTopic::default()
             .with_name(name("t"))
@@ -529,105 +669,7 @@ fn kafka_frames() -> Vec<(String, Vec<u8>)> {
     ]);
     let find = FindCoordinatorRequest::default()
         .with_coordinator_keys(vec![StrBytes::from_static_str("g")]);
-    let g = || GroupId(StrBytes::from_static_str("g"));
-    let join = JoinGroupRequest::default()
-        .with_group_id(g())
-        .with_session_timeout_ms(10_000)
-        .with_rebalance_timeout_ms(30_000)
-        .with_protocol_type(StrBytes::from_static_str("consumer"))
-        .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
-        )
-        .with_name(StrBytes::from_static_str("range"))
-        .with_metadata(bytes::Bytes::from_static(&[0, 1, 0, 0, 0, 1, 0, 1, b't']))]);
-    let sync = SyncGroupRequest::default()
-        .with_group_id(g())
-        .with_generation_id(1)
-        .with_member_id(StrBytes::from_static_str("m-1"))
-        .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
-        .with_protocol_name(Some(StrBytes::from_static_str("range")))
-        .with_assignments(vec![
-            sync_group_request::SyncGroupRequestAssignment::default()
-                .with_member_id(StrBytes::from_static_str("m-1"))
-                .with_assignment(bytes::Bytes::from_static(&[0, 1])),
-        ]);
-    let heartbeat = HeartbeatRequest::default()
-        .with_group_id(g())
-        .with_generation_id(1)
-        .with_member_id(StrBytes::from_static_str("m-1"));
-    let leave = LeaveGroupRequest::default()
-        .with_group_id(g())
-        .with_members(vec![leave_group_request::MemberIdentity::default()
-            .with_member_id(StrBytes::from_static_str("m-1"))]);
-    let commit = OffsetCommitRequest::default()
-        .with_group_id(g())
-        .with_generation_id_or_member_epoch(1)
-        .with_member_id(StrBytes::from_static_str("m-1"))
-        .with_topics(vec![
-            offset_commit_request::OffsetCommitRequestTopic::default()
-                .with_name(name("t"))
-                .with_partitions(vec![
-                    offset_commit_request::OffsetCommitRequestPartition::default()
-                        .with_committed_offset(5)
-                        .with_committed_metadata(Some(StrBytes::from_static_str("m"))),
-                ]),
-        ]);
-    let offset_fetch = OffsetFetchRequest::default()
-        .with_group_id(g())
-        .with_topics(Some(vec![
-            offset_fetch_request::OffsetFetchRequestTopic::default()
-                .with_name(name("t"))
-                .with_partition_indexes(vec![0]),
-        ]));
-    let offset_fetch_v9 = OffsetFetchRequest::default().with_groups(vec![
-        offset_fetch_request::OffsetFetchRequestGroup::default()
-            .with_group_id(g())
-            .with_topics(None),
-    ]);
-    let describe_groups = DescribeGroupsRequest::default().with_groups(vec![g()]);
-    let delete_groups = DeleteGroupsRequest::default().with_groups_names(vec![g()]);
-    let mut out = vec![
-        ("join-group-v9", frame(ApiKey::JoinGroup, 9, &join)),
-        ("join-group-v0", frame(ApiKey::JoinGroup, 0, &join)),
-        ("sync-group-v5", frame(ApiKey::SyncGroup, 5, &sync)),
-        ("heartbeat-v4", frame(ApiKey::Heartbeat, 4, &heartbeat)),
-        ("leave-group-v5", frame(ApiKey::LeaveGroup, 5, &leave)),
-        ("offset-commit-v9", frame(ApiKey::OffsetCommit, 9, &commit)),
-        ("offset-commit-v2", frame(ApiKey::OffsetCommit, 2, &commit)),
-        (
-            "offset-fetch-v7",
-            frame(ApiKey::OffsetFetch, 7, &offset_fetch),
-        ),
-        (
-            "offset-fetch-v9",
-            frame(ApiKey::OffsetFetch, 9, &offset_fetch_v9),
-        ),
-        (
-            "describe-groups-v6",
-            frame(ApiKey::DescribeGroups, 6, &describe_groups),
-        ),
-        (
-            "list-groups-v5",
-            frame(ApiKey::ListGroups, 5, &ListGroupsRequest::default()),
-        ),
-        (
-            "delete-groups-v2",
-            frame(ApiKey::DeleteGroups, 2, &delete_groups),
-        ),
-        (
-            "api-versions-v3",
-            frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()),
-        ),
-        (
-            "api-versions-v0",
-            frame(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default()),
-        ),
-        ("metadata-v12", frame(ApiKey::Metadata, 12, &metadata)),
-        ("metadata-v1", frame(ApiKey::Metadata, 1, &metadata)),
-        ("produce-v9", frame(ApiKey::Produce, 9, &produce)),
-        ("produce-v3", frame(ApiKey::Produce, 3, &produce)),
-        ("fetch-v12", frame(ApiKey::Fetch, 12, &fetch)),
-        ("fetch-v4", frame(ApiKey::Fetch, 4, &fetch)),
-        ("list-offsets-v7", frame(ApiKey::ListOffsets, 7, &list)),
+    vec![
         ("create-topics-v7", frame(ApiKey::CreateTopics, 7, &create)),
         ("delete-topics-v6", frame(ApiKey::DeleteTopics, 6, &delete)),
         (
@@ -651,7 +693,11 @@ fn kafka_frames() -> Vec<(String, Vec<u8>)> {
                 &FindCoordinatorRequest::default(),
             ),
         ),
-    ];
+    ]
+}
+
+/// Hand-made frames the decoders must refuse or survive.
+fn hostile_frames() -> Vec<(&'static str, Vec<u8>)> {
     // Produce v2 (refused by hand-written code), an unknown version of ApiVersions, an unknown
     // api key, and a Metadata v1 whose topics array claims i32::MAX entries.
     let legacy = [
@@ -662,25 +708,26 @@ fn kafka_frames() -> Vec<(String, Vec<u8>)> {
         &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
     ]
     .concat();
-    out.push(("produce-v2", legacy));
-    out.push((
-        "api-versions-v99",
-        vec![0, 0, 0, 10, 0, 18, 0, 99, 0, 0, 0, 7, 0, 0],
-    ));
-    out.push(("unknown-api", vec![0, 0, 0, 8, 3, 231, 0, 0, 0, 0, 0, 7]));
-    out.push((
-        "huge-array",
-        vec![
-            0, 0, 0, 14, 0, 3, 0, 1, 0, 0, 0, 7, 0, 0, 0x7f, 0xff, 0xff, 0xff,
-        ],
-    ));
-    out.extend(share_frames());
-    out.into_iter()
-        .map(|(n, b)| (format!("kafka-{n}"), b))
-        .collect()
+    vec![
+        ("produce-v2", legacy),
+        (
+            "api-versions-v99",
+            vec![0, 0, 0, 10, 0, 18, 0, 99, 0, 0, 0, 7, 0, 0],
+        ),
+        ("unknown-api", vec![0, 0, 0, 8, 3, 231, 0, 0, 0, 0, 0, 7]),
+        (
+            "huge-array",
+            vec![
+                0, 0, 0, 14, 0, 3, 0, 1, 0, 0, 0, 7, 0, 0, 0x7f, 0xff, 0xff, 0xff,
+            ],
+        ),
+    ]
 }
 
 /// Seeds of the share-group requests (KIP-932), framed by `frame`.
+///
+/// Longer than most functions on purpose: one request built per share-group API, then the
+/// list of seeds, read top to bottom; the builders are only used here.
 fn share_frames() -> Vec<(&'static str, Vec<u8>)> {
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::StrBytes;

@@ -779,20 +779,8 @@ fn run_round(
 #[test]
 fn sigkill_at_random_moments_loses_nothing_confirmed() {
     let kills = kills_wanted();
-    let seed: u64 = std::env::var("SLUICE_CRASH_SEED")
-        .ok()
-        .map(|s| s.parse().expect("SLUICE_CRASH_SEED is a number"))
-        .unwrap_or_else(|| rand::thread_rng().gen());
+    let seed = crash_seed();
     eprintln!("crash_kill: {kills} broker kills, SLUICE_CRASH_SEED={seed}");
-    // Print the seed again if anything below fails.
-    struct SeedOnPanic(u64);
-    impl Drop for SeedOnPanic {
-        fn drop(&mut self) {
-            if std::thread::panicking() {
-                eprintln!("crash_kill failed: rerun with SLUICE_CRASH_SEED={}", self.0);
-            }
-        }
-    }
     let _guard = SeedOnPanic(seed);
     let mut rng = StdRng::seed_from_u64(seed);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -805,28 +793,7 @@ fn sigkill_at_random_moments_loses_nothing_confirmed() {
     let t0 = Instant::now();
 
     let mut server = start(&dir, Some(CONFIG));
-    rt.block_on(async {
-        let c = Client::connect(&server.addr).await.unwrap();
-        c.create_topic(TOPIC, LogSettings::default()).await.unwrap();
-        c.create_queue(
-            QUEUE,
-            QueueSettings {
-                // Held messages come back because of the kills, not a timeout.
-                ack_timeout_ms: Some(600_000),
-                max_deliveries: Some(1_000_000),
-                ..QueueSettings::default()
-            },
-        )
-        .await
-        .unwrap();
-        // The subscriber exists (at offset 0) before anything can be killed.
-        c.subscribe(
-            TOPIC,
-            SubscribeOptions::named(SUBSCRIBER).from(Start::Earliest),
-        )
-        .await
-        .unwrap();
-    });
+    rt.block_on(create_topic_queue_and_subscriber(&server.addr));
     for round in 1..=kills {
         run_round(&rt, &server, &m, &mut rng, round);
         server.kill9();
@@ -847,6 +814,55 @@ fn sigkill_at_random_moments_loses_nothing_confirmed() {
             .expect("the final drain timed out")
     });
     let model = m.lock().unwrap();
+    check_final(&model, &drained, seed, t0);
+}
+
+/// `SLUICE_CRASH_SEED`, else a random seed.
+fn crash_seed() -> u64 {
+    std::env::var("SLUICE_CRASH_SEED")
+        .ok()
+        .map(|s| s.parse().expect("SLUICE_CRASH_SEED is a number"))
+        .unwrap_or_else(|| rand::thread_rng().gen())
+}
+
+/// Prints the seed again if anything fails while it is alive.
+struct SeedOnPanic(u64);
+
+impl Drop for SeedOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("crash_kill failed: rerun with SLUICE_CRASH_SEED={}", self.0);
+        }
+    }
+}
+
+/// The topic, the queue and the named subscriber, before anything can be killed.
+async fn create_topic_queue_and_subscriber(addr: &str) {
+    let c = Client::connect(addr).await.unwrap();
+    c.create_topic(TOPIC, LogSettings::default()).await.unwrap();
+    c.create_queue(
+        QUEUE,
+        QueueSettings {
+            // Held messages come back because of the kills, not a timeout.
+            ack_timeout_ms: Some(600_000),
+            max_deliveries: Some(1_000_000),
+            ..QueueSettings::default()
+        },
+    )
+    .await
+    .unwrap();
+    // The subscriber exists (at offset 0) before anything can be killed.
+    c.subscribe(
+        TOPIC,
+        SubscribeOptions::named(SUBSCRIBER).from(Start::Earliest),
+    )
+    .await
+    .unwrap();
+}
+
+/// After the final drain: every delivered message came back, every confirmed queue message was
+/// acked or is in the queue, and the run did confirm something of each kind. Prints the figures.
+fn check_final(model: &Model, drained: &BTreeSet<u64>, seed: u64, t0: Instant) {
     assert!(
         model.outstanding.is_empty(),
         "delivered, unacked messages never came back: {:?}",

@@ -375,34 +375,64 @@ fn java_console_tools_and_kafka_consumer_groups() {
         &["topic", "create", topic, "--partitions", "3"],
         None,
     );
-    let produce = |range: std::ops::Range<i32>| {
+    let c = Console {
+        cp: &cp,
+        bootstrap: b,
+        topic,
+        group,
+    };
+
+    c.produce(0..30);
+    assert_eq!(c.consume(&["--from-beginning"], 30), sorted_lines(0..30));
+    let listed = c.groups_tool(&["--list"]);
+    assert!(listed.lines().any(|l| l.trim() == group), "{listed}");
+
+    let rows = every_partition_committed_at_its_end(&c);
+    more_lines_show_as_lag(&c, &rows);
+    reset_to_earliest_reads_everything_again(&c);
+}
+
+/// Kafka's console producer, console consumer and kafka-consumer-groups, on one topic and one
+/// group.
+struct Console<'a> {
+    cp: &'a str,
+    bootstrap: &'a str,
+    topic: &'a str,
+    group: &'a str,
+}
+
+impl Console<'_> {
+    /// Produces `k<i>:line-<i>` for each `i` of `range`, keyed.
+    fn produce(&self, range: std::ops::Range<i32>) {
         let input: String = range.map(|i| format!("k{i}:line-{i}\n")).collect();
         let args = [
             "--bootstrap-server",
-            b,
+            self.bootstrap,
             "--topic",
-            topic,
+            self.topic,
             "--reader-property",
             "parse.key=true",
             "--reader-property",
             "key.separator=:",
         ];
         java_ok(
-            &cp,
+            self.cp,
             "org.apache.kafka.tools.ConsoleProducer",
             &args,
             Some(input.as_bytes()),
         );
-    };
-    let consume = |extra: &[&str], n: usize| -> Vec<String> {
+    }
+
+    /// Consumes `n` messages in the group; the `line-` ones, sorted.
+    fn consume(&self, extra: &[&str], n: usize) -> Vec<String> {
         let max = n.to_string();
         let mut args = vec![
             "--bootstrap-server",
-            b,
+            self.bootstrap,
             "--topic",
-            topic,
+            self.topic,
             "--group",
-            group,
+            self.group,
             "--max-messages",
             &max,
             "--timeout-ms",
@@ -412,7 +442,7 @@ fn java_console_tools_and_kafka_consumer_groups() {
         ];
         args.extend_from_slice(extra);
         let out = java_ok(
-            &cp,
+            self.cp,
             "org.apache.kafka.tools.consumer.ConsoleConsumer",
             &args,
             None,
@@ -424,37 +454,40 @@ fn java_console_tools_and_kafka_consumer_groups() {
             .collect();
         got.sort();
         got
-    };
-    let lines = |range: std::ops::Range<i32>| -> Vec<String> {
-        let mut v: Vec<String> = range.map(|i| format!("line-{i}")).collect();
-        v.sort();
-        v
-    };
-    let groups_tool = |args: &[&str]| -> String {
-        let mut a = vec!["--bootstrap-server", b];
+    }
+
+    /// kafka-consumer-groups with `args`; its stdout.
+    fn groups_tool(&self, args: &[&str]) -> String {
+        let mut a = vec!["--bootstrap-server", self.bootstrap];
         a.extend_from_slice(args);
         java_ok(
-            &cp,
+            self.cp,
             "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
             &a,
             None,
         )
-    };
-    let describe = || {
+    }
+
+    /// The group's rows in `kafka-consumer-groups --describe`.
+    fn describe(&self) -> Rows {
         describe_rows(
-            &groups_tool(&["--describe", "--group", group]),
-            group,
-            topic,
+            &self.groups_tool(&["--describe", "--group", self.group]),
+            self.group,
+            self.topic,
         )
-    };
+    }
+}
 
-    produce(0..30);
-    assert_eq!(consume(&["--from-beginning"], 30), lines(0..30));
-    let listed = groups_tool(&["--list"]);
-    assert!(listed.lines().any(|l| l.trim() == group), "{listed}");
+/// `line-<i>` for each `i` of `range`, sorted as strings.
+fn sorted_lines(range: std::ops::Range<i32>) -> Vec<String> {
+    let mut v: Vec<String> = range.map(|i| format!("line-{i}")).collect();
+    v.sort();
+    v
+}
 
-    // Every partition committed at its end (the keys spread the 30 lines over all 3).
-    let rows = describe();
+/// Every partition committed at its end (the keys spread the 30 lines over all 3).
+fn every_partition_committed_at_its_end(c: &Console) -> Rows {
+    let rows = c.describe();
     assert_eq!(
         rows.keys().copied().collect::<Vec<_>>(),
         [0, 1, 2],
@@ -469,10 +502,13 @@ fn java_console_tools_and_kafka_consumer_groups() {
         );
     }
     assert_eq!(rows.values().map(|r| r.1).sum::<i64>(), 30, "{rows:?}");
+    rows
+}
 
-    // 12 more: the log ends move, the committed offsets do not, the lag is the difference.
-    produce(30..42);
-    let after = describe();
+/// 12 more: the log ends move, the committed offsets do not, the lag is the difference.
+fn more_lines_show_as_lag(c: &Console, rows: &Rows) {
+    c.produce(30..42);
+    let after = c.describe();
     let mut lag_total = 0;
     for (p, (current, end, lag)) in &after {
         assert_eq!(current, &rows[p].0, "{after:?}");
@@ -481,16 +517,19 @@ fn java_console_tools_and_kafka_consumer_groups() {
         lag_total += lag;
     }
     assert_eq!(lag_total, 12, "{after:?}");
+}
 
-    // Back to the earliest offsets: the group reads everything again, from its commits.
-    let reset = groups_tool(&[
+/// Back to the earliest offsets: the group reads everything again, from its commits.
+fn reset_to_earliest_reads_everything_again(c: &Console) {
+    let group = c.group;
+    let reset = c.groups_tool(&[
         "--reset-offsets",
         "--to-earliest",
         "--execute",
         "--group",
         group,
         "--topic",
-        topic,
+        c.topic,
     ]);
     let new_offsets: BTreeSet<(String, String)> = reset
         .lines()
@@ -500,7 +539,7 @@ fn java_console_tools_and_kafka_consumer_groups() {
         .collect();
     let zeros: BTreeSet<(String, String)> = (0..3).map(|p| (p.to_string(), "0".into())).collect();
     assert_eq!(new_offsets, zeros, "{reset}");
-    let reset_rows = describe();
+    let reset_rows = c.describe();
     for (p, (current, end, lag)) in &reset_rows {
         assert_eq!(
             (current.as_str(), lag.as_str()),
@@ -508,7 +547,7 @@ fn java_console_tools_and_kafka_consumer_groups() {
             "partition {p}: {reset_rows:?}"
         );
     }
-    assert_eq!(consume(&[], 42), lines(0..42));
+    assert_eq!(c.consume(&[], 42), sorted_lines(0..42));
 }
 
 #[test]

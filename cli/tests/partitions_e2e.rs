@@ -48,6 +48,29 @@ fn partitioned_topic_through_the_command_line() {
     let mut server = start(&dir, None);
     let a = server.addr.clone();
     let a = a.as_str();
+    let id = create_orders(a);
+    publish_keyed_keyless_and_chosen(a);
+    let ends = subscribe_to_every_partition_and_to_one(a);
+
+    // The named subscriber committed per partition; after a restart it resumes on each.
+    let d = json_lines(&cli_ok(a, &["--json", "topic", "describe", "orders"], None));
+    for (p, end) in ends.iter().enumerate() {
+        let s = &d[0]["partitions"][p]["subscribers"][0];
+        assert_eq!(
+            (s["name"].as_str(), s["committed"].as_u64()),
+            (Some("billing"), Some(*end))
+        );
+    }
+    server.kill9();
+    let server = start(&dir, None);
+    let a = server.addr.as_str();
+    named_subscriber_resumes_on_each_partition(a, &ends, &id);
+    group_consumes_every_partition(a);
+    added_partitions_take_messages(a);
+}
+
+/// Creates `orders` with 3 partitions and returns its id, a UUID v4.
+fn create_orders(a: &str) -> String {
     let out = cli_ok(a, &["topic", "create", "orders", "--partitions", "3"], None);
     assert_eq!(out, ["created topic orders with 3 partition(s)"]);
     let d = json_lines(&cli_ok(a, &["--json", "topic", "describe", "orders"], None));
@@ -55,7 +78,11 @@ fn partitioned_topic_through_the_command_line() {
     let id = d[0]["id"].as_str().unwrap().to_string();
     assert_eq!(id.len(), 36, "{id}");
     assert_eq!(&id[14..15], "4", "a UUID v4: {id}");
+    id
+}
 
+/// Publishes 4 keyed, 6 keyless and 1 explicitly placed message to `orders`.
+fn publish_keyed_keyless_and_chosen(a: &str) {
     // Keyed publishes land on the key's murmur2 partition.
     for (key, of3, _) in KEYS {
         let out = publish_json(a, &["orders", "--key", key, &format!("v-{key}")]);
@@ -74,7 +101,11 @@ fn partitioned_topic_through_the_command_line() {
     assert_eq!(out[0]["partition"], 2);
     let bad = cli(a, &["publish", "orders", "--partition", "3", "x"], None);
     assert!(!bad.status.success());
+}
 
+/// Subscribes as `billing` from the start, then to partition 2 alone; returns how many
+/// messages each partition holds.
+fn subscribe_to_every_partition_and_to_one(a: &str) -> Vec<u64> {
     // A subscription from the start sees every partition, each in offset order.
     let lines = json_lines(&cli_ok(
         a,
@@ -121,19 +152,12 @@ fn partitioned_topic_through_the_command_line() {
     ));
     assert!(messages(&only).iter().all(|(p, _, _)| *p == 2));
     assert_eq!(only.len() as u64, ends[2]);
+    ends
+}
 
-    // The named subscriber committed per partition; after a restart it resumes on each.
-    let d = json_lines(&cli_ok(a, &["--json", "topic", "describe", "orders"], None));
-    for (p, end) in ends.iter().enumerate() {
-        let s = &d[0]["partitions"][p]["subscribers"][0];
-        assert_eq!(
-            (s["name"].as_str(), s["committed"].as_u64()),
-            (Some("billing"), Some(*end))
-        );
-    }
-    server.kill9();
-    let server = start(&dir, None);
-    let a = server.addr.as_str();
+/// After the restart: one more message per partition, which `billing` alone receives, and the
+/// topic kept its id.
+fn named_subscriber_resumes_on_each_partition(a: &str, ends: &[u64], id: &str) {
     for p in 0..3 {
         publish_json(
             a,
@@ -165,13 +189,11 @@ fn partitioned_topic_through_the_command_line() {
         .collect();
     assert_eq!(late, want);
     let d = json_lines(&cli_ok(a, &["--json", "topic", "describe", "orders"], None));
-    assert_eq!(
-        d[0]["id"].as_str(),
-        Some(id.as_str()),
-        "the id survives a restart"
-    );
+    assert_eq!(d[0]["id"].as_str(), Some(id), "the id survives a restart");
+}
 
-    // A group consumer takes from every partition and acks (partition, offset).
+/// A group consumer takes from every partition and acks (partition, offset).
+fn group_consumes_every_partition(a: &str) {
     let lines = json_lines(&cli_ok(
         a,
         &[
@@ -195,8 +217,10 @@ fn partitioned_topic_through_the_command_line() {
         None,
     );
     assert!(again.is_empty(), "acked messages came again: {again:?}");
+}
 
-    // Adding partitions: the new ones take messages, the group and keys follow.
+/// Adding partitions: the new ones take messages, the group and keys follow.
+fn added_partitions_take_messages(a: &str) {
     let out = cli_ok(a, &["topic", "alter", "orders", "--partitions", "6"], None);
     assert_eq!(out, ["topic orders has 6 partition(s)"]);
     let bad = cli(a, &["topic", "alter", "orders", "--partitions", "2"], None);

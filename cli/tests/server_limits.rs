@@ -227,18 +227,20 @@ fn sigterm_shuts_down_cleanly_and_data_survives() {
     assert!(status.success(), "exit status {status:?}");
 }
 
+// Sizes of the stalled-readers test below.
+const VALUE: usize = 4096;
+const PER_BATCH: usize = 64; // 256 KiB batches
+const WARM_BATCHES: u64 = 32; // 8 MiB before the first measure
+const BULK_BATCHES: u64 = 192; // 48 MiB measured
+const QUEUE_MSGS: u64 = 5_000;
+const STALLED_PREFETCH: u32 = 1_000;
+
 /// A consumer that never acks and a subscriber that never reads its socket (with the most credit)
 /// stall while 48 MiB are published: the server's memory grows by far less than that, a
 /// well-behaved subscriber and consumer get everything they are owed, and small publishes on
 /// another connection keep a normal round trip.
 #[test]
 fn stalled_consumer_and_subscriber_keep_memory_bounded_and_others_served() {
-    const VALUE: usize = 4096;
-    const PER_BATCH: usize = 64; // 256 KiB batches
-    const WARM_BATCHES: u64 = 32; // 8 MiB before the first measure
-    const BULK_BATCHES: u64 = 192; // 48 MiB measured
-    const QUEUE_MSGS: u64 = 5_000;
-    const STALLED_PREFETCH: u32 = 1_000;
     let (_t, dir) = data_dir();
     let server = start(&dir, None);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -247,20 +249,45 @@ fn stalled_consumer_and_subscriber_keep_memory_bounded_and_others_served() {
         .build()
         .unwrap();
     let addr = server.addr.clone();
-    rt.block_on(async {
-        let c = Client::connect(&addr).await.unwrap();
-        c.create_topic("big", LogSettings::default()).await.unwrap();
-        c.create_topic("probe", LogSettings::default())
-            .await
-            .unwrap();
-        let settings = QueueSettings {
-            ack_timeout_ms: Some(600_000),
-            ..QueueSettings::default()
-        };
-        c.create_queue("work", settings).await.unwrap();
-    });
-    // Neither of these sockets is ever read again.
-    let mut stalled_sub = connect(&addr);
+    rt.block_on(create_big_probe_and_work(&addr));
+    let (stalled_sub, stalled_consumer) = stalled_subscriber_and_consumer(&addr);
+    let run = rt.block_on(publish_bulk_past_stalled_readers(&server, &addr));
+    check_stalled_run(&run);
+    drop(stalled_sub);
+    drop(stalled_consumer);
+}
+
+/// What the stalled-readers test saw while the bulk was published.
+struct StalledRun {
+    growth_kib: u64,
+    before_kib: u64,
+    /// Round trips of the small publishes.
+    probes: Vec<Duration>,
+    /// Messages the well-behaved subscriber read.
+    good_sub: u64,
+    /// Messages the well-behaved consumer acked.
+    good_consumer: u64,
+    q: protocol::QueueInfo,
+}
+
+/// Topics `big` and `probe`, and queue `work` whose deliveries are never given back.
+async fn create_big_probe_and_work(addr: &str) {
+    let c = Client::connect(addr).await.unwrap();
+    c.create_topic("big", LogSettings::default()).await.unwrap();
+    c.create_topic("probe", LogSettings::default())
+        .await
+        .unwrap();
+    let settings = QueueSettings {
+        ack_timeout_ms: Some(600_000),
+        ..QueueSettings::default()
+    };
+    c.create_queue("work", settings).await.unwrap();
+}
+
+/// A subscriber to `big` with the most credit and a consumer of `work`. Neither of these
+/// sockets is ever read again.
+fn stalled_subscriber_and_consumer(addr: &str) -> (TcpStream, TcpStream) {
+    let mut stalled_sub = connect(addr);
     hello(&mut stalled_sub);
     let sub = Request::Subscribe {
         topic: "big".into(),
@@ -270,7 +297,7 @@ fn stalled_consumer_and_subscriber_keep_memory_bounded_and_others_served() {
         credit: 100_000,
     };
     stalled_sub.write_all(&sub.encode(2).to_vec()).unwrap();
-    let mut stalled_consumer = connect(&addr);
+    let mut stalled_consumer = connect(addr);
     hello(&mut stalled_consumer);
     let consume = Request::Consume {
         source: Source::Queue("work".into()),
@@ -279,111 +306,131 @@ fn stalled_consumer_and_subscriber_keep_memory_bounded_and_others_served() {
     stalled_consumer
         .write_all(&consume.encode(2).to_vec())
         .unwrap();
+    (stalled_sub, stalled_consumer)
+}
 
-    let big_batch = |b: u64| -> Vec<Record> {
-        (0..PER_BATCH)
-            .map(|i| Record::from_value(vec![(b as usize + i) as u8; VALUE]))
-            .collect()
-    };
-    let (growth_kib, before_kib, probes, good_sub, good_consumer, q) = rt.block_on(async {
+fn big_batch(b: u64) -> Vec<Record> {
+    (0..PER_BATCH)
+        .map(|i| Record::from_value(vec![(b as usize + i) as u8; VALUE]))
+        .collect()
+}
+
+/// Publishes the warm-up batches and fills the queue, measures the server, then publishes
+/// the bulk while the probe, a good subscriber and a good consumer run, and measures again.
+async fn publish_bulk_past_stalled_readers(server: &common::ServerProc, addr: &str) -> StalledRun {
+    let c = Client::connect(addr).await.unwrap();
+    for b in 0..WARM_BATCHES {
+        c.publish("big", &big_batch(b)).await.unwrap();
+    }
+    // The queue fills before the stalled consumer's window: it takes what it can hold.
+    for k in 0..QUEUE_MSGS / 100 {
+        let recs: Vec<Record> = (0..100)
+            .map(|i| Record::from_value(format!("job {k}-{i} {}", "x".repeat(150))))
+            .collect();
+        c.publish("work", &recs).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server.rss_kib();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = spawn_probe(addr.to_string(), stop.clone());
+    let good_sub = spawn_good_subscriber(addr.to_string());
+    let good_consumer = spawn_good_consumer(addr.to_string());
+    for b in WARM_BATCHES..WARM_BATCHES + BULK_BATCHES {
+        c.publish("big", &big_batch(b)).await.unwrap();
+    }
+    let good_sub = tokio::time::timeout(Duration::from_secs(120), good_sub)
+        .await
+        .expect("the good subscriber kept up")
+        .unwrap();
+    let good_consumer = good_consumer.await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let probes = probe.await.unwrap();
+    let after = server.rss_kib();
+    let q = c.describe_queue("work").await.unwrap();
+    StalledRun {
+        growth_kib: after.saturating_sub(before),
+        before_kib: before,
+        probes,
+        good_sub,
+        good_consumer,
+        q,
+    }
+}
+
+/// Round trips of small publishes on their own connection while the bulk runs, until `stop`.
+fn spawn_probe(
+    addr: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<Duration>> {
+    tokio::spawn(async move {
         let c = Client::connect(&addr).await.unwrap();
-        for b in 0..WARM_BATCHES {
-            c.publish("big", &big_batch(b)).await.unwrap();
+        let mut rtts = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let t0 = Instant::now();
+            c.publish("probe", &[Record::from_value("ping")])
+                .await
+                .unwrap();
+            rtts.push(t0.elapsed());
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        // The queue fills before the stalled consumer's window: it takes what it can hold.
-        for k in 0..QUEUE_MSGS / 100 {
-            let recs: Vec<Record> = (0..100)
-                .map(|i| Record::from_value(format!("job {k}-{i} {}", "x".repeat(150))))
-                .collect();
-            c.publish("work", &recs).await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let before = server.rss_kib();
+        rtts
+    })
+}
 
-        // Round trips of small publishes on their own connection while the bulk runs.
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let probe = {
-            let (addr, stop) = (addr.clone(), stop.clone());
-            tokio::spawn(async move {
-                let c = Client::connect(&addr).await.unwrap();
-                let mut rtts = Vec::new();
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let t0 = Instant::now();
-                    c.publish("probe", &[Record::from_value("ping")])
-                        .await
-                        .unwrap();
-                    rtts.push(t0.elapsed());
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                rtts
-            })
-        };
-        // A well-behaved subscriber reads all of it.
-        let good_sub = {
-            let addr = addr.clone();
-            tokio::spawn(async move {
-                let c = Client::connect(&addr).await.unwrap();
-                let opts = SubscribeOptions::named("good").from(Start::Earliest);
-                let mut sub = c.subscribe("big", opts).await.unwrap();
-                let last = (WARM_BATCHES + BULK_BATCHES) * PER_BATCH as u64 - 1;
-                let mut n = 0u64;
-                while let Some(m) = sub.next().await {
-                    let m = m.unwrap();
-                    assert_eq!(m.offset, n);
-                    assert_eq!(m.record.value.len(), VALUE);
-                    n += 1;
-                    if m.offset == last {
-                        break;
-                    }
-                }
-                n
-            })
-        };
-        // A well-behaved consumer acks everything the stalled one does not hold.
-        let good_consumer = {
-            let addr = addr.clone();
-            tokio::spawn(async move {
-                let c = Client::connect(&addr).await.unwrap();
-                let mut cons = c.consume(Source::Queue("work".into()), 100).await.unwrap();
-                let acker = cons.acker();
-                let mut got = std::collections::BTreeSet::new();
-                let mut to_ack = Vec::new();
-                while let Ok(Some(d)) =
-                    tokio::time::timeout(Duration::from_secs(3), cons.next()).await
-                {
-                    let d = d.unwrap();
-                    assert!(got.insert(d.offset), "{} delivered twice", d.offset);
-                    to_ack.push(d.id());
-                    if cons.buffered() == 0 {
-                        acker.ack(&to_ack).await.unwrap();
-                        to_ack.clear();
-                    }
-                }
-                acker.ack(&to_ack).await.unwrap();
-                got.len() as u64
-            })
-        };
-        for b in WARM_BATCHES..WARM_BATCHES + BULK_BATCHES {
-            c.publish("big", &big_batch(b)).await.unwrap();
+/// A well-behaved subscriber reads all of it.
+fn spawn_good_subscriber(addr: String) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let c = Client::connect(&addr).await.unwrap();
+        let opts = SubscribeOptions::named("good").from(Start::Earliest);
+        let mut sub = c.subscribe("big", opts).await.unwrap();
+        let last = (WARM_BATCHES + BULK_BATCHES) * PER_BATCH as u64 - 1;
+        let mut n = 0u64;
+        while let Some(m) = sub.next().await {
+            let m = m.unwrap();
+            assert_eq!(m.offset, n);
+            assert_eq!(m.record.value.len(), VALUE);
+            n += 1;
+            if m.offset == last {
+                break;
+            }
         }
-        let good_sub = tokio::time::timeout(Duration::from_secs(120), good_sub)
-            .await
-            .expect("the good subscriber kept up")
-            .unwrap();
-        let good_consumer = good_consumer.await.unwrap();
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let probes = probe.await.unwrap();
-        let after = server.rss_kib();
-        let q = c.describe_queue("work").await.unwrap();
-        (
-            after.saturating_sub(before),
-            before,
-            probes,
-            good_sub,
-            good_consumer,
-            q,
-        )
-    });
+        n
+    })
+}
+
+/// A well-behaved consumer acks everything the stalled one does not hold.
+fn spawn_good_consumer(addr: String) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let c = Client::connect(&addr).await.unwrap();
+        let mut cons = c.consume(Source::Queue("work".into()), 100).await.unwrap();
+        let acker = cons.acker();
+        let mut got = std::collections::BTreeSet::new();
+        let mut to_ack = Vec::new();
+        while let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(3), cons.next()).await {
+            let d = d.unwrap();
+            assert!(got.insert(d.offset), "{} delivered twice", d.offset);
+            to_ack.push(d.id());
+            if cons.buffered() == 0 {
+                acker.ack(&to_ack).await.unwrap();
+                to_ack.clear();
+            }
+        }
+        acker.ack(&to_ack).await.unwrap();
+        got.len() as u64
+    })
+}
+
+/// Everyone owed messages got them, memory stayed bounded and the probes kept their latency.
+fn check_stalled_run(run: &StalledRun) {
+    let StalledRun {
+        growth_kib,
+        before_kib,
+        probes,
+        good_sub,
+        good_consumer,
+        q,
+    } = run;
     let mut sorted = probes.clone();
     sorted.sort();
     let p50 = sorted[sorted.len() / 2];
@@ -394,7 +441,7 @@ fn stalled_consumer_and_subscriber_keep_memory_bounded_and_others_served() {
         probes.len()
     );
     assert_eq!(
-        good_sub,
+        *good_sub,
         (WARM_BATCHES + BULK_BATCHES) * PER_BATCH as u64,
         "the good subscriber got everything"
     );
@@ -406,7 +453,7 @@ fn stalled_consumer_and_subscriber_keep_memory_bounded_and_others_served() {
     );
     assert_eq!(q.depth, q.in_flight, "nothing is left undelivered: {q:?}");
     assert!(
-        growth_kib < 32 * 1024,
+        *growth_kib < 32 * 1024,
         "server memory grew by {growth_kib} KiB while stalled readers held 48 MiB of deliveries"
     );
     assert!(
@@ -418,8 +465,6 @@ fn stalled_consumer_and_subscriber_keep_memory_bounded_and_others_served() {
         p99 < Duration::from_millis(250),
         "publish round trips suffered: p50 {p50:?}, p99 {p99:?}"
     );
-    drop(stalled_sub);
-    drop(stalled_consumer);
 }
 
 /// Writes one request frame.

@@ -31,12 +31,35 @@ async fn the_pull_frontend_functions() {
     assert_eq!(b.topic_id("t").unwrap(), id);
     assert_eq!(b.topic_name(id).unwrap(), "t");
 
+    publish_to_a_chosen_partition(&b);
+    raw_reads_and_long_polls(&b).await;
+    list_offsets(&b);
+    committed_offsets_with_metadata(&b);
+    adding_partitions_and_routes(&b);
+
+    // Describe: per-partition figures and the id.
+    let info = b.describe_topic("t".into()).unwrap();
+    assert_eq!(info.partitions.len(), 5);
+    assert_eq!(info.partitions[2].end_offset, 2);
+    assert_eq!(info.partitions[2].subscribers[0].committed, 1);
+    assert_eq!(info.id, id.to_string());
+
+    // Deleted: gone by id too.
+    b.delete_topic("t").unwrap();
+    assert!(b.topic_name(id).is_err());
+}
+
+/// Two records to partition 2 of `t`.
+fn publish_to_a_chosen_partition(b: &Broker) {
     // Publish an encoded batch to a chosen partition.
     let log = b.partition_log("t", 2).unwrap();
     let p = publish(&log, batch(&["a", "b"]), true, || {}).unwrap();
     assert_eq!((p.base_offset, p.last_offset), (Offset(0), Offset(1)));
     assert!(b.partition_log("t", 3).is_err());
+}
 
+/// Partition 2 holds 2 records, partition 1 none until the long poll's publish.
+async fn raw_reads_and_long_polls(b: &Arc<Broker>) {
     // Raw reads: what is there at once, the whole batch holding the offset.
     let f = b
         .read_batches("t", 2, Offset(1), 1 << 20, Duration::from_secs(5))
@@ -81,7 +104,9 @@ async fn the_pull_frontend_functions() {
         .unwrap()
         .unwrap();
     assert_eq!(f.batches.len(), 1);
+}
 
+fn list_offsets(b: &Broker) {
     // List offsets.
     assert_eq!(
         b.list_offset("t", 2, OffsetSpec::Earliest).unwrap(),
@@ -96,7 +121,10 @@ async fn the_pull_frontend_functions() {
             .unwrap(),
         None
     );
+}
 
+/// Group `g` commits offset 1 of partition 2.
+fn committed_offsets_with_metadata(b: &Broker) {
     // Committed offsets of a group, with metadata, made by the first commit.
     assert_eq!(b.fetch_offset("g", "t", 2).unwrap(), None);
     let stored = b
@@ -108,7 +136,10 @@ async fn the_pull_frontend_functions() {
         Some((Offset(1), b"kafka-meta".to_vec()))
     );
     assert_eq!(b.fetch_offset("g", "t", 0).unwrap(), None);
+}
 
+/// `t` grows from 3 partitions to 5.
+fn adding_partitions_and_routes(b: &Broker) {
     // Adding partitions; a route with a stale count is refused, nothing appended.
     assert_eq!(b.add_partitions("t", 5).unwrap(), 5);
     assert!(b.add_partitions("t", 4).is_err());
@@ -136,17 +167,6 @@ async fn the_pull_frontend_functions() {
         );
     }
     assert_eq!(seen.len(), 5);
-
-    // Describe: per-partition figures and the id.
-    let info = b.describe_topic("t".into()).unwrap();
-    assert_eq!(info.partitions.len(), 5);
-    assert_eq!(info.partitions[2].end_offset, 2);
-    assert_eq!(info.partitions[2].subscribers[0].committed, 1);
-    assert_eq!(info.id, id.to_string());
-
-    // Deleted: gone by id too.
-    b.delete_topic("t").unwrap();
-    assert!(b.topic_name(id).is_err());
 }
 
 /// A group consumer's rounds start one partition further each time, so a full window never

@@ -14,8 +14,8 @@ use sluice_storage::fs::sim::{CrashMode, Fault, FaultError, OpKind, SimFs};
 use sluice_storage::offsets::set_offsets_snapshot_bytes;
 use sluice_storage::store::{dead_letter_headers as dlh, set_ack_snapshot_bytes};
 use sluice_storage::{
-    ConsumerId, Error, FsRef, LogConfig, ManualClock, Offset, QueueConfig, Record, Result, StartAt,
-    Store, StoreConfig,
+    ConsumerId, Error, FsRef, LogConfig, ManualClock, Offset, Queue, QueueConfig, Record, Result,
+    StartAt, Store, StoreConfig, Topic,
 };
 
 /// What the workload was told (confirmed) and what it attempted.
@@ -120,11 +120,22 @@ fn workload(sim: &SimFs, clock: &Arc<ManualClock>, seen: &mut Seen) -> Result<()
     Ok(())
 }
 
+/// Reopens the store after a crash (or none) and checks it against what the workload saw.
 fn check(sim: &SimFs, clock: &Arc<ManualClock>, seen: &Seen, label: &str) {
     let s = open(sim, clock).unwrap_or_else(|e| panic!("{label}: reopen failed: {e}"));
     if !seen.queue_created {
         return;
     }
+    check_queue(&s, seen, label);
+    if seen.subscribed {
+        check_topic(&s, seen, label);
+    }
+    s.close().unwrap();
+}
+
+/// Queue `q`: every confirmed message is kept, and each is available again, acked or
+/// dead-lettered, never two of these.
+fn check_queue(s: &Store, seen: &Seen, label: &str) {
     let q = s.queue("q").unwrap_or_else(|e| panic!("{label}: {e}"));
     // Segments go only below the ack floor.
     let start = q.log().start_offset();
@@ -137,7 +148,29 @@ fn check(sim: &SimFs, clock: &Arc<ManualClock>, seen: &Seen, label: &str) {
         assert_eq!(&r[0].1.value, v, "{label}: confirmed message {o} lost");
     }
     assert!(q.stats().ack_floor <= q.log().end_offset());
-    // Drain the queue.
+    let delivered = drain_queue(&q, seen, label);
+    let dead = dead_lettered(s);
+    for o in seen.published.keys() {
+        assert!(
+            *o < start.0
+                || delivered.contains(o)
+                || seen.ack_attempted.contains(o)
+                || dead.contains(o),
+            "{label}: message {o} neither available, acked nor dead-lettered"
+        );
+    }
+    assert!(
+        delivered.is_disjoint(&dead),
+        "{label}: dead letter delivered"
+    );
+    if label == "no crash" {
+        assert!(!dead.is_empty(), "the workload dead-letters something");
+    }
+}
+
+/// Delivers everything the queue has, to new consumers; the offsets delivered. None twice,
+/// none acked, and no attempt number at or below one handed out before.
+fn drain_queue(q: &Queue, seen: &Seen, label: &str) -> BTreeSet<u64> {
     let mut delivered = BTreeSet::new();
     let mut c = 100;
     loop {
@@ -162,6 +195,11 @@ fn check(sim: &SimFs, clock: &Arc<ManualClock>, seen: &Seen, label: &str) {
         }
         c += 1;
     }
+    delivered
+}
+
+/// The original offsets of the messages in `q.dlq` (none when it does not exist).
+fn dead_lettered(s: &Store) -> BTreeSet<u64> {
     let mut dead = BTreeSet::new();
     if let Ok(dlq) = s.queue("q.dlq") {
         for d in dlq.deliver(ConsumerId(9), 10_000).unwrap() {
@@ -174,71 +212,63 @@ fn check(sim: &SimFs, clock: &Arc<ManualClock>, seen: &Seen, label: &str) {
             dead.insert(String::from_utf8_lossy(&h.value).parse::<u64>().unwrap());
         }
     }
-    for o in seen.published.keys() {
-        assert!(
-            *o < start.0
-                || delivered.contains(o)
-                || seen.ack_attempted.contains(o)
-                || dead.contains(o),
-            "{label}: message {o} neither available, acked nor dead-lettered"
-        );
-    }
+    dead
+}
+
+/// Topic `t`: its confirmed messages and the subscriber's commit are kept, and group `g` gets
+/// back everything not acked.
+fn check_topic(s: &Store, seen: &Seen, label: &str) {
+    let t = s.topic("t").unwrap();
+    // Reclaim never passes the subscriber.
+    let start = t.log().start_offset();
     assert!(
-        delivered.is_disjoint(&dead),
-        "{label}: dead letter delivered"
+        start <= t.committed("sub", 0).map(|c| c.0).unwrap(),
+        "{label}: reclaimed past a reader"
     );
-    if label == "no crash" {
-        assert!(!dead.is_empty(), "the workload dead-letters something");
+    for (o, v) in seen.topic_published.range(start.0..) {
+        let r = t.log().read_records(Offset(*o), 1, 1 << 16);
+        let r = r.unwrap_or_else(|e| panic!("{label}: topic message {o}: {e}"));
+        assert_eq!(&r[0].1.value, v);
     }
-    if seen.subscribed {
-        let t = s.topic("t").unwrap();
-        // Reclaim never passes the subscriber.
-        let start = t.log().start_offset();
+    let c = t
+        .committed("sub", 0)
+        .map(|c| c.0)
+        .expect("confirmed subscriber");
+    assert!(c.0 >= seen.committed, "{label}: commit lost");
+    assert!(c <= t.log().end_offset());
+    // The group: nothing acked comes back, everything else does.
+    if let Ok(g) = t.group("g", cfg()).and_then(|g| g.queue(0)) {
+        check_group(&t, &g, seen, label);
+    }
+}
+
+/// Drains the group's queue: nothing acked or twice, and nothing the log still holds missing.
+fn check_group(t: &Topic, g: &Queue, seen: &Seen, label: &str) {
+    let mut got = BTreeSet::new();
+    loop {
+        let ds = g.deliver(ConsumerId(50 + got.len() as u64), 1_000).unwrap();
+        if ds.is_empty() {
+            break;
+        }
+        for d in ds {
+            assert!(
+                !seen.group_acked.contains(&d.offset.0),
+                "{label}: group redelivered an ack"
+            );
+            assert!(
+                got.insert(d.offset.0),
+                "{label}: group delivered {} twice",
+                d.offset
+            );
+        }
+    }
+    let gstart = t.log().start_offset().0;
+    for o in seen.topic_published.keys().filter(|&&o| o >= gstart) {
         assert!(
-            start <= t.committed("sub", 0).map(|c| c.0).unwrap(),
-            "{label}: reclaimed past a reader"
+            got.contains(o) || seen.group_ack_attempted.contains(o),
+            "{label}: group lost {o}"
         );
-        for (o, v) in seen.topic_published.range(start.0..) {
-            let r = t.log().read_records(Offset(*o), 1, 1 << 16);
-            let r = r.unwrap_or_else(|e| panic!("{label}: topic message {o}: {e}"));
-            assert_eq!(&r[0].1.value, v);
-        }
-        let c = t
-            .committed("sub", 0)
-            .map(|c| c.0)
-            .expect("confirmed subscriber");
-        assert!(c.0 >= seen.committed, "{label}: commit lost");
-        assert!(c <= t.log().end_offset());
-        // The group: nothing acked comes back, everything else does.
-        if let Ok(g) = t.group("g", cfg()).and_then(|g| g.queue(0)) {
-            let mut got = BTreeSet::new();
-            loop {
-                let ds = g.deliver(ConsumerId(50 + got.len() as u64), 1_000).unwrap();
-                if ds.is_empty() {
-                    break;
-                }
-                for d in ds {
-                    assert!(
-                        !seen.group_acked.contains(&d.offset.0),
-                        "{label}: group redelivered an ack"
-                    );
-                    assert!(
-                        got.insert(d.offset.0),
-                        "{label}: group delivered {} twice",
-                        d.offset
-                    );
-                }
-            }
-            let gstart = t.log().start_offset().0;
-            for o in seen.topic_published.keys().filter(|&&o| o >= gstart) {
-                assert!(
-                    got.contains(o) || seen.group_ack_attempted.contains(o),
-                    "{label}: group lost {o}"
-                );
-            }
-        }
     }
-    s.close().unwrap();
 }
 
 #[test]

@@ -281,6 +281,32 @@ fn print_offsets(out: &Out, p: &Published) {
     flush();
 }
 
+/// Lines of standard input, without their line ends, read by a thread of their own.
+fn stdin_lines() -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(4 * STDIN_BATCH);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            let mut line = Vec::new();
+            match stdin.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    if line.last() == Some(&b'\n') {
+                        line.pop();
+                        if line.last() == Some(&b'\r') {
+                            line.pop();
+                        }
+                    }
+                    if tx.blocking_send(line).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
 async fn publish(c: &Client, out: &Out, a: PublishArgs) -> Result<()> {
     let target = Target::Any(a.name.clone());
     if !a.messages.is_empty() {
@@ -307,27 +333,7 @@ async fn publish(c: &Client, out: &Out, a: PublishArgs) -> Result<()> {
         None => Route::Any,
     };
     // stdin: a thread reads lines; batches are whatever arrived, pipelined, printed in order.
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4 * STDIN_BATCH);
-    std::thread::spawn(move || {
-        let mut stdin = std::io::stdin().lock();
-        loop {
-            let mut line = Vec::new();
-            match stdin.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {
-                    if line.last() == Some(&b'\n') {
-                        line.pop();
-                        if line.last() == Some(&b'\r') {
-                            line.pop();
-                        }
-                    }
-                    if tx.blocking_send(line).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
+    let mut rx = stdin_lines();
     let mut inflight: VecDeque<JoinHandle<Result<Published, sluice::client::ClientError>>> =
         VecDeque::new();
     let mut eof = false;

@@ -24,6 +24,30 @@ use super::metadata::topic_uuid;
 use super::{error_code, valid_topic_name, KafkaContext};
 use crate::broker::ErrorKind;
 
+/// The partition count a CreateTopics entry asks for, or why it cannot be served here.
+fn check_creatable(ctx: &KafkaContext, t: &CreatableTopic) -> Result<u32, (i16, String)> {
+    let partitions = match t.num_partitions {
+        -1 => ctx.default_partitions,
+        n if n > 0 => n as u32,
+        n => {
+            let m = format!("num_partitions {n}");
+            return Err((ResponseError::InvalidPartitions.code(), m));
+        }
+    };
+    if !matches!(t.replication_factor, -1 | 1) {
+        let m = format!(
+            "replication factor {} on a one-node cluster (1 or -1 only)",
+            t.replication_factor
+        );
+        return Err((ResponseError::InvalidReplicationFactor.code(), m));
+    }
+    if !t.assignments.is_empty() {
+        let m = "manual replica assignments are not supported".to_string();
+        return Err((ResponseError::InvalidReplicaAssignment.code(), m));
+    }
+    Ok(partitions)
+}
+
 /// Creates (or checks) one topic; its result.
 fn create_one(
     ctx: &KafkaContext,
@@ -43,25 +67,10 @@ fn create_one(
         let m = format!("{name:?} is not a valid topic name (1 to 200 of [A-Za-z0-9._-])");
         return refuse(r, ResponseError::InvalidTopicException.code(), m);
     }
-    let partitions = match t.num_partitions {
-        -1 => ctx.default_partitions,
-        n if n > 0 => n as u32,
-        n => {
-            let m = format!("num_partitions {n}");
-            return refuse(r, ResponseError::InvalidPartitions.code(), m);
-        }
+    let partitions = match check_creatable(ctx, &t) {
+        Ok(p) => p,
+        Err((code, m)) => return refuse(r, code, m),
     };
-    if !matches!(t.replication_factor, -1 | 1) {
-        let m = format!(
-            "replication factor {} on a one-node cluster (1 or -1 only)",
-            t.replication_factor
-        );
-        return refuse(r, ResponseError::InvalidReplicationFactor.code(), m);
-    }
-    if !t.assignments.is_empty() {
-        let m = "manual replica assignments are not supported".to_string();
-        return refuse(r, ResponseError::InvalidReplicaAssignment.code(), m);
-    }
     let broker = &ctx.broker;
     let configs = t
         .configs

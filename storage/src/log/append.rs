@@ -3,6 +3,7 @@
 
 use super::producers::{ProducerBatch, ProducerTable, Verdict, PRODUCER_SCAN_BYTES_MAX};
 use super::*;
+use std::sync::MutexGuard;
 
 /// What an idempotent append did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,27 +105,7 @@ impl Log {
         self.check_writable()?;
         let cfg = &self.shared.config;
         let now = now_ms();
-        let needs_roll = |st: &State| {
-            let active = st.active();
-            let too_big = active.size + batch.len() as u64 > cfg.segment_bytes_max;
-            let too_old = cfg
-                .segment_ms_max
-                .is_some_and(|ms| now.saturating_sub(active.opened_ms) >= ms_i64(ms));
-            !active.is_empty() && (too_big || too_old)
-        };
-        let mut st = lock(&self.shared.state);
-        let mut _leader = None;
-        if !st.closed && needs_roll(&st) {
-            // A roll must not run while a group-commit leader writes the active segment
-            // outside the state lock: take the sync lock first (lock order: sync, then state).
-            drop(st);
-            _leader = Some(lock(&self.shared.sync_lock));
-            st = lock(&self.shared.state);
-            self.check_writable()?;
-            if !st.closed && needs_roll(&st) {
-                self.roll(&mut st, now)?;
-            }
-        }
+        let (mut st, _leader) = self.lock_rolled(batch.len() as u64, now)?;
         if st.closed {
             return Err(Error::Closed);
         }
@@ -172,6 +153,39 @@ impl Log {
             base_offset: base,
             last_offset: h.last_offset(),
         }))
+    }
+
+    /// Locks the state for an append of `batch_bytes`, rolling the active segment first when
+    /// the batch would overflow it or it is too old. Returns the sync lock too when a roll
+    /// needed it, to be held until the append is done.
+    fn lock_rolled(
+        &self,
+        batch_bytes: u64,
+        now: i64,
+    ) -> Result<(MutexGuard<'_, State>, Option<MutexGuard<'_, ()>>)> {
+        let cfg = &self.shared.config;
+        let needs_roll = |st: &State| {
+            let active = st.active();
+            let too_big = active.size + batch_bytes > cfg.segment_bytes_max;
+            let too_old = cfg
+                .segment_ms_max
+                .is_some_and(|ms| now.saturating_sub(active.opened_ms) >= ms_i64(ms));
+            !active.is_empty() && (too_big || too_old)
+        };
+        let mut st = lock(&self.shared.state);
+        let mut leader = None;
+        if !st.closed && needs_roll(&st) {
+            // A roll must not run while a group-commit leader writes the active segment
+            // outside the state lock: take the sync lock first (lock order: sync, then state).
+            drop(st);
+            leader = Some(lock(&self.shared.sync_lock));
+            st = lock(&self.shared.state);
+            self.check_writable()?;
+            if !st.closed && needs_roll(&st) {
+                self.roll(&mut st, now)?;
+            }
+        }
+        Ok((st, leader))
     }
 
     /// Builds the producer table from the end of the log, once per open, before the first

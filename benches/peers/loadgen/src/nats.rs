@@ -114,6 +114,36 @@ struct Published {
 async fn publish(a: &Args, subject: &str) -> anyhow::Result<Report> {
     let w = &a.workload;
     let (_admin_client, admin) = connect(&a.url, "bench-admin".into()).await?;
+    prepare_stream(&admin, a, subject).await?;
+    let before = stream_messages(&admin, &a.stream).await?;
+
+    let barrier = Arc::new(Barrier::new(w.producers + 1));
+    let tasks = spawn_producers(a, subject, &barrier).await?;
+    barrier.wait().await;
+    let start = Instant::now();
+
+    let total = collect_published(tasks).await?;
+    let elapsed = total
+        .last_ack
+        .unwrap_or(start)
+        .saturating_duration_since(start);
+
+    let problems = publish_problems(&admin, a, before, &total).await;
+    let check = check_of(&problems);
+    Ok(Report::new(
+        SYSTEM,
+        DURABILITY,
+        w,
+        total.acked,
+        elapsed,
+        &total.latency,
+        check,
+    ))
+}
+
+/// The work-queue stream the producers publish to: deleted and created again with `--fresh`,
+/// else created only if missing.
+async fn prepare_stream(admin: &jetstream::Context, a: &Args, subject: &str) -> anyhow::Result<()> {
     let stream_config = stream::Config {
         name: a.stream.clone(),
         subjects: vec![subject.to_string()],
@@ -145,10 +175,18 @@ async fn publish(a: &Args, subject: &str) -> anyhow::Result<Report> {
             .await
             .with_context(|| format!("getting or creating stream {}", a.stream))?;
     }
-    let before = stream_messages(&admin, &a.stream).await?;
+    Ok(())
+}
 
+/// One connection and task per producer, each sharing out `--messages`; every task waits on
+/// `barrier` before its first publish.
+async fn spawn_producers(
+    a: &Args,
+    subject: &str,
+    barrier: &Arc<Barrier>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<Published>>> {
+    let w = &a.workload;
     let producers = w.producers as u64;
-    let barrier = Arc::new(Barrier::new(w.producers + 1));
     let mut tasks = Vec::with_capacity(w.producers);
     for p in 0..producers {
         let count = w.messages / producers + u64::from(p < w.messages % producers);
@@ -166,9 +204,13 @@ async fn publish(a: &Args, subject: &str) -> anyhow::Result<Report> {
             produce(js, subject, p, count, window, bytes).await
         }));
     }
-    barrier.wait().await;
-    let start = Instant::now();
+    Ok(tasks)
+}
 
+/// Every producer's counts added up; the first error is the first producer's that had one.
+async fn collect_published(
+    tasks: Vec<tokio::task::JoinHandle<Published>>,
+) -> anyhow::Result<Published> {
     let mut total = Published::default();
     for t in tasks {
         let r = t.await.context("producer task panicked")?;
@@ -180,11 +222,17 @@ async fn publish(a: &Args, subject: &str) -> anyhow::Result<Report> {
         total.latency.add(&r.latency);
         total.last_ack = total.last_ack.max(r.last_ack);
     }
-    let elapsed = total
-        .last_ack
-        .unwrap_or(start)
-        .saturating_duration_since(start);
+    Ok(total)
+}
 
+/// Failed or missing acks, and a stream that did not grow by exactly what was acked.
+async fn publish_problems(
+    admin: &jetstream::Context,
+    a: &Args,
+    before: u64,
+    total: &Published,
+) -> Vec<String> {
+    let w = &a.workload;
     let mut problems = Vec::new();
     if total.errors > 0 {
         problems.push(format!(
@@ -196,7 +244,7 @@ async fn publish(a: &Args, subject: &str) -> anyhow::Result<Report> {
     } else if total.acked != w.messages {
         problems.push(format!("{} of {} publishes acked", total.acked, w.messages));
     }
-    match stream_messages(&admin, &a.stream).await {
+    match stream_messages(admin, &a.stream).await {
         Ok(after) if after != before + total.acked => problems.push(format!(
             "stream holds {after} messages, expected {before} + {} acked",
             total.acked
@@ -204,16 +252,7 @@ async fn publish(a: &Args, subject: &str) -> anyhow::Result<Report> {
         Ok(_) => {}
         Err(e) => problems.push(format!("{e:#}")),
     }
-    let check = check_of(&problems);
-    Ok(Report::new(
-        SYSTEM,
-        DURABILITY,
-        w,
-        total.acked,
-        elapsed,
-        &total.latency,
-        check,
-    ))
+    problems
 }
 
 /// One producer: `count` messages, at most `window` of them awaiting their PubAck.
@@ -300,6 +339,65 @@ struct Consumed {
 async fn consume(a: &Args) -> anyhow::Result<Report> {
     let w = &a.workload;
     let (_admin_client, admin) = connect(&a.url, "bench-admin".into()).await?;
+    let (s, before) = replace_consumer(&admin, a).await?;
+
+    let received = Arc::new(AtomicU64::new(0));
+    let (done_tx, done_rx) = watch::channel(false);
+    let done_tx = Arc::new(done_tx);
+    let barrier = Arc::new(Barrier::new(w.producers + 1));
+    let tasks = spawn_pullers(a, &barrier, &received, &done_tx, &done_rx).await?;
+    barrier.wait().await;
+    let start = Instant::now();
+
+    let stalled = watch_for_stall(done_rx.clone(), &received, &done_tx).await;
+
+    let mut total = ConsumeTotals {
+        keys: Vec::with_capacity(w.messages as usize),
+        bad_bodies: 0,
+        redelivered: 0,
+        errors: Vec::new(),
+        end: start,
+    };
+    for t in tasks {
+        let r = t.await.context("consumer task panicked")?;
+        total.keys.extend(r.keys);
+        total.bad_bodies += r.bad_bodies;
+        total.redelivered += r.redelivered;
+        total.errors.extend(r.error);
+        total.end = total.end.max(r.end.unwrap_or(start));
+    }
+    let elapsed = total.end - start;
+    let got = total.keys.len() as u64;
+
+    let problems = consume_problems(w, &s, before, stalled, total).await;
+    let check = check_of(&problems);
+    Ok(Report::new(
+        SYSTEM,
+        DURABILITY,
+        w,
+        got,
+        elapsed,
+        &Latency::default(),
+        check,
+    ))
+}
+
+/// Every consuming connection's results put together.
+struct ConsumeTotals {
+    keys: Vec<u128>,
+    bad_bodies: u64,
+    redelivered: u64,
+    errors: Vec<String>,
+    end: Instant,
+}
+
+/// Checks the stream holds at least `--messages`, then replaces the durable pull consumer.
+/// Returns the stream and how many messages it held.
+async fn replace_consumer(
+    admin: &jetstream::Context,
+    a: &Args,
+) -> anyhow::Result<(stream::Stream, u64)> {
+    let w = &a.workload;
     let s = admin
         .get_stream(&a.stream)
         .await
@@ -338,11 +436,19 @@ async fn consume(a: &Args) -> anyhow::Result<Report> {
     s.create_consumer(consumer_config)
         .await
         .context("creating the durable pull consumer")?;
+    Ok((s, before))
+}
 
-    let received = Arc::new(AtomicU64::new(0));
-    let (done_tx, done_rx) = watch::channel(false);
-    let done_tx = Arc::new(done_tx);
-    let barrier = Arc::new(Barrier::new(w.producers + 1));
+/// One connection, pull subscription and task per consumer (`--producers` of them); every
+/// task waits on `barrier` before its first pull request.
+async fn spawn_pullers(
+    a: &Args,
+    barrier: &Arc<Barrier>,
+    received: &Arc<AtomicU64>,
+    done_tx: &Arc<watch::Sender<bool>>,
+    done_rx: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<Consumed>>> {
+    let w = &a.workload;
     let mut tasks = Vec::with_capacity(w.producers);
     for c in 0..w.producers {
         let (client, js) = connect(&a.url, format!("bench-consumer-{c}")).await?;
@@ -378,45 +484,43 @@ async fn consume(a: &Args) -> anyhow::Result<Report> {
                 .await
         }));
     }
-    barrier.wait().await;
-    let start = Instant::now();
+    Ok(tasks)
+}
 
-    // Stall watch: no progress for STALL ends the run.
-    let mut stalled = false;
-    {
-        let mut done_rx = done_rx.clone();
-        let mut last = 0;
-        let mut last_change = Instant::now();
-        loop {
-            tokio::select! {
-                _ = done_rx.wait_for(|d| *d) => break,
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-            let now = received.load(Ordering::Relaxed);
-            if now != last {
-                (last, last_change) = (now, Instant::now());
-            } else if last_change.elapsed() >= STALL {
-                stalled = true;
-                done_tx.send_replace(true);
-                break;
-            }
+/// Stall watch: returns once the consumers are done, or, after no progress for STALL, tells
+/// them to stop and returns true.
+async fn watch_for_stall(
+    mut done_rx: watch::Receiver<bool>,
+    received: &AtomicU64,
+    done_tx: &watch::Sender<bool>,
+) -> bool {
+    let mut last = 0;
+    let mut last_change = Instant::now();
+    loop {
+        tokio::select! {
+            _ = done_rx.wait_for(|d| *d) => return false,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        let now = received.load(Ordering::Relaxed);
+        if now != last {
+            (last, last_change) = (now, Instant::now());
+        } else if last_change.elapsed() >= STALL {
+            done_tx.send_replace(true);
+            return true;
         }
     }
+}
 
-    let mut keys = Vec::with_capacity(w.messages as usize);
-    let (mut bad_bodies, mut redelivered, mut errors) = (0, 0, Vec::new());
-    let mut end = start;
-    for t in tasks {
-        let r = t.await.context("consumer task panicked")?;
-        keys.extend(r.keys);
-        bad_bodies += r.bad_bodies;
-        redelivered += r.redelivered;
-        errors.extend(r.error);
-        end = end.max(r.end.unwrap_or(start));
-    }
-    let elapsed = end - start;
-    let got = keys.len() as u64;
-
+/// What went wrong in a consume run: a stall, the connections' errors, a wrong count, bad
+/// bodies, redeliveries, gaps or duplicates, and a stream that did not shrink by what was acked.
+async fn consume_problems(
+    w: &Workload,
+    s: &stream::Stream,
+    before: u64,
+    stalled: bool,
+    mut total: ConsumeTotals,
+) -> Vec<String> {
+    let got = total.keys.len() as u64;
     let mut problems = Vec::new();
     if stalled {
         problems.push(format!(
@@ -424,35 +528,26 @@ async fn consume(a: &Args) -> anyhow::Result<Report> {
             STALL.as_secs()
         ));
     }
-    problems.extend(errors);
+    problems.extend(total.errors);
     if got != w.messages {
         problems.push(format!("received {got} of {} messages", w.messages));
     }
-    if bad_bodies > 0 {
+    if total.bad_bodies > 0 {
         problems.push(format!(
-            "{bad_bodies} bodies not {} bytes long",
-            w.message_bytes
+            "{} bodies not {} bytes long",
+            total.bad_bodies, w.message_bytes
         ));
     }
-    if redelivered > 0 {
-        problems.push(format!("{redelivered} redeliveries"));
+    if total.redelivered > 0 {
+        problems.push(format!("{} redeliveries", total.redelivered));
     }
     // Draining the stream, every producer's sequences come out whole. Taking part of it, the
     // consumers stop with messages pulled and left unacked (redelivered to a later run), which
     // leaves gaps and pending acks: then only duplicates and the stream's count are checked.
     let whole = before == w.messages;
-    problems.extend(check_sequences(&mut keys, whole));
-    problems.extend(check_acked(&s, before - got, whole).await);
-    let check = check_of(&problems);
-    Ok(Report::new(
-        SYSTEM,
-        DURABILITY,
-        w,
-        got,
-        elapsed,
-        &Latency::default(),
-        check,
-    ))
+    problems.extend(check_sequences(&mut total.keys, whole));
+    problems.extend(check_acked(s, before - got, whole).await);
+    problems
 }
 
 /// One consuming connection of the shared durable consumer. It pulls explicitly rather than
@@ -490,16 +585,8 @@ impl Puller {
         let mut outstanding = 0;
         loop {
             if outstanding == 0 {
-                let sent = self
-                    .client
-                    .publish_with_reply(
-                        self.api.clone(),
-                        self.inbox.clone(),
-                        self.request.clone().into(),
-                    )
-                    .await;
-                if let Err(e) = sent {
-                    fail(&mut out, format!("pull request: {e}"));
+                if let Err(e) = self.request_next().await {
+                    fail(&mut out, e);
                     break;
                 }
                 outstanding = self.window;
@@ -534,26 +621,9 @@ impl Puller {
             if n >= target {
                 break;
             }
-            let body = msg.payload.clone();
-            let msg = jetstream::Message {
-                message: msg,
-                context: self.js.clone(),
-            };
-            // A plain ack: an empty message to the reply subject, no reply awaited.
-            if let Err(e) = msg.ack().await {
-                fail(&mut out, format!("ack: {e}"));
+            if let Err(e) = self.ack_and_count(msg, bytes, &mut out).await {
+                fail(&mut out, e);
                 break;
-            }
-            if body.len() != bytes {
-                out.bad_bodies += 1;
-            }
-            if body.len() >= HEADER {
-                let p = u64::from_be_bytes(body[..8].try_into().expect("8 bytes"));
-                let s = u64::from_be_bytes(body[8..HEADER].try_into().expect("8 bytes"));
-                out.keys.push(u128::from(p) << 64 | u128::from(s));
-            }
-            if msg.info().map(|i| i.delivered > 1).unwrap_or(false) {
-                out.redelivered += 1;
             }
             if n + 1 == target {
                 done_tx.send_replace(true);
@@ -566,6 +636,49 @@ impl Puller {
         }
         out.end = Some(Instant::now());
         out
+    }
+
+    /// Asks the consumer for the next `window` messages, delivered to this connection's inbox.
+    async fn request_next(&self) -> Result<(), String> {
+        self.client
+            .publish_with_reply(
+                self.api.clone(),
+                self.inbox.clone(),
+                self.request.clone().into(),
+            )
+            .await
+            .map_err(|e| format!("pull request: {e}"))
+    }
+
+    /// Acks one message, then counts it in `out`: its key, a body of the wrong size, a
+    /// redelivery.
+    async fn ack_and_count(
+        &self,
+        msg: async_nats::Message,
+        bytes: usize,
+        out: &mut Consumed,
+    ) -> Result<(), String> {
+        let body = msg.payload.clone();
+        let msg = jetstream::Message {
+            message: msg,
+            context: self.js.clone(),
+        };
+        // A plain ack: an empty message to the reply subject, no reply awaited.
+        if let Err(e) = msg.ack().await {
+            return Err(format!("ack: {e}"));
+        }
+        if body.len() != bytes {
+            out.bad_bodies += 1;
+        }
+        if body.len() >= HEADER {
+            let p = u64::from_be_bytes(body[..8].try_into().expect("8 bytes"));
+            let s = u64::from_be_bytes(body[8..HEADER].try_into().expect("8 bytes"));
+            out.keys.push(u128::from(p) << 64 | u128::from(s));
+        }
+        if msg.info().map(|i| i.delivered > 1).unwrap_or(false) {
+            out.redelivered += 1;
+        }
+        Ok(())
     }
 }
 

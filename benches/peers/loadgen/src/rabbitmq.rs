@@ -19,6 +19,7 @@
 //! Every body starts with the producer id and the sequence number (big-endian u64 each).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use futures::future::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
+use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
@@ -456,24 +458,7 @@ async fn consumer(
                     // goes back to the queue when the channel closes.
                     continue;
                 }
-                if delivery.data.len() != bytes {
-                    out.wrong_size += 1;
-                }
-                if delivery.redelivered {
-                    out.redelivered += 1;
-                }
-                let head = delivery.data.get(..HEADER).unwrap_or(&[0xff; HEADER]);
-                let p = u64::from_be_bytes(head[..8].try_into().unwrap_or([0xff; 8]));
-                let s = u64::from_be_bytes(head[8..].try_into().unwrap_or([0xff; 8]));
-                out.seen.push((p, s));
-                let acker = delivery.acker;
-                acks.push(async move {
-                    acker
-                        .ack(BasicAckOptions { multiple: false })
-                        .await
-                        .context("basic.ack")
-                        .and_then(|ok| if ok { Ok(()) } else { bail!("delivery acked twice") })
-                });
+                acks.push(record(&mut out, delivery, bytes));
                 if n + 1 == total {
                     done_tx.send_replace(true);
                     done = true;
@@ -481,6 +466,51 @@ async fn consumer(
             }
         }
     }
+    finish(ch, index, tag, acks).await?;
+    out.finished = Instant::now();
+    Ok(out)
+}
+
+/// Counts one delivery in `out` (its producer and sequence, a body of the wrong size, a
+/// redelivery) and returns its ack, to be sent.
+fn record(
+    out: &mut Consumed,
+    delivery: Delivery,
+    bytes: usize,
+) -> impl Future<Output = Result<()>> {
+    if delivery.data.len() != bytes {
+        out.wrong_size += 1;
+    }
+    if delivery.redelivered {
+        out.redelivered += 1;
+    }
+    let head = delivery.data.get(..HEADER).unwrap_or(&[0xff; HEADER]);
+    let p = u64::from_be_bytes(head[..8].try_into().unwrap_or([0xff; 8]));
+    let s = u64::from_be_bytes(head[8..].try_into().unwrap_or([0xff; 8]));
+    out.seen.push((p, s));
+    let acker = delivery.acker;
+    async move {
+        acker
+            .ack(BasicAckOptions { multiple: false })
+            .await
+            .context("basic.ack")
+            .and_then(|ok| {
+                if ok {
+                    Ok(())
+                } else {
+                    bail!("delivery acked twice")
+                }
+            })
+    }
+}
+
+/// Waits for the acks still being sent, then cancels the consumer and closes its channel.
+async fn finish<F: Future<Output = Result<()>>>(
+    ch: &Channel,
+    index: usize,
+    tag: ShortString,
+    mut acks: FuturesUnordered<F>,
+) -> Result<()> {
     while let Some(r) = acks.next().await {
         r?;
     }
@@ -493,8 +523,7 @@ async fn consumer(
     ch.close(200, "OK".into())
         .await
         .with_context(|| format!("consumer {index}: closing the channel"))?;
-    out.finished = Instant::now();
-    Ok(out)
+    Ok(())
 }
 
 /// Every producer's sequence numbers 0..its share, exactly once each; in order per producer

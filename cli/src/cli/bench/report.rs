@@ -59,35 +59,40 @@ pub(super) fn print(
     if json_out {
         println!("{report}");
     } else {
-        println!(
-            "{} {:?} over {:?}: {} producers, {} consumers, {} B messages, batches of {}, {} in flight",
-            report["server"].as_str().unwrap_or_default(),
-            a.mode,
-            a.protocol,
-            a.producers,
-            a.consumers,
-            a.message_bytes,
-            a.batch,
-            a.inflight
-        );
-        println!(
-            "publish:  {:>12.0} msgs/s {:>9.1} MB/s  confirm p50 {} p99 {} p99.9 {} max {} (us, per batch)",
-            report["publish"]["msgs_per_s"].as_f64().unwrap_or(0.0),
-            report["publish"]["mb_per_s"].as_f64().unwrap_or(0.0),
-            report["publish"]["confirm_latency_per_batch"]["p50_us"],
-            report["publish"]["confirm_latency_per_batch"]["p99_us"],
-            report["publish"]["confirm_latency_per_batch"]["p999_us"],
-            report["publish"]["confirm_latency_per_batch"]["max_us"],
-        );
-        println!(
-            "delivery: {:>12.0} msgs/s {:>9.1} MB/s  publish-to-delivery p50 {} p99 {} p99.9 {} max {} (us)",
-            report["delivery"]["msgs_per_s"].as_f64().unwrap_or(0.0),
-            report["delivery"]["mb_per_s"].as_f64().unwrap_or(0.0),
-            report["delivery"]["publish_to_delivery_latency"]["p50_us"],
-            report["delivery"]["publish_to_delivery_latency"]["p99_us"],
-            report["delivery"]["publish_to_delivery_latency"]["p999_us"],
-            report["delivery"]["publish_to_delivery_latency"]["max_us"],
-        );
-        println!("check:    {}", report["check"].as_str().unwrap_or_default());
+        print_for_people(&report, a);
     }
+}
+
+/// The report as lines for people.
+fn print_for_people(report: &serde_json::Value, a: &BenchArgs) {
+    println!(
+        "{} {:?} over {:?}: {} producers, {} consumers, {} B messages, batches of {}, {} in flight",
+        report["server"].as_str().unwrap_or_default(),
+        a.mode,
+        a.protocol,
+        a.producers,
+        a.consumers,
+        a.message_bytes,
+        a.batch,
+        a.inflight
+    );
+    println!(
+        "publish:  {:>12.0} msgs/s {:>9.1} MB/s  confirm p50 {} p99 {} p99.9 {} max {} (us, per batch)",
+        report["publish"]["msgs_per_s"].as_f64().unwrap_or(0.0),
+        report["publish"]["mb_per_s"].as_f64().unwrap_or(0.0),
+        report["publish"]["confirm_latency_per_batch"]["p50_us"],
+        report["publish"]["confirm_latency_per_batch"]["p99_us"],
+        report["publish"]["confirm_latency_per_batch"]["p999_us"],
+        report["publish"]["confirm_latency_per_batch"]["max_us"],
+    );
+    println!(
+        "delivery: {:>12.0} msgs/s {:>9.1} MB/s  publish-to-delivery p50 {} p99 {} p99.9 {} max {} (us)",
+        report["delivery"]["msgs_per_s"].as_f64().unwrap_or(0.0),
+        report["delivery"]["mb_per_s"].as_f64().unwrap_or(0.0),
+        report["delivery"]["publish_to_delivery_latency"]["p50_us"],
+        report["delivery"]["publish_to_delivery_latency"]["p99_us"],
+        report["delivery"]["publish_to_delivery_latency"]["p999_us"],
+        report["delivery"]["publish_to_delivery_latency"]["max_us"],
+    );
+    println!("check:    {}", report["check"].as_str().unwrap_or_default());
 }

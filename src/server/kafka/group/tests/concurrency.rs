@@ -29,6 +29,14 @@ fn join_all(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_joins_rejoins_syncs_and_a_leave_agree_on_one_generation() {
     let fx = fixture();
+    let ids = first_joins_get_distinct_member_ids(&fx);
+    let leader = second_joins_agree_on_one_leader(&fx, &ids);
+    everyone_syncs_at_once(&fx, &ids).await;
+    rejoins_and_a_leave_agree_on_the_next_generation(&fx, &ids, &leader).await;
+}
+
+/// Returns the member ids, one per member.
+fn first_joins_get_distinct_member_ids(fx: &Fx) -> Vec<String> {
     // First JoinGroups (MEMBER_ID_REQUIRED) from many threads at once.
     let firsts: Vec<_> = (0..MEMBERS)
         .map(|_| {
@@ -51,7 +59,12 @@ async fn concurrent_joins_rejoins_syncs_and_a_leave_agree_on_one_generation() {
     unique.dedup();
     assert_eq!(unique.len(), MEMBERS);
 
-    let mut parked: Vec<_> = join_all(&fx.coord, &ids)
+    ids
+}
+
+/// Every member joins again with its id: generation 1, one leader. Returns the leader's id.
+fn second_joins_agree_on_one_leader(fx: &Fx, ids: &[String]) -> String {
+    let mut parked: Vec<_> = join_all(&fx.coord, ids)
         .into_iter()
         .map(|t| t.join().expect("thread"))
         .collect();
@@ -70,6 +83,11 @@ async fn concurrent_joins_rejoins_syncs_and_a_leave_agree_on_one_generation() {
         .collect();
     assert_eq!(lists, vec![MEMBERS], "one leader with every member");
 
+    leader
+}
+
+/// Every member syncs from its own thread; each gets the assignment the leader gave it.
+async fn everyone_syncs_at_once(fx: &Fx, ids: &[String]) {
     // Everyone syncs at once; followers may come before or after the leader.
     let syncs: Vec<_> = ids
         .iter()
@@ -110,19 +128,22 @@ async fn concurrent_joins_rejoins_syncs_and_a_leave_agree_on_one_generation() {
         );
     }
     assert_eq!(fx.state(), Some("Stable"));
+}
 
+/// Generation 2: the leader and all but one follower rejoin while that one leaves.
+async fn rejoins_and_a_leave_agree_on_the_next_generation(fx: &Fx, ids: &[String], leader: &str) {
     // The leader's rejoin starts a rebalance (a follower rejoining unchanged in Stable would
     // just get the current generation); then the others rejoin at once while the last leaves.
     let leaving = ids
         .iter()
-        .find(|id| **id != leader)
+        .find(|id| *id != leader)
         .expect("a follower")
         .clone();
-    let mut lead = fx.start_join(join_req(&leader, RANGE), 9);
+    let mut lead = fx.start_join(join_req(leader, RANGE), 9);
     assert!(is_parked(&mut lead));
     let followers: Vec<String> = ids
         .iter()
-        .filter(|id| **id != leader && **id != leaving)
+        .filter(|id| *id != leader && **id != leaving)
         .cloned()
         .collect();
     let rejoins = join_all(&fx.coord, &followers);
