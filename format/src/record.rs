@@ -39,6 +39,7 @@ pub(crate) fn unzigzag(v: u64) -> i64 {
 }
 
 /// Reads a varint at `*pos`, advancing it; `None` when truncated or longer than 10 bytes.
+#[inline]
 pub(crate) fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
     let mut v: u64 = 0;
     for i in 0..10 {
@@ -52,6 +53,7 @@ pub(crate) fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
     None
 }
 
+#[inline]
 fn get_bytes<'a>(b: &'a [u8], pos: &mut usize, len: u64) -> Option<&'a [u8]> {
     let len = usize::try_from(len).ok()?;
     let end = pos.checked_add(len)?;
@@ -186,6 +188,31 @@ pub struct RecordIter<'a> {
 }
 
 impl<'a> RecordIter<'a> {
+    /// Moves past the records before `offset` reading only their length fields, for a reader
+    /// that wants the rest of a batch it has already been through (the skipped records are
+    /// not checked; the first one that cannot even be skipped is left for [`Iterator::next`]
+    /// to report).
+    pub fn skip_to(&mut self, offset: Offset) {
+        while !self.failed && self.remaining > 0 && self.next_offset < offset {
+            let mut p = self.pos;
+            let len = match self.layout {
+                Layout::V1 { .. } => get_varint(self.bytes, &mut p),
+                Layout::Kafka { .. } => {
+                    get_varint(self.bytes, &mut p).and_then(|v| u64::try_from(unzigzag(v)).ok())
+                }
+            };
+            let end = len
+                .and_then(|l| usize::try_from(l).ok())
+                .and_then(|l| p.checked_add(l))
+                .filter(|&e| e <= self.bytes.len());
+            let Some(end) = end else { return };
+            self.pos = end;
+            self.remaining -= 1;
+            self.index += 1;
+            self.next_offset = self.next_offset.add(1);
+        }
+    }
+
     fn parse_one(&mut self) -> Option<RecordView<'a>> {
         let view = match self.layout {
             Layout::V1 { first_ts } => self.parse_v1(first_ts)?,

@@ -28,16 +28,19 @@ pub(crate) struct KafkaRecord<'a> {
     pub(crate) end: usize,
 }
 
+#[inline]
 fn get_i32(b: &[u8], pos: &mut usize) -> Option<i32> {
     i32::try_from(unzigzag(get_varint(b, pos)?)).ok()
 }
 
+#[inline]
 fn get_i64(b: &[u8], pos: &mut usize) -> Option<i64> {
     Some(unzigzag(get_varint(b, pos)?))
 }
 
 /// Bytes of length `len` at `*pos` (advancing it); `None` for a length below -1 or past the end,
 /// `Some(None)` for -1 (null).
+#[inline]
 fn get_nullable<'a>(b: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>> {
     let len = get_i32(b, pos)?;
     if len == -1 {

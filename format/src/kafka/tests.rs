@@ -302,3 +302,41 @@ fn a_kafka_batch_with_gaps_decodes_at_its_offsets() {
     assert_eq!(got, want);
     assert_eq!(set.records[3].timestamp, 1_700_000_000_003);
 }
+
+#[test]
+fn skipping_records_lands_where_reading_them_would() {
+    let records: Vec<Record> = (0..20u8)
+        .map(|i| {
+            let mut r = Record::from_value(vec![i; 1 + i as usize]);
+            r.key = (i % 3 == 0).then(|| vec![b'k', i]);
+            r.headers = vec![Header::new(b"h".to_vec(), vec![i])];
+            r
+        })
+        .collect();
+    for encode in [encode_batch, encode_batch_v1] {
+        let mut b = encode(&records, 1_700_000_000_000);
+        set_base_offset(&mut b, Offset(100));
+        let h = decode_batch_header(&b, u32::MAX).unwrap();
+        let all = BatchRecords::new(&b, &h).unwrap();
+        for to in [0, 100, 101, 107, 119, 120, 500] {
+            let mut it = all.iter();
+            it.skip_to(Offset(to));
+            let skipped: Vec<_> = it.map(|r| r.unwrap().to_record()).collect();
+            let read: Vec<_> = all
+                .iter()
+                .map(|r| r.unwrap())
+                .filter(|r| r.offset.0 >= to)
+                .map(|r| r.to_record())
+                .collect();
+            assert_eq!(skipped, read, "skip to {to}, version {}", h.version);
+        }
+        // A length that runs past the end stops the skip; the next read reports it.
+        let mut cut = b.clone();
+        let pos = cut.len() - 3;
+        cut.truncate(pos);
+        let rc = BatchRecords::new(&cut, &h).unwrap();
+        let mut it = rc.iter();
+        it.skip_to(Offset(500));
+        assert!(it.any(|r| r.is_err()), "version {}", h.version);
+    }
+}

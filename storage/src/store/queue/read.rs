@@ -108,7 +108,10 @@ impl Queue {
                         }
                     }
                 };
-                for r in batch.records()?.iter() {
+                let records = batch.records()?;
+                let mut it = records.iter();
+                it.skip_to(Offset(from));
+                for r in it {
                     let r = r.map_err(crate::log::record_error)?;
                     let o = r.offset.0;
                     if o < from {
