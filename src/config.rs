@@ -123,6 +123,13 @@ pub struct Config {
     pub kafka_groups: crate::server::kafka::group::GroupConfig,
     /// Settings of Kafka share groups.
     pub kafka_share: crate::server::kafka::share::ShareConfig,
+    /// Most files the open topics and queues may hold; unused ones are closed, least recently
+    /// used first, to stay within it. 0: half of the open-file limit (which the server raises
+    /// to its hard limit at start).
+    pub open_files_max: usize,
+    /// A topic or queue unused this long (no lookup, no holder, nothing in flight) is closed,
+    /// its files synced first; it opens again when next used.
+    pub idle_close_ms: u64,
 }
 
 impl Default for Config {
@@ -139,6 +146,8 @@ impl Default for Config {
             kafka_default_partitions: 1,
             kafka_groups: Default::default(),
             kafka_share: Default::default(),
+            open_files_max: 0,
+            idle_close_ms: 60_000,
         }
     }
 }

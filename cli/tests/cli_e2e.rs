@@ -138,7 +138,8 @@ fn queues_consume_ack_and_redeliver_after_no_ack_and_kill() {
     );
     assert_eq!(json_lines(&out)[0]["dead_letter"], "jobs.dlq");
     let queues = cli_ok(a, &["queue", "list"], None);
-    assert!(queues.contains(&"jobs".to_string()) && queues.contains(&"jobs.dlq".to_string()));
+    // The dead-letter queue costs nothing until its first dead letter.
+    assert!(queues.contains(&"jobs".to_string()) && !queues.contains(&"jobs.dlq".to_string()));
     let input: String = (0..6).map(|i| format!("job {i}\n")).collect();
     cli_ok(a, &["publish", "jobs"], Some(&input));
 
@@ -205,4 +206,61 @@ fn queues_consume_ack_and_redeliver_after_no_ack_and_kill() {
     cli_ok(a, &["queue", "delete", "jobs"], None);
     cli_ok(a, &["topic", "delete", "ev"], None);
     assert!(!cli_ok(a, &["queue", "list"], None).contains(&"jobs".to_string()));
+}
+
+#[test]
+fn many_names_are_created_and_deleted_in_one_command() {
+    let (_t, dir) = data_dir();
+    let server = start(&dir, None);
+    let a = server.addr.as_str();
+    let out = json_lines(&cli_ok(a, &["queue", "create", "q1", "q2", "--json"], None));
+    assert_eq!(out.len(), 2);
+    assert_eq!(
+        (out[0]["created"].as_str(), out[1]["created"].as_str()),
+        (Some("q1"), Some("q2"))
+    );
+    // From standard input, with a blank line and a comment; one name exists already.
+    let names: String = (3..300).map(|i| format!("q{i}\n")).collect();
+    let input = format!("# queues\n\n{names}q1\n");
+    let o = cli(
+        a,
+        &["queue", "create", "--from-file", "-", "--json"],
+        Some(&input),
+    );
+    assert!(!o.status.success(), "q1 exists: the command fails");
+    let lines = json_lines(
+        &String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(lines.len(), 298, "every name has its line, in order");
+    for (i, l) in lines[..297].iter().enumerate() {
+        assert_eq!(l["created"], format!("q{}", i + 3));
+    }
+    assert_eq!(lines[297]["name"], "q1");
+    assert!(
+        lines[297]["error"].as_str().unwrap().contains("exists"),
+        "{}",
+        lines[297]
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("1 of 298"));
+    let listed = cli_ok(a, &["queue", "list"], None);
+    assert_eq!(listed.len(), 299);
+    // Topics too, and deletes.
+    cli_ok(
+        a,
+        &["topic", "create", "t1", "t2", "t3", "--partitions", "2"],
+        None,
+    );
+    assert_eq!(cli_ok(a, &["topic", "list"], None), ["t1", "t2", "t3"]);
+    cli_ok(a, &["topic", "delete", "t1", "t3"], None);
+    assert_eq!(cli_ok(a, &["topic", "list"], None), ["t2"]);
+    let all: String = (1..300).map(|i| format!("q{i}\n")).collect();
+    let gone = cli_ok(a, &["queue", "delete", "--from-file", "-"], Some(&all));
+    assert_eq!(gone.len(), 299);
+    assert!(cli_ok(a, &["queue", "list"], None).is_empty());
+    // No names at all is an error, not a silent success.
+    assert!(!cli(a, &["queue", "create"], None).status.success());
 }

@@ -13,6 +13,7 @@
 pub mod kafka;
 mod listener;
 mod native;
+pub mod rlimit;
 
 use std::future::Future;
 use std::io;
@@ -21,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_storage::{Error as StoreError, StdFs, Store, StoreConfig};
+use sluice_storage::{Error as StoreError, OpenSettings, StdFs, Store, StoreConfig};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio::task::spawn_blocking;
@@ -80,9 +81,15 @@ impl Server {
     /// directory, and binds the listen address.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         config.validate()?;
+        rlimit::raise_open_file_limit();
         let dir = config.data_dir.clone();
         let store_config = StoreConfig {
             default_log: config.log.clone(),
+            open: OpenSettings {
+                files_max: config.open_files_max,
+                idle_close_ms: config.idle_close_ms,
+                recover_in_background: true,
+            },
         };
         let d = dir.clone();
         let store = spawn_blocking(move || Store::open(Arc::new(StdFs), d, store_config))

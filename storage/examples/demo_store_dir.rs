@@ -43,6 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &root,
         StoreConfig {
             default_log: log.clone(),
+            ..Default::default()
         },
     )?;
     // Timestamped now (by the log), so that the 7-day retention of `orders` keeps everything.

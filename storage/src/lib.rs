@@ -88,9 +88,9 @@ pub use log::{
 pub use offsets::inspect_offsets;
 pub use offsets::COMMIT_METADATA_BYTES_MAX;
 pub use store::{
-    Acked, Clock, ClockRef, Consumer, ConsumerId, Delivery, Group, GroupConsumer, ManualClock,
-    PartitionStats, Pending, Queue, QueueConfig, QueueStats, StartAt, Store, StoreBuilder,
-    StoreConfig, Subscriber, SubscriberInfo, SystemClock, Topic, TopicConfig, TopicId, TopicStats,
-    PARTITIONS_MAX,
+    open_file_limit, Acked, Clock, ClockRef, Consumer, ConsumerId, Delivery, Group, GroupConsumer,
+    ManualClock, OpenSettings, PartitionStats, Pending, Queue, QueueConfig, QueueStats, StartAt,
+    Store, StoreBuilder, StoreConfig, Subscriber, SubscriberInfo, SystemClock, Topic, TopicConfig,
+    TopicId, TopicStats, CLEAN_FILE, PARTITIONS_MAX,
 };
 pub use types::{now_ms, Header, Offset, Record, TimestampMs};

@@ -32,6 +32,8 @@ fn a_failed_dead_lettering_does_not_cost_the_rest_of_the_round() {
     q.publish(&fresh).unwrap();
     // The dead-letter queue's disk is full from now on; the queue's own journal still writes.
     let dlq_dir = std::path::Path::new("/data/queues/jobs.dlq/log");
+    assert!(!sluice_storage::FileSystem::exists(&sim, dlq_dir));
+    s.queue("jobs.dlq").unwrap(); // made by its first lookup
     assert!(sluice_storage::FileSystem::exists(&sim, dlq_dir));
     sim.add_fault(Fault {
         kind: OpKind::Write,

@@ -47,6 +47,7 @@ fn open(root: &Path) -> Store {
         root,
         StoreConfig {
             default_log: log_config(),
+            ..Default::default()
         },
     )
     .unwrap()

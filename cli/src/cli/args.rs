@@ -107,10 +107,13 @@ impl LogArgs {
 /// Topic commands.
 #[derive(Subcommand, Debug)]
 pub enum TopicCmd {
-    /// Create a topic.
+    /// Create topics.
     Create {
-        /// Name.
-        name: String,
+        /// Names (several are created together, pipelined).
+        names: Vec<String>,
+        /// Also the names in this file, one per line (`-`: standard input).
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
         /// Number of partitions (each its own log; ordering is per partition).
         #[arg(long, default_value_t = 1)]
         partitions: u32,
@@ -132,20 +135,26 @@ pub enum TopicCmd {
         /// Name.
         name: String,
     },
-    /// Delete a topic and its data.
+    /// Delete topics and their data.
     Delete {
-        /// Name.
-        name: String,
+        /// Names (several are deleted together, pipelined).
+        names: Vec<String>,
+        /// Also the names in this file, one per line (`-`: standard input).
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
     },
 }
 
 /// Queue commands.
 #[derive(Subcommand, Debug)]
 pub enum QueueCmd {
-    /// Create a queue and its dead-letter queue.
+    /// Create queues (each dead-letter queue is made by its first dead letter).
     Create {
-        /// Name.
-        name: String,
+        /// Names (several are created together, pipelined).
+        names: Vec<String>,
+        /// Also the names in this file, one per line (`-`: standard input).
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
         /// A delivered message not acked within this time is delivered again.
         #[arg(long)]
         ack_timeout_ms: Option<u64>,
@@ -165,10 +174,13 @@ pub enum QueueCmd {
         /// Name.
         name: String,
     },
-    /// Delete a queue and its data (not its dead-letter queue).
+    /// Delete queues and their data (not their dead-letter queues).
     Delete {
-        /// Name.
-        name: String,
+        /// Names (several are deleted together, pipelined).
+        names: Vec<String>,
+        /// Also the names in this file, one per line (`-`: standard input).
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
     },
 }
 

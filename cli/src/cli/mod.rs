@@ -2,6 +2,7 @@
 
 mod args;
 pub mod bench;
+mod names;
 pub mod text;
 
 pub use args::*;
@@ -133,16 +134,27 @@ fn flush() {
 async fn topic(c: &Client, out: &Out, cmd: TopicCmd) -> Result<()> {
     match cmd {
         TopicCmd::Create {
-            name,
+            names,
+            from_file,
             partitions,
             log,
         } => {
-            c.create_topic_with_partitions(&name, log.settings(), partitions)
-                .await?;
-            out.line(
-                || format!("created topic {name} with {partitions} partition(s)"),
-                || json!({"created": name, "partitions": partitions}),
-            );
+            let names = names::gather(names, from_file.as_deref())?;
+            let settings = log.settings();
+            let op = move |c: Client, n: String| {
+                let settings = settings.clone();
+                async move {
+                    c.create_topic_with_partitions(&n, settings, partitions)
+                        .await
+                }
+            };
+            names::run_each(c, out, "create topic", names, op, |n| {
+                (
+                    format!("created topic {n} with {partitions} partition(s)"),
+                    json!({"created": n, "partitions": partitions}),
+                )
+            })
+            .await?;
         }
         TopicCmd::Alter { name, partitions } => {
             c.add_partitions(&name, partitions).await?;
@@ -163,12 +175,13 @@ async fn topic(c: &Client, out: &Out, cmd: TopicCmd) -> Result<()> {
                 || serde_json::to_value(&t).unwrap_or_default(),
             );
         }
-        TopicCmd::Delete { name } => {
-            c.delete_topic(&name).await?;
-            out.line(
-                || format!("deleted topic {name}"),
-                || json!({"deleted": name}),
-            );
+        TopicCmd::Delete { names, from_file } => {
+            let names = names::gather(names, from_file.as_deref())?;
+            let op = |c: Client, n: String| async move { c.delete_topic(&n).await };
+            names::run_each(c, out, "delete topic", names, op, |n| {
+                (format!("deleted topic {n}"), json!({"deleted": n}))
+            })
+            .await?;
         }
     }
     Ok(())
@@ -177,27 +190,32 @@ async fn topic(c: &Client, out: &Out, cmd: TopicCmd) -> Result<()> {
 async fn queue(c: &Client, out: &Out, cmd: QueueCmd) -> Result<()> {
     match cmd {
         QueueCmd::Create {
-            name,
+            names,
+            from_file,
             ack_timeout_ms,
             max_deliveries,
             dead_letter,
             log,
         } => {
-            c.create_queue(
-                &name,
-                QueueSettings {
-                    log: log.settings(),
-                    ack_timeout_ms,
-                    max_deliveries: max_deliveries.map(u64::from),
-                    dead_letter: dead_letter.clone(),
-                },
-            )
+            let names = names::gather(names, from_file.as_deref())?;
+            let settings = QueueSettings {
+                log: log.settings(),
+                ack_timeout_ms,
+                max_deliveries: max_deliveries.map(u64::from),
+                dead_letter: dead_letter.clone(),
+            };
+            let op = move |c: Client, n: String| {
+                let settings = settings.clone();
+                async move { c.create_queue(&n, settings).await }
+            };
+            names::run_each(c, out, "create queue", names, op, |n| {
+                let dlq = dead_letter.clone().unwrap_or_else(|| format!("{n}.dlq"));
+                (
+                    format!("created queue {n} (dead letters go to {dlq})"),
+                    json!({"created": n, "dead_letter": dlq}),
+                )
+            })
             .await?;
-            let dlq = dead_letter.unwrap_or_else(|| format!("{name}.dlq"));
-            out.line(
-                || format!("created queue {name} (dead letters go to {dlq})"),
-                || json!({"created": name, "dead_letter": dlq}),
-            );
         }
         QueueCmd::List => {
             for n in c.list_queues().await? {
@@ -217,12 +235,13 @@ async fn queue(c: &Client, out: &Out, cmd: QueueCmd) -> Result<()> {
                 || serde_json::to_value(&q).unwrap_or_default(),
             );
         }
-        QueueCmd::Delete { name } => {
-            c.delete_queue(&name).await?;
-            out.line(
-                || format!("deleted queue {name}"),
-                || json!({"deleted": name}),
-            );
+        QueueCmd::Delete { names, from_file } => {
+            let names = names::gather(names, from_file.as_deref())?;
+            let op = |c: Client, n: String| async move { c.delete_queue(&n).await };
+            names::run_each(c, out, "delete queue", names, op, |n| {
+                (format!("deleted queue {n}"), json!({"deleted": n}))
+            })
+            .await?;
         }
     }
     Ok(())

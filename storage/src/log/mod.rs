@@ -327,6 +327,18 @@ impl Log {
         Offset(self.shared.durable_end.load(Ordering::Acquire))
     }
 
+    /// The files this log holds open: one per segment, and the direct-write handle of the
+    /// active segment when it has one.
+    pub fn open_files(&self) -> usize {
+        let st = lock(&self.shared.state);
+        st.segments.len() + usize::from(st.active().is_direct())
+    }
+
+    /// How many handles ([`Log`] clones) to this log exist.
+    pub fn handles(&self) -> usize {
+        Arc::strong_count(&self.shared)
+    }
+
     /// One past the last offset readers may see: the durable end under `always`, the written
     /// end otherwise.
     pub fn visible_end(&self) -> Offset {

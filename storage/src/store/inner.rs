@@ -1,17 +1,18 @@
 //! The shared state behind a [`Store`](super::Store): its catalogs of topics and queues, and how
 //! they are built, opened at start and found.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::error::IoContext;
 use crate::error::{Error, Result};
 use crate::fs::FsRef;
 use crate::log::Log;
 
+use super::catalog::Catalog;
 use super::catalog::Taken;
-use super::catalog::{Catalog, Damage};
 use super::dirs::{clear_tombstones, discard_dir, fresh_dir, remove_unfinished};
 use super::partition::{TopicId, KIND_TOPIC_V2};
 use super::queue::{Queue, QueueParts};
@@ -29,6 +30,10 @@ pub(in crate::store) struct StoreInner {
     pub(in crate::store) topics: Catalog<Topic>,
     pub(in crate::store) queues: Catalog<Queue>,
     pub(in crate::store) closed: AtomicBool,
+    /// Most files the open topics and queues may hold (see `keeper`).
+    pub(in crate::store) files_budget: usize,
+    /// Topic ids seen, by id: a hint, checked against the topic on use.
+    pub(in crate::store) topic_ids: Mutex<HashMap<TopicId, String>>,
 }
 
 impl StoreInner {
@@ -75,6 +80,7 @@ impl StoreInner {
         name: &str,
         config: QueueConfig,
     ) -> Result<Arc<Queue>> {
+        self.make_room();
         let fs = &*self.fs;
         let dir = self.queue_dir(name);
         fresh_dir(fs, &dir)?;
@@ -94,8 +100,9 @@ impl StoreInner {
         r
     }
 
-    /// Creates a queue and, when it dead-letters and its dead-letter queue does not exist, that
-    /// too (first). The whole plan is checked before anything is made.
+    /// Creates a queue. Its default dead-letter queue (`<name>.dlq`) costs nothing until its
+    /// first dead letter or lookup, which makes it; one named by the config is made now when
+    /// absent (others may look for it by that name).
     pub(in crate::store) fn create_queue(
         self: &Arc<Self>,
         name: &str,
@@ -103,7 +110,8 @@ impl StoreInner {
     ) -> Result<Arc<Queue>> {
         validate_name(name)?;
         config.validate()?;
-        let dlq = planned_dlq(&format!("queue {name:?}"), &config, format!("{name}.dlq"))?;
+        let default_dlq = format!("{name}.dlq");
+        let dlq = planned_dlq(&format!("queue {name:?}"), &config, default_dlq.clone())?;
         let slot = self
             .queues
             .reserve(name)
@@ -111,16 +119,98 @@ impl StoreInner {
                 kind: "queue",
                 name: name.into(),
             })?;
-        if let Some(d) = dlq.filter(|d| d != name) {
-            // Never waits while holding `slot`; a dead-letter queue busy now is made when first
-            // needed.
-            if let Some(r) = self.queues.try_reserve(&d) {
-                r.fill(self.build_queue(&d, dlq_config(&config))?);
+        if let Some(d) = dlq.filter(|d| *d != default_dlq && d != name) {
+            // Never waits while holding `slot` on a name a create or delete works on: a
+            // dead-letter queue busy now is made when first needed.
+            if let Err(e) = self.dead_letter_queue_now(&d, &config) {
+                tracing::warn!(queue = %name, dead_letter = %d, "not made yet: {e}");
             }
         }
         let q = self.build_queue(name, config)?;
         slot.fill(q.clone());
         Ok(q)
+    }
+
+    /// Queue `name`, opened now when it is closed; `NotFound` if absent (or still being
+    /// created), `Corruption` if it could not be opened.
+    /// The default dead-letter queue of a queue (`<queue>.dlq`) is made here when first
+    /// looked up (a consumer waiting for dead letters), as by its first dead letter.
+    pub(in crate::store) fn queue(self: &Arc<Self>, name: &str) -> Result<Arc<Queue>> {
+        match (self.lookup_queue(name), name.strip_suffix(".dlq")) {
+            (Err(Error::NotFound { .. }), Some(base)) => match self.lookup_queue(base) {
+                Ok(q) if q.dlq_name() == name => self.dead_letter_queue(name, q.config()),
+                _ => Err(Error::NotFound {
+                    kind: "queue",
+                    name: name.into(),
+                }),
+            },
+            (r, _) => r,
+        }
+    }
+
+    /// Queue `name`, opened now when it is closed.
+    fn lookup_queue(self: &Arc<Self>, name: &str) -> Result<Arc<Queue>> {
+        self.queues.get_with(name, || {
+            self.make_room();
+            self.open_queue(name, &self.queue_dir(name))
+        })
+    }
+
+    /// Makes the dead-letter queue `name` now, unless it exists or a create or delete works on
+    /// that name (never waits: two queues may name each other).
+    fn dead_letter_queue_now(self: &Arc<Self>, name: &str, like: &QueueConfig) -> Result<()> {
+        match self.lookup_queue(name) {
+            Ok(_) => return Ok(()),
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(slot) = self.queues.try_reserve(name) {
+            slot.fill(self.build_queue(name, dlq_config(like))?);
+        }
+        Ok(())
+    }
+
+    /// Topic `name`, opened now when it is closed; as [`StoreInner::queue`].
+    pub(in crate::store) fn topic(self: &Arc<Self>, name: &str) -> Result<Arc<Topic>> {
+        self.topics.get_with(name, || {
+            self.make_room();
+            self.open_topic(name, &self.topic_dir(name))
+        })
+    }
+
+    /// The topic whose id is `id` (see [`super::Store::topic_by_id`]).
+    pub(in crate::store) fn topic_by_id(self: &Arc<Self>, id: TopicId) -> Result<Arc<Topic>> {
+        let found = |name: &str| self.topic(name).ok().filter(|t| t.id() == id);
+        let hint = super::lock(&self.topic_ids).get(&id).cloned();
+        if let Some(t) = hint.as_deref().and_then(found) {
+            return Ok(t);
+        }
+        for t in self.topics.open_values() {
+            if t.id() == id {
+                return Ok(t);
+            }
+        }
+        let unseen: Vec<String> = {
+            let ids = super::lock(&self.topic_ids);
+            let seen: std::collections::HashSet<&String> = ids.values().collect();
+            let closed = self.topics.closed_names();
+            closed.into_iter().filter(|n| !seen.contains(n)).collect()
+        };
+        for name in unseen {
+            let Ok(Some(c)) = read_topic_config(&*self.fs, &self.topic_dir(&name)) else {
+                continue;
+            };
+            super::lock(&self.topic_ids).insert(c.id, name.clone());
+            if c.id == id {
+                if let Some(t) = found(&name) {
+                    return Ok(t);
+                }
+            }
+        }
+        Err(Error::NotFound {
+            kind: "topic",
+            name: id.to_string(),
+        })
     }
 
     /// The dead-letter queue `name`, created when absent.
@@ -130,8 +220,10 @@ impl StoreInner {
         like: &QueueConfig,
     ) -> Result<Arc<Queue>> {
         self.check_open()?;
-        if let Some(q) = self.queues.get_open(name) {
-            return Ok(q);
+        match self.lookup_queue(name) {
+            Ok(q) => return Ok(q),
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
         }
         validate_name(name)?;
         match self.queues.reserve(name) {
@@ -141,6 +233,7 @@ impl StoreInner {
                 Ok(q)
             }
             Err(Taken::Open(q)) => Ok(q),
+            Err(Taken::Closed) => self.lookup_queue(name),
             Err(Taken::Damaged(d)) => Err(d.error()),
         }
     }
@@ -184,33 +277,21 @@ impl StoreInner {
         Topic::open(self, name, dir.to_path_buf(), config).map(Some)
     }
 
-    /// Opens every topic or queue under `<root>/<sub>`; one that fails to open is kept damaged.
-    pub(in crate::store) fn open_all(self: &Arc<Self>, sub: &str) -> Result<()> {
+    /// Lists every topic or queue under `<root>/<sub>`, closed: each is opened (and
+    /// recovered) when first used, or by the background sweep after an unclean stop.
+    pub(in crate::store) fn list_all(self: &Arc<Self>, sub: &str) -> Result<()> {
         let fs = &*self.fs;
         let root = self.root.join(sub);
         clear_tombstones(fs, &root)?;
+        let catalog_queues = sub == "queues";
         for name in fs.read_dir(&root).at(&root)? {
-            let dir = root.join(&name);
-            if validate_name(&name).is_err() || !fs.is_dir(&dir) {
+            if validate_name(&name).is_err() || !fs.is_dir(&root.join(&name)) {
                 continue;
             }
-            let queues = sub == "queues";
-            let opened = if queues {
-                let r = self.open_queue(&name, &dir);
-                r.map(|q| q.map(|q| self.queues.insert(name.clone(), q)))
+            if catalog_queues {
+                self.queues.insert_closed(name);
             } else {
-                let r = self.open_topic(&name, &dir);
-                r.map(|t| t.map(|t| self.topics.insert(name.clone(), t)))
-            };
-            if let Err(e) = opened {
-                let kind = if queues { "queue" } else { "topic" };
-                tracing::error!(%kind, %name, "not opened, the rest is: {e}");
-                let d = Damage::from_error(kind, &name, &dir, &e);
-                if queues {
-                    self.queues.insert_damaged(name, d);
-                } else {
-                    self.topics.insert_damaged(name, d);
-                }
+                self.topics.insert_closed(name);
             }
         }
         Ok(())

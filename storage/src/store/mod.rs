@@ -55,6 +55,7 @@ mod dirs;
 mod group;
 mod identity;
 mod inner;
+mod keeper;
 mod partition;
 mod producer_ids;
 mod queue;
@@ -79,6 +80,7 @@ pub use consumer::Consumer;
 pub use dirs::{is_tombstone, TOMBSTONE_MARK};
 pub use group::{Group, GroupConsumer};
 pub use identity::{decode_identity, encode_identity, IDENTITY_FILE};
+pub use keeper::{open_file_limit, OpenSettings, CLEAN_FILE, KEEP_EVERY};
 pub use partition::{
     group_partition_dir, partition_log_dir, partition_of, TopicConfig, TopicId,
     GROUP_PARTITION_PREFIX, KIND_TOPIC_V2, PARTITIONS_MAX, PARTITION_LOG_PREFIX,
@@ -121,6 +123,25 @@ pub enum StartAt {
 pub struct StoreConfig {
     /// Log settings for topics and queues created without their own.
     pub default_log: LogConfig,
+    /// How many topics and queues stay open, and when closed ones are opened.
+    pub open: OpenSettings,
+}
+
+/// Topics and queues known and open (see [`Store::open_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenStats {
+    /// Topics in the data directory (damaged ones too).
+    pub topics: usize,
+    /// Of them, open now.
+    pub topics_open: usize,
+    /// Queues in the data directory (damaged ones too).
+    pub queues: usize,
+    /// Of them, open now.
+    pub queues_open: usize,
+    /// Files the open topics and queues hold.
+    pub files: usize,
+    /// The most they may hold before unused ones are closed.
+    pub files_budget: usize,
 }
 
 /// Creates the data directory if needed and takes its `LOCK` (see [`crate::inspect::LOCK_FILE`]):
@@ -152,6 +173,8 @@ pub struct Store {
     _lock: crate::fs::LockRef,
     /// The background upkeep of a store opened by [`StoreBuilder`], stopped at close.
     upkeep: Mutex<Option<upkeep::Upkeep>>,
+    /// The thread that closes idle topics and queues (and recovers after an unclean stop).
+    keeper: Mutex<Option<keeper::Keeper>>,
     /// Ids for idempotent producers.
     producer_ids: producer_ids::ProducerIds,
     /// The data directory's identity once read or made ([`Store::identity`]).
@@ -194,24 +217,29 @@ impl Store {
         let inner = Arc::new(StoreInner {
             fs: fs.clone(),
             root: root.clone(),
-            config,
             clock,
+            files_budget: keeper::files_budget(&config.open),
+            config,
             topics: Catalog::new("topic"),
             queues: Catalog::new("queue"),
             closed: AtomicBool::new(false),
+            topic_ids: Mutex::new(Default::default()),
         });
         for sub in ["topics", "queues"] {
             let d = root.join(sub);
             make_dir(&*fs, &d)?;
         }
-        // Queues first: topics' groups dead-letter into them.
-        inner.open_all("queues")?;
-        inner.open_all("topics")?;
+        let clean = keeper::take_clean_mark(&*fs, &root)?;
+        inner.list_all("queues")?;
+        inner.list_all("topics")?;
         let producer_ids = producer_ids::ProducerIds::open(fs, &root)?;
+        let recover = !clean && inner.config.open.recover_in_background;
+        let keeper = keeper::Keeper::start(&inner, recover)?;
         Ok(Store {
             inner,
             _lock: lock,
             upkeep: Mutex::new(None),
+            keeper: Mutex::new(Some(keeper)),
             producer_ids,
             identity: Mutex::new(None),
         })
@@ -258,6 +286,7 @@ impl Store {
                 kind: "topic",
                 name: name.into(),
             })?;
+        self.inner.make_room();
         let fs = &*self.inner.fs;
         let dir = self.inner.topic_dir(name);
         fresh_dir(fs, &dir)?;
@@ -285,7 +314,8 @@ impl Store {
         }
     }
 
-    /// Creates a queue and its dead-letter queue; `AlreadyExists` if it does (or is damaged).
+    /// Creates a queue; `AlreadyExists` if it does (or is damaged). Its dead-letter queue is
+    /// made by its first dead letter.
     /// `InvalidArgument`, with nothing created, when it dead-letters to a default
     /// `<name>.dlq` that would be longer than [`NAME_MAX`].
     pub fn create_queue(&self, name: &str, config: QueueConfig) -> Result<Arc<Queue>> {
@@ -296,20 +326,14 @@ impl Store {
     /// A topic by name; `NotFound` if absent (or still being created), `Corruption` if it
     /// could not be opened.
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
-        self.inner.topics.get(name)
+        self.inner.topic(name)
     }
 
-    /// The open topic whose id is `id`; `NotFound` if none (a damaged topic's id is unknown).
+    /// The topic whose id is `id`, opened if it is closed; `NotFound` if none (a damaged
+    /// topic's id is unknown). Ids are remembered by name once seen; a miss reads the config
+    /// files of the topics not seen yet (a few microseconds each, once).
     pub fn topic_by_id(&self, id: TopicId) -> Result<Arc<Topic>> {
-        self.inner
-            .topics
-            .open_values()
-            .into_iter()
-            .find(|t| t.id() == id)
-            .ok_or_else(|| Error::NotFound {
-                kind: "topic",
-                name: id.to_string(),
-            })
+        self.inner.topic_by_id(id)
     }
 
     /// Grows topic `name` to `count` partitions; see [`Topic::add_partitions`].
@@ -321,7 +345,7 @@ impl Store {
     /// A queue by name; `NotFound` if absent (or still being created), `Corruption` if it
     /// could not be opened.
     pub fn queue(&self, name: &str) -> Result<Arc<Queue>> {
-        self.inner.queues.get(name)
+        self.inner.queue(name)
     }
 
     /// Names of all topics (damaged ones too), sorted.
@@ -355,10 +379,35 @@ impl Store {
         })
     }
 
-    /// Syncs and closes everything, writing clean-shutdown markers.
+    /// How many topics and queues exist and how many are open, and the files the open ones
+    /// hold.
+    pub fn open_stats(&self) -> OpenStats {
+        let inner = &self.inner;
+        OpenStats {
+            topics: inner.topics.names().len(),
+            topics_open: inner.topics.open_count(),
+            queues: inner.queues.names().len(),
+            queues_open: inner.queues.open_count(),
+            files: inner.topics.cost(|t| t.open_files()) + inner.queues.cost(|q| q.open_files()),
+            files_budget: inner.files_budget,
+        }
+    }
+
+    /// Closes now what the keeper thread would close on its next pass (see [`OpenSettings`]):
+    /// topics and queues unused for the idle time, and more while the open ones hold more
+    /// files than the budget. Returns how many it closed.
+    pub fn close_idle(&self) -> usize {
+        self.inner.close_idle()
+    }
+
+    /// Syncs and closes everything, writing clean-shutdown markers: each log's, each queue's
+    /// snapshot and, when all of that succeeded, the store's [`CLEAN_FILE`].
     pub fn close(&self) -> Result<()> {
         if let Some(mut u) = lock(&self.upkeep).take() {
             u.stop();
+        }
+        if let Some(mut k) = lock(&self.keeper).take() {
+            k.stop();
         }
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -375,6 +424,9 @@ impl Store {
             if first.is_ok() {
                 first = r;
             }
+        }
+        if first.is_ok() && !self.inner.topics.any_damaged() && !self.inner.queues.any_damaged() {
+            first = keeper::write_clean_mark(&*self.inner.fs, &self.inner.root);
         }
         first
     }

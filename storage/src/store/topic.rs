@@ -360,6 +360,7 @@ impl Topic {
             Ok(slot) => slot,
             Err(Taken::Open(q)) => return Ok(q),
             Err(Taken::Damaged(d)) => return Err(d.error()),
+            Err(Taken::Closed) => unreachable!("a topic's groups are never closed alone"),
         };
         if self.log().is_closed() {
             return Err(Error::Closed);
@@ -479,6 +480,50 @@ impl Topic {
         if let Err(e) = log.delete_before(Offset(m)) {
             tracing::warn!(topic = %self.name, partition = p, "reclaiming segments failed: {e}");
         }
+    }
+
+    /// The files this topic holds open: its partitions' logs, its offsets file and its
+    /// groups' ack journals.
+    pub fn open_files(&self) -> usize {
+        let logs: usize = self.logs().iter().map(Log::open_files).sum();
+        let groups: usize = self
+            .groups
+            .open_values()
+            .iter()
+            .map(|g| g.partitions().len())
+            .sum();
+        logs + 1 + groups
+    }
+
+    /// True when closing the topic now changes nothing for anyone: no one holds one of its
+    /// groups, a group's partition or a partition's log (beyond the topic and its groups), and
+    /// nothing of a group is in flight.
+    pub(in crate::store) fn can_close(&self) -> bool {
+        let groups = self.groups.open_values();
+        let mut log_holders = vec![1usize; self.partition_count() as usize];
+        log_holders[0] += 1; // `log0`
+        for g in &groups {
+            // The catalog's handle and this one.
+            if Arc::strong_count(g) != 2 {
+                return false;
+            }
+            for q in g.partitions() {
+                // The group's handle and this one.
+                if Arc::strong_count(&q) != 2 || !q.can_close() {
+                    return false;
+                }
+                if let Some(n) = log_holders.get_mut(q.partition() as usize) {
+                    *n += 1;
+                }
+            }
+        }
+        let logs = self.logs();
+        // `logs` holds one more handle of each.
+        logs.len() == log_holders.len()
+            && logs
+                .iter()
+                .zip(&log_holders)
+                .all(|(l, n)| l.handles() == n + 1)
     }
 
     pub(in crate::store) fn shut(&self, clean: bool) -> Result<()> {

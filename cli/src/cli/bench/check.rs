@@ -111,7 +111,7 @@ pub(super) fn received(run: &Run, a: &BenchArgs, checks: &[Check]) -> Vec<String
                 }
             }
         }
-        BenchMode::Queue => {
+        BenchMode::Queue | BenchMode::ManyQueues => {
             let got: u64 = checks.iter().map(|c| c.received).sum();
             let mut union = vec![vec![0u64; run.per_producer.div_ceil(64) as usize]; a.producers];
             for c in checks {

@@ -164,7 +164,9 @@ async fn consume(
     let mut check = Check::new(producers, run.per_producer, ordered);
     let result = match run.mode {
         BenchMode::Topic => read_topic(&client, &run, credit, idle, &mut check).await,
-        BenchMode::Queue => read_queue(&client, &run, credit, idle, &mut check).await,
+        BenchMode::Queue | BenchMode::ManyQueues => {
+            read_queue(&client, &run, credit, idle, &mut check).await
+        }
     };
     merge(&run.shared.deliver_ns, &check.hist);
     (check, result)

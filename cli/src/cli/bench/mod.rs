@@ -13,6 +13,7 @@ mod check;
 mod consumer;
 mod kafka;
 mod kafka_share;
+mod many;
 mod producer;
 mod report;
 
@@ -45,6 +46,9 @@ pub enum BenchMode {
     Topic,
     /// Publish to a queue; consumers compete and ack every message.
     Queue,
+    /// Many small queues busy at once (`--queues`), one acking consumer each, `--producers`
+    /// publishers with one batch in flight each, spread over the queues.
+    ManyQueues,
 }
 
 /// The protocol the producers and consumers speak.
@@ -108,6 +112,12 @@ pub struct BenchArgs {
     /// Give up when consumers receive nothing for this long after producers finished.
     #[arg(long, default_value_t = 30_000)]
     pub idle_timeout_ms: u64,
+    /// Queues of `--mode many-queues`.
+    #[arg(long, default_value_t = 1000)]
+    pub queues: usize,
+    /// Connections the publishers and consumers of `--mode many-queues` share.
+    #[arg(long, default_value_t = 8)]
+    pub connections: usize,
 }
 
 #[derive(Default)]
@@ -198,6 +208,9 @@ fn check_args(a: &BenchArgs) -> Result<()> {
     if a.producers == 0 || a.batch == 0 || a.inflight == 0 || a.messages == 0 {
         bail!("--producers, --batch, --inflight and --messages must be above 0");
     }
+    if a.mode == BenchMode::ManyQueues && a.protocol != BenchProtocol::Native {
+        bail!("--mode many-queues speaks the native protocol");
+    }
     if a.warm_cache && a.mode != BenchMode::Topic {
         bail!("--warm-cache reads a topic; a queue read would consume its messages");
     }
@@ -273,6 +286,19 @@ pub async fn bench(addr: &str, json_out: bool, a: BenchArgs) -> Result<()> {
         (addr.to_string(), Some(a.kafka_addr.clone()), None)
     };
     let kafka_addr = kafka_addr.filter(|_| kafka);
+    if a.mode == BenchMode::ManyQueues {
+        let server = if a.local {
+            format!("local, fsync {}", a.fsync)
+        } else {
+            addr.clone()
+        };
+        let r = many::bench(&addr, json_out, &a, &server).await;
+        if let Some(local) = local {
+            let _ = local.stop.send(());
+            let _ = local.task.await;
+        }
+        return r;
+    }
     let run = prepare(addr, &a).await?;
     let progress = progress_bar(json_out, run.total);
     // Consumers first, so a topic subscriber misses nothing (unless asked to read afterwards).

@@ -49,6 +49,8 @@ pub enum OpKind {
     Remove,
     /// `read_at` and `map`.
     Read,
+    /// `open` of an existing file (and `open_direct`).
+    Open,
 }
 
 /// The error an injected fault returns.
@@ -410,7 +412,7 @@ impl FileSystem for SimFs {
         st.op(if creates {
             OpKind::Create
         } else {
-            OpKind::Read
+            OpKind::Open
         })?;
         let Some(pid) = resolve_dir(&st, &parent) else {
             return Err(err(io::ErrorKind::NotFound, "no such directory"));
@@ -452,7 +454,7 @@ impl FileSystem for SimFs {
 
     fn open_direct(&self, path: &Path) -> io::Result<FileRef> {
         let mut st = self.lock();
-        st.op(OpKind::Read)?;
+        st.op(OpKind::Open)?;
         let inode = lookup(&st, path)?;
         Ok(Arc::new(SimFile {
             state: self.state.clone(),

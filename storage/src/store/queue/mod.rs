@@ -281,6 +281,25 @@ impl Queue {
         }
     }
 
+    /// The files this queue holds open: its log's (when it owns it) and its ack journal.
+    pub fn open_files(&self) -> usize {
+        1 + if self.owns_log {
+            self.log.open_files()
+        } else {
+            0
+        }
+    }
+
+    /// True when closing the queue now changes nothing for anyone: nothing is in flight or
+    /// waiting out a nack delay (both live only in memory), and no one else holds its log.
+    pub(in crate::store) fn can_close(&self) -> bool {
+        let settled = {
+            let st = lock(&self.state);
+            !st.closed && st.inflight.is_empty() && st.delayed.is_empty()
+        };
+        settled && (!self.owns_log || self.log.handles() == 1)
+    }
+
     /// Syncs the ack journal whatever the policy.
     pub fn flush(&self) -> Result<()> {
         self.journal.flush()

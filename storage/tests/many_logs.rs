@@ -1,0 +1,333 @@
+//! Many topics and queues: none is opened at start, each opens at its first lookup (its log
+//! recovered then, or by the background pass after an unclean stop), and idle ones close, their
+//! files synced first, to stay within a file budget. Closing and reopening loses nothing, a
+//! crash while a log is being opened lazily loses nothing, and a full open-file table refuses
+//! only the lookup that needed a file.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_storage::fs::sim::{CrashMode, Fault, FaultError, OpKind, SimFs};
+use sluice_storage::{
+    ConsumerId, Error, FileSystem, FsRef, OpenSettings, QueueConfig, Record, Store, StoreConfig,
+    CLEAN_FILE,
+};
+
+fn config(files_max: usize, idle_close_ms: u64, recover_in_background: bool) -> StoreConfig {
+    StoreConfig {
+        open: OpenSettings {
+            files_max,
+            idle_close_ms,
+            recover_in_background,
+        },
+        ..StoreConfig::default()
+    }
+}
+
+fn open(sim: &SimFs, c: StoreConfig) -> Store {
+    let fs: FsRef = Arc::new(sim.clone());
+    Store::open(fs, "/data", c).unwrap()
+}
+
+fn values(n: usize, tag: &str) -> Vec<Record> {
+    (0..n)
+        .map(|i| Record::from_value(format!("{tag}-{i}")))
+        .collect()
+}
+
+/// Takes every message of queue `name` (acking each) and returns their values.
+fn drain(s: &Store, name: &str) -> Vec<String> {
+    let q = s.queue(name).unwrap();
+    let mut out = Vec::new();
+    loop {
+        let got = q.deliver(ConsumerId(9), 100).unwrap();
+        if got.is_empty() {
+            return out;
+        }
+        let offsets: Vec<_> = got.iter().map(|d| d.offset).collect();
+        q.ack(ConsumerId(9), &offsets).unwrap();
+        out.extend(
+            got.into_iter()
+                .map(|d| String::from_utf8(d.record.value).unwrap()),
+        );
+    }
+}
+
+#[test]
+fn nothing_opens_at_start_and_a_lookup_opens_only_its_own() {
+    let sim = SimFs::new();
+    let s = open(&sim, config(0, 60_000, false));
+    for i in 0..40 {
+        s.create_queue(&format!("q{i}"), QueueConfig::default())
+            .unwrap()
+            .publish(&values(1, &format!("q{i}")))
+            .unwrap();
+    }
+    for i in 0..5 {
+        s.create_topic(&format!("t{i}"), None).unwrap();
+    }
+    s.close().unwrap();
+    drop(s);
+    let s = open(&sim, config(0, 60_000, true));
+    let st = s.open_stats();
+    assert_eq!(
+        (st.queues_open, st.topics_open, st.files),
+        (0, 0, 0),
+        "{st:?}"
+    );
+    assert_eq!(
+        (st.queues, st.topics),
+        (40, 5),
+        "dead-letter queues are made lazily"
+    );
+    assert_eq!(s.list_queues().len(), 40);
+    assert_eq!(drain(&s, "q7"), vec!["q7-0"]);
+    let st = s.open_stats();
+    assert_eq!((st.queues_open, st.topics_open), (1, 0), "{st:?}");
+    assert!(st.files >= 2, "{st:?}");
+    assert!(s.topic("t3").is_ok());
+    assert_eq!(s.open_stats().topics_open, 1);
+    assert!(matches!(s.queue("nope"), Err(Error::NotFound { .. })));
+}
+
+#[test]
+fn an_idle_queue_closes_only_when_nothing_is_in_flight_and_reopens_whole() {
+    let sim = SimFs::new();
+    let s = open(&sim, config(0, 0, false));
+    let q = s.create_queue("jobs", QueueConfig::default()).unwrap();
+    q.publish(&values(10, "m")).unwrap();
+    let got = q.deliver(ConsumerId(1), 4).unwrap();
+    q.ack(ConsumerId(1), &[got[0].offset, got[1].offset])
+        .unwrap();
+    assert_eq!(s.close_idle(), 0, "a handle is held");
+    drop(q);
+    assert_eq!(s.close_idle(), 0, "two messages are in flight");
+    let q = s.queue("jobs").unwrap();
+    q.ack(ConsumerId(1), &[got[2].offset, got[3].offset])
+        .unwrap();
+    drop(q);
+    assert_eq!(s.close_idle(), 1);
+    assert_eq!(s.open_stats().queues_open, 0);
+    assert_eq!(s.open_stats().files, 0);
+    // Everything was synced at the close: a power loss now loses nothing acked or published.
+    sim.crash(CrashMode::DropUnsynced);
+    drop(s);
+    let s = open(&sim, config(0, 0, false));
+    let rest = drain(&s, "jobs");
+    assert_eq!(rest, (4..10).map(|i| format!("m-{i}")).collect::<Vec<_>>());
+}
+
+#[test]
+fn closing_and_reopening_mid_workload_delivers_each_message_once() {
+    let sim = SimFs::new();
+    let s = open(&sim, config(0, 0, false));
+    let names: Vec<String> = (0..8).map(|i| format!("q{i}")).collect();
+    for n in &names {
+        s.create_queue(n, QueueConfig::default()).unwrap();
+    }
+    let mut got: Vec<Vec<String>> = vec![Vec::new(); names.len()];
+    let mut closes = 0;
+    for round in 0..20 {
+        for (i, n) in names.iter().enumerate() {
+            let q = s.queue(n).unwrap();
+            q.publish(&values(3, &format!("{n}-{round}"))).unwrap();
+            if (round + i) % 3 == 0 {
+                let d = q.deliver(ConsumerId(1), 2).unwrap();
+                let offsets: Vec<_> = d.iter().map(|d| d.offset).collect();
+                q.ack(ConsumerId(1), &offsets).unwrap();
+                got[i].extend(
+                    d.into_iter()
+                        .map(|d| String::from_utf8(d.record.value).unwrap()),
+                );
+            }
+        }
+        closes += s.close_idle();
+    }
+    assert!(
+        closes >= 100,
+        "queues were closed and reopened ({closes} closes)"
+    );
+    for (i, n) in names.iter().enumerate() {
+        got[i].extend(drain(&s, n));
+        let want: Vec<String> = (0..20)
+            .flat_map(|r| (0..3).map(move |k| format!("{n}-{r}-{k}")))
+            .collect();
+        assert_eq!(got[i], want, "{n}: every message once, in order");
+    }
+}
+
+#[test]
+fn the_file_budget_bounds_what_stays_open() {
+    let sim = SimFs::new();
+    let s = open(&sim, config(40, 60_000, false));
+    for i in 0..100 {
+        let name = format!("q{i}");
+        let q = s.create_queue(&name, QueueConfig::default()).unwrap();
+        q.publish(&values(1, &name)).unwrap();
+        drop(q);
+        let st = s.open_stats();
+        assert!(st.files <= 40 + 3, "{i}: {st:?}");
+    }
+    for i in (0..100).step_by(7) {
+        assert_eq!(drain(&s, &format!("q{i}")), vec![format!("q{i}-0")]);
+        assert!(s.open_stats().files <= 40 + 3);
+    }
+}
+
+/// Writes three confirmed messages to queue `a`, then leaves it as a crash would: no
+/// clean-shutdown marks, and junk after the last batch of its segment. Returns the segment and
+/// its length with the junk.
+fn torn_queue(sim: &SimFs) -> (std::path::PathBuf, usize) {
+    let s = open(sim, config(0, 60_000, false));
+    s.create_queue("a", QueueConfig::default())
+        .unwrap()
+        .publish(&values(3, "a"))
+        .unwrap();
+    s.create_queue("b", QueueConfig::default()).unwrap();
+    drop(s);
+    sim.crash(CrashMode::DropUnsynced);
+    let seg = Path::new("/data/queues/a/log/00000000000000000000.log").to_path_buf();
+    let mut bytes = sim.read_file(&seg).unwrap();
+    bytes.extend_from_slice(&[0x5a; 700]);
+    sim.write_file(&seg, &bytes).unwrap();
+    (seg, bytes.len())
+}
+
+#[test]
+fn a_torn_tail_in_an_untouched_log_is_cut_before_it_serves() {
+    let sim = SimFs::new();
+    let (seg, torn) = torn_queue(&sim);
+    assert!(!sim.exists(&Path::new("/data").join(CLEAN_FILE)));
+    let s = open(&sim, config(0, 60_000, false));
+    s.queue("b").unwrap();
+    assert_eq!(sim.read_file(&seg).unwrap().len(), torn, "not opened yet");
+    assert_eq!(drain(&s, "a"), vec!["a-0", "a-1", "a-2"]);
+    assert!(
+        sim.read_file(&seg).unwrap().len() < torn,
+        "cut at its first use"
+    );
+}
+
+#[test]
+fn after_an_unclean_stop_untouched_logs_are_recovered_in_the_background() {
+    let sim = SimFs::new();
+    let (seg, torn) = torn_queue(&sim);
+    let s = open(&sim, config(0, 60_000, true));
+    let start = Instant::now();
+    while sim.read_file(&seg).unwrap().len() >= torn {
+        assert!(start.elapsed() < Duration::from_secs(20), "never recovered");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Opened, recovered and closed again: nothing stays open for it.
+    let start = Instant::now();
+    while s.open_stats().queues_open != 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            s.open_stats()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(drain(&s, "a"), vec!["a-0", "a-1", "a-2"]);
+    // A clean close leaves the mark, and the next open recovers nothing in the background.
+    s.close().unwrap();
+    drop(s);
+    let s = open(&sim, config(0, 60_000, true));
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(s.open_stats().queues_open, 0);
+}
+
+#[test]
+fn a_crash_while_a_log_is_opened_lazily_loses_nothing() {
+    // A crash after each call of the lazy open (and a publish after it), until one that the
+    // workload finishes before.
+    for n in 0u64.. {
+        let sim = SimFs::new();
+        let (_, _) = torn_queue(&sim);
+        let s = open(&sim, config(0, 60_000, false));
+        sim.crash_after(n);
+        let _ = s.queue("a").map(|q| q.publish(&values(1, "late")));
+        let crashed = sim.has_crashed();
+        sim.crash(CrashMode::TornTail(n + 1));
+        drop(s);
+        let s = open(&sim, config(0, 60_000, false));
+        let got = drain(&s, "a");
+        assert_eq!(got[..3], ["a-0", "a-1", "a-2"], "crash after {n} calls");
+        assert!(got.len() == 3 || got[3..] == ["late-0"], "{n}: {got:?}");
+        if !crashed {
+            assert_eq!(got.len(), 4, "a publish that returned is kept");
+            assert!(n > 10, "the open took {n} calls");
+            break;
+        }
+        s.queue("a").unwrap().publish(&values(1, "after")).unwrap();
+        assert_eq!(drain(&s, "a"), vec!["after-0"]);
+    }
+}
+
+#[test]
+fn a_full_open_file_table_refuses_that_lookup_and_others_go_on() {
+    let sim = SimFs::new();
+    let s = open(&sim, config(0, 60_000, false));
+    for n in ["a", "b"] {
+        s.create_queue(n, QueueConfig::default())
+            .unwrap()
+            .publish(&values(2, n))
+            .unwrap();
+    }
+    s.close().unwrap();
+    drop(s);
+    let s = open(&sim, config(0, 60_000, false));
+    let b = s.queue("b").unwrap();
+    sim.add_fault(Fault {
+        kind: OpKind::Open,
+        nth: sim.count(OpKind::Open) + 1,
+        forever: true,
+        error: FaultError::TooManyFiles,
+    });
+    let err = s.queue("a").unwrap_err();
+    assert!(err.is_fd_exhausted(), "{err}");
+    // The open queue keeps serving: publish and deliver need no new file.
+    b.publish(&values(1, "more")).unwrap();
+    assert_eq!(b.deliver(ConsumerId(1), 10).unwrap().len(), 3);
+    sim.clear_faults();
+    assert_eq!(
+        drain(&s, "a"),
+        vec!["a-0", "a-1"],
+        "opens once files are free"
+    );
+}
+
+#[test]
+fn a_dead_letter_queue_is_made_by_its_first_dead_letter_or_lookup() {
+    let sim = SimFs::new();
+    let s = open(&sim, config(0, 60_000, false));
+    let cfg = QueueConfig {
+        max_deliveries: 1,
+        ..QueueConfig::default()
+    };
+    let a = s.create_queue("a", cfg.clone()).unwrap();
+    s.create_queue("b", QueueConfig::default()).unwrap();
+    assert_eq!(s.list_queues(), vec!["a", "b"]);
+    assert!(!sim.exists(Path::new("/data/queues/a.dlq")));
+    // A lookup of a queue's default dead-letter queue makes it; of any other name, nothing.
+    assert!(matches!(s.queue("zz.dlq"), Err(Error::NotFound { .. })));
+    assert!(matches!(s.queue("a.dlq.dlq"), Err(Error::NotFound { .. })));
+    assert_eq!(s.queue("b.dlq").unwrap().name(), "b.dlq");
+    assert_eq!(s.list_queues(), vec!["a", "b", "b.dlq"]);
+    // A dead letter makes it too.
+    a.publish(&values(1, "poison")).unwrap();
+    let d = a.deliver(ConsumerId(1), 1).unwrap();
+    assert_eq!(d.len(), 1);
+    a.release(ConsumerId(1));
+    assert!(a.deliver(ConsumerId(1), 1).unwrap().is_empty());
+    assert_eq!(s.list_queues(), vec!["a", "a.dlq", "b", "b.dlq"]);
+    assert_eq!(drain(&s, "a.dlq"), vec!["poison-0"]);
+    // A dead-letter queue named in the config is made with the queue: others may look for it.
+    let named = QueueConfig {
+        dead_letter: Some("shared-dead".into()),
+        ..QueueConfig::default()
+    };
+    s.create_queue("c", named).unwrap();
+    assert!(s.list_queues().contains(&"shared-dead".to_string()));
+}
