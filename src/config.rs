@@ -124,7 +124,7 @@ pub struct Config {
     /// Settings of Kafka share groups.
     pub kafka_share: crate::server::kafka::share::ShareConfig,
     /// Most files the open topics and queues may hold; unused ones are closed, least recently
-    /// used first, to stay within it. 0: half of the open-file limit (which the server raises
+    /// used first, to stay within it. 0: a quarter of the open-file limit (which the server raises
     /// to its hard limit at start).
     pub open_files_max: usize,
     /// A topic or queue unused this long (no lookup, no holder, nothing in flight) is closed,

@@ -97,20 +97,17 @@ impl Broker {
         }
     }
 
-    /// One retention pass over every topic and queue. Blocking.
+    /// One retention pass over every open topic and queue (a closed one gets its retention
+    /// when it next opens: it takes no appends meanwhile). Blocking.
     fn enforce_retention(&self) {
         let mut logs = Vec::new();
-        for n in self.store.list_topics() {
-            if let Ok(t) = self.store.topic(&n) {
-                for (p, log) in t.logs().into_iter().enumerate() {
-                    logs.push((format!("{n}/{p}"), log));
-                }
+        for t in self.store.open_topics() {
+            for (p, log) in t.logs().into_iter().enumerate() {
+                logs.push((format!("{}/{p}", t.name()), log));
             }
         }
-        for n in self.store.list_queues() {
-            if let Ok(q) = self.store.queue(&n) {
-                logs.push((n, q.log().clone()));
-            }
+        for q in self.store.open_queues() {
+            logs.push((q.name().to_string(), q.log().clone()));
         }
         for (name, log) in logs {
             match log.enforce_retention() {

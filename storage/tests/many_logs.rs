@@ -82,7 +82,15 @@ fn nothing_opens_at_start_and_a_lookup_opens_only_its_own() {
         "dead-letter queues are made lazily"
     );
     assert_eq!(s.list_queues().len(), 40);
+    // Passes over what is in use (retention) see nothing and open nothing.
+    assert!(s.open_queues().is_empty() && s.open_topics().is_empty());
     assert_eq!(drain(&s, "q7"), vec!["q7-0"]);
+    let open: Vec<String> = s
+        .open_queues()
+        .iter()
+        .map(|q| q.name().to_string())
+        .collect();
+    assert_eq!(open, ["q7"]);
     let st = s.open_stats();
     assert_eq!((st.queues_open, st.topics_open), (1, 0), "{st:?}");
     assert!(st.files >= 2, "{st:?}");

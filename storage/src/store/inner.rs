@@ -32,6 +32,8 @@ pub(in crate::store) struct StoreInner {
     pub(in crate::store) closed: AtomicBool,
     /// Most files the open topics and queues may hold (see `keeper`).
     pub(in crate::store) files_budget: usize,
+    /// Bounds the creates and lazy opens working at once (see `keeper::OPENS_CONCURRENT_MAX`).
+    pub(in crate::store) opening: super::keeper::OpenGate,
     /// Topic ids seen, by id: a hint, checked against the topic on use.
     pub(in crate::store) topic_ids: Mutex<HashMap<TopicId, String>>,
 }
@@ -80,7 +82,12 @@ impl StoreInner {
         name: &str,
         config: QueueConfig,
     ) -> Result<Arc<Queue>> {
+        let _place = self.opening.enter();
         self.make_room();
+        self.retry_without_fds(|| self.build_queue_once(name, &config))
+    }
+
+    fn build_queue_once(self: &Arc<Self>, name: &str, config: &QueueConfig) -> Result<Arc<Queue>> {
         let fs = &*self.fs;
         let dir = self.queue_dir(name);
         fresh_dir(fs, &dir)?;
@@ -88,7 +95,7 @@ impl StoreInner {
             let log = Log::open(self.fs.clone(), dir.join(LOG_DIR), config.log.clone())?;
             let q = Queue::open(self.queue_parts(name, config.clone(), log))?;
             // The config is written last: a directory without one is an unfinished creation.
-            if let Err(e) = write_config(fs, &dir, KIND_QUEUE, &config) {
+            if let Err(e) = write_config(fs, &dir, KIND_QUEUE, config) {
                 let _ = q.shut(false);
                 return Err(e);
             }
@@ -151,8 +158,9 @@ impl StoreInner {
     /// Queue `name`, opened now when it is closed.
     fn lookup_queue(self: &Arc<Self>, name: &str) -> Result<Arc<Queue>> {
         self.queues.get_with(name, || {
+            let _place = self.opening.enter();
             self.make_room();
-            self.open_queue(name, &self.queue_dir(name))
+            self.retry_without_fds(|| self.open_queue(name, &self.queue_dir(name)))
         })
     }
 
@@ -173,8 +181,9 @@ impl StoreInner {
     /// Topic `name`, opened now when it is closed; as [`StoreInner::queue`].
     pub(in crate::store) fn topic(self: &Arc<Self>, name: &str) -> Result<Arc<Topic>> {
         self.topics.get_with(name, || {
+            let _place = self.opening.enter();
             self.make_room();
-            self.open_topic(name, &self.topic_dir(name))
+            self.retry_without_fds(|| self.open_topic(name, &self.topic_dir(name)))
         })
     }
 
@@ -250,9 +259,9 @@ impl StoreInner {
             return Ok(None);
         };
         let log = Log::open(self.fs.clone(), dir.join(LOG_DIR), config.log.clone())?;
-        Ok(Some(Arc::new(Queue::open(
-            self.queue_parts(name, config, log),
-        )?)))
+        let q = Queue::open(self.queue_parts(name, config, log))?;
+        retention_missed(q.log(), name);
+        Ok(Some(Arc::new(q)))
     }
 
     /// Opens the topic in `dir` at start: `None` for an unfinished creation (removed).
@@ -274,7 +283,12 @@ impl StoreInner {
             write_config(fs, dir, KIND_TOPIC_V2, &config)?;
             tracing::info!(topic = %name, id = %config.id, "topic id assigned");
         }
-        Topic::open(self, name, dir.to_path_buf(), config).map(Some)
+        let t = Topic::open(self, name, dir.to_path_buf(), config)?;
+        super::lock(&self.topic_ids).insert(t.id(), name.to_string());
+        for log in t.logs() {
+            retention_missed(&log, name);
+        }
+        Ok(Some(t))
     }
 
     /// Lists every topic or queue under `<root>/<sub>`, closed: each is opened (and
@@ -295,5 +309,17 @@ impl StoreInner {
             }
         }
         Ok(())
+    }
+}
+
+/// Retention passes visit open logs only. A closed log takes no appends, so it cannot have grown
+/// past its size limit meanwhile; but records may have aged past its time limit: a log with one
+/// gets its retention at open.
+fn retention_missed(log: &Log, name: &str) {
+    if log.retention().retention_ms.is_none() {
+        return;
+    }
+    if let Err(e) = log.enforce_retention() {
+        tracing::warn!(log = %name, "retention at open failed: {e}");
     }
 }

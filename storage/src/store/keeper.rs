@@ -49,11 +49,45 @@ pub const KEEP_EVERY: Duration = Duration::from_secs(1);
 /// without counting (a log's active segment, its direct-write handle, an ack journal).
 pub(super) const FILES_PER_OPEN_GUESS: usize = 3;
 
+/// Most creates (and lazy opens) of topics and queues at once: each holds a few files while
+/// it works (directory fsyncs, a config written through a temporary file, the new log and
+/// journal), so this bounds what they hold on top of the budget of open ones.
+pub const OPENS_CONCURRENT_MAX: usize = 16;
+
+/// A counting gate of [`OPENS_CONCURRENT_MAX`] places.
+#[derive(Debug, Default)]
+pub(super) struct OpenGate {
+    taken: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// A place in the [`OpenGate`], given back on drop.
+pub(super) struct GatePlace<'a>(&'a OpenGate);
+
+impl OpenGate {
+    pub(super) fn enter(&self) -> GatePlace<'_> {
+        let mut n = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= OPENS_CONCURRENT_MAX {
+            n = self.freed.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+        GatePlace(self)
+    }
+}
+
+impl Drop for GatePlace<'_> {
+    fn drop(&mut self) {
+        *self.0.taken.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
 /// How many topics and queues stay open, and when closed ones are opened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OpenSettings {
     /// Most files the open topics and queues may hold: unused ones are closed, least recently
-    /// used first, to stay within it. 0: half of the process's open-file limit at open.
+    /// used first, to stay within it. 0: a quarter of the process's open-file limit at open
+    /// (the rest is for connections and for the files creates, opens and closes hold briefly).
     pub files_max: usize,
     /// A topic or queue not looked up for this long, held by no one and with nothing in
     /// flight, is closed.
@@ -83,13 +117,13 @@ pub fn open_file_limit() -> Option<u64> {
     (rc == 0).then_some(r.rlim_cur)
 }
 
-/// The file budget `s` gives: its own, or half the open-file limit (at least 64).
+/// The file budget `s` gives: its own, or a quarter of the open-file limit (at least 64).
 pub(super) fn files_budget(s: &OpenSettings) -> usize {
     if s.files_max > 0 {
         return s.files_max;
     }
     let limit = open_file_limit().unwrap_or(1024);
-    usize::try_from(limit / 2).unwrap_or(usize::MAX).max(64)
+    usize::try_from(limit / 4).unwrap_or(usize::MAX).max(64)
 }
 
 /// Takes the clean-shutdown mark of the data directory at `root`: true when it was there (the
@@ -117,9 +151,13 @@ impl StoreInner {
     /// Closes idle topics and queues: those not used for the idle time, and more while the
     /// open ones hold more than the file budget. Returns how many were closed.
     pub(super) fn close_idle(self: &Arc<Self>) -> usize {
-        let s = &self.config.open;
-        let unused = Duration::from_millis(s.idle_close_ms);
-        let budget = self.files_budget;
+        let unused = Duration::from_millis(self.config.open.idle_close_ms);
+        self.close_unused(unused, self.files_budget)
+    }
+
+    /// Closes the idle topics and queues unused for `unused`, and more while the open ones hold
+    /// more than `budget` files.
+    fn close_unused(self: &Arc<Self>, unused: Duration, budget: usize) -> usize {
         let topic_files = self.topics.cost(|t| t.open_files());
         let queues = self.queues.take_idle(
             unused,
@@ -150,6 +188,22 @@ impl StoreInner {
             self.topics.closed(&name);
         }
         n
+    }
+
+    /// Runs `f`; when it fails for want of a file descriptor, closes every idle topic and
+    /// queue, however recently used, and runs it once more.
+    pub(super) fn retry_without_fds<T>(self: &Arc<Self>, f: impl Fn() -> Result<T>) -> Result<T> {
+        match f() {
+            Err(e) if e.is_fd_exhausted() => {
+                let closed = self.close_unused(Duration::ZERO, 0);
+                tracing::warn!(
+                    closed,
+                    "no file descriptor left ({e}); closed idle ones to retry"
+                );
+                f()
+            }
+            r => r,
+        }
     }
 
     /// Before opening or creating one more topic or queue: closes idle ones when the open ones

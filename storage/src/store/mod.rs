@@ -80,7 +80,7 @@ pub use consumer::Consumer;
 pub use dirs::{is_tombstone, TOMBSTONE_MARK};
 pub use group::{Group, GroupConsumer};
 pub use identity::{decode_identity, encode_identity, IDENTITY_FILE};
-pub use keeper::{open_file_limit, OpenSettings, CLEAN_FILE, KEEP_EVERY};
+pub use keeper::{open_file_limit, OpenSettings, CLEAN_FILE, KEEP_EVERY, OPENS_CONCURRENT_MAX};
 pub use partition::{
     group_partition_dir, partition_log_dir, partition_of, TopicConfig, TopicId,
     GROUP_PARTITION_PREFIX, KIND_TOPIC_V2, PARTITIONS_MAX, PARTITION_LOG_PREFIX,
@@ -224,6 +224,7 @@ impl Store {
             queues: Catalog::new("queue"),
             closed: AtomicBool::new(false),
             topic_ids: Mutex::new(Default::default()),
+            opening: Default::default(),
         });
         for sub in ["topics", "queues"] {
             let d = root.join(sub);
@@ -286,6 +287,7 @@ impl Store {
                 kind: "topic",
                 name: name.into(),
             })?;
+        let _place = self.inner.opening.enter();
         self.inner.make_room();
         let fs = &*self.inner.fs;
         let dir = self.inner.topic_dir(name);
@@ -346,6 +348,17 @@ impl Store {
     /// could not be opened.
     pub fn queue(&self, name: &str) -> Result<Arc<Queue>> {
         self.inner.queue(name)
+    }
+
+    /// The topics open now (none is opened by this call), sorted by name: for passes that
+    /// concern only what is in use, such as retention (a closed topic gets it when it opens).
+    pub fn open_topics(&self) -> Vec<Arc<Topic>> {
+        self.inner.topics.open_values()
+    }
+
+    /// The queues open now, sorted by name (see [`Store::open_topics`]).
+    pub fn open_queues(&self) -> Vec<Arc<Queue>> {
+        self.inner.queues.open_values()
     }
 
     /// Names of all topics (damaged ones too), sorted.

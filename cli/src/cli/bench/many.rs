@@ -28,8 +28,11 @@ struct Outcome {
     problems: Vec<String>,
 }
 
-/// Creates the queues, pipelined; returns their names.
-async fn create_queues(c: &Client, n: usize) -> Result<Vec<String>> {
+/// Creates the queues, pipelined (or takes the existing `<prefix>-<i>`); returns their names.
+async fn create_queues(c: &Client, n: usize, existing: Option<&str>) -> Result<Vec<String>> {
+    if let Some(p) = existing {
+        return Ok((0..n).map(|i| format!("{p}-{i}")).collect());
+    }
     let prefix = format!("many-{}-{}", std::process::id(), now_ms());
     let names: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
     let mut tasks = Vec::new();
@@ -64,8 +67,9 @@ async fn publish(c: Client, queue: String, count: u64, batch: usize, bytes: usiz
     Ok(())
 }
 
-/// One queue's consumer: takes `expect` messages, acking each batch it got; returns the
-/// offsets it saw.
+/// One queue's consumer: takes `expect` messages, acking what it has received so far in one
+/// ack (as a consumer that works through what arrived together would); returns the offsets it
+/// saw.
 async fn consume(
     c: Client,
     queue: String,
@@ -75,6 +79,7 @@ async fn consume(
     idle: Duration,
 ) -> Result<Vec<u64>> {
     let mut cons = c.consume(Source::Queue(queue.clone()), prefetch).await?;
+    let acker = cons.acker();
     let mut seen = Vec::with_capacity(expect as usize);
     while (seen.len() as u64) < expect {
         let d = match tokio::time::timeout(idle, cons.next()).await {
@@ -82,9 +87,16 @@ async fn consume(
             Ok(None) => bail!("the consumer of {queue} ended"),
             Err(_) => bail!("{queue}: nothing for {} ms", idle.as_millis()),
         };
-        seen.push(d.offset);
-        delivered.fetch_add(1, Ordering::Relaxed);
-        d.ack().await?;
+        let mut ids = vec![d.id()];
+        while cons.buffered() > 0 {
+            match cons.next().await {
+                Some(d) => ids.push(d?.id()),
+                None => break,
+            }
+        }
+        seen.extend(ids.iter().map(|&(_, o)| o));
+        delivered.fetch_add(ids.len() as u64, Ordering::Relaxed);
+        acker.ack(&ids).await?;
     }
     Ok(seen)
 }
@@ -104,7 +116,7 @@ async fn connections(addr: &str, n: usize) -> Result<Vec<Client>> {
 async fn run(addr: &str, a: &BenchArgs) -> Result<Outcome> {
     let queues = a.queues.max(1);
     let conns = connections(addr, a.connections.max(1)).await?;
-    let names = create_queues(&conns[0], queues).await?;
+    let names = create_queues(&conns[0], queues, a.queue_prefix.as_deref()).await?;
     // Messages per queue: what its publishers send.
     let per_publisher = a.messages.div_ceil(a.producers as u64);
     let mut per_queue = vec![0u64; queues];
@@ -112,54 +124,18 @@ async fn run(addr: &str, a: &BenchArgs) -> Result<Outcome> {
         per_queue[j % queues] += per_publisher;
     }
     let delivered = Arc::new(AtomicU64::new(0));
-    let idle = Duration::from_millis(a.idle_timeout_ms);
     let started = Instant::now();
-    let mut consumers = Vec::new();
-    for (i, q) in names.iter().enumerate() {
-        let c = conns[i % conns.len()].clone();
-        let prefetch = (a.batch as u32).saturating_mul(2).max(1);
-        let f = consume(
-            c,
-            q.clone(),
-            per_queue[i],
-            prefetch,
-            delivered.clone(),
-            idle,
-        );
-        consumers.push(tokio::spawn(f));
-    }
-    let mut publishers = Vec::new();
-    for j in 0..a.producers {
-        let c = conns[(j + 1) % conns.len()].clone();
-        let f = publish(
-            c,
-            names[j % queues].clone(),
-            per_publisher,
-            a.batch,
-            a.message_bytes,
-        );
-        publishers.push(tokio::spawn(f));
-    }
-    for p in publishers {
-        p.await?.context("a publisher failed")?;
-    }
     let mut problems = Vec::new();
-    for (i, c) in consumers.into_iter().enumerate() {
-        match c.await? {
-            Ok(seen) => {
-                let distinct: BTreeSet<u64> = seen.iter().copied().collect();
-                if distinct.len() != seen.len() || distinct.len() as u64 != per_queue[i] {
-                    problems.push(format!(
-                        "{}: {} deliveries of {} distinct offsets, {} published",
-                        names[i],
-                        seen.len(),
-                        distinct.len(),
-                        per_queue[i]
-                    ));
-                }
-            }
-            Err(e) => problems.push(format!("{e:#}")),
-        }
+    let wave = if a.wave == 0 { queues } else { a.wave };
+    for first in (0..queues).step_by(wave) {
+        let range = first..(first + wave).min(queues);
+        let w = Wave {
+            names: &names,
+            per_queue: &per_queue,
+            conns: &conns,
+            delivered: &delivered,
+        };
+        problems.extend(w.run(a, range, per_publisher).await?);
     }
     Ok(Outcome {
         published: per_queue.iter().sum(),
@@ -167,6 +143,71 @@ async fn run(addr: &str, a: &BenchArgs) -> Result<Outcome> {
         seconds: started.elapsed().as_secs_f64(),
         problems,
     })
+}
+
+/// The queues of one wave, run together: their consumers, and the publishers of those queues.
+struct Wave<'a> {
+    names: &'a [String],
+    per_queue: &'a [u64],
+    conns: &'a [Client],
+    delivered: &'a Arc<AtomicU64>,
+}
+
+impl Wave<'_> {
+    /// Runs the queues `range`; the problems found.
+    async fn run(
+        &self,
+        a: &BenchArgs,
+        range: std::ops::Range<usize>,
+        per_publisher: u64,
+    ) -> Result<Vec<String>> {
+        let (names, conns) = (self.names, self.conns);
+        let queues = names.len();
+        let idle = Duration::from_millis(a.idle_timeout_ms);
+        let mut consumers = Vec::new();
+        for i in range.clone() {
+            let c = conns[i % conns.len()].clone();
+            let prefetch = (a.batch as u32).saturating_mul(2).max(1);
+            let f = consume(
+                c,
+                names[i].clone(),
+                self.per_queue[i],
+                prefetch,
+                self.delivered.clone(),
+                idle,
+            );
+            consumers.push((i, tokio::spawn(f)));
+        }
+        let mut publishers = Vec::new();
+        for j in (0..a.producers).filter(|j| range.contains(&(j % queues))) {
+            let c = conns[(j + 1) % conns.len()].clone();
+            let q = names[j % queues].clone();
+            let f = publish(c, q, per_publisher, a.batch, a.message_bytes);
+            publishers.push(tokio::spawn(f));
+        }
+        for p in publishers {
+            p.await?.context("a publisher failed")?;
+        }
+        let mut problems = Vec::new();
+        for (i, c) in consumers {
+            match c.await? {
+                Ok(seen) => {
+                    let distinct: BTreeSet<u64> = seen.iter().copied().collect();
+                    if distinct.len() != seen.len() || distinct.len() as u64 != self.per_queue[i] {
+                        problems.push(format!(
+                            "{}: {} deliveries of {} distinct offsets, {} published",
+                            names[i],
+                            seen.len(),
+                            distinct.len(),
+                            self.per_queue[i]
+                        ));
+                    }
+                }
+                Err(e) => problems.push(format!("{e:#}")),
+            }
+        }
+        Ok(problems)
+    }
 }
 
 /// Runs the many-queues benchmark against `addr` and prints its figures.

@@ -118,6 +118,14 @@ pub struct BenchArgs {
     /// Connections the publishers and consumers of `--mode many-queues` share.
     #[arg(long, default_value_t = 8)]
     pub connections: usize,
+    /// With `--mode many-queues`: run this many queues at a time, one wave after another
+    /// (0: all at once).
+    #[arg(long, default_value_t = 0)]
+    pub wave: usize,
+    /// With `--mode many-queues`: use the existing queues `<prefix>-0` .. `<prefix>-<n-1>`
+    /// instead of creating new ones.
+    #[arg(long)]
+    pub queue_prefix: Option<String>,
 }
 
 #[derive(Default)]
