@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::fs::{FsRef, StdFs};
 
 use super::clock::{ClockRef, SystemClock};
-use super::upkeep::{Upkeep, UpkeepSettings};
+use super::upkeep::UpkeepSettings;
 use super::{Store, StoreConfig};
 
 /// Default period of the upkeep thread's deadline check: an unacked message is returned at
@@ -97,7 +97,7 @@ impl StoreBuilder {
     pub fn open(self) -> Result<Store> {
         let store = Store::open_with_clock(self.fs, self.root, self.config, self.clock)?;
         if let Some(s) = self.upkeep {
-            *super::lock(&store.upkeep) = Some(Upkeep::start(&store.inner, s)?);
+            *super::lock(&store.upkeep) = Some(super::upkeep::start(&store.inner, s)?);
         }
         Ok(store)
     }

@@ -16,15 +16,16 @@
 //! a torn tail is cut in the background as well as before its log's first use.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, IoContext, Result};
 use crate::fs::{write_atomic, FileSystem};
 
+use super::background::{Background, Stop};
+use super::catalog::Catalog;
 use super::inner::StoreInner;
+use super::{Queue, Topic};
 
 /// The file at the root of a data directory whose presence at open says the store was closed
 /// cleanly last time: every topic and queue was synced and closed. Removed (durably) at open.
@@ -217,38 +218,30 @@ impl StoreInner {
 
     /// Opens every closed topic and queue once (recovering its log) and closes it again unless
     /// someone took it meanwhile; stops early when the store closes.
-    fn recover_all(self: &Arc<Self>, stop: &AtomicBool) {
+    fn recover_all(self: &Arc<Self>, stop: &Stop) {
         let started = Instant::now();
         let mut opened = 0u64;
-        for name in self.queues.closed_names() {
-            if stop.load(Ordering::Acquire) || self.check_open().is_err() {
+        let queues = self.queues.closed_names().into_iter().map(|n| (true, n));
+        let topics = self.topics.closed_names().into_iter().map(|n| (false, n));
+        for (queue, name) in queues.chain(topics) {
+            if stop.stopped() || self.check_open().is_err() {
                 return;
             }
             self.make_room();
-            match self.queue(&name) {
-                Ok(q) => {
-                    drop(q);
-                    opened += 1;
-                    self.close_if_idle_queue(&name);
+            let r = match queue {
+                true => self.queue(&name).map(drop),
+                false => self.topic(&name).map(drop),
+            };
+            match r {
+                Ok(()) if queue => self.close_if_idle_queue(&name),
+                Ok(()) => self.close_if_idle_topic(&name),
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => {
+                    tracing::warn!(%name, queue, "background recovery: {e}");
+                    continue;
                 }
-                Err(Error::NotFound { .. }) => {}
-                Err(e) => tracing::warn!(queue = %name, "background recovery: {e}"),
             }
-        }
-        for name in self.topics.closed_names() {
-            if stop.load(Ordering::Acquire) || self.check_open().is_err() {
-                return;
-            }
-            self.make_room();
-            match self.topic(&name) {
-                Ok(t) => {
-                    drop(t);
-                    opened += 1;
-                    self.close_if_idle_topic(&name);
-                }
-                Err(Error::NotFound { .. }) => {}
-                Err(e) => tracing::warn!(topic = %name, "background recovery: {e}"),
-            }
+            opened += 1;
         }
         tracing::info!(
             logs = opened,
@@ -258,95 +251,50 @@ impl StoreInner {
     }
 
     fn close_if_idle_queue(&self, name: &str) {
-        if let Some(q) = self.queues.take_if_idle(name, |q| q.can_close()) {
-            if let Err(e) = q.close() {
-                tracing::warn!(queue = %name, "closing after recovery failed: {e}");
-            }
-            drop(q);
-            self.queues.closed(name);
-        }
+        close_if_idle(&self.queues, name, "queue", Queue::can_close, Queue::close);
     }
 
     fn close_if_idle_topic(&self, name: &str) {
-        if let Some(t) = self.topics.take_if_idle(name, |t| t.can_close()) {
-            if let Err(e) = t.close() {
-                tracing::warn!(topic = %name, "closing after recovery failed: {e}");
-            }
-            drop(t);
-            self.topics.closed(name);
-        }
+        close_if_idle(&self.topics, name, "topic", Topic::can_close, Topic::close);
     }
 }
 
-/// The running keeper thread; stopped (and joined) by [`Keeper::stop`] or on drop.
-#[derive(Debug)]
-pub(super) struct Keeper {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    stopping: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+/// Starts the keeper thread of a store; with `recover`, it first opens every closed log once.
+pub(super) fn start(inner: &Arc<StoreInner>, recover: bool) -> Result<Background> {
+    Background::start("sluice-keeper", inner, move |weak, stop| {
+        run(weak, stop, recover)
+    })
 }
 
-impl Keeper {
-    pub(super) fn start(inner: &Arc<StoreInner>, recover: bool) -> Result<Keeper> {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let stopping = Arc::new(AtomicBool::new(false));
-        let weak = Arc::downgrade(inner);
-        let (flag, early) = (stop.clone(), stopping.clone());
-        let thread = std::thread::Builder::new()
-            .name("sluice-keeper".into())
-            .spawn(move || run(weak, flag, early, recover))
-            .map_err(|e| Error::io(&inner.root, e))?;
-        Ok(Keeper {
-            stop,
-            stopping,
-            thread: Some(thread),
-        })
-    }
-
-    /// Stops the thread and waits for its current pass to end.
-    pub(super) fn stop(&mut self) {
-        self.stopping.store(true, Ordering::Release);
-        *self.stop.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        self.stop.1.notify_all();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Keeper {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn run(
-    weak: Weak<StoreInner>,
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    stopping: Arc<AtomicBool>,
-    recover: bool,
-) {
+fn run(weak: Weak<StoreInner>, stop: Stop, recover: bool) {
     if recover {
         match weak.upgrade() {
-            Some(inner) => inner.recover_all(&stopping),
+            Some(inner) => inner.recover_all(&stop),
             None => return,
         }
     }
-    loop {
-        {
-            let g = stop.0.lock().unwrap_or_else(|e| e.into_inner());
-            let (g, _) = stop
-                .1
-                .wait_timeout_while(g, KEEP_EVERY, |stopped| !*stopped)
-                .unwrap_or_else(|e| e.into_inner());
-            if *g {
-                return;
-            }
-        }
+    while !stop.wait(KEEP_EVERY) {
         let Some(inner) = weak.upgrade() else { return };
         if inner.check_open().is_err() {
             return;
         }
         inner.close_idle();
+    }
+}
+
+/// Closes `name` of `catalog` now if it is open and idle (see [`Catalog::take_if_idle`]).
+fn close_if_idle<T>(
+    catalog: &Catalog<T>,
+    name: &str,
+    kind: &str,
+    idle: impl Fn(&T) -> bool,
+    close: impl Fn(&T) -> Result<()>,
+) {
+    if let Some(x) = catalog.take_if_idle(name, idle) {
+        if let Err(e) = close(&x) {
+            tracing::warn!(%kind, %name, "closing after recovery failed: {e}");
+        }
+        drop(x);
+        catalog.closed(name);
     }
 }

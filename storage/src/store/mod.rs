@@ -28,8 +28,12 @@
 //! - `mod.rs`: [`Store`] (open, create, look up, delete, close), [`StartAt`], [`StoreConfig`].
 //! - `inner`: the shared state behind a store: its catalogs and how topics and queues are built,
 //!   opened and found at start.
-//! - `catalog`: names in one state each (open, damaged, busy), so creates and deletes of one name
-//!   never overlap and never hold up other names.
+//! - `catalog`: names in one state each (open, closed, moving, damaged, busy), so creates and
+//!   deletes of one name never overlap and never hold up other names, and a closed name opens at
+//!   its first lookup.
+//! - `keeper`: closing idle topics and queues within a file budget, the background recovery pass
+//!   after an unclean stop, the store's clean-shutdown mark ([`OpenSettings`]).
+//! - `background`: the store's own threads (keeper, upkeep) and their stop signal.
 //! - `dirs`: directory lifecycle: durable creation, tombstones, atomic deletes.
 //! - `settings`: [`QueueConfig`], name rules, config files, dead-letter queue names.
 //! - `clock`: the time source of ack deadlines and nack delays.
@@ -47,6 +51,7 @@
 //!   `deliver`, `settle` (ack, nack, release, expiry, commit), `dead_letter`.
 
 mod alter;
+mod background;
 mod builder;
 mod catalog;
 mod clock;
@@ -172,9 +177,9 @@ pub struct Store {
     /// The data directory's `LOCK`, held while the store is open (one store per directory).
     _lock: crate::fs::LockRef,
     /// The background upkeep of a store opened by [`StoreBuilder`], stopped at close.
-    upkeep: Mutex<Option<upkeep::Upkeep>>,
+    upkeep: Mutex<Option<background::Background>>,
     /// The thread that closes idle topics and queues (and recovers after an unclean stop).
-    keeper: Mutex<Option<keeper::Keeper>>,
+    keeper: Mutex<Option<background::Background>>,
     /// Ids for idempotent producers.
     producer_ids: producer_ids::ProducerIds,
     /// The data directory's identity once read or made ([`Store::identity`]).
@@ -235,7 +240,7 @@ impl Store {
         inner.list_all("topics")?;
         let producer_ids = producer_ids::ProducerIds::open(fs, &root)?;
         let recover = !clean && inner.config.open.recover_in_background;
-        let keeper = keeper::Keeper::start(&inner, recover)?;
+        let keeper = keeper::start(&inner, recover)?;
         Ok(Store {
             inner,
             _lock: lock,

@@ -2,12 +2,12 @@
 //! delay passed (so a consumer that died or stalled does not keep them) and applies retention,
 //! without the program calling anything. The server runs its own timers instead.
 
-use std::sync::{Arc, Condvar, Mutex, Weak};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
+use super::background::{Background, Stop};
 use super::inner::StoreInner;
 use super::Queue;
 
@@ -18,56 +18,16 @@ pub(super) struct UpkeepSettings {
     pub(super) retention_every: Duration,
 }
 
-/// A running upkeep thread; stopped (and joined) on drop.
-#[derive(Debug)]
-pub(super) struct Upkeep {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    thread: Option<JoinHandle<()>>,
+/// Starts the upkeep thread of a store.
+pub(super) fn start(inner: &Arc<StoreInner>, s: UpkeepSettings) -> Result<Background> {
+    Background::start("sluice-upkeep", inner, move |weak, stop| run(weak, stop, s))
 }
 
-impl Upkeep {
-    pub(super) fn start(inner: &Arc<StoreInner>, s: UpkeepSettings) -> Result<Upkeep> {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let weak = Arc::downgrade(inner);
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("sluice-upkeep".into())
-            .spawn(move || run(weak, flag, s))
-            .map_err(|e| Error::io(&inner.root, e))?;
-        Ok(Upkeep {
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    /// Stops the thread and waits for its current pass to end.
-    pub(super) fn stop(&mut self) {
-        *self.stop.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        self.stop.1.notify_all();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Upkeep {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn run(weak: Weak<StoreInner>, stop: Arc<(Mutex<bool>, Condvar)>, s: UpkeepSettings) {
+fn run(weak: Weak<StoreInner>, stop: Stop, s: UpkeepSettings) {
     let mut last_retention = Instant::now();
     loop {
-        {
-            let g = stop.0.lock().unwrap_or_else(|e| e.into_inner());
-            let (g, _) = stop
-                .1
-                .wait_timeout_while(g, s.every, |stopped| !*stopped)
-                .unwrap_or_else(|e| e.into_inner());
-            if *g {
-                return;
-            }
+        if stop.wait(s.every) {
+            return;
         }
         let Some(inner) = weak.upgrade() else { return };
         if inner.check_open().is_err() {
