@@ -122,11 +122,20 @@ impl Broker {
     }
 
     /// A topic's (or a queue's) id and partition count.
+    /// Opens neither: a listing of every topic must not open every log.
     pub fn kafka_topic_meta(&self, name: &str) -> Result<(TopicId, u32)> {
-        Ok(match self.named_log(name)? {
-            NamedLog::Topic(t) => (t.id(), t.partition_count()),
-            NamedLog::Queue(_) => (self.queue_topic_id(name)?, 1),
-        })
+        match self.store.topic_meta(name) {
+            Ok(m) => Ok(m),
+            Err(StoreError::NotFound { .. }) if self.store.has_queue(name) => {
+                Ok((self.queue_topic_id(name)?, 1))
+            }
+            Err(StoreError::NotFound { .. }) => Ok(match self.named_log(name)? {
+                // Made between the two lookups.
+                NamedLog::Topic(t) => (t.id(), t.partition_count()),
+                NamedLog::Queue(_) => (self.queue_topic_id(name)?, 1),
+            }),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Whether topics have persistent ids: frontends serve the request versions that address

@@ -339,3 +339,41 @@ fn a_dead_letter_queue_is_made_by_its_first_dead_letter_or_lookup() {
     s.create_queue("c", named).unwrap();
     assert!(s.list_queues().contains(&"shared-dead".to_string()));
 }
+
+#[test]
+fn a_topic_listing_opens_no_topic() {
+    let sim = SimFs::new();
+    let s = open(&sim, config(0, 60_000, false));
+    let mut ids = Vec::new();
+    for i in 0..10u32 {
+        let t = s
+            .create_topic_with_partitions(&format!("t{i}"), None, 1 + i % 3)
+            .unwrap();
+        ids.push((t.id(), 1 + i % 3));
+    }
+    s.create_queue("q", QueueConfig::default()).unwrap();
+    s.close().unwrap();
+    drop(s);
+    let s = open(&sim, config(0, 60_000, false));
+    for (i, want) in ids.iter().enumerate() {
+        assert_eq!(s.topic_meta(&format!("t{i}")).unwrap(), *want);
+    }
+    assert!(s.has_queue("q") && !s.has_queue("t1") && !s.has_queue("zz"));
+    assert_eq!(s.open_stats().topics_open + s.open_stats().queues_open, 0);
+    assert!(matches!(s.topic_meta("zz"), Err(Error::NotFound { .. })));
+    // Partitions added while open show once it is closed again; a topic made again under a
+    // deleted one's name shows its own id.
+    s.topic("t0").unwrap().add_partitions(4).unwrap();
+    s.delete_topic("t1").unwrap();
+    let t1 = s.create_topic("t1", None).unwrap().id();
+    assert_eq!(s.close_idle(), 0, "used just now");
+    let s2_cfg = config(0, 0, false);
+    drop(s);
+    let s = open(&sim, s2_cfg);
+    assert_eq!(s.topic_meta("t0").unwrap(), (ids[0].0, 4));
+    assert_eq!(s.topic_meta("t1").unwrap(), (t1, 1));
+    assert_ne!(t1, ids[1].0);
+    s.topic("t1").unwrap();
+    assert_eq!(s.close_idle(), 1);
+    assert_eq!(s.topic_meta("t1").unwrap(), (t1, 1));
+}

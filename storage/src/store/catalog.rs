@@ -232,6 +232,17 @@ impl<T> Catalog<T> {
         }
     }
 
+    /// True when `name` is known and closed now.
+    pub(crate) fn is_closed(&self, name: &str) -> bool {
+        matches!(self.lock().get(name), Some(Slot::Closed))
+    }
+
+    /// True when `name` is open, closed, being opened or closed, or damaged: a thing of that
+    /// name exists (a busy name is being created or deleted, and counts as absent).
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        !matches!(self.lock().get(name), Some(Slot::Busy) | None)
+    }
+
     /// Names of the closed things, sorted.
     pub(crate) fn closed_names(&self) -> Vec<String> {
         self.lock()

@@ -36,6 +36,9 @@ pub(in crate::store) struct StoreInner {
     pub(in crate::store) opening: super::keeper::OpenGate,
     /// Topic ids seen, by id: a hint, checked against the topic on use.
     pub(in crate::store) topic_ids: Mutex<HashMap<TopicId, String>>,
+    /// The id and partition count of closed topics whose config was read, by name (dropped
+    /// when the topic opens: an open topic answers for itself, and may add partitions).
+    pub(in crate::store) closed_meta: Mutex<HashMap<String, (TopicId, u32)>>,
 }
 
 impl StoreInner {
@@ -187,6 +190,34 @@ impl StoreInner {
         })
     }
 
+    /// Topic `name`'s id and partition count, without opening it (see
+    /// [`super::Store::topic_meta`]).
+    pub(in crate::store) fn topic_meta(self: &Arc<Self>, name: &str) -> Result<(TopicId, u32)> {
+        if let Some(t) = self.topics.get_open(name) {
+            return Ok((t.id(), t.partition_count()));
+        }
+        if !self.topics.is_closed(name) {
+            // Absent, busy or damaged: the lookup says which.
+            let t = self.topic(name)?;
+            return Ok((t.id(), t.partition_count()));
+        }
+        if let Some(m) = super::lock(&self.closed_meta).get(name) {
+            return Ok(*m);
+        }
+        match read_topic_config(&*self.fs, &self.topic_dir(name)) {
+            Ok(Some(c)) if !c.id.is_nil() => {
+                let m = (c.id, c.partitions);
+                super::lock(&self.closed_meta).insert(name.to_string(), m);
+                Ok(m)
+            }
+            // Unfinished, older than ids, or unreadable: opening it settles each case.
+            _ => {
+                let t = self.topic(name)?;
+                Ok((t.id(), t.partition_count()))
+            }
+        }
+    }
+
     /// The topic whose id is `id` (see [`super::Store::topic_by_id`]).
     pub(in crate::store) fn topic_by_id(self: &Arc<Self>, id: TopicId) -> Result<Arc<Topic>> {
         let found = |name: &str| self.topic(name).ok().filter(|t| t.id() == id);
@@ -285,6 +316,7 @@ impl StoreInner {
         }
         let t = Topic::open(self, name, dir.to_path_buf(), config)?;
         super::lock(&self.topic_ids).insert(t.id(), name.to_string());
+        super::lock(&self.closed_meta).remove(name);
         for log in t.logs() {
             retention_missed(&log, name);
         }

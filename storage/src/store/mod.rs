@@ -229,6 +229,7 @@ impl Store {
             queues: Catalog::new("queue"),
             closed: AtomicBool::new(false),
             topic_ids: Mutex::new(Default::default()),
+            closed_meta: Mutex::new(Default::default()),
             opening: Default::default(),
         });
         for sub in ["topics", "queues"] {
@@ -311,6 +312,7 @@ impl Store {
             });
         match r {
             Ok(t) => {
+                lock(&self.inner.closed_meta).remove(name);
                 slot.fill(t.clone());
                 Ok(t)
             }
@@ -355,6 +357,18 @@ impl Store {
         self.inner.queue(name)
     }
 
+    /// Topic `name`'s id and partition count, without opening it when it is closed (its config
+    /// is read once): for listings of every topic (a Kafka Metadata request), which would
+    /// otherwise open every log. `NotFound` or `Corruption` as [`Store::topic`].
+    pub fn topic_meta(&self, name: &str) -> Result<(TopicId, u32)> {
+        self.inner.topic_meta(name)
+    }
+
+    /// True when queue `name` exists (open, closed or damaged), without opening it.
+    pub fn has_queue(&self, name: &str) -> bool {
+        self.inner.queues.contains(name)
+    }
+
     /// The topics open now (none is opened by this call), sorted by name: for passes that
     /// concern only what is in use, such as retention (a closed topic gets it when it opens).
     pub fn open_topics(&self) -> Vec<Arc<Topic>> {
@@ -381,6 +395,7 @@ impl Store {
     pub fn delete_topic(&self, name: &str) -> Result<()> {
         self.inner.check_open()?;
         let (slot, prev) = self.inner.topics.begin_delete(name)?;
+        lock(&self.inner.closed_meta).remove(name);
         let dir = self.inner.topic_dir(name);
         delete_dir(&*self.inner.fs, &dir, slot, prev, |t: &Topic| {
             let _ = t.shut(false);
