@@ -4,6 +4,10 @@
 //!
 //! The seeds are written by `write_seed_corpus` (ignored; run it with
 //! `cargo test --test fuzz_corpus -- --ignored write_seed_corpus` after changing a format).
+//!
+//! Longer than most files on purpose: each file under `tests/` is a binary of its own that links
+//! the whole broker, so the scenarios of one subject share one binary (and one set of helpers)
+//! rather than adding links to a CI run on two cores.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

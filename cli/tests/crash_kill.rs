@@ -20,6 +20,10 @@
 //!
 //! `SLUICE_CRASH_KILLS` sets the number of broker kills (default 25; `SLUICE_SOAK=1` makes it
 //! 1000), `SLUICE_CRASH_SEED` the seed (printed, with the figures, on success and failure).
+//!
+//! Longer than most files on purpose: each file under `tests/` is a binary of its own that links
+//! the whole broker, so the scenarios of one subject share one binary (and one set of helpers)
+//! rather than adding links to a CI run on two cores.
 
 mod common;
 

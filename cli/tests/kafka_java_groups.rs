@@ -5,6 +5,10 @@
 //! (`--list`, `--describe`, `--reset-offsets`), and the producer and consumer perf tools.
 //! Installed by `tests/kafka/install.sh java`; without it the tests fail under `CI=true` and are
 //! skipped elsewhere.
+//!
+//! Longer than most files on purpose: each file under `tests/` is a binary of its own that links
+//! the whole broker, so the scenarios of one subject share one binary (and one set of helpers)
+//! rather than adding links to a CI run on two cores.
 
 mod common;
 

@@ -3,6 +3,10 @@
 //! garbage, an oversized length prefix, a client stalled mid-frame, no handshake, a connection
 //! flood beyond the limit, a consumer that never acks and a subscriber that never reads (server
 //! memory stays bounded and well-behaved clients keep their latency).
+//!
+//! Longer than most files on purpose: each file under `tests/` is a binary of its own that links
+//! the whole broker, so the scenarios of one subject share one binary (and one set of helpers)
+//! rather than adding links to a CI run on two cores.
 
 mod common;
 

@@ -2,6 +2,10 @@
 //! (subscribers, a consumer group, a queue with acks, in-flight messages and a dead letter), the
 //! exact figures `inspect` reports for them, damaged state files found and named, and repair of a
 //! queue directory that `Store::open` then opens with every intact record and ack.
+//!
+//! Longer than most files on purpose: each file under `tests/` is a binary of its own that links
+//! the whole broker, so the scenarios of one subject share one binary (and one set of helpers)
+//! rather than adding links to a CI run on two cores.
 
 mod inspect_common;
 

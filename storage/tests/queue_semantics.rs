@@ -1,5 +1,9 @@
 //! Queue semantics: competing consumers, redelivery after a consumer crash, nack, ack
 //! deadlines, dead letters, in-flight bounds, reclaim, and a consumer group on a topic.
+//!
+//! Longer than most files on purpose: each file under `tests/` is a binary of its own that links
+//! the whole broker, so the scenarios of one subject share one binary (and one set of helpers)
+//! rather than adding links to a CI run on two cores.
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -13,6 +13,9 @@
 //!
 //! Every body starts with the producer id and the producer's sequence number (big-endian u64
 //! each), so consume can tell missing and duplicated messages apart.
+//!
+//! Longer than most files on purpose: one peer's whole workload (publish, pull consumer, checks)
+//! in one file, beside the RabbitMQ and Redis ones, so the three read side by side.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
