@@ -307,13 +307,45 @@ fn a_broker_kill_loses_no_confirmed_accept_and_redelivers_the_rest() {
     );
     server.kill9();
     let before = confirmed(&c.seen).len();
+    let seen_before_kill: BTreeSet<(i64, i64)> = records(&c.seen).into_keys().collect();
     std::thread::sleep(Duration::from_millis(500));
     let _server = start_on_ports(&dir, native, kafka);
     let (status, ev, stderr) = c.finish(false);
     assert!(status.success(), "{stderr}");
     no_violations(&ev);
     let all: BTreeSet<(i64, i64)> = (0..N as i64).map(|o| (0, o)).collect();
-    assert_eq!(confirmed(&ev), all, "every record accepted in the end");
+    // An accept in flight at the kill may have been made durable without its reply reaching
+    // the client: such a record is not redelivered and its accept is never confirmed. Only
+    // records delivered before the kill, at most one commit window (20) of them, may be so,
+    // and the broker must hold none of them: a new member of the group gets nothing.
+    let in_doubt: BTreeSet<(i64, i64)> = all.difference(&confirmed(&ev)).copied().collect();
+    assert!(
+        in_doubt.len() <= 20 && in_doubt.is_subset(&seen_before_kill),
+        "unconfirmed records beyond the accepts in flight at the kill: {in_doubt:?}"
+    );
+    if !in_doubt.is_empty() {
+        let late = Streaming::spawn(py_cmd(
+            &py,
+            "share.py",
+            &[
+                "consume",
+                &bootstrap,
+                "kill",
+                "g",
+                "b",
+                "--idle-s",
+                "4",
+                "--limit-s",
+                "30",
+            ],
+        ));
+        let (status, late_ev, stderr) = late.finish(false);
+        assert!(status.success(), "{stderr}");
+        assert!(
+            records(&late_ev).is_empty(),
+            "{in_doubt:?} were never accepted"
+        );
+    }
     assert!(before < N, "the kill came mid-stream ({before} confirmed)");
     assert_eq!(records(&ev).len(), N);
 }
