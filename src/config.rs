@@ -130,6 +130,10 @@ pub struct Config {
     /// A topic or queue unused this long (no lookup, no holder, nothing in flight) is closed,
     /// its files synced first; it opens again when next used.
     pub idle_close_ms: u64,
+    /// Sync each log and state file on its own instead of one sync of the whole file system for
+    /// the syncs of many topics and queues that arrive together. For a data directory on a file
+    /// system that other busy writers share.
+    pub sync_per_file: bool,
 }
 
 impl Default for Config {
@@ -148,6 +152,7 @@ impl Default for Config {
             kafka_share: Default::default(),
             open_files_max: 0,
             idle_close_ms: 60_000,
+            sync_per_file: false,
         }
     }
 }

@@ -91,10 +91,9 @@ impl Broker {
         self.store.list_topics()
     }
 
-    /// A topic's id and partition count.
+    /// A topic's id and partition count (a closed topic answers from its config, unopened).
     pub fn topic_meta(&self, name: &str) -> Result<(TopicId, u32)> {
-        let t = self.store.topic(name)?;
-        Ok((t.id(), t.partition_count()))
+        Ok(self.store.topic_meta(name)?)
     }
 
     /// The id of topic `name`.

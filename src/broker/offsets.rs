@@ -35,10 +35,11 @@ impl Broker {
         Ok(checked.into_iter().map(|r| r.map_err(Into::into)).collect())
     }
 
-    /// Every committed offset of `group`, sorted by topic and partition.
+    /// Every committed offset of `group`, sorted by topic and partition. Opens only the topics
+    /// the group has offsets on.
     pub fn group_offsets(&self, group: &str) -> Vec<GroupCommit> {
         let mut out = Vec::new();
-        for name in self.store.list_topics() {
+        for name in self.topics_with_subscriber(group) {
             let Ok(topic) = self.store.topic(&name) else {
                 continue; // deleted meanwhile
             };
@@ -52,23 +53,37 @@ impl Broker {
     }
 
     /// The names that hold a committed offset on some topic (Kafka groups and named
-    /// subscribers alike), sorted.
+    /// subscribers alike), sorted. Opens no closed topic.
     pub fn offset_groups(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .store
             .list_topics()
             .iter()
-            .filter_map(|t| self.store.topic(t).ok())
-            .flat_map(|t| t.subscribers())
+            .filter_map(|t| self.store.topic_subscribers(t).ok())
+            .flatten()
             .collect();
         names.sort();
         names.dedup();
         names
     }
 
-    /// Deletes `group`'s committed offsets on every topic (durable on return).
+    /// The topics on which `name` has committed offsets (read without opening closed topics).
+    fn topics_with_subscriber(&self, name: &str) -> Vec<String> {
+        self.store
+            .list_topics()
+            .into_iter()
+            .filter(|t| {
+                self.store
+                    .topic_subscribers(t)
+                    .is_ok_and(|subs| subs.binary_search_by(|s| s.as_str().cmp(name)).is_ok())
+            })
+            .collect()
+    }
+
+    /// Deletes `group`'s committed offsets on every topic (durable on return). Opens only the
+    /// topics the group has offsets on.
     pub fn delete_group_offsets(&self, group: &str) -> Result<()> {
-        for name in self.store.list_topics() {
+        for name in self.topics_with_subscriber(group) {
             let Ok(topic) = self.store.topic(&name) else {
                 continue;
             };

@@ -90,6 +90,7 @@ impl Server {
                 idle_close_ms: config.idle_close_ms,
                 recover_in_background: true,
             },
+            sync_per_file: config.sync_per_file,
         };
         let d = dir.clone();
         let store = spawn_blocking(move || Store::open(Arc::new(StdFs), d, store_config))

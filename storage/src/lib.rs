@@ -14,8 +14,9 @@
 //! - [`format`] and the types `Offset`, timestamps, `Record`, `Header` and `TopicId` come from
 //!   the `sluice-format` crate (shared with the client, which needs no engine).
 //! - [`error`]: typed errors (`Io` apart from `Corruption`, `FailStop` after a failed fsync).
-//! - [`fs`]: the one trait all file I/O goes through; [`fs::StdFs`] for the real disk and
-//!   `fs::sim::SimFs` (feature `sim`) for crash and fault tests.
+//! - [`fs`]: the one trait all file I/O goes through; [`fs::StdFs`] for the real disk,
+//!   `fs::sim::SimFs` (feature `sim`) for crash and fault tests, and [`fs::GroupSyncFs`], which
+//!   a store wraps around either so syncs of many files share one `syncfs`.
 //! - `aligned`: 4096-aligned buffers for O_DIRECT appends.
 //! - [`format`] (the `sluice-format` crate): byte layouts of file headers, batches and records
 //!   (spec: `docs/format.md`), their typed errors, and [`format::scan`], the one batch scanner

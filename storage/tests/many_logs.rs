@@ -377,3 +377,89 @@ fn a_topic_listing_opens_no_topic() {
     assert_eq!(s.close_idle(), 1);
     assert_eq!(s.topic_meta("t1").unwrap(), (t1, 1));
 }
+
+#[test]
+fn queues_publishing_together_share_syncs_and_a_crash_loses_no_confirmed_message() {
+    let sim = SimFs::new();
+    let s = Arc::new(open(&sim, config(0, 60_000, false)));
+    let names: Vec<String> = (0..8).map(|i| format!("busy{i}")).collect();
+    for n in &names {
+        s.create_queue(n, QueueConfig::default()).unwrap();
+    }
+    // Slow syncs, as a disk's: the queues' syncs overlap and join rounds.
+    sim.set_sync_delay(Duration::from_millis(2));
+    let confirmed: Vec<Vec<String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = names
+            .iter()
+            .map(|n| {
+                let s = s.clone();
+                scope.spawn(move || {
+                    let q = s.queue(n).unwrap();
+                    (0..40)
+                        .map(|i| {
+                            let v = format!("{n}-{i}");
+                            q.publish(&[Record::from_value(v.clone())]).unwrap();
+                            v
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let stats = s.sync_stats().expect("shared syncs are the default");
+    assert!(stats.requests >= 8 * 40, "{stats:?}");
+    assert!(stats.rounds < stats.requests / 2, "{stats:?}");
+    assert!(stats.file_system_syncs > 0, "{stats:?}");
+    sim.crash(CrashMode::DropUnsynced);
+    drop(s);
+    let s = open(&sim, config(0, 60_000, false));
+    for (n, want) in names.iter().zip(&confirmed) {
+        assert_eq!(&drain(&s, n), want, "queue {n} after the crash");
+    }
+}
+
+#[test]
+fn a_closed_topics_subscribers_and_groups_are_listed_without_opening_it() {
+    let sim = SimFs::new();
+    let s = open(&sim, config(0, 60_000, false));
+    let t = s.create_topic_with_partitions("t", None, 2).unwrap();
+    t.publish(&values(3, "m")).unwrap();
+    t.commit_offset("sub-b", 1, sluice_storage::Offset(0), b"")
+        .unwrap();
+    t.commit_offset("sub-a", 0, sluice_storage::Offset(2), b"meta")
+        .unwrap();
+    t.commit_offset("gone", 0, sluice_storage::Offset(1), b"")
+        .unwrap();
+    t.delete_subscriber("gone").unwrap();
+    t.group("g2", QueueConfig::default()).unwrap();
+    t.group("g1", QueueConfig::default()).unwrap();
+    s.create_topic("bare", None).unwrap();
+    drop(t);
+    s.close().unwrap();
+    drop(s);
+    let s = open(&sim, config(0, 60_000, false));
+    assert_eq!(s.topic_subscribers("t").unwrap(), ["sub-a", "sub-b"]);
+    assert_eq!(s.topic_groups("t").unwrap(), ["g1", "g2"]);
+    assert!(s.topic_subscribers("bare").unwrap().is_empty());
+    assert!(s.topic_groups("bare").unwrap().is_empty());
+    assert_eq!(s.open_stats().topics_open, 0, "read, not opened");
+    assert!(matches!(
+        s.topic_groups("none"),
+        Err(Error::NotFound { .. })
+    ));
+    // An open topic answers for itself, with what changed since.
+    let t = s.topic("t").unwrap();
+    t.delete_subscriber("sub-b").unwrap();
+    t.delete_group("g2").unwrap();
+    assert_eq!(s.topic_subscribers("t").unwrap(), ["sub-a"]);
+    assert_eq!(s.topic_groups("t").unwrap(), ["g1"]);
+    drop(t);
+    assert_eq!(s.close_idle(), 0);
+    s.close().unwrap();
+    drop(s);
+    let s = open(&sim, config(0, 60_000, false));
+    assert_eq!(s.topic_subscribers("t").unwrap(), ["sub-a"]);
+    assert_eq!(s.topic_groups("t").unwrap(), ["g1"]);
+    assert_eq!(s.open_stats().topics_open, 0);
+}

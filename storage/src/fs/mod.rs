@@ -4,9 +4,14 @@
 //! remembers what was synced: a simulated crash keeps only bytes made durable by `sync_data` and
 //! directory entries made durable by `sync_dir`, and a fault plan fails the Nth call of a kind.
 
+mod group_sync;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 mod std_fs;
+
+pub use group_sync::{
+    GroupSync, GroupSyncFs, SyncStats, ROUNDS_CONCURRENT_MAX, SYNC_ALL_FILES_MIN,
+};
 
 use std::fmt::Debug;
 use std::io;
@@ -126,7 +131,26 @@ pub trait FileSystem: Send + Sync + Debug {
         let _ = path;
         Ok(Box::new(NoLock))
     }
+    /// A handle that syncs every file of the file system holding the directory `path` at once
+    /// (`syncfs`), kept open so that it reports every write-back error from now on. `Err` of
+    /// kind `Unsupported` where there is none (the default).
+    fn open_sync_all(&self, path: &Path) -> io::Result<SyncAllRef> {
+        let _ = path;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this file system has no sync of all its files",
+        ))
+    }
 }
+
+/// Syncs every file of one file system (see [`FileSystem::open_sync_all`]).
+pub trait SyncAll: Send + Sync + Debug {
+    /// Makes the data of every file of the file system durable: syncfs.
+    fn sync_all(&self) -> io::Result<()>;
+}
+
+/// A held whole-file-system sync handle.
+pub type SyncAllRef = Box<dyn SyncAll>;
 
 /// An advisory lock held on a file, released when dropped (see [`FileSystem::lock_exclusive`]).
 pub trait LockHold: Send + Sync + Debug {}

@@ -24,6 +24,8 @@ use super::{ClockRef, QueueConfig, StoreConfig, Topic};
 
 pub(in crate::store) struct StoreInner {
     pub(in crate::store) fs: FsRef,
+    /// The rounds every file sync of the store joins (none with `sync_per_file`).
+    pub(in crate::store) group_sync: Option<Arc<crate::fs::GroupSync>>,
     pub(in crate::store) root: PathBuf,
     pub(in crate::store) config: StoreConfig,
     pub(in crate::store) clock: ClockRef,

@@ -33,6 +33,7 @@
 //!   its first lookup.
 //! - `keeper`: closing idle topics and queues within a file budget, the background recovery pass
 //!   after an unclean stop, the store's clean-shutdown mark ([`OpenSettings`]).
+//! - `closed`: what a closed topic holds (subscriber and group names), read without opening it.
 //! - `background`: the store's own threads (keeper, upkeep) and their stop signal.
 //! - `dirs`: directory lifecycle: durable creation, tombstones, atomic deletes.
 //! - `settings`: [`QueueConfig`], name rules, config files, dead-letter queue names.
@@ -55,6 +56,7 @@ mod background;
 mod builder;
 mod catalog;
 mod clock;
+mod closed;
 mod consumer;
 mod dirs;
 mod group;
@@ -130,6 +132,11 @@ pub struct StoreConfig {
     pub default_log: LogConfig,
     /// How many topics and queues stay open, and when closed ones are opened.
     pub open: OpenSettings,
+    /// Sync each file on its own (one fdatasync per log or state file) rather than syncing the
+    /// whole file system once for the syncs of many files that arrive together (see
+    /// [`crate::fs::GroupSyncFs`]). For a data directory on a file system other busy writers
+    /// share, whose dirty pages a sync of the whole file system would write too.
+    pub sync_per_file: bool,
 }
 
 /// Topics and queues known and open (see [`Store::open_stats`]).
@@ -219,8 +226,15 @@ impl Store {
     ) -> Result<Store> {
         let root = root.into();
         let lock = lock_data_dir(&*fs, &root)?;
+        let (fs, group_sync) = if config.sync_per_file {
+            (fs, None)
+        } else {
+            let (fs, group) = crate::fs::GroupSyncFs::wrap(fs, &root);
+            (fs, Some(group))
+        };
         let inner = Arc::new(StoreInner {
             fs: fs.clone(),
+            group_sync,
             root: root.clone(),
             clock,
             files_budget: keeper::files_budget(&config.open),
@@ -364,6 +378,17 @@ impl Store {
         self.inner.topic_meta(name)
     }
 
+    /// Names of topic `name`'s named subscribers (Kafka groups' committed offsets too), sorted;
+    /// a closed topic answers from its files and stays closed.
+    pub fn topic_subscribers(&self, name: &str) -> Result<Vec<String>> {
+        self.inner.topic_subscribers(name)
+    }
+
+    /// Names of topic `name`'s consumer groups, sorted; a closed topic stays closed.
+    pub fn topic_groups(&self, name: &str) -> Result<Vec<String>> {
+        self.inner.topic_groups(name)
+    }
+
     /// True when queue `name` exists (open, closed or damaged), without opening it.
     pub fn has_queue(&self, name: &str) -> bool {
         self.inner.queues.contains(name)
@@ -424,6 +449,11 @@ impl Store {
             files: inner.topics.cost(|t| t.open_files()) + inner.queues.cost(|q| q.open_files()),
             files_budget: inner.files_budget,
         }
+    }
+
+    /// How the store's file syncs were grouped (`None` with `sync_per_file`).
+    pub fn sync_stats(&self) -> Option<crate::fs::SyncStats> {
+        self.inner.group_sync.as_ref().map(|g| g.stats())
     }
 
     /// Closes now what the keeper thread would close on its next pass (see [`OpenSettings`]):

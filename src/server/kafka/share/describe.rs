@@ -114,11 +114,8 @@ impl ShareGroups {
             let mut out: Vec<String> = b
                 .list_topics()
                 .into_iter()
-                .filter(|t| {
-                    b.store()
-                        .topic(t)
-                        .is_ok_and(|t| t.list_groups().contains(&id))
-                })
+                // Read without opening closed topics.
+                .filter(|t| b.store().topic_groups(t).is_ok_and(|g| g.contains(&id)))
                 .collect();
             // A queue's cursor is reported as the share group of the queue's name.
             if matches!(b.named_log(&id), Ok(NamedLog::Queue(_))) {

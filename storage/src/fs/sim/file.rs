@@ -4,7 +4,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::super::{File, LockHold, Mapped};
+use super::super::{File, LockHold, Mapped, SyncAll};
 use super::{crashed_err, err, OpKind, State};
 
 #[derive(Debug)]
@@ -77,6 +77,8 @@ impl File for SimFile {
         Ok(())
     }
     fn sync_data(&self) -> io::Result<()> {
+        let delay = self.lock()?.sync_delay;
+        std::thread::sleep(delay);
         let mut st = self.lock()?;
         st.op(OpKind::Sync)?;
         let node = st.inodes.get_mut(&self.inode).expect("open inode");
@@ -87,6 +89,35 @@ impl File for SimFile {
         let mut st = self.lock()?;
         st.op(OpKind::Read)?;
         Ok(Mapped::Owned(st.inodes[&self.inode].live.clone()))
+    }
+}
+
+/// The whole-file-system sync of the simulated file system: every file's bytes become durable.
+/// Directory entries do not (a real `syncfs` makes them durable too): the engine syncs each
+/// directory it changes, and the simulation keeps checking that it does. Counts as a `Sync`.
+#[derive(Debug)]
+pub(super) struct SimSyncAll {
+    pub(super) state: Arc<Mutex<State>>,
+    pub(super) generation: u64,
+}
+
+impl SyncAll for SimSyncAll {
+    fn sync_all(&self) -> io::Result<()> {
+        let delay = self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sync_delay;
+        std::thread::sleep(delay);
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.generation != self.generation || st.crashed {
+            return Err(crashed_err());
+        }
+        st.op(OpKind::Sync)?;
+        for node in st.inodes.values_mut() {
+            node.durable.clone_from(&node.live);
+        }
+        Ok(())
     }
 }
 

@@ -37,7 +37,7 @@ use file::{SimFile, SimLock};
 pub enum OpKind {
     /// `write_all_at` and `set_len`.
     Write,
-    /// `sync_data`.
+    /// `sync_data`, and a sync of the whole file system (`SyncAll`).
     Sync,
     /// `sync_dir`.
     SyncDir,
@@ -123,6 +123,9 @@ struct State {
     faults: Vec<Fault>,
     crash_after: Option<u64>,
     crashed: bool,
+    /// How long each `sync_data` and whole-file-system sync takes (zero by default), so tests
+    /// can make syncs of different threads overlap.
+    sync_delay: std::time::Duration,
     /// Files an advisory lock is held on (dropped at a crash, as a dead process's locks).
     locks: std::collections::HashSet<PathBuf>,
 }
@@ -217,6 +220,11 @@ impl SimFs {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes every sync take `delay` (outside the file system's lock, as a disk's flush would).
+    pub fn set_sync_delay(&self, delay: std::time::Duration) {
+        self.lock().sync_delay = delay;
     }
 
     /// Adds a fault.
@@ -577,6 +585,20 @@ impl FileSystem for SimFs {
     fn is_dir(&self, path: &Path) -> bool {
         let st = self.lock();
         resolve_dir(&st, path).is_some()
+    }
+
+    fn open_sync_all(&self, path: &Path) -> io::Result<super::SyncAllRef> {
+        let st = self.lock();
+        if st.crashed {
+            return Err(crashed_err());
+        }
+        if resolve_dir(&st, path).is_none() {
+            return Err(err(io::ErrorKind::NotFound, "no such directory"));
+        }
+        Ok(Box::new(file::SimSyncAll {
+            state: self.state.clone(),
+            generation: st.generation,
+        }))
     }
 
     fn lock_exclusive(&self, path: &Path) -> io::Result<super::LockRef> {
