@@ -40,8 +40,10 @@ pub const DEFAULT_DATA_DIR: &str = "./sluice-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7450";
 /// Default listen address of the Kafka protocol.
 pub const DEFAULT_KAFKA_LISTEN: &str = "127.0.0.1:9092";
-/// The `kafka_listen` value that turns the Kafka listener off.
+/// The `kafka_listen` (and `http_listen`) value that turns the listener off.
 pub const KAFKA_LISTEN_OFF: &str = "off";
+/// Default listen address of HTTP (metrics).
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:7451";
 
 /// Named, configurable limits of the server.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -134,6 +136,8 @@ pub struct Config {
     /// the syncs of many topics and queues that arrive together. For a data directory on a file
     /// system that other busy writers share.
     pub sync_per_file: bool,
+    /// Listen address of HTTP (`GET /metrics`; port 0 picks a free port), or `off`.
+    pub http_listen: String,
 }
 
 impl Default for Config {
@@ -153,6 +157,7 @@ impl Default for Config {
             open_files_max: 0,
             idle_close_ms: 60_000,
             sync_per_file: false,
+            http_listen: DEFAULT_HTTP_LISTEN.into(),
         }
     }
 }
@@ -179,6 +184,18 @@ pub enum ConfigError {
     /// A value is out of range.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+}
+
+/// A listen address that may be `off` (`None`).
+fn optional_addr(key: &str, value: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    if value == KAFKA_LISTEN_OFF {
+        return Ok(None);
+    }
+    value.parse().map(Some).map_err(|e| {
+        ConfigError::Invalid(format!(
+            "{key} address {value:?}: {e} (or \"{KAFKA_LISTEN_OFF}\")"
+        ))
+    })
 }
 
 impl Config {
@@ -208,15 +225,12 @@ impl Config {
 
     /// The Kafka listen address, parsed; `None` when it is `off`.
     pub fn kafka_listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
-        if self.kafka_listen == KAFKA_LISTEN_OFF {
-            return Ok(None);
-        }
-        self.kafka_listen.parse().map(Some).map_err(|e| {
-            ConfigError::Invalid(format!(
-                "kafka_listen address {:?}: {e} (or \"{KAFKA_LISTEN_OFF}\")",
-                self.kafka_listen
-            ))
-        })
+        optional_addr("kafka_listen", &self.kafka_listen)
+    }
+
+    /// The HTTP listen address, parsed; `None` when it is `off`.
+    pub fn http_listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        optional_addr("http_listen", &self.http_listen)
     }
 
     /// The advertised Kafka address split into host and port, if one is set.
@@ -245,6 +259,7 @@ impl Config {
         self.log.validate().map_err(ConfigError::Invalid)?;
         self.listen_addr()?;
         self.kafka_listen_addr()?;
+        self.http_listen_addr()?;
         self.kafka_advertised_host_port()?;
         sluice_storage::store::check_partitions(self.kafka_default_partitions)
             .map_err(|e| ConfigError::Invalid(format!("kafka_default_partitions: {e}")))?;

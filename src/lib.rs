@@ -18,6 +18,8 @@
 //!   `sluice-client` crate: a program that only talks to a server depends on that crate and
 //!   compiles no engine, no server and no CLI.
 //! - [`config`]: the server's TOML configuration and its named limits.
+//! - [`metrics`]: the broker's counters (atomics on the hot paths) and the Prometheus text of
+//!   `GET /metrics`, served by `server/http/`.
 //! - `fuzz` (hidden): the entry points of the fuzz targets in `fuzz/`, replayed over the stored
 //!   corpus by `tests/fuzz_corpus.rs`.
 //! - The `sluice` binary (`serve`, the client commands, `inspect`, `repair`, `bench`) is its own
@@ -51,6 +53,7 @@ pub mod config;
 #[cfg(feature = "fuzz")]
 #[doc(hidden)]
 pub mod fuzz;
+pub mod metrics;
 pub mod server;
 
 /// The async Rust client (the `sluice-client` crate).

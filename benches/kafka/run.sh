@@ -113,7 +113,7 @@ for op, k in (("produce acks=all", "publish"), ("consume (page cache)", "deliver
 # ---- sluice ------------------------------------------------------------------------------
 sport=$(free_port); skport=$(free_port)
 rm -rf "$data/sluice"
-"$sluice" serve --data-dir "$data/sluice" --listen "127.0.0.1:$sport" --kafka-listen "127.0.0.1:$skport" \
+"$sluice" serve --data-dir "$data/sluice" --listen "127.0.0.1:$sport" --kafka-listen "127.0.0.1:$skport" --http-listen 127.0.0.1:0 \
   >"$out/sluice.log" 2>&1 &
 spid=$!
 trap 'kill $spid 2>/dev/null || true; bash "$root/tests/kafka/kafka-broker.sh" stop "$data/kafka" || true' EXIT

@@ -74,7 +74,7 @@ PY
 sport=$(free_port); skport=$(free_port)
 rm -rf "$data/sluice-share"
 "$sluice" serve --data-dir "$data/sluice-share" --listen "127.0.0.1:$sport" \
-  --kafka-listen "127.0.0.1:$skport" >"$out/sluice.log" 2>&1 &
+  --kafka-listen "127.0.0.1:$skport" --http-listen 127.0.0.1:0 >"$out/sluice.log" 2>&1 &
 spid=$!
 trap 'kill $spid 2>/dev/null || true; bash "$root/tests/kafka/kafka-broker.sh" stop "$data/kafka-share" || true' EXIT
 for _ in $(seq 50); do grep -q 'kafka listening on' "$out/sluice.log" && break; sleep 0.1; done

@@ -17,7 +17,7 @@ say() { echo "$*" | tee -a "$OUT/results.txt"; }
 PID=""; ADDR=""; T=""
 start() { # start the server; sets PID, ADDR and T (seconds until a request is answered)
   local t0; t0=$(date +%s.%N)
-  "$BIN" serve --data-dir "$OUT/data" --listen 127.0.0.1:0 --kafka-listen off \
+  "$BIN" serve --data-dir "$OUT/data" --listen 127.0.0.1:0 --kafka-listen off --http-listen off \
     > "$OUT/serve.out" 2>> "$OUT/serve.err" &
   PID=$!
   until grep -q "^listening on" "$OUT/serve.out" 2>/dev/null; do sleep 0.01; done

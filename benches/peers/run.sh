@@ -132,7 +132,7 @@ fi
 # ---- 2. sluice -----------------------------------------------------------------------------
 sluice_start() { # FSYNC PORT
   rm -rf "$data/sluice"
-  "$sluice" serve --data-dir "$data/sluice" --listen "127.0.0.1:$2" --fsync "$1" \
+  "$sluice" serve --data-dir "$data/sluice" --listen "127.0.0.1:$2" --fsync "$1" --http-listen 127.0.0.1:0 \
     >"$out/sluice-serve.log" 2>&1 &
   sluice_pid=$!
   pids+=("$sluice_pid")

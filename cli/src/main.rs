@@ -27,23 +27,32 @@ fn tune_allocator() {
     }
 }
 
+/// Log lines on stderr, as `--log-format` asks; `RUST_LOG` filters them (default: `info` for
+/// `serve`, `warn` for the rest).
+fn init_logs(cli: &cli::Cli) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let level = if matches!(cli.command, cli::Command::Serve(_)) {
+            "info"
+        } else {
+            "warn"
+        };
+        tracing_subscriber::EnvFilter::new(level)
+    });
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match cli.log_format {
+        cli::LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        cli::LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
+}
+
 fn main() -> ExitCode {
     tune_allocator();
     let cli = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                let level = if matches!(cli.command, cli::Command::Serve(_)) {
-                    "info"
-                } else {
-                    "warn"
-                };
-                tracing_subscriber::EnvFilter::new(level)
-            }),
-        )
-        .init();
+    init_logs(&cli);
     // Offline tools exit 0 (fine), 1 (problems found, or --yes needed) or 2 (tool failure).
     let offline = match cli.command {
         cli::Command::Inspect(mut a) => {

@@ -264,3 +264,67 @@ fn many_names_are_created_and_deleted_in_one_command() {
     // No names at all is an error, not a silent success.
     assert!(!cli(a, &["queue", "create"], None).status.success());
 }
+
+/// `--log-format json`: every line the server writes on stderr is one JSON object with its
+/// level and message, and the fields say what a line concerns (the data directory, the peer).
+#[test]
+fn serve_writes_json_log_lines() {
+    let (_t, dir) = data_dir();
+    let mut child = Command::new(BIN)
+        .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "--kafka-listen",
+            "off",
+            "--http-listen",
+            "off",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("the address")
+        .to_string();
+    // A frame that is not the protocol's handshake: the server logs it and closes.
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    std::io::Write::write_all(&mut s, b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let _ = std::io::Read::read(&mut s, &mut [0u8; 64]);
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = wait_bounded(&mut child, Duration::from_secs(30)).expect("exits on SIGTERM");
+    assert!(status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let find = |msg: &str| {
+        lines
+            .iter()
+            .find(|l| {
+                l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(msg))
+            })
+            .unwrap_or_else(|| panic!("no line with {msg:?} in {err}"))
+    };
+    let open = find("store open");
+    assert_eq!(open["level"], "INFO");
+    assert_eq!(open["fields"]["data_dir"], dir.display().to_string());
+    let closing = find("closing connection");
+    assert_eq!(closing["level"], "WARN");
+    assert!(closing["fields"]["peer"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("127.0.0.1:")));
+    find("store closed cleanly");
+}

@@ -196,6 +196,8 @@ fn a_second_server_on_the_same_directory_fails_at_once() {
             "serve",
             "--listen",
             "127.0.0.1:0",
+            "--http-listen",
+            "off",
             "--kafka-listen",
             "off",
             "--data-dir",

@@ -80,6 +80,8 @@ pub struct Broker {
     /// Named subscribers held by an open subscription: the address of their topic and their
     /// name. One subscription at a time may hold a name ([`HeldName`]).
     held_names: Mutex<HashSet<(usize, String)>>,
+    /// What the broker counts for `GET /metrics`.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Broker {
@@ -96,7 +98,13 @@ impl Broker {
             next_partition: AtomicU64::new(0),
             inline_sync: AtomicBool::new(false),
             held_names: Mutex::default(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// The broker's counters.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     /// The store.

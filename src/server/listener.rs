@@ -36,6 +36,9 @@ pub(super) async fn accept(
                 Ok(_permit) => native::handle_connection(broker, sock, peer, shutdown_rx).await,
                 Err(_) => {
                     let limit = broker.limits().connections_max;
+                    broker
+                        .metrics()
+                        .connection_refused(crate::metrics::Protocol::Native);
                     warn!(%peer, limit, "connection refused: connections_max reached");
                     native::reject(sock, ErrorCode::LimitReached, "connections_max reached").await;
                 }

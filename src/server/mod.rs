@@ -7,9 +7,11 @@
 //! - `listener`: the native accept loop under the connection semaphore.
 //! - `native/`: the native protocol frontend (connection, dispatch, one file per request
 //!   family).
+//! - `http/`: the HTTP listener (`GET /metrics`) on axum.
 //! - `kafka/`: the Kafka protocol frontend (listener, connection, codec, dispatch, one file per
 //!   request family; `docs/kafka.md`), with its consumer group coordinator (`kafka::group`).
 
+pub mod http;
 pub mod kafka;
 mod listener;
 mod native;
@@ -71,6 +73,7 @@ pub enum ServerError {
 pub struct Server {
     listener: TcpListener,
     kafka: Option<kafka::KafkaListener>,
+    http: Option<http::HttpListener>,
     broker: Arc<Broker>,
     dir: PathBuf,
     retention_check: Duration,
@@ -116,9 +119,18 @@ impl Server {
             config.log.clone(),
         ));
         let kafka = bind_kafka(&config, &broker).await?;
+        let http = match config.http_listen_addr()? {
+            Some(addr) => Some(
+                http::HttpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         Ok(Server {
             listener,
             kafka,
+            http,
             broker,
             dir,
             retention_check,
@@ -135,6 +147,11 @@ impl Server {
         self.kafka.as_ref().map(|k| k.local_addr())
     }
 
+    /// The bound address of the HTTP listener; `None` when it is off.
+    pub fn http_local_addr(&self) -> Option<io::Result<SocketAddr>> {
+        self.http.as_ref().map(|h| h.local_addr())
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, lets connections finish their
     /// in-flight requests (up to `shutdown_timeout_ms`), closes the store (sync and clean-shutdown
     /// markers) and releases the lock.
@@ -142,6 +159,7 @@ impl Server {
         let Server {
             listener,
             kafka,
+            http,
             broker,
             dir,
             retention_check,
@@ -154,6 +172,9 @@ impl Server {
         let kafka = kafka.map(|k| {
             tokio::spawn(k.serve(permits.clone(), notify_shutdown.clone(), done_tx.clone()))
         });
+        let http = http.map(|h| {
+            tokio::spawn(h.serve(broker.clone(), permits.clone(), notify_shutdown.clone()))
+        });
         tokio::select! {
             _ = listener::accept(&listener, &broker, &permits, &notify_shutdown, &done_tx) => {}
             _ = shutdown => info!("shutdown requested: no longer accepting connections"),
@@ -162,6 +183,10 @@ impl Server {
         if let Some(k) = kafka {
             k.abort();
             let _ = k.await;
+        }
+        if let Some(h) = http {
+            h.abort();
+            let _ = h.await;
         }
         retention.abort();
         drop(notify_shutdown);

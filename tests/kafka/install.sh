@@ -15,6 +15,8 @@ LOGS="$HERE/.install-logs"
 mkdir -p "$LOGS"
 
 CONFLUENT_KAFKA_SPEC='confluent-kafka>=2.16,<2.17'
+# The Prometheus project's Python client: its OpenMetrics parser reads sluice's GET /metrics.
+PROMETHEUS_CLIENT_SPEC='prometheus-client>=0.21,<1'
 
 # Runs one step quietly; on failure prints its log and stops. Records its wall time.
 step() {
@@ -57,6 +59,9 @@ do_py() {
   fi
   if ! "$venv/bin/python" -c 'import confluent_kafka, sys; sys.exit(0 if confluent_kafka.__version__.startswith("2.16.") else 1)' 2>/dev/null; then
     "$venv/bin/pip" install -q --disable-pip-version-check "$CONFLUENT_KAFKA_SPEC"
+  fi
+  if ! "$venv/bin/python" -c 'import prometheus_client' 2>/dev/null; then
+    "$venv/bin/pip" install -q --disable-pip-version-check "$PROMETHEUS_CLIENT_SPEC"
   fi
   # kcat on the wheel's newer librdkafka: a folder with a librdkafka.so.1 pointing at it.
   local so

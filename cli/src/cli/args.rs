@@ -23,9 +23,22 @@ pub struct Cli {
     /// Print JSON lines on stdout.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Format of the log lines on stderr: `text`, or `json` (one JSON object per line, for
+    /// log collectors).
+    #[arg(long, global = true, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For people: time, level, target, message and fields.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with `message`).
+    Json,
 }
 
 /// Commands.
@@ -78,6 +91,10 @@ pub struct ServeArgs {
     /// Create unknown topics that Kafka clients ask Metadata for [default: true].
     #[arg(long, value_name = "BOOL")]
     pub kafka_auto_create_topics: Option<bool>,
+    /// Listen address of HTTP (`GET /metrics`); port 0 picks a free port; `off` disables it
+    /// [default: 127.0.0.1:7451].
+    #[arg(long, value_name = "ADDR")]
+    pub http_listen: Option<String>,
 }
 
 /// Log settings of a new topic or queue.

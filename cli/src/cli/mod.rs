@@ -80,6 +80,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(b) = args.kafka_auto_create_topics {
         config.kafka_auto_create_topics = b;
     }
+    if let Some(h) = args.http_listen {
+        config.http_listen = h;
+    }
     let server = Server::bind(config)
         .await
         .context("cannot start the server")?;
@@ -90,6 +93,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         let kafka = kafka?;
         tracing::info!(%kafka, "kafka ready");
         println!("kafka listening on {kafka}");
+    }
+    if let Some(http) = server.http_local_addr() {
+        let http = http?;
+        tracing::info!(%http, "http ready");
+        println!("http listening on {http}");
     }
     std::io::stdout().flush()?;
     server.run(shutdown_signal()).await?;

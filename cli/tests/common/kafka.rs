@@ -27,6 +27,8 @@ pub fn start_kafka(dir: &Path, extra: &[&str]) -> KafkaServer {
         "serve",
         "--listen",
         "127.0.0.1:0",
+        "--http-listen",
+        "off",
         "--kafka-listen",
         "127.0.0.1:0",
     ])
@@ -65,6 +67,7 @@ pub fn start_kafka(dir: &Path, extra: &[&str]) -> KafkaServer {
         server: ServerProc {
             child,
             addr: native.unwrap(),
+            http: String::new(),
             dir: dir.to_owned(),
         },
         kafka: kafka.unwrap(),

@@ -19,6 +19,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 pub struct ServerProc {
     pub child: Child,
     pub addr: String,
+    /// The HTTP listener's address (`GET /metrics`); empty when a helper turned it off.
+    pub http: String,
     pub dir: PathBuf,
 }
 
@@ -31,6 +33,8 @@ pub fn start(dir: &Path, config: Option<&str>) -> ServerProc {
         "127.0.0.1:0",
         "--kafka-listen",
         "off",
+        "--http-listen",
+        "127.0.0.1:0",
         "--data-dir",
     ])
     .arg(dir)
@@ -51,19 +55,28 @@ pub fn start(dir: &Path, config: Option<&str>) -> ServerProc {
             let Ok(line) = line else { return };
             if let Some(addr) = line.strip_prefix("listening on ") {
                 let _ = tx.send(addr.trim().to_string());
+            } else if let Some(addr) = line.strip_prefix("http listening on ") {
+                let _ = tx.send(format!("http {}", addr.trim()));
             }
         }
     });
-    let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(a) => a,
-        Err(_) => {
-            let _ = child.kill();
-            panic!("server did not print `listening on` within 60 s");
+    let (mut addr, mut http) = (None, None);
+    while addr.is_none() || http.is_none() {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(a) => match a.strip_prefix("http ") {
+                Some(h) => http = Some(h.to_string()),
+                None => addr = Some(a),
+            },
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not print both `listening on` lines within 60 s");
+            }
         }
-    };
+    }
     ServerProc {
         child,
-        addr,
+        addr: addr.unwrap(),
+        http: http.unwrap(),
         dir: dir.to_owned(),
     }
 }

@@ -115,6 +115,7 @@ pub fn start_on_ports(dir: &Path, native: u16, kafka: u16) -> ServerProc {
     let kafka = format!("127.0.0.1:{kafka}");
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", &native, "--kafka-listen", &kafka])
+        .args(["--http-listen", "off"])
         .arg("--data-dir")
         .arg(dir)
         .env("RUST_LOG", "warn")
@@ -143,6 +144,7 @@ pub fn start_on_ports(dir: &Path, native: u16, kafka: u16) -> ServerProc {
     ServerProc {
         child,
         addr: native,
+        http: String::new(),
         dir: dir.to_owned(),
     }
 }

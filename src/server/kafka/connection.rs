@@ -1,6 +1,7 @@
 //! One Kafka connection: the reader (size-prefixed frames under the idle and frame timeouts),
 //! the ordered response queue, the replier and the writer.
 
+use crate::metrics::{Metrics, Protocol, KAFKA_FATAL};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,10 +51,12 @@ pub(super) async fn handle_connection(
 ) {
     let _ = sock.set_nodelay(true);
     debug!(%peer, "kafka connection open");
+    let metrics = ctx.broker.metrics().clone();
+    let _open = metrics.connection(Protocol::Kafka);
     let (rd, wr) = sock.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let (out_tx, out_rx) = mpsc::channel::<Frame>(WRITER_QUEUE);
-    let writer = tokio::spawn(write_loop(wr, out_rx));
+    let writer = tokio::spawn(write_loop(wr, out_rx, metrics.clone()));
     let (slot_tx, slot_rx) = mpsc::channel(IN_FLIGHT_REQUESTS_MAX);
     let replier = tokio::spawn(reply_loop(slot_rx, out_tx));
     let grace = Duration::from_millis(ctx.broker.limits().shutdown_timeout_ms);
@@ -64,6 +67,7 @@ pub(super) async fn handle_connection(
         ended: watch::channel(()).0,
     };
     if let End::Fatal(why) = conn.run(&mut rd, &mut shutdown).await {
+        metrics.error(Protocol::Kafka, KAFKA_FATAL);
         warn!(%peer, "closing kafka connection: {why}");
     }
     drop(conn);
@@ -86,16 +90,19 @@ async fn reply_loop(
     }
 }
 
-async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Frame>) {
+async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Frame>, metrics: Arc<Metrics>) {
     let mut w = BufWriter::with_capacity(64 * 1024, wr);
+    let sent = |f: &Frame| metrics.sent(Protocol::Kafka, f.iter().map(|b| b.len()).sum());
     while let Some(f) = rx.recv().await {
         if write_frame(&mut w, &f).await.is_err() {
             return;
         }
+        sent(&f);
         while let Ok(f) = rx.try_recv() {
             if write_frame(&mut w, &f).await.is_err() {
                 return;
             }
+            sent(&f);
         }
         if w.flush().await.is_err() {
             return;
@@ -154,6 +161,11 @@ impl Conn {
                 Ok(f) => f,
                 Err(end) => return end,
             };
+            let metrics = self.ctx.broker.metrics();
+            metrics.received(Protocol::Kafka, 4 + frame.len());
+            if let [a, b, ..] = frame[..] {
+                metrics.request(Protocol::Kafka, i16::from_be_bytes([a, b]).max(0) as usize);
+            }
             let decoded = match codec::decode_request(frame, topic_ids) {
                 Ok(d) => d,
                 Err(e @ DecodeError::Short(_)) | Err(e @ DecodeError::Malformed { .. }) => {

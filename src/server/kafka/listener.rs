@@ -24,6 +24,10 @@ pub(super) async fn accept(
         let (sock, peer) = next_connection(listener, "kafka").await;
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             let limit = context.broker.limits().connections_max;
+            context
+                .broker
+                .metrics()
+                .connection_refused(crate::metrics::Protocol::Kafka);
             warn!(%peer, limit, "kafka connection refused: connections_max reached");
             drop(sock);
             continue;

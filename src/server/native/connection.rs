@@ -1,6 +1,7 @@
 //! One native connection: the reader (handshake, then frames under the idle and frame
 //! timeouts), the ordered reply queue, the writer, and the connection's streams and push budget.
 
+use crate::metrics::{Metrics, Protocol};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -58,12 +59,14 @@ pub(crate) async fn handle_connection(
 ) {
     let _ = sock.set_nodelay(true);
     info!(%peer, "connection open");
+    let metrics = broker.metrics().clone();
+    let _open = metrics.connection(Protocol::Native);
     let (rd, wr) = sock.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let (out_tx, out_rx) = mpsc::channel::<OutFrame>(WRITER_QUEUE);
-    let writer = tokio::spawn(write_loop(wr, out_rx));
+    let writer = tokio::spawn(write_loop(wr, out_rx, metrics.clone()));
     let (reply_tx, reply_rx) = mpsc::channel(broker.limits().pending_requests_max);
-    let replier = tokio::spawn(reply_loop(reply_rx, out_tx.clone()));
+    let replier = tokio::spawn(reply_loop(reply_rx, out_tx.clone(), metrics.clone()));
     let grace = Duration::from_millis(broker.limits().shutdown_timeout_ms);
     let mut conn = Conn {
         broker,
@@ -105,9 +108,19 @@ pub(crate) async fn reject(mut sock: TcpStream, code: ErrorCode, msg: &str) {
     .await;
 }
 
-async fn reply_loop(mut rx: mpsc::Receiver<oneshot::Receiver<Slot>>, out: mpsc::Sender<OutFrame>) {
+async fn reply_loop(
+    mut rx: mpsc::Receiver<oneshot::Receiver<Slot>>,
+    out: mpsc::Sender<OutFrame>,
+    metrics: Arc<Metrics>,
+) {
     while let Some(slot) = rx.recv().await {
         if let Ok(slot) = slot.await {
+            // An error reply: { length u32 | kind u8 | request id u32 | code u16 | ... }.
+            if let [_, _, _, _, crate::protocol::kind::ERROR, _, _, _, _, lo, hi, ..] =
+                slot.frame.head[..]
+            {
+                metrics.error(Protocol::Native, u16::from_le_bytes([lo, hi]) as usize);
+            }
             if out.send(slot.frame).await.is_err() {
                 return;
             }
@@ -118,7 +131,7 @@ async fn reply_loop(mut rx: mpsc::Receiver<oneshot::Receiver<Slot>>, out: mpsc::
     }
 }
 
-async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<OutFrame>) {
+async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<OutFrame>, metrics: Arc<Metrics>) {
     let mut w = BufWriter::with_capacity(64 * 1024, wr);
     async fn put(w: &mut BufWriter<OwnedWriteHalf>, f: &OutFrame) -> io::Result<()> {
         w.write_all(&f.head).await?;
@@ -127,10 +140,17 @@ async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<OutFrame>) {
         }
         Ok(())
     }
+    let sent = |f: &OutFrame| {
+        metrics.sent(
+            Protocol::Native,
+            f.head.len() + f.tail.as_ref().map_or(0, |t| t.len()),
+        )
+    };
     while let Some(f) = rx.recv().await {
         if put(&mut w, &f).await.is_err() {
             return;
         }
+        sent(&f);
         let mut n = 0;
         while n < 64 {
             match rx.try_recv() {
@@ -138,6 +158,7 @@ async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<OutFrame>) {
                     if put(&mut w, &f).await.is_err() {
                         return;
                     }
+                    sent(&f);
                     n += 1;
                 }
                 Err(_) => break,
@@ -198,6 +219,7 @@ impl Conn {
             Ok(Ok(Some(f))) => f,
         };
         let id = frame.request_id;
+        self.count(&frame);
         match Request::decode(&frame) {
             Ok(Request::Hello { version, client }) if version == protocol::VERSION => {
                 debug!(peer = %self.peer, %client, "handshake");
@@ -273,6 +295,7 @@ impl Conn {
             Ok(Ok(f)) => f,
         };
         let id = frame.request_id;
+        self.count(&frame);
         match Request::decode(&frame) {
             Ok(r) => Ok((id, r)),
             Err(e) => Err(match End::from(e) {
@@ -280,6 +303,13 @@ impl Conn {
                 other => other,
             }),
         }
+    }
+
+    /// Counts a request frame read: its bytes (length prefix, kind, id, body) and its kind.
+    fn count(&self, frame: &RawFrame) {
+        let metrics = self.broker.metrics();
+        metrics.received(Protocol::Native, 9 + frame.body.len());
+        metrics.request(Protocol::Native, frame.kind as usize);
     }
 
     /// The next reply slot, in request order.

@@ -35,6 +35,13 @@ pub const ROUNDS_CONCURRENT_MAX: usize = 2;
 /// Fewest distinct files in a round for it to sync the whole file system rather than each file.
 pub const SYNC_ALL_FILES_MIN: usize = 2;
 
+/// Upper bounds, in microseconds, of the buckets of [`SyncStats::round_us_buckets`].
+pub const ROUND_US_BOUNDS: [u64; 12] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000,
+];
+/// Upper bounds of the buckets of [`SyncStats::round_files_buckets`].
+pub const ROUND_FILES_BOUNDS: [u64; 10] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 1024];
+
 /// Counts of a store's syncs (see [`GroupSync::stats`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyncStats {
@@ -48,6 +55,28 @@ pub struct SyncStats {
     pub round_us_max: u64,
     /// Time spent in rounds, in microseconds.
     pub round_us_total: u64,
+    /// Rounds by duration: entry `i` counts rounds of at most `ROUND_US_BOUNDS[i]` µs and more
+    /// than the bound before; the last entry those over every bound.
+    pub round_us_buckets: [u64; ROUND_US_BOUNDS.len() + 1],
+    /// Rounds by the number of sync requests they served, bucketed by `ROUND_FILES_BOUNDS`
+    /// likewise: the group-commit sizes.
+    pub round_files_buckets: [u64; ROUND_FILES_BOUNDS.len() + 1],
+}
+
+/// Counters of one histogram: a bucket per bound and one past them all.
+struct Buckets<const N: usize>([AtomicU64; N]);
+
+impl<const N: usize> Buckets<N> {
+    fn new() -> Self {
+        Buckets(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+    fn add(&self, bounds: &[u64], value: u64) {
+        let i = bounds.partition_point(|b| *b < value);
+        self.0[i].fetch_add(1, Ordering::Relaxed);
+    }
+    fn load(&self) -> [u64; N] {
+        std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
+    }
 }
 
 /// Why a sync failed, kept so every waiter of the round gets the error.
@@ -102,6 +131,8 @@ pub struct GroupSync {
     count_requests: AtomicU64,
     round_us_max: AtomicU64,
     round_us_total: AtomicU64,
+    round_us: Buckets<{ ROUND_US_BOUNDS.len() + 1 }>,
+    round_files: Buckets<{ ROUND_FILES_BOUNDS.len() + 1 }>,
 }
 
 impl fmt::Debug for GroupSync {
@@ -130,6 +161,8 @@ impl GroupSync {
             count_requests: AtomicU64::new(0),
             round_us_max: AtomicU64::new(0),
             round_us_total: AtomicU64::new(0),
+            round_us: Buckets::new(),
+            round_files: Buckets::new(),
         }
     }
 
@@ -141,6 +174,8 @@ impl GroupSync {
             requests: self.count_requests.load(Ordering::Relaxed),
             round_us_max: self.round_us_max.load(Ordering::Relaxed),
             round_us_total: self.round_us_total.load(Ordering::Relaxed),
+            round_us_buckets: self.round_us.load(),
+            round_files_buckets: self.round_files.load(),
         }
     }
 
@@ -211,6 +246,9 @@ impl GroupSync {
         let us = started.elapsed().as_micros() as u64;
         self.round_us_total.fetch_add(us, Ordering::Relaxed);
         self.round_us_max.fetch_max(us, Ordering::Relaxed);
+        self.round_us.add(&ROUND_US_BOUNDS, us);
+        self.round_files
+            .add(&ROUND_FILES_BOUNDS, waiters.len() as u64);
         let failed_all = whole_result.clone().and_then(|r| r.err());
         self.finish(
             waiters,

@@ -10,7 +10,8 @@ pub mod sim;
 mod std_fs;
 
 pub use group_sync::{
-    GroupSync, GroupSyncFs, SyncStats, ROUNDS_CONCURRENT_MAX, SYNC_ALL_FILES_MIN,
+    GroupSync, GroupSyncFs, SyncStats, ROUNDS_CONCURRENT_MAX, ROUND_FILES_BOUNDS, ROUND_US_BOUNDS,
+    SYNC_ALL_FILES_MIN,
 };
 
 use std::fmt::Debug;

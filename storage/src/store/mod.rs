@@ -451,6 +451,11 @@ impl Store {
         }
     }
 
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
     /// How the store's file syncs were grouped (`None` with `sync_per_file`).
     pub fn sync_stats(&self) -> Option<crate::fs::SyncStats> {
         self.inner.group_sync.as_ref().map(|g| g.stats())

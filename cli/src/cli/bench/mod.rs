@@ -183,6 +183,8 @@ async fn start_local(fsync: FsyncPolicy, kafka: bool) -> Result<(String, Option<
             true => "127.0.0.1:0".into(),
             false => sluice::config::KAFKA_LISTEN_OFF.into(),
         },
+        // Served, as in production (the counters run either way), on a free port.
+        http_listen: "127.0.0.1:0".into(),
         ..Config::default()
     };
     config.log.fsync = fsync;

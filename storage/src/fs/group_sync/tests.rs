@@ -110,6 +110,8 @@ fn a_lone_file_is_synced_on_its_own() {
     );
     let s = group.stats();
     assert_eq!((s.rounds, s.requests, s.file_system_syncs), (3, 3, 0));
+    assert_eq!(s.round_files_buckets[0], 3, "three rounds of one request");
+    assert_eq!(s.round_us_buckets.iter().sum::<u64>(), 3);
 }
 
 #[test]
@@ -124,6 +126,8 @@ fn files_syncing_together_share_syncs_of_the_file_system() {
     let per_file: u64 = files.iter().map(|f| f.syncs.load(Ordering::SeqCst)).sum();
     assert_eq!(s.rounds, per_file + calls.load(Ordering::SeqCst));
     assert!(s.file_system_syncs > 0, "{s:?}");
+    assert_eq!(s.round_files_buckets.iter().sum::<u64>(), s.rounds);
+    assert!(s.round_files_buckets[1..].iter().sum::<u64>() > 0, "{s:?}");
     assert!(
         s.rounds < 40,
         "80 syncs of 16 files joined in fewer rounds: {s:?}"

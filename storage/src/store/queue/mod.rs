@@ -65,6 +65,13 @@ pub struct QueueStats {
     pub dead_lettered: u64,
     /// Bytes on disk.
     pub size_bytes: u64,
+    /// Delivered before, returned (nack, expiry, a consumer gone) and waiting to be delivered
+    /// again now.
+    pub redelivery_ready: u64,
+    /// Returned with a delay (nack with a delay) and waiting it out.
+    pub delayed: u64,
+    /// Consumers holding at least one message.
+    pub consumers_holding: u64,
 }
 
 /// Snapshot the ack state once its journal grows past this many bytes (4 MiB by default).
@@ -278,6 +285,9 @@ impl Queue {
             } else {
                 0
             },
+            redelivery_ready: st.ready.len() as u64,
+            delayed: st.delayed.len() as u64,
+            consumers_holding: st.by_consumer.values().filter(|h| !h.is_empty()).count() as u64,
         }
     }
 

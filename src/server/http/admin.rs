@@ -1,0 +1,182 @@
+//! The admin API: JSON over HTTP on the broker core, the same calls the native protocol's admin
+//! requests make (`docs/http.md`, "Admin API"). Each call runs on the blocking pool.
+//!
+//! Errors are `{"error": {"kind": "NotFound", "message": "..."}}` with the HTTP status of their
+//! kind: 404 not found, 409 already exists, 400 a bad argument, 429 a limit, 500 the rest.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+
+use crate::broker::{blocking, Broker, BrokerError, ErrorKind};
+use crate::client::{LogSettings, QueueSettings};
+use crate::metrics::Protocol;
+
+/// HTTP's request kinds of the admin API, counted in `sluice_requests_total{protocol="http"}`.
+pub(super) const KIND: usize = super::kind::ADMIN;
+
+/// A new topic: `{"name": "orders", "partitions": 3, "retention_ms": 86400000}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewTopic {
+    name: String,
+    partitions: Option<u32>,
+    segment_bytes_max: Option<u64>,
+    retention_bytes: Option<u64>,
+    retention_ms: Option<u64>,
+}
+
+/// A new queue: `{"name": "jobs", "ack_timeout_ms": 30000, "max_deliveries": 5}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewQueue {
+    name: String,
+    ack_timeout_ms: Option<u64>,
+    max_deliveries: Option<u64>,
+    dead_letter: Option<String>,
+    segment_bytes_max: Option<u64>,
+    retention_bytes: Option<u64>,
+    retention_ms: Option<u64>,
+}
+
+/// An error as the API answers it, counted by its status.
+fn error(broker: &Broker, e: BrokerError) -> Response {
+    let status = match e.kind {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::AlreadyExists | ErrorKind::InUse => StatusCode::CONFLICT,
+        ErrorKind::InvalidArgument | ErrorKind::InvalidBatch => StatusCode::BAD_REQUEST,
+        ErrorKind::LimitReached => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let body =
+        serde_json::json!({"error": {"kind": format!("{:?}", e.kind), "message": e.message}});
+    super::count_error(broker, status);
+    (status, Json(body)).into_response()
+}
+
+/// Runs `f` on the blocking pool and answers `ok` with its value as JSON, or the error.
+async fn call<T: serde::Serialize + Send + 'static>(
+    broker: &Arc<Broker>,
+    ok: StatusCode,
+    f: impl FnOnce(&Broker) -> crate::broker::Result<T> + Send + 'static,
+) -> Response {
+    broker.metrics().request(Protocol::Http, KIND);
+    let b = broker.clone();
+    match blocking(move || f(&b)).await {
+        Ok(v) => (ok, Json(v)).into_response(),
+        Err(e) => error(broker, e),
+    }
+}
+
+/// A body that is not the JSON asked for: 400 (413 when too large) with serde's reason.
+fn bad_body(broker: &Broker, r: JsonRejection) -> Response {
+    broker.metrics().request(Protocol::Http, KIND);
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        super::count_error(broker, r.status());
+        return r.into_response();
+    }
+    error(
+        broker,
+        BrokerError::new(ErrorKind::InvalidArgument, r.body_text()),
+    )
+}
+
+pub(super) async fn list_topics(State(b): State<Arc<Broker>>) -> Response {
+    call(&b, StatusCode::OK, |b| {
+        Ok(serde_json::json!({"topics": b.list_topics()}))
+    })
+    .await
+}
+
+pub(super) async fn describe_topic(
+    State(b): State<Arc<Broker>>,
+    Path(name): Path<String>,
+) -> Response {
+    call(&b, StatusCode::OK, move |b| b.describe_topic(name)).await
+}
+
+pub(super) async fn create_topic(
+    State(b): State<Arc<Broker>>,
+    body: Result<Json<NewTopic>, JsonRejection>,
+) -> Response {
+    let Json(t) = match body {
+        Ok(t) => t,
+        Err(r) => return bad_body(&b, r),
+    };
+    call(&b, StatusCode::CREATED, move |b| {
+        let settings = LogSettings {
+            segment_bytes_max: t.segment_bytes_max,
+            retention_bytes: t.retention_bytes,
+            retention_ms: t.retention_ms,
+        };
+        b.create_topic(&t.name, &settings, t.partitions.unwrap_or(1))?;
+        b.describe_topic(t.name)
+    })
+    .await
+}
+
+pub(super) async fn delete_topic(
+    State(b): State<Arc<Broker>>,
+    Path(name): Path<String>,
+) -> Response {
+    call(&b, StatusCode::OK, move |b| {
+        b.delete_topic(&name)?;
+        Ok(serde_json::json!({"deleted": name}))
+    })
+    .await
+}
+
+pub(super) async fn list_queues(State(b): State<Arc<Broker>>) -> Response {
+    call(&b, StatusCode::OK, |b| {
+        Ok(serde_json::json!({"queues": b.list_queues()}))
+    })
+    .await
+}
+
+pub(super) async fn describe_queue(
+    State(b): State<Arc<Broker>>,
+    Path(name): Path<String>,
+) -> Response {
+    call(&b, StatusCode::OK, move |b| b.describe_queue(name)).await
+}
+
+pub(super) async fn create_queue(
+    State(b): State<Arc<Broker>>,
+    body: Result<Json<NewQueue>, JsonRejection>,
+) -> Response {
+    let Json(q) = match body {
+        Ok(q) => q,
+        Err(r) => return bad_body(&b, r),
+    };
+    call(&b, StatusCode::CREATED, move |b| {
+        let settings = QueueSettings {
+            log: LogSettings {
+                segment_bytes_max: q.segment_bytes_max,
+                retention_bytes: q.retention_bytes,
+                retention_ms: q.retention_ms,
+            },
+            ack_timeout_ms: q.ack_timeout_ms,
+            max_deliveries: q.max_deliveries,
+            dead_letter: q.dead_letter,
+        };
+        b.create_queue(&q.name, settings)?;
+        b.describe_queue(q.name)
+    })
+    .await
+}
+
+pub(super) async fn delete_queue(
+    State(b): State<Arc<Broker>>,
+    Path(name): Path<String>,
+) -> Response {
+    call(&b, StatusCode::OK, move |b| {
+        b.delete_queue(&name)?;
+        Ok(serde_json::json!({"deleted": name}))
+    })
+    .await
+}

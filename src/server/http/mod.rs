@@ -1,0 +1,137 @@
+//! The HTTP listener: `GET /metrics` (Prometheus text) and the JSON admin API, served by axum
+//! on the broker core. Connections count against the server's one connection limit, as the
+//! native and Kafka ones do; request bodies against [`HTTP_BODY_BYTES_MAX`].
+//!
+//! # Layout
+//! - `mod.rs`: [`HttpListener`] (bind, serve until shutdown) and the routes.
+//! - `admin`: the admin API (`/api/topics`, `/api/queues`).
+//! - `conn`: accepted connections under a permit of the connection limit, counted in metrics.
+
+mod admin;
+mod conn;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, Semaphore};
+
+use crate::broker::Broker;
+use crate::metrics::Protocol;
+
+/// Request kinds of HTTP, as counted in `sluice_requests_total{protocol="http"}`.
+pub mod kind {
+    /// `GET /metrics`.
+    pub const METRICS: usize = 0;
+    /// Any path not served.
+    pub const NOT_FOUND: usize = 1;
+    /// The admin API (`/api/...`).
+    pub const ADMIN: usize = 2;
+}
+
+/// Largest request body accepted (an admin call's JSON); a larger one gets 413.
+pub const HTTP_BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// HTTP errors are counted by status, as `status - HTTP_ERROR_BASE` (400 to 527).
+pub const HTTP_ERROR_BASE: usize = 400;
+
+/// Counts an error answer of `status` in `sluice_errors_total{protocol="http"}`.
+fn count_error(broker: &Broker, status: StatusCode) {
+    let c = (status.as_u16() as usize).saturating_sub(HTTP_ERROR_BASE);
+    broker.metrics().error(Protocol::Http, c);
+}
+
+/// The Content-Type of the OpenMetrics text format, which Prometheus asks for and parses.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A bound HTTP listener, not yet serving.
+pub struct HttpListener {
+    listener: TcpListener,
+}
+
+impl HttpListener {
+    /// Binds `addr`.
+    pub async fn bind(addr: SocketAddr) -> io::Result<HttpListener> {
+        Ok(HttpListener {
+            listener: TcpListener::bind(addr).await?,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` fires; each connection holds a permit of `permits`.
+    pub async fn serve(
+        self,
+        broker: Arc<Broker>,
+        permits: Arc<Semaphore>,
+        shutdown: broadcast::Sender<()>,
+    ) {
+        let app = Router::new()
+            .route("/metrics", get(metrics))
+            .route(
+                "/api/topics",
+                get(admin::list_topics).post(admin::create_topic),
+            )
+            .route(
+                "/api/topics/{name}",
+                get(admin::describe_topic).delete(admin::delete_topic),
+            )
+            .route(
+                "/api/queues",
+                get(admin::list_queues).post(admin::create_queue),
+            )
+            .route(
+                "/api/queues/{name}",
+                get(admin::describe_queue).delete(admin::delete_queue),
+            )
+            .fallback(not_found)
+            .layer(axum::extract::DefaultBodyLimit::max(HTTP_BODY_BYTES_MAX))
+            .with_state(broker.clone());
+        let listener = conn::Limited::new(self.listener, broker, permits);
+        let mut stop = shutdown.subscribe();
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.recv().await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!("http listener stopped: {e}");
+        }
+    }
+}
+
+/// `GET /metrics`: the Prometheus text of the broker's counters and of every open topic and
+/// queue, built on the blocking pool.
+async fn metrics(State(broker): State<Arc<Broker>>) -> Response {
+    broker.metrics().request(Protocol::Http, kind::METRICS);
+    let b = broker.clone();
+    match tokio::task::spawn_blocking(move || crate::metrics::render(&b)).await {
+        Ok(text) => ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response(),
+        Err(e) => {
+            broker.metrics().error(Protocol::Http, 500);
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("metrics failed: {e}\n"),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn not_found(State(broker): State<Arc<Broker>>) -> Response {
+    broker.metrics().request(Protocol::Http, kind::NOT_FOUND);
+    (
+        StatusCode::NOT_FOUND,
+        "not found: this server serves GET /metrics\n",
+    )
+        .into_response()
+}
