@@ -286,6 +286,7 @@ fn the_admin_api_creates_lists_describes_and_deletes() {
         list["queues"].as_array().unwrap().contains(&"jobs".into()),
         "{list}"
     );
+    browse_and_purge(&server.addr, h);
     // What the API made, the native protocol sees.
     let names = cli_ok(&server.addr, &["topic", "list"], None);
     assert!(names.iter().any(|n| n == "orders"), "{names:?}");
@@ -295,8 +296,61 @@ fn the_admin_api_creates_lists_describes_and_deletes() {
     assert_eq!(json(h, "DELETE", "/api/topics/orders", None).0, 200);
     assert_eq!(json(h, "DELETE", "/api/topics/orders", None).0, 404);
     let s = samples(&get(h, "/metrics").2);
-    for (code, n) in [(409, 1.0), (400, 3.0), (413, 1.0), (404, 3.0)] {
+    for (code, n) in [(409, 1.0), (400, 7.0), (413, 1.0), (404, 5.0)] {
         let key = format!(r#"sluice_errors_total{{protocol="http",code="{code}"}}"#);
         assert_eq!(value(&s, &key), n, "{key}");
     }
+}
+
+/// Peeking reads without consuming (acked messages too); a purge settles what waits.
+fn browse_and_purge(native: &str, h: &str) {
+    let (st, peek) = json(h, "GET", "/api/queues/jobs/messages", None);
+    assert_eq!(st, 200, "{peek}");
+    let values: Vec<_> = peek["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["value"]["text"].clone())
+        .collect();
+    assert_eq!(values, ["j1", "j2"]);
+    cli_ok(native, &["consume", "jobs", "--count", "1"], None);
+    let (_, again) = json(h, "GET", "/api/queues/jobs/messages?offset=1&count=5", None);
+    assert_eq!(again["messages"][0]["offset"], 1);
+    assert_eq!(again["messages"].as_array().unwrap().len(), 1);
+    let (st, purged) = json(h, "POST", "/api/queues/jobs/purge", None);
+    assert_eq!((st, purged["purged"].as_u64()), (200, Some(1)), "{purged}");
+    assert_eq!(json(h, "GET", "/api/queues/jobs", None).1["depth"], 0);
+    let nothing = cli_ok(native, &["consume", "jobs", "--wait-ms", "300"], None);
+    assert!(
+        nothing.is_empty(),
+        "purged messages are not delivered: {nothing:?}"
+    );
+    for bad in ["count=0", "count=1001", "count=abc", "colour=red"] {
+        let (st, e) = json(h, "GET", &format!("/api/queues/jobs/messages?{bad}"), None);
+        assert_eq!(st, 400, "{bad}: {e}");
+    }
+    cli_ok(native, &["topic", "create", "events"], None);
+    cli_ok(
+        native,
+        &["publish", "events", "--key", "k", "e1", "e2"],
+        None,
+    );
+    let (st, t) = json(
+        h,
+        "GET",
+        "/api/topics/events/messages?partition=0&offset=1",
+        None,
+    );
+    assert_eq!(st, 200, "{t}");
+    let m = &t["messages"][0];
+    assert_eq!(
+        (m["offset"].as_u64(), &m["key"]["text"], &m["value"]["text"]),
+        (Some(1), &"k".into(), &"e2".into())
+    );
+    assert!(m["timestamp_ms"].as_i64().unwrap() > 0);
+    assert_eq!(
+        json(h, "GET", "/api/topics/events/messages?partition=7", None).0,
+        404
+    );
+    assert_eq!(json(h, "GET", "/api/topics/nope/messages", None).0, 404);
 }

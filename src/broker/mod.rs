@@ -7,6 +7,7 @@
 //! - `types`: arguments and figures of the operations ([`Target`], [`Start`], [`Source`],
 //!   [`LogSettings`], [`QueueSettings`], [`TopicInfo`], [`QueueInfo`]).
 //! - `error`: [`BrokerError`] and its [`ErrorKind`] (one kind per native error code).
+//! - `browse`: messages read without consuming them (the admin API's browser), queue purge.
 //! - `admin`: create (with partitions), add partitions, delete, list and describe topics and
 //!   queues (with the limits checks); topic ids; committed offsets per partition with metadata
 //!   (named subscribers and Kafka groups); list offsets.
@@ -27,6 +28,7 @@
 //! Functions documented as *blocking* do disk work: call them from a blocking thread.
 
 mod admin;
+mod browse;
 mod consumer;
 mod error;
 mod fetch;
@@ -49,6 +51,7 @@ use tokio::sync::Notify;
 
 use crate::config::Limits;
 
+pub use browse::{Bytes, Peeked, PEEK_BYTES_MAX, PEEK_MESSAGES_MAX};
 pub use consumer::{Consumer, ConsumerFeed, DeliverySink, MessageId, Round};
 pub use error::{BrokerError, ErrorKind, Result};
 pub use fetch::Fetched;

@@ -6,14 +6,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use crate::broker::{blocking, Broker, BrokerError, ErrorKind};
+use crate::broker::{blocking, Broker, BrokerError, ErrorKind, Peeked};
 use crate::client::{LogSettings, QueueSettings};
 use crate::metrics::Protocol;
 
@@ -177,6 +177,77 @@ pub(super) async fn delete_queue(
     call(&b, StatusCode::OK, move |b| {
         b.delete_queue(&name)?;
         Ok(serde_json::json!({"deleted": name}))
+    })
+    .await
+}
+
+/// Where a peek starts and how much it takes: `?offset=0&count=100&partition=0`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PeekQuery {
+    #[serde(default)]
+    offset: u64,
+    #[serde(default = "default_count")]
+    count: usize,
+    #[serde(default)]
+    partition: u32,
+}
+
+fn default_count() -> usize {
+    100
+}
+
+/// A query string that does not parse: 400 with the reason.
+fn bad_query(broker: &Broker, r: QueryRejection) -> Response {
+    broker.metrics().request(Protocol::Http, KIND);
+    error(
+        broker,
+        BrokerError::new(ErrorKind::InvalidArgument, r.body_text()),
+    )
+}
+
+/// A peek: parses the query, then reads on the blocking pool with `read`.
+async fn peek(
+    b: &Arc<Broker>,
+    q: Result<Query<PeekQuery>, QueryRejection>,
+    read: impl FnOnce(&Broker, PeekQuery) -> crate::broker::Result<Vec<Peeked>> + Send + 'static,
+) -> Response {
+    let Query(q) = match q {
+        Ok(q) => q,
+        Err(r) => return bad_query(b, r),
+    };
+    call(b, StatusCode::OK, move |b| {
+        Ok(serde_json::json!({"messages": read(b, q)?}))
+    })
+    .await
+}
+
+pub(super) async fn peek_topic(
+    State(b): State<Arc<Broker>>,
+    Path(name): Path<String>,
+    q: Result<Query<PeekQuery>, QueryRejection>,
+) -> Response {
+    peek(&b, q, move |b, q| {
+        b.peek_topic(&name, q.partition, q.offset, q.count)
+    })
+    .await
+}
+
+pub(super) async fn peek_queue(
+    State(b): State<Arc<Broker>>,
+    Path(name): Path<String>,
+    q: Result<Query<PeekQuery>, QueryRejection>,
+) -> Response {
+    peek(&b, q, move |b, q| b.peek_queue(&name, q.offset, q.count)).await
+}
+
+pub(super) async fn purge_queue(
+    State(b): State<Arc<Broker>>,
+    Path(name): Path<String>,
+) -> Response {
+    call(&b, StatusCode::OK, move |b| {
+        let purged = b.purge_queue(&name)?;
+        Ok(serde_json::json!({"purged": purged}))
     })
     .await
 }

@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! - `mod.rs`: [`HttpListener`] (bind, serve until shutdown) and the routes.
-//! - `admin`: the admin API (`/api/topics`, `/api/queues`).
+//! - `admin`: the admin API (`/api/topics`, `/api/queues`: list, describe, create, delete,
+//!   peek messages, purge a queue).
 //! - `conn`: accepted connections under a permit of the connection limit, counted in metrics.
 
 mod admin;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, Semaphore};
@@ -93,6 +94,9 @@ impl HttpListener {
                 "/api/queues/{name}",
                 get(admin::describe_queue).delete(admin::delete_queue),
             )
+            .route("/api/topics/{name}/messages", get(admin::peek_topic))
+            .route("/api/queues/{name}/messages", get(admin::peek_queue))
+            .route("/api/queues/{name}/purge", post(admin::purge_queue))
             .fallback(not_found)
             .layer(axum::extract::DefaultBodyLimit::max(HTTP_BODY_BYTES_MAX))
             .with_state(broker.clone());
