@@ -134,11 +134,31 @@ impl Broker {
     }
 }
 
-/// Runs blocking broker work on the blocking pool; a panic is an `Internal` error.
+/// [`tokio::task::spawn_blocking`] inside the caller's span, so what the work logs carries
+/// the connection (and request) it was done for.
+pub fn spawn_blocking<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> tokio::task::JoinHandle<R> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+}
+
+/// [`tokio::spawn`] of `fut` inside the caller's span (a connection's request tasks).
+pub fn spawn_in_span<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    use tracing::Instrument;
+    tokio::spawn(fut.in_current_span())
+}
+
+/// Runs blocking broker work on the blocking pool (in the caller's span); a panic is an
+/// `Internal` error.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    match tokio::task::spawn_blocking(f).await {
+    match spawn_blocking(f).await {
         Ok(r) => r,
         Err(e) => Err(BrokerError::new(
             ErrorKind::Internal,

@@ -138,7 +138,7 @@ impl HttpListener {
 async fn metrics(State(broker): State<Arc<Broker>>) -> Response {
     broker.metrics().request(Protocol::Http, kind::METRICS);
     let b = broker.clone();
-    match tokio::task::spawn_blocking(move || crate::metrics::render(&b)).await {
+    match crate::broker::spawn_blocking(move || crate::metrics::render(&b)).await {
         Ok(text) => ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response(),
         Err(e) => {
             broker.metrics().error(Protocol::Http, 500);

@@ -60,12 +60,13 @@ pub(super) async fn handle_connection(
     debug!(%peer, "kafka connection open");
     let metrics = ctx.broker.metrics().clone();
     let registered = metrics.open_connection(Protocol::Kafka, peer);
+    tracing::Span::current().record("id", registered.id());
     let (rd, wr) = sock.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let (out_tx, out_rx) = mpsc::channel::<Frame>(WRITER_QUEUE);
-    let writer = tokio::spawn(write_loop(wr, out_rx, (*registered).clone()));
+    let writer = crate::broker::spawn_in_span(write_loop(wr, out_rx, (*registered).clone()));
     let (slot_tx, slot_rx) = mpsc::channel(IN_FLIGHT_REQUESTS_MAX);
-    let replier = tokio::spawn(reply_loop(slot_rx, out_tx));
+    let replier = crate::broker::spawn_in_span(reply_loop(slot_rx, out_tx));
     let grace = Duration::from_millis(ctx.broker.limits().shutdown_timeout_ms);
     let mut conn = Conn {
         ctx,

@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::broker::spawn_blocking;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
-use tokio::task::spawn_blocking;
 use tokio::time::{sleep, timeout};
 use tracing::{debug, info, warn};
 
@@ -62,12 +62,13 @@ pub(crate) async fn handle_connection(
     let _ = sock.set_nodelay(true);
     info!(%peer, "connection open");
     let registered = broker.metrics().open_connection(Protocol::Native, peer);
+    tracing::Span::current().record("id", registered.id());
     let (rd, wr) = sock.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let (out_tx, out_rx) = mpsc::channel::<OutFrame>(WRITER_QUEUE);
-    let writer = tokio::spawn(write_loop(wr, out_rx, (*registered).clone()));
+    let writer = crate::broker::spawn_in_span(write_loop(wr, out_rx, (*registered).clone()));
     let (reply_tx, reply_rx) = mpsc::channel(broker.limits().pending_requests_max);
-    let replier = tokio::spawn(reply_loop(
+    let replier = crate::broker::spawn_in_span(reply_loop(
         reply_rx,
         out_tx.clone(),
         broker.metrics().clone(),

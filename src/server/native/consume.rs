@@ -264,7 +264,8 @@ impl Conn {
                 self.conn.subscribe(SubscriptionKind::Group, group, topic)
             }
         };
-        let task = tokio::spawn(run(self.broker.clone(), source, pusher.clone(), tx, end));
+        let task =
+            crate::broker::spawn_in_span(run(self.broker.clone(), source, pusher.clone(), tx, end));
         let handle = ConsumerHandle {
             pusher,
             task: task.abort_handle(),

@@ -123,7 +123,7 @@ impl Conn {
             out: self.out.clone(),
             budget: self.push_budget.clone(),
         };
-        let task = tokio::spawn(run(sub, start, tx, sink, end));
+        let task = crate::broker::spawn_in_span(run(sub, start, tx, sink, end));
         let handle = SubHandle {
             credit,
             task: task.abort_handle(),
