@@ -108,6 +108,10 @@ fn with_auto_creation_off_an_unknown_topic_is_unknown() {
     assert!(err.contains("unknown topic"), "{one}");
     let listed = common::cli_ok(&s.server.addr, &["topic", "list"], None);
     assert!(listed.is_empty(), "nothing was created: {listed:?}");
+    // The topic's error code in the Metadata response is counted by name.
+    let samples = common::http::samples(&common::http::get(&s.server.http, "/metrics").2);
+    let key = r#"sluice_errors_total{protocol="kafka",code="UnknownTopicOrPartition"}"#;
+    assert!(common::http::value(&samples, key) >= 1.0);
 }
 
 #[test]

@@ -144,7 +144,11 @@ fn error_name(p: Protocol, c: usize) -> String {
     match p {
         Protocol::Native => format!("{:?}", ErrorCode::from_u16(c as u16)),
         Protocol::Kafka if c == super::KAFKA_FATAL => "connection_closed".to_string(),
-        Protocol::Kafka => c.to_string(),
+        Protocol::Kafka if c == crate::server::kafka::UNKNOWN_SERVER_ERROR => {
+            "UnknownServerError".to_string()
+        }
+        Protocol::Kafka => kafka_protocol::ResponseError::try_from_code(c as i16)
+            .map_or_else(|| c.to_string(), |e| format!("{e:?}")),
         Protocol::Http => (c + crate::server::http::HTTP_ERROR_BASE).to_string(),
     }
 }

@@ -154,7 +154,7 @@ impl Conn {
                 .into_iter()
                 .map(|t| create_one(&ctx, h.api_version, t, req.validate_only))
                 .collect();
-            respond(tx, &h, &resp);
+            respond(ctx.broker.metrics(), tx, &h, &resp);
         });
     }
 
@@ -173,7 +173,7 @@ impl Conn {
                     .map(|n| delete_one(&ctx, Some(n), Uuid::nil()))
                     .collect()
             };
-            respond(tx, &h, &resp);
+            respond(ctx.broker.metrics(), tx, &h, &resp);
         });
     }
 }

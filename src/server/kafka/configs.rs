@@ -302,7 +302,7 @@ impl Conn {
                 .into_iter()
                 .map(|r| describe_one(&ctx.broker, share, h.api_version, docs, r))
                 .collect();
-            respond(tx, &h, &resp);
+            respond(ctx.broker.metrics(), tx, &h, &resp);
         });
     }
 
@@ -334,7 +334,7 @@ impl Conn {
                 }
                 resp.responses.push(out);
             }
-            respond(tx, &h, &resp);
+            respond(ctx.broker.metrics(), tx, &h, &resp);
         });
     }
 
@@ -381,7 +381,7 @@ impl Conn {
                 }
                 resp.responses.push(out);
             }
-            respond(tx, &h, &resp);
+            respond(ctx.broker.metrics(), tx, &h, &resp);
         });
     }
 }

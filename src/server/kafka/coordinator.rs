@@ -62,6 +62,6 @@ impl Conn {
             resp.host = c.host;
             resp.port = c.port;
         }
-        respond(tx, h, &resp);
+        respond(self.ctx.broker.metrics(), tx, h, &resp);
     }
 }

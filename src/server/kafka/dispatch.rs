@@ -8,6 +8,8 @@
 //! UNSUPPORTED_VERSION with the ranges, and Produce v0-v2 (advertised, see `produce_legacy`)
 //! gets UNSUPPORTED_VERSION for every partition.
 
+use super::errors::ErrorCodes;
+use crate::metrics::Metrics;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 use kafka_protocol::protocol::{Encodable, HeaderVersion};
@@ -71,10 +73,16 @@ fn advertised(topic_ids: bool) -> Vec<ApiVersion> {
 
 /// Fills `tx` with the response frame to `h`; an encoding failure (a bug: a field set that
 /// the version lacks) is logged and the request gets no response.
-pub(super) fn respond<R: Encodable + HeaderVersion>(tx: Slot, h: &Header, body: &R) {
+pub(super) fn respond<R: Encodable + HeaderVersion + ErrorCodes>(
+    metrics: &Metrics,
+    tx: Slot,
+    h: &Header,
+    body: &R,
+) {
     let Ok(api) = ApiKey::try_from(h.api_key) else {
         return;
     };
+    super::errors::count(metrics, body);
     match encode_response(api, h.api_version, h.correlation_id, body) {
         Ok(frame) => {
             let _ = tx.send(Some(vec![frame]));
@@ -96,6 +104,7 @@ impl Conn {
                 let body = self.api_versions(ResponseError::UnsupportedVersion.code());
                 // The response to an unknown version is a version 0 response.
                 respond(
+                    self.ctx.broker.metrics(),
                     tx,
                     &Header {
                         api_version: 0,
@@ -123,7 +132,7 @@ impl Conn {
                     version = %r.client_software_version.as_str(),
                     "kafka client"
                 );
-                respond(tx, &h, &self.api_versions(0))
+                respond(self.ctx.broker.metrics(), tx, &h, &self.api_versions(0))
             }
             Request::Metadata(r) => self.metadata(tx, h, r),
             Request::Produce(r) => return self.produce(tx, h, r).await,
@@ -204,7 +213,7 @@ mod tests {
                 client_id: None,
             };
             let (tx, mut rx) = tokio::sync::oneshot::channel();
-            respond(tx, &h, &body);
+            respond(&crate::metrics::Metrics::default(), tx, &h, &body);
             let frame = rx.try_recv().unwrap().unwrap().concat();
             // size, then the correlation id with no tagged fields (header v0 always).
             assert_eq!(&frame[4..8], &5i32.to_be_bytes());

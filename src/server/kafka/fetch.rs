@@ -54,9 +54,11 @@ struct Target {
 impl Conn {
     pub(super) fn fetch(&self, tx: Slot, h: Header, req: FetchRequest) {
         let ctx = self.ctx.clone();
+        let metrics = self.ctx.broker.metrics().clone();
         let mut ended = self.ended();
         crate::broker::spawn_in_span(async move {
             let (resp, records) = fetch(ctx, h.api_version, req, &mut ended).await;
+            super::errors::count(&metrics, &resp);
             match fetch_frame(&resp, records, h.api_version, h.correlation_id) {
                 Ok(frame) => drop(tx.send(Some(frame))),
                 Err(e) => {

@@ -9,6 +9,7 @@ use kafka_protocol::protocol::{Encodable, HeaderVersion};
 use super::codec::{Header, Request};
 use super::connection::{Conn, Slot};
 use super::dispatch::respond;
+use super::errors::ErrorCodes;
 
 impl Conn {
     /// Serves one group request; `req` is one of the group APIs (anything else is a routing
@@ -20,22 +21,30 @@ impl Conn {
         // Kafka's member host is Java's InetAddress::toString of the peer: "/<ip>".
         let host = format!("/{}", self.peer.ip());
         match req {
-            Request::JoinGroup(r) => spawn(tx, h, async move {
+            Request::JoinGroup(r) => self.spawn(tx, h, async move {
                 groups.join_group(r, v, &client_id, &host).await
             }),
-            Request::SyncGroup(r) => spawn(tx, h, async move { groups.sync_group(r, v).await }),
-            Request::Heartbeat(r) => spawn(tx, h, async move { groups.heartbeat(r, v).await }),
-            Request::LeaveGroup(r) => spawn(tx, h, async move { groups.leave_group(r, v).await }),
+            Request::SyncGroup(r) => {
+                self.spawn(tx, h, async move { groups.sync_group(r, v).await })
+            }
+            Request::Heartbeat(r) => self.spawn(tx, h, async move { groups.heartbeat(r, v).await }),
+            Request::LeaveGroup(r) => {
+                self.spawn(tx, h, async move { groups.leave_group(r, v).await })
+            }
             Request::OffsetCommit(r) => {
-                spawn(tx, h, async move { groups.offset_commit(r, v).await })
+                self.spawn(tx, h, async move { groups.offset_commit(r, v).await })
             }
-            Request::OffsetFetch(r) => spawn(tx, h, async move { groups.offset_fetch(r, v).await }),
+            Request::OffsetFetch(r) => {
+                self.spawn(tx, h, async move { groups.offset_fetch(r, v).await })
+            }
             Request::DescribeGroups(r) => {
-                spawn(tx, h, async move { groups.describe_groups(r, v).await })
+                self.spawn(tx, h, async move { groups.describe_groups(r, v).await })
             }
-            Request::ListGroups(r) => spawn(tx, h, async move { groups.list_groups(r, v).await }),
+            Request::ListGroups(r) => {
+                self.spawn(tx, h, async move { groups.list_groups(r, v).await })
+            }
             Request::DeleteGroups(r) => {
-                spawn(tx, h, async move { groups.delete_groups(r, v).await })
+                self.spawn(tx, h, async move { groups.delete_groups(r, v).await })
             }
             other => {
                 tracing::error!(?other, "not a group request");
@@ -45,14 +54,18 @@ impl Conn {
     }
 }
 
-/// Runs `work` on its own task and answers `h` with its response.
-pub(super) fn spawn<R, F>(tx: Slot, h: Header, work: F)
-where
-    R: Encodable + HeaderVersion + Send + 'static,
-    F: Future<Output = R> + Send + 'static,
-{
-    crate::broker::spawn_in_span(async move {
-        let body = work.await;
-        respond(tx, &h, &body);
-    });
+impl Conn {
+    /// Runs `work` on a task of its own (in the connection's span) and answers with what it
+    /// returns, its error codes counted.
+    pub(super) fn spawn<R, F>(&self, tx: Slot, h: Header, work: F)
+    where
+        R: Encodable + HeaderVersion + ErrorCodes + Send + 'static,
+        F: Future<Output = R> + Send + 'static,
+    {
+        let metrics = self.ctx.broker.metrics().clone();
+        crate::broker::spawn_in_span(async move {
+            let body = work.await;
+            respond(&metrics, tx, &h, &body);
+        });
+    }
 }

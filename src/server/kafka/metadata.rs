@@ -27,7 +27,7 @@ impl Conn {
         let ctx = self.ctx.clone();
         spawn_blocking(move || {
             let body = metadata(&ctx, h.api_version, req);
-            respond(tx, &h, &body);
+            respond(ctx.broker.metrics(), tx, &h, &body);
         });
     }
 }

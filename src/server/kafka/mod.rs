@@ -15,7 +15,8 @@
 //! - the *writer* owns the socket's write half.
 //!
 //! Files: `listener` (accept loop), `connection`, `codec`, `dispatch` (routing, the served
-//! versions, ApiVersions), and one file per request family: `metadata`, `produce` (and
+//! versions, ApiVersions), `errors` (the error codes of each response, counted in metrics),
+//! and one file per request family: `metadata`, `produce` (and
 //! `produce_legacy` for the refused versions 0-2), `fetch` (and `fetch_frame`, its response
 //! without copies), `offsets` (ListOffsets), `admin`
 //! (CreateTopics, DeleteTopics), `configs` (DescribeConfigs, AlterConfigs,
@@ -35,6 +36,8 @@ mod configs;
 mod connection;
 mod coordinator;
 mod dispatch;
+mod errors;
+pub use errors::UNKNOWN_SERVER_ERROR;
 mod fetch;
 mod fetch_frame;
 pub mod group;

@@ -135,7 +135,7 @@ impl Conn {
                     out
                 })
                 .collect();
-            respond(tx, &h, &resp);
+            respond(ctx.broker.metrics(), tx, &h, &resp);
         });
     }
 }

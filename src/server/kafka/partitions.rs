@@ -66,7 +66,7 @@ impl Conn {
                 }
                 resp.results.push(r);
             }
-            respond(tx, &h, &resp);
+            respond(ctx.broker.metrics(), tx, &h, &resp);
         });
     }
 }

@@ -207,7 +207,7 @@ impl Conn {
             let resp = refuse_all(v, &req.topic_data, err.code(), m);
             match acks {
                 0 => drop(tx.send(None)),
-                _ => respond(tx, &h, &resp),
+                _ => respond(self.ctx.broker.metrics(), tx, &h, &resp),
             }
             return Ok(());
         }
@@ -252,7 +252,7 @@ impl Conn {
                 resp.responses.push(out);
             }
             if let Some(tx) = tx {
-                respond(tx, &h, &resp);
+                respond(ctx.broker.metrics(), tx, &h, &resp);
             }
         });
         // The next request is read once this one's appends are in place.

@@ -53,7 +53,7 @@ impl Conn {
                     resp.producer_epoch = -1;
                 }
             }
-            respond(tx, &h, &resp);
+            respond(ctx.broker.metrics(), tx, &h, &resp);
         });
     }
 }

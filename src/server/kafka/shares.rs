@@ -4,7 +4,6 @@
 
 use super::codec::{Header, Request};
 use super::connection::{Conn, Slot};
-use super::groups::spawn;
 
 impl Conn {
     /// Serves one share-group request; `req` is one of the share APIs (anything else is a
@@ -14,25 +13,27 @@ impl Conn {
         let client_id = h.client_id.clone().unwrap_or_default();
         let host = format!("/{}", self.peer.ip());
         match req {
-            Request::ShareGroupHeartbeat(r) => spawn(tx, h, async move {
+            Request::ShareGroupHeartbeat(r) => self.spawn(tx, h, async move {
                 shares.heartbeat(r, &client_id, &host).await
             }),
             Request::ShareFetch(r) => {
                 let ended = self.ended();
-                spawn(tx, h, async move { shares.share_fetch(r, ended).await })
+                self.spawn(tx, h, async move { shares.share_fetch(r, ended).await })
             }
             Request::ShareAcknowledge(r) => {
-                spawn(tx, h, async move { shares.share_acknowledge(r).await })
+                self.spawn(tx, h, async move { shares.share_acknowledge(r).await })
             }
-            Request::ShareGroupDescribe(r) => spawn(tx, h, async move { shares.describe(r).await }),
+            Request::ShareGroupDescribe(r) => {
+                self.spawn(tx, h, async move { shares.describe(r).await })
+            }
             Request::DescribeShareGroupOffsets(r) => {
-                spawn(tx, h, async move { shares.describe_offsets(r).await })
+                self.spawn(tx, h, async move { shares.describe_offsets(r).await })
             }
             Request::AlterShareGroupOffsets(r) => {
-                spawn(tx, h, async move { shares.alter_offsets(r).await })
+                self.spawn(tx, h, async move { shares.alter_offsets(r).await })
             }
             Request::DeleteShareGroupOffsets(r) => {
-                spawn(tx, h, async move { shares.delete_offsets(r).await })
+                self.spawn(tx, h, async move { shares.delete_offsets(r).await })
             }
             other => {
                 tracing::error!(?other, "not a share-group request");
