@@ -7,9 +7,11 @@
 //! - `admin`: the admin API (`/api/topics`, `/api/queues`: list, describe, create, delete,
 //!   peek messages, purge a queue).
 //! - `conn`: accepted connections under a permit of the connection limit, counted in metrics.
+//! - `console`: the web console at `GET /` (`docs/console.md`).
 
 mod admin;
 mod conn;
+mod console;
 
 use std::io;
 use std::net::SocketAddr;
@@ -34,6 +36,8 @@ pub mod kind {
     pub const NOT_FOUND: usize = 1;
     /// The admin API (`/api/...`).
     pub const ADMIN: usize = 2;
+    /// The web console's page and files (`/`, `/console/...`).
+    pub const CONSOLE: usize = 3;
 }
 
 /// Largest request body accepted (an admin call's JSON); a larger one gets 413.
@@ -78,6 +82,7 @@ impl HttpListener {
     ) {
         let app = Router::new()
             .route("/metrics", get(metrics))
+            .merge(console::routes())
             .route(
                 "/api/topics",
                 get(admin::list_topics).post(admin::create_topic),
