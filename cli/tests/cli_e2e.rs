@@ -326,5 +326,13 @@ fn serve_writes_json_log_lines() {
     assert!(closing["fields"]["peer"]
         .as_str()
         .is_some_and(|p| p.starts_with("127.0.0.1:")));
+    // Every line about a connection carries its span: protocol, peer, registry id.
+    let span = &closing["span"];
+    assert_eq!(
+        (span["name"].as_str(), span["protocol"].as_str()),
+        (Some("conn"), Some("native"))
+    );
+    assert_eq!(span["peer"], closing["fields"]["peer"], "{closing}");
+    assert!(span["id"].as_u64().is_some_and(|id| id >= 1), "{closing}");
     find("store closed cleanly");
 }

@@ -10,54 +10,11 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::process::Command;
-use std::time::Duration;
 
+use common::http::*;
 use common::*;
-
-/// One HTTP/1.1 GET; returns the status, the head and the body.
-fn get(addr: &str, path: &str) -> (u16, String, String) {
-    request(addr, "GET", path, None)
-}
-
-/// One HTTP/1.1 request with an optional JSON body; returns the status, the head and the body.
-fn request(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to the http listener");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let body = body.unwrap_or("");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    // A server that refuses a body early may close before reading it all.
-    let _ = s.write_all(body.as_bytes());
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a head and a body");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_string(), body.to_string())
-}
-
-/// Samples by their printed name and labels (`name{a="b"}`).
-fn samples(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            let (k, v) = l.rsplit_once(' ').expect("name and value");
-            (k.to_string(), v.parse().expect("a number"))
-        })
-        .collect()
-}
-
-fn value(s: &HashMap<String, f64>, key: &str) -> f64 {
-    *s.get(key)
-        .unwrap_or_else(|| panic!("no sample {key} in {:#?}", s.keys().collect::<Vec<_>>()))
-}
 
 /// Runs the work the scrape must show.
 fn work(a: &str) {
@@ -224,12 +181,6 @@ print("parsed", len(fams))
 }
 
 /// A JSON call: the status and the parsed body.
-fn json(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
-    let (status, head, text) = request(addr, method, path, body);
-    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {head}\n{text}"));
-    (status, v)
-}
-
 #[test]
 fn the_admin_api_creates_lists_describes_and_deletes() {
     let (_tmp, dir) = data_dir();
@@ -353,4 +304,280 @@ fn browse_and_purge(native: &str, h: &str) {
         404
     );
     assert_eq!(json(h, "GET", "/api/topics/nope/messages", None).0, 404);
+}
+
+/// `GET /api/connections` until `pred` holds for its list (at most 20 s).
+fn connections_until(h: &str, pred: impl Fn(&[serde_json::Value]) -> bool) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (st, v) = json(h, "GET", "/api/connections", None);
+        assert_eq!(st, 200, "{v}");
+        if pred(v["connections"].as_array().unwrap()) {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connections never matched: {v}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn subscribed(c: &serde_json::Value, kind: &str, name: &str) -> bool {
+    c["subscriptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["kind"] == kind && s["name"] == name)
+}
+
+#[test]
+fn groups_are_listed_created_reset_and_refused_while_a_client_holds_them() {
+    let (_tmp, dir) = data_dir();
+    let server = start(&dir, None);
+    let (a, h) = (&server.addr, &server.http);
+    cli_ok(a, &["topic", "create", "orders"], None);
+    let lines: String = (0..200).map(|i| format!("order-{i}\n")).collect();
+    cli_ok(a, &["publish", "orders"], Some(&lines));
+    let g = r#"{"name":"billing","topic":"orders","start":"earliest"}"#;
+    let (st, v) = json(h, "POST", "/api/groups", Some(g));
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(
+        (&v["offsets"][0]["committed"], &v["offsets"][0]["lag"]),
+        (&0.into(), &200.into())
+    );
+    let reset = |to: &str| {
+        let body = format!(r#"{{"topic":"orders","to":{to}}}"#);
+        json(h, "POST", "/api/groups/billing/reset", Some(&body))
+    };
+    let (st, v) = reset(r#"{"offset":150}"#);
+    assert_eq!((st, &v["offsets"][0]["lag"]), (200, &50.into()), "{v}");
+    let (_, v) = reset(r#"{"time_ms":9000000000000}"#);
+    assert_eq!(
+        v["offsets"][0]["committed"], 200,
+        "a time past every message is the end"
+    );
+    let (_, v) = reset(r#""earliest""#);
+    assert_eq!(v["offsets"][0]["committed"], 0);
+    assert_eq!(reset(r#""sideways""#).0, 400);
+    let (_, list) = json(h, "GET", "/api/groups", None);
+    assert_eq!(
+        list["groups"],
+        serde_json::json!([{"name": "billing", "topics": ["orders"]}])
+    );
+    assert_eq!(json(h, "GET", "/api/groups/nobody", None).0, 404);
+
+    // A native subscriber holding the name: listed on its connection, and the group is in use.
+    let sub = spawn_cli(
+        a,
+        &[
+            "subscribe",
+            "orders",
+            "--name",
+            "billing",
+            "--wait-ms",
+            "60000",
+        ],
+    );
+    let v = connections_until(h, |cs| cs.iter().any(|c| subscribed(c, "topic", "orders")));
+    let c = v["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| subscribed(c, "topic", "orders"))
+        .unwrap();
+    assert_eq!(c["protocol"], "native");
+    assert!(c["client"].as_str().unwrap().starts_with("sluice"), "{c}");
+    assert_eq!(c["subscriptions"][0]["detail"], "billing");
+    assert!(c["requests"].as_u64().unwrap() >= 2 && c["bytes_in"].as_u64().unwrap() > 0);
+    for (method, path, body) in [
+        ("DELETE", "/api/groups/billing", None),
+        (
+            "POST",
+            "/api/groups/billing/reset",
+            Some(r#"{"topic":"orders","to":"latest"}"#),
+        ),
+    ] {
+        let (st, e) = json(h, method, path, body);
+        assert_eq!(
+            (st, e["error"]["kind"].as_str()),
+            (409, Some("InUse")),
+            "{path}"
+        );
+    }
+    sigkill_and_output(sub);
+    connections_until(h, |cs| cs.is_empty());
+    assert_eq!(json(h, "DELETE", "/api/groups/billing", None).0, 200);
+    assert_eq!(json(h, "GET", "/api/groups/billing", None).0, 404);
+
+    // A topic's consumer group: listed with its acks, counted in metrics, deleted.
+    cli_ok(
+        a,
+        &["consume", "orders", "--group", "workers", "--count", "5"],
+        None,
+    );
+    let (_, v) = json(h, "GET", "/api/topics/orders/groups", None);
+    assert_eq!(v["groups"][0]["name"], "workers", "{v}");
+    assert_eq!(v["groups"][0]["partitions"][0]["ack_floor"], 5, "{v}");
+    let s = samples(&get(h, "/metrics").2);
+    let key = r#"sluice_group_acked_total{topic="orders",group="workers",partition="0"}"#;
+    assert_eq!(value(&s, key), 5.0);
+    assert_eq!(
+        json(h, "DELETE", "/api/topics/orders/groups/workers", None).0,
+        200
+    );
+    let (_, v) = json(h, "GET", "/api/topics/orders/groups", None);
+    assert_eq!(v["groups"], serde_json::json!([]));
+}
+
+#[test]
+fn dead_letters_go_back_to_their_queue_without_their_dead_letter_headers() {
+    let (_tmp, dir) = data_dir();
+    let server = start(&dir, None);
+    let (a, h) = (&server.addr, &server.http);
+    let q = r#"{"name":"jobs","max_deliveries":2}"#;
+    assert_eq!(json(h, "POST", "/api/queues", Some(q)).0, 201);
+    cli_ok(a, &["publish", "jobs", "m1", "m2", "m3"], None);
+    // Two deliveries without an ack each; the third attempt dead-letters them.
+    for _ in 0..2 {
+        cli_ok(a, &["consume", "jobs", "--no-ack", "--count", "3"], None);
+    }
+    cli_ok(a, &["consume", "jobs", "--wait-ms", "300"], None);
+    let (_, jobs) = json(h, "GET", "/api/queues/jobs", None);
+    assert_eq!(
+        (&jobs["dead_lettered"], &jobs["redelivered"]),
+        (&3.into(), &3.into()),
+        "{jobs}"
+    );
+    assert_eq!(jobs["oldest_unacked_timestamp_ms"], serde_json::Value::Null);
+    let (_, dlq) = json(h, "GET", "/api/queues/jobs.dlq", None);
+    assert_eq!(dlq["ready"], 3, "{dlq}");
+    let s = samples(&get(h, "/metrics").2);
+    assert_eq!(
+        value(&s, r#"sluice_queue_redelivered_total{queue="jobs"}"#),
+        3.0
+    );
+    let age = value(
+        &s,
+        r#"sluice_queue_oldest_unacked_age_seconds{queue="jobs.dlq"}"#,
+    );
+    assert!((0.0..60.0).contains(&age), "{age}");
+
+    let (st, e) = json(
+        h,
+        "POST",
+        "/api/queues/jobs.dlq/redrive",
+        Some(r#"{"to":"nope"}"#),
+    );
+    assert_eq!((st, e["error"]["kind"].as_str()), (404, Some("NotFound")));
+    let (st, v) = json(
+        h,
+        "POST",
+        "/api/queues/jobs.dlq/redrive",
+        Some(r#"{"count":2}"#),
+    );
+    assert_eq!((st, &v["moved"]), (200, &2.into()), "{v}");
+    let (st, v) = json(h, "POST", "/api/queues/jobs.dlq/redrive", None);
+    assert_eq!((st, &v["moved"]), (200, &1.into()), "{v}");
+    assert_eq!(json(h, "GET", "/api/queues/jobs.dlq", None).1["depth"], 0);
+    let (_, jobs) = json(h, "GET", "/api/queues/jobs", None);
+    assert_eq!(
+        (&jobs["ready"], &jobs["end_offset"]),
+        (&3.into(), &6.into()),
+        "{jobs}"
+    );
+    assert!(
+        jobs["oldest_unacked_timestamp_ms"].as_i64().is_some(),
+        "{jobs}"
+    );
+    let (_, peek) = json(h, "GET", "/api/queues/jobs/messages?offset=3&count=3", None);
+    let msgs = peek["messages"].as_array().unwrap();
+    let values: Vec<&str> = msgs
+        .iter()
+        .map(|m| m["value"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, ["m1", "m2", "m3"]);
+    assert!(
+        msgs.iter().all(|m| m["headers"] == serde_json::json!([])),
+        "{peek}"
+    );
+    // And they are delivered again, once each.
+    let got = cli_ok(a, &["consume", "jobs", "--count", "3"], None);
+    assert_eq!(got, ["m1", "m2", "m3"]);
+}
+
+#[test]
+fn the_segment_map_and_overview_show_offsets_sizes_times_and_retention() {
+    let (_tmp, dir) = data_dir();
+    let server = start(&dir, Some("[limits]\nsegment_bytes_min = 4096\n"));
+    let (a, h) = (&server.addr, &server.http);
+    let t = r#"{"name":"orders","segment_bytes_max":4096,"retention_ms":86400000}"#;
+    assert_eq!(json(h, "POST", "/api/topics", Some(t)).0, 201);
+    // Ten batches of 30 (a batch is never split across segments).
+    for b in 0..10 {
+        let lines: String = (0..30)
+            .map(|i| format!("order-{:04}-{}\n", b * 30 + i, "x".repeat(40)))
+            .collect();
+        cli_ok(a, &["publish", "orders"], Some(&lines));
+    }
+    let (st, m) = json(h, "GET", "/api/topics/orders/segments?partition=0", None);
+    assert_eq!(st, 200, "{m}");
+    assert_eq!(m["retention_ms"], 86_400_000);
+    let segs = m["segments"].as_array().unwrap();
+    assert!(segs.len() > 2, "{m}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut next = 0;
+    for (i, s) in segs.iter().enumerate() {
+        assert_eq!(s["base_offset"], next, "segments are contiguous: {m}");
+        next = s["next_offset"].as_u64().unwrap();
+        let active = i + 1 == segs.len();
+        assert_eq!(s["active"], active);
+        let (first, max) = (
+            s["first_timestamp_ms"].as_i64(),
+            s["max_timestamp_ms"].as_i64(),
+        );
+        assert!(
+            first.unwrap() <= max.unwrap() && now - max.unwrap() < 60_000,
+            "{s}"
+        );
+        if active {
+            assert_eq!(s["reclaim"], serde_json::Value::Null);
+        } else {
+            assert_eq!(s["reclaim"], "retention_ms");
+            let at = s["reclaim_at_ms"].as_i64().unwrap();
+            assert!((at - now - 86_400_000).abs() < 60_000, "{s}");
+        }
+    }
+    assert_eq!(next, 300);
+    assert_eq!(
+        json(h, "GET", "/api/topics/orders/segments?partition=1", None).0,
+        404
+    );
+    cli_ok(a, &["queue", "create", "jobs"], None);
+    cli_ok(a, &["publish", "jobs", "j1"], None);
+    let (_, m) = json(h, "GET", "/api/queues/jobs/segments", None);
+    assert_eq!(
+        (&m["ack_floor"], &m["segments"][0]["next_offset"]),
+        (&0.into(), &1.into())
+    );
+
+    let (st, o) = json(h, "GET", "/api/overview?prefix=or", None);
+    assert_eq!(st, 200, "{o}");
+    assert_eq!(
+        (&o["broker"]["topics"], &o["broker"]["queues"]),
+        (&1.into(), &1.into())
+    );
+    assert_eq!(o["topics"][0]["partitions"][0]["end_offset"], 300, "{o}");
+    assert_eq!(
+        o["queues"],
+        serde_json::json!([]),
+        "the prefix leaves jobs out"
+    );
+    let (_, o) = json(h, "GET", "/api/overview", None);
+    assert_eq!(o["queues"][0]["ready"], 1, "{o}");
+    assert!(o["broker"]["connections"]["http"].as_u64().unwrap() >= 1);
+    assert!(o["broker"]["disk_free_bytes"].as_u64().unwrap() > 0);
 }

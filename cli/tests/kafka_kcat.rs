@@ -354,3 +354,79 @@ fn a_group_reads_every_partition_once_and_resumes_from_its_commits() {
         );
     }
 }
+
+/// `GET /api/connections` until a Kafka connection of client `client` is (or is no longer)
+/// listed as a member of `group`; at most 30 s.
+fn wait_member(http: &str, client: &str, group: &str, listed: bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, v) = common::http::json(http, "GET", "/api/connections", None);
+        let found = v["connections"].as_array().unwrap().iter().any(|c| {
+            c["protocol"] == "kafka"
+                && c["client"] == client
+                && c["subscriptions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["kind"] == "group" && s["name"] == group)
+        });
+        if found == listed {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "member listed != {listed}: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_group_member_is_listed_by_client_id_and_its_group_is_reset_over_http_once_it_leaves() {
+    let Some(k) = kcat() else { return };
+    let (_t, dir) = data_dir();
+    let s = start_kafka(&dir, &[]);
+    let h = &s.server.http;
+    let records: String = (0..10).map(|i| format!("r{i}\n")).collect();
+    kcat_ok(
+        &k,
+        None,
+        &s.kafka,
+        &["-P", "-t", "resettable"],
+        Some(records.as_bytes()),
+    );
+    let args = [
+        "-G",
+        "rg",
+        "resettable",
+        "-X",
+        "client.id=kcat-member",
+        "-X",
+        "auto.offset.reset=earliest",
+        "-q",
+    ];
+    let mut member = kcat_cmd(&k, None, &s.kafka, &args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn kcat");
+    wait_member(h, "kcat-member", "rg", true);
+    let reset = r#"{"topic":"resettable","to":"earliest"}"#;
+    let (st, e) = common::http::json(h, "POST", "/api/groups/rg/reset", Some(reset));
+    assert_eq!(
+        (st, e["error"]["kind"].as_str()),
+        (409, Some("InUse")),
+        "{e}"
+    );
+    // SIGTERM: kcat leaves the group and closes its connections.
+    // SAFETY: kill(2) on our own child, not reaped yet.
+    unsafe { libc::kill(member.id() as i32, libc::SIGTERM) };
+    let _ = common::wait_bounded(&mut member, Duration::from_secs(30));
+    wait_member(h, "kcat-member", "rg", false);
+    // The group at the start again (made if kcat left before committing): all ten once more.
+    let g = r#"{"name":"rg","topic":"resettable","start":"earliest"}"#;
+    let (st, v) = common::http::json(h, "POST", "/api/groups", Some(g));
+    assert_eq!((st, &v["offsets"][0]["committed"]), (201, &0.into()), "{v}");
+    let again = consume_group(&k, None, &s.kafka, "rg", "resettable");
+    assert_eq!(again.len(), 10, "{again:?}");
+}

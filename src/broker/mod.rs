@@ -8,6 +8,11 @@
 //!   [`LogSettings`], [`QueueSettings`], [`TopicInfo`], [`QueueInfo`]).
 //! - `error`: [`BrokerError`] and its [`ErrorKind`] (one kind per native error code).
 //! - `browse`: messages read without consuming them (the admin API's browser), queue purge.
+//! - `groups`: offset groups (named subscribers, Kafka groups: list, describe with lag,
+//!   create, reset, delete) and topics' consumer groups (list, delete) for the admin API.
+//! - `redrive`: a dead-letter queue's messages moved back to their queue.
+//! - `segments`: the segment map of a partition or queue (what retention reclaims next).
+//! - `views`: a queue's extra figures and the broker overview, for the admin API.
 //! - `admin`: create (with partitions), add partitions, delete, list and describe topics and
 //!   queues (with the limits checks); topic ids; committed offsets per partition with metadata
 //!   (named subscribers and Kafka groups); list offsets.
@@ -32,14 +37,18 @@ mod browse;
 mod consumer;
 mod error;
 mod fetch;
+mod groups;
 mod offsets;
 mod partition;
 mod publish;
+mod redrive;
+mod segments;
 mod subscription;
 #[cfg(test)]
 mod tests;
 /// The arguments and figures of broker operations (shared with the client: `sluice_client::types`).
 pub use sluice_client::types;
+mod views;
 mod watch;
 
 use std::collections::{HashMap, HashSet};
@@ -55,13 +64,17 @@ pub use browse::{Bytes, Peeked, PEEK_BYTES_MAX, PEEK_MESSAGES_MAX};
 pub use consumer::{Consumer, ConsumerFeed, DeliverySink, MessageId, Round};
 pub use error::{BrokerError, ErrorKind, Result};
 pub use fetch::Fetched;
+pub use groups::{GroupInfo, GroupOffset, GroupSummary, ResetTo, TopicGroupInfo};
 pub use partition::{queue_topic_id, NamedLog, TopicId};
 pub use publish::{make_durable, publish, InlineSync, Published, INLINE_SYNC_BATCH_BYTES_MAX};
+pub use redrive::{Redriven, REDRIVE_ROUND_MAX};
+pub use segments::{Reclaim, SegmentMap, SegmentView, SEGMENT_MAP_MAX};
 pub use subscription::{BatchSink, Credit, HeldName, Subscription, SubscriptionReader};
 pub use types::{
     LogSettings, OffsetSpec, PartitionInfo, QueueInfo, QueueSettings, Route, Source, Start,
     SubscriberStat, Target, TopicInfo,
 };
+pub use views::{oldest_unacked_ms, Overview, QueueView, OVERVIEW_NAMES_MAX};
 
 /// The broker's state shared by every frontend and connection: the store, the limits, and the
 /// registries of watchers, queue events, held subscriber names and the inline-sync permission.
@@ -121,11 +134,31 @@ impl Broker {
     }
 }
 
-/// Runs blocking broker work on the blocking pool; a panic is an `Internal` error.
+/// [`tokio::task::spawn_blocking`] inside the caller's span, so what the work logs carries
+/// the connection (and request) it was done for.
+pub fn spawn_blocking<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> tokio::task::JoinHandle<R> {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+}
+
+/// [`tokio::spawn`] of `fut` inside the caller's span (a connection's request tasks).
+pub fn spawn_in_span<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    use tracing::Instrument;
+    tokio::spawn(fut.in_current_span())
+}
+
+/// Runs blocking broker work on the blocking pool (in the caller's span); a panic is an
+/// `Internal` error.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    match tokio::task::spawn_blocking(f).await {
+    match spawn_blocking(f).await {
         Ok(r) => r,
         Err(e) => Err(BrokerError::new(
             ErrorKind::Internal,

@@ -28,11 +28,15 @@ pub fn render(broker: &Broker) -> String {
             .iter()
             .map(|t| (t.name().to_string(), t.stats()))
             .collect(),
-        queues: store
-            .open_queues()
+        queues: store.open_queues().iter().map(|q| queue_row(q)).collect(),
+        groups: store
+            .open_topics()
             .iter()
-            .map(|q| (q.name().to_string(), q.stats()))
+            .flat_map(|t| group_rows(t))
             .collect(),
+        now_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64),
         disk: disk_space(store.root()),
         fds: open_fds(),
     };
@@ -41,6 +45,26 @@ pub fn render(broker: &Broker) -> String {
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)
         .expect("writing to a String cannot fail");
+    out
+}
+
+/// An open queue's row: its name, stats and oldest unacknowledged message's timestamp.
+fn queue_row(q: &sluice_storage::Queue) -> (String, QueueStats, Option<i64>) {
+    let s = q.stats();
+    let oldest = crate::broker::oldest_unacked_ms(q, &s).unwrap_or(None);
+    (q.name().to_string(), s, oldest)
+}
+
+/// The rows of an open topic's consumer groups: topic, group, partition, stats.
+fn group_rows(t: &sluice_storage::Topic) -> Vec<(String, String, u32, QueueStats)> {
+    let mut out = Vec::new();
+    for g in t.list_groups() {
+        if let Some(group) = t.existing_group(&g) {
+            for (p, q) in group.partitions().iter().enumerate() {
+                out.push((t.name().to_string(), g.clone(), p as u32, q.stats()));
+            }
+        }
+    }
     out
 }
 
@@ -125,7 +149,7 @@ fn error_name(p: Protocol, c: usize) -> String {
 }
 
 /// Free and total bytes of the data directory's file system.
-fn disk_space(dir: &Path) -> Option<(u64, u64)> {
+pub(crate) fn disk_space(dir: &Path) -> Option<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
     // SAFETY: statvfs writes into the zeroed struct we own; `path` is a valid C string.
@@ -149,7 +173,9 @@ struct Scrape {
     open: OpenStats,
     sync: Option<SyncStats>,
     topics: Vec<(String, TopicStats)>,
-    queues: Vec<(String, QueueStats)>,
+    queues: Vec<(String, QueueStats, Option<i64>)>,
+    groups: Vec<(String, String, u32, QueueStats)>,
+    now_ms: i64,
     disk: Option<(u64, u64)>,
     fds: Option<u64>,
 }
@@ -159,7 +185,8 @@ impl Collector for Scrape {
         self.encode_broker(&mut e)?;
         self.encode_store(&mut e)?;
         self.encode_topics(&mut e)?;
-        self.encode_queues(&mut e)
+        self.encode_queues(&mut e)?;
+        self.encode_groups(&mut e)
     }
 }
 
@@ -457,15 +484,15 @@ impl Scrape {
         let rows = |f: &dyn Fn(&QueueStats) -> u64| {
             self.queues
                 .iter()
-                .map(|(q, s)| ([("queue", q.as_str())], f(s) as f64))
+                .map(|(q, s, _)| ([("queue", q.as_str())], f(s) as f64))
                 .collect::<Vec<_>>()
         };
         family(
             e,
             "queue_ready",
-            "Messages of a queue not acked and not delivered now (open queues).",
+            "Messages of a queue waiting to be delivered now: not acked, not in flight, not delayed (open queues).",
             Gauge,
-            rows(&|s| s.depth - s.in_flight.min(s.depth)),
+            rows(&|s| s.depth.saturating_sub(s.in_flight + s.delayed)),
         )?;
         family(
             e,
@@ -518,10 +545,82 @@ impl Scrape {
         )?;
         family(
             e,
+            "queue_redelivered",
+            "Deliveries of a message delivered before (since the queue was opened).",
+            Counter,
+            rows(&|s| s.redelivered),
+        )?;
+        let now = self.now_ms;
+        let age = self.queues.iter().map(|(q, _, oldest)| {
+            let ms = oldest.map_or(0, |t| now.saturating_sub(t).max(0));
+            ([("queue", q.as_str())], ms as f64 / 1000.0)
+        });
+        family(
+            e,
+            "queue_oldest_unacked_age_seconds",
+            "Age of the oldest message not yet acked, by its timestamp (0 when none).",
+            Gauge,
+            age,
+        )?;
+        family(
+            e,
             "queue_size_bytes",
             "Bytes a queue's log holds on disk.",
             Gauge,
             rows(&|s| s.size_bytes),
+        )
+    }
+
+    /// The consumer groups of open topics, per partition.
+    fn encode_groups(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use MetricType::{Counter, Gauge};
+        let rows = |f: &dyn Fn(&QueueStats) -> u64| {
+            self.groups
+                .iter()
+                .map(|(t, g, p, s)| {
+                    let l = vec![
+                        ("topic", t.clone()),
+                        ("group", g.clone()),
+                        ("partition", p.to_string()),
+                    ];
+                    (l, f(s) as f64)
+                })
+                .collect::<Vec<_>>()
+        };
+        family(
+            e,
+            "group_ready",
+            "Messages of a topic's consumer group waiting to be delivered now, per partition.",
+            Gauge,
+            rows(&|s| s.depth.saturating_sub(s.in_flight + s.delayed)),
+        )?;
+        family(
+            e,
+            "group_in_flight",
+            "Messages of a consumer group delivered and not yet acked.",
+            Gauge,
+            rows(&|s| s.in_flight),
+        )?;
+        family(
+            e,
+            "group_acked",
+            "Messages a consumer group acked ever.",
+            Counter,
+            rows(&|s| s.ack_floor.0 + s.acked_above_floor),
+        )?;
+        family(
+            e,
+            "group_redelivered",
+            "Deliveries of a message delivered before (since the group was opened).",
+            Counter,
+            rows(&|s| s.redelivered),
+        )?;
+        family(
+            e,
+            "group_dead_lettered",
+            "Messages a consumer group moved to its dead-letter queue.",
+            Counter,
+            rows(&|s| s.dead_lettered),
         )
     }
 }

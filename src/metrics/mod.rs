@@ -8,13 +8,20 @@
 //! # Layout
 //! - `mod.rs`: [`Metrics`], [`Protocol`], the names of native request kinds and error codes.
 //! - `collect`: the scrape: the Prometheus text exposition of the counters and of the store.
+//! - `connections`: the registry of open connections (client names, counts, subscriptions).
 
 mod collect;
+mod connections;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
+pub(crate) use collect::disk_space;
 pub use collect::render;
+pub use connections::{
+    Connection, ConnectionGuard, ConnectionView, Connections, Subscribed, SubscriptionKind,
+    SubscriptionView, SUBSCRIPTIONS_LISTED_MAX,
+};
 
 /// A listener's protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +68,8 @@ pub struct Metrics {
     bytes_sent: PerProtocol<AtomicU64>,
     requests: PerProtocol<[AtomicU64; REQUEST_KINDS_MAX]>,
     errors: PerProtocol<[AtomicU64; ERROR_CODES_MAX]>,
+    connections: Connections,
+    started_ms: u64,
 }
 
 impl Default for Metrics {
@@ -76,6 +85,10 @@ impl Default for Metrics {
             bytes_sent: each(|| AtomicU64::new(0)),
             requests: each(|| std::array::from_fn(|_| AtomicU64::new(0))),
             errors: each(|| std::array::from_fn(|_| AtomicU64::new(0))),
+            connections: Connections::default(),
+            started_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
         }
     }
 }
@@ -94,6 +107,25 @@ impl Drop for ConnectionGauge {
 }
 
 impl Metrics {
+    /// When the broker started (milliseconds since the epoch).
+    pub fn started_ms(&self) -> u64 {
+        self.started_ms
+    }
+
+    /// Open connections of `protocol`.
+    pub fn connections_open(&self, protocol: Protocol) -> i64 {
+        self.connections_open[protocol as usize].load(Ordering::Relaxed)
+    }
+
+    /// Bytes read from clients of `protocol`, and written to them.
+    pub fn bytes(&self, protocol: Protocol) -> (u64, u64) {
+        let p = protocol as usize;
+        (
+            self.bytes_received[p].load(Ordering::Relaxed),
+            self.bytes_sent[p].load(Ordering::Relaxed),
+        )
+    }
+
     /// Counts an accepted connection, open until the returned gauge is dropped.
     pub fn connection(self: &Arc<Self>, protocol: Protocol) -> ConnectionGauge {
         let p = protocol as usize;

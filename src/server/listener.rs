@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio::time::sleep;
-use tracing::warn;
+use tracing::{warn, Instrument};
 
 use super::native;
 use crate::broker::Broker;
@@ -33,7 +33,12 @@ pub(super) async fn accept(
         tokio::spawn(async move {
             let _done = done;
             match permit {
-                Ok(_permit) => native::handle_connection(broker, sock, peer, shutdown_rx).await,
+                Ok(_permit) => {
+                    let span = super::connection_span("native", peer);
+                    native::handle_connection(broker, sock, peer, shutdown_rx)
+                        .instrument(span)
+                        .await
+                }
                 Err(_) => {
                     let limit = broker.limits().connections_max;
                     broker

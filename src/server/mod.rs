@@ -24,10 +24,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::broker::spawn_blocking;
 use sluice_storage::{Error as StoreError, OpenSettings, StdFs, Store, StoreConfig};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, Semaphore};
-use tokio::task::spawn_blocking;
 use tokio::time::timeout;
 use tracing::{info, warn};
 
@@ -261,4 +261,11 @@ async fn bind_kafka(
         shares,
     });
     Ok(Some(kafka::KafkaListener { listener, context }))
+}
+
+/// The span of one client connection: every line logged while serving it (its blocking work
+/// and request tasks included) carries `conn` with the protocol, the peer and the connection's
+/// id in the registry (`GET /api/connections`), recorded once registered.
+pub(crate) fn connection_span(protocol: &'static str, peer: std::net::SocketAddr) -> tracing::Span {
+    tracing::info_span!("conn", protocol, %peer, id = tracing::field::Empty)
 }

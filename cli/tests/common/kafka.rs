@@ -28,7 +28,7 @@ pub fn start_kafka(dir: &Path, extra: &[&str]) -> KafkaServer {
         "--listen",
         "127.0.0.1:0",
         "--http-listen",
-        "off",
+        "127.0.0.1:0",
         "--kafka-listen",
         "127.0.0.1:0",
     ])
@@ -46,20 +46,23 @@ pub fn start_kafka(dir: &Path, extra: &[&str]) -> KafkaServer {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { return };
             if let Some(a) = line.strip_prefix("listening on ") {
-                let _ = tx.send((false, a.trim().to_string()));
+                let _ = tx.send((0, a.trim().to_string()));
             } else if let Some(a) = line.strip_prefix("kafka listening on ") {
-                let _ = tx.send((true, a.trim().to_string()));
+                let _ = tx.send((1, a.trim().to_string()));
+            } else if let Some(a) = line.strip_prefix("http listening on ") {
+                let _ = tx.send((2, a.trim().to_string()));
             }
         }
     });
-    let (mut native, mut kafka) = (None, None);
-    while native.is_none() || kafka.is_none() {
+    let (mut native, mut kafka, mut http) = (None, None, None);
+    while native.is_none() || kafka.is_none() || http.is_none() {
         match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok((true, a)) => kafka = Some(a),
-            Ok((false, a)) => native = Some(a),
+            Ok((0, a)) => native = Some(a),
+            Ok((1, a)) => kafka = Some(a),
+            Ok((_, a)) => http = Some(a),
             Err(_) => {
                 let _ = child.kill();
-                panic!("server did not print both `listening on` lines within 60 s");
+                panic!("server did not print its three `listening on` lines within 60 s");
             }
         }
     }
@@ -67,7 +70,7 @@ pub fn start_kafka(dir: &Path, extra: &[&str]) -> KafkaServer {
         server: ServerProc {
             child,
             addr: native.unwrap(),
-            http: String::new(),
+            http: http.unwrap(),
             dir: dir.to_owned(),
         },
         kafka: kafka.unwrap(),

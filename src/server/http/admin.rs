@@ -45,7 +45,7 @@ pub(super) struct NewQueue {
 }
 
 /// An error as the API answers it, counted by its status.
-fn error(broker: &Broker, e: BrokerError) -> Response {
+pub(super) fn error(broker: &Broker, e: BrokerError) -> Response {
     let status = match e.kind {
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::AlreadyExists | ErrorKind::InUse => StatusCode::CONFLICT,
@@ -60,7 +60,7 @@ fn error(broker: &Broker, e: BrokerError) -> Response {
 }
 
 /// Runs `f` on the blocking pool and answers `ok` with its value as JSON, or the error.
-async fn call<T: serde::Serialize + Send + 'static>(
+pub(super) async fn call<T: serde::Serialize + Send + 'static>(
     broker: &Arc<Broker>,
     ok: StatusCode,
     f: impl FnOnce(&Broker) -> crate::broker::Result<T> + Send + 'static,
@@ -74,7 +74,7 @@ async fn call<T: serde::Serialize + Send + 'static>(
 }
 
 /// A body that is not the JSON asked for: 400 (413 when too large) with serde's reason.
-fn bad_body(broker: &Broker, r: JsonRejection) -> Response {
+pub(super) fn bad_body(broker: &Broker, r: JsonRejection) -> Response {
     broker.metrics().request(Protocol::Http, KIND);
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
         super::count_error(broker, r.status());
@@ -142,7 +142,7 @@ pub(super) async fn describe_queue(
     State(b): State<Arc<Broker>>,
     Path(name): Path<String>,
 ) -> Response {
-    call(&b, StatusCode::OK, move |b| b.describe_queue(name)).await
+    call(&b, StatusCode::OK, move |b| b.queue_view(name)).await
 }
 
 pub(super) async fn create_queue(
@@ -165,7 +165,7 @@ pub(super) async fn create_queue(
             dead_letter: q.dead_letter,
         };
         b.create_queue(&q.name, settings)?;
-        b.describe_queue(q.name)
+        b.queue_view(q.name)
     })
     .await
 }
@@ -197,8 +197,15 @@ fn default_count() -> usize {
     100
 }
 
+/// A body that could not be read (too large: 413).
+pub(super) fn too_large(broker: &Broker, r: axum::extract::rejection::BytesRejection) -> Response {
+    broker.metrics().request(Protocol::Http, KIND);
+    super::count_error(broker, r.status());
+    r.into_response()
+}
+
 /// A query string that does not parse: 400 with the reason.
-fn bad_query(broker: &Broker, r: QueryRejection) -> Response {
+pub(super) fn bad_query(broker: &Broker, r: QueryRejection) -> Response {
     broker.metrics().request(Protocol::Http, KIND);
     error(
         broker,

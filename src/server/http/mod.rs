@@ -6,12 +6,16 @@
 //! - `mod.rs`: [`HttpListener`] (bind, serve until shutdown) and the routes.
 //! - `admin`: the admin API (`/api/topics`, `/api/queues`: list, describe, create, delete,
 //!   peek messages, purge a queue).
+//! - `groups`: the admin API's groups (`/api/groups`, `/api/topics/{name}/groups`).
+//! - `views`: the overview, connections, segment maps and dead-letter redrive.
 //! - `conn`: accepted connections under a permit of the connection limit, counted in metrics.
 //! - `console`: the web console at `GET /` (`docs/console.md`).
 
 mod admin;
 mod conn;
 mod console;
+mod groups;
+mod views;
 
 use std::io;
 use std::net::SocketAddr;
@@ -102,6 +106,22 @@ impl HttpListener {
             .route("/api/topics/{name}/messages", get(admin::peek_topic))
             .route("/api/queues/{name}/messages", get(admin::peek_queue))
             .route("/api/queues/{name}/purge", post(admin::purge_queue))
+            .route("/api/overview", get(views::overview))
+            .route("/api/connections", get(views::connections))
+            .route("/api/topics/{name}/segments", get(views::topic_segments))
+            .route("/api/queues/{name}/segments", get(views::queue_segments))
+            .route("/api/queues/{name}/redrive", post(views::redrive))
+            .route("/api/groups", get(groups::list).post(groups::create))
+            .route(
+                "/api/groups/{name}",
+                get(groups::describe).delete(groups::delete),
+            )
+            .route("/api/groups/{name}/reset", post(groups::reset))
+            .route("/api/topics/{name}/groups", get(groups::list_of_topic))
+            .route(
+                "/api/topics/{name}/groups/{group}",
+                axum::routing::delete(groups::delete_of_topic),
+            )
             .fallback(not_found)
             .layer(axum::extract::DefaultBodyLimit::max(HTTP_BODY_BYTES_MAX))
             .with_state(broker.clone());
@@ -123,7 +143,7 @@ impl HttpListener {
 async fn metrics(State(broker): State<Arc<Broker>>) -> Response {
     broker.metrics().request(Protocol::Http, kind::METRICS);
     let b = broker.clone();
-    match tokio::task::spawn_blocking(move || crate::metrics::render(&b)).await {
+    match crate::broker::spawn_blocking(move || crate::metrics::render(&b)).await {
         Ok(text) => ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response(),
         Err(e) => {
             broker.metrics().error(Protocol::Http, 500);

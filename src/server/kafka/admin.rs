@@ -3,6 +3,7 @@
 //! from its configs (see `configs`); `validate_only` checks everything and creates nothing.
 //! DeleteTopics by name, and from version 6 by id (UNKNOWN_TOPIC_ID for an id no topic has).
 
+use crate::broker::spawn_blocking;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
@@ -13,7 +14,6 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use tokio::task::spawn_blocking;
 use uuid::Uuid;
 
 use super::codec::Header;

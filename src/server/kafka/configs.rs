@@ -17,6 +17,7 @@
 //! an admin's read-modify-write round trip works: AlterConfigs accepts the non-alterable ones
 //! back unchanged.
 
+use crate::broker::spawn_blocking;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
@@ -27,7 +28,6 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use sluice_storage::LogConfig;
-use tokio::task::spawn_blocking;
 
 use super::codec::Header;
 use super::connection::{Conn, Slot};

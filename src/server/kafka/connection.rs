@@ -1,7 +1,10 @@
 //! One Kafka connection: the reader (size-prefixed frames under the idle and frame timeouts),
 //! the ordered response queue, the replier and the writer.
 
-use crate::metrics::{Metrics, Protocol, KAFKA_FATAL};
+use crate::metrics::{
+    Connection, ConnectionGuard, Protocol, Subscribed, SubscriptionKind, KAFKA_FATAL,
+};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +41,10 @@ pub(super) struct Conn {
     pub(super) ctx: Arc<KafkaContext>,
     pub(super) peer: SocketAddr,
     slots: mpsc::Sender<oneshot::Receiver<Option<Frame>>>,
+    /// This connection in the broker's registry (client name, counts, groups joined).
+    pub(super) conn: ConnectionGuard,
+    /// The groups it is listed in, by kind and name.
+    pub(super) listed: HashMap<(SubscriptionKind, String), Subscribed>,
     /// Dropped when the connection ends: long polls then answer with what they have.
     ended: watch::Sender<()>,
 }
@@ -52,18 +59,21 @@ pub(super) async fn handle_connection(
     let _ = sock.set_nodelay(true);
     debug!(%peer, "kafka connection open");
     let metrics = ctx.broker.metrics().clone();
-    let _open = metrics.connection(Protocol::Kafka);
+    let registered = metrics.open_connection(Protocol::Kafka, peer);
+    tracing::Span::current().record("id", registered.id());
     let (rd, wr) = sock.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let (out_tx, out_rx) = mpsc::channel::<Frame>(WRITER_QUEUE);
-    let writer = tokio::spawn(write_loop(wr, out_rx, metrics.clone()));
+    let writer = crate::broker::spawn_in_span(write_loop(wr, out_rx, (*registered).clone()));
     let (slot_tx, slot_rx) = mpsc::channel(IN_FLIGHT_REQUESTS_MAX);
-    let replier = tokio::spawn(reply_loop(slot_rx, out_tx));
+    let replier = crate::broker::spawn_in_span(reply_loop(slot_rx, out_tx));
     let grace = Duration::from_millis(ctx.broker.limits().shutdown_timeout_ms);
     let mut conn = Conn {
         ctx,
         peer,
         slots: slot_tx,
+        conn: registered,
+        listed: HashMap::new(),
         ended: watch::channel(()).0,
     };
     if let End::Fatal(why) = conn.run(&mut rd, &mut shutdown).await {
@@ -90,9 +100,9 @@ async fn reply_loop(
     }
 }
 
-async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Frame>, metrics: Arc<Metrics>) {
+async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Frame>, conn: Arc<Connection>) {
     let mut w = BufWriter::with_capacity(64 * 1024, wr);
-    let sent = |f: &Frame| metrics.sent(Protocol::Kafka, f.iter().map(|b| b.len()).sum());
+    let sent = |f: &Frame| conn.sent(f.iter().map(|b| b.len()).sum());
     while let Some(f) = rx.recv().await {
         if write_frame(&mut w, &f).await.is_err() {
             return;
@@ -161,10 +171,10 @@ impl Conn {
                 Ok(f) => f,
                 Err(end) => return end,
             };
-            let metrics = self.ctx.broker.metrics();
-            metrics.received(Protocol::Kafka, 4 + frame.len());
+            self.conn.received(4 + frame.len());
             if let [a, b, ..] = frame[..] {
-                metrics.request(Protocol::Kafka, i16::from_be_bytes([a, b]).max(0) as usize);
+                self.conn
+                    .request(i16::from_be_bytes([a, b]).max(0) as usize);
             }
             let decoded = match codec::decode_request(frame, topic_ids) {
                 Ok(d) => d,

@@ -112,6 +112,7 @@ impl Conn {
                 )));
             }
         };
+        self.note(&h, &req);
         let tx = self.slot().await?;
         match req {
             Request::ApiVersions(r) => {

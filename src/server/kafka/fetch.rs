@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use crate::broker::spawn_blocking;
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
@@ -28,7 +29,6 @@ use kafka_protocol::ResponseError;
 use sluice_storage::format::stored_to_kafka_pieces;
 use sluice_storage::{Error as StoreError, Log, Offset};
 use tokio::sync::watch;
-use tokio::task::spawn_blocking;
 use tokio::time::{timeout_at, Instant};
 use uuid::Uuid;
 
@@ -55,7 +55,7 @@ impl Conn {
     pub(super) fn fetch(&self, tx: Slot, h: Header, req: FetchRequest) {
         let ctx = self.ctx.clone();
         let mut ended = self.ended();
-        tokio::spawn(async move {
+        crate::broker::spawn_in_span(async move {
             let (resp, records) = fetch(ctx, h.api_version, req, &mut ended).await;
             match fetch_frame(&resp, records, h.api_version, h.correlation_id) {
                 Ok(frame) => drop(tx.send(Some(frame))),

@@ -51,7 +51,7 @@ where
     R: Encodable + HeaderVersion + Send + 'static,
     F: Future<Output = R> + Send + 'static,
 {
-    tokio::spawn(async move {
+    crate::broker::spawn_in_span(async move {
         let body = work.await;
         respond(tx, &h, &body);
     });

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, Semaphore};
-use tracing::warn;
+use tracing::{warn, Instrument};
 
 use super::connection::handle_connection;
 use super::KafkaContext;
@@ -38,7 +38,10 @@ pub(super) async fn accept(
         tokio::spawn(async move {
             let _done = done;
             let _permit = permit;
-            handle_connection(context, sock, peer, shutdown_rx).await;
+            let span = crate::server::connection_span("kafka", peer);
+            handle_connection(context, sock, peer, shutdown_rx)
+                .instrument(span)
+                .await;
         });
     }
 }

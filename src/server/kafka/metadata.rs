@@ -4,13 +4,13 @@
 //! client allows it. Sluice's queues are listed too, as topics of one partition (a topic shadows
 //! a queue of its name).
 
+use crate::broker::spawn_blocking;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use tokio::task::spawn_blocking;
 use uuid::Uuid;
 
 use super::codec::Header;

@@ -21,7 +21,8 @@
 //! (CreateTopics, DeleteTopics), `configs` (DescribeConfigs, AlterConfigs,
 //! IncrementalAlterConfigs), `coordinator` (FindCoordinator), `producer_id` (InitProducerId),
 //! `partitions` (CreatePartitions), `groups` (the consumer-group requests, handed to the
-//! coordinator), `shares` (the share-group requests, handed to `share/`). The coordinator is a
+//! coordinator), `shares` (the share-group requests, handed to `share/`), `registry` (the
+//! client's name and joined groups in the broker's connection registry). The coordinator is a
 //! folder `group/` of its own, independent of the broker core behind its `GroupOffsets` store
 //! trait; `group_store` implements that trait over the core. Share groups (`share/`) are served
 //! by the core's queue engine: a share group is a consumer group of the topic.
@@ -48,6 +49,7 @@ mod partitions;
 mod produce;
 mod produce_legacy;
 mod producer_id;
+mod registry;
 pub mod share;
 mod shares;
 

@@ -3,6 +3,7 @@
 //! or the first offset whose timestamp is at or after a time. Leader epochs are unknown (-1),
 //! as in Metadata; there are no transactions, so both isolation levels see the same offsets.
 
+use crate::broker::spawn_blocking;
 use kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -10,7 +11,6 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 use sluice_storage::{Log, Offset};
-use tokio::task::spawn_blocking;
 
 use super::codec::Header;
 use super::connection::{Conn, Slot};

@@ -3,13 +3,13 @@
 //! Replica assignments are refused (one node holds every partition); `validate_only` checks and
 //! changes nothing.
 
+use crate::broker::spawn_blocking;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use sluice_storage::store::PARTITIONS_MAX;
-use tokio::task::spawn_blocking;
 
 use super::codec::Header;
 use super::connection::{Conn, Slot};

@@ -14,6 +14,7 @@
 //! its next request (appends of one connection stay in request order), then waits for the
 //! syncs and fills the response.
 
+use crate::broker::spawn_blocking;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
@@ -24,7 +25,6 @@ use sluice_storage::{
     Appended as LogAppended, Error as StoreError, Log, Offset, ProducerBatch, ProducerError,
 };
 use tokio::sync::oneshot;
-use tokio::task::spawn_blocking;
 
 use super::codec::Header;
 use super::connection::{Conn, End, Slot};

@@ -7,9 +7,9 @@
 //! The sequence checks themselves are the storage engine's (`Log::append_idempotent`), per
 //! partition, called by `produce`.
 
+use crate::broker::spawn_blocking;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError;
-use tokio::task::spawn_blocking;
 
 use super::codec::Header;
 use super::connection::{Conn, Slot};

@@ -1,7 +1,7 @@
 //! One native connection: the reader (handshake, then frames under the idle and frame
 //! timeouts), the ordered reply queue, the writer, and the connection's streams and push budget.
 
-use crate::metrics::{Metrics, Protocol};
+use crate::metrics::{Connection, ConnectionGuard, Protocol};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::broker::spawn_blocking;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
-use tokio::task::spawn_blocking;
 use tokio::time::{sleep, timeout};
 use tracing::{debug, info, warn};
 
@@ -29,6 +29,8 @@ use crate::protocol::{self, ErrorCode, OutFrame, ProtocolError, RawFrame, Reply,
 pub(super) struct Conn {
     pub(super) broker: Arc<Broker>,
     peer: SocketAddr,
+    /// This connection in the broker's registry (client name, counts, subscriptions).
+    pub(super) conn: ConnectionGuard,
     pub(super) out: mpsc::Sender<OutFrame>,
     /// Bytes of subscription pushes not yet written (`PUSH_BYTES_MAX`).
     pub(super) push_budget: Arc<Semaphore>,
@@ -59,18 +61,23 @@ pub(crate) async fn handle_connection(
 ) {
     let _ = sock.set_nodelay(true);
     info!(%peer, "connection open");
-    let metrics = broker.metrics().clone();
-    let _open = metrics.connection(Protocol::Native);
+    let registered = broker.metrics().open_connection(Protocol::Native, peer);
+    tracing::Span::current().record("id", registered.id());
     let (rd, wr) = sock.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let (out_tx, out_rx) = mpsc::channel::<OutFrame>(WRITER_QUEUE);
-    let writer = tokio::spawn(write_loop(wr, out_rx, metrics.clone()));
+    let writer = crate::broker::spawn_in_span(write_loop(wr, out_rx, (*registered).clone()));
     let (reply_tx, reply_rx) = mpsc::channel(broker.limits().pending_requests_max);
-    let replier = tokio::spawn(reply_loop(reply_rx, out_tx.clone(), metrics.clone()));
+    let replier = crate::broker::spawn_in_span(reply_loop(
+        reply_rx,
+        out_tx.clone(),
+        broker.metrics().clone(),
+    ));
     let grace = Duration::from_millis(broker.limits().shutdown_timeout_ms);
     let mut conn = Conn {
         broker,
         peer,
+        conn: registered,
         out: out_tx,
         push_budget: Arc::new(Semaphore::new(PUSH_BYTES_MAX)),
         replies: reply_tx,
@@ -111,7 +118,7 @@ pub(crate) async fn reject(mut sock: TcpStream, code: ErrorCode, msg: &str) {
 async fn reply_loop(
     mut rx: mpsc::Receiver<oneshot::Receiver<Slot>>,
     out: mpsc::Sender<OutFrame>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) {
     while let Some(slot) = rx.recv().await {
         if let Ok(slot) = slot.await {
@@ -131,7 +138,7 @@ async fn reply_loop(
     }
 }
 
-async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<OutFrame>, metrics: Arc<Metrics>) {
+async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<OutFrame>, conn: Arc<Connection>) {
     let mut w = BufWriter::with_capacity(64 * 1024, wr);
     async fn put(w: &mut BufWriter<OwnedWriteHalf>, f: &OutFrame) -> io::Result<()> {
         w.write_all(&f.head).await?;
@@ -140,12 +147,7 @@ async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<OutFrame>, metric
         }
         Ok(())
     }
-    let sent = |f: &OutFrame| {
-        metrics.sent(
-            Protocol::Native,
-            f.head.len() + f.tail.as_ref().map_or(0, |t| t.len()),
-        )
-    };
+    let sent = |f: &OutFrame| conn.sent(f.head.len() + f.tail.as_ref().map_or(0, |t| t.len()));
     while let Some(f) = rx.recv().await {
         if put(&mut w, &f).await.is_err() {
             return;
@@ -223,6 +225,7 @@ impl Conn {
         match Request::decode(&frame) {
             Ok(Request::Hello { version, client }) if version == protocol::VERSION => {
                 debug!(peer = %self.peer, %client, "handshake");
+                self.conn.set_client(&client);
                 let tx = self.slot().await?;
                 let hello = Reply::HelloOk {
                     version: protocol::VERSION,
@@ -307,9 +310,8 @@ impl Conn {
 
     /// Counts a request frame read: its bytes (length prefix, kind, id, body) and its kind.
     fn count(&self, frame: &RawFrame) {
-        let metrics = self.broker.metrics();
-        metrics.received(Protocol::Native, 9 + frame.body.len());
-        metrics.request(Protocol::Native, frame.kind as usize);
+        self.conn.received(9 + frame.body.len());
+        self.conn.request(frame.kind as usize);
     }
 
     /// The next reply slot, in request order.

@@ -14,6 +14,7 @@ use super::{
     fill, fill_and_wait, push_error, Budgeted, End, Fail, SlotTx, StreamEnd, PUSH_BYTES_MAX,
 };
 use crate::broker::{Broker, Consumer, DeliverySink, MessageId};
+use crate::metrics::SubscriptionKind;
 use crate::protocol::{self, ErrorCode, OutFrame, QueueMessage, Reply, Source};
 
 /// Largest `MESSAGES` frame, every byte counted (keys and headers too); one message larger than
@@ -49,6 +50,8 @@ pub(super) struct ConsumerHandle {
     pusher: Arc<Pusher>,
     task: AbortHandle,
     pub(super) ended: Arc<AtomicBool>,
+    /// Lists the consumer in the connection registry while it is open.
+    _listed: crate::metrics::Subscribed,
 }
 
 impl ConsumerHandle {
@@ -255,11 +258,19 @@ impl Conn {
             backlog: Mutex::default(),
         });
         let (end, ended) = self.stream_end();
-        let task = tokio::spawn(run(self.broker.clone(), source, pusher.clone(), tx, end));
+        let listed = match &source {
+            Source::Queue(q) => self.conn.subscribe(SubscriptionKind::Queue, q, ""),
+            Source::Group { topic, group } => {
+                self.conn.subscribe(SubscriptionKind::Group, group, topic)
+            }
+        };
+        let task =
+            crate::broker::spawn_in_span(run(self.broker.clone(), source, pusher.clone(), tx, end));
         let handle = ConsumerHandle {
             pusher,
             task: task.abort_handle(),
             ended,
+            _listed: listed,
         };
         self.consumers.insert(id, handle);
         Ok(())

@@ -1,9 +1,9 @@
 //! `PUBLISH`: appends a batch and confirms it once durable, inline for a small publish of a
 //! client waiting for each confirm, else on the blocking pool with syncs shared (group commit).
 
+use crate::broker::spawn_blocking;
 use sluice_storage::FsyncPolicy;
 use tokio::sync::oneshot;
-use tokio::task::spawn_blocking;
 
 use super::connection::Conn;
 use super::{fill, fill_catching, End, Fail, InFlight};

@@ -22,6 +22,8 @@ pub(super) struct SubHandle {
     task: AbortHandle,
     pub(super) ended: Arc<AtomicBool>,
     held: Option<Arc<HeldName>>,
+    /// Lists the subscription in the connection registry while it is open.
+    _listed: crate::metrics::Subscribed,
 }
 
 impl SubHandle {
@@ -101,6 +103,11 @@ impl Conn {
             fill(tx, id, refused);
             return Ok(());
         }
+        let listed = self.conn.subscribe(
+            crate::metrics::SubscriptionKind::Topic,
+            &topic,
+            name.as_deref().map_or("", |n| n),
+        );
         let sub = match Subscription::new(&self.broker, &topic, name, partitions, credit) {
             Ok(s) => s,
             Err(e) => {
@@ -116,12 +123,13 @@ impl Conn {
             out: self.out.clone(),
             budget: self.push_budget.clone(),
         };
-        let task = tokio::spawn(run(sub, start, tx, sink, end));
+        let task = crate::broker::spawn_in_span(run(sub, start, tx, sink, end));
         let handle = SubHandle {
             credit,
             task: task.abort_handle(),
             ended,
             held,
+            _listed: listed,
         };
         self.subs.insert(id, handle);
         Ok(())

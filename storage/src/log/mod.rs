@@ -101,6 +101,10 @@ pub struct SegmentInfo {
     pub size_bytes: u64,
     /// Largest record timestamp (`i64::MIN` when empty).
     pub max_timestamp_ms: TimestampMs,
+    /// The time time-based retention ages it by: its largest record timestamp, or when it
+    /// was last written if that is earlier (a clock set back by a producer cannot keep a
+    /// segment forever).
+    pub retention_time_ms: TimestampMs,
 }
 
 /// What opening a log found and did.
@@ -367,6 +371,7 @@ impl Log {
                 next_offset: s.next_offset,
                 size_bytes: s.size,
                 max_timestamp_ms: s.max_timestamp_ms,
+                retention_time_ms: s.retention_time_ms(),
             })
             .collect()
     }

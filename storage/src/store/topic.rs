@@ -413,6 +413,10 @@ impl Topic {
             let _ = g.shut(false);
         })
     }
+    /// The consumer group `name` if it exists and is open (never creates one).
+    pub fn existing_group(&self, name: &str) -> Option<Arc<Group>> {
+        self.groups.get_open(name)
+    }
     /// Names of the consumer groups (damaged ones too), sorted.
     pub fn list_groups(&self) -> Vec<String> {
         self.groups.names()

@@ -316,7 +316,7 @@ impl GroupCoordinator {
         call: impl FnOnce(&dyn GroupOffsets) -> Result<R, OffsetStoreError> + Send + 'static,
     ) -> Result<R, OffsetStoreError> {
         let offsets = Arc::clone(&self.offsets);
-        tokio::task::spawn_blocking(move || call(offsets.as_ref()))
+        crate::broker::spawn_blocking(move || call(offsets.as_ref()))
             .await
             .unwrap_or_else(|e| Err(OffsetStoreError::Storage(format!("store task failed: {e}"))))
     }

@@ -280,6 +280,11 @@ impl Group {
         if self.protocol_type.as_deref() != Some(protocol_type) {
             return false;
         }
+        // Kafka counts the members supporting each protocol and accepts one supported by all:
+        // with no members left (the last one left mid-rebalance), every protocol is.
+        if self.members.is_empty() {
+            return true;
+        }
         let candidates = self.candidate_protocols();
         protocols
             .iter()

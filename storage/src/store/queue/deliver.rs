@@ -91,6 +91,8 @@ impl Queue {
         }
         let deadline = now.saturating_add(ms_i64(self.config.ack_timeout_ms));
         taken.apply(&mut st, consumer, deadline);
+        let again = taken.out.iter().filter(|d| d.attempt > 1).count() as u64;
+        self.redelivered.fetch_add(again, Ordering::Relaxed);
         self.maybe_snapshot(&st)?;
         let floor = st.ack.acks.floor();
         drop(st);

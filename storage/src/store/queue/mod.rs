@@ -72,6 +72,8 @@ pub struct QueueStats {
     pub delayed: u64,
     /// Consumers holding at least one message.
     pub consumers_holding: u64,
+    /// Deliveries of a message delivered before (attempt 2 and up), since the queue opened.
+    pub redelivered: u64,
 }
 
 /// Snapshot the ack state once its journal grows past this many bytes (4 MiB by default).
@@ -128,6 +130,8 @@ pub struct Queue {
     /// Set when a delivery was held back by `max_unacked`, cleared by
     /// [`Queue::take_held_back`]: only then may an ack have room for another consumer.
     pub(in crate::store) held_back: AtomicBool,
+    /// Deliveries of a message delivered before, since the queue was opened.
+    pub(in crate::store) redelivered: AtomicU64,
 }
 
 impl std::fmt::Debug for Queue {
@@ -190,6 +194,7 @@ impl Queue {
             synced_floor: AtomicU64::new(floor),
             read_cache: Mutex::new(ReadCache::default()),
             held_back: AtomicBool::new(false),
+            redelivered: AtomicU64::new(0),
         })
     }
 
@@ -288,6 +293,7 @@ impl Queue {
             redelivery_ready: st.ready.len() as u64,
             delayed: st.delayed.len() as u64,
             consumers_holding: st.by_consumer.values().filter(|h| !h.is_empty()).count() as u64,
+            redelivered: self.redelivered.load(Ordering::Relaxed),
         }
     }
 

@@ -352,3 +352,30 @@ async fn a_follower_rejoining_unchanged_gets_the_generation_and_the_leader_rejoi
     assert_eq!(listed.metadata.as_ref(), b"new");
     assert_eq!(take(&mut f).generation_id, generation + 1);
 }
+
+/// A member that leaves while the initial delay holds its join leaves a rebalancing group with
+/// no members; the next member to join must be accepted (Kafka counts, per protocol, the
+/// members supporting it, and every protocol is supported by all of no members).
+#[tokio::test]
+async fn a_member_joining_after_the_only_member_left_during_the_initial_delay_is_accepted() {
+    let fx = fixture();
+    let first = fx.new_member_id(RANGE);
+    let mut join = fx.start_join(join_req(&first, RANGE), 9);
+    assert!(is_parked(&mut join));
+    assert_eq!(fx.leave(&[&first]).await, vec![0]);
+    let second = fx.new_member_id(RANGE);
+    let mut join = fx.start_join(join_req(&second, RANGE), 9);
+    // The initial delay runs on (extended by the new join, up to the rebalance timeout).
+    let mut reply = None;
+    for _ in 0..100 {
+        reply = join.try_take();
+        if reply.is_some() {
+            break;
+        }
+        fx.advance(u64::from(DELAY_MS));
+    }
+    let reply = reply.expect("the join completes once the delay runs out");
+    assert_eq!(reply.error_code, 0, "{reply:?}");
+    assert_eq!(reply.leader.as_str(), second);
+    assert_eq!(reply.protocol_name.as_deref(), Some("range"));
+}
