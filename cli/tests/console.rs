@@ -6,24 +6,26 @@
 //!
 //! In headless Chromium (Debian's `chromium`, `--dump-dom` after a virtual-time budget that lets
 //! the page poll a few times): after known work through the Rust client (25 messages on the two
-//! partitions of `orders`, a named subscriber committed at 10 of partition 0's 15, 40 jobs of
-//! which a connected consumer acked 15 and holds 5), the rendered DOM shows those figures in
-//! the topics, queues, connections and groups views, the message browser shows the partition's
-//! keys, values and headers (a non-UTF-8 value as hex), and the segment map has a bar per
-//! segment with the active one marked. Outside CI a missing Chromium skips that test; under
-//! `CI=true` it fails (`common::kafka::missing`).
+//! partitions of `orders`, a named subscriber committed at 10 of partition 0's 15, a consumer
+//! group on `orders` that acked 2 and holds 1, 40 jobs of which a connected consumer acked 15
+//! and holds 5), the rendered DOM shows those figures in the topics, queues, connections and
+//! groups views (with the broker's version and the clients' names), the message browser shows
+//! the partition's keys, values and headers (a non-UTF-8 value as hex), and the segment map has
+//! a bar per segment in offset order, the last one active and the first the one retention
+//! reclaims next. Outside CI a missing Chromium skips that test; under `CI=true` it fails
+//! (`common::kafka::missing`). The browser and DOM helpers are in `common/browser.rs`.
 //!
 //! `SLUICE_CONSOLE_SCREENSHOTS=<dir>` also writes screenshots of the views there, with traffic
 //! running so the charts move (tests/console/screenshots.sh writes docs/console-*.png).
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
+use common::browser::{chromium, dump, element, field, num, row_with, text};
+use common::http::get;
 use common::*;
 use sluice::client::{
     Client, Consumer, Delivery, Header, LogSettings, QueueSettings, Record, Source, Start,
@@ -34,25 +36,13 @@ use sluice::client::{
 /// each, so partition 0 of `orders` has three.
 const CONFIG: &str = "[limits]\nsegment_bytes_min = 256\n";
 
-/// One HTTP/1.1 GET; returns the status, the head (lowercased) and the body.
-fn get(addr: &str, path: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to the http listener");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a head and a body");
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_ascii_lowercase(), body.to_string())
-}
-
 #[test]
 fn console_files_are_served_uncached_and_counted() {
     let (_tmp, dir) = data_dir();
     let server = start(&dir, None);
     let h = &server.http;
     let (status, head, page) = get(h, "/");
+    let head = head.to_ascii_lowercase();
     assert_eq!(status, 200, "{head}");
     assert!(
         head.contains("content-type: text/html; charset=utf-8"),
@@ -72,6 +62,7 @@ fn console_files_are_served_uncached_and_counted() {
     }
     for f in &files {
         let (status, head, body) = get(h, f);
+        let head = head.to_ascii_lowercase();
         assert_eq!(status, 200, "{f}: {head}");
         let want = if f.ends_with(".css") {
             "content-type: text/css; charset=utf-8"
@@ -106,20 +97,12 @@ fn console_files_are_served_uncached_and_counted() {
     );
 }
 
-/// Debian's Chromium, if installed.
-fn chromium() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .flat_map(|d| ["chromium", "chromium-browser"].map(|n| d.join(n)))
-            .find(|f| f.is_file())
-    });
-    found.or_else(|| common::kafka::missing("chromium"))
-}
-
-/// What the work below leaves connected: the queue consumer holding 5 jobs and the subscriber.
+/// What the work below leaves connected: the queue consumer holding 5 jobs, the group consumer
+/// holding an order, and the subscriber.
 struct Held {
     _worker: Client,
     _consumer: Consumer,
+    _group: Consumer,
     _jobs: Vec<Delivery>,
     _reader: Client,
     _sub: Subscription,
@@ -134,7 +117,8 @@ fn order(i: usize) -> Record {
 
 /// Creates `orders` (2 partitions of 600-byte segments, one day's retention) and `jobs`;
 /// publishes 15 + 10 orders (the last of partition 1 not UTF-8) and 40 jobs; commits `billing`
-/// at 10 on partition 0; a consumer named `console-test-worker` acks 15 jobs and holds 5.
+/// at 10 on partition 0; a client named `console-test-worker` acks 15 jobs and holds 5, and in
+/// the consumer group `fulfilment` of `orders` acks 2 orders and holds 1.
 async fn work(addr: &str) -> Held {
     let admin = Client::connect(addr).await.unwrap();
     let settings = LogSettings {
@@ -202,9 +186,25 @@ async fn work(addr: &str) -> Held {
     for _ in 0..5 {
         jobs.push(next_within(consumer.next()).await.unwrap());
     }
+    // A consumer group over `orders`, a prefetch of 1: two taken and acked, one taken and held.
+    let src = Source::Group {
+        topic: "orders".into(),
+        group: "fulfilment".into(),
+    };
+    let mut group = worker.consume(src, 1).await.unwrap();
+    for _ in 0..2 {
+        next_within(group.next())
+            .await
+            .unwrap()
+            .ack()
+            .await
+            .unwrap();
+    }
+    jobs.push(next_within(group.next()).await.unwrap());
     Held {
         _worker: worker,
         _consumer: consumer,
+        _group: group,
         _jobs: jobs,
         _reader: reader,
         _sub: sub,
@@ -216,141 +216,6 @@ async fn next_within<T>(f: impl std::future::Future<Output = Option<T>>) -> T {
         .await
         .expect("a message within 30 s")
         .expect("the stream is open")
-}
-
-/// Runs Chromium headless on a fresh profile with `args`; its stdout, killed after 60 s.
-fn run_chromium(chromium: &Path, args: &[&str]) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let mut child = Command::new(chromium)
-        .args([
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn chromium");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut v = String::new();
-        let _ = out.read_to_string(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = String::new();
-        let _ = err.read_to_string(&mut v);
-        v
-    });
-    let status = wait_bounded(&mut child, Duration::from_secs(60))
-        .unwrap_or_else(|| panic!("chromium {args:?} did not finish within 60 s"));
-    let (out, err) = (t_out.join().unwrap(), t_err.join().unwrap());
-    assert!(status.success(), "chromium {args:?} failed: {err}");
-    out
-}
-
-/// The DOM of the console at `#hash` after 8 s of virtual time (four polls; the page's fetches
-/// hold virtual time until they are answered).
-fn dump(chromium: &Path, http: &str, hash: &str) -> String {
-    let url = format!("http://{http}/#{hash}");
-    let dom = run_chromium(
-        chromium,
-        &["--virtual-time-budget=8000", "--dump-dom", url.as_str()],
-    );
-    assert!(
-        dom.contains("data-polls=\""),
-        "the page never finished a poll at {url}:\n{dom}"
-    );
-    dom
-}
-
-/// The element whose start tag holds `marker`, through its matching end tag.
-fn element<'a>(html: &'a str, marker: &str) -> &'a str {
-    let at = html
-        .find(marker)
-        .unwrap_or_else(|| panic!("no {marker} in:\n{html}"));
-    let start = html[..at].rfind('<').unwrap();
-    let name: String = html[start + 1..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric())
-        .collect();
-    let (open, close) = (format!("<{name}"), format!("</{name}>"));
-    let mut depth = 0;
-    let mut i = start;
-    while i < html.len() {
-        let rest = &html[i..];
-        if rest.starts_with(&close) {
-            depth -= 1;
-            if depth == 0 {
-                return &html[start..i + close.len()];
-            }
-            i += close.len();
-        } else if rest.starts_with(&open) && rest[open.len()..].starts_with([' ', '>']) {
-            depth += 1;
-            i += open.len();
-        } else {
-            i += rest.chars().next().unwrap().len_utf8();
-        }
-    }
-    &html[start..]
-}
-
-/// The text of an HTML fragment: tags dropped, the five entities decoded.
-fn text(fragment: &str) -> String {
-    let mut out = String::new();
-    let mut in_tag = false;
-    for c in fragment.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => in_tag = false,
-            c if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&amp;", "&")
-}
-
-/// The text of the `data-field="field"` element in `scope`.
-fn field(scope: &str, field: &str) -> String {
-    text(element(scope, &format!("data-field=\"{field}\"")))
-}
-
-/// The number a `data-field` cell shows; its `data-value` must say the same.
-fn num(scope: &str, name: &str) -> u64 {
-    let cell = element(scope, &format!("data-field=\"{name}\""));
-    let shown = text(cell).replace(',', "");
-    let n: u64 = shown
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} shows {shown:?}: {cell}"));
-    let head = &cell[..cell.find('>').unwrap()];
-    assert!(
-        head.contains(&format!("data-value=\"{n}\"")),
-        "{name}: {head}"
-    );
-    n
-}
-
-/// The `tr` holding the text `>needle<`.
-fn row_with<'a>(scope: &'a str, needle: &str) -> &'a str {
-    let at = scope
-        .find(&format!(">{needle}<"))
-        .unwrap_or_else(|| panic!("no {needle} in:\n{scope}"));
-    let start = scope[..at].rfind("<tr").unwrap();
-    let end = at + scope[at..].find("</tr>").unwrap() + 5;
-    &scope[start..end]
 }
 
 #[test]
@@ -370,16 +235,8 @@ fn console_shows_the_brokers_figures_in_chromium() {
     let segments = topics(&page);
     queues(&page);
     browser(&chromium, &server.http);
-    // The overview, connections, groups and segments calls of the admin API are newer than
-    // the views that fall back on the older calls.
-    if get(&server.http, "/api/overview").0 == 200 {
-        let version = text(element(&page, r#"id="broker-version""#));
-        assert!(version.starts_with('v'), "version {version:?}");
-        connections_and_groups(&page);
-        segment_map(&chromium, &server.http, segments);
-    } else {
-        eprintln!("SKIPPED: connections, groups and segment map: no /api/overview here");
-    }
+    connections_and_groups(&page);
+    segment_map(&chromium, &server.http, segments);
     if let Some(out) = std::env::var_os("SLUICE_CONSOLE_SCREENSHOTS") {
         screenshots(&chromium, &server, &rt, Path::new(&out));
     }
@@ -388,6 +245,8 @@ fn console_shows_the_brokers_figures_in_chromium() {
 
 /// The topics table and the detail of `orders`; returns partition 0's segment count.
 fn topics(page: &str) -> u64 {
+    let version = text(element(page, r#"id="broker-version""#));
+    assert_eq!(version, concat!("v", env!("CARGO_PKG_VERSION")));
     let table = element(page, r#"id="topics-table""#);
     let row = element(table, r#"data-topic="orders""#);
     assert_eq!(num(row, "partitions"), 2);
@@ -411,6 +270,18 @@ fn topics(page: &str) -> u64 {
     let billing = element(subs, r#"data-subscriber="billing""#);
     assert_eq!(num(billing, "partition"), 0);
     assert_eq!((num(billing, "committed"), num(billing, "lag")), (10, 5));
+    let groups = element(page, r#"id="topic-groups-table""#);
+    let (mut depth, mut in_flight) = (0, 0);
+    for (p, end) in [(0, 15), (1, 10)] {
+        let row = element(
+            groups,
+            &format!("data-group=\"fulfilment\" data-partition=\"{p}\""),
+        );
+        assert_eq!(num(row, "end_offset"), end);
+        depth += num(row, "depth");
+        in_flight += num(row, "in_flight");
+    }
+    assert_eq!((depth, in_flight), (23, 1), "25 orders, 2 acked, 1 held");
     segments
 }
 
@@ -436,7 +307,11 @@ fn connections_and_groups(page: &str) {
         worker.contains(r#"data-kind="queue" data-name="jobs""#),
         "{worker}"
     );
-    assert!(num(worker, "requests") >= 15, "15 acks at least");
+    assert!(
+        worker.contains(r#"data-kind="group" data-name="fulfilment""#),
+        "{worker}"
+    );
+    assert!(num(worker, "requests") >= 17, "17 acks at least");
     let reader = row_with(conns, "billing-reader");
     assert!(
         reader.contains(r#"data-kind="topic" data-name="orders""#),
@@ -473,7 +348,8 @@ fn browser(chromium: &Path, http: &str) {
     assert_eq!(text(value), "hexff0010");
 }
 
-/// Partition 0's segment map: a bar per segment from offset 0, the last one active.
+/// Partition 0's segment map: a bar per segment from offset 0, the last one active, the first
+/// the one retention reclaims next.
 fn segment_map(chromium: &Path, http: &str, segments: u64) {
     let page = dump(chromium, http, "segments=topic:orders:0");
     let summary = element(&page, r#"id="segments-summary""#);
@@ -495,6 +371,18 @@ fn segment_map(chromium: &Path, http: &str, segments: u64) {
         .collect();
     assert_eq!(active.len(), 1, "{map}");
     assert!(bars[bars.len() - 1].contains(r#"data-active="true""#));
+    // A day's retention: each sealed segment goes at a known time, the oldest first; the active
+    // one never.
+    for bar in &bars[..bars.len() - 1] {
+        assert!(bar.contains(r#"data-reclaim="retention_ms""#), "{bar}");
+    }
+    assert!(!bars[bars.len() - 1].contains("data-reclaim"));
+    assert!(
+        bars[0].starts_with("<div class=\"seg sealed reclaim next\""),
+        "{}",
+        bars[0]
+    );
+    assert!(text(bars[0]).contains("reclaimed next"), "{}", bars[0]);
     let table = element(&page, r#"id="segments-table""#);
     let mut next = 0;
     for bar in &bars {

@@ -11,11 +11,23 @@ const CONN_COLUMNS = [
   { label: 'Bytes in', num: true }, { label: 'Bytes out', num: true }, { label: 'Subscriptions' },
 ];
 
-/** Where a subscription of a connection links to. */
+/** Where a subscription of a connection links to: the topic, queue or offset group. */
 function subscriptionHash(sub) {
   if (sub.kind === 'queue') return 'queues=' + sub.name;
-  if (sub.kind === 'group' || sub.kind === 'share_group') return 'groups=' + sub.name;
+  // A native consumer of a topic's group names the topic in `detail`; a share group its topics.
+  if (sub.kind === 'group' && sub.detail) return 'topics=' + sub.detail;
+  if (sub.kind === 'share_group' && sub.detail) return 'topics=' + sub.detail.split(/[ ,]+/)[0];
+  if (sub.kind === 'group') return 'groups=' + sub.name;
   return 'topics=' + sub.name;
+}
+
+function subscriptionChips(c) {
+  const chips = (c.subscriptions || []).map((sub) =>
+    link(subscriptionHash(sub), `${sub.kind.replace('_', ' ')} ${sub.name}${sub.detail ? ' · ' + sub.detail : ''}`, {
+      class: 'chip', 'data-kind': sub.kind, 'data-name': sub.name,
+    }));
+  if (c.subscriptions_more) chips.push(h('span', { class: 'muted' }, `+${int(c.subscriptions_more)} more`));
+  return chips;
 }
 
 /** The connections table; `conns` is the answer of `/api/connections` (or `{missing}`). */
@@ -38,12 +50,9 @@ export function renderConnections(st) {
       td('client', null, c.client || ''), td('connected', now - c.connected_ms, duration(now - c.connected_ms)),
       td('requests', c.requests), td('request_rate', r, rate(r)),
       td('bytes_in', c.bytes_in, bytes(c.bytes_in)), td('bytes_out', c.bytes_out, bytes(c.bytes_out)),
-      h('td', {}, (c.subscriptions || []).map((sub) =>
-        link(subscriptionHash(sub), `${sub.kind.replace('_', ' ')} ${sub.name}${sub.detail ? ' ' + sub.detail : ''}`, {
-          class: 'chip', 'data-kind': sub.kind, 'data-name': sub.name,
-        }))));
+      h('td', {}, subscriptionChips(c)));
   });
-  fillTable(table, CONN_COLUMNS, rows, 'no client is connected');
+  fillTable(table, CONN_COLUMNS, rows, 'no native or Kafka client is connected');
   const by = {};
   for (const c of conns.connections) by[c.protocol] = (by[c.protocol] || 0) + 1;
   count.textContent = Object.entries(by).map(([p, n]) => `${p} ${n}`).join(' · ');
@@ -96,8 +105,9 @@ function renderGroupDetail(st) {
   const pane = document.getElementById('group-detail');
   const g = st.route.view === 'groups' && st.group;
   if (!g) { pane.replaceChildren(); delete pane.dataset.key; return; }
-  if (g.missing) {
-    pane.replaceChildren(h('p', { class: 'muted' }, 'This broker does not describe groups.'));
+  if (g.missing || g.error) {
+    pane.replaceChildren(h('p', { class: 'muted' }, g.error ? `Group ${g.name}: ${g.error}` : 'This broker does not describe groups.'));
+    delete pane.dataset.key;
     return;
   }
   const maxLag = Math.max(1, ...g.offsets.map((o) => o.lag));
@@ -126,7 +136,7 @@ function resetForm(g) {
     h('label', {}, 'to ', h('select', { name: 'to' },
       h('option', { value: 'earliest' }, 'earliest'), h('option', { value: 'latest' }, 'latest'),
       h('option', { value: 'offset' }, 'offset'), h('option', { value: 'time_ms' }, 'time'))),
-    h('input', { name: 'value', type: 'text', size: 22, placeholder: 'offset, or time as 2025-01-31T12:00' }),
+    h('input', { name: 'value', type: 'text', size: 34, placeholder: 'offset, or time as 2025-01-31T12:00' }),
     h('button', { type: 'submit' }, 'Reset…'),
     h('button', { type: 'button', 'data-action': 'delete-group', 'data-name': g.name }, 'Delete group…'));
 }

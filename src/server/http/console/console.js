@@ -86,7 +86,7 @@ async function fetchDetail(view, arg) {
     return { topic, topicGroups };
   }
   if (view === 'groups') {
-    const group = await api.optional(`/api/groups/${api.enc(arg)}`).catch(() => null);
+    const group = await api.optional(`/api/groups/${api.enc(arg)}`).catch((e) => ({ name: arg, error: e.message }));
     return { group };
   }
   return {};
@@ -111,7 +111,6 @@ async function poll() {
     document.body.dataset.polls = state.polls;
     status.textContent = `updated ${clock(Date.now())}`;
     status.classList.remove('error');
-    notice(state.ov.older ? 'This broker has no /api/overview: figures come from the older calls and /metrics.' : '');
   } catch (e) {
     status.textContent = `cannot reach the broker: ${e.message}`;
     status.classList.add('error');
@@ -177,6 +176,11 @@ function onAction(el) {
     if (confirm(`Move ${count || 'all'} message(s) of ${name} back to ${to || 'their queue'}?`)) {
       act(`redrive ${name}`, () => api.post(`${q}/redrive`, { count, to }));
     }
+  } else if (el.dataset.action === 'delete-topic-group') {
+    const topic = el.dataset.topic;
+    if (confirm(`Delete consumer group ${name} of topic ${topic}? Its acks and cursor are lost.`)) {
+      act(`delete group ${name} of ${topic}`, () => api.del(`/api/topics/${api.enc(topic)}/groups/${api.enc(name)}`));
+    }
   } else if (el.dataset.action === 'delete-group') {
     if (confirm(`Delete group ${name} and its committed offsets?`)) {
       act(`delete group ${name}`, () => api.del(`/api/groups/${api.enc(name)}`)).then(() => go('groups'));
@@ -211,6 +215,7 @@ function start() {
   segments.init(go);
   window.addEventListener('hashchange', onRoute);
   document.getElementById('pause').addEventListener('click', () => setPaused(!state.paused));
+  document.getElementById('notice').addEventListener('click', () => notice(''));
   document.addEventListener('keydown', (e) => {
     if (e.key === 'p' && !/INPUT|SELECT|TEXTAREA/.test(e.target.tagName)) setPaused(!state.paused);
   });

@@ -95,13 +95,14 @@ export function duration(ms) {
   let sec = Math.floor(ms / 1000);
   const out = [];
   for (const [n, u] of parts) {
-    if (sec >= n || (out.length && out.length < 2)) {
-      out.push(Math.floor(sec / n) + ' ' + u);
+    if (sec >= n || out.length) {
+      out.push([Math.floor(sec / n), u]);
       sec %= n;
     }
     if (out.length === 2) break;
   }
-  return out.join(' ');
+  if (out.length === 2 && out[1][0] === 0) out.pop();
+  return out.map(([v, u]) => `${v} ${u}`).join(' ');
 }
 
 const pad = (n, w = 2) => String(n).padStart(w, '0');

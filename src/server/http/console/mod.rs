@@ -12,10 +12,10 @@
 //! - `index.html`: the page's frame (header, tabs, one section per view).
 //! - `console.css`: its styles.
 //! - `console.js`: the entry point: polling, routing by URL hash, actions.
-//! - `api.js`: fetches of the admin API (and the fallback for a broker without
-//!   `/api/overview`), `dom.js`: element building and number formats, `chart.js`: SVG charts,
-//!   `views.js`: the overview, topics and queues, `clients.js`: connections and groups,
-//!   `browse.js`: the message browser, `segments.js`: the segment map (and the source picker
+//! - `api.js`: calls of the admin API; `dom.js`: element building, number formats and the
+//!   history of polls; `chart.js`: SVG charts.
+//! - `views.js`: the overview, topics and queues; `clients.js`: connections and groups;
+//!   `browse.js`: the message browser; `segments.js`: the segment map (and the source picker
 //!   both share).
 
 use std::sync::Arc;

@@ -106,7 +106,9 @@ function draw(src, r, now) {
     `to ${int(Math.max(first, last - 1))}; retention by time ${r.retention_ms === null ? 'none' : duration(r.retention_ms)}, ` +
     `by size ${r.retention_bytes === null ? 'none' : bytes(r.retention_bytes)}`;
   summary.dataset.segments = segs.length;
-  document.getElementById('segment-map').replaceChildren(...segs.map((x) => bar(x, x === next, now)));
+  const map = document.getElementById('segment-map');
+  map.classList.toggle('compact', segs.length > COMPACT_OVER);
+  map.replaceChildren(...segs.map((x) => bar(x, x === next, now)));
   document.getElementById('segment-legend').replaceChildren(
     h('span', { class: 'seg-key active' }, 'active (appended to)'),
     h('span', { class: 'seg-key sealed' }, 'sealed'),
@@ -121,6 +123,9 @@ function draw(src, r, now) {
     td('reclaim', null, reclaimText(x, now) + (x === next ? ' (next)' : ''))));
   fillTable(document.getElementById('segments-table'), COLUMNS, rows, 'no segments');
 }
+
+/** Past this many segments the bars lose their labels (the tooltips and the table keep them). */
+const COMPACT_OVER = 16;
 
 const COLUMNS = [
   { label: 'Base offset', num: true }, { label: 'Next offset', num: true }, { label: 'Messages', num: true },

@@ -180,7 +180,7 @@ function renderTopicDetail(st) {
     lineChart({ id: 'chart-topic', title: 'Published per second', series, format: rate, span: hist.span(`topic:${tp.name}`) }),
     h('h4', {}, 'Partitions'), partTable,
     h('h4', {}, 'Subscribers and consumer groups (committed offsets)'), subscribersTable(tp),
-    h('h4', {}, 'Competing-consumer groups'), topicGroupsTable(st.topicGroups),
+    h('h4', {}, 'Consumer groups (competing consumers, Kafka share groups)'), topicGroupsTable(tp.name, st.topicGroups),
   );
 }
 
@@ -201,18 +201,22 @@ function subscribersTable(tp) {
   return t;
 }
 
-function topicGroupsTable(groups) {
+function topicGroupsTable(topic, groups) {
   const t = h('table', { class: 'grid', id: 'topic-groups-table' });
   if (!groups || groups.missing) {
     fillTable(t, [{ label: '' }], [], groups ? 'this broker does not list them' : 'loading…');
     return t;
   }
-  const rows = groups.groups.flatMap((g) => g.partitions.map((p) =>
+  const rows = groups.groups.flatMap((g) => g.partitions.map((p, i) =>
     h('tr', { 'data-group': g.name, 'data-partition': p.partition },
-      h('td', {}, g.name), td('partition', p.partition), td('ack_floor', p.ack_floor), td('cursor', p.cursor),
-      td('depth', p.depth), td('in_flight', p.in_flight), td('dead_lettered', p.dead_lettered))));
-  fillTable(t, ['Group', 'Partition', 'Ack floor', 'Cursor', 'Depth', 'In flight', 'Dead-lettered']
-    .map((label, i) => ({ label, num: i > 0 })), rows, 'no competing consumers on this topic');
+      h('td', {}, i ? '' : g.name), td('partition', p.partition), td('ack_floor', p.ack_floor),
+      td('cursor', p.cursor), td('end_offset', p.end_offset ?? null), td('depth', p.depth),
+      td('in_flight', p.in_flight), td('dead_lettered', p.dead_lettered),
+      h('td', {}, i ? '' : [g.dead_letter ? link('queues=' + g.dead_letter, g.dead_letter) : '', ' ',
+        h('button', { type: 'button', 'data-action': 'delete-topic-group', 'data-name': g.name,
+          'data-topic': topic, title: 'delete this consumer group and its acks' }, 'Delete…')]))));
+  fillTable(t, ['Group', 'Partition', 'Ack floor', 'Cursor', 'End', 'Depth', 'In flight', 'Dead-lettered', 'Dead letters to']
+    .map((label, i) => ({ label, num: i > 0 && i < 8 })), rows, 'no consumer group reads this topic');
   return t;
 }
 
