@@ -138,6 +138,12 @@ pub struct Config {
     pub sync_per_file: bool,
     /// Listen address of HTTP (`GET /metrics`; port 0 picks a free port), or `off`.
     pub http_listen: String,
+    /// The server's TLS certificate chain (PEM): with `tls_key`, every listener speaks TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// A CA (PEM) whose certificate every client must present (mutual TLS).
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -158,6 +164,9 @@ impl Default for Config {
             idle_close_ms: 60_000,
             sync_per_file: false,
             http_listen: DEFAULT_HTTP_LISTEN.into(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -226,6 +235,25 @@ impl Config {
     /// The Kafka listen address, parsed; `None` when it is `off`.
     pub fn kafka_listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
         optional_addr("kafka_listen", &self.kafka_listen)
+    }
+
+    /// The TLS files of every listener; `None` without TLS. Refuses a certificate without a
+    /// key, a key without a certificate, and a client CA without either.
+    pub fn tls_files(&self) -> Result<Option<crate::server::tls::TlsFiles>, ConfigError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(crate::server::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+            })),
+            (None, None) if self.tls_client_ca.is_none() => Ok(None),
+            (None, None) => Err(ConfigError::Invalid(
+                "tls_client_ca needs tls_cert and tls_key".into(),
+            )),
+            _ => Err(ConfigError::Invalid(
+                "tls_cert and tls_key go together: give both or neither".into(),
+            )),
+        }
     }
 
     /// The HTTP listen address, parsed; `None` when it is `off`.

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -70,6 +69,26 @@ pub(super) struct Inner {
 }
 
 /// Writes queued frames, many per flush.
+/// The read half of a connection, plain or TLS.
+type OwnedReadHalf = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+/// The write half of a connection, plain or TLS.
+type OwnedWriteHalf = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
+/// The halves of `sock`, after the TLS handshake when `opts` asks for TLS.
+async fn split(sock: TcpStream, opts: &ConnectOptions) -> Result<(OwnedReadHalf, OwnedWriteHalf)> {
+    let Some(tls) = &opts.tls else {
+        let (r, w) = sock.into_split();
+        return Ok((Box::new(r), Box::new(w)));
+    };
+    let (connector, name) = tls.connector(&opts.addr)?;
+    let s = connector
+        .connect(name, sock)
+        .await
+        .map_err(|e| ClientError::Tls(format!("handshake with {}: {e}", opts.addr)))?;
+    let (r, w) = tokio::io::split(s);
+    Ok((Box::new(r), Box::new(w)))
+}
+
 async fn write_loop(wr: OwnedWriteHalf, mut out_rx: mpsc::Receiver<OutFrame>) {
     let mut w = BufWriter::with_capacity(64 * 1024, wr);
     while let Some(f) = out_rx.recv().await {
@@ -155,7 +174,7 @@ impl Client {
                 source,
             })?;
         let _ = sock.set_nodelay(true);
-        let (rd, wr) = sock.into_split();
+        let (rd, wr) = split(sock, opts).await?;
         let (out, out_rx) = mpsc::channel::<OutFrame>(256);
         let routes = Arc::new(Routes::default());
         tokio::spawn(write_loop(wr, out_rx));

@@ -76,6 +76,7 @@
 //!   [`Source`], ...), shared with the broker core.
 //! - `connection`: the connection's reader and writer tasks, request ids and reply routing.
 //! - `options`: [`ConnectOptions`] (the builder of [`Client::builder`]).
+//! - `tls`: [`ClientTls`], the client's TLS (a CA file, optionally a client certificate).
 //! - `partitioner`: [`murmur2`] and [`partition_for_key`], Kafka's default partitioner.
 //! - `publish`: [`Client::publish`] and friends, [`Published`], [`PendingPublish`]; the
 //!   partition of a batch (chosen here from its key, with the topic's cached partition count).
@@ -97,6 +98,7 @@ mod publish;
 mod subscription;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::io;
 use std::sync::Arc;
@@ -112,6 +114,7 @@ pub use partitioner::{murmur2, partition_for_key};
 pub use publish::{PendingPublish, Published};
 pub use sluice_format::{Header, Offset, Record, TopicId};
 pub use subscription::{SubscribeOptions, Subscription};
+pub use tls::ClientTls;
 
 /// A client failure.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +135,10 @@ pub enum ClientError {
         /// The server's message.
         message: String,
     },
+    /// TLS could not be set up (a CA or certificate file, a server name) or its handshake
+    /// failed.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The connection is gone.
     #[error("connection closed: {0}")]
     Closed(String),

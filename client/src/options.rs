@@ -1,4 +1,4 @@
-//! Connection options: address, client name, connect timeout and frame limit.
+//! Connection options: address, client name, connect timeout, frame limit and TLS.
 
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ pub struct ConnectOptions {
     pub(super) client_name: String,
     pub(super) connect_timeout: Option<Duration>,
     pub(super) frame_bytes_max: u32,
+    pub(super) tls: Option<super::ClientTls>,
 }
 
 /// The builder of a [`Client`]: another name of [`ConnectOptions`].
@@ -28,6 +29,7 @@ impl ConnectOptions {
             client_name: format!("sluice-rust {}", env!("CARGO_PKG_VERSION")),
             connect_timeout: None,
             frame_bytes_max: CLIENT_FRAME_MAX,
+            tls: None,
         }
     }
 
@@ -46,6 +48,12 @@ impl ConnectOptions {
     /// The largest frame this client reads (a larger one closes the connection).
     pub fn frame_bytes_max(mut self, max: u32) -> Self {
         self.frame_bytes_max = max;
+        self
+    }
+
+    /// Speaks TLS to the server (whose listeners all speak it once it has a certificate).
+    pub fn tls(mut self, tls: super::ClientTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 

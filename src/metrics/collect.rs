@@ -74,6 +74,7 @@ struct Counters {
     connections_open: [i64; 3],
     connections_accepted: [u64; 3],
     connections_refused: [u64; 3],
+    tls_failures: [u64; 3],
     bytes_received: [u64; 3],
     bytes_sent: [u64; 3],
     requests: Vec<(Protocol, String, u64)>,
@@ -107,6 +108,7 @@ impl Counters {
                 .map(|c| c.load(Ordering::Relaxed)),
             connections_accepted: load(&m.connections_accepted),
             connections_refused: load(&m.connections_refused),
+            tls_failures: load(&m.tls_failures),
             bytes_received: load(&m.bytes_received),
             bytes_sent: load(&m.bytes_sent),
             requests,
@@ -269,6 +271,14 @@ impl Scrape {
             "Client connections refused at connections_max.",
             Counter,
             per_protocol(refused),
+        )?;
+        let tls = c.tls_failures.map(|v| v as f64);
+        family(
+            e,
+            "tls_handshake_failures",
+            "Client connections closed because their TLS handshake failed.",
+            Counter,
+            per_protocol(tls),
         )?;
         let rx = c.bytes_received.map(|v| v as f64);
         family(

@@ -64,6 +64,7 @@ pub struct Metrics {
     connections_open: PerProtocol<AtomicI64>,
     connections_accepted: PerProtocol<AtomicU64>,
     connections_refused: PerProtocol<AtomicU64>,
+    tls_failures: PerProtocol<AtomicU64>,
     bytes_received: PerProtocol<AtomicU64>,
     bytes_sent: PerProtocol<AtomicU64>,
     requests: PerProtocol<[AtomicU64; REQUEST_KINDS_MAX]>,
@@ -81,6 +82,7 @@ impl Default for Metrics {
             connections_open: each(|| AtomicI64::new(0)),
             connections_accepted: each(|| AtomicU64::new(0)),
             connections_refused: each(|| AtomicU64::new(0)),
+            tls_failures: each(|| AtomicU64::new(0)),
             bytes_received: each(|| AtomicU64::new(0)),
             bytes_sent: each(|| AtomicU64::new(0)),
             requests: each(|| std::array::from_fn(|_| AtomicU64::new(0))),
@@ -140,6 +142,11 @@ impl Metrics {
     /// Counts a connection refused at the connection limit.
     pub fn connection_refused(&self, protocol: Protocol) {
         self.connections_refused[protocol as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection closed because its TLS handshake failed.
+    pub fn tls_failed(&self, protocol: Protocol) {
+        self.tls_failures[protocol as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts bytes read from clients.

@@ -7,15 +7,17 @@
 //! - `listener`: the native accept loop under the connection semaphore.
 //! - `native/`: the native protocol frontend (connection, dispatch, one file per request
 //!   family).
-//! - `http/`: the HTTP listener (`GET /metrics`) on axum.
+//! - `http/`: the HTTP listener (`GET /metrics`, the admin API, the console) on axum.
+//! - `tls`: TLS of every listener (rustls; reloaded on SIGHUP) and the accepted stream type.
 //! - `kafka/`: the Kafka protocol frontend (listener, connection, codec, dispatch, one file per
 //!   request family; `docs/kafka.md`), with its consumer group coordinator (`kafka::group`).
 
 pub mod http;
 pub mod kafka;
-mod listener;
+pub(crate) mod listener;
 mod native;
 pub mod rlimit;
+pub mod tls;
 
 use std::future::Future;
 use std::io;
@@ -64,6 +66,9 @@ pub enum ServerError {
         /// Why.
         source: io::Error,
     },
+    /// The TLS files could not be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// A blocking store task panicked.
     #[error("store task failed: {0}")]
     Task(String),
@@ -77,6 +82,7 @@ pub struct Server {
     broker: Arc<Broker>,
     dir: PathBuf,
     retention_check: Duration,
+    tls: Option<Arc<tls::Tls>>,
 }
 
 impl Server {
@@ -84,6 +90,7 @@ impl Server {
     /// directory, and binds the listen address.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         config.validate()?;
+        let tls = config.tls_files()?.map(tls::Tls::load).transpose()?;
         rlimit::raise_open_file_limit();
         let dir = config.data_dir.clone();
         let store_config = StoreConfig {
@@ -118,7 +125,7 @@ impl Server {
             config.limits.clone(),
             config.log.clone(),
         ));
-        let kafka = bind_kafka(&config, &broker).await?;
+        let kafka = bind_kafka(&config, &broker, tls.clone()).await?;
         let http = match config.http_listen_addr()? {
             Some(addr) => Some(
                 http::HttpListener::bind(addr)
@@ -134,6 +141,7 @@ impl Server {
             broker,
             dir,
             retention_check,
+            tls,
         })
     }
 
@@ -163,8 +171,13 @@ impl Server {
             broker,
             dir,
             retention_check,
+            tls,
         } = self;
         let retention = tokio::spawn(broker.clone().run_retention(retention_check));
+        let reload = tls.clone().map(|t| {
+            info!("TLS on every listener; SIGHUP reloads the certificate and key");
+            tokio::spawn(t.reload_on_sighup())
+        });
         let (notify_shutdown, _) = broadcast::channel::<()>(1);
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         // One connection limit for both protocols.
@@ -173,10 +186,11 @@ impl Server {
             tokio::spawn(k.serve(permits.clone(), notify_shutdown.clone(), done_tx.clone()))
         });
         let http = http.map(|h| {
-            tokio::spawn(h.serve(broker.clone(), permits.clone(), notify_shutdown.clone()))
+            let (b, p, s) = (broker.clone(), permits.clone(), notify_shutdown.clone());
+            tokio::spawn(h.serve(b, p, s, tls.clone()))
         });
         tokio::select! {
-            _ = listener::accept(&listener, &broker, &permits, &notify_shutdown, &done_tx) => {}
+            _ = listener::accept(&listener, &broker, &permits, &notify_shutdown, &done_tx, tls.as_ref()) => {}
             _ = shutdown => info!("shutdown requested: no longer accepting connections"),
         }
         drop(listener);
@@ -189,6 +203,9 @@ impl Server {
             let _ = h.await;
         }
         retention.abort();
+        if let Some(r) = reload {
+            r.abort();
+        }
         drop(notify_shutdown);
         drop(done_tx);
         let grace = Duration::from_millis(broker.limits().shutdown_timeout_ms);
@@ -211,6 +228,7 @@ impl Server {
 async fn bind_kafka(
     config: &Config,
     broker: &Arc<Broker>,
+    tls: Option<Arc<tls::Tls>>,
 ) -> Result<Option<kafka::KafkaListener>, ServerError> {
     let Some(addr) = config.kafka_listen_addr()? else {
         return Ok(None);
@@ -257,6 +275,7 @@ async fn bind_kafka(
         cluster_id: kafka::cluster_id(id),
         auto_create_topics: config.kafka_auto_create_topics,
         default_partitions: config.kafka_default_partitions,
+        tls,
         groups,
         shares,
     });

@@ -38,6 +38,8 @@ need_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 do_apt() {
   local pkgs=()
   command -v kcat >/dev/null || pkgs+=(kcat)
+  # The TLS tests make their certificates with openssl.
+  command -v openssl >/dev/null || pkgs+=(openssl)
   if wants py && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then pkgs+=(python3-venv); fi
   if wants java; then
     command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)

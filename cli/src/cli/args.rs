@@ -20,6 +20,24 @@ pub struct Cli {
         default_value = "127.0.0.1:7450"
     )]
     pub addr: String,
+    /// Speak TLS to the server, trusting the CA certificates of this PEM file.
+    #[arg(long, global = true, env = "SLUICE_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// This client's certificate (PEM), for a server that asks for one (with --tls-ca).
+    #[arg(long, global = true, env = "SLUICE_TLS_CLIENT_CERT", value_name = "FILE", requires_all = ["tls_ca", "tls_client_key"])]
+    pub tls_client_cert: Option<PathBuf>,
+    /// The private key of --tls-client-cert (PEM).
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_TLS_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "tls_client_cert"
+    )]
+    pub tls_client_key: Option<PathBuf>,
+    /// The name the server's certificate must carry [default: the host of --addr].
+    #[arg(long, global = true, value_name = "NAME", requires = "tls_ca")]
+    pub tls_server_name: Option<String>,
     /// Print JSON lines on stdout.
     #[arg(long, global = true)]
     pub json: bool,
@@ -95,6 +113,16 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:7451].
     #[arg(long, value_name = "ADDR")]
     pub http_listen: Option<String>,
+    /// The server's TLS certificate chain (PEM): with --tls-key, every listener (native,
+    /// Kafka, HTTP) speaks TLS only. SIGHUP reloads it.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require every client to present a certificate this CA (PEM) signed (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// Log settings of a new topic or queue.

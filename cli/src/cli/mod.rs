@@ -22,11 +22,31 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Runs a parsed command line.
+/// How client commands connect: `--addr`, and TLS when `--tls-ca` is given.
+fn connect_options(cli: &Cli) -> Result<sluice::client::ConnectOptions> {
+    let opts = Client::builder(cli.addr.clone())
+        .client_name(format!("sluice-cli {}", env!("CARGO_PKG_VERSION")));
+    let Some(ca) = &cli.tls_ca else {
+        return Ok(opts);
+    };
+    let identity = cli
+        .tls_client_cert
+        .as_deref()
+        .zip(cli.tls_client_key.as_deref());
+    let mut tls =
+        sluice::client::ClientTls::from_files(ca, identity).context("cannot set up TLS")?;
+    if let Some(n) = &cli.tls_server_name {
+        tls = tls.server_name(n.clone());
+    }
+    Ok(opts.tls(tls))
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let connect = connect_options(&cli);
     rt.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
@@ -36,9 +56,15 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             cmd => {
                 let out = Out { json: cli.json };
-                let client = Client::connect(&cli.addr)
+                let hint = if cli.tls_ca.is_none() {
+                    " (if its listeners speak TLS, give --tls-ca)"
+                } else {
+                    ""
+                };
+                let client = connect?
+                    .connect()
                     .await
-                    .with_context(|| format!("cannot reach the server at {}", cli.addr))?;
+                    .with_context(|| format!("cannot reach the server at {}{hint}", cli.addr))?;
                 match cmd {
                     Command::Serve(_)
                     | Command::Bench(_)
@@ -82,6 +108,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     if let Some(h) = args.http_listen {
         config.http_listen = h;
+    }
+    if args.tls_cert.is_some() {
+        config.tls_cert = args.tls_cert;
+        config.tls_key = args.tls_key;
+    }
+    if args.tls_client_ca.is_some() {
+        config.tls_client_ca = args.tls_client_ca;
     }
     let server = Server::bind(config)
         .await

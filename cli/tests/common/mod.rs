@@ -107,6 +107,12 @@ impl ServerProc {
         rss_kib(self.pid())
     }
 
+    /// Sends a signal and returns at once.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid, which is not reaped yet.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
     /// Sends a signal and waits (bounded) for the exit.
     pub fn signal_and_wait(&mut self, sig: i32) -> ExitStatus {
         // SAFETY: kill(2) on our own child's pid.

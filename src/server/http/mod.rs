@@ -83,6 +83,7 @@ impl HttpListener {
         broker: Arc<Broker>,
         permits: Arc<Semaphore>,
         shutdown: broadcast::Sender<()>,
+        tls: Option<Arc<crate::server::tls::Tls>>,
     ) {
         let app = Router::new()
             .route("/metrics", get(metrics))
@@ -125,7 +126,13 @@ impl HttpListener {
             .fallback(not_found)
             .layer(axum::extract::DefaultBodyLimit::max(HTTP_BODY_BYTES_MAX))
             .with_state(broker.clone());
-        let listener = conn::Limited::new(self.listener, broker, permits);
+        let listener = match conn::Limited::new(self.listener, broker, permits, tls) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("http listener stopped: {e}");
+                return;
+            }
+        };
         let mut stop = shutdown.subscribe();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {

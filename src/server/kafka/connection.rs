@@ -9,10 +9,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::server::tls::{ClientStream, ReadHalf as OwnedReadHalf, WriteHalf as OwnedWriteHalf};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{sleep, timeout};
 use tracing::{debug, warn};
@@ -52,16 +51,15 @@ pub(super) struct Conn {
 /// Serves one accepted connection until it ends.
 pub(super) async fn handle_connection(
     ctx: Arc<KafkaContext>,
-    sock: TcpStream,
+    sock: ClientStream,
     peer: SocketAddr,
     mut shutdown: broadcast::Receiver<()>,
 ) {
-    let _ = sock.set_nodelay(true);
     debug!(%peer, "kafka connection open");
     let metrics = ctx.broker.metrics().clone();
     let registered = metrics.open_connection(Protocol::Kafka, peer);
     tracing::Span::current().record("id", registered.id());
-    let (rd, wr) = sock.into_split();
+    let (rd, wr) = sock.split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let (out_tx, out_rx) = mpsc::channel::<Frame>(WRITER_QUEUE);
     let writer = crate::broker::spawn_in_span(write_loop(wr, out_rx, (*registered).clone()));

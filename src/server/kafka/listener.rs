@@ -10,7 +10,7 @@ use tracing::{warn, Instrument};
 
 use super::connection::handle_connection;
 use super::KafkaContext;
-use crate::server::listener::next_connection;
+use crate::server::listener::{client_stream, next_connection};
 
 /// Accepts connections forever.
 pub(super) async fn accept(
@@ -39,9 +39,16 @@ pub(super) async fn accept(
             let _done = done;
             let _permit = permit;
             let span = crate::server::connection_span("kafka", peer);
-            handle_connection(context, sock, peer, shutdown_rx)
-                .instrument(span)
-                .await;
+            async move {
+                let tls = context.tls.as_deref();
+                let proto = crate::metrics::Protocol::Kafka;
+                let Some(s) = client_stream(sock, peer, tls, &context.broker, proto).await else {
+                    return;
+                };
+                handle_connection(context, s, peer, shutdown_rx).await;
+            }
+            .instrument(span)
+            .await;
         });
     }
 }

@@ -91,6 +91,8 @@ pub(crate) struct KafkaContext {
     pub(crate) auto_create_topics: bool,
     /// Partitions of topics created without a count.
     pub(crate) default_partitions: u32,
+    /// TLS of the listener, when on.
+    pub(crate) tls: Option<Arc<crate::server::tls::Tls>>,
     /// The consumer group coordinator.
     pub(crate) groups: Arc<group::GroupCoordinator>,
     /// The share groups.

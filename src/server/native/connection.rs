@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::broker::spawn_blocking;
+use crate::server::tls::{ClientStream, ReadHalf as OwnedReadHalf, WriteHalf as OwnedWriteHalf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 use tokio::time::{sleep, timeout};
@@ -55,15 +55,14 @@ pub(super) struct Conn {
 /// Serves one accepted connection until it ends.
 pub(crate) async fn handle_connection(
     broker: Arc<Broker>,
-    sock: TcpStream,
+    sock: ClientStream,
     peer: SocketAddr,
     mut shutdown: broadcast::Receiver<()>,
 ) {
-    let _ = sock.set_nodelay(true);
     info!(%peer, "connection open");
     let registered = broker.metrics().open_connection(Protocol::Native, peer);
     tracing::Span::current().record("id", registered.id());
-    let (rd, wr) = sock.into_split();
+    let (rd, wr) = sock.split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let (out_tx, out_rx) = mpsc::channel::<OutFrame>(WRITER_QUEUE);
     let writer = crate::broker::spawn_in_span(write_loop(wr, out_rx, (*registered).clone()));
