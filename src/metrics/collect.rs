@@ -133,6 +133,7 @@ fn request_name(p: Protocol, k: usize) -> String {
             crate::server::http::kind::METRICS => Some("metrics".to_string()),
             crate::server::http::kind::NOT_FOUND => Some("not_found".to_string()),
             crate::server::http::kind::ADMIN => Some("admin".to_string()),
+            crate::server::http::kind::CONSOLE => Some("console".to_string()),
             _ => None,
         },
     };

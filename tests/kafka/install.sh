@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Installs the Kafka clients and Apache Kafka's broker that tests/kafka/ drives, from package
-# registries only (Debian apt, PyPI, Maven Central, npm, the Go module proxy). Idempotent: each
+# Installs the Kafka clients and Apache Kafka's broker that tests/kafka/ drives, and Chromium for
+# the web console's test (cli/tests/console.rs), from package registries only (Debian apt, PyPI,
+# Maven Central, npm, the Go module proxy). Idempotent: each
 # step is skipped when what it makes is already there. Quiet unless a step fails; each step's
 # output goes to tests/kafka/.install-logs/STEP.log and is printed when that step fails.
 #
 #   bash tests/kafka/install.sh            # everything
-#   bash tests/kafka/install.sh py java    # only some steps (apt py java node go)
-#   bash tests/kafka/install.sh apt py java node go   # what CI installs (kcat,
-#                                           # confluent-kafka, Java client, kafkajs, franz-go)
+#   bash tests/kafka/install.sh py java    # only some steps (apt py java node go chromium)
+#   bash tests/kafka/install.sh apt py java node go chromium   # what CI installs (kcat,
+#                        # confluent-kafka, Java client, kafkajs, franz-go, Chromium)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -101,6 +102,14 @@ do_node() {
   (cd "$HERE/node" && npm ci --no-audit --no-fund --loglevel=error)
 }
 
+# Debian's Chromium, which the console test runs headless (--dump-dom); its screenshots script
+# (tests/console/screenshots.sh) also needs node, from the node step.
+do_chromium() {
+  command -v chromium >/dev/null && return 0
+  need_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive need_root apt-get install -y -qq --no-install-recommends chromium
+}
+
 do_go() {
   # The Go toolchain's usual place when it is not on PATH.
   command -v go >/dev/null || PATH="$PATH:/usr/local/go/bin"
@@ -108,13 +117,13 @@ do_go() {
 }
 
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(apt py java node go)
+[ ${#steps[@]} -eq 0 ] && steps=(apt py java node go chromium)
 wants() { [[ " ${steps[*]} " == *" $1 "* ]]; }
 : >"$LOGS/times"
 for s in "${steps[@]}"; do
   case "$s" in
-    apt|py|java|node|go) step "$s" "do_$s" ;;
-    *) echo "install.sh: unknown step '$s' (apt py java node go)" >&2; exit 2 ;;
+    apt|py|java|node|go|chromium) step "$s" "do_$s" ;;
+    *) echo "install.sh: unknown step '$s' (apt py java node go chromium)" >&2; exit 2 ;;
   esac
 done
 if [ -L "$HERE/.librdkafka-new/librdkafka.so.1" ]; then

@@ -9,9 +9,11 @@
 //! - `groups`: the admin API's groups (`/api/groups`, `/api/topics/{name}/groups`).
 //! - `views`: the overview, connections, segment maps and dead-letter redrive.
 //! - `conn`: accepted connections under a permit of the connection limit, counted in metrics.
+//! - `console`: the web console at `GET /` (`docs/console.md`).
 
 mod admin;
 mod conn;
+mod console;
 mod groups;
 mod views;
 
@@ -38,6 +40,8 @@ pub mod kind {
     pub const NOT_FOUND: usize = 1;
     /// The admin API (`/api/...`).
     pub const ADMIN: usize = 2;
+    /// The web console's page and files (`/`, `/console/...`).
+    pub const CONSOLE: usize = 3;
 }
 
 /// Largest request body accepted (an admin call's JSON); a larger one gets 413.
@@ -83,6 +87,7 @@ impl HttpListener {
     ) {
         let app = Router::new()
             .route("/metrics", get(metrics))
+            .merge(console::routes())
             .route(
                 "/api/topics",
                 get(admin::list_topics).post(admin::create_topic),
