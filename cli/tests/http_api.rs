@@ -470,6 +470,13 @@ fn dead_letters_go_back_to_their_queue_without_their_dead_letter_headers() {
         Some(r#"{"to":"nope"}"#),
     );
     assert_eq!((st, e["error"]["kind"].as_str()), (404, Some("NotFound")));
+    // A page on another origin cannot make a browser move (or purge) anything.
+    let evil = "Origin: http://evil.example\r\n";
+    let (st, _, body) = request_with(h, "POST", "/api/queues/jobs.dlq/redrive", None, evil);
+    assert_eq!(st, 403, "{body}");
+    let (st, _, _) = request_with(h, "POST", "/api/queues/jobs.dlq/purge", None, evil);
+    assert_eq!(st, 403);
+    assert_eq!(json(h, "GET", "/api/queues/jobs.dlq", None).1["depth"], 3);
     let (st, v) = json(
         h,
         "POST",

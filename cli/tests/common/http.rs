@@ -13,11 +13,22 @@ pub fn get(addr: &str, path: &str) -> (u16, String, String) {
 
 /// One HTTP/1.1 request with an optional JSON body; returns the status, the head and the body.
 pub fn request(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String, String) {
+    request_with(addr, method, path, body, "")
+}
+
+/// [`request`] with `extra` header lines (each ending in `\r\n`).
+pub fn request_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    extra: &str,
+) -> (u16, String, String) {
     let mut s = TcpStream::connect(addr).expect("connect to the http listener");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let body = body.unwrap_or("");
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );

@@ -8,6 +8,7 @@
 //!   peek messages, purge a queue).
 //! - `groups`: the admin API's groups (`/api/groups`, `/api/topics/{name}/groups`).
 //! - `views`: the overview, connections, segment maps and dead-letter redrive.
+//! - `origin`: cross-site requests that change something refused (403).
 //! - `conn`: accepted connections under a permit of the connection limit, counted in metrics.
 //! - `console`: the web console at `GET /` (`docs/console.md`).
 
@@ -15,6 +16,7 @@ mod admin;
 mod conn;
 mod console;
 mod groups;
+mod origin;
 mod views;
 
 use std::io;
@@ -125,6 +127,10 @@ impl HttpListener {
             )
             .fallback(not_found)
             .layer(axum::extract::DefaultBodyLimit::max(HTTP_BODY_BYTES_MAX))
+            .layer(axum::middleware::from_fn_with_state(
+                broker.clone(),
+                origin::same_origin,
+            ))
             .with_state(broker.clone());
         let listener = match conn::Limited::new(self.listener, broker, permits, tls) {
             Ok(l) => l,
@@ -167,7 +173,7 @@ async fn not_found(State(broker): State<Arc<Broker>>) -> Response {
     broker.metrics().request(Protocol::Http, kind::NOT_FOUND);
     (
         StatusCode::NOT_FOUND,
-        "not found: this server serves GET /metrics\n",
+        "not found: this server serves the console at /, GET /metrics and /api/... (docs/http.md)\n",
     )
         .into_response()
 }
