@@ -144,6 +144,10 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// A CA (PEM) whose certificate every client must present (mutual TLS).
     pub tls_client_ca: Option<PathBuf>,
+    /// Serve clients that did not authenticate on addresses beyond this host. Without it, a
+    /// listener on an address other than loopback requires client certificates
+    /// (`tls_client_ca`): the broker has no other authentication yet.
+    pub allow_anonymous: bool,
 }
 
 impl Default for Config {
@@ -167,6 +171,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            allow_anonymous: false,
         }
     }
 }
@@ -237,6 +242,36 @@ impl Config {
         optional_addr("kafka_listen", &self.kafka_listen)
     }
 
+    /// The listeners on an address other than loopback (reachable beyond this host), as
+    /// `(key, address)`.
+    pub fn exposed_listeners(&self) -> Vec<(&'static str, SocketAddr)> {
+        let all = [
+            ("listen", self.listen_addr().ok()),
+            ("kafka_listen", self.kafka_listen_addr().ok().flatten()),
+            ("http_listen", self.http_listen_addr().ok().flatten()),
+        ];
+        all.into_iter()
+            .filter_map(|(k, a)| a.filter(|a| !a.ip().is_loopback()).map(|a| (k, a)))
+            .collect()
+    }
+
+    /// Refuses a listener beyond this host that would serve anyone: it needs client
+    /// certificates (`tls_client_ca`) or an explicit `allow_anonymous`.
+    fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.allow_anonymous || self.tls_client_ca.is_some() {
+            return Ok(());
+        }
+        match self.exposed_listeners().first() {
+            None => Ok(()),
+            Some((key, addr)) => Err(ConfigError::Invalid(format!(
+                "{key} {addr} is reachable beyond this host, and clients do not authenticate: \
+                 anyone reaching it could read, write and delete every topic and queue. \
+                 Require client certificates (--tls-cert, --tls-key, --tls-client-ca), listen \
+                 on a loopback address, or accept this with --allow-anonymous"
+            ))),
+        }
+    }
+
     /// The TLS files of every listener; `None` without TLS. Refuses a certificate without a
     /// key, a key without a certificate, and a client CA without either.
     pub fn tls_files(&self) -> Result<Option<crate::server::tls::TlsFiles>, ConfigError> {
@@ -289,6 +324,7 @@ impl Config {
         self.kafka_listen_addr()?;
         self.http_listen_addr()?;
         self.kafka_advertised_host_port()?;
+        self.check_exposure()?;
         sluice_storage::store::check_partitions(self.kafka_default_partitions)
             .map_err(|e| ConfigError::Invalid(format!("kafka_default_partitions: {e}")))?;
         self.kafka_groups
@@ -332,6 +368,38 @@ impl Config {
 mod tests {
     use super::*;
     use sluice_storage::FsyncPolicy;
+
+    #[test]
+    fn a_listener_beyond_loopback_needs_client_certificates_or_allow_anonymous() {
+        let loopback = Config::default();
+        assert!(loopback.validate().is_ok() && loopback.exposed_listeners().is_empty());
+        for (key, value) in [
+            ("listen", "0.0.0.0:7450"),
+            ("kafka_listen", "[::]:9092"),
+            ("http_listen", "10.0.0.1:7451"),
+        ] {
+            let mut c = Config::default();
+            match key {
+                "listen" => c.listen = value.into(),
+                "kafka_listen" => c.kafka_listen = value.into(),
+                _ => c.http_listen = value.into(),
+            }
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("--allow-anonymous"), "{e}");
+            let mut anonymous = c.clone();
+            anonymous.allow_anonymous = true;
+            assert!(anonymous.validate().is_ok());
+            c.tls_cert = Some("c.pem".into());
+            c.tls_key = Some("k.pem".into());
+            c.tls_client_ca = Some("ca.pem".into());
+            assert!(c.validate().is_ok(), "client certificates authenticate");
+        }
+        let v6 = Config {
+            listen: "[::1]:7450".into(),
+            ..Config::default()
+        };
+        assert!(v6.validate().is_ok());
+    }
 
     #[test]
     fn empty_file_gives_defaults() {

@@ -336,3 +336,83 @@ fn serve_writes_json_log_lines() {
     assert!(span["id"].as_u64().is_some_and(|id| id >= 1), "{closing}");
     find("store closed cleanly");
 }
+
+/// `sluice serve` with `args` (data directory added); stdout and stderr piped.
+fn serve(dir: &std::path::Path, args: &[&str]) -> std::process::Child {
+    Command::new(BIN)
+        .arg("serve")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_listener_beyond_loopback_needs_client_certificates_or_allow_anonymous() {
+    let (_t, dir) = data_dir();
+    let off = ["--kafka-listen", "off", "--http-listen", "off"];
+    for (args, key) in [
+        (vec!["--listen", "0.0.0.0:0"], "listen 0.0.0.0"),
+        (
+            vec![
+                "--listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "0.0.0.0:0",
+                "--kafka-listen",
+                "off",
+            ],
+            "http_listen",
+        ),
+    ] {
+        let args: Vec<&str> = if key == "listen 0.0.0.0" {
+            [&args[..], &off[..]].concat()
+        } else {
+            args
+        };
+        let mut child = serve(&dir, &args);
+        let status = wait_bounded(&mut child, Duration::from_secs(30)).expect("refuses to start");
+        assert!(!status.success(), "{args:?}");
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(
+            err.contains(key) && err.contains("--allow-anonymous"),
+            "{err}"
+        );
+    }
+    // Accepted explicitly: it serves, and says so loudly.
+    let mut child = serve(
+        &dir,
+        &[
+            &["--listen", "0.0.0.0:0", "--allow-anonymous"][..],
+            &off[..],
+        ]
+        .concat(),
+    );
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .expect("listening on 0.0.0.0:PORT")
+        .to_string();
+    assert!(line.starts_with("listening on 0.0.0.0:"), "{line}");
+    cli_ok(
+        &format!("127.0.0.1:{port}"),
+        &["topic", "create", "open"],
+        None,
+    );
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    wait_bounded(&mut child, Duration::from_secs(30)).expect("exits on SIGTERM");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("ANONYMOUS ACCESS"), "{err}");
+}

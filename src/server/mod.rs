@@ -91,6 +91,17 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         config.validate()?;
         let tls = config.tls_files()?.map(tls::Tls::load).transpose()?;
+        for (key, addr) in config.exposed_listeners() {
+            if config.allow_anonymous && config.tls_client_ca.is_none() {
+                warn!(
+                    listener = key,
+                    %addr,
+                    "ANONYMOUS ACCESS: --allow-anonymous serves clients that do not \
+                     authenticate on an address beyond this host; anyone who reaches it can \
+                     read, write and delete every topic and queue"
+                );
+            }
+        }
         rlimit::raise_open_file_limit();
         let dir = config.data_dir.clone();
         let store_config = StoreConfig {

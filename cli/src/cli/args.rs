@@ -123,6 +123,10 @@ pub struct ServeArgs {
     /// Require every client to present a certificate this CA (PEM) signed (mutual TLS).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Serve clients that do not authenticate on addresses beyond this host (without it, a
+    /// listener on an address other than loopback requires --tls-client-ca).
+    #[arg(long)]
+    pub allow_anonymous: bool,
 }
 
 /// Log settings of a new topic or queue.

@@ -116,6 +116,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if args.tls_client_ca.is_some() {
         config.tls_client_ca = args.tls_client_ca;
     }
+    if args.allow_anonymous {
+        config.allow_anonymous = true;
+    }
     let server = Server::bind(config)
         .await
         .context("cannot start the server")?;
