@@ -198,12 +198,12 @@ impl Broker {
             .unwrap()
             .iter()
             .any(|(_, n)| n == name);
-        let member = self.metrics.connections().list().iter().any(|c| {
-            c.protocol == crate::metrics::Protocol::Kafka.name()
-                && c.subscriptions
-                    .iter()
-                    .any(|s| s.kind == SubscriptionKind::Group && s.name == name)
-        });
+        let kafka = Some(crate::metrics::Protocol::Kafka);
+        let member =
+            self.metrics
+                .connections()
+                .count_subscribed(kafka, SubscriptionKind::Group, name)
+                > 0;
         if held || member {
             let m = format!("group {name:?} has a client subscribed: stop it first");
             return Err(BrokerError::new(ErrorKind::InUse, m));

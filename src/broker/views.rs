@@ -117,14 +117,10 @@ impl Broker {
         let q = self.store.queue(&name)?;
         let s = q.stats();
         let oldest = oldest_unacked_ms(&q, &s)?;
-        let consumers = self
-            .metrics
-            .connections()
-            .list()
-            .iter()
-            .flat_map(|c| &c.subscriptions)
-            .filter(|sub| sub.kind == SubscriptionKind::Queue && sub.name == name)
-            .count() as u64;
+        let consumers =
+            self.metrics
+                .connections()
+                .count_subscribed(None, SubscriptionKind::Queue, &name) as u64;
         Ok(QueueView {
             ready: s.depth.saturating_sub(s.in_flight + s.delayed),
             redelivery_ready: s.redelivery_ready,

@@ -109,6 +109,30 @@ fn now_ms() -> u64 {
 }
 
 impl Connections {
+    /// How many subscriptions of open connections (of `protocol`, when given) are of `kind`
+    /// and named `name`, without building the list.
+    pub fn count_subscribed(
+        &self,
+        protocol: Option<Protocol>,
+        kind: SubscriptionKind,
+        name: &str,
+    ) -> usize {
+        let open: Vec<Arc<Connection>> = lock(&self.open)
+            .values()
+            .filter_map(Weak::upgrade)
+            .filter(|c| protocol.map_or(true, |p| c.protocol == p))
+            .collect();
+        open.iter()
+            .map(|c| {
+                let n = lock(&c.named);
+                n.subs
+                    .values()
+                    .filter(|s| s.kind == kind && s.name == name)
+                    .count()
+            })
+            .sum()
+    }
+
     /// The open connections, by id.
     pub fn list(&self) -> Vec<ConnectionView> {
         let open: Vec<Arc<Connection>> = lock(&self.open)
