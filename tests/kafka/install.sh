@@ -40,6 +40,8 @@ do_apt() {
   command -v kcat >/dev/null || pkgs+=(kcat)
   # The TLS tests make their certificates with openssl.
   command -v openssl >/dev/null || pkgs+=(openssl)
+  # The TLS tests fetch /metrics over https with curl.
+  command -v curl >/dev/null || pkgs+=(curl)
   if wants py && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then pkgs+=(python3-venv); fi
   if wants java; then
     command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)

@@ -177,3 +177,42 @@ async fn not_found(State(broker): State<Arc<Broker>>) -> Response {
     )
         .into_response()
 }
+
+/// Every decoder of the admin API's own input, on `data` (the fuzz target `admin_input`): the
+/// first byte picks one: a JSON body of each kind, a query string of each kind, or header lines
+/// (`name: value`) for the cross-site rule. Bad input must give an error, never a panic.
+#[cfg(feature = "fuzz")]
+pub(crate) fn admin_input(data: &[u8]) {
+    use axum::extract::Query;
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let query = || {
+        let uri = format!("/x?{}", String::from_utf8_lossy(rest));
+        uri.parse::<axum::http::Uri>().ok()
+    };
+    match pick % 9 {
+        0 => drop(serde_json::from_slice::<admin::NewTopic>(rest)),
+        1 => drop(serde_json::from_slice::<admin::NewQueue>(rest)),
+        2 => drop(serde_json::from_slice::<groups::NewGroup>(rest)),
+        3 => drop(serde_json::from_slice::<groups::Reset>(rest)),
+        4 => drop(serde_json::from_slice::<views::Redrive>(rest)),
+        5 => drop(query().map(|u| Query::<admin::PeekQuery>::try_from_uri(&u))),
+        6 => drop(query().map(|u| Query::<views::OverviewQuery>::try_from_uri(&u))),
+        7 => drop(query().map(|u| Query::<views::PartitionQuery>::try_from_uri(&u))),
+        _ => {
+            let mut headers = axum::http::HeaderMap::new();
+            for line in String::from_utf8_lossy(rest).lines() {
+                let Some((name, value)) = line.split_once(':') else {
+                    continue;
+                };
+                let name = axum::http::HeaderName::from_bytes(name.trim().as_bytes());
+                let value = axum::http::HeaderValue::from_str(value.trim());
+                if let (Ok(n), Ok(v)) = (name, value) {
+                    headers.append(n, v);
+                }
+            }
+            drop(origin::cross_site(&headers));
+        }
+    }
+}
