@@ -255,10 +255,11 @@ impl Config {
             .collect()
     }
 
-    /// Refuses a listener beyond this host that would serve anyone: it needs client
-    /// certificates (`tls_client_ca`) or an explicit `allow_anonymous`.
-    fn check_exposure(&self) -> Result<(), ConfigError> {
-        if self.allow_anonymous || self.tls_client_ca.is_some() {
+    /// Refuses a listener beyond this host that would serve anyone: it needs users (`users`:
+    /// the data directory has some, so every client authenticates), client certificates
+    /// (`tls_client_ca`) or an explicit `allow_anonymous`.
+    pub fn check_exposure(&self, users: bool) -> Result<(), ConfigError> {
+        if users || self.allow_anonymous || self.tls_client_ca.is_some() {
             return Ok(());
         }
         match self.exposed_listeners().first() {
@@ -266,8 +267,9 @@ impl Config {
             Some((key, addr)) => Err(ConfigError::Invalid(format!(
                 "{key} {addr} is reachable beyond this host, and clients do not authenticate: \
                  anyone reaching it could read, write and delete every topic and queue. \
-                 Require client certificates (--tls-cert, --tls-key, --tls-client-ca), listen \
-                 on a loopback address, or accept this with --allow-anonymous"
+                 Add a user (sluice user add), require client certificates (--tls-cert, \
+                 --tls-key, --tls-client-ca), listen on a loopback address, or accept this \
+                 with --allow-anonymous"
             ))),
         }
     }
@@ -324,7 +326,6 @@ impl Config {
         self.kafka_listen_addr()?;
         self.http_listen_addr()?;
         self.kafka_advertised_host_port()?;
-        self.check_exposure()?;
         sluice_storage::store::check_partitions(self.kafka_default_partitions)
             .map_err(|e| ConfigError::Invalid(format!("kafka_default_partitions: {e}")))?;
         self.kafka_groups
@@ -372,7 +373,7 @@ mod tests {
     #[test]
     fn a_listener_beyond_loopback_needs_client_certificates_or_allow_anonymous() {
         let loopback = Config::default();
-        assert!(loopback.validate().is_ok() && loopback.exposed_listeners().is_empty());
+        assert!(loopback.check_exposure(false).is_ok() && loopback.exposed_listeners().is_empty());
         for (key, value) in [
             ("listen", "0.0.0.0:7450"),
             ("kafka_listen", "[::]:9092"),
@@ -384,21 +385,25 @@ mod tests {
                 "kafka_listen" => c.kafka_listen = value.into(),
                 _ => c.http_listen = value.into(),
             }
-            let e = c.validate().unwrap_err().to_string();
+            let e = c.check_exposure(false).unwrap_err().to_string();
             assert!(e.contains(key) && e.contains("--allow-anonymous"), "{e}");
+            assert!(c.check_exposure(true).is_ok(), "users authenticate");
             let mut anonymous = c.clone();
             anonymous.allow_anonymous = true;
-            assert!(anonymous.validate().is_ok());
+            assert!(anonymous.check_exposure(false).is_ok());
             c.tls_cert = Some("c.pem".into());
             c.tls_key = Some("k.pem".into());
             c.tls_client_ca = Some("ca.pem".into());
-            assert!(c.validate().is_ok(), "client certificates authenticate");
+            assert!(
+                c.check_exposure(false).is_ok(),
+                "client certificates authenticate"
+            );
         }
         let v6 = Config {
             listen: "[::1]:7450".into(),
             ..Config::default()
         };
-        assert!(v6.validate().is_ok());
+        assert!(v6.check_exposure(false).is_ok());
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod metrics;
+pub mod security;
 pub mod server;
 
 /// The async Rust client (the `sluice-client` crate).

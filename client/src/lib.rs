@@ -87,6 +87,7 @@
 #![warn(missing_docs)]
 
 pub mod protocol;
+pub mod scram;
 pub mod types;
 
 mod admin;

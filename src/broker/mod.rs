@@ -98,6 +98,8 @@ pub struct Broker {
     held_names: Mutex<HashSet<(usize, String)>>,
     /// What the broker counts for `GET /metrics`.
     metrics: Arc<crate::metrics::Metrics>,
+    /// Users, rules and quotas; off (no users) unless [`Broker::with_security`] gave some.
+    security: Arc<crate::security::Security>,
 }
 
 impl Broker {
@@ -115,7 +117,19 @@ impl Broker {
             inline_sync: AtomicBool::new(false),
             held_names: Mutex::default(),
             metrics: Arc::default(),
+            security: Arc::new(crate::security::Security::disabled()),
         }
+    }
+
+    /// This broker with these users, rules and quotas.
+    pub fn with_security(mut self, security: Arc<crate::security::Security>) -> Broker {
+        self.security = security;
+        self
+    }
+
+    /// Users, rules, sessions and quotas.
+    pub fn security(&self) -> &Arc<crate::security::Security> {
+        &self.security
     }
 
     /// The broker's counters.

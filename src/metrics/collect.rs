@@ -75,6 +75,9 @@ struct Counters {
     connections_accepted: [u64; 3],
     connections_refused: [u64; 3],
     tls_failures: [u64; 3],
+    auth_failures: [u64; 3],
+    denials: [u64; 3],
+    throttled_us: [u64; 2],
     bytes_received: [u64; 3],
     bytes_sent: [u64; 3],
     requests: Vec<(Protocol, String, u64)>,
@@ -109,6 +112,9 @@ impl Counters {
             connections_accepted: load(&m.connections_accepted),
             connections_refused: load(&m.connections_refused),
             tls_failures: load(&m.tls_failures),
+            auth_failures: load(&m.auth_failures),
+            denials: load(&m.denials),
+            throttled_us: m.throttled_us.each_ref().map(|c| c.load(Ordering::Relaxed)),
             bytes_received: load(&m.bytes_received),
             bytes_sent: load(&m.bytes_sent),
             requests,
@@ -283,6 +289,33 @@ impl Scrape {
             "Client connections closed because their TLS handshake failed.",
             Counter,
             per_protocol(tls),
+        )?;
+        let auth = c.auth_failures.map(|v| v as f64);
+        family(
+            e,
+            "auth_failures",
+            "Failed authentications: wrong password, unknown or expired user, a user at its connection quota.",
+            Counter,
+            per_protocol(auth),
+        )?;
+        let denied = c.denials.map(|v| v as f64);
+        family(
+            e,
+            "authorization_denials",
+            "Requests refused by access control.",
+            Counter,
+            per_protocol(denied),
+        )?;
+        let [produce, fetch] = c.throttled_us.map(|v| v as f64 / 1e6);
+        family(
+            e,
+            "quota_throttle_seconds",
+            "Time clients were delayed by their users' byte-rate quotas.",
+            Counter,
+            [
+                ([("direction", "produce")], produce),
+                ([("direction", "fetch")], fetch),
+            ],
         )?;
         let rx = c.bytes_received.map(|v| v as f64);
         family(

@@ -65,6 +65,10 @@ pub struct Metrics {
     connections_accepted: PerProtocol<AtomicU64>,
     connections_refused: PerProtocol<AtomicU64>,
     tls_failures: PerProtocol<AtomicU64>,
+    auth_failures: PerProtocol<AtomicU64>,
+    denials: PerProtocol<AtomicU64>,
+    /// Microseconds clients were delayed by quotas: produce, fetch.
+    throttled_us: [AtomicU64; 2],
     bytes_received: PerProtocol<AtomicU64>,
     bytes_sent: PerProtocol<AtomicU64>,
     requests: PerProtocol<[AtomicU64; REQUEST_KINDS_MAX]>,
@@ -83,6 +87,9 @@ impl Default for Metrics {
             connections_accepted: each(|| AtomicU64::new(0)),
             connections_refused: each(|| AtomicU64::new(0)),
             tls_failures: each(|| AtomicU64::new(0)),
+            auth_failures: each(|| AtomicU64::new(0)),
+            denials: each(|| AtomicU64::new(0)),
+            throttled_us: std::array::from_fn(|_| AtomicU64::new(0)),
             bytes_received: each(|| AtomicU64::new(0)),
             bytes_sent: each(|| AtomicU64::new(0)),
             requests: each(|| std::array::from_fn(|_| AtomicU64::new(0))),
@@ -147,6 +154,26 @@ impl Metrics {
     /// Counts a connection closed because its TLS handshake failed.
     pub fn tls_failed(&self, protocol: Protocol) {
         self.tls_failures[protocol as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a failed authentication (wrong password, unknown or expired user, a quota of
+    /// connections).
+    pub fn auth_failed(&self, protocol: Protocol) {
+        self.auth_failures[protocol as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request refused by access control.
+    pub fn denied(&self, protocol: Protocol) {
+        self.denials[protocol as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts time a client was delayed by its quota.
+    pub fn throttled(&self, direction: crate::security::Direction, delay: std::time::Duration) {
+        let i = match direction {
+            crate::security::Direction::Produce => 0,
+            crate::security::Direction::Fetch => 1,
+        };
+        self.throttled_us[i].fetch_add(delay.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Counts bytes read from clients.

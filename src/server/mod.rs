@@ -35,6 +35,7 @@ use tracing::{info, warn};
 
 use crate::broker::Broker;
 use crate::config::{Config, ConfigError};
+use crate::security;
 
 /// Why the server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +70,9 @@ pub enum ServerError {
     /// The TLS files could not be used.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The security file could not be read.
+    #[error(transparent)]
+    Security(#[from] crate::security::SecurityError),
     /// A blocking store task panicked.
     #[error("store task failed: {0}")]
     Task(String),
@@ -91,8 +95,18 @@ impl Server {
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         config.validate()?;
         let tls = config.tls_files()?.map(tls::Tls::load).transpose()?;
+        let dir = config.data_dir.clone();
+        let anonymous_remote = config.allow_anonymous || config.tls_client_ca.is_some();
+        let security = security::Security::open(Arc::new(StdFs), &dir, anonymous_remote)?;
+        config.check_exposure(security.enabled())?;
+        if security.enabled() {
+            info!(
+                users = security.users().len(),
+                "users exist: every client authenticates"
+            );
+        }
         for (key, addr) in config.exposed_listeners() {
-            if config.allow_anonymous && config.tls_client_ca.is_none() {
+            if config.allow_anonymous && config.tls_client_ca.is_none() && !security.enabled() {
                 warn!(
                     listener = key,
                     %addr,
@@ -103,7 +117,6 @@ impl Server {
             }
         }
         rlimit::raise_open_file_limit();
-        let dir = config.data_dir.clone();
         let store_config = StoreConfig {
             default_log: config.log.clone(),
             open: OpenSettings {
@@ -131,11 +144,10 @@ impl Server {
             .map_err(|source| ServerError::Bind { addr, source })?;
         info!(data_dir = %dir.display(), fsync = %config.log.fsync, "store open");
         let retention_check = Duration::from_millis(config.retention_check_ms);
-        let broker = Arc::new(Broker::new(
-            Arc::new(store),
-            config.limits.clone(),
-            config.log.clone(),
-        ));
+        let broker = Arc::new(
+            Broker::new(Arc::new(store), config.limits.clone(), config.log.clone())
+                .with_security(Arc::new(security)),
+        );
         let kafka = bind_kafka(&config, &broker, tls.clone()).await?;
         let http = match config.http_listen_addr()? {
             Some(addr) => Some(
