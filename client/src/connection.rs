@@ -192,9 +192,13 @@ impl Client {
             client: opts.client_name.clone(),
         };
         match client.request(hello).await? {
-            Reply::HelloOk { .. } => Ok(client),
-            r => Err(unexpected(r)),
+            Reply::HelloOk { .. } => {}
+            r => return Err(unexpected(r)),
         }
+        if let Some(c) = &opts.credentials {
+            client.authenticate(c).await?;
+        }
+        Ok(client)
     }
 
     pub(super) fn next_id(&self) -> u32 {

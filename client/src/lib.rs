@@ -91,6 +91,7 @@ pub mod scram;
 pub mod types;
 
 mod admin;
+mod auth;
 mod connection;
 mod consumer;
 mod options;
@@ -109,6 +110,7 @@ pub use crate::protocol::{
     SubscriberStat, Target, TopicInfo,
 };
 use crate::protocol::{ProtocolError, Reply};
+pub use auth::{AuthMechanism, Credentials};
 pub use consumer::{Acker, Consumer, Delivery};
 pub use options::{ClientBuilder, ConnectOptions};
 pub use partitioner::{murmur2, partition_for_key};

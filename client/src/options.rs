@@ -15,6 +15,7 @@ pub struct ConnectOptions {
     pub(super) connect_timeout: Option<Duration>,
     pub(super) frame_bytes_max: u32,
     pub(super) tls: Option<super::ClientTls>,
+    pub(super) credentials: Option<super::Credentials>,
 }
 
 /// The builder of a [`Client`]: another name of [`ConnectOptions`].
@@ -30,6 +31,7 @@ impl ConnectOptions {
             connect_timeout: None,
             frame_bytes_max: CLIENT_FRAME_MAX,
             tls: None,
+            credentials: None,
         }
     }
 
@@ -54,6 +56,12 @@ impl ConnectOptions {
     /// Speaks TLS to the server (whose listeners all speak it once it has a certificate).
     pub fn tls(mut self, tls: super::ClientTls) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Authenticates after the handshake (required by a server that has users).
+    pub fn credentials(mut self, credentials: super::Credentials) -> Self {
+        self.credentials = Some(credentials);
         self
     }
 

@@ -56,6 +56,8 @@ pub struct ConnectionView {
     pub peer: String,
     /// The name the client gave (native `HELLO`, Kafka `client.id`); empty when none.
     pub client: String,
+    /// The user it authenticated as; empty when anonymous.
+    pub user: String,
     /// When it was accepted (milliseconds since the epoch).
     pub connected_ms: u64,
     /// Requests read from it.
@@ -87,6 +89,7 @@ pub struct Connection {
 #[derive(Debug, Default)]
 struct Named {
     client: String,
+    user: String,
     next_sub: u64,
     subs: BTreeMap<u64, SubscriptionView>,
 }
@@ -244,6 +247,11 @@ impl Connection {
         }
     }
 
+    /// Sets the user the connection authenticated as.
+    pub fn set_user(&self, user: &str) {
+        lock(&self.named).user = user.to_string();
+    }
+
     /// Lists a subscription until the returned guard drops.
     pub fn subscribe(
         self: &Arc<Self>,
@@ -273,6 +281,7 @@ impl Connection {
             protocol: self.protocol.name(),
             peer: self.peer.to_string(),
             client: n.client.clone(),
+            user: n.user.clone(),
             connected_ms: self.connected_ms,
             requests: self.requests.load(Ordering::Relaxed),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),

@@ -19,6 +19,7 @@ pub mod file;
 pub mod quota;
 pub mod session;
 pub mod users;
+pub mod wire;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -417,6 +418,19 @@ impl Security {
             kind: r.kind,
             name: r.name.to_string(),
         })
+    }
+
+    /// Whether `principal`'s user still exists and has not expired (anonymous: always).
+    pub fn still_valid(&self, p: &Principal) -> Result<(), Denied> {
+        let Principal::User(user) = p else {
+            return Ok(());
+        };
+        let state = self.snapshot();
+        match state.users.get(&**user) {
+            None => Err(Denied::Revoked(user.to_string())),
+            Some(u) if u.expired(now_ms()) => Err(Denied::Expired(user.to_string())),
+            Some(_) => Ok(()),
+        }
     }
 
     /// Whether `principal` may do `op` on `r` (a filter for listings).

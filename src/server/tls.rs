@@ -178,6 +178,11 @@ impl ClientStream {
         }
     }
 
+    /// Whether the stream is TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, ClientStream::Tls(_))
+    }
+
     /// Halves for a reader task and a writer task (plain TCP splits without a lock).
     pub fn split(self) -> (ReadHalf, WriteHalf) {
         match self {

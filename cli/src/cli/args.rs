@@ -38,6 +38,12 @@ pub struct Cli {
     /// The name the server's certificate must carry [default: the host of --addr].
     #[arg(long, global = true, value_name = "NAME", requires = "tls_ca")]
     pub tls_server_name: Option<String>,
+    /// Authenticate as this user (the password from SLUICE_PASSWORD, or asked on a terminal).
+    #[arg(long, global = true, env = "SLUICE_USER", value_name = "NAME")]
+    pub user: Option<String>,
+    /// How --user authenticates: scram-sha-256, scram-sha-512, or plain (TLS only).
+    #[arg(long, global = true, value_enum, default_value_t = AuthMechanismArg::ScramSha256)]
+    pub auth_mechanism: AuthMechanismArg,
     /// Print JSON lines on stdout.
     #[arg(long, global = true)]
     pub json: bool,
@@ -48,6 +54,19 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// An authentication mechanism of `--user`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMechanismArg {
+    /// SCRAM-SHA-256: the password never leaves the client.
+    #[value(name = "scram-sha-256")]
+    ScramSha256,
+    /// SCRAM-SHA-512.
+    #[value(name = "scram-sha-512")]
+    ScramSha512,
+    /// The password itself, over TLS only.
+    Plain,
 }
 
 /// How log lines are written.
@@ -76,6 +95,12 @@ pub enum Command {
     Subscribe(SubscribeArgs),
     /// Consume a queue (or a topic's consumer group) as a competing consumer, acking each message.
     Consume(ConsumeArgs),
+    /// Add, list and delete users and set their quotas (a running broker, or --data-dir).
+    #[command(subcommand)]
+    User(super::security::UserCmd),
+    /// Add, list and remove access rules (a running broker, or --data-dir).
+    #[command(subcommand)]
+    Acl(super::security::AclCmd),
     /// Measure throughput and latency end to end, checking every message arrived.
     Bench(bench::BenchArgs),
     /// Inspect or verify a data directory, log directory or file offline (read-only).

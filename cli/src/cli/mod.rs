@@ -3,6 +3,7 @@
 mod args;
 pub mod bench;
 mod names;
+pub(crate) mod security;
 pub mod text;
 
 pub use args::*;
@@ -24,8 +25,18 @@ use tokio::task::JoinHandle;
 /// Runs a parsed command line.
 /// How client commands connect: `--addr`, and TLS when `--tls-ca` is given.
 fn connect_options(cli: &Cli) -> Result<sluice::client::ConnectOptions> {
-    let opts = Client::builder(cli.addr.clone())
+    let mut opts = Client::builder(cli.addr.clone())
         .client_name(format!("sluice-cli {}", env!("CARGO_PKG_VERSION")));
+    if let Some(user) = &cli.user {
+        use sluice::client::{scram::Mechanism, AuthMechanism, Credentials};
+        let mut c = Credentials::new(user.clone(), security::client_password(user)?);
+        c.mechanism = match cli.auth_mechanism {
+            AuthMechanismArg::ScramSha256 => AuthMechanism::Scram(Mechanism::Sha256),
+            AuthMechanismArg::ScramSha512 => AuthMechanism::Scram(Mechanism::Sha512),
+            AuthMechanismArg::Plain => AuthMechanism::Plain,
+        };
+        opts = opts.credentials(c);
+    }
     let Some(ca) = &cli.tls_ca else {
         return Ok(opts);
     };
@@ -42,6 +53,21 @@ fn connect_options(cli: &Cli) -> Result<sluice::client::ConnectOptions> {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    let out = Out { json: cli.json };
+    match cli.command {
+        Command::User(c) if security::user_dir(&c).is_some() => {
+            let dir = security::user_dir(&c).cloned().expect("checked");
+            security::user_offline(&dir, &out, c)
+        }
+        Command::Acl(c) if security::acl_dir(&c).is_some() => {
+            let dir = security::acl_dir(&c).cloned().expect("checked");
+            security::acl_offline(&dir, &out, c)
+        }
+        command => run_online(Cli { command, ..cli }),
+    }
+}
+
+fn run_online(cli: Cli) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -77,6 +103,12 @@ pub fn run(cli: Cli) -> Result<()> {
                     Command::Publish(a) => publish(&client, &out, a).await,
                     Command::Subscribe(a) => subscribe(&client, &out, a).await,
                     Command::Consume(a) => consume(&client, &out, a).await,
+                    Command::User(c) => {
+                        security::user(security::Target::Online(&client), &out, c).await
+                    }
+                    Command::Acl(c) => {
+                        security::acl(security::Target::Online(&client), &out, c).await
+                    }
                 }
             }
         }
@@ -156,12 +188,17 @@ async fn shutdown_signal() {
     }
 }
 
-struct Out {
+/// Output lines: text, or JSON with `--json`.
+pub(crate) struct Out {
     json: bool,
 }
 
 impl Out {
-    fn line(&self, plain: impl FnOnce() -> String, json: impl FnOnce() -> serde_json::Value) {
+    pub(crate) fn line(
+        &self,
+        plain: impl FnOnce() -> String,
+        json: impl FnOnce() -> serde_json::Value,
+    ) {
         let mut o = std::io::stdout().lock();
         let _ = if self.json {
             writeln!(o, "{}", json())

@@ -38,6 +38,10 @@ pub enum ErrorCode {
     InUse = 15,
     /// A publish named a partition chosen with a stale partition count; nothing was appended.
     PartitionsChanged = 16,
+    /// Authentication failed, or is required first (users exist).
+    Unauthenticated = 17,
+    /// Access control refused the request; nothing changed.
+    Forbidden = 18,
 }
 
 impl ErrorCode {
@@ -60,6 +64,8 @@ impl ErrorCode {
             14 => NotHeld,
             15 => InUse,
             16 => PartitionsChanged,
+            17 => Unauthenticated,
+            18 => Forbidden,
             _ => Internal,
         }
     }

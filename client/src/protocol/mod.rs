@@ -30,6 +30,7 @@ mod frame;
 mod message;
 mod reply;
 mod request;
+mod security;
 mod settings;
 #[cfg(test)]
 mod tests;
@@ -44,6 +45,7 @@ pub use message::{
 };
 pub use reply::Reply;
 pub use request::Request;
+pub use security::{SecurityReply, SecurityRequest, WireQuotas, WireRule, WireUser};
 pub use settings::{
     LogSettings, OffsetSpec, PartitionInfo, QueueInfo, QueueSettings, Route, Source, Start,
     SubscriberStat, Target, TopicInfo,
@@ -99,6 +101,25 @@ pub mod kind {
     /// Client → server: admin.
     pub const DESCRIBE_QUEUE: u8 = 0x43;
 
+    /// Client → server: starts authentication (a SASL mechanism and its first message).
+    pub const AUTH: u8 = 0x03;
+    /// Client → server: the next message of an authentication exchange.
+    pub const AUTH_CONTINUE: u8 = 0x04;
+    /// Admin: adds a user.
+    pub const USER_ADD: u8 = 0x50;
+    /// Admin: deletes a user.
+    pub const USER_DELETE: u8 = 0x51;
+    /// Admin: lists users.
+    pub const USER_LIST: u8 = 0x52;
+    /// Admin: sets a user's quotas.
+    pub const USER_QUOTAS: u8 = 0x53;
+    /// Admin: adds an access rule.
+    pub const RULE_ADD: u8 = 0x54;
+    /// Admin: removes an access rule.
+    pub const RULE_REMOVE: u8 = 0x55;
+    /// Admin: lists access rules.
+    pub const RULE_LIST: u8 = 0x56;
+
     /// Server → client: handshake accepted.
     pub const HELLO_OK: u8 = 0x81;
     /// Server → client: request done, nothing to return.
@@ -125,4 +146,12 @@ pub mod kind {
     pub const TOPIC_METADATA: u8 = 0x8C;
     /// Server → client: a subscription is open; where it starts on each partition.
     pub const POSITIONS: u8 = 0x8D;
+    /// Server → client: the next message of an authentication exchange.
+    pub const AUTH_CHALLENGE: u8 = 0x8E;
+    /// Server → client: authenticated.
+    pub const AUTH_OK: u8 = 0x8F;
+    /// Server → client: users.
+    pub const USERS: u8 = 0x90;
+    /// Server → client: access rules.
+    pub const RULES: u8 = 0x91;
 }

@@ -8,6 +8,7 @@ use super::error::{malformed, ErrorCode, ProtocolError};
 use super::frame::{OutFrame, RawFrame};
 use super::kind;
 use super::message::{QueueMessage, MESSAGE_HEADERS_MAX, MESSAGE_MIN_LEN};
+use super::security::SecurityReply;
 use super::settings::{PartitionInfo, QueueInfo, SubscriberStat, TopicInfo};
 
 /// A reply or push (server → client frame).
@@ -75,6 +76,8 @@ pub enum Reply {
         /// Its partition count.
         partitions: u32,
     },
+    /// Authentication, users and access rules.
+    Security(SecurityReply),
 }
 
 impl Reply {
@@ -106,6 +109,7 @@ impl Reply {
             Reply::QueueInfo(_) => kind::QUEUE_INFO,
             Reply::TopicMeta { .. } => kind::TOPIC_METADATA,
             Reply::Positions(_) => kind::POSITIONS,
+            Reply::Security(s) => s.kind(),
         };
         let mut f = OutFrame::new(k, request_id);
         let mut w = f.w();
@@ -224,6 +228,8 @@ impl Reply {
                     .u32(q.max_deliveries)
                     .str(&q.dead_letter);
             }
+            // Format: see `security.rs`.
+            Reply::Security(s) => s.encode_body(&mut w),
         }
         f.finish()
     }
@@ -369,7 +375,10 @@ impl Reply {
                 max_deliveries: r.u32()?,
                 dead_letter: r.str()?,
             }),
-            k => return Err(ProtocolError::UnknownKind(k)),
+            k => match SecurityReply::decode(k, &mut r)? {
+                Some(s) => Reply::Security(s),
+                None => return Err(ProtocolError::UnknownKind(k)),
+            },
         };
         r.end()?;
         Ok(reply)

@@ -3,6 +3,7 @@
 use super::codec::{R, W};
 use super::error::{malformed, ProtocolError};
 use super::frame::{OutFrame, RawFrame};
+use super::security::SecurityRequest;
 use super::settings::{LogSettings, QueueSettings, Route, Source, Start, Target};
 use super::{kind, MAGIC};
 
@@ -140,6 +141,8 @@ pub enum Request {
         /// Name.
         name: String,
     },
+    /// Authentication, users and access rules.
+    Security(SecurityRequest),
 }
 
 impl Request {
@@ -167,6 +170,7 @@ impl Request {
             DeleteQueue { .. } => kind::DELETE_QUEUE,
             ListQueues => kind::LIST_QUEUES,
             DescribeQueue { .. } => kind::DESCRIBE_QUEUE,
+            Security(s) => s.kind(),
         }
     }
 
@@ -312,6 +316,8 @@ impl Request {
                     .opt_u64(settings.max_deliveries)
                     .opt_str(settings.dead_letter.as_deref());
             }
+            // Format: see `security.rs`.
+            Request::Security(s) => s.encode_body(&mut w),
         }
         f.finish()
     }
@@ -459,7 +465,10 @@ impl Request {
                     },
                 }
             }
-            k => return Err(ProtocolError::UnknownKind(k)),
+            k => match SecurityRequest::decode(k, &mut r)? {
+                Some(s) => Request::Security(s),
+                None => return Err(ProtocolError::UnknownKind(k)),
+            },
         };
         r.end()?;
         Ok(req)

@@ -5,13 +5,27 @@ use super::connection::Conn;
 use super::End;
 use crate::broker::Broker;
 use crate::protocol::{Reply, Request};
+use crate::security::ResourceKind;
 
 impl Conn {
     /// Runs an admin request on the blocking pool; its reply fills the request's slot.
     pub(super) async fn admin(&self, id: u32, req: Request) -> Result<(), End> {
         let tx = self.slot().await?;
         let broker = self.broker.clone();
-        self.spawn_reply(tx, id, move || Ok(admin(&broker, req)?));
+        let principal = self.auth.principal.clone();
+        let kind = match req {
+            Request::ListQueues => ResourceKind::Queue,
+            _ => ResourceKind::Topic,
+        };
+        self.spawn_reply(tx, id, move || {
+            Ok(match admin(&broker, req)? {
+                Reply::Names(names) => {
+                    let sec = broker.security();
+                    Reply::Names(super::auth::visible(sec, &principal, kind, names))
+                }
+                other => other,
+            })
+        });
         Ok(())
     }
 }

@@ -28,7 +28,7 @@ use crate::protocol::{self, ErrorCode, OutFrame, ProtocolError, RawFrame, Reply,
 /// One connection's state, owned by its reader.
 pub(super) struct Conn {
     pub(super) broker: Arc<Broker>,
-    peer: SocketAddr,
+    pub(super) peer: SocketAddr,
     /// This connection in the broker's registry (client name, counts, subscriptions).
     pub(super) conn: ConnectionGuard,
     pub(super) out: mpsc::Sender<OutFrame>,
@@ -50,6 +50,10 @@ pub(super) struct Conn {
     /// Set when a subscription or consumer of this connection ended by itself ([`StreamEnd`]):
     /// the next request first forgets the ended ones.
     ended: Arc<AtomicBool>,
+    /// Who the connection is, and its authentication under way.
+    pub(super) auth: super::auth::AuthState,
+    /// Its user's produce quota: the next request is read no sooner than this.
+    pub(super) throttle_until: Option<tokio::time::Instant>,
 }
 
 /// Serves one accepted connection until it ends.
@@ -62,6 +66,7 @@ pub(crate) async fn handle_connection(
     info!(%peer, "connection open");
     let registered = broker.metrics().open_connection(Protocol::Native, peer);
     tracing::Span::current().record("id", registered.id());
+    let tls = sock.is_tls();
     let (rd, wr) = sock.split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let (out_tx, out_rx) = mpsc::channel::<OutFrame>(WRITER_QUEUE);
@@ -86,6 +91,8 @@ pub(crate) async fn handle_connection(
         can_sync_inline: false,
         spare_worker: tokio::runtime::Handle::current().metrics().num_workers() > 1,
         ended: Arc::new(AtomicBool::new(false)),
+        auth: super::auth::AuthState::new(tls),
+        throttle_until: None,
     };
     let end = conn.run(&mut rd, &mut shutdown).await;
     conn.cancel_all();
@@ -182,6 +189,12 @@ impl Conn {
             return end;
         }
         loop {
+            if let Some(until) = self.throttle_until.take() {
+                tokio::select! {
+                    _ = shutdown.recv() => return End::Closed,
+                    _ = tokio::time::sleep_until(until) => {}
+                }
+            }
             let (id, req) = match self.next_request(rd, shutdown).await {
                 Ok(r) => r,
                 Err(end) => return end,

@@ -43,6 +43,8 @@ struct Pusher {
     /// consumer's own task sends them (an ack never waits for a slow reader on a shared
     /// thread). Bounded by the push budget their frames hold.
     backlog: Mutex<Vec<OutFrame>>,
+    /// The user's fetch quota: acks' rounds record their bytes, the consumer's task waits.
+    throttle: super::auth::Throttle,
 }
 
 /// An open consumer, as its connection keeps it.
@@ -85,6 +87,11 @@ impl Pusher {
         if frames.is_empty() {
             return;
         }
+        let bytes = frames.iter().map(frame_len).sum();
+        // The delay owed is waited out by the consumer's own task at its next send.
+        let _ = self
+            .throttle
+            .record(crate::security::Direction::Fetch, bytes);
         let mut backlog = self.backlog.lock().unwrap();
         let mut frames = frames.into_iter();
         if backlog.is_empty() {
@@ -156,6 +163,10 @@ fn messages_frames(
     frames
 }
 
+fn frame_len(f: &OutFrame) -> usize {
+    f.head.len() + f.tail.as_ref().map_or(0, |t| t.len())
+}
+
 /// A frame whose body holds `permit` until the writer drops it.
 fn budgeted(frame: OutFrame, permit: OwnedSemaphorePermit) -> OutFrame {
     let OutFrame { head, tail } = frame;
@@ -198,11 +209,15 @@ impl DeliverySink for Pusher {
     }
 
     async fn send(&self, frames: Vec<OutFrame>) -> bool {
+        let bytes = frames.iter().map(frame_len).sum();
         for frame in frames {
             if self.out.send(frame).await.is_err() {
                 return false;
             }
         }
+        self.throttle
+            .after(crate::security::Direction::Fetch, bytes)
+            .await;
         true
     }
 }
@@ -256,6 +271,7 @@ impl Conn {
             out: self.out.clone(),
             budget: self.push_budget.clone(),
             backlog: Mutex::default(),
+            throttle: self.throttle(),
         });
         let (end, ended) = self.stream_end();
         let listed = match &source {

@@ -9,6 +9,11 @@ impl Conn {
     /// Handles one request; an `Err` ends the connection.
     pub(super) async fn dispatch(&mut self, id: u32, req: Request) -> Result<(), End> {
         self.reap();
+        if !matches!(req, Request::Credit { .. }) {
+            if let Some(refused) = self.check(&req)? {
+                return self.reply(id, refused).await;
+            }
+        }
         match req {
             Request::Hello { .. } => {
                 let refused = Reply::error(ErrorCode::InvalidArgument, "already greeted");
@@ -71,6 +76,7 @@ impl Conn {
             | Request::DeleteQueue { .. }
             | Request::ListQueues
             | Request::DescribeQueue { .. } => self.admin(id, req).await,
+            Request::Security(s) => self.security_request(id, s).await,
         }
     }
 }

@@ -15,6 +15,7 @@
 //! Disk work (appends, syncs, reads, acks, admin) runs on `spawn_blocking` threads.
 
 mod admin;
+mod auth;
 mod connection;
 mod consume;
 mod dispatch;

@@ -4,6 +4,8 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use crate::security::Direction;
+
 use bytes::Bytes;
 use sluice_storage::Offset;
 use tokio::sync::{mpsc, Semaphore};
@@ -43,11 +45,14 @@ struct Pusher {
     out: mpsc::Sender<OutFrame>,
     /// The connection's push budget (`PUSH_BYTES_MAX`).
     budget: Arc<Semaphore>,
+    /// The user's fetch quota.
+    throttle: super::auth::Throttle,
 }
 
 impl BatchSink for Pusher {
     async fn push(&mut self, partition: u32, from: Offset, to: Offset, batch: Bytes) -> bool {
-        let share = batch.len().clamp(1, PUSH_BYTES_MAX) as u32;
+        let len = batch.len();
+        let share = len.clamp(1, PUSH_BYTES_MAX) as u32;
         let Ok(permit) = self.budget.clone().acquire_many_owned(share).await else {
             return false;
         };
@@ -62,7 +67,11 @@ impl BatchSink for Pusher {
             batch,
         }
         .encode(self.id);
-        self.out.send(frame).await.is_ok()
+        if self.out.send(frame).await.is_err() {
+            return false;
+        }
+        self.throttle.after(Direction::Fetch, len).await;
+        true
     }
 }
 
@@ -122,6 +131,7 @@ impl Conn {
             id,
             out: self.out.clone(),
             budget: self.push_budget.clone(),
+            throttle: self.throttle(),
         };
         let task = crate::broker::spawn_in_span(run(sub, start, tx, sink, end));
         let handle = SubHandle {

@@ -389,6 +389,11 @@ impl Store {
         self.inner.topic_groups(name)
     }
 
+    /// True when topic `name` exists (open, closed or damaged), without opening it.
+    pub fn has_topic(&self, name: &str) -> bool {
+        self.inner.topics.contains(name)
+    }
+
     /// True when queue `name` exists (open, closed or damaged), without opening it.
     pub fn has_queue(&self, name: &str) -> bool {
         self.inner.queues.contains(name)
