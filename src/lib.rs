@@ -18,6 +18,8 @@
 //!   `sluice-client` crate: a program that only talks to a server depends on that crate and
 //!   compiles no engine, no server and no CLI.
 //! - [`config`]: the server's TOML configuration and its named limits.
+//! - [`security`]: users, authentication, access rules and quotas, shared by every protocol
+//!   (`docs/security.md`).
 //! - [`metrics`]: the broker's counters (atomics on the hot paths) and the Prometheus text of
 //!   `GET /metrics`, served by `server/http/`.
 //! - `fuzz` (hidden): the entry points of the fuzz targets in `fuzz/`, replayed over the stored
