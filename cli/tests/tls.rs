@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::io::BufRead;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -331,6 +333,8 @@ fn sighup_reloads_the_certificate_for_new_connections_and_keeps_open_ones() {
             &ca,
             "subscribe",
             "reload",
+            "--from",
+            "earliest",
             "--count",
             "2",
             "--wait-ms",
@@ -342,6 +346,10 @@ fn sighup_reloads_the_certificate_for_new_connections_and_keeps_open_ones() {
         .spawn()
         .unwrap();
     ok(&sluice(a, &tls, &["publish", "reload", "before"]));
+    // The subscriber is connected (it printed the first message) before the reload.
+    let mut subscriber = subscriber;
+    let mut lines = std::io::BufReader::new(subscriber.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "before");
     for f in ["pem", "key"] {
         std::fs::copy(
             d.join(format!("server2.{f}")),
@@ -366,11 +374,58 @@ fn sighup_reloads_the_certificate_for_new_connections_and_keeps_open_ones() {
     assert_eq!(served_serial(a, &ca), want);
     // The subscriber connected before both reloads still gets what is published after them.
     ok(&sluice(a, &tls, &["publish", "reload", "after"]));
-    let out = subscriber.wait_with_output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .collect::<Vec<_>>(),
-        ["before", "after"]
+    assert_eq!(lines.next().unwrap().unwrap(), "after");
+    assert!(subscriber.wait().unwrap().success());
+}
+
+#[test]
+fn plain_authentication_is_offered_over_tls() {
+    let Some((_certs, d)) = certificates() else {
+        return;
+    };
+    let (_t, dir) = data_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let off =
+        sluice::security::Offline::open(std::sync::Arc::new(sluice::storage::StdFs), &dir).unwrap();
+    let admin = sluice::security::UserOptions {
+        superuser: true,
+        ..Default::default()
+    };
+    off.security.add_user("admin", "pw-1", admin).unwrap();
+    drop(off);
+    let config = format!(
+        "tls_cert = {:?}\ntls_key = {:?}\n",
+        p(&d, "server.pem"),
+        p(&d, "server.key")
     );
+    let server = start(&dir, Some(&config));
+    let tls = ["--tls-ca".to_string(), p(&d, "ca.pem")];
+    let as_admin = |password: &str, mechanism: &str, args: &[&str]| {
+        Command::new(BIN)
+            .args([
+                "--addr",
+                &server.addr,
+                "--user",
+                "admin",
+                "--auth-mechanism",
+                mechanism,
+            ])
+            .args(&tls)
+            .args(args)
+            .env("SLUICE_PASSWORD", password)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    ok(&as_admin("pw-1", "plain", &["topic", "create", "over-tls"]));
+    let listed = ok(&as_admin("pw-1", "scram-sha-512", &["topic", "list"]));
+    assert_eq!(listed.trim(), "over-tls");
+    let wrong = as_admin("pw-2", "plain", &["topic", "list"]);
+    assert!(!wrong.status.success());
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(err.contains("invalid credentials"), "{err}");
+    // Without --user, over TLS: still refused.
+    let o = sluice(&server.addr, &tls, &["topic", "list"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("authentication required"));
 }
