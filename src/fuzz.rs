@@ -401,3 +401,41 @@ fn kafka_round_trip(
 pub fn admin_input(data: &[u8]) {
     crate::server::http::admin_input(data);
 }
+
+/// The security inputs: the security file's decoder, and both sides of SCRAM on hostile
+/// messages. The first byte picks one, the rest is its input.
+pub fn security_input(data: &[u8]) {
+    use sluice_client::scram::{self, Credential, Mechanism, ScramClient};
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let m = if pick & 0x80 == 0 {
+        Mechanism::Sha256
+    } else {
+        Mechanism::Sha512
+    };
+    match pick & 0x7f {
+        // A security file: decodes or is refused, never panics; what decodes re-encodes alike.
+        0 => {
+            if let Ok(state) = crate::security::file::decode(rest) {
+                let again = crate::security::file::encode(&state);
+                assert!(crate::security::file::decode(&again).is_ok());
+            }
+        }
+        // A client-first message, then `rest` as the client-final one too.
+        1 => {
+            if let Ok(first) = scram::server_start(m, rest) {
+                let cred = Credential::with_salt(m, "pw", vec![1; 16], scram::ITERATIONS_MIN);
+                let (next, _) = first.reply(cred);
+                let _ = next.finish(rest);
+            }
+        }
+        // A server-first then server-final message to a client.
+        _ => {
+            let (mut c, _) = ScramClient::new(m, "user", "pw");
+            if c.step(rest).is_ok() {
+                let _ = c.finish(rest);
+            }
+        }
+    }
+}

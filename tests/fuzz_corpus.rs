@@ -22,7 +22,7 @@ use sluice::storage::{format, Header, Log, LogConfig, Offset, Record};
 /// A fuzz target: its name (the corpus directory) and its entry point.
 type FuzzTarget = (&'static str, fn(&[u8]));
 
-const TARGETS: [FuzzTarget; 7] = [
+const TARGETS: [FuzzTarget; 8] = [
     ("frame_decode", sluice::fuzz::frame_decode),
     ("request_decode", sluice::fuzz::request_decode),
     ("batch_parse", sluice::fuzz::batch_parse),
@@ -30,6 +30,7 @@ const TARGETS: [FuzzTarget; 7] = [
     ("segment_recovery", sluice::fuzz::segment_recovery),
     ("kafka_requests", sluice::fuzz::kafka_requests),
     ("admin_input", sluice::fuzz::admin_input),
+    ("security_input", sluice::fuzz::security_input),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
