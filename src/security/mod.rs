@@ -141,6 +141,8 @@ pub struct Security {
     fs: Option<FsRef>,
     dir: PathBuf,
     state: RwLock<Arc<State>>,
+    /// The rules of `state` by principal.
+    index: RwLock<Arc<acl::RuleIndex>>,
     /// Any user stored (read on every request: one relaxed load while security is off).
     enabled: AtomicBool,
     /// Changes run one at a time (each rewrites the file).
@@ -186,6 +188,7 @@ impl Security {
             fs,
             dir: dir.to_path_buf(),
             enabled: AtomicBool::new(!state.users.is_empty()),
+            index: RwLock::new(Arc::new(acl::RuleIndex::new(&state.rules))),
             state: RwLock::new(Arc::new(state)),
             change: Mutex::new(()),
             anonymous_remote: anon,
@@ -222,7 +225,9 @@ impl Security {
         }
         self.enabled
             .store(!next.users.is_empty(), Ordering::Relaxed);
+        let index = Arc::new(acl::RuleIndex::new(&next.rules));
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
         Ok(out)
     }
 
@@ -324,8 +329,13 @@ impl Security {
         let state = self.snapshot();
         let found = state.users.get(user).cloned();
         let password = password.to_string();
-        let ok = crate::broker::spawn_blocking(move || {
-            found.is_some_and(|u| u.verify_password(&password))
+        let ok = crate::broker::spawn_blocking(move || match found {
+            Some(u) => u.verify_password(&password),
+            // As slow as a wrong password: the time taken does not tell which users exist.
+            None => {
+                let _ = stand_in().verify_password(&password);
+                false
+            }
         })
         .await
         .unwrap_or(false);
@@ -409,7 +419,11 @@ impl Security {
         if u.expired(now_ms()) {
             return Err(Denied::Expired(user.to_string()));
         }
-        if u.superuser || acl::decide(&state.rules, user, op, &r) {
+        if u.superuser {
+            return Ok(());
+        }
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if index.decide(user, op, &r) {
             return Ok(());
         }
         Err(Denied::Forbidden {
@@ -437,6 +451,18 @@ impl Security {
     pub fn allows(&self, p: &Principal, op: Operation, r: Resource<'_>) -> bool {
         self.authorize(p, op, r).is_ok()
     }
+}
+
+/// A user no password matches, checked for unknown names.
+fn stand_in() -> &'static User {
+    static STAND_IN: std::sync::OnceLock<User> = std::sync::OnceLock::new();
+    STAND_IN.get_or_init(|| {
+        let password: String = random_bytes(24)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        User::new("-", &password, UserOptions::default(), 0)
+    })
 }
 
 fn is_loopback(ip: IpAddr) -> bool {
