@@ -317,10 +317,28 @@ async fn revoked_and_expired_users_and_quotas() {
         permission: 0,
     };
     root.add_rule(rule("*")).await.unwrap();
-    // Revoked: bob's open connection is refused at its next request, then closed.
+    root.add_rule(sluice::protocol::WireRule {
+        operation: 1,
+        ..rule("bob")
+    })
+    .await
+    .unwrap();
+    // Revoked: bob's open connections are closed, a reading one at once, another at its next
+    // request.
     let bob = connect(&addr, "bob", "bob-pw").await.unwrap();
     bob.publish("t", &[Record::from_value("b1")]).await.unwrap();
+    let reader = connect(&addr, "bob", "bob-pw").await.unwrap();
+    let mut sub = reader
+        .subscribe("t", SubscribeOptions::anonymous().from(Start::Earliest))
+        .await
+        .unwrap();
+    assert_eq!(sub.next().await.unwrap().unwrap().offset, 0);
     root.delete_user("bob").await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), sub.next()).await;
+    match ended.expect("the deleted user's subscription ends") {
+        None | Some(Err(_)) => {}
+        Some(Ok(m)) => panic!("a deleted user still reads: {}", m.offset),
+    }
     let e = bob
         .publish("t", &[Record::from_value("b2")])
         .await

@@ -106,7 +106,7 @@ pub enum Denied {
     #[error("user {0} has expired")]
     Expired(String),
     /// No rule allows it, or one denies it.
-    #[error("{user} may not {operation} {kind} {name}")]
+    #[error("{user} may not {operation} {kind}{}", named(.name))]
     Forbidden {
         /// The user.
         user: String,
@@ -117,6 +117,15 @@ pub enum Denied {
         /// The resource's name.
         name: String,
     },
+}
+
+/// ` name`, or nothing for the unnamed cluster.
+fn named(name: &str) -> String {
+    if name.is_empty() {
+        String::new()
+    } else {
+        format!(" {name}")
+    }
 }
 
 /// Why an authentication failed.
@@ -154,6 +163,8 @@ pub struct Security {
     quotas: Arc<quota::QuotaBook>,
     /// HTTP login sessions.
     pub sessions: session::Sessions,
+    /// Bumped on every change: connections then check that their user still exists.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// Milliseconds since the epoch.
@@ -195,6 +206,7 @@ impl Security {
             checks: Arc::new(Semaphore::new(PASSWORD_CHECKS_CONCURRENT_MAX)),
             quotas: Arc::default(),
             sessions: session::Sessions::default(),
+            changes: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -228,6 +240,7 @@ impl Security {
         let index = Arc::new(acl::RuleIndex::new(&next.rules));
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
+        self.changes.send_modify(|n| *n += 1);
         Ok(out)
     }
 
@@ -432,6 +445,17 @@ impl Security {
             kind: r.kind,
             name: r.name.to_string(),
         })
+    }
+
+    /// Changes of users and rules, as a counter that each change bumps.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// When `principal`'s user expires (ms since the epoch), if it does.
+    pub fn expires_at_ms(&self, p: &Principal) -> Option<u64> {
+        let user = p.user()?;
+        self.snapshot().users.get(user)?.expires_at_ms
     }
 
     /// Whether `principal`'s user still exists and has not expired (anonymous: always).

@@ -31,6 +31,9 @@ pub(super) struct AuthState {
     _quota: Option<crate::security::ConnectionQuota>,
     /// The connection is TLS (PLAIN is offered only then).
     pub(super) tls: bool,
+    /// Changes of users, watched once authenticated: a deleted user's connection is closed
+    /// even while it only receives.
+    changes: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl AuthState {
@@ -41,7 +44,44 @@ impl AuthState {
             failures: 0,
             _quota: None,
             tls,
+            changes: None,
         }
+    }
+
+    /// Whether [`AuthState::revoked`] has anything to watch.
+    pub(super) fn watching(&self) -> bool {
+        self.changes.is_some()
+    }
+
+    /// Completes when the connection's user is deleted or expires, with the reason.
+    pub(super) async fn revoked(&mut self, sec: &Security) -> String {
+        let Some(changes) = self.changes.as_mut() else {
+            return std::future::pending().await;
+        };
+        let expiry = sec.expires_at_ms(&self.principal).map(|at| {
+            let left = at.saturating_sub(sluice_storage::now_ms().max(0) as u64);
+            tokio::time::Instant::now() + Duration::from_millis(left)
+        });
+        loop {
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return std::future::pending().await;
+                    }
+                }
+                _ = sleep_until_or_never(expiry) => {}
+            }
+            if let Err(d) = sec.still_valid(&self.principal) {
+                return d.to_string();
+            }
+        }
+    }
+}
+
+async fn sleep_until_or_never(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -245,6 +285,7 @@ impl Conn {
         self.conn.set_user(&user);
         self.auth.principal = p;
         self.auth._quota = quota;
+        self.auth.changes = Some(self.security().changes());
         Ok(Reply::Security(SecurityReply::AuthOk {
             user,
             payload: last,

@@ -279,6 +279,7 @@ impl Conn {
         };
         self.reap();
         let idle = self.subs.is_empty() && self.consumers.is_empty();
+        let sec = self.broker.security().clone();
         let first = tokio::select! {
             _ = shutdown.recv() => {
                 let (tx, rx) = oneshot::channel();
@@ -288,6 +289,10 @@ impl Conn {
                 return Err(End::Closed);
             }
             r = rd.read_u8() => r,
+            why = self.auth.revoked(&sec), if self.auth.watching() => {
+                warn!(peer = %self.peer, "closing connection: {why}");
+                return Err(End::Fatal(0, ErrorCode::Unauthenticated, why));
+            }
             _ = sleep(Duration::from_millis(idle_ms)), if idle => {
                 let m = format!("idle for idle_timeout_ms ({idle_ms} ms)");
                 return Err(End::Fatal(0, ErrorCode::Timeout, m));
