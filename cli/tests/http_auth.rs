@@ -446,7 +446,7 @@ fn outward_ip() -> Option<std::net::IpAddr> {
 }
 
 /// `sluice serve` with its HTTP listener on every address; its HTTP port.
-fn serve_everywhere(dir: &Path) -> (std::process::Child, u16) {
+fn serve_everywhere(dir: &Path) -> (ServerProc, u16) {
     use std::io::BufRead;
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--kafka-listen", "off"])
@@ -458,15 +458,24 @@ fn serve_everywhere(dir: &Path) -> (std::process::Child, u16) {
         .spawn()
         .expect("spawn sluice serve");
     let out = std::io::BufReader::new(child.stdout.take().unwrap());
-    for line in out.lines() {
-        let line = line.expect("the server's output");
-        if let Some(a) = line.strip_prefix("http listening on ") {
-            let port = a.trim().rsplit(':').next().unwrap().parse().unwrap();
-            return (child, port);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            if let Some(a) = line.strip_prefix("http listening on ") {
+                let _ = tx.send(a.trim().rsplit(':').next().unwrap().parse::<u16>().unwrap());
+            }
         }
-    }
-    let _ = child.kill();
-    panic!("the server stopped before printing `http listening on`");
+    });
+    let server = ServerProc {
+        child,
+        addr: String::new(),
+        http: String::new(),
+        dir: dir.to_owned(),
+    };
+    let port = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server prints `http listening on` within 60 s");
+    (server, port)
 }
 
 #[test]
@@ -486,7 +495,7 @@ fn passwords_over_plain_http_from_another_host_are_refused() {
         };
         offline.security.add_user(ADMIN.0, ADMIN.1, o).unwrap();
     }
-    let (mut child, port) = serve_everywhere(&dir);
+    let (_server, port) = serve_everywhere(&dir);
     let (remote, local) = (format!("{ip}:{port}"), format!("127.0.0.1:{port}"));
     let (status, _, v) = call(&remote, "GET", "/api/topics", None, "");
     assert_eq!(status, 401, "{v}");
@@ -512,8 +521,6 @@ fn passwords_over_plain_http_from_another_host_are_refused() {
         metric(&local, r#"sluice_auth_failures_total{protocol="http"}"#),
         0.0
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]

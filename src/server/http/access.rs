@@ -12,7 +12,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 
 use super::admin::{bad_body, call, error};
-use super::auth::allow;
+use super::auth::{allow, Refusal};
 use crate::broker::{Broker, BrokerError, ErrorKind};
 use crate::security::{
     Operation, PatternKind, Permission, Principal, Quotas, Resource, ResourceKind, Rule,
@@ -115,7 +115,7 @@ fn security_error(e: SecurityError) -> BrokerError {
 }
 
 /// The cluster check of every route here: `op` on the cluster.
-fn cluster(b: &Broker, p: &Principal, op: Operation) -> Result<(), Response> {
+fn cluster(b: &Broker, p: &Principal, op: Operation) -> Result<(), Refusal> {
     allow(b, p, op, Resource::cluster())
 }
 
@@ -125,7 +125,7 @@ pub(super) async fn list_users(
     Extension(p): Extension<Principal>,
 ) -> Response {
     if let Err(r) = cluster(&b, &p, Operation::Describe) {
-        return r;
+        return *r;
     }
     call(&b, StatusCode::OK, |b| {
         Ok(serde_json::json!({"users": b.security().users()}))
@@ -140,7 +140,7 @@ pub(super) async fn add_user(
     body: Result<Json<NewUser>, JsonRejection>,
 ) -> Response {
     if let Err(r) = cluster(&b, &p, Operation::Alter) {
-        return r;
+        return *r;
     }
     let Json(u) = match body {
         Ok(u) => u,
@@ -169,7 +169,7 @@ pub(super) async fn delete_user(
     Path(name): Path<String>,
 ) -> Response {
     if let Err(r) = cluster(&b, &p, Operation::Alter) {
-        return r;
+        return *r;
     }
     call(&b, StatusCode::OK, move |b| {
         b.security().delete_user(&name).map_err(security_error)?;
@@ -187,7 +187,7 @@ pub(super) async fn set_quotas(
     body: Result<Json<QuotasBody>, JsonRejection>,
 ) -> Response {
     if let Err(r) = cluster(&b, &p, Operation::Alter) {
-        return r;
+        return *r;
     }
     let Json(q) = match body {
         Ok(q) => q,
@@ -210,7 +210,7 @@ pub(super) async fn list_rules(
     Extension(p): Extension<Principal>,
 ) -> Response {
     if let Err(r) = cluster(&b, &p, Operation::Describe) {
-        return r;
+        return *r;
     }
     call(&b, StatusCode::OK, |b| {
         let rules: Vec<_> = b.security().rules().iter().map(rule_json).collect();
@@ -220,12 +220,12 @@ pub(super) async fn list_rules(
 }
 
 /// A rule body's rule, or the API's 400.
-fn parse_rule(b: &Broker, body: Result<Json<RuleBody>, JsonRejection>) -> Result<Rule, Response> {
-    let Json(r) = body.map_err(|rej| bad_body(b, rej))?;
+fn parse_rule(b: &Broker, body: Result<Json<RuleBody>, JsonRejection>) -> Result<Rule, Refusal> {
+    let Json(r) = body.map_err(|rej| Box::new(bad_body(b, rej)))?;
     r.rule().map_err(|m| {
         b.metrics()
             .request(crate::metrics::Protocol::Http, super::admin::KIND);
-        error(b, BrokerError::new(ErrorKind::InvalidArgument, m))
+        Box::new(error(b, BrokerError::new(ErrorKind::InvalidArgument, m)))
     })
 }
 
@@ -236,11 +236,11 @@ pub(super) async fn add_rule(
     body: Result<Json<RuleBody>, JsonRejection>,
 ) -> Response {
     if let Err(r) = cluster(&b, &p, Operation::Alter) {
-        return r;
+        return *r;
     }
     let rule = match parse_rule(&b, body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     call(&b, StatusCode::CREATED, move |b| {
         let text = rule.to_string();
@@ -261,11 +261,11 @@ pub(super) async fn delete_rule(
     body: Result<Json<RuleBody>, JsonRejection>,
 ) -> Response {
     if let Err(r) = cluster(&b, &p, Operation::Alter) {
-        return r;
+        return *r;
     }
     let rule = match parse_rule(&b, body) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     call(&b, StatusCode::OK, move |b| {
         let gone = b

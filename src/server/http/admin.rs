@@ -116,7 +116,7 @@ pub(super) async fn describe_topic(
     Path(name): Path<String>,
 ) -> Response {
     if let Err(r) = allow(&b, &p, Operation::Describe, Resource::topic(&name)) {
-        return r;
+        return *r;
     }
     call(&b, StatusCode::OK, move |b| b.describe_topic(name)).await
 }
@@ -131,7 +131,7 @@ pub(super) async fn create_topic(
         Err(r) => return bad_body(&b, r),
     };
     if let Err(r) = allow(&b, &p, Operation::Create, Resource::topic(&t.name)) {
-        return r;
+        return *r;
     }
     call(&b, StatusCode::CREATED, move |b| {
         let settings = LogSettings {
@@ -151,7 +151,7 @@ pub(super) async fn delete_topic(
     Path(name): Path<String>,
 ) -> Response {
     if let Err(r) = allow(&b, &p, Operation::Delete, Resource::topic(&name)) {
-        return r;
+        return *r;
     }
     call(&b, StatusCode::OK, move |b| {
         b.delete_topic(&name)?;
@@ -177,7 +177,7 @@ pub(super) async fn describe_queue(
     Path(name): Path<String>,
 ) -> Response {
     if let Err(r) = allow(&b, &p, Operation::Describe, Resource::queue(&name)) {
-        return r;
+        return *r;
     }
     call(&b, StatusCode::OK, move |b| b.queue_view(name)).await
 }
@@ -194,7 +194,7 @@ pub(super) async fn create_queue(
     // An explicit dead-letter queue is made with the queue.
     for name in std::iter::once(&q.name).chain(&q.dead_letter) {
         if let Err(r) = allow(&b, &p, Operation::Create, Resource::queue(name)) {
-            return r;
+            return *r;
         }
     }
     call(&b, StatusCode::CREATED, move |b| {
@@ -220,7 +220,7 @@ pub(super) async fn delete_queue(
     Path(name): Path<String>,
 ) -> Response {
     if let Err(r) = allow(&b, &p, Operation::Delete, Resource::queue(&name)) {
-        return r;
+        return *r;
     }
     call(&b, StatusCode::OK, move |b| {
         b.delete_queue(&name)?;
@@ -284,7 +284,7 @@ pub(super) async fn peek_topic(
     q: Result<Query<PeekQuery>, QueryRejection>,
 ) -> Response {
     if let Err(r) = allow(&b, &p, Operation::Read, Resource::topic(&name)) {
-        return r;
+        return *r;
     }
     peek(&b, q, move |b, q| {
         b.peek_topic(&name, q.partition, q.offset, q.count)
@@ -299,7 +299,7 @@ pub(super) async fn peek_queue(
     q: Result<Query<PeekQuery>, QueryRejection>,
 ) -> Response {
     if let Err(r) = allow(&b, &p, Operation::Read, Resource::queue(&name)) {
-        return r;
+        return *r;
     }
     peek(&b, q, move |b, q| b.peek_queue(&name, q.offset, q.count)).await
 }
@@ -310,7 +310,7 @@ pub(super) async fn purge_queue(
     Path(name): Path<String>,
 ) -> Response {
     if let Err(r) = allow(&b, &p, Operation::Delete, Resource::queue(&name)) {
-        return r;
+        return *r;
     }
     call(&b, StatusCode::OK, move |b| {
         let purged = b.purge_queue(&name)?;

@@ -315,6 +315,9 @@ async fn principal(
     }
 }
 
+/// An answer refusing a request, boxed (a response is large).
+pub(super) type Refusal = Box<Response>;
+
 /// Checks that `p` may do `op` on `r`; the refusal (401 when no longer authenticated, else
 /// 403 with the reason), counted as denied, otherwise.
 pub(super) fn allow(
@@ -322,11 +325,11 @@ pub(super) fn allow(
     p: &Principal,
     op: Operation,
     r: Resource<'_>,
-) -> Result<(), Response> {
+) -> Result<(), Refusal> {
     broker
         .security()
         .authorize(p, op, r)
-        .map_err(|d| denied(broker, "", d))
+        .map_err(|d| Box::new(denied(broker, "", d)))
 }
 
 /// The answer to a refused request of `path` (see [`allow`]).

@@ -62,7 +62,7 @@ pub(super) async fn describe(
     Path(name): Path<String>,
 ) -> Response {
     if let Err(r) = allow(&b, &p, Operation::Describe, Resource::group(&name)) {
-        return r;
+        return *r;
     }
     call(&b, StatusCode::OK, move |b| b.describe_offset_group(&name)).await
 }
@@ -77,7 +77,7 @@ pub(super) async fn create(
         Err(r) => return bad_body(&b, r),
     };
     if let Err(r) = allow(&b, &p, Operation::Create, Resource::group(&g.name)) {
-        return r;
+        return *r;
     }
     call(&b, StatusCode::CREATED, move |b| {
         b.reset_offset_group(&g.name, &g.topic, None, g.start, true)
@@ -92,7 +92,7 @@ pub(super) async fn reset(
     body: Result<Json<Reset>, JsonRejection>,
 ) -> Response {
     if let Err(r) = allow(&b, &p, Operation::Alter, Resource::group(&name)) {
-        return r;
+        return *r;
     }
     let Json(r) = match body {
         Ok(r) => r,
@@ -110,7 +110,7 @@ pub(super) async fn delete(
     Path(name): Path<String>,
 ) -> Response {
     if let Err(r) = allow(&b, &p, Operation::Delete, Resource::group(&name)) {
-        return r;
+        return *r;
     }
     call(&b, StatusCode::OK, move |b| {
         b.delete_offset_group(&name)?;
@@ -125,7 +125,7 @@ pub(super) async fn list_of_topic(
     Path(topic): Path<String>,
 ) -> Response {
     if let Err(r) = allow(&b, &p, Operation::Describe, Resource::topic(&topic)) {
-        return r;
+        return *r;
     }
     call(&b, StatusCode::OK, move |b| {
         let s = b.security();
@@ -142,7 +142,7 @@ pub(super) async fn delete_of_topic(
     Path((topic, group)): Path<(String, String)>,
 ) -> Response {
     if let Err(r) = allow(&b, &p, Operation::Delete, Resource::group(&group)) {
-        return r;
+        return *r;
     }
     call(&b, StatusCode::OK, move |b| {
         b.delete_topic_consumer_group(&topic, &group)?;

@@ -58,7 +58,7 @@ pub(super) async fn overview(
     q: Result<Query<OverviewQuery>, QueryRejection>,
 ) -> Response {
     if let Err(r) = allow(&b, &p, Operation::Describe, Resource::cluster()) {
-        return r;
+        return *r;
     }
     let Query(q) = match q {
         Ok(q) => q,
@@ -72,7 +72,7 @@ pub(super) async fn connections(
     Extension(p): Extension<Principal>,
 ) -> Response {
     if let Err(r) = allow(&b, &p, Operation::Describe, Resource::cluster()) {
-        return r;
+        return *r;
     }
     call(&b, StatusCode::OK, |b| {
         Ok(serde_json::json!({"connections": b.metrics().connections().list()}))
@@ -87,7 +87,7 @@ pub(super) async fn topic_segments(
     q: Result<Query<PartitionQuery>, QueryRejection>,
 ) -> Response {
     if let Err(r) = allow(&b, &p, Operation::Describe, Resource::topic(&name)) {
-        return r;
+        return *r;
     }
     let Query(q) = match q {
         Ok(q) => q,
@@ -105,7 +105,7 @@ pub(super) async fn queue_segments(
     Path(name): Path<String>,
 ) -> Response {
     if let Err(r) = allow(&b, &p, Operation::Describe, Resource::queue(&name)) {
-        return r;
+        return *r;
     }
     call(&b, StatusCode::OK, move |b| b.queue_segments(&name)).await
 }
@@ -117,7 +117,7 @@ pub(super) async fn redrive(
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Response {
     if let Err(r) = allow(&b, &p, Operation::Read, Resource::queue(&name)) {
-        return r;
+        return *r;
     }
     let r = match body {
         // No body: every message, each to its own queue.
@@ -130,7 +130,7 @@ pub(super) async fn redrive(
     };
     if let Some(to) = &r.to {
         if let Err(r) = allow(&b, &p, Operation::Write, Resource::queue(to)) {
-            return r;
+            return *r;
         }
     }
     call(&b, StatusCode::OK, move |b| {
