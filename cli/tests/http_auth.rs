@@ -7,8 +7,11 @@
 //! from then on every request needs credentials. Shown: 401 without or with wrong ones (counted
 //! in `/metrics`), Basic and the login cookie working, logout ending the session, a user
 //! without rules refused (403, counted, the data untouched) until a rule allows it, deny
-//! beating allow, listings filtered, users and rules managed through the API, a deleted or
-//! expired user's session refused at its next request, and the web console asking to log in,
+//! beating allow, listings filtered, a redrive moving dead letters only into queues the user
+//! may write, users and rules managed through the API, a deleted or expired user's session
+//! refused at its next request, passwords and session cookies refused over plain HTTP from
+//! another host (users made offline with `sluice::security::Offline`, the listener on every
+//! address, reached at this host's own address), and the web console asking to log in,
 //! then showing the broker after the login (headless Chromium: `--dump-dom` for the form, and
 //! `tests/console/login.mjs` driving the form over the DevTools protocol).
 
@@ -199,7 +202,7 @@ fn a_login_cookie_works_until_logout() {
 }
 
 #[test]
-fn a_user_without_rules_is_refused_and_nothing_changes_until_a_rule_allows_it() {
+fn a_user_without_rules_is_refused_and_nothing_changes() {
     let (_tmp, server) = broker();
     let h = &server.http;
     let refused: [(&str, &str, Option<Value>, &str); 6] = [
@@ -257,6 +260,25 @@ fn a_user_without_rules_is_refused_and_nothing_changes_until_a_rule_allows_it() 
         let (status, v) = as_user(h, BOB, "GET", path, None);
         assert_eq!((status, &v[key]), (200, &json!([])), "{path}");
     }
+    // Bob may not manage users or rules.
+    let (status, v) = as_user(h, BOB, "GET", "/api/users", None);
+    assert_eq!(status, 403, "{v}");
+    let (status, v) = as_user(
+        h,
+        BOB,
+        "POST",
+        "/api/acls",
+        Some(rule("allow", "bob", "all", "cluster", "exact", "")),
+    );
+    assert_eq!(status, 403, "{v}");
+    let (_, v) = as_user(h, ADMIN, "GET", "/api/acls", None);
+    assert_eq!(v["rules"], json!([]), "no rule added by bob");
+}
+
+#[test]
+fn rules_allow_deny_beats_allow_and_listings_follow_them() {
+    let (_tmp, server) = broker();
+    let h = &server.http;
     // Allowed: read jobs (describe implied), so bob peeks and lists it, not `other`.
     let add = |r: Value| {
         let (status, v) = as_user(h, ADMIN, "POST", "/api/acls", Some(r));
@@ -301,23 +323,6 @@ fn a_user_without_rules_is_refused_and_nothing_changes_until_a_rule_allows_it() 
             "allow bob describe topic ord*",
             "allow * delete queue jo*"
         ]
-    );
-    // Bob may not manage users or rules.
-    let (status, v) = as_user(h, BOB, "GET", "/api/users", None);
-    assert_eq!(status, 403, "{v}");
-    let (status, v) = as_user(
-        h,
-        BOB,
-        "POST",
-        "/api/acls",
-        Some(rule("allow", "bob", "all", "cluster", "exact", "")),
-    );
-    assert_eq!(status, 403, "{v}");
-    let (_, v) = as_user(h, ADMIN, "GET", "/api/acls", None);
-    assert_eq!(
-        v["rules"].as_array().unwrap().len(),
-        3,
-        "no rule added by bob"
     );
 }
 
