@@ -118,3 +118,24 @@ pub(super) async fn whoami(
     }))
     .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_http_only_strict_and_secure_over_tls() {
+        let plain = cookie("ab12", false);
+        assert_eq!(
+            plain,
+            "sluice_session=ab12; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200"
+        );
+        let tls = cookie("ab12", true);
+        assert!(tls.to_str().unwrap().ends_with("; Max-Age=43200; Secure"));
+        let gone = cookie("", true);
+        assert_eq!(
+            gone,
+            "sluice_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0; Secure"
+        );
+    }
+}
