@@ -67,7 +67,7 @@ pub use fetch::Fetched;
 pub use groups::{GroupInfo, GroupOffset, GroupSummary, ResetTo, TopicGroupInfo};
 pub use partition::{queue_topic_id, NamedLog, TopicId};
 pub use publish::{make_durable, publish, InlineSync, Published, INLINE_SYNC_BATCH_BYTES_MAX};
-pub use redrive::{Redriven, REDRIVE_ROUND_MAX};
+pub use redrive::{MayWrite, Redriven, REDRIVE_ROUND_MAX};
 pub use segments::{Reclaim, SegmentMap, SegmentView, SEGMENT_MAP_MAX};
 pub use subscription::{BatchSink, Credit, HeldName, Subscription, SubscriptionReader};
 pub use types::{

@@ -15,6 +15,9 @@ use super::{Broker, BrokerError, ErrorKind, Result};
 /// Messages taken from the dead-letter queue per round.
 pub const REDRIVE_ROUND_MAX: usize = 256;
 
+/// Asked before a redrive moves messages into a queue: `Err` with the reason refuses it.
+pub type MayWrite<'a> = dyn Fn(&str) -> std::result::Result<(), String> + Sync + 'a;
+
 /// What a redrive did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Redriven {
@@ -49,6 +52,19 @@ impl Broker {
     /// Moves up to `count` messages of dead-letter queue `dlq` back to their queue (or to
     /// `to`). Messages held by consumers of `dlq` are left to them.
     pub fn redrive(&self, dlq: &str, count: u64, to: Option<&str>) -> Result<Redriven> {
+        self.redrive_checked(dlq, count, to, &|_| Ok(()))
+    }
+
+    /// [`Broker::redrive`], asking `may_write` before moving messages into each target queue:
+    /// a target it refuses (with the reason) stops the redrive there, as a target that does
+    /// not exist does.
+    pub fn redrive_checked(
+        &self,
+        dlq: &str,
+        count: u64,
+        to: Option<&str>,
+        may_write: &MayWrite<'_>,
+    ) -> Result<Redriven> {
         if count == 0 {
             let m = "count must be at least 1".to_string();
             return Err(BrokerError::new(ErrorKind::InvalidArgument, m));
@@ -62,7 +78,7 @@ impl Broker {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         );
         let mut done = Redriven::default();
-        let r = self.redrive_rounds(&source, cid, count, to, &mut done);
+        let r = self.redrive_rounds(&source, cid, (count, to), may_write, &mut done);
         source.release(cid);
         r?;
         tracing::info!(queue = dlq, moved = done.moved, stopped = ?done.stopped, "redrive");
@@ -73,8 +89,8 @@ impl Broker {
         &self,
         source: &sluice_storage::Queue,
         cid: ConsumerId,
-        count: u64,
-        to: Option<&str>,
+        (count, to): (u64, Option<&str>),
+        may_write: &MayWrite<'_>,
         done: &mut Redriven,
     ) -> Result<()> {
         while done.moved < count && done.stopped.is_none() {
@@ -87,7 +103,16 @@ impl Broker {
             let mut runs: Vec<(String, Vec<Record>, Vec<Offset>)> = Vec::new();
             for d in ds {
                 let target = match to.map(str::to_string).or_else(|| origin(&d)) {
-                    Some(t) if self.store.queue(&t).is_ok() => t,
+                    Some(t) if self.store.queue(&t).is_ok() => match may_write(&t) {
+                        Ok(()) => t,
+                        Err(why) => {
+                            done.stopped = Some(format!(
+                                "message at offset {} goes back to queue {t}: {why}",
+                                d.offset.0
+                            ));
+                            break;
+                        }
+                    },
                     other => {
                         done.stopped = Some(format!(
                             "message at offset {} names no queue to go back to ({other:?}); \

@@ -2,7 +2,9 @@
 //! requests make (`docs/http.md`, "Admin API"). Each call runs on the blocking pool.
 //!
 //! Errors are `{"error": {"kind": "NotFound", "message": "..."}}` with the HTTP status of their
-//! kind: 404 not found, 409 already exists, 400 a bad argument, 429 a limit, 500 the rest.
+//! kind: 404 not found, 409 already exists, 400 a bad argument, 429 a limit, 500 the rest; a
+//! request its principal may not make gets 403 (401 once the principal is no longer valid) and
+//! changes nothing. Listings show only what the principal may describe.
 
 use std::sync::Arc;
 
@@ -10,12 +12,14 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 
+use super::auth::allow;
 use crate::broker::{blocking, Broker, BrokerError, ErrorKind, Peeked};
 use crate::client::{LogSettings, QueueSettings};
 use crate::metrics::Protocol;
+use crate::security::{Operation, Principal, Resource, ResourceKind};
 
 /// HTTP's request kinds of the admin API, counted in `sluice_requests_total{protocol="http"}`.
 pub(super) const KIND: usize = super::kind::ADMIN;
@@ -86,28 +90,49 @@ pub(super) fn bad_body(broker: &Broker, r: JsonRejection) -> Response {
     )
 }
 
-pub(super) async fn list_topics(State(b): State<Arc<Broker>>) -> Response {
-    call(&b, StatusCode::OK, |b| {
-        Ok(serde_json::json!({"topics": b.list_topics()}))
+/// The names among `names` (of `kind`) that `p` may describe.
+fn visible(b: &Broker, p: &Principal, names: Vec<String>, kind: ResourceKind) -> Vec<String> {
+    let s = b.security();
+    names
+        .into_iter()
+        .filter(|name| s.allows(p, Operation::Describe, Resource { kind, name }))
+        .collect()
+}
+
+pub(super) async fn list_topics(
+    State(b): State<Arc<Broker>>,
+    Extension(p): Extension<Principal>,
+) -> Response {
+    call(&b, StatusCode::OK, move |b| {
+        let topics = visible(b, &p, b.list_topics(), ResourceKind::Topic);
+        Ok(serde_json::json!({"topics": topics}))
     })
     .await
 }
 
 pub(super) async fn describe_topic(
     State(b): State<Arc<Broker>>,
+    Extension(p): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Response {
+    if let Err(r) = allow(&b, &p, Operation::Describe, Resource::topic(&name)) {
+        return *r;
+    }
     call(&b, StatusCode::OK, move |b| b.describe_topic(name)).await
 }
 
 pub(super) async fn create_topic(
     State(b): State<Arc<Broker>>,
+    Extension(p): Extension<Principal>,
     body: Result<Json<NewTopic>, JsonRejection>,
 ) -> Response {
     let Json(t) = match body {
         Ok(t) => t,
         Err(r) => return bad_body(&b, r),
     };
+    if let Err(r) = allow(&b, &p, Operation::Create, Resource::topic(&t.name)) {
+        return *r;
+    }
     call(&b, StatusCode::CREATED, move |b| {
         let settings = LogSettings {
             segment_bytes_max: t.segment_bytes_max,
@@ -122,8 +147,12 @@ pub(super) async fn create_topic(
 
 pub(super) async fn delete_topic(
     State(b): State<Arc<Broker>>,
+    Extension(p): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Response {
+    if let Err(r) = allow(&b, &p, Operation::Delete, Resource::topic(&name)) {
+        return *r;
+    }
     call(&b, StatusCode::OK, move |b| {
         b.delete_topic(&name)?;
         Ok(serde_json::json!({"deleted": name}))
@@ -131,28 +160,43 @@ pub(super) async fn delete_topic(
     .await
 }
 
-pub(super) async fn list_queues(State(b): State<Arc<Broker>>) -> Response {
-    call(&b, StatusCode::OK, |b| {
-        Ok(serde_json::json!({"queues": b.list_queues()}))
+pub(super) async fn list_queues(
+    State(b): State<Arc<Broker>>,
+    Extension(p): Extension<Principal>,
+) -> Response {
+    call(&b, StatusCode::OK, move |b| {
+        let queues = visible(b, &p, b.list_queues(), ResourceKind::Queue);
+        Ok(serde_json::json!({"queues": queues}))
     })
     .await
 }
 
 pub(super) async fn describe_queue(
     State(b): State<Arc<Broker>>,
+    Extension(p): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Response {
+    if let Err(r) = allow(&b, &p, Operation::Describe, Resource::queue(&name)) {
+        return *r;
+    }
     call(&b, StatusCode::OK, move |b| b.queue_view(name)).await
 }
 
 pub(super) async fn create_queue(
     State(b): State<Arc<Broker>>,
+    Extension(p): Extension<Principal>,
     body: Result<Json<NewQueue>, JsonRejection>,
 ) -> Response {
     let Json(q) = match body {
         Ok(q) => q,
         Err(r) => return bad_body(&b, r),
     };
+    // An explicit dead-letter queue is made with the queue.
+    for name in std::iter::once(&q.name).chain(&q.dead_letter) {
+        if let Err(r) = allow(&b, &p, Operation::Create, Resource::queue(name)) {
+            return *r;
+        }
+    }
     call(&b, StatusCode::CREATED, move |b| {
         let settings = QueueSettings {
             log: LogSettings {
@@ -172,8 +216,12 @@ pub(super) async fn create_queue(
 
 pub(super) async fn delete_queue(
     State(b): State<Arc<Broker>>,
+    Extension(p): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Response {
+    if let Err(r) = allow(&b, &p, Operation::Delete, Resource::queue(&name)) {
+        return *r;
+    }
     call(&b, StatusCode::OK, move |b| {
         b.delete_queue(&name)?;
         Ok(serde_json::json!({"deleted": name}))
@@ -231,9 +279,13 @@ async fn peek(
 
 pub(super) async fn peek_topic(
     State(b): State<Arc<Broker>>,
+    Extension(p): Extension<Principal>,
     Path(name): Path<String>,
     q: Result<Query<PeekQuery>, QueryRejection>,
 ) -> Response {
+    if let Err(r) = allow(&b, &p, Operation::Read, Resource::topic(&name)) {
+        return *r;
+    }
     peek(&b, q, move |b, q| {
         b.peek_topic(&name, q.partition, q.offset, q.count)
     })
@@ -242,16 +294,24 @@ pub(super) async fn peek_topic(
 
 pub(super) async fn peek_queue(
     State(b): State<Arc<Broker>>,
+    Extension(p): Extension<Principal>,
     Path(name): Path<String>,
     q: Result<Query<PeekQuery>, QueryRejection>,
 ) -> Response {
+    if let Err(r) = allow(&b, &p, Operation::Read, Resource::queue(&name)) {
+        return *r;
+    }
     peek(&b, q, move |b, q| b.peek_queue(&name, q.offset, q.count)).await
 }
 
 pub(super) async fn purge_queue(
     State(b): State<Arc<Broker>>,
+    Extension(p): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Response {
+    if let Err(r) = allow(&b, &p, Operation::Delete, Resource::queue(&name)) {
+        return *r;
+    }
     call(&b, StatusCode::OK, move |b| {
         let purged = b.purge_queue(&name)?;
         Ok(serde_json::json!({"purged": purged}))

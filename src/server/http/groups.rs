@@ -1,6 +1,9 @@
 //! The admin API's groups: offset groups (`/api/groups`: named subscribers and Kafka consumer
 //! groups, their offsets and lag, create at a position, reset, delete) and a topic's consumer
 //! groups (`/api/topics/{name}/groups`: list, delete). See `docs/http.md`.
+//!
+//! A group is checked as a group resource by its name: describe to see it (listings show only
+//! those), create, alter to reset its offsets, delete.
 
 use std::sync::Arc;
 
@@ -8,11 +11,13 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 
 use super::admin::{bad_body, call};
+use super::auth::allow;
 use crate::broker::{Broker, ResetTo};
+use crate::security::{Operation, Principal, Resource};
 
 /// A new offset group: `{"name": "billing", "topic": "orders", "start": "earliest"}`.
 #[derive(Debug, Deserialize)]
@@ -38,25 +43,42 @@ fn latest() -> ResetTo {
     ResetTo::Latest
 }
 
-pub(super) async fn list(State(b): State<Arc<Broker>>) -> Response {
-    call(&b, StatusCode::OK, |b| {
-        Ok(serde_json::json!({"groups": b.list_offset_groups()}))
+pub(super) async fn list(
+    State(b): State<Arc<Broker>>,
+    Extension(p): Extension<Principal>,
+) -> Response {
+    call(&b, StatusCode::OK, move |b| {
+        let s = b.security();
+        let mut groups = b.list_offset_groups();
+        groups.retain(|g| s.allows(&p, Operation::Describe, Resource::group(&g.name)));
+        Ok(serde_json::json!({"groups": groups}))
     })
     .await
 }
 
-pub(super) async fn describe(State(b): State<Arc<Broker>>, Path(name): Path<String>) -> Response {
+pub(super) async fn describe(
+    State(b): State<Arc<Broker>>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Response {
+    if let Err(r) = allow(&b, &p, Operation::Describe, Resource::group(&name)) {
+        return *r;
+    }
     call(&b, StatusCode::OK, move |b| b.describe_offset_group(&name)).await
 }
 
 pub(super) async fn create(
     State(b): State<Arc<Broker>>,
+    Extension(p): Extension<Principal>,
     body: Result<Json<NewGroup>, JsonRejection>,
 ) -> Response {
     let Json(g) = match body {
         Ok(g) => g,
         Err(r) => return bad_body(&b, r),
     };
+    if let Err(r) = allow(&b, &p, Operation::Create, Resource::group(&g.name)) {
+        return *r;
+    }
     call(&b, StatusCode::CREATED, move |b| {
         b.reset_offset_group(&g.name, &g.topic, None, g.start, true)
     })
@@ -65,9 +87,13 @@ pub(super) async fn create(
 
 pub(super) async fn reset(
     State(b): State<Arc<Broker>>,
+    Extension(p): Extension<Principal>,
     Path(name): Path<String>,
     body: Result<Json<Reset>, JsonRejection>,
 ) -> Response {
+    if let Err(r) = allow(&b, &p, Operation::Alter, Resource::group(&name)) {
+        return *r;
+    }
     let Json(r) = match body {
         Ok(r) => r,
         Err(rej) => return bad_body(&b, rej),
@@ -78,7 +104,14 @@ pub(super) async fn reset(
     .await
 }
 
-pub(super) async fn delete(State(b): State<Arc<Broker>>, Path(name): Path<String>) -> Response {
+pub(super) async fn delete(
+    State(b): State<Arc<Broker>>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Response {
+    if let Err(r) = allow(&b, &p, Operation::Delete, Resource::group(&name)) {
+        return *r;
+    }
     call(&b, StatusCode::OK, move |b| {
         b.delete_offset_group(&name)?;
         Ok(serde_json::json!({"deleted": name}))
@@ -88,18 +121,29 @@ pub(super) async fn delete(State(b): State<Arc<Broker>>, Path(name): Path<String
 
 pub(super) async fn list_of_topic(
     State(b): State<Arc<Broker>>,
+    Extension(p): Extension<Principal>,
     Path(topic): Path<String>,
 ) -> Response {
+    if let Err(r) = allow(&b, &p, Operation::Describe, Resource::topic(&topic)) {
+        return *r;
+    }
     call(&b, StatusCode::OK, move |b| {
-        Ok(serde_json::json!({"groups": b.topic_consumer_groups(&topic)?}))
+        let s = b.security();
+        let mut groups = b.topic_consumer_groups(&topic)?;
+        groups.retain(|g| s.allows(&p, Operation::Describe, Resource::group(&g.name)));
+        Ok(serde_json::json!({"groups": groups}))
     })
     .await
 }
 
 pub(super) async fn delete_of_topic(
     State(b): State<Arc<Broker>>,
+    Extension(p): Extension<Principal>,
     Path((topic, group)): Path<(String, String)>,
 ) -> Response {
+    if let Err(r) = allow(&b, &p, Operation::Delete, Resource::group(&group)) {
+        return *r;
+    }
     call(&b, StatusCode::OK, move |b| {
         b.delete_topic_consumer_group(&topic, &group)?;
         Ok(serde_json::json!({"deleted": group}))

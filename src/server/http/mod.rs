@@ -9,13 +9,20 @@
 //! - `groups`: the admin API's groups (`/api/groups`, `/api/topics/{name}/groups`).
 //! - `views`: the overview, connections, segment maps and dead-letter redrive.
 //! - `origin`: cross-site requests that change something refused (403).
+//! - `auth`: who a request runs as (session cookie or Basic; 401 without), and the check of
+//!   each route's operation (403).
+//! - `login`: `/api/login`, `/api/logout`, `/api/whoami`.
+//! - `access`: the admin API's users, access rules and quotas (`/api/users`, `/api/acls`).
 //! - `conn`: accepted connections under a permit of the connection limit, counted in metrics.
 //! - `console`: the web console at `GET /` (`docs/console.md`).
 
+mod access;
 mod admin;
+mod auth;
 mod conn;
 mod console;
 mod groups;
+mod login;
 mod origin;
 mod views;
 
@@ -26,13 +33,14 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
+use axum::routing::{get, post, put};
+use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, Semaphore};
 
 use crate::broker::Broker;
 use crate::metrics::Protocol;
+use crate::security::{Operation, Principal, Resource};
 
 /// Request kinds of HTTP, as counted in `sluice_requests_total{protocol="http"}`.
 pub mod kind {
@@ -120,6 +128,7 @@ impl HttpListener {
                 get(groups::describe).delete(groups::delete),
             )
             .route("/api/groups/{name}/reset", post(groups::reset))
+            .merge(security_routes())
             .route("/api/topics/{name}/groups", get(groups::list_of_topic))
             .route(
                 "/api/topics/{name}/groups/{group}",
@@ -127,6 +136,13 @@ impl HttpListener {
             )
             .fallback(not_found)
             .layer(axum::extract::DefaultBodyLimit::max(HTTP_BODY_BYTES_MAX))
+            .layer(axum::middleware::from_fn_with_state(
+                auth::Guard {
+                    broker: broker.clone(),
+                    tls: tls.is_some(),
+                },
+                auth::authenticate,
+            ))
             .layer(axum::middleware::from_fn_with_state(
                 broker.clone(),
                 origin::same_origin,
@@ -140,6 +156,7 @@ impl HttpListener {
             }
         };
         let mut stop = shutdown.subscribe();
+        let app = app.into_make_service_with_connect_info::<auth::Peer>();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stop.recv().await;
@@ -151,9 +168,38 @@ impl HttpListener {
     }
 }
 
+/// The login and the admin API's users and rules.
+fn security_routes() -> Router<Arc<Broker>> {
+    Router::new()
+        .route("/api/login", post(login::login))
+        .route("/api/logout", post(login::logout))
+        .route("/api/whoami", get(login::whoami))
+        .route("/api/users", get(access::list_users).post(access::add_user))
+        .route(
+            "/api/users/{name}",
+            axum::routing::delete(access::delete_user),
+        )
+        .route("/api/users/{name}/quotas", put(access::set_quotas))
+        .route(
+            "/api/acls",
+            get(access::list_rules)
+                .post(access::add_rule)
+                .delete(access::delete_rule),
+        )
+}
+
 /// `GET /metrics`: the Prometheus text of the broker's counters and of every open topic and
-/// queue, built on the blocking pool.
-async fn metrics(State(broker): State<Arc<Broker>>) -> Response {
+/// queue, built on the blocking pool; needs describe on the cluster.
+async fn metrics(
+    State(broker): State<Arc<Broker>>,
+    Extension(p): Extension<Principal>,
+) -> Response {
+    let allowed = broker
+        .security()
+        .authorize(&p, Operation::Describe, Resource::cluster());
+    if let Err(d) = allowed {
+        return auth::denied(&broker, "/metrics", d);
+    }
     broker.metrics().request(Protocol::Http, kind::METRICS);
     let b = broker.clone();
     match crate::broker::spawn_blocking(move || crate::metrics::render(&b)).await {
@@ -180,7 +226,8 @@ async fn not_found(State(broker): State<Arc<Broker>>) -> Response {
 
 /// Every decoder of the admin API's own input, on `data` (the fuzz target `admin_input`): the
 /// first byte picks one: a JSON body of each kind, a query string of each kind, or header lines
-/// (`name: value`) for the cross-site rule. Bad input must give an error, never a panic.
+/// (`name: value`) for the cross-site rule and for the credentials (Basic, session cookie).
+/// Bad input must give an error, never a panic.
 #[cfg(feature = "fuzz")]
 pub(crate) fn admin_input(data: &[u8]) {
     use axum::extract::Query;
@@ -191,7 +238,7 @@ pub(crate) fn admin_input(data: &[u8]) {
         let uri = format!("/x?{}", String::from_utf8_lossy(rest));
         uri.parse::<axum::http::Uri>().ok()
     };
-    match pick % 9 {
+    match pick % 14 {
         0 => drop(serde_json::from_slice::<admin::NewTopic>(rest)),
         1 => drop(serde_json::from_slice::<admin::NewQueue>(rest)),
         2 => drop(serde_json::from_slice::<groups::NewGroup>(rest)),
@@ -200,19 +247,28 @@ pub(crate) fn admin_input(data: &[u8]) {
         5 => drop(query().map(|u| Query::<admin::PeekQuery>::try_from_uri(&u))),
         6 => drop(query().map(|u| Query::<views::OverviewQuery>::try_from_uri(&u))),
         7 => drop(query().map(|u| Query::<views::PartitionQuery>::try_from_uri(&u))),
-        _ => {
-            let mut headers = axum::http::HeaderMap::new();
-            for line in String::from_utf8_lossy(rest).lines() {
-                let Some((name, value)) = line.split_once(':') else {
-                    continue;
-                };
-                let name = axum::http::HeaderName::from_bytes(name.trim().as_bytes());
-                let value = axum::http::HeaderValue::from_str(value.trim());
-                if let (Ok(n), Ok(v)) = (name, value) {
-                    headers.append(n, v);
-                }
-            }
-            drop(origin::cross_site(&headers));
+        8 => drop(origin::cross_site(&header_lines(rest))),
+        9 => drop(serde_json::from_slice::<access::NewUser>(rest)),
+        10 => drop(serde_json::from_slice::<access::QuotasBody>(rest)),
+        11 => drop(serde_json::from_slice::<access::RuleBody>(rest).map(access::RuleBody::rule)),
+        12 => drop(serde_json::from_slice::<login::Login>(rest)),
+        _ => drop(auth::credentials(&header_lines(rest))),
+    }
+}
+
+/// Header lines `name: value` as a header map (lines that are not valid headers skipped).
+#[cfg(feature = "fuzz")]
+fn header_lines(text: &[u8]) -> axum::http::HeaderMap {
+    let mut headers = axum::http::HeaderMap::new();
+    for line in String::from_utf8_lossy(text).lines() {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = axum::http::HeaderName::from_bytes(name.trim().as_bytes());
+        let value = axum::http::HeaderValue::from_str(value.trim());
+        if let (Ok(n), Ok(v)) = (name, value) {
+            headers.append(n, v);
         }
     }
+    headers
 }

@@ -1,6 +1,7 @@
 // Calls of the broker's admin API (docs/http.md): JSON in and out, errors as ApiError. A route
 // the broker does not serve is told apart from a name it does not know: the former answers 404
-// without a JSON body (the listener's fallback), the latter with the API's error.
+// without a JSON body (the listener's fallback), the latter with the API's error. A 401 (no
+// session, or it ended) is an ApiError with `status` 401: the console then asks to log in.
 
 /** An answer other than 2xx: `status`, the API's error `kind` and `message`; `missingRoute`
  * when the broker does not serve the route at all. */
@@ -14,7 +15,10 @@ export class ApiError extends Error {
 }
 
 async function call(method, path, body) {
-  const init = { method, cache: 'no-store', headers: { accept: 'application/json' } };
+  // X-Requested-With: a 401 to the console's calls carries no Basic challenge (docs/http.md),
+  // so the browser shows the console's login form rather than a dialog of its own.
+  const headers = { accept: 'application/json', 'x-requested-with': 'sluice-console' };
+  const init = { method, cache: 'no-store', headers };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     init.headers['content-type'] = 'application/json';
@@ -54,3 +58,10 @@ export const enc = encodeURIComponent;
 export function overview(prefix, limit) {
   return get(`/api/overview?limit=${limit}&prefix=${enc(prefix)}`);
 }
+
+/** Logs in: the broker answers a session cookie (HttpOnly: never seen by scripts). */
+export const login = (user, password) => post('/api/login', { user, password });
+/** Ends the session. */
+export const logout = () => post('/api/logout');
+/** `{user, security, superuser}` of this session. */
+export const whoami = () => get('/api/whoami');

@@ -4,7 +4,8 @@
 //
 // Routes: #overview, #topics[=name], #queues[=name], #clients, #groups[=name],
 // #browse=topic:NAME:P|queue:NAME[&offset=N&count=N&mode=auto|text|hex],
-// #segments=topic:NAME:P|queue:NAME. `body[data-polls]` counts finished polls.
+// #segments=topic:NAME:P|queue:NAME. `body[data-polls]` counts finished polls. A 401 stops
+// the polls and shows the login form (login.js); the login starts them again.
 
 import * as api from './api.js';
 import { History, clock } from './dom.js';
@@ -12,6 +13,7 @@ import * as views from './views.js';
 import * as clients from './clients.js';
 import * as browse from './browse.js';
 import * as segments from './segments.js';
+import * as login from './login.js';
 
 const POLL_MS = 2000;
 /** Topics and queues described per poll (the overview's `limit`). */
@@ -112,6 +114,12 @@ async function poll() {
     status.textContent = `updated ${clock(Date.now())}`;
     status.classList.remove('error');
   } catch (e) {
+    if (e.status === 401) {
+      // Not logged in (or the session ended): no more polls until the login.
+      state.busy = false;
+      login.show(e.message);
+      return;
+    }
     status.textContent = `cannot reach the broker: ${e.message}`;
     status.classList.add('error');
   }
@@ -211,6 +219,8 @@ function onReset(f) {
 }
 
 function start() {
+  login.init(() => poll());
+  login.refreshUser();
   browse.init(go);
   segments.init(go);
   window.addEventListener('hashchange', onRoute);

@@ -16,7 +16,8 @@
 //!   history of polls; `chart.js`: SVG charts.
 //! - `views.js`: the overview, topics and queues; `clients.js`: connections and groups;
 //!   `browse.js`: the message browser; `segments.js`: the segment map (and the source picker
-//!   both share).
+//!   both share); `login.js`: the login form shown when the API answers 401, the user's name
+//!   and "Log out".
 
 use std::sync::Arc;
 
@@ -38,7 +39,7 @@ const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 
 /// The files under `/console/`: name, Content-Type, text.
-const FILES: [(&str, &str, &str); 9] = [
+const FILES: [(&str, &str, &str); 10] = [
     ("console.css", CSS, include_str!("console.css")),
     ("console.js", JS, include_str!("console.js")),
     ("api.js", JS, include_str!("api.js")),
@@ -48,6 +49,7 @@ const FILES: [(&str, &str, &str); 9] = [
     ("clients.js", JS, include_str!("clients.js")),
     ("browse.js", JS, include_str!("browse.js")),
     ("segments.js", JS, include_str!("segments.js")),
+    ("login.js", JS, include_str!("login.js")),
 ];
 
 /// The console's routes: `GET /` and `GET /console/{file}`.
