@@ -40,6 +40,12 @@ pub fn served_range(api: ApiKey, topic_ids: bool) -> Option<(i16, i16)> {
         ApiKey::DescribeConfigs => (1, 4),
         ApiKey::AlterConfigs => (0, 2),
         ApiKey::IncrementalAlterConfigs => (0, 1),
+        // SASL (`sasl`): advertised from 0, as librdkafka requires to use SASL at all, but
+        // only v1 (KIP-152, then SaslAuthenticate) is served; v0 is refused.
+        ApiKey::SaslHandshake => (0, 1),
+        ApiKey::SaslAuthenticate => (0, 2),
+        // The ACL APIs (`acls`).
+        ApiKey::DescribeAcls | ApiKey::CreateAcls | ApiKey::DeleteAcls => (1, 3),
         // Share groups, served by `share/` (the versions stock clients use).
         ApiKey::ShareGroupHeartbeat
         | ApiKey::ShareGroupDescribe
@@ -121,6 +127,13 @@ impl Conn {
                 )));
             }
         };
+        let sasl = matches!(
+            req,
+            Request::ApiVersions(_) | Request::SaslHandshake(_) | Request::SaslAuthenticate(_)
+        );
+        if !self.auth.authenticated && !sasl {
+            return Err(self.unauthenticated(h.api_key));
+        }
         self.note(&h, &req);
         let tx = self.slot().await?;
         match req {
@@ -134,6 +147,11 @@ impl Conn {
                 );
                 respond(self.ctx.broker.metrics(), tx, &h, &self.api_versions(0))
             }
+            Request::SaslHandshake(r) => return self.sasl_handshake(tx, &h, r),
+            Request::SaslAuthenticate(r) => return self.sasl_authenticate(tx, &h, r).await,
+            Request::DescribeAcls(r) => self.describe_acls(tx, h, r),
+            Request::CreateAcls(r) => self.create_acls(tx, h, r),
+            Request::DeleteAcls(r) => self.delete_acls(tx, h, r),
             Request::Metadata(r) => self.metadata(tx, h, r),
             Request::Produce(r) => return self.produce(tx, h, r).await,
             Request::LegacyProduce(r) => self.legacy_produce(tx, &h, r),
@@ -199,7 +217,9 @@ mod tests {
         assert_eq!(served_range(ApiKey::Fetch, false), Some((4, 12)));
         assert_eq!(served_range(ApiKey::JoinGroup, false), Some((0, 9)));
         assert_eq!(served_range(ApiKey::OffsetCommit, true), Some((2, 9)));
-        assert_eq!(served_range(ApiKey::DescribeAcls, true), None);
+        assert_eq!(served_range(ApiKey::DescribeAcls, true), Some((1, 3)));
+        assert_eq!(served_range(ApiKey::SaslHandshake, true), Some((0, 1)));
+        assert_eq!(served_range(ApiKey::WriteTxnMarkers, true), None);
     }
 
     #[test]

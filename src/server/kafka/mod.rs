@@ -30,7 +30,9 @@
 //!
 //! Disk work runs on `spawn_blocking` threads; nothing here is Kafka-free except what it calls.
 
+mod acls;
 mod admin;
+mod authz;
 pub(crate) mod codec;
 mod configs;
 mod connection;
@@ -41,6 +43,7 @@ pub use errors::UNKNOWN_SERVER_ERROR;
 mod fetch;
 mod fetch_frame;
 pub mod group;
+mod group_authz;
 mod group_configs;
 mod group_store;
 mod groups;
@@ -53,7 +56,9 @@ mod produce;
 mod produce_legacy;
 mod producer_id;
 mod registry;
+mod sasl;
 pub mod share;
+mod share_authz;
 mod shares;
 
 use std::net::SocketAddr;

@@ -24,7 +24,11 @@ use sluice_storage::format::{kafka_to_stored, BatchError};
 use sluice_storage::{
     Appended as LogAppended, Error as StoreError, Log, Offset, ProducerBatch, ProducerError,
 };
+use std::time::Duration;
 use tokio::sync::oneshot;
+
+use super::authz;
+use crate::security::{Direction, Operation};
 
 use super::codec::Header;
 use super::connection::{Conn, End, Slot};
@@ -212,15 +216,27 @@ impl Conn {
             return Ok(());
         }
         let ctx = self.ctx.clone();
+        let principal = self.auth.principal.clone();
+        let delay = self.produce_throttle(&req);
         let (appended_tx, appended_rx) = oneshot::channel::<()>();
         spawn_blocking(move || {
             let mut topics = Vec::with_capacity(req.topic_data.len());
             for t in req.topic_data {
                 let name = topic_name(&ctx, v, &t);
+                let denied = name
+                    .as_deref()
+                    .is_some_and(|n| !authz::check_topic(&ctx, &principal, Operation::Write, n));
                 let parts: Vec<Appended> = t
                     .partition_data
                     .into_iter()
                     .map(|p| match &name {
+                        Some(n) if denied => Appended {
+                            index: p.index,
+                            outcome: Err((
+                                authz::topic_denied(),
+                                format!("{principal} may not write to {n}"),
+                            )),
+                        },
                         Some(n) => append_partition(&ctx, n, p),
                         None => Appended {
                             index: p.index,
@@ -242,6 +258,7 @@ impl Conn {
                 _ => Some(tx),
             };
             let mut resp = ProduceResponse::default();
+            resp.throttle_time_ms = delay.as_millis().min(i32::MAX as u128) as i32;
             for (name, topic_id, parts) in topics {
                 let mut out = TopicProduceResponse::default();
                 out.name = name;
@@ -255,10 +272,35 @@ impl Conn {
                 respond(ctx.broker.metrics(), tx, &h, &resp);
             }
         });
-        // The next request is read once this one's appends are in place.
+        // The next request is read once this one's appends are in place (and, over a
+        // quota, once its delay has passed).
         appended_rx
             .await
-            .map_err(|_| End::Fatal("a produce's append task failed".into()))
+            .map_err(|_| End::Fatal("a produce's append task failed".into()))?;
+        self.mute.mute_for(delay);
+        Ok(())
+    }
+
+    /// The quota delay of a produce's bytes (zero while security is off), counted.
+    fn produce_throttle(&self, req: &ProduceRequest) -> Duration {
+        let security = self.ctx.broker.security();
+        if !security.enabled() {
+            return Duration::ZERO;
+        }
+        let bytes: usize = req
+            .topic_data
+            .iter()
+            .flat_map(|t| &t.partition_data)
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+            .sum();
+        let delay = security.throttle(&self.auth.principal, Direction::Produce, bytes);
+        if !delay.is_zero() {
+            self.ctx
+                .broker
+                .metrics()
+                .throttled(Direction::Produce, delay);
+        }
+        delay
     }
 
     pub(super) fn legacy_produce(&self, tx: Slot, h: &Header, req: LegacyProduce) {
