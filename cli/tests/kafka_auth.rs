@@ -187,6 +187,26 @@ fn python_steps(bootstrap: &str, script: &str, steps: &[&str]) -> Option<String>
     Some(stdout)
 }
 
+/// confluent-kafka: a wrong password on one connection leaves another client alone; a client
+/// without SASL stores nothing.
+const ISOLATION_SCRIPT: &str = r#"
+ok = conf("admin", "admin-pw", "SCRAM-SHA-512")
+p = Producer(ok)
+p.produce("iso", b"first"); assert p.flush(15) == 0
+errors = []
+bad = Producer(conf("admin", "wrong", "SCRAM-SHA-512", error_cb=lambda e: errors.append(str(e))))
+bad.produce("iso", b"never"); left = bad.flush(4)
+assert left == 1 and any("invalid credentials" in e for e in errors), (left, errors)
+print("ok refused")
+p.produce("iso", b"second"); assert p.flush(15) == 0
+assert consume(ok, "iso", 2) == [b"first", b"second"]
+print("ok unaffected")
+errs, left = produce({"bootstrap.servers": B}, "iso", [b"anonymous"], timeout=4)
+assert errs or left == 1, (errs, left)
+assert consume(ok, "iso", 3, timeout=3) == [b"first", b"second"]
+print("ok anonymous")
+"#;
+
 #[test]
 fn scram_logins_work_and_bad_or_missing_credentials_are_refused() {
     let (_t, dir) = data_dir();
@@ -245,187 +265,141 @@ fn scram_logins_work_and_bad_or_missing_credentials_are_refused() {
     let failures = metric(&s, "sluice_auth_failures_total{protocol=\"kafka\"}");
     assert!(failures >= 4.0, "{failures}");
 
-    // confluent-kafka: a wrong password on one connection leaves another client alone.
-    let script = r#"
-ok = conf("admin", "admin-pw", "SCRAM-SHA-512")
-p = Producer(ok)
-p.produce("iso", b"first"); assert p.flush(15) == 0
-errors = []
-bad = Producer(conf("admin", "wrong", "SCRAM-SHA-512", error_cb=lambda e: errors.append(str(e))))
-bad.produce("iso", b"never"); left = bad.flush(4)
-assert left == 1 and any("invalid credentials" in e for e in errors), (left, errors)
-print("ok refused")
-p.produce("iso", b"second"); assert p.flush(15) == 0
-assert consume(ok, "iso", 2) == [b"first", b"second"]
-print("ok unaffected")
-errs, left = produce({"bootstrap.servers": B}, "iso", [b"anonymous"], timeout=4)
-assert errs or left == 1, (errs, left)
-assert consume(ok, "iso", 3, timeout=3) == [b"first", b"second"]
-print("ok anonymous")
-"#;
-    python_steps(b, script, &["refused", "unaffected", "anonymous"]);
+    python_steps(b, ISOLATION_SCRIPT, &["refused", "unaffected", "anonymous"]);
+}
+
+/// Runs `openssl` with `args` in `dir`; panics on failure.
+fn openssl(dir: &Path, args: &[&str]) {
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "openssl {args:?}: {}", text(&o.stderr));
+}
+
+/// A CA (`ca.pem`) and a server certificate for 127.0.0.1 it signed (`s.pem`, `s.key`), or
+/// `None` (skipped outside CI) without openssl.
+fn certificates() -> Option<tempfile::TempDir> {
+    if Command::new("openssl").arg("version").output().is_err() {
+        return missing("openssl");
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    std::fs::write(d.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    let rsa = ["-newkey", "rsa:2048", "-nodes", "-days", "2"];
+    openssl(
+        d,
+        &[
+            &["req", "-x509"],
+            &rsa[..],
+            &["-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=ca"],
+        ]
+        .concat(),
+    );
+    openssl(
+        d,
+        &[
+            &["req"],
+            &rsa[..3],
+            &["-keyout", "s.key", "-out", "s.csr", "-subj", "/CN=s"],
+        ]
+        .concat(),
+    );
+    let sign = [
+        "x509", "-req", "-in", "s.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+    ];
+    openssl(
+        d,
+        &[
+            &sign[..],
+            &[
+                "-CAcreateserial",
+                "-out",
+                "s.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "san.cnf",
+            ],
+        ]
+        .concat(),
+    );
+    Some(t)
 }
 
 #[test]
-fn plain_works_over_tls_and_a_deleted_user_is_refused_after_a_restart() {
-    if Command::new("openssl").arg("version").output().is_err() {
-        return missing("openssl").unwrap_or(());
-    }
-    let certs = tempfile::tempdir().unwrap();
-    let d = certs.path();
-    let openssl = |args: &[&str]| {
-        let o = Command::new("openssl")
-            .args(args)
-            .current_dir(d)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", text(&o.stderr));
-    };
-    std::fs::write(d.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(
-        &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
-        ]
-        .into_iter()
-        .chain(["-out", "ca.pem", "-days", "2", "-subj", "/CN=ca"])
-        .collect::<Vec<_>>(),
-    );
-    openssl(
-        &[
-            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "s.key", "-out", "s.csr",
-        ]
-        .into_iter()
-        .chain(["-subj", "/CN=s"])
-        .collect::<Vec<_>>(),
-    );
-    openssl(
-        &[
-            "x509", "-req", "-in", "s.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        ]
-        .into_iter()
-        .chain([
-            "-CAcreateserial",
-            "-out",
-            "s.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "san.cnf",
-        ])
-        .collect::<Vec<_>>(),
-    );
-    let p = |f: &str| d.join(f).display().to_string();
+fn plain_works_over_tls_only() {
+    let Some(certs) = certificates() else { return };
+    let p = |f: &str| certs.path().join(f).display().to_string();
     let (_t, dir) = data_dir();
-    store(
-        &dir,
-        &[
-            ("admin", "admin-pw", superuser()),
-            ("bob", "bob-pw", superuser()),
-        ],
-        &[],
-    );
-    let tls = [
-        "--tls-cert".to_string(),
-        p("s.pem"),
-        "--tls-key".into(),
-        p("s.key"),
-    ];
-    let tls: Vec<&str> = tls.iter().map(|s| s.as_str()).collect();
-    let mut s = start_kafka(&dir, &tls);
+    store(&dir, &[("admin", "admin-pw", superuser())], &[]);
+    let (cert, key) = (p("s.pem"), p("s.key"));
+    let s = start_kafka(&dir, &["--tls-cert", &cert, "--tls-key", &key]);
     let Some(k) = kcat() else { return };
     let ca = vec!["-X".to_string(), format!("ssl.ca.location={}", p("ca.pem"))];
-    let auth = |user: &str, pw: &str| [sasl("SASL_SSL", "PLAIN", user, pw), ca.clone()].concat();
+    let auth = |pw: &str| [sasl("SASL_SSL", "PLAIN", "admin", pw), ca.clone()].concat();
+    let b = &s.kafka;
     let out = kcat_run(
         &k,
-        &s.kafka,
-        &auth("admin", "admin-pw"),
+        b,
+        &auth("admin-pw"),
         &["-P", "-t", "sec"],
         Some(b"x\ny\n"),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = kcat_run(
         &k,
-        &s.kafka,
-        &auth("bob", "bob-pw"),
+        b,
+        &auth("admin-pw"),
         &["-C", "-t", "sec", "-e", "-q"],
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "x\ny\n");
-    let out = kcat_run(
-        &k,
-        &s.kafka,
-        &auth("bob", "wrong"),
-        &["-L", "-m", "3"],
-        None,
-    );
+    let out = kcat_run(&k, b, &auth("wrong"), &["-L", "-m", "3"], None);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
     assert!(
-        text(&out.stderr).contains("invalid credentials"),
-        "{}",
-        text(&out.stderr)
+        err.contains("Authentication failed: invalid credentials"),
+        "{err}"
     );
+}
 
-    // Bob is deleted while the broker is stopped: refused once it runs again.
+#[test]
+fn a_user_deleted_while_the_broker_is_stopped_is_refused_after_the_restart() {
+    let (_t, dir) = data_dir();
+    let users = [
+        ("admin", "admin-pw", superuser()),
+        ("bob", "bob-pw", superuser()),
+    ];
+    store(&dir, &users, &[]);
+    let mut s = start_kafka(&dir, &[]);
+    let Some(k) = kcat() else { return };
+    let bob = sasl("SASL_PLAINTEXT", "SCRAM-SHA-512", "bob", "bob-pw");
+    let out = kcat_run(&k, &s.kafka, &bob, &["-P", "-t", "r"], Some(b"kept\n"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
     s.server.signal_and_wait(libc::SIGTERM);
     drop(s);
     {
         let off = Offline::open(Arc::new(sluice::storage::StdFs), &dir).unwrap();
         off.security.delete_user("bob").unwrap();
     }
-    let s = start_kafka(&dir, &tls);
-    let out = kcat_run(
-        &k,
-        &s.kafka,
-        &auth("bob", "bob-pw"),
-        &["-L", "-m", "3"],
-        None,
-    );
+    let s = start_kafka(&dir, &[]);
+    let out = kcat_run(&k, &s.kafka, &bob, &["-L", "-m", "3"], None);
     assert!(!out.status.success(), "a deleted user was served");
+    let err = text(&out.stderr);
     assert!(
-        text(&out.stderr).contains("invalid credentials"),
-        "{}",
-        text(&out.stderr)
+        err.contains("Authentication failed: invalid credentials"),
+        "{err}"
     );
-    let out = kcat_run(
-        &k,
-        &s.kafka,
-        &auth("admin", "admin-pw"),
-        &["-C", "-t", "sec", "-e", "-q"],
-        None,
-    );
-    assert_eq!(text(&out.stdout), "x\ny\n", "{}", text(&out.stderr));
+    let admin = sasl("SASL_PLAINTEXT", "SCRAM-SHA-256", "admin", "admin-pw");
+    let out = kcat_run(&k, &s.kafka, &admin, &["-C", "-t", "r", "-e", "-q"], None);
+    assert_eq!(text(&out.stdout), "kept\n", "{}", text(&out.stderr));
 }
 
-#[test]
-fn requests_without_the_right_rule_are_refused_and_change_nothing() {
-    use Operation::*;
-    use PatternKind::*;
-    use ResourceKind::*;
-    let (_t, dir) = data_dir();
-    let none = UserOptions::default();
-    let deny = Rule {
-        permission: Permission::Deny,
-        ..rule("frank", Topic, Exact, "data", Read)
-    };
-    store(
-        &dir,
-        &[
-            ("admin", "admin-pw", superuser()),
-            ("carol", "carol-pw", none),
-            ("dan", "dan-pw", none),
-            ("erin", "erin-pw", none),
-            ("frank", "frank-pw", none),
-        ],
-        &[
-            rule("carol", Topic, Exact, "data", Read),
-            rule("dan", Topic, Exact, "data", Describe),
-            rule("frank", Topic, Prefix, "da", Read),
-            deny,
-            assign_groups(),
-        ],
-    );
-    let s = start_kafka(&dir, &[]);
-    let script = r#"
+/// confluent-kafka as users without the right rule: each request refused, nothing changed.
+const DENIALS_SCRIPT: &str = r#"
 A = conf("admin", "admin-pw")
 assert produce(A, "data", [b"1", b"2", b"3"]) == ([], 0)
 assert produce(A, "data2", [b"x"]) == ([], 0)
@@ -462,6 +436,36 @@ assert "data" in md.topics and "new" not in md.topics, md.topics
 assert consume(A, "data", 3) == [b"1", b"2", b"3"]
 print("ok unchanged")
 "#;
+
+#[test]
+fn requests_without_the_right_rule_are_refused_and_change_nothing() {
+    use Operation::*;
+    use PatternKind::*;
+    use ResourceKind::*;
+    let (_t, dir) = data_dir();
+    let none = UserOptions::default();
+    let deny = Rule {
+        permission: Permission::Deny,
+        ..rule("frank", Topic, Exact, "data", Read)
+    };
+    store(
+        &dir,
+        &[
+            ("admin", "admin-pw", superuser()),
+            ("carol", "carol-pw", none),
+            ("dan", "dan-pw", none),
+            ("erin", "erin-pw", none),
+            ("frank", "frank-pw", none),
+        ],
+        &[
+            rule("carol", Topic, Exact, "data", Read),
+            rule("dan", Topic, Exact, "data", Describe),
+            rule("frank", Topic, Prefix, "da", Read),
+            deny,
+            assign_groups(),
+        ],
+    );
+    let s = start_kafka(&dir, &[]);
     let steps = [
         "produce",
         "group",
@@ -472,7 +476,7 @@ print("ok unchanged")
         "deny-wins",
         "unchanged",
     ];
-    if python_steps(&s.kafka, script, &steps).is_none() {
+    if python_steps(&s.kafka, DENIALS_SCRIPT, &steps).is_none() {
         return;
     }
     let denied = metric(&s, "sluice_authorization_denials_total{protocol=\"kafka\"}");

@@ -188,7 +188,7 @@ fn decode_name(s: &str) -> Result<String, ScramError> {
 }
 
 /// The value of attribute `key` (`k=value`) in a comma-separated message.
-fn attr<'a>(msg: &'a str, key: char) -> Option<&'a str> {
+fn attr(msg: &str, key: char) -> Option<&str> {
     msg.split(',')
         .find_map(|p| p.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
 }

@@ -151,10 +151,11 @@ impl Rule {
                 "a rule's name has at most {RULE_NAME_BYTES_MAX} bytes"
             ));
         }
-        if self.resource != ResourceKind::Cluster && self.name.is_empty() {
-            if self.pattern == PatternKind::Exact {
-                return Err("an exact rule needs a name (or * for every name)".into());
-            }
+        if self.resource != ResourceKind::Cluster
+            && self.name.is_empty()
+            && self.pattern == PatternKind::Exact
+        {
+            return Err("an exact rule needs a name (or * for every name)".into());
         }
         Ok(())
     }

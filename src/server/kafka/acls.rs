@@ -93,7 +93,7 @@ fn operation(op: i8, kind: Option<ResourceKind>) -> Result<Operation, Invalid> {
     match op {
         OP_DESCRIBE_CONFIGS => Ok(Operation::Describe),
         OP_ALTER_CONFIGS => Ok(Operation::Alter),
-        OP_IDEMPOTENT_WRITE if kind.is_none_or(|k| k == ResourceKind::Cluster) => {
+        OP_IDEMPOTENT_WRITE if kind.map_or(true, |k| k == ResourceKind::Cluster) => {
             Ok(Operation::Write)
         }
         op => Err(format!(
@@ -229,11 +229,11 @@ impl Filter {
             (Some(n), PATTERN_PREFIXED) => r.pattern == PatternKind::Prefix && shown == *n,
             (Some(n), _) => shown == *n,
         };
-        self.kind.is_none_or(|k| k == r.resource)
+        self.kind.map_or(true, |k| k == r.resource)
             && name_ok
-            && self.principal.as_ref().is_none_or(|p| *p == r.principal)
-            && self.operation.is_none_or(|o| o == r.operation)
-            && self.permission.is_none_or(|p| p == r.permission)
+            && self.principal.as_ref().map_or(true, |p| *p == r.principal)
+            && self.operation.map_or(true, |o| o == r.operation)
+            && self.permission.map_or(true, |p| p == r.permission)
     }
 }
 

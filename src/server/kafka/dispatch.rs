@@ -11,7 +11,7 @@
 use super::errors::ErrorCodes;
 use crate::metrics::Metrics;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::{Encodable, HeaderVersion};
 use kafka_protocol::ResponseError;
 use tracing::{debug, error};
@@ -127,26 +127,11 @@ impl Conn {
                 )));
             }
         };
-        let sasl = matches!(
-            req,
-            Request::ApiVersions(_) | Request::SaslHandshake(_) | Request::SaslAuthenticate(_)
-        );
-        if !self.auth.authenticated && !sasl {
-            return Err(self.unauthenticated(h.api_key));
-        }
+        self.check_authenticated(&h, &req)?;
         self.note(&h, &req);
         let tx = self.slot().await?;
         match req {
-            Request::ApiVersions(r) => {
-                debug!(
-                    peer = %self.peer,
-                    client = ?h.client_id,
-                    software = %r.client_software_name.as_str(),
-                    version = %r.client_software_version.as_str(),
-                    "kafka client"
-                );
-                respond(self.ctx.broker.metrics(), tx, &h, &self.api_versions(0))
-            }
+            Request::ApiVersions(r) => self.api_versions_request(tx, &h, r),
             Request::SaslHandshake(r) => return self.sasl_handshake(tx, &h, r),
             Request::SaslAuthenticate(r) => return self.sasl_authenticate(tx, &h, r).await,
             Request::DescribeAcls(r) => self.describe_acls(tx, h, r),
@@ -185,6 +170,30 @@ impl Conn {
             | Request::DeleteShareGroupOffsets(_) => self.share_request(tx, h, req),
         }
         Ok(())
+    }
+
+    /// Closes a connection that must authenticate and sent something else than ApiVersions or
+    /// the SASL requests.
+    fn check_authenticated(&self, h: &Header, req: &Request) -> Result<(), End> {
+        let sasl = matches!(
+            req,
+            Request::ApiVersions(_) | Request::SaslHandshake(_) | Request::SaslAuthenticate(_)
+        );
+        match self.auth.authenticated || sasl {
+            true => Ok(()),
+            false => Err(self.unauthenticated(h.api_key)),
+        }
+    }
+
+    fn api_versions_request(&self, tx: Slot, h: &Header, r: ApiVersionsRequest) {
+        debug!(
+            peer = %self.peer,
+            client = ?h.client_id,
+            software = %r.client_software_name.as_str(),
+            version = %r.client_software_version.as_str(),
+            "kafka client"
+        );
+        respond(self.ctx.broker.metrics(), tx, h, &self.api_versions(0))
     }
 
     fn api_versions(&self, error_code: i16) -> ApiVersionsResponse {

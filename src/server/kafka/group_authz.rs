@@ -16,12 +16,26 @@ use kafka_protocol::messages::{
 };
 
 use super::authz::{check, check_topic, group_denied, topic_denied, visible_group};
+use super::codec::Request;
 use super::KafkaContext;
 use crate::security::{Operation, Principal, Resource};
 
 /// Whether `p` may do `op` on group `g` (counted when refused).
 pub(super) fn group_allowed(ctx: &KafkaContext, p: &Principal, op: Operation, g: &str) -> bool {
     check(ctx, p, op, Resource::group(g))
+}
+
+/// Whether `req`, a JoinGroup, SyncGroup, Heartbeat or LeaveGroup, is refused: `p` may not
+/// read its group (other requests: `false`).
+pub(super) fn membership_refused(ctx: &KafkaContext, p: &Principal, req: &Request) -> bool {
+    let group = match req {
+        Request::JoinGroup(r) => &r.group_id,
+        Request::SyncGroup(r) => &r.group_id,
+        Request::Heartbeat(r) => &r.group_id,
+        Request::LeaveGroup(r) => &r.group_id,
+        _ => return false,
+    };
+    ctx.broker.security().enabled() && !group_allowed(ctx, p, Operation::Read, group)
 }
 
 /// The topics of an OffsetCommit `p` may not read, taken out of `req` (every topic when the

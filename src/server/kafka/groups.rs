@@ -13,9 +13,8 @@ use super::dispatch::respond;
 use super::errors::ErrorCodes;
 use super::group_authz::{
     commit_refused_whole, commit_response, filter_describe, filter_fetch, filter_list,
-    group_allowed, merge_delete, split_commit, split_delete,
+    membership_refused, merge_delete, split_commit, split_delete,
 };
-use crate::security::Operation;
 use kafka_protocol::messages::{
     HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, SyncGroupResponse,
 };
@@ -31,36 +30,17 @@ impl Conn {
         let host = format!("/{}", self.peer.ip());
         let ctx = self.ctx.clone();
         let p = self.auth.principal.clone();
-        let may = |op, g: &str| group_allowed(&ctx, &p, op, g);
-        let read = Operation::Read;
+        if membership_refused(&ctx, &p, &req) {
+            return self.refuse_membership(tx, h, req);
+        }
         match req {
-            Request::JoinGroup(r) if !may(read, &r.group_id) => self.refuse(
-                tx,
-                h,
-                JoinGroupResponse::default().with_error_code(group_denied()),
-            ),
             Request::JoinGroup(r) => self.spawn(tx, h, async move {
                 groups.join_group(r, v, &client_id, &host).await
             }),
-            Request::SyncGroup(r) if !may(read, &r.group_id) => self.refuse(
-                tx,
-                h,
-                SyncGroupResponse::default().with_error_code(group_denied()),
-            ),
             Request::SyncGroup(r) => {
                 self.spawn(tx, h, async move { groups.sync_group(r, v).await })
             }
-            Request::Heartbeat(r) if !may(read, &r.group_id) => self.refuse(
-                tx,
-                h,
-                HeartbeatResponse::default().with_error_code(group_denied()),
-            ),
             Request::Heartbeat(r) => self.spawn(tx, h, async move { groups.heartbeat(r, v).await }),
-            Request::LeaveGroup(r) if !may(read, &r.group_id) => self.refuse(
-                tx,
-                h,
-                LeaveGroupResponse::default().with_error_code(group_denied()),
-            ),
             Request::LeaveGroup(r) => {
                 self.spawn(tx, h, async move { groups.leave_group(r, v).await })
             }
@@ -108,6 +88,23 @@ impl Conn {
 }
 
 impl Conn {
+    /// Answers a JoinGroup, SyncGroup, Heartbeat or LeaveGroup with GROUP_AUTHORIZATION_FAILED.
+    fn refuse_membership(&self, tx: Slot, h: Header, req: Request) {
+        let code = group_denied();
+        match req {
+            Request::JoinGroup(_) => {
+                self.refuse(tx, h, JoinGroupResponse::default().with_error_code(code))
+            }
+            Request::SyncGroup(_) => {
+                self.refuse(tx, h, SyncGroupResponse::default().with_error_code(code))
+            }
+            Request::Heartbeat(_) => {
+                self.refuse(tx, h, HeartbeatResponse::default().with_error_code(code))
+            }
+            _ => self.refuse(tx, h, LeaveGroupResponse::default().with_error_code(code)),
+        }
+    }
+
     /// Answers at once with `body` (a refusal).
     pub(super) fn refuse<R>(&self, tx: Slot, h: Header, body: R)
     where

@@ -23,7 +23,11 @@
 //! IncrementalAlterConfigs), `coordinator` (FindCoordinator), `producer_id` (InitProducerId),
 //! `partitions` (CreatePartitions), `groups` (the consumer-group requests, handed to the
 //! coordinator), `shares` (the share-group requests, handed to `share/`), `registry` (the
-//! client's name and joined groups in the broker's connection registry). The coordinator is a
+//! client's name and joined groups in the broker's connection registry), `sasl` (SaslHandshake,
+//! SaslAuthenticate, and who the connection is), `authz` (the authorization checks every
+//! handler asks, with `group_authz` and `share_authz` for the group and share-group requests),
+//! `acls` (DescribeAcls, CreateAcls, DeleteAcls on the access rules). Quota delays mute the
+//! connection (`connection::Mute`). The coordinator is a
 //! folder `group/` of its own, independent of the broker core behind its `GroupOffsets` store
 //! trait; `group_store` implements that trait over the core. Share groups (`share/`) are served
 //! by the core's queue engine: a share group is a consumer group of the topic.

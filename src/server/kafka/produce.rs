@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::authz;
-use crate::security::{Direction, Operation};
+use crate::security::{Direction, Operation, Principal};
 
 use super::codec::Header;
 use super::connection::{Conn, End, Slot};
@@ -220,35 +220,7 @@ impl Conn {
         let delay = self.produce_throttle(&req);
         let (appended_tx, appended_rx) = oneshot::channel::<()>();
         spawn_blocking(move || {
-            let mut topics = Vec::with_capacity(req.topic_data.len());
-            for t in req.topic_data {
-                let name = topic_name(&ctx, v, &t);
-                let denied = name
-                    .as_deref()
-                    .is_some_and(|n| !authz::check_topic(&ctx, &principal, Operation::Write, n));
-                let parts: Vec<Appended> = t
-                    .partition_data
-                    .into_iter()
-                    .map(|p| match &name {
-                        Some(n) if denied => Appended {
-                            index: p.index,
-                            outcome: Err((
-                                authz::topic_denied(),
-                                format!("{principal} may not write to {n}"),
-                            )),
-                        },
-                        Some(n) => append_partition(&ctx, n, p),
-                        None => Appended {
-                            index: p.index,
-                            outcome: Err((
-                                ResponseError::UnknownTopicId.code(),
-                                "no topic has this id".into(),
-                            )),
-                        },
-                    })
-                    .collect();
-                topics.push((t.name, t.topic_id, parts));
-            }
+            let topics = append_topics(&ctx, v, req.topic_data, &principal);
             let _ = appended_tx.send(());
             let tx = match acks {
                 0 => {
@@ -315,6 +287,53 @@ impl Conn {
         frame.extend_from_slice(&body);
         let _ = tx.send(Some(vec![frame.freeze()]));
     }
+}
+
+/// One topic of a produce, appended (or refused).
+type AppendedTopic = (
+    kafka_protocol::messages::TopicName,
+    uuid::Uuid,
+    Vec<Appended>,
+);
+
+/// Appends every partition of every topic `principal` may write to; refuses the others with
+/// TOPIC_AUTHORIZATION_FAILED. Blocking.
+fn append_topics(
+    ctx: &KafkaContext,
+    v: i16,
+    data: Vec<TopicProduceData>,
+    principal: &Principal,
+) -> Vec<AppendedTopic> {
+    let mut topics = Vec::with_capacity(data.len());
+    for t in data {
+        let name = topic_name(ctx, v, &t);
+        let denied = name
+            .as_deref()
+            .is_some_and(|n| !authz::check_topic(ctx, principal, Operation::Write, n));
+        let refused = |index: i32, code: i16, m: String| Appended {
+            index,
+            outcome: Err((code, m)),
+        };
+        let parts: Vec<Appended> = t
+            .partition_data
+            .into_iter()
+            .map(|p| match &name {
+                Some(n) if denied => refused(
+                    p.index,
+                    authz::topic_denied(),
+                    format!("{principal} may not write to {n}"),
+                ),
+                Some(n) => append_partition(ctx, n, p),
+                None => refused(
+                    p.index,
+                    ResponseError::UnknownTopicId.code(),
+                    "no topic has this id".into(),
+                ),
+            })
+            .collect();
+        topics.push((t.name, t.topic_id, parts));
+    }
+    topics
 }
 
 /// Waits until an appended partition is durable per its policy; its response. Blocking.
