@@ -380,6 +380,11 @@ fn kafka_round_trip(
         Request::DescribeShareGroupOffsets(r) => r.encode(&mut out, v),
         Request::AlterShareGroupOffsets(r) => r.encode(&mut out, v),
         Request::DeleteShareGroupOffsets(r) => r.encode(&mut out, v),
+        Request::SaslHandshake(r) => r.encode(&mut out, v),
+        Request::SaslAuthenticate(r) => r.encode(&mut out, v),
+        Request::DescribeAcls(r) => r.encode(&mut out, v),
+        Request::CreateAcls(r) => r.encode(&mut out, v),
+        Request::DeleteAcls(r) => r.encode(&mut out, v),
         Request::LegacyProduce(_) => return,
     };
     encoded.expect("a decoded request encodes");

@@ -399,7 +399,10 @@ impl ScramServerFinal {
         if !gs2.starts_with(b"n,") {
             return Err(ScramError::Unsupported("channel binding"));
         }
-        if attr(without_proof, 'r') != Some(self.nonce.as_str()) {
+        // The nonce must end with the one this server sent, as Kafka's broker checks it:
+        // librdkafka before 2.2 sends its own nonce again in front of it (the proof covers
+        // the message as sent, so nothing is weakened).
+        if !attr(without_proof, 'r').is_some_and(|r| r.ends_with(self.nonce.as_str())) {
             return Err(ScramError::Malformed("the nonce does not match"));
         }
         let proof = B64

@@ -16,6 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
+use super::authz;
 use super::codec::Header;
 use super::configs::{settings_from_configs, topic_configs};
 use super::connection::{Conn, Slot};
@@ -23,6 +24,7 @@ use super::dispatch::respond;
 use super::metadata::topic_uuid;
 use super::{error_code, valid_topic_name, KafkaContext};
 use crate::broker::ErrorKind;
+use crate::security::{Operation, Principal, Resource};
 
 /// The partition count a CreateTopics entry asks for, or why it cannot be served here.
 fn check_creatable(ctx: &KafkaContext, t: &CreatableTopic) -> Result<u32, (i16, String)> {
@@ -54,6 +56,7 @@ fn create_one(
     version: i16,
     t: CreatableTopic,
     validate_only: bool,
+    p: &Principal,
 ) -> CreatableTopicResult {
     let name = t.name.0.to_string();
     let mut r = CreatableTopicResult::default();
@@ -66,6 +69,10 @@ fn create_one(
     if !valid_topic_name(&name) {
         let m = format!("{name:?} is not a valid topic name (1 to 200 of [A-Za-z0-9._-])");
         return refuse(r, ResponseError::InvalidTopicException.code(), m);
+    }
+    if !authz::check(ctx, p, Operation::Create, Resource::topic(&name)) {
+        let m = format!("{p} may not create topic {name}");
+        return refuse(r, authz::topic_denied(), m);
     }
     let partitions = match check_creatable(ctx, &t) {
         Ok(p) => p,
@@ -121,7 +128,12 @@ fn create_one(
 }
 
 /// Deletes one topic, by name or by id; its result.
-fn delete_one(ctx: &KafkaContext, name: Option<TopicName>, id: Uuid) -> DeletableTopicResult {
+fn delete_one(
+    ctx: &KafkaContext,
+    name: Option<TopicName>,
+    id: Uuid,
+    p: &Principal,
+) -> DeletableTopicResult {
     let mut r = DeletableTopicResult::default();
     r.topic_id = id;
     let name = match name {
@@ -137,6 +149,11 @@ fn delete_one(ctx: &KafkaContext, name: Option<TopicName>, id: Uuid) -> Deletabl
         },
     };
     r.name = Some(TopicName(StrBytes::from_string(name.clone())));
+    if !authz::check_topic(ctx, p, Operation::Delete, &name) {
+        r.error_code = authz::topic_denied();
+        r.error_message = Some(StrBytes::from_string(format!("{p} may not delete {name}")));
+        return r;
+    }
     if let Err(e) = ctx.broker.delete_topic(&name) {
         r.error_code = error_code(&e);
         r.error_message = Some(StrBytes::from_string(e.message));
@@ -147,12 +164,13 @@ fn delete_one(ctx: &KafkaContext, name: Option<TopicName>, id: Uuid) -> Deletabl
 impl Conn {
     pub(super) fn create_topics(&self, tx: Slot, h: Header, req: CreateTopicsRequest) {
         let ctx = self.ctx.clone();
+        let p = self.auth.principal.clone();
         spawn_blocking(move || {
             let mut resp = CreateTopicsResponse::default();
             resp.topics = req
                 .topics
                 .into_iter()
-                .map(|t| create_one(&ctx, h.api_version, t, req.validate_only))
+                .map(|t| create_one(&ctx, h.api_version, t, req.validate_only, &p))
                 .collect();
             respond(ctx.broker.metrics(), tx, &h, &resp);
         });
@@ -160,17 +178,18 @@ impl Conn {
 
     pub(super) fn delete_topics(&self, tx: Slot, h: Header, req: DeleteTopicsRequest) {
         let ctx = self.ctx.clone();
+        let p = self.auth.principal.clone();
         spawn_blocking(move || {
             let mut resp = DeleteTopicsResponse::default();
             resp.responses = if h.api_version >= 6 {
                 req.topics
                     .into_iter()
-                    .map(|t| delete_one(&ctx, t.name, t.topic_id))
+                    .map(|t| delete_one(&ctx, t.name, t.topic_id, &p))
                     .collect()
             } else {
                 req.topic_names
                     .into_iter()
-                    .map(|n| delete_one(&ctx, Some(n), Uuid::nil()))
+                    .map(|n| delete_one(&ctx, Some(n), Uuid::nil(), &p))
                     .collect()
             };
             respond(ctx.broker.metrics(), tx, &h, &resp);

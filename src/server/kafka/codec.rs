@@ -29,6 +29,10 @@ use kafka_protocol::messages::{
     DescribeShareGroupOffsetsRequest, ShareAcknowledgeRequest, ShareFetchRequest,
     ShareGroupDescribeRequest, ShareGroupHeartbeatRequest,
 };
+use kafka_protocol::messages::{
+    CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest, SaslAuthenticateRequest,
+    SaslHandshakeRequest,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
 use super::dispatch::served_range;
@@ -114,6 +118,16 @@ pub enum Request {
     AlterShareGroupOffsets(AlterShareGroupOffsetsRequest),
     /// DeleteShareGroupOffsets (92).
     DeleteShareGroupOffsets(DeleteShareGroupOffsetsRequest),
+    /// SaslHandshake (17).
+    SaslHandshake(SaslHandshakeRequest),
+    /// SaslAuthenticate (36).
+    SaslAuthenticate(SaslAuthenticateRequest),
+    /// DescribeAcls (29).
+    DescribeAcls(DescribeAclsRequest),
+    /// CreateAcls (30).
+    CreateAcls(CreateAclsRequest),
+    /// DeleteAcls (31).
+    DeleteAcls(DeleteAclsRequest),
 }
 
 /// What a frame turned out to be.
@@ -286,6 +300,13 @@ fn decode_body_of(
         ApiKey::DeleteShareGroupOffsets => {
             Request::DeleteShareGroupOffsets(DeleteShareGroupOffsetsRequest::decode(buf, v)?)
         }
+        ApiKey::SaslHandshake => Request::SaslHandshake(SaslHandshakeRequest::decode(buf, v)?),
+        ApiKey::SaslAuthenticate => {
+            Request::SaslAuthenticate(SaslAuthenticateRequest::decode(buf, v)?)
+        }
+        ApiKey::DescribeAcls => Request::DescribeAcls(DescribeAclsRequest::decode(buf, v)?),
+        ApiKey::CreateAcls => Request::CreateAcls(CreateAclsRequest::decode(buf, v)?),
+        ApiKey::DeleteAcls => Request::DeleteAcls(DeleteAclsRequest::decode(buf, v)?),
         // `served_range` lists exactly the APIs above; a new one is added in both places.
         other => return Err(format!("{other:?} has no decoder here").into()),
     })
@@ -343,8 +364,8 @@ mod tests {
         // ApiVersions v9: answered with the ranges, whatever follows.
         let d = decode_request(frame(18, 9, 8, &[1, 2, 3]), false).unwrap();
         assert!(matches!(d, Decoded::ApiVersionsUnsupported(h) if h.correlation_id == 8));
-        // DescribeAcls is not served.
-        let d = decode_request(frame(29, 1, 9, &[]), false).unwrap();
+        // WriteTxnMarkers is not served.
+        let d = decode_request(frame(27, 1, 9, &[]), false).unwrap();
         assert!(matches!(d, Decoded::Unserved(..)));
     }
 

@@ -29,6 +29,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use sluice_storage::LogConfig;
 
+use super::authz;
 use super::codec::Header;
 use super::connection::{Conn, Slot};
 use super::dispatch::respond;
@@ -36,6 +37,7 @@ use super::group_configs::{alter_group, group_configs, RESOURCE_GROUP};
 use super::share::ShareConfig;
 use super::{error_code, KafkaContext, NODE_ID};
 use crate::broker::{Broker, LogSettings};
+use crate::security::Operation;
 
 /// `resource_type` of a topic.
 pub(super) const RESOURCE_TOPIC: i8 = 2;
@@ -293,6 +295,7 @@ fn describe_one(
 impl Conn {
     pub(super) fn describe_configs(&self, tx: Slot, h: Header, req: DescribeConfigsRequest) {
         let ctx = self.ctx.clone();
+        let p = self.auth.principal.clone();
         spawn_blocking(move || {
             let mut resp = DescribeConfigsResponse::default();
             let docs = req.include_documentation;
@@ -300,7 +303,20 @@ impl Conn {
             resp.results = req
                 .resources
                 .into_iter()
-                .map(|r| describe_one(&ctx.broker, share, h.api_version, docs, r))
+                .map(|r| {
+                    let (t, name) = (r.resource_type, r.resource_name.as_str());
+                    match authz::config_refusal(&ctx, &p, Operation::Describe, t, name) {
+                        None => describe_one(&ctx.broker, share, h.api_version, docs, r),
+                        Some((code, m)) => {
+                            let mut out = DescribeConfigsResult::default();
+                            out.resource_type = r.resource_type;
+                            out.resource_name = r.resource_name;
+                            out.error_code = code;
+                            out.error_message = Some(StrBytes::from_string(m));
+                            out
+                        }
+                    }
+                })
                 .collect();
             respond(ctx.broker.metrics(), tx, &h, &resp);
         });
@@ -308,6 +324,7 @@ impl Conn {
 
     pub(super) fn alter_configs(&self, tx: Slot, h: Header, req: AlterConfigsRequest) {
         let ctx = self.ctx.clone();
+        let p = self.auth.principal.clone();
         spawn_blocking(move || {
             let mut resp = AlterConfigsResponse::default();
             for r in req.resources {
@@ -317,14 +334,11 @@ impl Conn {
                     .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
                     .collect();
                 // The whole set: what is not named returns to its default.
-                let outcome = alter(
-                    &ctx,
-                    r.resource_type,
-                    r.resource_name.as_str(),
-                    true,
-                    configs,
-                    req.validate_only,
-                );
+                let (t, name) = (r.resource_type, r.resource_name.as_str());
+                let outcome = match authz::config_refusal(&ctx, &p, Operation::Alter, t, name) {
+                    Some(refusal) => Err(refusal),
+                    None => alter(&ctx, t, name, true, configs, req.validate_only),
+                };
                 let mut out = kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse::default();
                 out.resource_type = r.resource_type;
                 out.resource_name = r.resource_name;
@@ -345,6 +359,7 @@ impl Conn {
         req: IncrementalAlterConfigsRequest,
     ) {
         let ctx = self.ctx.clone();
+        let p = self.auth.principal.clone();
         spawn_blocking(move || {
             let mut resp = IncrementalAlterConfigsResponse::default();
             for r in req.resources {
@@ -362,7 +377,12 @@ impl Conn {
                         ))),
                     })
                     .collect();
+                let (t, name) = (r.resource_type, r.resource_name.as_str());
+                let refusal = authz::config_refusal(&ctx, &p, Operation::Alter, t, name);
                 let outcome = configs.and_then(|configs| {
+                    if let Some(refusal) = refusal {
+                        return Err(refusal);
+                    }
                     alter(
                         &ctx,
                         r.resource_type,

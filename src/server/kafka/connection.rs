@@ -46,6 +46,46 @@ pub(super) struct Conn {
     pub(super) listed: HashMap<(SubscriptionKind, String), Subscribed>,
     /// Dropped when the connection ends: long polls then answer with what they have.
     ended: watch::Sender<()>,
+    /// Who the connection is, and its SASL exchange (`sasl`).
+    pub(super) auth: super::sasl::ConnAuth,
+    /// Until when the connection's next request waits (quota throttling, KIP-219).
+    pub(super) mute: Arc<Mute>,
+}
+
+/// A connection's quota delay: requests read after a throttled response wait until it ends,
+/// as Kafka mutes a throttled channel. Milliseconds since `start`; 0: not muted.
+pub(super) struct Mute {
+    start: tokio::time::Instant,
+    until_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Mute {
+    fn new() -> Mute {
+        Mute {
+            start: tokio::time::Instant::now(),
+            until_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Mutes the connection for `delay` from now (a later end already set stays).
+    pub(super) fn mute_for(&self, delay: Duration) {
+        if delay.is_zero() {
+            return;
+        }
+        let end = (tokio::time::Instant::now() + delay) - self.start;
+        let ms = end.as_millis().min(u64::MAX as u128) as u64;
+        self.until_ms
+            .fetch_max(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Waits until the connection is no longer muted.
+    async fn wait(&self) {
+        let ms = self.until_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if ms == 0 {
+            return;
+        }
+        tokio::time::sleep_until(self.start + Duration::from_millis(ms)).await;
+    }
 }
 
 /// Serves one accepted connection until it ends.
@@ -59,6 +99,8 @@ pub(super) async fn handle_connection(
     let metrics = ctx.broker.metrics().clone();
     let registered = metrics.open_connection(Protocol::Kafka, peer);
     tracing::Span::current().record("id", registered.id());
+    let tls = matches!(sock, ClientStream::Tls(_));
+    let anonymous = ctx.broker.security().anonymous_allowed(peer.ip());
     let (rd, wr) = sock.split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let (out_tx, out_rx) = mpsc::channel::<Frame>(WRITER_QUEUE);
@@ -73,6 +115,8 @@ pub(super) async fn handle_connection(
         conn: registered,
         listed: HashMap::new(),
         ended: watch::channel(()).0,
+        auth: super::sasl::ConnAuth::new(tls, anonymous),
+        mute: Arc::new(Mute::new()),
     };
     if let End::Fatal(why) = conn.run(&mut rd, &mut shutdown).await {
         metrics.error(Protocol::Kafka, KAFKA_FATAL);
@@ -169,6 +213,11 @@ impl Conn {
                 Ok(f) => f,
                 Err(end) => return end,
             };
+            let mute = self.mute.clone();
+            tokio::select! {
+                _ = mute.wait() => {}
+                _ = shutdown.recv() => return End::Closed,
+            }
             self.conn.received(4 + frame.len());
             if let [a, b, ..] = frame[..] {
                 self.conn

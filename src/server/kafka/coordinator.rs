@@ -8,10 +8,12 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::authz;
 use super::codec::Header;
 use super::connection::{Conn, Slot};
 use super::dispatch::respond;
 use super::{KafkaContext, NODE_ID};
+use crate::security::{Operation, Principal, Resource};
 
 /// `key_type` of a consumer group.
 const KEY_TYPE_GROUP: i8 = 0;
@@ -19,14 +21,25 @@ const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// The coordinator of one key: node 0, or the error and why.
-fn coordinator(ctx: &KafkaContext, key: StrBytes, key_type: i8) -> Coordinator {
+fn coordinator(ctx: &KafkaContext, key: StrBytes, key_type: i8, p: &Principal) -> Coordinator {
     let mut c = Coordinator::default();
-    c.key = key;
     let refused = match key_type {
+        KEY_TYPE_GROUP if !authz::check(ctx, p, Operation::Describe, Resource::group(&key)) => {
+            c.node_id = BrokerId(-1);
+            c.port = -1;
+            c.error_code = authz::group_denied();
+            c.error_message = Some(StrBytes::from_string(format!(
+                "{p} may not use group {}",
+                key.as_str()
+            )));
+            c.key = key;
+            return c;
+        }
         KEY_TYPE_GROUP => None,
         KEY_TYPE_TRANSACTION => Some("transactions are not supported by sluice"),
         _ => Some("only consumer group coordinators are served (key type 0)"),
     };
+    c.key = key;
     match refused {
         None => {
             c.node_id = BrokerId(NODE_ID);
@@ -50,10 +63,10 @@ impl Conn {
             resp.coordinators = req
                 .coordinator_keys
                 .into_iter()
-                .map(|k| coordinator(&self.ctx, k, req.key_type))
+                .map(|k| coordinator(&self.ctx, k, req.key_type, &self.auth.principal))
                 .collect();
         } else {
-            let c = coordinator(&self.ctx, req.key, req.key_type);
+            let c = coordinator(&self.ctx, req.key, req.key_type, &self.auth.principal);
             resp.error_code = c.error_code;
             if h.api_version >= 1 {
                 resp.error_message = c.error_message;

@@ -11,7 +11,7 @@
 use super::errors::ErrorCodes;
 use crate::metrics::Metrics;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::{Encodable, HeaderVersion};
 use kafka_protocol::ResponseError;
 use tracing::{debug, error};
@@ -40,6 +40,12 @@ pub fn served_range(api: ApiKey, topic_ids: bool) -> Option<(i16, i16)> {
         ApiKey::DescribeConfigs => (1, 4),
         ApiKey::AlterConfigs => (0, 2),
         ApiKey::IncrementalAlterConfigs => (0, 1),
+        // SASL (`sasl`): advertised from 0, as librdkafka requires to use SASL at all, but
+        // only v1 (KIP-152, then SaslAuthenticate) is served; v0 is refused.
+        ApiKey::SaslHandshake => (0, 1),
+        ApiKey::SaslAuthenticate => (0, 2),
+        // The ACL APIs (`acls`).
+        ApiKey::DescribeAcls | ApiKey::CreateAcls | ApiKey::DeleteAcls => (1, 3),
         // Share groups, served by `share/` (the versions stock clients use).
         ApiKey::ShareGroupHeartbeat
         | ApiKey::ShareGroupDescribe
@@ -121,19 +127,16 @@ impl Conn {
                 )));
             }
         };
+        self.check_authenticated(&h, &req)?;
         self.note(&h, &req);
         let tx = self.slot().await?;
         match req {
-            Request::ApiVersions(r) => {
-                debug!(
-                    peer = %self.peer,
-                    client = ?h.client_id,
-                    software = %r.client_software_name.as_str(),
-                    version = %r.client_software_version.as_str(),
-                    "kafka client"
-                );
-                respond(self.ctx.broker.metrics(), tx, &h, &self.api_versions(0))
-            }
+            Request::ApiVersions(r) => self.api_versions_request(tx, &h, r),
+            Request::SaslHandshake(r) => return self.sasl_handshake(tx, &h, r),
+            Request::SaslAuthenticate(r) => return self.sasl_authenticate(tx, &h, r).await,
+            Request::DescribeAcls(r) => self.describe_acls(tx, h, r),
+            Request::CreateAcls(r) => self.create_acls(tx, h, r),
+            Request::DeleteAcls(r) => self.delete_acls(tx, h, r),
             Request::Metadata(r) => self.metadata(tx, h, r),
             Request::Produce(r) => return self.produce(tx, h, r).await,
             Request::LegacyProduce(r) => self.legacy_produce(tx, &h, r),
@@ -169,6 +172,30 @@ impl Conn {
         Ok(())
     }
 
+    /// Closes a connection that must authenticate and sent something else than ApiVersions or
+    /// the SASL requests.
+    fn check_authenticated(&self, h: &Header, req: &Request) -> Result<(), End> {
+        let sasl = matches!(
+            req,
+            Request::ApiVersions(_) | Request::SaslHandshake(_) | Request::SaslAuthenticate(_)
+        );
+        match self.auth.authenticated || sasl {
+            true => Ok(()),
+            false => Err(self.unauthenticated(h.api_key)),
+        }
+    }
+
+    fn api_versions_request(&self, tx: Slot, h: &Header, r: ApiVersionsRequest) {
+        debug!(
+            peer = %self.peer,
+            client = ?h.client_id,
+            software = %r.client_software_name.as_str(),
+            version = %r.client_software_version.as_str(),
+            "kafka client"
+        );
+        respond(self.ctx.broker.metrics(), tx, h, &self.api_versions(0))
+    }
+
     fn api_versions(&self, error_code: i16) -> ApiVersionsResponse {
         ApiVersionsResponse::default()
             .with_error_code(error_code)
@@ -199,7 +226,9 @@ mod tests {
         assert_eq!(served_range(ApiKey::Fetch, false), Some((4, 12)));
         assert_eq!(served_range(ApiKey::JoinGroup, false), Some((0, 9)));
         assert_eq!(served_range(ApiKey::OffsetCommit, true), Some((2, 9)));
-        assert_eq!(served_range(ApiKey::DescribeAcls, true), None);
+        assert_eq!(served_range(ApiKey::DescribeAcls, true), Some((1, 3)));
+        assert_eq!(served_range(ApiKey::SaslHandshake, true), Some((0, 1)));
+        assert_eq!(served_range(ApiKey::WriteTxnMarkers, true), None);
     }
 
     #[test]

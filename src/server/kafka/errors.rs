@@ -123,4 +123,12 @@ codes! {
         f(r.error_code);
         r.responses.iter().for_each(|t| f(t.error_code));
     };
+    SaslHandshakeResponse => |r, f| f(r.error_code);
+    SaslAuthenticateResponse => |r, f| f(r.error_code);
+    DescribeAclsResponse => |r, f| f(r.error_code);
+    CreateAclsResponse => |r, f| r.results.iter().for_each(|x| f(x.error_code));
+    DeleteAclsResponse => |r, f| for x in &r.filter_results {
+        f(x.error_code);
+        x.matching_acls.iter().for_each(|m| f(m.error_code));
+    };
 }

@@ -32,11 +32,13 @@ use tokio::sync::watch;
 use tokio::time::{timeout_at, Instant};
 use uuid::Uuid;
 
+use super::authz;
 use super::codec::Header;
 use super::connection::{Conn, Slot};
 use super::fetch_frame::{fetch_frame, Pieces};
 use super::{error_code, KafkaContext};
 use crate::broker::{BrokerError, ErrorKind};
+use crate::security::{Direction, Operation, Principal};
 
 /// Longest a fetch waits for `min_bytes` (clients ask for 500 ms by default).
 pub const FETCH_WAIT_MS_MAX: i32 = 30_000;
@@ -56,8 +58,15 @@ impl Conn {
         let ctx = self.ctx.clone();
         let metrics = self.ctx.broker.metrics().clone();
         let mut ended = self.ended();
+        let principal = self.auth.principal.clone();
+        let mute = self.mute.clone();
         crate::broker::spawn_in_span(async move {
-            let (resp, records) = fetch(ctx, h.api_version, req, &mut ended).await;
+            let (mut resp, records) =
+                fetch(ctx.clone(), h.api_version, req, &principal, &mut ended).await;
+            let bytes = records.iter().flatten().flatten().map(|(_, n)| *n).sum();
+            let delay = fetch_throttle(&ctx, &principal, bytes);
+            resp.throttle_time_ms = delay.as_millis().min(i32::MAX as u128) as i32;
+            mute.mute_for(delay);
             super::errors::count(&metrics, &resp);
             match fetch_frame(&resp, records, h.api_version, h.correlation_id) {
                 Ok(frame) => drop(tx.send(Some(frame))),
@@ -70,12 +79,27 @@ impl Conn {
     }
 }
 
-/// Resolves every partition of the request to its log and watcher. Returns the topics (name,
-/// id) in request order and the partitions.
+/// The quota delay of `bytes` fetched (zero while security is off), counted.
+pub(super) fn fetch_throttle(ctx: &KafkaContext, p: &Principal, bytes: usize) -> Duration {
+    let security = ctx.broker.security();
+    if !security.enabled() || bytes == 0 {
+        return Duration::ZERO;
+    }
+    let delay = security.throttle(p, Direction::Fetch, bytes);
+    if !delay.is_zero() {
+        ctx.broker.metrics().throttled(Direction::Fetch, delay);
+    }
+    delay
+}
+
+/// Resolves every partition of the request to its log and watcher (a topic `p` may not read
+/// gets TOPIC_AUTHORIZATION_FAILED). Returns the topics (name, id) in request order and the
+/// partitions. Blocking.
 fn targets(
     ctx: &KafkaContext,
     version: i16,
     req: &FetchRequest,
+    p: &Principal,
 ) -> (Vec<(TopicName, Uuid)>, Vec<Target>) {
     let mut topics = Vec::with_capacity(req.topics.len());
     let mut out = Vec::new();
@@ -86,8 +110,15 @@ fn targets(
             Some(t.topic.0.to_string())
         };
         topics.push((t.topic.clone(), t.topic_id));
-        for p in &t.partitions {
-            out.push(target(ctx, k, name.as_deref(), p));
+        let denied = name
+            .as_deref()
+            .is_some_and(|n| !authz::check_topic(ctx, p, Operation::Read, n));
+        for part in &t.partitions {
+            let mut t = target(ctx, k, if denied { None } else { name.as_deref() }, part);
+            if denied {
+                t.source = Err(authz::topic_denied());
+            }
+            out.push(t);
         }
     }
     (topics, out)
@@ -187,9 +218,10 @@ fn read_all(targets: &[Target], max_bytes: usize) -> (Vec<Answer>, usize, bool) 
     let data = targets
         .iter()
         .map(|t| match &t.source {
+            // Empty records, not null, as Kafka answers (librdkafka refuses a null set).
             Err(code) => {
                 errors = true;
-                (partition_data(t.index, *code, None), None)
+                (partition_data(t.index, *code, None), Some((Vec::new(), 0)))
             }
             Ok((log, _)) => {
                 let limit =
@@ -249,6 +281,7 @@ async fn fetch(
     ctx: Arc<KafkaContext>,
     version: i16,
     req: FetchRequest,
+    p: &Principal,
     ended: &mut watch::Receiver<()>,
 ) -> (FetchResponse, Vec<Vec<Pieces>>) {
     let mut resp = FetchResponse::default();
@@ -266,7 +299,9 @@ async fn fetch(
     let wait = Duration::from_millis(req.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX) as u64);
     let deadline = Instant::now() + wait;
     let c = ctx.clone();
-    let Ok((topics, mut targets)) = spawn_blocking(move || targets(&c, version, &req)).await else {
+    let p = p.clone();
+    let Ok((topics, mut targets)) = spawn_blocking(move || targets(&c, version, &req, &p)).await
+    else {
         resp.error_code = ResponseError::UnknownServerError.code();
         return (resp, Vec::new());
     };

@@ -13,11 +13,13 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
+use super::authz;
 use super::codec::Header;
 use super::connection::{Conn, Slot};
 use super::dispatch::respond;
 use super::{error_code, valid_topic_name, KafkaContext, LEADER_EPOCH, NODE_ID};
 use crate::broker::{ErrorKind, LogSettings};
+use crate::security::{Operation, Principal, Resource};
 
 /// The value of `*_authorized_operations` when the client did not ask for them.
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
@@ -25,8 +27,9 @@ const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 impl Conn {
     pub(super) fn metadata(&self, tx: Slot, h: Header, req: MetadataRequest) {
         let ctx = self.ctx.clone();
+        let p = self.auth.principal.clone();
         spawn_blocking(move || {
-            let body = metadata(&ctx, h.api_version, req);
+            let body = metadata(&ctx, h.api_version, req, &p);
             respond(ctx.broker.metrics(), tx, &h, &body);
         });
     }
@@ -79,14 +82,26 @@ pub(super) fn topic_uuid(ctx: &KafkaContext, name: &str) -> Uuid {
         .unwrap_or(Uuid::nil())
 }
 
-/// Looks a requested topic up, creating it when allowed; its entry.
-fn requested(ctx: &KafkaContext, name: &str, may_create: bool) -> MetadataResponseTopic {
+/// Looks a requested topic up, creating it when allowed (and `p` may create it); its entry
+/// (TOPIC_AUTHORIZATION_FAILED when `p` may not describe it).
+fn requested(
+    ctx: &KafkaContext,
+    name: &str,
+    may_create: bool,
+    p: &Principal,
+) -> MetadataResponseTopic {
     if !valid_topic_name(name) {
         return topic_entry(ctx, name, ResponseError::InvalidTopicException.code());
+    }
+    if !authz::check_topic(ctx, p, Operation::Describe, name) {
+        return topic_entry(ctx, name, authz::topic_denied());
     }
     match ctx.broker.partition_count(name) {
         Ok(_) => topic_entry(ctx, name, 0),
         Err(e) if e.kind == ErrorKind::NotFound && may_create => {
+            if !authz::check(ctx, p, Operation::Create, Resource::topic(name)) {
+                return topic_entry(ctx, name, authz::topic_denied());
+            }
             match ctx
                 .broker
                 .create_topic(name, &LogSettings::default(), ctx.default_partitions)
@@ -102,7 +117,12 @@ fn requested(ctx: &KafkaContext, name: &str, may_create: bool) -> MetadataRespon
 }
 
 /// The whole response. Blocking (it may create topics).
-fn metadata(ctx: &KafkaContext, version: i16, req: MetadataRequest) -> MetadataResponse {
+fn metadata(
+    ctx: &KafkaContext,
+    version: i16,
+    req: MetadataRequest,
+    p: &Principal,
+) -> MetadataResponse {
     // v0: an empty list means every topic; v1+: null means every topic. Versions 0-3 always
     // allow creation.
     let all = match &req.topics {
@@ -112,7 +132,12 @@ fn metadata(ctx: &KafkaContext, version: i16, req: MetadataRequest) -> MetadataR
     let may_create = ctx.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     let topics = if all {
         let names = ctx.broker.list_named_logs();
-        names.iter().map(|n| topic_entry(ctx, n, 0)).collect()
+        // Topics `p` may not describe are left out, as Kafka leaves them out.
+        names
+            .iter()
+            .filter(|n| authz::visible_topic(ctx, p, n))
+            .map(|n| topic_entry(ctx, n, 0))
+            .collect()
     } else {
         req.topics
             .unwrap_or_default()
@@ -120,8 +145,8 @@ fn metadata(ctx: &KafkaContext, version: i16, req: MetadataRequest) -> MetadataR
             // A topic with an id is asked for by that id whatever its name: Kafka's Java
             // client sends the name "" beside the id (KafkaApis, too, looks ids up first).
             .map(|t| match t.name {
-                Some(name) if t.topic_id.is_nil() => requested(ctx, name.0.as_str(), may_create),
-                _ => by_id(ctx, t.topic_id),
+                Some(name) if t.topic_id.is_nil() => requested(ctx, name.0.as_str(), may_create, p),
+                _ => by_id(ctx, t.topic_id, p),
             })
             .collect()
     };
@@ -137,14 +162,22 @@ fn metadata(ctx: &KafkaContext, version: i16, req: MetadataRequest) -> MetadataR
 }
 
 /// A topic asked for by id (v10+); UNKNOWN_TOPIC_ID, with a null name, for an id no topic has.
-fn by_id(ctx: &KafkaContext, id: Uuid) -> MetadataResponseTopic {
-    match ctx.broker.topic_by_id(*id.as_bytes()) {
-        Some(name) => topic_entry(ctx, &name, 0),
-        None => {
+fn by_id(ctx: &KafkaContext, id: Uuid, p: &Principal) -> MetadataResponseTopic {
+    let found = ctx.broker.topic_by_id(*id.as_bytes());
+    let denied = found
+        .as_deref()
+        .is_some_and(|n| !authz::check_topic(ctx, p, Operation::Describe, n));
+    match found {
+        Some(name) if !denied => topic_entry(ctx, &name, 0),
+        found => {
+            let code = match found {
+                Some(_) => authz::topic_denied(),
+                None => ResponseError::UnknownTopicId.code(),
+            };
             let mut t = MetadataResponseTopic::default();
             t.name = None;
             t.topic_id = id;
-            t.error_code = ResponseError::UnknownTopicId.code();
+            t.error_code = code;
             t
         }
     }

@@ -23,14 +23,20 @@
 //! IncrementalAlterConfigs), `coordinator` (FindCoordinator), `producer_id` (InitProducerId),
 //! `partitions` (CreatePartitions), `groups` (the consumer-group requests, handed to the
 //! coordinator), `shares` (the share-group requests, handed to `share/`), `registry` (the
-//! client's name and joined groups in the broker's connection registry). The coordinator is a
+//! client's name and joined groups in the broker's connection registry), `sasl` (SaslHandshake,
+//! SaslAuthenticate, and who the connection is), `authz` (the authorization checks every
+//! handler asks, with `group_authz` and `share_authz` for the group and share-group requests),
+//! `acls` (DescribeAcls, CreateAcls, DeleteAcls on the access rules). Quota delays mute the
+//! connection (`connection::Mute`). The coordinator is a
 //! folder `group/` of its own, independent of the broker core behind its `GroupOffsets` store
 //! trait; `group_store` implements that trait over the core. Share groups (`share/`) are served
 //! by the core's queue engine: a share group is a consumer group of the topic.
 //!
 //! Disk work runs on `spawn_blocking` threads; nothing here is Kafka-free except what it calls.
 
+mod acls;
 mod admin;
+mod authz;
 pub(crate) mod codec;
 mod configs;
 mod connection;
@@ -41,6 +47,7 @@ pub use errors::UNKNOWN_SERVER_ERROR;
 mod fetch;
 mod fetch_frame;
 pub mod group;
+mod group_authz;
 mod group_configs;
 mod group_store;
 mod groups;
@@ -53,7 +60,9 @@ mod produce;
 mod produce_legacy;
 mod producer_id;
 mod registry;
+mod sasl;
 pub mod share;
+mod share_authz;
 mod shares;
 
 use std::net::SocketAddr;

@@ -12,11 +12,13 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 use sluice_storage::{Log, Offset};
 
+use super::authz;
 use super::codec::Header;
 use super::connection::{Conn, Slot};
 use super::dispatch::respond;
 use super::{error_code, KafkaContext, LEADER_EPOCH};
 use crate::broker::{BrokerError, ErrorKind};
+use crate::security::Operation;
 
 /// The special timestamps of a ListOffsets partition.
 const LATEST: i64 = -1;
@@ -116,9 +118,21 @@ fn partition(
     r
 }
 
+/// A partition's answer when its topic may not be described.
+fn denied(p: &ListOffsetsPartition) -> ListOffsetsPartitionResponse {
+    let mut r = ListOffsetsPartitionResponse::default();
+    r.partition_index = p.partition_index;
+    r.leader_epoch = LEADER_EPOCH;
+    r.offset = -1;
+    r.timestamp = -1;
+    r.error_code = authz::topic_denied();
+    r
+}
+
 impl Conn {
     pub(super) fn list_offsets(&self, tx: Slot, h: Header, req: ListOffsetsRequest) {
         let ctx = self.ctx.clone();
+        let principal = self.auth.principal.clone();
         spawn_blocking(move || {
             let mut resp = ListOffsetsResponse::default();
             resp.topics = req
@@ -127,10 +141,15 @@ impl Conn {
                 .map(|t| {
                     let mut out = ListOffsetsTopicResponse::default();
                     out.name = t.name.clone();
+                    let name = t.name.0.as_str();
+                    let allowed = authz::check_topic(&ctx, &principal, Operation::Describe, name);
                     out.partitions = t
                         .partitions
                         .iter()
-                        .map(|p| partition(&ctx, t.name.0.as_str(), p))
+                        .map(|p| match allowed {
+                            true => partition(&ctx, name, p),
+                            false => denied(p),
+                        })
                         .collect();
                     out
                 })

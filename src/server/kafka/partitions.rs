@@ -11,10 +11,12 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use sluice_storage::store::PARTITIONS_MAX;
 
+use super::authz;
 use super::codec::Header;
 use super::connection::{Conn, Slot};
 use super::dispatch::respond;
 use super::{error_code, KafkaContext};
+use crate::security::Operation;
 
 /// Grows (or checks) one topic; the error code and message, `None` on success. Blocking.
 fn grow(
@@ -55,12 +57,20 @@ fn grow(
 impl Conn {
     pub(super) fn create_partitions(&self, tx: Slot, h: Header, req: CreatePartitionsRequest) {
         let ctx = self.ctx.clone();
+        let p = self.auth.principal.clone();
         spawn_blocking(move || {
             let mut resp = CreatePartitionsResponse::default();
             for t in &req.topics {
                 let mut r = CreatePartitionsTopicResult::default();
                 r.name = t.name.clone();
-                if let Some((code, m)) = grow(&ctx, t, req.validate_only) {
+                let refusal = match authz::check_topic(&ctx, &p, Operation::Alter, &t.name) {
+                    false => Some((
+                        authz::topic_denied(),
+                        format!("{p} may not alter {}", t.name.0),
+                    )),
+                    true => grow(&ctx, t, req.validate_only),
+                };
+                if let Some((code, m)) = refusal {
                     r.error_code = code;
                     r.error_message = Some(StrBytes::from_string(m));
                 }

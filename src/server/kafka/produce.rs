@@ -24,7 +24,11 @@ use sluice_storage::format::{kafka_to_stored, BatchError};
 use sluice_storage::{
     Appended as LogAppended, Error as StoreError, Log, Offset, ProducerBatch, ProducerError,
 };
+use std::time::Duration;
 use tokio::sync::oneshot;
+
+use super::authz;
+use crate::security::{Direction, Operation, Principal};
 
 use super::codec::Header;
 use super::connection::{Conn, End, Slot};
@@ -212,27 +216,11 @@ impl Conn {
             return Ok(());
         }
         let ctx = self.ctx.clone();
+        let principal = self.auth.principal.clone();
+        let delay = self.produce_throttle(&req);
         let (appended_tx, appended_rx) = oneshot::channel::<()>();
         spawn_blocking(move || {
-            let mut topics = Vec::with_capacity(req.topic_data.len());
-            for t in req.topic_data {
-                let name = topic_name(&ctx, v, &t);
-                let parts: Vec<Appended> = t
-                    .partition_data
-                    .into_iter()
-                    .map(|p| match &name {
-                        Some(n) => append_partition(&ctx, n, p),
-                        None => Appended {
-                            index: p.index,
-                            outcome: Err((
-                                ResponseError::UnknownTopicId.code(),
-                                "no topic has this id".into(),
-                            )),
-                        },
-                    })
-                    .collect();
-                topics.push((t.name, t.topic_id, parts));
-            }
+            let topics = append_topics(&ctx, v, req.topic_data, &principal);
             let _ = appended_tx.send(());
             let tx = match acks {
                 0 => {
@@ -242,6 +230,7 @@ impl Conn {
                 _ => Some(tx),
             };
             let mut resp = ProduceResponse::default();
+            resp.throttle_time_ms = delay.as_millis().min(i32::MAX as u128) as i32;
             for (name, topic_id, parts) in topics {
                 let mut out = TopicProduceResponse::default();
                 out.name = name;
@@ -255,10 +244,35 @@ impl Conn {
                 respond(ctx.broker.metrics(), tx, &h, &resp);
             }
         });
-        // The next request is read once this one's appends are in place.
+        // The next request is read once this one's appends are in place (and, over a
+        // quota, once its delay has passed).
         appended_rx
             .await
-            .map_err(|_| End::Fatal("a produce's append task failed".into()))
+            .map_err(|_| End::Fatal("a produce's append task failed".into()))?;
+        self.mute.mute_for(delay);
+        Ok(())
+    }
+
+    /// The quota delay of a produce's bytes (zero while security is off), counted.
+    fn produce_throttle(&self, req: &ProduceRequest) -> Duration {
+        let security = self.ctx.broker.security();
+        if !security.enabled() {
+            return Duration::ZERO;
+        }
+        let bytes: usize = req
+            .topic_data
+            .iter()
+            .flat_map(|t| &t.partition_data)
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+            .sum();
+        let delay = security.throttle(&self.auth.principal, Direction::Produce, bytes);
+        if !delay.is_zero() {
+            self.ctx
+                .broker
+                .metrics()
+                .throttled(Direction::Produce, delay);
+        }
+        delay
     }
 
     pub(super) fn legacy_produce(&self, tx: Slot, h: &Header, req: LegacyProduce) {
@@ -273,6 +287,53 @@ impl Conn {
         frame.extend_from_slice(&body);
         let _ = tx.send(Some(vec![frame.freeze()]));
     }
+}
+
+/// One topic of a produce, appended (or refused).
+type AppendedTopic = (
+    kafka_protocol::messages::TopicName,
+    uuid::Uuid,
+    Vec<Appended>,
+);
+
+/// Appends every partition of every topic `principal` may write to; refuses the others with
+/// TOPIC_AUTHORIZATION_FAILED. Blocking.
+fn append_topics(
+    ctx: &KafkaContext,
+    v: i16,
+    data: Vec<TopicProduceData>,
+    principal: &Principal,
+) -> Vec<AppendedTopic> {
+    let mut topics = Vec::with_capacity(data.len());
+    for t in data {
+        let name = topic_name(ctx, v, &t);
+        let denied = name
+            .as_deref()
+            .is_some_and(|n| !authz::check_topic(ctx, principal, Operation::Write, n));
+        let refused = |index: i32, code: i16, m: String| Appended {
+            index,
+            outcome: Err((code, m)),
+        };
+        let parts: Vec<Appended> = t
+            .partition_data
+            .into_iter()
+            .map(|p| match &name {
+                Some(n) if denied => refused(
+                    p.index,
+                    authz::topic_denied(),
+                    format!("{principal} may not write to {n}"),
+                ),
+                Some(n) => append_partition(ctx, n, p),
+                None => refused(
+                    p.index,
+                    ResponseError::UnknownTopicId.code(),
+                    "no topic has this id".into(),
+                ),
+            })
+            .collect();
+        topics.push((t.name, t.topic_id, parts));
+    }
+    topics
 }
 
 /// Waits until an appended partition is durable per its policy; its response. Blocking.

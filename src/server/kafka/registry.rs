@@ -6,6 +6,7 @@ use crate::metrics::{SubscriptionKind, SUBSCRIPTIONS_LISTED_MAX};
 
 use super::codec::{Header, Request};
 use super::connection::Conn;
+use crate::security::{Operation, Resource};
 
 /// ShareGroupHeartbeat's member epoch of a join and of a leave.
 const SHARE_JOIN_EPOCH: i32 = 0;
@@ -16,6 +17,19 @@ impl Conn {
     pub(super) fn note(&mut self, h: &Header, req: &Request) {
         if let Some(c) = &h.client_id {
             self.conn.set_client(c);
+        }
+        // A group the principal may not use is not listed (its request is refused).
+        let group = match req {
+            Request::JoinGroup(r) => Some(r.group_id.as_str()),
+            Request::ShareGroupHeartbeat(r) => Some(r.group_id.as_str()),
+            _ => None,
+        };
+        let security = self.ctx.broker.security();
+        if group.is_some_and(|g| {
+            security.enabled()
+                && !security.allows(&self.auth.principal, Operation::Read, Resource::group(g))
+        }) {
+            return;
         }
         match req {
             Request::JoinGroup(r) => self.list(SubscriptionKind::Group, r.group_id.as_str(), ""),
