@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::http::{get, samples, value};
+use common::http::{request_with, samples, value};
 use common::kafka::{kcat, kcat_cmd, missing, python, run, start_kafka, KafkaServer};
 use common::*;
 use sluice::security::{
@@ -101,9 +101,10 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// A sample of the server's `GET /metrics`.
+/// A sample of the server's `GET /metrics`, scraped as the admin (every test stores one).
 fn metric(s: &KafkaServer, key: &str) -> f64 {
-    let (status, _, body) = get(&s.server.http, "/metrics");
+    let admin = common::auth::basic(("admin", "admin-pw"));
+    let (status, _, body) = request_with(&s.server.http, "GET", "/metrics", None, &admin);
     assert_eq!(status, 200, "{body}");
     value(&samples(&body), key)
 }
@@ -555,7 +556,11 @@ fn a_produce_quota_delays_the_producer() {
         },
         ..superuser()
     };
-    store(&dir, &[("slow", "slow-pw", slow)], &[]);
+    let users = [
+        ("admin", "admin-pw", superuser()),
+        ("slow", "slow-pw", slow),
+    ];
+    store(&dir, &users, &[]);
     let s = start_kafka(&dir, &[]);
     let script = format!(
         r#"
