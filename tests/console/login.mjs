@@ -5,57 +5,17 @@
 //
 //   node --experimental-websocket tests/console/login.mjs CHROMIUM URL USER PASSWORD
 
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { launch, sleep } from './devtools.mjs';
 
 const [chromium, url, user, password] = process.argv.slice(2);
 if (!chromium || !url || !user || password === undefined) {
   console.error('usage: login.mjs CHROMIUM URL USER PASSWORD');
   process.exit(2);
 }
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /** How long each wait for the page lasts. */
 const WAIT_MS = 20000;
 
-const profile = mkdtempSync(join(tmpdir(), 'sluice-login-'));
-const browser = spawn(chromium, [
-  '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run',
-  '--remote-debugging-port=0', `--user-data-dir=${profile}`, 'about:blank',
-], { stdio: 'ignore' });
-
-/** The browser's DevTools endpoint, from the file Chromium writes into its profile. */
-async function endpoint() {
-  const file = join(profile, 'DevToolsActivePort');
-  for (let i = 0; i < 300; i += 1) {
-    if (existsSync(file)) {
-      const [port, path] = readFileSync(file, 'utf8').split('\n');
-      if (path) return `ws://127.0.0.1:${port}${path}`;
-    }
-    await sleep(100);
-  }
-  throw new Error('chromium did not open its DevTools port within 30 s');
-}
-
-async function main() {
-  const ws = new WebSocket(await endpoint());
-  await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = fail; });
-  let next = 0;
-  const waiting = new Map();
-  ws.onmessage = (m) => {
-    const r = JSON.parse(m.data);
-    const w = waiting.get(r.id);
-    if (!w) return;
-    waiting.delete(r.id);
-    if (r.error) w.fail(new Error(JSON.stringify(r.error)));
-    else w.ok(r.result);
-  };
-  const send = (method, params = {}, sessionId = undefined) => new Promise((ok, fail) => {
-    next += 1;
-    waiting.set(next, { ok, fail });
-    ws.send(JSON.stringify({ id: next, method, params, sessionId }));
-  });
+async function main(send) {
   const { targetId } = await send('Target.createTarget', { url: 'about:blank' });
   const { sessionId } = await send('Target.attachToTarget', { targetId, flatten: true });
   const evaluate = async (expression) => {
@@ -81,13 +41,11 @@ async function main() {
   await until('a poll after the login',
     "document.body.dataset.login === 'done' && Number(document.body.dataset.polls) >= 1");
   console.log(await evaluate('document.documentElement.outerHTML'));
-  ws.close();
 }
 
+const chrome = await launch(chromium);
 try {
-  await main();
+  await main(chrome.send);
 } finally {
-  browser.kill();
-  await sleep(300);
-  rmSync(profile, { recursive: true, force: true });
+  await chrome.close();
 }
