@@ -76,6 +76,9 @@ fn users_rules_and_authentication_end_to_end() {
     let (_t, dir) = data_dir();
     std::fs::create_dir_all(&dir).unwrap();
     let d = dir.to_str().unwrap();
+    // The first user must be a superuser, or nobody could grant anything.
+    let first = cli("", &["user", "add", "alice", "--data-dir", d], Some("pw\n"));
+    refused(&first, "the first user must be a superuser");
     // Offline, on a stopped broker's directory; the password comes from stdin.
     let out = cli_ok(
         "",

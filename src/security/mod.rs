@@ -39,6 +39,10 @@ pub use users::{Quotas, UserInfo, UserOptions};
 use file::State;
 use users::User;
 
+/// Why a first user that is not a superuser is refused.
+const FIRST_USER: &str = "the first user must be a superuser (--superuser): once a user exists \
+    every client authenticates, and only a superuser could then grant access to anyone";
+
 /// Password checks (Argon2id, about 20 MiB and tens of ms each) running at once; more wait.
 pub const PASSWORD_CHECKS_CONCURRENT_MAX: usize = 4;
 
@@ -260,6 +264,9 @@ impl Security {
         self.change(|s| {
             if s.users.contains_key(name) {
                 return Err(SecurityError::UserExists(name.into()));
+            }
+            if s.users.is_empty() && !o.superuser {
+                return Err(SecurityError::Invalid(FIRST_USER.into()));
             }
             if s.users.len() >= users::USERS_MAX {
                 return Err(SecurityError::Invalid(format!(

@@ -32,12 +32,18 @@ fn users_and_rules_persist_and_decide() {
     )
     .unwrap();
 
-    s.add_user("alice", "pw-a", UserOptions::default()).unwrap();
+    let refused = s.add_user("alice", "pw-a", UserOptions::default());
+    assert!(refused
+        .unwrap_err()
+        .to_string()
+        .contains("first user must be a superuser"));
+    assert!(!s.enabled());
     let admin = UserOptions {
         superuser: true,
         ..Default::default()
     };
     s.add_user("root", "pw-r", admin).unwrap();
+    s.add_user("alice", "pw-a", UserOptions::default()).unwrap();
     assert!(matches!(
         s.add_user("alice", "x", UserOptions::default()),
         Err(SecurityError::UserExists(_))
@@ -90,6 +96,11 @@ fn users_and_rules_persist_and_decide() {
 #[tokio::test]
 async fn passwords_expiry_and_connection_quotas() {
     let s = Security::disabled();
+    let root = UserOptions {
+        superuser: true,
+        ..Default::default()
+    };
+    s.add_user("root", "pw-r", root).unwrap();
     let o = UserOptions {
         expires_at_ms: Some(1),
         ..Default::default()
@@ -143,9 +154,11 @@ fn a_damaged_file_stops_the_open_and_offline_needs_the_lock() {
     let fs: FsRef = Arc::new(StdFs);
     {
         let off = Offline::open(fs.clone(), dir.path()).unwrap();
-        off.security
-            .add_user("a", "b", UserOptions::default())
-            .unwrap();
+        let root = UserOptions {
+            superuser: true,
+            ..Default::default()
+        };
+        off.security.add_user("a", "b", root).unwrap();
         assert!(matches!(
             Offline::open(fs.clone(), dir.path()),
             Err(SecurityError::Locked(_))
