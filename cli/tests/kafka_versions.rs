@@ -6,6 +6,8 @@
 mod common;
 #[path = "kafka_versions/groups.rs"]
 mod groups;
+#[path = "kafka_versions/security.rs"]
+mod security;
 #[path = "kafka_versions/share.rs"]
 mod share;
 
@@ -304,6 +306,11 @@ fn every_served_version_of_every_api_is_answered() {
                 }
                 ApiKey::DeleteShareGroupOffsets => share::check_delete_offsets(&server.kafka, v),
                 ApiKey::AlterShareGroupOffsets => share::check_alter_offsets(&server.kafka, v),
+                ApiKey::SaslHandshake => security::check_handshake(&server.kafka, v),
+                ApiKey::SaslAuthenticate => security::check_authenticate(&server.kafka, v),
+                ApiKey::DescribeAcls => security::check_describe(&mut c, v),
+                ApiKey::CreateAcls => security::check_create_and_delete(&mut c, v, 1),
+                ApiKey::DeleteAcls => security::check_create_and_delete(&mut c, 1, v),
                 other => panic!("{other:?} is advertised but this test does not know it"),
             }
             answered += 1;
