@@ -1,0 +1,11 @@
+//! Replicated sluice logs.
+//!
+//! # Layout
+//! - `types`: the Raft type configuration: node ids, group ids, commands and what applying one
+//!   answers.
+//! - `net/`: the transport between nodes: one TCP connection per peer shared by every Raft group
+//!   of the node, framed and checksummed, with named limits.
+
+pub mod types;
+
+pub use types::{Applied, Command, GroupId, Node, NodeId, TypeConfig};
