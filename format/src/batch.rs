@@ -37,22 +37,26 @@ pub const STORED_RECORD_HEADERS_MAX: usize = u16::MAX as usize;
 
 /// Attribute bits 0-2: the compression codec of the body ([`Codec`]); always 0 in version 1.
 pub const ATTR_COMPRESSION_MASK: u8 = 0b0000_0111;
+/// Attribute bit 3: a control batch, written by a replicated log for what is not a message
+/// (a new leader's blank entry, a membership change, a queue ack, a group commit); readers of
+/// messages skip it. Version 2 only, and never accepted from a client.
+pub const ATTR_CONTROL: u8 = 0b0000_1000;
 /// Attribute bits that must be zero.
-pub const ATTR_RESERVED_MASK: u8 = !ATTR_COMPRESSION_MASK;
+pub const ATTR_RESERVED_MASK: u8 = !(ATTR_COMPRESSION_MASK | ATTR_CONTROL);
 
 // Field positions of the batch header, each built from the one before.
-const B_HEADER_CRC: usize = 0;
-const B_MAGIC: usize = B_HEADER_CRC + 4;
+pub(crate) const B_HEADER_CRC: usize = 0;
+pub(crate) const B_MAGIC: usize = B_HEADER_CRC + 4;
 const B_VERSION: usize = B_MAGIC + 4;
-const B_ATTRIBUTES: usize = B_VERSION + 1;
+pub(crate) const B_ATTRIBUTES: usize = B_VERSION + 1;
 const B_RESERVED: usize = B_ATTRIBUTES + 1;
 const B_LEN: usize = B_RESERVED + 2;
 const B_BASE_OFFSET: usize = B_LEN + 4;
 const B_RECORD_COUNT: usize = B_BASE_OFFSET + 8;
 const B_FIRST_TS: usize = B_RECORD_COUNT + 4;
 const B_MAX_TS: usize = B_FIRST_TS + 8;
-const B_RECORDS_CRC: usize = B_MAX_TS + 8;
-const B_END: usize = B_RECORDS_CRC + 4;
+pub(crate) const B_RECORDS_CRC: usize = B_MAX_TS + 8;
+pub(crate) const B_END: usize = B_RECORDS_CRC + 4;
 const _: () = assert!(B_END == BATCH_HEADER_LEN);
 
 /// The decoded, checked header of a batch.
@@ -90,6 +94,10 @@ impl BatchHeader {
     /// The compression codec of the body.
     pub fn codec(&self) -> Codec {
         Codec::from_bits(self.attributes & ATTR_COMPRESSION_MASK).unwrap_or(Codec::None)
+    }
+    /// True for a control batch ([`ATTR_CONTROL`]), which holds no message.
+    pub fn is_control(&self) -> bool {
+        self.attributes & ATTR_CONTROL != 0
     }
 }
 
@@ -152,7 +160,7 @@ fn decode_fields(
         Some(c) if attributes & ATTR_RESERVED_MASK == 0 => c,
         _ => return Err(BatchError::UnsupportedAttributes(attributes)),
     };
-    if version == BATCH_VERSION_V1 && codec != Codec::None {
+    if version == BATCH_VERSION_V1 && (codec != Codec::None || attributes & ATTR_CONTROL != 0) {
         return Err(BatchError::UnsupportedAttributes(attributes));
     }
     let batch_len = u32_at(b, B_LEN);

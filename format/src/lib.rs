@@ -47,14 +47,15 @@ pub mod error;
 pub mod file_header;
 pub mod kafka;
 pub mod record;
+pub mod replicated;
 pub mod scan;
 pub mod types;
 
 pub use batch::{
     check_body, check_records_crc, decode_batch_header, kafka_body, records_crc_of,
     set_base_offset, validate_batch, validate_batch_within, write_header, BatchHeader, HeaderError,
-    HeaderFields, ATTR_COMPRESSION_MASK, ATTR_RESERVED_MASK, BATCH_HEADER_LEN, BATCH_MAGIC,
-    BATCH_VERSION, BATCH_VERSION_V1, RECORD_HEADERS_MAX, STORED_RECORD_HEADERS_MAX,
+    HeaderFields, ATTR_COMPRESSION_MASK, ATTR_CONTROL, ATTR_RESERVED_MASK, BATCH_HEADER_LEN,
+    BATCH_MAGIC, BATCH_VERSION, BATCH_VERSION_V1, RECORD_HEADERS_MAX, STORED_RECORD_HEADERS_MAX,
 };
 pub use builder::{encode_batch, encode_batch_v1, BatchBuilder};
 pub use codec::{Codec, DECOMPRESSED_BYTES_MAX};
@@ -67,6 +68,9 @@ pub use kafka::convert::{kafka_to_stored, stored_to_kafka, stored_to_kafka_piece
 pub use kafka::validate::{check_kafka_batch, check_kafka_header_and_crc, KafkaChecked};
 pub use kafka::{crc32c, KafkaHeader};
 pub use record::{BatchRecords, RecordIter, RecordView};
+pub use replicated::{
+    control_payload, encode_control_batch, raft_stamp, set_raft_stamp, RaftStamp, RAFT_TERM_MAX,
+};
 pub use scan::{check_batch, ScanEnd, ScanRules, ScanStop, ScannedBatch, Step};
 pub use types::{now_ms, Header, Offset, Record, TimestampMs, TopicId};
 

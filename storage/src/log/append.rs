@@ -78,7 +78,7 @@ impl Log {
     /// [`Error::Producer`].
     pub fn append_idempotent(&self, batch: Vec<u8>, p: ProducerBatch) -> Result<Appended> {
         self.ensure_producers()?;
-        self.append_checked(batch, format::RECORD_HEADERS_MAX, Some(&p))
+        self.append_checked(batch, format::RECORD_HEADERS_MAX, Some(&p), false)
     }
 
     pub(super) fn append_unsynced_within(
@@ -86,22 +86,38 @@ impl Log {
         batch: Vec<u8>,
         headers_max: usize,
     ) -> Result<AppendInfo> {
-        match self.append_checked(batch, headers_max, None)? {
+        match self.append_checked(batch, headers_max, None, false)? {
+            Appended::New(info) | Appended::Duplicate(info) => Ok(info),
+        }
+    }
+
+    /// Writes one entry of a replicated log without waiting for durability (pair with
+    /// [`Log::sync_to`]): a message batch, or a control batch ([`format::ATTR_CONTROL`]), which
+    /// every other append refuses. The batch carries its Raft stamp already
+    /// ([`format::set_raft_stamp`]).
+    pub fn append_replicated(&self, batch: Vec<u8>) -> Result<AppendInfo> {
+        match self.append_checked(batch, format::RECORD_HEADERS_MAX, None, true)? {
             Appended::New(info) | Appended::Duplicate(info) => Ok(info),
         }
     }
 
     /// Validates and writes a batch; with `producer`, checks it against the producer table under
-    /// the same lock as the write.
+    /// the same lock as the write. A control batch is refused unless `control` allows it.
     fn append_checked(
         &self,
         mut batch: Vec<u8>,
         headers_max: usize,
         producer: Option<&ProducerBatch>,
+        control: bool,
     ) -> Result<Appended> {
         let h =
             format::validate_batch_within(&batch, self.shared.config.batch_bytes_max, headers_max)
                 .map_err(|e| Error::InvalidBatch(e.to_string()))?;
+        if h.is_control() && !control {
+            return Err(Error::InvalidBatch(
+                "control batches are written by replicated logs only".into(),
+            ));
+        }
         self.check_writable()?;
         let cfg = &self.shared.config;
         let now = now_ms();

@@ -43,6 +43,7 @@ mod read;
 mod recover;
 mod retention;
 mod sync;
+mod truncate;
 
 pub use append::Appended;
 use flusher::interval_flusher;
@@ -180,6 +181,9 @@ struct Shared {
     durable_end: AtomicU64,
     /// One past the last written offset (mirrors the state, readable without the lock).
     written_end: AtomicU64,
+    /// One past the last offset a replicated log has committed (`u64::MAX`: not replicated);
+    /// readers never see past it ([`Log::set_commit_end`]).
+    commit_end: AtomicU64,
     /// Set after a failed fsync: every later write fails (fail-stop).
     failed: Mutex<Option<String>>,
     has_failed: AtomicBool,
@@ -254,6 +258,7 @@ impl Log {
             sync_lock: Mutex::new(()),
             durable_end: AtomicU64::new(next.0),
             written_end: AtomicU64::new(next.0),
+            commit_end: AtomicU64::new(u64::MAX),
             failed: Mutex::new(None),
             has_failed: AtomicBool::new(false),
             visible_cv: Condvar::new(),
@@ -346,10 +351,27 @@ impl Log {
     /// One past the last offset readers may see: the durable end under `always`, the written
     /// end otherwise.
     pub fn visible_end(&self) -> Offset {
-        match self.shared.config.fsync {
+        let end = match self.shared.config.fsync {
             FsyncPolicy::Always => self.durable_end(),
             _ => self.end_offset(),
+        };
+        end.min(Offset(self.shared.commit_end.load(Ordering::Acquire)))
+    }
+
+    /// Makes this the log of a replicated log, or moves its commit point: readers see only
+    /// offsets below `end` (and, as always, below the durable end under `always`). A replicated
+    /// log sets it at open and each time its Raft group commits entries.
+    pub fn set_commit_end(&self, end: Offset) {
+        let prev = self.shared.commit_end.swap(end.0, Ordering::AcqRel);
+        if prev != end.0 {
+            self.notify_visible();
         }
+    }
+
+    /// One past the last committed offset of a replicated log; `None` for a log that is not.
+    pub fn commit_end(&self) -> Option<Offset> {
+        let end = self.shared.commit_end.load(Ordering::Acquire);
+        (end != u64::MAX).then_some(Offset(end))
     }
 
     /// Total bytes of all segments.
