@@ -9,3 +9,10 @@
 pub mod types;
 
 pub use types::{Applied, Command, GroupId, Node, NodeId, TypeConfig};
+pub mod error;
+pub mod store;
+
+pub use error::{Error, Result};
+pub mod group;
+
+pub use group::{Consensus, GroupStatus, ReplicatedLog, Timing};

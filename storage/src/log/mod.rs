@@ -351,11 +351,17 @@ impl Log {
     /// One past the last offset readers may see: the durable end under `always`, the written
     /// end otherwise.
     pub fn visible_end(&self) -> Offset {
-        let end = match self.shared.config.fsync {
+        self.readable_end()
+            .min(Offset(self.shared.commit_end.load(Ordering::Acquire)))
+    }
+
+    /// [`Log::visible_end`] without the commit point: what a replicated log's own Raft
+    /// replication reads up to.
+    fn readable_end(&self) -> Offset {
+        match self.shared.config.fsync {
             FsyncPolicy::Always => self.durable_end(),
             _ => self.end_offset(),
-        };
-        end.min(Offset(self.shared.commit_end.load(Ordering::Acquire)))
+        }
     }
 
     /// Makes this the log of a replicated log, or moves its commit point: readers see only

@@ -8,7 +8,16 @@ impl Log {
     /// visible). The first batch may start before `from`: skip its records before `from` (see
     /// [`Batch::records`]). Every checksum is checked again on the way out.
     pub fn read(&self, from: Offset, max_bytes: usize) -> Result<Vec<Batch>> {
-        let visible = self.visible_end();
+        self.read_to(from, self.visible_end(), max_bytes)
+    }
+
+    /// [`Log::read`] past the commit point of a replicated log (up to the durable end under
+    /// `always`): what Raft replication sends to followers before a majority has it.
+    pub fn read_uncommitted(&self, from: Offset, max_bytes: usize) -> Result<Vec<Batch>> {
+        self.read_to(from, self.readable_end(), max_bytes)
+    }
+
+    fn read_to(&self, from: Offset, visible: Offset, max_bytes: usize) -> Result<Vec<Batch>> {
         let plan = self.read_plan(from, visible)?;
         let rules = ScanRules {
             batch_bytes_max: self.shared.config.batch_bytes_max,

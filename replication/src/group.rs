@@ -1,0 +1,262 @@
+//! One replicated log on this node: its message log, its Raft group, and the [`Consensus`]
+//! trait through which the rest of sluice uses it, so the consensus engine's API stays here.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{Config, Raft, RaftNetworkFactory, ServerState, SnapshotPolicy};
+use sluice_storage::{FsRef, Log, LogConfig};
+
+use crate::error::{Error, Result};
+use crate::store::{LogStore, Replica, StateMachine};
+use crate::types::{Applied, Command, GroupId, Node, NodeId, TypeConfig};
+
+/// A boxed future, for the object-safe [`Consensus`] trait.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What sluice asks of a replicated log, whatever consensus engine runs it.
+pub trait Consensus: Send + Sync {
+    /// Appends a command; answers once a majority has it on disk and it is committed (readers
+    /// see it from then on). Fails with [`Error::NotLeader`] on a follower.
+    fn propose(&self, command: Command) -> BoxFuture<'_, Result<Applied>>;
+    /// The group's state as this node sees it.
+    fn status(&self) -> GroupStatus;
+    /// The message log; its readers see committed entries only.
+    fn log(&self) -> &Log;
+}
+
+/// A replicated log's state as one node sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupStatus {
+    /// The group.
+    pub group: GroupId,
+    /// This node.
+    pub node: NodeId,
+    /// The current term.
+    pub term: u64,
+    /// The leader, when one is known.
+    pub leader: Option<NodeId>,
+    /// True when this node leads.
+    pub is_leader: bool,
+    /// The last Raft index in this node's log.
+    pub last_index: Option<u64>,
+    /// The last applied (committed) Raft index.
+    pub applied_index: Option<u64>,
+    /// On the leader: each follower's last replicated index.
+    pub followers: BTreeMap<NodeId, Option<u64>>,
+}
+
+/// Raft timing of every group of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// How often a leader sends heartbeats.
+    pub heartbeat: Duration,
+    /// A follower that hears nothing for a random time in this range stands for election.
+    pub election_min: Duration,
+    /// Upper end of that range.
+    pub election_max: Duration,
+}
+
+impl Default for Timing {
+    /// Heartbeats every 100 ms, elections after 500-1000 ms of silence: a failover well under
+    /// two seconds, and room for an fsync stall of a few hundred milliseconds.
+    fn default() -> Self {
+        Timing {
+            heartbeat: Duration::from_millis(100),
+            election_min: Duration::from_millis(500),
+            election_max: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// Most entries one AppendEntries carries.
+pub const APPEND_ENTRIES_MAX: u64 = 256;
+
+impl Timing {
+    fn raft_config(&self, group: &GroupId) -> Result<Arc<Config>> {
+        let config = Config {
+            cluster_name: group.0.clone(),
+            heartbeat_interval: self.heartbeat.as_millis() as u64,
+            election_timeout_min: self.election_min.as_millis() as u64,
+            election_timeout_max: self.election_max.as_millis() as u64,
+            max_payload_entries: APPEND_ENTRIES_MAX,
+            // The log is the state: never compacted behind a follower (see store::state_machine).
+            snapshot_policy: SnapshotPolicy::Never,
+            ..Config::default()
+        };
+        Ok(Arc::new(
+            config
+                .validate()
+                .map_err(|e| Error::Consensus(e.to_string()))?,
+        ))
+    }
+}
+
+/// One replicated log on this node.
+#[derive(Clone)]
+pub struct ReplicatedLog {
+    group: GroupId,
+    node: NodeId,
+    replica: Arc<Replica>,
+    raft: Raft<TypeConfig>,
+}
+
+impl std::fmt::Debug for ReplicatedLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicatedLog")
+            .field("group", &self.group)
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+impl ReplicatedLog {
+    /// Opens (or creates) this node's replica of `group` in `dir` and starts its Raft group.
+    pub async fn open<N: RaftNetworkFactory<TypeConfig>>(
+        node: NodeId,
+        group: GroupId,
+        fs: FsRef,
+        dir: &Path,
+        log_config: LogConfig,
+        network: N,
+        timing: Timing,
+    ) -> Result<ReplicatedLog> {
+        let (replica, log_store, state_machine) = {
+            let dir = dir.to_path_buf();
+            tokio::task::spawn_blocking(move || -> Result<_> {
+                let replica = Replica::open(fs, &dir, log_config)?;
+                let log_store = LogStore::open(replica.clone())?;
+                let sm = StateMachine::open(replica.clone())?;
+                Ok((replica, log_store, sm))
+            })
+            .await
+            .map_err(|e| Error::Consensus(e.to_string()))??
+        };
+        let config = timing.raft_config(&group)?;
+        let raft = Raft::new(node, config, network, log_store, state_machine)
+            .await
+            .map_err(|e| Error::Consensus(e.to_string()))?;
+        Ok(ReplicatedLog {
+            group,
+            node,
+            replica,
+            raft,
+        })
+    }
+
+    /// Makes `members` the group's first membership. Every member may call it with the same
+    /// members; a group already formed answers `Ok` and is unchanged.
+    pub async fn bootstrap(&self, members: BTreeMap<NodeId, Node>) -> Result<()> {
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(Error::Consensus(e.to_string())),
+        }
+    }
+
+    /// The group.
+    pub fn group(&self) -> &GroupId {
+        &self.group
+    }
+
+    /// Stops the Raft group; the log stays open until the last handle is dropped.
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+
+    /// The transport hands a peer's AppendEntries here.
+    pub async fn append_entries(
+        &self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+    ) -> std::result::Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
+        self.raft.append_entries(rpc).await
+    }
+
+    /// The transport hands a peer's vote request here.
+    pub async fn vote(
+        &self,
+        rpc: VoteRequest<NodeId>,
+    ) -> std::result::Result<VoteResponse<NodeId>, RaftError<NodeId>> {
+        self.raft.vote(rpc).await
+    }
+
+    /// The transport hands a peer's snapshot chunk here (refused by the state machine).
+    pub async fn install_snapshot(
+        &self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+    ) -> std::result::Result<
+        InstallSnapshotResponse<NodeId>,
+        RaftError<NodeId, openraft::error::InstallSnapshotError>,
+    > {
+        self.raft.install_snapshot(rpc).await
+    }
+
+    /// Waits until this node knows a leader, or `timeout` passes; returns it.
+    pub async fn wait_leader(&self, timeout: Duration) -> Option<NodeId> {
+        let mut rx = self.raft.metrics();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(l) = rx.borrow().current_leader {
+                return Some(l);
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return None;
+            }
+        }
+    }
+
+    async fn write(&self, command: Command) -> Result<Applied> {
+        match self.raft.client_write(command).await {
+            Ok(r) => Ok(r.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(Error::NotLeader {
+                    group: self.group.0.clone(),
+                    leader: f.leader_id,
+                    leader_addr: f.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(e) => Err(Error::Consensus(e.to_string())),
+        }
+    }
+}
+
+impl Consensus for ReplicatedLog {
+    fn propose(&self, command: Command) -> BoxFuture<'_, Result<Applied>> {
+        Box::pin(self.write(command))
+    }
+
+    fn status(&self) -> GroupStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let followers = m
+            .replication
+            .as_ref()
+            .map(|r| r.iter().map(|(id, l)| (*id, l.map(|l| l.index))).collect())
+            .unwrap_or_default();
+        GroupStatus {
+            group: self.group.clone(),
+            node: self.node,
+            term: m.current_term,
+            leader: m.current_leader,
+            is_leader: m.state == ServerState::Leader,
+            last_index: m.last_log_index,
+            applied_index: m.last_applied.map(|l| l.index),
+            followers,
+        }
+    }
+
+    fn log(&self) -> &Log {
+        &self.replica.log
+    }
+}

@@ -1,0 +1,140 @@
+//! From a Raft index to the offsets of the batch that stores it.
+//!
+//! Raft indexes and offsets both grow along the log, one batch per index, so an index is found
+//! by a binary search over offsets that reads one batch header and stamp per step (about 20
+//! steps for a million offsets). The entries appended since the log opened, the ones
+//! replication and apply ask for, are kept in memory ([`RECENT_ENTRIES_MAX`]), and the position
+//! of the last lookup makes sequential reads of older entries cheap.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use sluice_storage::{Log, Offset};
+
+use super::entry::stamp_of;
+use crate::error::{Error, Result};
+
+/// The most recent entries whose offsets are kept in memory.
+pub const RECENT_ENTRIES_MAX: usize = 16_384;
+
+/// Where an entry's batch is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place {
+    /// The entry's Raft index.
+    pub index: u64,
+    /// The term it was appended in.
+    pub term: u64,
+    /// Offset of the batch's first record.
+    pub base: Offset,
+    /// One past its last.
+    pub next: Offset,
+}
+
+/// Finds entries of one log.
+#[derive(Debug)]
+pub struct Locator {
+    log: Log,
+    recent: Mutex<VecDeque<Place>>,
+}
+
+impl Locator {
+    pub(crate) fn new(log: Log) -> Locator {
+        Locator {
+            log,
+            recent: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, VecDeque<Place>> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Remembers an entry just appended.
+    pub fn push(&self, p: Place) {
+        let mut r = self.recent();
+        if let Some(last) = r.back() {
+            debug_assert!(
+                p.index > last.index && p.base == last.next,
+                "{p:?} after {last:?}"
+            );
+        }
+        if r.len() == RECENT_ENTRIES_MAX {
+            r.pop_front();
+        }
+        r.push_back(p);
+    }
+
+    /// Forgets every entry from `index` on (a truncation).
+    pub fn forget_from(&self, index: u64) {
+        self.recent().retain(|p| p.index < index);
+    }
+
+    /// Where entry `index` is; `None` when the log does not hold it.
+    pub fn find(&self, index: u64) -> Result<Option<Place>> {
+        {
+            let r = self.recent();
+            if let Some(first) = r.front() {
+                if index >= first.index {
+                    let k = (index - first.index) as usize;
+                    return Ok(r
+                        .get(k)
+                        .copied()
+                        .inspect(|p| debug_assert_eq!(p.index, index)));
+                }
+            }
+        }
+        self.search(index)
+    }
+
+    /// Binary search over the offsets of the log for the batch stamped `index`.
+    fn search(&self, index: u64) -> Result<Option<Place>> {
+        let (mut lo, mut hi) = (self.log.start_offset(), self.log.end_offset());
+        while lo < hi {
+            let mid = Offset(lo.0 + (hi.0 - lo.0) / 2);
+            let Some(p) = self.place_at(mid)? else {
+                return Ok(None);
+            };
+            match p.index.cmp(&index) {
+                std::cmp::Ordering::Equal => return Ok(Some(p)),
+                std::cmp::Ordering::Less => lo = p.next,
+                std::cmp::Ordering::Greater => hi = p.base,
+            }
+        }
+        Ok(None)
+    }
+
+    /// The entry whose batch holds offset `at`.
+    pub fn place_at(&self, at: Offset) -> Result<Option<Place>> {
+        let Some(b) = self.log.read_uncommitted(at, 1)?.into_iter().next() else {
+            return Ok(None);
+        };
+        let s = stamp_of(&b)?;
+        Ok(Some(Place {
+            index: s.index,
+            term: s.term,
+            base: b.header.base_offset,
+            next: b.header.next_offset(),
+        }))
+    }
+
+    /// The last entry of the log.
+    pub fn last(&self) -> Result<Option<Place>> {
+        if let Some(p) = self.recent().back() {
+            return Ok(Some(*p));
+        }
+        let end = self.log.end_offset();
+        if end == self.log.start_offset() {
+            return Ok(None);
+        }
+        let p = self.place_at(Offset(end.0 - 1))?;
+        if let Some(p) = p {
+            if p.next != end {
+                return Err(Error::BadEntry(format!(
+                    "the last batch ends at {} but the log at {end}",
+                    p.next
+                )));
+            }
+        }
+        Ok(p)
+    }
+}

@@ -1,0 +1,70 @@
+//! The storage of one replicated log: the message log itself as the Raft log, with two small
+//! state files beside it.
+//!
+//! ```text
+//! <group dir>/
+//!   log/           the message log (docs/format.md): one batch per Raft entry
+//!   raft-vote      the vote and the last purged log id (log_store)
+//!   raft-applied   the last applied log id and membership (state_machine)
+//! ```
+//!
+//! - `entry`: a Raft entry as a stored batch and back;
+//! - `locator`: from a Raft index to the offsets of its batch;
+//! - `log_store`: openraft's `RaftLogStorage` on the message log;
+//! - `state_machine`: openraft's `RaftStateMachine`: applying an entry moves the log's commit
+//!   point, so readers see it;
+//! - `state_file`: the layout of the two state files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sluice_storage::{FsRef, Log, LogConfig};
+
+use crate::error::Result;
+
+pub mod entry;
+pub mod locator;
+pub mod log_store;
+pub mod state_file;
+pub mod state_machine;
+
+pub use locator::Locator;
+pub use log_store::LogStore;
+pub use state_machine::StateMachine;
+
+/// The message log of a replicated log and where its Raft entries are.
+#[derive(Debug)]
+pub struct Replica {
+    pub(crate) fs: FsRef,
+    pub(crate) dir: PathBuf,
+    pub(crate) log: Log,
+    pub(crate) locator: Locator,
+}
+
+impl Replica {
+    /// Opens (or creates) the replicated log in `dir`. Its readers see nothing until the
+    /// group commits (the commit point starts at the log's start).
+    pub fn open(fs: FsRef, dir: &Path, config: LogConfig) -> Result<Arc<Replica>> {
+        fs.create_dir_all(dir).map_err(|source| crate::Error::Io {
+            path: dir.into(),
+            source,
+        })?;
+        let log = Log::open(fs.clone(), dir.join("log"), config)?;
+        log.set_commit_end(log.start_offset());
+        Ok(Arc::new(Replica {
+            fs,
+            dir: dir.into(),
+            locator: Locator::new(log.clone()),
+            log,
+        }))
+    }
+
+    /// The message log; readers of it see committed entries only.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}

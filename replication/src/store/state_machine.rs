@@ -1,0 +1,196 @@
+//! openraft's `RaftStateMachine` for a replicated log. The state is the log itself: applying
+//! an entry moves the log's commit point past its batch, which is when readers (subscribers,
+//! consumers, Kafka fetches) first see it, and answers the offsets it was stored at.
+//!
+//! `raft-applied` keeps the last applied log id and membership, saved when the membership
+//! changes and at most every [`APPLIED_SAVE_INTERVAL`] otherwise. A saved value behind the truth
+//! only makes a restart apply some entries again, which moves the commit point to where it was.
+//!
+//! Snapshots: the log is never compacted behind a follower's back (snapshots are off), so a
+//! follower is always caught up from the log itself; installing a snapshot is refused.
+
+use std::io::Cursor;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{
+    AnyError, EntryPayload, LogId, OptionalSend, StorageError, StorageIOError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use sluice_storage::Offset;
+
+use super::entry::Entry;
+use super::{state_file, Replica};
+use crate::types::{Applied, Node, NodeId, TypeConfig};
+
+const APPLIED_FILE: &str = "raft-applied";
+const APPLIED_MAGIC: [u8; 4] = *b"SLAP";
+/// Longest the saved applied log id may lag behind the applied one.
+pub const APPLIED_SAVE_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct AppliedState {
+    applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, Node>,
+}
+
+/// The state machine of one replicated log.
+#[derive(Debug)]
+pub struct StateMachine {
+    replica: Arc<Replica>,
+    state: AppliedState,
+    saved_at: Instant,
+}
+
+fn sm_error(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    StorageIOError::write_state_machine(AnyError::error(e.to_string())).into()
+}
+
+impl StateMachine {
+    /// The state machine of `replica`: its saved applied state, and the commit point of its log
+    /// at the end of the last applied entry.
+    pub fn open(replica: Arc<Replica>) -> crate::Result<StateMachine> {
+        let path = replica.path(APPLIED_FILE);
+        let state: AppliedState =
+            state_file::load(&*replica.fs, &path, APPLIED_MAGIC)?.unwrap_or_default();
+        if let Some(applied) = state.applied {
+            let end = match replica.locator.find(applied.index)? {
+                Some(p) => p.next,
+                None => replica.log.start_offset(),
+            };
+            replica.log.set_commit_end(end);
+        }
+        Ok(StateMachine {
+            replica,
+            state,
+            saved_at: Instant::now(),
+        })
+    }
+
+    async fn save(&mut self) -> Result<(), StorageError<NodeId>> {
+        let replica = self.replica.clone();
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || {
+            state_file::save(
+                &*replica.fs,
+                &replica.path(APPLIED_FILE),
+                APPLIED_MAGIC,
+                &state,
+            )
+        })
+        .await
+        .map_err(sm_error)?
+        .map_err(sm_error)?;
+        self.saved_at = Instant::now();
+        Ok(())
+    }
+
+    /// The offsets of entry `index`, and the commit point after it.
+    fn place(&self, index: u64) -> Result<(Applied, Offset), StorageError<NodeId>> {
+        let p = self
+            .replica
+            .locator
+            .find(index)
+            .map_err(sm_error)?
+            .ok_or_else(|| sm_error(format!("entry {index} to apply is not in the log")))?;
+        let applied = Applied {
+            base_offset: p.base.0,
+            last_offset: p.next.0 - 1,
+        };
+        Ok((applied, p.next))
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Node>), StorageError<NodeId>> {
+        Ok((self.state.applied, self.state.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut out = Vec::new();
+        let mut membership_changed = false;
+        let mut commit = None;
+        for e in entries {
+            let (applied, next) = self.place(e.log_id.index)?;
+            if let EntryPayload::Membership(m) = &e.payload {
+                self.state.membership = StoredMembership::new(Some(e.log_id), m.clone());
+                membership_changed = true;
+            }
+            self.state.applied = Some(e.log_id);
+            commit = Some(next);
+            out.push(applied);
+        }
+        if let Some(end) = commit {
+            self.replica.log.set_commit_end(end);
+        }
+        if membership_changed || self.saved_at.elapsed() >= APPLIED_SAVE_INTERVAL {
+            self.save().await?;
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            applied: self.state.applied,
+            membership: self.state.membership.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, Node>,
+        _snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        Err(sm_error(format!(
+            "{}: a replicated log is caught up from the log, not from a snapshot ({})",
+            self.replica.dir.display(),
+            meta.snapshot_id
+        )))
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        Ok(None)
+    }
+}
+
+/// Builds the (empty) snapshot openraft asks for when told to: the applied log id and
+/// membership, with no data, since the data is the log.
+#[derive(Debug)]
+pub struct SnapshotBuilder {
+    applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, Node>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let id = self
+            .applied
+            .map(|l| format!("{}-{}", l.leader_id.term, l.index))
+            .unwrap_or_else(|| "empty".into());
+        Ok(Snapshot {
+            meta: SnapshotMeta {
+                last_log_id: self.applied,
+                last_membership: self.membership.clone(),
+                snapshot_id: id,
+            },
+            snapshot: Box::new(Cursor::new(Vec::new())),
+        })
+    }
+}

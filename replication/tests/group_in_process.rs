@@ -1,0 +1,226 @@
+//! Three replicas of one replicated log in one process, their Raft messages handed over by
+//! direct calls: the log store and state machine under openraft, without the TCP transport
+//! (tested on its own and by the multi-process tests).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use openraft::network::RPCOption;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
+use sluice_replication::{
+    Command, Consensus, Error, GroupId, NodeId, ReplicatedLog, Timing, TypeConfig,
+};
+use sluice_storage::format::encode_batch;
+use sluice_storage::{LogConfig, Offset, Record, StdFs};
+
+#[derive(Clone, Default)]
+struct Router {
+    nodes: Arc<Mutex<HashMap<NodeId, ReplicatedLog>>>,
+}
+
+impl Router {
+    fn get(&self, id: NodeId) -> Result<ReplicatedLog, Unreachable> {
+        self.nodes
+            .lock()
+            .unwrap()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Unreachable::new(&std::io::Error::other(format!("node {id} is down"))))
+    }
+}
+
+struct Conn {
+    target: NodeId,
+    router: Router,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Router {
+    type Network = Conn;
+    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> Conn {
+        Conn {
+            target,
+            router: self.clone(),
+        }
+    }
+}
+
+type RpcResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+
+impl RaftNetwork<TypeConfig> for Conn {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        let n = self.router.get(self.target)?;
+        n.append_entries(rpc)
+            .await
+            .map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
+    }
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        _: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        let n = self.router.get(self.target)?;
+        n.install_snapshot(rpc)
+            .await
+            .map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
+    }
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        _: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
+        let n = self.router.get(self.target)?;
+        n.vote(rpc)
+            .await
+            .map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
+    }
+}
+
+fn members() -> BTreeMap<NodeId, BasicNode> {
+    (1..=3)
+        .map(|i| (i, BasicNode::new(format!("node-{i}"))))
+        .collect()
+}
+
+async fn open(router: &Router, id: NodeId, root: &Path) -> ReplicatedLog {
+    let log = ReplicatedLog::open(
+        id,
+        GroupId("t/orders/0".into()),
+        Arc::new(StdFs),
+        &root.join(format!("node-{id}")),
+        LogConfig::default(),
+        router.clone(),
+        Timing::default(),
+    )
+    .await
+    .unwrap();
+    router.nodes.lock().unwrap().insert(id, log.clone());
+    log
+}
+
+fn batch(i: u64) -> Command {
+    let records: Vec<Record> = (0..3)
+        .map(|k| Record::from_value(format!("m{i}-{k}").into_bytes()))
+        .collect();
+    Command::Batch(encode_batch(&records, 1_000 + i as i64).into())
+}
+
+async fn leader_of(router: &Router) -> ReplicatedLog {
+    for _ in 0..100 {
+        let nodes: Vec<ReplicatedLog> = router.nodes.lock().unwrap().values().cloned().collect();
+        if let Some(l) = nodes.into_iter().find(|n| n.status().is_leader) {
+            return l;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no leader elected in 5 s");
+}
+
+/// The values every record below the commit point holds, in order.
+fn committed_values(log: &sluice_storage::Log) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut at = Offset(0);
+    while at < log.visible_end() {
+        let batches = log.read(at, 1 << 20).unwrap();
+        for b in &batches {
+            at = b.header.next_offset();
+            if b.header.is_control() {
+                continue;
+            }
+            for r in b.records().unwrap().iter() {
+                out.push(String::from_utf8(r.unwrap().value.to_vec()).unwrap());
+            }
+        }
+    }
+    out
+}
+
+async fn wait_equal(router: &Router, want: usize) -> Vec<String> {
+    for _ in 0..200 {
+        let nodes: Vec<ReplicatedLog> = router.nodes.lock().unwrap().values().cloned().collect();
+        let all: Vec<Vec<String>> = nodes.iter().map(|n| committed_values(n.log())).collect();
+        if all.iter().all(|v| v.len() == want) {
+            assert!(all.windows(2).all(|w| w[0] == w[1]), "replicas disagree");
+            return all[0].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("replicas did not converge on {want} records");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_commit_fail_over_and_catch_up() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let root = tempfile::tempdir().unwrap();
+    let router = Router::default();
+    for id in 1..=3 {
+        open(&router, id, root.path()).await;
+    }
+    let nodes: Vec<ReplicatedLog> = router.nodes.lock().unwrap().values().cloned().collect();
+    for n in &nodes {
+        n.bootstrap(members()).await.unwrap();
+    }
+    eprintln!("bootstrapped");
+    let leader = leader_of(&router).await;
+    eprintln!("leader {:?}", leader.status());
+    let mut confirmed = Vec::new();
+    for i in 0..100 {
+        let a = leader.propose(batch(i)).await.unwrap();
+        assert_eq!(a.last_offset - a.base_offset, 2);
+        confirmed.push(a);
+        // Confirmed means committed: the leader's readers see it at once.
+        assert!(leader.log().visible_end() > Offset(a.last_offset));
+    }
+    assert!(confirmed
+        .windows(2)
+        .all(|w| w[1].base_offset > w[0].last_offset));
+    let values = wait_equal(&router, 300).await;
+    assert_eq!(values[0], "m0-0");
+
+    // A follower refuses and names the leader.
+    let leader_id = leader.status().node;
+    let follower = nodes
+        .iter()
+        .find(|n| n.status().node != leader_id)
+        .cloned()
+        .unwrap();
+    match follower.propose(batch(999)).await {
+        Err(Error::NotLeader { leader, .. }) => assert_eq!(leader, Some(leader_id)),
+        other => panic!("a follower accepted a write: {other:?}"),
+    }
+
+    // The leader goes away; the other two elect one and go on.
+    router.nodes.lock().unwrap().remove(&leader_id);
+    leader.shutdown().await;
+    drop(leader);
+    let second = leader_of(&router).await;
+    assert_ne!(second.status().node, leader_id);
+    for i in 100..150 {
+        second.propose(batch(i)).await.unwrap();
+    }
+    assert_eq!(committed_values(second.log()).len(), 450);
+
+    // The old leader restarts from its directory and catches up.
+    let back = open(&router, leader_id, root.path()).await;
+    let values = wait_equal(&router, 450).await;
+    assert_eq!(values.last().unwrap(), "m149-2");
+    assert!(!back.status().is_leader || back.status().term > 1);
+    let nodes: Vec<ReplicatedLog> = router.nodes.lock().unwrap().values().cloned().collect();
+    for n in &nodes {
+        n.shutdown().await;
+    }
+}
