@@ -6,6 +6,8 @@
 //! - `net/`: the transport between nodes: one TCP connection per peer shared by every Raft group
 //!   of the node, framed and checksummed, with named limits.
 
+pub mod net;
 pub mod types;
 
+pub use net::{serve, GroupNetwork, NetError, NetworkFactory, Peers, RaftHandler, Reply, Request};
 pub use types::{Applied, Command, GroupId, Node, NodeId, TypeConfig};

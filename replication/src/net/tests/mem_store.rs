@@ -1,0 +1,1 @@
+//! An in-memory log store and state machine (placeholder).

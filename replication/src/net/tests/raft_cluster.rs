@@ -1,0 +1,1 @@
+//! Three Raft nodes over the transport (placeholder).
