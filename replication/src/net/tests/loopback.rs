@@ -16,7 +16,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use super::{vote, FakeHandler, Server, MISSING, SLOW, STOPPED};
 use crate::net::client::RECONNECT_BACKOFF_MIN;
 use crate::net::frame::{self, Kind};
-use crate::net::{NetError, NetworkFactory, Peers, Reply};
+use crate::net::{NetError, NetworkFactory, Peers, Reply, INFLIGHT_PER_CONNECTION_MAX};
 use crate::types::GroupId;
 
 const PEER: u64 = 2;
@@ -78,13 +78,14 @@ fn term_of(reply: Reply) -> u64 {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_concurrent_calls_share_one_connection() {
+/// Makes `count` concurrent calls over one `Peers`; checks each gets its own reply and that
+/// they all went over one connection.
+async fn concurrent_calls(count: u64) {
     let server = Server::start(Arc::new(FakeHandler)).await;
     let proxy = Proxy::start(server.addr).await;
     let peers = peers_to(proxy.addr);
     let mut calls = JoinSet::new();
-    for term in 0..1000u64 {
+    for term in 0..count {
         let peers = Arc::clone(&peers);
         calls.spawn(async move {
             let group = format!("t/orders/{}", term % 7);
@@ -98,9 +99,19 @@ async fn a_thousand_concurrent_calls_share_one_connection() {
         assert_eq!(term_of(reply), term, "each call gets its own reply");
         seen += 1;
     }
-    assert_eq!(seen, 1000);
+    assert_eq!(seen, count);
     assert_eq!(proxy.accepted(), 1, "one connection for every call");
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_calls_share_one_connection() {
+    concurrent_calls(1000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_beyond_the_inflight_limit_wait_rather_than_fail() {
+    concurrent_calls(3 * INFLIGHT_PER_CONNECTION_MAX as u64 + 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
