@@ -6,8 +6,10 @@
 //! - `net/`: the transport between nodes: one TCP connection per peer shared by every Raft group
 //!   of the node, framed and checksummed, with named limits.
 
+pub mod net;
 pub mod types;
 
+pub use net::{serve, GroupNetwork, NetError, NetworkFactory, Peers, RaftHandler, Reply, Request};
 pub use types::{Applied, Command, GroupId, Node, NodeId, TypeConfig};
 pub mod error;
 pub mod store;

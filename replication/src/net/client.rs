@@ -1,0 +1,382 @@
+//! The calling side: one TCP connection per peer, shared by every Raft group of the node.
+//!
+//! [`Peers`] knows each peer's address and connects lazily on the first call. Calls on one
+//! connection are multiplexed: each gets a request id, and a reader task routes each reply to
+//! the waiting call by id, whatever order the peer answers in. A single writer task per
+//! connection writes the requests. When a connection breaks, every call waiting on it fails
+//! with [`NetError::ConnectionClosed`] and the next call reconnects; a failed connection
+//! attempt makes calls fail fast with [`NetError::Backoff`] until the next attempt is due
+//! (backoff doubling from [`RECONNECT_BACKOFF_MIN`] to [`RECONNECT_BACKOFF_MAX`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use super::frame::{self, FrameError, Kind};
+use super::message::{self, Reply, Request};
+use super::NetError;
+use crate::types::NodeId;
+
+/// Longest wait for a TCP connection to a peer (a call's own timeout may cut it shorter).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Wait after a first failed connection attempt before the next one.
+pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
+
+/// Longest wait between connection attempts to a peer that stays down.
+pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Requests queued for a connection's writer before callers wait.
+const OUTGOING_QUEUE_MAX: usize = 1024;
+
+/// What a waiting call receives.
+type Waiter = oneshot::Sender<Result<Reply, NetError>>;
+
+/// The node's connections to its peers (one per node, shared by all its Raft groups).
+pub struct Peers {
+    self_id: NodeId,
+    peers: RwLock<HashMap<NodeId, Arc<Peer>>>,
+}
+
+impl Peers {
+    /// No peers known yet.
+    pub fn new(self_id: NodeId) -> Peers {
+        Peers {
+            self_id,
+            peers: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The id of the node these connections start from.
+    pub fn self_id(&self) -> NodeId {
+        self.self_id
+    }
+
+    /// Sets a peer's address (`host:port` of its cluster listener). A new address replaces
+    /// the peer's connection: calls already on the old one finish there, the next call
+    /// connects to the new address.
+    pub fn set_addr(&self, id: NodeId, addr: String) {
+        let mut peers = self.peers.write().unwrap_or_else(PoisonError::into_inner);
+        if peers.get(&id).is_some_and(|p| p.addr == addr) {
+            return;
+        }
+        tracing::debug!(peer = id, %addr, "peer address set");
+        peers.insert(id, Arc::new(Peer::new(id, addr)));
+    }
+
+    /// The address known for a peer.
+    pub fn addr(&self, id: NodeId) -> Option<String> {
+        let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
+        peers.get(&id).map(|p| p.addr.clone())
+    }
+
+    /// Forgets a peer and closes its connection once calls in flight on it are done.
+    pub fn remove(&self, id: NodeId) {
+        let mut peers = self.peers.write().unwrap_or_else(PoisonError::into_inner);
+        peers.remove(&id);
+    }
+
+    /// Sends `req` to node `target` and waits for its reply, at most `timeout` (connecting
+    /// included).
+    pub async fn call(
+        &self,
+        target: NodeId,
+        req: Request,
+        timeout: Duration,
+    ) -> Result<Reply, NetError> {
+        let peer = {
+            let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
+            peers.get(&target).cloned()
+        };
+        let peer = peer.ok_or(NetError::UnknownPeer(target))?;
+        let exchange = async {
+            let conn = peer.connection().await?;
+            conn.request(&req).await
+        };
+        let reply = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| NetError::Timeout {
+                peer: target,
+                after: timeout,
+            })??;
+        match (&req, &reply) {
+            (_, Reply::UnknownGroup(_))
+            | (Request::AppendEntries { .. }, Reply::AppendEntries(_))
+            | (Request::Vote { .. }, Reply::Vote(_))
+            | (Request::InstallSnapshot { .. }, Reply::InstallSnapshot(_)) => Ok(reply),
+            _ => Err(NetError::MismatchedReply {
+                request: req.name(),
+                reply: reply.name(),
+            }),
+        }
+    }
+}
+
+/// One peer: its address and its connection, if up.
+struct Peer {
+    id: NodeId,
+    addr: String,
+    slot: tokio::sync::Mutex<Slot>,
+}
+
+/// A peer's connection and the state of reconnecting to it.
+#[derive(Default)]
+struct Slot {
+    conn: Option<Arc<Connection>>,
+    /// Connection attempts failed in a row.
+    failures: u32,
+    /// When the next attempt is due after a failure.
+    retry_at: Option<Instant>,
+}
+
+impl Peer {
+    fn new(id: NodeId, addr: String) -> Peer {
+        Peer {
+            id,
+            addr,
+            slot: tokio::sync::Mutex::new(Slot::default()),
+        }
+    }
+
+    /// The live connection, connecting if there is none and no backoff is running. Callers
+    /// wait for one another here, so a peer has one connection at a time.
+    async fn connection(&self) -> Result<Arc<Connection>, NetError> {
+        let mut slot = self.slot.lock().await;
+        if let Some(conn) = slot.conn.as_ref().filter(|c| !c.shared.is_closed()) {
+            return Ok(Arc::clone(conn));
+        }
+        slot.conn = None;
+        let now = Instant::now();
+        if let Some(at) = slot.retry_at.filter(|at| *at > now) {
+            return Err(NetError::Backoff {
+                peer: self.id,
+                retry_in: at - now,
+            });
+        }
+        match self.connect().await {
+            Ok(conn) => {
+                tracing::debug!(peer = self.id, addr = %self.addr, "connected to peer");
+                slot.failures = 0;
+                slot.retry_at = None;
+                slot.conn = Some(Arc::clone(&conn));
+                Ok(conn)
+            }
+            Err(e) => {
+                slot.failures = slot.failures.saturating_add(1);
+                let wait = backoff(slot.failures);
+                slot.retry_at = Some(Instant::now() + wait);
+                if slot.failures == 1 {
+                    tracing::warn!(peer = self.id, error = %e, "peer unreachable");
+                } else {
+                    tracing::debug!(peer = self.id, error = %e, ?wait, "peer still unreachable");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Arc<Connection>, NetError> {
+        let failed = |source| NetError::Connect {
+            peer: self.id,
+            addr: self.addr.clone(),
+            source,
+        };
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+            .await
+            .map_err(|_| failed(std::io::ErrorKind::TimedOut.into()))?
+            .map_err(failed)?;
+        stream.set_nodelay(true).map_err(failed)?;
+        Ok(Arc::new(Connection::start(self.id, stream)))
+    }
+}
+
+/// The wait before attempt `failures + 1`: doubling from the minimum, capped.
+fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    RECONNECT_BACKOFF_MIN
+        .saturating_mul(1 << doublings)
+        .min(RECONNECT_BACKOFF_MAX)
+}
+
+/// One TCP connection to a peer, with its reader and writer tasks (stopped when it is
+/// dropped).
+struct Connection {
+    shared: Arc<Shared>,
+    outgoing: mpsc::Sender<Vec<u8>>,
+    next_id: AtomicU64,
+    tasks: [AbortHandle; 2],
+}
+
+/// What the connection's tasks and its callers share: the calls waiting for replies.
+struct Shared {
+    peer: NodeId,
+    pending: Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    waiters: HashMap<u64, Waiter>,
+    closed: bool,
+}
+
+impl Connection {
+    fn start(peer: NodeId, stream: TcpStream) -> Connection {
+        let (read, write) = stream.into_split();
+        let shared = Arc::new(Shared {
+            peer,
+            pending: Mutex::new(Pending::default()),
+        });
+        let (outgoing, queue) = mpsc::channel(OUTGOING_QUEUE_MAX);
+        let reader = tokio::spawn(read_replies(read, Arc::clone(&shared)));
+        let writer = tokio::spawn(write_requests(write, queue, Arc::clone(&shared)));
+        Connection {
+            shared,
+            outgoing,
+            next_id: AtomicU64::new(1),
+            tasks: [reader.abort_handle(), writer.abort_handle()],
+        }
+    }
+
+    /// Sends one request and waits for its reply.
+    async fn request(&self, req: &Request) -> Result<Reply, NetError> {
+        let closed = NetError::ConnectionClosed(self.shared.peer);
+        let payload = message::encode(req)?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let bytes = frame::encode(Kind::Request, id, &payload)?;
+        let (tx, rx) = oneshot::channel();
+        self.shared.register(id, tx)?;
+        // Forgets the waiter if this call is dropped (timeout) before its reply arrives.
+        let _waiting = WaiterGuard {
+            shared: &self.shared,
+            id,
+        };
+        self.outgoing.send(bytes).await.map_err(|_| closed)?;
+        rx.await
+            .unwrap_or(Err(NetError::ConnectionClosed(self.shared.peer)))
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.shared.close();
+    }
+}
+
+impl Shared {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.pending().closed
+    }
+
+    fn register(&self, id: u64, waiter: Waiter) -> Result<(), NetError> {
+        let mut pending = self.pending();
+        if pending.closed {
+            return Err(NetError::ConnectionClosed(self.peer));
+        }
+        pending.waiters.insert(id, waiter);
+        Ok(())
+    }
+
+    /// Marks the connection closed and fails every call waiting on it.
+    fn close(&self) {
+        let waiters = {
+            let mut pending = self.pending();
+            pending.closed = true;
+            std::mem::take(&mut pending.waiters)
+        };
+        for (_, waiter) in waiters {
+            let _ = waiter.send(Err(NetError::ConnectionClosed(self.peer)));
+        }
+    }
+
+    fn deliver(&self, id: u64, reply: Reply) {
+        let waiter = self.pending().waiters.remove(&id);
+        match waiter {
+            // The caller may have just given up: nothing to do then.
+            Some(waiter) => {
+                let _ = waiter.send(Ok(reply));
+            }
+            None => tracing::debug!(peer = self.peer, id, "reply for a call no longer waiting"),
+        }
+    }
+}
+
+/// Removes a call's waiter when the call ends, answered or not.
+struct WaiterGuard<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.shared.pending().waiters.remove(&self.id);
+    }
+}
+
+/// The connection's reader: routes each reply to its call; on any failure closes the
+/// connection.
+async fn read_replies(read: OwnedReadHalf, shared: Arc<Shared>) {
+    let mut read = BufReader::new(read);
+    let result = loop {
+        let frame = match frame::read_frame(&mut read).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(NetError::from(e)),
+        };
+        if frame.kind != Kind::Reply {
+            break Err(NetError::UnexpectedFrame(frame.kind));
+        }
+        match message::decode::<Reply>(&frame.payload) {
+            Ok(reply) => shared.deliver(frame.request_id, reply),
+            Err(e) => break Err(e),
+        }
+    };
+    match result {
+        Ok(()) => tracing::debug!(peer = shared.peer, "peer closed the connection"),
+        Err(e) => tracing::warn!(peer = shared.peer, error = %e, "closing peer connection"),
+    }
+    shared.close();
+}
+
+/// The connection's writer: writes request frames, flushing when none is waiting.
+async fn write_requests(
+    write: OwnedWriteHalf,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+    shared: Arc<Shared>,
+) {
+    let mut write = BufWriter::new(write);
+    while let Some(bytes) = queue.recv().await {
+        if let Err(e) = write_batch(&mut write, bytes, &mut queue).await {
+            tracing::warn!(peer = shared.peer, error = %e, "cannot write to peer");
+            break;
+        }
+    }
+    shared.close();
+}
+
+async fn write_batch(
+    write: &mut BufWriter<OwnedWriteHalf>,
+    first: Vec<u8>,
+    queue: &mut mpsc::Receiver<Vec<u8>>,
+) -> Result<(), FrameError> {
+    write.write_all(&first).await?;
+    while let Ok(more) = queue.try_recv() {
+        write.write_all(&more).await?;
+    }
+    write.flush().await?;
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! [`NetError`]: why a call to a peer failed.
+//!
+//! The variants split into "the peer cannot be reached now" ([`NetError::is_unreachable`]:
+//! no address, connection refused, reconnect backing off, group not hosted yet), which openraft answers by backing
+//! off, and everything else (a connection that broke mid-call, bytes that do not decode),
+//! after which it may retry at once on a fresh connection.
+
+use std::io;
+use std::time::Duration;
+
+use super::frame::FrameError;
+use crate::types::{GroupId, NodeId};
+
+/// Why a call to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// No address is known for the node.
+    #[error("no address known for node {0}")]
+    UnknownPeer(NodeId),
+    /// Connecting to the node failed.
+    #[error("cannot connect to node {peer} at {addr}: {source}")]
+    Connect {
+        /// The node.
+        peer: NodeId,
+        /// The address tried.
+        addr: String,
+        /// What connecting answered.
+        #[source]
+        source: io::Error,
+    },
+    /// The last connection attempt failed and the next one is not due yet.
+    #[error("node {peer} unreachable; next connection attempt in {retry_in:?}")]
+    Backoff {
+        /// The node.
+        peer: NodeId,
+        /// Time until the next attempt.
+        retry_in: Duration,
+    },
+    /// The peer does not host the Raft group (yet).
+    #[error("node {peer} does not host group {group}")]
+    UnknownGroup {
+        /// The node.
+        peer: NodeId,
+        /// The group.
+        group: GroupId,
+    },
+    /// The connection closed before the reply arrived.
+    #[error("connection to node {0} closed")]
+    ConnectionClosed(NodeId),
+    /// No reply within the call's timeout.
+    #[error("no reply from node {peer} within {after:?}")]
+    Timeout {
+        /// The node.
+        peer: NodeId,
+        /// The timeout.
+        after: Duration,
+    },
+    /// A frame failed its checks, or the connection failed while carrying it.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// A message could not be encoded.
+    #[error("cannot encode message: {0}")]
+    Encode(#[source] postcard::Error),
+    /// A frame's payload is not a message.
+    #[error("cannot decode message: {0}")]
+    Decode(#[source] postcard::Error),
+    /// A frame's payload has bytes after its message.
+    #[error("{0} bytes after the message in a frame payload")]
+    TrailingBytes(usize),
+    /// A frame of the wrong kind for the direction it travelled in.
+    #[error("unexpected {0:?} frame")]
+    UnexpectedFrame(super::frame::Kind),
+    /// The peer answered a request with a reply of another RPC.
+    #[error("peer answered a {request} request with a {reply} reply")]
+    MismatchedReply {
+        /// The request's name.
+        request: &'static str,
+        /// The reply's name.
+        reply: &'static str,
+    },
+}
+
+impl NetError {
+    /// Whether the peer cannot be reached at the moment, or does not host the group yet
+    /// (rather than a call failing on a connection that was up): callers should back off
+    /// before the next attempt.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            NetError::UnknownPeer(_)
+                | NetError::Connect { .. }
+                | NetError::Backoff { .. }
+                | NetError::UnknownGroup { .. }
+        )
+    }
+}

@@ -1,0 +1,28 @@
+//! The transport between nodes: openraft's messages for every Raft group of a node over one
+//! TCP connection per peer.
+//!
+//! - [`frame`]: the frame layout (magic, version, kind, request id, length, checksum) and its
+//!   checks.
+//! - [`message`]: [`Request`] and [`Reply`], one openraft RPC tagged with its group.
+//! - [`server`]: [`serve`] accepts peer connections and hands requests to a [`RaftHandler`].
+//! - [`client`]: [`Peers`], the node's connections to its peers, multiplexed by request id.
+//! - [`raft_network`]: [`NetworkFactory`] and [`GroupNetwork`], openraft's network for one
+//!   group over [`Peers`].
+//! - [`error`]: [`NetError`], why a call failed.
+
+pub mod client;
+pub mod error;
+pub mod frame;
+pub mod message;
+pub mod raft_network;
+pub mod server;
+
+#[cfg(test)]
+mod tests;
+
+pub use client::Peers;
+pub use error::NetError;
+pub use frame::{FrameError, FRAME_BYTES_MAX};
+pub use message::{Reply, Request};
+pub use raft_network::{GroupNetwork, NetworkFactory};
+pub use server::{serve, RaftHandler, INFLIGHT_PER_CONNECTION_MAX, PEER_CONNECTIONS_MAX};

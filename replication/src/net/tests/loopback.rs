@@ -1,0 +1,305 @@
+//! A real [`serve`](crate::net::serve) and [`Peers`] on loopback, with a fake handler.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::RPCError;
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::VoteRequest;
+use openraft::{BasicNode, Vote};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{AbortHandle, JoinSet};
+
+use super::{vote, FakeHandler, Server, MISSING, SLOW, STOPPED};
+use crate::net::client::RECONNECT_BACKOFF_MIN;
+use crate::net::frame::{self, Kind};
+use crate::net::{NetError, NetworkFactory, Peers, Reply, INFLIGHT_PER_CONNECTION_MAX};
+use crate::types::GroupId;
+
+const PEER: u64 = 2;
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A TCP proxy in front of a server: counts the connections it accepts and can cut them.
+struct Proxy {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    links: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let links = Arc::new(Mutex::new(Vec::new()));
+        let (count, all) = (Arc::clone(&accepted), Arc::clone(&links));
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let link = tokio::spawn(async move {
+                    let mut outbound = TcpStream::connect(target).await.expect("connect");
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+                all.lock().expect("links").push(link.abort_handle());
+            }
+        });
+        Proxy {
+            addr,
+            accepted,
+            links,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Breaks every connection through the proxy.
+    fn cut(&self) {
+        for link in self.links.lock().expect("links").drain(..) {
+            link.abort();
+        }
+    }
+}
+
+fn peers_to(addr: SocketAddr) -> Arc<Peers> {
+    let peers = Arc::new(Peers::new(1));
+    peers.set_addr(PEER, addr.to_string());
+    peers
+}
+
+fn term_of(reply: Reply) -> u64 {
+    match reply {
+        Reply::Vote(Ok(resp)) => resp.vote.leader_id.term,
+        other => panic!("unexpected reply {other:?}"),
+    }
+}
+
+/// Makes `count` concurrent calls over one `Peers`; checks each gets its own reply and that
+/// they all went over one connection.
+async fn concurrent_calls(count: u64) {
+    let server = Server::start(Arc::new(FakeHandler)).await;
+    let proxy = Proxy::start(server.addr).await;
+    let peers = peers_to(proxy.addr);
+    let mut calls = JoinSet::new();
+    for term in 0..count {
+        let peers = Arc::clone(&peers);
+        calls.spawn(async move {
+            let group = format!("t/orders/{}", term % 7);
+            let reply = peers.call(PEER, vote(&group, term), CALL_TIMEOUT).await;
+            (term, reply.expect("call"))
+        });
+    }
+    let mut seen = 0;
+    while let Some(done) = calls.join_next().await {
+        let (term, reply) = done.expect("task");
+        assert_eq!(term_of(reply), term, "each call gets its own reply");
+        seen += 1;
+    }
+    assert_eq!(seen, count);
+    assert_eq!(proxy.accepted(), 1, "one connection for every call");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_calls_share_one_connection() {
+    concurrent_calls(1000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_beyond_the_inflight_limit_wait_rather_than_fail() {
+    concurrent_calls(3 * INFLIGHT_PER_CONNECTION_MAX as u64 + 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_closes_that_connection_only() {
+    let server = Server::start(Arc::new(FakeHandler)).await;
+    let peers = peers_to(server.addr);
+    assert_eq!(
+        term_of(
+            peers
+                .call(PEER, vote("g", 1), CALL_TIMEOUT)
+                .await
+                .expect("call")
+        ),
+        1
+    );
+
+    let good = frame::encode(Kind::Request, 9, b"payload").expect("encode");
+    let mut bad_crc = good.clone();
+    bad_crc[HEADER_END] ^= 1;
+    let reply_kind = frame::encode(Kind::Reply, 9, b"payload").expect("encode");
+    let not_a_request = frame::encode(Kind::Request, 9, &[0xFF; 8]).expect("encode");
+    for garbage in [
+        b"GET / HTTP/1.1\r\n\r\n garbage garbage".to_vec(),
+        bad_crc,
+        reply_kind,
+        not_a_request,
+    ] {
+        let mut raw = TcpStream::connect(server.addr).await.expect("connect");
+        raw.write_all(&garbage).await.expect("write");
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf))
+            .await
+            .expect("server closes the connection");
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "closed, not answered: {read:?}"
+        );
+    }
+
+    // The well-behaved connection still works.
+    assert_eq!(
+        term_of(
+            peers
+                .call(PEER, vote("g", 2), CALL_TIMEOUT)
+                .await
+                .expect("call")
+        ),
+        2
+    );
+    server.stop().await;
+}
+
+/// The payload's first byte in a frame.
+const HEADER_END: usize = frame::HEADER_BYTES;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_is_down_is_unreachable_until_it_starts() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+
+    let peers = Arc::new(Peers::new(1));
+    let mut factory = NetworkFactory::new(Arc::clone(&peers), GroupId("g".into()));
+    let mut net = factory
+        .new_client(PEER, &BasicNode::new(addr.to_string()))
+        .await;
+    let option = RPCOption::new(Duration::from_secs(2));
+    let rpc = VoteRequest::new(Vote::new(3, 1), None);
+    let down = net.vote(rpc.clone(), option.clone()).await;
+    assert!(matches!(down, Err(RPCError::Unreachable(_))), "{down:?}");
+    // While the reconnect backs off, calls fail fast, still as unreachable.
+    let err = peers
+        .call(PEER, vote("g", 3), CALL_TIMEOUT)
+        .await
+        .expect_err("down");
+    assert!(err.is_unreachable(), "{err}");
+
+    let server = Server::on(
+        TcpListener::bind(addr).await.expect("rebind"),
+        Arc::new(FakeHandler),
+    );
+    tokio::time::sleep(RECONNECT_BACKOFF_MIN * 3).await;
+    let up = net.vote(rpc, option).await.expect("reconnected");
+    assert_eq!(up.vote.leader_id.term, 3);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_group_and_remote_errors_map_to_openraft_errors() {
+    let server = Server::start(Arc::new(FakeHandler)).await;
+    let peers = Arc::new(Peers::new(1));
+    let node = BasicNode::new(server.addr.to_string());
+    let option = RPCOption::new(Duration::from_secs(2));
+    let rpc = VoteRequest::new(Vote::new(1, 1), None);
+
+    let mut missing = NetworkFactory::new(Arc::clone(&peers), GroupId(MISSING.into()));
+    let r = missing
+        .new_client(PEER, &node)
+        .await
+        .vote(rpc.clone(), option.clone())
+        .await;
+    assert!(matches!(r, Err(RPCError::Unreachable(_))), "{r:?}");
+
+    let mut stopped = NetworkFactory::new(Arc::clone(&peers), GroupId(STOPPED.into()));
+    let r = stopped
+        .new_client(PEER, &node)
+        .await
+        .vote(rpc.clone(), option)
+        .await;
+    assert!(
+        matches!(r, Err(RPCError::RemoteError(ref e)) if e.target == PEER),
+        "{r:?}"
+    );
+
+    let mut slow = NetworkFactory::new(Arc::clone(&peers), GroupId(SLOW.into()));
+    let short = RPCOption::new(Duration::from_millis(100));
+    let r = slow.new_client(PEER, &node).await.vote(rpc, short).await;
+    assert!(
+        matches!(r, Err(RPCError::Timeout(ref t)) if t.target == PEER && t.id == 1),
+        "{r:?}"
+    );
+    // The connection outlives a call that timed out.
+    assert!(peers.call(PEER, vote("g", 5), CALL_TIMEOUT).await.is_ok());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_connection_fails_waiting_calls_and_the_next_call_reconnects() {
+    let server = Server::start(Arc::new(FakeHandler)).await;
+    let proxy = Proxy::start(server.addr).await;
+    let peers = peers_to(proxy.addr);
+    let waiting = {
+        let peers = Arc::clone(&peers);
+        tokio::spawn(async move { peers.call(PEER, vote(SLOW, 1), CALL_TIMEOUT).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.cut();
+    let failed = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("fails at once, not at its timeout")
+        .expect("task");
+    assert!(
+        matches!(failed, Err(NetError::ConnectionClosed(PEER))),
+        "{failed:?}"
+    );
+
+    let again = peers
+        .call(PEER, vote("g", 2), CALL_TIMEOUT)
+        .await
+        .expect("reconnects");
+    assert_eq!(term_of(again), 2);
+    assert_eq!(proxy.accepted(), 2);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_connections_and_stops_serving() {
+    let server = Server::start(Arc::new(FakeHandler)).await;
+    let addr = server.addr;
+    let peers = peers_to(addr);
+    let waiting = {
+        let peers = Arc::clone(&peers);
+        tokio::spawn(async move { peers.call(PEER, vote(SLOW, 1), CALL_TIMEOUT).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.stop().await;
+    let failed = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("waiting call ends with the connection")
+        .expect("task");
+    assert!(
+        matches!(failed, Err(NetError::ConnectionClosed(PEER))),
+        "{failed:?}"
+    );
+    let err = peers
+        .call(PEER, vote("g", 1), CALL_TIMEOUT)
+        .await
+        .expect_err("stopped");
+    assert!(err.is_unreachable(), "{err}");
+}
+
+#[tokio::test]
+async fn a_peer_without_address_is_unreachable() {
+    let peers = Peers::new(1);
+    let err = peers
+        .call(7, vote("g", 1), CALL_TIMEOUT)
+        .await
+        .expect_err("no address");
+    assert!(matches!(err, NetError::UnknownPeer(7)));
+    assert!(err.is_unreachable());
+}
