@@ -87,13 +87,10 @@ impl StateMachine {
     }
 
     /// The offsets of entry `index`, and the commit point after it.
-    fn place(&self, index: u64) -> Result<(Applied, Offset), StorageError<NodeId>> {
-        let p = self
-            .replica
-            .locator
-            .find(index)
-            .map_err(sm_error)?
-            .ok_or_else(|| sm_error(format!("entry {index} to apply is not in the log")))?;
+    fn place(&self, index: u64) -> crate::Result<(Applied, Offset)> {
+        let p = self.replica.locator.find(index)?.ok_or_else(|| {
+            crate::Error::BadEntry(format!("entry {index} to apply is not in the log"))
+        })?;
         let applied = Applied {
             base_offset: p.base.0,
             last_offset: p.next.0 - 1,
@@ -120,7 +117,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut membership_changed = false;
         let mut commit = None;
         for e in entries {
-            let (applied, next) = self.place(e.log_id.index)?;
+            let (applied, next) = self.place(e.log_id.index).map_err(sm_error)?;
             if let EntryPayload::Membership(m) = &e.payload {
                 self.state.membership = StoredMembership::new(Some(e.log_id), m.clone());
                 membership_changed = true;
