@@ -55,8 +55,8 @@ impl Broker {
             }
             if from < end {
                 let l = log.clone();
-                let read = blocking(move || match l.read(from, max_bytes) {
-                    Ok(b) => Ok(b),
+                let read = blocking(move || match l.read_messages(from, max_bytes) {
+                    Ok((b, _)) => Ok(b),
                     // Retention moved the start past `from` since the check.
                     Err(StoreError::OffsetOutOfRange { .. }) => Ok(Vec::new()),
                     Err(e) => Err(e.into()),

@@ -317,8 +317,12 @@ impl SubscriptionReader {
             let i = self.wait_ready().await?;
             self.turn = (i + 1) % self.parts.len();
             let (l, from) = (self.parts[i].log.clone(), self.parts[i].next);
-            match spawn_blocking(move || l.read(from, READ_BYTES)).await {
-                Ok(Ok(batches)) => {
+            match spawn_blocking(move || l.read_messages(from, READ_BYTES)).await {
+                Ok(Ok((batches, read_to))) if batches.is_empty() => {
+                    // Only control batches of a replicated log: step past them.
+                    self.parts[i].next = self.parts[i].next.max(read_to);
+                }
+                Ok(Ok((batches, _))) => {
                     if !self.push(i, batches, sink, &mut have).await {
                         return Ok(());
                     }

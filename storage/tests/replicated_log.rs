@@ -68,10 +68,23 @@ fn a_control_batch_is_refused_from_clients_and_kept_for_replicated_logs() {
     log.sync_to(info.next_offset()).unwrap();
     let got = log.read(Offset(0), 1 << 20).unwrap();
     assert!(got[0].header.is_control());
+    // Readers of messages skip it, and learn where to go on from.
+    let data = log.append_replicated(batch(1, 2, 2)).unwrap();
+    log.sync_to(data.next_offset()).unwrap();
+    let (msgs, next) = log.read_messages(Offset(0), 1 << 20).unwrap();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].header.base_offset, Offset(1));
+    assert_eq!(next, Offset(3));
+    assert_eq!(log.read_records(Offset(0), 10, 1 << 20).unwrap().len(), 2);
+    let only_control = log.append_replicated(format::encode_control_batch(b"m", 2)).unwrap();
+    log.sync_to(only_control.next_offset()).unwrap();
+    let (msgs, next) = log.read_messages(Offset(3), 1 << 20).unwrap();
+    assert!(msgs.is_empty());
+    assert_eq!(next, Offset(4));
     // Recovery scans it like any batch.
     drop(log);
     let log = Log::open(Arc::new(StdFs), dir.path(), cfg(false)).unwrap();
-    assert_eq!(log.end_offset(), Offset(1));
+    assert_eq!(log.end_offset(), Offset(4));
     let got = log.read(Offset(0), 1 << 20).unwrap();
     assert_eq!(
         format::control_payload(&got[0].bytes, &got[0].header).unwrap(),

@@ -182,8 +182,8 @@ fn read_partition(
     let mut pieces = Vec::new();
     let mut len = 0usize;
     if t.fetch_offset < end && (limit > 0 || oversized_ok) {
-        let batches = match log.read(Offset(t.fetch_offset as u64), limit.max(1)) {
-            Ok(b) => b,
+        let batches = match log.read_messages(Offset(t.fetch_offset as u64), limit.max(1)) {
+            Ok((b, _)) => b,
             Err(StoreError::OffsetOutOfRange { .. }) => {
                 return failed(ResponseError::OffsetOutOfRange.code())
             }

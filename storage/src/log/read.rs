@@ -11,6 +11,26 @@ impl Log {
         self.read_to(from, self.visible_end(), max_bytes)
     }
 
+    /// [`Log::read`] without control batches (a replicated log's blank, membership and control
+    /// entries), which readers of messages skip: reads on past them while nothing else was
+    /// found. Returns the batches and the offset just past the last batch read, control or
+    /// not: where the next read starts when every batch read was a control batch.
+    pub fn read_messages(&self, from: Offset, max_bytes: usize) -> Result<(Vec<Batch>, Offset)> {
+        let mut at = from;
+        loop {
+            let mut batches = self.read(at, max_bytes)?;
+            let Some(last) = batches.last() else {
+                return Ok((batches, at));
+            };
+            let next = last.header.next_offset();
+            batches.retain(|b| !b.header.is_control());
+            if !batches.is_empty() || next <= at {
+                return Ok((batches, next.max(at)));
+            }
+            at = next;
+        }
+    }
+
     /// [`Log::read`] past the commit point of a replicated log (up to the durable end under
     /// `always`): what Raft replication sends to followers before a majority has it.
     pub fn read_uncommitted(&self, from: Offset, max_bytes: usize) -> Result<Vec<Batch>> {
@@ -84,7 +104,7 @@ impl Log {
         max_bytes: usize,
     ) -> Result<Vec<(Offset, Record)>> {
         let mut out = Vec::new();
-        for b in self.read(from, max_bytes)? {
+        for b in self.read_messages(from, max_bytes)?.0 {
             for r in b.records()?.iter() {
                 if out.len() >= max_records {
                     return Ok(out);
