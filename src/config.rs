@@ -148,6 +148,10 @@ pub struct Config {
     /// listener on an address other than loopback requires client certificates
     /// (`tls_client_ca`): the broker has no other authentication yet.
     pub allow_anonymous: bool,
+    /// Cluster mode: this node and its peers (`--node-id`, `--cluster`); `None` for a single
+    /// node.
+    #[serde(skip)]
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for Config {
@@ -172,6 +176,7 @@ impl Default for Config {
             tls_key: None,
             tls_client_ca: None,
             allow_anonymous: false,
+            cluster: None,
         }
     }
 }
@@ -332,6 +337,13 @@ impl Config {
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.kafka_share.validate().map_err(ConfigError::Invalid)?;
+        if self.cluster.is_some() && self.kafka_listen_addr()?.is_some() {
+            return Err(ConfigError::Invalid(
+                "a cluster node does not serve the Kafka protocol yet: pass --kafka-listen off \
+                 (docs/replication.md)"
+                    .into(),
+            ));
+        }
         let l = &self.limits;
         let min_frame = self.log.batch_bytes_max as u64 + 64 * 1024;
         if (l.frame_bytes_max as u64) < min_frame {

@@ -17,6 +17,8 @@
 //!   consume with acks, admin); re-exports the argument types its calls take. It is the
 //!   `sluice-client` crate: a program that only talks to a server depends on that crate and
 //!   compiles no engine, no server and no CLI.
+//! - [`cluster`]: cluster mode: this server as a node of a cluster, each topic partition a
+//!   replicated log on the `sluice-replication` crate (`docs/replication.md`).
 //! - [`config`]: the server's TOML configuration and its named limits.
 //! - [`security`]: users, authentication, access rules and quotas, shared by every protocol
 //!   (`docs/security.md`).
@@ -51,6 +53,7 @@
 #![warn(missing_docs)]
 
 pub mod broker;
+pub mod cluster;
 pub mod config;
 #[cfg(feature = "fuzz")]
 #[doc(hidden)]

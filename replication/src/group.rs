@@ -28,11 +28,17 @@ pub trait Consensus: Send + Sync {
     /// Appends a command; answers once a majority has it on disk and it is committed (readers
     /// see it from then on). Fails with [`Error::NotLeader`] on a follower.
     fn propose(&self, command: Command) -> BoxFuture<'_, Result<Applied>>;
+    /// Queues a command behind those submitted before it (their order is the log's) and
+    /// returns at once the future of its outcome, which [`Consensus::propose`] would await.
+    fn submit(&self, command: Command) -> BoxFuture<'_, Result<Pending>>;
     /// The group's state as this node sees it.
     fn status(&self) -> GroupStatus;
     /// The message log; its readers see committed entries only.
     fn log(&self) -> &Log;
 }
+
+/// The outcome of a submitted command, once committed.
+pub type Pending = BoxFuture<'static, Result<Applied>>;
 
 /// A replicated log's state as one node sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +80,32 @@ impl Default for Timing {
             heartbeat: Duration::from_millis(100),
             election_min: Duration::from_millis(500),
             election_max: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// Where a replicated log's message log comes from.
+pub enum LogSource {
+    /// Its own, in `<group dir>/log`, with this configuration.
+    Own(LogConfig),
+    /// One its owner opened (a topic partition of the store).
+    Attached(Log),
+}
+
+/// How a group stores its log and what applying a control entry does.
+pub struct GroupStorage {
+    /// The message log.
+    pub log: LogSource,
+    /// Told of each committed control entry (the cluster metadata's state machine).
+    pub hook: Option<Arc<dyn crate::store::ApplyHook>>,
+}
+
+impl GroupStorage {
+    /// Its own log with `config`, no hook.
+    pub fn own(config: LogConfig) -> GroupStorage {
+        GroupStorage {
+            log: LogSource::Own(config),
+            hook: None,
         }
     }
 }
@@ -126,16 +158,19 @@ impl ReplicatedLog {
         group: GroupId,
         fs: FsRef,
         dir: &Path,
-        log_config: LogConfig,
+        storage: GroupStorage,
         network: N,
         timing: Timing,
     ) -> Result<ReplicatedLog> {
         let (replica, log_store, state_machine) = {
             let dir = dir.to_path_buf();
             tokio::task::spawn_blocking(move || -> Result<_> {
-                let replica = Replica::open(fs, &dir, log_config)?;
+                let replica = match storage.log {
+                    LogSource::Own(config) => Replica::open(fs, &dir, config)?,
+                    LogSource::Attached(log) => Replica::attach(fs, &dir, log)?,
+                };
                 let log_store = LogStore::open(replica.clone())?;
-                let sm = StateMachine::open(replica.clone())?;
+                let sm = StateMachine::open(replica.clone(), storage.hook)?;
                 Ok((replica, log_store, sm))
             })
             .await
@@ -156,6 +191,14 @@ impl ReplicatedLog {
     /// Makes `members` the group's first membership. Every member may call it with the same
     /// members; a group already formed answers `Ok` and is unchanged.
     pub async fn bootstrap(&self, members: BTreeMap<NodeId, Node>) -> Result<()> {
+        let formed = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| Error::Consensus(e.to_string()))?;
+        if formed {
+            return Ok(());
+        }
         match self.raft.initialize(members).await {
             Ok(()) => Ok(()),
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
@@ -217,6 +260,27 @@ impl ReplicatedLog {
         }
     }
 
+    async fn submit_command(&self, command: Command) -> Result<Pending> {
+        let rx = self
+            .raft
+            .client_write_ff(command)
+            .await
+            .map_err(|e| Error::Consensus(e.to_string()))?;
+        let group = self.group.0.clone();
+        Ok(Box::pin(async move {
+            match rx.await {
+                Ok(Ok(r)) => Ok(r.data),
+                Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(Error::NotLeader {
+                    group,
+                    leader: f.leader_id,
+                    leader_addr: f.leader_node.map(|n| n.addr),
+                }),
+                Ok(Err(e)) => Err(Error::Consensus(e.to_string())),
+                Err(_) => Err(Error::Consensus(format!("group {group} stopped"))),
+            }
+        }))
+    }
+
     async fn write(&self, command: Command) -> Result<Applied> {
         match self.raft.client_write(command).await {
             Ok(r) => Ok(r.data),
@@ -235,6 +299,10 @@ impl ReplicatedLog {
 impl Consensus for ReplicatedLog {
     fn propose(&self, command: Command) -> BoxFuture<'_, Result<Applied>> {
         Box::pin(self.write(command))
+    }
+
+    fn submit(&self, command: Command) -> BoxFuture<'_, Result<Pending>> {
+        Box::pin(self.submit_command(command))
     }
 
     fn status(&self) -> GroupStatus {

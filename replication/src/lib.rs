@@ -21,7 +21,10 @@ pub mod store;
 pub mod types;
 
 pub use error::{Error, Result};
-pub use group::{Consensus, GroupStatus, ReplicatedLog, Timing};
+pub use group::{
+    BoxFuture, Consensus, GroupStatus, GroupStorage, LogSource, Pending, ReplicatedLog, Timing,
+};
 pub use net::{serve, GroupNetwork, NetError, NetworkFactory, Peers, RaftHandler, Reply, Request};
 pub use node::ClusterNode;
+pub use store::ApplyHook;
 pub use types::{Applied, Command, GroupId, Node, NodeId, TypeConfig};

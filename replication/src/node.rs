@@ -6,12 +6,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use sluice_storage::{FsRef, LogConfig};
+use sluice_storage::FsRef;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
-use crate::group::{BoxFuture, ReplicatedLog, Timing};
+use crate::group::{BoxFuture, GroupStorage, ReplicatedLog, Timing};
 use crate::net::{serve, NetworkFactory, Peers, RaftHandler, Reply, Request};
 use crate::types::{GroupId, Node, NodeId};
 
@@ -78,7 +78,7 @@ impl ClusterNode {
     pub async fn open_group(
         &self,
         group: GroupId,
-        log_config: LogConfig,
+        storage: GroupStorage,
         members: Option<BTreeMap<NodeId, Node>>,
     ) -> Result<ReplicatedLog> {
         if let Some(g) = self.group(&group) {
@@ -91,7 +91,7 @@ impl ClusterNode {
             group.clone(),
             self.fs.clone(),
             &dir,
-            log_config,
+            storage,
             network,
             self.timing,
         )
@@ -123,6 +123,18 @@ impl ClusterNode {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// Stops one group and forgets it (its files stay).
+    pub async fn close_group(&self, group: &GroupId) {
+        let g = self
+            .groups
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(group);
+        if let Some(g) = g {
+            g.shutdown().await;
+        }
     }
 
     /// Stops every group.

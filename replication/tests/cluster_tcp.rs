@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_replication::{
-    ClusterNode, Command, Consensus, GroupId, Node, NodeId, ReplicatedLog, Timing,
+    ClusterNode, Command, Consensus, GroupId, GroupStorage, Node, NodeId, ReplicatedLog, Timing,
 };
 use sluice_storage::format::encode_batch;
 use sluice_storage::{LogConfig, Offset, Record, StdFs};
@@ -121,7 +121,11 @@ async fn groups_share_the_transport_fail_over_and_catch_up() {
     for r in running.values() {
         for g in &groups {
             r.node
-                .open_group(g.clone(), LogConfig::default(), Some(members(&addrs)))
+                .open_group(
+                    g.clone(),
+                    GroupStorage::own(LogConfig::default()),
+                    Some(members(&addrs)),
+                )
                 .await
                 .unwrap();
         }
@@ -160,7 +164,7 @@ async fn groups_share_the_transport_fail_over_and_catch_up() {
     let back = start(old, root.path(), &addrs, l).await;
     for g in &groups {
         back.node
-            .open_group(g.clone(), LogConfig::default(), None)
+            .open_group(g.clone(), GroupStorage::own(LogConfig::default()), None)
             .await
             .unwrap();
     }

@@ -15,7 +15,7 @@ use openraft::raft::{
 };
 use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory};
 use sluice_replication::{
-    Command, Consensus, Error, GroupId, NodeId, ReplicatedLog, Timing, TypeConfig,
+    Command, Consensus, Error, GroupId, GroupStorage, NodeId, ReplicatedLog, Timing, TypeConfig,
 };
 use sluice_storage::format::encode_batch;
 use sluice_storage::{LogConfig, Offset, Record, StdFs};
@@ -99,7 +99,7 @@ async fn open(router: &Router, id: NodeId, root: &Path) -> ReplicatedLog {
         GroupId("t/orders/0".into()),
         Arc::new(StdFs),
         &root.join(format!("node-{id}")),
-        LogConfig::default(),
+        GroupStorage::own(LogConfig::default()),
         router.clone(),
         Timing::default(),
     )

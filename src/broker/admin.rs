@@ -35,8 +35,47 @@ impl Broker {
         Ok(c)
     }
 
-    /// Creates a topic of `partitions` partitions (1 to `PARTITIONS_MAX`).
+    /// Creates a topic of `partitions` partitions (1 to `PARTITIONS_MAX`). In cluster mode,
+    /// through the cluster metadata, on every node (blocking until this node has it).
     pub fn create_topic(&self, name: &str, settings: &LogSettings, partitions: u32) -> Result<()> {
+        let Some(c) = self.cluster() else {
+            return self.create_topic_local(name, settings, partitions);
+        };
+        self.log_config(settings)?;
+        if settings.retention_bytes.is_some() || settings.retention_ms.is_some() {
+            return Err(BrokerError::new(
+                ErrorKind::InvalidArgument,
+                "retention of replicated topics is not supported yet: a node would delete \
+                 segments a lagging replica still needs",
+            ));
+        }
+        if !(1..=sluice_storage::PARTITIONS_MAX).contains(&partitions) {
+            return Err(BrokerError::new(
+                ErrorKind::InvalidArgument,
+                format!("partitions must be 1 to {}", sluice_storage::PARTITIONS_MAX),
+            ));
+        }
+        if self.store.topic(name).is_ok() {
+            return Err(BrokerError::new(
+                ErrorKind::AlreadyExists,
+                format!("topic {name:?} already exists"),
+            ));
+        }
+        c.propose_meta_blocking(crate::cluster::MetaCommand::CreateTopic {
+            name: name.to_string(),
+            partitions,
+            segment_bytes_max: settings.segment_bytes_max,
+        })
+    }
+
+    /// Creates a topic on this node only (a single-node broker, or a node applying the cluster
+    /// metadata).
+    pub fn create_topic_local(
+        &self,
+        name: &str,
+        settings: &LogSettings,
+        partitions: u32,
+    ) -> Result<()> {
         let cfg = self.log_config(settings)?;
         let t = self
             .store
@@ -49,11 +88,26 @@ impl Broker {
     /// the current count); returns the new count. Open subscriptions keep the partitions they
     /// opened with; consumers of a group see new partitions when they next consume.
     pub fn add_partitions(&self, name: &str, count: u32) -> Result<u32> {
+        self.not_in_cluster("adding partitions")?;
         Ok(self.store.add_partitions(name, count)?)
     }
 
-    /// Deletes a topic; its subscriptions end.
+    /// Deletes a topic; its subscriptions end. In cluster mode, through the cluster metadata,
+    /// on every node.
     pub fn delete_topic(&self, name: &str) -> Result<()> {
+        match self.cluster() {
+            Some(c) => {
+                self.store.topic(name)?;
+                c.propose_meta_blocking(crate::cluster::MetaCommand::DeleteTopic {
+                    name: name.to_string(),
+                })
+            }
+            None => self.delete_topic_local(name),
+        }
+    }
+
+    /// Deletes a topic on this node only.
+    pub fn delete_topic_local(&self, name: &str) -> Result<()> {
         self.store.delete_topic(name)?;
         self.forget(&format!("t/{name}"));
         info!(topic = %name, "topic deleted");
@@ -153,6 +207,7 @@ impl Broker {
 
     /// Creates a queue (`max_deliveries` must be 1 to `u32::MAX`).
     pub fn create_queue(&self, name: &str, settings: QueueSettings) -> Result<()> {
+        self.not_in_cluster("queues")?;
         let log = self.log_config(&settings.log)?;
         let mut cfg = QueueConfig {
             log,
@@ -230,5 +285,18 @@ impl Broker {
             .topic(topic)?
             .commit(name, partition, next, metadata)?;
         Ok(())
+    }
+}
+
+impl Broker {
+    /// Refuses what cluster mode does not do yet, naming it.
+    fn not_in_cluster(&self, what: &str) -> Result<()> {
+        match self.cluster() {
+            Some(_) => Err(BrokerError::new(
+                ErrorKind::InvalidArgument,
+                format!("{what}: not supported in a cluster yet (docs/replication.md)"),
+            )),
+            None => Ok(()),
+        }
     }
 }

@@ -29,6 +29,9 @@ pub enum ErrorKind {
     /// A publish to a chosen partition was made with a stale partition count (the message
     /// says the current one); nothing was appended.
     PartitionsChanged,
+    /// In cluster mode: this node does not lead the partition (or the metadata); the message
+    /// names the leader when one is known. Nothing was done: retry on the leader.
+    NotLeader,
     /// Anything else (a task that panicked).
     Internal,
 }

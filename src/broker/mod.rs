@@ -100,6 +100,8 @@ pub struct Broker {
     metrics: Arc<crate::metrics::Metrics>,
     /// Users, rules and quotas; off (no users) unless [`Broker::with_security`] gave some.
     security: Arc<crate::security::Security>,
+    /// The cluster this broker is a node of, in cluster mode ([`Broker::set_cluster`]).
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Broker {
@@ -118,7 +120,19 @@ impl Broker {
             held_names: Mutex::default(),
             metrics: Arc::default(),
             security: Arc::new(crate::security::Security::disabled()),
+            cluster: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Makes this broker a node of `cluster`: topics are created and deleted through the
+    /// cluster metadata and published to through their partitions' replicated logs.
+    pub fn set_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// The cluster this broker is a node of, in cluster mode.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.get()
     }
 
     /// This broker with these users, rules and quotas.

@@ -73,6 +73,9 @@ pub enum ServerError {
     /// The security file could not be read.
     #[error(transparent)]
     Security(#[from] crate::security::SecurityError),
+    /// The cluster node could not start.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// A blocking store task panicked.
     #[error("store task failed: {0}")]
     Task(String),
@@ -87,6 +90,11 @@ pub struct Server {
     dir: PathBuf,
     retention_check: Duration,
     tls: Option<Arc<tls::Tls>>,
+    /// In cluster mode: the node, and what stops its cluster listener.
+    cluster: Option<(
+        Arc<crate::cluster::Cluster>,
+        tokio::sync::watch::Sender<bool>,
+    )>,
 }
 
 impl Server {
@@ -148,6 +156,16 @@ impl Server {
             Broker::new(Arc::new(store), config.limits.clone(), config.log.clone())
                 .with_security(Arc::new(security)),
         );
+        let cluster = match &config.cluster {
+            Some(c) => {
+                let (stop, rx) = tokio::sync::watch::channel(false);
+                let node = crate::cluster::Cluster::start(c.clone(), &broker, &dir, rx)
+                    .await
+                    .map_err(ServerError::Cluster)?;
+                Some((node, stop))
+            }
+            None => None,
+        };
         let kafka = bind_kafka(&config, &broker, tls.clone()).await?;
         let http = match config.http_listen_addr()? {
             Some(addr) => Some(
@@ -165,6 +183,7 @@ impl Server {
             dir,
             retention_check,
             tls,
+            cluster,
         })
     }
 
@@ -195,6 +214,7 @@ impl Server {
             dir,
             retention_check,
             tls,
+            cluster,
         } = self;
         let retention = tokio::spawn(broker.clone().run_retention(retention_check));
         let reload = tls.clone().map(|t| {
@@ -234,6 +254,10 @@ impl Server {
         let grace = Duration::from_millis(broker.limits().shutdown_timeout_ms);
         if timeout(grace, done_rx.recv()).await.is_err() {
             warn!("connections still open after {grace:?}; closing the store anyway");
+        }
+        if let Some((node, stop)) = cluster {
+            let _ = stop.send(true);
+            node.shutdown().await;
         }
         let store = broker.store().clone();
         spawn_blocking(move || store.close())

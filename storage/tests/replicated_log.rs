@@ -76,7 +76,9 @@ fn a_control_batch_is_refused_from_clients_and_kept_for_replicated_logs() {
     assert_eq!(msgs[0].header.base_offset, Offset(1));
     assert_eq!(next, Offset(3));
     assert_eq!(log.read_records(Offset(0), 10, 1 << 20).unwrap().len(), 2);
-    let only_control = log.append_replicated(format::encode_control_batch(b"m", 2)).unwrap();
+    let only_control = log
+        .append_replicated(format::encode_control_batch(b"m", 2))
+        .unwrap();
     log.sync_to(only_control.next_offset()).unwrap();
     let (msgs, next) = log.read_messages(Offset(3), 1 << 20).unwrap();
     assert!(msgs.is_empty());

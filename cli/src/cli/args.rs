@@ -152,6 +152,14 @@ pub struct ServeArgs {
     /// listener on an address other than loopback requires --tls-client-ca).
     #[arg(long)]
     pub allow_anonymous: bool,
+    /// This server's id in a cluster (with --cluster).
+    #[arg(long, value_name = "ID", requires = "cluster")]
+    pub node_id: Option<u64>,
+    /// Run as a node of a cluster: every node, this one included, as ID@HOST:PORT of its
+    /// cluster listener, comma-separated (with --node-id). Each topic partition is then
+    /// replicated on every node.
+    #[arg(long, value_name = "ID@HOST:PORT,...", requires = "node_id")]
+    pub cluster: Option<String>,
 }
 
 /// Log settings of a new topic or queue.

@@ -151,6 +151,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if args.allow_anonymous {
         config.allow_anonymous = true;
     }
+    if let (Some(id), Some(spec)) = (args.node_id, &args.cluster) {
+        let cluster = sluice::cluster::ClusterConfig::parse(id, spec)
+            .map_err(|e| anyhow::anyhow!("--cluster: {e}"))?;
+        config.cluster = Some(cluster);
+    }
     let server = Server::bind(config)
         .await
         .context("cannot start the server")?;

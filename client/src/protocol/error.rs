@@ -42,6 +42,9 @@ pub enum ErrorCode {
     Unauthenticated = 17,
     /// Access control refused the request; nothing changed.
     Forbidden = 18,
+    /// In a cluster: this node does not lead the partition or the metadata the request
+    /// changes; the message names the leader when one is known. Nothing was done.
+    NotLeader = 19,
 }
 
 impl ErrorCode {
@@ -66,6 +69,7 @@ impl ErrorCode {
             16 => PartitionsChanged,
             17 => Unauthenticated,
             18 => Forbidden,
+            19 => NotLeader,
             _ => Internal,
         }
     }

@@ -20,6 +20,8 @@ use std::sync::Arc;
 
 use sluice_storage::{FsRef, Log, LogConfig};
 
+pub use state_machine::ApplyHook;
+
 use crate::error::Result;
 
 pub mod entry;
@@ -50,6 +52,16 @@ impl Replica {
             source,
         })?;
         let log = Log::open(fs.clone(), dir.join("log"), config)?;
+        Replica::attach(fs, dir, log)
+    }
+
+    /// Makes `log`, opened by its owner (a topic partition of the store), the log of a
+    /// replicated log whose state files live in `dir`.
+    pub fn attach(fs: FsRef, dir: &Path, log: Log) -> Result<Arc<Replica>> {
+        fs.create_dir_all(dir).map_err(|source| crate::Error::Io {
+            path: dir.into(),
+            source,
+        })?;
         log.set_commit_end(log.start_offset());
         Ok(Arc::new(Replica {
             fs,

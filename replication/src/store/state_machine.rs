@@ -22,7 +22,7 @@ use sluice_storage::Offset;
 
 use super::entry::Entry;
 use super::{state_file, Replica};
-use crate::types::{Applied, Node, NodeId, TypeConfig};
+use crate::types::{Applied, Command, Node, NodeId, TypeConfig};
 
 const APPLIED_FILE: &str = "raft-applied";
 const APPLIED_MAGIC: [u8; 4] = *b"SLAP";
@@ -35,12 +35,28 @@ struct AppliedState {
     membership: StoredMembership<NodeId, Node>,
 }
 
+/// Told of each committed [`Command::Control`] of a group, in log order, once per apply (so
+/// again after a restart for entries past the saved applied log id: handle them idempotently).
+pub trait ApplyHook: Send + Sync + 'static {
+    /// Applies one control entry's payload.
+    fn apply(&self, index: u64, payload: &[u8]) -> crate::group::BoxFuture<'_, ()>;
+}
+
 /// The state machine of one replicated log.
-#[derive(Debug)]
 pub struct StateMachine {
     replica: Arc<Replica>,
     state: AppliedState,
     saved_at: Instant,
+    hook: Option<Arc<dyn ApplyHook>>,
+}
+
+impl std::fmt::Debug for StateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateMachine")
+            .field("replica", &self.replica.dir)
+            .field("applied", &self.state.applied)
+            .finish()
+    }
 }
 
 fn sm_error(e: impl std::fmt::Display) -> StorageError<NodeId> {
@@ -49,11 +65,18 @@ fn sm_error(e: impl std::fmt::Display) -> StorageError<NodeId> {
 
 impl StateMachine {
     /// The state machine of `replica`: its saved applied state, and the commit point of its log
-    /// at the end of the last applied entry.
-    pub fn open(replica: Arc<Replica>) -> crate::Result<StateMachine> {
+    /// at the end of the last applied entry. With a `hook` whose state lives in memory only,
+    /// nothing is taken as applied at open, so every committed entry is applied again.
+    pub fn open(
+        replica: Arc<Replica>,
+        hook: Option<Arc<dyn ApplyHook>>,
+    ) -> crate::Result<StateMachine> {
         let path = replica.path(APPLIED_FILE);
-        let state: AppliedState =
-            state_file::load(&*replica.fs, &path, APPLIED_MAGIC)?.unwrap_or_default();
+        let state: AppliedState = if hook.is_some() {
+            AppliedState::default()
+        } else {
+            state_file::load(&*replica.fs, &path, APPLIED_MAGIC)?.unwrap_or_default()
+        };
         if let Some(applied) = state.applied {
             let end = match replica.locator.find(applied.index)? {
                 Some(p) => p.next,
@@ -65,6 +88,7 @@ impl StateMachine {
             replica,
             state,
             saved_at: Instant::now(),
+            hook,
         })
     }
 
@@ -118,9 +142,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut commit = None;
         for e in entries {
             let (applied, next) = self.place(e.log_id.index).map_err(sm_error)?;
-            if let EntryPayload::Membership(m) = &e.payload {
-                self.state.membership = StoredMembership::new(Some(e.log_id), m.clone());
-                membership_changed = true;
+            match &e.payload {
+                EntryPayload::Membership(m) => {
+                    self.state.membership = StoredMembership::new(Some(e.log_id), m.clone());
+                    membership_changed = true;
+                }
+                EntryPayload::Normal(Command::Control(payload)) => {
+                    if let Some(h) = &self.hook {
+                        h.apply(e.log_id.index, payload).await;
+                    }
+                }
+                _ => {}
             }
             self.state.applied = Some(e.log_id);
             commit = Some(next);
@@ -129,7 +161,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if let Some(end) = commit {
             self.replica.log.set_commit_end(end);
         }
-        if membership_changed || self.saved_at.elapsed() >= APPLIED_SAVE_INTERVAL {
+        let due = membership_changed || self.saved_at.elapsed() >= APPLIED_SAVE_INTERVAL;
+        if due && self.hook.is_none() {
             self.save().await?;
         }
         Ok(out)

@@ -164,6 +164,7 @@ pub(crate) fn error_code(e: &BrokerError) -> i16 {
         // Appends refused while the disk catches up: retriable.
         ErrorKind::LimitReached => ResponseError::RequestTimedOut,
         ErrorKind::Storage => ResponseError::KafkaStorageError,
+        ErrorKind::NotLeader => ResponseError::NotLeaderOrFollower,
         ErrorKind::UnknownId | ErrorKind::NotHeld | ErrorKind::InUse | ErrorKind::Internal => {
             ResponseError::UnknownServerError
         }

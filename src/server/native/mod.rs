@@ -57,6 +57,7 @@ fn error_code(kind: ErrorKind) -> ErrorCode {
         ErrorKind::NotHeld => ErrorCode::NotHeld,
         ErrorKind::InUse => ErrorCode::InUse,
         ErrorKind::PartitionsChanged => ErrorCode::PartitionsChanged,
+        ErrorKind::NotLeader => ErrorCode::NotLeader,
         ErrorKind::Internal => ErrorCode::Internal,
     }
 }

@@ -46,6 +46,22 @@ impl Conn {
                 return Ok(());
             }
         };
+        if let Some(cluster) = self.broker.cluster().cloned() {
+            // A replicated partition: confirmed once a majority has it on disk. Proposals of
+            // one connection may complete out of order, each in its own slot.
+            let pending = cluster
+                .submit_publish(target.name(), partition, batch)
+                .await;
+            tokio::spawn(async move {
+                let r = match pending {
+                    Ok(confirm) => confirm.await,
+                    Err(e) => Err(e),
+                };
+                fill(tx, id, published(partition, r));
+            });
+            drop(log);
+            return Ok(());
+        }
         let always = log.config().fsync == FsyncPolicy::Always;
         if always && self.can_sync_inline {
             if let Some(_held) = self.broker.try_inline_sync(batch.len()) {

@@ -1,0 +1,343 @@
+//! Cluster mode: this server as one node of a cluster (`--node-id`, `--cluster`), each topic
+//! partition a replicated log (docs/replication.md).
+//!
+//! # Layout
+//! - `config`: [`ClusterConfig`], from `--node-id` and `--cluster`.
+//! - `meta`: the metadata commands of the `meta` group.
+//! - this file: [`Cluster`]: starting the node (its cluster listener, the `meta` group, a
+//!   group for every partition of the store), publishing through a partition's group, and
+//!   applying metadata.
+//!
+//! What runs where: the consensus engine and the transport are the `sluice-replication` crate;
+//! the broker reaches a cluster only through [`Cluster`], set on it once
+//! ([`crate::broker::Broker::set_cluster`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, RwLock, Weak};
+
+use sluice_replication::{
+    ApplyHook, BoxFuture, ClusterNode, Command, Consensus, Error as ReplError, GroupId,
+    GroupStatus, GroupStorage, LogSource, Node, ReplicatedLog, Timing,
+};
+use sluice_storage::{format, LogConfig, Offset, StdFs};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::broker::{Broker, BrokerError, ErrorKind, Published};
+
+pub mod config;
+pub mod meta;
+
+pub use config::ClusterConfig;
+pub use meta::MetaCommand;
+
+/// The group of the cluster metadata.
+pub const META_GROUP: &str = "meta";
+
+/// This server as a node of a cluster.
+pub struct Cluster {
+    config: ClusterConfig,
+    node: Arc<ClusterNode>,
+    broker: Weak<Broker>,
+    meta: std::sync::OnceLock<ReplicatedLog>,
+    partitions: RwLock<HashMap<(String, u32), ReplicatedLog>>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+fn partition_group(topic: &str, partition: u32) -> GroupId {
+    GroupId(format!("t/{topic}/{partition}"))
+}
+
+/// A replication error as the broker's.
+fn broker_error(e: ReplError) -> BrokerError {
+    match e {
+        ReplError::NotLeader {
+            group,
+            leader,
+            leader_addr,
+        } => {
+            let at = match (leader, leader_addr) {
+                (Some(id), Some(a)) => format!("node {id} (cluster address {a})"),
+                (Some(id), None) => format!("node {id}"),
+                _ => "not known yet (an election is under way)".into(),
+            };
+            BrokerError::new(
+                ErrorKind::NotLeader,
+                format!("this node does not lead {group}; its leader is {at}: retry there"),
+            )
+        }
+        ReplError::Storage(e) => e.into(),
+        other => BrokerError::new(ErrorKind::Storage, other.to_string()),
+    }
+}
+
+impl Cluster {
+    /// Starts this node: binds its cluster listener, opens the `meta` group and a group for
+    /// every partition the store holds, and sets itself on `broker`.
+    pub async fn start(
+        config: ClusterConfig,
+        broker: &Arc<Broker>,
+        data_dir: &Path,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Arc<Cluster>, String> {
+        let listener = TcpListener::bind(config.own_addr())
+            .await
+            .map_err(|e| format!("cluster listener {}: {e}", config.own_addr()))?;
+        let root = data_dir.join("cluster");
+        let node = ClusterNode::new(config.node_id, Arc::new(StdFs), &root, Timing::default());
+        for (id, addr) in &config.nodes {
+            node.set_peer(*id, addr.clone());
+        }
+        let cluster = Arc::new(Cluster {
+            config,
+            node: node.clone(),
+            broker: Arc::downgrade(broker),
+            meta: std::sync::OnceLock::new(),
+            partitions: RwLock::default(),
+        });
+        tokio::spawn(async move { node.serve(listener, shutdown).await });
+        broker.set_cluster(cluster.clone());
+        let hook: Arc<dyn ApplyHook> = Arc::new(MetaHook(Arc::downgrade(&cluster)));
+        let meta = cluster
+            .node
+            .open_group(
+                GroupId(META_GROUP.into()),
+                GroupStorage {
+                    log: LogSource::Own(LogConfig::default()),
+                    hook: Some(hook),
+                },
+                Some(cluster.members()),
+            )
+            .await
+            .map_err(|e| format!("the metadata group: {e}"))?;
+        let _ = cluster.meta.set(meta);
+        for topic in broker.list_topics() {
+            let count = broker.topic_meta(&topic).map(|(_, n)| n).unwrap_or(0);
+            for p in 0..count {
+                cluster
+                    .open_partition(&topic, p)
+                    .await
+                    .map_err(|e| format!("topic {topic:?} partition {p}: {e}"))?;
+            }
+        }
+        info!(
+            node = cluster.config.node_id,
+            nodes = cluster.config.nodes.len(),
+            "cluster node started"
+        );
+        Ok(cluster)
+    }
+
+    fn members(&self) -> BTreeMap<u64, Node> {
+        self.config
+            .nodes
+            .iter()
+            .map(|(id, a)| (*id, Node::new(a.clone())))
+            .collect()
+    }
+
+    fn broker(&self) -> Result<Arc<Broker>, BrokerError> {
+        self.broker
+            .upgrade()
+            .ok_or_else(|| BrokerError::new(ErrorKind::Internal, "the broker has stopped"))
+    }
+
+    /// Opens this node's replica of a partition (its store log, attached) and joins its group.
+    async fn open_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<ReplicatedLog, BrokerError> {
+        if let Some(g) = self.partition(topic, partition) {
+            return Ok(g);
+        }
+        let log = self.broker()?.partition_log(topic, partition)?;
+        let g = self
+            .node
+            .open_group(
+                partition_group(topic, partition),
+                GroupStorage {
+                    log: LogSource::Attached(log),
+                    hook: None,
+                },
+                Some(self.members()),
+            )
+            .await
+            .map_err(broker_error)?;
+        self.partitions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((topic.to_string(), partition), g.clone());
+        Ok(g)
+    }
+
+    fn partition(&self, topic: &str, partition: u32) -> Option<ReplicatedLog> {
+        self.partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(topic.to_string(), partition))
+            .cloned()
+    }
+
+    /// Submits a batch to a partition, in the order of the caller's earlier submissions, and
+    /// returns the future of its confirm: validated here, confirmed once a majority of the
+    /// partition's replicas has it on disk. `NotLeader` on a follower.
+    pub async fn submit_publish(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: Vec<u8>,
+    ) -> Result<BoxFuture<'static, Result<Published, BrokerError>>, BrokerError> {
+        let g = self.partition(topic, partition).ok_or_else(|| {
+            BrokerError::new(
+                ErrorKind::NotFound,
+                format!("topic {topic:?} has no replicated partition {partition} on this node"),
+            )
+        })?;
+        format::validate_batch(&batch, g.log().config().batch_bytes_max)
+            .map_err(|e| BrokerError::new(ErrorKind::InvalidBatch, e.to_string()))?;
+        let pending = g
+            .submit(Command::Batch(batch.into()))
+            .await
+            .map_err(broker_error)?;
+        Ok(Box::pin(async move {
+            let a = pending.await.map_err(broker_error)?;
+            Ok(Published {
+                base_offset: Offset(a.base_offset),
+                last_offset: Offset(a.last_offset),
+            })
+        }))
+    }
+
+    /// Proposes a metadata change; answers once it is committed and applied on this node.
+    pub async fn propose_meta(&self, cmd: MetaCommand) -> Result<(), BrokerError> {
+        let meta = self.meta.get().ok_or_else(|| {
+            BrokerError::new(ErrorKind::Internal, "the metadata group is not open")
+        })?;
+        meta.propose(Command::Control(cmd.encode().into()))
+            .await
+            .map_err(broker_error)?;
+        Ok(())
+    }
+
+    /// [`Cluster::propose_meta`] from a blocking thread (the broker's admin calls).
+    pub fn propose_meta_blocking(self: &Arc<Self>, cmd: MetaCommand) -> Result<(), BrokerError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let me = self.clone();
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| BrokerError::new(ErrorKind::Internal, "no runtime for a cluster call"))?;
+        handle.spawn(async move {
+            let _ = tx.send(me.propose_meta(cmd).await);
+        });
+        rx.recv().unwrap_or_else(|_| {
+            Err(BrokerError::new(
+                ErrorKind::Internal,
+                "the metadata call failed",
+            ))
+        })
+    }
+
+    /// Applies a committed metadata command on this node.
+    async fn apply_meta(&self, index: u64, cmd: MetaCommand) {
+        let Ok(broker) = self.broker() else { return };
+        match cmd {
+            MetaCommand::CreateTopic {
+                name,
+                partitions,
+                segment_bytes_max,
+            } => {
+                let settings = crate::protocol::LogSettings {
+                    segment_bytes_max,
+                    ..Default::default()
+                };
+                let b = broker.clone();
+                let n = name.clone();
+                let made = crate::broker::spawn_blocking(move || {
+                    b.create_topic_local(&n, &settings, partitions)
+                })
+                .await;
+                match made {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) if e.kind == ErrorKind::AlreadyExists => {}
+                    Ok(Err(e)) => {
+                        warn!(index, topic = %name, "metadata: cannot create the topic: {e}")
+                    }
+                    Err(e) => warn!(index, topic = %name, "metadata: cannot create the topic: {e}"),
+                }
+                for p in 0..partitions {
+                    if let Err(e) = self.open_partition(&name, p).await {
+                        warn!(index, topic = %name, partition = p, "metadata: cannot open the partition's group: {e}");
+                    }
+                }
+            }
+            MetaCommand::DeleteTopic { name } => {
+                let gone: Vec<ReplicatedLog> = {
+                    let mut parts = self.partitions.write().unwrap_or_else(|e| e.into_inner());
+                    let keys: Vec<_> = parts.keys().filter(|(t, _)| *t == name).cloned().collect();
+                    keys.into_iter().filter_map(|k| parts.remove(&k)).collect()
+                };
+                for g in gone {
+                    self.node.close_group(g.group()).await;
+                }
+                let b = broker.clone();
+                let n = name.clone();
+                let _ = crate::broker::spawn_blocking(move || b.delete_topic_local(&n)).await;
+            }
+        }
+    }
+
+    /// Every group's state on this node: `meta` first, then the partitions by name.
+    pub fn status(&self) -> Vec<GroupStatus> {
+        let mut out: Vec<GroupStatus> = self.meta.get().map(|m| m.status()).into_iter().collect();
+        let mut parts: Vec<GroupStatus> = self
+            .partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|g| g.status())
+            .collect();
+        parts.sort_by(|a, b| a.group.cmp(&b.group));
+        out.extend(parts);
+        out
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.config.node_id
+    }
+
+    /// The cluster's nodes and their cluster addresses.
+    pub fn nodes(&self) -> &BTreeMap<u64, String> {
+        &self.config.nodes
+    }
+
+    /// Stops every group of this node.
+    pub async fn shutdown(&self) {
+        self.node.shutdown().await;
+    }
+}
+
+/// Applies the `meta` group's entries to the cluster.
+struct MetaHook(Weak<Cluster>);
+
+impl ApplyHook for MetaHook {
+    fn apply(&self, index: u64, payload: &[u8]) -> BoxFuture<'_, ()> {
+        let cmd = MetaCommand::decode(payload);
+        Box::pin(async move {
+            let Some(c) = self.0.upgrade() else { return };
+            match cmd {
+                Ok(cmd) => c.apply_meta(index, cmd).await,
+                Err(e) => warn!(index, "metadata entry does not decode, skipped: {e}"),
+            }
+        })
+    }
+}
