@@ -73,13 +73,16 @@ pub struct Timing {
 }
 
 impl Default for Timing {
-    /// Heartbeats every 100 ms, elections after 500-1000 ms of silence: a failover well under
-    /// two seconds, and room for an fsync stall of a few hundred milliseconds.
+    /// Heartbeats every 50 ms; a follower stands for election after 300-600 ms past the last
+    /// leader's lease (openraft 0.9 keeps a leader's lease for `election_max` after its last
+    /// heartbeat, and waits another `2 × election_max` when a peer has a longer log), so a
+    /// failover takes about 0.9-1.2 s, 2.4 s at worst; 300 ms leaves room for an fsync stall
+    /// before a healthy leader is deposed.
     fn default() -> Self {
         Timing {
-            heartbeat: Duration::from_millis(100),
-            election_min: Duration::from_millis(500),
-            election_max: Duration::from_millis(1000),
+            heartbeat: Duration::from_millis(50),
+            election_min: Duration::from_millis(300),
+            election_max: Duration::from_millis(600),
         }
     }
 }
