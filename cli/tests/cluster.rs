@@ -52,7 +52,10 @@ impl Node {
             .args(["--http-listen", "off", "--node-id", &self.id.to_string()])
             .args(["--cluster", cluster, "--data-dir"])
             .arg(&self.dir)
-            .env("RUST_LOG", "error")
+            .env(
+                "RUST_LOG",
+                std::env::var("SLUICE_CLUSTER_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -143,6 +146,11 @@ async fn publish_one(nodes: &[Node], leader: &mut usize, check: &mut Checker) ->
 }
 
 async fn publish_many(nodes: &[Node], leader: &mut usize, check: &mut Checker, n: usize) {
+    eprintln!(
+        "{:?} publishing {n} from node {}",
+        std::time::SystemTime::now(),
+        *leader + 1
+    );
     for _ in 0..n {
         publish_one(nodes, leader, check).await;
     }
@@ -278,6 +286,11 @@ async fn a_cluster_loses_nothing_confirmed_through_kills_and_pauses() {
     for round in 0..rounds() {
         // The leader dies: the other two elect one and go on.
         let killed = leader;
+        eprintln!(
+            "{:?} killing node {}",
+            std::time::SystemTime::now(),
+            killed + 1
+        );
         nodes[killed].kill9();
         failovers.push(publish_one(&nodes, &mut leader, &mut check).await);
         assert_ne!(leader, killed);
@@ -286,6 +299,11 @@ async fn a_cluster_loses_nothing_confirmed_through_kills_and_pauses() {
 
         // A follower pauses: two of three still confirm.
         let follower = (leader + 1) % nodes.len();
+        eprintln!(
+            "{:?} pausing follower {}",
+            std::time::SystemTime::now(),
+            follower + 1
+        );
         nodes[follower].signal(libc::SIGSTOP);
         publish_many(&nodes, &mut leader, &mut check, 30).await;
         nodes[follower].signal(libc::SIGCONT);
@@ -293,6 +311,11 @@ async fn a_cluster_loses_nothing_confirmed_through_kills_and_pauses() {
         // The leader pauses past the election timeout: a new one is elected; the old one,
         // resumed, must not confirm anything the new one does not have.
         let paused = leader;
+        eprintln!(
+            "{:?} pausing leader {}",
+            std::time::SystemTime::now(),
+            paused + 1
+        );
         nodes[paused].signal(libc::SIGSTOP);
         publish_many(&nodes, &mut leader, &mut check, 30).await;
         nodes[paused].signal(libc::SIGCONT);

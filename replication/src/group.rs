@@ -73,11 +73,11 @@ pub struct Timing {
 }
 
 impl Default for Timing {
-    /// Heartbeats every 50 ms; a follower stands for election after 300-600 ms past the last
-    /// leader's lease (openraft 0.9 keeps a leader's lease for `election_max` after its last
-    /// heartbeat, and waits another `2 × election_max` when a peer has a longer log), so a
-    /// failover takes about 0.9-1.2 s, 2.4 s at worst; 300 ms leaves room for an fsync stall
-    /// before a healthy leader is deposed.
+    /// Heartbeats every 50 ms; elections in 300-600 ms, each replica of a group in its own
+    /// window of it ([`Timing::window`]). openraft 0.9 keeps a leader's lease for the replica's
+    /// window's end after the last heartbeat, then the replica stands after its own timeout, and
+    /// waits another `2 × window end` when a peer has a longer log: a failover takes about
+    /// 0.7-1.2 s. 300 ms leaves room for an fsync stall before a healthy leader is deposed.
     fn default() -> Self {
         Timing {
             heartbeat: Duration::from_millis(50),
@@ -116,13 +116,36 @@ impl GroupStorage {
 /// Most entries one AppendEntries carries.
 pub const APPEND_ENTRIES_MAX: u64 = 256;
 
+/// How many election windows a group's replicas are spread over (see [`Timing::window`]).
+pub const ELECTION_SLOTS: u64 = 3;
+
 impl Timing {
-    fn raft_config(&self, group: &GroupId) -> Result<Arc<Config>> {
+    /// The election timeout window of `node` in `group`. openraft 0.9 draws a replica's
+    /// election timeout once, when the group starts, so two replicas that drew nearly the same
+    /// value stand at the same moment after every failover and split the vote again and again.
+    /// The range is cut into [`ELECTION_SLOTS`] windows with a gap between them, and the replicas
+    /// of a group take different windows (by node id, turned by the group's name so that the
+    /// nodes that tend to win differ between groups).
+    pub fn window(&self, group: &GroupId, node: NodeId) -> (Duration, Duration) {
+        let span = self.election_max.saturating_sub(self.election_min);
+        let slot_span = span / ELECTION_SLOTS as u32;
+        let width = slot_span * 4 / 5;
+        let turn = group
+            .0
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+        let slot = (node.wrapping_add(turn) % ELECTION_SLOTS) as u32;
+        let min = self.election_min + slot_span * slot;
+        (min, min + width.max(Duration::from_millis(1)))
+    }
+
+    fn raft_config(&self, group: &GroupId, node: NodeId) -> Result<Arc<Config>> {
+        let (min, max) = self.window(group, node);
         let config = Config {
             cluster_name: group.0.clone(),
             heartbeat_interval: self.heartbeat.as_millis() as u64,
-            election_timeout_min: self.election_min.as_millis() as u64,
-            election_timeout_max: self.election_max.as_millis() as u64,
+            election_timeout_min: min.as_millis() as u64,
+            election_timeout_max: max.as_millis() as u64,
             max_payload_entries: APPEND_ENTRIES_MAX,
             // The log is the state: never compacted behind a follower (see store::state_machine).
             snapshot_policy: SnapshotPolicy::Never,
@@ -133,6 +156,27 @@ impl Timing {
                 .validate()
                 .map_err(|e| Error::Consensus(e.to_string()))?,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_replicas_of_a_group_take_apart_election_windows() {
+        let t = Timing::default();
+        for name in ["meta", "t/orders/0", "t/orders/1", "t/x/7"] {
+            let g = GroupId(name.into());
+            let mut w: Vec<(Duration, Duration)> = (1..=3).map(|n| t.window(&g, n)).collect();
+            w.sort();
+            for pair in w.windows(2) {
+                assert!(pair[0].1 < pair[1].0, "{name}: {w:?} overlap");
+            }
+            assert!(w
+                .iter()
+                .all(|(lo, hi)| *lo >= t.election_min && *hi <= t.election_max && lo < hi));
+        }
     }
 }
 
@@ -179,7 +223,7 @@ impl ReplicatedLog {
             .await
             .map_err(|e| Error::Consensus(e.to_string()))??
         };
-        let config = timing.raft_config(&group)?;
+        let config = timing.raft_config(&group, node)?;
         let raft = Raft::new(node, config, network, log_store, state_machine)
             .await
             .map_err(|e| Error::Consensus(e.to_string()))?;

@@ -88,7 +88,9 @@ impl Locator {
 
     /// Binary search over the offsets of the log for the batch stamped `index`.
     fn search(&self, index: u64) -> Result<Option<Place>> {
-        let (mut lo, mut hi) = (self.log.start_offset(), self.log.end_offset());
+        // Up to what a read can reach: an append being synced (written, not yet durable) is
+        // not readable yet, and is never the entry sought (only durable entries are asked for).
+        let (mut lo, mut hi) = (self.log.start_offset(), self.log.readable_end());
         while lo < hi {
             let mid = Offset(lo.0 + (hi.0 - lo.0) / 2);
             let Some(p) = self.place_at(mid)? else {
@@ -122,7 +124,7 @@ impl Locator {
         if let Some(p) = self.recent().back() {
             return Ok(Some(*p));
         }
-        let end = self.log.end_offset();
+        let end = self.log.readable_end();
         if end == self.log.start_offset() {
             return Ok(None);
         }
@@ -136,5 +138,44 @@ impl Locator {
             }
         }
         Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sluice_storage::format::{encode_batch, set_raft_stamp, RaftStamp};
+    use sluice_storage::{LogConfig, Record, StdFs};
+
+    use super::*;
+
+    fn stamped(index: u64, records: usize) -> Vec<u8> {
+        let rs: Vec<Record> = (0..records)
+            .map(|i| Record::from_value(vec![i as u8; 8]))
+            .collect();
+        let mut b = encode_batch(&rs, 1);
+        set_raft_stamp(&mut b, RaftStamp { term: 1, index }).unwrap();
+        b
+    }
+
+    #[test]
+    fn a_search_finds_old_entries_while_a_large_append_is_not_yet_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(Arc::new(StdFs), dir.path(), LogConfig::default()).unwrap();
+        for index in 1..=3 {
+            let info = log.append_replicated(stamped(index, 1)).unwrap();
+            log.sync_to(info.next_offset()).unwrap();
+        }
+        // Written, not synced: most offsets of the log are not readable yet.
+        log.append_replicated(stamped(4, 100)).unwrap();
+        assert!(log.end_offset() > log.readable_end());
+        let locator = Locator::new(log.clone());
+        for index in 1..=3 {
+            let p = locator.find(index).unwrap().unwrap();
+            assert_eq!((p.index, p.base), (index, Offset(index - 1)));
+        }
+        assert_eq!(locator.find(4).unwrap(), None);
+        assert_eq!(locator.last().unwrap().unwrap().index, 3);
     }
 }

@@ -355,9 +355,9 @@ impl Log {
             .min(Offset(self.shared.commit_end.load(Ordering::Acquire)))
     }
 
-    /// [`Log::visible_end`] without the commit point: what a replicated log's own Raft
-    /// replication reads up to.
-    fn readable_end(&self) -> Offset {
+    /// [`Log::visible_end`] without the commit point: what [`Log::read_uncommitted`] reads up
+    /// to (a replicated log's own Raft replication).
+    pub fn readable_end(&self) -> Offset {
         match self.shared.config.fsync {
             FsyncPolicy::Always => self.durable_end(),
             _ => self.end_offset(),
