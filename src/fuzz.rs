@@ -444,3 +444,9 @@ pub fn security_input(data: &[u8]) {
         }
     }
 }
+
+/// What a cluster node reads from peers and from its replicated logs' files: peer frames and
+/// their messages, the Raft state files, stored batches as Raft entries.
+pub fn cluster_input(data: &[u8]) {
+    sluice_replication::fuzz_input(data);
+}

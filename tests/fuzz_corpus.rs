@@ -22,7 +22,7 @@ use sluice::storage::{format, Header, Log, LogConfig, Offset, Record};
 /// A fuzz target: its name (the corpus directory) and its entry point.
 type FuzzTarget = (&'static str, fn(&[u8]));
 
-const TARGETS: [FuzzTarget; 8] = [
+const TARGETS: [FuzzTarget; 9] = [
     ("frame_decode", sluice::fuzz::frame_decode),
     ("request_decode", sluice::fuzz::request_decode),
     ("batch_parse", sluice::fuzz::batch_parse),
@@ -31,6 +31,7 @@ const TARGETS: [FuzzTarget; 8] = [
     ("kafka_requests", sluice::fuzz::kafka_requests),
     ("admin_input", sluice::fuzz::admin_input),
     ("security_input", sluice::fuzz::security_input),
+    ("cluster_input", sluice::fuzz::cluster_input),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {

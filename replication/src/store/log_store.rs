@@ -24,9 +24,9 @@ pub const ENTRY_READ_BYTES: usize = 1 << 20;
 
 /// What `raft-vote` holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct VoteState {
-    vote: Option<Vote<NodeId>>,
-    purged: Option<LogId<NodeId>>,
+pub(crate) struct VoteState {
+    pub(crate) vote: Option<Vote<NodeId>>,
+    pub(crate) purged: Option<LogId<NodeId>>,
 }
 
 /// The Raft log of one replicated log. Clones share it.

@@ -73,7 +73,7 @@ pub fn load<T: DeserializeOwned>(
         })
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8], magic: [u8; 4]) -> Result<T, String> {
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], magic: [u8; 4]) -> Result<T, String> {
     if bytes.len() < HEADER_LEN {
         return Err(format!("{} bytes, shorter than the header", bytes.len()));
     }

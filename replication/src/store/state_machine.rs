@@ -30,7 +30,7 @@ const APPLIED_MAGIC: [u8; 4] = *b"SLAP";
 pub const APPLIED_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct AppliedState {
+pub(crate) struct AppliedState {
     applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, Node>,
 }
