@@ -290,6 +290,16 @@ impl ReplicatedLog {
         self.raft.install_snapshot(rpc).await
     }
 
+    /// Stands for election now, without waiting for a timeout: how a node that creates a
+    /// group becomes its first leader.
+    pub async fn campaign(&self) -> Result<()> {
+        self.raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| Error::Consensus(e.to_string()))
+    }
+
     /// Waits until this node knows a leader, or `timeout` passes; returns it.
     pub async fn wait_leader(&self, timeout: Duration) -> Option<NodeId> {
         let mut rx = self.raft.metrics();

@@ -61,11 +61,12 @@ impl Broker {
                 format!("topic {name:?} already exists"),
             ));
         }
-        c.propose_meta_blocking(crate::cluster::MetaCommand::CreateTopic {
+        let cmd = crate::cluster::MetaCommand::CreateTopic {
             name: name.to_string(),
             partitions,
             segment_bytes_max: settings.segment_bytes_max,
-        })
+        };
+        c.create_topic_blocking(cmd, name, partitions)
     }
 
     /// Creates a topic on this node only (a single-node broker, or a node applying the cluster

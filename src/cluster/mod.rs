@@ -36,6 +36,9 @@ pub use meta::MetaCommand;
 /// The group of the cluster metadata.
 pub const META_GROUP: &str = "meta";
 
+/// Longest a topic creation waits for its new partitions' first leaders before answering.
+pub const NEW_TOPIC_LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// This server as a node of a cluster.
 pub struct Cluster {
     config: ClusterConfig,
@@ -246,6 +249,39 @@ impl Cluster {
         })
     }
 
+    /// Waits until every partition of `topic` has a leader this node knows, at most `timeout`.
+    pub async fn wait_leaders(&self, topic: &str, partitions: u32, timeout: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for p in 0..partitions {
+            if let Some(g) = self.partition(topic, p) {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                g.wait_leader(left).await;
+            }
+        }
+    }
+
+    /// [`Cluster::propose_meta`] of a new topic from a blocking thread, then the wait for its
+    /// partitions' first leaders ([`NEW_TOPIC_LEADER_WAIT`]), so the creator can publish at once.
+    pub fn create_topic_blocking(
+        self: &Arc<Self>,
+        cmd: MetaCommand,
+        topic: &str,
+        partitions: u32,
+    ) -> Result<(), BrokerError> {
+        self.propose_meta_blocking(cmd)?;
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| BrokerError::new(ErrorKind::Internal, "no runtime for a cluster call"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (me, name) = (self.clone(), topic.to_string());
+        handle.spawn(async move {
+            me.wait_leaders(&name, partitions, NEW_TOPIC_LEADER_WAIT)
+                .await;
+            let _ = tx.send(());
+        });
+        let _ = rx.recv();
+        Ok(())
+    }
+
     /// Applies a committed metadata command on this node.
     async fn apply_meta(&self, index: u64, cmd: MetaCommand) {
         let Ok(broker) = self.broker() else { return };
@@ -273,9 +309,20 @@ impl Cluster {
                     }
                     Err(e) => warn!(index, topic = %name, "metadata: cannot create the topic: {e}"),
                 }
+                // The metadata's leader (the node the topic was created through) stands first
+                // in every new group, so the creator can publish as soon as it is answered.
+                let lead = self.meta.get().is_some_and(|m| m.status().is_leader);
                 for p in 0..partitions {
-                    if let Err(e) = self.open_partition(&name, p).await {
-                        warn!(index, topic = %name, partition = p, "metadata: cannot open the partition's group: {e}");
+                    match self.open_partition(&name, p).await {
+                        Ok(g) if lead => {
+                            if let Err(e) = g.campaign().await {
+                                warn!(topic = %name, partition = p, "cannot stand for election: {e}");
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            warn!(index, topic = %name, partition = p, "metadata: cannot open the partition's group: {e}")
+                        }
                     }
                 }
             }
