@@ -310,11 +310,13 @@ impl Cluster {
                     Err(e) => warn!(index, topic = %name, "metadata: cannot create the topic: {e}"),
                 }
                 // The metadata's leader (the node the topic was created through) stands first
-                // in every new group, so the creator can publish as soon as it is answered.
+                // in every new group, so the creator can publish as soon as it is answered. A
+                // group that already has a leader (the metadata applied again after a restart)
+                // is left alone.
                 let lead = self.meta.get().is_some_and(|m| m.status().is_leader);
                 for p in 0..partitions {
                     match self.open_partition(&name, p).await {
-                        Ok(g) if lead => {
+                        Ok(g) if lead && g.status().leader.is_none() => {
                             if let Err(e) = g.campaign().await {
                                 warn!(topic = %name, partition = p, "cannot stand for election: {e}");
                             }
