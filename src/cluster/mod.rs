@@ -60,6 +60,21 @@ fn partition_group(topic: &str, partition: u32) -> GroupId {
     GroupId(format!("t/{topic}/{partition}"))
 }
 
+/// Runs `fut` on the runtime and waits for it on this blocking thread (an admin call on the
+/// blocking pool).
+fn wait_on_runtime<T: Send + 'static>(
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, BrokerError> {
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| BrokerError::new(ErrorKind::Internal, "no runtime for a cluster call"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    handle.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv()
+        .map_err(|_| BrokerError::new(ErrorKind::Internal, "the cluster call failed"))
+}
+
 /// A replication error as the broker's.
 fn broker_error(e: ReplError) -> BrokerError {
     match e {
@@ -234,19 +249,8 @@ impl Cluster {
 
     /// [`Cluster::propose_meta`] from a blocking thread (the broker's admin calls).
     pub fn propose_meta_blocking(self: &Arc<Self>, cmd: MetaCommand) -> Result<(), BrokerError> {
-        let (tx, rx) = std::sync::mpsc::channel();
         let me = self.clone();
-        let handle = tokio::runtime::Handle::try_current()
-            .map_err(|_| BrokerError::new(ErrorKind::Internal, "no runtime for a cluster call"))?;
-        handle.spawn(async move {
-            let _ = tx.send(me.propose_meta(cmd).await);
-        });
-        rx.recv().unwrap_or_else(|_| {
-            Err(BrokerError::new(
-                ErrorKind::Internal,
-                "the metadata call failed",
-            ))
-        })
+        wait_on_runtime(async move { me.propose_meta(cmd).await })?
     }
 
     /// Waits until every partition of `topic` has a leader this node knows, at most `timeout`.
@@ -268,18 +272,13 @@ impl Cluster {
         topic: &str,
         partitions: u32,
     ) -> Result<(), BrokerError> {
-        self.propose_meta_blocking(cmd)?;
-        let handle = tokio::runtime::Handle::try_current()
-            .map_err(|_| BrokerError::new(ErrorKind::Internal, "no runtime for a cluster call"))?;
-        let (tx, rx) = std::sync::mpsc::channel();
         let (me, name) = (self.clone(), topic.to_string());
-        handle.spawn(async move {
+        wait_on_runtime(async move {
+            me.propose_meta(cmd).await?;
             me.wait_leaders(&name, partitions, NEW_TOPIC_LEADER_WAIT)
                 .await;
-            let _ = tx.send(());
-        });
-        let _ = rx.recv();
-        Ok(())
+            Ok(())
+        })?
     }
 
     /// Applies a committed metadata command on this node.
