@@ -69,7 +69,8 @@ pub use kafka::validate::{check_kafka_batch, check_kafka_header_and_crc, KafkaCh
 pub use kafka::{crc32c, KafkaHeader};
 pub use record::{BatchRecords, RecordIter, RecordView};
 pub use replicated::{
-    control_payload, encode_control_batch, raft_stamp, set_raft_stamp, RaftStamp, RAFT_TERM_MAX,
+    control_payload, encode_control_batch, raft_stamp, set_raft_stamp, RaftStamp, RAFT_INDEX_MAX,
+    RAFT_MORE_MAX, RAFT_TERM_MAX,
 };
 pub use scan::{check_batch, ScanEnd, ScanRules, ScanStop, ScannedBatch, Step};
 pub use types::{now_ms, Header, Offset, Record, TimestampMs, TopicId};

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::error::{InitializeError, RaftError};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -16,6 +16,7 @@ use openraft::raft::{
 use openraft::{Config, Raft, RaftNetworkFactory, ServerState, SnapshotPolicy};
 use sluice_storage::{FsRef, Log, LogConfig};
 
+use crate::batcher::{write_error, Batcher};
 use crate::error::{Error, Result};
 use crate::store::{LogStore, Replica, StateMachine};
 use crate::types::{Applied, Command, GroupId, Node, NodeId, TypeConfig};
@@ -187,6 +188,7 @@ pub struct ReplicatedLog {
     node: NodeId,
     replica: Arc<Replica>,
     raft: Raft<TypeConfig>,
+    batcher: Batcher,
 }
 
 impl std::fmt::Debug for ReplicatedLog {
@@ -228,6 +230,7 @@ impl ReplicatedLog {
             .await
             .map_err(|e| Error::Consensus(e.to_string()))?;
         Ok(ReplicatedLog {
+            batcher: Batcher::start(raft.clone(), group.clone()),
             group,
             node,
             replica,
@@ -318,21 +321,19 @@ impl ReplicatedLog {
     }
 
     async fn submit_command(&self, command: Command) -> Result<Pending> {
+        if let Command::Batch(batch) = command {
+            return self.batcher.submit(&self.group, batch).await;
+        }
         let rx = self
             .raft
             .client_write_ff(command)
             .await
             .map_err(|e| Error::Consensus(e.to_string()))?;
-        let group = self.group.0.clone();
+        let group = self.group.clone();
         Ok(Box::pin(async move {
             match rx.await {
                 Ok(Ok(r)) => Ok(r.data),
-                Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(Error::NotLeader {
-                    group,
-                    leader: f.leader_id,
-                    leader_addr: f.leader_node.map(|n| n.addr),
-                }),
-                Ok(Err(e)) => Err(Error::Consensus(e.to_string())),
+                Ok(Err(e)) => Err(write_error(&group, e)),
                 Err(_) => Err(Error::Consensus(format!("group {group} stopped"))),
             }
         }))
@@ -341,13 +342,7 @@ impl ReplicatedLog {
     async fn write(&self, command: Command) -> Result<Applied> {
         match self.raft.client_write(command).await {
             Ok(r) => Ok(r.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(Error::NotLeader {
-                    group: self.group.0.clone(),
-                    leader: f.leader_id,
-                    leader_addr: f.leader_node.map(|n| n.addr),
-                })
-            }
+            Err(RaftError::APIError(e)) => Err(write_error(&self.group, e)),
             Err(e) => Err(Error::Consensus(e.to_string())),
         }
     }

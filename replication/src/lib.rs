@@ -6,6 +6,8 @@
 //!   answers.
 //! - `store/`: the storage of one replicated log: openraft's log store and state machine on
 //!   the message log, and the small state files beside it.
+//! - `batcher`: gathers the publishes that queue while entries replicate into one entry of
+//!   several batches, so a leader's fsync serves many publishes.
 //! - `group`: one replicated log ([`ReplicatedLog`]) and the [`Consensus`] trait through which
 //!   the rest of sluice uses it, so the consensus engine's API stays in this crate.
 //! - `node`: one node of a cluster ([`ClusterNode`]): its groups, its peers, its listener.
@@ -13,6 +15,7 @@
 //!   of the node, framed and checksummed, with named limits.
 //! - `error`: [`Error`].
 
+pub mod batcher;
 pub mod error;
 pub mod group;
 pub mod net;
@@ -49,15 +52,16 @@ pub fn fuzz_input(data: &[u8]) {
             let _ = store::state_file::decode::<store::log_store::VoteState>(rest, *b"SLVT");
             let _ = store::state_file::decode::<store::state_machine::AppliedState>(rest, *b"SLAP");
         }
-        // A stored batch read back as a Raft entry.
+        // A stored batch read back as a Raft entry; the bytes as a peer's entry of batches.
         _ => {
             if let Ok(header) = sluice_storage::format::check_batch(rest, u32::MAX) {
                 let batch = sluice_storage::Batch {
                     header,
                     bytes: bytes::Bytes::copy_from_slice(rest),
                 };
-                let _ = store::entry::from_batch(&batch);
+                let _ = store::entry::from_batches(&[batch]);
             }
+            let _ = store::entry::split_batches(rest);
         }
     }
 }
@@ -97,11 +101,27 @@ mod fuzz_seeds {
         store::state_file::save(&fs, Path::new("/v"), *b"SLVT", &state).unwrap();
         write("vote-file", 1, &fs.read_file(Path::new("/v")).unwrap());
         let mut b = encode_control_batch(&[0], 5);
-        set_raft_stamp(&mut b, RaftStamp { term: 4, index: 42 }).unwrap();
+        set_raft_stamp(
+            &mut b,
+            RaftStamp {
+                term: 4,
+                index: 42,
+                more: 0,
+            },
+        )
+        .unwrap();
         write("blank-entry", 2, &b);
         let records = [sluice_storage::Record::from_value(b"m".to_vec())];
         let mut data = sluice_storage::format::encode_batch(&records, 9);
-        set_raft_stamp(&mut data, RaftStamp { term: 4, index: 43 }).unwrap();
+        set_raft_stamp(
+            &mut data,
+            RaftStamp {
+                term: 4,
+                index: 43,
+                more: 0,
+            },
+        )
+        .unwrap();
         write("message-entry", 2, &data);
         let entry = store::entry::Entry {
             log_id: LogId::new(CommittedLeaderId::new(4, 0), 43),

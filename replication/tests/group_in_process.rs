@@ -224,3 +224,101 @@ async fn three_replicas_commit_fail_over_and_catch_up() {
         n.shutdown().await;
     }
 }
+
+/// The value of the record at `offset` of `log`.
+fn value_at(log: &sluice_storage::Log, offset: u64) -> String {
+    let batches = log.read(Offset(offset), 1).unwrap();
+    let b = &batches[0];
+    let k = (offset - b.header.base_offset.0) as usize;
+    let records = b.records().unwrap();
+    let r = records.iter().nth(k).unwrap().unwrap();
+    String::from_utf8(r.value.to_vec()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_that_queue_share_entries_and_each_is_answered_its_own_offsets() {
+    let root = tempfile::tempdir().unwrap();
+    let router = Router::default();
+    for id in 1..=3 {
+        open(&router, id, root.path()).await;
+    }
+    let nodes: Vec<ReplicatedLog> = router.nodes.lock().unwrap().values().cloned().collect();
+    for n in &nodes {
+        n.bootstrap(members()).await.unwrap();
+    }
+    let leader = leader_of(&router).await;
+    let before = leader.status().last_index.unwrap_or(0);
+    const PUBLISHES: u64 = 400;
+    const PRODUCED: u64 = 50;
+    // Submitted all at once: they queue behind the entries in flight.
+    let mut pending = Vec::new();
+    for i in 0..PUBLISHES {
+        pending.push(leader.submit(batch(i)).await.unwrap());
+    }
+    let mut answered = Vec::new();
+    for p in pending {
+        answered.push(p.await.unwrap());
+    }
+    for (i, a) in answered.iter().enumerate() {
+        assert_eq!(a.last_offset - a.base_offset, 2, "publish {i}: {a:?}");
+        assert_eq!(value_at(leader.log(), a.base_offset), format!("m{i}-0"));
+        assert_eq!(value_at(leader.log(), a.last_offset), format!("m{i}-2"));
+    }
+    // In submission order, and never overlapping.
+    assert!(answered
+        .windows(2)
+        .all(|w| w[1].base_offset > w[0].last_offset));
+    let entries = leader.status().last_index.unwrap() - before;
+    assert!(
+        entries < PUBLISHES,
+        "{PUBLISHES} publishes took {entries} entries: none was shared"
+    );
+    eprintln!("{PUBLISHES} publishes in {entries} entries");
+    // Eight producers, each waiting for every confirm: entries in flight side by side.
+    let mut producers = Vec::new();
+    for p in 0..8u64 {
+        let leader = leader.clone();
+        producers.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for k in 0..PRODUCED {
+                let i = PUBLISHES + p * PRODUCED + k;
+                let a = leader.submit(batch(i)).await.unwrap().await.unwrap();
+                got.push((i, a));
+            }
+            got
+        }));
+    }
+    for p in producers {
+        for (i, a) in p.await.unwrap() {
+            assert_eq!(value_at(leader.log(), a.base_offset), format!("m{i}-0"));
+            assert_eq!(value_at(leader.log(), a.last_offset), format!("m{i}-2"));
+        }
+    }
+    let total = PUBLISHES + 8 * PRODUCED;
+    eprintln!(
+        "{total} publishes in {} entries",
+        leader.status().last_index.unwrap() - before
+    );
+    let values = wait_equal(&router, 3 * total as usize).await;
+    let mut sorted = values.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), values.len(), "a record stored twice");
+    // A replica reopened from its files reads the shared entries back whole.
+    let follower = nodes
+        .iter()
+        .find(|n| !n.status().is_leader)
+        .cloned()
+        .unwrap();
+    let id = follower.status().node;
+    router.nodes.lock().unwrap().remove(&id);
+    follower.shutdown().await;
+    drop(follower);
+    open(&router, id, root.path()).await;
+    leader.propose(batch(total)).await.unwrap();
+    wait_equal(&router, 3 * total as usize + 3).await;
+    let nodes: Vec<ReplicatedLog> = router.nodes.lock().unwrap().values().cloned().collect();
+    for n in &nodes {
+        n.shutdown().await;
+    }
+}

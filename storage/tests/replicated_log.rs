@@ -24,7 +24,15 @@ fn batch(tag: u64, n: usize, index: u64) -> Vec<u8> {
         .map(|i| Record::from_value(format!("{tag}-{i}-{}", "x".repeat(200)).into_bytes()))
         .collect();
     let mut b = encode_batch(&records, 1_000 + tag as i64);
-    format::set_raft_stamp(&mut b, RaftStamp { term: 1, index }).unwrap();
+    format::set_raft_stamp(
+        &mut b,
+        RaftStamp {
+            term: 1,
+            index,
+            more: 0,
+        },
+    )
+    .unwrap();
     b
 }
 

@@ -1,10 +1,10 @@
-//! From a Raft index to the offsets of the batch that stores it.
+//! From a Raft index to the offsets of the batches that store it.
 //!
-//! Raft indexes and offsets both grow along the log, one batch per index, so an index is found
-//! by a binary search over offsets that reads one batch header and stamp per step (about 20
-//! steps for a million offsets). The entries appended since the log opened, the ones
-//! replication and apply ask for, are kept in memory ([`RECENT_ENTRIES_MAX`]), and the position
-//! of the last lookup makes sequential reads of older entries cheap.
+//! Raft indexes and offsets both grow along the log, one or more batches per index, so an
+//! index is found by a binary search over offsets for its first batch, reading one batch header
+//! and stamp per step (about 20 steps for a million offsets), then forward to its last batch.
+//! The entries appended since the log opened, the ones replication and apply ask for, are kept
+//! in memory ([`RECENT_ENTRIES_MAX`]).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -17,16 +17,16 @@ use crate::error::{Error, Result};
 /// The most recent entries whose offsets are kept in memory.
 pub const RECENT_ENTRIES_MAX: usize = 16_384;
 
-/// Where an entry's batch is.
+/// Where an entry's batches are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Place {
     /// The entry's Raft index.
     pub index: u64,
     /// The term it was appended in.
     pub term: u64,
-    /// Offset of the batch's first record.
+    /// Offset of the first record of its first batch.
     pub base: Offset,
-    /// One past its last.
+    /// One past the last record of its last batch.
     pub next: Offset,
 }
 
@@ -86,37 +86,96 @@ impl Locator {
         self.search(index)
     }
 
-    /// Binary search over the offsets of the log for the batch stamped `index`.
+    /// Binary search over the offsets of the log for the first batch stamped `index`, then
+    /// forward to the entry's last batch.
     fn search(&self, index: u64) -> Result<Option<Place>> {
         // Up to what a read can reach: an append being synced (written, not yet durable) is
         // not readable yet, and is never the entry sought (only durable entries are asked for).
         let (mut lo, mut hi) = (self.log.start_offset(), self.log.readable_end());
         while lo < hi {
             let mid = Offset(lo.0 + (hi.0 - lo.0) / 2);
-            let Some(p) = self.place_at(mid)? else {
+            let Some(b) = self.batch_at(mid)? else {
                 return Ok(None);
             };
-            match p.index.cmp(&index) {
-                std::cmp::Ordering::Equal => return Ok(Some(p)),
-                std::cmp::Ordering::Less => lo = p.next,
-                std::cmp::Ordering::Greater => hi = p.base,
+            if b.index < index {
+                lo = b.next;
+            } else {
+                hi = b.base;
             }
         }
-        Ok(None)
+        self.entry_from(lo, index)
     }
 
-    /// The entry whose batch holds offset `at`.
-    pub fn place_at(&self, at: Offset) -> Result<Option<Place>> {
+    /// The stamp and offsets of the batch that holds offset `at`.
+    fn batch_at(&self, at: Offset) -> Result<Option<StampedBatch>> {
         let Some(b) = self.log.read_uncommitted(at, 1)?.into_iter().next() else {
             return Ok(None);
         };
         let s = stamp_of(&b)?;
-        Ok(Some(Place {
+        Ok(Some(StampedBatch {
             index: s.index,
             term: s.term,
+            more: s.more,
             base: b.header.base_offset,
             next: b.header.next_offset(),
         }))
+    }
+
+    /// Entry `index` whose first batch starts at `at`: `None` when another entry starts there,
+    /// or when its last batch is not readable (not yet durable, or torn off).
+    fn entry_from(&self, at: Offset, index: u64) -> Result<Option<Place>> {
+        let Some(first) = self.batch_at(at)? else {
+            return Ok(None);
+        };
+        if first.index != index || first.base != at {
+            return Ok(None);
+        }
+        let mut last = first;
+        while last.more > 0 {
+            match self.batch_at(last.next)? {
+                Some(b) if b.index == index && b.more == last.more - 1 => last = b,
+                Some(b) => {
+                    return Err(Error::BadEntry(format!(
+                        "entry {index} expects {} more batches, but the batch at {} is of \
+                         entry {} with {} to follow",
+                        last.more, b.base, b.index, b.more
+                    )))
+                }
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(Place {
+            index,
+            term: first.term,
+            base: first.base,
+            next: last.next,
+        }))
+    }
+
+    /// The last batch of the log when it is not the last of its entry: the start of a torn
+    /// entry, whose other batches were never written (the entry was never reported durable).
+    pub fn torn_tail(&self) -> Result<Option<Offset>> {
+        let end = self.log.readable_end();
+        if end == self.log.start_offset() {
+            return Ok(None);
+        }
+        let Some(b) = self.batch_at(Offset(end.0 - 1))? else {
+            return Ok(None);
+        };
+        if b.more == 0 {
+            return Ok(None);
+        }
+        // Back to the entry's first batch.
+        let (mut lo, mut hi) = (self.log.start_offset(), b.base);
+        while lo < hi {
+            let mid = Offset(lo.0 + (hi.0 - lo.0) / 2);
+            match self.batch_at(mid)? {
+                Some(m) if m.index < b.index => lo = m.next,
+                Some(m) => hi = m.base,
+                None => break,
+            }
+        }
+        Ok(Some(lo))
     }
 
     /// The last entry of the log.
@@ -128,17 +187,36 @@ impl Locator {
         if end == self.log.start_offset() {
             return Ok(None);
         }
-        let p = self.place_at(Offset(end.0 - 1))?;
+        let Some(b) = self.batch_at(Offset(end.0 - 1))? else {
+            return Ok(None);
+        };
+        if b.more > 0 {
+            return Err(Error::BadEntry(format!(
+                "the log ends inside entry {} ({} batches missing)",
+                b.index, b.more
+            )));
+        }
+        let p = self.search(b.index)?;
         if let Some(p) = p {
             if p.next != end {
                 return Err(Error::BadEntry(format!(
-                    "the last batch ends at {} but the log at {end}",
+                    "the last entry ends at {} but the log at {end}",
                     p.next
                 )));
             }
         }
         Ok(p)
     }
+}
+
+/// One stored batch's stamp and offsets.
+#[derive(Clone, Copy, Debug)]
+struct StampedBatch {
+    index: u64,
+    term: u64,
+    more: u16,
+    base: Offset,
+    next: Offset,
 }
 
 #[cfg(test)]
@@ -155,7 +233,15 @@ mod tests {
             .map(|i| Record::from_value(vec![i as u8; 8]))
             .collect();
         let mut b = encode_batch(&rs, 1);
-        set_raft_stamp(&mut b, RaftStamp { term: 1, index }).unwrap();
+        set_raft_stamp(
+            &mut b,
+            RaftStamp {
+                term: 1,
+                index,
+                more: 0,
+            },
+        )
+        .unwrap();
         b
     }
 

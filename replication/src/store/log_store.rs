@@ -21,6 +21,10 @@ const VOTE_FILE: &str = "raft-vote";
 const VOTE_MAGIC: [u8; 4] = *b"SLVT";
 /// About how many bytes of batches one read of entries takes from the log at a time.
 pub const ENTRY_READ_BYTES: usize = 1 << 20;
+/// About the most bytes of entries one append-entries request carries to a follower (well
+/// within a cluster frame, `net::FRAME_BYTES_MAX`): a read for replication stops after the
+/// entry that reaches it.
+pub const REPLICATION_READ_BYTES: usize = 16 << 20;
 
 /// What `raft-vote` holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,8 +82,14 @@ impl LogStore {
 }
 
 impl Replica {
-    /// The entries `start..end` (to the end of the log when `end` is `None`), in order.
-    fn entries(&self, start: u64, end: Option<u64>) -> Result<Vec<Entry>> {
+    /// The entries `start..end` (to the end of the log when `end` is `None`), in order; with
+    /// `budget`, only up to the entry that reaches that many bytes (at least one).
+    pub(crate) fn entries(
+        &self,
+        start: u64,
+        end: Option<u64>,
+        budget: Option<usize>,
+    ) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
         if end.is_some_and(|e| e <= start) {
             return Ok(out);
@@ -88,25 +98,34 @@ impl Replica {
             return Ok(out);
         };
         let (mut at, mut want) = (first.base, start);
+        // The batches of the entry being gathered.
+        let mut parts = Vec::new();
+        let mut bytes = 0usize;
         loop {
             let batches = self.log.read_uncommitted(at, ENTRY_READ_BYTES)?;
             if batches.is_empty() {
                 return Ok(out);
             }
-            for b in &batches {
-                let e = entry::from_batch(b)?;
-                if e.log_id.index != want {
+            for b in batches {
+                let s = entry::stamp_of(&b)?;
+                if s.index != want {
                     return Err(Error::BadEntry(format!(
                         "{}: expected entry {want} at offset {}, found {}",
                         self.dir.display(),
                         b.header.base_offset,
-                        e.log_id.index
+                        s.index
                     )));
                 }
-                out.push(e);
-                want += 1;
                 at = b.header.next_offset();
-                if end.is_some_and(|e| want >= e) {
+                bytes += b.bytes.len();
+                parts.push(b);
+                if s.more > 0 {
+                    continue;
+                }
+                out.push(entry::from_batches(&parts)?);
+                parts.clear();
+                want += 1;
+                if end.is_some_and(|e| want >= e) || budget.is_some_and(|b| bytes >= b) {
                     return Ok(out);
                 }
             }
@@ -114,17 +133,23 @@ impl Replica {
     }
 
     /// Appends entries as batches and makes them durable with one sync.
-    fn append_entries(&self, entries: &[Entry]) -> Result<()> {
+    pub(crate) fn append_entries(&self, entries: &[Entry]) -> Result<()> {
         let mut next = None;
         for e in entries {
-            let info = self.log.append_replicated(entry::to_batch(e)?)?;
-            self.locator.push(Place {
-                index: e.log_id.index,
-                term: e.log_id.leader_id.term,
-                base: info.base_offset,
-                next: info.next_offset(),
-            });
-            next = Some(info.next_offset());
+            let mut base = None;
+            for batch in entry::to_batches(e)? {
+                let info = self.log.append_replicated(batch)?;
+                base.get_or_insert(info.base_offset);
+                next = Some(info.next_offset());
+            }
+            if let (Some(base), Some(next)) = (base, next) {
+                self.locator.push(Place {
+                    index: e.log_id.index,
+                    term: e.log_id.leader_id.term,
+                    base,
+                    next,
+                });
+            }
         }
         if let Some(n) = next {
             self.log.sync_to(n)?;
@@ -154,7 +179,16 @@ impl RaftLogReader<TypeConfig> for LogStore {
     ) -> Result<Vec<Entry>, StorageError<NodeId>> {
         let (start, end) = range_of(&range);
         let replica = self.replica.clone();
-        blocking(move || replica.entries(start, end)).await
+        blocking(move || replica.entries(start, end, None)).await
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError<NodeId>> {
+        let replica = self.replica.clone();
+        blocking(move || replica.entries(start, Some(end), Some(REPLICATION_READ_BYTES))).await
     }
 }
 
@@ -170,6 +204,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 entry::log_id(sluice_storage::format::RaftStamp {
                     term: p.term,
                     index: p.index,
+                    more: 0,
                 })
             })
             .or(purged);

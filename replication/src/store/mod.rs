@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! <group dir>/
-//!   log/           the message log (docs/format.md): one batch per Raft entry
+//!   log/           the message log (docs/format.md): one or more batches per Raft entry
 //!   raft-vote      the vote and the last purged log id (log_store)
 //!   raft-applied   the last applied log id and membership (state_machine)
 //! ```
@@ -29,6 +29,8 @@ pub mod locator;
 pub mod log_store;
 pub mod state_file;
 pub mod state_machine;
+#[cfg(test)]
+mod tests;
 
 pub use locator::Locator;
 pub use log_store::LogStore;
@@ -63,10 +65,17 @@ impl Replica {
             source,
         })?;
         log.set_commit_end(log.start_offset());
+        let locator = Locator::new(log.clone());
+        if let Some(at) = locator.torn_tail()? {
+            // Some batches of the last entry only: it was never reported durable, so no node
+            // counted this one in a majority for it.
+            tracing::warn!(dir = %dir.display(), offset = %at, "dropping a torn last entry");
+            log.truncate_from(at)?;
+        }
         Ok(Arc::new(Replica {
             fs,
             dir: dir.into(),
-            locator: Locator::new(log.clone()),
+            locator,
             log,
         }))
     }

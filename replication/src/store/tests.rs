@@ -1,0 +1,157 @@
+//! Entries of several batches: written, found, read back, and a torn last one dropped.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use openraft::{CommittedLeaderId, EntryPayload, LogId};
+use sluice_storage::format::{encode_batch, set_raft_stamp, RaftStamp};
+use sluice_storage::{FsRef, Log, LogConfig, Offset, Record, StdFs};
+
+use super::entry::{self, Entry};
+use super::Replica;
+use crate::types::Command;
+
+/// A batch of `records` one-byte-tagged records.
+fn batch(tag: u8, records: usize) -> Vec<u8> {
+    let rs: Vec<Record> = (0..records)
+        .map(|i| Record::from_value(vec![tag, i as u8]))
+        .collect();
+    encode_batch(&rs, 1)
+}
+
+/// Entry `index` of batches holding `records[i]` records each.
+fn entry_of(index: u64, records: &[usize]) -> Entry {
+    let mut bytes = Vec::new();
+    for (i, n) in records.iter().enumerate() {
+        bytes.extend_from_slice(&batch(index as u8 * 16 + i as u8, *n));
+    }
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(2, 0), index),
+        payload: EntryPayload::Normal(Command::Batch(Bytes::from(bytes))),
+    }
+}
+
+/// The record counts of the batches of an entry.
+fn shape(e: &Entry) -> Vec<u32> {
+    let EntryPayload::Normal(Command::Batch(b)) = &e.payload else {
+        panic!("not a message entry: {e:?}");
+    };
+    entry::split_batches(b)
+        .unwrap()
+        .iter()
+        .map(|x| {
+            sluice_storage::format::decode_batch_header(x, u32::MAX)
+                .unwrap()
+                .record_count
+        })
+        .collect()
+}
+
+const SHAPES: [&[usize]; 5] = [&[1], &[3, 1, 2], &[2, 2], &[1], &[4, 1, 1, 1]];
+
+fn open(dir: &std::path::Path) -> Arc<Replica> {
+    let fs: FsRef = Arc::new(StdFs);
+    Replica::open(fs, dir, LogConfig::default()).unwrap()
+}
+
+#[test]
+fn entries_of_several_batches_read_back_whole_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries: Vec<Entry> = SHAPES
+        .iter()
+        .enumerate()
+        .map(|(i, s)| entry_of(i as u64 + 1, s))
+        .collect();
+    {
+        let r = open(dir.path());
+        r.append_entries(&entries).unwrap();
+        let back = r.entries(1, None, None).unwrap();
+        assert_eq!(
+            back.iter().map(shape).collect::<Vec<_>>(),
+            [
+                vec![1],
+                vec![3, 1, 2],
+                vec![2, 2],
+                vec![1],
+                vec![4, 1, 1, 1]
+            ]
+        );
+    }
+    // Reopened: nothing in memory, every entry is found by searching the log.
+    let r = open(dir.path());
+    let mut base = 0;
+    for (i, s) in SHAPES.iter().enumerate() {
+        let p = r.locator.find(i as u64 + 1).unwrap().unwrap();
+        let records: usize = s.iter().sum();
+        assert_eq!(
+            (p.base, p.next),
+            (Offset(base), Offset(base + records as u64))
+        );
+        base += records as u64;
+    }
+    assert_eq!(r.locator.find(6).unwrap(), None);
+    assert_eq!(r.locator.last().unwrap().unwrap().index, 5);
+    let middle = r.entries(2, Some(4), None).unwrap();
+    assert_eq!(
+        middle.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    assert_eq!(shape(&middle[0]), [3, 1, 2]);
+    // A budget of one byte still answers one whole entry.
+    let one = r.entries(2, None, Some(1)).unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(shape(&one[0]), [3, 1, 2]);
+}
+
+#[test]
+fn a_torn_last_entry_is_dropped_when_the_log_is_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let r = open(dir.path());
+        r.append_entries(&[entry_of(1, &[2, 1]), entry_of(2, &[1])])
+            .unwrap();
+        // Entry 3 of three batches, of which only the first two reached the log.
+        for (i, more) in [(0u8, 2u16), (1, 1)] {
+            let mut b = batch(0x30 + i, 2);
+            let stamp = RaftStamp {
+                term: 2,
+                index: 3,
+                more,
+            };
+            set_raft_stamp(&mut b, stamp).unwrap();
+            let info = r.log.append_replicated(b).unwrap();
+            r.log.sync_to(info.next_offset()).unwrap();
+        }
+        assert_eq!(r.log.end_offset(), Offset(8));
+    }
+    let r = open(dir.path());
+    assert_eq!(r.log.end_offset(), Offset(4), "the torn entry is gone");
+    let last = r.locator.last().unwrap().unwrap();
+    assert_eq!((last.index, last.next), (2, Offset(4)));
+    assert_eq!(r.entries(1, None, None).unwrap().len(), 2);
+}
+
+#[test]
+fn a_batch_that_does_not_continue_its_entry_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(
+        Arc::new(StdFs),
+        dir.path().join("log"),
+        LogConfig::default(),
+    )
+    .unwrap();
+    // Entry 1 claims one more batch, but the next batch is entry 2.
+    for (index, more) in [(1, 1), (2, 0)] {
+        let mut b = batch(index as u8, 1);
+        let stamp = RaftStamp {
+            term: 1,
+            index,
+            more,
+        };
+        set_raft_stamp(&mut b, stamp).unwrap();
+        let info = log.append_replicated(b).unwrap();
+        log.sync_to(info.next_offset()).unwrap();
+    }
+    let r = Replica::attach(Arc::new(StdFs), dir.path(), log).unwrap();
+    assert!(r.entries(1, None, None).is_err());
+}
