@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Publish throughput of three local nodes (replication factor 3) beside one node, same binary,
+# same flags, one after the other: the figures of docs/benchmarks.md, "Replication".
+#
+#   benches/cluster.sh [BATCH] [MESSAGES]      (defaults: 100 400000)
+#
+# Needs a release build (cargo build --release -p sluice-cli) and a quiet machine: a compile
+# beside it moves disk figures several times over.
+set -euo pipefail
+BATCH=${1:-100}
+MESSAGES=${2:-400000}
+BIN=${SLUICE_BIN:-$(dirname "$0")/../target/release/sluice}
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_listening() { # log file
+    for _ in $(seq 1 300); do
+        grep -q "^listening on " "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "a node did not start: $1" >&2
+    cat "$1" >&2
+    return 1
+}
+
+bench() { # addr
+    "$BIN" bench --addr "$1" --producers ${PRODUCERS:-4} --messages "$MESSAGES" --batch "$BATCH" \
+        --message-bytes 100 ${BENCH_ARGS:-}
+}
+
+echo "== one node, batch $BATCH, $MESSAGES messages"
+"$BIN" serve --listen 127.0.0.1:17450 --kafka-listen off --http-listen off \
+    --data-dir "$WORK/single" > "$WORK/single.log" 2>&1 &
+PIDS+=($!)
+wait_listening "$WORK/single.log"
+bench 127.0.0.1:17450
+kill "${PIDS[0]}"
+wait "${PIDS[0]}" 2>/dev/null || true
+PIDS=()
+
+echo "== three nodes, replication factor 3, batch $BATCH, $MESSAGES messages"
+CLUSTER=1@127.0.0.1:17561,2@127.0.0.1:17562,3@127.0.0.1:17563
+for n in 1 2 3; do
+    RUST_LOG=error "$BIN" serve --listen "127.0.0.1:1745$n" --kafka-listen off \
+        --http-listen off --node-id "$n" --cluster "$CLUSTER" \
+        --data-dir "$WORK/node-$n" > "$WORK/node-$n.log" 2>&1 &
+    PIDS+=($!)
+done
+for n in 1 2 3; do wait_listening "$WORK/node-$n.log"; done
+# The bench creates its topic through the node it is given, which then leads the new
+# partition; only the metadata's leader creates topics (the others answer NotLeader, as does
+# every node while the metadata's first leader is elected), so go round the nodes.
+for _ in $(seq 1 10); do
+    for n in 1 2 3; do
+        if bench "127.0.0.1:1745$n" 2> "$WORK/bench.err"; then exit 0; fi
+        grep -q NotLeader "$WORK/bench.err" || { cat "$WORK/bench.err" >&2; exit 1; }
+    done
+    sleep 0.5
+done
+cat "$WORK/bench.err" >&2
+exit 1
