@@ -308,14 +308,16 @@ impl Cluster {
                     }
                     Err(e) => warn!(index, topic = %name, "metadata: cannot create the topic: {e}"),
                 }
-                // The metadata's leader (the node the topic was created through) stands first
-                // in every new group, so the creator can publish as soon as it is answered. A
-                // group that already has a leader (the metadata applied again after a restart)
-                // is left alone.
-                let lead = self.meta.get().is_some_and(|m| m.status().is_leader);
+                // Leaders are spread: partition p's first candidate is the p-th node after the
+                // metadata's leader (the node the topic was created through, which so leads
+                // partition 0 and can publish as soon as it is answered). A group that already
+                // has a leader (the metadata applied again after a restart) is left alone.
+                let meta_leader = self.meta.get().and_then(|m| m.status().leader);
                 for p in 0..partitions {
+                    let stand = meta_leader
+                        .is_some_and(|l| self.first_candidate(l, p) == self.config.node_id);
                     match self.open_partition(&name, p).await {
-                        Ok(g) if lead && g.status().leader.is_none() => {
+                        Ok(g) if stand && g.status().leader.is_none() => {
                             if let Err(e) = g.campaign().await {
                                 warn!(topic = %name, partition = p, "cannot stand for election: {e}");
                             }
@@ -356,6 +358,14 @@ impl Cluster {
         parts.sort_by(|a, b| a.group.cmp(&b.group));
         out.extend(parts);
         out
+    }
+
+    /// The node that stands first for partition `p` of a topic created while `meta_leader`
+    /// led the metadata: the p-th node after it, in node id order.
+    fn first_candidate(&self, meta_leader: u64, p: u32) -> u64 {
+        let ids: Vec<u64> = self.config.nodes.keys().copied().collect();
+        let at = ids.iter().position(|&i| i == meta_leader).unwrap_or(0);
+        ids[(at + p as usize) % ids.len()]
     }
 
     /// This node's id.
