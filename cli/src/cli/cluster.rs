@@ -20,9 +20,9 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Cluster commands.
 #[derive(Subcommand, Debug)]
 pub enum ClusterCmd {
-    /// Show the nodes, and each replicated group's leader, term, last and applied index and
-    /// followers' lag (leader's last index minus the follower's matched index), as the --addr
-    /// nodes that answer report them.
+    /// Show the nodes, and each replicated group's leader, term, last and applied Raft index
+    /// and followers' lag (leader's last index minus the follower's matched index, in Raft
+    /// entries: one per published batch), as the --addr nodes that answer report them.
     Status,
 }
 
