@@ -6,7 +6,8 @@
 //! `sluice::client` (and its protocol as `sluice::protocol`, its types as
 //! `sluice::broker::types`).
 //!
-//! One [`Client`] is one connection; it is cheap to clone and every call can run concurrently:
+//! One [`Client`] is one connection (given the nodes of a cluster, to one node at a time: see
+//! "A cluster" below); it is cheap to clone and every call can run concurrently:
 //! requests are pipelined and matched to their replies by request id. The argument types of its
 //! calls are re-exported here ([`LogSettings`], [`QueueSettings`], [`Source`], [`Start`],
 //! [`Target`], [`Record`], [`Header`], [`Offset`]), so a user needs no other module.
