@@ -15,86 +15,15 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::BIN;
+use common::cluster::{cluster_nodes, Node};
 use sluice::client::{Client, SubscribeOptions};
 use sluice::protocol::{ErrorCode, LogSettings, Start};
 use sluice::storage::Record;
 
 const TOPIC: &str = "orders";
 const NODES: u64 = 3;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One node: its addresses, directory and process.
-struct Node {
-    id: u64,
-    dir: PathBuf,
-    native: String,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn start(&mut self, cluster: &str) {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", &self.native, "--kafka-listen", "off"])
-            .args(["--http-listen", "off", "--node-id", &self.id.to_string()])
-            .args(["--cluster", cluster, "--data-dir"])
-            .arg(&self.dir)
-            .env(
-                "RUST_LOG",
-                std::env::var("SLUICE_CLUSTER_LOG").unwrap_or_else(|_| "error".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn sluice serve");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("listening on ") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("node {} did not start", self.id));
-        self.child = Some(child);
-    }
-
-    fn signal(&self, sig: i32) {
-        let pid = self.child.as_ref().expect("running").id() as i32;
-        // SAFETY: sending a signal to our own child process.
-        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
-    }
-
-    fn kill9(&mut self) {
-        self.signal(libc::SIGKILL);
-        let _ = self.child.take().unwrap().wait();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// What was confirmed, and every value ever sent.
 #[derive(Default)]
@@ -254,27 +183,10 @@ fn rounds() -> usize {
         .unwrap_or(1)
 }
 
-fn cluster_nodes(root: &Path) -> (Vec<Node>, String) {
-    let ports: Vec<(u16, u16)> = (0..NODES).map(|_| (free_port(), free_port())).collect();
-    let spec = (1..=NODES)
-        .map(|id| format!("{id}@127.0.0.1:{}", ports[id as usize - 1].1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let nodes = (1..=NODES)
-        .map(|id| Node {
-            id,
-            dir: root.join(format!("node-{id}")),
-            native: format!("127.0.0.1:{}", ports[id as usize - 1].0),
-            child: None,
-        })
-        .collect();
-    (nodes, spec)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_loses_nothing_confirmed_through_kills_and_pauses() {
     let root = tempfile::tempdir().unwrap();
-    let (mut nodes, spec) = cluster_nodes(root.path());
+    let (mut nodes, spec) = cluster_nodes(root.path(), NODES);
     for n in nodes.iter_mut() {
         n.start(&spec);
     }

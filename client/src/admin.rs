@@ -1,8 +1,8 @@
 //! Admin calls: create (with partitions), alter (add partitions), delete, list and describe
-//! topics and queues; a topic's id and partition count.
+//! topics and queues; a topic's id and partition count; the cluster status.
 
 use super::{unexpected, Client, LogSettings, QueueInfo, QueueSettings, Result, TopicInfo};
-use crate::protocol::{Reply, Request};
+use crate::protocol::{ClusterStatus, Reply, Request};
 use sluice_format::TopicId;
 
 impl Client {
@@ -111,6 +111,17 @@ impl Client {
             .await?
         {
             Reply::QueueInfo(q) => Ok(q),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// The answering node's view of its cluster: its id, the nodes, and each replicated group
+    /// (leader, term, indexes, and, for the groups it leads, its followers' replication).
+    /// `InvalidArgument` from a server that is not a node of a cluster; needs `describe` on the
+    /// cluster when the server has users.
+    pub async fn cluster_status(&self) -> Result<ClusterStatus> {
+        match self.request(Request::ClusterStatus).await? {
+            Reply::ClusterStatus(s) => Ok(s),
             r => Err(unexpected(r)),
         }
     }

@@ -1,6 +1,7 @@
 //! Authentication (SCRAM-SHA-256 by default, SCRAM-SHA-512, or PLAIN over TLS) and the
 //! security admin calls: users, their quotas, access rules.
 
+use super::connection::Conn;
 use super::{unexpected, Client, ClientError, Result};
 use crate::protocol::{
     Reply, Request, SecurityReply, SecurityRequest, WireQuotas, WireRule, WireUser,
@@ -54,41 +55,47 @@ fn scram_failed(e: crate::scram::ScramError) -> ClientError {
     }
 }
 
+/// Authenticates connection `conn` (never retried elsewhere: authentication is the
+/// connection's).
+pub(super) async fn authenticate_on(conn: &Conn, c: &Credentials) -> Result<()> {
+    let m = match c.mechanism {
+        AuthMechanism::Plain => {
+            let payload = format!("\0{}\0{}", c.user, c.password).into_bytes();
+            let req = SecurityRequest::Auth {
+                mechanism: "PLAIN".into(),
+                payload,
+            };
+            return match conn.request(&Request::Security(req)).await? {
+                Reply::Security(SecurityReply::AuthOk { .. }) => Ok(()),
+                r => Err(unexpected(r)),
+            };
+        }
+        AuthMechanism::Scram(m) => m,
+    };
+    let (mut scram, first) = ScramClient::new(m, &c.user, &c.password);
+    let req = SecurityRequest::Auth {
+        mechanism: m.name().into(),
+        payload: first,
+    };
+    let server_first = match conn.request(&Request::Security(req)).await? {
+        Reply::Security(SecurityReply::AuthChallenge(p)) => p,
+        r => return Err(unexpected(r)),
+    };
+    let last = scram.step(&server_first).map_err(scram_failed)?;
+    let req = SecurityRequest::AuthContinue { payload: last };
+    match conn.request(&Request::Security(req)).await? {
+        Reply::Security(SecurityReply::AuthOk { payload, .. }) => {
+            scram.finish(&payload).map_err(scram_failed)
+        }
+        r => Err(unexpected(r)),
+    }
+}
+
 impl Client {
     /// Authenticates this connection (done by [`crate::ConnectOptions::credentials`] at
     /// connect).
     pub async fn authenticate(&self, c: &Credentials) -> Result<()> {
-        let m = match c.mechanism {
-            AuthMechanism::Plain => {
-                let payload = format!("\0{}\0{}", c.user, c.password).into_bytes();
-                let req = SecurityRequest::Auth {
-                    mechanism: "PLAIN".into(),
-                    payload,
-                };
-                return match self.request(Request::Security(req)).await? {
-                    Reply::Security(SecurityReply::AuthOk { .. }) => Ok(()),
-                    r => Err(unexpected(r)),
-                };
-            }
-            AuthMechanism::Scram(m) => m,
-        };
-        let (mut scram, first) = ScramClient::new(m, &c.user, &c.password);
-        let req = SecurityRequest::Auth {
-            mechanism: m.name().into(),
-            payload: first,
-        };
-        let server_first = match self.request(Request::Security(req)).await? {
-            Reply::Security(SecurityReply::AuthChallenge(p)) => p,
-            r => return Err(unexpected(r)),
-        };
-        let last = scram.step(&server_first).map_err(scram_failed)?;
-        let req = SecurityRequest::AuthContinue { payload: last };
-        match self.request(Request::Security(req)).await? {
-            Reply::Security(SecurityReply::AuthOk { payload, .. }) => {
-                scram.finish(&payload).map_err(scram_failed)
-            }
-            r => Err(unexpected(r)),
-        }
+        authenticate_on(&self.conn(), c).await
     }
 
     /// Adds a user (the server hashes the password; send it over TLS beyond this host).

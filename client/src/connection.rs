@@ -4,12 +4,14 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
+use super::failover::Failover;
 use super::options::ConnectOptions;
 use super::{unexpected, Client, ClientError, Result};
 use crate::protocol::{self, OutFrame, Reply, Request};
@@ -60,12 +62,21 @@ impl Routes {
     }
 }
 
-pub(super) struct Inner {
+/// One connection to one server: its frame queue, reply routes and request ids.
+pub(super) struct Conn {
     out: mpsc::Sender<OutFrame>,
     routes: Arc<Routes>,
     next_id: AtomicU32,
+}
+
+/// What the handles of one [`Client`] share: the connection they use now, and how to replace
+/// it (failover).
+pub(super) struct Inner {
+    conn: RwLock<Arc<Conn>>,
     /// Partition counts of topics as last learned, for the partition of keyed publishes.
-    pub(super) partitions: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    pub(super) partitions: Arc<Mutex<HashMap<String, u32>>>,
+    /// Present when requests are retried on other addresses.
+    pub(super) failover: Option<Arc<Failover>>,
 }
 
 /// Writes queued frames, many per flush.
@@ -75,16 +86,20 @@ type OwnedReadHalf = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 type OwnedWriteHalf = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
 
 /// The halves of `sock`, after the TLS handshake when `opts` asks for TLS.
-async fn split(sock: TcpStream, opts: &ConnectOptions) -> Result<(OwnedReadHalf, OwnedWriteHalf)> {
+async fn split(
+    sock: TcpStream,
+    opts: &ConnectOptions,
+    addr: &str,
+) -> Result<(OwnedReadHalf, OwnedWriteHalf)> {
     let Some(tls) = &opts.tls else {
         let (r, w) = sock.into_split();
         return Ok((Box::new(r), Box::new(w)));
     };
-    let (connector, name) = tls.connector(&opts.addr)?;
+    let (connector, name) = tls.connector(addr)?;
     let s = connector
         .connect(name, sock)
         .await
-        .map_err(|e| ClientError::Tls(format!("handshake with {}: {e}", opts.addr)))?;
+        .map_err(|e| ClientError::Tls(format!("handshake with {addr}: {e}")))?;
     let (r, w) = tokio::io::split(s);
     Ok((Box::new(r), Box::new(w)))
 }
@@ -137,73 +152,74 @@ async fn read_loop(rd: OwnedReadHalf, routes: Arc<Routes>, frame_max: u32) {
     routes.close(reason);
 }
 
-impl Client {
-    /// Connects to `addr` (`host:port`) with the default options and performs the version
-    /// handshake.
-    pub async fn connect(addr: &str) -> Result<Client> {
-        Client::connect_with(ConnectOptions::new(addr)).await
-    }
+/// Longest the TCP connect and the handshake to one of several addresses may take together,
+/// unless [`ConnectOptions::connect_timeout`] says otherwise: a stopped node that still accepts
+/// connections must not hold the client.
+pub const ADDR_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-    /// Options to connect to `addr`: set them, then call [`ConnectOptions::connect`].
-    pub fn builder(addr: impl Into<String>) -> ConnectOptions {
-        ConnectOptions::new(addr)
-    }
-
-    /// Connects with `opts` and performs the version handshake.
-    pub async fn connect_with(opts: ConnectOptions) -> Result<Client> {
-        match opts.connect_timeout {
-            None => Client::open(&opts).await,
-            Some(t) => match tokio::time::timeout(t, Client::open(&opts)).await {
-                Ok(r) => r,
-                Err(_) => Err(ClientError::Connect {
-                    addr: opts.addr.clone(),
-                    source: io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("no connection and handshake within {t:?}"),
-                    ),
-                }),
-            },
+impl Conn {
+    /// Connects to `addr`, performs the version handshake and authenticates, within the
+    /// connect timeout.
+    pub(super) async fn open(opts: &ConnectOptions, addr: &str) -> Result<Arc<Conn>> {
+        let several = opts.addrs.len() > 1;
+        let limit = opts
+            .connect_timeout
+            .or(several.then_some(ADDR_CONNECT_TIMEOUT));
+        let Some(t) = limit else {
+            return Conn::open_now(opts, addr).await;
+        };
+        match tokio::time::timeout(t, Conn::open_now(opts, addr)).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Connect {
+                addr: addr.to_string(),
+                source: io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no connection and handshake within {t:?}"),
+                ),
+            }),
         }
     }
 
-    async fn open(opts: &ConnectOptions) -> Result<Client> {
-        let sock = TcpStream::connect(&opts.addr)
+    async fn open_now(opts: &ConnectOptions, addr: &str) -> Result<Arc<Conn>> {
+        let sock = TcpStream::connect(addr)
             .await
             .map_err(|source| ClientError::Connect {
-                addr: opts.addr.clone(),
+                addr: addr.to_string(),
                 source,
             })?;
         let _ = sock.set_nodelay(true);
-        let (rd, wr) = split(sock, opts).await?;
+        let (rd, wr) = split(sock, opts, addr).await?;
         let (out, out_rx) = mpsc::channel::<OutFrame>(256);
         let routes = Arc::new(Routes::default());
         tokio::spawn(write_loop(wr, out_rx));
         tokio::spawn(read_loop(rd, routes.clone(), opts.frame_bytes_max));
-        let client = Client {
-            inner: Arc::new(Inner {
-                out,
-                routes,
-                next_id: AtomicU32::new(1),
-                partitions: Default::default(),
-            }),
-        };
+        let conn = Arc::new(Conn {
+            out,
+            routes,
+            next_id: AtomicU32::new(1),
+        });
         let hello = Request::Hello {
             version: protocol::VERSION,
             client: opts.client_name.clone(),
         };
-        match client.request(hello).await? {
+        match conn.request(&hello).await? {
             Reply::HelloOk { .. } => {}
             r => return Err(unexpected(r)),
         }
         if let Some(c) = &opts.credentials {
-            client.authenticate(c).await?;
+            super::auth::authenticate_on(&conn, c).await?;
         }
-        Ok(client)
+        Ok(conn)
+    }
+
+    /// True once the connection is gone.
+    pub(super) fn is_closed(&self) -> bool {
+        self.routes.closed.lock().unwrap().is_some()
     }
 
     pub(super) fn next_id(&self) -> u32 {
         loop {
-            let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             if id != 0 {
                 return id;
             }
@@ -211,23 +227,22 @@ impl Client {
     }
 
     async fn send(&self, frame: OutFrame) -> Result<()> {
-        self.inner
-            .out
+        self.out
             .send(frame)
             .await
-            .map_err(|_| ClientError::Closed(self.inner.routes.closed_reason()))
+            .map_err(|_| ClientError::Closed(self.routes.closed_reason()))
     }
 
     /// Queues a request to the server; the returned receiver gets its reply.
     pub(super) async fn send_request(
         &self,
         id: u32,
-        req: Request,
+        req: &Request,
     ) -> Result<oneshot::Receiver<Reply>> {
         let (tx, rx) = oneshot::channel();
-        self.inner.routes.pending.lock().unwrap().insert(id, tx);
-        if let Some(reason) = self.inner.routes.closed.lock().unwrap().clone() {
-            self.inner.routes.pending.lock().unwrap().remove(&id);
+        self.routes.pending.lock().unwrap().insert(id, tx);
+        if let Some(reason) = self.routes.closed.lock().unwrap().clone() {
+            self.routes.pending.lock().unwrap().remove(&id);
             return Err(ClientError::Closed(reason));
         }
         self.send(req.encode(id)).await?;
@@ -238,19 +253,100 @@ impl Client {
         match rx.await {
             Ok(Reply::Error { code, message }) => Err(ClientError::Server { code, message }),
             Ok(r) => Ok(r),
-            Err(_) => Err(ClientError::Closed(self.inner.routes.closed_reason())),
+            Err(_) => Err(ClientError::Closed(self.routes.closed_reason())),
         }
     }
 
-    pub(super) async fn request_with_id(&self, id: u32, req: Request) -> Result<Reply> {
-        let rx = self.send_request(id, req).await?;
+    /// Sends a request on this connection and waits for its reply.
+    pub(super) async fn request(&self, req: &Request) -> Result<Reply> {
+        let rx = self.send_request(self.next_id(), req).await?;
         self.await_reply(rx).await
     }
+}
 
-    /// Sends a request and waits for its reply (an `ERROR` reply becomes `Err`).
+impl Client {
+    /// A handle on `conn`.
+    pub(super) fn on(
+        conn: Arc<Conn>,
+        partitions: Arc<Mutex<HashMap<String, u32>>>,
+        failover: Option<Arc<Failover>>,
+    ) -> Client {
+        Client {
+            inner: Arc::new(Inner {
+                conn: RwLock::new(conn),
+                partitions,
+                failover,
+            }),
+        }
+    }
+
+    /// The connection requests go to now.
+    pub(super) fn conn(&self) -> Arc<Conn> {
+        self.inner
+            .conn
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(super) fn set_conn(&self, conn: Arc<Conn>) {
+        *self.inner.conn.write().unwrap_or_else(|e| e.into_inner()) = conn;
+    }
+
+    /// A handle bound to the connection in use (or, failing over, to a live one), for what
+    /// lives on one connection: subscriptions and consumers.
+    pub(super) async fn pinned(&self) -> Result<Client> {
+        let conn = self.live_conn().await?;
+        Ok(Client::on(conn, self.inner.partitions.clone(), None))
+    }
+
+    /// Connects to `addr` (`host:port`, or several comma-separated: see
+    /// [`ConnectOptions::new`]) with the default options and performs the version handshake.
+    pub async fn connect(addr: &str) -> Result<Client> {
+        Client::connect_with(ConnectOptions::new(addr)).await
+    }
+
+    /// Options to connect to `addr` (one `host:port`, or the nodes of a cluster
+    /// comma-separated): set them, then call [`ConnectOptions::connect`].
+    pub fn builder(addr: impl Into<String>) -> ConnectOptions {
+        ConnectOptions::new(addr)
+    }
+
+    /// Connects with `opts`, trying its addresses in turn, and performs the version
+    /// handshake; the last failure when no address answers.
+    pub async fn connect_with(opts: ConnectOptions) -> Result<Client> {
+        let (conn, at) = super::failover::connect_first(&opts, 0).await?;
+        let failover = opts
+            .fails_over()
+            .then(|| Arc::new(Failover::new(opts.clone(), at)));
+        Ok(Client::on(conn, Arc::default(), failover))
+    }
+
+    pub(super) fn next_id(&self) -> u32 {
+        self.conn().next_id()
+    }
+
+    pub(super) async fn request_with_id(&self, id: u32, req: Request) -> Result<Reply> {
+        let conn = self.conn();
+        let rx = conn.send_request(id, &req).await?;
+        conn.await_reply(rx).await
+    }
+
+    /// Sends a request and waits for its reply (an `ERROR` reply becomes `Err`). With several
+    /// addresses, a request that may go to any node (publishes, topic administration, figures,
+    /// cluster status) and is refused with `NotLeader` or cut by a lost connection is retried
+    /// on the next nodes until [`ConnectOptions::retry_deadline`].
     pub async fn request(&self, req: Request) -> Result<Reply> {
-        let id = self.next_id();
-        self.request_with_id(id, req).await
+        let conn = self.conn();
+        let first = conn.request(&req).await;
+        match first {
+            Err(e) if self.inner.failover.is_some() && super::failover::retried(&req, &e) => {
+                let req = &req;
+                self.retry_on(conn, e, |c| async move { c.request(req).await })
+                    .await
+            }
+            r => r,
+        }
     }
 
     pub(super) async fn expect_ok(&self, req: Request) -> Result<()> {
@@ -271,21 +367,22 @@ impl Client {
     /// Registers stream `id` (a subscription or consumer): its pushes go to the receiver.
     pub(super) fn open_stream(&self, id: u32) -> mpsc::UnboundedReceiver<Reply> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.inner.routes.streams.lock().unwrap().insert(id, tx);
+        self.conn().routes.streams.lock().unwrap().insert(id, tx);
         rx
     }
 
     /// Forgets stream `id` (its pushes are dropped from now on); returns `e`.
     pub(super) fn drop_stream(&self, id: u32, e: ClientError) -> ClientError {
-        self.inner.routes.streams.lock().unwrap().remove(&id);
+        self.conn().routes.streams.lock().unwrap().remove(&id);
         e
     }
 
     /// Closes a subscription or consumer without waiting (from `Drop`: no runtime needed).
     pub(super) fn cancel_detached(&self, id: u32) {
-        self.inner.routes.streams.lock().unwrap().remove(&id);
-        let req = self.next_id();
-        let _ = self.inner.out.try_send(Request::Cancel { id }.encode(req));
+        let conn = self.conn();
+        conn.routes.streams.lock().unwrap().remove(&id);
+        let req = conn.next_id();
+        let _ = conn.out.try_send(Request::Cancel { id }.encode(req));
     }
 
     /// Closes a subscription or consumer and waits for the server's confirmation.
@@ -300,13 +397,13 @@ impl Client {
         if std::mem::replace(ended, true) {
             return None;
         }
-        let reason = self.inner.routes.closed.lock().unwrap().clone()?;
+        let reason = self.conn().routes.closed.lock().unwrap().clone()?;
         Some(Err(ClientError::Closed(reason)))
     }
 
     /// Sends a frame with no reply from a task of its own (no waiting in a `poll`).
     pub(super) fn send_detached(&self, frame: OutFrame) {
-        let out = self.inner.out.clone();
+        let out = self.conn().out.clone();
         tokio::spawn(async move {
             let _ = out.send(frame).await;
         });

@@ -18,6 +18,12 @@ impl Client {
     /// Becomes a competing consumer of a queue or of a topic's consumer group, holding at most
     /// `prefetch` unacked messages (the server may lower it).
     pub async fn consume(&self, source: Source, prefetch: u32) -> Result<Consumer> {
+        // The consumer lives on one connection, whatever the client moves to later.
+        let client = self.pinned().await?;
+        client.open_consumer(source, prefetch).await
+    }
+
+    async fn open_consumer(&self, source: Source, prefetch: u32) -> Result<Consumer> {
         let id = self.next_id();
         let rx = self.open_stream(id);
         match self

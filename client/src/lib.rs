@@ -6,7 +6,8 @@
 //! `sluice::client` (and its protocol as `sluice::protocol`, its types as
 //! `sluice::broker::types`).
 //!
-//! One [`Client`] is one connection; it is cheap to clone and every call can run concurrently:
+//! One [`Client`] is one connection (given the nodes of a cluster, to one node at a time: see
+//! "A cluster" below); it is cheap to clone and every call can run concurrently:
 //! requests are pipelined and matched to their replies by request id. The argument types of its
 //! calls are re-exported here ([`LogSettings`], [`QueueSettings`], [`Source`], [`Start`],
 //! [`Target`], [`Record`], [`Header`], [`Offset`]), so a user needs no other module.
@@ -69,6 +70,20 @@
 //! # let _ = client; Ok(()) }
 //! ```
 //!
+//! # A cluster
+//!
+//! Given the nodes of a cluster, comma-separated (`Client::builder("10.0.0.1:7450,10.0.0.2:7450")`
+//! or [`ConnectOptions::addrs`]), the client connects to the first that answers. A publish (or
+//! a topic creation or deletion, a topic's figures, the cluster status) refused with
+//! `NotLeader` by a node that does not lead the partition or the metadata, or cut by a lost
+//! connection, is sent again to the next node, round-robin, with a short backoff
+//! ([`RETRY_BACKOFF_MIN`] doubling to [`RETRY_BACKOFF_MAX`]), until
+//! [`ConnectOptions::retry_deadline`] ([`RETRY_DEADLINE_DEFAULT`]; a failover takes about
+//! 1 s); then the call fails with [`ClientError::Failover`]. A call returns success only for
+//! what a leader confirmed. A refusal means nothing was done; a lost connection does not say
+//! whether the publish was appended, so a publish retried after one may be appended twice: it
+//! is *at-least-once*. Subscriptions and consumers stay on the connection they were opened on.
+//!
 //! # Layout
 //! - [`protocol`]: the native wire protocol's frames, hand-encoded (specification:
 //!   `docs/protocol.md`); the server decodes with the same code.
@@ -82,7 +97,8 @@
 //!   partition of a batch (chosen here from its key, with the topic's cached partition count).
 //! - `subscription`: [`Client::subscribe`], [`SubscribeOptions`], [`Subscription`].
 //! - `consumer`: [`Client::consume`], [`Consumer`], [`Delivery`], [`Acker`].
-//! - `admin`: topics (with partitions) and queues.
+//! - `admin`: topics (with partitions) and queues; the cluster status.
+//! - `failover`: retrying requests on the next node of a cluster.
 
 #![warn(missing_docs)]
 
@@ -94,6 +110,7 @@ mod admin;
 mod auth;
 mod connection;
 mod consumer;
+mod failover;
 mod options;
 mod partitioner;
 mod publish;
@@ -111,8 +128,10 @@ pub use crate::protocol::{
 };
 use crate::protocol::{ProtocolError, Reply};
 pub use auth::{AuthMechanism, Credentials};
+pub use connection::ADDR_CONNECT_TIMEOUT;
 pub use consumer::{Acker, Consumer, Delivery};
-pub use options::{ClientBuilder, ConnectOptions};
+pub use failover::{RETRY_BACKOFF_MAX, RETRY_BACKOFF_MIN};
+pub use options::{ClientBuilder, ConnectOptions, RETRY_DEADLINE_DEFAULT};
 pub use partitioner::{murmur2, partition_for_key};
 pub use publish::{PendingPublish, Published};
 pub use sluice_format::{Header, Offset, Record, TopicId};
@@ -151,6 +170,18 @@ pub enum ClientError {
     /// The server sent a reply of the wrong kind.
     #[error("unexpected reply: {0}")]
     Unexpected(String),
+    /// With several addresses: the request failed on every attempt until the retry deadline
+    /// ([`ConnectOptions::retry_deadline`]). After a lost connection, a publish's fate is
+    /// unknown: it may have been appended.
+    #[error("no node carried out the request in {attempts} attempts over {elapsed:?}: {last}")]
+    Failover {
+        /// Times the request was sent (or a connection for it sought).
+        attempts: u32,
+        /// Time spent retrying.
+        elapsed: std::time::Duration,
+        /// The last failure.
+        last: Box<ClientError>,
+    },
 }
 
 impl ClientError {
@@ -158,6 +189,7 @@ impl ClientError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Server { code, .. } => Some(*code),
+            ClientError::Failover { last, .. } => last.code(),
             _ => None,
         }
     }
@@ -165,7 +197,8 @@ impl ClientError {
 
 type Result<T, E = ClientError> = std::result::Result<T, E>;
 
-/// A connection to a sluice server.
+/// A connection to a sluice server (with several addresses: to one node of a cluster at a time,
+/// moving to another when the one in use fails or does not lead).
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<connection::Inner>,

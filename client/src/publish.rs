@@ -9,10 +9,17 @@
 //! keyed publish carries the count it was chosen with, and when partitions were added since,
 //! the server refuses it (`PartitionsChanged`, nothing appended): the client then refreshes the
 //! count and publishes again, to the key's new partition.
+//!
+//! With the nodes of a cluster as addresses, a publish refused with `NotLeader` or cut by a lost
+//! connection is sent again to the next node (module `failover`): at-least-once.
+
+use std::sync::Arc;
 
 use sluice_format::{self as format, now_ms, Offset, Record};
 use tokio::sync::oneshot;
 
+use super::connection::Conn;
+use super::failover::retriable;
 use super::partitioner::partition_for_key;
 use super::{unexpected, Client, ClientError, ErrorCode, Result, Target};
 use crate::protocol::{Reply, Request, Route};
@@ -163,21 +170,21 @@ impl Client {
         route: Route,
         batch: Vec<u8>,
     ) -> Result<PendingPublish> {
-        let id = self.next_id();
-        let rx = self
-            .send_request(
-                id,
-                Request::Publish {
-                    target: target.clone(),
-                    route,
-                    batch,
-                },
-            )
-            .await?;
+        let req = Request::Publish {
+            target: target.clone(),
+            route,
+            batch,
+        };
+        let conn = self.live_conn().await?;
+        let rx = conn.send_request(conn.next_id(), &req).await?;
+        // Kept to send again elsewhere when the client fails over (a copy of the batch).
+        let retry = self.inner.failover.is_some().then_some(req);
         Ok(PendingPublish {
             client: self.clone(),
+            conn,
             target,
             rx,
+            retry,
         })
     }
 
@@ -225,16 +232,38 @@ impl Client {
 /// A batch sent by [`Client::send_publish`], awaiting its confirmation.
 pub struct PendingPublish {
     client: Client,
+    conn: Arc<Conn>,
     target: Target,
     rx: oneshot::Receiver<Reply>,
+    /// The request, to send again on another node (failing over only).
+    retry: Option<Request>,
 }
 
 impl PendingPublish {
-    /// Waits until the batch is durable and returns its offsets.
+    /// Waits until the batch is durable and returns its offsets. Failing over (several
+    /// addresses), a batch refused with `NotLeader` or cut by a lost connection is sent again
+    /// on the next node: it may then be appended twice, and after batches sent later.
     pub async fn confirmed(self) -> Result<Published> {
-        match self.client.await_reply(self.rx).await {
+        let PendingPublish {
+            client,
+            conn,
+            target,
+            rx,
+            retry,
+        } = self;
+        let first = conn.await_reply(rx).await;
+        let r = match (first, retry) {
+            (Err(e), Some(req)) if retriable(&e) => {
+                let req = &req;
+                client
+                    .retry_on(conn, e, |c| async move { c.request(req).await })
+                    .await
+            }
+            (r, _) => r,
+        };
+        match r {
             Err(e) => {
-                self.client.stale(&e, &self.target);
+                client.stale(&e, &target);
                 Err(e)
             }
             Ok(r) => Published::from_reply(r),

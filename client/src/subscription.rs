@@ -73,6 +73,12 @@ impl SubscribeOptions {
 impl Client {
     /// Opens a subscription on a topic.
     pub async fn subscribe(&self, topic: &str, opts: SubscribeOptions) -> Result<Subscription> {
+        // The subscription lives on one connection, whatever the client moves to later.
+        let client = self.pinned().await?;
+        client.open_subscription(topic, opts).await
+    }
+
+    async fn open_subscription(&self, topic: &str, opts: SubscribeOptions) -> Result<Subscription> {
         let id = self.next_id();
         let rx = self.open_stream(id);
         let credit = opts.credit.max(1);

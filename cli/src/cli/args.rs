@@ -12,14 +12,21 @@ use super::bench;
 #[derive(Parser, Debug)]
 #[command(name = "sluice", version)]
 pub struct Cli {
-    /// Server address of client commands.
+    /// Server address of client commands; for a cluster, its nodes' client addresses,
+    /// comma-separated (any of them will do: the first that answers is used, and a request
+    /// refused by a node that does not lead, or cut by a lost connection, goes to the next).
     #[arg(
         long,
         global = true,
         env = "SLUICE_ADDR",
-        default_value = "127.0.0.1:7450"
+        default_value = "127.0.0.1:7450",
+        value_name = "HOST:PORT[,HOST:PORT...]"
     )]
     pub addr: String,
+    /// With several --addr nodes: how long (ms) a request is retried on the next node before
+    /// giving up (0: never retried).
+    #[arg(long, global = true, env = "SLUICE_RETRY_MS", value_name = "MS", default_value_t = sluice::client::RETRY_DEADLINE_DEFAULT.as_millis() as u64)]
+    pub retry_ms: u64,
     /// Speak TLS to the server, trusting the CA certificates of this PEM file.
     #[arg(long, global = true, env = "SLUICE_TLS_CA", value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
@@ -95,6 +102,9 @@ pub enum Command {
     Subscribe(SubscribeArgs),
     /// Consume a queue (or a topic's consumer group) as a competing consumer, acking each message.
     Consume(ConsumeArgs),
+    /// Inspect a cluster: its nodes and each replicated group's leader and replication.
+    #[command(subcommand)]
+    Cluster(super::cluster::ClusterCmd),
     /// Add, list and delete users and set their quotas (a running broker, or --data-dir).
     #[command(subcommand)]
     User(super::security::UserCmd),

@@ -2,6 +2,7 @@
 
 mod args;
 pub mod bench;
+mod cluster;
 mod names;
 pub(crate) mod security;
 pub mod text;
@@ -26,7 +27,8 @@ use tokio::task::JoinHandle;
 /// How client commands connect: `--addr`, and TLS when `--tls-ca` is given.
 fn connect_options(cli: &Cli) -> Result<sluice::client::ConnectOptions> {
     let mut opts = Client::builder(cli.addr.clone())
-        .client_name(format!("sluice-cli {}", env!("CARGO_PKG_VERSION")));
+        .client_name(format!("sluice-cli {}", env!("CARGO_PKG_VERSION")))
+        .retry_deadline(Duration::from_millis(cli.retry_ms));
     if let Some(user) = &cli.user {
         use sluice::client::{scram::Mechanism, AuthMechanism, Credentials};
         let mut c = Credentials::new(user.clone(), security::client_password(user)?);
@@ -80,6 +82,7 @@ fn run_online(cli: Cli) -> Result<()> {
             Command::Inspect(_) | Command::Repair(_) => {
                 unreachable!("offline commands run without the runtime")
             }
+            Command::Cluster(c) => cluster::run(connect?, &Out { json: cli.json }, c).await,
             cmd => {
                 let out = Out { json: cli.json };
                 let hint = if cli.tls_ca.is_none() {
@@ -93,6 +96,7 @@ fn run_online(cli: Cli) -> Result<()> {
                     .with_context(|| format!("cannot reach the server at {}{hint}", cli.addr))?;
                 match cmd {
                     Command::Serve(_)
+                    | Command::Cluster(_)
                     | Command::Bench(_)
                     | Command::Inspect(_)
                     | Command::Repair(_) => {

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod browser;
+pub mod cluster;
 pub mod http;
 pub mod kafka;
 pub mod kafka_raw;

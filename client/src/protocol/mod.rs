@@ -22,8 +22,10 @@
 //!   core's types, re-exported.
 //! - `request`: [`Request`], client → server frames.
 //! - `reply`: [`Reply`], server → client frames, and the figures they carry.
+//! - `cluster`: the cluster status ([`ClusterStatus`]) of `CLUSTER_STATUS`.
 //! - `message`: messages as delivered ([`QueueMessage`], [`Message`], [`decode_delivery`]).
 
+mod cluster;
 mod codec;
 mod error;
 mod frame;
@@ -35,6 +37,7 @@ mod settings;
 #[cfg(test)]
 mod tests;
 
+pub use cluster::{ClusterNodeInfo, ClusterStatus, FollowerState, GroupState, CLUSTER_LISTED_MAX};
 pub use error::{ErrorCode, ProtocolError};
 pub use frame::{
     check_len, parse_frame, read_frame, read_frame_rest, OutFrame, RawFrame,
@@ -119,6 +122,8 @@ pub mod kind {
     pub const RULE_REMOVE: u8 = 0x55;
     /// Admin: lists access rules.
     pub const RULE_LIST: u8 = 0x56;
+    /// Admin: a cluster node's view of the cluster.
+    pub const CLUSTER_STATUS: u8 = 0x60;
 
     /// Server → client: handshake accepted.
     pub const HELLO_OK: u8 = 0x81;
@@ -154,4 +159,6 @@ pub mod kind {
     pub const USERS: u8 = 0x90;
     /// Server → client: access rules.
     pub const RULES: u8 = 0x91;
+    /// Server → client: a cluster node's view of the cluster.
+    pub const CLUSTER_STATE: u8 = 0x92;
 }

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use sluice_format::{Header, Record};
 
+use super::cluster::ClusterStatus;
 use super::codec::R;
 use super::error::{malformed, ErrorCode, ProtocolError};
 use super::frame::{OutFrame, RawFrame};
@@ -76,6 +77,8 @@ pub enum Reply {
         /// Its partition count.
         partitions: u32,
     },
+    /// A cluster node's view of the cluster.
+    ClusterStatus(ClusterStatus),
     /// Authentication, users and access rules.
     Security(SecurityReply),
 }
@@ -109,6 +112,7 @@ impl Reply {
             Reply::QueueInfo(_) => kind::QUEUE_INFO,
             Reply::TopicMeta { .. } => kind::TOPIC_METADATA,
             Reply::Positions(_) => kind::POSITIONS,
+            Reply::ClusterStatus(_) => kind::CLUSTER_STATE,
             Reply::Security(s) => s.kind(),
         };
         let mut f = OutFrame::new(k, request_id);
@@ -228,6 +232,8 @@ impl Reply {
                     .u32(q.max_deliveries)
                     .str(&q.dead_letter);
             }
+            // Format: see `cluster.rs`.
+            Reply::ClusterStatus(c) => c.encode_body(&mut w),
             // Format: see `security.rs`.
             Reply::Security(s) => s.encode_body(&mut w),
         }
@@ -375,6 +381,7 @@ impl Reply {
                 max_deliveries: r.u32()?,
                 dead_letter: r.str()?,
             }),
+            kind::CLUSTER_STATE => Reply::ClusterStatus(ClusterStatus::decode(&mut r)?),
             k => match SecurityReply::decode(k, &mut r)? {
                 Some(s) => Reply::Security(s),
                 None => return Err(ProtocolError::UnknownKind(k)),

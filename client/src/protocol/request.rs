@@ -141,6 +141,8 @@ pub enum Request {
         /// Name.
         name: String,
     },
+    /// Admin: the answering node's view of its cluster.
+    ClusterStatus,
     /// Authentication, users and access rules.
     Security(SecurityRequest),
 }
@@ -170,6 +172,7 @@ impl Request {
             DeleteQueue { .. } => kind::DELETE_QUEUE,
             ListQueues => kind::LIST_QUEUES,
             DescribeQueue { .. } => kind::DESCRIBE_QUEUE,
+            ClusterStatus => kind::CLUSTER_STATUS,
             Security(s) => s.kind(),
         }
     }
@@ -189,7 +192,7 @@ impl Request {
                 w.u16(*version).str(client);
             }
             // Format: {}
-            Request::Ping | Request::ListTopics | Request::ListQueues => {}
+            Request::Ping | Request::ListTopics | Request::ListQueues | Request::ClusterStatus => {}
             // Format: { target u8 (0 topic, 1 queue, 2 any) | name str | route | batch [u8; rest] }
             // route: { 0 u8 } (any) | { 1 u8 | partition u32 | expected_partitions u32 }
             Request::Publish {
@@ -345,6 +348,7 @@ impl Request {
             kind::PING => Request::Ping,
             kind::LIST_TOPICS => Request::ListTopics,
             kind::LIST_QUEUES => Request::ListQueues,
+            kind::CLUSTER_STATUS => Request::ClusterStatus,
             kind::PUBLISH => {
                 let t = r.u8()?;
                 let name = r.str()?;

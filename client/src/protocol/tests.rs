@@ -127,6 +127,7 @@ fn requests_round_trip() {
         Request::DescribeQueue { name: "b".into() },
         Request::ListTopics,
         Request::ListQueues,
+        Request::ClusterStatus,
     ] {
         rt_req(r);
     }
@@ -158,6 +159,40 @@ fn replies_round_trip() {
             last_offset: 4,
         },
         Reply::Subscribed { value: 8 },
+        Reply::ClusterStatus(super::ClusterStatus {
+            node_id: 2,
+            nodes: vec![
+                super::ClusterNodeInfo {
+                    id: 1,
+                    cluster_addr: "a:1".into(),
+                },
+                super::ClusterNodeInfo {
+                    id: 2,
+                    cluster_addr: "b:2".into(),
+                },
+            ],
+            groups: vec![
+                super::GroupState {
+                    group: "meta".into(),
+                    term: 3,
+                    leader: Some(2),
+                    last_index: Some(9),
+                    applied_index: Some(8),
+                    followers: vec![super::FollowerState {
+                        node: 1,
+                        matched: Some(7),
+                    }],
+                },
+                super::GroupState {
+                    group: "t/o/0".into(),
+                    term: 1,
+                    leader: None,
+                    last_index: None,
+                    applied_index: None,
+                    followers: vec![],
+                },
+            ],
+        }),
         Reply::Positions(vec![(0, 3), (1, 0), (5, 9)]),
         Reply::TopicMeta {
             id: [7; 16],

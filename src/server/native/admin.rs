@@ -1,10 +1,12 @@
 //! Admin requests: create, alter (add partitions), delete, list and describe topics and
-//! queues; a topic's id and partition count.
+//! queues; a topic's id and partition count; the cluster status of a cluster node.
 
 use super::connection::Conn;
 use super::End;
 use crate::broker::Broker;
-use crate::protocol::{Reply, Request};
+use crate::protocol::{
+    ClusterNodeInfo, ClusterStatus, ErrorCode, FollowerState, GroupState, Reply, Request,
+};
 use crate::security::ResourceKind;
 
 impl Conn {
@@ -27,6 +29,54 @@ impl Conn {
             })
         });
         Ok(())
+    }
+}
+
+impl Conn {
+    /// `CLUSTER_STATUS`: this node's view of its cluster (already authorized).
+    pub(super) fn cluster_status(&self) -> Reply {
+        let Some(c) = self.broker.cluster() else {
+            return Reply::error(
+                ErrorCode::InvalidArgument,
+                "this server is not a node of a cluster (started without --cluster)",
+            );
+        };
+        Reply::ClusterStatus(cluster_status(c))
+    }
+}
+
+/// A cluster node's view as sent to a client.
+fn cluster_status(c: &crate::cluster::Cluster) -> ClusterStatus {
+    let nodes = c
+        .nodes()
+        .iter()
+        .map(|(id, a)| ClusterNodeInfo {
+            id: *id,
+            cluster_addr: a.clone(),
+        })
+        .collect();
+    let groups = c
+        .status()
+        .into_iter()
+        .map(|g| GroupState {
+            group: g.group.0,
+            term: g.term,
+            leader: g.leader,
+            last_index: g.last_index,
+            applied_index: g.applied_index,
+            // The leader's replication figures count the leader itself: not a follower.
+            followers: g
+                .followers
+                .into_iter()
+                .filter(|(node, _)| *node != g.node)
+                .map(|(node, matched)| FollowerState { node, matched })
+                .collect(),
+        })
+        .collect();
+    ClusterStatus {
+        node_id: c.node_id(),
+        nodes,
+        groups,
     }
 }
 

@@ -76,6 +76,10 @@ impl Conn {
             | Request::DeleteQueue { .. }
             | Request::ListQueues
             | Request::DescribeQueue { .. } => self.admin(id, req).await,
+            Request::ClusterStatus => {
+                let reply = self.cluster_status();
+                self.reply(id, reply).await
+            }
             Request::Security(s) => self.security_request(id, s).await,
         }
     }

@@ -1,0 +1,181 @@
+//! `sluice cluster status`: asks every `--addr` node for its view of the cluster
+//! (`CLUSTER_STATUS`) and prints the nodes and each replicated group, from its leader's report
+//! when the leader is among the nodes that answered (only a leader knows its followers'
+//! replication).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::Subcommand;
+use serde_json::json;
+use sluice::client::{ConnectOptions, ADDR_CONNECT_TIMEOUT};
+use sluice::protocol::{ClusterStatus, GroupState};
+
+use super::Out;
+
+/// Longest one node may take to answer `CLUSTER_STATUS` once connected.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Cluster commands.
+#[derive(Subcommand, Debug)]
+pub enum ClusterCmd {
+    /// Show the nodes, and each replicated group's leader, term, last and applied Raft index
+    /// and followers' lag (leader's last index minus the follower's matched index, in Raft
+    /// entries: one per published batch), as the --addr nodes that answer report them.
+    Status,
+}
+
+/// What one `--addr` node answered.
+struct Report {
+    addr: String,
+    status: ClusterStatus,
+}
+
+pub(super) async fn run(opts: ConnectOptions, out: &Out, cmd: ClusterCmd) -> Result<()> {
+    match cmd {
+        ClusterCmd::Status => {
+            let reports = gather(&opts).await?;
+            print_nodes(out, &reports);
+            print_groups(out, &reports);
+            Ok(())
+        }
+    }
+}
+
+/// Asks each address on a connection of its own; the answers, or an error when none came.
+async fn gather(opts: &ConnectOptions) -> Result<Vec<Report>> {
+    let mut reports = Vec::new();
+    let mut failures = Vec::new();
+    for addr in opts.addr_list() {
+        let one = opts
+            .clone()
+            .addrs([addr.clone()])
+            .connect_timeout(ADDR_CONNECT_TIMEOUT);
+        let asked = async {
+            let c = one.connect().await?;
+            c.cluster_status().await
+        };
+        match tokio::time::timeout(STATUS_TIMEOUT + ADDR_CONNECT_TIMEOUT, asked).await {
+            Ok(Ok(status)) => reports.push(Report {
+                addr: addr.clone(),
+                status,
+            }),
+            Ok(Err(e)) => failures.push(format!("{addr}: {e}")),
+            Err(_) => failures.push(format!("{addr}: no answer within {STATUS_TIMEOUT:?}")),
+        }
+    }
+    if reports.is_empty() {
+        bail!("no node answered: {}", failures.join("; "));
+    }
+    for f in failures {
+        eprintln!("warning: {f}");
+    }
+    Ok(reports)
+}
+
+fn print_nodes(out: &Out, reports: &[Report]) {
+    let mut nodes: BTreeMap<u64, String> = BTreeMap::new();
+    for r in reports {
+        for n in &r.status.nodes {
+            nodes.insert(n.id, n.cluster_addr.clone());
+        }
+    }
+    let leads = |id: u64| {
+        let mut groups = BTreeSet::new();
+        for r in reports.iter().filter(|r| r.status.node_id == id) {
+            for g in r.status.groups.iter().filter(|g| g.leader == Some(id)) {
+                groups.insert(g.group.clone());
+            }
+        }
+        groups.len()
+    };
+    for (id, cluster_addr) in nodes {
+        let addr = reports
+            .iter()
+            .find(|r| r.status.node_id == id)
+            .map(|r| r.addr.clone());
+        let led = addr.as_ref().map(|_| leads(id));
+        out.line(
+            || {
+                format!(
+                    "node {id}  cluster {cluster_addr}  client {}  {}",
+                    addr.as_deref().unwrap_or("-"),
+                    match led {
+                        Some(n) => format!("leads {n} group(s)"),
+                        None => "not reached".into(),
+                    }
+                )
+            },
+            || {
+                json!({"node": id, "cluster_addr": cluster_addr, "addr": addr,
+                       "reached": addr.is_some(), "leads": led})
+            },
+        );
+    }
+}
+
+/// For each group, the report to show: its leader's when the leader answered, else the one
+/// of the highest term; with the node that made it.
+fn best_reports(reports: &[Report]) -> BTreeMap<String, (u64, &GroupState)> {
+    let mut best: BTreeMap<String, (u64, &GroupState)> = BTreeMap::new();
+    for r in reports {
+        let me = r.status.node_id;
+        for g in &r.status.groups {
+            let rank = |node: u64, g: &GroupState| (g.term, g.leader == Some(node));
+            let better = best
+                .get(&g.group)
+                .map_or(true, |(n, b)| rank(me, g) > rank(*n, b));
+            if better {
+                best.insert(g.group.clone(), (me, g));
+            }
+        }
+    }
+    best
+}
+
+fn print_groups(out: &Out, reports: &[Report]) {
+    let best = best_reports(reports);
+    let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    if !out.json {
+        println!(
+            "{:<24} {:>6} {:>6} {:>10} {:>10}  FOLLOWERS (node:lag)",
+            "GROUP", "LEADER", "TERM", "LAST", "APPLIED"
+        );
+    }
+    for (name, (by, g)) in &best {
+        let from_leader = g.leader == Some(*by);
+        let followers: Vec<serde_json::Value> = g
+            .followers
+            .iter()
+            .map(|f| json!({"node": f.node, "matched": f.matched, "lag": g.lag(f)}))
+            .collect();
+        out.line(
+            || {
+                let lags = if from_leader {
+                    let l: Vec<String> = g
+                        .followers
+                        .iter()
+                        .map(|f| format!("{}:{}", f.node, g.lag(f)))
+                        .collect();
+                    l.join(" ")
+                } else {
+                    "? (leader not reached)".into()
+                };
+                format!(
+                    "{name:<24} {:>6} {:>6} {:>10} {:>10}  {lags}",
+                    opt(g.leader),
+                    g.term,
+                    opt(g.last_index),
+                    opt(g.applied_index)
+                )
+            },
+            || {
+                json!({"group": name, "leader": g.leader, "term": g.term,
+                       "last_index": g.last_index, "applied_index": g.applied_index,
+                       "reported_by": by, "from_leader": from_leader,
+                       "followers": followers})
+            },
+        );
+    }
+}
