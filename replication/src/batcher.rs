@@ -27,7 +27,7 @@ use crate::types::{Applied, Command, GroupId, TypeConfig};
 pub const ENTRIES_IN_FLIGHT_MAX: usize = 4;
 /// An entry takes no more batches once it holds this many bytes (one larger batch still goes,
 /// alone).
-pub const ENTRY_BYTES_MAX: usize = 4 << 20;
+pub const ENTRY_BYTES_MAX: usize = 1 << 20;
 /// Most batches waiting for an entry; a submit waits for room beyond (back-pressure).
 pub const BATCHES_QUEUED_MAX: usize = 8192;
 

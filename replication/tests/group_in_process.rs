@@ -116,6 +116,19 @@ fn batch(i: u64) -> Command {
     Command::Batch(encode_batch(&records, 1_000 + i as i64).into())
 }
 
+/// Three replicas under `root`, bootstrapped as one group.
+async fn three(root: &Path) -> (Router, Vec<ReplicatedLog>) {
+    let router = Router::default();
+    for id in 1..=3 {
+        open(&router, id, root).await;
+    }
+    let nodes: Vec<ReplicatedLog> = router.nodes.lock().unwrap().values().cloned().collect();
+    for n in &nodes {
+        n.bootstrap(members()).await.unwrap();
+    }
+    (router, nodes)
+}
+
 async fn leader_of(router: &Router) -> ReplicatedLog {
     for _ in 0..100 {
         let nodes: Vec<ReplicatedLog> = router.nodes.lock().unwrap().values().cloned().collect();
@@ -166,14 +179,7 @@ async fn three_replicas_commit_fail_over_and_catch_up() {
         .with_test_writer()
         .try_init();
     let root = tempfile::tempdir().unwrap();
-    let router = Router::default();
-    for id in 1..=3 {
-        open(&router, id, root.path()).await;
-    }
-    let nodes: Vec<ReplicatedLog> = router.nodes.lock().unwrap().values().cloned().collect();
-    for n in &nodes {
-        n.bootstrap(members()).await.unwrap();
-    }
+    let (router, nodes) = three(root.path()).await;
     eprintln!("bootstrapped");
     let leader = leader_of(&router).await;
     eprintln!("leader {:?}", leader.status());
@@ -238,14 +244,7 @@ fn value_at(log: &sluice_storage::Log, offset: u64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_that_queue_share_entries_and_each_is_answered_its_own_offsets() {
     let root = tempfile::tempdir().unwrap();
-    let router = Router::default();
-    for id in 1..=3 {
-        open(&router, id, root.path()).await;
-    }
-    let nodes: Vec<ReplicatedLog> = router.nodes.lock().unwrap().values().cloned().collect();
-    for n in &nodes {
-        n.bootstrap(members()).await.unwrap();
-    }
+    let (router, nodes) = three(root.path()).await;
     let leader = leader_of(&router).await;
     let before = leader.status().last_index.unwrap_or(0);
     const PUBLISHES: u64 = 400;

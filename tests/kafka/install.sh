@@ -42,6 +42,8 @@ do_apt() {
   command -v openssl >/dev/null || pkgs+=(openssl)
   # The TLS tests fetch /metrics over https with curl.
   command -v curl >/dev/null || pkgs+=(curl)
+  # The cluster's network-fault test puts nodes in namespaces with ip and tc.
+  { command -v ip >/dev/null && command -v tc >/dev/null; } || pkgs+=(iproute2)
   if wants py && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then pkgs+=(python3-venv); fi
   if wants java; then
     command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)

@@ -23,15 +23,28 @@ pub struct Node {
     pub dir: PathBuf,
     pub native: String,
     pub child: Option<Child>,
+    /// The network namespace it runs in (`common::netns`), if not the test's own.
+    pub netns: Option<String>,
 }
 
 impl Node {
     pub fn start(&mut self, cluster: &str) {
-        let mut child = Command::new(BIN)
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, BIN]);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .args(["serve", "--listen", &self.native, "--kafka-listen", "off"])
             .args(["--http-listen", "off", "--node-id", &self.id.to_string()])
             .args(["--cluster", cluster, "--data-dir"])
             .arg(&self.dir)
+            // In a namespace its client address is not a loopback one, but only the test
+            // reaches it.
+            .args(self.netns.as_ref().map(|_| "--allow-anonymous"))
             .env(
                 "RUST_LOG",
                 std::env::var("SLUICE_CLUSTER_LOG").unwrap_or_else(|_| "error".into()),
@@ -89,6 +102,7 @@ pub fn cluster_nodes(root: &Path, count: u64) -> (Vec<Node>, String) {
             dir: root.join(format!("node-{id}")),
             native: format!("127.0.0.1:{}", ports[id as usize - 1].0),
             child: None,
+            netns: None,
         })
         .collect();
     (nodes, spec)

@@ -6,10 +6,12 @@
 pub mod auth;
 pub mod browser;
 pub mod cluster;
+pub mod cluster_check;
 pub mod http;
 pub mod kafka;
 pub mod kafka_raw;
 pub mod kafka_share;
+pub mod netns;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

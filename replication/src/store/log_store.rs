@@ -24,7 +24,7 @@ pub const ENTRY_READ_BYTES: usize = 1 << 20;
 /// About the most bytes of entries one append-entries request carries to a follower (well
 /// within a cluster frame, `net::FRAME_BYTES_MAX`): a read for replication stops after the
 /// entry that reaches it.
-pub const REPLICATION_READ_BYTES: usize = 16 << 20;
+pub const REPLICATION_READ_BYTES: usize = 2 << 20;
 
 /// What `raft-vote` holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,164 @@
+//! The checker of the cluster tests: publishes that find the leader by trying nodes, every
+//! confirm recorded, and what every node must hold at the end (nothing confirmed lost, offsets
+//! unique and growing, the committed prefix the same on every node, nothing stored twice or
+//! never sent).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use sluice::client::{Client, SubscribeOptions};
+use sluice::protocol::{ErrorCode, LogSettings, Start};
+use sluice::storage::Record;
+
+use super::cluster::Node;
+
+/// The topic the checker publishes to.
+pub const TOPIC: &str = "orders";
+
+/// What was confirmed, and every value ever sent.
+#[derive(Default)]
+pub struct Checker {
+    pub confirmed: BTreeMap<u64, String>,
+    pub sent: BTreeSet<String>,
+    pub next: u64,
+}
+
+/// Publishes one new value, trying nodes from `*leader` on until one confirms (a follower
+/// answers NotLeader; a paused or dead node times out). Returns the time it took.
+pub async fn publish_one(nodes: &[Node], leader: &mut usize, check: &mut Checker) -> Duration {
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no node confirmed for 30 s"
+        );
+        let node = &nodes[*leader];
+        let value = format!("v{}", check.next);
+        check.next += 1;
+        check.sent.insert(value.clone());
+        let outcome = tokio::time::timeout(Duration::from_secs(2), async {
+            let c = Client::connect(&node.native).await?;
+            c.publish(TOPIC, &[Record::from_value(value.clone().into_bytes())])
+                .await
+        })
+        .await;
+        match outcome {
+            Ok(Ok(p)) => {
+                let before = check.confirmed.insert(p.base_offset, value.clone());
+                assert!(
+                    before.is_none(),
+                    "offset {} confirmed twice: {before:?} and {value}",
+                    p.base_offset
+                );
+                return started.elapsed();
+            }
+            Ok(Err(e)) if e.code() == Some(ErrorCode::NotLeader) => {}
+            // Refused (a killed node), cut, or timed out (a paused node): the value's fate is
+            // unknown; it is never sent again.
+            Ok(Err(_)) | Err(_) => {}
+        }
+        *leader = (*leader + 1) % nodes.len();
+        if *leader == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub async fn publish_many(nodes: &[Node], leader: &mut usize, check: &mut Checker, n: usize) {
+    eprintln!(
+        "{:?} publishing {n} from node {}",
+        std::time::SystemTime::now(),
+        *leader + 1
+    );
+    for _ in 0..n {
+        publish_one(nodes, leader, check).await;
+    }
+}
+
+/// Every message a node holds, in order, once it holds `at_least` of them.
+pub async fn read_all(node: &Node, at_least: usize) -> Vec<(u64, String)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = read_once(node).await;
+        if got.len() >= at_least || Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn read_once(node: &Node) -> Vec<(u64, String)> {
+    let Ok(c) = Client::connect(&node.native).await else {
+        return Vec::new();
+    };
+    let opts = SubscribeOptions::anonymous()
+        .from(Start::Earliest)
+        .credit(4096);
+    let Ok(mut sub) = c.subscribe(TOPIC, opts).await else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
+        out.push((
+            m.offset,
+            String::from_utf8(m.record.value.to_vec()).unwrap(),
+        ));
+    }
+    out
+}
+
+pub async fn create_topic(nodes: &[Node]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for k in 0.. {
+        let node = &nodes[k % nodes.len()];
+        if let Ok(c) = Client::connect(&node.native).await {
+            match c.create_topic(TOPIC, LogSettings::default()).await {
+                Ok(()) => return,
+                Err(e) if e.code() == Some(ErrorCode::AlreadyExists) => return,
+                Err(_) => {}
+            }
+        }
+        assert!(Instant::now() < deadline, "the topic could not be created");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn check_nodes(all: &[Vec<(u64, String)>], check: &Checker) {
+    for (i, msgs) in all.iter().enumerate() {
+        let at: BTreeMap<u64, &String> = msgs.iter().map(|(o, v)| (*o, v)).collect();
+        assert_eq!(
+            at.len(),
+            msgs.len(),
+            "node {}: an offset appears twice",
+            i + 1
+        );
+        assert!(
+            msgs.windows(2).all(|w| w[0].0 < w[1].0),
+            "node {}: offsets go back",
+            i + 1
+        );
+        let values: BTreeSet<&String> = msgs.iter().map(|(_, v)| v).collect();
+        assert_eq!(
+            values.len(),
+            msgs.len(),
+            "node {}: a message is stored twice",
+            i + 1
+        );
+        for v in &values {
+            assert!(
+                check.sent.contains(*v),
+                "node {}: {v} was never sent",
+                i + 1
+            );
+        }
+        for (o, v) in &check.confirmed {
+            assert_eq!(
+                at.get(o),
+                Some(&v),
+                "node {}: confirmed {v} at {o} is lost",
+                i + 1
+            );
+        }
+        assert_eq!(msgs, &all[0], "node {} disagrees with node 1", i + 1);
+    }
+}
