@@ -301,3 +301,26 @@ fn cluster_status_is_refused_by_a_server_that_is_no_cluster_node() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("not a node of a cluster"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_topics_partition_leaders_start_spread_over_the_nodes() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(root.path());
+    let all = addr_list(&nodes, 0);
+    cli_ok(
+        &all,
+        &["topic", "create", "spread", "--partitions", "3"],
+        None,
+    );
+    let meta = leader_of(&nodes, "meta").await;
+    let mut leaders = Vec::new();
+    for p in 0..NODES as usize {
+        leaders.push(leader_of(&nodes, &format!("t/spread/{p}")).await);
+    }
+    eprintln!("meta led by node {}, partitions by {leaders:?}", meta + 1);
+    // Partition p is first led by the p-th node after the metadata's leader (node id order).
+    let want: Vec<usize> = (0..NODES as usize)
+        .map(|p| (meta + p) % NODES as usize)
+        .collect();
+    assert_eq!(leaders, want, "partition leaders (indexes), meta at {meta}");
+}
