@@ -41,18 +41,7 @@ fn addr_list(nodes: &[Node], first: usize) -> String {
 fn cli_ok(addrs: &str, args: &[&str], stdin: Option<&str>) -> Vec<String> {
     let mut all = vec!["--retry-ms", RETRY_MS];
     all.extend_from_slice(args);
-    let o = cli(addrs, &all, stdin);
-    assert!(
-        o.status.success(),
-        "`sluice {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    common::cli_ok(addrs, &all, stdin)
 }
 
 /// Each live node's own view of the cluster.
