@@ -27,10 +27,12 @@ pub use error::{Error, Result};
 pub use group::{
     BoxFuture, Consensus, GroupStatus, GroupStorage, LogSource, Pending, ReplicatedLog, Timing,
 };
-pub use net::{serve, GroupNetwork, NetError, NetworkFactory, Peers, RaftHandler, Reply, Request};
+pub use net::{
+    serve, GroupNetwork, NetError, NetworkFactory, Peers, ProposeError, RaftHandler, Reply, Request,
+};
 pub use node::ClusterNode;
 pub use store::ApplyHook;
-pub use types::{Applied, Command, GroupId, Node, NodeId, TypeConfig};
+pub use types::{Applied, Command, GroupId, Node, NodeId, NodeInfo, TypeConfig};
 
 /// The entry points of the `cluster_input` fuzz target: what a peer or a damaged disk can hand
 /// this crate. The first byte picks one, the rest is its input; none may panic.

@@ -1,10 +1,17 @@
 //! One node of a cluster: its peers, its replicated logs, and the cluster listener that hands
 //! each peer request to the group it names. Every group of the node shares the listener and
 //! one outgoing connection per peer ([`Peers`]).
+//!
+//! Nodes also introduce themselves to each other ([`Request::Hello`]): each tells its peers the
+//! addresses its clients use ([`NodeInfo`]), so any node can name any other's client address.
+//! [`ClusterNode::introduce`] sends this node's to every peer whose addresses it does not know
+//! yet, every [`HELLO_INTERVAL`], and to all of them every [`HELLO_REFRESH`] (a peer restarted
+//! with other addresses); a peer's own hello updates what is known of it at once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use sluice_storage::FsRef;
 use tokio::net::TcpListener;
@@ -12,8 +19,20 @@ use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::group::{BoxFuture, GroupStorage, ReplicatedLog, Timing};
-use crate::net::{serve, NetworkFactory, Peers, RaftHandler, Reply, Request};
-use crate::types::{GroupId, Node, NodeId};
+use crate::net::{serve, NetworkFactory, Peers, ProposeError, RaftHandler, Reply, Request};
+use crate::types::{Applied, Command, GroupId, Node, NodeId, NodeInfo};
+
+/// Pause between rounds of hellos while some peer's addresses are unknown.
+pub const HELLO_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Pause between rounds of hellos once every peer's addresses are known.
+pub const HELLO_REFRESH: Duration = Duration::from_secs(10);
+
+/// Longest wait for a forwarded proposal to be applied on the leader.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest wait for one peer's answer to a hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A node of the cluster and the replicated logs it holds.
 pub struct ClusterNode {
@@ -23,6 +42,8 @@ pub struct ClusterNode {
     timing: Timing,
     peers: Arc<Peers>,
     groups: RwLock<HashMap<GroupId, ReplicatedLog>>,
+    /// Every node's client addresses known here, this node's included.
+    infos: RwLock<BTreeMap<NodeId, NodeInfo>>,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -41,7 +62,106 @@ impl ClusterNode {
             timing,
             peers: Arc::new(Peers::new(id)),
             groups: RwLock::new(HashMap::new()),
+            infos: RwLock::new(BTreeMap::new()),
         })
+    }
+
+    /// Sets the addresses this node's clients use, which it tells its peers.
+    pub fn set_info(&self, info: NodeInfo) {
+        self.record_info(self.id, info);
+    }
+
+    fn record_info(&self, id: NodeId, info: NodeInfo) {
+        let mut infos = self.infos.write().unwrap_or_else(|e| e.into_inner());
+        if infos.get(&id) != Some(&info) {
+            tracing::info!(node = id, native = ?info.native, kafka = ?info.kafka, "node addresses");
+            infos.insert(id, info);
+        }
+    }
+
+    /// A node's client addresses, when known here.
+    pub fn info(&self, id: NodeId) -> Option<NodeInfo> {
+        self.infos
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// Proposes a control command to `group` here, or, when this node does not lead it, on
+    /// the leader it knows of (one hop: the leader does not forward again). Answers once the
+    /// command is committed and applied on the node that proposed it.
+    pub async fn propose_control(&self, group: &GroupId, payload: bytes::Bytes) -> Result<Applied> {
+        use crate::group::Consensus;
+        let g = self
+            .group(group)
+            .ok_or_else(|| Error::Consensus(format!("group {group} is not open on this node")))?;
+        let leader = match g.propose(Command::Control(payload.clone())).await {
+            Err(Error::NotLeader {
+                leader: Some(l), ..
+            }) if l != self.id => l,
+            other => return other,
+        };
+        let req = Request::Propose {
+            group: group.clone(),
+            payload,
+        };
+        let not_leader = |leader| Error::NotLeader {
+            group: group.0.clone(),
+            leader,
+            leader_addr: leader.and_then(|l| self.peers.addr(l)),
+        };
+        match self.peers.call(leader, req, FORWARD_TIMEOUT).await {
+            Ok(Reply::Proposed(Ok(applied))) => Ok(applied),
+            Ok(Reply::Proposed(Err(ProposeError::NotLeader { leader }))) => Err(not_leader(leader)),
+            Ok(Reply::Proposed(Err(ProposeError::Failed(why)))) => Err(Error::Consensus(why)),
+            Ok(Reply::UnknownGroup(_)) => Err(not_leader(None)),
+            Ok(other) => Err(Error::Consensus(format!("odd reply {}", other.name()))),
+            // Not known whether it was applied: the caller's retry must be harmless.
+            Err(e) => Err(Error::Consensus(format!(
+                "forwarding to node {leader}: {e}"
+            ))),
+        }
+    }
+
+    /// Every node's client addresses known here.
+    pub fn infos(&self) -> BTreeMap<NodeId, NodeInfo> {
+        self.infos.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Introduces this node to `peers` until `shutdown` turns true (see the module's notes).
+    pub async fn introduce(&self, peers: Vec<NodeId>, mut shutdown: watch::Receiver<bool>) {
+        let mut round = 0u64;
+        loop {
+            let own = self.info(self.id).unwrap_or_default();
+            let refresh = round % (HELLO_REFRESH.as_millis() / HELLO_INTERVAL.as_millis()) as u64;
+            let due: Vec<NodeId> = peers
+                .iter()
+                .copied()
+                .filter(|p| *p != self.id && (refresh == 0 || self.info(*p).is_none()))
+                .collect();
+            let mut calls = tokio::task::JoinSet::new();
+            for p in due {
+                let req = Request::Hello {
+                    from: self.id,
+                    info: own.clone(),
+                };
+                let peers = self.peers.clone();
+                calls.spawn(async move { (p, peers.call(p, req, HELLO_TIMEOUT).await) });
+            }
+            while let Some(Ok((p, reply))) = calls.join_next().await {
+                match reply {
+                    Ok(Reply::Hello { from, info }) if from == p => self.record_info(p, info),
+                    Ok(other) => tracing::warn!(peer = p, reply = other.name(), "odd hello reply"),
+                    Err(e) => tracing::debug!(peer = p, error = %e, "hello failed"),
+                }
+            }
+            round += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(HELLO_INTERVAL) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
     }
 
     /// This node's id.
@@ -152,9 +272,38 @@ impl ClusterNode {
     }
 }
 
+impl ClusterNode {
+    /// A peer's forwarded proposal, proposed here only (never forwarded again).
+    async fn propose_here(
+        &self,
+        group: &GroupId,
+        payload: bytes::Bytes,
+    ) -> std::result::Result<Applied, ProposeError> {
+        use crate::group::Consensus;
+        let Some(g) = self.group(group) else {
+            return Err(ProposeError::NotLeader { leader: None });
+        };
+        match g.propose(Command::Control(payload)).await {
+            Ok(a) => Ok(a),
+            Err(Error::NotLeader { leader, .. }) => Err(ProposeError::NotLeader { leader }),
+            Err(e) => Err(ProposeError::Failed(e.to_string())),
+        }
+    }
+}
+
 impl RaftHandler for ClusterNode {
     fn handle(&self, req: Request) -> BoxFuture<'_, Reply> {
         Box::pin(async move {
+            if let Request::Hello { from, info } = req {
+                self.record_info(from, info);
+                return Reply::Hello {
+                    from: self.id,
+                    info: self.info(self.id).unwrap_or_default(),
+                };
+            }
+            if let Request::Propose { group, payload } = req {
+                return Reply::Proposed(self.propose_here(&group, payload).await);
+            }
             let Some(g) = self.group(req.group()) else {
                 return Reply::UnknownGroup(req.group().clone());
             };
@@ -165,6 +314,9 @@ impl RaftHandler for ClusterNode {
                 Request::Vote { rpc, .. } => Reply::Vote(g.vote(rpc).await),
                 Request::InstallSnapshot { rpc, .. } => {
                     Reply::InstallSnapshot(g.install_snapshot(rpc).await)
+                }
+                Request::Hello { .. } | Request::Propose { .. } => {
+                    unreachable!("answered above")
                 }
             }
         })

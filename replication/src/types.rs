@@ -17,6 +17,16 @@ pub type NodeId = u64;
 /// A node's cluster address (`host:port` of its cluster listener).
 pub type Node = openraft::BasicNode;
 
+/// How clients reach a node: the addresses it gives its peers, so that a node can name any
+/// node's client address (a Kafka client's metadata, where to find a leader).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// `host:port` of its native listener, as clients reach it.
+    pub native: Option<String>,
+    /// `host:port` of its Kafka listener, as clients reach it; `None` when it is off.
+    pub kafka: Option<String>,
+}
+
 /// One replicated log: `meta` (the cluster metadata), `t/<topic>/<partition>` or `q/<queue>`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct GroupId(pub String);

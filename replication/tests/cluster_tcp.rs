@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_replication::{
-    ClusterNode, Command, Consensus, GroupId, GroupStorage, Node, NodeId, ReplicatedLog, Timing,
+    ClusterNode, Command, Consensus, GroupId, GroupStorage, Node, NodeId, NodeInfo, ReplicatedLog,
+    Timing,
 };
 use sluice_storage::format::encode_batch;
 use sluice_storage::{LogConfig, Offset, Record, StdFs};
@@ -103,9 +104,8 @@ async fn wait_records(nodes: &[&Running], group: &GroupId, want: usize) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn groups_share_the_transport_fail_over_and_catch_up() {
-    let root = tempfile::tempdir().unwrap();
+/// Three loopback listeners and their addresses by node id.
+async fn listeners() -> (BTreeMap<NodeId, TcpListener>, BTreeMap<NodeId, String>) {
     let mut listeners = BTreeMap::new();
     let mut addrs = BTreeMap::new();
     for id in 1..=3 {
@@ -113,8 +113,15 @@ async fn groups_share_the_transport_fail_over_and_catch_up() {
         addrs.insert(id, l.local_addr().unwrap().to_string());
         listeners.insert(id, l);
     }
+    (listeners, addrs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_share_the_transport_fail_over_and_catch_up() {
+    let root = tempfile::tempdir().unwrap();
+    let (listeners, addrs) = listeners().await;
     let mut running = BTreeMap::new();
-    for (id, l) in std::mem::take(&mut listeners) {
+    for (id, l) in listeners {
         running.insert(id, start(id, root.path(), &addrs, l).await);
     }
     let groups = [GroupId("meta".into()), GroupId("t/orders/0".into())];
@@ -138,6 +145,19 @@ async fn groups_share_the_transport_fail_over_and_catch_up() {
         }
         wait_records(&all, g, 50).await;
     }
+
+    // A control command proposed through a follower is forwarded to the leader and applied.
+    let meta = leader(&all, &groups[0]).await;
+    let follower = all
+        .iter()
+        .find(|r| r.node.id() != meta.status().node)
+        .unwrap();
+    let applied = follower
+        .node
+        .propose_control(&groups[0], bytes::Bytes::from_static(b"through a follower"))
+        .await
+        .expect("forwarded to the leader");
+    assert!(meta.log().visible_end() > Offset(applied.base_offset));
 
     // Stop the leader of the partition: its listener closes and its groups stop.
     let group = &groups[1];
@@ -175,5 +195,76 @@ async fn groups_share_the_transport_fail_over_and_catch_up() {
     eprintln!("failover (leader stopped to first commit on the new leader): {failover:?}");
     for r in running.values() {
         r.node.shutdown().await;
+    }
+}
+
+/// Waits until `node` knows `want` as node `id`'s client addresses.
+async fn wait_info(node: &ClusterNode, id: NodeId, want: &NodeInfo) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.info(id).as_ref() != Some(want) {
+        assert!(
+            Instant::now() < deadline,
+            "node {} knows {:?} of node {id}, not {want:?}",
+            node.id(),
+            node.info(id)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn info(id: NodeId, kafka_port: u16) -> NodeInfo {
+    NodeInfo {
+        native: Some(format!("client-{id}:7450")),
+        kafka: Some(format!("client-{id}:{kafka_port}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_learn_each_others_client_addresses_and_their_changes() {
+    let root = tempfile::tempdir().unwrap();
+    let (listeners, addrs) = listeners().await;
+    let peers: Vec<NodeId> = addrs.keys().copied().collect();
+    let mut running = BTreeMap::new();
+    for (id, l) in listeners {
+        let r = start(id, root.path(), &addrs, l).await;
+        r.node.set_info(info(id, 9092));
+        let (n, stop, ps) = (r.node.clone(), r.stop.subscribe(), peers.clone());
+        tokio::spawn(async move { n.introduce(ps, stop).await });
+        running.insert(id, r);
+    }
+    for r in running.values() {
+        for id in 1..=3 {
+            wait_info(&r.node, id, &info(id, 9092)).await;
+        }
+    }
+
+    // Node 3 restarts with another Kafka port: the others learn it from its hellos.
+    let gone = running.remove(&3).unwrap();
+    gone.stop.send(true).unwrap();
+    gone.node.shutdown().await;
+    drop(gone);
+    // The stopped listener's task lets go of its port shortly after.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let l = loop {
+        match TcpListener::bind(&addrs[&3]).await {
+            Ok(l) => break l,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("rebinding: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot bind node 3's port again: {e}"),
+        }
+    };
+    let back = start(3, root.path(), &addrs, l).await;
+    back.node.set_info(info(3, 9999));
+    let (n, stop, ps) = (back.node.clone(), back.stop.subscribe(), peers.clone());
+    tokio::spawn(async move { n.introduce(ps, stop).await });
+    running.insert(3, back);
+    for r in running.values() {
+        wait_info(&r.node, 3, &info(3, 9999)).await;
+        wait_info(&r.node, 1, &info(1, 9092)).await;
+    }
+    for r in running.values() {
+        let _ = r.stop.send(true);
     }
 }

@@ -111,7 +111,9 @@ impl Peers {
             (_, Reply::UnknownGroup(_))
             | (Request::AppendEntries { .. }, Reply::AppendEntries(_))
             | (Request::Vote { .. }, Reply::Vote(_))
-            | (Request::InstallSnapshot { .. }, Reply::InstallSnapshot(_)) => Ok(reply),
+            | (Request::InstallSnapshot { .. }, Reply::InstallSnapshot(_))
+            | (Request::Propose { .. }, Reply::Proposed(_))
+            | (Request::Hello { .. }, Reply::Hello { .. }) => Ok(reply),
             _ => Err(NetError::MismatchedReply {
                 request: req.name(),
                 reply: reply.name(),

@@ -14,7 +14,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::NetError;
-use crate::types::{GroupId, NodeId, TypeConfig};
+use crate::types::{Applied, GroupId, NodeId, NodeInfo, TypeConfig};
+
+/// The group of a request addressed to the node rather than to one of its groups.
+static NO_GROUP: GroupId = GroupId(String::new());
 
 /// One openraft RPC, addressed to one Raft group of the receiving node.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -40,15 +43,34 @@ pub enum Request {
         /// openraft's request.
         rpc: InstallSnapshotRequest<TypeConfig>,
     },
+    /// A control command handed to the group's leader by another node (a metadata change
+    /// made through any node). Answered once committed and applied on the leader.
+    Propose {
+        /// The Raft group.
+        group: GroupId,
+        /// The control record's value ([`crate::Command::Control`]).
+        payload: bytes::Bytes,
+    },
+    /// A node introducing itself: its id and the addresses its clients use. Answered with the
+    /// receiving node's own ([`Reply::Hello`]); addressed to no group.
+    Hello {
+        /// The calling node.
+        from: NodeId,
+        /// Its client addresses.
+        info: NodeInfo,
+    },
 }
 
 impl Request {
-    /// The Raft group the request is for.
+    /// The Raft group the request is for (the empty name for [`Request::Hello`], which is
+    /// for the node).
     pub fn group(&self) -> &GroupId {
         match self {
             Request::AppendEntries { group, .. }
             | Request::Vote { group, .. }
-            | Request::InstallSnapshot { group, .. } => group,
+            | Request::InstallSnapshot { group, .. }
+            | Request::Propose { group, .. } => group,
+            Request::Hello { .. } => &NO_GROUP,
         }
     }
 
@@ -58,6 +80,8 @@ impl Request {
             Request::AppendEntries { .. } => "append-entries",
             Request::Vote { .. } => "vote",
             Request::InstallSnapshot { .. } => "install-snapshot",
+            Request::Propose { .. } => "propose",
+            Request::Hello { .. } => "hello",
         }
     }
 }
@@ -75,6 +99,15 @@ pub enum Reply {
     ),
     /// The receiving node does not host this group (yet): the caller retries later.
     UnknownGroup(GroupId),
+    /// The answer to [`Request::Propose`].
+    Proposed(Result<Applied, ProposeError>),
+    /// The answer to [`Request::Hello`]: the receiving node's id and client addresses.
+    Hello {
+        /// The answering node.
+        from: NodeId,
+        /// Its client addresses.
+        info: NodeInfo,
+    },
 }
 
 impl Reply {
@@ -85,8 +118,24 @@ impl Reply {
             Reply::Vote(_) => "vote",
             Reply::InstallSnapshot(_) => "install-snapshot",
             Reply::UnknownGroup(_) => "unknown-group",
+            Reply::Proposed(_) => "proposed",
+            Reply::Hello { .. } => "hello",
         }
     }
+}
+
+/// Why a forwarded proposal was not applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ProposeError {
+    /// The receiving node does not lead the group (any more); `leader` does, when known.
+    #[error("node does not lead the group; its leader is {leader:?}")]
+    NotLeader {
+        /// The leader it knows of.
+        leader: Option<NodeId>,
+    },
+    /// The proposal failed there.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Encodes a message into a frame payload.

@@ -23,6 +23,6 @@ mod tests;
 pub use client::Peers;
 pub use error::NetError;
 pub use frame::{FrameError, FRAME_BYTES_MAX};
-pub use message::{Reply, Request};
+pub use message::{ProposeError, Reply, Request};
 pub use raft_network::{GroupNetwork, NetworkFactory};
 pub use server::{serve, RaftHandler, INFLIGHT_PER_CONNECTION_MAX, PEER_CONNECTIONS_MAX};

@@ -54,6 +54,8 @@ impl RaftHandler for FakeHandler {
                 Request::InstallSnapshot { rpc, .. } => {
                     Reply::InstallSnapshot(Ok(InstallSnapshotResponse { vote: rpc.vote }))
                 }
+                Request::Hello { from, info } => Reply::Hello { from, info },
+                Request::Propose { group, .. } => Reply::UnknownGroup(group),
             }
         })
     }

@@ -55,6 +55,9 @@ impl RaftHandler for Registry {
                 Request::InstallSnapshot { rpc, .. } => {
                     Reply::InstallSnapshot(raft.install_snapshot(rpc).await)
                 }
+                Request::Hello { .. } | Request::Propose { .. } => {
+                    Reply::UnknownGroup(GroupId(String::new()))
+                }
             }
         })
     }
