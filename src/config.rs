@@ -115,6 +115,9 @@ pub struct Config {
     /// `host:port` the Kafka listener tells clients to connect to (Metadata, FindCoordinator);
     /// the bound address when absent.
     pub kafka_advertised: Option<String>,
+    /// `host:port` native clients reach this server at, which a cluster node tells its peers;
+    /// the bound address when absent.
+    pub advertised: Option<String>,
     /// A Kafka Metadata request naming an unknown topic creates it with the server's defaults
     /// (as Kafka's `auto.create.topics.enable`); when false it gets UNKNOWN_TOPIC_OR_PARTITION.
     pub kafka_auto_create_topics: bool,
@@ -164,6 +167,7 @@ impl Default for Config {
             retention_check_ms: 60_000,
             kafka_listen: DEFAULT_KAFKA_LISTEN.into(),
             kafka_advertised: None,
+            advertised: None,
             kafka_auto_create_topics: true,
             kafka_default_partitions: 1,
             kafka_groups: Default::default(),
@@ -305,23 +309,12 @@ impl Config {
 
     /// The advertised Kafka address split into host and port, if one is set.
     pub fn kafka_advertised_host_port(&self) -> Result<Option<(String, u16)>, ConfigError> {
-        let Some(a) = &self.kafka_advertised else {
-            return Ok(None);
-        };
-        let bad = |why: &str| {
-            ConfigError::Invalid(format!(
-                "kafka_advertised {a:?}: {why} (expected HOST:PORT)"
-            ))
-        };
-        let (host, port) = a.rsplit_once(':').ok_or_else(|| bad("no port"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            return Err(bad("no host"));
-        }
-        match port.parse::<u16>() {
-            Ok(p) if p > 0 => Ok(Some((host.to_owned(), p))),
-            _ => Err(bad("the port must be 1 to 65535")),
-        }
+        host_port("kafka_advertised", self.kafka_advertised.as_deref())
+    }
+
+    /// The advertised native address split into host and port, if one is set.
+    pub fn advertised_host_port(&self) -> Result<Option<(String, u16)>, ConfigError> {
+        host_port("advertised", self.advertised.as_deref())
     }
 
     /// Checks every value.
@@ -331,19 +324,13 @@ impl Config {
         self.kafka_listen_addr()?;
         self.http_listen_addr()?;
         self.kafka_advertised_host_port()?;
+        self.advertised_host_port()?;
         sluice_storage::store::check_partitions(self.kafka_default_partitions)
             .map_err(|e| ConfigError::Invalid(format!("kafka_default_partitions: {e}")))?;
         self.kafka_groups
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.kafka_share.validate().map_err(ConfigError::Invalid)?;
-        if self.cluster.is_some() && self.kafka_listen_addr()?.is_some() {
-            return Err(ConfigError::Invalid(
-                "a cluster node does not serve the Kafka protocol yet: pass --kafka-listen off \
-                 (docs/replication.md)"
-                    .into(),
-            ));
-        }
         let l = &self.limits;
         let min_frame = self.log.batch_bytes_max as u64 + 64 * 1024;
         if (l.frame_bytes_max as u64) < min_frame {
@@ -374,6 +361,23 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// `value` of setting `key` split into host and port, if one is set.
+fn host_port(key: &str, value: Option<&str>) -> Result<Option<(String, u16)>, ConfigError> {
+    let Some(a) = value else {
+        return Ok(None);
+    };
+    let bad = |why: &str| ConfigError::Invalid(format!("{key} {a:?}: {why} (expected HOST:PORT)"));
+    let (host, port) = a.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(Some((host.to_owned(), p))),
+        _ => Err(bad("the port must be 1 to 65535")),
     }
 }
 

@@ -42,6 +42,8 @@ fn nodes(hosts: &Hosts, root: &std::path::Path) -> (Vec<Node>, String) {
             native: format!("{}:{NATIVE_PORT}", hosts.client_ip(i)),
             child: None,
             netns: Some(hosts.ns(i)),
+            kafka: None,
+            http: None,
         })
         .collect();
     (nodes, spec)

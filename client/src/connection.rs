@@ -338,7 +338,10 @@ impl Client {
     /// on the next nodes until [`ConnectOptions::retry_deadline`].
     pub async fn request(&self, req: Request) -> Result<Reply> {
         let conn = self.conn();
-        let first = conn.request(&req).await;
+        let first = match super::failover::retried_kind(&req) {
+            true => self.timed(conn.request(&req)).await,
+            false => conn.request(&req).await,
+        };
         match first {
             Err(e) if self.inner.failover.is_some() && super::failover::retried(&req, &e) => {
                 let req = &req;

@@ -4,8 +4,11 @@
 //! lost connection, sends it again on the next address, round-robin, with a short backoff,
 //! until [`crate::ConnectOptions::retry_deadline`].
 //!
-//! Nodes do not know each other's client addresses (only their cluster addresses), so the
-//! leader a `NotLeader` names is not used: the next address is tried instead.
+//! A node that does not answer within [`crate::ConnectOptions::request_timeout`] (a paused
+//! process, a link cut without resets) is given up on as a lost connection would be.
+//!
+//! The native `NotLeader` names the leader's node id and cluster address, not its client
+//! address, so it is not used: the next address is tried instead.
 //!
 //! A request refused with `NotLeader` or `ShuttingDown` was not carried out, so sending it
 //! again is safe. One cut by a lost connection may have been carried out: a publish sent again
@@ -49,7 +52,12 @@ impl Failover {
 /// True when failure `e` of `req` is worth retrying on another node: `req` does not depend on
 /// its connection, and `e` is `NotLeader`, `ShuttingDown` or a lost connection.
 pub(super) fn retried(req: &Request, e: &ClientError) -> bool {
-    let kind = matches!(
+    retried_kind(req) && retriable(e)
+}
+
+/// True when `req` does not depend on its connection: it may be sent to any node.
+pub(super) fn retried_kind(req: &Request) -> bool {
+    matches!(
         req,
         Request::Ping
             | Request::Publish { .. }
@@ -60,13 +68,13 @@ pub(super) fn retried(req: &Request, e: &ClientError) -> bool {
             | Request::ListTopics
             | Request::DescribeTopic { .. }
             | Request::ClusterStatus
-    );
-    kind && retriable(e)
+    )
 }
 
-/// True for `NotLeader`, `ShuttingDown` and a lost connection.
+/// True for `NotLeader`, `ShuttingDown`, a lost connection and a node that did not answer in
+/// time.
 pub(super) fn retriable(e: &ClientError) -> bool {
-    matches!(e, ClientError::Closed(_))
+    matches!(e, ClientError::Closed(_) | ClientError::TimedOut(_))
         || matches!(
             e.code(),
             Some(ErrorCode::NotLeader | ErrorCode::ShuttingDown)
@@ -92,6 +100,19 @@ pub(super) async fn connect_first(
 }
 
 impl Client {
+    /// Waits for `reply`, at most the request timeout when failing over.
+    pub(super) async fn timed<T>(&self, reply: impl Future<Output = Result<T>>) -> Result<T> {
+        match &self.inner.failover {
+            Some(f) => {
+                let limit = f.opts.request_timeout;
+                tokio::time::timeout(limit, reply)
+                    .await
+                    .unwrap_or(Err(ClientError::TimedOut(limit)))
+            }
+            None => reply.await,
+        }
+    }
+
     /// The connection to use after `failed` failed: the current one if another call has
     /// already moved on to a live one, else a new one to the next address that answers.
     async fn switch(&self, f: &Failover, failed: &Arc<Conn>) -> Result<Arc<Conn>> {
@@ -144,7 +165,7 @@ impl Client {
                 Err(_) => continue,
             };
             attempts += 1;
-            match op(conn.clone()).await {
+            match self.timed(op(conn.clone())).await {
                 Err(e) if retriable(&e) => {
                     failed = conn;
                     last = e;
@@ -181,6 +202,7 @@ mod tests {
     enum Answer {
         NotLeader,
         Hangup,
+        Silent,
         Confirm,
     }
 
@@ -214,6 +236,8 @@ mod tests {
                     match answer {
                         Answer::NotLeader => Reply::error(ErrorCode::NotLeader, "not the leader"),
                         Answer::Hangup => return,
+                        // A paused node: it read the request and never answers.
+                        Answer::Silent => continue,
                         Answer::Confirm => Reply::Published {
                             partition: 0,
                             base_offset: 7,
@@ -250,6 +274,43 @@ mod tests {
         c.publish("t", &[Record::from_value("w")]).await.unwrap();
         assert_eq!(confirmed.load(Ordering::SeqCst), 2);
         assert_eq!(refused.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_node_that_does_not_answer_is_given_up_on_after_the_request_timeout() {
+        let (paused, held) = node(Answer::Silent).await;
+        let (leader, confirmed) = node(Answer::Confirm).await;
+        let c = crate::Client::builder(format!("{paused},{leader}"))
+            .request_timeout(Duration::from_millis(200))
+            .connect()
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let p = c.publish("t", &[Record::from_value("v")]).await.unwrap();
+        assert_eq!(p.base_offset, 7);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert_eq!(held.load(Ordering::SeqCst), 1);
+        assert_eq!(confirmed.load(Ordering::SeqCst), 1);
+        // Pipelined: the confirm awaited past the timeout fails over too.
+        let c = crate::Client::builder(format!("{paused},{leader}"))
+            .request_timeout(Duration::from_millis(200))
+            .connect()
+            .await
+            .unwrap();
+        let pending = c
+            .send_publish(crate::Target::Any("t".into()), &[Record::from_value("w")])
+            .await
+            .unwrap();
+        assert_eq!(pending.confirmed().await.unwrap().base_offset, 7);
+        assert_eq!(held.load(Ordering::SeqCst), 2);
+        // One address: no timeout, the caller waits.
+        let lone = crate::Client::connect(&paused).await.unwrap();
+        let waited = tokio::time::timeout(
+            Duration::from_millis(500),
+            lone.publish("t", &[Record::from_value("x")]),
+        )
+        .await;
+        assert!(waited.is_err(), "a lone node's publish is never timed out");
     }
 
     #[tokio::test]

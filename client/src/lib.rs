@@ -75,14 +75,15 @@
 //! Given the nodes of a cluster, comma-separated (`Client::builder("10.0.0.1:7450,10.0.0.2:7450")`
 //! or [`ConnectOptions::addrs`]), the client connects to the first that answers. A publish (or
 //! a topic creation or deletion, a topic's figures, the cluster status) refused with
-//! `NotLeader` by a node that does not lead the partition or the metadata, or cut by a lost
-//! connection, is sent again to the next node, round-robin, with a short backoff
+//! `NotLeader` by a node that does not lead the partition, cut by a lost connection, or left
+//! unanswered past [`ConnectOptions::request_timeout`] ([`REQUEST_TIMEOUT_DEFAULT`]: a paused
+//! node), is sent again to the next node, round-robin, with a short backoff
 //! ([`RETRY_BACKOFF_MIN`] doubling to [`RETRY_BACKOFF_MAX`]), until
 //! [`ConnectOptions::retry_deadline`] ([`RETRY_DEADLINE_DEFAULT`]; a failover takes about
 //! 1 s); then the call fails with [`ClientError::Failover`]. A call returns success only for
 //! what a leader confirmed. A refusal means nothing was done; a lost connection does not say
-//! whether the publish was appended, so a publish retried after one may be appended twice: it
-//! is *at-least-once*. Subscriptions and consumers stay on the connection they were opened on.
+//! whether the publish was appended (nor does a timeout), so a publish retried after one may be
+//! appended twice: it is *at-least-once*. Subscriptions and consumers stay on the connection they were opened on.
 //!
 //! # Layout
 //! - [`protocol`]: the native wire protocol's frames, hand-encoded (specification:
@@ -131,7 +132,7 @@ pub use auth::{AuthMechanism, Credentials};
 pub use connection::ADDR_CONNECT_TIMEOUT;
 pub use consumer::{Acker, Consumer, Delivery};
 pub use failover::{RETRY_BACKOFF_MAX, RETRY_BACKOFF_MIN};
-pub use options::{ClientBuilder, ConnectOptions, RETRY_DEADLINE_DEFAULT};
+pub use options::{ClientBuilder, ConnectOptions, REQUEST_TIMEOUT_DEFAULT, RETRY_DEADLINE_DEFAULT};
 pub use partitioner::{murmur2, partition_for_key};
 pub use publish::{PendingPublish, Published};
 pub use sluice_format::{Header, Offset, Record, TopicId};
@@ -164,6 +165,10 @@ pub enum ClientError {
     /// The connection is gone.
     #[error("connection closed: {0}")]
     Closed(String),
+    /// With several addresses: a node did not answer within
+    /// [`ConnectOptions::request_timeout`].
+    #[error("no reply within {0:?}")]
+    TimedOut(std::time::Duration),
     /// The server sent bytes this client cannot decode.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),

@@ -12,6 +12,11 @@ pub(super) const CLIENT_FRAME_MAX: u32 = 256 << 20;
 /// by a lost connection is retried on the other addresses (a failover takes about 1 s).
 pub const RETRY_DEADLINE_DEFAULT: Duration = Duration::from_secs(10);
 
+/// How long, by default, a client of several addresses waits for one node's reply to a
+/// request it may send to another node, before it gives up on that node (a paused process, a
+/// link cut without resets) and sends the request to the next one.
+pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
+
 /// How to connect: built by [`Client::builder`], used by [`ConnectOptions::connect`].
 #[derive(Clone, Debug)]
 pub struct ConnectOptions {
@@ -22,6 +27,7 @@ pub struct ConnectOptions {
     pub(super) tls: Option<super::ClientTls>,
     pub(super) credentials: Option<super::Credentials>,
     pub(super) retry_deadline: Duration,
+    pub(super) request_timeout: Duration,
 }
 
 /// The builder of a [`Client`]: another name of [`ConnectOptions`].
@@ -57,6 +63,7 @@ impl ConnectOptions {
             tls: None,
             credentials: None,
             retry_deadline: RETRY_DEADLINE_DEFAULT,
+            request_timeout: REQUEST_TIMEOUT_DEFAULT,
         }
     }
 
@@ -114,6 +121,16 @@ impl ConnectOptions {
     /// appended twice (at-least-once); see the crate documentation.
     pub fn retry_deadline(mut self, deadline: Duration) -> Self {
         self.retry_deadline = deadline;
+        self
+    }
+
+    /// With several addresses: how long one node may take to answer a request that may go to
+    /// another (a publish, topic administration, figures, the cluster status) before it is
+    /// given up on ([`crate::ClientError::TimedOut`]) and the request sent to the next address
+    /// ([`REQUEST_TIMEOUT_DEFAULT`] by default). Given up on, a publish may still be appended
+    /// by the silent node: at-least-once, as after a lost connection. One address: no timeout.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
         self
     }
 

@@ -251,7 +251,10 @@ impl PendingPublish {
             rx,
             retry,
         } = self;
-        let first = conn.await_reply(rx).await;
+        let first = match retry.is_some() {
+            true => client.timed(conn.await_reply(rx)).await,
+            false => conn.await_reply(rx).await,
+        };
         let r = match (first, retry) {
             (Err(e), Some(req)) if retriable(&e) => {
                 let req = &req;

@@ -39,7 +39,7 @@ impl Broker {
     /// through the cluster metadata, on every node (blocking until this node has it).
     pub fn create_topic(&self, name: &str, settings: &LogSettings, partitions: u32) -> Result<()> {
         let Some(c) = self.cluster() else {
-            return self.create_topic_local(name, settings, partitions);
+            return self.create_topic_local(name, settings, partitions, None);
         };
         self.log_config(settings)?;
         if settings.retention_bytes.is_some() || settings.retention_ms.is_some() {
@@ -61,10 +61,17 @@ impl Broker {
                 format!("topic {name:?} already exists"),
             ));
         }
-        let cmd = crate::cluster::MetaCommand::CreateTopic {
+        let id = sluice_storage::TopicId::random().map_err(|e| {
+            BrokerError::new(
+                ErrorKind::Internal,
+                format!("getrandom(2) for a topic id: {e}"),
+            )
+        })?;
+        let cmd = crate::cluster::MetaCommand::CreateTopicWithId {
             name: name.to_string(),
             partitions,
             segment_bytes_max: settings.segment_bytes_max,
+            id: id.0,
         };
         c.create_topic_blocking(cmd, name, partitions)
     }
@@ -76,11 +83,17 @@ impl Broker {
         name: &str,
         settings: &LogSettings,
         partitions: u32,
+        id: Option<sluice_storage::TopicId>,
     ) -> Result<()> {
         let cfg = self.log_config(settings)?;
-        let t = self
-            .store
-            .create_topic_with_partitions(name, Some(cfg), partitions)?;
+        let t = match id {
+            Some(id) => self
+                .store
+                .create_topic_with_id(name, Some(cfg), partitions, id)?,
+            None => self
+                .store
+                .create_topic_with_partitions(name, Some(cfg), partitions)?,
+        };
         info!(topic = %name, partitions, id = %t.id(), "topic created");
         Ok(())
     }
@@ -282,10 +295,22 @@ impl Broker {
         next: Offset,
         metadata: &[u8],
     ) -> Result<()> {
-        self.store
-            .topic(topic)?
-            .commit(name, partition, next, metadata)?;
-        Ok(())
+        let t = self.store.topic(topic)?;
+        if self.cluster().is_none() {
+            t.commit(name, partition, next, metadata)?;
+            return Ok(());
+        }
+        // In a cluster: through the metadata, to every node (`commit_offsets`).
+        if !t.has_subscriber(name) {
+            return Err(sluice_storage::Error::NotFound {
+                kind: "subscriber",
+                name: name.into(),
+            }
+            .into());
+        }
+        self.commit_offsets(name, topic, &[(partition, next, metadata)])?
+            .pop()
+            .unwrap_or(Ok(()))
     }
 }
 

@@ -25,14 +25,63 @@ impl Broker {
     /// with one sync. The inner results say which were refused on their own (unknown
     /// partition, offset past the end, metadata too long); the outer error is a storage
     /// failure, and then none of them is confirmed.
+    ///
+    /// In cluster mode the commits go through the cluster metadata, to every node, and are
+    /// confirmed once a majority has them: each is checked here (partition, metadata size) but
+    /// not against the log's end, which a lagging node has not reached yet (as Kafka, which
+    /// does not check it either).
     pub fn commit_offsets(
         &self,
         group: &str,
         topic: &str,
         commits: &[(u32, Offset, &[u8])],
     ) -> Result<Vec<Result<()>>> {
-        let checked = self.store.topic(topic)?.commit_offsets(group, commits)?;
-        Ok(checked.into_iter().map(|r| r.map_err(Into::into)).collect())
+        let Some(cluster) = self.cluster() else {
+            let checked = self.store.topic(topic)?.commit_offsets(group, commits)?;
+            return Ok(checked.into_iter().map(|r| r.map_err(Into::into)).collect());
+        };
+        sluice_storage::store::validate_name(group)?;
+        let t = self.store.topic(topic)?;
+        let checked: Vec<Result<()>> = commits
+            .iter()
+            .map(|&(p, _, m)| t.check_commit_shape(p, m).map_err(Into::into))
+            .collect();
+        let valid: Vec<(u32, u64, Vec<u8>)> = commits
+            .iter()
+            .zip(&checked)
+            .filter(|(_, c)| c.is_ok())
+            .map(|(&(p, next, m), _)| (p, next.0, m.to_vec()))
+            .collect();
+        if !valid.is_empty() {
+            cluster.propose_meta_blocking(crate::cluster::MetaCommand::CommitOffsets {
+                group: group.to_string(),
+                topic: topic.to_string(),
+                commits: valid,
+            })?;
+        }
+        Ok(checked)
+    }
+
+    /// Stores committed offsets of the cluster metadata on this node: checked as
+    /// [`Broker::commit_offsets`] in cluster mode, so every node stores the same.
+    pub fn apply_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        commits: &[(u32, u64, Vec<u8>)],
+    ) -> Result<()> {
+        let t = match self.store.topic(topic) {
+            Ok(t) => t,
+            // Deleted since: nothing to keep.
+            Err(sluice_storage::Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let commits: Vec<(u32, Offset, &[u8])> = commits
+            .iter()
+            .map(|(p, next, m)| (*p, Offset(*next), m.as_slice()))
+            .collect();
+        t.commit_offsets_unbounded(group, &commits)?;
+        Ok(())
     }
 
     /// Every committed offset of `group`, sorted by topic and partition. Opens only the topics
@@ -80,9 +129,20 @@ impl Broker {
             .collect()
     }
 
-    /// Deletes `group`'s committed offsets on every topic (durable on return). Opens only the
-    /// topics the group has offsets on.
+    /// Deletes `group`'s committed offsets on every topic (durable on return; in cluster mode,
+    /// on every node through the cluster metadata). Opens only the topics the group has
+    /// offsets on.
     pub fn delete_group_offsets(&self, group: &str) -> Result<()> {
+        match self.cluster() {
+            Some(c) => c.propose_meta_blocking(crate::cluster::MetaCommand::DeleteGroupOffsets {
+                group: group.to_string(),
+            }),
+            None => self.delete_group_offsets_local(group),
+        }
+    }
+
+    /// [`Broker::delete_group_offsets`] on this node only.
+    pub fn delete_group_offsets_local(&self, group: &str) -> Result<()> {
         for name in self.topics_with_subscriber(group) {
             let Ok(topic) = self.store.topic(&name) else {
                 continue;

@@ -51,6 +51,25 @@ impl ClusterConfig {
         Ok(ClusterConfig { node_id, nodes })
     }
 
+    /// The cluster's id: the same on every node given the same `--cluster` list (16 bytes of
+    /// an FNV-1a hash of it, with the UUID version and variant bits of a name-based UUID).
+    pub fn cluster_uuid(&self) -> [u8; 16] {
+        let spec: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|(id, a)| format!("{id}@{a}"))
+            .collect();
+        let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+        for b in spec.join(",").bytes() {
+            h ^= b as u128;
+            h = h.wrapping_mul(0x0000000001000000000000000000013B);
+        }
+        let mut id = h.to_be_bytes();
+        id[6] = (id[6] & 0x0f) | 0x50;
+        id[8] = (id[8] & 0x3f) | 0x80;
+        id
+    }
+
     /// This node's cluster listener address.
     pub fn own_addr(&self) -> &str {
         &self.nodes[&self.node_id]
@@ -66,6 +85,11 @@ mod tests {
         let c = ClusterConfig::parse(2, "1@127.0.0.1:9201, 2@127.0.0.1:9202,3@h:9203").unwrap();
         assert_eq!(c.nodes.len(), 3);
         assert_eq!(c.own_addr(), "127.0.0.1:9202");
+        // Every node of a cluster names it alike; another list, another cluster.
+        let other = ClusterConfig::parse(3, "1@127.0.0.1:9201,2@127.0.0.1:9202,3@h:9203").unwrap();
+        assert_eq!(c.cluster_uuid(), other.cluster_uuid());
+        let moved = ClusterConfig::parse(2, "1@127.0.0.1:9201,2@127.0.0.1:9202,3@h:9204").unwrap();
+        assert_ne!(c.cluster_uuid(), moved.cluster_uuid());
         for bad in [
             "",
             "1@a:1",

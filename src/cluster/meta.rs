@@ -2,8 +2,10 @@
 //! [`MetaCommand`]s. Applying one changes this node's store: a topic created through the
 //! metadata is created on every node, with a replicated log for each of its partitions.
 //!
-//! The metadata state lives in the store (the topics themselves), so applying is idempotent and
-//! the `meta` group applies its whole log again after a restart.
+//! The metadata state lives in the store (the topics themselves, and the committed offsets of
+//! groups and named subscribers), so applying is idempotent and the `meta` group applies its
+//! whole log again after a restart: commits are applied again in the order they were made, so
+//! each ends at its last value.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +25,34 @@ pub enum MetaCommand {
     DeleteTopic {
         /// Its name.
         name: String,
+    },
+    /// Committed offsets of a consumer group (or named subscriber) on one topic, stored on
+    /// every node: `(partition, next offset, metadata)`.
+    CommitOffsets {
+        /// The group or subscriber name.
+        group: String,
+        /// The topic.
+        topic: String,
+        /// The commits.
+        commits: Vec<(u32, u64, Vec<u8>)>,
+    },
+    /// Delete a group's committed offsets on every topic, on every node.
+    DeleteGroupOffsets {
+        /// The group.
+        group: String,
+    },
+    /// Create a topic on every node under one topic id (what Kafka clients name it by).
+    /// Supersedes [`MetaCommand::CreateTopic`], whose nodes each drew an id of their own; that
+    /// one still decodes from older metadata logs.
+    CreateTopicWithId {
+        /// Its name.
+        name: String,
+        /// Its partitions.
+        partitions: u32,
+        /// Segment size, when not the default.
+        segment_bytes_max: Option<u64>,
+        /// Its id, drawn by the node it was created through.
+        id: [u8; 16],
     },
 }
 

@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock, Weak};
 
 use sluice_replication::{
     ApplyHook, BoxFuture, ClusterNode, Command, Consensus, Error as ReplError, GroupId,
-    GroupStatus, GroupStorage, LogSource, Node, ReplicatedLog, Timing,
+    GroupStatus, GroupStorage, LogSource, Node, NodeInfo, ReplicatedLog, Timing,
 };
 use sluice_storage::{format, LogConfig, Offset, StdFs};
 use tokio::net::TcpListener;
@@ -29,12 +29,17 @@ use crate::broker::{Broker, BrokerError, ErrorKind, Published};
 
 pub mod config;
 pub mod meta;
+pub mod producers;
 
 pub use config::ClusterConfig;
 pub use meta::MetaCommand;
 
 /// The group of the cluster metadata.
 pub const META_GROUP: &str = "meta";
+
+/// Longest a replica of a new partition waits for its first candidate to lead before it forms
+/// the group itself.
+pub const FIRST_LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Longest a topic creation waits for its new partitions' first leaders before answering.
 pub const NEW_TOPIC_LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -46,6 +51,8 @@ pub struct Cluster {
     broker: Weak<Broker>,
     meta: std::sync::OnceLock<ReplicatedLog>,
     partitions: RwLock<HashMap<(String, u32), ReplicatedLog>>,
+    /// Idempotent producers of the partitions this node leads.
+    gates: producers::Gates,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -100,11 +107,13 @@ fn broker_error(e: ReplError) -> BrokerError {
 
 impl Cluster {
     /// Starts this node: binds its cluster listener, opens the `meta` group and a group for
-    /// every partition the store holds, and sets itself on `broker`.
+    /// every partition the store holds, sets itself on `broker`, and introduces itself to its
+    /// peers with `info`, the addresses its clients use.
     pub async fn start(
         config: ClusterConfig,
         broker: &Arc<Broker>,
         data_dir: &Path,
+        info: NodeInfo,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Cluster>, String> {
         let listener = TcpListener::bind(config.own_addr())
@@ -115,12 +124,17 @@ impl Cluster {
         for (id, addr) in &config.nodes {
             node.set_peer(*id, addr.clone());
         }
+        node.set_info(info);
+        let peers: Vec<u64> = config.nodes.keys().copied().collect();
+        let (n, stop) = (node.clone(), shutdown.clone());
+        tokio::spawn(async move { n.introduce(peers, stop).await });
         let cluster = Arc::new(Cluster {
             config,
             node: node.clone(),
             broker: Arc::downgrade(broker),
             meta: std::sync::OnceLock::new(),
             partitions: RwLock::default(),
+            gates: producers::Gates::default(),
         });
         tokio::spawn(async move { node.serve(listener, shutdown).await });
         broker.set_cluster(cluster.clone());
@@ -142,7 +156,7 @@ impl Cluster {
             let count = broker.topic_meta(&topic).map(|(_, n)| n).unwrap_or(0);
             for p in 0..count {
                 cluster
-                    .open_partition(&topic, p)
+                    .open_partition(&topic, p, true)
                     .await
                     .map_err(|e| format!("topic {topic:?} partition {p}: {e}"))?;
             }
@@ -169,11 +183,15 @@ impl Cluster {
             .ok_or_else(|| BrokerError::new(ErrorKind::Internal, "the broker has stopped"))
     }
 
-    /// Opens this node's replica of a partition (its store log, attached) and joins its group.
+    /// Opens this node's replica of a partition (its store log, attached) and joins its group;
+    /// with `bootstrap`, forms the group with every node as a member if it has not been formed
+    /// yet, which makes this node stand for election at once (openraft's `initialize`). A
+    /// replica opened without is formed by the first leader's entries.
     async fn open_partition(
         &self,
         topic: &str,
         partition: u32,
+        bootstrap: bool,
     ) -> Result<ReplicatedLog, BrokerError> {
         if let Some(g) = self.partition(topic, partition) {
             return Ok(g);
@@ -187,7 +205,7 @@ impl Cluster {
                     log: LogSource::Attached(log),
                     hook: None,
                 },
-                Some(self.members()),
+                bootstrap.then(|| self.members()),
             )
             .await
             .map_err(broker_error)?;
@@ -236,12 +254,57 @@ impl Cluster {
         }))
     }
 
-    /// Proposes a metadata change; answers once it is committed and applied on this node.
-    pub async fn propose_meta(&self, cmd: MetaCommand) -> Result<(), BrokerError> {
-        let meta = self.meta.get().ok_or_else(|| {
-            BrokerError::new(ErrorKind::Internal, "the metadata group is not open")
+    /// [`Cluster::submit_publish`] of an idempotent Kafka producer's batch (`p`, from its Kafka
+    /// header): checked against the producer's last batches first (`producers`), a retry of a
+    /// committed batch answered with its offsets without being proposed again.
+    pub async fn submit_idempotent(
+        &self,
+        topic: &str,
+        partition: u32,
+        batch: Vec<u8>,
+        p: sluice_storage::ProducerBatch,
+    ) -> Result<BoxFuture<'static, Result<Published, BrokerError>>, producers::GateError> {
+        use producers::{Admitted, GateError};
+        let g = self.partition(topic, partition).ok_or_else(|| {
+            GateError::Broker(BrokerError::new(
+                ErrorKind::NotFound,
+                format!("topic {topic:?} has no replicated partition {partition} on this node"),
+            ))
         })?;
-        meta.propose(Command::Control(cmd.encode().into()))
+        let gate = self.gate(topic, partition);
+        if let Admitted::Duplicate(at) = gate.admit(&g, &p)? {
+            return Ok(Box::pin(async move { Ok(at) }));
+        }
+        let confirm = match self.submit_publish(topic, partition, batch).await {
+            Ok(c) => c,
+            Err(e) => {
+                gate.forget();
+                return Err(GateError::Broker(e));
+            }
+        };
+        Ok(Box::pin(async move {
+            let r = confirm.await;
+            match &r {
+                Ok(at) => gate.settle(&p, at),
+                Err(_) => gate.forget(),
+            }
+            r
+        }))
+    }
+
+    fn gate(&self, topic: &str, partition: u32) -> Arc<producers::ProducerGate> {
+        let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+        gates
+            .entry((topic.to_string(), partition))
+            .or_default()
+            .clone()
+    }
+
+    /// Proposes a metadata change, through the metadata's leader when this node does not
+    /// lead it; answers once it is committed and applied on the leader.
+    pub async fn propose_meta(&self, cmd: MetaCommand) -> Result<(), BrokerError> {
+        self.node
+            .propose_control(&GroupId(META_GROUP.into()), cmd.encode().into())
             .await
             .map_err(broker_error)?;
         Ok(())
@@ -275,6 +338,13 @@ impl Cluster {
         let (me, name) = (self.clone(), topic.to_string());
         wait_on_runtime(async move {
             me.propose_meta(cmd).await?;
+            // Proposed through another node, it is applied here a little later.
+            let deadline = tokio::time::Instant::now() + NEW_TOPIC_LEADER_WAIT;
+            while me.partition(&name, partitions - 1).is_none()
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
             me.wait_leaders(&name, partitions, NEW_TOPIC_LEADER_WAIT)
                 .await;
             Ok(())
@@ -290,43 +360,39 @@ impl Cluster {
                 partitions,
                 segment_bytes_max,
             } => {
-                let settings = crate::protocol::LogSettings {
-                    segment_bytes_max,
-                    ..Default::default()
-                };
-                let b = broker.clone();
-                let n = name.clone();
+                self.apply_create(index, broker, name, partitions, segment_bytes_max, None)
+                    .await
+            }
+            MetaCommand::CreateTopicWithId {
+                name,
+                partitions,
+                segment_bytes_max,
+                id,
+            } => {
+                let id = Some(sluice_storage::TopicId(id));
+                self.apply_create(index, broker, name, partitions, segment_bytes_max, id)
+                    .await
+            }
+            MetaCommand::CommitOffsets {
+                group,
+                topic,
+                commits,
+            } => {
                 let made = crate::broker::spawn_blocking(move || {
-                    b.create_topic_local(&n, &settings, partitions)
+                    broker.apply_offsets(&group, &topic, &commits)
                 })
                 .await;
-                match made {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) if e.kind == ErrorKind::AlreadyExists => {}
-                    Ok(Err(e)) => {
-                        warn!(index, topic = %name, "metadata: cannot create the topic: {e}")
-                    }
-                    Err(e) => warn!(index, topic = %name, "metadata: cannot create the topic: {e}"),
+                if let Ok(Err(e)) = made {
+                    warn!(index, "metadata: cannot store committed offsets: {e}");
                 }
-                // Leaders are spread: partition p's first candidate is the p-th node after the
-                // metadata's leader (the node the topic was created through, which so leads
-                // partition 0 and can publish as soon as it is answered). A group that already
-                // has a leader (the metadata applied again after a restart) is left alone.
-                let meta_leader = self.meta.get().and_then(|m| m.status().leader);
-                for p in 0..partitions {
-                    let stand = meta_leader
-                        .is_some_and(|l| self.first_candidate(l, p) == self.config.node_id);
-                    match self.open_partition(&name, p).await {
-                        Ok(g) if stand && g.status().leader.is_none() => {
-                            if let Err(e) = g.campaign().await {
-                                warn!(topic = %name, partition = p, "cannot stand for election: {e}");
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            warn!(index, topic = %name, partition = p, "metadata: cannot open the partition's group: {e}")
-                        }
-                    }
+            }
+            MetaCommand::DeleteGroupOffsets { group } => {
+                let made = crate::broker::spawn_blocking(move || {
+                    broker.delete_group_offsets_local(&group)
+                })
+                .await;
+                if let Ok(Err(e)) = made {
+                    warn!(index, "metadata: cannot delete a group's offsets: {e}");
                 }
             }
             MetaCommand::DeleteTopic { name } => {
@@ -338,9 +404,68 @@ impl Cluster {
                 for g in gone {
                     self.node.close_group(g.group()).await;
                 }
+                self.gates
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|(t, _), _| *t != name);
                 let b = broker.clone();
                 let n = name.clone();
                 let _ = crate::broker::spawn_blocking(move || b.delete_topic_local(&n)).await;
+            }
+        }
+    }
+
+    /// Applies a topic creation: the topic on this node, then its partitions' groups.
+    async fn apply_create(
+        &self,
+        index: u64,
+        broker: Arc<Broker>,
+        name: String,
+        partitions: u32,
+        segment_bytes_max: Option<u64>,
+        id: Option<sluice_storage::TopicId>,
+    ) {
+        let settings = crate::protocol::LogSettings {
+            segment_bytes_max,
+            ..Default::default()
+        };
+        let n = name.clone();
+        let made = crate::broker::spawn_blocking(move || {
+            broker.create_topic_local(&n, &settings, partitions, id)
+        })
+        .await;
+        match made {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) if e.kind == ErrorKind::AlreadyExists => {}
+            Ok(Err(e)) => {
+                warn!(index, topic = %name, "metadata: cannot create the topic: {e}")
+            }
+            Err(e) => warn!(index, topic = %name, "metadata: cannot create the topic: {e}"),
+        }
+        // Leaders are spread: partition p's first candidate is the p-th node after the
+        // metadata's leader (which proposed the creation, and so leads partition 0). Only it
+        // forms the group, which makes it stand at once; the others join when it leads, or form
+        // the group themselves after `FIRST_LEADER_WAIT` without one (the candidate died). A
+        // group formed before (the metadata applied again after a restart) is left alone.
+        let meta_leader = self.meta.get().and_then(|m| m.status().leader);
+        for p in 0..partitions {
+            let stand =
+                !meta_leader.is_some_and(|l| self.first_candidate(l, p) != self.config.node_id);
+            match self.open_partition(&name, p, stand).await {
+                Ok(_) if stand => {}
+                Ok(g) => {
+                    let members = self.members();
+                    tokio::spawn(async move {
+                        if g.wait_leader(FIRST_LEADER_WAIT).await.is_none() {
+                            if let Err(e) = g.bootstrap(members).await {
+                                warn!(group = %g.group(), "cannot form the group: {e}");
+                            }
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!(index, topic = %name, partition = p, "metadata: cannot open the partition's group: {e}")
+                }
             }
         }
     }
@@ -371,6 +496,26 @@ impl Cluster {
     /// This node's id.
     pub fn node_id(&self) -> u64 {
         self.config.node_id
+    }
+
+    /// A node's client addresses, once it has introduced itself (this node's always).
+    pub fn node_info(&self, id: u64) -> Option<NodeInfo> {
+        self.node.info(id)
+    }
+
+    /// The leader of the metadata, when one is known.
+    pub fn meta_leader(&self) -> Option<u64> {
+        self.meta.get().and_then(|m| m.status().leader)
+    }
+
+    /// A partition's group state on this node; `None` when this node has no replica of it.
+    pub fn partition_status(&self, topic: &str, partition: u32) -> Option<GroupStatus> {
+        self.partition(topic, partition).map(|g| g.status())
+    }
+
+    /// The cluster's id ([`ClusterConfig::cluster_uuid`]).
+    pub fn cluster_uuid(&self) -> [u8; 16] {
+        self.config.cluster_uuid()
     }
 
     /// The cluster's nodes and their cluster addresses.

@@ -42,6 +42,9 @@ pub fn render(broker: &Broker) -> String {
     };
     let mut registry = Registry::with_prefix("sluice");
     registry.register_collector(Box::new(scrape));
+    if let Some(c) = broker.cluster() {
+        registry.register_collector(Box::new(super::cluster::ClusterScrape::of(c)));
+    }
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)
         .expect("writing to a String cannot fail");
@@ -203,7 +206,7 @@ impl Collector for Scrape {
 }
 
 /// Writes one family: its descriptor and a sample per row.
-fn family<L: EncodeLabelSet, V: Copy + Into<f64>>(
+pub(super) fn family<L: EncodeLabelSet, V: Copy + Into<f64>>(
     e: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -223,7 +226,7 @@ fn family<L: EncodeLabelSet, V: Copy + Into<f64>>(
 }
 
 /// One sample without labels.
-fn single(
+pub(super) fn single(
     e: &mut DescriptorEncoder,
     name: &str,
     help: &str,

@@ -8,8 +8,10 @@
 //! # Layout
 //! - `mod.rs`: [`Metrics`], [`Protocol`], the names of native request kinds and error codes.
 //! - `collect`: the scrape: the Prometheus text exposition of the counters and of the store.
+//! - `cluster`: the cluster's figures of a scrape, on a node of a cluster.
 //! - `connections`: the registry of open connections (client names, counts, subscriptions).
 
+mod cluster;
 mod collect;
 mod connections;
 

@@ -156,17 +156,18 @@ impl Server {
             Broker::new(Arc::new(store), config.limits.clone(), config.log.clone())
                 .with_security(Arc::new(security)),
         );
+        let kafka = bind_kafka(&config, &broker, tls.clone()).await?;
         let cluster = match &config.cluster {
             Some(c) => {
+                let info = node_info(&config, &listener, kafka.as_ref())?;
                 let (stop, rx) = tokio::sync::watch::channel(false);
-                let node = crate::cluster::Cluster::start(c.clone(), &broker, &dir, rx)
+                let node = crate::cluster::Cluster::start(c.clone(), &broker, &dir, info, rx)
                     .await
                     .map_err(ServerError::Cluster)?;
                 Some((node, stop))
             }
             None => None,
         };
-        let kafka = bind_kafka(&config, &broker, tls.clone()).await?;
         let http = match config.http_listen_addr()? {
             Some(addr) => Some(
                 http::HttpListener::bind(addr)
@@ -269,6 +270,45 @@ impl Server {
     }
 }
 
+/// The client addresses a cluster node tells its peers: the advertised ones, else the bound
+/// ones (an address bound to every interface is told as such, with a warning: set
+/// `--advertised`).
+fn node_info(
+    config: &Config,
+    listener: &TcpListener,
+    kafka: Option<&kafka::KafkaListener>,
+) -> Result<sluice_replication::NodeInfo, ServerError> {
+    let native = match config.advertised_host_port()? {
+        Some((h, p)) => format_host_port(&h, p),
+        None => {
+            let bound = listener.local_addr().map_err(|source| ServerError::Bind {
+                addr: config
+                    .listen_addr()
+                    .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into()),
+                source,
+            })?;
+            if bound.ip().is_unspecified() {
+                warn!(%bound, "the native listener is bound to every address: set \
+                    --advertised to the address clients reach this node at");
+            }
+            bound.to_string()
+        }
+    };
+    let kafka = kafka.map(|k| format_host_port(&k.context.host, k.context.port as u16));
+    Ok(sluice_replication::NodeInfo {
+        native: Some(native),
+        kafka,
+    })
+}
+
+/// `host:port`, with an IPv6 host in brackets.
+fn format_host_port(host: &str, port: u16) -> String {
+    match host.contains(':') {
+        true => format!("[{host}]:{port}"),
+        false => format!("{host}:{port}"),
+    }
+}
+
 /// Binds the Kafka listener unless it is off, and learns how this broker presents itself: the
 /// advertised address (the bound one unless configured) and the cluster id (the data
 /// directory's identity).
@@ -296,14 +336,21 @@ async fn bind_kafka(
             (bound.ip().to_string(), bound.port())
         }
     };
-    let store = broker.store().clone();
-    let id = spawn_blocking(move || store.identity())
-        .await
-        .map_err(|e| ServerError::Task(e.to_string()))?
-        .map_err(|source| ServerError::Store {
-            dir: config.data_dir.clone(),
-            source,
-        })?;
+    // A cluster's nodes are one Kafka cluster; a single server is the cluster of its data
+    // directory.
+    let id = match &config.cluster {
+        Some(c) => c.cluster_uuid(),
+        None => {
+            let store = broker.store().clone();
+            spawn_blocking(move || store.identity())
+                .await
+                .map_err(|e| ServerError::Task(e.to_string()))?
+                .map_err(|source| ServerError::Store {
+                    dir: config.data_dir.clone(),
+                    source,
+                })?
+        }
+    };
     let offsets = Arc::new(kafka::BrokerGroupOffsets::new(broker.clone()));
     let groups = kafka::group::GroupCoordinator::new(
         config.kafka_groups.clone(),

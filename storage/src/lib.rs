@@ -82,7 +82,7 @@ pub use ackstate::{inspect_queue_state, QueueStateReport};
 pub use config::{FsyncPolicy, LogConfig, RecoveryPolicy};
 pub use error::{Error, Result};
 pub use fs::{FileSystem, FsRef, StdFs};
-pub use log::producers::{ProducerBatch, ProducerError};
+pub use log::producers::{ProducerBatch, ProducerError, ProducerTable, Verdict};
 pub use log::{
     record_error, AppendInfo, Appended, Batch, Log, RecoveryReport, Retention, SegmentInfo,
 };

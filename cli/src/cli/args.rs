@@ -27,6 +27,10 @@ pub struct Cli {
     /// giving up (0: never retried).
     #[arg(long, global = true, env = "SLUICE_RETRY_MS", value_name = "MS", default_value_t = sluice::client::RETRY_DEADLINE_DEFAULT.as_millis() as u64)]
     pub retry_ms: u64,
+    /// With several --addr nodes: how long (ms) one node may take to answer before the
+    /// request goes to the next (a paused node).
+    #[arg(long, global = true, env = "SLUICE_REQUEST_TIMEOUT_MS", value_name = "MS", default_value_t = sluice::client::REQUEST_TIMEOUT_DEFAULT.as_millis() as u64)]
+    pub request_timeout_ms: u64,
     /// Speak TLS to the server, trusting the CA certificates of this PEM file.
     #[arg(long, global = true, env = "SLUICE_TLS_CA", value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
@@ -138,6 +142,10 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:9092].
     #[arg(long, value_name = "ADDR")]
     pub kafka_listen: Option<String>,
+    /// HOST:PORT native clients reach this server at, which a cluster node tells the other
+    /// nodes [default: the bound --listen address].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertised: Option<String>,
     /// HOST:PORT Kafka clients are told to connect to [default: the bound Kafka address].
     #[arg(long, value_name = "HOST:PORT")]
     pub kafka_advertised: Option<String>,

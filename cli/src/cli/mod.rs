@@ -28,7 +28,8 @@ use tokio::task::JoinHandle;
 fn connect_options(cli: &Cli) -> Result<sluice::client::ConnectOptions> {
     let mut opts = Client::builder(cli.addr.clone())
         .client_name(format!("sluice-cli {}", env!("CARGO_PKG_VERSION")))
-        .retry_deadline(Duration::from_millis(cli.retry_ms));
+        .retry_deadline(Duration::from_millis(cli.retry_ms))
+        .request_timeout(Duration::from_millis(cli.request_timeout_ms.max(1)));
     if let Some(user) = &cli.user {
         use sluice::client::{scram::Mechanism, AuthMechanism, Credentials};
         let mut c = Credentials::new(user.clone(), security::client_password(user)?);
@@ -135,6 +136,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     if let Some(l) = args.kafka_listen {
         config.kafka_listen = l;
+    }
+    if let Some(a) = args.advertised {
+        config.advertised = Some(a);
     }
     if let Some(a) = args.kafka_advertised {
         config.kafka_advertised = Some(a);

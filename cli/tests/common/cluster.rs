@@ -25,6 +25,10 @@ pub struct Node {
     pub child: Option<Child>,
     /// The network namespace it runs in (`common::netns`), if not the test's own.
     pub netns: Option<String>,
+    /// Its Kafka listener's address; `None`: off.
+    pub kafka: Option<String>,
+    /// Its HTTP listener's address; `None`: off.
+    pub http: Option<String>,
 }
 
 impl Node {
@@ -38,8 +42,11 @@ impl Node {
             None => Command::new(BIN),
         };
         let mut child = command
-            .args(["serve", "--listen", &self.native, "--kafka-listen", "off"])
-            .args(["--http-listen", "off", "--node-id", &self.id.to_string()])
+            .args(["serve", "--listen", &self.native, "--kafka-listen"])
+            .arg(self.kafka.as_deref().unwrap_or("off"))
+            .arg("--http-listen")
+            .arg(self.http.as_deref().unwrap_or("off"))
+            .args(["--node-id", &self.id.to_string()])
             .args(["--cluster", cluster, "--data-dir"])
             .arg(&self.dir)
             // In a namespace its client address is not a loopback one, but only the test
@@ -103,6 +110,8 @@ pub fn cluster_nodes(root: &Path, count: u64) -> (Vec<Node>, String) {
             native: format!("127.0.0.1:{}", ports[id as usize - 1].0),
             child: None,
             netns: None,
+            kafka: None,
+            http: None,
         })
         .collect();
     (nodes, spec)

@@ -36,9 +36,12 @@ fn check_creatable(ctx: &KafkaContext, t: &CreatableTopic) -> Result<u32, (i16, 
             return Err((ResponseError::InvalidPartitions.code(), m));
         }
     };
-    if !matches!(t.replication_factor, -1 | 1) {
+    // Every partition is on every node: one replica per node.
+    let nodes = ctx.broker.cluster().map_or(1, |c| c.nodes().len() as i16);
+    if t.replication_factor != -1 && t.replication_factor != nodes {
         let m = format!(
-            "replication factor {} on a one-node cluster (1 or -1 only)",
+            "replication factor {} on a cluster of {nodes} node(s) ({nodes} or -1 only: each \
+             partition is on every node)",
             t.replication_factor
         );
         return Err((ResponseError::InvalidReplicationFactor.code(), m));

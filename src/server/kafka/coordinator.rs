@@ -1,5 +1,6 @@
-//! FindCoordinator: node 0 coordinates every consumer group (the group APIs themselves are in
-//! `group/`). Transaction coordinators are refused: transactions are not served (see
+//! FindCoordinator: one node coordinates every consumer group: node 0 of a single server, the
+//! cluster metadata's leader in a cluster (`cluster::coordinator`); the group APIs themselves
+//! are in `group/`. Transaction coordinators are refused: transactions are not served (see
 //! `docs/kafka.md`), and a clear, non-retriable error keeps a transactional client from
 //! retrying forever. Versions 0-3 ask for one key, 4+ for a batch.
 
@@ -12,7 +13,7 @@ use super::authz;
 use super::codec::Header;
 use super::connection::{Conn, Slot};
 use super::dispatch::respond;
-use super::{KafkaContext, NODE_ID};
+use super::{cluster, KafkaContext};
 use crate::security::{Operation, Principal, Resource};
 
 /// `key_type` of a consumer group.
@@ -41,11 +42,21 @@ fn coordinator(ctx: &KafkaContext, key: StrBytes, key_type: i8, p: &Principal) -
     };
     c.key = key;
     match refused {
-        None => {
-            c.node_id = BrokerId(NODE_ID);
-            c.host = StrBytes::from_string(ctx.host.clone());
-            c.port = ctx.port;
-        }
+        None => match cluster::coordinator(ctx) {
+            Ok(n) => {
+                c.node_id = BrokerId(n.id);
+                c.host = StrBytes::from_string(n.host);
+                c.port = n.port;
+            }
+            Err(code) => {
+                c.node_id = BrokerId(-1);
+                c.port = -1;
+                c.error_code = code;
+                c.error_message = Some(StrBytes::from_static_str(
+                    "the cluster is electing the coordinator (its metadata's leader)",
+                ));
+            }
+        },
         Some(why) => {
             c.node_id = BrokerId(-1);
             c.port = -1;

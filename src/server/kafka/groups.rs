@@ -30,6 +30,10 @@ impl Conn {
         let host = format!("/{}", self.peer.ip());
         let ctx = self.ctx.clone();
         let p = self.auth.principal.clone();
+        // In a cluster one node coordinates every group; any node lists the groups it knows.
+        if !super::cluster::coordinates(&ctx) && !matches!(req, Request::ListGroups(_)) {
+            return self.refuse_not_coordinator(tx, h, req);
+        }
         if membership_refused(&ctx, &p, &req) {
             return self.refuse_membership(tx, h, req);
         }

@@ -1,12 +1,12 @@
-//! Metadata: this broker as the one node of its cluster, and the topics asked for (all of them
-//! when the request names none), each partition led by node 0. Unknown topics named in the
+//! Metadata: the brokers (this one as node 0, or a cluster's nodes, see `cluster`), and the
+//! topics asked for (all of them when the request names none), each partition with its leader. Unknown topics named in the
 //! request are created with the server's defaults when `kafka_auto_create_topics` is on and the
 //! client allows it. Sluice's queues are listed too, as topics of one partition (a topic shadows
 //! a queue of its name).
 
 use crate::broker::spawn_blocking;
 use kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -17,7 +17,7 @@ use super::authz;
 use super::codec::Header;
 use super::connection::{Conn, Slot};
 use super::dispatch::respond;
-use super::{error_code, valid_topic_name, KafkaContext, LEADER_EPOCH, NODE_ID};
+use super::{cluster, error_code, valid_topic_name, KafkaContext, LEADER_EPOCH};
 use crate::broker::{ErrorKind, LogSettings};
 use crate::security::{Operation, Principal, Resource};
 
@@ -33,15 +33,6 @@ impl Conn {
             respond(ctx.broker.metrics(), tx, &h, &body);
         });
     }
-}
-
-/// The node every partition is led by, as Metadata lists it.
-fn this_broker(ctx: &KafkaContext) -> MetadataResponseBroker {
-    let mut b = MetadataResponseBroker::default();
-    b.node_id = BrokerId(NODE_ID);
-    b.host = StrBytes::from_string(ctx.host.clone());
-    b.port = ctx.port;
-    b
 }
 
 /// A topic's entry; the topic's partitions when `error` is 0.
@@ -62,12 +53,14 @@ pub(super) fn topic_entry(ctx: &KafkaContext, name: &str, error: i16) -> Metadat
     };
     t.partitions = (0..count)
         .map(|p| {
+            let l = cluster::partition_leader(ctx, name, p);
             let mut m = MetadataResponsePartition::default();
             m.partition_index = p as i32;
-            m.leader_id = BrokerId(NODE_ID);
+            m.error_code = l.error;
+            m.leader_id = BrokerId(l.leader);
             m.leader_epoch = LEADER_EPOCH;
-            m.replica_nodes = vec![BrokerId(NODE_ID)];
-            m.isr_nodes = vec![BrokerId(NODE_ID)];
+            m.replica_nodes = l.replicas.into_iter().map(BrokerId).collect();
+            m.isr_nodes = l.isr.into_iter().map(BrokerId).collect();
             m
         })
         .collect();
@@ -151,9 +144,9 @@ fn metadata(
             .collect()
     };
     let mut resp = MetadataResponse::default();
-    resp.brokers = vec![this_broker(ctx)];
+    resp.brokers = cluster::brokers(ctx);
     resp.cluster_id = Some(StrBytes::from_string(ctx.cluster_id.clone()));
-    resp.controller_id = BrokerId(NODE_ID);
+    resp.controller_id = BrokerId(cluster::controller(ctx));
     resp.topics = topics;
     if (8..=10).contains(&version) {
         resp.cluster_authorized_operations = OPERATIONS_NOT_REQUESTED;

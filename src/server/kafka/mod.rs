@@ -37,6 +37,7 @@
 mod acls;
 mod admin;
 mod authz;
+mod cluster;
 pub(crate) mod codec;
 mod configs;
 mod connection;
@@ -54,6 +55,7 @@ mod groups;
 pub(crate) use group_store::BrokerGroupOffsets;
 mod listener;
 mod metadata;
+mod not_coordinator;
 mod offsets;
 mod partitions;
 mod produce;

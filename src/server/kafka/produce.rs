@@ -20,7 +20,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use sluice_storage::format::{kafka_to_stored, BatchError};
+use sluice_storage::format::{kafka_to_stored, BatchError, KafkaBatch};
 use sluice_storage::{
     Appended as LogAppended, Error as StoreError, Log, Offset, ProducerBatch, ProducerError,
 };
@@ -56,8 +56,20 @@ fn batch_error_code(e: &BatchError) -> i16 {
 /// One partition of the request, once appended (or refused).
 struct Appended {
     index: i32,
-    outcome: Result<(Log, Offset, Offset), (i16, String)>,
+    outcome: Result<Done, (i16, String)>,
 }
+
+/// What an appended partition waits for before it is answered.
+enum Done {
+    /// Appended to this node's log, from `base` to `last`: its sync.
+    Local(Log, Offset, Offset),
+    /// Submitted to the partition's replicated log, batch by batch: their confirms.
+    Replicated(Vec<Confirm>),
+}
+
+/// A replicated batch's confirm.
+type Confirm =
+    sluice_replication::BoxFuture<'static, Result<crate::broker::Published, BrokerError>>;
 
 /// Checks, converts and appends one partition's batches. Blocking.
 fn append_partition(ctx: &KafkaContext, topic: &str, p: PartitionProduceData) -> Appended {
@@ -78,21 +90,23 @@ fn append_partition(ctx: &KafkaContext, topic: &str, p: PartitionProduceData) ->
         Ok(b) => b,
         Err(e) => return fail(batch_error_code(&e), e.to_string()),
     };
+    if let Some(cluster) = ctx.broker.cluster() {
+        drop(log);
+        return match submit_replicated(cluster, topic, index as u32, batches) {
+            Ok(confirms) => Appended {
+                index,
+                outcome: Ok(Done::Replicated(confirms)),
+            },
+            Err((code, m)) => fail(code, m),
+        };
+    }
     let mut range: Option<(Offset, Offset)> = None;
     for b in batches {
-        let info = match b.producer_id {
-            id if id >= 0 => {
-                let p = ProducerBatch {
-                    id,
-                    epoch: b.producer_epoch,
-                    base_sequence: b.base_sequence,
-                    record_count: b.record_count,
-                };
-                log.append_idempotent(b.bytes, p).map(|a| match a {
-                    LogAppended::New(i) | LogAppended::Duplicate(i) => i,
-                })
-            }
-            _ => log.append_unsynced(b.bytes),
+        let info = match producer_of(&b) {
+            Some(p) => log.append_idempotent(b.bytes, p).map(|a| match a {
+                LogAppended::New(i) | LogAppended::Duplicate(i) => i,
+            }),
+            None => log.append_unsynced(b.bytes),
         };
         match info {
             // A retry answered with its first offsets may end below a batch before it.
@@ -110,10 +124,53 @@ fn append_partition(ctx: &KafkaContext, topic: &str, p: PartitionProduceData) ->
     match range {
         Some((base, last)) => Appended {
             index,
-            outcome: Ok((log, base, last)),
+            outcome: Ok(Done::Local(log, base, last)),
         },
         None => fail(ResponseError::CorruptMessage.code(), "no batch".into()),
     }
+}
+
+/// The idempotent producer of a batch, when it has one.
+fn producer_of(b: &KafkaBatch) -> Option<ProducerBatch> {
+    (b.producer_id >= 0).then_some(ProducerBatch {
+        id: b.producer_id,
+        epoch: b.producer_epoch,
+        base_sequence: b.base_sequence,
+        record_count: b.record_count,
+    })
+}
+
+/// Submits a partition's batches to its replicated log, in order; their confirms, or the
+/// Kafka error of the first refused. An idempotent producer's batch is checked first
+/// (`cluster::producers`). Blocking.
+fn submit_replicated(
+    cluster: &std::sync::Arc<crate::cluster::Cluster>,
+    topic: &str,
+    partition: u32,
+    batches: Vec<KafkaBatch>,
+) -> Result<Vec<Confirm>, (i16, String)> {
+    use crate::cluster::producers::GateError;
+    let handle = tokio::runtime::Handle::current();
+    let mut confirms = Vec::with_capacity(batches.len());
+    for b in batches {
+        let submitted = match producer_of(&b) {
+            Some(p) => handle
+                .block_on(cluster.submit_idempotent(topic, partition, b.bytes, p))
+                .map_err(|e| match e {
+                    GateError::Producer(p) => append_error(StoreError::Producer(p)),
+                    GateError::InFlight => (
+                        ResponseError::RequestTimedOut.code(),
+                        "a retry of a batch still being replicated: send it again".into(),
+                    ),
+                    GateError::Broker(e) => (error_code(&e), e.message),
+                })?,
+            None => handle
+                .block_on(cluster.submit_publish(topic, partition, b.bytes))
+                .map_err(|e| (error_code(&e), e.message))?,
+        };
+        confirms.push(submitted);
+    }
+    Ok(confirms)
 }
 
 /// The Kafka error code and message of a refused append.
@@ -340,7 +397,7 @@ fn append_topics(
 fn durable(version: i16, a: Appended) -> PartitionProduceResponse {
     match a.outcome {
         Err((code, m)) => partition_response(version, a.index, code, Some(m)),
-        Ok((log, base, last)) => match make_durable(&log, last.add(1)) {
+        Ok(Done::Local(log, base, last)) => match make_durable(&log, last.add(1)) {
             Ok(()) => {
                 let mut r = partition_response(version, a.index, 0, None);
                 r.base_offset = base.0 as i64;
@@ -349,5 +406,28 @@ fn durable(version: i16, a: Appended) -> PartitionProduceResponse {
             }
             Err(e) => partition_response(version, a.index, error_code(&e), Some(e.message)),
         },
+        Ok(Done::Replicated(confirms)) => {
+            let handle = tokio::runtime::Handle::current();
+            let mut base = None;
+            for c in confirms {
+                match handle.block_on(c) {
+                    Ok(p) => {
+                        base.get_or_insert(p.base_offset);
+                    }
+                    Err(e) => {
+                        return partition_response(
+                            version,
+                            a.index,
+                            error_code(&e),
+                            Some(e.message),
+                        )
+                    }
+                }
+            }
+            let mut r = partition_response(version, a.index, 0, None);
+            r.base_offset = base.map_or(-1, |b| b.0 as i64);
+            r.log_start_offset = 0;
+            r
+        }
     }
 }

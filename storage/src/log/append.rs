@@ -207,11 +207,34 @@ impl Log {
     /// Builds the producer table from the end of the log, once per open, before the first
     /// idempotent append (see `producers`).
     fn ensure_producers(&self) -> Result<()> {
+        if lock(&self.shared.state).producers.is_some() {
+            return Ok(());
+        }
+        let table = self.scan_producers(false)?;
+        let mut st = lock(&self.shared.state);
+        if st.producers.is_none() {
+            st.producers = Some(table);
+        }
+        Ok(())
+    }
+
+    /// The idempotent producers of the batches at the end of this replicated log, those not
+    /// committed yet included: what a leader checks a producer's next batch against before it
+    /// proposes it (the table of [`Log::append_idempotent`] is not kept for replicated logs).
+    pub fn producer_table_to_end(&self) -> Result<ProducerTable> {
+        self.scan_producers(true)
+    }
+
+    /// Reads the batches of the last [`PRODUCER_SCAN_BYTES_MAX`] bytes of the log (up to its
+    /// visible end, or with `uncommitted` its readable end) and records every idempotent
+    /// producer's.
+    fn scan_producers(&self, uncommitted: bool) -> Result<ProducerTable> {
+        let end = match uncommitted {
+            true => self.readable_end(),
+            false => self.visible_end(),
+        };
         let from = {
             let st = lock(&self.shared.state);
-            if st.producers.is_some() {
-                return Ok(());
-            }
             let mut bytes = 0;
             let mut from = st.next_offset();
             for s in st.segments.iter().rev() {
@@ -225,8 +248,11 @@ impl Log {
         };
         let mut table = ProducerTable::default();
         let mut at = from;
-        while at < self.visible_end() {
-            let batches = self.read(at, 1 << 20)?;
+        while at < end {
+            let batches = match uncommitted {
+                true => self.read_uncommitted(at, 1 << 20)?,
+                false => self.read(at, 1 << 20)?,
+            };
             let Some(last) = batches.last() else { break };
             at = last.header.next_offset();
             for b in &batches {
@@ -235,11 +261,7 @@ impl Log {
                 }
             }
         }
-        let mut st = lock(&self.shared.state);
-        if st.producers.is_none() {
-            st.producers = Some(table);
-        }
-        Ok(())
+        Ok(table)
     }
 
     /// Seals the active segment (synced, indexes written) and starts a new one. Runs under the

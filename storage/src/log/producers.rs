@@ -185,6 +185,27 @@ impl ProducerTable {
         }
     }
 
+    /// Sets the offsets of a batch recorded before they were known (a replicated log's leader
+    /// records a batch when it proposes it, and learns its offsets once it is committed); false
+    /// when the table no longer holds it.
+    pub fn settle(&mut self, p: &ProducerBatch, base: Offset, last: Offset) -> bool {
+        let Some(e) = self.map.get_mut(&p.id).filter(|e| e.epoch == p.epoch) else {
+            return false;
+        };
+        let last_seq = p.last_sequence();
+        match e
+            .batches
+            .iter_mut()
+            .find(|k| k.first_seq == p.base_sequence && k.last_seq == last_seq)
+        {
+            Some(k) => {
+                (k.base, k.last) = (base, last);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn forget_longest_idle(&mut self) {
         if let Some(id) = self
             .map
@@ -281,5 +302,32 @@ mod tests {
         assert_eq!(t.len(), PRODUCERS_PER_LOG_MAX);
         // The first producers were the longest idle.
         assert_eq!(t.check(&b(0, 0, 5, 1)), Ok(Verdict::Append));
+    }
+
+    #[test]
+    fn a_batch_recorded_before_its_offsets_is_settled_later() {
+        let mut t = ProducerTable::default();
+        let p = b(7, 0, 0, 3);
+        let unknown = Offset(u64::MAX);
+        t.record(&p, unknown, unknown);
+        assert_eq!(
+            t.check(&p),
+            Ok(Verdict::Duplicate {
+                base: unknown,
+                last: unknown
+            })
+        );
+        assert_eq!(t.check(&b(7, 0, 3, 1)), Ok(Verdict::Append));
+        assert!(t.settle(&p, Offset(10), Offset(12)));
+        assert_eq!(
+            t.check(&p),
+            Ok(Verdict::Duplicate {
+                base: Offset(10),
+                last: Offset(12)
+            })
+        );
+        // Another epoch, another sequence: nothing to settle.
+        assert!(!t.settle(&b(7, 1, 0, 3), Offset(1), Offset(3)));
+        assert!(!t.settle(&b(7, 0, 5, 1), Offset(1), Offset(3)));
     }
 }

@@ -289,6 +289,19 @@ impl Store {
         config: Option<LogConfig>,
         partitions: u32,
     ) -> Result<Arc<Topic>> {
+        let id = TopicId::random().map_err(|e| Error::io("getrandom(2) for a topic id", e))?;
+        self.create_topic_with_id(name, config, partitions, id)
+    }
+
+    /// [`Store::create_topic_with_partitions`] with a given id: a cluster's nodes create a
+    /// topic under the id its creation chose, so every node names it alike.
+    pub fn create_topic_with_id(
+        &self,
+        name: &str,
+        config: Option<LogConfig>,
+        partitions: u32,
+        id: TopicId,
+    ) -> Result<Arc<Topic>> {
         self.inner.check_open()?;
         validate_name(name)?;
         check_partitions(partitions)?;
@@ -297,7 +310,7 @@ impl Store {
         let config = TopicConfig {
             log: config,
             partitions,
-            id: TopicId::random().map_err(|e| Error::io("getrandom(2) for a topic id", e))?,
+            id,
         };
         let slot = self
             .inner

@@ -47,10 +47,32 @@ impl Topic {
         subscriber: &str,
         commits: &[(u32, Offset, &[u8])],
     ) -> Result<Vec<Result<()>>> {
+        self.commit_checked(subscriber, commits, true)
+    }
+
+    /// [`Topic::commit_offsets`] without the check against the partition's end: a replica
+    /// storing what a cluster committed, which its log may not have reached yet.
+    pub fn commit_offsets_unbounded(
+        &self,
+        subscriber: &str,
+        commits: &[(u32, Offset, &[u8])],
+    ) -> Result<Vec<Result<()>>> {
+        self.commit_checked(subscriber, commits, false)
+    }
+
+    fn commit_checked(
+        &self,
+        subscriber: &str,
+        commits: &[(u32, Offset, &[u8])],
+        bounded: bool,
+    ) -> Result<Vec<Result<()>>> {
         validate_name(subscriber)?;
         let checked: Vec<Result<()>> = commits
             .iter()
-            .map(|&(p, next, metadata)| self.check_commit(p, next, metadata))
+            .map(|&(p, next, metadata)| match bounded {
+                true => self.check_commit(p, next, metadata),
+                false => self.check_commit_shape(p, metadata),
+            })
             .collect();
         let valid: Vec<(u32, u64, &[u8])> = commits
             .iter()
@@ -64,8 +86,9 @@ impl Topic {
         }
         Ok(checked)
     }
-    /// Whether a commit of `next` on partition `p` with `metadata` can be stored.
-    fn check_commit(&self, p: u32, next: Offset, metadata: &[u8]) -> Result<()> {
+    /// Whether a commit on partition `p` with `metadata` can be stored, whatever its offset:
+    /// the partition exists and the metadata is within its limit.
+    pub fn check_commit_shape(&self, p: u32, metadata: &[u8]) -> Result<()> {
         let bytes_max = crate::offsets::COMMIT_METADATA_BYTES_MAX;
         if metadata.len() > bytes_max {
             return Err(Error::InvalidArgument(format!(
@@ -73,6 +96,12 @@ impl Topic {
                 metadata.len()
             )));
         }
+        self.partition(p).map(|_| ())
+    }
+
+    /// Whether a commit of `next` on partition `p` with `metadata` can be stored.
+    fn check_commit(&self, p: u32, next: Offset, metadata: &[u8]) -> Result<()> {
+        self.check_commit_shape(p, metadata)?;
         let log = self.partition(p)?;
         let end = log.visible_end();
         if next > end {

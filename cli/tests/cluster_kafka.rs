@@ -1,0 +1,336 @@
+//! Kafka clients of a cluster: confluent-kafka (librdkafka) against three real `sluice serve`
+//! processes, each with its Kafka listener. `tests/kafka/py/cluster.py` creates a topic of
+//! three partitions through AdminClient (each partition led by a different node), produces
+//! with `acks=all`, commits a consumer group's offsets, SIGKILLs the leader of partition 0 (the
+//! group coordinator too) while a producer goes on, then checks that a new member of the group
+//! resumes from the offsets committed before the kill and that every confirmed record is on
+//! the survivors. Installed by `tests/kafka/install.sh`; without it the test fails under
+//! `CI=true` and is skipped elsewhere.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::cluster::{cluster_nodes, free_port, Node};
+use common::kafka::{python, repo_root, run};
+use common::kafka_raw;
+
+/// Three nodes, each with its Kafka listener (and, with `http`, its HTTP listener), started;
+/// with their Kafka addresses and native addresses, comma-separated.
+fn kafka_cluster(root: &std::path::Path, http: bool) -> (Vec<Node>, String, String) {
+    let (mut nodes, spec) = cluster_nodes(root, 3);
+    for n in nodes.iter_mut() {
+        n.kafka = Some(format!("127.0.0.1:{}", free_port()));
+        n.http = http.then(|| format!("127.0.0.1:{}", free_port()));
+        n.start(&spec);
+    }
+    let list = |f: fn(&Node) -> String| nodes.iter().map(f).collect::<Vec<_>>().join(",");
+    let kafka = list(|n| n.kafka.clone().unwrap());
+    let native = list(|n| n.native.clone());
+    (nodes, kafka, native)
+}
+
+#[test]
+fn confluent_kafka_produces_and_consumes_through_a_leader_kill() {
+    let Some(py) = python() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let (nodes, bootstrap, _) = kafka_cluster(root.path(), true);
+    let pids = nodes
+        .iter()
+        .map(|n| format!("{}={}", n.id, n.child.as_ref().unwrap().id()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut cmd = Command::new(py);
+    cmd.arg(repo_root().join("tests/kafka/py/cluster.py"))
+        .args([&bootstrap, &pids])
+        .env("PYTHONWARNINGS", "ignore::DeprecationWarning");
+    let out = run(cmd, None, Duration::from_secs(240));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("all checks passed"),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    for step in [
+        "metadata",
+        "produce",
+        "group",
+        "failover",
+        "committed",
+        "nothing-lost",
+    ] {
+        assert!(
+            stdout.contains(&format!("ok {step}\n")),
+            "{step} did not run"
+        );
+    }
+}
+
+fn java(cp: &str, class: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("java");
+    c.args(["-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", cp, class])
+        .args(args);
+    c
+}
+
+/// Runs one of Kafka's tools; its stdout, or a panic with its stderr.
+fn java_ok(cp: &str, class: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let out = run(
+        java(cp, class, args),
+        stdin.map(str::as_bytes),
+        Duration::from_secs(120),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{class} {args:?}: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// `(partition, current offset, log end offset)` of each row of `kafka-consumer-groups
+/// --describe` for `topic`.
+fn group_rows(text: &str, topic: &str) -> Vec<(u32, String, String)> {
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.len() >= 6 && w[1] == topic)
+        .map(|w| (w[2].parse().unwrap(), w[3].to_string(), w[4].to_string()))
+        .collect()
+}
+
+/// The metadata's leader (the controller and group coordinator), as the nodes report it.
+fn meta_leader(addrs: &str) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let lines = common::cli_ok(addrs, &["--json", "cluster", "status"], None);
+        let leader = common::json_lines(&lines)
+            .iter()
+            .filter(|v| v["group"] == "meta")
+            .find_map(|v| v["leader"].as_u64());
+        if let Some(l) = leader {
+            return l;
+        }
+        assert!(std::time::Instant::now() < deadline, "no metadata leader");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn kafka_java_tools_create_produce_consume_and_keep_group_offsets_through_a_coordinator_kill() {
+    let Some(cp) = common::kafka::java_classpath() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let (mut nodes, bootstrap, natives) = kafka_cluster(root.path(), false);
+    let b = bootstrap.as_str();
+    meta_leader(&natives);
+    let topics = "org.apache.kafka.tools.TopicCommand";
+    java_ok(
+        &cp,
+        topics,
+        &[
+            "--bootstrap-server",
+            b,
+            "--create",
+            "--topic",
+            "jc",
+            "--partitions",
+            "3",
+            "--replication-factor",
+            "3",
+        ],
+        None,
+    );
+    // Each partition led by a different node, every node a replica.
+    let described = java_ok(
+        &cp,
+        topics,
+        &["--bootstrap-server", b, "--describe", "--topic", "jc"],
+        None,
+    );
+    let mut leaders: Vec<&str> = described
+        .lines()
+        .filter_map(|l| l.split("Leader: ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    leaders.sort_unstable();
+    assert_eq!(leaders, ["1", "2", "3"], "{described}");
+    assert_eq!(
+        described.matches("Replicas: 1,2,3").count(),
+        3,
+        "{described}"
+    );
+
+    // The default producer: idempotent, acks=all; keys spread the lines over the partitions.
+    let input: String = (0..60).map(|i| format!("k{i}:line-{i}\n")).collect();
+    java_ok(
+        &cp,
+        "org.apache.kafka.tools.ConsoleProducer",
+        &[
+            "--bootstrap-server",
+            b,
+            "--topic",
+            "jc",
+            "--reader-property",
+            "parse.key=true",
+            "--reader-property",
+            "key.separator=:",
+        ],
+        Some(&input),
+    );
+    let consumed = java_ok(
+        &cp,
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        &[
+            "--bootstrap-server",
+            b,
+            "--topic",
+            "jc",
+            "--group",
+            "jg",
+            "--from-beginning",
+            "--max-messages",
+            "60",
+            "--timeout-ms",
+            "60000",
+            "--command-property",
+            "group.protocol=classic",
+        ],
+        None,
+    );
+    let mut got: Vec<&str> = consumed
+        .lines()
+        .filter(|l| l.starts_with("line-"))
+        .collect();
+    got.sort_unstable();
+    let mut want: Vec<String> = (0..60).map(|i| format!("line-{i}")).collect();
+    want.sort();
+    assert_eq!(got, want);
+
+    // The group's offsets, committed through the coordinator, are every partition's end; they
+    // are still there once the coordinator is SIGKILLed and another node coordinates.
+    let groups = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand";
+    let describe = ["--bootstrap-server", b, "--describe", "--group", "jg"];
+    let before = group_rows(&java_ok(&cp, groups, &describe, None), "jc");
+    assert_eq!(before.len(), 3, "{before:?}");
+    // The ends count the leaders' control batches too (each takes an offset), so more than 60.
+    let total: u64 = before.iter().map(|r| r.2.parse::<u64>().unwrap()).sum();
+    assert!(total >= 60, "{before:?}");
+    assert!(before.iter().all(|r| r.1 == r.2), "{before:?}");
+    let coordinator = meta_leader(&natives);
+    nodes[coordinator as usize - 1].kill9();
+    let survivors: String = nodes
+        .iter()
+        .filter(|n| n.child.is_some())
+        .map(|n| n.kafka.clone().unwrap())
+        .collect::<Vec<_>>()
+        .join(",");
+    let describe = [
+        "--bootstrap-server",
+        survivors.as_str(),
+        "--describe",
+        "--group",
+        "jg",
+    ];
+    let after = group_rows(&java_ok(&cp, groups, &describe, None), "jc");
+    let committed = |rows: &[(u32, String, String)]| {
+        rows.iter().map(|r| (r.0, r.1.clone())).collect::<Vec<_>>()
+    };
+    assert_eq!(committed(&after), committed(&before), "{after:?}");
+    eprintln!("coordinator node {coordinator} killed; offsets kept: {after:?}");
+}
+
+/// The Kafka address of the node leading partition 0 of `topic`, asked of `via` until one
+/// other than `not` leads.
+fn partition_leader(via: &str, topic: &str, nodes: &[Node], not: Option<u64>) -> (u64, String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut c = kafka_raw::Raw::connect(via);
+        let md = kafka_raw::metadata(&mut c, topic);
+        let leader = md.topics[0]
+            .partitions
+            .first()
+            .map_or(-1, |p| p.leader_id.0);
+        if let Some(n) = nodes
+            .iter()
+            .find(|n| n.id as i32 == leader && Some(n.id) != not)
+        {
+            return (n.id, n.kafka.clone().unwrap());
+        }
+        assert!(std::time::Instant::now() < deadline, "no leader: {md:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_idempotent_producers_retries_are_answered_not_stored_again_even_by_a_new_leader() {
+    use kafka_protocol::records::Compression::None as Plain;
+    let root = tempfile::tempdir().unwrap();
+    let (mut nodes, _, natives) = kafka_cluster(root.path(), false);
+    meta_leader(&natives);
+    common::cli_ok(&natives, &["topic", "create", "idem"], None);
+    let (leader, at) = partition_leader(nodes[0].kafka.as_deref().unwrap(), "idem", &nodes, None);
+    let mut c = kafka_raw::Raw::connect(&at);
+    let batch = |values: &[&str], seq| kafka_raw::producer_batch(values, Plain, (4242, 0, seq));
+
+    let (code, first) = kafka_raw::produce(&mut c, "idem", batch(&["a", "b"], 0));
+    assert_eq!(code, 0);
+    // The same batch again (a retry): its first offsets, nothing stored.
+    assert_eq!(
+        kafka_raw::produce(&mut c, "idem", batch(&["a", "b"], 0)),
+        (0, first)
+    );
+    // A gap in the sequence: OUT_OF_ORDER_SEQUENCE_NUMBER (45), nothing stored.
+    assert_eq!(kafka_raw::produce(&mut c, "idem", batch(&["x"], 5)).0, 45);
+    let (code, second) = kafka_raw::produce(&mut c, "idem", batch(&["c"], 2));
+    assert_eq!(code, 0);
+    assert!(second > first);
+    let end = kafka_raw::latest(&mut c, "idem");
+
+    // The leader dies; the producer's retry of its last batch reaches the new leader, which
+    // rebuilt the producer's state from its log: answered with the same offset.
+    nodes[leader as usize - 1].kill9();
+    let survivor = nodes.iter().find(|n| n.child.is_some()).unwrap();
+    let (new_leader, at) = partition_leader(
+        survivor.kafka.as_deref().unwrap(),
+        "idem",
+        &nodes,
+        Some(leader),
+    );
+    assert_ne!(new_leader, leader);
+    let mut c = kafka_raw::Raw::connect(&at);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let retried = loop {
+        let r = kafka_raw::produce(&mut c, "idem", batch(&["c"], 2));
+        // NOT_LEADER_OR_FOLLOWER (6) or REQUEST_TIMED_OUT (7) while the new leader settles.
+        if !matches!(r.0, 6 | 7) || std::time::Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(retried, (0, second), "the retry on the new leader");
+    // Nothing stored twice: the partition holds a, b and c once each (the new leader's own
+    // control batch takes an offset too, which fetches skip).
+    assert!(kafka_raw::latest(&mut c, "idem") <= end + 1);
+    let r: kafka_protocol::messages::FetchResponse = c.call(
+        kafka_protocol::messages::ApiKey::Fetch,
+        11,
+        &kafka_raw::fetch_req("idem", 0, 1 << 20, 0, 0),
+    );
+    let (code, _, batches) = kafka_raw::fetched(&r);
+    assert_eq!(code, 0);
+    let offsets: Vec<i64> = batches.into_iter().flat_map(|(_, o)| o).collect();
+    assert_eq!(offsets, [first, first + 1, second], "{offsets:?}");
+    let (code, third) = kafka_raw::produce(&mut c, "idem", batch(&["d"], 3));
+    assert_eq!(code, 0);
+    assert!(third > second);
+    assert_eq!(
+        kafka_raw::produce(&mut c, "idem", batch(&["y"], 9)).0,
+        45,
+        "out of order on the new leader too"
+    );
+}
