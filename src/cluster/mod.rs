@@ -271,6 +271,10 @@ impl Cluster {
                 format!("topic {topic:?} has no replicated partition {partition} on this node"),
             ))
         })?;
+        // Refused before it is recorded: after `admit`, only a lost leadership fails it.
+        format::validate_batch(&batch, g.log().config().batch_bytes_max).map_err(|e| {
+            GateError::Broker(BrokerError::new(ErrorKind::InvalidBatch, e.to_string()))
+        })?;
         let gate = self.gate(topic, partition);
         if let Admitted::Duplicate(at) = gate.admit(&g, &p)? {
             return Ok(Box::pin(async move { Ok(at) }));
