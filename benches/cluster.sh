@@ -52,9 +52,10 @@ for n in 1 2 3; do
     PIDS+=($!)
 done
 for n in 1 2 3; do wait_listening "$WORK/node-$n.log"; done
-# The bench creates its topic through the node it is given, which then leads the new
-# partition; only the metadata's leader creates topics (the others answer NotLeader, as does
-# every node while the metadata's first leader is elected), so go round the nodes.
+# The bench creates its topic through the node it is given (which hands it to the metadata's
+# leader, which then leads the new partition) and publishes there: a node that does not lead
+# the partition answers NotLeader, as does every node while the metadata's first leader is
+# elected, so go round the nodes.
 for _ in $(seq 1 10); do
     for n in 1 2 3; do
         if bench "127.0.0.1:1745$n" 2> "$WORK/bench.err"; then exit 0; fi

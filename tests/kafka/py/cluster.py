@@ -71,13 +71,24 @@ def producer(bootstrap):
                      "topic.metadata.refresh.interval.ms": 1000})
 
 
+# When partition 0 first confirmed a record after its leader was killed (seconds since epoch).
+# Only records produced after the kill count ("from": the first index produced after it).
+KILL = {"at": None, "from": None, "next": 0, "first_confirm_p0": None}
+
+
 def produce(p, start, count, confirmed, errors):
     def report(err, msg):
         if err is None:
             confirmed[msg.value().decode()] = (msg.partition(), msg.offset())
+            now = time.time()
+            if (KILL["from"] is not None and msg.partition() == 0
+                    and int(msg.value()[2:]) >= KILL["from"]
+                    and KILL["first_confirm_p0"] is None):
+                KILL["first_confirm_p0"] = now
         else:
             errors.append(str(err))
     for i in range(start, start + count):
+        KILL["next"] = i + 1
         while True:
             try:
                 p.produce(TOPIC, key=f"k-{i}", value=f"v-{i}", on_delivery=report)
@@ -159,6 +170,7 @@ def main():
     time.sleep(1.0)
     os.kill(int(pids[str(victim)]), signal.SIGKILL)
     killed_at = time.time()
+    KILL["at"], KILL["from"] = killed_at, KILL["next"]
     time.sleep(4.0)
     stop.set()
     t.join()
@@ -168,8 +180,11 @@ def main():
         fail(f"failover: {left} records never answered")
     if len(after) < 100:
         fail(f"failover: only {len(after)} records confirmed around the kill; errors {errors[:3]}")
+    first = KILL["first_confirm_p0"]
+    took = "none" if first is None else f"{first - killed_at:.2f} s"
     print(f"failover: killed node {victim} (controller was {controller}); "
-          f"{len(confirmed)} confirmed in all, {len(errors)} delivery errors", flush=True)
+          f"{len(confirmed)} confirmed in all, {len(errors)} delivery errors; "
+          f"partition 0's first confirm after the kill: {took}", flush=True)
     ok("failover")
 
     survivors = bootstrap  # librdkafka skips the dead node
