@@ -10,23 +10,8 @@ set -euo pipefail
 BATCH=${1:-100}
 MESSAGES=${2:-400000}
 BIN=${SLUICE_BIN:-$(dirname "$0")/../target/release/sluice}
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-wait_listening() { # log file
-    for _ in $(seq 1 300); do
-        grep -q "^listening on " "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "a node did not start: $1" >&2
-    cat "$1" >&2
-    return 1
-}
+# shellcheck source=benches/cluster_lib.sh
+source "$(dirname "$0")/cluster_lib.sh"
 
 bench() { # addr
     "$BIN" bench --addr "$1" --producers ${PRODUCERS:-4} --messages "$MESSAGES" --batch "$BATCH" \

@@ -17,23 +17,8 @@ PARTITIONS=${PARTITIONS:-3}
 root=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${SLUICE_BIN:-$root/target/release/sluice}
 cp="$root/tests/kafka/.lib/*"
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-wait_listening() { # log file
-    for _ in $(seq 1 300); do
-        grep -q "^kafka listening on " "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "a node did not start: $1" >&2
-    cat "$1" >&2
-    return 1
-}
+# shellcheck source=benches/cluster_lib.sh
+source "$(dirname "$0")/cluster_lib.sh"
 
 java_tool() { java -Xmx1g -cp "$cp" "$@"; }
 
@@ -55,7 +40,7 @@ echo "== one node, $PARTITIONS partitions, $COUNT records of $SIZE B"
 "$BIN" serve --listen 127.0.0.1:17450 --kafka-listen 127.0.0.1:19190 --http-listen off \
     --data-dir "$WORK/single" > "$WORK/single.log" 2>&1 &
 PIDS+=($!)
-wait_listening "$WORK/single.log"
+wait_listening "$WORK/single.log" "kafka listening on "
 perf 127.0.0.1:19190
 kill "${PIDS[0]}"
 wait "${PIDS[0]}" 2>/dev/null || true
@@ -69,5 +54,5 @@ for n in 1 2 3; do
         --data-dir "$WORK/node-$n" > "$WORK/node-$n.log" 2>&1 &
     PIDS+=($!)
 done
-for n in 1 2 3; do wait_listening "$WORK/node-$n.log"; done
+for n in 1 2 3; do wait_listening "$WORK/node-$n.log" "kafka listening on "; done
 perf 127.0.0.1:19191,127.0.0.1:19192,127.0.0.1:19193

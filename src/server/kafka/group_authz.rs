@@ -7,6 +7,7 @@
 //! lists only the groups the principal may describe; DeleteGroups needs delete.
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::offset_commit_request::OffsetCommitRequestTopic;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -62,23 +63,26 @@ pub(super) fn split_commit(
     req.topics = kept.into_iter().map(|(t, _)| t).collect();
     refused
         .into_iter()
-        .map(|(t, code)| {
-            let mut out = OffsetCommitResponseTopic::default();
-            out.name = t.name;
-            out.topic_id = t.topic_id;
-            out.partitions = t
-                .partitions
-                .iter()
-                .map(|x| {
-                    let mut r = OffsetCommitResponsePartition::default();
-                    r.partition_index = x.partition_index;
-                    r.error_code = code.unwrap_or_default();
-                    r
-                })
-                .collect();
-            out
-        })
+        .map(|(t, code)| commit_refused(t, code.unwrap_or_default()))
         .collect()
+}
+
+/// A topic of an OffsetCommit answered with `code` on each of its partitions.
+pub(super) fn commit_refused(t: OffsetCommitRequestTopic, code: i16) -> OffsetCommitResponseTopic {
+    let mut out = OffsetCommitResponseTopic::default();
+    out.name = t.name;
+    out.topic_id = t.topic_id;
+    out.partitions = t
+        .partitions
+        .iter()
+        .map(|x| {
+            let mut r = OffsetCommitResponsePartition::default();
+            r.partition_index = x.partition_index;
+            r.error_code = code;
+            r
+        })
+        .collect();
+    out
 }
 
 /// Whether an OffsetCommit was wholly refused (nothing left to hand to the coordinator).

@@ -4,9 +4,6 @@
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
-use kafka_protocol::messages::offset_commit_response::{
-    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
-};
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponseTopic,
 };
@@ -47,22 +44,7 @@ impl Conn {
                 resp.topics = r
                     .topics
                     .into_iter()
-                    .map(|t| {
-                        let mut out = OffsetCommitResponseTopic::default();
-                        out.name = t.name;
-                        out.topic_id = t.topic_id;
-                        out.partitions = t
-                            .partitions
-                            .iter()
-                            .map(|p| {
-                                let mut x = OffsetCommitResponsePartition::default();
-                                x.partition_index = p.partition_index;
-                                x.error_code = c;
-                                x
-                            })
-                            .collect();
-                        out
-                    })
+                    .map(|t| super::group_authz::commit_refused(t, c))
                     .collect();
                 self.refuse(tx, h, resp)
             }
