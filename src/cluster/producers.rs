@@ -6,8 +6,8 @@
 //! batches are at the end of the log, valid for one term of one leader. A batch is recorded in
 //! it when it is proposed (offsets not known yet) and settled with its offsets once committed.
 //! A retry of a committed batch is answered with the offsets it was first given; a retry of one
-//! still in flight is refused with a retriable error (the producer sends it again, and by then
-//! it is committed); a batch out of sequence or of a fenced epoch is refused. The table is
+//! still in flight, or found in the log past its commit point, is refused with a retriable
+//! error (the producer sends it again, and by then it is committed); a batch out of sequence or of a fenced epoch is refused. The table is
 //! rebuilt from the log (uncommitted entries included: the leader's own tail) whenever the
 //! term or the leader changed, or a proposal failed (its fate is then unknown, and only the log
 //! says whether it is there).
@@ -83,6 +83,11 @@ impl ProducerGate {
         let valid = state.as_mut().expect("set above");
         match valid.table.check(p).map_err(GateError::Producer)? {
             Verdict::Duplicate { base, .. } if base == IN_FLIGHT => Err(GateError::InFlight),
+            // Found in the log past its commit point (a new leader's table holds its
+            // uncommitted tail): not confirmed until committed.
+            Verdict::Duplicate { last, .. } if last >= log.log().visible_end() => {
+                Err(GateError::InFlight)
+            }
             Verdict::Duplicate { base, last } => Ok(Admitted::Duplicate(Published {
                 base_offset: base,
                 last_offset: last,
