@@ -9,17 +9,15 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::cluster::{cluster_nodes, Node};
+use common::cluster::{cluster_nodes, leader_of, Node};
 use common::{cli, json_lines};
 use sluice::client::{Client, SubscribeOptions};
-use sluice::protocol::{ClusterStatus, Start};
+use sluice::protocol::Start;
 use sluice::storage::Record;
 
 const NODES: u64 = 3;
 /// How long the clients of these tests retry on the next node (generous: a loaded machine).
 const RETRY_MS: &str = "30000";
-/// Longest the cluster may take to elect a leader of every group.
-const ELECTION_WAIT: Duration = Duration::from_secs(30);
 
 fn start_cluster(root: &std::path::Path) -> Vec<Node> {
     let (mut nodes, spec) = cluster_nodes(root, NODES);
@@ -42,41 +40,6 @@ fn cli_ok(addrs: &str, args: &[&str], stdin: Option<&str>) -> Vec<String> {
     let mut all = vec!["--retry-ms", RETRY_MS];
     all.extend_from_slice(args);
     common::cli_ok(addrs, &all, stdin)
-}
-
-/// Each live node's own view of the cluster.
-async fn statuses(nodes: &[Node]) -> Vec<ClusterStatus> {
-    let mut out = Vec::new();
-    for n in nodes.iter().filter(|n| n.child.is_some()) {
-        if let Ok(c) = Client::connect(&n.native).await {
-            if let Ok(s) = c.cluster_status().await {
-                out.push(s);
-            }
-        }
-    }
-    out
-}
-
-/// Waits until every live node holds `group` and one of them leads it; returns its index.
-async fn leader_of(nodes: &[Node], group: &str) -> usize {
-    let deadline = Instant::now() + ELECTION_WAIT;
-    loop {
-        let all = statuses(nodes).await;
-        let lead: Vec<u64> = all
-            .iter()
-            .filter(|s| {
-                s.groups
-                    .iter()
-                    .any(|g| g.group == group && g.leader == Some(s.node_id))
-            })
-            .map(|s| s.node_id)
-            .collect();
-        if let [id] = lead[..] {
-            return nodes.iter().position(|n| n.id == id).unwrap();
-        }
-        assert!(Instant::now() < deadline, "{group}: leaders {lead:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Every (offset, value) of partition 0 of `topic` on `node`, once it holds every offset of

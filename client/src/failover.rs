@@ -67,6 +67,10 @@ pub(super) fn retried_kind(req: &Request) -> bool {
             | Request::TopicMeta { .. }
             | Request::ListTopics
             | Request::DescribeTopic { .. }
+            | Request::CreateQueue { .. }
+            | Request::DeleteQueue { .. }
+            | Request::ListQueues
+            | Request::DescribeQueue { .. }
             | Request::ClusterStatus
     )
 }

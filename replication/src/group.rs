@@ -36,6 +36,10 @@ pub trait Consensus: Send + Sync {
     fn status(&self) -> GroupStatus;
     /// The message log; its readers see committed entries only.
     fn log(&self) -> &Log;
+    /// The term this node leads the group in, once it has applied an entry of that term (its
+    /// first, blank entry: every entry of earlier terms is then applied too); `None` otherwise.
+    /// Cheaper than [`Consensus::status`].
+    fn leading_term(&self) -> Option<u64>;
 }
 
 /// The outcome of a submitted command, once committed.
@@ -378,5 +382,13 @@ impl Consensus for ReplicatedLog {
 
     fn log(&self) -> &Log {
         &self.replica.log
+    }
+
+    fn leading_term(&self) -> Option<u64> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let applied = m.last_applied.map(|l| l.leader_id.term);
+        (m.state == ServerState::Leader && applied == Some(m.current_term))
+            .then_some(m.current_term)
     }
 }

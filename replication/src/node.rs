@@ -92,11 +92,17 @@ impl ClusterNode {
     /// the leader it knows of (one hop: the leader does not forward again). Answers once the
     /// command is committed and applied on the node that proposed it.
     pub async fn propose_control(&self, group: &GroupId, payload: bytes::Bytes) -> Result<Applied> {
+        self.propose_anywhere(group, Command::Control(payload))
+            .await
+    }
+
+    /// [`ClusterNode::propose_control`] of any command (a batch of messages too).
+    pub async fn propose_anywhere(&self, group: &GroupId, command: Command) -> Result<Applied> {
         use crate::group::Consensus;
         let g = self
             .group(group)
             .ok_or_else(|| Error::Consensus(format!("group {group} is not open on this node")))?;
-        let leader = match g.propose(Command::Control(payload.clone())).await {
+        let leader = match g.propose(command.clone()).await {
             Err(Error::NotLeader {
                 leader: Some(l), ..
             }) if l != self.id => l,
@@ -104,7 +110,7 @@ impl ClusterNode {
         };
         let req = Request::Propose {
             group: group.clone(),
-            payload,
+            command,
         };
         let not_leader = |leader| Error::NotLeader {
             group: group.0.clone(),
@@ -277,13 +283,13 @@ impl ClusterNode {
     async fn propose_here(
         &self,
         group: &GroupId,
-        payload: bytes::Bytes,
+        command: Command,
     ) -> std::result::Result<Applied, ProposeError> {
         use crate::group::Consensus;
         let Some(g) = self.group(group) else {
             return Err(ProposeError::NotLeader { leader: None });
         };
-        match g.propose(Command::Control(payload)).await {
+        match g.propose(command).await {
             Ok(a) => Ok(a),
             Err(Error::NotLeader { leader, .. }) => Err(ProposeError::NotLeader { leader }),
             Err(e) => Err(ProposeError::Failed(e.to_string())),
@@ -301,8 +307,8 @@ impl RaftHandler for ClusterNode {
                     info: self.info(self.id).unwrap_or_default(),
                 };
             }
-            if let Request::Propose { group, payload } = req {
-                return Reply::Proposed(self.propose_here(&group, payload).await);
+            if let Request::Propose { group, command } = req {
+                return Reply::Proposed(self.propose_here(&group, command).await);
             }
             let Some(g) = self.group(req.group()) else {
                 return Reply::UnknownGroup(req.group().clone());

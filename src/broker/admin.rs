@@ -221,7 +221,6 @@ impl Broker {
 
     /// Creates a queue (`max_deliveries` must be 1 to `u32::MAX`).
     pub fn create_queue(&self, name: &str, settings: QueueSettings) -> Result<()> {
-        self.not_in_cluster("queues")?;
         let log = self.log_config(&settings.log)?;
         let mut cfg = QueueConfig {
             log,
@@ -241,13 +240,46 @@ impl Broker {
                 Ok(v) => v,
             };
         }
+        if let Some(c) = self.cluster() {
+            // Checked here as on one node, so a bad name or setting is refused, not applied
+            // (and skipped) by every node.
+            sluice_storage::store::validate_name(name)?;
+            cfg.validate()?;
+            if self.store.has_queue(name) {
+                return Err(sluice_storage::Error::AlreadyExists {
+                    kind: "queue",
+                    name: name.into(),
+                }
+                .into());
+            }
+            let cmd = crate::cluster::MetaCommand::CreateQueue {
+                name: name.to_string(),
+                config: cfg,
+            };
+            return c.create_queue_blocking(cmd, name);
+        }
         self.store.create_queue(name, cfg)?;
         info!(queue = %name, "queue created");
         Ok(())
     }
 
-    /// Deletes a queue; its consumers end.
+    /// Deletes a queue; its consumers end. In cluster mode, through the cluster metadata, on
+    /// every node.
     pub fn delete_queue(&self, name: &str) -> Result<()> {
+        match self.cluster() {
+            Some(c) => {
+                self.store.queue(name)?;
+                c.propose_meta_blocking(crate::cluster::MetaCommand::DeleteQueue {
+                    name: name.to_string(),
+                })
+            }
+            None => self.delete_queue_local(name),
+        }
+    }
+
+    /// Deletes a queue on this node only (a single node, or a node applying the cluster
+    /// metadata).
+    pub fn delete_queue_local(&self, name: &str) -> Result<()> {
         self.store.delete_queue(name)?;
         self.forget(&format!("q/{name}"));
         self.queue_events(&format!("q/{name}")).notify_waiters();
@@ -316,7 +348,7 @@ impl Broker {
 
 impl Broker {
     /// Refuses what cluster mode does not do yet, naming it.
-    fn not_in_cluster(&self, what: &str) -> Result<()> {
+    pub(super) fn not_in_cluster(&self, what: &str) -> Result<()> {
         match self.cluster() {
             Some(_) => Err(BrokerError::new(
                 ErrorKind::InvalidArgument,

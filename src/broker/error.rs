@@ -74,6 +74,7 @@ impl From<StoreError> for BrokerError {
             }
             StoreError::LimitReached(_) => ErrorKind::LimitReached,
             StoreError::NotHeld { .. } => ErrorKind::NotHeld,
+            StoreError::NotLeader(_) => ErrorKind::NotLeader,
             _ => ErrorKind::Storage,
         };
         BrokerError::new(kind, e.to_string())

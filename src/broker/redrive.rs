@@ -65,6 +65,7 @@ impl Broker {
         to: Option<&str>,
         may_write: &MayWrite<'_>,
     ) -> Result<Redriven> {
+        self.not_in_cluster("redriving dead letters")?;
         if count == 0 {
             let m = "count must be at least 1".to_string();
             return Err(BrokerError::new(ErrorKind::InvalidArgument, m));

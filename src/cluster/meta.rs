@@ -54,6 +54,19 @@ pub enum MetaCommand {
         /// Its id, drawn by the node it was created through.
         id: [u8; 16],
     },
+    /// Create a queue, and its dead-letter queue when absent, on every node, each with a
+    /// replicated log of its own.
+    CreateQueue {
+        /// Its name.
+        name: String,
+        /// Its settings.
+        config: sluice_storage::QueueConfig,
+    },
+    /// Delete a queue on every node.
+    DeleteQueue {
+        /// Its name.
+        name: String,
+    },
 }
 
 impl MetaCommand {

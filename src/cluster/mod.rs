@@ -4,6 +4,9 @@
 //! # Layout
 //! - `config`: [`ClusterConfig`], from `--node-id` and `--cluster`.
 //! - `meta`: the metadata commands of the `meta` group.
+//! - `producers`: idempotent Kafka producers, checked by a partition's leader.
+//! - `queues`: replicated queues: the link through which a queue's leader proposes its state
+//!   changes, and the hook through which every replica applies them.
 //! - this file: [`Cluster`]: starting the node (its cluster listener, the `meta` group, a
 //!   group for every partition of the store), publishing through a partition's group, and
 //!   applying metadata.
@@ -30,6 +33,7 @@ use crate::broker::{Broker, BrokerError, ErrorKind, Published};
 pub mod config;
 pub mod meta;
 pub mod producers;
+pub mod queues;
 
 pub use config::ClusterConfig;
 pub use meta::MetaCommand;
@@ -51,6 +55,7 @@ pub struct Cluster {
     broker: Weak<Broker>,
     meta: std::sync::OnceLock<ReplicatedLog>,
     partitions: RwLock<HashMap<(String, u32), ReplicatedLog>>,
+    queues: RwLock<HashMap<String, ReplicatedLog>>,
     /// Idempotent producers of the partitions this node leads.
     gates: producers::Gates,
 }
@@ -134,6 +139,7 @@ impl Cluster {
             broker: Arc::downgrade(broker),
             meta: std::sync::OnceLock::new(),
             partitions: RwLock::default(),
+            queues: RwLock::default(),
             gates: producers::Gates::default(),
         });
         tokio::spawn(async move { node.serve(listener, shutdown).await });
@@ -160,6 +166,12 @@ impl Cluster {
                     .await
                     .map_err(|e| format!("topic {topic:?} partition {p}: {e}"))?;
             }
+        }
+        for queue in broker.list_queues() {
+            cluster
+                .open_queue(&queue, true)
+                .await
+                .map_err(|e| format!("queue {queue:?}: {e}"))?;
         }
         info!(
             node = cluster.config.node_id,
@@ -198,22 +210,75 @@ impl Cluster {
         }
         let log = self.broker()?.partition_log(topic, partition)?;
         let g = self
-            .node
-            .open_group(
-                partition_group(topic, partition),
-                GroupStorage {
-                    log: LogSource::Attached(log),
-                    hook: None,
-                },
-                bootstrap.then(|| self.members()),
-            )
-            .await
-            .map_err(broker_error)?;
+            .open_replica(partition_group(topic, partition), log, None, bootstrap)
+            .await?;
         self.partitions
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert((topic.to_string(), partition), g.clone());
         Ok(g)
+    }
+
+    /// Opens this node's replica of a queue and joins its group, as [`Cluster::open_partition`];
+    /// the queue's state changes go through the group from then on.
+    async fn open_queue(
+        self: &Arc<Self>,
+        name: &str,
+        bootstrap: bool,
+    ) -> Result<ReplicatedLog, BrokerError> {
+        if let Some(g) = self.queue(name) {
+            return Ok(g);
+        }
+        let q = self.broker()?.store().queue(name)?;
+        let link = queues::QueueLink::new(name, Arc::downgrade(self), self.node.clone());
+        q.replicate(link.clone())?;
+        let hook: Arc<dyn ApplyHook> = Arc::new(queues::QueueHook {
+            name: name.to_string(),
+            cluster: Arc::downgrade(self),
+        });
+        let g = self
+            .open_replica(
+                queues::queue_group(name),
+                q.log().clone(),
+                Some(hook),
+                bootstrap,
+            )
+            .await?;
+        link.attach(g.clone());
+        self.queues
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), g.clone());
+        Ok(g)
+    }
+
+    /// Joins `group` with `log` as its Raft log (see [`Cluster::open_partition`]).
+    async fn open_replica(
+        &self,
+        group: GroupId,
+        log: sluice_storage::Log,
+        hook: Option<Arc<dyn ApplyHook>>,
+        bootstrap: bool,
+    ) -> Result<ReplicatedLog, BrokerError> {
+        self.node
+            .open_group(
+                group,
+                GroupStorage {
+                    log: LogSource::Attached(log),
+                    hook,
+                },
+                bootstrap.then(|| self.members()),
+            )
+            .await
+            .map_err(broker_error)
+    }
+
+    fn queue(&self, name: &str) -> Option<ReplicatedLog> {
+        self.queues
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
     }
 
     fn partition(&self, topic: &str, partition: u32) -> Option<ReplicatedLog> {
@@ -239,6 +304,28 @@ impl Cluster {
                 format!("topic {topic:?} has no replicated partition {partition} on this node"),
             )
         })?;
+        Self::submit_to(g, batch).await
+    }
+
+    /// [`Cluster::submit_publish`] of a batch for a queue.
+    pub async fn submit_queue_publish(
+        &self,
+        queue: &str,
+        batch: Vec<u8>,
+    ) -> Result<BoxFuture<'static, Result<Published, BrokerError>>, BrokerError> {
+        let g = self.queue(queue).ok_or_else(|| {
+            BrokerError::new(
+                ErrorKind::NotFound,
+                format!("queue {queue:?} has no replica on this node"),
+            )
+        })?;
+        Self::submit_to(g, batch).await
+    }
+
+    async fn submit_to(
+        g: ReplicatedLog,
+        batch: Vec<u8>,
+    ) -> Result<BoxFuture<'static, Result<Published, BrokerError>>, BrokerError> {
         format::validate_batch(&batch, g.log().config().batch_bytes_max)
             .map_err(|e| BrokerError::new(ErrorKind::InvalidBatch, e.to_string()))?;
         let pending = g
@@ -320,6 +407,21 @@ impl Cluster {
         wait_on_runtime(async move { me.propose_meta(cmd).await })?
     }
 
+    /// [`Cluster::propose_meta`] of a new queue from a blocking thread, then the wait for its
+    /// first leader, so the creator can publish at once.
+    pub fn create_queue_blocking(
+        self: &Arc<Self>,
+        cmd: MetaCommand,
+        name: &str,
+    ) -> Result<(), BrokerError> {
+        let (me, name) = (self.clone(), name.to_string());
+        wait_on_runtime(async move {
+            me.propose_meta(cmd).await?;
+            me.wait_queue_leader(&name, NEW_TOPIC_LEADER_WAIT).await;
+            Ok(())
+        })?
+    }
+
     /// Waits until every partition of `topic` has a leader this node knows, at most `timeout`.
     pub async fn wait_leaders(&self, topic: &str, partitions: u32, timeout: std::time::Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -356,7 +458,7 @@ impl Cluster {
     }
 
     /// Applies a committed metadata command on this node.
-    async fn apply_meta(&self, index: u64, cmd: MetaCommand) {
+    async fn apply_meta(self: &Arc<Self>, index: u64, cmd: MetaCommand) {
         let Ok(broker) = self.broker() else { return };
         match cmd {
             MetaCommand::CreateTopic {
@@ -398,6 +500,21 @@ impl Cluster {
                 if let Ok(Err(e)) = made {
                     warn!(index, "metadata: cannot delete a group's offsets: {e}");
                 }
+            }
+            MetaCommand::CreateQueue { name, config } => {
+                self.apply_create_queue(index, broker, name, config).await
+            }
+            MetaCommand::DeleteQueue { name } => {
+                let gone = self
+                    .queues
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&name);
+                if let Some(g) = gone {
+                    self.node.close_group(g.group()).await;
+                }
+                let _ =
+                    crate::broker::spawn_blocking(move || broker.delete_queue_local(&name)).await;
             }
             MetaCommand::DeleteTopic { name } => {
                 let gone: Vec<ReplicatedLog> = {
@@ -457,20 +574,76 @@ impl Cluster {
                 !meta_leader.is_some_and(|l| self.first_candidate(l, p) != self.config.node_id);
             match self.open_partition(&name, p, stand).await {
                 Ok(_) if stand => {}
-                Ok(g) => {
-                    let members = self.members();
-                    tokio::spawn(async move {
-                        if g.wait_leader(FIRST_LEADER_WAIT).await.is_none() {
-                            if let Err(e) = g.bootstrap(members).await {
-                                warn!(group = %g.group(), "cannot form the group: {e}");
-                            }
-                        }
-                    });
-                }
+                Ok(g) => self.bootstrap_later(g),
                 Err(e) => {
                     warn!(index, topic = %name, partition = p, "metadata: cannot open the partition's group: {e}")
                 }
             }
+        }
+    }
+
+    /// Applies a queue creation: the queue and its dead-letter queue on this node, then their
+    /// groups, led first by the metadata's leader and the node after it.
+    async fn apply_create_queue(
+        self: &Arc<Self>,
+        index: u64,
+        broker: Arc<Broker>,
+        name: String,
+        config: sluice_storage::QueueConfig,
+    ) {
+        let n = name.clone();
+        let made = crate::broker::spawn_blocking(move || -> Result<String, BrokerError> {
+            let store = broker.store();
+            let q = match store.create_queue(&n, config) {
+                Ok(q) => q,
+                Err(sluice_storage::Error::AlreadyExists { .. }) => store.queue(&n)?,
+                Err(e) => return Err(e.into()),
+            };
+            Ok(store.dead_letter_queue_of(&q)?.name().to_string())
+        })
+        .await;
+        let dlq = match made {
+            Ok(Ok(dlq)) => dlq,
+            Ok(Err(e)) => {
+                return warn!(index, queue = %name, "metadata: cannot create the queue: {e}");
+            }
+            Err(e) => return warn!(index, queue = %name, "metadata: cannot create the queue: {e}"),
+        };
+        let meta_leader = self.meta.get().and_then(|m| m.status().leader);
+        for (p, q) in [(0, name), (1, dlq)] {
+            let stand =
+                !meta_leader.is_some_and(|l| self.first_candidate(l, p) != self.config.node_id);
+            match self.open_queue(&q, stand).await {
+                Ok(_) if stand => {}
+                Ok(g) => self.bootstrap_later(g),
+                Err(e) => warn!(index, queue = %q, "metadata: cannot open the queue's group: {e}"),
+            }
+        }
+    }
+
+    /// Forms `g` with every node as a member when no leader shows up within
+    /// [`FIRST_LEADER_WAIT`] (its first candidate died before standing).
+    fn bootstrap_later(&self, g: ReplicatedLog) {
+        let members = self.members();
+        tokio::spawn(async move {
+            if g.wait_leader(FIRST_LEADER_WAIT).await.is_none() {
+                if let Err(e) = g.bootstrap(members).await {
+                    warn!(group = %g.group(), "cannot form the group: {e}");
+                }
+            }
+        });
+    }
+
+    /// Waits until queue `name` has a replica here and a leader this node knows, at most
+    /// `timeout`.
+    pub async fn wait_queue_leader(&self, name: &str, timeout: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.queue(name).is_none() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if let Some(g) = self.queue(name) {
+            g.wait_leader(deadline.saturating_duration_since(tokio::time::Instant::now()))
+                .await;
         }
     }
 
@@ -484,6 +657,13 @@ impl Cluster {
             .values()
             .map(|g| g.status())
             .collect();
+        parts.extend(
+            self.queues
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .map(|g| g.status()),
+        );
         parts.sort_by(|a, b| a.group.cmp(&b.group));
         out.extend(parts);
         out
@@ -537,7 +717,7 @@ impl Cluster {
 struct MetaHook(Weak<Cluster>);
 
 impl ApplyHook for MetaHook {
-    fn apply(&self, index: u64, payload: &[u8]) -> BoxFuture<'_, ()> {
+    fn apply(&self, index: u64, _offset: u64, payload: &[u8]) -> BoxFuture<'_, ()> {
         let cmd = MetaCommand::decode(payload);
         Box::pin(async move {
             let Some(c) = self.0.upgrade() else { return };

@@ -101,6 +101,11 @@ pub enum Error {
     /// The log or store was closed.
     #[error("closed")]
     Closed,
+    /// In a cluster: this node does not lead the replicated log of what was asked for (a
+    /// replicated queue), or lost its leadership before the change was committed. Nothing
+    /// was confirmed; the caller retries on the leader.
+    #[error("not the leader: {0}")]
+    NotLeader(String),
 }
 
 impl Error {

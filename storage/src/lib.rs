@@ -90,8 +90,9 @@ pub use offsets::inspect_offsets;
 pub use offsets::COMMIT_METADATA_BYTES_MAX;
 pub use store::{
     open_file_limit, Acked, Clock, ClockRef, Consumer, ConsumerId, Delivery, Group, GroupConsumer,
-    ManualClock, OpenSettings, OpenStats, PartitionStats, Pending, Queue, QueueConfig, QueueStats,
-    StartAt, Store, StoreBuilder, StoreConfig, Subscriber, SubscriberInfo, SystemClock, Topic,
-    TopicConfig, TopicId, TopicStats, CLEAN_FILE, PARTITIONS_MAX,
+    ManualClock, OpenSettings, OpenStats, PartitionStats, Pending, Queue, QueueConfig,
+    QueueReplicator, QueueStats, StartAt, Store, StoreBuilder, StoreConfig, Subscriber,
+    SubscriberInfo, SystemClock, Topic, TopicConfig, TopicId, TopicStats, CLEAN_FILE,
+    PARTITIONS_MAX,
 };
 pub use types::{now_ms, Header, Offset, Record, TimestampMs};

@@ -116,3 +116,44 @@ pub fn cluster_nodes(root: &Path, count: u64) -> (Vec<Node>, String) {
         .collect();
     (nodes, spec)
 }
+
+/// Longest a cluster of these tests may take to elect a leader of a group.
+pub const ELECTION_WAIT: Duration = Duration::from_secs(30);
+
+/// Each live node's own view of the cluster.
+pub async fn statuses(nodes: &[Node]) -> Vec<sluice::protocol::ClusterStatus> {
+    let mut out = Vec::new();
+    for n in nodes.iter().filter(|n| n.child.is_some()) {
+        if let Ok(c) = sluice::client::Client::connect(&n.native).await {
+            if let Ok(s) = c.cluster_status().await {
+                out.push(s);
+            }
+        }
+    }
+    out
+}
+
+/// Waits until every live node holds `group` and one of them leads it; returns its index.
+pub async fn leader_of(nodes: &[Node], group: &str) -> usize {
+    let deadline = std::time::Instant::now() + ELECTION_WAIT;
+    loop {
+        let all = statuses(nodes).await;
+        let lead: Vec<u64> = all
+            .iter()
+            .filter(|s| {
+                s.groups
+                    .iter()
+                    .any(|g| g.group == group && g.leader == Some(s.node_id))
+            })
+            .map(|s| s.node_id)
+            .collect();
+        if let [id] = lead[..] {
+            return nodes.iter().position(|n| n.id == id).unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{group}: leaders {lead:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

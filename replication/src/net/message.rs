@@ -43,13 +43,14 @@ pub enum Request {
         /// openraft's request.
         rpc: InstallSnapshotRequest<TypeConfig>,
     },
-    /// A control command handed to the group's leader by another node (a metadata change
-    /// made through any node). Answered once committed and applied on the leader.
+    /// A command handed to the group's leader by another node (a metadata change made
+    /// through any node, dead letters for a queue another node leads). Answered once committed
+    /// and applied on the leader.
     Propose {
         /// The Raft group.
         group: GroupId,
-        /// The control record's value ([`crate::Command::Control`]).
-        payload: bytes::Bytes,
+        /// The command.
+        command: crate::Command,
     },
     /// A node introducing itself: its id and the addresses its clients use. Answered with the
     /// receiving node's own ([`Reply::Hello`]); addressed to no group.

@@ -38,8 +38,8 @@ pub(crate) struct AppliedState {
 /// Told of each committed [`Command::Control`] of a group, in log order, once per apply (so
 /// again after a restart for entries past the saved applied log id: handle them idempotently).
 pub trait ApplyHook: Send + Sync + 'static {
-    /// Applies one control entry's payload.
-    fn apply(&self, index: u64, payload: &[u8]) -> crate::group::BoxFuture<'_, ()>;
+    /// Applies one control entry's payload; `offset` is where the entry is stored in the log.
+    fn apply(&self, index: u64, offset: u64, payload: &[u8]) -> crate::group::BoxFuture<'_, ()>;
 }
 
 /// The state machine of one replicated log.
@@ -149,7 +149,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 EntryPayload::Normal(Command::Control(payload)) => {
                     if let Some(h) = &self.hook {
-                        h.apply(e.log_id.index, payload).await;
+                        h.apply(e.log_id.index, applied.base_offset, payload).await;
                     }
                 }
                 _ => {}

@@ -49,9 +49,18 @@ impl Conn {
         if let Some(cluster) = self.broker.cluster().cloned() {
             // A replicated partition: confirmed once a majority has it on disk. Proposals of
             // one connection may complete out of order, each in its own slot.
-            let pending = cluster
-                .submit_publish(target.name(), partition, batch)
-                .await;
+            let to_queue = match &target {
+                Target::Queue(_) => true,
+                Target::Topic(_) => false,
+                Target::Any(n) => !self.broker.store().has_topic(n),
+            };
+            let pending = if to_queue {
+                cluster.submit_queue_publish(target.name(), batch).await
+            } else {
+                cluster
+                    .submit_publish(target.name(), partition, batch)
+                    .await
+            };
             tokio::spawn(async move {
                 let r = match pending {
                     Ok(confirm) => confirm.await,

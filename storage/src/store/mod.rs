@@ -96,7 +96,7 @@ pub use producer_ids::PRODUCER_IDS_FILE;
 pub use queue::{dead_letter_headers, DeadLetterReason};
 pub use queue::{
     delivery_bytes, set_ack_snapshot_bytes, Acked, ConsumerId, Delivery, Pending, Queue,
-    QueueStats, READ_CACHE_BYTES_MAX,
+    QueueReplicator, QueueStats, READ_CACHE_BYTES_MAX,
 };
 pub use settings::{
     inspect_queue_config, inspect_topic_config, validate_name, QueueConfig, CONFIG_FILE,
@@ -382,6 +382,13 @@ impl Store {
     /// could not be opened.
     pub fn queue(&self, name: &str) -> Result<Arc<Queue>> {
         self.inner.queue(name)
+    }
+
+    /// The dead-letter queue of `queue`, made now when it does not exist yet (as its first
+    /// dead letter would make it).
+    pub fn dead_letter_queue_of(&self, queue: &Queue) -> Result<Arc<Queue>> {
+        self.inner
+            .dead_letter_queue(queue.dlq_name(), queue.config())
     }
 
     /// Topic `name`'s id and partition count, without opening it when it is closed (its config

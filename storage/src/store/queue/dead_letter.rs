@@ -94,12 +94,12 @@ impl Queue {
             })
             .collect();
         if !letters.is_empty() {
-            let res = (|| {
+            let res = self.publish_dead_letters(&letters).unwrap_or_else(|| {
                 let store = self.store.upgrade().ok_or(Error::Closed)?;
                 let dlq = store.dead_letter_queue(&self.dlq_name, &self.config)?;
                 // Dead-lettering adds headers: the copy may carry more than a publish.
-                dlq.log().append_forwarded(&letters)
-            })();
+                dlq.log().append_forwarded(&letters).map(|_| ())
+            });
             if let Err(e) = res {
                 put_back(&offsets);
                 return Err(e);
@@ -113,7 +113,7 @@ impl Queue {
                 .collect();
             let mut rec = Vec::new();
             encode_offsets(&mut rec, REC_DEAD, &list);
-            let pos = self.journal.append(&rec)?;
+            let pos = self.write_records(&st, &rec)?;
             for &o in &list {
                 st.ack.acks.insert(o);
                 st.ack.counts.remove(&o);

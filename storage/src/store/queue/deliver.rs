@@ -78,7 +78,7 @@ impl Queue {
             self.dead_letter(round.dead)?;
             return Ok((taken.out, Pending::NONE));
         }
-        let pos = match self.journal.append(&rec) {
+        let pos = match self.write_records(&st, &rec) {
             Ok(p) => p,
             Err(e) => {
                 st.ready.extend(round.popped);
@@ -102,7 +102,7 @@ impl Queue {
         if let Err(e) = self.dead_letter(round.dead) {
             tracing::warn!(queue = %self.source, "dead-lettering failed, will retry: {e}");
         }
-        Ok((taken.out, Pending { pos, floor }))
+        Ok((taken.out, Pending::at(pos, floor)))
     }
 
     /// How many messages `consumer` may be handed now: `max` within the queue-wide and the
@@ -143,7 +143,10 @@ impl Queue {
         let visible = self.log.visible_end().0;
         let mut next = st.ack.cursor.max(start);
         while round.picks.len() < room && next < visible {
-            round.picks.push((next, 1));
+            // Acked ahead of the cursor: a replicated queue's control entries.
+            if !st.ack.acks.contains(next) {
+                round.picks.push((next, 1));
+            }
             next += 1;
         }
         round.picks.sort_unstable();

@@ -3,12 +3,13 @@
 mod dead_letter;
 mod deliver;
 mod read;
+mod replica;
 mod settle;
 mod state;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use crate::ackstate::{AckState, ACK_MAGIC, ACK_PREFIX};
 use crate::error::{Error, Result};
@@ -24,6 +25,8 @@ pub use dead_letter::{dead_letter_headers, DeadLetterReason};
 pub use deliver::delivery_bytes;
 use read::ReadCache;
 pub use read::READ_CACHE_BYTES_MAX;
+pub use replica::QueueReplicator;
+use replica::Replica;
 pub use settle::{Acked, Pending};
 use state::QState;
 
@@ -132,6 +135,8 @@ pub struct Queue {
     pub(in crate::store) held_back: AtomicBool,
     /// Deliveries of a message delivered before, since the queue was opened.
     pub(in crate::store) redelivered: AtomicU64,
+    /// In a cluster: the queue's replicated log ([`Queue::replicate`]).
+    pub(in crate::store) replica: OnceLock<Replica>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -195,6 +200,7 @@ impl Queue {
             read_cache: Mutex::new(ReadCache::default()),
             held_back: AtomicBool::new(false),
             redelivered: AtomicU64::new(0),
+            replica: OnceLock::new(),
         })
     }
 
@@ -225,15 +231,24 @@ impl Queue {
     }
     /// Appends records (durable per the fsync policy on return).
     pub fn publish(&self, records: &[Record]) -> Result<AppendInfo> {
+        if self.is_replicated() {
+            return Err(Error::InvalidArgument(format!(
+                "queue {} is replicated: publish through its replicated log",
+                self.source
+            )));
+        }
         self.log.append(records)
     }
 
+    /// The state, locked for a change: refused when the queue is closed, its journal failed,
+    /// or, on a replicated queue, when this node does not lead it.
     pub(in crate::store) fn lock_open(&self) -> Result<MutexGuard<'_, QState>> {
-        let g = lock(&self.state);
+        let mut g = lock(&self.state);
         if g.closed {
             return Err(Error::Closed);
         }
         self.journal.check()?;
+        self.check_leading(&mut g)?;
         Ok(g)
     }
 
@@ -331,7 +346,7 @@ impl Queue {
             }
             self.journal.stop();
             if clean {
-                first = self.journal.snapshot(&st.ack.encode_snapshot());
+                first = self.journal.snapshot(&self.snapshot_state(&st));
             }
             st.closed = true;
         }

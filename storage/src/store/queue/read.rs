@@ -108,6 +108,17 @@ impl Queue {
                         }
                     }
                 };
+                if batch.header.is_control() {
+                    // A replicated queue's control entry (its own state changes, a new
+                    // leader's blank entry) takes offsets but holds no message: they count as
+                    // gone, and are acked as the cursor passes them.
+                    let next = batch.header.next_offset().0.min(end);
+                    while from < next {
+                        out.push(None);
+                        from += 1;
+                    }
+                    continue;
+                }
                 let records = batch.records()?;
                 let mut it = records.iter();
                 it.skip_to(Offset(from));

@@ -18,21 +18,38 @@ use super::{ack_snapshot_bytes, ConsumerId, DeadLetterReason, Queue};
 #[must_use = "pending acks and deliveries are durable only after Queue::commit"]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pending {
-    /// Logical journal position to sync to.
+    /// Logical journal position to sync to (on a replicated queue, the last proposal's ticket).
     pub(in crate::store) pos: u64,
     /// The ack floor those records produced (segments below it may be reclaimed once synced).
     pub(in crate::store) floor: u64,
+    /// On a replicated queue, the first proposal's ticket: every proposal from it to `pos`
+    /// must be committed.
+    pub(in crate::store) first: u64,
 }
 
 impl Pending {
     /// Nothing to sync.
-    pub const NONE: Pending = Pending { pos: 0, floor: 0 };
+    pub const NONE: Pending = Pending {
+        pos: 0,
+        floor: 0,
+        first: u64::MAX,
+    };
+
+    /// The records written at `pos`, which produced `floor`.
+    pub(in crate::store) fn at(pos: u64, floor: u64) -> Pending {
+        Pending {
+            pos,
+            floor,
+            first: pos,
+        }
+    }
 
     /// Both this and `other`: one commit covers every record of the two.
     pub fn and(self, other: Pending) -> Pending {
         Pending {
             pos: self.pos.max(other.pos),
             floor: self.floor.max(other.floor),
+            first: self.first.min(other.first),
         }
     }
 }
@@ -66,6 +83,17 @@ impl Queue {
     /// Makes journal records up to `pos` durable as the fsync policy says, then lets the log
     /// reclaim segments below `floor` (the floor those records produced).
     pub(in crate::store) fn commit_journal(&self, pos: u64, floor: u64) -> Result<()> {
+        self.commit_pending(Pending::at(pos, floor))
+    }
+
+    /// [`Queue::commit_journal`] of a [`Pending`]: on a replicated queue, waits until every
+    /// proposal it covers is committed (journaled as they are applied; the segments stay, as a
+    /// lagging replica may still need them).
+    pub(in crate::store) fn commit_pending(&self, p: Pending) -> Result<()> {
+        if let Some(r) = self.wait_replicated(p.first, p.pos) {
+            return r;
+        }
+        let (pos, floor) = (p.pos, p.floor);
         let synced = match self.log.config().fsync {
             FsyncPolicy::Always => {
                 self.journal.sync_to(pos)?;
@@ -107,6 +135,10 @@ impl Queue {
 
     /// Snapshots the ack state when the journal has grown enough. Runs under the state lock.
     pub(in crate::store) fn maybe_snapshot(&self, st: &QState) -> Result<()> {
+        if self.is_replicated() {
+            // Only committed state is snapshotted, as it is applied.
+            return Ok(());
+        }
         if self.journal.since_snapshot() > ack_snapshot_bytes() {
             match self.journal.snapshot(&st.ack.encode_snapshot()) {
                 Ok(()) => {}
@@ -160,7 +192,7 @@ impl Queue {
         list.dedup();
         let mut rec = Vec::with_capacity(13 + 8 * list.len());
         encode_offsets(&mut rec, REC_ACK, &list);
-        let pos = self.journal.append(&rec)?;
+        let pos = self.write_records(&st, &rec)?;
         for &o in &list {
             st.ack.acks.insert(o);
             st.ack.counts.remove(&o);
@@ -169,10 +201,7 @@ impl Queue {
         st.maybe_shrink();
         self.maybe_snapshot(&st)?;
         Ok(Acked {
-            pending: Pending {
-                pos,
-                floor: st.ack.acks.floor(),
-            },
+            pending: Pending::at(pos, st.ack.acks.floor()),
             not_held,
         })
     }
@@ -190,7 +219,7 @@ impl Queue {
         if pending == Pending::NONE {
             return Ok(());
         }
-        self.commit_journal(pending.pos, pending.floor)
+        self.commit_pending(pending)
     }
 
     /// Returns messages `consumer` holds to the queue, redelivered after `delay_ms` (at most
@@ -266,6 +295,12 @@ impl Queue {
     /// (delivery counts forgotten). Refused (`InvalidArgument`) while a consumer holds a
     /// message. Durable on return: the new state is a snapshot of the ack journal.
     pub fn reset_to(&self, offset: Offset) -> Result<()> {
+        if self.is_replicated() {
+            return Err(Error::InvalidArgument(format!(
+                "queue {}: moving a replicated queue's cursor is not supported yet",
+                self.source
+            )));
+        }
         let mut st = self.lock_open()?;
         if !st.inflight.is_empty() {
             return Err(Error::InvalidArgument(format!(
@@ -305,6 +340,9 @@ impl Queue {
     /// Returns messages whose ack deadline passed; dead-letters those past `max_deliveries`.
     /// Returns how many were returned or dead-lettered.
     pub fn expire(&self) -> Result<usize> {
+        if self.following() {
+            return Ok(0);
+        }
         let now = self.clock.now_ms();
         let mut dead = Vec::new();
         let mut n = 0;

@@ -32,6 +32,9 @@ pub(in crate::store) struct QState {
     pub(in crate::store) delayed: BTreeSet<(TimestampMs, u64)>,
     pub(in crate::store) delayed_at: IntMap<u64, TimestampMs>,
     pub(in crate::store) closed: bool,
+    /// On a replicated queue: the leadership generation checked when the state was last
+    /// locked for a change ([`super::Queue::check_leading`]).
+    pub(in crate::store) generation: Option<u64>,
 }
 
 impl QState {

@@ -1,0 +1,356 @@
+//! Replicated queues: each queue of a cluster is a Raft group, `q/<queue>`, whose Raft log is
+//! the queue's log. Publishes are its batches; the queue's state changes (deliveries with their
+//! attempt numbers, acks, dead letters) are its control entries, each the ack journal records of
+//! one change, proposed by the queue's leader ([`QueueLink`]) and applied by every replica
+//! ([`QueueHook`]). See docs/replication.md, "Queues".
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use sluice_replication::{
+    ApplyHook, BoxFuture, ClusterNode, Command, Consensus, GroupId, ReplicatedLog,
+};
+use sluice_storage::{Error as StoreError, QueueReplicator, Record};
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use super::Cluster;
+
+/// Most state changes of one queue proposed and not yet handed to its log; beyond it a change
+/// is refused (`LimitReached`) until the log catches up.
+pub const PROPOSALS_QUEUED_MAX: usize = 65_536;
+
+/// Longest a consumer's call waits for its queue change to be committed before it fails
+/// (`NotLeader`: a majority is out of reach, and the change may or may not be committed).
+pub const COMMIT_WAIT_MAX: Duration = Duration::from_secs(30);
+
+/// Most failed proposals remembered (those older are long past any wait).
+const FAILED_REMEMBERED_MAX: usize = 1 << 16;
+
+/// Most bytes of dead letters proposed in one entry of the dead-letter queue's log.
+const DEAD_LETTER_ENTRY_BYTES: usize = 512 << 10;
+
+/// The group of a queue.
+pub fn queue_group(name: &str) -> GroupId {
+    GroupId(format!("q/{name}"))
+}
+
+/// One proposal on its way to the log.
+struct Proposal {
+    ticket: u64,
+    generation: u64,
+    records: Vec<u8>,
+}
+
+/// The bookkeeping of a queue's proposals, under one lock.
+#[derive(Default)]
+struct Tickets {
+    /// The last ticket handed out (tickets start at 1).
+    issued: u64,
+    /// Every ticket up to this one is resolved (committed or failed).
+    resolved_through: u64,
+    /// Resolved tickets past `resolved_through + 1`.
+    resolved_ahead: BTreeSet<u64>,
+    /// Tickets whose proposal failed (fate unknown).
+    failed: BTreeSet<u64>,
+    /// Proposals waiting to be handed to the log.
+    queued: usize,
+    /// Proposals handed to the log and not resolved.
+    outstanding: usize,
+    /// The term of the current generation.
+    term: u64,
+    /// The leadership generation (see [`QueueReplicator::leading`]).
+    generation: u64,
+    /// A proposal of this generation failed: nothing more is proposed in it.
+    broken: bool,
+}
+
+impl Tickets {
+    fn resolve(&mut self, ticket: u64, ok: bool, generation: u64) {
+        if !ok {
+            self.failed.insert(ticket);
+            if self.failed.len() > FAILED_REMEMBERED_MAX {
+                self.failed.pop_first();
+            }
+            if generation == self.generation {
+                self.broken = true;
+            }
+        }
+        self.resolved_ahead.insert(ticket);
+        while self.resolved_ahead.first() == Some(&(self.resolved_through + 1)) {
+            self.resolved_ahead.pop_first();
+            self.resolved_through += 1;
+        }
+    }
+}
+
+struct Shared {
+    tickets: Mutex<Tickets>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Tickets> {
+        self.tickets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn resolve(&self, ticket: u64, ok: bool, generation: u64, submitted: bool) {
+        let mut t = self.lock();
+        if submitted {
+            t.outstanding -= 1;
+        }
+        t.resolve(ticket, ok, generation);
+        drop(t);
+        self.changed.notify_all();
+    }
+}
+
+/// A replicated queue's way to its log, set on the store's queue ([`sluice_storage::Queue::replicate`]).
+pub struct QueueLink {
+    name: String,
+    /// The queue's group, once opened ([`QueueLink::attach`]).
+    group: OnceLock<ReplicatedLog>,
+    cluster: Weak<Cluster>,
+    node: Arc<ClusterNode>,
+    handle: tokio::runtime::Handle,
+    tx: mpsc::UnboundedSender<Proposal>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<Proposal>>>,
+    shared: Arc<Shared>,
+}
+
+impl QueueLink {
+    /// The link of queue `name`, set on the queue before its group opens (the group applies
+    /// entries to the queue as soon as it opens). Must be called on the runtime.
+    pub fn new(name: &str, cluster: Weak<Cluster>, node: Arc<ClusterNode>) -> Arc<QueueLink> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Arc::new(QueueLink {
+            name: name.to_string(),
+            group: OnceLock::new(),
+            cluster,
+            node,
+            handle: tokio::runtime::Handle::current(),
+            tx,
+            rx: Mutex::new(Some(rx)),
+            shared: Arc::new(Shared {
+                tickets: Mutex::default(),
+                changed: Condvar::new(),
+            }),
+        })
+    }
+
+    /// Attaches the opened group and starts the task that hands proposals to its log in
+    /// ticket order.
+    pub fn attach(&self, group: ReplicatedLog) {
+        let rx = self.rx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let (Some(rx), Ok(())) = (rx, self.group.set(group.clone())) {
+            tokio::spawn(drain(group, self.shared.clone(), rx));
+        }
+    }
+
+    fn not_leader(&self, why: &str) -> StoreError {
+        let leader = self.group.get().and_then(|g| g.status().leader);
+        let at = match leader.and_then(|l| self.cluster.upgrade()?.node_info(l)) {
+            Some(info) => format!(
+                "node {} ({})",
+                leader.unwrap_or_default(),
+                info.native
+                    .unwrap_or_else(|| "address not known yet".into())
+            ),
+            None => match leader {
+                Some(l) => format!("node {l}"),
+                None => "not known yet (an election is under way)".into(),
+            },
+        };
+        StoreError::NotLeader(format!(
+            "queue {:?}: {why}; its leader is {at}: retry there",
+            self.name
+        ))
+    }
+
+    /// Runs `fut` on the runtime and waits for it on this (blocking) thread.
+    fn run<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.handle.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv().map_err(|_| StoreError::Closed)
+    }
+}
+
+/// Hands proposals to the log in ticket order; a proposal of an ended generation, or after one
+/// of its own generation failed, fails without reaching the log.
+async fn drain(
+    group: ReplicatedLog,
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<Proposal>,
+) {
+    while let Some(p) = rx.recv().await {
+        let live = {
+            let mut t = shared.lock();
+            t.queued -= 1;
+            let live = p.generation == t.generation && !t.broken;
+            if live {
+                t.outstanding += 1;
+            }
+            live
+        };
+        if !live {
+            shared.resolve(p.ticket, false, p.generation, false);
+            continue;
+        }
+        match group.submit(Command::Control(p.records.into())).await {
+            Ok(pending) => {
+                let s = shared.clone();
+                tokio::spawn(async move {
+                    let ok = pending.await.is_ok();
+                    s.resolve(p.ticket, ok, p.generation, true);
+                });
+            }
+            Err(_) => shared.resolve(p.ticket, false, p.generation, true),
+        }
+    }
+}
+
+impl QueueReplicator for QueueLink {
+    fn leading(&self) -> Result<u64, StoreError> {
+        let Some(term) = self.group.get().and_then(|g| g.leading_term()) else {
+            return Err(self.not_leader("this node does not lead it"));
+        };
+        let mut t = self.shared.lock();
+        if t.term != term {
+            t.term = term;
+            t.generation += 1;
+            t.broken = false;
+        } else if t.broken {
+            // Once every proposal resolved (and the committed ones applied), the working state
+            // can be reset to the committed one and the leader goes on.
+            if t.queued > 0 || t.outstanding > 0 {
+                return Err(self.not_leader("a change failed and is being settled"));
+            }
+            t.generation += 1;
+            t.broken = false;
+        }
+        Ok(t.generation)
+    }
+
+    fn still_leading(&self, generation: u64) -> bool {
+        self.leading().ok() == Some(generation)
+    }
+
+    fn propose(&self, generation: u64, records: Vec<u8>) -> Result<u64, StoreError> {
+        let mut t = self.shared.lock();
+        if t.generation != generation || t.broken {
+            return Err(self.not_leader("its leadership changed"));
+        }
+        if t.queued >= PROPOSALS_QUEUED_MAX {
+            return Err(StoreError::LimitReached(format!(
+                "queue {:?}: {PROPOSALS_QUEUED_MAX} changes wait for its log (PROPOSALS_QUEUED_MAX)",
+                self.name
+            )));
+        }
+        t.issued += 1;
+        let ticket = t.issued;
+        t.queued += 1;
+        if self
+            .tx
+            .send(Proposal {
+                ticket,
+                generation,
+                records,
+            })
+            .is_err()
+        {
+            t.queued -= 1;
+            t.resolve(ticket, false, generation);
+            return Err(StoreError::Closed);
+        }
+        Ok(ticket)
+    }
+
+    fn wait(&self, first: u64, last: u64) -> Result<(), StoreError> {
+        let deadline = Instant::now() + COMMIT_WAIT_MAX;
+        let mut t = self.shared.lock();
+        while t.resolved_through < last {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(self.not_leader("a change was not committed in time"));
+            }
+            t = self
+                .shared
+                .changed
+                .wait_timeout(t, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        if t.failed.range(first..=last).next().is_some() {
+            return Err(self.not_leader("leadership was lost before the change was committed"));
+        }
+        Ok(())
+    }
+
+    fn dead_letters(&self, queue: &str, records: &[Record]) -> Result<(), StoreError> {
+        let now = sluice_storage::now_ms();
+        let mut chunks: Vec<Vec<u8>> = Vec::new();
+        let mut start = 0;
+        let mut bytes = 0;
+        for (i, r) in records.iter().enumerate() {
+            bytes += sluice_storage::store::delivery_bytes(r);
+            if bytes >= DEAD_LETTER_ENTRY_BYTES || i + 1 == records.len() {
+                chunks.push(sluice_storage::format::encode_batch(
+                    &records[start..=i],
+                    now,
+                ));
+                (start, bytes) = (i + 1, 0);
+            }
+        }
+        for batch in chunks {
+            let (node, group) = (self.node.clone(), queue_group(queue));
+            let r = self.run(async move {
+                node.propose_anywhere(&group, Command::Batch(batch.into()))
+                    .await
+            })?;
+            if let Err(e) = r {
+                return Err(StoreError::NotLeader(format!(
+                    "dead letters of queue {:?} not stored in {queue:?}: {e}",
+                    self.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies a queue group's committed control entries to the queue on this node.
+pub struct QueueHook {
+    pub(super) name: String,
+    pub(super) cluster: Weak<Cluster>,
+}
+
+impl ApplyHook for QueueHook {
+    fn apply(&self, index: u64, offset: u64, payload: &[u8]) -> BoxFuture<'_, ()> {
+        let payload = payload.to_vec();
+        Box::pin(async move {
+            let Some(c) = self.cluster.upgrade() else {
+                return;
+            };
+            let Ok(broker) = c.broker() else { return };
+            let name = self.name.clone();
+            let r = crate::broker::spawn_blocking(move || {
+                broker
+                    .store()
+                    .queue(&name)?
+                    .apply_replicated(offset, &payload)
+            })
+            .await;
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(queue = %self.name, index, "cannot apply a queue change: {e}"),
+                Err(e) => warn!(queue = %self.name, index, "cannot apply a queue change: {e}"),
+            }
+        })
+    }
+}
