@@ -277,6 +277,29 @@ fn an_idempotent_producers_retries_are_answered_not_stored_again_even_by_a_new_l
     let mut c = kafka_raw::Raw::connect(&at);
     let batch = |values: &[&str], seq| kafka_raw::producer_batch(values, Plain, (4242, 0, seq));
 
+    // InitProducerId on every node: ids no other node hands out (the node id in high bits).
+    let ids: Vec<i64> = nodes
+        .iter()
+        .map(|n| {
+            use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse};
+            let mut c = kafka_raw::Raw::connect(n.kafka.as_deref().unwrap());
+            let r: InitProducerIdResponse = c.call(
+                ApiKey::InitProducerId,
+                1,
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(60_000),
+            );
+            assert_eq!(r.error_code, 0);
+            assert_eq!(r.producer_id.0 >> 44, n.id as i64, "node {}", n.id);
+            r.producer_id.0
+        })
+        .collect();
+    assert_eq!(
+        ids.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        ids.len()
+    );
+
     let (code, first) = kafka_raw::produce(&mut c, "idem", batch(&["a", "b"], 0));
     assert_eq!(code, 0);
     // The same batch again (a retry): its first offsets, nothing stored.

@@ -180,6 +180,9 @@ impl Consumer {
                     (vec![queue], rx, format!("q/{q}"))
                 }
                 Source::Group { topic, group } => {
+                    // Each node would keep its own ack state: two consumers on two nodes
+                    // would be handed the same messages.
+                    b.not_in_cluster("consumer groups over a topic (use a queue)")?;
                     let t = b.store.topic(&topic)?;
                     let cfg = QueueConfig {
                         max_unacked_per_consumer: b.limits.unacked_per_consumer_max,

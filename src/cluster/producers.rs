@@ -116,3 +116,36 @@ impl ProducerGate {
 
 /// The gates of a node's partitions.
 pub type Gates = Mutex<std::collections::HashMap<(String, u32), Arc<ProducerGate>>>;
+
+/// Bits of a cluster producer id below its node id: each node hands out ids from its own
+/// store's block in the low 44 bits, its node id above them, so two nodes never hand out the
+/// same id (about 17.6 trillion ids per node, node ids up to 2^19 - 1).
+pub const PRODUCER_ID_NODE_SHIFT: u32 = 44;
+
+/// The producer id node `node` hands out for its store's `local` id; `None` when either does
+/// not fit.
+pub fn cluster_producer_id(node: u64, local: i64) -> Option<i64> {
+    let local = u64::try_from(local).ok()?;
+    if local >> PRODUCER_ID_NODE_SHIFT != 0 || node >> (63 - PRODUCER_ID_NODE_SHIFT) != 0 {
+        return None;
+    }
+    i64::try_from(node << PRODUCER_ID_NODE_SHIFT | local).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_ids_of_two_nodes_never_meet() {
+        assert_eq!(cluster_producer_id(1, 0), Some(1 << 44));
+        assert_ne!(cluster_producer_id(1, 7), cluster_producer_id(2, 7));
+        assert_eq!(cluster_producer_id(3, 5).map(|id| id >> 44), Some(3));
+        let top = (1i64 << 44) - 1;
+        assert!(cluster_producer_id(1, top).unwrap() < cluster_producer_id(2, 0).unwrap());
+        assert_eq!(cluster_producer_id(1, 1 << 44), None);
+        assert_eq!(cluster_producer_id(1, -1), None);
+        assert_eq!(cluster_producer_id(1 << 19, 0), None);
+        assert!(cluster_producer_id((1 << 19) - 1, top).unwrap() > 0);
+    }
+}

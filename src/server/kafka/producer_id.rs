@@ -2,7 +2,8 @@
 //! directory never handed out before (`Store::new_producer_id`, durable before it is answered)
 //! with epoch 0; a producer that asks again with its id and epoch (KIP-360, after a sequence
 //! error) gets the same id with the next epoch, which fences its older epoch, or a new id once
-//! the epoch would overflow. Transactional ids are refused: transactions are not served.
+//! the epoch would overflow. Transactional ids are refused: transactions are not served. In a
+//! cluster a node's ids carry its node id in their high bits, so no two nodes hand out the same.
 //!
 //! The sequence checks themselves are the storage engine's (`Log::append_idempotent`), per
 //! partition, called by `produce`.
@@ -28,7 +29,20 @@ fn allocate(ctx: &KafkaContext, req: &InitProducerIdRequest) -> Result<(i64, i16
     if id >= 0 && (0..i16::MAX - 1).contains(&epoch) {
         return Ok((id, epoch + 1));
     }
-    match ctx.broker.store().new_producer_id() {
+    let id = ctx.broker.store().new_producer_id().and_then(|local| {
+        // In a cluster each node hands out ids of its own (its node id in the high bits).
+        match ctx.broker.cluster() {
+            None => Ok(local),
+            Some(c) => crate::cluster::producers::cluster_producer_id(c.node_id(), local)
+                .ok_or_else(|| {
+                    sluice_storage::Error::LimitReached(format!(
+                        "node {} has handed out every producer id it may",
+                        c.node_id()
+                    ))
+                }),
+        }
+    });
+    match id {
         Ok(id) => Ok((id, 0)),
         Err(e) => {
             tracing::error!("cannot hand out a producer id: {e}");
