@@ -1,6 +1,7 @@
 //! Replicated queues against three real `sluice serve` processes: a queue created through any
 //! node exists on every node with a replicated log of its own; publishes through any node;
-//! consumers on a follower are refused (`NotLeader`); on the leader, a message nacked up to its
+//! consumers on a follower are refused (`NotLeader`), and the client given every node opens them
+//! on the leader; on the leader, a message nacked up to its
 //! delivery bound is dead-lettered into the dead-letter queue (whose log another node may lead);
 //! after a SIGKILL of the queue's leader, the new leader never delivers an acked message again,
 //! redelivers every message that was delivered and not acked (attempt 2) and every other one,
@@ -83,16 +84,9 @@ async fn a_replicated_queue_keeps_acks_and_deliveries_through_a_leader_kill() {
     let follower = Client::connect(&nodes[(lead + 1) % 3].native)
         .await
         .unwrap();
-    let mut refused = follower
-        .consume(Source::Queue("jobs".into()), 10)
-        .await
-        .unwrap();
-    match tokio::time::timeout(STEP, refused.next()).await {
-        Ok(Some(Err(e))) => assert!(e.to_string().contains("leader"), "{e}"),
-        other => panic!(
-            "a follower's consumer: {:?}",
-            other.map(|o| o.map(|r| r.map(|d| d.offset)))
-        ),
+    match follower.consume(Source::Queue("jobs".into()), 10).await {
+        Err(e) => assert!(e.to_string().contains("leader"), "{e}"),
+        Ok(_) => panic!("a follower served a consumer of the queue"),
     }
 
     // A consumer group over a topic would keep its ack state on one node: refused.
@@ -145,7 +139,12 @@ async fn a_replicated_queue_keeps_acks_and_deliveries_through_a_leader_kill() {
     // The queue's leader dies; its consumers' connections with it.
     nodes[lead].kill9();
     drop((one, many, held_by_one));
-    let (new_lead, mut after) = consumer_on_leader(&nodes, "jobs", 500).await;
+    // The client given every node opens the consumer on whichever node leads now.
+    let mut after = client
+        .consume(Source::Queue("jobs".into()), 500)
+        .await
+        .unwrap();
+    let new_lead = leader_of(&nodes, "q/jobs").await;
     assert_ne!(new_lead, lead);
     let left = MESSAGES as usize - 1 - acked.len();
     let mut seen = BTreeSet::new();
@@ -194,7 +193,10 @@ async fn a_replicated_queue_keeps_acks_and_deliveries_through_a_leader_kill() {
     assert_eq!(info.dead_lettered, 1);
 
     // The dead letter, from the dead-letter queue's leader.
-    let (_, mut dlq) = consumer_on_leader(&nodes, "jobs.dlq", 10).await;
+    let mut dlq = client
+        .consume(Source::Queue("jobs.dlq".into()), 10)
+        .await
+        .unwrap();
     let d = next(&mut dlq, "the dead letter").await;
     assert_eq!(d.record.value, b"job-0");
     let header = |n: &str| {
@@ -222,5 +224,59 @@ async fn a_replicated_queue_keeps_acks_and_deliveries_through_a_leader_kill() {
         }
         assert!(Instant::now() < deadline, "the restarted node: {i:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Every node killed and restarted: each applies the queue's log again over its journal
+    // and ends where it was; the queue goes on.
+    for n in nodes.iter_mut() {
+        n.kill9();
+    }
+    for n in nodes.iter_mut() {
+        n.start(&spec);
+    }
+    let client = Client::builder(addrs(&nodes))
+        .retry_deadline(STEP)
+        .connect()
+        .await
+        .unwrap();
+    let mut more = BTreeSet::new();
+    for i in 0..10 {
+        let r = [Record::from_value(format!("more-{i}").into_bytes())];
+        let p = client
+            .publish_to(Target::Queue("jobs".into()), &r)
+            .await
+            .unwrap();
+        more.insert(p.base_offset);
+    }
+    let mut again = client
+        .consume(Source::Queue("jobs".into()), 100)
+        .await
+        .unwrap();
+    let lead = leader_of(&nodes, "q/jobs").await;
+    while !more.is_empty() {
+        let d = next(&mut again, "deliveries after a restart of every node").await;
+        assert!(
+            more.remove(&d.offset),
+            "offset {} delivered again",
+            d.offset
+        );
+        assert_eq!(d.attempt, 1);
+        d.ack().await.unwrap();
+    }
+    for n in &nodes {
+        let c = Client::connect(&n.native).await.unwrap();
+        let deadline = Instant::now() + STEP;
+        loop {
+            let i = c.describe_queue("jobs").await.unwrap();
+            if (i.depth, i.dead_lettered, i.in_flight) == (0, 1, 0) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} (leader {lead}): {i:?}",
+                n.id
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }

@@ -17,10 +17,27 @@ use crate::protocol::{QueueMessage, Reply, Request};
 impl Client {
     /// Becomes a competing consumer of a queue or of a topic's consumer group, holding at most
     /// `prefetch` unacked messages (the server may lower it).
+    ///
+    /// Given the nodes of a cluster, the consumer is opened on the node that serves it (a
+    /// queue's leader): refused with `NotLeader` or cut, it is opened on the next node, as a
+    /// publish is retried, until the retry deadline. It stays on that node: when the node
+    /// fails or loses the queue's leadership the consumer ends with the error, and the next
+    /// one opened finds the new leader.
     pub async fn consume(&self, source: Source, prefetch: u32) -> Result<Consumer> {
         // The consumer lives on one connection, whatever the client moves to later.
         let client = self.pinned().await?;
-        client.open_consumer(source, prefetch).await
+        match client.open_consumer(source.clone(), prefetch).await {
+            Err(e) if super::failover::retriable(&e) => {
+                let partitions = self.inner.partitions.clone();
+                self.retry_on(client.conn(), e, |conn| {
+                    let c = Client::on(conn, partitions.clone(), None);
+                    let source = source.clone();
+                    async move { c.open_consumer(source, prefetch).await }
+                })
+                .await
+            }
+            r => r,
+        }
     }
 
     async fn open_consumer(&self, source: Source, prefetch: u32) -> Result<Consumer> {

@@ -175,6 +175,8 @@ impl Consumer {
             Ok(match src {
                 Source::Queue(q) => {
                     let queue = b.store.queue(&q)?;
+                    // A replicated queue's consumers are served by its leader only.
+                    queue.check_leader()?;
                     let ptr = Arc::as_ptr(&queue) as usize;
                     let rx = b.watch_log(format!("q/{q}"), ptr, queue.log());
                     (vec![queue], rx, format!("q/{q}"))

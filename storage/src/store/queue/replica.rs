@@ -67,6 +67,15 @@ impl Queue {
         })
     }
 
+    /// `Ok` when this node may serve the queue's consumers: a single node's queue, or a
+    /// replicated queue this node leads; [`Error::NotLeader`] naming the leader otherwise.
+    pub fn check_leader(&self) -> Result<()> {
+        match self.replica.get() {
+            Some(r) => r.rep.leading().map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
     /// True when this queue is a replica of a replicated queue.
     pub fn is_replicated(&self) -> bool {
         self.replica.get().is_some()
