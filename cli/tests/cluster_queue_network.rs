@@ -1,0 +1,197 @@
+//! A replicated queue's leader cut off from the other nodes (each node in its own network
+//! namespace, `common::netns`), while its consumer, which the test still reaches, goes on:
+//!
+//! - the cut-off leader confirms no ack and hands out no new message, although the acks sent to
+//!   it open its consumer's window (neither can be committed without a majority);
+//! - the other two elect a leader of the queue, which delivers every message not acked, the
+//!   ones the first consumer held among them, and confirms their acks;
+//! - once the link is back the old leader follows, and the acks it held answer with an error,
+//!   never as confirmed; every node ends with the queue empty.
+//!
+//! Needs root and iproute2 (`ip netns`); skipped without them, failed under `CI=true`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::cluster::{leader_of, Node};
+use common::netns::Hosts;
+use sluice::client::{Client, Consumer, Delivery};
+use sluice::protocol::{QueueSettings, Source, Target};
+use sluice::storage::Record;
+
+const NODES: u32 = 3;
+const NATIVE_PORT: u16 = 7450;
+const CLUSTER_PORT: u16 = 7460;
+const MESSAGES: usize = 40;
+/// How long a step may take on a loaded machine.
+const STEP: Duration = Duration::from_secs(30);
+/// How long the cut-off leader is given to (wrongly) confirm or deliver.
+const CUT_WAIT: Duration = Duration::from_secs(3);
+
+fn nodes(hosts: &Hosts, root: &std::path::Path) -> (Vec<Node>, String) {
+    let spec = (1..=NODES)
+        .map(|i| format!("{i}@{}:{CLUSTER_PORT}", hosts.cluster_ip(i)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let nodes = (1..=NODES)
+        .map(|i| Node {
+            id: u64::from(i),
+            dir: root.join(format!("node-{i}")),
+            native: format!("{}:{NATIVE_PORT}", hosts.client_ip(i)),
+            child: None,
+            netns: Some(hosts.ns(i)),
+            kafka: None,
+            http: None,
+        })
+        .collect();
+    (nodes, spec)
+}
+
+async fn next(c: &mut Consumer, what: &str) -> Delivery {
+    match tokio::time::timeout(STEP, c.next()).await {
+        Ok(Some(Ok(d))) => d,
+        other => panic!("{what}: {:?}", other.map(|o| o.map(|r| r.err()))),
+    }
+}
+
+/// A client of the nodes `except` excluded, failing over between them.
+async fn client_of(nodes: &[Node], except: usize) -> Client {
+    let addrs: Vec<&str> = (0..nodes.len())
+        .filter(|&i| i != except)
+        .map(|i| nodes[i].native.as_str())
+        .collect();
+    Client::builder(addrs.join(","))
+        .retry_deadline(STEP)
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_queue_leader_confirms_no_ack_and_delivers_nothing() {
+    let Some(hosts) = Hosts::new(NODES) else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let (mut nodes, spec) = nodes(&hosts, root.path());
+    for n in nodes.iter_mut() {
+        n.start(&spec);
+    }
+    let client = client_of(&nodes, usize::MAX).await;
+    let settings = QueueSettings {
+        ack_timeout_ms: Some(600_000),
+        ..Default::default()
+    };
+    client.create_queue("work", settings).await.unwrap();
+    let mut published = BTreeSet::new();
+    for i in 0..MESSAGES {
+        let r = [Record::from_value(format!("w{i}").into_bytes())];
+        let p = client
+            .publish_to(Target::Queue("work".into()), &r)
+            .await
+            .unwrap();
+        published.insert(p.base_offset);
+    }
+
+    // The leader's consumer takes 10, acks 5 (confirmed), holds 5.
+    let cut = leader_of(&nodes, "q/work").await;
+    let on_cut = Client::connect(&nodes[cut].native).await.unwrap();
+    let mut first = on_cut
+        .consume(Source::Queue("work".into()), 10)
+        .await
+        .unwrap();
+    let mut taken = Vec::new();
+    for _ in 0..10 {
+        taken.push(next(&mut first, "the first deliveries").await);
+    }
+    let mut acked = BTreeSet::new();
+    for d in taken.drain(..5) {
+        d.ack().await.unwrap();
+        acked.insert(d.offset);
+    }
+    // The acks opened the window: what the leader delivered into it (committed) is held too.
+    while let Ok(Some(d)) = tokio::time::timeout(Duration::from_secs(1), first.next()).await {
+        taken.push(d.unwrap());
+    }
+    let held: BTreeSet<u64> = taken.iter().map(|d| d.offset).collect();
+
+    // Cut off: its acks are not confirmed, and the room they make is not filled.
+    eprintln!("cutting off node {} (the queue's leader)", cut + 1);
+    hosts.cut(cut as u32 + 1);
+    let pending_acks = tokio::spawn(async move {
+        let mut outcomes = Vec::new();
+        for d in taken {
+            outcomes.push((d.offset, d.ack().await));
+        }
+        outcomes
+    });
+    tokio::time::sleep(CUT_WAIT).await;
+    assert!(
+        !pending_acks.is_finished(),
+        "the cut-off leader confirmed acks"
+    );
+    if let Ok(Some(d)) = tokio::time::timeout(CUT_WAIT, first.next()).await {
+        panic!(
+            "the cut-off leader delivered {:?} without a majority",
+            d.map(|d| d.offset)
+        );
+    }
+
+    // The other two elect a leader, which delivers everything not acked.
+    let majority = client_of(&nodes, cut).await;
+    let mut second = majority
+        .consume(Source::Queue("work".into()), 100)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut seen = BTreeSet::new();
+    while seen.len() < MESSAGES - acked.len() {
+        let d = next(&mut second, "the new leader's deliveries").await;
+        assert!(
+            published.contains(&d.offset),
+            "offset {} was not published",
+            d.offset
+        );
+        assert!(
+            !acked.contains(&d.offset),
+            "acked offset {} delivered again",
+            d.offset
+        );
+        assert!(seen.insert(d.offset), "offset {} delivered twice", d.offset);
+        if held.contains(&d.offset) {
+            assert_eq!(d.attempt, 2, "offset {}", d.offset);
+        }
+        d.ack().await.unwrap();
+    }
+    eprintln!(
+        "the new leader delivered every message in {:?}",
+        started.elapsed()
+    );
+
+    // Back: the old leader follows; the acks it held fail, none confirmed.
+    hosts.heal(cut as u32 + 1);
+    let outcomes = tokio::time::timeout(STEP, pending_acks)
+        .await
+        .expect("the held acks answered once the link is back")
+        .unwrap();
+    for (offset, r) in outcomes {
+        assert!(
+            r.is_err(),
+            "offset {offset}: an ack of the cut-off leader confirmed"
+        );
+    }
+    for n in &nodes {
+        let c = Client::connect(&n.native).await.unwrap();
+        let deadline = Instant::now() + STEP;
+        loop {
+            let i = c.describe_queue("work").await.unwrap();
+            if (i.depth, i.in_flight) == (0, 0) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {}: {i:?}", n.id);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
