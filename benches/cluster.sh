@@ -3,6 +3,8 @@
 # same flags, one after the other: the figures of docs/benchmarks.md, "Replication".
 #
 #   benches/cluster.sh [BATCH] [MESSAGES]      (defaults: 100 400000)
+#   BENCH_ARGS="--mode queue --consumers 2" benches/cluster.sh 100 100000   (a queue: publish,
+#                                                deliver and ack, each replicated)
 #
 # Needs a release build (cargo build --release -p sluice-cli) and a quiet machine: a compile
 # beside it moves disk figures several times over.
@@ -41,9 +43,15 @@ for n in 1 2 3; do wait_listening "$WORK/node-$n.log"; done
 # leader, which then leads the new partition) and publishes there: a node that does not lead
 # the partition answers NotLeader, as does every node while the metadata's first leader is
 # elected, so go round the nodes.
+# In queue mode the consumers must reach the queue's leader: every node is given, and the
+# client opens each consumer on the node that serves it.
 for _ in $(seq 1 10); do
     for n in 1 2 3; do
-        if bench "127.0.0.1:1745$n" 2> "$WORK/bench.err"; then exit 0; fi
+        addr="127.0.0.1:1745$n"
+        if [[ "${BENCH_ARGS:-}" == *queue* ]]; then
+            addr="$addr,127.0.0.1:17451,127.0.0.1:17452,127.0.0.1:17453"
+        fi
+        if bench "$addr" 2> "$WORK/bench.err"; then exit 0; fi
         grep -q NotLeader "$WORK/bench.err" || { cat "$WORK/bench.err" >&2; exit 1; }
     done
     sleep 0.5

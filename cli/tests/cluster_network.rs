@@ -30,25 +30,6 @@ const CUT_PUBLISH_WAIT: Duration = Duration::from_secs(3);
 /// The speed of a slowed link.
 const SLOW_KBIT: u32 = 64;
 
-fn nodes(hosts: &Hosts, root: &std::path::Path) -> (Vec<Node>, String) {
-    let spec = (1..=NODES)
-        .map(|i| format!("{i}@{}:{CLUSTER_PORT}", hosts.cluster_ip(i)))
-        .collect::<Vec<_>>()
-        .join(",");
-    let nodes = (1..=NODES)
-        .map(|i| Node {
-            id: u64::from(i),
-            dir: root.join(format!("node-{i}")),
-            native: format!("{}:{NATIVE_PORT}", hosts.client_ip(i)),
-            child: None,
-            netns: Some(hosts.ns(i)),
-            kafka: None,
-            http: None,
-        })
-        .collect();
-    (nodes, spec)
-}
-
 /// Sends new values straight to `node` (a cut-off leader) and asserts none is confirmed.
 async fn nothing_confirmed_by(node: &Node, check: &mut Checker, tries: usize) {
     for _ in 0..tries {
@@ -81,7 +62,7 @@ async fn cut_and_slowed_links_lose_nothing_confirmed() {
         return;
     };
     let root = tempfile::tempdir().unwrap();
-    let (mut nodes, spec) = nodes(&hosts, root.path());
+    let (mut nodes, spec) = hosts.nodes(root.path(), NATIVE_PORT, CLUSTER_PORT);
     for n in nodes.iter_mut() {
         n.start(&spec);
     }

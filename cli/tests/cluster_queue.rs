@@ -10,23 +10,16 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::cluster::{cluster_nodes, leader_of, Node};
-use sluice::client::{Client, Consumer, Delivery};
-use sluice::protocol::{QueueSettings, Source, Target};
-use sluice::storage::Record;
+use common::cluster::{
+    client_of, cluster_nodes, leader_of, next_delivery as next, publish_to_queue, wait_queue, Node,
+    STEP,
+};
+use sluice::client::{Client, Consumer};
+use sluice::protocol::{QueueSettings, Source};
 
 const MESSAGES: u64 = 300;
-/// How long a step may take on a loaded machine.
-const STEP: Duration = Duration::from_secs(30);
-
-async fn next(c: &mut Consumer, what: &str) -> Delivery {
-    match tokio::time::timeout(STEP, c.next()).await {
-        Ok(Some(Ok(d))) => d,
-        other => panic!("{what}: {:?}", other.map(|o| o.map(|r| r.err()))),
-    }
-}
 
 fn addrs(nodes: &[Node]) -> String {
     let live: Vec<&str> = nodes
@@ -55,11 +48,7 @@ async fn a_replicated_queue_keeps_acks_and_deliveries_through_a_leader_kill() {
     for n in nodes.iter_mut() {
         n.start(&spec);
     }
-    let client = Client::builder(addrs(&nodes))
-        .retry_deadline(STEP)
-        .connect()
-        .await
-        .unwrap();
+    let client = client_of(&addrs(&nodes)).await;
     let settings = QueueSettings {
         max_deliveries: Some(2),
         ack_timeout_ms: Some(120_000),
@@ -68,15 +57,7 @@ async fn a_replicated_queue_keeps_acks_and_deliveries_through_a_leader_kill() {
     client.create_queue("jobs", settings).await.unwrap();
     // Offsets are not dense: the log's control entries (a leader's blank entry, the queue's
     // own state changes) take offsets too.
-    let mut offsets = Vec::new();
-    for i in 0..MESSAGES {
-        let r = [Record::from_value(format!("job-{i}").into_bytes())];
-        let p = client
-            .publish_to(Target::Queue("jobs".into()), &r)
-            .await
-            .unwrap();
-        offsets.push(p.base_offset);
-    }
+    let offsets = publish_to_queue(&client, "jobs", "job-", MESSAGES as usize).await;
     let (first, second) = (offsets[0], offsets[1]);
 
     // A follower refuses consumers: only the leader hands messages out.
@@ -215,16 +196,10 @@ async fn a_replicated_queue_keeps_acks_and_deliveries_through_a_leader_kill() {
 
     // The killed node comes back and is caught up to the same ack state.
     nodes[lead].start(&spec);
-    let back = Client::connect(&nodes[lead].native).await.unwrap();
-    let deadline = Instant::now() + STEP;
-    loop {
-        let i = back.describe_queue("jobs").await.unwrap();
-        if (i.ack_floor, i.depth, i.dead_lettered) == (info.ack_floor, 0, 1) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the restarted node: {i:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_queue(&nodes[lead].native, "jobs", |i| {
+        (i.ack_floor, i.depth, i.dead_lettered) == (info.ack_floor, 0, 1)
+    })
+    .await;
 
     // Every node killed and restarted: each applies the queue's log again over its journal
     // and ends where it was; the queue goes on.
@@ -234,25 +209,15 @@ async fn a_replicated_queue_keeps_acks_and_deliveries_through_a_leader_kill() {
     for n in nodes.iter_mut() {
         n.start(&spec);
     }
-    let client = Client::builder(addrs(&nodes))
-        .retry_deadline(STEP)
-        .connect()
+    let client = client_of(&addrs(&nodes)).await;
+    let mut more: BTreeSet<u64> = publish_to_queue(&client, "jobs", "more-", 10)
         .await
-        .unwrap();
-    let mut more = BTreeSet::new();
-    for i in 0..10 {
-        let r = [Record::from_value(format!("more-{i}").into_bytes())];
-        let p = client
-            .publish_to(Target::Queue("jobs".into()), &r)
-            .await
-            .unwrap();
-        more.insert(p.base_offset);
-    }
+        .into_iter()
+        .collect();
     let mut again = client
         .consume(Source::Queue("jobs".into()), 100)
         .await
         .unwrap();
-    let lead = leader_of(&nodes, "q/jobs").await;
     while !more.is_empty() {
         let d = next(&mut again, "deliveries after a restart of every node").await;
         assert!(
@@ -264,19 +229,9 @@ async fn a_replicated_queue_keeps_acks_and_deliveries_through_a_leader_kill() {
         d.ack().await.unwrap();
     }
     for n in &nodes {
-        let c = Client::connect(&n.native).await.unwrap();
-        let deadline = Instant::now() + STEP;
-        loop {
-            let i = c.describe_queue("jobs").await.unwrap();
-            if (i.depth, i.dead_lettered, i.in_flight) == (0, 1, 0) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "node {} (leader {lead}): {i:?}",
-                n.id
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_queue(&n.native, "jobs", |i| {
+            (i.depth, i.dead_lettered, i.in_flight) == (0, 1, 0)
+        })
+        .await;
     }
 }

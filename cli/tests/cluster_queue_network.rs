@@ -15,58 +15,27 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::cluster::{leader_of, Node};
+use common::cluster::{
+    client_of, leader_of, next_delivery as next, publish_to_queue, wait_queue, Node, STEP,
+};
 use common::netns::Hosts;
-use sluice::client::{Client, Consumer, Delivery};
-use sluice::protocol::{QueueSettings, Source, Target};
-use sluice::storage::Record;
+use sluice::client::Client;
+use sluice::protocol::{QueueSettings, Source};
 
 const NODES: u32 = 3;
 const NATIVE_PORT: u16 = 7450;
 const CLUSTER_PORT: u16 = 7460;
 const MESSAGES: usize = 40;
-/// How long a step may take on a loaded machine.
-const STEP: Duration = Duration::from_secs(30);
 /// How long the cut-off leader is given to (wrongly) confirm or deliver.
 const CUT_WAIT: Duration = Duration::from_secs(3);
 
-fn nodes(hosts: &Hosts, root: &std::path::Path) -> (Vec<Node>, String) {
-    let spec = (1..=NODES)
-        .map(|i| format!("{i}@{}:{CLUSTER_PORT}", hosts.cluster_ip(i)))
-        .collect::<Vec<_>>()
-        .join(",");
-    let nodes = (1..=NODES)
-        .map(|i| Node {
-            id: u64::from(i),
-            dir: root.join(format!("node-{i}")),
-            native: format!("{}:{NATIVE_PORT}", hosts.client_ip(i)),
-            child: None,
-            netns: Some(hosts.ns(i)),
-            kafka: None,
-            http: None,
-        })
-        .collect();
-    (nodes, spec)
-}
-
-async fn next(c: &mut Consumer, what: &str) -> Delivery {
-    match tokio::time::timeout(STEP, c.next()).await {
-        Ok(Some(Ok(d))) => d,
-        other => panic!("{what}: {:?}", other.map(|o| o.map(|r| r.err()))),
-    }
-}
-
 /// A client of the nodes `except` excluded, failing over between them.
-async fn client_of(nodes: &[Node], except: usize) -> Client {
+async fn client_without(nodes: &[Node], except: usize) -> Client {
     let addrs: Vec<&str> = (0..nodes.len())
         .filter(|&i| i != except)
         .map(|i| nodes[i].native.as_str())
         .collect();
-    Client::builder(addrs.join(","))
-        .retry_deadline(STEP)
-        .connect()
-        .await
-        .unwrap()
+    client_of(&addrs.join(",")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,25 +44,20 @@ async fn a_cut_off_queue_leader_confirms_no_ack_and_delivers_nothing() {
         return;
     };
     let root = tempfile::tempdir().unwrap();
-    let (mut nodes, spec) = nodes(&hosts, root.path());
+    let (mut nodes, spec) = hosts.nodes(root.path(), NATIVE_PORT, CLUSTER_PORT);
     for n in nodes.iter_mut() {
         n.start(&spec);
     }
-    let client = client_of(&nodes, usize::MAX).await;
+    let client = client_without(&nodes, usize::MAX).await;
     let settings = QueueSettings {
         ack_timeout_ms: Some(600_000),
         ..Default::default()
     };
     client.create_queue("work", settings).await.unwrap();
-    let mut published = BTreeSet::new();
-    for i in 0..MESSAGES {
-        let r = [Record::from_value(format!("w{i}").into_bytes())];
-        let p = client
-            .publish_to(Target::Queue("work".into()), &r)
-            .await
-            .unwrap();
-        published.insert(p.base_offset);
-    }
+    let published: BTreeSet<u64> = publish_to_queue(&client, "work", "w", MESSAGES)
+        .await
+        .into_iter()
+        .collect();
 
     // The leader's consumer takes 10, acks 5 (confirmed), holds 5.
     let cut = leader_of(&nodes, "q/work").await;
@@ -140,7 +104,7 @@ async fn a_cut_off_queue_leader_confirms_no_ack_and_delivers_nothing() {
     }
 
     // The other two elect a leader, which delivers everything not acked.
-    let majority = client_of(&nodes, cut).await;
+    let majority = client_without(&nodes, cut).await;
     let mut second = majority
         .consume(Source::Queue("work".into()), 100)
         .await
@@ -183,15 +147,6 @@ async fn a_cut_off_queue_leader_confirms_no_ack_and_delivers_nothing() {
         );
     }
     for n in &nodes {
-        let c = Client::connect(&n.native).await.unwrap();
-        let deadline = Instant::now() + STEP;
-        loop {
-            let i = c.describe_queue("work").await.unwrap();
-            if (i.depth, i.in_flight) == (0, 0) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "node {}: {i:?}", n.id);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_queue(&n.native, "work", |i| (i.depth, i.in_flight) == (0, 0)).await;
     }
 }

@@ -28,6 +28,9 @@ pub const COMMIT_WAIT_MAX: Duration = Duration::from_secs(30);
 /// Most failed proposals remembered (those older are long past any wait).
 const FAILED_REMEMBERED_MAX: usize = 1 << 16;
 
+/// Most bytes of queue changes gathered into one control entry.
+pub const CONTROL_ENTRY_BYTES_MAX: usize = 512 << 10;
+
 /// Most bytes of dead letters proposed in one entry of the dead-letter queue's log.
 const DEAD_LETTER_ENTRY_BYTES: usize = 512 << 10;
 
@@ -181,36 +184,63 @@ impl QueueLink {
     }
 }
 
-/// Hands proposals to the log in ticket order; a proposal of an ended generation, or after one
-/// of its own generation failed, fails without reaching the log.
+/// Hands proposals to the log in ticket order, those queued meanwhile gathered into one
+/// control entry (up to [`CONTROL_ENTRY_BYTES_MAX`]): their records back to back, resolved
+/// together. A proposal of an ended generation, or after one of its own generation failed,
+/// fails without reaching the log.
 async fn drain(
     group: ReplicatedLog,
     shared: Arc<Shared>,
     mut rx: mpsc::UnboundedReceiver<Proposal>,
 ) {
     while let Some(p) = rx.recv().await {
-        let live = {
-            let mut t = shared.lock();
-            t.queued -= 1;
-            let live = p.generation == t.generation && !t.broken;
-            if live {
-                t.outstanding += 1;
+        let mut gathered = vec![p];
+        let mut bytes = gathered[0].records.len();
+        while bytes < CONTROL_ENTRY_BYTES_MAX {
+            match rx.try_recv() {
+                Ok(p) => {
+                    bytes += p.records.len();
+                    gathered.push(p);
+                }
+                Err(_) => break,
             }
-            live
+        }
+        let (live, ended): (Vec<Proposal>, Vec<Proposal>) = {
+            let mut t = shared.lock();
+            t.queued -= gathered.len();
+            let (g, broken) = (t.generation, t.broken);
+            let split = gathered
+                .into_iter()
+                .partition::<Vec<_>, _>(|p| p.generation == g && !broken);
+            t.outstanding += split.0.len();
+            split
         };
-        if !live {
+        for p in ended {
             shared.resolve(p.ticket, false, p.generation, false);
+        }
+        if live.is_empty() {
             continue;
         }
-        match group.submit(Command::Control(p.records.into())).await {
+        let mut records = Vec::with_capacity(bytes);
+        for p in &live {
+            records.extend_from_slice(&p.records);
+        }
+        let tickets: Vec<(u64, u64)> = live.iter().map(|p| (p.ticket, p.generation)).collect();
+        match group.submit(Command::Control(records.into())).await {
             Ok(pending) => {
                 let s = shared.clone();
                 tokio::spawn(async move {
                     let ok = pending.await.is_ok();
-                    s.resolve(p.ticket, ok, p.generation, true);
+                    for (ticket, generation) in tickets {
+                        s.resolve(ticket, ok, generation, true);
+                    }
                 });
             }
-            Err(_) => shared.resolve(p.ticket, false, p.generation, true),
+            Err(_) => {
+                for (ticket, generation) in tickets {
+                    shared.resolve(ticket, false, generation, true);
+                }
+            }
         }
     }
 }

@@ -157,3 +157,65 @@ pub async fn leader_of(nodes: &[Node], group: &str) -> usize {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// How long a step of a cluster test may take on a loaded machine.
+pub const STEP: Duration = Duration::from_secs(30);
+
+/// A client of `addrs` (comma-separated) failing over between them for up to [`STEP`].
+pub async fn client_of(addrs: &str) -> sluice::client::Client {
+    sluice::client::Client::builder(addrs)
+        .retry_deadline(STEP)
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Publishes `count` messages `<prefix><i>` to queue `queue`, one at a time; their offsets.
+pub async fn publish_to_queue(
+    client: &sluice::client::Client,
+    queue: &str,
+    prefix: &str,
+    count: usize,
+) -> Vec<u64> {
+    let mut offsets = Vec::new();
+    for i in 0..count {
+        let r = [sluice::storage::Record::from_value(
+            format!("{prefix}{i}").into_bytes(),
+        )];
+        let p = client
+            .publish_to(sluice::protocol::Target::Queue(queue.into()), &r)
+            .await
+            .unwrap();
+        offsets.push(p.base_offset);
+    }
+    offsets
+}
+
+/// The consumer's next delivery, within [`STEP`]; a panic naming `what` otherwise.
+pub async fn next_delivery(
+    c: &mut sluice::client::Consumer,
+    what: &str,
+) -> sluice::client::Delivery {
+    match tokio::time::timeout(STEP, c.next()).await {
+        Ok(Some(Ok(d))) => d,
+        other => panic!("{what}: {:?}", other.map(|o| o.map(|r| r.err()))),
+    }
+}
+
+/// Waits (at most [`STEP`]) until queue `queue` on the node at `addr` satisfies `done`.
+pub async fn wait_queue(
+    addr: &str,
+    queue: &str,
+    done: impl Fn(&sluice::protocol::QueueInfo) -> bool,
+) {
+    let c = sluice::client::Client::connect(addr).await.unwrap();
+    let deadline = std::time::Instant::now() + STEP;
+    loop {
+        let i = c.describe_queue(queue).await.unwrap();
+        if done(&i) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{addr}: {i:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

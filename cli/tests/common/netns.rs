@@ -128,6 +128,32 @@ impl Hosts {
     }
 
     /// Cuts node `i` off the other nodes (its cluster link goes down); its clients still reach it.
+    /// A node per namespace (not started), each listening on `native_port` of its client link
+    /// and `cluster_port` of its cluster link, and the `--cluster` list naming them.
+    pub fn nodes(
+        &self,
+        root: &std::path::Path,
+        native_port: u16,
+        cluster_port: u16,
+    ) -> (Vec<super::cluster::Node>, String) {
+        let spec = (1..=self.nodes)
+            .map(|i| format!("{i}@{}:{cluster_port}", self.cluster_ip(i)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let nodes = (1..=self.nodes)
+            .map(|i| super::cluster::Node {
+                id: u64::from(i),
+                dir: root.join(format!("node-{i}")),
+                native: format!("{}:{native_port}", self.client_ip(i)),
+                child: None,
+                netns: Some(self.ns(i)),
+                kafka: None,
+                http: None,
+            })
+            .collect();
+        (nodes, spec)
+    }
+
     pub fn cut(&self, i: u32) {
         ip_ok(&["-n", &self.ns(i), "link", "set", "c0", "down"]);
     }

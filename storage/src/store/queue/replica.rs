@@ -83,8 +83,9 @@ impl Queue {
 
     /// Applies a committed control entry of the queue's replicated log, stored at `offset`:
     /// `records` are ack journal records (format.md, "Ack journal"), to which the entry adds
-    /// the ack of its own offset, which holds no message. Journaled and synced here before it
-    /// returns. Applying entries again (after a restart) leaves the state as it was.
+    /// the ack of its own offset, which holds no message, then journaled, not synced: the
+    /// cluster applies a queue's whole log again at every start, so the journal only saves
+    /// work (and is written whole by a clean close). Applying entries again leaves the state as it was.
     pub fn apply_replicated(&self, offset: u64, records: &[u8]) -> Result<()> {
         let Some(r) = self.replica.get() else {
             return Err(Error::InvalidArgument(format!(
@@ -133,9 +134,10 @@ impl Queue {
             }
         }
         drop(led);
+        // Not synced here: the replicated log is the truth, and a restart applies all of it
+        // again over whatever the journal kept.
         self.journal.append(records)?;
         self.journal.append(&own)?;
-        self.journal.flush()?;
         if self.journal.since_snapshot() > ack_snapshot_bytes() {
             self.journal.snapshot(&committed.encode_snapshot())?;
         }
