@@ -28,7 +28,8 @@ pub use group::{
     BoxFuture, Consensus, GroupStatus, GroupStorage, LogSource, Pending, ReplicatedLog, Timing,
 };
 pub use net::{
-    serve, GroupNetwork, NetError, NetworkFactory, Peers, ProposeError, RaftHandler, Reply, Request,
+    serve, ClusterId, GroupNetwork, Identity, NetError, NetworkFactory, Peers, ProposeError,
+    RaftHandler, Reply, Request,
 };
 pub use node::ClusterNode;
 pub use store::ApplyHook;
@@ -42,11 +43,18 @@ pub fn fuzz_input(data: &[u8]) {
         return;
     };
     match pick % 3 {
-        // A frame from a peer, and its payload as a request and as a reply.
+        // A frame from a peer, and its payload as a request, a reply and a greeting.
         0 => {
             if let Ok((frame, _)) = net::frame::decode(rest) {
                 let _ = net::message::decode::<Request>(&frame.payload);
                 let _ = net::message::decode::<Reply>(&frame.payload);
+                if let Ok(g) = net::greeting::Greeting::decode(&frame.payload) {
+                    let me = net::Identity {
+                        cluster: g.cluster,
+                        node: g.to,
+                    };
+                    let _ = g.check(me, Some(g.from));
+                }
             }
         }
         // A state file as the vote and as the applied state.
@@ -145,6 +153,13 @@ mod fuzz_seeds {
         let payload = net::message::encode(&reply).unwrap();
         let frame = net::frame::encode(net::frame::Kind::Reply, 8, &payload).unwrap();
         write("reply-frame", 0, &frame);
+        let greeting = net::greeting::Greeting {
+            cluster: net::ClusterId(*b"seed-cluster-id!"),
+            from: 1,
+            to: 2,
+        };
+        let frame = net::frame::encode(net::frame::Kind::Greeting, 0, &greeting.encode()).unwrap();
+        write("greeting-frame", 0, &frame);
         let applied = store::state_machine::AppliedState::default();
         store::state_file::save(&fs, Path::new("/a"), *b"SLAP", &applied).unwrap();
         write("applied-file", 1, &fs.read_file(Path::new("/a")).unwrap());

@@ -19,7 +19,9 @@ use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::group::{BoxFuture, GroupStorage, ReplicatedLog, Timing};
-use crate::net::{serve, NetworkFactory, Peers, ProposeError, RaftHandler, Reply, Request};
+use crate::net::{
+    serve, ClusterId, Identity, NetworkFactory, Peers, ProposeError, RaftHandler, Reply, Request,
+};
 use crate::types::{Applied, Command, GroupId, Node, NodeId, NodeInfo};
 
 /// Pause between rounds of hellos while some peer's addresses are unknown.
@@ -37,6 +39,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 /// A node of the cluster and the replicated logs it holds.
 pub struct ClusterNode {
     id: NodeId,
+    cluster: ClusterId,
     fs: FsRef,
     root: PathBuf,
     timing: Timing,
@@ -53,14 +56,16 @@ impl std::fmt::Debug for ClusterNode {
 }
 
 impl ClusterNode {
-    /// A node whose replicated logs live under `root`, one directory per group.
-    pub fn new(id: NodeId, fs: FsRef, root: &Path, timing: Timing) -> Arc<ClusterNode> {
+    /// Node `me.node` of cluster `me.cluster`, whose replicated logs live under `root`, one
+    /// directory per group.
+    pub fn new(me: Identity, fs: FsRef, root: &Path, timing: Timing) -> Arc<ClusterNode> {
         Arc::new(ClusterNode {
-            id,
+            id: me.node,
+            cluster: me.cluster,
             fs,
             root: root.to_path_buf(),
             timing,
-            peers: Arc::new(Peers::new(id)),
+            peers: Arc::new(Peers::new(me)),
             groups: RwLock::new(HashMap::new()),
             infos: RwLock::new(BTreeMap::new()),
         })
@@ -183,7 +188,11 @@ impl ClusterNode {
     /// Serves peers on `listener` until `shutdown` turns true.
     pub async fn serve(self: &Arc<Self>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
         let handler: Arc<dyn RaftHandler> = self.clone();
-        serve(listener, handler, shutdown).await
+        let me = Identity {
+            cluster: self.cluster,
+            node: self.id,
+        };
+        serve(listener, me, handler, shutdown).await
     }
 
     /// The directory of a group: its name with `/` kept as directories (`t/orders/0`).

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice_replication::{
-    ClusterNode, Command, Consensus, GroupId, GroupStorage, Node, NodeId, NodeInfo, ReplicatedLog,
-    Timing,
+    ClusterId, ClusterNode, Command, Consensus, GroupId, GroupStorage, Identity, Node, NodeId,
+    NodeInfo, ReplicatedLog, Timing,
 };
 use sluice_storage::format::encode_batch;
 use sluice_storage::{LogConfig, Offset, Record, StdFs};
@@ -29,8 +29,12 @@ async fn start(
     addrs: &BTreeMap<NodeId, String>,
     listener: TcpListener,
 ) -> Running {
+    let me = Identity {
+        cluster: ClusterId(*b"cluster-tcp-test"),
+        node: id,
+    };
     let node = ClusterNode::new(
-        id,
+        me,
         Arc::new(StdFs),
         &root.join(format!("node-{id}")),
         Timing::default(),

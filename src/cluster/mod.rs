@@ -20,8 +20,8 @@ use std::path::Path;
 use std::sync::{Arc, RwLock, Weak};
 
 use sluice_replication::{
-    ApplyHook, BoxFuture, ClusterNode, Command, Consensus, Error as ReplError, GroupId,
-    GroupStatus, GroupStorage, LogSource, Node, NodeInfo, ReplicatedLog, Timing,
+    ApplyHook, BoxFuture, ClusterId, ClusterNode, Command, Consensus, Error as ReplError, GroupId,
+    GroupStatus, GroupStorage, Identity, LogSource, Node, NodeInfo, ReplicatedLog, Timing,
 };
 use sluice_storage::{format, LogConfig, Offset, StdFs};
 use tokio::net::TcpListener;
@@ -125,7 +125,11 @@ impl Cluster {
             .await
             .map_err(|e| format!("cluster listener {}: {e}", config.own_addr()))?;
         let root = data_dir.join("cluster");
-        let node = ClusterNode::new(config.node_id, Arc::new(StdFs), &root, Timing::default());
+        let me = Identity {
+            cluster: ClusterId(config.cluster_uuid()),
+            node: config.node_id,
+        };
+        let node = ClusterNode::new(me, Arc::new(StdFs), &root, Timing::default());
         for (id, addr) in &config.nodes {
             node.set_peer(*id, addr.clone());
         }

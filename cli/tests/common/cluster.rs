@@ -9,13 +9,7 @@ use std::time::Duration;
 
 use super::BIN;
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use super::free_port;
 
 /// One node: its addresses, directory and process.
 pub struct Node {

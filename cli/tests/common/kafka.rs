@@ -4,7 +4,6 @@
 //! in time.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -257,11 +256,7 @@ pub struct ApacheKafka {
 impl ApacheKafka {
     /// Starts a broker (KRaft, one node) in `dir` on a free loopback port.
     pub fn start(dir: &Path) -> ApacheKafka {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let mut cmd = Command::new("bash");
         cmd.arg(repo_root().join("tests/kafka/kafka-broker.sh"))
             .arg("start")

@@ -30,6 +30,34 @@ pub struct ServerProc {
     pub dir: PathBuf,
 }
 
+/// First port [`free_port`] hands out, and how many ports it may use: the range below the
+/// kernel's ephemeral ports (32768 and up on Linux).
+const TEST_PORTS: (u32, u32) = (20_000, 12_000);
+
+/// A free loopback port, below the kernel's ephemeral range and never handed out twice by one
+/// test process.
+///
+/// Tests that restart a server on the port it had need this: a port picked by binding port 0
+/// is an ephemeral one, which by the time of the restart may be the source port of some
+/// outgoing connection, or another test's "free" port, so the restart fails, or worse, a node
+/// of one test's cluster takes over the address of another test's killed node.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (first, span) = TEST_PORTS;
+    // Test processes run one after another; starting each elsewhere still keeps clear of a
+    // port an earlier one's leftover process may hold.
+    let start = std::process::id().wrapping_mul(997) % span;
+    loop {
+        let i = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(i < span, "every test port handed out");
+        let port = (first + (start + i) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// Starts a server on `dir` with optional TOML `config` text; waits for `listening on`.
 pub fn start(dir: &Path, config: Option<&str>) -> ServerProc {
     let mut cmd = Command::new(BIN);

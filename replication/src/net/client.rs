@@ -5,7 +5,8 @@
 //! the waiting call by id, whatever order the peer answers in. A single writer task per
 //! connection writes the requests. When a connection breaks, every call waiting on it fails
 //! with [`NetError::ConnectionClosed`] and the next call reconnects; a failed connection
-//! attempt makes calls fail fast with [`NetError::Backoff`] until the next attempt is due
+//! attempt (or a peer whose greeting shows it is not the node meant, see
+//! [`greeting`](super::greeting)) makes calls fail fast with [`NetError::Backoff`] until the next attempt is due
 //! (backoff doubling from [`RECONNECT_BACKOFF_MIN`] to [`RECONNECT_BACKOFF_MAX`]).
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::frame::{self, FrameError, Kind};
+use super::greeting::{self, Greeting, Identity};
 use super::message::{self, Reply, Request};
 use super::NetError;
 use crate::types::NodeId;
@@ -42,22 +44,22 @@ type Waiter = oneshot::Sender<Result<Reply, NetError>>;
 
 /// The node's connections to its peers (one per node, shared by all its Raft groups).
 pub struct Peers {
-    self_id: NodeId,
+    me: Identity,
     peers: RwLock<HashMap<NodeId, Arc<Peer>>>,
 }
 
 impl Peers {
-    /// No peers known yet.
-    pub fn new(self_id: NodeId) -> Peers {
+    /// No peers known yet; `me` is the node these connections start from.
+    pub fn new(me: Identity) -> Peers {
         Peers {
-            self_id,
+            me,
             peers: RwLock::new(HashMap::new()),
         }
     }
 
     /// The id of the node these connections start from.
     pub fn self_id(&self) -> NodeId {
-        self.self_id
+        self.me.node
     }
 
     /// Sets a peer's address (`host:port` of its cluster listener). A new address replaces
@@ -69,7 +71,7 @@ impl Peers {
             return;
         }
         tracing::debug!(peer = id, %addr, "peer address set");
-        peers.insert(id, Arc::new(Peer::new(id, addr)));
+        peers.insert(id, Arc::new(Peer::new(self.me, id, addr)));
     }
 
     /// The address known for a peer.
@@ -124,6 +126,7 @@ impl Peers {
 
 /// One peer: its address and its connection, if up.
 struct Peer {
+    me: Identity,
     id: NodeId,
     addr: String,
     slot: tokio::sync::Mutex<Slot>,
@@ -140,8 +143,9 @@ struct Slot {
 }
 
 impl Peer {
-    fn new(id: NodeId, addr: String) -> Peer {
+    fn new(me: Identity, id: NodeId, addr: String) -> Peer {
         Peer {
+            me,
             id,
             addr,
             slot: tokio::sync::Mutex::new(Slot::default()),
@@ -196,7 +200,22 @@ impl Peer {
             .map_err(|_| failed(std::io::ErrorKind::TimedOut.into()))?
             .map_err(failed)?;
         stream.set_nodelay(true).map_err(failed)?;
-        Ok(Arc::new(Connection::start(self.id, stream)))
+        let (read, mut write) = stream.into_split();
+        let mut read = BufReader::new(read);
+        let ours = Greeting {
+            cluster: self.me.cluster,
+            from: self.me.node,
+            to: self.id,
+        };
+        greeting::send(&mut write, &ours).await?;
+        let theirs = greeting::receive(&mut read, self.id).await?;
+        theirs
+            .check(self.me, Some(self.id))
+            .map_err(|source| NetError::Greeting {
+                peer: self.id,
+                source,
+            })?;
+        Ok(Arc::new(Connection::start(self.id, read, write)))
     }
 }
 
@@ -230,8 +249,7 @@ struct Pending {
 }
 
 impl Connection {
-    fn start(peer: NodeId, stream: TcpStream) -> Connection {
-        let (read, write) = stream.into_split();
+    fn start(peer: NodeId, read: BufReader<OwnedReadHalf>, write: OwnedWriteHalf) -> Connection {
         let shared = Arc::new(Shared {
             peer,
             pending: Mutex::new(Pending::default()),
@@ -331,8 +349,7 @@ impl Drop for WaiterGuard<'_> {
 
 /// The connection's reader: routes each reply to its call; on any failure closes the
 /// connection.
-async fn read_replies(read: OwnedReadHalf, shared: Arc<Shared>) {
-    let mut read = BufReader::new(read);
+async fn read_replies(mut read: BufReader<OwnedReadHalf>, shared: Arc<Shared>) {
     let result = loop {
         let frame = match frame::read_frame(&mut read).await {
             Ok(Some(frame)) => frame,

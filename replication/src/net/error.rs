@@ -70,6 +70,15 @@ pub enum NetError {
     /// A frame of the wrong kind for the direction it travelled in.
     #[error("unexpected {0:?} frame")]
     UnexpectedFrame(super::frame::Kind),
+    /// The other side of a connection is not the node meant, or not of this cluster.
+    #[error("refused connection with node {peer}: {source}")]
+    Greeting {
+        /// The node meant.
+        peer: NodeId,
+        /// What the greetings showed.
+        #[source]
+        source: super::greeting::GreetingError,
+    },
     /// The peer answered a request with a reply of another RPC.
     #[error("peer answered a {request} request with a {reply} reply")]
     MismatchedReply {
@@ -91,6 +100,7 @@ impl NetError {
                 | NetError::Connect { .. }
                 | NetError::Backoff { .. }
                 | NetError::UnknownGroup { .. }
+                | NetError::Greeting { .. }
         )
     }
 }

@@ -8,7 +8,7 @@
 //!  0        4        5        6                 8
 //!  +--------+--------+--------+-----------------+
 //!  | magic  |version | kind   | reserved        |   magic = "SLRN" (0x4e524c53 read as u32 LE)
-//!  | u32    | u8 = 1 | u8     | u16 = 0         |   kind  = 1 request, 2 reply
+//!  | u32    | u8 = 2 | u8     | u16 = 0         |   kind  = 1 request, 2 reply, 3 greeting
 //!  +--------+--------+--------+-----------------+
 //!  8                                            16
 //!  | request_id u64                             |   chosen by the caller, echoed by the reply
@@ -38,7 +38,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 pub const MAGIC: u32 = u32::from_le_bytes(*b"SLRN");
 
 /// The version of the frame layout this build speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// Bytes of the fixed header before the payload.
 pub const HEADER_BYTES: usize = 24;
@@ -62,6 +62,8 @@ pub enum Kind {
     Request = 1,
     /// A [`Reply`](super::Reply) to the request of the same id.
     Reply = 2,
+    /// The first frame of each side of a connection (see [`greeting`](super::greeting)).
+    Greeting = 3,
 }
 
 impl Kind {
@@ -69,6 +71,7 @@ impl Kind {
         match b {
             1 => Ok(Kind::Request),
             2 => Ok(Kind::Reply),
+            3 => Ok(Kind::Greeting),
             other => Err(FrameError::BadKind(other)),
         }
     }
@@ -83,7 +86,7 @@ pub enum FrameError {
     /// A frame layout version this build does not speak.
     #[error("unsupported frame version {0} (this build speaks {VERSION})")]
     BadVersion(u8),
-    /// A kind that is neither request nor reply.
+    /// A kind that is not request, reply or greeting.
     #[error("bad frame kind {0}")]
     BadKind(u8),
     /// The reserved field is not zero.

@@ -3,6 +3,8 @@
 //!
 //! - [`frame`]: the frame layout (magic, version, kind, request id, length, checksum) and its
 //!   checks.
+//! - [`greeting`]: the first frame of each side of a connection, naming the cluster and both
+//!   nodes, so a node only talks to the node it means to, of its own cluster.
 //! - [`message`]: [`Request`] and [`Reply`], one openraft RPC tagged with its group.
 //! - [`server`]: [`serve`] accepts peer connections and hands requests to a [`RaftHandler`].
 //! - [`client`]: [`Peers`], the node's connections to its peers, multiplexed by request id.
@@ -13,6 +15,7 @@
 pub mod client;
 pub mod error;
 pub mod frame;
+pub mod greeting;
 pub mod message;
 pub mod raft_network;
 pub mod server;
@@ -23,6 +26,7 @@ mod tests;
 pub use client::Peers;
 pub use error::NetError;
 pub use frame::{FrameError, FRAME_BYTES_MAX};
+pub use greeting::{ClusterId, Identity};
 pub use message::{ProposeError, Reply, Request};
 pub use raft_network::{GroupNetwork, NetworkFactory};
 pub use server::{serve, RaftHandler, INFLIGHT_PER_CONNECTION_MAX, PEER_CONNECTIONS_MAX};

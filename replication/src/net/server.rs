@@ -2,6 +2,8 @@
 //! groups.
 //!
 //! [`serve`] runs one task per accepted connection (at most [`PEER_CONNECTIONS_MAX`]). A
+//! connection starts with the two sides' greetings (see [`greeting`](super::greeting)); one
+//! from another cluster, or addressed to another node, closes it. A
 //! connection's reader decodes requests and spawns one task per request, so a slow snapshot
 //! chunk of one group does not hold up the heartbeats of the others; at most
 //! [`INFLIGHT_PER_CONNECTION_MAX`] requests run at once, beyond which the reader stops reading
@@ -21,6 +23,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use super::frame::{self, Kind};
+use super::greeting::{self, Greeting, Identity};
 use super::message::{self, Reply, Request};
 use super::NetError;
 
@@ -50,6 +53,7 @@ pub trait RaftHandler: Send + Sync + 'static {
 /// dropped); then stops accepting, closes every connection and returns.
 pub async fn serve(
     listener: TcpListener,
+    me: Identity,
     handler: Arc<dyn RaftHandler>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -86,7 +90,7 @@ pub async fn serve(
         connections.spawn(async move {
             let _permit = permit;
             tracing::debug!(%addr, "peer connected");
-            match connection(stream, handler, shutdown).await {
+            match connection(stream, me, handler, shutdown).await {
                 Ok(()) => tracing::debug!(%addr, "peer connection closed"),
                 Err(e) => tracing::warn!(%addr, error = %e, "closing peer connection"),
             }
@@ -98,13 +102,16 @@ pub async fn serve(
 /// Serves one connection until the peer closes it, it fails, or shutdown.
 async fn connection(
     stream: TcpStream,
+    me: Identity,
     handler: Arc<dyn RaftHandler>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), NetError> {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
-    let (read, write) = stream.into_split();
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    greet(&mut read, &mut write, me).await?;
     let (replies, queue) = mpsc::channel(INFLIGHT_PER_CONNECTION_MAX);
     let mut writer = tokio::spawn(write_replies(write, queue));
     let mut requests = JoinSet::new();
@@ -121,15 +128,35 @@ async fn connection(
     result
 }
 
+/// Reads the caller's greeting and answers with this node's; fails (and the connection
+/// closes) unless the caller is of this cluster and addressed this node.
+async fn greet(
+    read: &mut BufReader<OwnedReadHalf>,
+    write: &mut OwnedWriteHalf,
+    me: Identity,
+) -> Result<(), NetError> {
+    // The caller's id is not known before its greeting: 0 names it in errors until then.
+    let theirs = greeting::receive(read, 0).await?;
+    let ours = Greeting {
+        cluster: me.cluster,
+        from: me.node,
+        to: theirs.from,
+    };
+    greeting::send(write, &ours).await?;
+    theirs.check(me, None).map_err(|source| NetError::Greeting {
+        peer: theirs.from,
+        source,
+    })
+}
+
 /// Reads requests and spawns a task for each; returns when the peer closes the connection or
 /// sends something that is not a request.
 async fn read_requests(
-    read: OwnedReadHalf,
+    mut read: BufReader<OwnedReadHalf>,
     handler: Arc<dyn RaftHandler>,
     replies: mpsc::Sender<Vec<u8>>,
     requests: &mut JoinSet<()>,
 ) -> Result<(), NetError> {
-    let mut read = BufReader::new(read);
     let inflight = Arc::new(Semaphore::new(INFLIGHT_PER_CONNECTION_MAX));
     loop {
         while let Some(done) = requests.try_join_next() {

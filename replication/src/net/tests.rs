@@ -19,8 +19,19 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{serve, RaftHandler, Reply, Request};
-use crate::types::GroupId;
+use super::{serve, ClusterId, Identity, RaftHandler, Reply, Request};
+use crate::types::{GroupId, NodeId};
+
+/// The cluster of the tests' nodes.
+const CLUSTER: ClusterId = ClusterId(*b"sluice-net-tests");
+
+/// Node `node` of the tests' cluster.
+fn me(node: NodeId) -> Identity {
+    Identity {
+        cluster: CLUSTER,
+        node,
+    }
+}
 
 /// A group the fake handler does not host.
 const MISSING: &str = "missing";
@@ -35,6 +46,12 @@ struct FakeHandler;
 
 impl RaftHandler for FakeHandler {
     fn handle(&self, req: Request) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>> {
+        self.handle_owned(req)
+    }
+}
+
+impl FakeHandler {
+    fn handle_owned(&self, req: Request) -> Pin<Box<dyn Future<Output = Reply> + Send + 'static>> {
         Box::pin(async move {
             match req.group().0.as_str() {
                 MISSING => return Reply::UnknownGroup(req.group().clone()),
@@ -69,15 +86,16 @@ struct Server {
 }
 
 impl Server {
-    async fn start(handler: Arc<dyn RaftHandler>) -> Server {
+    /// Serves as node `node` of [`CLUSTER`].
+    async fn start(node: NodeId, handler: Arc<dyn RaftHandler>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        Server::on(listener, handler)
+        Server::on(listener, me(node), handler)
     }
 
-    fn on(listener: TcpListener, handler: Arc<dyn RaftHandler>) -> Server {
+    fn on(listener: TcpListener, me: Identity, handler: Arc<dyn RaftHandler>) -> Server {
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, handler, stopped));
+        let task = tokio::spawn(serve(listener, me, handler, stopped));
         Server { addr, stop, task }
     }
 

@@ -13,10 +13,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinSet};
 
-use super::{vote, FakeHandler, Server, MISSING, SLOW, STOPPED};
+use super::{me, vote, FakeHandler, Server, CLUSTER, MISSING, SLOW, STOPPED};
 use crate::net::client::RECONNECT_BACKOFF_MIN;
 use crate::net::frame::{self, Kind};
-use crate::net::{NetError, NetworkFactory, Peers, Reply, INFLIGHT_PER_CONNECTION_MAX};
+use crate::net::greeting::{Greeting, GreetingError};
+use crate::net::{
+    ClusterId, Identity, NetError, NetworkFactory, Peers, RaftHandler, Reply,
+    INFLIGHT_PER_CONNECTION_MAX,
+};
 use crate::types::GroupId;
 
 const PEER: u64 = 2;
@@ -66,7 +70,7 @@ impl Proxy {
 }
 
 fn peers_to(addr: SocketAddr) -> Arc<Peers> {
-    let peers = Arc::new(Peers::new(1));
+    let peers = Arc::new(Peers::new(me(1)));
     peers.set_addr(PEER, addr.to_string());
     peers
 }
@@ -81,7 +85,7 @@ fn term_of(reply: Reply) -> u64 {
 /// Makes `count` concurrent calls over one `Peers`; checks each gets its own reply and that
 /// they all went over one connection.
 async fn concurrent_calls(count: u64) {
-    let server = Server::start(Arc::new(FakeHandler)).await;
+    let server = Server::start(PEER, Arc::new(FakeHandler)).await;
     let proxy = Proxy::start(server.addr).await;
     let peers = peers_to(proxy.addr);
     let mut calls = JoinSet::new();
@@ -116,7 +120,7 @@ async fn calls_beyond_the_inflight_limit_wait_rather_than_fail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_closes_that_connection_only() {
-    let server = Server::start(Arc::new(FakeHandler)).await;
+    let server = Server::start(PEER, Arc::new(FakeHandler)).await;
     let peers = peers_to(server.addr);
     assert_eq!(
         term_of(
@@ -133,22 +137,24 @@ async fn garbage_closes_that_connection_only() {
     bad_crc[HEADER_END] ^= 1;
     let reply_kind = frame::encode(Kind::Reply, 9, b"payload").expect("encode");
     let not_a_request = frame::encode(Kind::Request, 9, &[0xFF; 8]).expect("encode");
+    let greeting = greeting_frame(me(1).cluster, 1, PEER);
     for garbage in [
         b"GET / HTTP/1.1\r\n\r\n garbage garbage".to_vec(),
         bad_crc,
         reply_kind,
         not_a_request,
     ] {
+        // As the first frame, in place of a greeting: closed without an answer.
         let mut raw = TcpStream::connect(server.addr).await.expect("connect");
         raw.write_all(&garbage).await.expect("write");
-        let mut buf = [0u8; 64];
-        let read = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf))
-            .await
-            .expect("server closes the connection");
-        assert!(
-            matches!(read, Ok(0) | Err(_)),
-            "closed, not answered: {read:?}"
-        );
+        expect_closed(&mut raw).await;
+        // After a good greeting: the server's greeting, then closed.
+        let mut raw = TcpStream::connect(server.addr).await.expect("connect");
+        raw.write_all(&greeting).await.expect("write");
+        let answer = greeting_of(&mut raw).await;
+        assert_eq!((answer.from, answer.to), (PEER, 1));
+        raw.write_all(&garbage).await.expect("write");
+        expect_closed(&mut raw).await;
     }
 
     // The well-behaved connection still works.
@@ -167,13 +173,142 @@ async fn garbage_closes_that_connection_only() {
 /// The payload's first byte in a frame.
 const HEADER_END: usize = frame::HEADER_BYTES;
 
+fn greeting_frame(cluster: ClusterId, from: u64, to: u64) -> Vec<u8> {
+    let g = Greeting { cluster, from, to };
+    frame::encode(Kind::Greeting, 0, &g.encode()).expect("encode")
+}
+
+async fn greeting_of(raw: &mut TcpStream) -> Greeting {
+    let frame = tokio::time::timeout(Duration::from_secs(5), frame::read_frame(raw))
+        .await
+        .expect("answered in time")
+        .expect("a frame")
+        .expect("not closed");
+    assert_eq!(frame.kind, Kind::Greeting);
+    Greeting::decode(&frame.payload).expect("a greeting")
+}
+
+async fn expect_closed(raw: &mut TcpStream) {
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf))
+        .await
+        .expect("server closes the connection");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "closed, not answered: {read:?}"
+    );
+}
+
+/// A node that reaches a process of another cluster, or another node than the one it means
+/// (a port taken over by another process), sends it no request: the call fails as
+/// unreachable, and the server hands nothing to its groups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_another_cluster_or_another_node_is_refused() {
+    let counted = Arc::new(CountingHandler::default());
+    let server = Server::start(PEER, Arc::clone(&counted) as Arc<dyn RaftHandler>).await;
+    let other = ClusterId(*b"another-cluster!");
+
+    let foreign = Peers::new(Identity {
+        cluster: other,
+        node: 1,
+    });
+    foreign.set_addr(PEER, server.addr.to_string());
+    let err = foreign
+        .call(PEER, vote("g", 1), CALL_TIMEOUT)
+        .await
+        .expect_err("another cluster");
+    assert!(
+        matches!(
+            err,
+            NetError::Greeting {
+                peer: PEER,
+                source: GreetingError::OtherCluster { .. }
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.is_unreachable(), "{err}");
+
+    // Our cluster, but the address is not node 3's.
+    let misdirected = peers_to(server.addr);
+    misdirected.set_addr(3, server.addr.to_string());
+    let err = misdirected
+        .call(3, vote("g", 1), CALL_TIMEOUT)
+        .await
+        .expect_err("another node");
+    assert!(
+        matches!(
+            err,
+            NetError::Greeting {
+                peer: 3,
+                source: GreetingError::WrongNode {
+                    expected: 3,
+                    found: PEER
+                }
+            }
+        ),
+        "{err}"
+    );
+
+    // Raw callers naming another cluster, or addressing another node, get the server's
+    // greeting and a closed connection.
+    for greeting in [
+        greeting_frame(other, 1, PEER),
+        greeting_frame(CLUSTER, 1, 3),
+    ] {
+        let mut raw = TcpStream::connect(server.addr).await.expect("connect");
+        raw.write_all(&greeting).await.expect("write");
+        let answer = greeting_of(&mut raw).await;
+        assert_eq!((answer.cluster, answer.from), (CLUSTER, PEER));
+        let payload = crate::net::message::encode(&vote("g", 9)).expect("encode");
+        let request = frame::encode(Kind::Request, 1, &payload).expect("encode");
+        let _ = raw.write_all(&request).await;
+        expect_closed(&mut raw).await;
+    }
+    assert_eq!(
+        counted.handled.load(Ordering::SeqCst),
+        0,
+        "no request handled"
+    );
+
+    // The node meant, of this cluster, is served.
+    let right = peers_to(server.addr);
+    assert_eq!(
+        term_of(
+            right
+                .call(PEER, vote("g", 4), CALL_TIMEOUT)
+                .await
+                .expect("call")
+        ),
+        4
+    );
+    assert_eq!(counted.handled.load(Ordering::SeqCst), 1);
+    server.stop().await;
+}
+
+/// Counts the requests it is handed, answering like [`FakeHandler`].
+#[derive(Default)]
+struct CountingHandler {
+    handled: AtomicUsize,
+}
+
+impl RaftHandler for CountingHandler {
+    fn handle(
+        &self,
+        req: crate::net::Request,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Reply> + Send + '_>> {
+        self.handled.fetch_add(1, Ordering::SeqCst);
+        FakeHandler.handle_owned(req)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_is_down_is_unreachable_until_it_starts() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     drop(listener);
 
-    let peers = Arc::new(Peers::new(1));
+    let peers = Arc::new(Peers::new(me(1)));
     let mut factory = NetworkFactory::new(Arc::clone(&peers), GroupId("g".into()));
     let mut net = factory
         .new_client(PEER, &BasicNode::new(addr.to_string()))
@@ -191,6 +326,7 @@ async fn a_peer_that_is_down_is_unreachable_until_it_starts() {
 
     let server = Server::on(
         TcpListener::bind(addr).await.expect("rebind"),
+        me(PEER),
         Arc::new(FakeHandler),
     );
     tokio::time::sleep(RECONNECT_BACKOFF_MIN * 3).await;
@@ -201,8 +337,8 @@ async fn a_peer_that_is_down_is_unreachable_until_it_starts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_group_and_remote_errors_map_to_openraft_errors() {
-    let server = Server::start(Arc::new(FakeHandler)).await;
-    let peers = Arc::new(Peers::new(1));
+    let server = Server::start(PEER, Arc::new(FakeHandler)).await;
+    let peers = Arc::new(Peers::new(me(1)));
     let node = BasicNode::new(server.addr.to_string());
     let option = RPCOption::new(Duration::from_secs(2));
     let rpc = VoteRequest::new(Vote::new(1, 1), None);
@@ -240,7 +376,7 @@ async fn unknown_group_and_remote_errors_map_to_openraft_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_connection_fails_waiting_calls_and_the_next_call_reconnects() {
-    let server = Server::start(Arc::new(FakeHandler)).await;
+    let server = Server::start(PEER, Arc::new(FakeHandler)).await;
     let proxy = Proxy::start(server.addr).await;
     let peers = peers_to(proxy.addr);
     let waiting = {
@@ -269,7 +405,7 @@ async fn a_broken_connection_fails_waiting_calls_and_the_next_call_reconnects() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_connections_and_stops_serving() {
-    let server = Server::start(Arc::new(FakeHandler)).await;
+    let server = Server::start(PEER, Arc::new(FakeHandler)).await;
     let addr = server.addr;
     let peers = peers_to(addr);
     let waiting = {
@@ -295,7 +431,7 @@ async fn shutdown_closes_connections_and_stops_serving() {
 
 #[tokio::test]
 async fn a_peer_without_address_is_unreachable() {
-    let peers = Peers::new(1);
+    let peers = Peers::new(me(1));
     let err = peers
         .call(7, vote("g", 1), CALL_TIMEOUT)
         .await

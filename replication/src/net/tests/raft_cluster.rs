@@ -75,11 +75,11 @@ struct Node {
 impl Node {
     async fn start(id: NodeId) -> Node {
         let registry = Arc::new(Registry::default());
-        let server = Server::start(Arc::clone(&registry) as Arc<dyn RaftHandler>).await;
+        let server = Server::start(id, Arc::clone(&registry) as Arc<dyn RaftHandler>).await;
         Node {
             id,
             server,
-            peers: Arc::new(Peers::new(id)),
+            peers: Arc::new(Peers::new(super::me(id))),
             registry,
             groups: HashMap::new(),
         }
