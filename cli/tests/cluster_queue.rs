@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use common::cluster::{
-    client_of, cluster_nodes, leader_of, next_delivery as next, publish_to_queue, wait_queue, Node,
-    STEP,
+    client_of, leader_of, next_delivery as next, publish_to_queue, started_cluster, wait_queue,
+    Node, STEP,
 };
 use sluice::client::{Client, Consumer};
 use sluice::protocol::{QueueSettings, Source};
@@ -44,10 +44,7 @@ async fn consumer_on_leader(nodes: &[Node], queue: &str, prefetch: u32) -> (usiz
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replicated_queue_keeps_acks_and_deliveries_through_a_leader_kill() {
     let root = tempfile::tempdir().unwrap();
-    let (mut nodes, spec) = cluster_nodes(root.path(), 3);
-    for n in nodes.iter_mut() {
-        n.start(&spec);
-    }
+    let (mut nodes, spec) = started_cluster(root.path(), 3);
     let client = client_of(&addrs(&nodes)).await;
     let settings = QueueSettings {
         max_deliveries: Some(2),

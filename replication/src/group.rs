@@ -15,6 +15,7 @@ use openraft::raft::{
 };
 use openraft::{Config, Raft, RaftNetworkFactory, ServerState, SnapshotPolicy};
 use sluice_storage::{FsRef, Log, LogConfig};
+use tokio::sync::watch;
 
 use crate::batcher::{write_error, Batcher};
 use crate::error::{Error, Result};
@@ -64,6 +65,8 @@ pub struct GroupStatus {
     pub applied_index: Option<u64>,
     /// On the leader: each follower's last replicated index.
     pub followers: BTreeMap<NodeId, Option<u64>>,
+    /// The last index purged from this node's log (compacted), if any.
+    pub purged_index: Option<u64>,
 }
 
 /// Raft timing of every group of a node.
@@ -154,6 +157,9 @@ impl Timing {
             max_payload_entries: APPEND_ENTRIES_MAX,
             // The log is the state: never compacted behind a follower (see store::state_machine).
             snapshot_policy: SnapshotPolicy::Never,
+            // Entries leave the log only when the group compacts them (`Command::Compact`),
+            // never because a snapshot was built.
+            max_in_snapshot_log_to_keep: u64::MAX,
             ..Config::default()
         };
         Ok(Arc::new(
@@ -182,6 +188,36 @@ mod tests {
                 .iter()
                 .all(|(lo, hi)| *lo >= t.election_min && *hi <= t.election_max && lo < hi));
         }
+    }
+}
+
+/// Longest wait for a snapshot openraft was told to build, before a purge.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(30);
+
+/// Has openraft purge the group's log up to each entry its state machine compacted: a
+/// snapshot first (openraft purges only what one covers; it holds no data), then the purge.
+/// Ends with the group.
+async fn purge(raft: Raft<TypeConfig>, group: GroupId, mut compact_to: watch::Receiver<u64>) {
+    while compact_to.changed().await.is_ok() {
+        let upto = *compact_to.borrow_and_update();
+        if raft.trigger().snapshot().await.is_err() {
+            return;
+        }
+        let built = raft
+            .wait(Some(SNAPSHOT_WAIT))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= upto),
+                "snapshot covers the entries to purge",
+            )
+            .await;
+        if let Err(e) = built {
+            tracing::warn!(%group, upto, error = %e, "log not purged");
+            continue;
+        }
+        if raft.trigger().purge_log(upto).await.is_err() {
+            return;
+        }
+        tracing::debug!(%group, upto, "log purged");
     }
 }
 
@@ -233,6 +269,11 @@ impl ReplicatedLog {
         let raft = Raft::new(node, config, network, log_store, state_machine)
             .await
             .map_err(|e| Error::Consensus(e.to_string()))?;
+        tokio::spawn(purge(
+            raft.clone(),
+            group.clone(),
+            replica.compact_to.subscribe(),
+        ));
         Ok(ReplicatedLog {
             batcher: Batcher::start(raft.clone(), group.clone()),
             group,
@@ -263,6 +304,43 @@ impl ReplicatedLog {
     /// The group.
     pub fn group(&self) -> &GroupId {
         &self.group
+    }
+
+    /// The last entry whose records all lie below `offset`; `None` when there is none.
+    /// Reads the log (blocking).
+    pub fn entry_ending_by(&self, offset: u64) -> Result<Option<u64>> {
+        let applied = self.raft.metrics().borrow().last_applied.map(|l| l.index);
+        let (Some(mut hi), Some(first)) = (applied, self.first_index()?) else {
+            return Ok(None);
+        };
+        let ends_by = |index: u64| -> Result<bool> {
+            Ok(self
+                .replica
+                .locator
+                .find(index)?
+                .is_some_and(|p| p.next.0 <= offset))
+        };
+        if hi < first || !ends_by(first)? {
+            return Ok(None);
+        }
+        // Entries' offsets grow with their index: the last one ending by `offset`.
+        let mut lo = first;
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if ends_by(mid)? {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Ok(Some(lo))
+    }
+
+    /// The first entry this node's log holds: the one after the last purged.
+    fn first_index(&self) -> Result<Option<u64>> {
+        let m = self.raft.metrics().borrow().clone();
+        let first = m.purged.map_or(0, |p| p.index + 1);
+        Ok((m.last_log_index >= Some(first)).then_some(first))
     }
 
     /// Stops the Raft group; the log stays open until the last handle is dropped.
@@ -377,6 +455,7 @@ impl Consensus for ReplicatedLog {
             last_index: m.last_log_index,
             applied_index: m.last_applied.map(|l| l.index),
             followers,
+            purged_index: m.purged.map(|l| l.index),
         }
     }
 

@@ -46,6 +46,13 @@ pub enum Command {
     /// A control record (queue acks, group offset commits, metadata changes): stored as a
     /// control batch whose one record's value is these bytes.
     Control(Bytes),
+    /// Entries up to and including index `upto` are on every replica and need not be applied
+    /// again: each replica whose [`ApplyHook`](crate::ApplyHook) makes its state of them
+    /// durable drops them from its log (whole segments). Proposed by a group's leader only.
+    Compact {
+        /// The last entry that may go.
+        upto: u64,
+    },
 }
 
 impl fmt::Display for Command {
@@ -53,6 +60,7 @@ impl fmt::Display for Command {
         match self {
             Command::Batch(b) => write!(f, "batch({} B)", b.len()),
             Command::Control(b) => write!(f, "control({} B)", b.len()),
+            Command::Compact { upto } => write!(f, "compact(upto {upto})"),
         }
     }
 }

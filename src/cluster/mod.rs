@@ -5,6 +5,8 @@
 //! - `config`: [`ClusterConfig`], from `--node-id` and `--cluster`.
 //! - `meta`: the metadata commands of the `meta` group.
 //! - `producers`: idempotent Kafka producers, checked by a partition's leader.
+//! - `queue_compact`: reclaiming a replicated queue's acked segments once every replica has
+//!   them.
 //! - `queues`: replicated queues: the link through which a queue's leader proposes its state
 //!   changes, and the hook through which every replica applies them.
 //! - this file: [`Cluster`]: starting the node (its cluster listener, the `meta` group, a
@@ -33,6 +35,7 @@ use crate::broker::{Broker, BrokerError, ErrorKind, Published};
 pub mod config;
 pub mod meta;
 pub mod producers;
+pub mod queue_compact;
 pub mod queues;
 
 pub use config::ClusterConfig;

@@ -15,7 +15,7 @@ use sluice_storage::{Error as StoreError, QueueReplicator, Record};
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::Cluster;
+use super::{queue_compact, Cluster};
 
 /// Most state changes of one queue proposed and not yet handed to its log; beyond it a change
 /// is refused (`LimitReached`) until the log catches up.
@@ -147,7 +147,11 @@ impl QueueLink {
     pub fn attach(&self, group: ReplicatedLog) {
         let rx = self.rx.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let (Some(rx), Ok(())) = (rx, self.group.set(group.clone())) {
-            tokio::spawn(drain(group, self.shared.clone(), rx));
+            let compact = Compaction {
+                queue: self.name.clone(),
+                cluster: self.cluster.clone(),
+            };
+            tokio::spawn(drain(group, self.shared.clone(), rx, compact));
         }
     }
 
@@ -188,12 +192,30 @@ impl QueueLink {
 /// control entry (up to [`CONTROL_ENTRY_BYTES_MAX`]): their records back to back, resolved
 /// together. A proposal of an ended generation, or after one of its own generation failed,
 /// fails without reaching the log.
+///
+/// Between proposals, every [`queue_compact::COMPACT_CHECK_INTERVAL`], it looks for acked
+/// segments to compact (see [`queue_compact`]). It ends when the queue's link is dropped.
 async fn drain(
     group: ReplicatedLog,
     shared: Arc<Shared>,
     mut rx: mpsc::UnboundedReceiver<Proposal>,
+    compact: Compaction,
 ) {
-    while let Some(p) = rx.recv().await {
+    let mut tick = tokio::time::interval(queue_compact::COMPACT_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut compacted = 0;
+    loop {
+        let p = tokio::select! {
+            p = rx.recv() => match p {
+                Some(p) => p,
+                None => return,
+            },
+            _ = tick.tick() => {
+                queue_compact::check(&group, &compact.queue, &compact.cluster, &mut compacted)
+                    .await;
+                continue;
+            }
+        };
         let mut gathered = vec![p];
         let mut bytes = gathered[0].records.len();
         while bytes < CONTROL_ENTRY_BYTES_MAX {
@@ -354,6 +376,12 @@ impl QueueReplicator for QueueLink {
     }
 }
 
+/// What a queue's drain task needs to compact its log.
+struct Compaction {
+    queue: String,
+    cluster: Weak<Cluster>,
+}
+
 /// Applies a queue group's committed control entries to the queue on this node.
 pub struct QueueHook {
     pub(super) name: String,
@@ -361,26 +389,37 @@ pub struct QueueHook {
 }
 
 impl ApplyHook for QueueHook {
+    fn compact(&self, _upto: u64, offset: u64) -> BoxFuture<'_, bool> {
+        Box::pin(queue_compact::persist(&self.cluster, &self.name, offset))
+    }
+
+    fn pass(&self, index: u64, offset: u64) -> BoxFuture<'_, ()> {
+        Box::pin(self.on_queue(index, move |q| q.pass_replicated(offset)))
+    }
+
     fn apply(&self, index: u64, offset: u64, payload: &[u8]) -> BoxFuture<'_, ()> {
         let payload = payload.to_vec();
-        Box::pin(async move {
-            let Some(c) = self.cluster.upgrade() else {
-                return;
-            };
-            let Ok(broker) = c.broker() else { return };
-            let name = self.name.clone();
-            let r = crate::broker::spawn_blocking(move || {
-                broker
-                    .store()
-                    .queue(&name)?
-                    .apply_replicated(offset, &payload)
-            })
-            .await;
-            match r {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => warn!(queue = %self.name, index, "cannot apply a queue change: {e}"),
-                Err(e) => warn!(queue = %self.name, index, "cannot apply a queue change: {e}"),
-            }
-        })
+        Box::pin(self.on_queue(index, move |q| q.apply_replicated(offset, &payload)))
+    }
+}
+
+impl QueueHook {
+    /// Runs `f` on this node's queue off the async threads; a failure is logged.
+    async fn on_queue(
+        &self,
+        index: u64,
+        f: impl FnOnce(&sluice_storage::Queue) -> Result<(), StoreError> + Send + 'static,
+    ) {
+        let Some(c) = self.cluster.upgrade() else {
+            return;
+        };
+        let Ok(broker) = c.broker() else { return };
+        let name = self.name.clone();
+        let r = crate::broker::spawn_blocking(move || f(&*broker.store().queue(&name)?)).await;
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(queue = %self.name, index, "cannot apply a queue change: {e}"),
+            Err(e) => warn!(queue = %self.name, index, "cannot apply a queue change: {e}"),
+        }
     }
 }

@@ -161,6 +161,7 @@ mod tests {
                 .iter()
                 .map(|&(f, m)| (f, Some(m)))
                 .collect::<BTreeMap<_, _>>(),
+            purged_index: None,
         }
     }
 

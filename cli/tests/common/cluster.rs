@@ -111,6 +111,15 @@ pub fn cluster_nodes(root: &Path, count: u64) -> (Vec<Node>, String) {
     (nodes, spec)
 }
 
+/// [`cluster_nodes`], each started.
+pub fn started_cluster(root: &Path, count: u64) -> (Vec<Node>, String) {
+    let (mut nodes, spec) = cluster_nodes(root, count);
+    for n in nodes.iter_mut() {
+        n.start(&spec);
+    }
+    (nodes, spec)
+}
+
 /// Longest a cluster of these tests may take to elect a leader of a group.
 pub const ELECTION_WAIT: Duration = Duration::from_secs(30);
 

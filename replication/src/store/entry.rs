@@ -31,6 +31,8 @@ enum ControlEntry {
     Membership(Membership<NodeId, Node>),
     /// A control record of the broker (queue acks, group commits, metadata).
     Control(Bytes),
+    /// [`Command::Compact`]: entries up to this index may leave every replica's log.
+    Compact(u64),
 }
 
 /// The log id of a stamp.
@@ -79,6 +81,7 @@ pub fn to_batches(entry: &Entry) -> Result<Vec<Vec<u8>>> {
     let control = match &entry.payload {
         EntryPayload::Normal(Command::Batch(_)) => None,
         EntryPayload::Normal(Command::Control(b)) => Some(ControlEntry::Control(b.clone())),
+        EntryPayload::Normal(Command::Compact { upto }) => Some(ControlEntry::Compact(*upto)),
         EntryPayload::Blank => Some(ControlEntry::Blank),
         EntryPayload::Membership(m) => Some(ControlEntry::Membership(m.clone())),
     };
@@ -148,6 +151,7 @@ pub fn from_batch(batch: &Batch) -> Result<Entry> {
             Ok(ControlEntry::Blank) => EntryPayload::Blank,
             Ok(ControlEntry::Membership(m)) => EntryPayload::Membership(m),
             Ok(ControlEntry::Control(b)) => EntryPayload::Normal(Command::Control(b)),
+            Ok(ControlEntry::Compact(upto)) => EntryPayload::Normal(Command::Compact { upto }),
             Err(e) => {
                 return Err(Error::BadEntry(format!(
                     "control batch at {}: {e}",

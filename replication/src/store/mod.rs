@@ -43,6 +43,10 @@ pub struct Replica {
     pub(crate) dir: PathBuf,
     pub(crate) log: Log,
     pub(crate) locator: Locator,
+    /// The last entry the state machine has made durable through its hook and found on every
+    /// replica ([`Command::Compact`](crate::Command::Compact)): the group's log may drop it and
+    /// those before it. Watched by the group, which has openraft purge them.
+    pub(crate) compact_to: tokio::sync::watch::Sender<u64>,
 }
 
 impl Replica {
@@ -77,6 +81,7 @@ impl Replica {
             dir: dir.into(),
             locator,
             log,
+            compact_to: tokio::sync::watch::Sender::new(0),
         }))
     }
 

@@ -6,8 +6,15 @@
 //! changes and at most every [`APPLIED_SAVE_INTERVAL`] otherwise. A saved value behind the truth
 //! only makes a restart apply some entries again, which moves the commit point to where it was.
 //!
-//! Snapshots: the log is never compacted behind a follower's back (snapshots are off), so a
-//! follower is always caught up from the log itself; installing a snapshot is refused.
+//! A group with an [`ApplyHook`] (a replicated queue) keeps its state outside: its
+//! `raft-applied` is written only when the group compacts ([`Command::Compact`]), once the hook
+//! has made its state durable, and names the last entry compacted. A restart applies every
+//! entry after it again; the hook handles them idempotently.
+//!
+//! Snapshots: the log is never compacted behind a follower's back. Openraft builds a snapshot
+//! only when told to, to let it purge entries every replica has ([`Command::Compact`]); its
+//! data is empty, since the state is the log and the hook's. No follower ever needs one, and
+//! installing one is refused.
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -15,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{
-    AnyError, EntryPayload, LogId, OptionalSend, StorageError, StorageIOError, StoredMembership,
+    AnyError, CommittedLeaderId, EntryPayload, LogId, OptionalSend, StorageError, StorageIOError,
+    StoredMembership,
 };
 use serde::{Deserialize, Serialize};
 use sluice_storage::Offset;
@@ -40,6 +48,23 @@ pub(crate) struct AppliedState {
 pub trait ApplyHook: Send + Sync + 'static {
     /// Applies one control entry's payload; `offset` is where the entry is stored in the log.
     fn apply(&self, index: u64, offset: u64, payload: &[u8]) -> crate::group::BoxFuture<'_, ()>;
+
+    /// Told of a committed entry stored at `offset` that holds nothing for the hook (a new
+    /// leader's blank entry, a membership change), in log order with the others. By default
+    /// nothing happens.
+    fn pass(&self, index: u64, offset: u64) -> crate::group::BoxFuture<'_, ()> {
+        let _ = (index, offset);
+        Box::pin(async {})
+    }
+
+    /// Applies a [`Command::Compact`] stored at `offset`: makes the state of every entry
+    /// applied so far durable, so that entries up to `upto` need not be applied again after a
+    /// restart; answers whether it did. Only then may the group drop them. By default it does
+    /// not, and nothing is dropped.
+    fn compact(&self, upto: u64, offset: u64) -> crate::group::BoxFuture<'_, bool> {
+        let _ = (upto, offset);
+        Box::pin(async { false })
+    }
 }
 
 /// The state machine of one replicated log.
@@ -65,18 +90,16 @@ fn sm_error(e: impl std::fmt::Display) -> StorageError<NodeId> {
 
 impl StateMachine {
     /// The state machine of `replica`: its saved applied state, and the commit point of its log
-    /// at the end of the last applied entry. With a `hook` whose state lives in memory only,
-    /// nothing is taken as applied at open, so every committed entry is applied again.
+    /// at the end of the last applied entry. With a `hook`, the saved state names the last
+    /// entry compacted (none before the first compaction), so every committed entry after it
+    /// is applied again.
     pub fn open(
         replica: Arc<Replica>,
         hook: Option<Arc<dyn ApplyHook>>,
     ) -> crate::Result<StateMachine> {
         let path = replica.path(APPLIED_FILE);
-        let state: AppliedState = if hook.is_some() {
-            AppliedState::default()
-        } else {
-            state_file::load(&*replica.fs, &path, APPLIED_MAGIC)?.unwrap_or_default()
-        };
+        let state: AppliedState =
+            state_file::load(&*replica.fs, &path, APPLIED_MAGIC)?.unwrap_or_default();
         if let Some(applied) = state.applied {
             let end = match replica.locator.find(applied.index)? {
                 Some(p) => p.next,
@@ -93,8 +116,14 @@ impl StateMachine {
     }
 
     async fn save(&mut self) -> Result<(), StorageError<NodeId>> {
+        self.write(self.state.clone()).await?;
+        self.saved_at = Instant::now();
+        Ok(())
+    }
+
+    /// Writes `state` as `raft-applied` (atomically, synced).
+    async fn write(&self, state: AppliedState) -> Result<(), StorageError<NodeId>> {
         let replica = self.replica.clone();
-        let state = self.state.clone();
         tokio::task::spawn_blocking(move || {
             state_file::save(
                 &*replica.fs,
@@ -105,8 +134,46 @@ impl StateMachine {
         })
         .await
         .map_err(sm_error)?
-        .map_err(sm_error)?;
-        self.saved_at = Instant::now();
+        .map_err(sm_error)
+    }
+
+    /// Applies [`Command::Compact`]: once the hook has made its state durable, records entry
+    /// `upto` as applied for good (a restart applies only the entries after it) and tells the
+    /// group it may purge the log up to it. Without a hook, or when the entry is gone already
+    /// or the hook cannot, nothing happens: the entries stay.
+    async fn compact(&mut self, upto: u64, offset: u64) -> Result<(), StorageError<NodeId>> {
+        let Some(hook) = self.hook.clone() else {
+            return Ok(());
+        };
+        let replica = self.replica.clone();
+        let place = tokio::task::spawn_blocking(move || replica.locator.find(upto))
+            .await
+            .map_err(sm_error)?
+            .map_err(sm_error)?;
+        // The hook is told in any case: the entry is its to apply (its own offset, say).
+        let durable = hook.compact(upto, offset).await;
+        let Some(place) = place else {
+            return Ok(()); // dropped already
+        };
+        let log_id = LogId::new(CommittedLeaderId::new(place.term, 0), upto);
+        if self.state.applied < Some(log_id) || self.state.membership.log_id() > &Some(log_id) {
+            // Not applied yet, or the membership in force came later: not this entry's to drop.
+            tracing::warn!(dir = %self.replica.dir.display(), upto, "compaction skipped");
+            return Ok(());
+        }
+        if !durable {
+            return Ok(());
+        }
+        self.write(AppliedState {
+            applied: Some(log_id),
+            membership: self.state.membership.clone(),
+        })
+        .await?;
+        self.replica.compact_to.send_if_modified(|at| {
+            let later = upto > *at;
+            *at = (*at).max(upto);
+            later
+        });
         Ok(())
     }
 
@@ -146,11 +213,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Membership(m) => {
                     self.state.membership = StoredMembership::new(Some(e.log_id), m.clone());
                     membership_changed = true;
+                    if let Some(h) = &self.hook {
+                        h.pass(e.log_id.index, applied.base_offset).await;
+                    }
+                }
+                EntryPayload::Blank => {
+                    if let Some(h) = &self.hook {
+                        h.pass(e.log_id.index, applied.base_offset).await;
+                    }
                 }
                 EntryPayload::Normal(Command::Control(payload)) => {
                     if let Some(h) = &self.hook {
                         h.apply(e.log_id.index, applied.base_offset, payload).await;
                     }
+                }
+                EntryPayload::Normal(Command::Compact { upto }) => {
+                    self.compact(*upto, applied.base_offset).await?;
                 }
                 _ => {}
             }

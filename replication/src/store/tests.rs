@@ -238,3 +238,30 @@ fn a_crash_in_the_middle_of_an_entry_never_leaves_part_of_it() {
     }
     assert!(cut > 0, "no crash interrupted an entry");
 }
+
+#[test]
+fn control_entries_read_back_as_what_they_were() {
+    let id = LogId::new(CommittedLeaderId::new(3, 0), 9);
+    let payloads = [
+        EntryPayload::Blank,
+        EntryPayload::Normal(Command::Control(Bytes::from_static(b"acks"))),
+        EntryPayload::Normal(Command::Compact { upto: 7 }),
+    ];
+    for payload in payloads {
+        let e = Entry {
+            log_id: id,
+            payload,
+        };
+        let batches = entry::to_batches(&e).unwrap();
+        assert_eq!(batches.len(), 1);
+        let header = sluice_storage::format::check_batch(&batches[0], u32::MAX).unwrap();
+        assert!(header.is_control());
+        let back = entry::from_batch(&sluice_storage::Batch {
+            header,
+            bytes: Bytes::from(batches[0].clone()),
+        })
+        .unwrap();
+        assert_eq!(back.log_id, id);
+        assert_eq!(format!("{:?}", back.payload), format!("{:?}", e.payload));
+    }
+}

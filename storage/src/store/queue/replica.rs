@@ -76,24 +76,46 @@ impl Queue {
         }
     }
 
+    fn not_replicated(&self) -> Error {
+        Error::InvalidArgument(format!("queue {} is not replicated", self.source))
+    }
+
     /// True when this queue is a replica of a replicated queue.
     pub fn is_replicated(&self) -> bool {
         self.replica.get().is_some()
     }
 
+    /// The ack floor of a replicated queue's committed state: every offset below it is acked,
+    /// and the ack committed. `None` on a single node's queue.
+    pub fn committed_floor(&self) -> Option<u64> {
+        self.replica.get().map(|r| lock(&r.committed).acks.floor())
+    }
+
+    /// Applies a committed compaction of the replicated log, stored at `offset` (which holds
+    /// no message: acked like a control entry's), then writes the committed state as the
+    /// journal's snapshot, synced: the entries of the log applied so far need not be applied
+    /// again at the next start, and may leave the log.
+    pub fn persist_committed(&self, offset: u64) -> Result<()> {
+        self.apply_entry(offset, &[])?;
+        let Some(r) = self.replica.get() else {
+            return Err(self.not_replicated());
+        };
+        let st = lock(&self.state);
+        if st.closed {
+            return Err(Error::Closed);
+        }
+        let committed = lock(&r.committed);
+        self.journal.snapshot(&committed.encode_snapshot())
+    }
+
     /// Applies a committed control entry of the queue's replicated log, stored at `offset`:
     /// `records` are ack journal records (format.md, "Ack journal"), to which the entry adds
     /// the ack of its own offset, which holds no message, then journaled, not synced: the
-    /// cluster applies a queue's whole log again at every start, so the journal only saves
-    /// work (and is written whole by a clean close). Applying entries again leaves the state as it was.
+    /// cluster applies again at every start each entry of the queue's log after the last one
+    /// compacted ([`Queue::persist_committed`]), so the journal only saves work (and is
+    /// written whole by a clean close). Applying entries again leaves the state as it was.
     pub fn apply_replicated(&self, offset: u64, records: &[u8]) -> Result<()> {
-        let Some(r) = self.replica.get() else {
-            return Err(Error::InvalidArgument(format!(
-                "queue {} is not replicated",
-                self.source
-            )));
-        };
-        let (mut recs, used) = decode_records(records);
+        let (recs, used) = decode_records(records);
         if used != records.len() || recs.is_empty() {
             return Err(Error::InvalidArgument(format!(
                 "a replicated entry of queue {} is not whole ack records ({used} of {} bytes)",
@@ -101,6 +123,23 @@ impl Queue {
                 records.len()
             )));
         }
+        self.apply_entry(offset, records)
+    }
+
+    /// Applies a committed entry of the replicated log stored at `offset` that holds neither
+    /// messages nor queue changes (a new leader's blank entry, a membership change): its
+    /// offset is acked, so it never counts as a message waiting.
+    pub fn pass_replicated(&self, offset: u64) -> Result<()> {
+        self.apply_entry(offset, &[])
+    }
+
+    /// Applies a committed entry stored at `offset`: its `records` (none for an entry that
+    /// is not the queue's, such as a compaction) and the ack of its own offset.
+    fn apply_entry(&self, offset: u64, records: &[u8]) -> Result<()> {
+        let Some(r) = self.replica.get() else {
+            return Err(self.not_replicated());
+        };
+        let (mut recs, _) = decode_records(records);
         let mut own = Vec::new();
         encode_offsets(&mut own, REC_ACK, &[offset]);
         recs.extend(decode_records(&own).0);
@@ -136,7 +175,9 @@ impl Queue {
         drop(led);
         // Not synced here: the replicated log is the truth, and a restart applies all of it
         // again over whatever the journal kept.
-        self.journal.append(records)?;
+        if !records.is_empty() {
+            self.journal.append(records)?;
+        }
         self.journal.append(&own)?;
         if self.journal.since_snapshot() > ack_snapshot_bytes() {
             self.journal.snapshot(&committed.encode_snapshot())?;
@@ -201,11 +242,14 @@ impl Queue {
     }
 }
 
-/// A control entry's own offset, acked, is passed by a cursor standing on it.
+/// A control entry's own offset, acked, is passed by a cursor standing on it; and a cursor
+/// is never below the ack floor (control entries ahead of the cursor are acked as they are
+/// applied, so the floor may pass it), which the ack-state snapshot requires.
 fn pass_own(ack: &mut AckState, offset: u64) {
     if ack.cursor == offset {
         ack.cursor = offset + 1;
     }
+    ack.cursor = ack.cursor.max(ack.acks.floor());
 }
 
 /// The working state set back to the committed one: nothing in flight, every delivered and
