@@ -8,7 +8,8 @@
 //! - nothing confirmed is lost: each confirmed value is at its confirmed offset;
 //! - no two confirms name the same offset (two leaders never confirmed in one place);
 //! - every node holds the same messages at the same offsets (the committed prefix agrees);
-//! - no message is stored twice and none is one no publisher sent.
+//! - no message is stored twice and none is one no publisher sent;
+//! - no group had two leaders in one term, as every node named them along the way.
 //!
 //! `SLUICE_CLUSTER_ROUNDS` repeats the fault cycle (default 1; `SLUICE_SOAK=1` makes it 20).
 
@@ -86,9 +87,10 @@ async fn a_cluster_loses_nothing_confirmed_through_kills_and_pauses() {
         all.push(read_all(n, want).await);
     }
     check_nodes(&all, &check);
+    let terms = check.leaders.check();
     eprintln!(
-        "{} confirmed, {} sent, {} stored on each node; failover (leader killed to the next \
-         confirm) {:?}",
+        "{} confirmed, {} sent, {} stored on each node; {terms} (group, term) pairs seen with \
+         one leader each; failover (leader killed to the next confirm) {:?}",
         want,
         check.sent.len(),
         all[0].len(),

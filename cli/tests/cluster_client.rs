@@ -149,6 +149,27 @@ async fn the_cli_given_every_node_publishes_through_whichever_leads_and_through_
     assert!(text.iter().any(|l| l.starts_with("t/orders/0")), "{text:?}");
     eprintln!("{}", text.join("\n"));
 
+    // A follower refuses a publish, naming the leader's client address.
+    let follower = Client::connect(&nodes[(leader + 1) % nodes.len()].native)
+        .await
+        .unwrap();
+    let e = follower
+        .publish("orders", &[Record::from_value(b"refused".to_vec())])
+        .await
+        .expect_err("a follower confirmed a publish");
+    assert_eq!(
+        e.code(),
+        Some(sluice::protocol::ErrorCode::NotLeader),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains(&format!(
+            "node {} (client address {})",
+            nodes[leader].id, nodes[leader].native
+        )),
+        "{e}"
+    );
+
     // The list starting at each node in turn: two of three start at a follower (NotLeader).
     let mut confirmed = BTreeMap::new();
     for first in 0..nodes.len() {

@@ -229,18 +229,33 @@ fn kafka_java_tools_create_produce_consume_and_keep_group_offsets_through_a_coor
         .map(|n| n.kafka.clone().unwrap())
         .collect::<Vec<_>>()
         .join(",");
+    // The describe waits for the survivors to elect a coordinator: until then they name the
+    // dead one, whose connection the tool would wait out its (5 s) timeout for.
+    let live: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.child.is_some())
+        .map(|n| n.native.clone())
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while live.iter().any(|a| meta_leader(a) == coordinator) {
+        assert!(std::time::Instant::now() < deadline, "no new coordinator");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let describe = [
         "--bootstrap-server",
         survivors.as_str(),
         "--describe",
         "--group",
         "jg",
+        "--timeout",
+        "30000",
     ];
-    let after = group_rows(&java_ok(&cp, groups, &describe, None), "jc");
+    let text = java_ok(&cp, groups, &describe, None);
+    let after = group_rows(&text, "jc");
     let committed = |rows: &[(u32, String, String)]| {
         rows.iter().map(|r| (r.0, r.1.clone())).collect::<Vec<_>>()
     };
-    assert_eq!(committed(&after), committed(&before), "{after:?}");
+    assert_eq!(committed(&after), committed(&before), "{text}");
     eprintln!("coordinator node {coordinator} killed; offsets kept: {after:?}");
 }
 

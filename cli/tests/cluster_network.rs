@@ -122,4 +122,6 @@ async fn cut_and_slowed_links_lose_nothing_confirmed() {
         all[0].len()
     );
     check_nodes(&all, &check);
+    let terms = check.leaders.check();
+    eprintln!("{terms} (group, term) pairs seen, one leader each");
 }

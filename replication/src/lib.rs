@@ -32,7 +32,7 @@ pub use net::{
     RaftHandler, Reply, Request,
 };
 pub use node::ClusterNode;
-pub use store::ApplyHook;
+pub use store::{ApplyHook, HookEntry};
 pub use types::{Applied, Command, GroupId, Node, NodeId, NodeInfo, TypeConfig};
 
 /// The entry points of the `cluster_input` fuzz target: what a peer or a damaged disk can hand

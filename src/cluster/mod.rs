@@ -90,18 +90,21 @@ fn wait_on_runtime<T: Send + 'static>(
         .map_err(|_| BrokerError::new(ErrorKind::Internal, "the cluster call failed"))
 }
 
-/// A replication error as the broker's.
-fn broker_error(e: ReplError) -> BrokerError {
+/// A replication error as the broker's; a `NotLeader` names the leader's client address when
+/// `node` knows it, so that a client (or its user) can go straight there.
+fn broker_error(node: &ClusterNode, e: ReplError) -> BrokerError {
     match e {
         ReplError::NotLeader {
             group,
             leader,
             leader_addr,
         } => {
-            let at = match (leader, leader_addr) {
-                (Some(id), Some(a)) => format!("node {id} (cluster address {a})"),
-                (Some(id), None) => format!("node {id}"),
-                _ => "not known yet (an election is under way)".into(),
+            let native = leader.and_then(|id| node.info(id)?.native);
+            let at = match (leader, native, leader_addr) {
+                (Some(id), Some(client), _) => format!("node {id} (client address {client})"),
+                (Some(id), None, Some(a)) => format!("node {id} (cluster address {a})"),
+                (Some(id), None, None) => format!("node {id}"),
+                (None, ..) => "not known yet (an election is under way)".into(),
             };
             BrokerError::new(
                 ErrorKind::NotLeader,
@@ -277,7 +280,7 @@ impl Cluster {
                 bootstrap.then(|| self.members()),
             )
             .await
-            .map_err(broker_error)
+            .map_err(|e| broker_error(&self.node, e))
     }
 
     fn queue(&self, name: &str) -> Option<ReplicatedLog> {
@@ -311,7 +314,7 @@ impl Cluster {
                 format!("topic {topic:?} has no replicated partition {partition} on this node"),
             )
         })?;
-        Self::submit_to(g, batch).await
+        self.submit_to(g, batch).await
     }
 
     /// [`Cluster::submit_publish`] of a batch for a queue.
@@ -326,10 +329,11 @@ impl Cluster {
                 format!("queue {queue:?} has no replica on this node"),
             )
         })?;
-        Self::submit_to(g, batch).await
+        self.submit_to(g, batch).await
     }
 
     async fn submit_to(
+        &self,
         g: ReplicatedLog,
         batch: Vec<u8>,
     ) -> Result<BoxFuture<'static, Result<Published, BrokerError>>, BrokerError> {
@@ -338,9 +342,10 @@ impl Cluster {
         let pending = g
             .submit(Command::Batch(batch.into()))
             .await
-            .map_err(broker_error)?;
+            .map_err(|e| broker_error(&self.node, e))?;
+        let node = self.node.clone();
         Ok(Box::pin(async move {
-            let a = pending.await.map_err(broker_error)?;
+            let a = pending.await.map_err(|e| broker_error(&node, e))?;
             Ok(Published {
                 base_offset: Offset(a.base_offset),
                 last_offset: Offset(a.last_offset),
@@ -404,7 +409,7 @@ impl Cluster {
         self.node
             .propose_control(&GroupId(META_GROUP.into()), cmd.encode().into())
             .await
-            .map_err(broker_error)?;
+            .map_err(|e| broker_error(&self.node, e))?;
         Ok(())
     }
 
@@ -692,6 +697,13 @@ impl Cluster {
     /// A node's client addresses, once it has introduced itself (this node's always).
     pub fn node_info(&self, id: u64) -> Option<NodeInfo> {
         self.node.info(id)
+    }
+
+    /// True when this node leads the metadata and has applied every entry of the terms
+    /// before its own: what it holds of the metadata (committed offsets among them) is then
+    /// every committed change.
+    pub fn meta_ready(&self) -> bool {
+        self.meta.get().is_some_and(|m| m.leading_term().is_some())
     }
 
     /// The leader of the metadata, when one is known.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use sluice_replication::{
-    ApplyHook, BoxFuture, ClusterNode, Command, Consensus, GroupId, ReplicatedLog,
+    ApplyHook, BoxFuture, ClusterNode, Command, Consensus, GroupId, HookEntry, ReplicatedLog,
 };
 use sluice_storage::{Error as StoreError, QueueReplicator, Record};
 use tokio::sync::mpsc;
@@ -400,6 +400,32 @@ impl ApplyHook for QueueHook {
     fn apply(&self, index: u64, offset: u64, payload: &[u8]) -> BoxFuture<'_, ()> {
         let payload = payload.to_vec();
         Box::pin(self.on_queue(index, move |q| q.apply_replicated(offset, &payload)))
+    }
+
+    /// All of them in one trip off the async threads: an apply call's entries are as many as
+    /// the log committed since the last one.
+    fn apply_all(&self, entries: Vec<HookEntry>) -> BoxFuture<'_, ()> {
+        let first = match entries.first() {
+            Some(HookEntry::Control { index, .. } | HookEntry::Pass { index, .. }) => *index,
+            None => return Box::pin(async {}),
+        };
+        let name = self.name.clone();
+        Box::pin(self.on_queue(first, move |q| {
+            for e in entries {
+                let (index, r) = match e {
+                    HookEntry::Control {
+                        index,
+                        offset,
+                        payload,
+                    } => (index, q.apply_replicated(offset, &payload)),
+                    HookEntry::Pass { index, offset } => (index, q.pass_replicated(offset)),
+                };
+                if let Err(e) = r {
+                    warn!(queue = %name, index, "cannot apply a queue change: {e}");
+                }
+            }
+            Ok(())
+        }))
     }
 }
 

@@ -1,5 +1,6 @@
 //! The checker of the cluster tests: publishes that find the leader by trying nodes, every
-//! confirm recorded, and what every node must hold at the end (nothing confirmed lost, offsets
+//! confirm recorded, the leaders every node names sampled along the way (at most one per
+//! group and term), and what every node must hold at the end (nothing confirmed lost, offsets
 //! unique and growing, the committed prefix the same on every node, nothing stored twice or
 //! never sent).
 
@@ -15,12 +16,63 @@ use super::cluster::Node;
 /// The topic the checker publishes to.
 pub const TOPIC: &str = "orders";
 
-/// What was confirmed, and every value ever sent.
+/// What was confirmed, every value ever sent, and the leaders seen.
 #[derive(Default)]
 pub struct Checker {
     pub confirmed: BTreeMap<u64, String>,
     pub sent: BTreeSet<String>,
     pub next: u64,
+    pub leaders: Leaders,
+}
+
+/// Publishes between two samples of the nodes' leaders ([`Leaders::observe`]).
+const PUBLISHES_PER_SAMPLE: usize = 5;
+
+/// Longest wait for one node's status (a paused node never answers).
+const STATUS_WAIT: Duration = Duration::from_millis(300);
+
+/// For each group and term, every node any node named as its leader, sampled while the test
+/// runs. Raft elects at most one leader per term, and a node names a leader only once that
+/// leader's vote is committed: two leaders for one term would mean two nodes confirming in
+/// the same term.
+#[derive(Default)]
+pub struct Leaders(BTreeMap<(String, u64), BTreeSet<u64>>);
+
+impl Leaders {
+    /// Records the leaders every running node names now (a paused one is skipped).
+    pub async fn observe(&mut self, nodes: &[Node]) {
+        for n in nodes.iter().filter(|n| n.child.is_some()) {
+            let status = tokio::time::timeout(STATUS_WAIT, async {
+                Client::connect(&n.native)
+                    .await
+                    .ok()?
+                    .cluster_status()
+                    .await
+                    .ok()
+            })
+            .await;
+            let Ok(Some(status)) = status else { continue };
+            for g in status.groups {
+                if let Some(l) = g.leader {
+                    self.0.entry((g.group, g.term)).or_default().insert(l);
+                }
+            }
+        }
+    }
+
+    /// Panics naming a group and term that had two leaders; answers how many (group, term)
+    /// pairs were seen with a leader.
+    pub fn check(&self) -> usize {
+        for ((group, term), leaders) in &self.0 {
+            assert_eq!(
+                leaders.len(),
+                1,
+                "group {group}, term {term}: leaders {leaders:?}"
+            );
+        }
+        assert!(!self.0.is_empty(), "no leader ever seen");
+        self.0.len()
+    }
 }
 
 /// Publishes one new value, trying nodes from `*leader` on until one confirms (a follower
@@ -70,7 +122,10 @@ pub async fn publish_many(nodes: &[Node], leader: &mut usize, check: &mut Checke
         std::time::SystemTime::now(),
         *leader + 1
     );
-    for _ in 0..n {
+    for i in 0..n {
+        if i % PUBLISHES_PER_SAMPLE == 0 {
+            check.leaders.observe(nodes).await;
+        }
         publish_one(nodes, leader, check).await;
     }
 }

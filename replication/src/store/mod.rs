@@ -20,8 +20,6 @@ use std::sync::Arc;
 
 use sluice_storage::{FsRef, Log, LogConfig};
 
-pub use state_machine::ApplyHook;
-
 use crate::error::Result;
 
 pub mod entry;
@@ -34,7 +32,7 @@ mod tests;
 
 pub use locator::Locator;
 pub use log_store::LogStore;
-pub use state_machine::StateMachine;
+pub use state_machine::{ApplyHook, HookEntry, StateMachine};
 
 /// The message log of a replicated log and where its Raft entries are.
 #[derive(Debug)]

@@ -49,6 +49,24 @@ pub trait ApplyHook: Send + Sync + 'static {
     /// Applies one control entry's payload; `offset` is where the entry is stored in the log.
     fn apply(&self, index: u64, offset: u64, payload: &[u8]) -> crate::group::BoxFuture<'_, ()>;
 
+    /// Applies committed entries in log order, all at once; by default one by one with
+    /// [`ApplyHook::apply`] and [`ApplyHook::pass`]. A hook whose every call costs a thread hop
+    /// applies them together.
+    fn apply_all(&self, entries: Vec<HookEntry>) -> crate::group::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            for e in entries {
+                match e {
+                    HookEntry::Control {
+                        index,
+                        offset,
+                        payload,
+                    } => self.apply(index, offset, &payload).await,
+                    HookEntry::Pass { index, offset } => self.pass(index, offset).await,
+                }
+            }
+        })
+    }
+
     /// Told of a committed entry stored at `offset` that holds nothing for the hook (a new
     /// leader's blank entry, a membership change), in log order with the others. By default
     /// nothing happens.
@@ -65,6 +83,28 @@ pub trait ApplyHook: Send + Sync + 'static {
         let _ = (upto, offset);
         Box::pin(async { false })
     }
+}
+
+/// A committed entry for an [`ApplyHook`].
+#[derive(Clone, Debug)]
+pub enum HookEntry {
+    /// A [`Command::Control`] stored at `offset`: the hook applies `payload`.
+    Control {
+        /// Its Raft index.
+        index: u64,
+        /// Where it is stored in the log.
+        offset: u64,
+        /// Its bytes.
+        payload: bytes::Bytes,
+    },
+    /// An entry holding nothing for the hook (a new leader's blank entry, a membership
+    /// change), stored at `offset`.
+    Pass {
+        /// Its Raft index.
+        index: u64,
+        /// Where it is stored in the log.
+        offset: u64,
+    },
 }
 
 /// The state machine of one replicated log.
@@ -137,6 +177,17 @@ impl StateMachine {
         .map_err(sm_error)
     }
 
+    /// Hands the entries gathered in `calls` to the hook, if any, and empties it.
+    async fn hand_to_hook(&self, calls: &mut Vec<HookEntry>) {
+        if calls.is_empty() {
+            return;
+        }
+        let entries = std::mem::take(calls);
+        if let Some(h) = &self.hook {
+            h.apply_all(entries).await;
+        }
+    }
+
     /// Applies [`Command::Compact`]: once the hook has made its state durable, records entry
     /// `upto` as applied for good (a restart applies only the entries after it) and tells the
     /// group it may purge the log up to it. Without a hook, or when the entry is gone already
@@ -207,35 +258,37 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut out = Vec::new();
         let mut membership_changed = false;
         let mut commit = None;
+        // The hook's share of these entries, handed to it together, in log order.
+        let mut calls = Vec::new();
         for e in entries {
             let (applied, next) = self.place(e.log_id.index).map_err(sm_error)?;
-            match &e.payload {
+            let (index, offset) = (e.log_id.index, applied.base_offset);
+            match e.payload {
                 EntryPayload::Membership(m) => {
-                    self.state.membership = StoredMembership::new(Some(e.log_id), m.clone());
+                    self.state.membership = StoredMembership::new(Some(e.log_id), m);
                     membership_changed = true;
-                    if let Some(h) = &self.hook {
-                        h.pass(e.log_id.index, applied.base_offset).await;
-                    }
+                    calls.push(HookEntry::Pass { index, offset });
                 }
-                EntryPayload::Blank => {
-                    if let Some(h) = &self.hook {
-                        h.pass(e.log_id.index, applied.base_offset).await;
-                    }
-                }
+                EntryPayload::Blank => calls.push(HookEntry::Pass { index, offset }),
                 EntryPayload::Normal(Command::Control(payload)) => {
-                    if let Some(h) = &self.hook {
-                        h.apply(e.log_id.index, applied.base_offset, payload).await;
-                    }
+                    calls.push(HookEntry::Control {
+                        index,
+                        offset,
+                        payload,
+                    });
                 }
                 EntryPayload::Normal(Command::Compact { upto }) => {
-                    self.compact(*upto, applied.base_offset).await?;
+                    // Everything before it applied first.
+                    self.hand_to_hook(&mut calls).await;
+                    self.compact(upto, offset).await?;
                 }
-                _ => {}
+                EntryPayload::Normal(Command::Batch(_)) => {}
             }
             self.state.applied = Some(e.log_id);
             commit = Some(next);
             out.push(applied);
         }
+        self.hand_to_hook(&mut calls).await;
         if let Some(end) = commit {
             self.replica.log.set_commit_end(end);
         }

@@ -154,10 +154,25 @@ pub(super) fn coordinator(ctx: &KafkaContext) -> Result<KafkaNode, i16> {
 }
 
 /// Whether this node coordinates consumer groups now.
-pub(super) fn coordinates(ctx: &KafkaContext) -> bool {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Coordination {
+    /// It does: a single server, or the metadata's leader once it has applied every entry
+    /// of the terms before its own (every offset committed through an earlier leader).
+    Here,
+    /// It leads the metadata, but has not applied the entries of earlier terms yet: what it
+    /// would answer about offsets may be stale (Kafka's COORDINATOR_LOAD_IN_PROGRESS).
+    Loading,
+    /// Another node does, or none is known yet.
+    Elsewhere,
+}
+
+/// Whether this node coordinates consumer groups now.
+pub(super) fn coordination(ctx: &KafkaContext) -> Coordination {
     match ctx.broker.cluster() {
-        None => true,
-        Some(c) => c.meta_leader() == Some(c.node_id()),
+        None => Coordination::Here,
+        Some(c) if c.meta_ready() => Coordination::Here,
+        Some(c) if c.meta_leader() == Some(c.node_id()) => Coordination::Loading,
+        Some(_) => Coordination::Elsewhere,
     }
 }
 

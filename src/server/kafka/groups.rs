@@ -31,8 +31,18 @@ impl Conn {
         let ctx = self.ctx.clone();
         let p = self.auth.principal.clone();
         // In a cluster one node coordinates every group; any node lists the groups it knows.
-        if !super::cluster::coordinates(&ctx) && !matches!(req, Request::ListGroups(_)) {
-            return self.refuse_not_coordinator(tx, h, req);
+        if !matches!(req, Request::ListGroups(_)) {
+            use super::cluster::Coordination;
+            let refused = match super::cluster::coordination(&ctx) {
+                Coordination::Here => None,
+                Coordination::Loading => {
+                    Some(kafka_protocol::ResponseError::CoordinatorLoadInProgress)
+                }
+                Coordination::Elsewhere => Some(kafka_protocol::ResponseError::NotCoordinator),
+            };
+            if let Some(e) = refused {
+                return self.refuse_not_coordinator(tx, h, req, e.code());
+            }
         }
         if membership_refused(&ctx, &p, &req) {
             return self.refuse_membership(tx, h, req);

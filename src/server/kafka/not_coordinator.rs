@@ -1,6 +1,8 @@
 //! NOT_COORDINATOR answers: a consumer-group request that reached a cluster node which does not
 //! coordinate groups (only the cluster metadata's leader does, see `cluster`). Kafka clients
-//! then ask FindCoordinator again and go to the node it names.
+//! then ask FindCoordinator again and go to the node it names. A new metadata leader that has
+//! not yet applied its predecessors' entries answers COORDINATOR_LOAD_IN_PROGRESS the same
+//! way, and clients retry it.
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
@@ -11,21 +13,14 @@ use kafka_protocol::messages::{
     DeleteGroupsResponse, DescribeGroupsResponse, HeartbeatResponse, JoinGroupResponse,
     LeaveGroupResponse, OffsetCommitResponse, OffsetFetchResponse, SyncGroupResponse,
 };
-use kafka_protocol::ResponseError;
 
 use super::codec::{Header, Request};
 use super::connection::{Conn, Slot};
 
-/// Kafka's NOT_COORDINATOR.
-fn code() -> i16 {
-    ResponseError::NotCoordinator.code()
-}
-
 impl Conn {
-    /// Answers `req`, a group request other than ListGroups, with NOT_COORDINATOR on every
-    /// group, topic and partition it names.
-    pub(super) fn refuse_not_coordinator(&self, tx: Slot, h: Header, req: Request) {
-        let c = code();
+    /// Answers `req`, a group request other than ListGroups, with error `c` (NOT_COORDINATOR
+    /// or COORDINATOR_LOAD_IN_PROGRESS) on every group, topic and partition it names.
+    pub(super) fn refuse_not_coordinator(&self, tx: Slot, h: Header, req: Request, c: i16) {
         match req {
             Request::JoinGroup(_) => {
                 self.refuse(tx, h, JoinGroupResponse::default().with_error_code(c))
