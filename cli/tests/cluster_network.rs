@@ -62,10 +62,7 @@ async fn cut_and_slowed_links_lose_nothing_confirmed() {
         return;
     };
     let root = tempfile::tempdir().unwrap();
-    let (mut nodes, spec) = hosts.nodes(root.path(), NATIVE_PORT, CLUSTER_PORT);
-    for n in nodes.iter_mut() {
-        n.start(&spec);
-    }
+    let nodes = hosts.start_nodes(root.path(), NATIVE_PORT, CLUSTER_PORT);
     create_topic(&nodes).await;
     let mut check = Checker::default();
     let mut leader = 0;

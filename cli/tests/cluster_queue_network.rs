@@ -44,10 +44,7 @@ async fn a_cut_off_queue_leader_confirms_no_ack_and_delivers_nothing() {
         return;
     };
     let root = tempfile::tempdir().unwrap();
-    let (mut nodes, spec) = hosts.nodes(root.path(), NATIVE_PORT, CLUSTER_PORT);
-    for n in nodes.iter_mut() {
-        n.start(&spec);
-    }
+    let nodes = hosts.start_nodes(root.path(), NATIVE_PORT, CLUSTER_PORT);
     let client = client_without(&nodes, usize::MAX).await;
     let settings = QueueSettings {
         ack_timeout_ms: Some(600_000),

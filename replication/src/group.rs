@@ -310,7 +310,7 @@ impl ReplicatedLog {
     /// Reads the log (blocking).
     pub fn entry_ending_by(&self, offset: u64) -> Result<Option<u64>> {
         let applied = self.raft.metrics().borrow().last_applied.map(|l| l.index);
-        let (Some(mut hi), Some(first)) = (applied, self.first_index()?) else {
+        let (Some(mut hi), Some(first)) = (applied, self.first_index()) else {
             return Ok(None);
         };
         let ends_by = |index: u64| -> Result<bool> {
@@ -337,10 +337,11 @@ impl ReplicatedLog {
     }
 
     /// The first entry this node's log holds: the one after the last purged.
-    fn first_index(&self) -> Result<Option<u64>> {
-        let m = self.raft.metrics().borrow().clone();
+    fn first_index(&self) -> Option<u64> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
         let first = m.purged.map_or(0, |p| p.index + 1);
-        Ok((m.last_log_index >= Some(first)).then_some(first))
+        (m.last_log_index >= Some(first)).then_some(first)
     }
 
     /// Stops the Raft group; the log stays open until the last handle is dropped.

@@ -5,9 +5,10 @@
 //! the queue's leader looks every [`COMPACT_CHECK_INTERVAL`] for whole segments below the
 //! committed ack floor whose entries every replica has (each follower's last replicated index,
 //! as the leader knows it), and proposes [`Command::Compact`] up to the last such entry. Every
-//! replica applies it in log order: it writes its queue's committed state as the journal's
-//! snapshot (synced, [`sluice_storage::Queue::persist_committed`]), records the entry as
-//! applied for good, and has openraft purge its log up to it (whole segments).
+//! replica applies it in log order: its queue acks the entry's own offset and writes its
+//! committed state as the journal's snapshot, synced (`QueueHook::compact`,
+//! [`sluice_storage::Queue::persist_committed`]); the replica records the entry as applied for
+//! good, and has openraft purge its log up to it (whole segments).
 //!
 //! So a replica that is down or behind holds the compaction back: no entry leaves any log
 //! before every replica has it, and no follower ever needs what a leader dropped. A message
@@ -47,7 +48,8 @@ pub(super) async fn check(
             None => return,
         }
     }
-    if everywhere <= (*proposed).max(status.purged_index.unwrap_or(0)) {
+    let done = (*proposed).max(status.purged_index.unwrap_or(0));
+    if everywhere <= done {
         return;
     }
     let Some(broker) = cluster.upgrade().and_then(|c| c.broker().ok()) else {
@@ -83,7 +85,7 @@ pub(super) async fn check(
             return;
         }
     };
-    if upto <= (*proposed).max(status.purged_index.unwrap_or(0)) {
+    if upto <= done {
         return;
     }
     match group.propose(Command::Compact { upto }).await {
@@ -92,38 +94,5 @@ pub(super) async fn check(
             *proposed = upto;
         }
         Err(e) => debug!(queue, upto, error = %e, "compaction not proposed"),
-    }
-}
-
-/// A replica's part of a compaction stored at `offset`: its queue's committed state, with the
-/// entry's own offset acked, written durably.
-pub(super) async fn persist(cluster: &Weak<Cluster>, queue: &str, offset: u64) -> bool {
-    let Some(broker) = cluster.upgrade().and_then(|c| c.broker().ok()) else {
-        return false;
-    };
-    let name = queue.to_string();
-    let r = crate::broker::spawn_blocking(move || {
-        broker
-            .store()
-            .queue(&name)
-            .and_then(|q| q.persist_committed(offset))
-    })
-    .await;
-    match r.map_err(|e| e.to_string()) {
-        Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            warn!(
-                queue,
-                "queue state not written; its log is not compacted: {e}"
-            );
-            false
-        }
-        Err(e) => {
-            warn!(
-                queue,
-                "queue state not written; its log is not compacted: {e}"
-            );
-            false
-        }
     }
 }

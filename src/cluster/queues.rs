@@ -389,17 +389,17 @@ pub struct QueueHook {
 }
 
 impl ApplyHook for QueueHook {
-    fn compact(&self, _upto: u64, offset: u64) -> BoxFuture<'_, bool> {
-        Box::pin(queue_compact::persist(&self.cluster, &self.name, offset))
-    }
-
-    fn pass(&self, index: u64, offset: u64) -> BoxFuture<'_, ()> {
-        Box::pin(self.on_queue(index, move |q| q.pass_replicated(offset)))
+    fn compact(&self, upto: u64, offset: u64) -> BoxFuture<'_, bool> {
+        Box::pin(self.on_queue(upto, move |q| q.persist_committed(offset)))
     }
 
     fn apply(&self, index: u64, offset: u64, payload: &[u8]) -> BoxFuture<'_, ()> {
-        let payload = payload.to_vec();
-        Box::pin(self.on_queue(index, move |q| q.apply_replicated(offset, &payload)))
+        let entry = HookEntry::Control {
+            index,
+            offset,
+            payload: payload.to_vec().into(),
+        };
+        self.apply_all(vec![entry])
     }
 
     /// All of them in one trip off the async threads: an apply call's entries are as many as
@@ -410,42 +410,51 @@ impl ApplyHook for QueueHook {
             None => return Box::pin(async {}),
         };
         let name = self.name.clone();
-        Box::pin(self.on_queue(first, move |q| {
-            for e in entries {
-                let (index, r) = match e {
-                    HookEntry::Control {
-                        index,
-                        offset,
-                        payload,
-                    } => (index, q.apply_replicated(offset, &payload)),
-                    HookEntry::Pass { index, offset } => (index, q.pass_replicated(offset)),
-                };
-                if let Err(e) = r {
-                    warn!(queue = %name, index, "cannot apply a queue change: {e}");
+        Box::pin(async move {
+            self.on_queue(first, move |q| {
+                for e in entries {
+                    let (index, r) = match e {
+                        HookEntry::Control {
+                            index,
+                            offset,
+                            payload,
+                        } => (index, q.apply_replicated(offset, &payload)),
+                        HookEntry::Pass { index, offset } => (index, q.pass_replicated(offset)),
+                    };
+                    if let Err(e) = r {
+                        warn!(queue = %name, index, "cannot apply a queue change: {e}");
+                    }
                 }
-            }
-            Ok(())
-        }))
+                Ok(())
+            })
+            .await;
+        })
     }
 }
 
 impl QueueHook {
-    /// Runs `f` on this node's queue off the async threads; a failure is logged.
+    /// Runs `f` on this node's queue off the async threads, for the entry at `index`; a
+    /// failure is logged. True when `f` succeeded.
     async fn on_queue(
         &self,
         index: u64,
         f: impl FnOnce(&sluice_storage::Queue) -> Result<(), StoreError> + Send + 'static,
-    ) {
-        let Some(c) = self.cluster.upgrade() else {
-            return;
+    ) -> bool {
+        let Some(broker) = self.cluster.upgrade().and_then(|c| c.broker().ok()) else {
+            return false;
         };
-        let Ok(broker) = c.broker() else { return };
         let name = self.name.clone();
         let r = crate::broker::spawn_blocking(move || f(&*broker.store().queue(&name)?)).await;
-        match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(queue = %self.name, index, "cannot apply a queue change: {e}"),
-            Err(e) => warn!(queue = %self.name, index, "cannot apply a queue change: {e}"),
+        match r.map_err(|e| e.to_string()) {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                warn!(queue = %self.name, index, "cannot apply a queue change: {e}");
+                false
+            }
+            Err(e) => {
+                warn!(queue = %self.name, index, "cannot apply a queue change: {e}");
+                false
+            }
         }
     }
 }

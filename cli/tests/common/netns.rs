@@ -127,15 +127,14 @@ impl Hosts {
         c
     }
 
-    /// Cuts node `i` off the other nodes (its cluster link goes down); its clients still reach it.
-    /// A node per namespace (not started), each listening on `native_port` of its client link
-    /// and `cluster_port` of its cluster link, and the `--cluster` list naming them.
-    pub fn nodes(
+    /// A node per namespace, started, each listening on `native_port` of its client link and
+    /// `cluster_port` of its cluster link.
+    pub fn start_nodes(
         &self,
         root: &std::path::Path,
         native_port: u16,
         cluster_port: u16,
-    ) -> (Vec<super::cluster::Node>, String) {
+    ) -> Vec<super::cluster::Node> {
         let spec = (1..=self.nodes)
             .map(|i| format!("{i}@{}:{cluster_port}", self.cluster_ip(i)))
             .collect::<Vec<_>>()
@@ -151,9 +150,14 @@ impl Hosts {
                 http: None,
             })
             .collect();
-        (nodes, spec)
+        let mut nodes: Vec<super::cluster::Node> = nodes;
+        for n in nodes.iter_mut() {
+            n.start(&spec);
+        }
+        nodes
     }
 
+    /// Cuts node `i` off the other nodes (its cluster link goes down); its clients still reach it.
     pub fn cut(&self, i: u32) {
         ip_ok(&["-n", &self.ns(i), "link", "set", "c0", "down"]);
     }
