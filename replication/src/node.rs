@@ -45,6 +45,9 @@ pub struct ClusterNode {
     timing: Timing,
     peers: Arc<Peers>,
     groups: RwLock<HashMap<GroupId, ReplicatedLog>>,
+    /// Held while a group opens: two callers opening the same group at once (the node's start
+    /// and the metadata applied again) must not start two Raft instances over one directory.
+    opening: tokio::sync::Mutex<()>,
     /// Every node's client addresses known here, this node's included.
     infos: RwLock<BTreeMap<NodeId, NodeInfo>>,
 }
@@ -67,6 +70,7 @@ impl ClusterNode {
             timing,
             peers: Arc::new(Peers::new(me)),
             groups: RwLock::new(HashMap::new()),
+            opening: tokio::sync::Mutex::new(()),
             infos: RwLock::new(BTreeMap::new()),
         })
     }
@@ -216,6 +220,7 @@ impl ClusterNode {
         storage: GroupStorage,
         members: Option<BTreeMap<NodeId, Node>>,
     ) -> Result<ReplicatedLog> {
+        let opening = self.opening.lock().await;
         if let Some(g) = self.group(&group) {
             return Ok(g);
         }
@@ -231,10 +236,11 @@ impl ClusterNode {
             self.timing,
         )
         .await?;
-        let log = {
-            let mut groups = self.groups.write().unwrap_or_else(|e| e.into_inner());
-            groups.entry(group).or_insert(log).clone()
-        };
+        self.groups
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(group, log.clone());
+        drop(opening);
         if let Some(m) = members {
             log.bootstrap(m).await?;
         }
