@@ -1,5 +1,6 @@
 //! Admin calls: create (with partitions), alter (add partitions), delete, list and describe
-//! topics and queues; a topic's id and partition count; the cluster status.
+//! topics and queues; a topic's id and partition count; the cluster status; adding and
+//! removing a cluster's nodes.
 
 use super::{unexpected, Client, LogSettings, QueueInfo, QueueSettings, Result, TopicInfo};
 use crate::protocol::{ClusterStatus, Reply, Request};
@@ -124,5 +125,22 @@ impl Client {
             Reply::ClusterStatus(s) => Ok(s),
             r => Err(unexpected(r)),
         }
+    }
+
+    /// Adds node `id`, whose cluster listener is `addr`, to the cluster; answers once the
+    /// change is committed. Every group then gains a replica on it, in the background
+    /// (`cluster_status` shows each group's voters and learners).
+    pub async fn cluster_add_node(&self, id: u64, addr: &str) -> Result<()> {
+        self.expect_ok(Request::ClusterAddNode {
+            id,
+            addr: addr.to_string(),
+        })
+        .await
+    }
+
+    /// Removes node `id` from the cluster; answers once the change is committed. Every group
+    /// then drops its replica there, in the background.
+    pub async fn cluster_remove_node(&self, id: u64) -> Result<()> {
+        self.expect_ok(Request::ClusterRemoveNode { id }).await
     }
 }

@@ -72,6 +72,8 @@ pub(super) fn retried_kind(req: &Request) -> bool {
             | Request::ListQueues
             | Request::DescribeQueue { .. }
             | Request::ClusterStatus
+            | Request::ClusterAddNode { .. }
+            | Request::ClusterRemoveNode { .. }
     )
 }
 

@@ -1,7 +1,7 @@
 //! One replicated log on this node: its message log, its Raft group, and the [`Consensus`]
 //! trait through which the rest of sluice uses it, so the consensus engine's API stays here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -67,6 +67,11 @@ pub struct GroupStatus {
     pub followers: BTreeMap<NodeId, Option<u64>>,
     /// The last index purged from this node's log (compacted), if any.
     pub purged_index: Option<u64>,
+    /// The voting members of the group's last membership this node has (both halves of a
+    /// joint one).
+    pub voters: BTreeSet<NodeId>,
+    /// Its learners: members that receive the log but do not vote (a node being added).
+    pub learners: BTreeSet<NodeId>,
 }
 
 /// Raft timing of every group of a node.
@@ -224,11 +229,13 @@ async fn purge(raft: Raft<TypeConfig>, group: GroupId, mut compact_to: watch::Re
 /// One replicated log on this node.
 #[derive(Clone)]
 pub struct ReplicatedLog {
-    group: GroupId,
+    pub(crate) group: GroupId,
     node: NodeId,
     replica: Arc<Replica>,
-    raft: Raft<TypeConfig>,
+    pub(crate) raft: Raft<TypeConfig>,
     batcher: Batcher,
+    /// True while a membership change of this group runs on this node ([`crate::membership`]).
+    pub(crate) changing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for ReplicatedLog {
@@ -276,6 +283,7 @@ impl ReplicatedLog {
         ));
         Ok(ReplicatedLog {
             batcher: Batcher::start(raft.clone(), group.clone()),
+            changing: Arc::default(),
             group,
             node,
             replica,
@@ -457,6 +465,8 @@ impl Consensus for ReplicatedLog {
             applied_index: m.last_applied.map(|l| l.index),
             followers,
             purged_index: m.purged.map(|l| l.index),
+            voters: m.membership_config.membership().voter_ids().collect(),
+            learners: m.membership_config.membership().learner_ids().collect(),
         }
     }
 

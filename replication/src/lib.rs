@@ -10,6 +10,7 @@
 //!   several batches, so a leader's fsync serves many publishes.
 //! - `group`: one replicated log ([`ReplicatedLog`]) and the [`Consensus`] trait through which
 //!   the rest of sluice uses it, so the consensus engine's API stays in this crate.
+//! - `membership`: changing a group's members while it serves (a node added or removed).
 //! - `node`: one node of a cluster ([`ClusterNode`]): its groups, its peers, its listener.
 //! - `net/`: the transport between nodes: one TCP connection per peer shared by every Raft group
 //!   of the node, framed and checksummed, with named limits.
@@ -18,6 +19,7 @@
 pub mod batcher;
 pub mod error;
 pub mod group;
+pub mod membership;
 pub mod net;
 pub mod node;
 pub mod store;
@@ -27,6 +29,7 @@ pub use error::{Error, Result};
 pub use group::{
     BoxFuture, Consensus, GroupStatus, GroupStorage, LogSource, Pending, ReplicatedLog, Timing,
 };
+pub use membership::MembersProgress;
 pub use net::{
     serve, ClusterId, GroupNetwork, Identity, NetError, NetworkFactory, Peers, ProposeError,
     RaftHandler, Reply, Request,

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -50,6 +51,9 @@ pub struct ClusterNode {
     opening: tokio::sync::Mutex<()>,
     /// Every node's client addresses known here, this node's included.
     infos: RwLock<BTreeMap<NodeId, NodeInfo>>,
+    /// The latest version of the cluster's nodes this node has applied
+    /// ([`ClusterNode::set_members_version`]).
+    members_version: AtomicU64,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -72,6 +76,7 @@ impl ClusterNode {
             groups: RwLock::new(HashMap::new()),
             opening: tokio::sync::Mutex::new(()),
             infos: RwLock::new(BTreeMap::new()),
+            members_version: AtomicU64::new(0),
         })
     }
 
@@ -132,6 +137,8 @@ impl ClusterNode {
             Ok(Reply::Proposed(Err(ProposeError::Failed(why)))) => Err(Error::Consensus(why)),
             Ok(Reply::UnknownGroup(_)) => Err(not_leader(None)),
             Ok(other) => Err(Error::Consensus(format!("odd reply {}", other.name()))),
+            // Never sent: as if no leader were known (an election is under way).
+            Err(e) if e.is_unreachable() => Err(not_leader(None)),
             // Not known whether it was applied: the caller's retry must be harmless.
             Err(e) => Err(Error::Consensus(format!(
                 "forwarding to node {leader}: {e}"
@@ -144,10 +151,12 @@ impl ClusterNode {
         self.infos.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Introduces this node to `peers` until `shutdown` turns true (see the module's notes).
-    pub async fn introduce(&self, peers: Vec<NodeId>, mut shutdown: watch::Receiver<bool>) {
+    /// Introduces this node to every peer whose address it knows, until `shutdown` turns true
+    /// (see the module's notes).
+    pub async fn introduce(&self, mut shutdown: watch::Receiver<bool>) {
         let mut round = 0u64;
         loop {
+            let peers = self.peers.ids();
             let own = self.info(self.id).unwrap_or_default();
             let refresh = round % (HELLO_REFRESH.as_millis() / HELLO_INTERVAL.as_millis()) as u64;
             let due: Vec<NodeId> = peers
@@ -182,6 +191,23 @@ impl ClusterNode {
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// The node's connections to its peers.
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// Records that this node has applied version `v` of the cluster's nodes (the metadata
+    /// index of their last change): a peer asking for a membership change from an older view
+    /// is refused from then on.
+    pub fn set_members_version(&self, v: u64) {
+        self.members_version.fetch_max(v, Ordering::AcqRel);
+    }
+
+    /// The latest version of the cluster's nodes applied here.
+    pub fn members_version(&self) -> u64 {
+        self.members_version.load(Ordering::Acquire)
     }
 
     /// Records where a peer's cluster listener is.
@@ -325,6 +351,14 @@ impl RaftHandler for ClusterNode {
             if let Request::Propose { group, command } = req {
                 return Reply::Proposed(self.propose_here(&group, command).await);
             }
+            if let Request::Members {
+                group,
+                version,
+                members,
+            } = req
+            {
+                return Reply::Members(self.members_here(&group, version, &members));
+            }
             let Some(g) = self.group(req.group()) else {
                 return Reply::UnknownGroup(req.group().clone());
             };
@@ -336,7 +370,7 @@ impl RaftHandler for ClusterNode {
                 Request::InstallSnapshot { rpc, .. } => {
                     Reply::InstallSnapshot(g.install_snapshot(rpc).await)
                 }
-                Request::Hello { .. } | Request::Propose { .. } => {
+                Request::Hello { .. } | Request::Propose { .. } | Request::Members { .. } => {
                     unreachable!("answered above")
                 }
             }

@@ -227,13 +227,12 @@ fn info(id: NodeId, kafka_port: u16) -> NodeInfo {
 async fn nodes_learn_each_others_client_addresses_and_their_changes() {
     let root = tempfile::tempdir().unwrap();
     let (listeners, addrs) = listeners().await;
-    let peers: Vec<NodeId> = addrs.keys().copied().collect();
     let mut running = BTreeMap::new();
     for (id, l) in listeners {
         let r = start(id, root.path(), &addrs, l).await;
         r.node.set_info(info(id, 9092));
-        let (n, stop, ps) = (r.node.clone(), r.stop.subscribe(), peers.clone());
-        tokio::spawn(async move { n.introduce(ps, stop).await });
+        let (n, stop) = (r.node.clone(), r.stop.subscribe());
+        tokio::spawn(async move { n.introduce(stop).await });
         running.insert(id, r);
     }
     for r in running.values() {
@@ -261,8 +260,8 @@ async fn nodes_learn_each_others_client_addresses_and_their_changes() {
     };
     let back = start(3, root.path(), &addrs, l).await;
     back.node.set_info(info(3, 9999));
-    let (n, stop, ps) = (back.node.clone(), back.stop.subscribe(), peers.clone());
-    tokio::spawn(async move { n.introduce(ps, stop).await });
+    let (n, stop) = (back.node.clone(), back.stop.subscribe());
+    tokio::spawn(async move { n.introduce(stop).await });
     running.insert(3, back);
     for r in running.values() {
         wait_info(&r.node, 3, &info(3, 9999)).await;

@@ -9,8 +9,15 @@ use sluice_replication::NodeId;
 pub struct ClusterConfig {
     /// This node.
     pub node_id: NodeId,
-    /// Every node (this one included) and the `host:port` of its cluster listener.
+    /// Every node (this one included) and the `host:port` of its cluster listener: the
+    /// cluster's first nodes, or, with `join`, the nodes this one may reach first.
     pub nodes: BTreeMap<NodeId, String>,
+    /// `--join`: this node joins a running cluster (`sluice cluster add-node`) and forms no
+    /// group by itself.
+    pub join: bool,
+    /// `--cluster-id`: the id of the cluster to be a node of (a joining node's; checked
+    /// against the one this node's data directory holds).
+    pub cluster_id: Option<[u8; 16]>,
 }
 
 /// Most nodes a cluster may name.
@@ -30,10 +37,7 @@ impl ClusterConfig {
             if id == 0 {
                 return Err("node ids start at 1".into());
             }
-            let port_ok = addr
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-            if !port_ok {
+            if !is_host_port(addr) {
                 return Err(format!("{addr:?} in {part:?} is not HOST:PORT"));
             }
             if nodes.insert(id, addr.to_string()).is_some() {
@@ -48,10 +52,22 @@ impl ClusterConfig {
                 "--node-id {node_id} is not one of the --cluster nodes"
             ));
         }
-        Ok(ClusterConfig { node_id, nodes })
+        Ok(ClusterConfig {
+            node_id,
+            nodes,
+            join: false,
+            cluster_id: None,
+        })
     }
 
-    /// The cluster's id: the same on every node given the same `--cluster` list (16 bytes of
+    /// This configuration joining a running cluster of id `cluster_id` (`--join`).
+    pub fn joining(mut self, cluster_id: [u8; 16]) -> ClusterConfig {
+        self.join = true;
+        self.cluster_id = Some(cluster_id);
+        self
+    }
+
+    /// The id of a cluster formed from this `--cluster` list: the same on every node given the same list (16 bytes of
     /// an FNV-1a hash of it, with the UUID version and variant bits of a name-based UUID).
     pub fn cluster_uuid(&self) -> [u8; 16] {
         let spec: Vec<String> = self
@@ -74,6 +90,42 @@ impl ClusterConfig {
     pub fn own_addr(&self) -> &str {
         &self.nodes[&self.node_id]
     }
+}
+
+/// True when `addr` is `HOST:PORT` (a cluster listener's address).
+pub fn is_host_port(addr: &str) -> bool {
+    addr.rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+}
+
+/// Parses a cluster id as `sluice cluster status` shows it: 32 hex digits, dashes anywhere.
+pub fn parse_cluster_id(s: &str) -> Result<[u8; 16], String> {
+    let hex: Vec<u8> = s.bytes().filter(|b| *b != b'-').collect();
+    let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    if hex.len() != 32 {
+        return Err(format!("{s:?} is not a cluster id (32 hex digits)"));
+    }
+    let mut id = [0u8; 16];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        match (digit(pair[0]), digit(pair[1])) {
+            (Some(h), Some(l)) => id[i] = h << 4 | l,
+            _ => return Err(format!("{s:?} is not a cluster id (32 hex digits)")),
+        }
+    }
+    Ok(id)
+}
+
+/// A cluster id as a UUID (`8-4-4-4-12` hex digits).
+pub fn format_cluster_id(id: &[u8; 16]) -> String {
+    let h: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 #[cfg(test)]
@@ -99,6 +151,21 @@ mod tests {
             "0@a:1,2@b:2",
         ] {
             assert!(ClusterConfig::parse(2, bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cluster_ids_print_and_parse_back() {
+        let c = ClusterConfig::parse(2, "1@127.0.0.1:9201,2@127.0.0.1:9202").unwrap();
+        let id = c.cluster_uuid();
+        let shown = format_cluster_id(&id);
+        assert_eq!(shown.len(), 36);
+        assert_eq!(parse_cluster_id(&shown).unwrap(), id);
+        assert_eq!(parse_cluster_id(&shown.replace('-', "")).unwrap(), id);
+        for bad in ["", "xyz", &shown[1..], &shown.replace('a', "g")] {
+            if bad != shown {
+                assert!(parse_cluster_id(bad).is_err(), "{bad:?}");
+            }
         }
     }
 }

@@ -67,6 +67,16 @@ pub enum MetaCommand {
         /// Its name.
         name: String,
     },
+    /// The cluster's nodes from now on (a node added or removed): every group moves onto
+    /// them. Applied only where the nodes are still at version `base` (the index of the last
+    /// such change, 0 for the first nodes), so a change made from a stale view is dropped, and
+    /// every node, whatever it knew of the first nodes, holds the same set afterwards.
+    SetNodes {
+        /// The version of the nodes the change was made from.
+        base: u64,
+        /// Every node and its cluster listener, `host:port`.
+        nodes: std::collections::BTreeMap<u64, String>,
+    },
 }
 
 impl MetaCommand {

@@ -2,7 +2,10 @@
 //! partition a replicated log (docs/replication.md).
 //!
 //! # Layout
-//! - `config`: [`ClusterConfig`], from `--node-id` and `--cluster`.
+//! - `config`: [`ClusterConfig`], from `--node-id`, `--cluster`, `--join`, `--cluster-id`.
+//! - `identity`: the cluster's id and first nodes, as the data directory records them.
+//! - `members`: the cluster's nodes, and moving every group onto them (a node added or
+//!   removed).
 //! - `meta`: the metadata commands of the `meta` group.
 //! - `producers`: idempotent Kafka producers, checked by a partition's leader.
 //! - `queue_compact`: reclaiming a replicated queue's acked segments once every replica has
@@ -33,6 +36,8 @@ use tracing::{info, warn};
 use crate::broker::{Broker, BrokerError, ErrorKind, Published};
 
 pub mod config;
+pub mod identity;
+pub mod members;
 pub mod meta;
 pub mod producers;
 pub mod queue_compact;
@@ -54,6 +59,10 @@ pub const NEW_TOPIC_LEADER_WAIT: std::time::Duration = std::time::Duration::from
 /// This server as a node of a cluster.
 pub struct Cluster {
     config: ClusterConfig,
+    /// The cluster's id, as the data directory records it.
+    cluster_id: [u8; 16],
+    /// The cluster's nodes, as the metadata applied here says.
+    nodes: RwLock<members::NodeSet>,
     node: Arc<ClusterNode>,
     broker: Weak<Broker>,
     meta: std::sync::OnceLock<ReplicatedLog>,
@@ -61,6 +70,9 @@ pub struct Cluster {
     queues: RwLock<HashMap<String, ReplicatedLog>>,
     /// Idempotent producers of the partitions this node leads.
     gates: producers::Gates,
+    /// Held while a partition or queue opens: the node's start and the metadata applied again
+    /// both open them, and a queue is attached to its group once.
+    opening: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -131,27 +143,38 @@ impl Cluster {
             .await
             .map_err(|e| format!("cluster listener {}: {e}", config.own_addr()))?;
         let root = data_dir.join("cluster");
+        let identity = identity::load_or_create(&StdFs, &root, &config)?;
         let me = Identity {
-            cluster: ClusterId(config.cluster_uuid()),
+            cluster: ClusterId(identity.cluster_id),
             node: config.node_id,
         };
         let node = ClusterNode::new(me, Arc::new(StdFs), &root, Timing::default());
-        for (id, addr) in &config.nodes {
+        for (id, addr) in identity.seeds.iter().chain(&config.nodes) {
             node.set_peer(*id, addr.clone());
         }
         node.set_info(info);
-        let peers: Vec<u64> = config.nodes.keys().copied().collect();
         let (n, stop) = (node.clone(), shutdown.clone());
-        tokio::spawn(async move { n.introduce(peers, stop).await });
+        tokio::spawn(async move { n.introduce(stop).await });
+        // Only a node the cluster was formed with forms the metadata group: a joining node
+        // waits for the metadata's leader to add it.
+        let form_meta = (!config.join && identity.seeds.contains_key(&config.node_id))
+            .then(|| members::members_of(&identity.seeds));
         let cluster = Arc::new(Cluster {
             config,
+            cluster_id: identity.cluster_id,
+            nodes: RwLock::new(members::NodeSet {
+                nodes: identity.seeds,
+                version: 0,
+            }),
             node: node.clone(),
             broker: Arc::downgrade(broker),
             meta: std::sync::OnceLock::new(),
             partitions: RwLock::default(),
             queues: RwLock::default(),
             gates: producers::Gates::default(),
+            opening: tokio::sync::Mutex::new(()),
         });
+        let reconcile_stop = shutdown.clone();
         tokio::spawn(async move { node.serve(listener, shutdown).await });
         broker.set_cluster(cluster.clone());
         let hook: Arc<dyn ApplyHook> = Arc::new(MetaHook(Arc::downgrade(&cluster)));
@@ -163,40 +186,38 @@ impl Cluster {
                     log: LogSource::Own(LogConfig::default()),
                     hook: Some(hook),
                 },
-                Some(cluster.members()),
+                form_meta,
             )
             .await
             .map_err(|e| format!("the metadata group: {e}"))?;
         let _ = cluster.meta.set(meta);
+        // Each group is formed, if need be, when the metadata's creation of it is applied
+        // again (`apply_create`): only a node of the cluster at that index may form it.
         for topic in broker.list_topics() {
             let count = broker.topic_meta(&topic).map(|(_, n)| n).unwrap_or(0);
             for p in 0..count {
                 cluster
-                    .open_partition(&topic, p, true)
+                    .open_partition(&topic, p)
                     .await
                     .map_err(|e| format!("topic {topic:?} partition {p}: {e}"))?;
             }
         }
         for queue in broker.list_queues() {
             cluster
-                .open_queue(&queue, true)
+                .open_queue(&queue)
                 .await
                 .map_err(|e| format!("queue {queue:?}: {e}"))?;
         }
+        tokio::spawn(members::reconcile_loop(
+            Arc::downgrade(&cluster),
+            reconcile_stop,
+        ));
         info!(
             node = cluster.config.node_id,
-            nodes = cluster.config.nodes.len(),
+            nodes = cluster.nodes().len(),
             "cluster node started"
         );
         Ok(cluster)
-    }
-
-    fn members(&self) -> BTreeMap<u64, Node> {
-        self.config
-            .nodes
-            .iter()
-            .map(|(id, a)| (*id, Node::new(a.clone())))
-            .collect()
     }
 
     fn broker(&self) -> Result<Arc<Broker>, BrokerError> {
@@ -205,22 +226,20 @@ impl Cluster {
             .ok_or_else(|| BrokerError::new(ErrorKind::Internal, "the broker has stopped"))
     }
 
-    /// Opens this node's replica of a partition (its store log, attached) and joins its group;
-    /// with `bootstrap`, forms the group with every node as a member if it has not been formed
-    /// yet, which makes this node stand for election at once (openraft's `initialize`). A
-    /// replica opened without is formed by the first leader's entries.
+    /// Opens this node's replica of a partition (its store log, attached) and joins its
+    /// group, which it does not form: see [`Cluster::form`].
     async fn open_partition(
         &self,
         topic: &str,
         partition: u32,
-        bootstrap: bool,
     ) -> Result<ReplicatedLog, BrokerError> {
+        let _opening = self.opening.lock().await;
         if let Some(g) = self.partition(topic, partition) {
             return Ok(g);
         }
         let log = self.broker()?.partition_log(topic, partition)?;
         let g = self
-            .open_replica(partition_group(topic, partition), log, None, bootstrap)
+            .open_replica(partition_group(topic, partition), log, None)
             .await?;
         self.partitions
             .write()
@@ -231,11 +250,8 @@ impl Cluster {
 
     /// Opens this node's replica of a queue and joins its group, as [`Cluster::open_partition`];
     /// the queue's state changes go through the group from then on.
-    async fn open_queue(
-        self: &Arc<Self>,
-        name: &str,
-        bootstrap: bool,
-    ) -> Result<ReplicatedLog, BrokerError> {
+    async fn open_queue(self: &Arc<Self>, name: &str) -> Result<ReplicatedLog, BrokerError> {
+        let _opening = self.opening.lock().await;
         if let Some(g) = self.queue(name) {
             return Ok(g);
         }
@@ -247,12 +263,7 @@ impl Cluster {
             cluster: Arc::downgrade(self),
         });
         let g = self
-            .open_replica(
-                queues::queue_group(name),
-                q.log().clone(),
-                Some(hook),
-                bootstrap,
-            )
+            .open_replica(queues::queue_group(name), q.log().clone(), Some(hook))
             .await?;
         link.attach(g.clone());
         self.queues
@@ -268,7 +279,6 @@ impl Cluster {
         group: GroupId,
         log: sluice_storage::Log,
         hook: Option<Arc<dyn ApplyHook>>,
-        bootstrap: bool,
     ) -> Result<ReplicatedLog, BrokerError> {
         self.node
             .open_group(
@@ -277,7 +287,7 @@ impl Cluster {
                     log: LogSource::Attached(log),
                     hook,
                 },
-                bootstrap.then(|| self.members()),
+                None,
             )
             .await
             .map_err(|e| broker_error(&self.node, e))
@@ -528,6 +538,7 @@ impl Cluster {
                 let _ =
                     crate::broker::spawn_blocking(move || broker.delete_queue_local(&name)).await;
             }
+            MetaCommand::SetNodes { base, nodes } => self.apply_set_nodes(index, base, nodes),
             MetaCommand::DeleteTopic { name } => {
                 let gone: Vec<ReplicatedLog> = {
                     let mut parts = self.partitions.write().unwrap_or_else(|e| e.into_inner());
@@ -575,18 +586,11 @@ impl Cluster {
             }
             Err(e) => warn!(index, topic = %name, "metadata: cannot create the topic: {e}"),
         }
-        // Leaders are spread: partition p's first candidate is the p-th node after the
-        // metadata's leader (which proposed the creation, and so leads partition 0). Only it
-        // forms the group, which makes it stand at once; the others join when it leads, or form
-        // the group themselves after `FIRST_LEADER_WAIT` without one (the candidate died). A
-        // group formed before (the metadata applied again after a restart) is left alone.
+        let set = self.node_set();
         let meta_leader = self.meta.get().and_then(|m| m.status().leader);
         for p in 0..partitions {
-            let stand =
-                !meta_leader.is_some_and(|l| self.first_candidate(l, p) != self.config.node_id);
-            match self.open_partition(&name, p, stand).await {
-                Ok(_) if stand => {}
-                Ok(g) => self.bootstrap_later(g),
+            match self.open_partition(&name, p).await {
+                Ok(g) => self.form(g, &set, meta_leader, p),
                 Err(e) => {
                     warn!(index, topic = %name, partition = p, "metadata: cannot open the partition's group: {e}")
                 }
@@ -621,29 +625,45 @@ impl Cluster {
             }
             Err(e) => return warn!(index, queue = %name, "metadata: cannot create the queue: {e}"),
         };
+        let set = self.node_set();
         let meta_leader = self.meta.get().and_then(|m| m.status().leader);
         for (p, q) in [(0, name), (1, dlq)] {
-            let stand =
-                !meta_leader.is_some_and(|l| self.first_candidate(l, p) != self.config.node_id);
-            match self.open_queue(&q, stand).await {
-                Ok(_) if stand => {}
-                Ok(g) => self.bootstrap_later(g),
+            match self.open_queue(&q).await {
+                Ok(g) => self.form(g, &set, meta_leader, p),
                 Err(e) => warn!(index, queue = %q, "metadata: cannot open the queue's group: {e}"),
             }
         }
     }
 
-    /// Forms `g` with every node as a member when no leader shows up within
-    /// [`FIRST_LEADER_WAIT`] (its first candidate died before standing).
-    fn bootstrap_later(&self, g: ReplicatedLog) {
-        let members = self.members();
-        tokio::spawn(async move {
-            if g.wait_leader(FIRST_LEADER_WAIT).await.is_none() {
+    /// Forms a group created at a metadata index where `set` were the cluster's nodes, with
+    /// them as its members, when this node is one of them (a node added later is added to
+    /// the group by its leader: forming it here would make a second group).
+    ///
+    /// Leaders are spread: the `p`-th group of a creation has as first candidate the p-th
+    /// node after the metadata's leader (which proposed the creation). Only it forms the group
+    /// at once, which makes it stand; the others join when it leads, or form the group
+    /// themselves after [`FIRST_LEADER_WAIT`] without one (the candidate died). A group formed
+    /// before (the metadata applied again after a restart) is left alone.
+    fn form(&self, g: ReplicatedLog, set: &members::NodeSet, meta_leader: Option<u64>, p: u32) {
+        let me = self.config.node_id;
+        if !set.nodes.contains_key(&me) {
+            return;
+        }
+        let members = members::members_of(&set.nodes);
+        let ids: Vec<u64> = set.nodes.keys().copied().collect();
+        let first = |leader: u64| {
+            let at = ids.iter().position(|&i| i == leader).unwrap_or(0);
+            ids[(at + p as usize) % ids.len()]
+        };
+        if meta_leader.map_or(true, |l| first(l) == me) {
+            tokio::spawn(async move {
                 if let Err(e) = g.bootstrap(members).await {
                     warn!(group = %g.group(), "cannot form the group: {e}");
                 }
-            }
-        });
+            });
+        } else {
+            bootstrap_later(g, members);
+        }
     }
 
     /// Waits until queue `name` has a replica here and a leader this node knows, at most
@@ -681,14 +701,6 @@ impl Cluster {
         out
     }
 
-    /// The node that stands first for partition `p` of a topic created while `meta_leader`
-    /// led the metadata: the p-th node after it, in node id order.
-    fn first_candidate(&self, meta_leader: u64, p: u32) -> u64 {
-        let ids: Vec<u64> = self.config.nodes.keys().copied().collect();
-        let at = ids.iter().position(|&i| i == meta_leader).unwrap_or(0);
-        ids[(at + p as usize) % ids.len()]
-    }
-
     /// This node's id.
     pub fn node_id(&self) -> u64 {
         self.config.node_id
@@ -716,20 +728,27 @@ impl Cluster {
         self.partition(topic, partition).map(|g| g.status())
     }
 
-    /// The cluster's id ([`ClusterConfig::cluster_uuid`]).
+    /// The cluster's id, as this node's data directory records it.
     pub fn cluster_uuid(&self) -> [u8; 16] {
-        self.config.cluster_uuid()
-    }
-
-    /// The cluster's nodes and their cluster addresses.
-    pub fn nodes(&self) -> &BTreeMap<u64, String> {
-        &self.config.nodes
+        self.cluster_id
     }
 
     /// Stops every group of this node.
     pub async fn shutdown(&self) {
         self.node.shutdown().await;
     }
+}
+
+/// Forms `g` with `members` when no leader shows up within [`FIRST_LEADER_WAIT`] (its first
+/// candidate died before standing).
+fn bootstrap_later(g: ReplicatedLog, members: BTreeMap<u64, Node>) {
+    tokio::spawn(async move {
+        if g.wait_leader(FIRST_LEADER_WAIT).await.is_none() {
+            if let Err(e) = g.bootstrap(members).await {
+                warn!(group = %g.group(), "cannot form the group: {e}");
+            }
+        }
+    });
 }
 
 /// Applies the `meta` group's entries to the cluster.

@@ -162,6 +162,8 @@ mod tests {
                 .map(|&(f, m)| (f, Some(m)))
                 .collect::<BTreeMap<_, _>>(),
             purged_index: None,
+            voters: Default::default(),
+            learners: Default::default(),
         }
     }
 

@@ -106,7 +106,8 @@ pub enum Command {
     Subscribe(SubscribeArgs),
     /// Consume a queue (or a topic's consumer group) as a competing consumer, acking each message.
     Consume(ConsumeArgs),
-    /// Inspect a cluster: its nodes and each replicated group's leader and replication.
+    /// Inspect a cluster (its nodes, each replicated group's leader, members and replication)
+    /// and add or remove its nodes.
     #[command(subcommand)]
     Cluster(super::cluster::ClusterCmd),
     /// Add, list and delete users and set their quotas (a running broker, or --data-dir).
@@ -178,6 +179,13 @@ pub struct ServeArgs {
     /// replicated on every node.
     #[arg(long, value_name = "ID@HOST:PORT,...", requires = "node_id")]
     pub cluster: Option<String>,
+    /// Join a running cluster as a new node (with --cluster-id): form no group, wait to be
+    /// added (`sluice cluster add-node`). --cluster then needs only this node's address.
+    #[arg(long, requires_all = ["cluster", "cluster_id"])]
+    pub join: bool,
+    /// The id of the cluster this node belongs to, as `sluice cluster status` shows it.
+    #[arg(long, value_name = "UUID", requires = "cluster")]
+    pub cluster_id: Option<String>,
 }
 
 /// Log settings of a new topic or queue.

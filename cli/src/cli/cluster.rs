@@ -1,7 +1,8 @@
 //! `sluice cluster status`: asks every `--addr` node for its view of the cluster
 //! (`CLUSTER_STATUS`) and prints the nodes and each replicated group, from its leader's report
 //! when the leader is among the nodes that answered (only a leader knows its followers'
-//! replication).
+//! replication). `sluice cluster add-node` and `remove-node` change the cluster's nodes
+//! through any `--addr` node.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -24,6 +25,19 @@ pub enum ClusterCmd {
     /// and followers' lag (leader's last index minus the follower's matched index, in Raft
     /// entries: one per published batch), as the --addr nodes that answer report them.
     Status,
+    /// Add a node to the cluster. Start it first with `sluice serve --node-id ID --cluster
+    /// ID@HOST:PORT --join --cluster-id <id from status>`; every group then gains a replica
+    /// on it while it serves (watch `sluice cluster status` until no group lists learners).
+    AddNode {
+        /// The new node, as ID@HOST:PORT of its cluster listener.
+        node: String,
+    },
+    /// Remove a node from the cluster; every group drops its replica there while it serves.
+    /// Stop the node once `sluice cluster status` lists it in no group.
+    RemoveNode {
+        /// The node's id.
+        id: u64,
+    },
 }
 
 /// What one `--addr` node answered.
@@ -36,8 +50,37 @@ pub(super) async fn run(opts: ConnectOptions, out: &Out, cmd: ClusterCmd) -> Res
     match cmd {
         ClusterCmd::Status => {
             let reports = gather(&opts).await?;
+            if !out.json {
+                let id = reports[0].status.cluster_id;
+                println!(
+                    "cluster {}",
+                    sluice::cluster::config::format_cluster_id(&id)
+                );
+            }
             print_nodes(out, &reports);
             print_groups(out, &reports);
+            Ok(())
+        }
+        ClusterCmd::AddNode { node } => {
+            let (id, addr) = node
+                .split_once('@')
+                .ok_or_else(|| anyhow::anyhow!("{node:?} is not ID@HOST:PORT"))?;
+            let id: u64 = id
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{id:?} is not a node id (a number)"))?;
+            opts.connect().await?.cluster_add_node(id, addr).await?;
+            out.line(
+                || format!("node {id} added at {addr}; the groups now move onto it"),
+                || json!({"added": id, "cluster_addr": addr}),
+            );
+            Ok(())
+        }
+        ClusterCmd::RemoveNode { id } => {
+            opts.connect().await?.cluster_remove_node(id).await?;
+            out.line(
+                || format!("node {id} removed; the groups now drop it"),
+                || json!({"removed": id}),
+            );
             Ok(())
         }
     }
@@ -75,6 +118,7 @@ async fn gather(opts: &ConnectOptions) -> Result<Vec<Report>> {
 }
 
 fn print_nodes(out: &Out, reports: &[Report]) {
+    let cluster_id = sluice::cluster::config::format_cluster_id(&reports[0].status.cluster_id);
     let mut nodes: BTreeMap<u64, String> = BTreeMap::new();
     for r in reports {
         for n in &r.status.nodes {
@@ -109,6 +153,7 @@ fn print_nodes(out: &Out, reports: &[Report]) {
             },
             || {
                 json!({"node": id, "cluster_addr": cluster_addr, "addr": addr,
+                       "cluster_id": cluster_id,
                        "reached": addr.is_some(), "leads": led})
             },
         );
@@ -139,8 +184,8 @@ fn print_groups(out: &Out, reports: &[Report]) {
     let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
     if !out.json {
         println!(
-            "{:<24} {:>6} {:>6} {:>10} {:>10}  FOLLOWERS (node:lag)",
-            "GROUP", "LEADER", "TERM", "LAST", "APPLIED"
+            "{:<24} {:>6} {:>6} {:>10} {:>10}  {:<12} FOLLOWERS (node:lag)",
+            "GROUP", "LEADER", "TERM", "LAST", "APPLIED", "MEMBERS"
         );
     }
     for (name, (by, g)) in &best {
@@ -163,19 +208,28 @@ fn print_groups(out: &Out, reports: &[Report]) {
                     "? (leader not reached)".into()
                 };
                 format!(
-                    "{name:<24} {:>6} {:>6} {:>10} {:>10}  {lags}",
+                    "{name:<24} {:>6} {:>6} {:>10} {:>10}  {:<12} {lags}",
                     opt(g.leader),
                     g.term,
                     opt(g.last_index),
-                    opt(g.applied_index)
+                    opt(g.applied_index),
+                    members(g)
                 )
             },
             || {
                 json!({"group": name, "leader": g.leader, "term": g.term,
                        "last_index": g.last_index, "applied_index": g.applied_index,
                        "reported_by": by, "from_leader": from_leader,
+                       "voters": g.voters, "learners": g.learners,
                        "followers": followers})
             },
         );
     }
+}
+
+/// A group's members as `1,2,3` (voters) and `+4` for each learner.
+fn members(g: &GroupState) -> String {
+    let mut parts: Vec<String> = g.voters.iter().map(|v| v.to_string()).collect();
+    parts.extend(g.learners.iter().map(|l| format!("+{l}")));
+    parts.join(",")
 }

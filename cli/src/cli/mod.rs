@@ -160,8 +160,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
         config.allow_anonymous = true;
     }
     if let (Some(id), Some(spec)) = (args.node_id, &args.cluster) {
-        let cluster = sluice::cluster::ClusterConfig::parse(id, spec)
+        let mut cluster = sluice::cluster::ClusterConfig::parse(id, spec)
             .map_err(|e| anyhow::anyhow!("--cluster: {e}"))?;
+        if let Some(uuid) = &args.cluster_id {
+            cluster.cluster_id = Some(
+                sluice::cluster::config::parse_cluster_id(uuid)
+                    .map_err(|e| anyhow::anyhow!("--cluster-id: {e}"))?,
+            );
+        }
+        cluster.join = args.join;
         config.cluster = Some(cluster);
     }
     let server = Server::bind(config)

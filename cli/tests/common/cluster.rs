@@ -23,6 +23,8 @@ pub struct Node {
     pub kafka: Option<String>,
     /// Its HTTP listener's address; `None`: off.
     pub http: Option<String>,
+    /// More arguments of its `sluice serve` (`--join`, `--cluster-id`).
+    pub args: Vec<String>,
 }
 
 impl Node {
@@ -43,6 +45,7 @@ impl Node {
             .args(["--node-id", &self.id.to_string()])
             .args(["--cluster", cluster, "--data-dir"])
             .arg(&self.dir)
+            .args(&self.args)
             // In a namespace its client address is not a loopback one, but only the test
             // reaches it.
             .args(self.netns.as_ref().map(|_| "--allow-anonymous"))
@@ -106,6 +109,7 @@ pub fn cluster_nodes(root: &Path, count: u64) -> (Vec<Node>, String) {
             netns: None,
             kafka: None,
             http: None,
+            args: Vec::new(),
         })
         .collect();
     (nodes, spec)

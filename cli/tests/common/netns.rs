@@ -148,6 +148,7 @@ impl Hosts {
                 netns: Some(self.ns(i)),
                 kafka: None,
                 http: None,
+                args: Vec::new(),
             })
             .collect();
         let mut nodes: Vec<super::cluster::Node> = nodes;

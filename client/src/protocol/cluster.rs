@@ -40,6 +40,10 @@ pub struct GroupState {
     pub applied_index: Option<u64>,
     /// When the answering node leads: each follower's replication (else empty).
     pub followers: Vec<FollowerState>,
+    /// The voting members of the group's membership on the answering node.
+    pub voters: Vec<u64>,
+    /// Its learners (nodes being added, which do not vote yet).
+    pub learners: Vec<u64>,
 }
 
 impl GroupState {
@@ -59,6 +63,8 @@ impl GroupState {
 pub struct ClusterStatus {
     /// The answering node.
     pub node_id: u64,
+    /// The cluster's id (what `sluice serve --join --cluster-id` takes).
+    pub cluster_id: [u8; 16],
     /// Every node of the cluster.
     pub nodes: Vec<ClusterNodeInfo>,
     /// Every group of the answering node: the metadata first, then the partitions by name.
@@ -66,13 +72,16 @@ pub struct ClusterStatus {
 }
 
 impl ClusterStatus {
-    // Format: { node_id u64 | node_count u32 | { id u64 | cluster_addr str } * node_count |
-    //           group_count u32 | group * group_count }
+    // Format: { node_id u64 | cluster_id [u8;16] | node_count u32 |
+    //           { id u64 | cluster_addr str } * node_count | group_count u32 | group * group_count }
     // group: { name str | term u64 | leader opt<u64> | last_index opt<u64> |
     //          applied_index opt<u64> | follower_count u32 |
-    //          { node u64 | matched opt<u64> } * follower_count }
+    //          { node u64 | matched opt<u64> } * follower_count |
+    //          voter_count u32 | u64 * voter_count | learner_count u32 | u64 * learner_count }
     pub(crate) fn encode_body(&self, w: &mut W<'_>) {
-        w.u64(self.node_id).u32(self.nodes.len() as u32);
+        w.u64(self.node_id);
+        w.0.extend_from_slice(&self.cluster_id);
+        w.u32(self.nodes.len() as u32);
         for n in &self.nodes {
             w.u64(n.id).str(&n.cluster_addr);
         }
@@ -87,14 +96,22 @@ impl ClusterStatus {
             for f in &g.followers {
                 w.u64(f.node).opt_u64(f.matched);
             }
+            for ids in [&g.voters, &g.learners] {
+                w.u32(ids.len() as u32);
+                for id in ids {
+                    w.u64(*id);
+                }
+            }
         }
     }
 
     pub(crate) fn decode(r: &mut R<'_>) -> Result<ClusterStatus, ProtocolError> {
         let node_id = r.u64()?;
+        let mut cluster_id = [0u8; 16];
+        cluster_id.copy_from_slice(r.take(16)?);
         let mut nodes = Vec::new();
-        // Counts are bounded by the bytes left (a node takes at least 10, a group 17, a
-        // follower 9): a count read off the wire sizes nothing.
+        // Counts are bounded by the bytes left (a node takes at least 10, a group 25, a
+        // follower 9, a member 8): a count read off the wire sizes nothing.
         for _ in 0..count(r, 10)? {
             nodes.push(ClusterNodeInfo {
                 id: r.u64()?,
@@ -102,7 +119,7 @@ impl ClusterStatus {
             });
         }
         let mut groups = Vec::new();
-        for _ in 0..count(r, 17)? {
+        for _ in 0..count(r, 25)? {
             let group = r.str()?;
             let term = r.u64()?;
             let leader = r.opt_u64()?;
@@ -115,6 +132,13 @@ impl ClusterStatus {
                     matched: r.opt_u64()?,
                 });
             }
+            let mut members = [Vec::new(), Vec::new()];
+            for ids in &mut members {
+                for _ in 0..count(r, 8)? {
+                    ids.push(r.u64()?);
+                }
+            }
+            let [voters, learners] = members;
             groups.push(GroupState {
                 group,
                 term,
@@ -122,10 +146,13 @@ impl ClusterStatus {
                 last_index,
                 applied_index,
                 followers,
+                voters,
+                learners,
             });
         }
         Ok(ClusterStatus {
             node_id,
+            cluster_id,
             nodes,
             groups,
         })

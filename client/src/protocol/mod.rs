@@ -124,6 +124,10 @@ pub mod kind {
     pub const RULE_LIST: u8 = 0x56;
     /// Admin: a cluster node's view of the cluster.
     pub const CLUSTER_STATUS: u8 = 0x60;
+    /// Admin: adds a node to the cluster.
+    pub const CLUSTER_ADD_NODE: u8 = 0x61;
+    /// Admin: removes a node from the cluster.
+    pub const CLUSTER_REMOVE_NODE: u8 = 0x62;
 
     /// Server → client: handshake accepted.
     pub const HELLO_OK: u8 = 0x81;

@@ -143,6 +143,18 @@ pub enum Request {
     },
     /// Admin: the answering node's view of its cluster.
     ClusterStatus,
+    /// Admin: adds a node to the cluster (every group gains a replica on it).
+    ClusterAddNode {
+        /// The new node's id.
+        id: u64,
+        /// Its cluster listener, `host:port`.
+        addr: String,
+    },
+    /// Admin: removes a node from the cluster (every group drops its replica there).
+    ClusterRemoveNode {
+        /// The node's id.
+        id: u64,
+    },
     /// Authentication, users and access rules.
     Security(SecurityRequest),
 }
@@ -173,6 +185,8 @@ impl Request {
             ListQueues => kind::LIST_QUEUES,
             DescribeQueue { .. } => kind::DESCRIBE_QUEUE,
             ClusterStatus => kind::CLUSTER_STATUS,
+            ClusterAddNode { .. } => kind::CLUSTER_ADD_NODE,
+            ClusterRemoveNode { .. } => kind::CLUSTER_REMOVE_NODE,
             Security(s) => s.kind(),
         }
     }
@@ -193,6 +207,14 @@ impl Request {
             }
             // Format: {}
             Request::Ping | Request::ListTopics | Request::ListQueues | Request::ClusterStatus => {}
+            // Format: { id u64 | addr str }
+            Request::ClusterAddNode { id, addr } => {
+                w.u64(*id).str(addr);
+            }
+            // Format: { id u64 }
+            Request::ClusterRemoveNode { id } => {
+                w.u64(*id);
+            }
             // Format: { target u8 (0 topic, 1 queue, 2 any) | name str | route | batch [u8; rest] }
             // route: { 0 u8 } (any) | { 1 u8 | partition u32 | expected_partitions u32 }
             Request::Publish {
@@ -349,6 +371,11 @@ impl Request {
             kind::LIST_TOPICS => Request::ListTopics,
             kind::LIST_QUEUES => Request::ListQueues,
             kind::CLUSTER_STATUS => Request::ClusterStatus,
+            kind::CLUSTER_ADD_NODE => Request::ClusterAddNode {
+                id: r.u64()?,
+                addr: r.str()?,
+            },
+            kind::CLUSTER_REMOVE_NODE => Request::ClusterRemoveNode { id: r.u64()? },
             kind::PUBLISH => {
                 let t = r.u8()?;
                 let name = r.str()?;

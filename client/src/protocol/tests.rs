@@ -128,6 +128,11 @@ fn requests_round_trip() {
         Request::ListTopics,
         Request::ListQueues,
         Request::ClusterStatus,
+        Request::ClusterAddNode {
+            id: 4,
+            addr: "h:9204".into(),
+        },
+        Request::ClusterRemoveNode { id: 3 },
     ] {
         rt_req(r);
     }
@@ -161,6 +166,7 @@ fn replies_round_trip() {
         Reply::Subscribed { value: 8 },
         Reply::ClusterStatus(super::ClusterStatus {
             node_id: 2,
+            cluster_id: [7; 16],
             nodes: vec![
                 super::ClusterNodeInfo {
                     id: 1,
@@ -182,6 +188,8 @@ fn replies_round_trip() {
                         node: 1,
                         matched: Some(7),
                     }],
+                    voters: vec![1, 2],
+                    learners: vec![4],
                 },
                 super::GroupState {
                     group: "t/o/0".into(),
@@ -190,6 +198,8 @@ fn replies_round_trip() {
                     last_index: None,
                     applied_index: None,
                     followers: vec![],
+                    voters: vec![],
+                    learners: vec![],
                 },
             ],
         }),

@@ -80,6 +80,12 @@ impl Peers {
         peers.get(&id).map(|p| p.addr.clone())
     }
 
+    /// Every peer whose address is known.
+    pub fn ids(&self) -> Vec<NodeId> {
+        let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
+        peers.keys().copied().collect()
+    }
+
     /// Forgets a peer and closes its connection once calls in flight on it are done.
     pub fn remove(&self, id: NodeId) {
         let mut peers = self.peers.write().unwrap_or_else(PoisonError::into_inner);

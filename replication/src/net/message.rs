@@ -5,6 +5,8 @@
 //! request names its group, since one connection between two nodes carries the messages of
 //! every group they share.
 
+use std::collections::BTreeMap;
+
 use openraft::error::{Infallible, InstallSnapshotError, RaftError};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -14,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::NetError;
-use crate::types::{Applied, GroupId, NodeId, NodeInfo, TypeConfig};
+use crate::types::{Applied, GroupId, Node, NodeId, NodeInfo, TypeConfig};
 
 /// The group of a request addressed to the node rather than to one of its groups.
 static NO_GROUP: GroupId = GroupId(String::new());
@@ -60,6 +62,16 @@ pub enum Request {
         /// Its client addresses.
         info: NodeInfo,
     },
+    /// One step of a change of the group's members, for its leader
+    /// ([`crate::membership`]); answered with [`Reply::Members`].
+    Members {
+        /// The Raft group.
+        group: GroupId,
+        /// The caller's version of the cluster's nodes.
+        version: u64,
+        /// The wanted voters.
+        members: BTreeMap<NodeId, Node>,
+    },
 }
 
 impl Request {
@@ -70,7 +82,8 @@ impl Request {
             Request::AppendEntries { group, .. }
             | Request::Vote { group, .. }
             | Request::InstallSnapshot { group, .. }
-            | Request::Propose { group, .. } => group,
+            | Request::Propose { group, .. }
+            | Request::Members { group, .. } => group,
             Request::Hello { .. } => &NO_GROUP,
         }
     }
@@ -83,6 +96,7 @@ impl Request {
             Request::InstallSnapshot { .. } => "install-snapshot",
             Request::Propose { .. } => "propose",
             Request::Hello { .. } => "hello",
+            Request::Members { .. } => "members",
         }
     }
 }
@@ -109,6 +123,8 @@ pub enum Reply {
         /// Its client addresses.
         info: NodeInfo,
     },
+    /// The answer to [`Request::Members`].
+    Members(Result<crate::membership::MembersProgress, ProposeError>),
 }
 
 impl Reply {
@@ -121,6 +137,7 @@ impl Reply {
             Reply::UnknownGroup(_) => "unknown-group",
             Reply::Proposed(_) => "proposed",
             Reply::Hello { .. } => "hello",
+            Reply::Members(_) => "members",
         }
     }
 }

@@ -72,7 +72,9 @@ impl FakeHandler {
                     Reply::InstallSnapshot(Ok(InstallSnapshotResponse { vote: rpc.vote }))
                 }
                 Request::Hello { from, info } => Reply::Hello { from, info },
-                Request::Propose { group, .. } => Reply::UnknownGroup(group),
+                Request::Propose { group, .. } | Request::Members { group, .. } => {
+                    Reply::UnknownGroup(group)
+                }
             }
         })
     }

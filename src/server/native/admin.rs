@@ -45,6 +45,16 @@ impl Conn {
     }
 }
 
+/// The cluster of a cluster node; `InvalidArgument` on a single server.
+fn cluster_of(b: &Broker) -> crate::broker::Result<&std::sync::Arc<crate::cluster::Cluster>> {
+    b.cluster().ok_or_else(|| {
+        crate::broker::BrokerError::new(
+            crate::broker::ErrorKind::InvalidArgument,
+            "this server is not a node of a cluster (started without --cluster)",
+        )
+    })
+}
+
 /// A cluster node's view as sent to a client.
 fn cluster_status(c: &crate::cluster::Cluster) -> ClusterStatus {
     let nodes = c
@@ -71,10 +81,13 @@ fn cluster_status(c: &crate::cluster::Cluster) -> ClusterStatus {
                 .filter(|(node, _)| *node != g.node)
                 .map(|(node, matched)| FollowerState { node, matched })
                 .collect(),
+            voters: g.voters.into_iter().collect(),
+            learners: g.learners.into_iter().collect(),
         })
         .collect();
     ClusterStatus {
         node_id: c.node_id(),
+        cluster_id: c.cluster_uuid(),
         nodes,
         groups,
     }
@@ -117,6 +130,14 @@ fn admin(b: &Broker, req: Request) -> crate::broker::Result<Reply> {
             Reply::Ok
         }
         Request::ListQueues => Reply::Names(b.list_queues()),
+        Request::ClusterAddNode { id, addr } => {
+            cluster_of(b)?.add_node_blocking(id, &addr)?;
+            Reply::Ok
+        }
+        Request::ClusterRemoveNode { id } => {
+            cluster_of(b)?.remove_node_blocking(id)?;
+            Reply::Ok
+        }
         Request::DescribeQueue { name } => Reply::QueueInfo(b.describe_queue(name)?),
         other => unreachable!("not an admin request: {other:?}"),
     })

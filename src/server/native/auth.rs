@@ -145,6 +145,9 @@ fn needs<'a>(
         Request::DeleteQueue { name } => vec![(Delete, Resource::queue(name))],
         Request::DescribeQueue { name } => vec![(Describe, Resource::queue(name))],
         Request::ClusterStatus => vec![(Describe, Resource::cluster())],
+        Request::ClusterAddNode { .. } | Request::ClusterRemoveNode { .. } => {
+            vec![(Alter, Resource::cluster())]
+        }
         Request::Security(s) => match s {
             SecurityRequest::Auth { .. } | SecurityRequest::AuthContinue { .. } => vec![],
             SecurityRequest::UserList | SecurityRequest::RuleList => {

@@ -75,7 +75,9 @@ impl Conn {
             | Request::CreateQueue { .. }
             | Request::DeleteQueue { .. }
             | Request::ListQueues
-            | Request::DescribeQueue { .. } => self.admin(id, req).await,
+            | Request::DescribeQueue { .. }
+            | Request::ClusterAddNode { .. }
+            | Request::ClusterRemoveNode { .. } => self.admin(id, req).await,
             Request::ClusterStatus => {
                 let reply = self.cluster_status();
                 self.reply(id, reply).await

@@ -55,7 +55,7 @@ impl RaftHandler for Registry {
                 Request::InstallSnapshot { rpc, .. } => {
                     Reply::InstallSnapshot(raft.install_snapshot(rpc).await)
                 }
-                Request::Hello { .. } | Request::Propose { .. } => {
+                Request::Hello { .. } | Request::Propose { .. } | Request::Members { .. } => {
                     Reply::UnknownGroup(GroupId(String::new()))
                 }
             }
