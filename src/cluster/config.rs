@@ -18,6 +18,9 @@ pub struct ClusterConfig {
     /// `--cluster-id`: the id of the cluster to be a node of (a joining node's; checked
     /// against the one this node's data directory holds).
     pub cluster_id: Option<[u8; 16]>,
+    /// `--cluster-listen`: where the cluster listener binds, when not at this node's address
+    /// in `nodes` (which peers dial: a proxy, a NAT, `0.0.0.0`).
+    pub listen: Option<String>,
 }
 
 /// Most nodes a cluster may name.
@@ -57,6 +60,7 @@ impl ClusterConfig {
             nodes,
             join: false,
             cluster_id: None,
+            listen: None,
         })
     }
 
@@ -86,9 +90,14 @@ impl ClusterConfig {
         id
     }
 
-    /// This node's cluster listener address.
+    /// This node's cluster listener address, as peers dial it.
     pub fn own_addr(&self) -> &str {
         &self.nodes[&self.node_id]
+    }
+
+    /// Where this node's cluster listener binds: `--cluster-listen`, else [`Self::own_addr`].
+    pub fn bind_addr(&self) -> &str {
+        self.listen.as_deref().unwrap_or_else(|| self.own_addr())
     }
 }
 

@@ -139,9 +139,9 @@ impl Cluster {
         info: NodeInfo,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Cluster>, String> {
-        let listener = TcpListener::bind(config.own_addr())
+        let listener = TcpListener::bind(config.bind_addr())
             .await
-            .map_err(|e| format!("cluster listener {}: {e}", config.own_addr()))?;
+            .map_err(|e| format!("cluster listener {}: {e}", config.bind_addr()))?;
         let root = data_dir.join("cluster");
         let identity = identity::load_or_create(&StdFs, &root, &config)?;
         let me = Identity {

@@ -186,6 +186,10 @@ pub struct ServeArgs {
     /// The id of the cluster this node belongs to, as `sluice cluster status` shows it.
     #[arg(long, value_name = "UUID", requires = "cluster")]
     pub cluster_id: Option<String>,
+    /// Where the cluster listener binds, when not at this node's address in --cluster (which
+    /// peers dial: behind a NAT or a proxy, or 0.0.0.0).
+    #[arg(long, value_name = "HOST:PORT", requires = "cluster")]
+    pub cluster_listen: Option<String>,
 }
 
 /// Log settings of a new topic or queue.

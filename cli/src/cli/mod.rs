@@ -169,6 +169,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             );
         }
         cluster.join = args.join;
+        cluster.listen = args.cluster_listen.clone();
         config.cluster = Some(cluster);
     }
     let server = Server::bind(config)

@@ -11,6 +11,7 @@ pub mod http;
 pub mod kafka;
 pub mod kafka_raw;
 pub mod kafka_share;
+pub mod link_proxy;
 pub mod netns;
 
 use std::io::{BufRead, BufReader, Read, Write};
