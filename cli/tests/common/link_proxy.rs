@@ -86,6 +86,9 @@ async fn connection(
         .map_err(|_| std::io::Error::other("no greeting"))??;
     let from = u64::from_le_bytes(greeting[40..48].try_into().unwrap());
     let outbound = TcpStream::connect(target).await?;
+    // As the nodes' own sockets: no Nagle delay on small frames (heartbeats, replies).
+    inbound.set_nodelay(true)?;
+    outbound.set_nodelay(true)?;
     let (in_r, in_w) = inbound.into_split();
     let (out_r, out_w) = outbound.into_split();
     let forward = tokio::spawn(pump(
