@@ -129,7 +129,7 @@ async fn acked_segments_leave_every_node_once_every_replica_has_them() {
     assert!(full >= 5, "{full} segments: the test needs several");
     // Every message is acked and committed, but the stopped replica lacks them all: however
     // long the others look, no segment goes.
-    tokio::time::sleep(3 * sluice::cluster::queue_compact::COMPACT_CHECK_INTERVAL).await;
+    tokio::time::sleep(3 * sluice::cluster::compact::COMPACT_CHECK_INTERVAL).await;
     for &i in &running {
         assert_eq!(
             segments(&nodes[i]),

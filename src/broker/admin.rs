@@ -42,13 +42,6 @@ impl Broker {
             return self.create_topic_local(name, settings, partitions, None);
         };
         self.log_config(settings)?;
-        if settings.retention_bytes.is_some() || settings.retention_ms.is_some() {
-            return Err(BrokerError::new(
-                ErrorKind::InvalidArgument,
-                "retention of replicated topics is not supported yet: a node would delete \
-                 segments a lagging replica still needs",
-            ));
-        }
         if !(1..=sluice_storage::PARTITIONS_MAX).contains(&partitions) {
             return Err(BrokerError::new(
                 ErrorKind::InvalidArgument,
@@ -67,11 +60,13 @@ impl Broker {
                 format!("getrandom(2) for a topic id: {e}"),
             )
         })?;
-        let cmd = crate::cluster::MetaCommand::CreateTopicWithId {
+        let cmd = crate::cluster::MetaCommand::CreateTopicWithSettings {
             name: name.to_string(),
             partitions,
-            segment_bytes_max: settings.segment_bytes_max,
             id: id.0,
+            segment_bytes_max: settings.segment_bytes_max,
+            retention_ms: settings.retention_ms,
+            retention_bytes: settings.retention_bytes,
         };
         c.create_topic_blocking(cmd, name, partitions)
     }
@@ -129,7 +124,8 @@ impl Broker {
     }
 
     /// Changes a topic's retention (`None`: no limit of that kind), kept in its config file;
-    /// `validate_only` checks and changes nothing.
+    /// `validate_only` checks and changes nothing. In cluster mode, through the cluster
+    /// metadata, on every node.
     pub fn set_topic_retention(
         &self,
         name: &str,
@@ -145,11 +141,30 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
+        drop(t);
+        match self.cluster() {
+            Some(c) => c.propose_meta_blocking(crate::cluster::MetaCommand::SetTopicRetention {
+                name: name.to_string(),
+                retention_ms,
+                retention_bytes,
+            }),
+            None => self.set_topic_retention_local(name, retention_ms, retention_bytes),
+        }
+    }
+
+    /// Changes a topic's retention on this node only (a single-node broker, or a node
+    /// applying the cluster metadata, where each partition's leader enforces it).
+    pub fn set_topic_retention_local(
+        &self,
+        name: &str,
+        retention_ms: Option<u64>,
+        retention_bytes: Option<u64>,
+    ) -> Result<()> {
         let r = sluice_storage::Retention {
             retention_ms,
             retention_bytes,
         };
-        t.set_retention(r)?;
+        self.store.topic(name)?.set_retention(r)?;
         info!(topic = %name, ?retention_ms, ?retention_bytes, "topic retention changed");
         Ok(())
     }

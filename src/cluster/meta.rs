@@ -67,6 +67,32 @@ pub enum MetaCommand {
         /// Its name.
         name: String,
     },
+    /// Create a topic on every node, with its retention limits, which its partitions' leaders
+    /// enforce once every replica has what goes. Supersedes
+    /// [`MetaCommand::CreateTopicWithId`] (still decoded from older metadata logs).
+    CreateTopicWithSettings {
+        /// Its name.
+        name: String,
+        /// Its partitions.
+        partitions: u32,
+        /// Its id, drawn by the node it was created through.
+        id: [u8; 16],
+        /// Segment size, when not the default.
+        segment_bytes_max: Option<u64>,
+        /// Segments older than this go.
+        retention_ms: Option<u64>,
+        /// Segments go while the partition is larger than this.
+        retention_bytes: Option<u64>,
+    },
+    /// Change a topic's retention limits on every node.
+    SetTopicRetention {
+        /// The topic.
+        name: String,
+        /// Segments older than this go (`None`: no limit by age).
+        retention_ms: Option<u64>,
+        /// Segments go while the partition is larger than this (`None`: no limit by size).
+        retention_bytes: Option<u64>,
+    },
     /// The cluster's nodes from now on (a node added or removed): every group moves onto
     /// them. Applied only where the nodes are still at version `base` (the index of the last
     /// such change, 0 for the first nodes), so a change made from a stale view is dropped, and

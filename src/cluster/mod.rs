@@ -8,8 +8,8 @@
 //!   removed).
 //! - `meta`: the metadata commands of the `meta` group.
 //! - `producers`: idempotent Kafka producers, checked by a partition's leader.
-//! - `queue_compact`: reclaiming a replicated queue's acked segments once every replica has
-//!   them.
+//! - `compact`: reclaiming a replicated log's segments (a queue's acked ones, a topic
+//!   partition's beyond its retention) once every replica has them.
 //! - `queues`: replicated queues: the link through which a queue's leader proposes its state
 //!   changes, and the hook through which every replica applies them.
 //! - this file: [`Cluster`]: starting the node (its cluster listener, the `meta` group, a
@@ -35,12 +35,12 @@ use tracing::{info, warn};
 
 use crate::broker::{Broker, BrokerError, ErrorKind, Published};
 
+pub mod compact;
 pub mod config;
 pub mod identity;
 pub mod members;
 pub mod meta;
 pub mod producers;
-pub mod queue_compact;
 pub mod queues;
 
 pub use config::ClusterConfig;
@@ -238,13 +238,16 @@ impl Cluster {
             return Ok(g);
         }
         let log = self.broker()?.partition_log(topic, partition)?;
-        let g = self
-            .open_replica(partition_group(topic, partition), log, None)
-            .await?;
+        let group = partition_group(topic, partition);
+        let g = self.open_replica(group.clone(), log, None).await?;
         self.partitions
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert((topic.to_string(), partition), g.clone());
+        let node = self.node.clone();
+        tokio::spawn(compact::retention_loop(g.clone(), move || {
+            node.group(&group).is_none()
+        }));
         Ok(g)
     }
 
@@ -488,7 +491,11 @@ impl Cluster {
                 partitions,
                 segment_bytes_max,
             } => {
-                self.apply_create(index, broker, name, partitions, segment_bytes_max, None)
+                let settings = crate::protocol::LogSettings {
+                    segment_bytes_max,
+                    ..Default::default()
+                };
+                self.apply_create(index, broker, name, partitions, settings, None)
                     .await
             }
             MetaCommand::CreateTopicWithId {
@@ -498,8 +505,42 @@ impl Cluster {
                 id,
             } => {
                 let id = Some(sluice_storage::TopicId(id));
-                self.apply_create(index, broker, name, partitions, segment_bytes_max, id)
+                let settings = crate::protocol::LogSettings {
+                    segment_bytes_max,
+                    ..Default::default()
+                };
+                self.apply_create(index, broker, name, partitions, settings, id)
                     .await
+            }
+            MetaCommand::CreateTopicWithSettings {
+                name,
+                partitions,
+                id,
+                segment_bytes_max,
+                retention_ms,
+                retention_bytes,
+            } => {
+                let id = Some(sluice_storage::TopicId(id));
+                let settings = crate::protocol::LogSettings {
+                    segment_bytes_max,
+                    retention_ms,
+                    retention_bytes,
+                };
+                self.apply_create(index, broker, name, partitions, settings, id)
+                    .await
+            }
+            MetaCommand::SetTopicRetention {
+                name,
+                retention_ms,
+                retention_bytes,
+            } => {
+                let made = crate::broker::spawn_blocking(move || {
+                    broker.set_topic_retention_local(&name, retention_ms, retention_bytes)
+                })
+                .await;
+                if let Ok(Err(e)) = made {
+                    warn!(index, "metadata: cannot change a topic's retention: {e}");
+                }
             }
             MetaCommand::CommitOffsets {
                 group,
@@ -566,13 +607,9 @@ impl Cluster {
         broker: Arc<Broker>,
         name: String,
         partitions: u32,
-        segment_bytes_max: Option<u64>,
+        settings: crate::protocol::LogSettings,
         id: Option<sluice_storage::TopicId>,
     ) {
-        let settings = crate::protocol::LogSettings {
-            segment_bytes_max,
-            ..Default::default()
-        };
         let n = name.clone();
         let made = crate::broker::spawn_blocking(move || {
             broker.create_topic_local(&n, &settings, partitions, id)

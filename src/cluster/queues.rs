@@ -15,7 +15,8 @@ use sluice_storage::{Error as StoreError, QueueReplicator, Record};
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::{queue_compact, Cluster};
+use super::compact::{self, Floor};
+use super::Cluster;
 
 /// Most state changes of one queue proposed and not yet handed to its log; beyond it a change
 /// is refused (`LimitReached`) until the log catches up.
@@ -147,7 +148,7 @@ impl QueueLink {
     pub fn attach(&self, group: ReplicatedLog) {
         let rx = self.rx.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let (Some(rx), Ok(())) = (rx, self.group.set(group.clone())) {
-            let compact = Compaction {
+            let compact = Floor::Acked {
                 queue: self.name.clone(),
                 cluster: self.cluster.clone(),
             };
@@ -193,15 +194,15 @@ impl QueueLink {
 /// together. A proposal of an ended generation, or after one of its own generation failed,
 /// fails without reaching the log.
 ///
-/// Between proposals, every [`queue_compact::COMPACT_CHECK_INTERVAL`], it looks for acked
-/// segments to compact (see [`queue_compact`]). It ends when the queue's link is dropped.
+/// Between proposals, every [`compact::COMPACT_CHECK_INTERVAL`], it looks for acked
+/// segments to compact (see [`compact`]). It ends when the queue's link is dropped.
 async fn drain(
     group: ReplicatedLog,
     shared: Arc<Shared>,
     mut rx: mpsc::UnboundedReceiver<Proposal>,
-    compact: Compaction,
+    compact: Floor,
 ) {
-    let mut tick = tokio::time::interval(queue_compact::COMPACT_CHECK_INTERVAL);
+    let mut tick = tokio::time::interval(compact::COMPACT_CHECK_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut compacted = 0;
     loop {
@@ -211,8 +212,7 @@ async fn drain(
                 None => return,
             },
             _ = tick.tick() => {
-                queue_compact::check(&group, &compact.queue, &compact.cluster, &mut compacted)
-                    .await;
+                compact::check(&group, &compact, &mut compacted).await;
                 continue;
             }
         };
@@ -377,11 +377,6 @@ impl QueueReplicator for QueueLink {
 }
 
 /// What a queue's drain task needs to compact its log.
-struct Compaction {
-    queue: String,
-    cluster: Weak<Cluster>,
-}
-
 /// Applies a queue group's committed control entries to the queue on this node.
 pub struct QueueHook {
     pub(super) name: String,

@@ -222,3 +222,36 @@ fn a_topics_retention_changed_at_run_time_applies_and_survives_a_reopen() {
     );
     store.close().unwrap();
 }
+
+/// A replicated log's retention is its group's: the log deletes nothing by itself, on a roll
+/// or when asked, and tells where retention would start it instead.
+#[test]
+fn a_replicated_log_only_tells_where_retention_would_cut() {
+    let fs = SimFs::new();
+    let cfg = LogConfig {
+        segment_bytes_max: 200,
+        retention_bytes: Some(300),
+        ..LogConfig::default()
+    };
+    let log = Log::open(Arc::new(fs.clone()), Path::new("/d/log"), cfg).unwrap();
+    log.set_commit_end(Offset(0));
+    assert!(log.is_replicated());
+    for _ in 0..6 {
+        log.append(&[Record::from_value(vec![1u8; 100])]).unwrap();
+    }
+    let segments = log.segments();
+    assert!(segments.len() >= 4, "{} segments", segments.len());
+    assert_eq!(log.enforce_retention().unwrap(), 0);
+    assert_eq!(log.segments().len(), segments.len());
+    assert_eq!(log.start_offset(), Offset(0));
+    // What a single log would keep: the newest segments within 300 bytes.
+    let cut = log.retention_cut().expect("beyond the limit");
+    let kept: u64 = segments
+        .iter()
+        .filter(|s| s.base_offset >= cut)
+        .map(|s| s.size_bytes)
+        .sum();
+    assert!(kept <= 300 || segments.last().unwrap().base_offset == cut);
+    assert!(segments.iter().any(|s| s.base_offset == cut));
+    assert!(cut > Offset(0));
+}

@@ -188,38 +188,47 @@ impl StateMachine {
         }
     }
 
-    /// Applies [`Command::Compact`]: once the hook has made its state durable, records entry
-    /// `upto` as applied for good (a restart applies only the entries after it) and tells the
-    /// group it may purge the log up to it. Without a hook, or when the entry is gone already
-    /// or the hook cannot, nothing happens: the entries stay.
+    /// Applies [`Command::Compact`]: once the state of the entries up to `upto` is durable
+    /// (the hook's, made so by the hook; without a hook, the log itself, a topic's), records
+    /// them as applied for good (a restart applies only the entries after them) and tells the
+    /// group it may purge the log up to `upto`. When the entry is gone already, not applied, or
+    /// the hook cannot, nothing happens: the entries stay.
     async fn compact(&mut self, upto: u64, offset: u64) -> Result<(), StorageError<NodeId>> {
-        let Some(hook) = self.hook.clone() else {
-            return Ok(());
-        };
         let replica = self.replica.clone();
         let place = tokio::task::spawn_blocking(move || replica.locator.find(upto))
             .await
             .map_err(sm_error)?
             .map_err(sm_error)?;
         // The hook is told in any case: the entry is its to apply (its own offset, say).
-        let durable = hook.compact(upto, offset).await;
+        let durable = match self.hook.clone() {
+            Some(hook) => hook.compact(upto, offset).await,
+            None => true,
+        };
         let Some(place) = place else {
             return Ok(()); // dropped already
         };
         let log_id = LogId::new(CommittedLeaderId::new(place.term, 0), upto);
-        if self.state.applied < Some(log_id) || self.state.membership.log_id() > &Some(log_id) {
-            // Not applied yet, or the membership in force came later: not this entry's to drop.
+        let later_membership = self.state.membership.log_id() > &Some(log_id);
+        if self.state.applied < Some(log_id) || (self.hook.is_some() && later_membership) {
+            // Not applied yet, or (a hook's group, whose saved state would name this entry)
+            // the membership in force came later: not this entry's to drop.
             tracing::warn!(dir = %self.replica.dir.display(), upto, "compaction skipped");
             return Ok(());
         }
         if !durable {
             return Ok(());
         }
-        self.write(AppliedState {
-            applied: Some(log_id),
-            membership: self.state.membership.clone(),
-        })
-        .await?;
+        if self.hook.is_some() {
+            // A hook's group saves `raft-applied` only here: it names the last entry dropped.
+            self.write(AppliedState {
+                applied: Some(log_id),
+                membership: self.state.membership.clone(),
+            })
+            .await?;
+        } else {
+            // Saved now, naming an entry at or after `upto`: never one before the log's start.
+            self.save().await?;
+        }
         self.replica.compact_to.send_if_modified(|at| {
             let later = upto > *at;
             *at = (*at).max(upto);

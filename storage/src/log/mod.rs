@@ -364,6 +364,11 @@ impl Log {
         }
     }
 
+    /// True for the log of a replicated group (one whose readers stop at a commit point).
+    pub fn is_replicated(&self) -> bool {
+        self.shared.commit_end.load(Ordering::Acquire) != u64::MAX
+    }
+
     /// Makes this the log of a replicated log, or moves its commit point: readers see only
     /// offsets below `end` (and, as always, below the durable end under `always`). A replicated
     /// log sets it at open and each time its Raft group commits entries.

@@ -14,6 +14,16 @@ impl Log {
         st: &mut State,
         now: TimestampMs,
     ) -> Result<usize> {
+        if self.is_replicated() {
+            // Its group decides, once every replica has what goes (`Log::retention_cut`).
+            return Ok(0);
+        }
+        let n = self.retention_count(st, now);
+        self.remove_front(st, n)
+    }
+
+    /// How many whole sealed segments at the front are beyond the retention limits.
+    fn retention_count(&self, st: &State, now: TimestampMs) -> usize {
         let cfg = self.retention();
         let mut total: u64 = st.segments.iter().map(|s| s.size).sum();
         let mut n = 0;
@@ -29,7 +39,17 @@ impl Log {
             total -= s.size;
             n += 1;
         }
-        self.remove_front(st, n)
+        n
+    }
+
+    /// Where retention would start the log now: the first offset of the first segment it
+    /// would keep; `None` when it would delete nothing. A replicated log's retention deletes
+    /// nothing by itself: its group's leader asks for this, and has every replica drop the
+    /// segments below it once all of them have them.
+    pub fn retention_cut(&self) -> Option<Offset> {
+        let st = lock(&self.shared.state);
+        let n = self.retention_count(&st, now_ms());
+        (n > 0).then(|| st.segments[n].base())
     }
 
     /// Deletes sealed segments whose every offset is below `offset` (the active segment is
