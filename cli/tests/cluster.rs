@@ -11,7 +11,7 @@
 //! - no message is stored twice and none is one no publisher sent;
 //! - no group had two leaders in one term, as every node named them along the way.
 //!
-//! `SLUICE_CLUSTER_ROUNDS` repeats the fault cycle (default 1; `SLUICE_SOAK=1` makes it 20).
+//! `SLUICE_CLUSTER_ROUNDS` repeats the fault cycle (default 1; `SLUICE_SOAK=1` makes it 100: 300 faults).
 
 mod common;
 
@@ -22,7 +22,7 @@ const NODES: u64 = 3;
 
 fn rounds() -> usize {
     if std::env::var("SLUICE_SOAK").is_ok_and(|v| v == "1") {
-        return 20;
+        return 100;
     }
     std::env::var("SLUICE_CLUSTER_ROUNDS")
         .ok()

@@ -36,8 +36,9 @@ const DELAY: Duration = Duration::from_millis(5);
 /// How long a publish to a leader that cannot be heard is given to (wrongly) confirm.
 const UNHEARD_PUBLISH_WAIT: Duration = Duration::from_secs(3);
 
-/// Three nodes whose peers reach each other through `links`' proxies.
-async fn start(root: &std::path::Path, links: &Arc<Links>) -> Vec<Node> {
+/// Three nodes whose peers reach each other through `links`' proxies, each `sluice serve` also
+/// given `args`.
+async fn start(root: &std::path::Path, links: &Arc<Links>, args: &[&str]) -> Vec<Node> {
     let mut spec = Vec::new();
     let mut nodes = Vec::new();
     for id in 1..=NODES {
@@ -54,7 +55,11 @@ async fn start(root: &std::path::Path, links: &Arc<Links>) -> Vec<Node> {
             netns: None,
             kafka: None,
             http: None,
-            args: vec!["--cluster-listen".into(), real],
+            args: ["--cluster-listen", &real]
+                .iter()
+                .chain(args)
+                .map(|a| a.to_string())
+                .collect(),
         });
     }
     let spec = spec.join(",");
@@ -89,7 +94,7 @@ async fn nothing_confirmed_by(node: &Node, check: &mut Checker, tries: usize) {
 async fn delayed_and_one_way_links_lose_nothing_confirmed() {
     let root = tempfile::tempdir().unwrap();
     let links = Arc::new(Links::default());
-    let nodes = start(root.path(), &links).await;
+    let nodes = start(root.path(), &links, &[]).await;
     create_topic(&nodes).await;
     let mut check = Checker::default();
     let mut leader = 0;
@@ -160,4 +165,45 @@ async fn delayed_and_one_way_links_lose_nothing_confirmed() {
         check.sent.len(),
         all[0].len()
     );
+}
+
+/// Links slower than the default heartbeat allows (openraft 0.9 gives an append one heartbeat
+/// interval to be answered): with `--raft-heartbeat-ms` above the round trip, a leader whose
+/// every link is delayed goes on confirming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_longer_heartbeat_carries_slow_links() {
+    const SLOW: Duration = Duration::from_millis(60);
+    let root = tempfile::tempdir().unwrap();
+    let links = Arc::new(Links::default());
+    let nodes = start(root.path(), &links, &["--raft-heartbeat-ms", "250"]).await;
+    create_topic(&nodes).await;
+    let mut check = Checker::default();
+    let mut leader = 0;
+    publish_many(&nodes, &mut leader, &mut check, 10).await;
+    let slowed = nodes[leader].id;
+    eprintln!("delaying every link of node {slowed} by {SLOW:?} each way");
+    let rule = Rule {
+        delay: SLOW,
+        blocked: false,
+    };
+    links.set_around(slowed, &IDS, rule);
+    let mut took = Vec::new();
+    for _ in 0..20 {
+        took.push(publish_one(&nodes, &mut leader, &mut check).await);
+    }
+    took.sort();
+    eprintln!(
+        "confirms over {SLOW:?} links: min {:?}, median {:?}, max {:?}",
+        took[0],
+        took[took.len() / 2],
+        took[took.len() - 1]
+    );
+    links.heal_all();
+    let want = check.confirmed.len();
+    let mut all = Vec::new();
+    for n in &nodes {
+        all.push(read_all(n, want).await);
+    }
+    check_nodes(&all, &check);
+    check.leaders.check();
 }

@@ -21,7 +21,15 @@ pub struct ClusterConfig {
     /// `--cluster-listen`: where the cluster listener binds, when not at this node's address
     /// in `nodes` (which peers dial: a proxy, a NAT, `0.0.0.0`).
     pub listen: Option<String>,
+    /// `--raft-heartbeat-ms`: the Raft heartbeat interval, when not the default
+    /// ([`ClusterConfig::timing`]).
+    pub heartbeat_ms: Option<u64>,
 }
+
+/// Smallest `--raft-heartbeat-ms`.
+pub const HEARTBEAT_MS_MIN: u64 = 10;
+/// Largest `--raft-heartbeat-ms`.
+pub const HEARTBEAT_MS_MAX: u64 = 5_000;
 
 /// Most nodes a cluster may name.
 pub const CLUSTER_NODES_MAX: usize = 64;
@@ -61,6 +69,7 @@ impl ClusterConfig {
             join: false,
             cluster_id: None,
             listen: None,
+            heartbeat_ms: None,
         })
     }
 
@@ -93,6 +102,28 @@ impl ClusterConfig {
     /// This node's cluster listener address, as peers dial it.
     pub fn own_addr(&self) -> &str {
         &self.nodes[&self.node_id]
+    }
+
+    /// The Raft timing of this node's groups: openraft's default, or with `--raft-heartbeat-ms`
+    /// that heartbeat and elections after 6 to 12 of them, the default's ratios. openraft 0.9
+    /// gives an AppendEntries one heartbeat interval to be answered (round trip and the
+    /// follower's fsync): a link or disk slower than that needs a longer one.
+    pub fn timing(&self) -> Result<sluice_replication::Timing, String> {
+        let Some(ms) = self.heartbeat_ms else {
+            return Ok(sluice_replication::Timing::default());
+        };
+        if !(HEARTBEAT_MS_MIN..=HEARTBEAT_MS_MAX).contains(&ms) {
+            return Err(format!(
+                "--raft-heartbeat-ms {ms} is not {HEARTBEAT_MS_MIN} to {HEARTBEAT_MS_MAX}"
+            ));
+        }
+        let ms = std::time::Duration::from_millis;
+        let hb = self.heartbeat_ms.unwrap_or_default();
+        Ok(sluice_replication::Timing {
+            heartbeat: ms(hb),
+            election_min: ms(6 * hb),
+            election_max: ms(12 * hb),
+        })
     }
 
     /// Where this node's cluster listener binds: `--cluster-listen`, else [`Self::own_addr`].
@@ -160,6 +191,23 @@ mod tests {
             "0@a:1,2@b:2",
         ] {
             assert!(ClusterConfig::parse(2, bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_heartbeat_scales_the_elections_within_bounds() {
+        let mut c = ClusterConfig::parse(1, "1@a:1").unwrap();
+        assert_eq!(c.timing().unwrap(), sluice_replication::Timing::default());
+        c.heartbeat_ms = Some(250);
+        let t = c.timing().unwrap();
+        assert_eq!(t.heartbeat.as_millis(), 250);
+        assert_eq!(
+            (t.election_min.as_millis(), t.election_max.as_millis()),
+            (1500, 3000)
+        );
+        for bad in [0, 9, 5_001] {
+            c.heartbeat_ms = Some(bad);
+            assert!(c.timing().is_err(), "{bad}");
         }
     }
 

@@ -26,7 +26,7 @@ use std::sync::{Arc, RwLock, Weak};
 
 use sluice_replication::{
     ApplyHook, BoxFuture, ClusterId, ClusterNode, Command, Consensus, Error as ReplError, GroupId,
-    GroupStatus, GroupStorage, Identity, LogSource, Node, NodeInfo, ReplicatedLog, Timing,
+    GroupStatus, GroupStorage, Identity, LogSource, Node, NodeInfo, ReplicatedLog,
 };
 use sluice_storage::{format, LogConfig, Offset, StdFs};
 use tokio::net::TcpListener;
@@ -148,7 +148,7 @@ impl Cluster {
             cluster: ClusterId(identity.cluster_id),
             node: config.node_id,
         };
-        let node = ClusterNode::new(me, Arc::new(StdFs), &root, Timing::default());
+        let node = ClusterNode::new(me, Arc::new(StdFs), &root, config.timing()?);
         for (id, addr) in identity.seeds.iter().chain(&config.nodes) {
             node.set_peer(*id, addr.clone());
         }

@@ -190,6 +190,12 @@ pub struct ServeArgs {
     /// peers dial: behind a NAT or a proxy, or 0.0.0.0).
     #[arg(long, value_name = "HOST:PORT", requires = "cluster")]
     pub cluster_listen: Option<String>,
+    /// Raft heartbeat interval (ms) of this node's groups; elections come after 6 to 12 missed
+    /// heartbeats. Default 50 (elections in 300-600 ms). A replica must answer an append within
+    /// one interval, round trip and fsync included: raise it for slow links or disks (every
+    /// node alike; failover takes longer).
+    #[arg(long, value_name = "MS", requires = "cluster")]
+    pub raft_heartbeat_ms: Option<u64>,
 }
 
 /// Log settings of a new topic or queue.
