@@ -5,6 +5,10 @@
 #   benches/cluster.sh [BATCH] [MESSAGES]      (defaults: 100 400000)
 #   BENCH_ARGS="--mode queue --consumers 2" benches/cluster.sh 100 100000   (a queue: publish,
 #                                                deliver and ack, each replicated)
+#   SERVE_ARGS="--raft-heartbeat-ms 100" benches/cluster.sh ...   (more flags for the nodes)
+#
+# After the three-node run it prints how many AppendEntries were not answered within the
+# heartbeat interval (each is sent again from scratch: see docs/replication.md, "Timing").
 #
 # Needs a release build (cargo build --release -p sluice-cli) and a quiet machine: a compile
 # beside it moves disk figures several times over.
@@ -35,7 +39,7 @@ CLUSTER=1@127.0.0.1:17561,2@127.0.0.1:17562,3@127.0.0.1:17563
 for n in 1 2 3; do
     RUST_LOG=error "$BIN" serve --listen "127.0.0.1:1745$n" --kafka-listen off \
         --http-listen off --node-id "$n" --cluster "$CLUSTER" \
-        --data-dir "$WORK/node-$n" > "$WORK/node-$n.log" 2>&1 &
+        --data-dir "$WORK/node-$n" ${SERVE_ARGS:-} > "$WORK/node-$n.log" 2>&1 &
     PIDS+=($!)
 done
 for n in 1 2 3; do wait_listening "$WORK/node-$n.log"; done
@@ -51,7 +55,11 @@ for _ in $(seq 1 10); do
         if [[ "${BENCH_ARGS:-}" == *queue* ]]; then
             addr="$addr,127.0.0.1:17451,127.0.0.1:17452,127.0.0.1:17453"
         fi
-        if bench "$addr" 2> "$WORK/bench.err"; then exit 0; fi
+        if bench "$addr" 2> "$WORK/bench.err"; then
+            echo "appends not answered within the heartbeat interval: $(cat "$WORK"/node-*.log |
+                grep -c 'timeout after .* AppendEntries' || true)"
+            exit 0
+        fi
         grep -q NotLeader "$WORK/bench.err" || { cat "$WORK/bench.err" >&2; exit 1; }
     done
     sleep 0.5
