@@ -23,8 +23,6 @@ use std::time::Duration;
 use common::cluster::Node;
 use common::cluster_check::*;
 use common::link_proxy::{self, Links, Rule};
-use sluice::client::Client;
-use sluice::storage::Record;
 
 const NODES: u64 = 3;
 const IDS: [u64; 3] = [1, 2, 3];
@@ -67,27 +65,6 @@ async fn start(root: &std::path::Path, links: &Arc<Links>, args: &[&str]) -> Vec
         n.start(&spec);
     }
     nodes
-}
-
-/// Sends new values straight to `node` and asserts none is confirmed.
-async fn nothing_confirmed_by(node: &Node, check: &mut Checker, tries: usize) {
-    for _ in 0..tries {
-        let value = format!("v{}", check.next);
-        check.next += 1;
-        check.sent.insert(value.clone());
-        let outcome = tokio::time::timeout(UNHEARD_PUBLISH_WAIT, async {
-            let c = Client::connect(&node.native).await?;
-            c.publish(TOPIC, &[Record::from_value(value.clone().into_bytes())])
-                .await
-        })
-        .await;
-        if let Ok(Ok(p)) = outcome {
-            panic!(
-                "node {} confirmed {value} at {} while no other node heard it",
-                node.id, p.base_offset
-            );
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,7 +110,7 @@ async fn delayed_and_one_way_links_lose_nothing_confirmed() {
     for to in IDS.into_iter().filter(|i| *i != unheard_id) {
         links.set(unheard_id, to, blocked);
     }
-    nothing_confirmed_by(&nodes[unheard], &mut check, 2).await;
+    nothing_confirmed_by(&nodes[unheard], &mut check, 2, UNHEARD_PUBLISH_WAIT).await;
     leader = (unheard + 1) % nodes.len();
     publish_many(&nodes, &mut leader, &mut check, 20).await;
     assert_ne!(leader, unheard, "a node nobody heard confirmed");

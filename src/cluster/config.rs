@@ -117,12 +117,11 @@ impl ClusterConfig {
                 "--raft-heartbeat-ms {ms} is not {HEARTBEAT_MS_MIN} to {HEARTBEAT_MS_MAX}"
             ));
         }
-        let ms = std::time::Duration::from_millis;
-        let hb = self.heartbeat_ms.unwrap_or_default();
+        let at = |n: u64| std::time::Duration::from_millis(n * ms);
         Ok(sluice_replication::Timing {
-            heartbeat: ms(hb),
-            election_min: ms(6 * hb),
-            election_max: ms(12 * hb),
+            heartbeat: at(1),
+            election_min: at(6),
+            election_max: at(12),
         })
     }
 

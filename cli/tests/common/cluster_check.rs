@@ -217,3 +217,25 @@ pub fn check_nodes(all: &[Vec<(u64, String)>], check: &Checker) {
         assert_eq!(msgs, &all[0], "node {} disagrees with node 1", i + 1);
     }
 }
+
+/// Sends `tries` new values straight to `node` (a leader cut off or unheard), each given
+/// `wait` to be (wrongly) confirmed, and panics if one is.
+pub async fn nothing_confirmed_by(node: &Node, check: &mut Checker, tries: usize, wait: Duration) {
+    for _ in 0..tries {
+        let value = format!("v{}", check.next);
+        check.next += 1;
+        check.sent.insert(value.clone());
+        let outcome = tokio::time::timeout(wait, async {
+            let c = Client::connect(&node.native).await?;
+            c.publish(TOPIC, &[Record::from_value(value.clone().into_bytes())])
+                .await
+        })
+        .await;
+        if let Ok(Ok(p)) = outcome {
+            panic!(
+                "node {} confirmed {value} at {} while no majority heard it",
+                node.id, p.base_offset
+            );
+        }
+    }
+}
