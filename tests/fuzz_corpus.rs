@@ -233,8 +233,14 @@ fn requests() -> Vec<Request> {
                 segment_bytes_max: Some(1 << 20),
                 retention_bytes: None,
                 retention_ms: Some(60_000),
+                replicas: Some(2),
             },
             partitions: Some(3),
+        },
+        Request::CreateTopic {
+            name: "u".into(),
+            settings: LogSettings::default(),
+            partitions: None,
         },
         Request::AlterTopic {
             name: "t".into(),

@@ -19,7 +19,12 @@ use common::kafka_raw;
 /// Three nodes, each with its Kafka listener (and, with `http`, its HTTP listener), started;
 /// with their Kafka addresses and native addresses, comma-separated.
 fn kafka_cluster(root: &std::path::Path, http: bool) -> (Vec<Node>, String, String) {
-    let (mut nodes, spec) = cluster_nodes(root, 3);
+    kafka_cluster_of(root, 3, http)
+}
+
+/// [`kafka_cluster`] of `count` nodes.
+fn kafka_cluster_of(root: &std::path::Path, count: u64, http: bool) -> (Vec<Node>, String, String) {
+    let (mut nodes, spec) = cluster_nodes(root, count);
     for n in nodes.iter_mut() {
         n.kafka = Some(format!("127.0.0.1:{}", free_port()));
         n.http = http.then(|| format!("127.0.0.1:{}", free_port()));
@@ -66,6 +71,64 @@ fn confluent_kafka_produces_and_consumes_through_a_leader_kill() {
             stdout.contains(&format!("ok {step}\n")),
             "{step} did not run"
         );
+    }
+}
+
+/// Partitions on three of four nodes: confluent-kafka creates the topic with replication
+/// factor 3, finds each partition's leader and replicas, produces and consumes through them
+/// (`tests/kafka/py/placement.py`); then every node, those without a replica of a partition
+/// included, names the same leader and replicas for it in its Metadata.
+#[test]
+fn confluent_kafka_uses_partitions_placed_on_some_nodes() {
+    let Some(py) = python() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let (nodes, bootstrap, _) = kafka_cluster_of(root.path(), 4, false);
+    let mut cmd = Command::new(py);
+    cmd.arg(repo_root().join("tests/kafka/py/placement.py"))
+        .arg(&bootstrap)
+        .env("PYTHONWARNINGS", "ignore::DeprecationWarning");
+    let out = run(cmd, None, Duration::from_secs(180));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("all checks passed"),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    for step in ["create", "metadata", "produce", "consume"] {
+        assert!(
+            stdout.contains(&format!("ok {step}\n")),
+            "{step} did not run"
+        );
+    }
+    let views: Vec<Vec<(i32, i32, Vec<i32>)>> = nodes
+        .iter()
+        .map(|n| {
+            let mut c = kafka_raw::Raw::connect(n.kafka.as_ref().unwrap());
+            let md = kafka_raw::metadata(&mut c, "placed");
+            let t = &md.topics[0];
+            assert_eq!(t.error_code, 0, "node {}", n.id);
+            let mut parts: Vec<(i32, i32, Vec<i32>)> = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut replicas: Vec<i32> = p.replica_nodes.iter().map(|r| r.0).collect();
+                    replicas.sort_unstable();
+                    (p.partition_index, p.leader_id.0, replicas)
+                })
+                .collect();
+            parts.sort_unstable();
+            parts
+        })
+        .collect();
+    eprintln!("node 1's view: {:?}", views[0]);
+    for (p, leader, replicas) in &views[0] {
+        assert_eq!(replicas.len(), 3, "partition {p}");
+        assert!(replicas.contains(leader), "partition {p}: leader {leader}");
+    }
+    for (i, v) in views.iter().enumerate() {
+        assert_eq!(v, &views[0], "node {} and node 1 disagree", i + 1);
     }
 }
 

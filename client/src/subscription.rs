@@ -72,10 +72,25 @@ impl SubscribeOptions {
 
 impl Client {
     /// Opens a subscription on a topic.
+    ///
+    /// Given several addresses, a subscription refused with `NotLeader` (in a cluster, a
+    /// node holding no replica of a partition asked for) or whose node is lost before it
+    /// opens is opened on the next address, as a publish is sent again.
     pub async fn subscribe(&self, topic: &str, opts: SubscribeOptions) -> Result<Subscription> {
         // The subscription lives on one connection, whatever the client moves to later.
         let client = self.pinned().await?;
-        client.open_subscription(topic, opts).await
+        match client.open_subscription(topic, opts.clone()).await {
+            Err(e) if super::failover::retriable(&e) => {
+                let partitions = self.inner.partitions.clone();
+                self.retry_on(client.conn(), e, |conn| {
+                    let c = Client::on(conn, partitions.clone(), None);
+                    let opts = opts.clone();
+                    async move { c.open_subscription(topic, opts).await }
+                })
+                .await
+            }
+            r => r,
+        }
     }
 
     async fn open_subscription(&self, topic: &str, opts: SubscribeOptions) -> Result<Subscription> {

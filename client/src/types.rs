@@ -61,6 +61,10 @@ pub struct LogSettings {
     pub retention_bytes: Option<u64>,
     /// Retention by age.
     pub retention_ms: Option<u64>,
+    /// In a cluster: how many nodes hold a replica of each partition (the server's default,
+    /// 3 or the cluster's size when smaller, when absent). A new topic's only; ignored by a
+    /// single server.
+    pub replicas: Option<u32>,
 }
 
 /// Settings of a new queue.

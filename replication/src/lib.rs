@@ -10,6 +10,8 @@
 //!   several batches, so a leader's fsync serves many publishes.
 //! - `group`: one replicated log ([`ReplicatedLog`]) and the [`Consensus`] trait through which
 //!   the rest of sluice uses it, so the consensus engine's API stays in this crate.
+//! - `directory`: which node leads each group, told between nodes, for the groups a node
+//!   holds no replica of.
 //! - `membership`: changing a group's members while it serves (a node added or removed).
 //! - `node`: one node of a cluster ([`ClusterNode`]): its groups, its peers, its listener.
 //! - `net/`: the transport between nodes: one TCP connection per peer shared by every Raft group
@@ -17,6 +19,7 @@
 //! - `error`: [`Error`].
 
 pub mod batcher;
+pub mod directory;
 pub mod error;
 pub mod group;
 pub mod membership;

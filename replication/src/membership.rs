@@ -145,8 +145,8 @@ impl ReplicatedLog {
 
 impl ClusterNode {
     /// One step of `group`'s change towards `wanted` on the node that leads it: here when
-    /// this node does, else on the leader it knows of, else on each of `wanted` in turn until
-    /// one leads it. `version` orders the callers' views of the cluster's nodes: a node that
+    /// this node does, else on the leader it knows of (its own replica's view, or the
+    /// [directory](crate::directory)'s), else on each of `wanted` in turn until one leads it. `version` orders the callers' views of the cluster's nodes: a node that
     /// has seen a later one refuses the step ([`ClusterNode::set_members_version`]).
     pub async fn change_members(
         &self,
@@ -154,7 +154,7 @@ impl ClusterNode {
         version: u64,
         wanted: &BTreeMap<NodeId, Node>,
     ) -> Result<MembersProgress> {
-        let mut leader = None;
+        let mut leader = self.directory().leader(group);
         if let Some(g) = self.group(group) {
             match g.reconcile_members(wanted) {
                 Err(Error::NotLeader { leader: l, .. }) => leader = l,

@@ -54,6 +54,8 @@ pub struct ClusterNode {
     /// The latest version of the cluster's nodes this node has applied
     /// ([`ClusterNode::set_members_version`]).
     members_version: AtomicU64,
+    /// Who leads the groups this node holds no replica of, as its peers told it.
+    directory: RwLock<crate::directory::Directory>,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -77,6 +79,7 @@ impl ClusterNode {
             opening: tokio::sync::Mutex::new(()),
             infos: RwLock::new(BTreeMap::new()),
             members_version: AtomicU64::new(0),
+            directory: RwLock::new(Default::default()),
         })
     }
 
@@ -198,6 +201,20 @@ impl ClusterNode {
         &self.peers
     }
 
+    pub(crate) fn peers_arc(&self) -> Arc<Peers> {
+        self.peers.clone()
+    }
+
+    pub(crate) fn directory(&self) -> std::sync::RwLockReadGuard<'_, crate::directory::Directory> {
+        self.directory.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn directory_mut(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, crate::directory::Directory> {
+        self.directory.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Records that this node has applied version `v` of the cluster's nodes (the metadata
     /// index of their last change): a peer asking for a membership change from an older view
     /// is refused from then on.
@@ -271,6 +288,11 @@ impl ClusterNode {
             log.bootstrap(m).await?;
         }
         Ok(log)
+    }
+
+    /// True when this node has a replica of `group` on disk (open or not).
+    pub fn has_group_dir(&self, group: &GroupId) -> bool {
+        self.group_dir(group).is_ok_and(|d| d.is_dir())
     }
 
     /// The open replica of `group`.
@@ -348,6 +370,10 @@ impl RaftHandler for ClusterNode {
                     info: self.info(self.id).unwrap_or_default(),
                 };
             }
+            if let Request::Leaders { from, leads } = req {
+                self.leaders_told(from, leads);
+                return Reply::Leaders;
+            }
             if let Request::Propose { group, command } = req {
                 return Reply::Proposed(self.propose_here(&group, command).await);
             }
@@ -370,9 +396,10 @@ impl RaftHandler for ClusterNode {
                 Request::InstallSnapshot { rpc, .. } => {
                     Reply::InstallSnapshot(g.install_snapshot(rpc).await)
                 }
-                Request::Hello { .. } | Request::Propose { .. } | Request::Members { .. } => {
-                    unreachable!("answered above")
-                }
+                Request::Hello { .. }
+                | Request::Propose { .. }
+                | Request::Members { .. }
+                | Request::Leaders { .. } => unreachable!("answered above"),
             }
         })
     }

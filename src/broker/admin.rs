@@ -60,13 +60,14 @@ impl Broker {
                 format!("getrandom(2) for a topic id: {e}"),
             )
         })?;
-        let cmd = crate::cluster::MetaCommand::CreateTopicWithSettings {
+        let factor = c.replication_factor(settings.replicas)?;
+        let cmd = crate::cluster::MetaCommand::CreateTopicPlaced {
             name: name.to_string(),
-            partitions,
             id: id.0,
             segment_bytes_max: settings.segment_bytes_max,
             retention_ms: settings.retention_ms,
             retention_bytes: settings.retention_bytes,
+            replicas: c.place(partitions as usize, factor),
         };
         c.create_topic_blocking(cmd, name, partitions)
     }

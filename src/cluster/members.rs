@@ -12,7 +12,7 @@
 //! step of the change (`sluice_replication::membership`): the new node is added as a learner,
 //! promoted once caught up, a removed node dropped. Publishes and acks go on meanwhile.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -193,43 +193,91 @@ impl Cluster {
         self.nodes().contains_key(&self.config.node_id)
     }
 
-    /// One check of every group's members (see the module's notes); on the metadata's leader
-    /// only. Answers how many groups are not yet on the cluster's nodes.
-    async fn reconcile(self: &Arc<Self>) -> usize {
+    /// One check of every group's placement and members (see the module's notes); on the
+    /// metadata's leader only. Answers how many groups are not yet on their nodes.
+    async fn reconcile(self: &Arc<Self>, settled: &mut HashMap<GroupId, Vec<u64>>) -> usize {
         if !self.meta_ready() || !self.is_member() {
+            settled.clear();
             return 0;
         }
+        let moves = self.replace_plan();
+        if !moves.is_empty() {
+            info!(
+                groups = moves.len(),
+                "moving replicas onto the cluster's nodes"
+            );
+            if let Err(e) = self.propose_meta(MetaCommand::SetReplicas { moves }).await {
+                warn!("cannot move replicas yet: {e}");
+            }
+        }
         let set = self.node_set();
-        let wanted = members_of(&set.nodes);
-        let pending: Vec<GroupId> = self
-            .node
-            .groups()
-            .into_iter()
-            .map(|g| sluice_replication::Consensus::status(&g))
-            .filter(|s| s.voters.iter().ne(wanted.keys()) || !s.learners.is_empty())
-            .map(|s| s.group)
-            .collect();
+        let pending = self.unsettled(&set, settled);
         let left = pending.len();
         for chunk in pending.chunks(MEMBER_CHANGES_MAX) {
             let mut steps = tokio::task::JoinSet::new();
-            for group in chunk.iter().cloned() {
-                let (node, wanted) = (self.node.clone(), wanted.clone());
+            for (group, nodes) in chunk.iter().cloned() {
+                let node = self.node.clone();
+                let wanted: BTreeMap<u64, Node> = nodes
+                    .iter()
+                    .filter_map(|n| Some((*n, Node::new(set.nodes.get(n)?.clone()))))
+                    .collect();
                 steps.spawn(async move {
                     let step = node.change_members(&group, set.version, &wanted).await;
-                    (group, step)
+                    (group, nodes, step)
                 });
             }
-            while let Some(Ok((group, step))) = steps.join_next().await {
+            while let Some(Ok((group, nodes, step))) = steps.join_next().await {
                 match step {
-                    Ok(MembersProgress::Done) => {}
+                    Ok(MembersProgress::Done) => {
+                        settled.insert(group, nodes);
+                    }
                     Ok(p) => {
-                        debug!(%group, progress = ?p, "moving the group onto the cluster's nodes")
+                        debug!(%group, progress = ?p, "moving the group onto its nodes")
                     }
                     Err(e) => debug!(%group, "cannot change the group's members yet: {e}"),
                 }
             }
         }
         left
+    }
+
+    /// Every group whose members may not be its nodes yet, with those nodes: the groups of
+    /// this node whose voters differ (or which have learners), and the groups placed
+    /// elsewhere whose last step here did not end on their nodes.
+    fn unsettled(
+        &self,
+        set: &NodeSet,
+        settled: &HashMap<GroupId, Vec<u64>>,
+    ) -> Vec<(GroupId, Vec<u64>)> {
+        let here: HashMap<GroupId, sluice_replication::GroupStatus> = self
+            .node
+            .groups()
+            .into_iter()
+            .map(|g| sluice_replication::Consensus::status(&g))
+            .map(|s| (s.group.clone(), s))
+            .collect();
+        let mut groups: Vec<GroupId> = here.keys().cloned().collect();
+        groups.extend(
+            self.placements
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .filter(|g| !here.contains_key(*g))
+                .cloned(),
+        );
+        groups
+            .into_iter()
+            .filter_map(|group| {
+                let mut nodes = self.replicas_of(&group);
+                nodes.retain(|n| set.nodes.contains_key(n));
+                nodes.sort_unstable();
+                let done = match here.get(&group) {
+                    Some(s) => s.voters.iter().eq(nodes.iter()) && s.learners.is_empty(),
+                    None => settled.get(&group) == Some(&nodes),
+                };
+                (!done && !nodes.is_empty()).then_some((group, nodes))
+            })
+            .collect()
     }
 }
 
@@ -240,19 +288,23 @@ pub(super) fn members_of(nodes: &BTreeMap<u64, String>) -> BTreeMap<u64, Node> {
         .collect()
 }
 
-/// Checks every group's members every [`RECONCILE_INTERVAL`] until `shutdown`.
+/// Closes the replicas moved off this node, and (on the metadata's leader) checks every
+/// group's placement and members, every [`RECONCILE_INTERVAL`] until `shutdown`.
 pub(super) async fn reconcile_loop(
     cluster: std::sync::Weak<Cluster>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut was_pending = 0;
+    let mut settled = HashMap::new();
+    let mut moved = std::collections::HashSet::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(RECONCILE_INTERVAL) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
         let Some(c) = cluster.upgrade() else { return };
-        let pending = c.reconcile().await;
+        c.close_moved(&mut moved).await;
+        let pending = c.reconcile(&mut settled).await;
         if pending != was_pending {
             info!(groups = pending, "groups not yet on the cluster's nodes");
             was_pending = pending;

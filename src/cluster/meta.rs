@@ -103,6 +103,29 @@ pub enum MetaCommand {
         /// Every node and its cluster listener, `host:port`.
         nodes: std::collections::BTreeMap<u64, String>,
     },
+    /// Create a topic on every node, its partitions' replicas placed on the given nodes
+    /// (`cluster::placement`; the first of each the preferred leader). Supersedes
+    /// [`MetaCommand::CreateTopicWithSettings`], whose partitions are on every node.
+    CreateTopicPlaced {
+        /// Its name.
+        name: String,
+        /// Its id, drawn by the node it was created through.
+        id: [u8; 16],
+        /// Segment size, when not the default.
+        segment_bytes_max: Option<u64>,
+        /// Segments older than this go.
+        retention_ms: Option<u64>,
+        /// Segments go while the partition is larger than this.
+        retention_bytes: Option<u64>,
+        /// Each partition's nodes, in partition order (their count is the partitions').
+        replicas: Vec<Vec<u64>>,
+    },
+    /// Move groups' replicas: each `(group, from, to)` is taken only where the group is still
+    /// placed on `from`, so a move made from a stale view is dropped on every node alike.
+    SetReplicas {
+        /// The moves.
+        moves: Vec<super::placement::Move>,
+    },
 }
 
 impl MetaCommand {

@@ -7,6 +7,8 @@
 //! - `members`: the cluster's nodes, and moving every group onto them (a node added or
 //!   removed).
 //! - `meta`: the metadata commands of the `meta` group.
+//! - `placement`: which nodes hold each group's replicas (`--replicas`), and moving them
+//!   onto the cluster's nodes.
 //! - `producers`: idempotent Kafka producers, checked by a partition's leader.
 //! - `compact`: reclaiming a replicated log's segments (a queue's acked ones, a topic
 //!   partition's beyond its retention) once every replica has them.
@@ -40,6 +42,7 @@ pub mod config;
 pub mod identity;
 pub mod members;
 pub mod meta;
+pub mod placement;
 pub mod producers;
 pub mod queues;
 
@@ -70,6 +73,8 @@ pub struct Cluster {
     queues: RwLock<HashMap<String, ReplicatedLog>>,
     /// Idempotent producers of the partitions this node leads.
     gates: producers::Gates,
+    /// Where each group placed with a replication factor is (`placement`).
+    placements: RwLock<HashMap<GroupId, placement::Placement>>,
     /// Held while a partition or queue opens: the node's start and the metadata applied again
     /// both open them, and a queue is attached to its group once.
     opening: tokio::sync::Mutex<()>,
@@ -155,6 +160,8 @@ impl Cluster {
         node.set_info(info);
         let (n, stop) = (node.clone(), shutdown.clone());
         tokio::spawn(async move { n.introduce(stop).await });
+        let (n, stop) = (node.clone(), shutdown.clone());
+        tokio::spawn(async move { n.announce_leaders(stop).await });
         // Only a node the cluster was formed with forms the metadata group: a joining node
         // waits for the metadata's leader to add it.
         let form_meta = (!config.join && identity.seeds.contains_key(&config.node_id))
@@ -172,6 +179,7 @@ impl Cluster {
             partitions: RwLock::default(),
             queues: RwLock::default(),
             gates: producers::Gates::default(),
+            placements: RwLock::default(),
             opening: tokio::sync::Mutex::new(()),
         });
         let reconcile_stop = shutdown.clone();
@@ -192,10 +200,20 @@ impl Cluster {
             .map_err(|e| format!("the metadata group: {e}"))?;
         let _ = cluster.meta.set(meta);
         // Each group is formed, if need be, when the metadata's creation of it is applied
-        // again (`apply_create`): only a node of the cluster at that index may form it.
+        // again (`apply_create`): only a node of the cluster at that index may form it. A
+        // partition this node has no replica of on disk is placed elsewhere, or will be
+        // opened by the metadata.
         for topic in broker.list_topics() {
             let count = broker.topic_meta(&topic).map(|(_, n)| n).unwrap_or(0);
             for p in 0..count {
+                if !cluster.node.has_group_dir(&partition_group(&topic, p)) {
+                    cluster.mark_elsewhere(
+                        &topic,
+                        p,
+                        "this node has not applied its cluster's metadata yet",
+                    );
+                    continue;
+                }
                 cluster
                     .open_partition(&topic, p)
                     .await
@@ -234,10 +252,11 @@ impl Cluster {
         partition: u32,
     ) -> Result<ReplicatedLog, BrokerError> {
         let _opening = self.opening.lock().await;
+        let log = self.local_partition_log(topic, partition)?;
+        log.set_placed_elsewhere(None);
         if let Some(g) = self.partition(topic, partition) {
             return Ok(g);
         }
-        let log = self.broker()?.partition_log(topic, partition)?;
         let group = partition_group(topic, partition);
         let g = self.open_replica(group.clone(), log, None).await?;
         self.partitions
@@ -321,12 +340,9 @@ impl Cluster {
         partition: u32,
         batch: Vec<u8>,
     ) -> Result<BoxFuture<'static, Result<Published, BrokerError>>, BrokerError> {
-        let g = self.partition(topic, partition).ok_or_else(|| {
-            BrokerError::new(
-                ErrorKind::NotFound,
-                format!("topic {topic:?} has no replicated partition {partition} on this node"),
-            )
-        })?;
+        let g = self
+            .partition(topic, partition)
+            .ok_or_else(|| self.not_here(partition_group(topic, partition)))?;
         self.submit_to(g, batch).await
     }
 
@@ -377,12 +393,9 @@ impl Cluster {
         p: sluice_storage::ProducerBatch,
     ) -> Result<BoxFuture<'static, Result<Published, BrokerError>>, producers::GateError> {
         use producers::{Admitted, GateError};
-        let g = self.partition(topic, partition).ok_or_else(|| {
-            GateError::Broker(BrokerError::new(
-                ErrorKind::NotFound,
-                format!("topic {topic:?} has no replicated partition {partition} on this node"),
-            ))
-        })?;
+        let g = self
+            .partition(topic, partition)
+            .ok_or_else(|| GateError::Broker(self.not_here(partition_group(topic, partition))))?;
         // Refused before it is recorded: after `admit`, only a lost leadership fails it.
         format::validate_batch(&batch, g.log().config().batch_bytes_max).map_err(|e| {
             GateError::Broker(BrokerError::new(ErrorKind::InvalidBatch, e.to_string()))
@@ -454,6 +467,12 @@ impl Cluster {
             if let Some(g) = self.partition(topic, p) {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 g.wait_leader(left).await;
+                continue;
+            }
+            // Placed on other nodes: until their leader has told this one.
+            let group = partition_group(topic, p);
+            while self.node.leader_of(&group).is_none() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
     }
@@ -471,7 +490,9 @@ impl Cluster {
             me.propose_meta(cmd).await?;
             // Proposed through another node, it is applied here a little later.
             let deadline = tokio::time::Instant::now() + NEW_TOPIC_LEADER_WAIT;
-            while me.partition(&name, partitions - 1).is_none()
+            let last = partition_group(&name, partitions - 1);
+            while me.placement(&last).is_none()
+                && me.partition(&name, partitions - 1).is_none()
                 && tokio::time::Instant::now() < deadline
             {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -525,10 +546,34 @@ impl Cluster {
                     segment_bytes_max,
                     retention_ms,
                     retention_bytes,
+                    replicas: None,
                 };
                 self.apply_create(index, broker, name, partitions, settings, id)
                     .await
             }
+            MetaCommand::CreateTopicPlaced {
+                name,
+                id,
+                segment_bytes_max,
+                retention_ms,
+                retention_bytes,
+                replicas,
+            } => {
+                let id = Some(sluice_storage::TopicId(id));
+                let settings = crate::protocol::LogSettings {
+                    segment_bytes_max,
+                    retention_ms,
+                    retention_bytes,
+                    ..Default::default()
+                };
+                let partitions = replicas.len() as u32;
+                for (p, nodes) in replicas.into_iter().enumerate() {
+                    self.set_placement(partition_group(&name, p as u32), nodes);
+                }
+                self.apply_create(index, broker, name, partitions, settings, id)
+                    .await
+            }
+            MetaCommand::SetReplicas { moves } => self.apply_moves(index, moves).await,
             MetaCommand::SetTopicRetention {
                 name,
                 retention_ms,
@@ -589,6 +634,17 @@ impl Cluster {
                 for g in gone {
                     self.node.close_group(g.group()).await;
                 }
+                let placed: Vec<GroupId> = self
+                    .placements
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .keys()
+                    .filter(|g| placement::partition_of(&g.0).is_some_and(|(t, _)| t == name))
+                    .cloned()
+                    .collect();
+                for g in &placed {
+                    self.forget_placement(g);
+                }
                 self.gates
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -602,7 +658,7 @@ impl Cluster {
 
     /// Applies a topic creation: the topic on this node, then its partitions' groups.
     async fn apply_create(
-        &self,
+        self: &Arc<Self>,
         index: u64,
         broker: Arc<Broker>,
         name: String,
@@ -626,8 +682,21 @@ impl Cluster {
         let set = self.node_set();
         let meta_leader = self.meta.get().and_then(|m| m.status().leader);
         for p in 0..partitions {
+            let group = partition_group(&name, p);
+            if !self.is_placed_here(&group) {
+                // A replica open here (the metadata applied again after a restart, before
+                // the moves onto this node) is left to `close_moved`.
+                if self.partition(&name, p).is_none() {
+                    let why = format!("this node holds no replica of {group}");
+                    self.mark_elsewhere(&name, p, &why);
+                }
+                continue;
+            }
             match self.open_partition(&name, p).await {
-                Ok(g) => self.form(g, &set, meta_leader, p),
+                Ok(g) => match self.placement(&group) {
+                    Some(placed) => self.form_placed(g, &set, &placed.nodes),
+                    None => self.form(g, &set, meta_leader, p),
+                },
                 Err(e) => {
                     warn!(index, topic = %name, partition = p, "metadata: cannot open the partition's group: {e}")
                 }
@@ -760,6 +829,17 @@ impl Cluster {
         self.meta.get().and_then(|m| m.status().leader)
     }
 
+    /// The nodes holding a replica of a partition.
+    pub fn partition_replicas(&self, topic: &str, partition: u32) -> Vec<u64> {
+        self.replicas_of(&partition_group(topic, partition))
+    }
+
+    /// The leader of a partition as this node knows it: its replica's view, or, when it has
+    /// none, the leader directory's.
+    pub fn partition_leader(&self, topic: &str, partition: u32) -> Option<u64> {
+        self.node.leader_of(&partition_group(topic, partition))
+    }
+
     /// A partition's group state on this node; `None` when this node has no replica of it.
     pub fn partition_status(&self, topic: &str, partition: u32) -> Option<GroupStatus> {
         self.partition(topic, partition).map(|g| g.status())
@@ -778,7 +858,7 @@ impl Cluster {
 
 /// Forms `g` with `members` when no leader shows up within [`FIRST_LEADER_WAIT`] (its first
 /// candidate died before standing).
-fn bootstrap_later(g: ReplicatedLog, members: BTreeMap<u64, Node>) {
+pub(super) fn bootstrap_later(g: ReplicatedLog, members: BTreeMap<u64, Node>) {
     tokio::spawn(async move {
         if g.wait_leader(FIRST_LEADER_WAIT).await.is_none() {
             if let Err(e) = g.bootstrap(members).await {

@@ -84,7 +84,8 @@ pub use error::{Error, Result};
 pub use fs::{FileSystem, FsRef, StdFs};
 pub use log::producers::{ProducerBatch, ProducerError, ProducerTable, Verdict};
 pub use log::{
-    record_error, AppendInfo, Appended, Batch, Log, RecoveryReport, Retention, SegmentInfo,
+    record_error, AppendInfo, Appended, Batch, Elsewhere, Log, RecoveryReport, Retention,
+    SegmentInfo,
 };
 pub use offsets::inspect_offsets;
 pub use offsets::COMMIT_METADATA_BYTES_MAX;

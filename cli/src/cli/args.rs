@@ -218,6 +218,7 @@ impl LogArgs {
             segment_bytes_max: self.segment_bytes,
             retention_bytes: self.retention_bytes,
             retention_ms: self.retention_ms,
+            replicas: None,
         }
     }
 }
@@ -235,6 +236,10 @@ pub enum TopicCmd {
         /// Number of partitions (each its own log; ordering is per partition).
         #[arg(long, default_value_t = 1)]
         partitions: u32,
+        /// In a cluster: how many nodes hold a replica of each partition (1 to the cluster's
+        /// nodes; default 3, or the cluster's size when smaller).
+        #[arg(long, value_name = "N")]
+        replicas: Option<u32>,
         #[command(flatten)]
         log: LogArgs,
     },

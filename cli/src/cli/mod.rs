@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use sluice::client::{Client, Published, SubscribeOptions};
 use sluice::config::Config;
-use sluice::protocol::{QueueSettings, Route, Source, Start, Target};
+use sluice::protocol::{LogSettings, QueueSettings, Route, Source, Start, Target};
 use sluice::server::Server;
 use sluice::storage::Record;
 use tokio::sync::mpsc;
@@ -240,10 +240,14 @@ async fn topic(c: &Client, out: &Out, cmd: TopicCmd) -> Result<()> {
             names,
             from_file,
             partitions,
+            replicas,
             log,
         } => {
             let names = names::gather(names, from_file.as_deref())?;
-            let settings = log.settings();
+            let settings = LogSettings {
+                replicas,
+                ..log.settings()
+            };
             let op = move |c: Client, n: String| {
                 let settings = settings.clone();
                 async move {

@@ -125,6 +125,10 @@ impl<'a> R<'a> {
         self.pos = self.b.len();
         s
     }
+    /// True when every byte was read.
+    pub(crate) fn at_end(&self) -> bool {
+        self.pos == self.b.len()
+    }
     pub(crate) fn end(&self) -> Result<(), ProtocolError> {
         if self.pos != self.b.len() {
             return Err(malformed(format!(

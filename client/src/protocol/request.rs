@@ -307,7 +307,8 @@ impl Request {
                 w.u32(*id).u64(*delay_ms);
                 put_offsets(&mut w, offsets);
             }
-            // Format: { name str | log_settings | partitions opt<u32> }
+            // Format: { name str | log_settings | partitions opt<u32> | [replicas u32] }
+            // (replicas only when given: a frame without it is the older form)
             Request::CreateTopic {
                 name,
                 settings,
@@ -319,6 +320,9 @@ impl Request {
                     Some(p) => w.u8(1).u32(*p),
                     None => w.u8(0),
                 };
+                if let Some(r) = settings.replicas {
+                    w.u32(r);
+                }
             }
             // Format: { name str | partitions u32 }
             Request::AlterTopic { name, partitions } => {
@@ -465,11 +469,19 @@ impl Request {
                     offsets: get_offsets(&mut r)?,
                 }
             }
-            kind::CREATE_TOPIC => Request::CreateTopic {
-                name: r.str()?,
-                settings: get_log_settings(&mut r)?,
-                partitions: if r.flag()? { Some(r.u32()?) } else { None },
-            },
+            kind::CREATE_TOPIC => {
+                let name = r.str()?;
+                let mut settings = get_log_settings(&mut r)?;
+                let partitions = if r.flag()? { Some(r.u32()?) } else { None };
+                if !r.at_end() {
+                    settings.replicas = Some(r.u32()?);
+                }
+                Request::CreateTopic {
+                    name,
+                    settings,
+                    partitions,
+                }
+            }
             kind::ALTER_TOPIC => Request::AlterTopic {
                 name: r.str()?,
                 partitions: r.u32()?,
@@ -536,5 +548,6 @@ fn get_log_settings(r: &mut R<'_>) -> Result<LogSettings, ProtocolError> {
         segment_bytes_max: r.opt_u64()?,
         retention_bytes: r.opt_u64()?,
         retention_ms: r.opt_u64()?,
+        replicas: None,
     })
 }

@@ -101,6 +101,7 @@ fn requests_round_trip() {
                 segment_bytes_max: Some(1 << 20),
                 retention_bytes: None,
                 retention_ms: Some(5),
+                replicas: Some(2),
             },
             partitions: Some(6),
         },

@@ -121,7 +121,9 @@ impl Peers {
             | (Request::Vote { .. }, Reply::Vote(_))
             | (Request::InstallSnapshot { .. }, Reply::InstallSnapshot(_))
             | (Request::Propose { .. }, Reply::Proposed(_))
-            | (Request::Hello { .. }, Reply::Hello { .. }) => Ok(reply),
+            | (Request::Hello { .. }, Reply::Hello { .. })
+            | (Request::Members { .. }, Reply::Members(_))
+            | (Request::Leaders { .. }, Reply::Leaders) => Ok(reply),
             _ => Err(NetError::MismatchedReply {
                 request: req.name(),
                 reply: reply.name(),

@@ -72,6 +72,15 @@ pub enum Request {
         /// The wanted voters.
         members: BTreeMap<NodeId, Node>,
     },
+    /// The groups the calling node leads, each with its term (every group it leads: the
+    /// receiver forgets any other it had from this node). Answered with [`Reply::Leaders`];
+    /// addressed to no group ([`crate::directory`]).
+    Leaders {
+        /// The calling node.
+        from: NodeId,
+        /// Each group it leads and the term it leads in.
+        leads: Vec<(GroupId, u64)>,
+    },
 }
 
 impl Request {
@@ -84,7 +93,7 @@ impl Request {
             | Request::InstallSnapshot { group, .. }
             | Request::Propose { group, .. }
             | Request::Members { group, .. } => group,
-            Request::Hello { .. } => &NO_GROUP,
+            Request::Hello { .. } | Request::Leaders { .. } => &NO_GROUP,
         }
     }
 
@@ -97,6 +106,7 @@ impl Request {
             Request::Propose { .. } => "propose",
             Request::Hello { .. } => "hello",
             Request::Members { .. } => "members",
+            Request::Leaders { .. } => "leaders",
         }
     }
 }
@@ -125,6 +135,8 @@ pub enum Reply {
     },
     /// The answer to [`Request::Members`].
     Members(Result<crate::membership::MembersProgress, ProposeError>),
+    /// The answer to [`Request::Leaders`]: taken.
+    Leaders,
 }
 
 impl Reply {
@@ -138,6 +150,7 @@ impl Reply {
             Reply::Proposed(_) => "proposed",
             Reply::Hello { .. } => "hello",
             Reply::Members(_) => "members",
+            Reply::Leaders => "leaders",
         }
     }
 }

@@ -72,9 +72,9 @@ impl FakeHandler {
                     Reply::InstallSnapshot(Ok(InstallSnapshotResponse { vote: rpc.vote }))
                 }
                 Request::Hello { from, info } => Reply::Hello { from, info },
-                Request::Propose { group, .. } | Request::Members { group, .. } => {
-                    Reply::UnknownGroup(group)
-                }
+                Request::Propose { group, .. } => Reply::UnknownGroup(group),
+                Request::Members { .. } => Reply::Members(Ok(crate::MembersProgress::Done)),
+                Request::Leaders { .. } => Reply::Leaders,
             }
         })
     }

@@ -33,6 +33,8 @@ pub(super) struct NewTopic {
     segment_bytes_max: Option<u64>,
     retention_bytes: Option<u64>,
     retention_ms: Option<u64>,
+    /// In a cluster: the nodes holding each partition.
+    replicas: Option<u32>,
 }
 
 /// A new queue: `{"name": "jobs", "ack_timeout_ms": 30000, "max_deliveries": 5}`.
@@ -138,6 +140,7 @@ pub(super) async fn create_topic(
             segment_bytes_max: t.segment_bytes_max,
             retention_bytes: t.retention_bytes,
             retention_ms: t.retention_ms,
+            replicas: t.replicas,
         };
         b.create_topic(&t.name, &settings, t.partitions.unwrap_or(1))?;
         b.describe_topic(t.name)
@@ -203,6 +206,7 @@ pub(super) async fn create_queue(
                 segment_bytes_max: q.segment_bytes_max,
                 retention_bytes: q.retention_bytes,
                 retention_ms: q.retention_ms,
+                replicas: None,
             },
             ack_timeout_ms: q.ack_timeout_ms,
             max_deliveries: q.max_deliveries,

@@ -24,10 +24,15 @@ use super::dispatch::respond;
 use super::metadata::topic_uuid;
 use super::{error_code, valid_topic_name, KafkaContext};
 use crate::broker::ErrorKind;
+use crate::protocol::LogSettings;
 use crate::security::{Operation, Principal, Resource};
 
-/// The partition count a CreateTopics entry asks for, or why it cannot be served here.
-fn check_creatable(ctx: &KafkaContext, t: &CreatableTopic) -> Result<u32, (i16, String)> {
+/// The partition count and replication factor (`None`: the default) a CreateTopics entry
+/// asks for, or why it cannot be served here.
+fn check_creatable(
+    ctx: &KafkaContext,
+    t: &CreatableTopic,
+) -> Result<(u32, Option<u32>), (i16, String)> {
     let partitions = match t.num_partitions {
         -1 => ctx.default_partitions,
         n if n > 0 => n as u32,
@@ -36,21 +41,26 @@ fn check_creatable(ctx: &KafkaContext, t: &CreatableTopic) -> Result<u32, (i16, 
             return Err((ResponseError::InvalidPartitions.code(), m));
         }
     };
-    // Every partition is on every node: one replica per node.
     let nodes = ctx.broker.cluster().map_or(1, |c| c.nodes().len() as i16);
-    if t.replication_factor != -1 && t.replication_factor != nodes {
-        let m = format!(
-            "replication factor {} on a cluster of {nodes} node(s) ({nodes} or -1 only: each \
-             partition is on every node)",
-            t.replication_factor
-        );
-        return Err((ResponseError::InvalidReplicationFactor.code(), m));
-    }
+    let factor = match t.replication_factor {
+        -1 => None,
+        r if (1..=nodes).contains(&r) => Some(r as u32),
+        r => {
+            let m = format!(
+                "replication factor {r} on a cluster of {nodes} node(s) (1 to {nodes}, or -1)"
+            );
+            return Err((ResponseError::InvalidReplicationFactor.code(), m));
+        }
+    };
     if !t.assignments.is_empty() {
         let m = "manual replica assignments are not supported".to_string();
         return Err((ResponseError::InvalidReplicaAssignment.code(), m));
     }
-    Ok(partitions)
+    // A single server has one replica, whatever was asked.
+    Ok((
+        partitions,
+        factor.filter(|_| ctx.broker.cluster().is_some()),
+    ))
 }
 
 /// Creates (or checks) one topic; its result.
@@ -77,7 +87,7 @@ fn create_one(
         let m = format!("{p} may not create topic {name}");
         return refuse(r, authz::topic_denied(), m);
     }
-    let partitions = match check_creatable(ctx, &t) {
+    let (partitions, factor) = match check_creatable(ctx, &t) {
         Ok(p) => p,
         Err((code, m)) => return refuse(r, code, m),
     };
@@ -87,7 +97,10 @@ fn create_one(
         .iter()
         .map(|c| (c.name.as_str(), c.value.as_ref().map(|v| v.as_str())));
     let settings = match settings_from_configs(configs, broker.default_log_config()) {
-        Ok(s) => s,
+        Ok(s) => LogSettings {
+            replicas: factor,
+            ..s
+        },
         Err((code, m)) => return refuse(r, code, m),
     };
     if let Err(e) = broker.create_partitioned_topic(&name, partitions, &settings, validate_only) {
@@ -103,7 +116,10 @@ fn create_one(
         return refuse(r, code, e.message);
     }
     r.num_partitions = partitions as i32;
-    r.replication_factor = 1;
+    r.replication_factor = match broker.cluster() {
+        Some(c) => c.replication_factor(factor).map_or(-1, |f| f as i16),
+        None => 1,
+    };
     if version >= 5 {
         // The topic's configs as created (as they would be, for validate_only).
         let cfg = match validate_only {

@@ -110,9 +110,13 @@ pub(super) fn partition_leader(ctx: &KafkaContext, topic: &str, p: u32) -> Parti
             error: 0,
         };
     };
-    let replicas: Vec<i32> = c.nodes().keys().map(|&id| id as i32).collect();
+    let replicas: Vec<i32> = c
+        .partition_replicas(topic, p)
+        .into_iter()
+        .map(|id| id as i32)
+        .collect();
     let status = c.partition_status(topic, p);
-    let Some(leader) = status.as_ref().and_then(|s| s.leader) else {
+    let Some(leader) = c.partition_leader(topic, p) else {
         return PartitionLeader {
             leader: -1,
             isr: Vec::new(),
@@ -120,7 +124,8 @@ pub(super) fn partition_leader(ctx: &KafkaContext, topic: &str, p: u32) -> Parti
             error: ResponseError::LeaderNotAvailable.code(),
         };
     };
-    // The leader knows how far each follower is; another node lists every replica.
+    // The leader knows how far each follower is; another node lists every replica (a node
+    // without a replica, from the leader directory).
     let isr = match status.filter(|s| s.is_leader) {
         Some(s) => {
             let last = s.last_index.unwrap_or(0);

@@ -434,12 +434,14 @@ fn alter(
             retention_ms: defaults.retention_ms,
             retention_bytes: defaults.retention_bytes,
             segment_bytes_max: None,
+            replicas: None,
         }
     } else {
         LogSettings {
             retention_ms: current_cfg.retention_ms,
             retention_bytes: current_cfg.retention_bytes,
             segment_bytes_max: None,
+            replicas: None,
         }
     };
     for (k, v) in &configs {

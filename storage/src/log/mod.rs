@@ -184,6 +184,9 @@ struct Shared {
     /// One past the last offset a replicated log has committed (`u64::MAX`: not replicated);
     /// readers never see past it ([`Log::set_commit_end`]).
     commit_end: AtomicU64,
+    /// In a cluster: why this node holds no replica of the log (its partition is placed on
+    /// other nodes); readers are refused ([`Log::set_placed_elsewhere`]).
+    elsewhere: Mutex<Option<Elsewhere>>,
     /// Set after a failed fsync: every later write fails (fail-stop).
     failed: Mutex<Option<String>>,
     has_failed: AtomicBool,
@@ -195,6 +198,9 @@ struct Shared {
     flusher_cv: Condvar,
     flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
+
+/// Says why a node holds no replica of a log, and where to go ([`Log::set_placed_elsewhere`]).
+pub type Elsewhere = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// A log. Cloning gives another handle to the same log; it is closed by [`Log::close`].
 #[derive(Clone)]
@@ -259,6 +265,7 @@ impl Log {
             durable_end: AtomicU64::new(next.0),
             written_end: AtomicU64::new(next.0),
             commit_end: AtomicU64::new(u64::MAX),
+            elsewhere: Mutex::new(None),
             failed: Mutex::new(None),
             has_failed: AtomicBool::new(false),
             visible_cv: Condvar::new(),
@@ -377,6 +384,20 @@ impl Log {
         if prev != end.0 {
             self.notify_visible();
         }
+    }
+
+    /// Marks this log as one this node holds no replica of (`Some(why)`: its partition is
+    /// placed on other nodes of a cluster), or as one it holds again (`None`). The store's
+    /// lookups of a partition then answer [`Error::NotLeader`] with what `why` says then
+    /// (where the partition's leader is, as known at the time).
+    pub fn set_placed_elsewhere(&self, why: Option<Elsewhere>) {
+        *lock(&self.shared.elsewhere) = why;
+    }
+
+    /// Why this node holds no replica of this log, when it does not.
+    pub fn placed_elsewhere(&self) -> Option<String> {
+        let why = lock(&self.shared.elsewhere).clone();
+        why.map(|f| f())
     }
 
     /// One past the last committed offset of a replicated log; `None` for a log that is not.

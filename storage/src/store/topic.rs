@@ -242,8 +242,12 @@ impl Topic {
         self.logs.read().unwrap_or_else(|e| e.into_inner()).len() as u32
     }
     /// The log of partition `p`; `NotFound` past the last partition.
+    ///
+    /// In a cluster, a partition this node holds no replica of is [`Error::NotLeader`]
+    /// ([`Log::set_placed_elsewhere`]).
     pub fn partition(&self, p: u32) -> Result<Log> {
-        self.logs
+        let log = self
+            .logs
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(p as usize)
@@ -251,7 +255,11 @@ impl Topic {
             .ok_or_else(|| Error::NotFound {
                 kind: "partition",
                 name: format!("{}/{p}", self.name),
-            })
+            })?;
+        match log.placed_elsewhere() {
+            Some(why) => Err(Error::NotLeader(why)),
+            None => Ok(log),
+        }
     }
     /// Its log settings in force (every partition's): those it was created with, and its
     /// retention as last set.
@@ -328,6 +336,9 @@ impl Topic {
         let mut out = Vec::new();
         for (p, log) in self.logs().iter().enumerate() {
             let p = p as u32;
+            if let Some(why) = log.placed_elsewhere() {
+                return Err(Error::NotLeader(why));
+            }
             let lo = log.start_offset();
             let hi = log.visible_end().max(lo);
             let o = match self.offsets.get(name, p) {

@@ -439,3 +439,28 @@ async fn a_peer_without_address_is_unreachable() {
     assert!(matches!(err, NetError::UnknownPeer(7)));
     assert!(err.is_unreachable());
 }
+
+/// Every node-to-node call that is not a Raft RPC gets its own reply back through
+/// [`Peers::call`]: a reply that matched no request would fail the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_and_leader_calls_get_their_replies() {
+    let server = Server::start(PEER, Arc::new(FakeHandler)).await;
+    let peers = peers_to(server.addr);
+    let members = crate::net::Request::Members {
+        group: GroupId("g".into()),
+        version: 1,
+        members: Default::default(),
+    };
+    let r = peers.call(PEER, members, CALL_TIMEOUT).await;
+    assert!(
+        matches!(r, Ok(Reply::Members(Ok(crate::MembersProgress::Done)))),
+        "{r:?}"
+    );
+    let leaders = crate::net::Request::Leaders {
+        from: 1,
+        leads: vec![(GroupId("g".into()), 3)],
+    };
+    let r = peers.call(PEER, leaders, CALL_TIMEOUT).await;
+    assert!(matches!(r, Ok(Reply::Leaders)), "{r:?}");
+    server.stop().await;
+}

@@ -55,9 +55,10 @@ impl RaftHandler for Registry {
                 Request::InstallSnapshot { rpc, .. } => {
                     Reply::InstallSnapshot(raft.install_snapshot(rpc).await)
                 }
-                Request::Hello { .. } | Request::Propose { .. } | Request::Members { .. } => {
-                    Reply::UnknownGroup(GroupId(String::new()))
-                }
+                Request::Hello { .. }
+                | Request::Propose { .. }
+                | Request::Members { .. }
+                | Request::Leaders { .. } => Reply::UnknownGroup(GroupId(String::new())),
             }
         })
     }

@@ -1,0 +1,242 @@
+//! Replication factors below the cluster's size, with real `sluice serve` processes: four
+//! nodes, a topic of four partitions with two replicas each (`--replicas 2`). Each partition
+//! is on two nodes only, the leaders spread one per node; a node without a replica of a
+//! partition refuses to serve it (`NotLeader`, naming the leader), and a client given every
+//! node goes on to one that serves it. Then a node holding replicas dies and is removed: its
+//! replicas move to the nodes left, which copy them from the survivors, and every confirmed
+//! message is still on each partition's two replicas. A restarted node serves the same
+//! partitions as before.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::cluster::{client_of, started_cluster, statuses, Node, STEP};
+use sluice::client::{Client, SubscribeOptions};
+use sluice::protocol::{ErrorCode, Start};
+use sluice::storage::Record;
+
+const TOPIC: &str = "spread";
+const PARTITIONS: u32 = 4;
+const PER_PARTITION: usize = 25;
+
+/// Longest the replicas may take to move.
+const MOVE_WAIT: Duration = Duration::from_secs(120);
+
+/// A partition as its leader reports it.
+#[derive(Debug, Clone)]
+struct Placed {
+    /// The nodes listing a replica of it.
+    hosts: BTreeSet<u64>,
+    leader: u64,
+    voters: BTreeSet<u64>,
+}
+
+fn addrs(nodes: &[Node]) -> String {
+    let live: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.child.is_some())
+        .map(|n| n.native.as_str())
+        .collect();
+    live.join(",")
+}
+
+fn group(p: u32) -> String {
+    format!("t/{TOPIC}/{p}")
+}
+
+/// Waits until every partition has `factor` replicas, all on `live` nodes, each a voter with
+/// no learner left, and a leader among them; fails after [`MOVE_WAIT`].
+async fn wait_placed(nodes: &[Node], factor: usize, live: &[u64]) -> BTreeMap<u32, Placed> {
+    let started = Instant::now();
+    loop {
+        let all = statuses(nodes).await;
+        let mut placed = BTreeMap::new();
+        for p in 0..PARTITIONS {
+            let hosts: BTreeSet<u64> = all
+                .iter()
+                .filter(|s| s.groups.iter().any(|g| g.group == group(p)))
+                .map(|s| s.node_id)
+                .collect();
+            let lead = all.iter().find_map(|s| {
+                s.groups
+                    .iter()
+                    .find(|g| g.group == group(p) && g.leader == Some(s.node_id))
+            });
+            if let Some(g) = lead.filter(|g| g.learners.is_empty()) {
+                placed.insert(
+                    p,
+                    Placed {
+                        hosts,
+                        leader: g.leader.unwrap(),
+                        voters: g.voters.iter().copied().collect(),
+                    },
+                );
+            }
+        }
+        let done = placed.len() == PARTITIONS as usize
+            && placed.values().all(|x| {
+                x.hosts == x.voters
+                    && x.voters.len() == factor
+                    && x.voters.iter().all(|v| live.contains(v))
+            });
+        if done {
+            return placed;
+        }
+        assert!(
+            started.elapsed() < MOVE_WAIT,
+            "partitions not placed on {factor} of {live:?}: {placed:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every value of partition `p`, read from `addr` alone, or the error code of its refusal.
+async fn read_partition(addr: &str, p: u32, want: usize) -> Result<Vec<String>, String> {
+    let c = Client::connect(addr).await.map_err(|e| e.to_string())?;
+    read_with(&c, p, want).await
+}
+
+async fn read_with(c: &Client, p: u32, want: usize) -> Result<Vec<String>, String> {
+    let opts = SubscribeOptions::anonymous()
+        .from(Start::Earliest)
+        .partitions(vec![p])
+        .credit(1024);
+    let mut sub = c.subscribe(TOPIC, opts).await.map_err(|e| {
+        assert_eq!(e.code(), Some(ErrorCode::NotLeader), "{e}");
+        e.to_string()
+    })?;
+    let mut out = Vec::new();
+    let deadline = Instant::now() + STEP;
+    while out.len() < want && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
+            Ok(Some(Ok(m))) => out.push(String::from_utf8(m.record.value.to_vec()).unwrap()),
+            Ok(other) => panic!("partition {p}: {other:?}"),
+            Err(_) => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Publishes `count` values to each partition through `client`; each partition's values.
+async fn publish(client: &Client, from: usize, count: usize) -> BTreeMap<u32, Vec<String>> {
+    let mut sent = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        let values: Vec<String> = (from..from + count).map(|i| format!("p{p}-{i}")).collect();
+        for v in &values {
+            client
+                .publish_to_partition(TOPIC, p, &[Record::from_value(v.clone().into_bytes())])
+                .await
+                .unwrap_or_else(|e| panic!("publish {v}: {e}"));
+        }
+        sent.insert(p, values);
+    }
+    sent
+}
+
+/// Each partition's replicas hold exactly `sent`, and every other live node refuses it,
+/// naming its leader.
+async fn check_reads(
+    nodes: &[Node],
+    placed: &BTreeMap<u32, Placed>,
+    sent: &BTreeMap<u32, Vec<String>>,
+) {
+    for (p, x) in placed {
+        let want = &sent[p];
+        for n in nodes.iter().filter(|n| n.child.is_some()) {
+            let got = read_partition(&n.native, *p, want.len()).await;
+            if x.hosts.contains(&n.id) {
+                assert_eq!(got.as_ref(), Ok(want), "node {} partition {p}", n.id);
+            } else {
+                let refused = got.expect_err("a node without a replica serves nothing");
+                assert!(
+                    refused.contains(&format!("node {}", x.leader)),
+                    "node {} partition {p}: {refused}",
+                    n.id
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_live_on_their_replicas_and_move_off_a_removed_node() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut nodes, spec) = started_cluster(root.path(), 4);
+    let all = addrs(&nodes);
+
+    let too_many = common::cli(&all, &["topic", "create", "wide", "--replicas", "5"], None);
+    assert!(!too_many.status.success());
+    let why = String::from_utf8_lossy(&too_many.stderr);
+    assert!(why.contains("replicas must be 1 to 4"), "{why}");
+    common::cli_ok(
+        &all,
+        &[
+            "topic",
+            "create",
+            TOPIC,
+            "--partitions",
+            "4",
+            "--replicas",
+            "3",
+        ],
+        None,
+    );
+    let placed = wait_placed(&nodes, 3, &[1, 2, 3, 4]).await;
+    eprintln!("placed: {placed:#?}");
+    let leaders: BTreeSet<u64> = placed.values().map(|x| x.leader).collect();
+    assert_eq!(
+        leaders.len(),
+        4,
+        "one partition led by each node: {placed:?}"
+    );
+    for n in &nodes {
+        let held = placed.values().filter(|x| x.hosts.contains(&n.id)).count();
+        assert_eq!(held, 3, "node {} holds {held} replicas: {placed:?}", n.id);
+    }
+
+    let client = client_of(&all).await;
+    let mut sent = publish(&client, 0, PER_PARTITION).await;
+    check_reads(&nodes, &placed, &sent).await;
+    // A client given every node reads each partition wherever it connected first.
+    for p in 0..PARTITIONS {
+        let got = read_with(&client, p, PER_PARTITION).await.unwrap();
+        assert_eq!(got, sent[&p], "partition {p} through the node list");
+    }
+
+    // The leader of partition 0 dies for good and is removed: its replicas move.
+    let gone = placed[&0].leader;
+    let at = nodes.iter().position(|n| n.id == gone).unwrap();
+    nodes[at].kill9();
+    let live: Vec<u64> = [1, 2, 3, 4].into_iter().filter(|id| *id != gone).collect();
+    let survivors = addrs(&nodes);
+    let out = common::cli_ok(
+        &survivors,
+        &["cluster", "remove-node", &gone.to_string()],
+        None,
+    );
+    assert!(out[0].contains(&format!("node {gone} removed")), "{out:?}");
+    let client = client_of(&survivors).await;
+    let more = publish(&client, PER_PARTITION, PER_PARTITION).await;
+    for (p, v) in more {
+        sent.get_mut(&p).unwrap().extend(v);
+    }
+    let moved = wait_placed(&nodes, 3, &live).await;
+    eprintln!("after removing node {gone}: {moved:#?}");
+    check_reads(&nodes, &moved, &sent).await;
+
+    // A node restarts and serves the same partitions.
+    let again = live[0];
+    let at = nodes.iter().position(|n| n.id == again).unwrap();
+    nodes[at].kill9();
+    nodes[at].start(&spec);
+    let after = wait_placed(&nodes, 3, &live).await;
+    for (p, x) in &after {
+        assert_eq!(
+            x.voters, moved[p].voters,
+            "partition {p} after node {again} restarted"
+        );
+    }
+    check_reads(&nodes, &after, &sent).await;
+}

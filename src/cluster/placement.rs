@@ -1,0 +1,440 @@
+//! Placement: which nodes hold each group's replicas.
+//!
+//! A topic partition or queue created with a replication factor `R` (`--replicas`,
+//! [`REPLICAS_DEFAULT`] when not given, at most the cluster's size) is placed on `R` nodes,
+//! chosen by the node it is created through ([`Cluster::place`]) and carried by the metadata
+//! command that creates it, so every node holds the same placement. The first node of a
+//! placement is the group's preferred leader, which forms the group; the leaders of a
+//! creation go to the nodes leading fewest groups, the other replicas to the nodes holding
+//! fewest.
+//!
+//! Only the placed nodes open the group. Every node still creates the topic or queue in its
+//! store (every node knows its name, id and partitions), and marks the partitions it holds no
+//! replica of as placed elsewhere: reads there answer `NotLeader`, naming the leader from the
+//! leader directory (`sluice_replication::directory`).
+//!
+//! Groups created before placement (by an older metadata command) have no entry and are on
+//! every node, following the cluster's nodes as before.
+//!
+//! The metadata's leader keeps placements on the cluster's nodes ([`Cluster::replace_plan`]):
+//! a replica on a node that was removed is moved to the node holding fewest replicas, and a
+//! group with fewer replicas than its factor (the cluster was smaller) gets more once nodes
+//! are added. Each move is a [`MetaCommand::SetReplicas`](super::MetaCommand::SetReplicas)
+//! from the placement it replaces; the group's members then follow (`members`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use sluice_replication::GroupId;
+use tracing::{info, warn};
+
+use super::Cluster;
+use crate::broker::{BrokerError, ErrorKind};
+
+/// Replicas of a group created without a replication factor (fewer when the cluster is
+/// smaller).
+pub const REPLICAS_DEFAULT: u32 = 3;
+
+/// Most placement moves one metadata command carries.
+pub const MOVES_PER_COMMAND_MAX: usize = 1_000;
+
+/// Where a group's replicas are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// Its nodes, the preferred leader first.
+    pub nodes: Vec<u64>,
+    /// How many replicas it should have (more than `nodes` while the cluster is too small).
+    pub factor: u32,
+}
+
+/// One move of a group's replicas, as the metadata carries it: `(group, from, to)`.
+pub type Move = (String, Vec<u64>, Vec<u64>);
+
+/// How many groups each node leads first and holds, in a set of placements.
+#[derive(Default)]
+struct Load {
+    leads: HashMap<u64, usize>,
+    holds: HashMap<u64, usize>,
+}
+
+impl Load {
+    fn of<'a>(placements: impl Iterator<Item = &'a Placement>) -> Load {
+        let mut load = Load::default();
+        for p in placements {
+            load.add(&p.nodes);
+        }
+        load
+    }
+
+    fn add(&mut self, nodes: &[u64]) {
+        if let Some(first) = nodes.first() {
+            *self.leads.entry(*first).or_default() += 1;
+        }
+        for n in nodes {
+            *self.holds.entry(*n).or_default() += 1;
+        }
+    }
+
+    /// The node of `candidates` not in `taken` holding fewest replicas (then the lowest id).
+    fn least_held(&self, candidates: &[u64], taken: &[u64]) -> Option<u64> {
+        candidates
+            .iter()
+            .copied()
+            .filter(|n| !taken.contains(n))
+            .min_by_key(|n| (self.holds.get(n).copied().unwrap_or(0), *n))
+    }
+
+    /// The node of `candidates` leading fewest groups (then holding fewest, then the lowest id).
+    fn least_leading(&self, candidates: &[u64]) -> Option<u64> {
+        candidates.iter().copied().min_by_key(|n| {
+            let leads = self.leads.get(n).copied().unwrap_or(0);
+            (leads, self.holds.get(n).copied().unwrap_or(0), *n)
+        })
+    }
+}
+
+/// Places `groups` new groups of `factor` replicas each on `nodes`, given the `load` of the
+/// groups placed before.
+fn choose(nodes: &[u64], load: &mut Load, groups: usize, factor: u32) -> Vec<Vec<u64>> {
+    (0..groups)
+        .map(|_| {
+            let mut placed = Vec::with_capacity(factor as usize);
+            if let Some(first) = load.least_leading(nodes) {
+                placed.push(first);
+            }
+            while placed.len() < factor as usize {
+                match load.least_held(nodes, &placed) {
+                    Some(n) => placed.push(n),
+                    None => break,
+                }
+            }
+            load.add(&placed);
+            placed
+        })
+        .collect()
+}
+
+impl Cluster {
+    /// The replication factor of a new group: `asked` (1 to the cluster's size), or
+    /// [`REPLICAS_DEFAULT`] capped at the cluster's size.
+    pub fn replication_factor(&self, asked: Option<u32>) -> Result<u32, BrokerError> {
+        let size = self.nodes().len() as u32;
+        match asked {
+            None => Ok(REPLICAS_DEFAULT.min(size).max(1)),
+            Some(r) if (1..=size).contains(&r) => Ok(r),
+            Some(r) => Err(BrokerError::new(
+                ErrorKind::InvalidArgument,
+                format!("replicas must be 1 to {size}, the cluster's nodes (got {r})"),
+            )),
+        }
+    }
+
+    /// Places `groups` new groups of `factor` replicas on the cluster's nodes (see the
+    /// module's notes).
+    pub fn place(&self, groups: usize, factor: u32) -> Vec<Vec<u64>> {
+        let nodes: Vec<u64> = self.nodes().keys().copied().collect();
+        let placements = self.placements.read().unwrap_or_else(|e| e.into_inner());
+        let mut load = Load::of(placements.values());
+        choose(&nodes, &mut load, groups, factor)
+    }
+
+    /// Where `group`'s replicas are: its placement, or every node for a group created before
+    /// placement.
+    pub fn replicas_of(&self, group: &GroupId) -> Vec<u64> {
+        match self.placement(group) {
+            Some(p) => p.nodes,
+            None => self.nodes().keys().copied().collect(),
+        }
+    }
+
+    /// `group`'s placement; `None` for a group created before placement.
+    pub fn placement(&self, group: &GroupId) -> Option<Placement> {
+        self.placements
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(group)
+            .cloned()
+    }
+
+    /// True when this node holds a replica of `group`.
+    pub fn is_placed_here(&self, group: &GroupId) -> bool {
+        self.replicas_of(group).contains(&self.config.node_id)
+    }
+
+    /// Records `group`'s placement as created (or created again, when the metadata is applied
+    /// again after a restart).
+    pub(super) fn set_placement(&self, group: GroupId, nodes: Vec<u64>) {
+        let factor = nodes.len() as u32;
+        self.placements
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(group, Placement { nodes, factor });
+    }
+
+    /// Forgets the placement of a deleted group.
+    pub(super) fn forget_placement(&self, group: &GroupId) {
+        self.placements
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(group);
+        self.node.forget_leader(group);
+    }
+
+    /// Applies one move of `SetReplicas` at metadata `index`: taken only when the group is
+    /// still placed on `from`. Answers whether it was taken.
+    pub(super) fn apply_move(&self, index: u64, group: &str, from: &[u64], to: Vec<u64>) -> bool {
+        let group = GroupId(group.to_string());
+        let mut placements = self.placements.write().unwrap_or_else(|e| e.into_inner());
+        let Some(p) = placements.get_mut(&group) else {
+            warn!(index, %group, "cluster: a move of an unknown group's replicas, dropped");
+            return false;
+        };
+        if p.nodes != from || to.is_empty() {
+            warn!(index, %group, "cluster: a move of replicas made from an older placement, dropped");
+            return false;
+        }
+        info!(index, %group, from = ?from, to = ?to, "cluster: the group's replicas move");
+        p.nodes = to;
+        true
+    }
+
+    /// The moves that put every placement on the cluster's nodes (see the module's notes),
+    /// at most [`MOVES_PER_COMMAND_MAX`].
+    pub(super) fn replace_plan(&self) -> Vec<Move> {
+        let nodes: Vec<u64> = self.nodes().keys().copied().collect();
+        let placements = self.placements.read().unwrap_or_else(|e| e.into_inner());
+        let mut load = Load::of(placements.values());
+        let sorted: BTreeMap<&GroupId, &Placement> = placements.iter().collect();
+        let mut moves = Vec::new();
+        for (group, p) in sorted {
+            let mut to: Vec<u64> = p
+                .nodes
+                .iter()
+                .copied()
+                .filter(|n| nodes.contains(n))
+                .collect();
+            let wanted = (p.factor as usize).min(nodes.len());
+            while to.len() < wanted {
+                match load.least_held(&nodes, &to) {
+                    Some(n) => {
+                        *load.holds.entry(n).or_default() += 1;
+                        to.push(n);
+                    }
+                    None => break,
+                }
+            }
+            if to != p.nodes && !to.is_empty() {
+                moves.push((group.0.clone(), p.nodes.clone(), to));
+                if moves.len() == MOVES_PER_COMMAND_MAX {
+                    break;
+                }
+            }
+        }
+        moves
+    }
+}
+
+/// What a node does with the groups placed on it or moved off it.
+impl Cluster {
+    /// The store's log of partition `p` of `topic`, whether or not it is placed here.
+    pub(super) fn local_partition_log(
+        &self,
+        topic: &str,
+        p: u32,
+    ) -> Result<sluice_storage::Log, BrokerError> {
+        let t = self.broker()?.store().topic(topic)?;
+        t.logs().get(p as usize).cloned().ok_or_else(|| {
+            BrokerError::new(
+                ErrorKind::NotFound,
+                format!("topic {topic:?} has no partition {p}"),
+            )
+        })
+    }
+
+    /// Marks partition `p` of `topic` as one this node serves no reads of (`why`, and where
+    /// its leader is when asked).
+    pub(super) fn mark_elsewhere(self: &Arc<Self>, topic: &str, p: u32, why: &str) {
+        let Ok(log) = self.local_partition_log(topic, p) else {
+            return;
+        };
+        let (me, group, why) = (
+            Arc::downgrade(self),
+            super::partition_group(topic, p),
+            why.to_string(),
+        );
+        log.set_placed_elsewhere(Some(Arc::new(move || match me.upgrade() {
+            Some(c) => format!("{why}; {}", c.leader_hint(&group)),
+            None => why.clone(),
+        })));
+    }
+
+    /// Where to go for `group`, as this node knows it.
+    fn leader_hint(&self, group: &GroupId) -> String {
+        match self.node.leader_of(group) {
+            Some(id) => match self.node.info(id).and_then(|i| i.native) {
+                Some(addr) => {
+                    format!("its leader is node {id} (client address {addr}): retry there")
+                }
+                None => format!("its leader is node {id}: retry there"),
+            },
+            None => format!(
+                "its replicas are on nodes {:?}: retry there",
+                self.replicas_of(group)
+            ),
+        }
+    }
+
+    /// The error of a request for `group` on a node that holds no replica of it: `NotLeader`,
+    /// naming its leader when known.
+    pub(super) fn not_here(&self, group: GroupId) -> BrokerError {
+        BrokerError::new(
+            ErrorKind::NotLeader,
+            format!(
+                "this node holds no replica of {group}; {}",
+                self.leader_hint(&group)
+            ),
+        )
+    }
+
+    /// Forms a group placed on `nodes` (the first its preferred leader), as
+    /// [`Cluster::form`] does for a group on every node.
+    pub(super) fn form_placed(
+        &self,
+        g: sluice_replication::ReplicatedLog,
+        set: &super::members::NodeSet,
+        nodes: &[u64],
+    ) {
+        let members: BTreeMap<u64, sluice_replication::Node> = nodes
+            .iter()
+            .filter_map(|n| Some((*n, sluice_replication::Node::new(set.nodes.get(n)?.clone()))))
+            .collect();
+        if members.len() != nodes.len() || !members.contains_key(&self.config.node_id) {
+            return;
+        }
+        if nodes.first() == Some(&self.config.node_id) {
+            tokio::spawn(async move {
+                if let Err(e) = g.bootstrap(members).await {
+                    warn!(group = %g.group(), "cannot form the group: {e}");
+                }
+            });
+        } else {
+            super::bootstrap_later(g, members);
+        }
+    }
+
+    /// Applies `SetReplicas` at metadata `index`: each move taken opens this node's replica
+    /// when the group comes onto it (empty, to be added by its leader; never formed here). A
+    /// replica moved off this node is closed once its group has dropped it
+    /// ([`Cluster::close_moved`]).
+    pub(super) async fn apply_moves(&self, index: u64, moves: Vec<Move>) {
+        for (group, from, to) in moves {
+            let onto_me = to.contains(&self.config.node_id) && !from.contains(&self.config.node_id);
+            if !self.apply_move(index, &group, &from, to) || !onto_me {
+                continue;
+            }
+            let Some((topic, p)) = partition_of(&group) else {
+                continue;
+            };
+            if let Err(e) = self.open_partition(topic, p).await {
+                warn!(index, %group, "cannot open the replica moved here: {e}");
+            }
+        }
+    }
+
+    /// Closes the replicas of partitions placed elsewhere whose group no longer counts this
+    /// node: not its leader, and either dropped from its members or without a leader (a
+    /// removed replica may never hear of its removal), at two checks in a row (`seen`: the
+    /// groups found so at the last), once this node has applied its metadata log. Its files
+    /// stay.
+    pub(super) async fn close_moved(
+        self: &Arc<Self>,
+        seen: &mut std::collections::HashSet<GroupId>,
+    ) {
+        let me = self.config.node_id;
+        let caught_up = self.meta.get().is_some_and(|m| {
+            let s = sluice_replication::Consensus::status(m);
+            s.applied_index.is_some() && s.applied_index >= s.last_index
+        });
+        if !caught_up {
+            seen.clear();
+            return;
+        }
+        let mut now = std::collections::HashSet::new();
+        let parts: Vec<((String, u32), sluice_replication::ReplicatedLog)> = self
+            .partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, g)| (k.clone(), g.clone()))
+            .collect();
+        for ((topic, p), g) in parts {
+            if self.placement(g.group()).is_none() || self.is_placed_here(g.group()) {
+                continue;
+            }
+            let s = sluice_replication::Consensus::status(&g);
+            let member = s.voters.contains(&me) || s.learners.contains(&me);
+            if s.is_leader || (member && s.leader.is_some()) {
+                continue;
+            }
+            now.insert(g.group().clone());
+            if !seen.contains(g.group()) {
+                continue;
+            }
+            info!(group = %g.group(), "cluster: the group moved off this node; its replica closes");
+            self.partitions
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&(topic.clone(), p));
+            self.node.close_group(g.group()).await;
+            self.mark_elsewhere(
+                &topic,
+                p,
+                &format!("this node holds no replica of {}", g.group()),
+            );
+        }
+        *seen = now;
+    }
+}
+
+/// The topic and partition of a partition's group name (`t/<topic>/<p>`).
+pub(super) fn partition_of(group: &str) -> Option<(&str, u32)> {
+    let (topic, p) = group.strip_prefix("t/")?.rsplit_once('/')?;
+    Some((topic, p.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaders_and_replicas_spread_evenly() {
+        let mut load = Load::default();
+        let placed = choose(&[1, 2, 3, 4], &mut load, 8, 2);
+        let mut leads = HashMap::new();
+        let mut holds = HashMap::new();
+        for p in &placed {
+            assert_eq!(p.len(), 2);
+            assert_ne!(p[0], p[1], "{placed:?}");
+            *leads.entry(p[0]).or_insert(0) += 1;
+            for n in p {
+                *holds.entry(*n).or_insert(0) += 1;
+            }
+        }
+        assert!(leads.values().all(|&l| l == 2), "{leads:?}");
+        assert!(holds.values().all(|&h| h == 4), "{holds:?}");
+    }
+
+    #[test]
+    fn a_factor_above_the_nodes_places_on_every_node() {
+        let mut load = Load::default();
+        assert_eq!(choose(&[1, 2], &mut load, 1, 3), vec![vec![1, 2]]);
+    }
+
+    #[test]
+    fn later_groups_go_to_the_nodes_holding_fewest() {
+        let mut load = Load::default();
+        load.add(&[1, 2]);
+        load.add(&[2, 1]);
+        assert_eq!(choose(&[1, 2, 3], &mut load, 1, 2), vec![vec![3, 1]]);
+    }
+}

@@ -1,0 +1,139 @@
+"""confluent-kafka (librdkafka) against a four-node sluice cluster whose topic's partitions each
+live on three of the nodes, run by cli/tests/cluster_kafka.rs.
+
+  placement.py BOOTSTRAP
+
+BOOTSTRAP is every node's Kafka address, comma-separated.
+
+Steps, each printing "ok <step>" when it passed:
+  create     AdminClient creates topic "placed" (4 partitions, replication factor 3), and a
+             replication factor of 5 on four nodes is refused (INVALID_REPLICATION_FACTOR)
+  metadata   four brokers; each partition has three replicas, its leader one of them, the
+             in-sync replicas among them; the four partitions led by four different nodes
+  produce    acks=all: 400 keyed records, every delivery report succeeds
+  consume    a consumer group reads all 400 back, each partition in the order produced
+Then "all checks passed".
+"""
+
+import sys
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+TOPIC = "placed"
+PARTITIONS = 4
+REPLICAS = 3
+RECORDS = 400
+TIMEOUT = 30
+
+
+def ok(step):
+    print(f"ok {step}", flush=True)
+
+
+def fail(why):
+    print(f"FAILED: {why}", flush=True)
+    sys.exit(1)
+
+
+def create(admin):
+    done = admin.create_topics([NewTopic(TOPIC, PARTITIONS, REPLICAS)])
+    done[TOPIC].result(timeout=TIMEOUT)
+    wide = admin.create_topics([NewTopic("too-wide", 1, 5)])
+    try:
+        wide["too-wide"].result(timeout=TIMEOUT)
+        fail("a replication factor of 5 on four nodes was accepted")
+    except KafkaException as e:
+        if e.args[0].code() != KafkaError.INVALID_REPLICATION_FACTOR:
+            fail(f"replication factor 5: {e}")
+    ok("create")
+
+
+def metadata(admin):
+    deadline = time.time() + TIMEOUT
+    while True:
+        md = admin.list_topics(TOPIC, timeout=10)
+        t = md.topics.get(TOPIC)
+        parts = [] if t is None or t.error else list(t.partitions.values())
+        if len(md.brokers) == 4 and len(parts) == PARTITIONS and all(p.leader != -1 for p in parts):
+            break
+        if time.time() > deadline:
+            fail(f"metadata: brokers {sorted(md.brokers)}, partitions {parts}")
+        time.sleep(0.2)
+    for p in parts:
+        if len(set(p.replicas)) != REPLICAS or not set(p.replicas) <= set(md.brokers):
+            fail(f"partition {p.id}: replicas {p.replicas}")
+        if p.leader not in p.replicas or not set(p.isrs) <= set(p.replicas):
+            fail(f"partition {p.id}: leader {p.leader}, replicas {p.replicas}, isr {p.isrs}")
+    leaders = sorted(p.leader for p in parts)
+    if leaders != sorted(md.brokers):
+        fail(f"leaders {leaders} are not one per node {sorted(md.brokers)}")
+    ok("metadata")
+
+
+def produce(bootstrap):
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 2,
+                  "message.timeout.ms": 60000})
+    failed = []
+    sent = {}
+
+    def report(err, msg):
+        if err is not None:
+            failed.append(str(err))
+        else:
+            sent.setdefault(msg.partition(), []).append(msg.value().decode())
+
+    for i in range(RECORDS):
+        p.produce(TOPIC, key=f"k{i}".encode(), value=f"v{i}".encode(), on_delivery=report)
+        p.poll(0)
+    if p.flush(TIMEOUT) != 0 or failed:
+        fail(f"produce: {len(failed)} failed ({failed[:3]}), unflushed")
+    if sum(len(v) for v in sent.values()) != RECORDS or len(sent) != PARTITIONS:
+        fail(f"produce: delivered per partition {[(k, len(v)) for k, v in sent.items()]}")
+    ok("produce")
+    return sent
+
+
+def consume(bootstrap, sent):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "placement",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([TOPIC])
+    got = {}
+    deadline = time.time() + TIMEOUT * 2
+    while sum(len(v) for v in got.values()) < RECORDS and time.time() < deadline:
+        m = c.poll(1.0)
+        if m is None:
+            continue
+        if m.error():
+            fail(f"consume: {m.error()}")
+        got.setdefault(m.partition(), []).append(m.value().decode())
+    c.close()
+    if got != sent:
+        fail(f"consume: got {[(k, len(v)) for k, v in sorted(got.items())]}, "
+             f"sent {[(k, len(v)) for k, v in sorted(sent.items())]}")
+    ok("consume")
+
+
+def main():
+    bootstrap = sys.argv[1]
+    admin = AdminClient({"bootstrap.servers": bootstrap,
+                         "topic.metadata.refresh.interval.ms": 1000})
+    # Nodes that just started may still be electing the metadata's leader (the controller).
+    deadline = time.time() + TIMEOUT
+    while True:
+        md = admin.list_topics(timeout=10)
+        if len(md.brokers) == 4 and md.controller_id in md.brokers:
+            break
+        if time.time() > deadline:
+            fail(f"no controller: brokers {sorted(md.brokers)}, controller {md.controller_id}")
+        time.sleep(0.2)
+    create(admin)
+    metadata(admin)
+    sent = produce(bootstrap)
+    consume(bootstrap, sent)
+    print("all checks passed", flush=True)
+
+
+if __name__ == "__main__":
+    main()
