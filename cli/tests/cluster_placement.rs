@@ -1,10 +1,12 @@
 //! Replication factors below the cluster's size, with real `sluice serve` processes: four
-//! nodes, a topic of four partitions with two replicas each (`--replicas 2`). Each partition
-//! is on two nodes only, the leaders spread one per node; a node without a replica of a
-//! partition refuses to serve it (`NotLeader`, naming the leader), and a client given every
-//! node goes on to one that serves it. Then a node holding replicas dies and is removed: its
-//! replicas move to the nodes left, which copy them from the survivors, and every confirmed
-//! message is still on each partition's two replicas. A restarted node serves the same
+//! nodes, a topic of four partitions with three replicas each (`--replicas 3`). Each
+//! partition is on three nodes only, the leaders spread one per node; a node without a
+//! replica of a partition refuses to serve it (`NotLeader`, naming the leader), and a client
+//! given every node goes on to one that serves it. A queue of three replicas likewise: its
+//! consumers are served by its leader wherever they connect first. Then the queue's leader
+//! dies and is removed: its replicas move to the node left without them, which copies them
+//! from the survivors; every confirmed message is still on each partition's three replicas,
+//! and the queue delivers every message not acked before. A restarted node serves the same
 //! partitions as before.
 
 mod common;
@@ -12,14 +14,18 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::cluster::{client_of, started_cluster, statuses, Node, STEP};
+use common::cluster::{
+    client_of, next_delivery, publish_to_queue, started_cluster, statuses, Node, STEP,
+};
 use sluice::client::{Client, SubscribeOptions};
-use sluice::protocol::{ErrorCode, Start};
+use sluice::protocol::{ErrorCode, Source, Start};
 use sluice::storage::Record;
 
 const TOPIC: &str = "spread";
 const PARTITIONS: u32 = 4;
 const PER_PARTITION: usize = 25;
+const QUEUE: &str = "jobs";
+const QUEUED: usize = 30;
 
 /// Longest the replicas may take to move.
 const MOVE_WAIT: Duration = Duration::from_secs(120);
@@ -43,17 +49,21 @@ fn addrs(nodes: &[Node]) -> String {
 }
 
 fn group(p: u32) -> String {
-    format!("t/{TOPIC}/{p}")
+    match p {
+        PARTITIONS => format!("q/{QUEUE}"),
+        p => format!("t/{TOPIC}/{p}"),
+    }
 }
 
-/// Waits until every partition has `factor` replicas, all on `live` nodes, each a voter with
-/// no learner left, and a leader among them; fails after [`MOVE_WAIT`].
+/// Waits until every partition, and the queue (as "partition" [`PARTITIONS`]), has `factor`
+/// replicas, all on `live` nodes, each a voter with no learner left, and a leader among
+/// them; fails after [`MOVE_WAIT`].
 async fn wait_placed(nodes: &[Node], factor: usize, live: &[u64]) -> BTreeMap<u32, Placed> {
     let started = Instant::now();
     loop {
         let all = statuses(nodes).await;
         let mut placed = BTreeMap::new();
-        for p in 0..PARTITIONS {
+        for p in 0..=PARTITIONS {
             let hosts: BTreeSet<u64> = all
                 .iter()
                 .filter(|s| s.groups.iter().any(|g| g.group == group(p)))
@@ -75,7 +85,7 @@ async fn wait_placed(nodes: &[Node], factor: usize, live: &[u64]) -> BTreeMap<u3
                 );
             }
         }
-        let done = placed.len() == PARTITIONS as usize
+        let done = placed.len() == PARTITIONS as usize + 1
             && placed.values().all(|x| {
                 x.hosts == x.voters
                     && x.voters.len() == factor
@@ -142,7 +152,7 @@ async fn check_reads(
     placed: &BTreeMap<u32, Placed>,
     sent: &BTreeMap<u32, Vec<String>>,
 ) {
-    for (p, x) in placed {
+    for (p, x) in placed.range(..PARTITIONS) {
         let want = &sent[p];
         for n in nodes.iter().filter(|n| n.child.is_some()) {
             let got = read_partition(&n.native, *p, want.len()).await;
@@ -183,16 +193,32 @@ async fn partitions_live_on_their_replicas_and_move_off_a_removed_node() {
         ],
         None,
     );
+    common::cli_ok(
+        &all,
+        &[
+            "queue",
+            "create",
+            QUEUE,
+            "--replicas",
+            "3",
+            "--ack-timeout-ms",
+            "2000",
+        ],
+        None,
+    );
     let placed = wait_placed(&nodes, 3, &[1, 2, 3, 4]).await;
     eprintln!("placed: {placed:#?}");
-    let leaders: BTreeSet<u64> = placed.values().map(|x| x.leader).collect();
+    let leaders: BTreeSet<u64> = placed.range(..PARTITIONS).map(|(_, x)| x.leader).collect();
     assert_eq!(
         leaders.len(),
         4,
         "one partition led by each node: {placed:?}"
     );
     for n in &nodes {
-        let held = placed.values().filter(|x| x.hosts.contains(&n.id)).count();
+        let held = placed
+            .range(..PARTITIONS)
+            .filter(|(_, x)| x.hosts.contains(&n.id))
+            .count();
         assert_eq!(held, 3, "node {} holds {held} replicas: {placed:?}", n.id);
     }
 
@@ -205,8 +231,43 @@ async fn partitions_live_on_their_replicas_and_move_off_a_removed_node() {
         assert_eq!(got, sent[&p], "partition {p} through the node list");
     }
 
-    // The leader of partition 0 dies for good and is removed: its replicas move.
-    let gone = placed[&0].leader;
+    // The queue: published to and consumed from through any node, refused by the node
+    // without a replica.
+    let queued: BTreeSet<u64> = publish_to_queue(&client, QUEUE, "job-", QUEUED)
+        .await
+        .into_iter()
+        .collect();
+    let q = &placed[&PARTITIONS];
+    let outside = nodes.iter().find(|n| !q.hosts.contains(&n.id)).unwrap();
+    let lone = Client::connect(&outside.native).await.unwrap();
+    let refused = lone
+        .consume(Source::Queue(QUEUE.into()), 1)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(refused.code(), Some(ErrorCode::NotLeader), "{refused}");
+    assert!(
+        refused.to_string().contains(&format!("node {}", q.leader)),
+        "{refused}"
+    );
+    let mut acked = BTreeSet::new();
+    let mut consumer = client
+        .consume(Source::Queue(QUEUE.into()), 1)
+        .await
+        .unwrap();
+    while acked.len() < QUEUED / 2 {
+        let d = next_delivery(&mut consumer, "the queue before the move").await;
+        assert!(
+            acked.insert(d.offset),
+            "offset {} delivered again after its ack",
+            d.offset
+        );
+        d.ack().await.unwrap();
+    }
+    drop(consumer);
+
+    // The queue's leader dies for good and is removed: its replicas move.
+    let gone = q.leader;
     let at = nodes.iter().position(|n| n.id == gone).unwrap();
     nodes[at].kill9();
     let live: Vec<u64> = [1, 2, 3, 4].into_iter().filter(|id| *id != gone).collect();
@@ -225,6 +286,24 @@ async fn partitions_live_on_their_replicas_and_move_off_a_removed_node() {
     let moved = wait_placed(&nodes, 3, &live).await;
     eprintln!("after removing node {gone}: {moved:#?}");
     check_reads(&nodes, &moved, &sent).await;
+    let mut consumer = client
+        .consume(Source::Queue(QUEUE.into()), 1)
+        .await
+        .unwrap();
+    while acked.len() < QUEUED {
+        let d = next_delivery(&mut consumer, "the queue after the move").await;
+        assert!(
+            acked.insert(d.offset),
+            "offset {} delivered again after its ack",
+            d.offset
+        );
+        d.ack().await.unwrap();
+    }
+    assert_eq!(
+        acked, queued,
+        "every queued message acked once the queue moved"
+    );
+    drop(consumer);
 
     // A node restarts and serves the same partitions.
     let again = live[0];

@@ -113,17 +113,27 @@ impl ClusterNode {
             .await
     }
 
-    /// [`ClusterNode::propose_control`] of any command (a batch of messages too).
+    /// [`ClusterNode::propose_control`] of any command (a batch of messages too). A group
+    /// this node holds no replica of goes to the leader the directory names.
     pub async fn propose_anywhere(&self, group: &GroupId, command: Command) -> Result<Applied> {
         use crate::group::Consensus;
-        let g = self
-            .group(group)
-            .ok_or_else(|| Error::Consensus(format!("group {group} is not open on this node")))?;
-        let leader = match g.propose(command.clone()).await {
-            Err(Error::NotLeader {
-                leader: Some(l), ..
-            }) if l != self.id => l,
-            other => return other,
+        let leader = match self.group(group) {
+            Some(g) => match g.propose(command.clone()).await {
+                Err(Error::NotLeader {
+                    leader: Some(l), ..
+                }) if l != self.id => l,
+                other => return other,
+            },
+            None => match self.directory().leader(group) {
+                Some(l) if l != self.id => l,
+                _ => {
+                    return Err(Error::NotLeader {
+                        group: group.0.clone(),
+                        leader: None,
+                        leader_addr: None,
+                    })
+                }
+            },
         };
         let req = Request::Propose {
             group: group.clone(),

@@ -268,9 +268,11 @@ impl Broker {
                 }
                 .into());
             }
-            let cmd = crate::cluster::MetaCommand::CreateQueue {
+            let factor = c.replication_factor(settings.log.replicas)?;
+            let cmd = crate::cluster::MetaCommand::CreateQueuePlaced {
                 name: name.to_string(),
                 config: cfg,
+                replicas: c.place(1, factor).remove(0),
             };
             return c.create_queue_blocking(cmd, name);
         }

@@ -120,6 +120,17 @@ pub enum MetaCommand {
         /// Each partition's nodes, in partition order (their count is the partitions').
         replicas: Vec<Vec<u64>>,
     },
+    /// Create a queue and its dead-letter queue (when absent) on every node, the queue's
+    /// group placed on the given nodes, and its dead-letter queue's too when that one has no
+    /// placement yet. Supersedes [`MetaCommand::CreateQueue`] (on every node).
+    CreateQueuePlaced {
+        /// Its name.
+        name: String,
+        /// Its settings.
+        config: sluice_storage::QueueConfig,
+        /// Its nodes, the preferred leader first.
+        replicas: Vec<u64>,
+    },
     /// Move groups' replicas: each `(group, from, to)` is taken only where the group is still
     /// placed on `from`, so a move made from a stale view is dropped on every node alike.
     SetReplicas {

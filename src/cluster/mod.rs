@@ -71,6 +71,9 @@ pub struct Cluster {
     meta: std::sync::OnceLock<ReplicatedLog>,
     partitions: RwLock<HashMap<(String, u32), ReplicatedLog>>,
     queues: RwLock<HashMap<String, ReplicatedLog>>,
+    /// Every queue's link to its group, set on the store's queue once (a queue this node
+    /// holds no replica of has one too: its consumers are refused, naming the leader).
+    links: std::sync::Mutex<HashMap<String, Arc<queues::QueueLink>>>,
     /// Idempotent producers of the partitions this node leads.
     gates: producers::Gates,
     /// Where each group placed with a replication factor is (`placement`).
@@ -178,6 +181,7 @@ impl Cluster {
             meta: std::sync::OnceLock::new(),
             partitions: RwLock::default(),
             queues: RwLock::default(),
+            links: std::sync::Mutex::default(),
             gates: producers::Gates::default(),
             placements: RwLock::default(),
             opening: tokio::sync::Mutex::new(()),
@@ -221,10 +225,11 @@ impl Cluster {
             }
         }
         for queue in broker.list_queues() {
-            cluster
-                .open_queue(&queue)
-                .await
-                .map_err(|e| format!("queue {queue:?}: {e}"))?;
+            let opened = match cluster.node.has_group_dir(&queues::queue_group(&queue)) {
+                true => cluster.open_queue(&queue).await.map(|_| ()),
+                false => cluster.link_queue(&queue).map(|_| ()),
+            };
+            opened.map_err(|e| format!("queue {queue:?}: {e}"))?;
         }
         tokio::spawn(members::reconcile_loop(
             Arc::downgrade(&cluster),
@@ -278,8 +283,7 @@ impl Cluster {
             return Ok(g);
         }
         let q = self.broker()?.store().queue(name)?;
-        let link = queues::QueueLink::new(name, Arc::downgrade(self), self.node.clone());
-        q.replicate(link.clone())?;
+        let link = self.link_queue(name)?;
         let hook: Arc<dyn ApplyHook> = Arc::new(queues::QueueHook {
             name: name.to_string(),
             cluster: Arc::downgrade(self),
@@ -313,6 +317,20 @@ impl Cluster {
             )
             .await
             .map_err(|e| broker_error(&self.node, e))
+    }
+
+    /// Queue `name`'s link to its group, set on the store's queue the first time (on the
+    /// runtime).
+    fn link_queue(self: &Arc<Self>, name: &str) -> Result<Arc<queues::QueueLink>, BrokerError> {
+        let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = links.get(name) {
+            return Ok(l.clone());
+        }
+        let q = self.broker()?.store().queue(name)?;
+        let link = queues::QueueLink::new(name, Arc::downgrade(self), self.node.clone());
+        q.replicate(link.clone())?;
+        links.insert(name.to_string(), link.clone());
+        Ok(link)
     }
 
     fn queue(&self, name: &str) -> Option<ReplicatedLog> {
@@ -352,12 +370,9 @@ impl Cluster {
         queue: &str,
         batch: Vec<u8>,
     ) -> Result<BoxFuture<'static, Result<Published, BrokerError>>, BrokerError> {
-        let g = self.queue(queue).ok_or_else(|| {
-            BrokerError::new(
-                ErrorKind::NotFound,
-                format!("queue {queue:?} has no replica on this node"),
-            )
-        })?;
+        let g = self
+            .queue(queue)
+            .ok_or_else(|| self.not_here(queues::queue_group(queue)))?;
         self.submit_to(g, batch).await
     }
 
@@ -610,7 +625,16 @@ impl Cluster {
                 }
             }
             MetaCommand::CreateQueue { name, config } => {
-                self.apply_create_queue(index, broker, name, config).await
+                self.apply_create_queue(index, broker, name, config, None)
+                    .await
+            }
+            MetaCommand::CreateQueuePlaced {
+                name,
+                config,
+                replicas,
+            } => {
+                self.apply_create_queue(index, broker, name, config, Some(replicas))
+                    .await
             }
             MetaCommand::DeleteQueue { name } => {
                 let gone = self
@@ -621,6 +645,11 @@ impl Cluster {
                 if let Some(g) = gone {
                     self.node.close_group(g.group()).await;
                 }
+                self.links
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&name);
+                self.forget_placement(&queues::queue_group(&name));
                 let _ =
                     crate::broker::spawn_blocking(move || broker.delete_queue_local(&name)).await;
             }
@@ -705,13 +734,17 @@ impl Cluster {
     }
 
     /// Applies a queue creation: the queue and its dead-letter queue on this node, then their
-    /// groups, led first by the metadata's leader and the node after it.
+    /// groups where placed here (`replicas`; a dead-letter queue without a placement yet
+    /// gets the same), each led first by its placement's first node; without placement
+    /// (an older command), on every node, led first by the metadata's leader and the node
+    /// after it.
     async fn apply_create_queue(
         self: &Arc<Self>,
         index: u64,
         broker: Arc<Broker>,
         name: String,
         config: sluice_storage::QueueConfig,
+        replicas: Option<Vec<u64>>,
     ) {
         let n = name.clone();
         let made = crate::broker::spawn_blocking(move || -> Result<String, BrokerError> {
@@ -731,11 +764,27 @@ impl Cluster {
             }
             Err(e) => return warn!(index, queue = %name, "metadata: cannot create the queue: {e}"),
         };
+        if let Some(nodes) = replicas {
+            self.set_placement(queues::queue_group(&name), nodes.clone());
+            if self.placement(&queues::queue_group(&dlq)).is_none() {
+                self.set_placement(queues::queue_group(&dlq), nodes);
+            }
+        }
         let set = self.node_set();
         let meta_leader = self.meta.get().and_then(|m| m.status().leader);
         for (p, q) in [(0, name), (1, dlq)] {
+            let group = queues::queue_group(&q);
+            if !self.is_placed_here(&group) {
+                if let Err(e) = self.link_queue(&q) {
+                    warn!(index, queue = %q, "metadata: cannot link the queue: {e}");
+                }
+                continue;
+            }
             match self.open_queue(&q).await {
-                Ok(g) => self.form(g, &set, meta_leader, p),
+                Ok(g) => match self.placement(&group) {
+                    Some(placed) => self.form_placed(g, &set, &placed.nodes),
+                    None => self.form(g, &set, meta_leader, p),
+                },
                 Err(e) => warn!(index, queue = %q, "metadata: cannot open the queue's group: {e}"),
             }
         }
@@ -776,12 +825,19 @@ impl Cluster {
     /// `timeout`.
     pub async fn wait_queue_leader(&self, name: &str, timeout: std::time::Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
-        while self.queue(name).is_none() && tokio::time::Instant::now() < deadline {
+        let group = queues::queue_group(name);
+        let known = |c: &Self| c.queue(name).is_some() || c.placement(&group).is_some();
+        while !known(self) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         if let Some(g) = self.queue(name) {
             g.wait_leader(deadline.saturating_duration_since(tokio::time::Instant::now()))
                 .await;
+            return;
+        }
+        // Placed on other nodes: until their leader has told this one.
+        while self.node.leader_of(&group).is_none() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
 

@@ -22,7 +22,7 @@
 //! are added. Each move is a [`MetaCommand::SetReplicas`](super::MetaCommand::SetReplicas)
 //! from the placement it replaces; the group's members then follow (`members`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use sluice_replication::GroupId;
@@ -326,31 +326,29 @@ impl Cluster {
     /// when the group comes onto it (empty, to be added by its leader; never formed here). A
     /// replica moved off this node is closed once its group has dropped it
     /// ([`Cluster::close_moved`]).
-    pub(super) async fn apply_moves(&self, index: u64, moves: Vec<Move>) {
+    pub(super) async fn apply_moves(self: &Arc<Self>, index: u64, moves: Vec<Move>) {
         for (group, from, to) in moves {
             let onto_me = to.contains(&self.config.node_id) && !from.contains(&self.config.node_id);
             if !self.apply_move(index, &group, &from, to) || !onto_me {
                 continue;
             }
-            let Some((topic, p)) = partition_of(&group) else {
-                continue;
+            let opened = match (partition_of(&group), group.strip_prefix("q/")) {
+                (Some((topic, p)), _) => self.open_partition(topic, p).await.map(|_| ()),
+                (None, Some(queue)) => self.open_queue(queue).await.map(|_| ()),
+                (None, None) => continue,
             };
-            if let Err(e) = self.open_partition(topic, p).await {
+            if let Err(e) = opened {
                 warn!(index, %group, "cannot open the replica moved here: {e}");
             }
         }
     }
 
-    /// Closes the replicas of partitions placed elsewhere whose group no longer counts this
+    /// Closes the replicas of groups placed elsewhere whose group no longer counts this
     /// node: not its leader, and either dropped from its members or without a leader (a
     /// removed replica may never hear of its removal), at two checks in a row (`seen`: the
     /// groups found so at the last), once this node has applied its metadata log. Its files
     /// stay.
-    pub(super) async fn close_moved(
-        self: &Arc<Self>,
-        seen: &mut std::collections::HashSet<GroupId>,
-    ) {
-        let me = self.config.node_id;
+    pub(super) async fn close_moved(self: &Arc<Self>, seen: &mut HashSet<GroupId>) {
         let caught_up = self.meta.get().is_some_and(|m| {
             let s = sluice_replication::Consensus::status(m);
             s.applied_index.is_some() && s.applied_index >= s.last_index
@@ -359,40 +357,60 @@ impl Cluster {
             seen.clear();
             return;
         }
-        let mut now = std::collections::HashSet::new();
-        let parts: Vec<((String, u32), sluice_replication::ReplicatedLog)> = self
-            .partitions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(k, g)| (k.clone(), g.clone()))
-            .collect();
-        for ((topic, p), g) in parts {
-            if self.placement(g.group()).is_none() || self.is_placed_here(g.group()) {
-                continue;
-            }
-            let s = sluice_replication::Consensus::status(&g);
-            let member = s.voters.contains(&me) || s.learners.contains(&me);
-            if s.is_leader || (member && s.leader.is_some()) {
+        let mut now = HashSet::new();
+        for g in self.node.groups() {
+            if !self.moved_off(&g) {
                 continue;
             }
             now.insert(g.group().clone());
-            if !seen.contains(g.group()) {
-                continue;
+            if seen.contains(g.group()) {
+                self.close_replica(&g).await;
             }
-            info!(group = %g.group(), "cluster: the group moved off this node; its replica closes");
+        }
+        *seen = now;
+    }
+
+    /// True when `g` is placed elsewhere and no longer counts this node (see
+    /// [`Cluster::close_moved`]).
+    fn moved_off(&self, g: &sluice_replication::ReplicatedLog) -> bool {
+        let me = self.config.node_id;
+        if self.placement(g.group()).is_none() || self.is_placed_here(g.group()) {
+            return false;
+        }
+        let s = sluice_replication::Consensus::status(g);
+        let member = s.voters.contains(&me) || s.learners.contains(&me);
+        !(s.is_leader || (member && s.leader.is_some()))
+    }
+
+    /// Closes this node's replica of `g`, moved off it: a partition's reads are refused from
+    /// then on, a queue's consumers too.
+    async fn close_replica(self: &Arc<Self>, g: &sluice_replication::ReplicatedLog) {
+        info!(group = %g.group(), "cluster: the group moved off this node; its replica closes");
+        let name = g.group().0.clone();
+        if let Some((topic, p)) = partition_of(&name) {
             self.partitions
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove(&(topic.clone(), p));
+                .remove(&(topic.to_string(), p));
             self.node.close_group(g.group()).await;
-            self.mark_elsewhere(
-                &topic,
-                p,
-                &format!("this node holds no replica of {}", g.group()),
-            );
+            let why = format!("this node holds no replica of {name}");
+            self.mark_elsewhere(topic, p, &why);
+        } else if let Some(queue) = name.strip_prefix("q/") {
+            self.queues
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(queue);
+            let link = self
+                .links
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(queue)
+                .cloned();
+            if let Some(link) = link {
+                link.detach();
+            }
+            self.node.close_group(g.group()).await;
         }
-        *seen = now;
     }
 }
 

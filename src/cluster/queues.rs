@@ -5,7 +5,7 @@
 //! ([`QueueHook`]). See docs/replication.md, "Queues".
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use sluice_replication::{
@@ -39,6 +39,9 @@ const DEAD_LETTER_ENTRY_BYTES: usize = 512 << 10;
 pub fn queue_group(name: &str) -> GroupId {
     GroupId(format!("q/{name}"))
 }
+
+/// Where a queue's link finds its group.
+type Slot = Arc<std::sync::RwLock<Option<ReplicatedLog>>>;
 
 /// One proposal on its way to the log.
 struct Proposal {
@@ -113,8 +116,9 @@ impl Shared {
 /// A replicated queue's way to its log, set on the store's queue ([`sluice_storage::Queue::replicate`]).
 pub struct QueueLink {
     name: String,
-    /// The queue's group, once opened ([`QueueLink::attach`]).
-    group: OnceLock<ReplicatedLog>,
+    /// The queue's group while this node holds a replica of it ([`QueueLink::attach`],
+    /// [`QueueLink::detach`]).
+    group: Slot,
     cluster: Weak<Cluster>,
     node: Arc<ClusterNode>,
     handle: tokio::runtime::Handle,
@@ -130,7 +134,7 @@ impl QueueLink {
         let (tx, rx) = mpsc::unbounded_channel();
         Arc::new(QueueLink {
             name: name.to_string(),
-            group: OnceLock::new(),
+            group: Slot::default(),
             cluster,
             node,
             handle: tokio::runtime::Handle::current(),
@@ -143,21 +147,35 @@ impl QueueLink {
         })
     }
 
-    /// Attaches the opened group and starts the task that hands proposals to its log in
-    /// ticket order.
+    /// Attaches the opened group and, the first time, starts the task that hands proposals to
+    /// its log in ticket order.
     pub fn attach(&self, group: ReplicatedLog) {
+        *self.group.write().unwrap_or_else(|e| e.into_inner()) = Some(group);
         let rx = self.rx.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let (Some(rx), Ok(())) = (rx, self.group.set(group.clone())) {
+        if let Some(rx) = rx {
             let compact = Floor::Acked {
                 queue: self.name.clone(),
                 cluster: self.cluster.clone(),
             };
-            tokio::spawn(drain(group, self.shared.clone(), rx, compact));
+            tokio::spawn(drain(self.group.clone(), self.shared.clone(), rx, compact));
         }
     }
 
+    /// Detaches the group (its replica moved off this node and closes): this node leads
+    /// nothing of the queue until a group is attached again.
+    pub fn detach(&self) {
+        *self.group.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn group(&self) -> Option<ReplicatedLog> {
+        self.group.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     fn not_leader(&self, why: &str) -> StoreError {
-        let leader = self.group.get().and_then(|g| g.status().leader);
+        let leader = match self.group() {
+            Some(g) => g.status().leader,
+            None => self.node.leader_of(&queue_group(&self.name)),
+        };
         let at = match leader.and_then(|l| self.cluster.upgrade()?.node_info(l)) {
             Some(info) => format!(
                 "node {} ({})",
@@ -195,9 +213,10 @@ impl QueueLink {
 /// fails without reaching the log.
 ///
 /// Between proposals, every [`compact::COMPACT_CHECK_INTERVAL`], it looks for acked
-/// segments to compact (see [`compact`]). It ends when the queue's link is dropped.
+/// segments to compact (see [`compact`]). It ends when the queue's link is dropped. While no
+/// group is attached (the replica moved off this node), proposals fail.
 async fn drain(
-    group: ReplicatedLog,
+    slot: Slot,
     shared: Arc<Shared>,
     mut rx: mpsc::UnboundedReceiver<Proposal>,
     compact: Floor,
@@ -212,10 +231,14 @@ async fn drain(
                 None => return,
             },
             _ = tick.tick() => {
-                compact::check(&group, &compact, &mut compacted).await;
+                let group = slot.read().unwrap_or_else(|e| e.into_inner()).clone();
+                if let Some(group) = group {
+                    compact::check(&group, &compact, &mut compacted).await;
+                }
                 continue;
             }
         };
+        let group = slot.read().unwrap_or_else(|e| e.into_inner()).clone();
         let mut gathered = vec![p];
         let mut bytes = gathered[0].records.len();
         while bytes < CONTROL_ENTRY_BYTES_MAX {
@@ -240,9 +263,12 @@ async fn drain(
         for p in ended {
             shared.resolve(p.ticket, false, p.generation, false);
         }
-        if live.is_empty() {
+        let Some(group) = group.filter(|_| !live.is_empty()) else {
+            for p in live {
+                shared.resolve(p.ticket, false, p.generation, true);
+            }
             continue;
-        }
+        };
         let mut records = Vec::with_capacity(bytes);
         for p in &live {
             records.extend_from_slice(&p.records);
@@ -269,7 +295,7 @@ async fn drain(
 
 impl QueueReplicator for QueueLink {
     fn leading(&self) -> Result<u64, StoreError> {
-        let Some(term) = self.group.get().and_then(|g| g.leading_term()) else {
+        let Some(term) = self.group().and_then(|g| g.leading_term()) else {
             return Err(self.not_leader("this node does not lead it"));
         };
         let mut t = self.shared.lock();

@@ -287,6 +287,11 @@ pub enum QueueCmd {
         /// Name of the dead-letter queue [default: <queue>.dlq].
         #[arg(long)]
         dead_letter: Option<String>,
+        /// In a cluster: how many nodes hold a replica of the queue (1 to the cluster's nodes;
+        /// default 3, or the cluster's size when smaller). A new dead-letter queue gets the
+        /// same nodes.
+        #[arg(long, value_name = "N")]
+        replicas: Option<u32>,
         #[command(flatten)]
         log: LogArgs,
     },

@@ -302,11 +302,15 @@ async fn queue(c: &Client, out: &Out, cmd: QueueCmd) -> Result<()> {
             ack_timeout_ms,
             max_deliveries,
             dead_letter,
+            replicas,
             log,
         } => {
             let names = names::gather(names, from_file.as_deref())?;
             let settings = QueueSettings {
-                log: log.settings(),
+                log: LogSettings {
+                    replicas,
+                    ..log.settings()
+                },
                 ack_timeout_ms,
                 max_deliveries: max_deliveries.map(u64::from),
                 dead_letter: dead_letter.clone(),

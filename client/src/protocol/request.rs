@@ -337,13 +337,17 @@ impl Request {
                 w.str(name);
             }
             // Format: { name str | log_settings | ack_timeout_ms opt<u64> |
-            //           max_deliveries opt<u64> | dead_letter opt<str> }
+            //           max_deliveries opt<u64> | dead_letter opt<str> | [replicas u32] }
             Request::CreateQueue { name, settings } => {
                 w.str(name);
                 put_log_settings(&mut w, &settings.log);
                 w.opt_u64(settings.ack_timeout_ms)
                     .opt_u64(settings.max_deliveries)
                     .opt_str(settings.dead_letter.as_deref());
+                // Only when given: a frame without it is the older form.
+                if let Some(r) = settings.log.replicas {
+                    w.u32(r);
+                }
             }
             // Format: see `security.rs`.
             Request::Security(s) => s.encode_body(&mut w),
@@ -498,13 +502,15 @@ impl Request {
                 // well-formed request with a bad setting does not close the connection.
                 let ack_timeout_ms = r.opt_u64()?;
                 let max_deliveries = r.opt_u64()?;
+                let dead_letter = r.opt_str()?;
+                let replicas = if r.at_end() { None } else { Some(r.u32()?) };
                 Request::CreateQueue {
                     name,
                     settings: QueueSettings {
-                        log,
+                        log: LogSettings { replicas, ..log },
                         ack_timeout_ms,
                         max_deliveries,
-                        dead_letter: r.opt_str()?,
+                        dead_letter,
                     },
                 }
             }

@@ -124,6 +124,18 @@ fn requests_round_trip() {
                 dead_letter: Some("dead".into()),
             },
         },
+        Request::CreateQueue {
+            name: "r".into(),
+            settings: QueueSettings {
+                log: LogSettings {
+                    replicas: Some(3),
+                    ..LogSettings::default()
+                },
+                ack_timeout_ms: None,
+                max_deliveries: None,
+                dead_letter: None,
+            },
+        },
         Request::DeleteTopic { name: "a".into() },
         Request::DescribeQueue { name: "b".into() },
         Request::ListTopics,

@@ -48,6 +48,8 @@ pub(super) struct NewQueue {
     segment_bytes_max: Option<u64>,
     retention_bytes: Option<u64>,
     retention_ms: Option<u64>,
+    /// In a cluster: the nodes holding the queue.
+    replicas: Option<u32>,
 }
 
 /// An error as the API answers it, counted by its status.
@@ -206,7 +208,7 @@ pub(super) async fn create_queue(
                 segment_bytes_max: q.segment_bytes_max,
                 retention_bytes: q.retention_bytes,
                 retention_ms: q.retention_ms,
-                replicas: None,
+                replicas: q.replicas,
             },
             ack_timeout_ms: q.ack_timeout_ms,
             max_deliveries: q.max_deliveries,
