@@ -305,6 +305,44 @@ async fn partitions_live_on_their_replicas_and_move_off_a_removed_node() {
     );
     drop(consumer);
 
+    // A fifth node joins: partitions move onto it until the nodes hold about as many
+    // replicas each, while publishes go on.
+    let status = common::cli_ok(&survivors, &["--json", "cluster", "status"], None);
+    let first: serde_json::Value = serde_json::from_str(&status[0]).unwrap();
+    let cluster_id = first["cluster_id"].as_str().unwrap().to_string();
+    let cluster_port = common::free_port();
+    let mut fifth = Node {
+        id: 5,
+        dir: root.path().join("node-5"),
+        native: format!("127.0.0.1:{}", common::free_port()),
+        child: None,
+        netns: None,
+        kafka: None,
+        http: None,
+        args: vec!["--join".into(), "--cluster-id".into(), cluster_id],
+    };
+    let fifth_spec = format!("5@127.0.0.1:{cluster_port}");
+    fifth.start(&fifth_spec);
+    nodes.push(fifth);
+    common::cli_ok(&survivors, &["cluster", "add-node", &fifth_spec], None);
+    let more = publish(&client, 2 * PER_PARTITION, PER_PARTITION).await;
+    for (p, v) in more {
+        sent.get_mut(&p).unwrap().extend(v);
+    }
+    let mut live = live;
+    live.push(5);
+    let balanced = wait_balanced(&nodes, &live).await;
+    eprintln!("after adding node 5: {balanced:#?}");
+    let on_fifth = balanced
+        .range(..PARTITIONS)
+        .filter(|(_, x)| x.hosts.contains(&5))
+        .count();
+    assert!(
+        on_fifth >= 2,
+        "node 5 took {on_fifth} partitions: {balanced:?}"
+    );
+    check_reads(&nodes, &balanced, &sent).await;
+
     // A node restarts and serves the same partitions.
     let again = live[0];
     let at = nodes.iter().position(|n| n.id == again).unwrap();
@@ -313,9 +351,32 @@ async fn partitions_live_on_their_replicas_and_move_off_a_removed_node() {
     let after = wait_placed(&nodes, 3, &live).await;
     for (p, x) in &after {
         assert_eq!(
-            x.voters, moved[p].voters,
+            x.voters, balanced[p].voters,
             "partition {p} after node {again} restarted"
         );
     }
     check_reads(&nodes, &after, &sent).await;
+}
+
+/// [`wait_placed`] on `live`, until the nodes hold replicas (of every group but `meta`) at
+/// most one apart.
+async fn wait_balanced(nodes: &[Node], live: &[u64]) -> BTreeMap<u32, Placed> {
+    let started = Instant::now();
+    loop {
+        let placed = wait_placed(nodes, 3, live).await;
+        let holds: Vec<usize> = statuses(nodes)
+            .await
+            .iter()
+            .map(|s| s.groups.iter().filter(|g| g.group != "meta").count())
+            .collect();
+        let (most, fewest) = (holds.iter().max(), holds.iter().min());
+        if holds.len() == live.len() && most.zip(fewest).is_some_and(|(m, f)| m - f <= 1) {
+            return placed;
+        }
+        assert!(
+            started.elapsed() < MOVE_WAIT,
+            "replicas held per node {holds:?}: {placed:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -238,7 +238,25 @@ impl Cluster {
                 }
             }
         }
+        if left == 0 {
+            self.balance().await;
+        }
         left
+    }
+
+    /// Evens out the replicas the nodes hold once nothing is moving (a node was added).
+    async fn balance(self: &Arc<Self>) {
+        let moves = self.balance_plan();
+        if moves.is_empty() {
+            return;
+        }
+        info!(
+            groups = moves.len(),
+            "moving replicas to even out the nodes"
+        );
+        if let Err(e) = self.propose_meta(MetaCommand::SetReplicas { moves }).await {
+            warn!("cannot move replicas yet: {e}");
+        }
     }
 
     /// Every group whose members may not be its nodes yet, with those nodes: the groups of

@@ -38,6 +38,9 @@ pub const REPLICAS_DEFAULT: u32 = 3;
 /// Most placement moves one metadata command carries.
 pub const MOVES_PER_COMMAND_MAX: usize = 1_000;
 
+/// Most moves one check makes to even out the replicas (each copies a log to its new node).
+pub const BALANCE_MOVES_MAX: usize = 4;
+
 /// Where a group's replicas are.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Placement {
@@ -196,6 +199,27 @@ impl Cluster {
         info!(index, %group, from = ?from, to = ?to, "cluster: the group's replicas move");
         p.nodes = to;
         true
+    }
+
+    /// Moves that even out the replicas the nodes hold (a node was added), at most
+    /// [`BALANCE_MOVES_MAX`]. Only partitions of topics without retention move: their logs
+    /// were never cut, so a new node can copy them whole (a log cut by retention or a
+    /// queue's compaction cannot be copied yet: docs/replication.md, "Not yet").
+    pub(super) fn balance_plan(&self) -> Vec<Move> {
+        let nodes: Vec<u64> = self.nodes().keys().copied().collect();
+        let Ok(broker) = self.broker() else {
+            return Vec::new();
+        };
+        let whole = |g: &GroupId| {
+            partition_of(&g.0).is_some_and(|(topic, _)| {
+                broker
+                    .topic_config(topic)
+                    .is_ok_and(|c| c.retention_ms.is_none() && c.retention_bytes.is_none())
+            })
+        };
+        let placements = self.placements.read().unwrap_or_else(|e| e.into_inner());
+        let sorted: BTreeMap<&GroupId, &Placement> = placements.iter().collect();
+        balance(&nodes, &sorted, whole, BALANCE_MOVES_MAX)
     }
 
     /// The moves that put every placement on the cluster's nodes (see the module's notes),
@@ -414,6 +438,60 @@ impl Cluster {
     }
 }
 
+/// Moves that even out how many replicas each of `nodes` holds, at most `max`: while the node
+/// holding most holds two more than the one holding fewest, a `movable` group on the first
+/// and not on the second moves from one to the other (in its place in the placement, so a
+/// preferred leader moved stays first).
+fn balance(
+    nodes: &[u64],
+    placements: &BTreeMap<&GroupId, &Placement>,
+    movable: impl Fn(&GroupId) -> bool,
+    max: usize,
+) -> Vec<Move> {
+    let mut holds: BTreeMap<u64, usize> = nodes.iter().map(|n| (*n, 0)).collect();
+    for p in placements.values() {
+        for n in &p.nodes {
+            if let Some(h) = holds.get_mut(n) {
+                *h += 1;
+            }
+        }
+    }
+    let mut moved = HashSet::new();
+    let mut moves = Vec::new();
+    while moves.len() < max {
+        let by_holds = |(n, h): (&u64, &usize)| (*h, *n);
+        let (Some((hi, most)), Some((lo, fewest))) = (
+            holds
+                .iter()
+                .max_by_key(|x| by_holds(*x))
+                .map(|(n, h)| (*n, *h)),
+            holds
+                .iter()
+                .min_by_key(|x| by_holds(*x))
+                .map(|(n, h)| (*n, *h)),
+        ) else {
+            break;
+        };
+        if most <= fewest + 1 {
+            break;
+        }
+        let found = placements.iter().find(|(g, p)| {
+            !moved.contains(**g) && p.nodes.contains(&hi) && !p.nodes.contains(&lo) && movable(g)
+        });
+        let Some((g, p)) = found else { break };
+        let to: Vec<u64> = p
+            .nodes
+            .iter()
+            .map(|n| if *n == hi { lo } else { *n })
+            .collect();
+        moves.push((g.0.clone(), p.nodes.clone(), to));
+        moved.insert((*g).clone());
+        *holds.entry(hi).or_default() -= 1;
+        *holds.entry(lo).or_default() += 1;
+    }
+    moves
+}
+
 /// The topic and partition of a partition's group name (`t/<topic>/<p>`).
 pub(super) fn partition_of(group: &str) -> Option<(&str, u32)> {
     let (topic, p) = group.strip_prefix("t/")?.rsplit_once('/')?;
@@ -440,6 +518,50 @@ mod tests {
         }
         assert!(leads.values().all(|&l| l == 2), "{leads:?}");
         assert!(holds.values().all(|&h| h == 4), "{holds:?}");
+    }
+
+    #[test]
+    fn an_added_node_takes_replicas_from_the_fullest() {
+        let g = |n: &str| GroupId(n.into());
+        let place = |nodes: &[u64]| Placement {
+            nodes: nodes.to_vec(),
+            factor: nodes.len() as u32,
+        };
+        let groups = [g("t/a/0"), g("t/a/1"), g("t/a/2"), g("t/a/3"), g("q/x")];
+        let placed = [
+            place(&[1, 2, 3]),
+            place(&[2, 3, 1]),
+            place(&[3, 1, 2]),
+            place(&[1, 2, 3]),
+            place(&[1, 2, 3]),
+        ];
+        let all: BTreeMap<&GroupId, &Placement> = groups.iter().zip(placed.iter()).collect();
+        // Node 4 holds nothing; queues do not move.
+        let moves = balance(&[1, 2, 3, 4], &all, |g| g.0.starts_with("t/"), 10);
+        let mut holds: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut after: BTreeMap<String, Vec<u64>> = all
+            .iter()
+            .map(|(g, p)| (g.0.clone(), p.nodes.clone()))
+            .collect();
+        for (group, from, to) in &moves {
+            assert!(group.starts_with("t/"), "{moves:?}");
+            assert_eq!(&after[group], from);
+            assert_eq!(to.len(), from.len());
+            after.insert(group.clone(), to.clone());
+        }
+        for nodes in after.values() {
+            let distinct: std::collections::BTreeSet<_> = nodes.iter().collect();
+            assert_eq!(distinct.len(), nodes.len(), "{after:?}");
+            for n in nodes {
+                *holds.entry(*n).or_default() += 1;
+            }
+        }
+        let (most, fewest) = (holds.values().max(), holds.values().min());
+        assert!(
+            most.unwrap() - fewest.unwrap() <= 1,
+            "{holds:?} after {moves:?}"
+        );
+        assert!(balance(&[1, 2, 3], &all, |_| true, 10).is_empty());
     }
 
     #[test]
