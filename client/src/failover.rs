@@ -7,8 +7,9 @@
 //! A node that does not answer within [`crate::ConnectOptions::request_timeout`] (a paused
 //! process, a link cut without resets) is given up on as a lost connection would be.
 //!
-//! The native `NotLeader` names the leader's node id and cluster address, not its client
-//! address, so it is not used: the next address is tried instead.
+//! A `NotLeader` that names the leader's client address (`(client address HOST:PORT)` in its
+//! message, once the refusing node has learnt it) sends the request straight there when that
+//! address is one of the client's; otherwise the next address is tried.
 //!
 //! A request refused with `NotLeader` or `ShuttingDown` was not carried out, so sending it
 //! again is safe. One cut by a lost connection may have been carried out: a publish sent again
@@ -87,6 +88,21 @@ pub(super) fn retriable(e: &ClientError) -> bool {
         )
 }
 
+/// The client address of the leader a `NotLeader` names, when its message gives it.
+pub(super) fn named_leader(e: &ClientError) -> Option<String> {
+    let ClientError::Server {
+        code: ErrorCode::NotLeader,
+        message: text,
+    } = e
+    else {
+        return None;
+    };
+    const MARK: &str = "(client address ";
+    let at = text.find(MARK)? + MARK.len();
+    let addr = &text[at..at + text[at..].find(')')?];
+    (!addr.is_empty() && !addr.contains(' ')).then(|| addr.to_string())
+}
+
 /// Connects to the first of `opts`' addresses that answers, from index `from` on, each tried
 /// once; the connection and its address's index, or the last failure.
 pub(super) async fn connect_first(
@@ -119,15 +135,23 @@ impl Client {
         }
     }
 
-    /// The connection to use after `failed` failed: the current one if another call has
-    /// already moved on to a live one, else a new one to the next address that answers.
-    async fn switch(&self, f: &Failover, failed: &Arc<Conn>) -> Result<Arc<Conn>> {
+    /// The connection to use after `failed` failed with `err`: the current one if another
+    /// call has already moved on to a live one, else a new one to the leader `err` names when
+    /// it is one of the addresses, else to the next address that answers.
+    async fn switch(
+        &self,
+        f: &Failover,
+        failed: &Arc<Conn>,
+        err: &ClientError,
+    ) -> Result<Arc<Conn>> {
         let mut at = f.at.lock().await;
         let current = self.conn();
         if !Arc::ptr_eq(&current, failed) && !current.is_closed() {
             return Ok(current);
         }
-        let (conn, i) = connect_first(&f.opts, *at + 1).await?;
+        let named = named_leader(err).and_then(|a| f.opts.addrs.iter().position(|x| *x == a));
+        let from = named.filter(|i| *i != *at).unwrap_or(*at + 1);
+        let (conn, i) = connect_first(&f.opts, from).await?;
         *at = i;
         self.set_conn(conn.clone());
         Ok(conn)
@@ -162,7 +186,8 @@ impl Client {
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
-            let conn = match tokio::time::timeout_at(deadline, self.switch(&f, &failed)).await {
+            let switched = self.switch(&f, &failed, &last);
+            let conn = match tokio::time::timeout_at(deadline, switched).await {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
                     last = e;
@@ -204,9 +229,11 @@ mod tests {
     use crate::Record;
 
     /// What a scripted node does with a publish.
-    #[derive(Clone, Copy)]
+    #[derive(Clone)]
     enum Answer {
         NotLeader,
+        /// `NotLeader` naming this client address as the leader's.
+        Redirect(String),
         Hangup,
         Silent,
         Confirm,
@@ -222,7 +249,7 @@ mod tests {
         tokio::spawn(async move {
             while let Ok((sock, _)) = l.accept().await {
                 let count = count.clone();
-                tokio::spawn(serve(sock, answer, count));
+                tokio::spawn(serve(sock, answer.clone(), count));
             }
         });
         (addr, seen)
@@ -241,6 +268,10 @@ mod tests {
                     seen.fetch_add(1, Ordering::SeqCst);
                     match answer {
                         Answer::NotLeader => Reply::error(ErrorCode::NotLeader, "not the leader"),
+                        Answer::Redirect(ref to) => Reply::error(
+                            ErrorCode::NotLeader,
+                            format!("its leader is node 3 (client address {to}): retry there"),
+                        ),
                         Answer::Hangup => return,
                         // A paused node: it read the request and never answers.
                         Answer::Silent => continue,
@@ -280,6 +311,55 @@ mod tests {
         c.publish("t", &[Record::from_value("w")]).await.unwrap();
         assert_eq!(confirmed.load(Ordering::SeqCst), 2);
         assert_eq!(refused.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_naming_the_leader_sends_the_request_straight_there() {
+        let (leader, confirmed) = node(Answer::Confirm).await;
+        let (follower, refused) = node(Answer::Redirect(leader.clone())).await;
+        let (skipped, cut) = node(Answer::Hangup).await;
+        let c = crate::Client::builder(format!("{follower},{skipped},{leader}"))
+            .connect()
+            .await
+            .unwrap();
+        c.publish("t", &[Record::from_value("v")]).await.unwrap();
+        let counts = [&refused, &cut, &confirmed].map(|a| a.load(Ordering::SeqCst));
+        assert_eq!(counts, [1, 0, 1]);
+        // A leader named that is not one of the addresses is not followed.
+        let (elsewhere, refused) = node(Answer::Redirect("10.9.9.9:1".into())).await;
+        let c = crate::Client::builder(format!("{elsewhere},{leader}"))
+            .connect()
+            .await
+            .unwrap();
+        c.publish("t", &[Record::from_value("w")]).await.unwrap();
+        assert_eq!(refused.load(Ordering::SeqCst), 1);
+        assert_eq!(confirmed.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn the_leader_a_refusal_names_is_read_from_its_message() {
+        let refusal = |m: &str| ClientError::Server {
+            code: ErrorCode::NotLeader,
+            message: m.into(),
+        };
+        let named = "this node does not lead t/a/0; its leader is node 2 (client address 10.0.0.2:7450): retry there";
+        assert_eq!(
+            named_leader(&refusal(named)).as_deref(),
+            Some("10.0.0.2:7450")
+        );
+        for none in [
+            "its leader is node 2 (cluster address 10.0.0.2:7460): retry there",
+            "its leader is not known yet (an election is under way): retry there",
+            "its leader is node 2 (client address address not known yet)",
+            "(client address ",
+        ] {
+            assert_eq!(named_leader(&refusal(none)), None, "{none}");
+        }
+        let other = ClientError::Server {
+            code: ErrorCode::NotFound,
+            message: named.into(),
+        };
+        assert_eq!(named_leader(&other), None);
     }
 
     #[tokio::test]

@@ -176,12 +176,11 @@ impl QueueLink {
             Some(g) => g.status().leader,
             None => self.node.leader_of(&queue_group(&self.name)),
         };
-        let at = match leader.and_then(|l| self.cluster.upgrade()?.node_info(l)) {
-            Some(info) => format!(
-                "node {} ({})",
-                leader.unwrap_or_default(),
-                info.native
-                    .unwrap_or_else(|| "address not known yet".into())
+        let native = leader.and_then(|l| self.cluster.upgrade()?.node_info(l)?.native);
+        let at = match native {
+            Some(addr) => format!(
+                "node {} (client address {addr})",
+                leader.unwrap_or_default()
             ),
             None => match leader {
                 Some(l) => format!("node {l}"),
