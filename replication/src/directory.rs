@@ -84,14 +84,13 @@ impl ClusterNode {
         }
     }
 
-    /// The groups this node leads now, with their terms, in name order.
+    /// The groups this node leads now (and has applied its own term's first entry of), with
+    /// their terms, in name order.
     fn leads(&self) -> Vec<(GroupId, u64)> {
         let mut leads: Vec<(GroupId, u64)> = self
             .groups()
             .iter()
-            .map(|g| g.status())
-            .filter(|s| s.is_leader)
-            .map(|s| (s.group, s.term))
+            .filter_map(|g| Some((g.group().clone(), g.leading_term()?)))
             .collect();
         leads.sort();
         leads
