@@ -96,7 +96,7 @@ fn confluent_kafka_uses_partitions_placed_on_some_nodes() {
         "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
-    for step in ["create", "metadata", "produce", "consume"] {
+    for step in ["create", "metadata", "produce", "consume", "alter"] {
         assert!(
             stdout.contains(&format!("ok {step}\n")),
             "{step} did not run"
@@ -130,6 +130,38 @@ fn confluent_kafka_uses_partitions_placed_on_some_nodes() {
     for (i, v) in views.iter().enumerate() {
         assert_eq!(v, &views[0], "node {} and node 1 disagree", i + 1);
     }
+    // The retention set through one node is every node's (the metadata's SetTopicRetention).
+    for n in &nodes {
+        let mut c = kafka_raw::Raw::connect(n.kafka.as_ref().unwrap());
+        assert_eq!(
+            topic_config(&mut c, "placed", "retention.ms").as_deref(),
+            Some("3600000"),
+            "node {}",
+            n.id
+        );
+    }
+}
+
+/// A topic's config `name` as a node's DescribeConfigs gives it.
+fn topic_config(c: &mut kafka_raw::Raw, topic: &str, name: &str) -> Option<String> {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsResponse};
+    use kafka_protocol::protocol::StrBytes;
+    let res = DescribeConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_string(topic.into()));
+    let req = DescribeConfigsRequest::default().with_resources(vec![res]);
+    let r: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, 4, &req);
+    assert_eq!(
+        r.results[0].error_code, 0,
+        "{:?}",
+        r.results[0].error_message
+    );
+    r.results[0]
+        .configs
+        .iter()
+        .find(|e| e.name.as_str() == name)
+        .and_then(|e| e.value.as_ref().map(|v| v.to_string()))
 }
 
 fn java(cp: &str, class: &str, args: &[&str]) -> Command {
@@ -222,11 +254,18 @@ fn kafka_java_tools_create_produce_consume_and_keep_group_offsets_through_a_coor
         .collect();
     leaders.sort_unstable();
     assert_eq!(leaders, ["1", "2", "3"], "{described}");
-    assert_eq!(
-        described.matches("Replicas: 1,2,3").count(),
-        3,
-        "{described}"
-    );
+    // Replicas are listed preferred leader first, as Kafka lists an assignment.
+    let replicas: Vec<Vec<&str>> = described
+        .lines()
+        .filter_map(|l| l.split("Replicas: ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(|r| {
+            let mut ids: Vec<&str> = r.split(',').collect();
+            ids.sort_unstable();
+            ids
+        })
+        .collect();
+    assert_eq!(replicas, vec![vec!["1", "2", "3"]; 3], "{described}");
 
     // The default producer: idempotent, acks=all; keys spread the lines over the partitions.
     let input: String = (0..60).map(|i| format!("k{i}:line-{i}\n")).collect();

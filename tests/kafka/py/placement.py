@@ -12,6 +12,8 @@ Steps, each printing "ok <step>" when it passed:
              in-sync replicas among them; the four partitions led by four different nodes
   produce    acks=all: 400 keyed records, every delivery report succeeds
   consume    a consumer group reads all 400 back, each partition in the order produced
+  alter      IncrementalAlterConfigs sets the topic's retention.ms to 3600000, and
+             DescribeConfigs gives it back (the Rust test then asks every node)
 Then "all checks passed".
 """
 
@@ -19,7 +21,8 @@ import sys
 import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
+                                   NewTopic)
 
 TOPIC = "placed"
 PARTITIONS = 4
@@ -115,6 +118,20 @@ def consume(bootstrap, sent):
     ok("consume")
 
 
+def alter(admin):
+    entry = ConfigEntry("retention.ms", "3600000",
+                        incremental_operation=AlterConfigOpType.SET)
+    res = ConfigResource("topic", TOPIC, incremental_configs=[entry])
+    for f in admin.incremental_alter_configs([res]).values():
+        f.result(timeout=TIMEOUT)
+    described = admin.describe_configs([ConfigResource("topic", TOPIC)])
+    for f in described.values():
+        got = f.result(timeout=TIMEOUT)["retention.ms"].value
+        if got != "3600000":
+            fail(f"alter: retention.ms is {got} after the change")
+    ok("alter")
+
+
 def main():
     bootstrap = sys.argv[1]
     admin = AdminClient({"bootstrap.servers": bootstrap,
@@ -132,6 +149,7 @@ def main():
     metadata(admin)
     sent = produce(bootstrap)
     consume(bootstrap, sent)
+    alter(admin)
     print("all checks passed", flush=True)
 
 
