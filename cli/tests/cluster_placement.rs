@@ -159,7 +159,16 @@ async fn check_reads(
             if x.hosts.contains(&n.id) {
                 assert_eq!(got.as_ref(), Ok(want), "node {} partition {p}", n.id);
             } else {
-                let refused = got.expect_err("a node without a replica serves nothing");
+                // Named once the leader has told this node (within 200 ms of a new leader).
+                let mut refused = got.expect_err("a node without a replica serves nothing");
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while !refused.contains(&format!("node {}", x.leader)) && Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    refused = read_partition(&n.native, *p, want.len())
+                        .await
+                        .expect_err("a node without a replica serves nothing");
+                }
                 assert!(
                     refused.contains(&format!("node {}", x.leader)),
                     "node {} partition {p}: {refused}",
