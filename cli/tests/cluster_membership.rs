@@ -113,19 +113,7 @@ async fn a_dead_node_is_replaced_while_the_cluster_serves() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("not a node of the cluster"));
 
     // Node 4 starts empty and joins; every group gains a replica on it while publishes go on.
-    let cluster_port = common::free_port();
-    let mut fourth = Node {
-        id: 4,
-        dir: root.path().join("node-4"),
-        native: format!("127.0.0.1:{}", common::free_port()),
-        child: None,
-        netns: None,
-        kafka: None,
-        http: None,
-        args: vec!["--join".into(), "--cluster-id".into(), cluster_id.clone()],
-    };
-    let fourth_spec = format!("4@127.0.0.1:{cluster_port}");
-    fourth.start(&fourth_spec);
+    let (fourth, fourth_spec) = common::cluster::joining_node(root.path(), 4, &cluster_id);
     nodes.push(fourth);
     let out = common::cli_ok(&live, &["cluster", "add-node", &fourth_spec], None);
     assert!(out[0].contains("node 4 added"), "{out:?}");

@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::cluster::{
-    client_of, next_delivery, publish_to_queue, started_cluster, statuses, Node, STEP,
+    client_of, cluster_id, joining_node, live_addrs as addrs, next_delivery, publish_to_queue,
+    started_cluster, statuses, Node, STEP,
 };
 use sluice::client::{Client, SubscribeOptions};
 use sluice::protocol::{ErrorCode, Source, Start};
@@ -37,15 +38,6 @@ struct Placed {
     hosts: BTreeSet<u64>,
     leader: u64,
     voters: BTreeSet<u64>,
-}
-
-fn addrs(nodes: &[Node]) -> String {
-    let live: Vec<&str> = nodes
-        .iter()
-        .filter(|n| n.child.is_some())
-        .map(|n| n.native.as_str())
-        .collect();
-    live.join(",")
 }
 
 fn group(p: u32) -> String {
@@ -316,22 +308,7 @@ async fn partitions_live_on_their_replicas_and_move_off_a_removed_node() {
 
     // A fifth node joins: partitions move onto it until the nodes hold about as many
     // replicas each, while publishes go on.
-    let status = common::cli_ok(&survivors, &["--json", "cluster", "status"], None);
-    let first: serde_json::Value = serde_json::from_str(&status[0]).unwrap();
-    let cluster_id = first["cluster_id"].as_str().unwrap().to_string();
-    let cluster_port = common::free_port();
-    let mut fifth = Node {
-        id: 5,
-        dir: root.path().join("node-5"),
-        native: format!("127.0.0.1:{}", common::free_port()),
-        child: None,
-        netns: None,
-        kafka: None,
-        http: None,
-        args: vec!["--join".into(), "--cluster-id".into(), cluster_id],
-    };
-    let fifth_spec = format!("5@127.0.0.1:{cluster_port}");
-    fifth.start(&fifth_spec);
+    let (fifth, fifth_spec) = joining_node(root.path(), 5, &cluster_id(&survivors));
     nodes.push(fifth);
     common::cli_ok(&survivors, &["cluster", "add-node", &fifth_spec], None);
     let more = publish(&client, 2 * PER_PARTITION, PER_PARTITION).await;

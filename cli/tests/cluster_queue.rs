@@ -22,12 +22,7 @@ use sluice::protocol::{QueueSettings, Source};
 const MESSAGES: u64 = 300;
 
 fn addrs(nodes: &[Node]) -> String {
-    let live: Vec<&str> = nodes
-        .iter()
-        .filter(|n| n.child.is_some())
-        .map(|n| n.native.as_str())
-        .collect();
-    live.join(",")
+    common::cluster::live_addrs(nodes)
 }
 
 /// The leader's consumer of `queue`, once its leader is known.

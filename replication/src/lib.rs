@@ -63,10 +63,16 @@ pub fn fuzz_input(data: &[u8]) {
                 }
             }
         }
-        // A state file as the vote and as the applied state.
+        // A state file as the vote, the applied state and the snapshot record; the bytes as
+        // a snapshot's data.
         1 => {
             let _ = store::state_file::decode::<store::log_store::VoteState>(rest, *b"SLVT");
             let _ = store::state_file::decode::<store::state_machine::AppliedState>(rest, *b"SLAP");
+            let _ = store::state_file::decode::<store::snapshot::SnapshotRecord>(
+                rest,
+                store::snapshot::RECORD_MAGIC,
+            );
+            let _ = store::snapshot::SnapshotData::decode(rest);
         }
         // A stored batch read back as a Raft entry; the bytes as a peer's entry of batches.
         _ => {

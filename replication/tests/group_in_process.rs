@@ -94,12 +94,16 @@ fn members() -> BTreeMap<NodeId, BasicNode> {
 }
 
 async fn open(router: &Router, id: NodeId, root: &Path) -> ReplicatedLog {
+    open_with(router, id, root, LogConfig::default()).await
+}
+
+async fn open_with(router: &Router, id: NodeId, root: &Path, config: LogConfig) -> ReplicatedLog {
     let log = ReplicatedLog::open(
         id,
         GroupId("t/orders/0".into()),
         Arc::new(StdFs),
         &root.join(format!("node-{id}")),
-        GroupStorage::own(LogConfig::default()),
+        GroupStorage::own(config),
         router.clone(),
         Timing::default(),
     )
@@ -140,10 +144,15 @@ async fn leader_of(router: &Router) -> ReplicatedLog {
     panic!("no leader elected in 5 s");
 }
 
-/// The values every record below the commit point holds, in order.
+/// The values every record from the log's start to the commit point holds, in order.
 fn committed_values(log: &sluice_storage::Log) -> Vec<String> {
+    values_from(log, log.start_offset())
+}
+
+/// The values every record from `from` to the commit point holds, in order.
+fn values_from(log: &sluice_storage::Log, from: Offset) -> Vec<String> {
     let mut out = Vec::new();
-    let mut at = Offset(0);
+    let mut at = from;
     while at < log.visible_end() {
         let batches = log.read(at, 1 << 20).unwrap();
         for b in &batches {
@@ -316,6 +325,117 @@ async fn publishes_that_queue_share_entries_and_each_is_answered_its_own_offsets
     open(&router, id, root.path()).await;
     leader.propose(batch(total)).await.unwrap();
     wait_equal(&router, 3 * total as usize + 3).await;
+    let nodes: Vec<ReplicatedLog> = router.nodes.lock().unwrap().values().cloned().collect();
+    for n in &nodes {
+        n.shutdown().await;
+    }
+}
+
+/// Waits (at most 20 s) for `check` to hold.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not within 20 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_added_after_the_log_was_cut_installs_a_snapshot_and_continues_at_the_cut() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let small = LogConfig {
+        segment_bytes_max: 4096,
+        ..LogConfig::default()
+    };
+    let root = tempfile::tempdir().unwrap();
+    let router = Router::default();
+    for id in 1..=3 {
+        open_with(&router, id, root.path(), small.clone()).await;
+    }
+    let nodes: Vec<ReplicatedLog> = router.nodes.lock().unwrap().values().cloned().collect();
+    for n in &nodes {
+        n.bootstrap(members()).await.unwrap();
+    }
+    let leader = leader_of(&router).await;
+    for i in 0..200 {
+        leader.propose(batch(i)).await.unwrap();
+    }
+    wait_equal(&router, 600).await;
+    // Cut below the next-to-last segment, on every replica (they all have it).
+    let segments = leader.log().segments();
+    assert!(segments.len() > 4, "{} segments", segments.len());
+    let cut = segments[segments.len() - 2].base_offset;
+    let upto = leader.entry_ending_by(cut.0).unwrap().unwrap();
+    leader.propose(Command::Compact { upto }).await.unwrap();
+    eventually("every replica purges its log", || {
+        nodes
+            .iter()
+            .all(|n| n.status().purged_index >= Some(upto) && n.log().start_offset() > Offset(0))
+    })
+    .await;
+    let kept = committed_values(leader.log());
+    assert!(kept.len() < 600 && kept.last().unwrap() == "m199-2");
+
+    // A fourth node joins: the entries it lacks are gone, so it installs a snapshot.
+    let fourth = open_with(&router, 4, root.path(), small.clone()).await;
+    let mut wanted = members();
+    wanted.insert(4, BasicNode::new("node-4"));
+    let mut done = false;
+    for _ in 0..400 {
+        let l = leader_of(&router).await;
+        match l.reconcile_members(&wanted) {
+            Ok(sluice_replication::MembersProgress::Done) => {
+                done = true;
+                break;
+            }
+            Ok(_) | Err(Error::NotLeader { .. }) => {}
+            Err(e) => panic!("membership change: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(done, "the fourth node did not become a voter within 20 s");
+    assert!(fourth.status().voters.contains(&4));
+    let start = fourth.log().start_offset();
+    assert!(
+        start > Offset(0),
+        "the fourth log starts at the cut, not at 0"
+    );
+    assert!(
+        fourth.status().purged_index >= Some(upto),
+        "{:?}",
+        fourth.status()
+    );
+    for i in 200..220 {
+        leader_of(&router).await.propose(batch(i)).await.unwrap();
+    }
+    eventually("the fourth node has every new entry", || {
+        committed_values(fourth.log()).last().map(String::as_str) == Some("m219-2")
+    })
+    .await;
+    // From where it starts, its log is the leader's, offset for offset: what was kept after
+    // the cut and what came since.
+    let leader = leader_of(&router).await;
+    let theirs = values_from(fourth.log(), start);
+    assert_eq!(theirs, values_from(leader.log(), start));
+    assert!(theirs.len() > 60, "{} records", theirs.len());
+    assert!(kept.ends_with(&theirs[..theirs.len() - 60]));
+
+    // Reopened from its files, it serves the same log and keeps up.
+    router.nodes.lock().unwrap().remove(&4);
+    fourth.shutdown().await;
+    drop(fourth);
+    let fourth = open_with(&router, 4, root.path(), small).await;
+    assert_eq!(fourth.log().start_offset(), start);
+    leader.propose(batch(220)).await.unwrap();
+    eventually("the reopened node catches up", || {
+        committed_values(fourth.log()).last().map(String::as_str) == Some("m220-2")
+    })
+    .await;
     let nodes: Vec<ReplicatedLog> = router.nodes.lock().unwrap().values().cloned().collect();
     for n in &nodes {
         n.shutdown().await;

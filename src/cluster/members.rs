@@ -306,7 +306,8 @@ pub(super) fn members_of(nodes: &BTreeMap<u64, String>) -> BTreeMap<u64, Node> {
         .collect()
 }
 
-/// Closes the replicas moved off this node, and (on the metadata's leader) checks every
+/// Opens the replicas placed on this node that are not open, closes those moved off it, and
+/// (on the metadata's leader) checks every
 /// group's placement and members, every [`RECONCILE_INTERVAL`] until `shutdown`.
 pub(super) async fn reconcile_loop(
     cluster: std::sync::Weak<Cluster>,
@@ -321,6 +322,7 @@ pub(super) async fn reconcile_loop(
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
         let Some(c) = cluster.upgrade() else { return };
+        c.open_placed_here().await;
         c.close_moved(&mut moved).await;
         let pending = c.reconcile(&mut settled).await;
         if pending != was_pending {

@@ -202,24 +202,14 @@ impl Cluster {
     }
 
     /// Moves that even out the replicas the nodes hold (a node was added), at most
-    /// [`BALANCE_MOVES_MAX`]. Only partitions of topics without retention move: their logs
-    /// were never cut, so a new node can copy them whole (a log cut by retention or a
-    /// queue's compaction cannot be copied yet: docs/replication.md, "Not yet").
+    /// [`BALANCE_MOVES_MAX`]: partitions and queues alike. A replica moved onto a node copies
+    /// its group's log from the leader, after a snapshot when the log was cut (retention, a
+    /// queue's acked segments).
     pub(super) fn balance_plan(&self) -> Vec<Move> {
         let nodes: Vec<u64> = self.nodes().keys().copied().collect();
-        let Ok(broker) = self.broker() else {
-            return Vec::new();
-        };
-        let whole = |g: &GroupId| {
-            partition_of(&g.0).is_some_and(|(topic, _)| {
-                broker
-                    .topic_config(topic)
-                    .is_ok_and(|c| c.retention_ms.is_none() && c.retention_bytes.is_none())
-            })
-        };
         let placements = self.placements.read().unwrap_or_else(|e| e.into_inner());
         let sorted: BTreeMap<&GroupId, &Placement> = placements.iter().collect();
-        balance(&nodes, &sorted, whole, BALANCE_MOVES_MAX)
+        balance(&nodes, &sorted, |_| true, BALANCE_MOVES_MAX)
     }
 
     /// The moves that put every placement on the cluster's nodes (see the module's notes),
@@ -347,9 +337,9 @@ impl Cluster {
     }
 
     /// Applies `SetReplicas` at metadata `index`: each move taken opens this node's replica
-    /// when the group comes onto it (empty, to be added by its leader; never formed here). A
-    /// replica moved off this node is closed once its group has dropped it
-    /// ([`Cluster::close_moved`]).
+    /// when the group comes onto it (empty, to be added by its leader; never formed here; an
+    /// open that fails is tried again by [`Cluster::open_placed_here`]). A replica moved off
+    /// this node is closed once its group has dropped it ([`Cluster::close_moved`]).
     pub(super) async fn apply_moves(self: &Arc<Self>, index: u64, moves: Vec<Move>) {
         for (group, from, to) in moves {
             let onto_me = to.contains(&self.config.node_id) && !from.contains(&self.config.node_id);
@@ -367,17 +357,50 @@ impl Cluster {
         }
     }
 
+    /// True once this node has applied every entry of the metadata log it holds.
+    fn meta_caught_up(&self) -> bool {
+        self.meta.get().is_some_and(|m| {
+            let s = sluice_replication::Consensus::status(m);
+            s.applied_index.is_some() && s.applied_index >= s.last_index
+        })
+    }
+
+    /// Opens the replicas placed on this node that are not open (a move onto it whose open
+    /// failed, say for want of file descriptors), once this node has applied its metadata
+    /// log. Each is then added to its group by the group's leader, as after the move.
+    pub(super) async fn open_placed_here(self: &Arc<Self>) {
+        if !self.meta_caught_up() {
+            return;
+        }
+        let me = self.config.node_id;
+        let missing: Vec<GroupId> = self
+            .placements
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(g, p)| p.nodes.contains(&me) && self.node.group(g).is_none())
+            .map(|(g, _)| g.clone())
+            .collect();
+        for group in missing {
+            let opened = match (partition_of(&group.0), group.0.strip_prefix("q/")) {
+                (Some((topic, p)), _) => self.open_partition(topic, p).await.map(|_| ()),
+                (None, Some(queue)) => self.open_queue(queue).await.map(|_| ()),
+                (None, None) => continue,
+            };
+            match opened {
+                Ok(()) => info!(%group, "cluster: a replica placed here opened"),
+                Err(e) => warn!(%group, "cannot open a replica placed here: {e}"),
+            }
+        }
+    }
+
     /// Closes the replicas of groups placed elsewhere whose group no longer counts this
     /// node: not its leader, and either dropped from its members or without a leader (a
     /// removed replica may never hear of its removal), at two checks in a row (`seen`: the
     /// groups found so at the last), once this node has applied its metadata log. Its files
     /// stay.
     pub(super) async fn close_moved(self: &Arc<Self>, seen: &mut HashSet<GroupId>) {
-        let caught_up = self.meta.get().is_some_and(|m| {
-            let s = sluice_replication::Consensus::status(m);
-            s.applied_index.is_some() && s.applied_index >= s.last_index
-        });
-        if !caught_up {
+        if !self.meta_caught_up() {
             seen.clear();
             return;
         }

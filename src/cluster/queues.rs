@@ -413,6 +413,47 @@ impl ApplyHook for QueueHook {
         Box::pin(self.on_queue(upto, move |q| q.persist_committed(offset)))
     }
 
+    /// The queue's committed ack state; `None` before this node's broker is up (at start,
+    /// when openraft reads the snapshot only for what it stands for).
+    fn snapshot(&self) -> BoxFuture<'_, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let broker = self.cluster.upgrade().and_then(|c| c.broker().ok())?;
+            let name = self.name.clone();
+            let r = crate::broker::spawn_blocking(move || {
+                broker.store().queue(&name)?.committed_snapshot()
+            })
+            .await;
+            match r.map_err(|e| e.to_string()) {
+                Ok(Ok(state)) => Some(state),
+                Ok(Err(e)) => {
+                    warn!(queue = %self.name, "no ack state for a snapshot: {e}");
+                    None
+                }
+                Err(e) => {
+                    warn!(queue = %self.name, "no ack state for a snapshot: {e}");
+                    None
+                }
+            }
+        })
+    }
+
+    fn install(&self, state: Vec<u8>) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let broker = self
+                .cluster
+                .upgrade()
+                .and_then(|c| c.broker().ok())
+                .ok_or_else(|| format!("queue {}: the broker is not up", self.name))?;
+            let name = self.name.clone();
+            crate::broker::spawn_blocking(move || {
+                broker.store().queue(&name)?.install_committed(&state)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+        })
+    }
+
     fn apply(&self, index: u64, offset: u64, payload: &[u8]) -> BoxFuture<'_, ()> {
         let entry = HookEntry::Control {
             index,

@@ -201,3 +201,77 @@ fn a_crash_at_any_step_of_a_truncation_keeps_the_prefix_and_ends_at_the_cut_or_t
         assert_eq!(info.base_offset, end);
     }
 }
+
+#[test]
+fn a_log_restarted_at_an_offset_is_empty_there_takes_appends_there_and_survives_reopen() {
+    for direct in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(Arc::new(StdFs), dir.path(), cfg(direct)).unwrap();
+        log.set_commit_end(Offset(0));
+        fill(&log, 30);
+        let old_end = log.end_offset();
+        assert!(log.segments().len() > 3, "the workload rolls segments");
+        // Past the end, and then below it: a snapshot's offset may be either.
+        for at in [Offset(old_end.0 + 500), Offset(7)] {
+            log.restart_at(at).unwrap();
+            assert_eq!((log.start_offset(), log.end_offset()), (at, at));
+            assert_eq!(log.commit_end(), Some(at), "the commit point moves with it");
+            assert_eq!(log.segments().len(), 1);
+            assert!(values(&log, at).is_empty());
+        }
+        let at = Offset(7);
+        let info = log.append_replicated(batch(5, 2, 40)).unwrap();
+        assert_eq!(
+            info.base_offset, at,
+            "the next append is stored at the offset"
+        );
+        log.sync_to(info.next_offset()).unwrap();
+        log.set_commit_end(info.next_offset());
+        assert_eq!(values(&log, at).len(), 2);
+        drop(log);
+        for clean in [false, true] {
+            let log = Log::open(Arc::new(StdFs), dir.path(), cfg(direct)).unwrap();
+            assert_eq!(log.start_offset(), at);
+            assert_eq!(log.end_offset(), info.next_offset());
+            assert_eq!(values(&log, at).len(), 2);
+            if clean {
+                log.close().unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_restart_leaves_a_prefix_of_the_old_log_or_the_new_empty_one() {
+    let probe = SimFs::new();
+    let log = Log::open(Arc::new(probe.clone()), "/log", cfg(false)).unwrap();
+    fill(&log, 30);
+    let at = Offset(log.end_offset().0 + 100);
+    let before = probe.op_count();
+    log.restart_at(at).unwrap();
+    let steps = probe.op_count() - before;
+    drop(log);
+    for n in 0..=steps + 1 {
+        let fs = SimFs::new();
+        let log = Log::open(Arc::new(fs.clone()), "/log", cfg(false)).unwrap();
+        fill(&log, 30);
+        let full = values(&log, Offset(0));
+        fs.crash_after(fs.op_count() + n);
+        let _ = log.restart_at(at);
+        drop(log);
+        fs.crash(CrashMode::TornTail(n * 31 + 7));
+        let log = Log::open(Arc::new(fs.clone()), "/log", cfg(false)).unwrap();
+        let (start, end) = (log.start_offset(), log.end_offset());
+        if start == at {
+            assert_eq!(end, at, "crash after step {n}: the new log is empty");
+        } else {
+            // What is left starts where the old log did (segments go newest first) and holds
+            // a prefix of it.
+            assert_eq!(start, Offset(0), "crash after step {n}");
+            let got = values(&log, Offset(0));
+            assert_eq!(got[..], full[..got.len()], "crash after step {n}");
+        }
+        let info = log.append_replicated(batch(77, 1, 99)).unwrap();
+        assert_eq!(info.base_offset, end, "crash after step {n}");
+    }
+}

@@ -226,3 +226,60 @@ pub async fn wait_queue(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The addresses of the live nodes, comma-separated, for a client failing over between them.
+pub fn live_addrs(nodes: &[Node]) -> String {
+    let live: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.child.is_some())
+        .map(|n| n.native.as_str())
+        .collect();
+    live.join(",")
+}
+
+/// An empty node `id` under `root` that waits to be added to cluster `cluster_id`, started;
+/// and its `--cluster` spec (`ID@HOST:PORT`), for `sluice cluster add-node`.
+pub fn joining_node(root: &Path, id: u64, cluster_id: &str) -> (Node, String) {
+    let mut node = Node {
+        id,
+        dir: root.join(format!("node-{id}")),
+        native: format!("127.0.0.1:{}", free_port()),
+        child: None,
+        netns: None,
+        kafka: None,
+        http: None,
+        args: vec!["--join".into(), "--cluster-id".into(), cluster_id.into()],
+    };
+    let spec = format!("{id}@127.0.0.1:{}", free_port());
+    node.start(&spec);
+    (node, spec)
+}
+
+/// The cluster id, as `sluice cluster status` on `addrs` tells it.
+pub fn cluster_id(addrs: &str) -> String {
+    let status = super::cli_ok(addrs, &["--json", "cluster", "status"], None);
+    let first: serde_json::Value = serde_json::from_str(&status[0]).unwrap();
+    first["cluster_id"].as_str().unwrap().to_string()
+}
+
+/// Waits (at most `wait`) until the leader of `group` reports exactly `voters` as its voters
+/// and no learner.
+pub async fn wait_voters(nodes: &[Node], group: &str, voters: &[u64], wait: Duration) {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let all = statuses(nodes).await;
+        let lead = all.iter().find_map(|s| {
+            s.groups
+                .iter()
+                .find(|g| g.group == group && g.leader == Some(s.node_id))
+        });
+        if lead.is_some_and(|g| g.voters == voters && g.learners.is_empty()) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{group}: {lead:?}, waiting for voters {voters:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

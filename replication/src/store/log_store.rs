@@ -134,6 +134,7 @@ impl Replica {
 
     /// Appends entries as batches and makes them durable with one sync.
     pub(crate) fn append_entries(&self, entries: &[Entry]) -> Result<()> {
+        let _layout = self.layout();
         let mut next = None;
         for e in entries {
             let mut base = None;
@@ -256,6 +257,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         let replica = self.replica.clone();
         blocking(move || {
+            let _layout = replica.layout();
             if let Some(p) = replica.locator.find(log_id.index)? {
                 replica.log.truncate_from(p.base)?;
             }
@@ -271,6 +273,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.save(state).await?;
         let replica = self.replica.clone();
         blocking(move || {
+            let _layout = replica.layout();
             let below = match replica.locator.find(log_id.index + 1)? {
                 Some(p) => p.base,
                 None => replica.log.end_offset(),

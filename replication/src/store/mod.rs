@@ -6,6 +6,7 @@
 //!   log/           the message log (docs/format.md): one or more batches per Raft entry
 //!   raft-vote      the vote and the last purged log id (log_store)
 //!   raft-applied   the last applied log id and membership (state_machine)
+//!   raft-snapshot  the last compaction: the entry a snapshot stands for (snapshot)
 //! ```
 //!
 //! - `entry`: a Raft entry as a stored batch and back;
@@ -13,7 +14,8 @@
 //! - `log_store`: openraft's `RaftLogStorage` on the message log;
 //! - `state_machine`: openraft's `RaftStateMachine`: applying an entry moves the log's commit
 //!   point, so readers see it;
-//! - `state_file`: the layout of the two state files.
+//! - `snapshot`: what a replica joining after a compaction installs;
+//! - `state_file`: the layout of the state files.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use crate::error::Result;
 pub mod entry;
 pub mod locator;
 pub mod log_store;
+pub mod snapshot;
 pub mod state_file;
 pub mod state_machine;
 #[cfg(test)]
@@ -45,6 +48,9 @@ pub struct Replica {
     /// replica ([`Command::Compact`](crate::Command::Compact)): the group's log may drop it and
     /// those before it. Watched by the group, which has openraft purge them.
     pub(crate) compact_to: tokio::sync::watch::Sender<u64>,
+    /// Held while the log's extent changes (an append, a truncation, a purge, a start over):
+    /// a snapshot is installed by the state machine's task, the others by openraft's core.
+    layout: std::sync::Mutex<()>,
 }
 
 impl Replica {
@@ -80,7 +86,32 @@ impl Replica {
             locator,
             log,
             compact_to: tokio::sync::watch::Sender::new(0),
+            layout: std::sync::Mutex::new(()),
         }))
+    }
+
+    /// Holds the log's extent still ([`Replica::layout`]).
+    pub(crate) fn layout(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.layout.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the log continue at offset `start` after entry `last` of a snapshot: kept when it
+    /// holds `last` itself, ending at `start`; otherwise started over, empty, at `start`.
+    /// Answers whether it started over.
+    pub(crate) fn continue_at(
+        &self,
+        last: openraft::LogId<crate::NodeId>,
+        start: u64,
+    ) -> Result<bool> {
+        let _layout = self.layout();
+        if let Some(p) = self.locator.find(last.index)? {
+            if p.term == last.leader_id.term && p.next.0 == start {
+                return Ok(false);
+            }
+        }
+        self.log.restart_at(sluice_storage::Offset(start))?;
+        self.locator.forget_from(0);
+        Ok(true)
     }
 
     /// The message log; readers of it see committed entries only.

@@ -11,10 +11,12 @@
 //! has made its state durable, and names the last entry compacted. A restart applies every
 //! entry after it again; the hook handles them idempotently.
 //!
-//! Snapshots: the log is never compacted behind a follower's back. Openraft builds a snapshot
-//! only when told to, to let it purge entries every replica has ([`Command::Compact`]); its
-//! data is empty, since the state is the log and the hook's. No follower ever needs one, and
-//! installing one is refused.
+//! Snapshots ([`super::snapshot`]): the log is never compacted behind a follower's back; a
+//! compaction ([`Command::Compact`]) records the entry it cut at in `raft-snapshot`, and the
+//! snapshot openraft builds to purge the log stands for that entry. Only a replica that joins
+//! after the cut (a node added to the group) needs one: the leader then sends where its log
+//! continues and, for a queue, the hook's committed state; the replica starts its log over
+//! there and installs the state.
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use sluice_storage::Offset;
 
 use super::entry::Entry;
+use super::snapshot::{SnapshotData, SnapshotRecord, RECORD_FILE, RECORD_MAGIC};
 use super::{state_file, Replica};
 use crate::types::{Applied, Command, Node, NodeId, TypeConfig};
 
@@ -36,6 +39,9 @@ const APPLIED_FILE: &str = "raft-applied";
 const APPLIED_MAGIC: [u8; 4] = *b"SLAP";
 /// Longest the saved applied log id may lag behind the applied one.
 pub const APPLIED_SAVE_INTERVAL: Duration = Duration::from_secs(1);
+/// How many of the latest memberships applied are kept in memory, to name the one in force at
+/// a compaction's entry (a membership change is two entries, joint then uniform).
+pub const MEMBERSHIPS_KEPT: usize = 8;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct AppliedState {
@@ -83,6 +89,20 @@ pub trait ApplyHook: Send + Sync + 'static {
         let _ = (upto, offset);
         Box::pin(async { false })
     }
+
+    /// The committed state, for a snapshot a replica joining after a compaction installs (a
+    /// queue's ack state); `None` when the hook cannot give one (its group's snapshots are
+    /// then refused by the replicas). By default `None`.
+    fn snapshot(&self) -> crate::group::BoxFuture<'_, Option<Vec<u8>>> {
+        Box::pin(async { None })
+    }
+
+    /// Replaces the hook's state with `state` from another replica's
+    /// [`ApplyHook::snapshot`], durably. By default refused.
+    fn install(&self, state: Vec<u8>) -> crate::group::BoxFuture<'_, Result<(), String>> {
+        let _ = state;
+        Box::pin(async { Err("this group's state cannot be installed from a snapshot".into()) })
+    }
 }
 
 /// A committed entry for an [`ApplyHook`].
@@ -113,6 +133,10 @@ pub struct StateMachine {
     state: AppliedState,
     saved_at: Instant,
     hook: Option<Arc<dyn ApplyHook>>,
+    /// The latest memberships applied, oldest first ([`MEMBERSHIPS_KEPT`]).
+    memberships: std::collections::VecDeque<StoredMembership<NodeId, Node>>,
+    /// The last compaction: what a snapshot stands for.
+    compacted: Option<SnapshotRecord>,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -147,12 +171,53 @@ impl StateMachine {
             };
             replica.log.set_commit_end(end);
         }
+        let compacted = state_file::load(&*replica.fs, &replica.path(RECORD_FILE), RECORD_MAGIC)?;
         Ok(StateMachine {
             replica,
+            memberships: [state.membership.clone()].into(),
             state,
             saved_at: Instant::now(),
             hook,
+            compacted,
         })
+    }
+
+    /// Writes `record` as `raft-snapshot` (atomically, synced) and keeps it.
+    async fn record_compaction(
+        &mut self,
+        record: SnapshotRecord,
+    ) -> Result<(), StorageError<NodeId>> {
+        self.save_file(RECORD_FILE, RECORD_MAGIC, record.clone())
+            .await?;
+        self.compacted = Some(record);
+        Ok(())
+    }
+
+    /// Writes `value` as the state file `name` (atomically, synced), off the async threads.
+    async fn save_file<T: Serialize + Send + 'static>(
+        &self,
+        name: &'static str,
+        magic: [u8; 4],
+        value: T,
+    ) -> Result<(), StorageError<NodeId>> {
+        let replica = self.replica.clone();
+        tokio::task::spawn_blocking(move || {
+            state_file::save(&*replica.fs, &replica.path(name), magic, &value)
+        })
+        .await
+        .map_err(sm_error)?
+        .map_err(sm_error)
+    }
+
+    /// The membership in force at `log_id`, when it is among those kept.
+    fn membership_at(&self, log_id: LogId<NodeId>) -> Option<StoredMembership<NodeId, Node>> {
+        // The latest at or before it: in force from its own entry until the next one's.
+        let at = Some(log_id);
+        self.memberships
+            .iter()
+            .rev()
+            .find(|m| m.log_id() <= &at)
+            .cloned()
     }
 
     async fn save(&mut self) -> Result<(), StorageError<NodeId>> {
@@ -163,18 +228,7 @@ impl StateMachine {
 
     /// Writes `state` as `raft-applied` (atomically, synced).
     async fn write(&self, state: AppliedState) -> Result<(), StorageError<NodeId>> {
-        let replica = self.replica.clone();
-        tokio::task::spawn_blocking(move || {
-            state_file::save(
-                &*replica.fs,
-                &replica.path(APPLIED_FILE),
-                APPLIED_MAGIC,
-                &state,
-            )
-        })
-        .await
-        .map_err(sm_error)?
-        .map_err(sm_error)
+        self.save_file(APPLIED_FILE, APPLIED_MAGIC, state).await
     }
 
     /// Hands the entries gathered in `calls` to the hook, if any, and empties it.
@@ -218,6 +272,11 @@ impl StateMachine {
         if !durable {
             return Ok(());
         }
+        let Some(membership) = self.membership_at(log_id) else {
+            // A snapshot standing for this entry would not know its members.
+            tracing::warn!(dir = %self.replica.dir.display(), upto, "compaction skipped: membership at it unknown");
+            return Ok(());
+        };
         if self.hook.is_some() {
             // A hook's group saves `raft-applied` only here: it names the last entry dropped.
             self.write(AppliedState {
@@ -229,6 +288,12 @@ impl StateMachine {
             // Saved now, naming an entry at or after `upto`: never one before the log's start.
             self.save().await?;
         }
+        self.record_compaction(SnapshotRecord {
+            last: log_id,
+            membership,
+            start: place.next.0,
+        })
+        .await?;
         self.replica.compact_to.send_if_modified(|at| {
             let later = upto > *at;
             *at = (*at).max(upto);
@@ -275,6 +340,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             match e.payload {
                 EntryPayload::Membership(m) => {
                     self.state.membership = StoredMembership::new(Some(e.log_id), m);
+                    self.memberships.push_back(self.state.membership.clone());
+                    if self.memberships.len() > MEMBERSHIPS_KEPT {
+                        self.memberships.pop_front();
+                    }
                     membership_changed = true;
                     calls.push(HookEntry::Pass { index, offset });
                 }
@@ -312,6 +381,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         SnapshotBuilder {
             applied: self.state.applied,
             membership: self.state.membership.clone(),
+            compacted: self.compacted.clone(),
         }
     }
 
@@ -321,35 +391,114 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
+    /// Continues the log where the snapshot's entry left it: the log is kept when it holds
+    /// that entry, and started over, empty, at the snapshot's offset otherwise; a queue's
+    /// state is replaced by the snapshot's. Then the entry is the last applied.
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, Node>,
-        _snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
-        Err(sm_error(format!(
-            "{}: a replicated log is caught up from the log, not from a snapshot ({})",
-            self.replica.dir.display(),
-            meta.snapshot_id
-        )))
+        let dir = self.replica.dir.display().to_string();
+        let data = SnapshotData::decode(snapshot.get_ref()).map_err(sm_error)?;
+        let Some(last) = meta.last_log_id else {
+            return Err(sm_error(format!("{dir}: a snapshot of no entry")));
+        };
+        if self.hook.is_some() != data.state.is_some() {
+            return Err(sm_error(format!(
+                "{dir}: snapshot {} {} a state, this group {} one",
+                meta.snapshot_id,
+                if data.state.is_some() {
+                    "carries"
+                } else {
+                    "lacks"
+                },
+                if self.hook.is_some() {
+                    "keeps"
+                } else {
+                    "keeps no"
+                },
+            )));
+        }
+        let replica = self.replica.clone();
+        let start = data.start;
+        let over = tokio::task::spawn_blocking(move || replica.continue_at(last, start))
+            .await
+            .map_err(sm_error)?
+            .map_err(sm_error)?;
+        if let (Some(hook), Some(state)) = (self.hook.clone(), data.state) {
+            hook.install(state).await.map_err(sm_error)?;
+        }
+        let membership = meta.last_membership.clone();
+        self.state = AppliedState {
+            applied: Some(last),
+            membership: membership.clone(),
+        };
+        self.memberships = [membership.clone()].into();
+        self.save().await?;
+        self.record_compaction(SnapshotRecord {
+            last,
+            membership,
+            start,
+        })
+        .await?;
+        self.replica.log.set_commit_end(Offset(start));
+        tracing::info!(dir, snapshot = %meta.snapshot_id, start, started_over = over, "snapshot installed");
+        Ok(())
     }
 
+    /// The snapshot of the last compaction, with the hook's committed state now (at or after
+    /// the compaction's entry; the entries after it are applied over it again by the replica
+    /// that installs it, which leaves it as it is).
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        Ok(None)
+        let Some(record) = self.compacted.clone() else {
+            return Ok(None);
+        };
+        let state = match &self.hook {
+            Some(hook) => hook.snapshot().await,
+            None => None,
+        };
+        let data = SnapshotData {
+            start: record.start,
+            state,
+        };
+        Ok(Some(Snapshot {
+            meta: meta_of(&record),
+            snapshot: Box::new(Cursor::new(data.encode())),
+        }))
     }
 }
 
-/// Builds the (empty) snapshot openraft asks for when told to: the applied log id and
-/// membership, with no data, since the data is the log.
+/// The meta of the snapshot standing for `record`'s compaction.
+fn meta_of(record: &SnapshotRecord) -> SnapshotMeta<NodeId, Node> {
+    SnapshotMeta {
+        last_log_id: Some(record.last),
+        last_membership: record.membership.clone(),
+        snapshot_id: format!("{}-{}", record.last.leader_id.term, record.last.index),
+    }
+}
+
+/// Builds the snapshot openraft asks for when told to (to purge what a compaction cut): it
+/// stands for the last compaction; its data is made when a replica needs it
+/// ([`RaftStateMachine::get_current_snapshot`]), so none here. Before any compaction, the
+/// applied log id and membership.
 #[derive(Debug)]
 pub struct SnapshotBuilder {
     applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, Node>,
+    compacted: Option<SnapshotRecord>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        if let Some(record) = &self.compacted {
+            return Ok(Snapshot {
+                meta: meta_of(record),
+                snapshot: Box::new(Cursor::new(Vec::new())),
+            });
+        }
         let id = self
             .applied
             .map(|l| format!("{}-{}", l.leader_id.term, l.index))

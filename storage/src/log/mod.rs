@@ -10,7 +10,8 @@
 //!
 //! Files: this one holds the [`Log`] type, its shared state and small accessors, visibility and
 //! close; `append` (validation, base offsets, roll), `sync` (group commit, recovery point),
-//! `read` (batches through the scanner, records, time lookup), `retention`, `flusher` (the
+//! `read` (batches through the scanner, records, time lookup), `retention`, `truncate` and
+//! `restart` (a replica's tail cut, or all of it dropped for a snapshot), `flusher` (the
 //! `interval` sync thread) and `recover` (recovery at open, as named steps).
 
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ mod flusher;
 pub mod producers;
 mod read;
 mod recover;
+mod restart;
 mod retention;
 mod sync;
 mod truncate;

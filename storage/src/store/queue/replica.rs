@@ -108,6 +108,41 @@ impl Queue {
         self.journal.snapshot(&committed.encode_snapshot())
     }
 
+    /// The committed state as an ack-state snapshot body (format.md, "Ack journal"): what a
+    /// replica whose log was cut below what it has installs ([`Queue::install_committed`]).
+    pub fn committed_snapshot(&self) -> Result<Vec<u8>> {
+        let Some(r) = self.replica.get() else {
+            return Err(self.not_replicated());
+        };
+        let committed = lock(&r.committed).encode_snapshot();
+        Ok(committed)
+    }
+
+    /// Replaces the committed state with `snapshot` (an ack-state snapshot body from
+    /// [`Queue::committed_snapshot`] on another replica) and writes it as the journal's
+    /// snapshot, synced. The working state is reset to it, as after a restart. The committed
+    /// entries after the snapshot's point are applied over it again, which leaves it as it is.
+    pub fn install_committed(&self, snapshot: &[u8]) -> Result<()> {
+        let Some(r) = self.replica.get() else {
+            return Err(self.not_replicated());
+        };
+        let state = AckState::replay(Some(snapshot), [], 0, |_, _| {}).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "queue {}: the ack state of a snapshot does not decode: {e:?}",
+                self.source
+            ))
+        })?;
+        let mut st = lock(&self.state);
+        if st.closed {
+            return Err(Error::Closed);
+        }
+        let mut committed = lock(&r.committed);
+        *committed = state;
+        *lock(&r.led) = None;
+        reset(&mut st, &committed);
+        self.journal.snapshot(&committed.encode_snapshot())
+    }
+
     /// Applies a committed control entry of the queue's replicated log, stored at `offset`:
     /// `records` are ack journal records (format.md, "Ack journal"), to which the entry adds
     /// the ack of its own offset, which holds no message, then journaled, not synced: the
