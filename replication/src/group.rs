@@ -83,6 +83,10 @@ pub struct Timing {
     pub election_min: Duration,
     /// Upper end of that range.
     pub election_max: Duration,
+    /// True: the leaders' heartbeats are sent by their node's one ticker, all at once, so
+    /// they go to each peer together (a [`crate::ClusterNode`]'s groups); false: each group's
+    /// own timer sends them.
+    pub node_heartbeats: bool,
 }
 
 impl Default for Timing {
@@ -96,6 +100,7 @@ impl Default for Timing {
             heartbeat: Duration::from_millis(50),
             election_min: Duration::from_millis(300),
             election_max: Duration::from_millis(600),
+            node_heartbeats: false,
         }
     }
 }
@@ -157,6 +162,7 @@ impl Timing {
         let config = Config {
             cluster_name: group.0.clone(),
             heartbeat_interval: self.heartbeat.as_millis() as u64,
+            enable_heartbeat: !self.node_heartbeats,
             election_timeout_min: min.as_millis() as u64,
             election_timeout_max: max.as_millis() as u64,
             max_payload_entries: APPEND_ENTRIES_MAX,
@@ -312,6 +318,14 @@ impl ReplicatedLog {
     /// The group.
     pub fn group(&self) -> &GroupId {
         &self.group
+    }
+
+    /// When this node leads the group, has it send its heartbeats now.
+    pub(crate) async fn beat(&self) {
+        let leads = self.raft.metrics().borrow().state == ServerState::Leader;
+        if leads {
+            let _ = self.raft.trigger().heartbeat().await;
+        }
     }
 
     /// The last entry whose records all lie below `offset`; `None` when there is none.

@@ -66,14 +66,18 @@ impl std::fmt::Debug for ClusterNode {
 
 impl ClusterNode {
     /// Node `me.node` of cluster `me.cluster`, whose replicated logs live under `root`, one
-    /// directory per group.
+    /// directory per group. The leaders among its groups send their heartbeats together, from
+    /// one ticker that [`ClusterNode::serve`] runs ([`Timing::node_heartbeats`]).
     pub fn new(me: Identity, fs: FsRef, root: &Path, timing: Timing) -> Arc<ClusterNode> {
         Arc::new(ClusterNode {
             id: me.node,
             cluster: me.cluster,
             fs,
             root: root.to_path_buf(),
-            timing,
+            timing: Timing {
+                node_heartbeats: true,
+                ..timing
+            },
             peers: Arc::new(Peers::new(me)),
             groups: RwLock::new(HashMap::new()),
             opening: tokio::sync::Mutex::new(()),
@@ -249,7 +253,24 @@ impl ClusterNode {
             cluster: self.cluster,
             node: self.id,
         };
-        serve(listener, me, handler, shutdown).await
+        let beats = self.beat(shutdown.clone());
+        tokio::join!(serve(listener, me, handler, shutdown), beats);
+    }
+
+    /// Every heartbeat interval, has each group this node leads send its heartbeats, all at
+    /// once, so they reach each peer together ([`crate::net::heartbeats`]); until `shutdown`.
+    async fn beat(&self, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.timing.heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            for g in self.groups() {
+                g.beat().await;
+            }
+        }
     }
 
     /// The directory of a group: its name with `/` kept as directories (`t/orders/0`).
@@ -370,6 +391,35 @@ impl ClusterNode {
     }
 }
 
+impl ClusterNode {
+    /// A peer's heartbeats ([`Request::Heartbeats`]): each handed to its group at once, side
+    /// by side; the answers in their order.
+    async fn heartbeats(
+        &self,
+        beats: Vec<(
+            GroupId,
+            openraft::raft::AppendEntriesRequest<crate::TypeConfig>,
+        )>,
+    ) -> Vec<Reply> {
+        let mut replies: Vec<Reply> = Vec::with_capacity(beats.len());
+        let mut running = tokio::task::JoinSet::new();
+        for (i, (group, rpc)) in beats.into_iter().enumerate() {
+            replies.push(Reply::UnknownGroup(group.clone()));
+            if let Some(g) = self.group(&group) {
+                running
+                    .spawn(async move { (i, Reply::AppendEntries(g.append_entries(rpc).await)) });
+            }
+        }
+        while let Some(done) = running.join_next().await {
+            match done {
+                Ok((i, reply)) => replies[i] = reply,
+                Err(e) => tracing::warn!("a heartbeat's handling failed: {e}"),
+            }
+        }
+        replies
+    }
+}
+
 impl RaftHandler for ClusterNode {
     fn handle(&self, req: Request) -> BoxFuture<'_, Reply> {
         Box::pin(async move {
@@ -383,6 +433,9 @@ impl RaftHandler for ClusterNode {
             if let Request::Leaders { from, leads } = req {
                 self.leaders_told(from, leads);
                 return Reply::Leaders;
+            }
+            if let Request::Heartbeats { beats } = req {
+                return Reply::Heartbeats(self.heartbeats(beats).await);
             }
             if let Request::Propose { group, command } = req {
                 return Reply::Proposed(self.propose_here(&group, command).await);
@@ -409,7 +462,8 @@ impl RaftHandler for ClusterNode {
                 Request::Hello { .. }
                 | Request::Propose { .. }
                 | Request::Members { .. }
-                | Request::Leaders { .. } => unreachable!("answered above"),
+                | Request::Leaders { .. }
+                | Request::Heartbeats { .. } => unreachable!("answered above"),
             }
         })
     }

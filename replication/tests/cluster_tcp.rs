@@ -120,17 +120,18 @@ async fn listeners() -> (BTreeMap<NodeId, TcpListener>, BTreeMap<NodeId, String>
     (listeners, addrs)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn groups_share_the_transport_fail_over_and_catch_up() {
-    let root = tempfile::tempdir().unwrap();
+/// Three nodes started under `root`, each opening `groups` with all three as members.
+async fn three_nodes(
+    root: &Path,
+    groups: &[GroupId],
+) -> (BTreeMap<NodeId, Running>, BTreeMap<NodeId, String>) {
     let (listeners, addrs) = listeners().await;
     let mut running = BTreeMap::new();
     for (id, l) in listeners {
-        running.insert(id, start(id, root.path(), &addrs, l).await);
+        running.insert(id, start(id, root, &addrs, l).await);
     }
-    let groups = [GroupId("meta".into()), GroupId("t/orders/0".into())];
     for r in running.values() {
-        for g in &groups {
+        for g in groups {
             r.node
                 .open_group(
                     g.clone(),
@@ -141,6 +142,14 @@ async fn groups_share_the_transport_fail_over_and_catch_up() {
                 .unwrap();
         }
     }
+    (running, addrs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_share_the_transport_fail_over_and_catch_up() {
+    let root = tempfile::tempdir().unwrap();
+    let groups = [GroupId("meta".into()), GroupId("t/orders/0".into())];
+    let (mut running, addrs) = three_nodes(root.path(), &groups).await;
     let all: Vec<&Running> = running.values().collect();
     for g in &groups {
         let l = leader(&all, g).await;
@@ -269,5 +278,62 @@ async fn nodes_learn_each_others_client_addresses_and_their_changes() {
     }
     for r in running.values() {
         let _ = r.stop.send(true);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_groups_of_a_node_share_heartbeats_and_keep_their_leaders() {
+    const GROUPS: usize = 60;
+    let root = tempfile::tempdir().unwrap();
+    let groups: Vec<GroupId> = (0..GROUPS)
+        .map(|p| GroupId(format!("t/beats/{p}")))
+        .collect();
+    let (running, _) = three_nodes(root.path(), &groups).await;
+    let all: Vec<&Running> = running.values().collect();
+    for g in &groups {
+        leader(&all, g).await.propose(batch(1)).await.unwrap();
+    }
+    let terms = |all: &[&Running]| -> Vec<u64> {
+        groups
+            .iter()
+            .map(|g| all[0].node.group(g).unwrap().status().term)
+            .collect()
+    };
+    let before_terms = terms(&all);
+    let before: Vec<_> = all
+        .iter()
+        .map(|r| r.node.peers().heartbeat_counts())
+        .collect();
+    // Idle: nothing but heartbeats for two seconds, 20 per second per group and follower.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut beats = 0;
+    let mut messages = 0;
+    for (r, b) in all.iter().zip(&before) {
+        let now = r.node.peers().heartbeat_counts();
+        beats += now.beats - b.beats;
+        messages += now.messages - b.messages;
+    }
+    eprintln!("{beats} heartbeats in {messages} messages");
+    // Each group's leader beats to its two followers every 50 ms.
+    let expected = (GROUPS * 2 * 40) as u64;
+    assert!(
+        beats >= expected / 2,
+        "{beats} heartbeats, expected about {expected}"
+    );
+    assert!(
+        messages * 10 <= beats,
+        "{beats} heartbeats took {messages} messages: hardly shared"
+    );
+    assert_eq!(
+        terms(&all),
+        before_terms,
+        "a group lost its leader while idle"
+    );
+    // And the groups still replicate.
+    for g in &groups {
+        leader(&all, g).await.propose(batch(2)).await.unwrap();
+    }
+    for r in running.values() {
+        r.node.shutdown().await;
     }
 }

@@ -122,6 +122,8 @@ impl ClusterConfig {
             heartbeat: at(1),
             election_min: at(6),
             election_max: at(12),
+            // A cluster node's groups beat together whatever this says (`ClusterNode::new`).
+            ..Default::default()
         })
     }
 

@@ -464,7 +464,8 @@ impl Cluster {
 /// Moves that even out how many replicas each of `nodes` holds, at most `max`: while the node
 /// holding most holds two more than the one holding fewest, a `movable` group on the first
 /// and not on the second moves from one to the other (in its place in the placement, so a
-/// preferred leader moved stays first).
+/// preferred leader moved stays first), a partition rather than a queue, and one the first
+/// node is not the preferred leader of rather than one it is.
 fn balance(
     nodes: &[u64],
     placements: &BTreeMap<&GroupId, &Placement>,
@@ -498,9 +499,18 @@ fn balance(
         if most <= fewest + 1 {
             break;
         }
-        let found = placements.iter().find(|(g, p)| {
-            !moved.contains(**g) && p.nodes.contains(&hi) && !p.nodes.contains(&lo) && movable(g)
-        });
+        // Partitions before queues (a queue's move may move its leader, whose consumers then
+        // get their unacked messages again), and replicas that are not the preferred leader
+        // first.
+        let found = placements
+            .iter()
+            .filter(|(g, p)| {
+                !moved.contains(**g)
+                    && p.nodes.contains(&hi)
+                    && !p.nodes.contains(&lo)
+                    && movable(g)
+            })
+            .min_by_key(|(g, p)| (g.0.starts_with("q/"), p.nodes.first() == Some(&hi)));
         let Some((g, p)) = found else { break };
         let to: Vec<u64> = p
             .nodes
@@ -559,8 +569,9 @@ mod tests {
             place(&[1, 2, 3]),
         ];
         let all: BTreeMap<&GroupId, &Placement> = groups.iter().zip(placed.iter()).collect();
-        // Node 4 holds nothing; queues do not move.
-        let moves = balance(&[1, 2, 3, 4], &all, |g| g.0.starts_with("t/"), 10);
+        // Node 4 holds nothing: partitions move to it before the queue does, and replicas
+        // that are not their partition's preferred leader.
+        let moves = balance(&[1, 2, 3, 4], &all, |_| true, 10);
         let mut holds: BTreeMap<u64, usize> = BTreeMap::new();
         let mut after: BTreeMap<String, Vec<u64>> = all
             .iter()
@@ -568,6 +579,12 @@ mod tests {
             .collect();
         for (group, from, to) in &moves {
             assert!(group.starts_with("t/"), "{moves:?}");
+            let off: Vec<&u64> = from.iter().filter(|n| !to.contains(n)).collect();
+            assert_ne!(
+                Some(off[0]),
+                from.first(),
+                "a preferred leader moved: {moves:?}"
+            );
             assert_eq!(&after[group], from);
             assert_eq!(to.len(), from.len());
             after.insert(group.clone(), to.clone());

@@ -46,6 +46,7 @@ type Waiter = oneshot::Sender<Result<Reply, NetError>>;
 pub struct Peers {
     me: Identity,
     peers: RwLock<HashMap<NodeId, Arc<Peer>>>,
+    beats: super::heartbeats::Heartbeats,
 }
 
 impl Peers {
@@ -54,7 +55,12 @@ impl Peers {
         Peers {
             me,
             peers: RwLock::new(HashMap::new()),
+            beats: Default::default(),
         }
+    }
+
+    pub(super) fn beats(&self) -> &super::heartbeats::Heartbeats {
+        &self.beats
     }
 
     /// The id of the node these connections start from.
@@ -123,7 +129,8 @@ impl Peers {
             | (Request::Propose { .. }, Reply::Proposed(_))
             | (Request::Hello { .. }, Reply::Hello { .. })
             | (Request::Members { .. }, Reply::Members(_))
-            | (Request::Leaders { .. }, Reply::Leaders) => Ok(reply),
+            | (Request::Leaders { .. }, Reply::Leaders)
+            | (Request::Heartbeats { .. }, Reply::Heartbeats(_)) => Ok(reply),
             _ => Err(NetError::MismatchedReply {
                 request: req.name(),
                 reply: reply.name(),

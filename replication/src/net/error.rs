@@ -90,6 +90,45 @@ pub enum NetError {
 }
 
 impl NetError {
+    /// The same failure again, for each of several calls it failed together (heartbeats sent
+    /// in one message): of the same kind where that decides what the caller does (unreachable,
+    /// timed out), a closed connection otherwise.
+    pub fn again(&self) -> NetError {
+        match self {
+            NetError::UnknownPeer(p) => NetError::UnknownPeer(*p),
+            NetError::Connect { peer, addr, source } => NetError::Connect {
+                peer: *peer,
+                addr: addr.clone(),
+                source: io::Error::new(source.kind(), source.to_string()),
+            },
+            NetError::Backoff { peer, retry_in } => NetError::Backoff {
+                peer: *peer,
+                retry_in: *retry_in,
+            },
+            NetError::UnknownGroup { peer, group } => NetError::UnknownGroup {
+                peer: *peer,
+                group: group.clone(),
+            },
+            NetError::Timeout { peer, after } => NetError::Timeout {
+                peer: *peer,
+                after: *after,
+            },
+            NetError::Greeting { peer, .. } | NetError::ConnectionClosed(peer) => {
+                NetError::ConnectionClosed(*peer)
+            }
+            other => NetError::MismatchedReply {
+                request: "heartbeats",
+                reply: match other {
+                    NetError::Frame(_) => "a bad frame",
+                    NetError::Encode(_) | NetError::Decode(_) | NetError::TrailingBytes(_) => {
+                        "a message that did not decode"
+                    }
+                    _ => "an unexpected frame",
+                },
+            },
+        }
+    }
+
     /// Whether the peer cannot be reached at the moment, or does not host the group yet
     /// (rather than a call failing on a connection that was up): callers should back off
     /// before the next attempt.

@@ -72,6 +72,12 @@ pub enum Request {
         /// The wanted voters.
         members: BTreeMap<NodeId, Node>,
     },
+    /// Empty append-entries requests (heartbeats) of several groups, sent together
+    /// ([`super::heartbeats`]); answered with [`Reply::Heartbeats`], one reply each, in order.
+    Heartbeats {
+        /// Each group and its request.
+        beats: Vec<(GroupId, AppendEntriesRequest<TypeConfig>)>,
+    },
     /// The groups the calling node leads, each with its term (every group it leads: the
     /// receiver forgets any other it had from this node). Answered with [`Reply::Leaders`];
     /// addressed to no group ([`crate::directory`]).
@@ -93,7 +99,9 @@ impl Request {
             | Request::InstallSnapshot { group, .. }
             | Request::Propose { group, .. }
             | Request::Members { group, .. } => group,
-            Request::Hello { .. } | Request::Leaders { .. } => &NO_GROUP,
+            Request::Hello { .. } | Request::Leaders { .. } | Request::Heartbeats { .. } => {
+                &NO_GROUP
+            }
         }
     }
 
@@ -107,6 +115,7 @@ impl Request {
             Request::Hello { .. } => "hello",
             Request::Members { .. } => "members",
             Request::Leaders { .. } => "leaders",
+            Request::Heartbeats { .. } => "heartbeats",
         }
     }
 }
@@ -137,6 +146,9 @@ pub enum Reply {
     Members(Result<crate::membership::MembersProgress, ProposeError>),
     /// The answer to [`Request::Leaders`]: taken.
     Leaders,
+    /// The answers to [`Request::Heartbeats`], in its order: each an
+    /// [`Reply::AppendEntries`], or [`Reply::UnknownGroup`].
+    Heartbeats(Vec<Reply>),
 }
 
 impl Reply {
@@ -151,6 +163,7 @@ impl Reply {
             Reply::Hello { .. } => "hello",
             Reply::Members(_) => "members",
             Reply::Leaders => "leaders",
+            Reply::Heartbeats(_) => "heartbeats",
         }
     }
 }

@@ -8,6 +8,8 @@
 //! - [`message`]: [`Request`] and [`Reply`], one openraft RPC tagged with its group.
 //! - [`server`]: [`serve`] accepts peer connections and hands requests to a [`RaftHandler`].
 //! - [`client`]: [`Peers`], the node's connections to its peers, multiplexed by request id.
+//! - [`heartbeats`]: the empty append-entries requests of every group to one peer, sent
+//!   together.
 //! - [`raft_network`]: [`NetworkFactory`] and [`GroupNetwork`], openraft's network for one
 //!   group over [`Peers`].
 //! - [`error`]: [`NetError`], why a call failed.
@@ -16,6 +18,7 @@ pub mod client;
 pub mod error;
 pub mod frame;
 pub mod greeting;
+pub mod heartbeats;
 pub mod message;
 pub mod raft_network;
 pub mod server;
@@ -27,6 +30,7 @@ pub use client::Peers;
 pub use error::NetError;
 pub use frame::{FrameError, FRAME_BYTES_MAX};
 pub use greeting::{ClusterId, Identity};
+pub use heartbeats::{HeartbeatCounts, HEARTBEATS_PER_MESSAGE_MAX, HEARTBEAT_LINGER};
 pub use message::{ProposeError, Reply, Request};
 pub use raft_network::{GroupNetwork, NetworkFactory};
 pub use server::{serve, RaftHandler, INFLIGHT_PER_CONNECTION_MAX, PEER_CONNECTIONS_MAX};

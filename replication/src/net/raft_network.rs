@@ -118,11 +118,26 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<Infallible>> {
         let entries = rpc.entries.len() as u64;
-        let req = Request::AppendEntries {
-            group: self.group.clone(),
-            rpc,
+        let sent = if entries == 0 {
+            // A heartbeat: sent with the other groups' to the same peer.
+            let beat =
+                self.peers
+                    .heartbeat(self.target, self.group.clone(), rpc, option.hard_ttl());
+            match beat.await {
+                Ok(Reply::UnknownGroup(group)) => Err(NetError::UnknownGroup {
+                    peer: self.target,
+                    group,
+                }),
+                other => other,
+            }
+        } else {
+            let req = Request::AppendEntries {
+                group: self.group.clone(),
+                rpc,
+            };
+            self.call(req, option.hard_ttl()).await
         };
-        let reply = match self.call(req, option.hard_ttl()).await {
+        let reply = match sent {
             Ok(reply) => reply,
             // Too large for one frame: openraft retries with fewer entries.
             Err(e @ NetError::Frame(FrameError::TooLong { .. })) if entries > 1 => {

@@ -75,6 +75,15 @@ impl FakeHandler {
                 Request::Propose { group, .. } => Reply::UnknownGroup(group),
                 Request::Members { .. } => Reply::Members(Ok(crate::MembersProgress::Done)),
                 Request::Leaders { .. } => Reply::Leaders,
+                Request::Heartbeats { beats } => Reply::Heartbeats(
+                    beats
+                        .into_iter()
+                        .map(|(group, _)| match group.0.as_str() {
+                            MISSING => Reply::UnknownGroup(group),
+                            _ => Reply::AppendEntries(Ok(AppendEntriesResponse::Success)),
+                        })
+                        .collect(),
+                ),
             }
         })
     }

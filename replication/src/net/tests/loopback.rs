@@ -464,3 +464,65 @@ async fn membership_and_leader_calls_get_their_replies() {
     assert!(matches!(r, Ok(Reply::Leaders)), "{r:?}");
     server.stop().await;
 }
+
+/// An empty append-entries request (a heartbeat) of term 1.
+fn heartbeat() -> openraft::raft::AppendEntriesRequest<crate::TypeConfig> {
+    openraft::raft::AppendEntriesRequest {
+        vote: Vote::new_committed(1, 1),
+        prev_log_id: None,
+        entries: Vec::new(),
+        leader_commit: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeats_of_many_groups_go_together_and_each_gets_its_answer() {
+    let server = Server::start(PEER, Arc::new(FakeHandler)).await;
+    let peers = peers_to(server.addr);
+    let option = RPCOption::new(Duration::from_secs(2));
+    let mut beats = JoinSet::new();
+    for g in 0..500 {
+        let group = if g % 100 == 7 {
+            MISSING.to_string()
+        } else {
+            format!("t/beats/{g}")
+        };
+        let mut factory = NetworkFactory::new(Arc::clone(&peers), GroupId(group.clone()));
+        let option = option.clone();
+        let addr = server.addr.to_string();
+        beats.spawn(async move {
+            let mut net = factory.new_client(PEER, &BasicNode::new(addr)).await;
+            (group, net.append_entries(heartbeat(), option).await)
+        });
+    }
+    let mut answered = 0;
+    while let Some(done) = beats.join_next().await {
+        let (group, reply) = done.expect("task");
+        match reply {
+            Ok(openraft::raft::AppendEntriesResponse::Success) => assert_ne!(group, MISSING),
+            Err(RPCError::Unreachable(_)) => assert_eq!(group, MISSING, "{group}"),
+            other => panic!("{group}: {other:?}"),
+        }
+        answered += 1;
+    }
+    assert_eq!(answered, 500);
+    let counts = peers.heartbeat_counts();
+    assert_eq!(counts.beats, 500);
+    assert!(
+        counts.messages <= 10,
+        "500 heartbeats sent at once took {} messages",
+        counts.messages
+    );
+    // A peer that is down: each heartbeat fails as unreachable, and the next ones too.
+    let addr = server.addr.to_string();
+    server.stop().await;
+    let mut factory = NetworkFactory::new(Arc::clone(&peers), GroupId("t/beats/0".into()));
+    let mut net = factory.new_client(PEER, &BasicNode::new(addr)).await;
+    for _ in 0..2 {
+        let down = net.append_entries(heartbeat(), option.clone()).await;
+        assert!(
+            matches!(down, Err(RPCError::Unreachable(_) | RPCError::Network(_))),
+            "{down:?}"
+        );
+    }
+}

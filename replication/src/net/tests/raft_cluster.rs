@@ -40,10 +40,21 @@ impl RaftHandler for Registry {
                 let mut received = self.received.lock().unwrap_or_else(PoisonError::into_inner);
                 *received.entry(req.name()).or_default() += 1;
             }
-            let raft = {
+            let raft_of = |group: &GroupId| {
                 let groups = self.groups.read().unwrap_or_else(PoisonError::into_inner);
-                groups.get(req.group()).cloned()
+                groups.get(group).cloned()
             };
+            if let Request::Heartbeats { beats } = req {
+                let mut replies = Vec::new();
+                for (group, rpc) in beats {
+                    replies.push(match raft_of(&group) {
+                        Some(raft) => Reply::AppendEntries(raft.append_entries(rpc).await),
+                        None => Reply::UnknownGroup(group),
+                    });
+                }
+                return Reply::Heartbeats(replies);
+            }
+            let raft = raft_of(req.group());
             let Some(raft) = raft else {
                 return Reply::UnknownGroup(req.group().clone());
             };
@@ -58,7 +69,8 @@ impl RaftHandler for Registry {
                 Request::Hello { .. }
                 | Request::Propose { .. }
                 | Request::Members { .. }
-                | Request::Leaders { .. } => Reply::UnknownGroup(GroupId(String::new())),
+                | Request::Leaders { .. }
+                | Request::Heartbeats { .. } => Reply::UnknownGroup(GroupId(String::new())),
             }
         })
     }
