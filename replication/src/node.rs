@@ -267,6 +267,7 @@ impl ClusterNode {
                 _ = tick.tick() => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
+            self.peers.open_heartbeat_window();
             for g in self.groups() {
                 g.beat().await;
             }

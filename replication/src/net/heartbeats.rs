@@ -1,13 +1,17 @@
 //! Heartbeats shared between the Raft groups of a node.
 //!
 //! Every group's leader sends each follower an empty append-entries request every heartbeat
-//! interval (and one after each commit, and while it probes where a follower's log matches).
-//! A node leading many groups would send as many messages to each peer. Instead, the empty
-//! requests for one peer wait at most [`HEARTBEAT_LINGER`] and go together, in one
-//! [`Request::Heartbeats`] (at most [`HEARTBEATS_PER_MESSAGE_MAX`]), and the peer answers each in
-//! one [`Reply::Heartbeats`], in order. Each group's request and answer are still its own:
-//! openraft sees a call and its reply as before, a little later. Requests carrying entries
-//! never wait.
+//! interval. A node leading many groups would send as many messages to each peer. Instead, the
+//! node's one ticker has every group it leads beat at once and opens a heartbeat window of
+//! [`HEARTBEAT_LINGER`]; the empty requests made in it wait for the window's end and go to
+//! each peer together, in one [`Request::Heartbeats`] (at most
+//! [`HEARTBEATS_PER_MESSAGE_MAX`]), which the peer answers in one [`Reply::Heartbeats`], in
+//! order. Each group's request and answer are still its own: openraft sees a call and its reply
+//! as before, a little later. Empty requests outside the window (a commit told to followers,
+//! a probe of where a follower's log matches), those of a group that sent the peer entries in
+//! the last second (`raft_network::BUSY_FOR`) and requests carrying entries never wait: a
+//! group's replication to a follower waits for each answer before its next request, so a
+//! wait there would hold back its confirms. Idle groups, the many, share.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,8 +26,9 @@ use super::message::{Reply, Request};
 use super::NetError;
 use crate::types::{GroupId, NodeId, TypeConfig};
 
-/// Longest an empty append-entries request waits for others to the same peer.
-pub const HEARTBEAT_LINGER: Duration = Duration::from_millis(5);
+/// How long a heartbeat window stays open, and the longest a heartbeat made in it waits for
+/// the others to the same peer.
+pub const HEARTBEAT_LINGER: Duration = Duration::from_millis(2);
 
 /// Most heartbeats one message carries; more go in further messages.
 pub const HEARTBEATS_PER_MESSAGE_MAX: usize = 4096;
@@ -38,6 +43,8 @@ struct Beat {
 /// The heartbeats waiting for each peer, and how many went in how many messages.
 #[derive(Default)]
 pub(crate) struct Heartbeats {
+    /// Until when empty requests are heartbeats that wait for each other.
+    window: Mutex<Option<tokio::time::Instant>>,
     pending: Mutex<HashMap<NodeId, Vec<Beat>>>,
     beats: AtomicU64,
     messages: AtomicU64,
@@ -53,6 +60,42 @@ pub struct HeartbeatCounts {
 }
 
 impl Peers {
+    /// Opens a heartbeat window of [`HEARTBEAT_LINGER`]: the node's groups are about to beat.
+    pub fn open_heartbeat_window(&self) {
+        self.open_heartbeat_window_for(HEARTBEAT_LINGER);
+    }
+
+    /// Opens a heartbeat window of `length`; the heartbeats made in it go at its end.
+    pub fn open_heartbeat_window_for(&self, length: Duration) {
+        let until = tokio::time::Instant::now() + length;
+        *self
+            .beats()
+            .window
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(until);
+    }
+
+    /// When the open heartbeat window ends (now when none is open).
+    fn window_end(&self) -> tokio::time::Instant {
+        let window = *self
+            .beats()
+            .window
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        window.unwrap_or_else(tokio::time::Instant::now)
+    }
+
+    /// True while a heartbeat window is open: an empty append-entries request made now is a
+    /// heartbeat that waits for the others.
+    pub fn in_heartbeat_window(&self) -> bool {
+        let window = *self
+            .beats()
+            .window
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        window.is_some_and(|until| tokio::time::Instant::now() < until)
+    }
+
     /// Sends group `group`'s empty append-entries request `rpc` to node `target` with the
     /// others waiting for it (see the module's notes); its reply, within `timeout`.
     pub async fn heartbeat(
@@ -75,8 +118,9 @@ impl Peers {
         };
         if first {
             let peers = Arc::clone(self);
+            let at = self.window_end();
             tokio::spawn(async move {
-                tokio::time::sleep(HEARTBEAT_LINGER).await;
+                tokio::time::sleep_until(at).await;
                 peers.send_heartbeats(target, timeout).await;
             });
         }

@@ -55,6 +55,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             group: self.group.clone(),
             target,
             node: node.clone(),
+            entries_sent: None,
         }
     }
 }
@@ -65,7 +66,13 @@ pub struct GroupNetwork {
     group: GroupId,
     target: NodeId,
     node: Node,
+    /// When this group last sent the peer entries: a group that replicates needs no shared
+    /// heartbeat, and its replication waits for each answer, so its empty requests go at once.
+    entries_sent: Option<tokio::time::Instant>,
 }
+
+/// A group that sent a peer entries within this long sends its heartbeats to it on their own.
+pub const BUSY_FOR: Duration = Duration::from_secs(1);
 
 impl GroupNetwork {
     /// Sends one request; a peer without the group is an error here.
@@ -118,7 +125,12 @@ impl RaftNetwork<TypeConfig> for GroupNetwork {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<Infallible>> {
         let entries = rpc.entries.len() as u64;
-        let sent = if entries == 0 {
+        let now = tokio::time::Instant::now();
+        let busy = self.entries_sent.is_some_and(|t| now < t + BUSY_FOR);
+        if entries > 0 {
+            self.entries_sent = Some(now);
+        }
+        let sent = if entries == 0 && !busy && self.peers.in_heartbeat_window() {
             // A heartbeat: sent with the other groups' to the same peer.
             let beat =
                 self.peers
