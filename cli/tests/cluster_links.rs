@@ -40,9 +40,11 @@ async fn start(root: &std::path::Path, links: &Arc<Links>, args: &[&str]) -> Vec
     let mut spec = Vec::new();
     let mut nodes = Vec::new();
     for id in 1..=NODES {
-        let proxy = format!("127.0.0.1:{}", common::free_port());
+        // Bound at once on a port the system picks: a port found free and bound later may be
+        // taken meanwhile by the other test of this file, running beside it.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = listener.local_addr().unwrap().to_string();
         let real = format!("127.0.0.1:{}", common::free_port());
-        let listener = tokio::net::TcpListener::bind(&proxy).await.unwrap();
         link_proxy::spawn(listener, real.clone(), id, links.clone());
         spec.push(format!("{id}@{proxy}"));
         nodes.push(Node {
