@@ -75,10 +75,11 @@ async fn publish_until_moved(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_node_is_replaced_while_the_cluster_serves() {
-    let root = tempfile::tempdir().unwrap();
-    let (mut nodes, spec) = started_cluster(root.path(), 3);
+/// Three nodes with the topic `orders` and the queue `jobs`, and a client of all three.
+async fn cluster_with_topic_and_queue(
+    root: &std::path::Path,
+) -> (Vec<Node>, String, String, sluice::client::Client) {
+    let (nodes, spec) = started_cluster(root, 3);
     create_topic(&nodes).await;
     let first_addrs = addrs(&nodes.iter().collect::<Vec<_>>());
     let client = client_of(&first_addrs).await;
@@ -86,6 +87,13 @@ async fn a_dead_node_is_replaced_while_the_cluster_serves() {
         .create_queue("jobs", QueueSettings::default())
         .await
         .unwrap();
+    (nodes, spec, first_addrs, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_is_replaced_while_the_cluster_serves() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut nodes, spec, first_addrs, client) = cluster_with_topic_and_queue(root.path()).await;
     let queued = publish_to_queue(&client, "jobs", "job-", QUEUED).await;
     let mut check = Checker::default();
     let mut leader = 0usize;
@@ -202,4 +210,59 @@ async fn a_dead_node_is_replaced_while_the_cluster_serves() {
         all[0].len(),
         all.len()
     );
+}
+
+/// A change of members interrupted: a node joins a cluster of two, and while its groups are
+/// being moved onto it, it is paused (SIGSTOP) and the node driving the change (the
+/// metadata's leader) is killed, then restarted. The change finishes once both are back, and
+/// every confirmed message is on every node at its offset, with one leader per term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_change_finishes_after_its_driver_is_killed_and_the_new_node_paused() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut nodes, spec, first_addrs, _client) = cluster_with_topic_and_queue(root.path()).await;
+    let mut check = Checker::default();
+    let mut leader = 0usize;
+    for _ in 0..20 {
+        publish_one(&nodes, &mut leader, &mut check).await;
+    }
+    let groups = statuses(&nodes).await[0].groups.len();
+    let cluster_id = common::cluster::cluster_id(&first_addrs);
+    nodes[2].kill9();
+    let live = addrs(&[&nodes[0], &nodes[1]]);
+    common::cli_ok(&live, &["cluster", "remove-node", "3"], None);
+    publish_until_moved(&nodes, &[1, 2], groups, &mut leader, &mut check).await;
+
+    // Node 4 joins; once the change is under way, it stops, and the metadata's leader dies.
+    let (fourth, fourth_spec) = common::cluster::joining_node(root.path(), 4, &cluster_id);
+    nodes.push(fourth);
+    common::cli_ok(&live, &["cluster", "add-node", &fourth_spec], None);
+    let deadline = Instant::now() + MOVE_WAIT;
+    while !statuses(&nodes).await.iter().any(|s| {
+        s.groups
+            .iter()
+            .any(|g| g.learners.contains(&4) || g.voters.contains(&4))
+    }) {
+        assert!(Instant::now() < deadline, "node 4 never became a member");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nodes[3].signal(libc::SIGSTOP);
+    let driver = leader_of(&nodes[..2], "meta").await;
+    nodes[driver].kill9();
+    // With one of the two old members down, the groups it holds cannot commit (nor the change).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    nodes[driver].start(&spec);
+    nodes[3].signal(libc::SIGCONT);
+    let after = publish_until_moved(&nodes, &[1, 2, 4], groups, &mut leader, &mut check).await;
+    assert!(after > 0);
+    for _ in 0..10 {
+        publish_one(&nodes, &mut leader, &mut check).await;
+    }
+    let want = check.confirmed.len();
+    let mut all = Vec::new();
+    for n in nodes.iter().filter(|n| n.child.is_some()) {
+        all.push(read_all(n, want).await);
+    }
+    check_nodes(&all, &check);
+    let terms = check.leaders.check();
+    eprintln!("{want} confirmed; {terms} (group, term) pairs with one leader each");
 }

@@ -332,7 +332,7 @@ impl Cluster {
                 }
             });
         } else {
-            super::bootstrap_later(g, members);
+            super::apply::bootstrap_later(g, members);
         }
     }
 
