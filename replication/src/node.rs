@@ -402,6 +402,19 @@ impl ClusterNode {
             openraft::raft::AppendEntriesRequest<crate::TypeConfig>,
         )>,
     ) -> Vec<Reply> {
+        if beats.len() > crate::net::HEARTBEATS_PER_MESSAGE_MAX {
+            // No sluice node sends more; answering none keeps one message from starting
+            // an unbounded number of tasks. The sender's groups see their peer as unknown.
+            tracing::warn!(
+                "refused a message of {} heartbeats (at most {})",
+                beats.len(),
+                crate::net::HEARTBEATS_PER_MESSAGE_MAX
+            );
+            return beats
+                .into_iter()
+                .map(|(g, _)| Reply::UnknownGroup(g))
+                .collect();
+        }
         let mut replies: Vec<Reply> = Vec::with_capacity(beats.len());
         let mut running = tokio::task::JoinSet::new();
         for (i, (group, rpc)) in beats.into_iter().enumerate() {

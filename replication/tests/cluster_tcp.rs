@@ -336,7 +336,53 @@ async fn the_groups_of_a_node_share_heartbeats_and_keep_their_leaders() {
     for g in &groups {
         leader(&all, g).await.propose(batch(2)).await.unwrap();
     }
+    a_message_of_too_many_heartbeats_is_refused(&all, &groups[0]).await;
     for r in running.values() {
         r.node.shutdown().await;
     }
+}
+
+/// A stale heartbeat (term 0) of `group`: its handling answers with the higher vote.
+fn stale_beat(
+    group: &GroupId,
+) -> (
+    GroupId,
+    openraft::raft::AppendEntriesRequest<sluice_replication::TypeConfig>,
+) {
+    let rpc = openraft::raft::AppendEntriesRequest {
+        vote: openraft::Vote::new_committed(0, 1),
+        prev_log_id: None,
+        entries: Vec::new(),
+        leader_commit: None,
+    };
+    (group.clone(), rpc)
+}
+
+/// Node 1 asks node 2 to handle heartbeats directly: a message of at most
+/// `HEARTBEATS_PER_MESSAGE_MAX` is handled beat by beat; one more is answered, unhandled.
+async fn a_message_of_too_many_heartbeats_is_refused(all: &[&Running], group: &GroupId) {
+    use sluice_replication::net::{Reply, Request, HEARTBEATS_PER_MESSAGE_MAX};
+    let peers = all[0].node.peers();
+    let call = |n: usize| {
+        let beats = vec![stale_beat(group); n];
+        peers.call(2, Request::Heartbeats { beats }, Duration::from_secs(5))
+    };
+    let Ok(Reply::Heartbeats(handled)) = call(HEARTBEATS_PER_MESSAGE_MAX).await else {
+        panic!("no answer to a full message of heartbeats");
+    };
+    assert_eq!(handled.len(), HEARTBEATS_PER_MESSAGE_MAX);
+    assert!(
+        handled.iter().all(|r| matches!(r, Reply::AppendEntries(_))),
+        "each beat of a full message is handled"
+    );
+    let Ok(Reply::Heartbeats(refused)) = call(HEARTBEATS_PER_MESSAGE_MAX + 1).await else {
+        panic!("no answer to an oversized message of heartbeats");
+    };
+    assert_eq!(refused.len(), HEARTBEATS_PER_MESSAGE_MAX + 1);
+    assert!(
+        refused
+            .iter()
+            .all(|r| matches!(r, Reply::UnknownGroup(g) if g == group)),
+        "an oversized message is refused whole"
+    );
 }
