@@ -236,12 +236,14 @@ async fn purge(raft: Raft<TypeConfig>, group: GroupId, mut compact_to: watch::Re
 #[derive(Clone)]
 pub struct ReplicatedLog {
     pub(crate) group: GroupId,
-    node: NodeId,
+    pub(crate) node: NodeId,
     replica: Arc<Replica>,
     pub(crate) raft: Raft<TypeConfig>,
     batcher: Batcher,
     /// True while a membership change of this group runs on this node ([`crate::membership`]).
     pub(crate) changing: Arc<std::sync::atomic::AtomicBool>,
+    /// Its leadership being handed to another node ([`crate::transfer`]).
+    pub(crate) handover: Arc<crate::transfer::Handover>,
 }
 
 impl std::fmt::Debug for ReplicatedLog {
@@ -290,6 +292,7 @@ impl ReplicatedLog {
         Ok(ReplicatedLog {
             batcher: Batcher::start(raft.clone(), group.clone()),
             changing: Arc::default(),
+            handover: Arc::default(),
             group,
             node,
             replica,
@@ -323,7 +326,7 @@ impl ReplicatedLog {
     /// When this node leads the group, has it send its heartbeats now.
     pub(crate) async fn beat(&self) {
         let leads = self.raft.metrics().borrow().state == ServerState::Leader;
-        if leads {
+        if leads && !self.is_yielding() {
             let _ = self.raft.trigger().heartbeat().await;
         }
     }
@@ -426,6 +429,7 @@ impl ReplicatedLog {
     }
 
     async fn submit_command(&self, command: Command) -> Result<Pending> {
+        self.refuse_if_yielding()?;
         if let Command::Batch(batch) = command {
             return self.batcher.submit(&self.group, batch).await;
         }
@@ -445,6 +449,7 @@ impl ReplicatedLog {
     }
 
     async fn write(&self, command: Command) -> Result<Applied> {
+        self.refuse_if_yielding()?;
         match self.raft.client_write(command).await {
             Ok(r) => Ok(r.data),
             Err(RaftError::APIError(e)) => Err(write_error(&self.group, e)),

@@ -13,6 +13,7 @@
 //! - `directory`: which node leads each group, told between nodes, for the groups a node
 //!   holds no replica of.
 //! - `membership`: changing a group's members while it serves (a node added or removed).
+//! - `transfer`: handing a group's leadership to another voter (the preferred leader).
 //! - `node`: one node of a cluster ([`ClusterNode`]): its groups, its peers, its listener.
 //! - `net/`: the transport between nodes: one TCP connection per peer shared by every Raft group
 //!   of the node, framed and checksummed, with named limits.
@@ -26,6 +27,7 @@ pub mod membership;
 pub mod net;
 pub mod node;
 pub mod store;
+pub mod transfer;
 pub mod types;
 
 pub use error::{Error, Result};

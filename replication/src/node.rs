@@ -205,6 +205,11 @@ impl ClusterNode {
         }
     }
 
+    /// The Raft timing of this node's groups.
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.id
@@ -454,6 +459,16 @@ impl RaftHandler for ClusterNode {
             if let Request::Propose { group, command } = req {
                 return Reply::Proposed(self.propose_here(&group, command).await);
             }
+            if let Request::LeadNext {
+                group,
+                to,
+                quiet_ms,
+                hold_ms,
+            } = req
+            {
+                let ms = Duration::from_millis;
+                return self.lead_next(&group, to, ms(quiet_ms), ms(hold_ms));
+            }
             if let Request::Members {
                 group,
                 version,
@@ -477,6 +492,7 @@ impl RaftHandler for ClusterNode {
                 | Request::Propose { .. }
                 | Request::Members { .. }
                 | Request::Leaders { .. }
+                | Request::LeadNext { .. }
                 | Request::Heartbeats { .. } => unreachable!("answered above"),
             }
         })

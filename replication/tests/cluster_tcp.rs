@@ -91,18 +91,34 @@ fn records(g: &ReplicatedLog) -> usize {
 }
 
 async fn wait_records(nodes: &[&Running], group: &GroupId, want: usize) {
+    wait_counts(
+        nodes,
+        group,
+        |counts| counts.iter().all(|&c| c == want),
+        want,
+    )
+    .await
+}
+
+/// Waits until the record counts of `group`'s replicas satisfy `ok` (`want`: for the message).
+async fn wait_counts(
+    nodes: &[&Running],
+    group: &GroupId,
+    ok: impl Fn(&[usize]) -> bool,
+    want: usize,
+) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let counts: Vec<usize> = nodes
             .iter()
             .map(|r| records(&r.node.group(group).unwrap()))
             .collect();
-        if counts.iter().all(|&c| c == want) {
+        if ok(&counts) {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "replicas hold {counts:?} records of {group}, not {want}"
+            "replicas hold {counts:?} records of {group}, want {want}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -385,4 +401,101 @@ async fn a_message_of_too_many_heartbeats_is_refused(all: &[&Running], group: &G
             .all(|r| matches!(r, Reply::UnknownGroup(g) if g == group)),
         "an oversized message is refused whole"
     );
+}
+
+/// Proposes batches to whichever node leads `group` until `stop`, retrying refusals (a group
+/// being handed over takes none); answers how many were confirmed.
+async fn publish_until(
+    nodes: Vec<Arc<ClusterNode>>,
+    group: GroupId,
+    stop: watch::Receiver<bool>,
+) -> usize {
+    let mut confirmed = 0;
+    let mut refused = 0;
+    let mut i = 0;
+    while !*stop.borrow() {
+        i += 1;
+        let leader = nodes
+            .iter()
+            .filter_map(|n| n.group(&group))
+            .find(|g| g.status().is_leader);
+        match leader {
+            Some(g) => match g.propose(batch(i)).await {
+                Ok(_) => confirmed += 1,
+                Err(_) => refused += 1,
+            },
+            None => refused += 1,
+        }
+        if refused > 0 && refused % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    confirmed
+}
+
+/// Every replica of `group` holds the same records, at least `confirmed` of them.
+async fn wait_agreed(nodes: &[&Running], group: &GroupId, confirmed: usize) {
+    let agreed = |c: &[usize]| c.iter().all(|&n| n == c[0]) && c[0] >= confirmed;
+    wait_counts(nodes, group, agreed, confirmed).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_moves_to_the_voter_asked_while_publishes_go_on() {
+    let root = tempfile::tempdir().unwrap();
+    let groups: Vec<GroupId> = (0..3).map(|p| GroupId(format!("t/moves/{p}"))).collect();
+    let (running, _) = three_nodes(root.path(), &groups).await;
+    let all: Vec<&Running> = running.values().collect();
+    let nodes: Vec<Arc<ClusterNode>> = all.iter().map(|r| r.node.clone()).collect();
+    let (stop, stopped) = watch::channel(false);
+    let mut publishers = Vec::new();
+    for g in &groups {
+        leader(&all, g).await.propose(batch(0)).await.unwrap();
+        let task = publish_until(nodes.clone(), g.clone(), stopped.clone());
+        publishers.push(tokio::spawn(task));
+    }
+    for round in 0..2 {
+        // Publishes confirmed before each round and between them.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut moves = tokio::task::JoinSet::new();
+        for g in &groups {
+            let from = leader(&all, g).await.status();
+            let to = from.node % 3 + 1;
+            let node = running[&from.node].node.clone();
+            let g = g.clone();
+            moves.spawn(async move {
+                let started = Instant::now();
+                let led = node.transfer_leader(&g, to).await;
+                (g, from, to, led, started.elapsed())
+            });
+        }
+        while let Some(done) = moves.join_next().await {
+            let (g, from, to, led, took) = done.unwrap();
+            eprintln!("round {round}: {g} from {} to {to} in {took:?}", from.node);
+            assert_eq!(led.unwrap(), Some(to), "{g} was not handed to {to}");
+            let now = leader(&all, &g).await.status();
+            assert_eq!(now.node, to);
+            assert!(
+                now.term > from.term,
+                "{g}: term {} then {}",
+                from.term,
+                now.term
+            );
+        }
+    }
+    // Only a leader hands over, and only to another voter.
+    let g = &groups[0];
+    let led_by = leader(&all, g).await.status().node;
+    let follower = running[&(led_by % 3 + 1)].node.clone();
+    assert!(follower.transfer_leader(g, led_by).await.is_err());
+    assert!(running[&led_by].node.transfer_leader(g, 9).await.is_err());
+    stop.send(true).unwrap();
+    for (g, p) in groups.iter().zip(publishers) {
+        let confirmed = p.await.unwrap();
+        assert!(confirmed > 0, "nothing confirmed on {g}");
+        wait_agreed(&all, g, confirmed + 1).await;
+        eprintln!("{g}: {confirmed} confirmed");
+    }
+    for r in running.values() {
+        r.node.shutdown().await;
+    }
 }

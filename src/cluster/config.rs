@@ -24,6 +24,9 @@ pub struct ClusterConfig {
     /// `--raft-heartbeat-ms`: the Raft heartbeat interval, when not the default
     /// ([`ClusterConfig::timing`]).
     pub heartbeat_ms: Option<u64>,
+    /// `--leader-balance-ms`: how often groups led away from their preferred leader are handed
+    /// back ([`super::leaders`]); 0 never; unset the default.
+    pub leader_balance_ms: Option<u64>,
 }
 
 /// Smallest `--raft-heartbeat-ms`.
@@ -70,6 +73,7 @@ impl ClusterConfig {
             cluster_id: None,
             listen: None,
             heartbeat_ms: None,
+            leader_balance_ms: None,
         })
     }
 
@@ -125,6 +129,15 @@ impl ClusterConfig {
             // A cluster node's groups beat together whatever this says (`ClusterNode::new`).
             ..Default::default()
         })
+    }
+
+    /// How often leaders are balanced: `None` when `--leader-balance-ms 0` turned it off.
+    pub fn leader_balance_interval(&self) -> Option<std::time::Duration> {
+        match self.leader_balance_ms {
+            None => Some(super::leaders::LEADER_BALANCE_INTERVAL_DEFAULT),
+            Some(0) => None,
+            Some(ms) => Some(std::time::Duration::from_millis(ms)),
+        }
     }
 
     /// Where this node's cluster listener binds: `--cluster-listen`, else [`Self::own_addr`].

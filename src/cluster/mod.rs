@@ -6,6 +6,7 @@
 //!   retention, offsets, nodes).
 //! - `config`: [`ClusterConfig`], from `--node-id`, `--cluster`, `--join`, `--cluster-id`.
 //! - `identity`: the cluster's id and first nodes, as the data directory records them.
+//! - `leaders`: handing each group back to its preferred leader (leader balance).
 //! - `members`: the cluster's nodes, and moving every group onto them (a node added or
 //!   removed).
 //! - `meta`: the metadata commands of the `meta` group.
@@ -43,6 +44,7 @@ mod apply;
 pub mod compact;
 pub mod config;
 pub mod identity;
+pub mod leaders;
 pub mod members;
 pub mod meta;
 pub mod placement;
@@ -190,6 +192,7 @@ impl Cluster {
             opening: tokio::sync::Mutex::new(()),
         });
         let reconcile_stop = shutdown.clone();
+        let balance_stop = shutdown.clone();
         tokio::spawn(async move { node.serve(listener, shutdown).await });
         broker.set_cluster(cluster.clone());
         let hook: Arc<dyn ApplyHook> = Arc::new(apply::MetaHook(Arc::downgrade(&cluster)));
@@ -238,6 +241,10 @@ impl Cluster {
             Arc::downgrade(&cluster),
             reconcile_stop,
         ));
+        if let Some(every) = cluster.config.leader_balance_interval() {
+            let weak = Arc::downgrade(&cluster);
+            tokio::spawn(leaders::balance_loop(weak, every, balance_stop));
+        }
         info!(
             node = cluster.config.node_id,
             nodes = cluster.nodes().len(),

@@ -358,7 +358,7 @@ impl Cluster {
     }
 
     /// True once this node has applied every entry of the metadata log it holds.
-    fn meta_caught_up(&self) -> bool {
+    pub(super) fn meta_caught_up(&self) -> bool {
         self.meta.get().is_some_and(|m| {
             let s = sluice_replication::Consensus::status(m);
             s.applied_index.is_some() && s.applied_index >= s.last_index

@@ -196,6 +196,12 @@ pub struct ServeArgs {
     /// node alike; failover takes longer).
     #[arg(long, value_name = "MS", requires = "cluster")]
     pub raft_heartbeat_ms: Option<u64>,
+    /// How often (ms) this node hands the groups it leads, and should not, back to their
+    /// preferred leader (the first node of their placement; `*` in `sluice cluster status`)
+    /// once that node has caught up: leaders spread again after a failover. Each hand-over
+    /// stops the group's writes for about an election window. Default 5000; 0 never.
+    #[arg(long, value_name = "MS", requires = "cluster")]
+    pub leader_balance_ms: Option<u64>,
 }
 
 /// Log settings of a new topic or queue.

@@ -24,6 +24,7 @@ pub enum ClusterCmd {
     /// Show the nodes, and each replicated group's leader, term, last and applied Raft index
     /// and followers' lag (leader's last index minus the follower's matched index, in Raft
     /// entries: one per published batch), as the --addr nodes that answer report them.
+    /// MEMBERS marks the preferred leader `*`, to which leadership moves back.
     Status,
     /// Add a node to the cluster. Start it first with `sluice serve --node-id ID --cluster
     /// ID@HOST:PORT --join --cluster-id <id from status>`; every group then gains a replica
@@ -220,16 +221,18 @@ fn print_groups(out: &Out, reports: &[Report]) {
                 json!({"group": name, "leader": g.leader, "term": g.term,
                        "last_index": g.last_index, "applied_index": g.applied_index,
                        "reported_by": by, "from_leader": from_leader,
-                       "voters": g.voters, "learners": g.learners,
+                       "voters": g.voters, "learners": g.learners, "preferred": g.preferred,
                        "followers": followers})
             },
         );
     }
 }
 
-/// A group's members as `1,2,3` (voters) and `+4` for each learner.
+/// A group's members as `1*,2,3` (voters, `*` marking the preferred leader) and `+4` for each
+/// learner.
 fn members(g: &GroupState) -> String {
-    let mut parts: Vec<String> = g.voters.iter().map(|v| v.to_string()).collect();
+    let mark = |v: &u64| if g.preferred == Some(*v) { "*" } else { "" };
+    let mut parts: Vec<String> = g.voters.iter().map(|v| format!("{v}{}", mark(v))).collect();
     parts.extend(g.learners.iter().map(|l| format!("+{l}")));
     parts.join(",")
 }

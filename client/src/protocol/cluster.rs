@@ -44,6 +44,9 @@ pub struct GroupState {
     pub voters: Vec<u64>,
     /// Its learners (nodes being added, which do not vote yet).
     pub learners: Vec<u64>,
+    /// The node that should lead it (the first of its placement), which the leaders move back
+    /// to; none for the metadata and groups created before placement.
+    pub preferred: Option<u64>,
 }
 
 impl GroupState {
@@ -77,7 +80,8 @@ impl ClusterStatus {
     // group: { name str | term u64 | leader opt<u64> | last_index opt<u64> |
     //          applied_index opt<u64> | follower_count u32 |
     //          { node u64 | matched opt<u64> } * follower_count |
-    //          voter_count u32 | u64 * voter_count | learner_count u32 | u64 * learner_count }
+    //          voter_count u32 | u64 * voter_count | learner_count u32 | u64 * learner_count |
+    //          preferred opt<u64> }
     pub(crate) fn encode_body(&self, w: &mut W<'_>) {
         w.u64(self.node_id);
         w.0.extend_from_slice(&self.cluster_id);
@@ -102,6 +106,7 @@ impl ClusterStatus {
                     w.u64(*id);
                 }
             }
+            w.opt_u64(g.preferred);
         }
     }
 
@@ -110,7 +115,7 @@ impl ClusterStatus {
         let mut cluster_id = [0u8; 16];
         cluster_id.copy_from_slice(r.take(16)?);
         let mut nodes = Vec::new();
-        // Counts are bounded by the bytes left (a node takes at least 10, a group 25, a
+        // Counts are bounded by the bytes left (a node takes at least 10, a group 26, a
         // follower 9, a member 8): a count read off the wire sizes nothing.
         for _ in 0..count(r, 10)? {
             nodes.push(ClusterNodeInfo {
@@ -119,7 +124,7 @@ impl ClusterStatus {
             });
         }
         let mut groups = Vec::new();
-        for _ in 0..count(r, 25)? {
+        for _ in 0..count(r, 26)? {
             let group = r.str()?;
             let term = r.u64()?;
             let leader = r.opt_u64()?;
@@ -139,6 +144,7 @@ impl ClusterStatus {
                 }
             }
             let [voters, learners] = members;
+            let preferred = r.opt_u64()?;
             groups.push(GroupState {
                 group,
                 term,
@@ -148,6 +154,7 @@ impl ClusterStatus {
                 followers,
                 voters,
                 learners,
+                preferred,
             });
         }
         Ok(ClusterStatus {

@@ -203,6 +203,7 @@ fn replies_round_trip() {
                     }],
                     voters: vec![1, 2],
                     learners: vec![4],
+                    preferred: None,
                 },
                 super::GroupState {
                     group: "t/o/0".into(),
@@ -213,6 +214,7 @@ fn replies_round_trip() {
                     followers: vec![],
                     voters: vec![],
                     learners: vec![],
+                    preferred: Some(2),
                 },
             ],
         }),

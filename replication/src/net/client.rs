@@ -130,7 +130,8 @@ impl Peers {
             | (Request::Hello { .. }, Reply::Hello { .. })
             | (Request::Members { .. }, Reply::Members(_))
             | (Request::Leaders { .. }, Reply::Leaders)
-            | (Request::Heartbeats { .. }, Reply::Heartbeats(_)) => Ok(reply),
+            | (Request::Heartbeats { .. }, Reply::Heartbeats(_))
+            | (Request::LeadNext { .. }, Reply::LeadNext(_)) => Ok(reply),
             _ => Err(NetError::MismatchedReply {
                 request: req.name(),
                 reply: reply.name(),

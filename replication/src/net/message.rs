@@ -87,6 +87,19 @@ pub enum Request {
         /// Each group it leads and the term it leads in.
         leads: Vec<(GroupId, u64)>,
     },
+    /// From a group's leader handing it to `to` ([`crate::transfer`]): hold the election timer
+    /// of the group for `hold_ms`, and, on `to`, stand for election after `quiet_ms`.
+    /// Answered with [`Reply::LeadNext`].
+    LeadNext {
+        /// The Raft group.
+        group: GroupId,
+        /// The voter that is to lead it.
+        to: NodeId,
+        /// How long `to` waits before it stands (the other voters' lease of the old leader).
+        quiet_ms: u64,
+        /// How long each voter holds its election timer.
+        hold_ms: u64,
+    },
 }
 
 impl Request {
@@ -98,7 +111,8 @@ impl Request {
             | Request::Vote { group, .. }
             | Request::InstallSnapshot { group, .. }
             | Request::Propose { group, .. }
-            | Request::Members { group, .. } => group,
+            | Request::Members { group, .. }
+            | Request::LeadNext { group, .. } => group,
             Request::Hello { .. } | Request::Leaders { .. } | Request::Heartbeats { .. } => {
                 &NO_GROUP
             }
@@ -116,6 +130,7 @@ impl Request {
             Request::Members { .. } => "members",
             Request::Leaders { .. } => "leaders",
             Request::Heartbeats { .. } => "heartbeats",
+            Request::LeadNext { .. } => "lead-next",
         }
     }
 }
@@ -149,6 +164,8 @@ pub enum Reply {
     /// The answers to [`Request::Heartbeats`], in its order: each an
     /// [`Reply::AppendEntries`], or [`Reply::UnknownGroup`].
     Heartbeats(Vec<Reply>),
+    /// The answer to [`Request::LeadNext`]: true when the receiving node holds the group.
+    LeadNext(bool),
 }
 
 impl Reply {
@@ -164,6 +181,7 @@ impl Reply {
             Reply::Members(_) => "members",
             Reply::Leaders => "leaders",
             Reply::Heartbeats(_) => "heartbeats",
+            Reply::LeadNext(_) => "lead-next",
         }
     }
 }

@@ -75,6 +75,7 @@ impl FakeHandler {
                 Request::Propose { group, .. } => Reply::UnknownGroup(group),
                 Request::Members { .. } => Reply::Members(Ok(crate::MembersProgress::Done)),
                 Request::Leaders { .. } => Reply::Leaders,
+                Request::LeadNext { .. } => Reply::LeadNext(true),
                 Request::Heartbeats { beats } => Reply::Heartbeats(
                     beats
                         .into_iter()

@@ -69,6 +69,7 @@ fn cluster_status(c: &crate::cluster::Cluster) -> ClusterStatus {
         .status()
         .into_iter()
         .map(|g| GroupState {
+            preferred: c.placement(&g.group).and_then(|p| p.nodes.first().copied()),
             group: g.group.0,
             term: g.term,
             leader: g.leader,

@@ -70,6 +70,7 @@ impl RaftHandler for Registry {
                 | Request::Propose { .. }
                 | Request::Members { .. }
                 | Request::Leaders { .. }
+                | Request::LeadNext { .. }
                 | Request::Heartbeats { .. } => Reply::UnknownGroup(GroupId(String::new())),
             }
         })
