@@ -76,8 +76,9 @@ fn confluent_kafka_produces_and_consumes_through_a_leader_kill() {
 
 /// Partitions on three of four nodes: confluent-kafka creates the topic with replication
 /// factor 3, finds each partition's leader and replicas, produces and consumes through them
-/// (`tests/kafka/py/placement.py`); then every node, those without a replica of a partition
-/// included, names the same leader and replicas for it in its Metadata.
+/// (`tests/kafka/py/placement.py`), and grows the topic to six partitions with
+/// CreatePartitions; then every node, those without a replica of a partition included, names
+/// the same leader and replicas for each of the six in its Metadata.
 #[test]
 fn confluent_kafka_uses_partitions_placed_on_some_nodes() {
     let Some(py) = python() else { return };
@@ -96,7 +97,7 @@ fn confluent_kafka_uses_partitions_placed_on_some_nodes() {
         "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
-    for step in ["create", "metadata", "produce", "consume", "alter"] {
+    for step in ["create", "metadata", "produce", "consume", "alter", "grow"] {
         assert!(
             stdout.contains(&format!("ok {step}\n")),
             "{step} did not run"
@@ -123,6 +124,7 @@ fn confluent_kafka_uses_partitions_placed_on_some_nodes() {
         })
         .collect();
     eprintln!("node 1's view: {:?}", views[0]);
+    assert_eq!(views[0].len(), 6, "the grown topic's partitions");
     for (p, leader, replicas) in &views[0] {
         assert_eq!(replicas.len(), 3, "partition {p}");
         assert!(replicas.contains(leader), "partition {p}: leader {leader}");

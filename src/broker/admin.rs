@@ -96,10 +96,26 @@ impl Broker {
 
     /// Grows topic `name` to `count` partitions (never fewer: `InvalidArgument` unless above
     /// the current count); returns the new count. Open subscriptions keep the partitions they
-    /// opened with; consumers of a group see new partitions when they next consume.
+    /// opened with; consumers of a group see new partitions when they next consume. In
+    /// cluster mode, through the cluster metadata, on every node, the new partitions placed
+    /// as at creation.
     pub fn add_partitions(&self, name: &str, count: u32) -> Result<u32> {
-        self.not_in_cluster("adding partitions")?;
-        Ok(self.store.add_partitions(name, count)?)
+        let Some(c) = self.cluster() else {
+            return Ok(self.store.add_partitions(name, count)?);
+        };
+        let t = self.store.topic(name)?;
+        let from = t.partition_count();
+        if count <= from || count > sluice_storage::PARTITIONS_MAX {
+            return Err(BrokerError::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "topic {name:?} has {from} partitions: partitions are only added, so the \
+                     new count must be above {from} and at most {}, not {count}",
+                    sluice_storage::PARTITIONS_MAX
+                ),
+            ));
+        }
+        c.add_partitions_blocking(name, t.id().0, from, count)
     }
 
     /// Deletes a topic; its subscriptions end. In cluster mode, through the cluster metadata,

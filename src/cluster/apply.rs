@@ -132,6 +132,15 @@ impl Cluster {
             MetaCommand::DeleteQueue { name } => self.apply_delete_queue(broker, name).await,
             MetaCommand::SetNodes { base, nodes } => self.apply_set_nodes(index, base, nodes),
             MetaCommand::DeleteTopic { name } => self.apply_delete_topic(broker, name).await,
+            MetaCommand::AddPartitions {
+                name,
+                id,
+                from,
+                replicas,
+            } => {
+                self.apply_add_partitions(index, broker, name, id, from, replicas)
+                    .await
+            }
         }
     }
 
@@ -158,20 +167,32 @@ impl Cluster {
             }
             Err(e) => warn!(index, topic = %name, "metadata: cannot create the topic: {e}"),
         }
+        self.set_meta_partitions(&name, Some(partitions));
+        self.open_partitions(index, &name, 0..partitions).await;
+    }
+
+    /// Opens and forms the groups of `topic`'s `partitions` placed on this node, and marks
+    /// the others as placed elsewhere.
+    pub(super) async fn open_partitions(
+        self: &Arc<Self>,
+        index: u64,
+        name: &str,
+        partitions: std::ops::Range<u32>,
+    ) {
         let set = self.node_set();
         let meta_leader = self.meta.get().and_then(|m| m.status().leader);
-        for p in 0..partitions {
-            let group = partition_group(&name, p);
+        for p in partitions {
+            let group = partition_group(name, p);
             if !self.is_placed_here(&group) {
                 // A replica open here (the metadata applied again after a restart, before
                 // the moves onto this node) is left to `close_moved`.
-                if self.partition(&name, p).is_none() {
+                if self.partition(name, p).is_none() {
                     let why = format!("this node holds no replica of {group}");
-                    self.mark_elsewhere(&name, p, &why);
+                    self.mark_elsewhere(name, p, &why);
                 }
                 continue;
             }
-            match self.open_partition(&name, p).await {
+            match self.open_partition(name, p).await {
                 Ok(g) => match self.placement(&group) {
                     Some(placed) => self.form_placed(g, &set, &placed.nodes),
                     None => self.form(g, &set, meta_leader, p),
@@ -293,6 +314,7 @@ impl Cluster {
     /// Applies a topic's deletion: its partitions' groups closed, their placements and
     /// producer gates forgotten, the topic deleted from this node's store.
     async fn apply_delete_topic(self: &Arc<Self>, broker: Arc<Broker>, name: String) {
+        self.set_meta_partitions(&name, None);
         let gone: Vec<ReplicatedLog> = {
             let mut parts = self.partitions.write().unwrap_or_else(|e| e.into_inner());
             let keys: Vec<_> = parts.keys().filter(|(t, _)| *t == name).cloned().collect();

@@ -137,6 +137,19 @@ pub enum MetaCommand {
         /// The moves.
         moves: Vec<super::placement::Move>,
     },
+    /// Grow a topic from `from` partitions (as the proposing node saw it) by one for each
+    /// placement of `replicas`; dropped on every node where the metadata's count is no longer
+    /// `from` (`cluster::grow`).
+    AddPartitions {
+        /// The topic.
+        name: String,
+        /// Its id (a topic deleted and created again under the name is another).
+        id: [u8; 16],
+        /// Its partition count the change was made from.
+        from: u32,
+        /// Each new partition's nodes, in partition order.
+        replicas: Vec<Vec<u64>>,
+    },
 }
 
 impl MetaCommand {

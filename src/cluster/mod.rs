@@ -5,6 +5,7 @@
 //! - `apply`: applying the metadata's commands on this node (creations, deletions, moves,
 //!   retention, offsets, nodes).
 //! - `config`: [`ClusterConfig`], from `--node-id`, `--cluster`, `--join`, `--cluster-id`.
+//! - `grow`: adding partitions to a topic through the metadata.
 //! - `identity`: the cluster's id and first nodes, as the data directory records them.
 //! - `leaders`: handing each group back to its preferred leader (leader balance).
 //! - `members`: the cluster's nodes, and moving every group onto them (a node added or
@@ -43,6 +44,7 @@ use crate::broker::{Broker, BrokerError, ErrorKind, Published};
 mod apply;
 pub mod compact;
 pub mod config;
+mod grow;
 pub mod identity;
 pub mod leaders;
 pub mod members;
@@ -83,6 +85,8 @@ pub struct Cluster {
     gates: producers::Gates,
     /// Where each group placed with a replication factor is (`placement`).
     placements: RwLock<HashMap<GroupId, placement::Placement>>,
+    /// Each topic's partition count as the metadata applied here says (`grow`).
+    meta_counts: RwLock<HashMap<String, u32>>,
     /// Held while a partition or queue opens: the node's start and the metadata applied again
     /// both open them, and a queue is attached to its group once.
     opening: tokio::sync::Mutex<()>,
@@ -189,6 +193,7 @@ impl Cluster {
             links: std::sync::Mutex::default(),
             gates: producers::Gates::default(),
             placements: RwLock::default(),
+            meta_counts: RwLock::default(),
             opening: tokio::sync::Mutex::new(()),
         });
         let reconcile_stop = shutdown.clone();

@@ -14,6 +14,10 @@ Steps, each printing "ok <step>" when it passed:
   consume    a consumer group reads all 400 back, each partition in the order produced
   alter      IncrementalAlterConfigs sets the topic's retention.ms to 3600000, and
              DescribeConfigs gives it back (the Rust test then asks every node)
+  grow       CreatePartitions grows the topic to 6 partitions (5 is refused afterwards:
+             INVALID_PARTITIONS); the new ones have three replicas and a leader each, and
+             take 50 records each, every delivery report succeeding on the partition asked
+             (the Rust test then checks every node names the same six)
 Then "all checks passed".
 """
 
@@ -22,7 +26,7 @@ import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
-                                   NewTopic)
+                                   NewPartitions, NewTopic)
 
 TOPIC = "placed"
 PARTITIONS = 4
@@ -132,6 +136,49 @@ def alter(admin):
     ok("alter")
 
 
+def grow(admin, bootstrap):
+    grown = PARTITIONS + 2
+    for f in admin.create_partitions([NewPartitions(TOPIC, grown)]).values():
+        f.result(timeout=TIMEOUT)
+    try:
+        for f in admin.create_partitions([NewPartitions(TOPIC, grown - 1)]).values():
+            f.result(timeout=TIMEOUT)
+        fail("shrinking the partitions was accepted")
+    except KafkaException as e:
+        if e.args[0].code() != KafkaError.INVALID_PARTITIONS:
+            fail(f"shrinking: {e}")
+    deadline = time.time() + TIMEOUT
+    while True:
+        t = admin.list_topics(TOPIC, timeout=10).topics.get(TOPIC)
+        parts = [] if t is None or t.error else list(t.partitions.values())
+        if len(parts) == grown and all(p.leader != -1 for p in parts):
+            break
+        if time.time() > deadline:
+            fail(f"grow: partitions {parts}")
+        time.sleep(0.2)
+    for p in parts:
+        if len(set(p.replicas)) != REPLICAS or p.leader not in p.replicas:
+            fail(f"grow: partition {p.id}: leader {p.leader}, replicas {p.replicas}")
+    prod = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 2,
+                     "message.timeout.ms": 60000, "topic.metadata.refresh.interval.ms": 1000})
+    delivered = []
+
+    def report(err, msg):
+        delivered.append((str(err) if err else None, msg.partition()))
+
+    for part in range(PARTITIONS, grown):
+        for i in range(50):
+            prod.produce(TOPIC, value=f"new-{part}-{i}".encode(), partition=part,
+                         on_delivery=report)
+            prod.poll(0)
+    if prod.flush(TIMEOUT) != 0:
+        fail("grow: records left unflushed")
+    bad = [d for d in delivered if d[0] is not None or d[1] < PARTITIONS]
+    if len(delivered) != 100 or bad:
+        fail(f"grow: {len(delivered)} reports, bad {bad[:3]}")
+    ok("grow")
+
+
 def main():
     bootstrap = sys.argv[1]
     admin = AdminClient({"bootstrap.servers": bootstrap,
@@ -150,6 +197,7 @@ def main():
     sent = produce(bootstrap)
     consume(bootstrap, sent)
     alter(admin)
+    grow(admin, bootstrap)
     print("all checks passed", flush=True)
 
 

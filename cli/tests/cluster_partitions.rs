@@ -1,0 +1,167 @@
+//! Adding partitions to a topic of a cluster, with real `sluice serve` processes: three
+//! nodes, a topic of two partitions with two replicas each (`--replicas 2`) grown to five.
+//! Every node counts five partitions, each new one is on two nodes with a leader, and takes
+//! publishes that both its replicas serve; a count not above the current one is refused by
+//! name. Two nodes grow the topic at once: every node ends with the same count, and a change
+//! made from a count that moved on is refused. A restarted node has the same partitions and
+//! placements, and its new partitions take publishes again.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::cluster::{client_of, started_cluster, statuses, Node, STEP};
+use sluice::client::{Client, SubscribeOptions};
+use sluice::protocol::{ErrorCode, LogSettings, Start};
+use sluice::storage::Record;
+
+const TOPIC: &str = "grow";
+
+/// Each partition of [`TOPIC`]: the nodes listing a replica of it, as its leader reports it
+/// (with the leader), once every partition below `count` has a leader.
+async fn placed(nodes: &[Node], count: u32) -> BTreeMap<u32, (u64, BTreeSet<u64>)> {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let mut out = BTreeMap::new();
+        for s in statuses(nodes).await {
+            for g in &s.groups {
+                let Some(p) = g.group.strip_prefix(&format!("t/{TOPIC}/")) else {
+                    continue;
+                };
+                if g.leader == Some(s.node_id) && g.learners.is_empty() {
+                    let voters = g.voters.iter().copied().collect();
+                    out.insert(p.parse().unwrap(), (s.node_id, voters));
+                }
+            }
+        }
+        if out.len() == count as usize {
+            return out;
+        }
+        assert!(Instant::now() < deadline, "partitions not all led: {out:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The messages of partition `p` a node serves, up to `value` (all of them if it never comes).
+async fn read_to(node: &Node, p: u32, value: &str) -> Vec<String> {
+    let c = Client::connect(&node.native).await.unwrap();
+    let opts = SubscribeOptions::anonymous()
+        .from(Start::Earliest)
+        .partitions(vec![p])
+        .credit(1024);
+    let mut sub = c.subscribe(TOPIC, opts).await.unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + STEP;
+    while !out.iter().any(|v| v == value) && Instant::now() < deadline {
+        if let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await
+        {
+            out.push(String::from_utf8(m.record.value.to_vec()).unwrap());
+        }
+    }
+    out
+}
+
+/// Every node's partition count of [`TOPIC`].
+async fn counts(nodes: &[Node]) -> Vec<u32> {
+    let mut out = Vec::new();
+    for n in nodes {
+        let c = Client::connect(&n.native).await.unwrap();
+        out.push(c.topic_meta(TOPIC).await.unwrap().1);
+    }
+    out
+}
+
+/// Publishes `value` to partition `p` and checks that each of its replicas serves it.
+async fn publish_and_read(
+    client: &Client,
+    nodes: &[Node],
+    p: u32,
+    hosts: &BTreeSet<u64>,
+    value: &str,
+) {
+    let record = Record::from_value(value.as_bytes().to_vec());
+    client
+        .publish_to_partition(TOPIC, p, &[record])
+        .await
+        .unwrap_or_else(|e| panic!("partition {p}: {e}"));
+    for h in hosts {
+        let got = read_to(&nodes[*h as usize - 1], p, value).await;
+        assert!(
+            got.iter().any(|v| v == value),
+            "node {h}, partition {p}: {got:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_of_a_cluster_grows_on_every_node() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut nodes, spec) = started_cluster(root.path(), 3);
+    let all: Vec<&str> = nodes.iter().map(|n| n.native.as_str()).collect();
+    let client = client_of(&all.join(",")).await;
+    let two = LogSettings {
+        replicas: Some(2),
+        ..Default::default()
+    };
+    client
+        .create_topic_with_partitions(TOPIC, two, 2)
+        .await
+        .unwrap();
+    client.add_partitions(TOPIC, 5).await.unwrap();
+    assert_eq!(counts(&nodes).await, vec![5, 5, 5]);
+    let before = placed(&nodes, 5).await;
+    for (p, (_, hosts)) in &before {
+        assert_eq!(
+            hosts.len(),
+            2,
+            "partition {p} on {hosts:?}: two replicas wanted"
+        );
+        publish_and_read(&client, &nodes, *p, hosts, &format!("first-{p}")).await;
+    }
+    for bad in [5, 4] {
+        let e = client.add_partitions(TOPIC, bad).await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::InvalidArgument), "{e}");
+        assert!(e.to_string().contains("above 5"), "{e}");
+    }
+
+    // Two nodes grow it at once, each from the count it sees.
+    let (a, b) = (
+        Client::connect(&nodes[0].native).await.unwrap(),
+        Client::connect(&nodes[1].native).await.unwrap(),
+    );
+    let (ra, rb) = tokio::join!(a.add_partitions(TOPIC, 7), b.add_partitions(TOPIC, 8));
+    let final_count = counts(&nodes).await;
+    eprintln!("grown at once to 7: {ra:?}, to 8: {rb:?}; counts {final_count:?}");
+    assert!(
+        final_count.iter().all(|c| *c == final_count[0]),
+        "{final_count:?}"
+    );
+    match (&ra, &rb) {
+        (Ok(_), Ok(_)) => assert_eq!(final_count[0], 8),
+        (Ok(_), Err(e)) => {
+            assert_eq!(final_count[0], 7);
+            assert!(e.to_string().contains("came first"), "{e}");
+        }
+        (Err(e), Ok(_)) => {
+            assert_eq!(final_count[0], 8);
+            assert!(e.to_string().contains("came first"), "{e}");
+        }
+        (Err(x), Err(y)) => panic!("neither grew the topic: {x}; {y}"),
+    }
+    let grown = final_count[0];
+    let before = placed(&nodes, grown).await;
+
+    // A restarted node has the same partitions, placed alike.
+    nodes[2].kill9();
+    nodes[2].start(&spec);
+    assert_eq!(counts(&nodes).await, vec![grown; 3]);
+    let after = placed(&nodes, grown).await;
+    let hosts = |m: &BTreeMap<u32, (u64, BTreeSet<u64>)>| -> Vec<BTreeSet<u64>> {
+        m.values().map(|(_, h)| h.clone()).collect()
+    };
+    assert_eq!(hosts(&after), hosts(&before));
+    for (p, (_, hosts)) in after.iter().filter(|(p, _)| **p >= 2) {
+        publish_and_read(&client, &nodes, *p, hosts, &format!("again-{p}")).await;
+    }
+}
