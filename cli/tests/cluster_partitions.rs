@@ -165,3 +165,127 @@ async fn a_topic_of_a_cluster_grows_on_every_node() {
         publish_and_read(&client, &nodes, *p, hosts, &format!("again-{p}")).await;
     }
 }
+
+/// Waits until each of `groups` has `want` voters, no learner, and is held by exactly its
+/// voters (a dropped replica closed); each group's voters and preferred leader.
+async fn wait_factor(
+    nodes: &[Node],
+    groups: &[String],
+    want: usize,
+) -> BTreeMap<String, (BTreeSet<u64>, Option<u64>)> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let all = statuses(nodes).await;
+        let mut out = BTreeMap::new();
+        for g in groups {
+            let hosts: BTreeSet<u64> = all
+                .iter()
+                .filter(|s| s.groups.iter().any(|x| &x.group == g))
+                .map(|s| s.node_id)
+                .collect();
+            let led = all.iter().find_map(|s| {
+                s.groups
+                    .iter()
+                    .find(|x| &x.group == g && x.leader == Some(s.node_id))
+            });
+            if let Some(l) = led {
+                let voters: BTreeSet<u64> = l.voters.iter().copied().collect();
+                if voters.len() == want && l.learners.is_empty() && voters == hosts {
+                    out.insert(g.clone(), (voters, l.preferred));
+                }
+            }
+        }
+        if out.len() == groups.len() {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all of {groups:?} on {want} replicas: {out:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replication_factor_changes_while_the_cluster_serves() {
+    let root = tempfile::tempdir().unwrap();
+    let (nodes, _) = started_cluster(root.path(), 3);
+    let all: Vec<&str> = nodes.iter().map(|n| n.native.as_str()).collect();
+    let addrs = all.join(",");
+    let client = client_of(&addrs).await;
+    let one = LogSettings {
+        replicas: Some(1),
+        ..Default::default()
+    };
+    client
+        .create_topic_with_partitions(TOPIC, one, 3)
+        .await
+        .unwrap();
+    client
+        .create_queue("jobs", sluice::protocol::QueueSettings::default())
+        .await
+        .unwrap();
+    let parts: Vec<String> = (0..3).map(|p| format!("t/{TOPIC}/{p}")).collect();
+    let first = wait_factor(&nodes, &parts, 1).await;
+    for (p, (hosts, _)) in first.values().enumerate() {
+        publish_and_read(&client, &nodes, p as u32, hosts, &format!("one-{p}")).await;
+    }
+
+    // Up to three: every node copies every partition, what was published before included.
+    common::cli_ok(&addrs, &["cluster", "set-replicas", TOPIC, "3"], None);
+    let three = wait_factor(&nodes, &parts, 3).await;
+    for (p, (hosts, preferred)) in three.values().enumerate() {
+        assert_eq!(preferred, &first[&parts[p]].0.first().copied(), "{p}");
+        for h in hosts {
+            let got = read_to(&nodes[*h as usize - 1], p as u32, &format!("one-{p}")).await;
+            assert_eq!(got, vec![format!("one-{p}")], "node {h}, partition {p}");
+        }
+        publish_and_read(&client, &nodes, p as u32, hosts, &format!("three-{p}")).await;
+    }
+
+    // Down to two: each partition keeps its preferred leader and what it held.
+    let two = sluice::protocol::Target::Topic(TOPIC.into());
+    client.cluster_set_replicas(two, 2).await.unwrap();
+    let two = wait_factor(&nodes, &parts, 2).await;
+    for (p, (hosts, preferred)) in two.values().enumerate() {
+        assert!(
+            hosts.contains(&preferred.unwrap()),
+            "{p}: {hosts:?} {preferred:?}"
+        );
+        publish_and_read(&client, &nodes, p as u32, hosts, &format!("two-{p}")).await;
+        for h in hosts {
+            let got = read_to(&nodes[*h as usize - 1], p as u32, &format!("two-{p}")).await;
+            let want: Vec<String> = ["one", "three", "two"]
+                .iter()
+                .map(|s| format!("{s}-{p}"))
+                .collect();
+            assert_eq!(got, want, "node {h}, partition {p}");
+        }
+    }
+
+    // A queue down to one replica still takes and hands out messages.
+    let queue = sluice::protocol::Target::Queue("jobs".into());
+    client.cluster_set_replicas(queue, 1).await.unwrap();
+    wait_factor(&nodes, &["q/jobs".to_string()], 1).await;
+    let sent = common::cluster::publish_to_queue(&client, "jobs", "job-", 5).await;
+    let mut consumer = client
+        .consume(sluice::protocol::Source::Queue("jobs".into()), 16)
+        .await
+        .unwrap();
+    for _ in 0..sent.len() {
+        let d = common::cluster::next_delivery(&mut consumer, "jobs").await;
+        d.ack().await.unwrap();
+    }
+
+    // Refused by name: more replicas than nodes, an unknown topic.
+    let e = client
+        .cluster_set_replicas(sluice::protocol::Target::Topic(TOPIC.into()), 4)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::InvalidArgument), "{e}");
+    let e = client
+        .cluster_set_replicas(sluice::protocol::Target::Topic("nope".into()), 2)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::NotFound), "{e}");
+}

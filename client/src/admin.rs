@@ -3,7 +3,7 @@
 //! removing a cluster's nodes.
 
 use super::{unexpected, Client, LogSettings, QueueInfo, QueueSettings, Result, TopicInfo};
-use crate::protocol::{ClusterStatus, Reply, Request};
+use crate::protocol::{ClusterStatus, Reply, Request, Target};
 use sluice_format::TopicId;
 
 impl Client {
@@ -142,5 +142,13 @@ impl Client {
     /// then drops its replica there, in the background.
     pub async fn cluster_remove_node(&self, id: u64) -> Result<()> {
         self.expect_ok(Request::ClusterRemoveNode { id }).await
+    }
+
+    /// Sets the replication factor of every partition of a topic (`Target::Topic`) or of a
+    /// queue (`Target::Queue`): answered once the cluster's metadata has it; the replicas
+    /// then move in the background (watch `cluster_status`).
+    pub async fn cluster_set_replicas(&self, target: Target, replicas: u32) -> Result<()> {
+        self.expect_ok(Request::ClusterSetReplicas { target, replicas })
+            .await
     }
 }

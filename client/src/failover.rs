@@ -75,6 +75,7 @@ pub(super) fn retried_kind(req: &Request) -> bool {
             | Request::ClusterStatus
             | Request::ClusterAddNode { .. }
             | Request::ClusterRemoveNode { .. }
+            | Request::ClusterSetReplicas { .. }
     )
 }
 

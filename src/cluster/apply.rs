@@ -132,6 +132,9 @@ impl Cluster {
             MetaCommand::DeleteQueue { name } => self.apply_delete_queue(broker, name).await,
             MetaCommand::SetNodes { base, nodes } => self.apply_set_nodes(index, base, nodes),
             MetaCommand::DeleteTopic { name } => self.apply_delete_topic(broker, name).await,
+            MetaCommand::SetFactor { groups, factor } => {
+                self.apply_set_factor(index, groups, factor)
+            }
             MetaCommand::AddPartitions {
                 name,
                 id,

@@ -150,6 +150,14 @@ pub enum MetaCommand {
         /// Each new partition's nodes, in partition order.
         replicas: Vec<Vec<u64>>,
     },
+    /// Set the replication factor of these groups' placements (`cluster::factor`); the
+    /// metadata's leader then moves their replicas.
+    SetFactor {
+        /// The groups (`t/<topic>/<p>`, `q/<queue>`).
+        groups: Vec<String>,
+        /// Their replicas from now on.
+        factor: u32,
+    },
 }
 
 impl MetaCommand {

@@ -5,6 +5,7 @@
 //! - `apply`: applying the metadata's commands on this node (creations, deletions, moves,
 //!   retention, offsets, nodes).
 //! - `config`: [`ClusterConfig`], from `--node-id`, `--cluster`, `--join`, `--cluster-id`.
+//! - `factor`: changing the replication factor of a topic's partitions or a queue.
 //! - `grow`: adding partitions to a topic through the metadata.
 //! - `identity`: the cluster's id and first nodes, as the data directory records them.
 //! - `leaders`: handing each group back to its preferred leader (leader balance).
@@ -44,6 +45,7 @@ use crate::broker::{Broker, BrokerError, ErrorKind, Published};
 mod apply;
 pub mod compact;
 pub mod config;
+mod factor;
 mod grow;
 pub mod identity;
 pub mod leaders;

@@ -18,8 +18,9 @@
 //!
 //! The metadata's leader keeps placements on the cluster's nodes ([`Cluster::replace_plan`]):
 //! a replica on a node that was removed is moved to the node holding fewest replicas, and a
-//! group with fewer replicas than its factor (the cluster was smaller) gets more once nodes
-//! are added. Each move is a [`MetaCommand::SetReplicas`](super::MetaCommand::SetReplicas)
+//! group with fewer replicas than its factor (the cluster was smaller, or the factor was
+//! raised: `factor`) gets more once nodes are added, and one with more (the factor was
+//! lowered) drops those on the nodes holding most, never its preferred leader. Each move is a [`MetaCommand::SetReplicas`](super::MetaCommand::SetReplicas)
 //! from the placement it replaces; the group's members then follow (`members`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -235,6 +236,18 @@ impl Cluster {
                         to.push(n);
                     }
                     None => break,
+                }
+            }
+            // Above its factor (lowered): drop the replicas on the nodes holding most, never
+            // the preferred leader.
+            while to.len() > wanted.max(1) {
+                let held = |i: &usize| (load.holds.get(&to[*i]).copied().unwrap_or(0), to[*i]);
+                let Some(i) = (1..to.len()).max_by_key(held) else {
+                    break;
+                };
+                let n = to.remove(i);
+                if let Some(h) = load.holds.get_mut(&n) {
+                    *h = h.saturating_sub(1);
                 }
             }
             if to != p.nodes && !to.is_empty() {
@@ -532,89 +545,5 @@ pub(super) fn partition_of(group: &str) -> Option<(&str, u32)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn leaders_and_replicas_spread_evenly() {
-        let mut load = Load::default();
-        let placed = choose(&[1, 2, 3, 4], &mut load, 8, 2);
-        let mut leads = HashMap::new();
-        let mut holds = HashMap::new();
-        for p in &placed {
-            assert_eq!(p.len(), 2);
-            assert_ne!(p[0], p[1], "{placed:?}");
-            *leads.entry(p[0]).or_insert(0) += 1;
-            for n in p {
-                *holds.entry(*n).or_insert(0) += 1;
-            }
-        }
-        assert!(leads.values().all(|&l| l == 2), "{leads:?}");
-        assert!(holds.values().all(|&h| h == 4), "{holds:?}");
-    }
-
-    #[test]
-    fn an_added_node_takes_replicas_from_the_fullest() {
-        let g = |n: &str| GroupId(n.into());
-        let place = |nodes: &[u64]| Placement {
-            nodes: nodes.to_vec(),
-            factor: nodes.len() as u32,
-        };
-        let groups = [g("t/a/0"), g("t/a/1"), g("t/a/2"), g("t/a/3"), g("q/x")];
-        let placed = [
-            place(&[1, 2, 3]),
-            place(&[2, 3, 1]),
-            place(&[3, 1, 2]),
-            place(&[1, 2, 3]),
-            place(&[1, 2, 3]),
-        ];
-        let all: BTreeMap<&GroupId, &Placement> = groups.iter().zip(placed.iter()).collect();
-        // Node 4 holds nothing: partitions move to it before the queue does, and replicas
-        // that are not their partition's preferred leader.
-        let moves = balance(&[1, 2, 3, 4], &all, |_| true, 10);
-        let mut holds: BTreeMap<u64, usize> = BTreeMap::new();
-        let mut after: BTreeMap<String, Vec<u64>> = all
-            .iter()
-            .map(|(g, p)| (g.0.clone(), p.nodes.clone()))
-            .collect();
-        for (group, from, to) in &moves {
-            assert!(group.starts_with("t/"), "{moves:?}");
-            let off: Vec<&u64> = from.iter().filter(|n| !to.contains(n)).collect();
-            assert_ne!(
-                Some(off[0]),
-                from.first(),
-                "a preferred leader moved: {moves:?}"
-            );
-            assert_eq!(&after[group], from);
-            assert_eq!(to.len(), from.len());
-            after.insert(group.clone(), to.clone());
-        }
-        for nodes in after.values() {
-            let distinct: std::collections::BTreeSet<_> = nodes.iter().collect();
-            assert_eq!(distinct.len(), nodes.len(), "{after:?}");
-            for n in nodes {
-                *holds.entry(*n).or_default() += 1;
-            }
-        }
-        let (most, fewest) = (holds.values().max(), holds.values().min());
-        assert!(
-            most.unwrap() - fewest.unwrap() <= 1,
-            "{holds:?} after {moves:?}"
-        );
-        assert!(balance(&[1, 2, 3], &all, |_| true, 10).is_empty());
-    }
-
-    #[test]
-    fn a_factor_above_the_nodes_places_on_every_node() {
-        let mut load = Load::default();
-        assert_eq!(choose(&[1, 2], &mut load, 1, 3), vec![vec![1, 2]]);
-    }
-
-    #[test]
-    fn later_groups_go_to_the_nodes_holding_fewest() {
-        let mut load = Load::default();
-        load.add(&[1, 2]);
-        load.add(&[2, 1]);
-        assert_eq!(choose(&[1, 2, 3], &mut load, 1, 2), vec![vec![3, 1]]);
-    }
-}
+#[path = "placement_tests.rs"]
+mod tests;

@@ -2,7 +2,7 @@
 //! (`CLUSTER_STATUS`) and prints the nodes and each replicated group, from its leader's report
 //! when the leader is among the nodes that answered (only a leader knows its followers'
 //! replication). `sluice cluster add-node` and `remove-node` change the cluster's nodes
-//! through any `--addr` node.
+//! through any `--addr` node, and `set-replicas` a topic's or queue's replication factor.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use clap::Subcommand;
 use serde_json::json;
 use sluice::client::{ConnectOptions, ADDR_CONNECT_TIMEOUT};
-use sluice::protocol::{ClusterStatus, GroupState};
+use sluice::protocol::{ClusterStatus, GroupState, Target};
 
 use super::Out;
 
@@ -38,6 +38,19 @@ pub enum ClusterCmd {
     RemoveNode {
         /// The node's id.
         id: u64,
+    },
+    /// Set the replication factor of every partition of a topic (or of a queue, with
+    /// --queue): replicas are then added on the nodes holding fewest, or dropped from those
+    /// holding most (never the preferred leader), while the cluster serves (watch `sluice
+    /// cluster status`).
+    SetReplicas {
+        /// The topic, or the queue with --queue.
+        name: String,
+        /// Replicas from now on: 1 to the cluster's nodes.
+        replicas: u32,
+        /// NAME is a queue.
+        #[arg(long)]
+        queue: bool,
     },
 }
 
@@ -81,6 +94,25 @@ pub(super) async fn run(opts: ConnectOptions, out: &Out, cmd: ClusterCmd) -> Res
             out.line(
                 || format!("node {id} removed; the groups now drop it"),
                 || json!({"removed": id}),
+            );
+            Ok(())
+        }
+        ClusterCmd::SetReplicas {
+            name,
+            replicas,
+            queue,
+        } => {
+            let target = match queue {
+                true => Target::Queue(name.clone()),
+                false => Target::Topic(name.clone()),
+            };
+            opts.connect()
+                .await?
+                .cluster_set_replicas(target, replicas)
+                .await?;
+            out.line(
+                || format!("{name}: {replicas} replicas; they now move"),
+                || json!({"name": name, "queue": queue, "replicas": replicas}),
             );
             Ok(())
         }

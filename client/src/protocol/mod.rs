@@ -128,6 +128,8 @@ pub mod kind {
     pub const CLUSTER_ADD_NODE: u8 = 0x61;
     /// Admin: removes a node from the cluster.
     pub const CLUSTER_REMOVE_NODE: u8 = 0x62;
+    /// Admin: changes the replication factor of a topic's partitions or a queue.
+    pub const CLUSTER_SET_REPLICAS: u8 = 0x63;
 
     /// Server → client: handshake accepted.
     pub const HELLO_OK: u8 = 0x81;

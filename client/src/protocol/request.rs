@@ -155,6 +155,14 @@ pub enum Request {
         /// The node's id.
         id: u64,
     },
+    /// Admin: sets the replication factor of every partition of a topic, or of a queue
+    /// (`Target::Any` is refused); the replicas then move in the background.
+    ClusterSetReplicas {
+        /// The topic or queue.
+        target: Target,
+        /// Its replicas from now on (1 to the cluster's nodes).
+        replicas: u32,
+    },
     /// Authentication, users and access rules.
     Security(SecurityRequest),
 }
@@ -187,6 +195,7 @@ impl Request {
             ClusterStatus => kind::CLUSTER_STATUS,
             ClusterAddNode { .. } => kind::CLUSTER_ADD_NODE,
             ClusterRemoveNode { .. } => kind::CLUSTER_REMOVE_NODE,
+            ClusterSetReplicas { .. } => kind::CLUSTER_SET_REPLICAS,
             Security(s) => s.kind(),
         }
     }
@@ -214,6 +223,15 @@ impl Request {
             // Format: { id u64 }
             Request::ClusterRemoveNode { id } => {
                 w.u64(*id);
+            }
+            // Format: { target u8 (0 topic, 1 queue) | name str | replicas u32 }
+            Request::ClusterSetReplicas { target, replicas } => {
+                let t = match target {
+                    Target::Topic(_) => 0,
+                    Target::Queue(_) => 1,
+                    Target::Any(_) => 2,
+                };
+                w.u8(t).str(target.name()).u32(*replicas);
             }
             // Format: { target u8 (0 topic, 1 queue, 2 any) | name str | route | batch [u8; rest] }
             // route: { 0 u8 } (any) | { 1 u8 | partition u32 | expected_partitions u32 }
@@ -384,6 +402,19 @@ impl Request {
                 addr: r.str()?,
             },
             kind::CLUSTER_REMOVE_NODE => Request::ClusterRemoveNode { id: r.u64()? },
+            kind::CLUSTER_SET_REPLICAS => {
+                let t = r.u8()?;
+                let name = r.str()?;
+                let target = match t {
+                    0 => Target::Topic(name),
+                    1 => Target::Queue(name),
+                    v => return Err(malformed(format!("unknown replicas target {v}"))),
+                };
+                Request::ClusterSetReplicas {
+                    target,
+                    replicas: r.u32()?,
+                }
+            }
             kind::PUBLISH => {
                 let t = r.u8()?;
                 let name = r.str()?;

@@ -146,6 +146,14 @@ fn requests_round_trip() {
             addr: "h:9204".into(),
         },
         Request::ClusterRemoveNode { id: 3 },
+        Request::ClusterSetReplicas {
+            target: Target::Topic("orders".into()),
+            replicas: 2,
+        },
+        Request::ClusterSetReplicas {
+            target: Target::Queue("jobs".into()),
+            replicas: 1,
+        },
     ] {
         rt_req(r);
     }

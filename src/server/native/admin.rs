@@ -139,6 +139,10 @@ fn admin(b: &Broker, req: Request) -> crate::broker::Result<Reply> {
             cluster_of(b)?.remove_node_blocking(id)?;
             Reply::Ok
         }
+        Request::ClusterSetReplicas { target, replicas } => {
+            cluster_of(b)?.set_replicas_blocking(&target, replicas)?;
+            Reply::Ok
+        }
         Request::DescribeQueue { name } => Reply::QueueInfo(b.describe_queue(name)?),
         other => unreachable!("not an admin request: {other:?}"),
     })

@@ -145,7 +145,9 @@ fn needs<'a>(
         Request::DeleteQueue { name } => vec![(Delete, Resource::queue(name))],
         Request::DescribeQueue { name } => vec![(Describe, Resource::queue(name))],
         Request::ClusterStatus => vec![(Describe, Resource::cluster())],
-        Request::ClusterAddNode { .. } | Request::ClusterRemoveNode { .. } => {
+        Request::ClusterAddNode { .. }
+        | Request::ClusterRemoveNode { .. }
+        | Request::ClusterSetReplicas { .. } => {
             vec![(Alter, Resource::cluster())]
         }
         Request::Security(s) => match s {

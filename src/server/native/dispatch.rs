@@ -77,7 +77,8 @@ impl Conn {
             | Request::ListQueues
             | Request::DescribeQueue { .. }
             | Request::ClusterAddNode { .. }
-            | Request::ClusterRemoveNode { .. } => self.admin(id, req).await,
+            | Request::ClusterRemoveNode { .. }
+            | Request::ClusterSetReplicas { .. } => self.admin(id, req).await,
             Request::ClusterStatus => {
                 let reply = self.cluster_status();
                 self.reply(id, reply).await

@@ -1,0 +1,72 @@
+//! Changing the replication factor of a topic's partitions or of a queue after its creation
+//! (`sluice cluster set-replicas`, the native CLUSTER_SET_REPLICAS).
+//!
+//! [`MetaCommand::SetFactor`] sets the factor of each group's placement on every node; the
+//! metadata's leader then moves the replicas as for a node added or removed
+//! ([`Cluster::replace_plan`]): a group below its factor gains replicas on the nodes holding
+//! fewest, one above it drops those on the nodes holding most, never its preferred leader.
+//! Each move is a `SetReplicas`, and the group's members follow (`members`).
+
+use std::sync::Arc;
+
+use sluice_replication::GroupId;
+use tracing::info;
+
+use super::{partition_group, queues::queue_group, Cluster, MetaCommand};
+use crate::broker::{BrokerError, ErrorKind};
+use crate::protocol::Target;
+
+impl Cluster {
+    /// Sets the replication factor of every partition of a topic, or of a queue (from a
+    /// blocking thread): answered once the metadata has it; the replicas move afterwards.
+    pub fn set_replicas_blocking(
+        self: &Arc<Self>,
+        target: &Target,
+        factor: u32,
+    ) -> Result<(), BrokerError> {
+        let factor = self.replication_factor(Some(factor))?;
+        let broker = self.broker()?;
+        let groups: Vec<GroupId> = match target {
+            Target::Topic(name) => {
+                let (_, partitions) = broker.topic_meta(name)?;
+                (0..partitions).map(|p| partition_group(name, p)).collect()
+            }
+            Target::Queue(name) => {
+                broker.store().queue(name)?;
+                vec![queue_group(name)]
+            }
+            Target::Any(name) => {
+                return Err(BrokerError::new(
+                    ErrorKind::InvalidArgument,
+                    format!("{name:?}: say whether it is a topic or a queue"),
+                ))
+            }
+        };
+        if let Some(g) = groups.iter().find(|g| self.placement(g).is_none()) {
+            return Err(BrokerError::new(
+                ErrorKind::InvalidArgument,
+                format!("{g} was created before placement: it is on every node"),
+            ));
+        }
+        let groups = groups.into_iter().map(|g| g.0).collect();
+        self.propose_meta_blocking(MetaCommand::SetFactor { groups, factor })
+    }
+
+    /// Applies [`MetaCommand::SetFactor`] at metadata `index`.
+    pub(super) fn apply_set_factor(&self, index: u64, groups: Vec<String>, factor: u32) {
+        let mut placements = self.placements.write().unwrap_or_else(|e| e.into_inner());
+        let mut set = 0;
+        for g in groups {
+            if let Some(p) = placements.get_mut(&GroupId(g)) {
+                p.factor = factor;
+                set += 1;
+            }
+        }
+        info!(
+            index,
+            groups = set,
+            factor,
+            "cluster: replication factor set"
+        );
+    }
+}
