@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
@@ -475,4 +476,93 @@ fn an_idempotent_producers_retries_are_answered_not_stored_again_even_by_a_new_l
         45,
         "out of order on the new leader too"
     );
+}
+
+/// Each group's voters as its leader reports them (`sluice cluster status --json`).
+fn voters_of(addrs: &str) -> BTreeMap<String, Vec<u64>> {
+    let lines = common::cli_ok(addrs, &["--json", "cluster", "status"], None);
+    common::json_lines(&lines)
+        .iter()
+        .filter(|v| v["from_leader"] == true)
+        .filter_map(|v| {
+            let voters = v["voters"].as_array()?.iter().filter_map(|n| n.as_u64());
+            let group = v["group"].as_str()?.to_string();
+            let settled = v["learners"].as_array()?.is_empty();
+            settled.then(|| (group, voters.collect()))
+        })
+        .collect()
+}
+
+/// Kafka's own reassignment tool moves a cluster's partitions: one partition from one replica
+/// to three, the other to two named nodes; `--verify` reports both completed, each group then
+/// has exactly those voters, and the nodes holding both partitions serve every message
+/// published before.
+#[test]
+fn kafka_reassign_partitions_moves_replicas_to_the_nodes_named() {
+    let Some(cp) = common::kafka::java_classpath() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let (_nodes, bootstrap, natives) = kafka_cluster(root.path(), false);
+    let b = bootstrap.as_str();
+    meta_leader(&natives);
+    let topic_args = ["--bootstrap-server", b, "--create", "--topic", "moved"];
+    let sizes = ["--partitions", "2", "--replication-factor", "1"];
+    let create: Vec<&str> = topic_args.iter().chain(&sizes).copied().collect();
+    java_ok(&cp, "org.apache.kafka.tools.TopicCommand", &create, None);
+    let lines: String = (0..10).map(|i| format!("m{i}\n")).collect();
+    for p in ["0", "1"] {
+        common::cli_ok(
+            &natives,
+            &["publish", "moved", "--partition", p],
+            Some(&lines),
+        );
+    }
+    let plan = root.path().join("plan.json");
+    std::fs::write(
+        &plan,
+        r#"{"version":1,"partitions":[
+            {"topic":"moved","partition":0,"replicas":[1,2,3]},
+            {"topic":"moved","partition":1,"replicas":[3,2]}]}"#,
+    )
+    .unwrap();
+    let tool = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand";
+    let plan = plan.to_str().unwrap();
+    let args = ["--bootstrap-server", b, "--reassignment-json-file", plan];
+    let run_tool = |what: &[&str]| {
+        let all: Vec<&str> = args.iter().chain(what).copied().collect();
+        java_ok(&cp, tool, &all, None)
+    };
+    let started = run_tool(&["--execute"]);
+    assert!(started.contains("Successfully started"), "{started}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let verified = run_tool(&["--verify", "--preserve-throttles"]);
+        let done = verified.matches("is completed").count();
+        if done == 2 {
+            eprintln!("{verified}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{verified}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = voters_of(&natives);
+        let (p0, p1) = (v.get("t/moved/0"), v.get("t/moved/1"));
+        if p0 == Some(&vec![1, 2, 3]) && p1 == Some(&vec![2, 3]) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{v:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Nodes 2 and 3 hold both partitions now, and serve all 20 messages.
+    for addr in natives.split(',').skip(1) {
+        let read = common::cli_ok(
+            addr,
+            &["subscribe", "moved", "--from", "earliest", "--count", "20"],
+            None,
+        );
+        assert_eq!(read.len(), 20, "{addr}: {read:?}");
+    }
 }

@@ -6,6 +6,8 @@
 mod common;
 #[path = "kafka_versions/groups.rs"]
 mod groups;
+#[path = "kafka_versions/replicas.rs"]
+mod replicas;
 #[path = "kafka_versions/security.rs"]
 mod security;
 #[path = "kafka_versions/share.rs"]
@@ -288,6 +290,14 @@ fn every_served_version_of_every_api_is_answered() {
                 ApiKey::IncrementalAlterConfigs => check_incremental_alter_configs(&mut c, v),
                 ApiKey::InitProducerId => check_init_producer_id(&mut c, v),
                 ApiKey::CreatePartitions => check_create_partitions(&mut c, v),
+                ApiKey::DescribeLogDirs => {
+                    let n = metadata(&mut c, "v").topics[0].partitions.len();
+                    replicas::check_describe_log_dirs(&mut c, v, n)
+                }
+                ApiKey::AlterPartitionReassignments => {
+                    replicas::check_alter_reassignments(&mut c, v)
+                }
+                ApiKey::ListPartitionReassignments => replicas::check_list_reassignments(&mut c, v),
                 ApiKey::JoinGroup => groups::check_join_group(&mut c, v),
                 ApiKey::SyncGroup => groups::check_sync_group(&mut c, v),
                 ApiKey::Heartbeat => groups::check_heartbeat(&mut c, v),

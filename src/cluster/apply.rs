@@ -135,6 +135,7 @@ impl Cluster {
             MetaCommand::SetFactor { groups, factor } => {
                 self.apply_set_factor(index, groups, factor)
             }
+            MetaCommand::Reassign { moves } => self.apply_reassign(index, moves).await,
             MetaCommand::AddPartitions {
                 name,
                 id,

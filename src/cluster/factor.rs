@@ -70,3 +70,84 @@ impl Cluster {
         );
     }
 }
+
+/// Reassignments asked for by name (Kafka's AlterPartitionReassignments and
+/// ListPartitionReassignments).
+impl Cluster {
+    /// Moves each group to the nodes given (from a blocking thread): answered once the
+    /// metadata has the moves; the replicas move afterwards. Each group's factor becomes its
+    /// node count.
+    pub fn reassign_blocking(
+        self: &Arc<Self>,
+        wanted: Vec<(GroupId, Vec<u64>)>,
+    ) -> Result<(), BrokerError> {
+        let nodes = self.nodes();
+        let mut moves = Vec::new();
+        for (group, to) in wanted {
+            let Some(p) = self.placement(&group) else {
+                return Err(BrokerError::new(
+                    ErrorKind::InvalidArgument,
+                    format!("{group} was created before placement: it is on every node"),
+                ));
+            };
+            let mut seen = std::collections::BTreeSet::new();
+            if to.is_empty() || !to.iter().all(|n| nodes.contains_key(n) && seen.insert(*n)) {
+                return Err(BrokerError::new(
+                    ErrorKind::InvalidArgument,
+                    format!("{group}: {to:?} is not a list of distinct nodes of the cluster"),
+                ));
+            }
+            if p.nodes != to {
+                moves.push((group.0, p.nodes, to));
+            }
+        }
+        if moves.is_empty() {
+            return Ok(());
+        }
+        self.propose_meta_blocking(MetaCommand::Reassign { moves })
+    }
+
+    /// Applies [`MetaCommand::Reassign`] at metadata `index`.
+    pub(super) async fn apply_reassign(
+        self: &Arc<Self>,
+        index: u64,
+        moves: Vec<super::placement::Move>,
+    ) {
+        let targets: Vec<(GroupId, Vec<u64>)> = moves
+            .iter()
+            .map(|(g, _, to)| (GroupId(g.clone()), to.clone()))
+            .collect();
+        self.apply_moves(index, moves).await;
+        let mut placements = self.placements.write().unwrap_or_else(|e| e.into_inner());
+        for (g, to) in targets {
+            if let Some(p) = placements.get_mut(&g).filter(|p| p.nodes == to) {
+                p.factor = to.len() as u32;
+            }
+        }
+    }
+
+    /// On the metadata's leader, the groups whose members are not yet their placement (a
+    /// move under way); `None` on another node, which does not know.
+    pub fn moving_groups(&self) -> Option<std::collections::HashSet<GroupId>> {
+        self.meta_ready().then(|| {
+            self.moving
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        })
+    }
+
+    /// Records what the metadata leader's reconcile found moving.
+    pub(super) fn set_moving(&self, groups: std::collections::HashSet<GroupId>) {
+        *self.moving.write().unwrap_or_else(|e| e.into_inner()) = groups;
+    }
+}
+
+impl Cluster {
+    /// The voters of `group` as this node's replica has them; `None` without a replica here.
+    pub fn members_seen(&self, group: &GroupId) -> Option<Vec<u64>> {
+        let g = self.node.group(group)?;
+        let s = sluice_replication::Consensus::status(&g);
+        Some(s.voters.into_iter().collect())
+    }
+}

@@ -12,7 +12,7 @@
 //! step of the change (`sluice_replication::membership`): the new node is added as a learner,
 //! promoted once caught up, a removed node dropped. Publishes and acks go on meanwhile.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -198,6 +198,7 @@ impl Cluster {
     async fn reconcile(self: &Arc<Self>, settled: &mut HashMap<GroupId, Vec<u64>>) -> usize {
         if !self.meta_ready() || !self.is_member() {
             settled.clear();
+            self.set_moving(Default::default());
             return 0;
         }
         let moves = self.replace_plan();
@@ -212,6 +213,8 @@ impl Cluster {
         }
         let set = self.node_set();
         let pending = self.unsettled(&set, settled);
+        // What is still moving once this round's steps are taken (a new group is Done at once).
+        let mut moving: HashSet<GroupId> = pending.iter().map(|(g, _)| g.clone()).collect();
         let left = pending.len();
         for chunk in pending.chunks(MEMBER_CHANGES_MAX) {
             let mut steps = tokio::task::JoinSet::new();
@@ -229,6 +232,7 @@ impl Cluster {
             while let Some(Ok((group, nodes, step))) = steps.join_next().await {
                 match step {
                     Ok(MembersProgress::Done) => {
+                        moving.remove(&group);
                         settled.insert(group, nodes);
                     }
                     Ok(p) => {
@@ -238,6 +242,7 @@ impl Cluster {
                 }
             }
         }
+        self.set_moving(moving);
         if left == 0 {
             self.balance().await;
         }

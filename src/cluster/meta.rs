@@ -158,6 +158,12 @@ pub enum MetaCommand {
         /// Their replicas from now on.
         factor: u32,
     },
+    /// Moves asked for by name (Kafka's AlterPartitionReassignments): each taken as a
+    /// [`MetaCommand::SetReplicas`] move, and the group's factor becomes its new node count.
+    Reassign {
+        /// The moves.
+        moves: Vec<super::placement::Move>,
+    },
 }
 
 impl MetaCommand {

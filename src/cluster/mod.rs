@@ -89,6 +89,9 @@ pub struct Cluster {
     placements: RwLock<HashMap<GroupId, placement::Placement>>,
     /// Each topic's partition count as the metadata applied here says (`grow`).
     meta_counts: RwLock<HashMap<String, u32>>,
+    /// On the metadata's leader: the groups whose members are not yet their placement, as
+    /// its last reconcile found them (`factor`, Kafka's ListPartitionReassignments).
+    moving: RwLock<std::collections::HashSet<GroupId>>,
     /// Held while a partition or queue opens: the node's start and the metadata applied again
     /// both open them, and a queue is attached to its group once.
     opening: tokio::sync::Mutex<()>,
@@ -196,6 +199,7 @@ impl Cluster {
             gates: producers::Gates::default(),
             placements: RwLock::default(),
             meta_counts: RwLock::default(),
+            moving: RwLock::default(),
             opening: tokio::sync::Mutex::new(()),
         });
         let reconcile_stop = shutdown.clone();

@@ -539,7 +539,7 @@ fn balance(
 }
 
 /// The topic and partition of a partition's group name (`t/<topic>/<p>`).
-pub(super) fn partition_of(group: &str) -> Option<(&str, u32)> {
+pub fn partition_of(group: &str) -> Option<(&str, u32)> {
     let (topic, p) = group.strip_prefix("t/")?.rsplit_once('/')?;
     Some((topic, p.parse().ok()?))
 }

@@ -25,6 +25,9 @@ use kafka_protocol::messages::{
     RequestHeader, SyncGroupRequest,
 };
 use kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, DescribeLogDirsRequest, ListPartitionReassignmentsRequest,
+};
+use kafka_protocol::messages::{
     AlterShareGroupOffsetsRequest, DeleteShareGroupOffsetsRequest,
     DescribeShareGroupOffsetsRequest, ShareAcknowledgeRequest, ShareFetchRequest,
     ShareGroupDescribeRequest, ShareGroupHeartbeatRequest,
@@ -76,6 +79,12 @@ pub enum Request {
     InitProducerId(InitProducerIdRequest),
     /// CreatePartitions (37).
     CreatePartitions(CreatePartitionsRequest),
+    /// AlterPartitionReassignments (45).
+    AlterPartitionReassignments(AlterPartitionReassignmentsRequest),
+    /// ListPartitionReassignments (46).
+    ListPartitionReassignments(ListPartitionReassignmentsRequest),
+    /// DescribeLogDirs (35).
+    DescribeLogDirs(DescribeLogDirsRequest),
     /// CreateTopics (19).
     CreateTopics(CreateTopicsRequest),
     /// DeleteTopics (20).
@@ -263,6 +272,15 @@ fn decode_body_of(
         ApiKey::CreateTopics => Request::CreateTopics(CreateTopicsRequest::decode(buf, v)?),
         ApiKey::CreatePartitions => {
             Request::CreatePartitions(CreatePartitionsRequest::decode(buf, v)?)
+        }
+        ApiKey::AlterPartitionReassignments => Request::AlterPartitionReassignments(
+            AlterPartitionReassignmentsRequest::decode(buf, v)?,
+        ),
+        ApiKey::ListPartitionReassignments => {
+            Request::ListPartitionReassignments(ListPartitionReassignmentsRequest::decode(buf, v)?)
+        }
+        ApiKey::DescribeLogDirs => {
+            Request::DescribeLogDirs(DescribeLogDirsRequest::decode(buf, v)?)
         }
         ApiKey::DeleteTopics => Request::DeleteTopics(DeleteTopicsRequest::decode(buf, v)?),
         ApiKey::DescribeConfigs => {

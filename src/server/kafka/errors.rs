@@ -61,6 +61,17 @@ codes! {
     InitProducerIdResponse => |r, f| f(r.error_code);
     CreateTopicsResponse => |r, f| r.topics.iter().for_each(|t| f(t.error_code));
     CreatePartitionsResponse => |r, f| r.results.iter().for_each(|t| f(t.error_code));
+    AlterPartitionReassignmentsResponse => |r, f| {
+        f(r.error_code);
+        for t in &r.responses {
+            t.partitions.iter().for_each(|p| f(p.error_code));
+        }
+    };
+    ListPartitionReassignmentsResponse => |r, f| f(r.error_code);
+    DescribeLogDirsResponse => |r, f| {
+        f(r.error_code);
+        r.results.iter().for_each(|d| f(d.error_code));
+    };
     DeleteTopicsResponse => |r, f| r.responses.iter().for_each(|t| f(t.error_code));
     DescribeConfigsResponse => |r, f| r.results.iter().for_each(|t| f(t.error_code));
     AlterConfigsResponse => |r, f| r.responses.iter().for_each(|t| f(t.error_code));

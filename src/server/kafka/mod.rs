@@ -21,7 +21,9 @@
 //! without copies), `offsets` (ListOffsets), `admin`
 //! (CreateTopics, DeleteTopics), `configs` (DescribeConfigs, AlterConfigs,
 //! IncrementalAlterConfigs), `coordinator` (FindCoordinator), `producer_id` (InitProducerId),
-//! `partitions` (CreatePartitions), `groups` (the consumer-group requests, handed to the
+//! `partitions` (CreatePartitions), `reassign` (AlterPartitionReassignments,
+//! ListPartitionReassignments: moving a cluster's partitions), `logdirs` (DescribeLogDirs),
+//! `groups` (the consumer-group requests, handed to the
 //! coordinator), `shares` (the share-group requests, handed to `share/`), `registry` (the
 //! client's name and joined groups in the broker's connection registry), `sasl` (SaslHandshake,
 //! SaslAuthenticate, and who the connection is), `authz` (the authorization checks every
@@ -54,6 +56,7 @@ mod group_store;
 mod groups;
 pub(crate) use group_store::BrokerGroupOffsets;
 mod listener;
+mod logdirs;
 mod metadata;
 mod not_coordinator;
 mod offsets;
@@ -61,6 +64,7 @@ mod partitions;
 mod produce;
 mod produce_legacy;
 mod producer_id;
+mod reassign;
 mod registry;
 mod sasl;
 pub mod share;
