@@ -227,3 +227,75 @@ async fn a_replicated_queue_keeps_acks_and_deliveries_through_a_leader_kill() {
         .await;
     }
 }
+
+/// Dead letters redriven on a cluster (`POST /api/queues/<dlq>/redrive`): on the dead-letter
+/// queue's leader, each message goes back to its queue through that queue's group, committed
+/// before its dead letter is acked; another node refuses, naming the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_go_back_to_their_queue_on_a_cluster() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut nodes, spec) = common::cluster::cluster_nodes(root.path(), 3);
+    for n in nodes.iter_mut() {
+        n.http = Some(format!("127.0.0.1:{}", common::free_port()));
+        n.start(&spec);
+    }
+    let client = client_of(&addrs(&nodes)).await;
+    let settings = QueueSettings {
+        max_deliveries: Some(1),
+        ..Default::default()
+    };
+    client.create_queue("jobs", settings).await.unwrap();
+    publish_to_queue(&client, "jobs", "job-", 3).await;
+    let (lead, mut c) = consumer_on_leader(&nodes, "jobs", 3).await;
+    for k in 0..3 {
+        next(&mut c, &format!("message {k}"))
+            .await
+            .nack(0)
+            .await
+            .unwrap();
+    }
+    // Past its one delivery, each nacked message is dead-lettered when the queue next
+    // delivers: the consumer's wait does that.
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(1), c.next()).await;
+    assert!(
+        waited.is_err(),
+        "a dead-lettered message was delivered again"
+    );
+    drop(c);
+    wait_queue(&nodes[lead].native, "jobs.dlq", |i| i.depth == 3).await;
+
+    let dlq_lead = leader_of(&nodes, "q/jobs.dlq").await;
+    let other = (dlq_lead + 1) % 3;
+    let path = "/api/queues/jobs.dlq/redrive";
+    let http = |i: usize| nodes[i].http.clone().unwrap();
+    let (o, l) = (http(other), http(dlq_lead));
+    let (status, body) =
+        tokio::task::spawn_blocking(move || common::http::json(&o, "POST", path, None))
+            .await
+            .unwrap();
+    assert_ne!(
+        status, 200,
+        "a node not leading the dead-letter queue redrove: {body}"
+    );
+    assert!(body.to_string().contains("leader"), "{body}");
+    let (status, body) =
+        tokio::task::spawn_blocking(move || common::http::json(&l, "POST", path, None))
+            .await
+            .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["moved"], 3, "{body}");
+
+    let (_, mut again) = consumer_on_leader(&nodes, "jobs", 3).await;
+    let mut back = BTreeSet::new();
+    for k in 0..3 {
+        let d = next(&mut again, &format!("redriven {k}")).await;
+        back.insert(String::from_utf8(d.record.value.to_vec()).unwrap());
+        d.ack().await.unwrap();
+    }
+    let want: BTreeSet<String> = (0..3).map(|i| format!("job-{i}")).collect();
+    assert_eq!(back, want);
+    for n in &nodes {
+        wait_queue(&n.native, "jobs.dlq", |i| i.depth == 0).await;
+        wait_queue(&n.native, "jobs", |i| i.depth == 0 && i.in_flight == 0).await;
+    }
+}

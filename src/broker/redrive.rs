@@ -5,6 +5,10 @@
 //! A message is acknowledged only after its copy is durable in the target, so a crash between
 //! the two leaves a duplicate, never a loss. A message whose origin is not a queue (a topic's
 //! consumer group, `<topic>/<group>`) or no longer exists stops the redrive there and stays.
+//!
+//! On a cluster it runs on the dead-letter queue's leader (its deliveries and acks are that
+//! queue's replicated changes; another node answers NotLeader), and each copy goes through the
+//! target queue's group, wherever it leads, committed before the ack.
 
 use serde::Serialize;
 use sluice_storage::store::dead_letter_headers as dl;
@@ -65,7 +69,6 @@ impl Broker {
         to: Option<&str>,
         may_write: &MayWrite<'_>,
     ) -> Result<Redriven> {
-        self.not_in_cluster("redriving dead letters")?;
         if count == 0 {
             let m = "count must be at least 1".to_string();
             return Err(BrokerError::new(ErrorKind::InvalidArgument, m));
@@ -132,8 +135,14 @@ impl Broker {
                 }
             }
             for (target, records, offsets) in runs {
-                // Durable in the target (per its fsync policy) before the ack below.
-                self.store.queue(&target)?.publish(&records)?;
+                // Durable in the target (per its fsync policy; in a cluster, committed by a
+                // majority of its group) before the ack below.
+                match self.cluster() {
+                    Some(c) => c.append_to_queue_blocking(&target, &records)?,
+                    None => {
+                        self.store.queue(&target)?.publish(&records)?;
+                    }
+                }
                 source.ack(cid, &offsets)?;
                 done.moved += offsets.len() as u64;
             }

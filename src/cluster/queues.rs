@@ -370,21 +370,7 @@ impl QueueReplicator for QueueLink {
     }
 
     fn dead_letters(&self, queue: &str, records: &[Record]) -> Result<(), StoreError> {
-        let now = sluice_storage::now_ms();
-        let mut chunks: Vec<Vec<u8>> = Vec::new();
-        let mut start = 0;
-        let mut bytes = 0;
-        for (i, r) in records.iter().enumerate() {
-            bytes += sluice_storage::store::delivery_bytes(r);
-            if bytes >= DEAD_LETTER_ENTRY_BYTES || i + 1 == records.len() {
-                chunks.push(sluice_storage::format::encode_batch(
-                    &records[start..=i],
-                    now,
-                ));
-                (start, bytes) = (i + 1, 0);
-            }
-        }
-        for batch in chunks {
+        for batch in entry_batches(records) {
             let (node, group) = (self.node.clone(), queue_group(queue));
             let r = self.run(async move {
                 node.propose_anywhere(&group, Command::Batch(batch.into()))
@@ -396,6 +382,46 @@ impl QueueReplicator for QueueLink {
                     self.name
                 )));
             }
+        }
+        Ok(())
+    }
+}
+
+/// `records` as batches of at most [`DEAD_LETTER_ENTRY_BYTES`] each (one at least), in order.
+fn entry_batches(records: &[Record]) -> Vec<Vec<u8>> {
+    let now = sluice_storage::now_ms();
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, r) in records.iter().enumerate() {
+        bytes += sluice_storage::store::delivery_bytes(r);
+        if bytes >= DEAD_LETTER_ENTRY_BYTES || i + 1 == records.len() {
+            chunks.push(sluice_storage::format::encode_batch(
+                &records[start..=i],
+                now,
+            ));
+            (start, bytes) = (i + 1, 0);
+        }
+    }
+    chunks
+}
+
+impl Cluster {
+    /// Appends `records` to queue `queue` through its group, wherever its leader is (from a
+    /// blocking thread): each batch answered once committed, in order (a redrive's messages
+    /// going back to their queue).
+    pub fn append_to_queue_blocking(
+        self: &Arc<Self>,
+        queue: &str,
+        records: &[Record],
+    ) -> Result<(), crate::broker::BrokerError> {
+        for batch in entry_batches(records) {
+            let (node, group) = (self.node.clone(), queue_group(queue));
+            super::wait_on_runtime(async move {
+                node.propose_anywhere(&group, Command::Batch(batch.into()))
+                    .await
+            })?
+            .map_err(|e| super::broker_error(&self.node, e))?;
         }
         Ok(())
     }
