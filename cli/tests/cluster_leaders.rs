@@ -60,6 +60,7 @@ async fn leaders_go_back_to_their_preferred_nodes_after_a_restart() {
     let (mut nodes, spec) = cluster_nodes(root.path(), 3);
     for n in nodes.iter_mut() {
         n.args = vec!["--leader-balance-ms".into(), "500".into()];
+        n.http = Some(format!("127.0.0.1:{}", common::free_port()));
         n.start(&spec);
     }
     create_topic(&nodes).await;
@@ -120,6 +121,21 @@ async fn leaders_go_back_to_their_preferred_nodes_after_a_restart() {
     publish_many(&nodes, &mut leader, &mut check, 40).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(leadership(&nodes).await, before, "the leaders moved again");
+    // The nodes' metrics count the hand-overs, and no group left led elsewhere.
+    let mut handed = 0.0;
+    for n in &nodes {
+        let addr = n.http.clone().unwrap();
+        let (status, _, text) =
+            tokio::task::spawn_blocking(move || common::http::get(&addr, "/metrics"))
+                .await
+                .unwrap();
+        assert_eq!(status, 200, "{text}");
+        let s = common::http::samples(&text);
+        handed += common::http::value(&s, "sluice_cluster_leader_handovers_total");
+        let elsewhere = common::http::value(&s, "sluice_cluster_groups_led_not_preferred");
+        assert_eq!(elsewhere, 0.0, "node {}", n.id);
+    }
+    assert!(handed >= led[victim] as f64, "{handed} hand-overs counted");
 
     let want = check.confirmed.len();
     let mut copies = Vec::new();

@@ -30,6 +30,13 @@ pub const LEADER_MOVES_PER_CHECK: usize = 256;
 /// How long a group whose hand-over failed is left with its leader.
 pub const FAILED_MOVE_BACKOFF: Duration = Duration::from_secs(60);
 
+/// Hand-overs this node started: (done, failed).
+#[derive(Debug, Default)]
+pub(super) struct Handovers {
+    done: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+}
+
 /// What one node remembers between checks.
 #[derive(Default)]
 struct Balance {
@@ -40,6 +47,26 @@ struct Balance {
 }
 
 impl Cluster {
+    /// How many groups this node leads whose preferred leader is another node.
+    pub fn led_not_preferred(&self) -> usize {
+        let me = self.node_id();
+        self.node
+            .groups()
+            .iter()
+            .map(|g| g.status())
+            .filter(|s| s.is_leader)
+            .filter_map(|s| self.placement(&s.group)?.nodes.first().copied())
+            .filter(|preferred| *preferred != me)
+            .count()
+    }
+
+    /// The hand-overs this node started, (done, failed), since it started.
+    pub fn handovers(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let h = &self.handovers;
+        (h.done.load(Relaxed), h.failed.load(Relaxed))
+    }
+
     /// The groups this node leads that their preferred leader, another voter holding the
     /// whole log, should lead; each with that node.
     fn leaders_to_move(&self) -> Vec<(GroupId, NodeId)> {
@@ -102,6 +129,9 @@ impl Cluster {
                 }
             }
         }
+        use std::sync::atomic::Ordering::Relaxed;
+        self.handovers.done.fetch_add(moved, Relaxed);
+        self.handovers.failed.fetch_add(failed, Relaxed);
         if moved + failed > 0 {
             info!(
                 moved,

@@ -92,6 +92,8 @@ pub struct Cluster {
     /// On the metadata's leader: the groups whose members are not yet their placement, as
     /// its last reconcile found them (`factor`, Kafka's ListPartitionReassignments).
     moving: RwLock<std::collections::HashSet<GroupId>>,
+    /// Leadership hand-overs this node started (`leaders`).
+    handovers: leaders::Handovers,
     /// Held while a partition or queue opens: the node's start and the metadata applied again
     /// both open them, and a queue is attached to its group once.
     opening: tokio::sync::Mutex<()>,
@@ -200,6 +202,7 @@ impl Cluster {
             placements: RwLock::default(),
             meta_counts: RwLock::default(),
             moving: RwLock::default(),
+            handovers: leaders::Handovers::default(),
             opening: tokio::sync::Mutex::new(()),
         });
         let reconcile_stop = shutdown.clone();

@@ -20,6 +20,10 @@ pub(super) struct ClusterScrape {
     nodes: usize,
     nodes_known: usize,
     groups: Vec<GroupStatus>,
+    /// Groups this node leads whose preferred leader is another node.
+    led_not_preferred: usize,
+    /// Leadership hand-overs this node started: (done, failed).
+    handovers: (u64, u64),
 }
 
 impl ClusterScrape {
@@ -34,6 +38,8 @@ impl ClusterScrape {
                 .filter(|&&id| cluster.node_info(id).is_some())
                 .count(),
             groups: cluster.status(),
+            led_not_preferred: cluster.led_not_preferred(),
+            handovers: cluster.handovers(),
         }
     }
 
@@ -98,6 +104,28 @@ impl Collector for ClusterScrape {
             "Replicated groups with no leader this node knows of (an election under way).",
             Gauge,
             count(&|g| g.leader.is_none()) as f64,
+        )?;
+        single(
+            e,
+            "cluster_groups_led_not_preferred",
+            "Groups this node leads whose preferred leader is another node (handed back once \
+             that node has caught up: leader balance).",
+            Gauge,
+            self.led_not_preferred as f64,
+        )?;
+        single(
+            e,
+            "cluster_leader_handovers",
+            "Groups this node handed to their preferred leader (leader balance).",
+            MetricType::Counter,
+            self.handovers.0 as f64,
+        )?;
+        single(
+            e,
+            "cluster_leader_handovers_failed",
+            "Hand-overs to a preferred leader that did not take (the group stayed here).",
+            MetricType::Counter,
+            self.handovers.1 as f64,
         )?;
         let meta = self.groups.iter().find(|g| g.group.0 == META_GROUP);
         single(
@@ -179,6 +207,8 @@ mod tests {
                 group("t/a/1", Some(1), 50, &[(1, 50), (2, 50), (3, 20)]),
                 group("t/a/2", None, 7, &[]),
             ],
+            led_not_preferred: 1,
+            handovers: (5, 2),
         };
         let mut registry = prometheus_client::registry::Registry::with_prefix("sluice");
         registry.register_collector(Box::new(scrape));
@@ -192,6 +222,9 @@ mod tests {
             "sluice_cluster_groups_led 2",
             "sluice_cluster_groups_without_leader 1",
             "sluice_cluster_meta_leader 2",
+            "sluice_cluster_groups_led_not_preferred 1",
+            "sluice_cluster_leader_handovers_total 5",
+            "sluice_cluster_leader_handovers_failed_total 2",
             "sluice_cluster_meta_term 4",
             "sluice_cluster_unapplied_entries_max 1",
             "sluice_cluster_follower_lag_entries{follower=\"2\"} 10",
