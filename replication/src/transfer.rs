@@ -21,6 +21,7 @@
 //! every committed entry. What it costs is availability: `G` takes no proposals for about one
 //! election window (300-600 ms by default) plus an election's round trip.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,9 @@ const CAMPAIGNS_MAX: u32 = 3;
 /// A group's hand-over state on this node.
 #[derive(Debug, Default)]
 pub(crate) struct Handover {
+    /// True while `yield_until` is set: the one thing a proposal reads (no lock, no clock)
+    /// when no hand-over is under way.
+    yielding: AtomicBool,
     /// While set and in the future, this node (the leader) takes no proposals and sends no
     /// heartbeats: it is handing the group over.
     yield_until: Mutex<Option<Instant>>,
@@ -62,6 +66,9 @@ pub(crate) struct Handover {
 impl ReplicatedLog {
     /// True while this node hands the group's leadership over.
     pub fn is_yielding(&self) -> bool {
+        if !self.handover.yielding.load(Ordering::Acquire) {
+            return false;
+        }
         let until = *self.handover.yield_until.lock().expect("handover");
         until.is_some_and(|u| Instant::now() < u)
     }
@@ -79,7 +86,11 @@ impl ReplicatedLog {
     }
 
     fn set_yield(&self, until: Option<Instant>) {
-        *self.handover.yield_until.lock().expect("handover") = until;
+        let mut at = self.handover.yield_until.lock().expect("handover");
+        *at = until;
+        self.handover
+            .yielding
+            .store(until.is_some(), Ordering::Release);
     }
 
     /// Holds this node's election timer of the group for `hold` (or until a later hold ends).

@@ -81,7 +81,6 @@ impl Cluster {
         self: &Arc<Self>,
         wanted: Vec<(GroupId, Vec<u64>)>,
     ) -> Result<(), BrokerError> {
-        let nodes = self.nodes();
         let mut moves = Vec::new();
         for (group, to) in wanted {
             let Some(p) = self.placement(&group) else {
@@ -90,8 +89,7 @@ impl Cluster {
                     format!("{group} was created before placement: it is on every node"),
                 ));
             };
-            let mut seen = std::collections::BTreeSet::new();
-            if to.is_empty() || !to.iter().all(|n| nodes.contains_key(n) && seen.insert(*n)) {
+            if !self.are_distinct_nodes(&to) {
                 return Err(BrokerError::new(
                     ErrorKind::InvalidArgument,
                     format!("{group}: {to:?} is not a list of distinct nodes of the cluster"),
@@ -105,6 +103,13 @@ impl Cluster {
             return Ok(());
         }
         self.propose_meta_blocking(MetaCommand::Reassign { moves })
+    }
+
+    /// True when `to` is a non-empty list of distinct nodes of the cluster.
+    pub fn are_distinct_nodes(&self, to: &[u64]) -> bool {
+        let nodes = self.nodes();
+        let mut seen = std::collections::BTreeSet::new();
+        !to.is_empty() && to.iter().all(|n| nodes.contains_key(n) && seen.insert(*n))
     }
 
     /// Applies [`MetaCommand::Reassign`] at metadata `index`.

@@ -83,6 +83,10 @@ fn check(
         .iter()
         .map(|b| u64::try_from(b.0).unwrap_or(0))
         .collect();
+    if !cluster.are_distinct_nodes(&to) {
+        let m = format!("{group}: {to:?} is not a list of distinct nodes of the cluster");
+        return Err((ResponseError::InvalidReplicaAssignment.code(), m));
+    }
     let now = cluster.placement(&group).map(|p| p.nodes.len());
     if keep_factor && now.is_some_and(|n| n != to.len()) {
         let m = format!(
