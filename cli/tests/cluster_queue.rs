@@ -62,22 +62,6 @@ async fn a_replicated_queue_keeps_acks_and_deliveries_through_a_leader_kill() {
         Ok(_) => panic!("a follower served a consumer of the queue"),
     }
 
-    // A consumer group over a topic would keep its ack state on one node: refused.
-    let group = Source::Group {
-        topic: "events".into(),
-        group: "g".into(),
-    };
-    let e = match follower.consume(group, 10).await {
-        Ok(mut c) => tokio::time::timeout(STEP, c.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .err(),
-        Err(e) => Some(e),
-    };
-    let e = e.expect("a topic's consumer group refused");
-    assert!(e.to_string().contains("not supported in a cluster"), "{e}");
-
     // Message 0 nacked up to its bound (2 deliveries) goes to the dead-letter queue.
     let (lead, mut one) = consumer_on_leader(&nodes, "jobs", 1).await;
     for attempt in 1..=2 {

@@ -5,7 +5,8 @@
 //! and the queue's ack state) and copies the rest. Its partition then starts where the
 //! others' do and holds what they hold; its queue counts what they count. Then it serves:
 //! with the two others killed in turn, it leads both groups, and the topic reads whole from
-//! its start while the queue delivers every message not acked, and none that was.
+//! its start while the queue delivers every message not acked, and none that was, and a
+//! consumer group of the topic (whose state on the partition came with the snapshot) goes on.
 
 mod common;
 
@@ -32,6 +33,8 @@ const ACKED: usize = 5_000;
 /// Published while one of the old replicas is down, so that the new node's log is ahead.
 const LATER: usize = 20;
 const PUBLISH_BATCH: usize = 100;
+/// How many of the topic's messages its consumer group acks before the move.
+const GROUP_ACKED: usize = 100;
 /// Longest the replicas may take to move.
 const MOVE_WAIT: Duration = Duration::from_secs(120);
 
@@ -88,10 +91,12 @@ async fn wait_partitions(
 
 /// Consumes and acks `count` messages of the queue; their indexes.
 async fn consume_and_ack(client: &Client, count: usize) -> Vec<usize> {
-    let mut consumer = client
-        .consume(Source::Queue("jobs".into()), 1000)
-        .await
-        .unwrap();
+    consume_and_ack_from(client, Source::Queue("jobs".into()), count).await
+}
+
+/// Consumes and acks `count` messages of `source`; their indexes.
+async fn consume_and_ack_from(client: &Client, source: Source, count: usize) -> Vec<usize> {
+    let mut consumer = client.consume(source, 1000).await.unwrap();
     let acker = consumer.acker();
     let (mut got, mut batch) = (Vec::new(), Vec::new());
     while got.len() < count {
@@ -147,6 +152,12 @@ async fn a_replica_moved_onto_a_node_after_the_log_was_cut_is_whole_and_serves()
     publish(&client, Target::Queue("jobs".into()), 0, MESSAGES).await;
     let acked: BTreeSet<usize> = consume_and_ack(&client, ACKED).await.into_iter().collect();
     assert_eq!(acked.len(), ACKED);
+    // A consumer group of the topic: its state on the partition goes with the snapshot.
+    let group = || Source::Group {
+        topic: "logs".into(),
+        group: "g".into(),
+    };
+    let group_acked = consume_and_ack_from(&client, group(), GROUP_ACKED).await;
 
     // Every node cuts both logs.
     let three: Vec<&Node> = nodes.iter().collect();
@@ -236,4 +247,9 @@ async fn a_replica_moved_onto_a_node_after_the_log_was_cut_is_whole_and_serves()
         .filter(|i| !acked.contains(i))
         .collect();
     assert_eq!(rest, want);
+    // The topic's group on node 4 delivers from where it was or from node 4's start, whichever
+    // is later: each message once, none it acked.
+    let from = first.max(group_acked.iter().max().unwrap() + 1);
+    let rest = consume_and_ack_from(&client, group(), MESSAGES + LATER - from).await;
+    assert_eq!(rest, (from..MESSAGES + LATER).collect::<Vec<_>>());
 }

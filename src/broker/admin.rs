@@ -382,7 +382,7 @@ impl Broker {
 
 impl Broker {
     /// Refuses what cluster mode does not do yet, naming it.
-    pub(super) fn not_in_cluster(&self, what: &str) -> Result<()> {
+    pub(crate) fn not_in_cluster(&self, what: &str) -> Result<()> {
         match self.cluster() {
             Some(_) => Err(BrokerError::new(
                 ErrorKind::InvalidArgument,

@@ -167,8 +167,21 @@ impl Consumer {
     }
 
     /// Opens the queue or group of `source` for this consumer: a group over every partition
-    /// the topic has now.
+    /// the topic has now. In a cluster a group is served by a node leading every partition of
+    /// its topic (`NotLeader` otherwise, naming the leader of one it does not lead).
     pub async fn open(&self, broker: &Arc<Broker>, source: &Source) -> Result<ConsumerFeed> {
+        self.open_with(broker, source, true).await
+    }
+
+    /// [`Consumer::open`]; with `every_partition_led` false, a group in a cluster is opened
+    /// over every partition however many this node leads, and each round serves only those
+    /// it asks of (a Kafka share fetch names the partitions the node leads).
+    pub async fn open_with(
+        &self,
+        broker: &Arc<Broker>,
+        source: &Source,
+        every_partition_led: bool,
+    ) -> Result<ConsumerFeed> {
         let b = broker.clone();
         let src = source.clone();
         let (queues, appended, ev_key) = blocking(move || {
@@ -182,15 +195,23 @@ impl Consumer {
                     (vec![queue], rx, format!("q/{q}"))
                 }
                 Source::Group { topic, group } => {
-                    // Each node would keep its own ack state: two consumers on two nodes
-                    // would be handed the same messages.
-                    b.not_in_cluster("consumer groups over a topic (use a queue)")?;
                     let t = b.store.topic(&topic)?;
                     let cfg = QueueConfig {
                         max_unacked_per_consumer: b.limits.unacked_per_consumer_max,
                         ..QueueConfig::default()
                     };
-                    let queues = t.group(&group, cfg)?.partitions();
+                    let g = t.group(&group, cfg)?;
+                    if let Some(c) = b.cluster() {
+                        // Each partition's share of the group goes through that partition's
+                        // log, led by one node.
+                        c.link_group(&topic, &g)?;
+                        if every_partition_led {
+                            for q in g.partitions() {
+                                q.check_leader()?;
+                            }
+                        }
+                    }
+                    let queues = g.partitions();
                     let rx = b.watch_topic(&t);
                     (queues, rx, format!("g/{topic}/{group}"))
                 }

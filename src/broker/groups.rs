@@ -249,6 +249,9 @@ impl Broker {
     /// Deletes consumer group `group` of `topic` and its ack state, durably. `InUse` while
     /// it has messages in flight.
     pub fn delete_topic_consumer_group(&self, topic: &str, group: &str) -> Result<()> {
+        // Its state is on every replica of each partition: a delete is not a replicated
+        // change yet.
+        self.not_in_cluster("deleting a consumer group of a topic")?;
         let t = self.store.topic(topic)?;
         if let Some(g) = t.existing_group(group) {
             if g.partitions().iter().any(|q| q.stats().in_flight > 0) {

@@ -145,6 +145,14 @@ impl Cluster {
                 self.apply_add_partitions(index, broker, name, id, from, replicas)
                     .await
             }
+            MetaCommand::CreateDeadLetterQueue {
+                name,
+                like,
+                replicas,
+            } => {
+                self.apply_create_dead_letter_queue(index, broker, name, like, replicas)
+                    .await
+            }
         }
     }
 
@@ -245,23 +253,57 @@ impl Cluster {
                 self.set_placement(queues::queue_group(&dlq), nodes);
             }
         }
+        for (p, q) in [(0, name), (1, dlq)] {
+            self.open_created_queue(index, &q, p).await;
+        }
+    }
+
+    /// Applies the creation of a group's dead-letter queue: the queue on this node (unless
+    /// it exists), its placement (unless it has one), then its group where placed.
+    async fn apply_create_dead_letter_queue(
+        self: &Arc<Self>,
+        index: u64,
+        broker: Arc<Broker>,
+        name: String,
+        like: sluice_storage::QueueConfig,
+        replicas: Vec<u64>,
+    ) {
+        let n = name.clone();
+        let made = crate::broker::spawn_blocking(move || -> Result<(), BrokerError> {
+            broker.store().dead_letter_queue(&n, &like)?;
+            Ok(())
+        })
+        .await;
+        if let Err(e) = made
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
+            return warn!(index, queue = %name, "metadata: cannot create the dead-letter queue: {e}");
+        }
+        if self.placement(&queues::queue_group(&name)).is_none() {
+            self.set_placement(queues::queue_group(&name), replicas);
+        }
+        self.open_created_queue(index, &name, 0).await;
+    }
+
+    /// Opens and forms the group of queue `q`, just created, where it is placed (the `p`-th
+    /// group of its creation); links it elsewhere.
+    async fn open_created_queue(self: &Arc<Self>, index: u64, q: &str, p: u32) {
+        let group = queues::queue_group(q);
+        if !self.is_placed_here(&group) {
+            if let Err(e) = self.link_queue(q) {
+                warn!(index, queue = %q, "metadata: cannot link the queue: {e}");
+            }
+            return;
+        }
         let set = self.node_set();
         let meta_leader = self.meta.get().and_then(|m| m.status().leader);
-        for (p, q) in [(0, name), (1, dlq)] {
-            let group = queues::queue_group(&q);
-            if !self.is_placed_here(&group) {
-                if let Err(e) = self.link_queue(&q) {
-                    warn!(index, queue = %q, "metadata: cannot link the queue: {e}");
-                }
-                continue;
-            }
-            match self.open_queue(&q).await {
-                Ok(g) => match self.placement(&group) {
-                    Some(placed) => self.form_placed(g, &set, &placed.nodes),
-                    None => self.form(g, &set, meta_leader, p),
-                },
-                Err(e) => warn!(index, queue = %q, "metadata: cannot open the queue's group: {e}"),
-            }
+        match self.open_queue(q).await {
+            Ok(g) => match self.placement(&group) {
+                Some(placed) => self.form_placed(g, &set, &placed.nodes),
+                None => self.form(g, &set, meta_leader, p),
+            },
+            Err(e) => warn!(index, queue = %q, "metadata: cannot open the queue's group: {e}"),
         }
     }
 

@@ -28,6 +28,7 @@ use super::Cluster;
 pub const COMPACT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Below what a replicated log's segments may go.
+#[derive(Clone)]
 pub(super) enum Floor {
     /// A queue's committed ack floor.
     Acked {

@@ -164,6 +164,17 @@ pub enum MetaCommand {
         /// The moves.
         moves: Vec<super::placement::Move>,
     },
+    /// Create dead-letter queue `name` of a consumer group (made by its first dead letter, as
+    /// on one node) on every node, with settings like the group's, placed on the given nodes
+    /// unless it has a placement already; nothing when it exists.
+    CreateDeadLetterQueue {
+        /// Its name.
+        name: String,
+        /// The group's settings (a dead-letter queue's are made from them).
+        like: sluice_storage::QueueConfig,
+        /// Its nodes, the preferred leader first.
+        replicas: Vec<u64>,
+    },
 }
 
 impl MetaCommand {

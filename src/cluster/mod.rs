@@ -46,6 +46,7 @@ mod apply;
 pub mod compact;
 pub mod config;
 mod factor;
+pub mod groups;
 mod grow;
 pub mod identity;
 pub mod leaders;
@@ -83,6 +84,9 @@ pub struct Cluster {
     /// Every queue's link to its group, set on the store's queue once (a queue this node
     /// holds no replica of has one too: its consumers are refused, naming the leader).
     links: std::sync::Mutex<HashMap<String, Arc<queues::QueueLink>>>,
+    /// Every consumer group's link to each partition's group, by (topic, group, partition)
+    /// (`groups`).
+    group_links: std::sync::Mutex<HashMap<(String, String, u32), Arc<queues::QueueLink>>>,
     /// Idempotent producers of the partitions this node leads.
     gates: producers::Gates,
     /// Where each group placed with a replication factor is (`placement`).
@@ -198,6 +202,7 @@ impl Cluster {
             partitions: RwLock::default(),
             queues: RwLock::default(),
             links: std::sync::Mutex::default(),
+            group_links: std::sync::Mutex::default(),
             gates: producers::Gates::default(),
             placements: RwLock::default(),
             meta_counts: RwLock::default(),
@@ -276,7 +281,7 @@ impl Cluster {
     /// Opens this node's replica of a partition (its store log, attached) and joins its
     /// group, which it does not form: see [`Cluster::form`].
     async fn open_partition(
-        &self,
+        self: &Arc<Self>,
         topic: &str,
         partition: u32,
     ) -> Result<ReplicatedLog, BrokerError> {
@@ -287,7 +292,13 @@ impl Cluster {
             return Ok(g);
         }
         let group = partition_group(topic, partition);
-        let g = self.open_replica(group.clone(), log, None).await?;
+        // Its consumer groups' changes are entries of its log (`groups`).
+        let hook: Arc<dyn ApplyHook> = Arc::new(groups::PartitionHook {
+            topic: topic.to_string(),
+            partition,
+            cluster: Arc::downgrade(self),
+        });
+        let g = self.open_replica(group.clone(), log, Some(hook)).await?;
         self.partitions
             .write()
             .unwrap_or_else(|e| e.into_inner())

@@ -113,28 +113,120 @@ impl Shared {
     }
 }
 
-/// A replicated queue's way to its log, set on the store's queue ([`sluice_storage::Queue::replicate`]).
+/// What a link proposes to.
+#[derive(Clone)]
+enum Target {
+    /// A queue's own group, attached once its replica opens here ([`QueueLink::attach`]).
+    Queue(Slot),
+    /// The group of a topic's partition, looked up at each use (its replica opens and closes
+    /// here with its placement): a consumer group's changes on that partition.
+    Partition {
+        cluster: Weak<Cluster>,
+        topic: String,
+        partition: u32,
+    },
+}
+
+impl Target {
+    fn log(&self) -> Option<ReplicatedLog> {
+        match self {
+            Target::Queue(slot) => slot.read().unwrap_or_else(|e| e.into_inner()).clone(),
+            Target::Partition {
+                cluster,
+                topic,
+                partition,
+            } => cluster.upgrade()?.partition(topic, *partition),
+        }
+    }
+}
+
+/// A replicated queue's way to its log, set on the store's queue ([`sluice_storage::Queue::replicate`]);
+/// also a consumer group's way to a partition's log (`cluster::groups`), whose entries carry
+/// a prefix naming the group.
 pub struct QueueLink {
-    name: String,
-    /// The queue's group while this node holds a replica of it ([`QueueLink::attach`],
-    /// [`QueueLink::detach`]).
-    group: Slot,
+    /// What it serves, for messages: `queue "q"`, `group "g" of topic "t" partition 2`.
+    what: String,
+    /// Its group, to find the leader.
+    group_id: GroupId,
+    target: Target,
+    /// Put before the records of each entry (empty for a queue).
+    prefix: Vec<u8>,
     cluster: Weak<Cluster>,
     node: Arc<ClusterNode>,
     handle: tokio::runtime::Handle,
     tx: mpsc::UnboundedSender<Proposal>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<Proposal>>>,
     shared: Arc<Shared>,
+    /// The queue a compaction looks at: a queue's own (not a group's: its partition's
+    /// retention decides there).
+    compact: Option<Floor>,
+    /// A group's settings, which its dead-letter queue is made like.
+    dlq_like: Option<sluice_storage::QueueConfig>,
 }
 
 impl QueueLink {
     /// The link of queue `name`, set on the queue before its group opens (the group applies
     /// entries to the queue as soon as it opens). Must be called on the runtime.
     pub fn new(name: &str, cluster: Weak<Cluster>, node: Arc<ClusterNode>) -> Arc<QueueLink> {
+        let compact = Floor::Acked {
+            queue: name.to_string(),
+            cluster: cluster.clone(),
+        };
+        Self::build(
+            format!("queue {name:?}"),
+            queue_group(name),
+            Target::Queue(Slot::default()),
+            Vec::new(),
+            (cluster, node),
+            Some(compact),
+            None,
+        )
+    }
+
+    /// The link of consumer group `group`'s queue over partition `partition` of `topic`, whose
+    /// entries start with `prefix`; its proposals go to the partition's group whenever this
+    /// node holds a replica of it. Must be called on the runtime (or a blocking thread of it).
+    pub(super) fn for_partition(
+        cluster: &Arc<Cluster>,
+        topic: &str,
+        group: &str,
+        partition: u32,
+        prefix: Vec<u8>,
+        like: sluice_storage::QueueConfig,
+    ) -> Arc<QueueLink> {
+        let target = Target::Partition {
+            cluster: Arc::downgrade(cluster),
+            topic: topic.to_string(),
+            partition,
+        };
+        let link = Self::build(
+            format!("group {group:?} of topic {topic:?} partition {partition}"),
+            super::partition_group(topic, partition),
+            target,
+            prefix,
+            (Arc::downgrade(cluster), cluster.node.clone()),
+            None,
+            Some(like),
+        );
+        link.start();
+        link
+    }
+
+    fn build(
+        what: String,
+        group_id: GroupId,
+        target: Target,
+        prefix: Vec<u8>,
+        (cluster, node): (Weak<Cluster>, Arc<ClusterNode>),
+        compact: Option<Floor>,
+        dlq_like: Option<sluice_storage::QueueConfig>,
+    ) -> Arc<QueueLink> {
         let (tx, rx) = mpsc::unbounded_channel();
         Arc::new(QueueLink {
-            name: name.to_string(),
-            group: Slot::default(),
+            what,
+            group_id,
+            target,
+            prefix,
             cluster,
             node,
             handle: tokio::runtime::Handle::current(),
@@ -144,37 +236,47 @@ impl QueueLink {
                 tickets: Mutex::default(),
                 changed: Condvar::new(),
             }),
+            compact,
+            dlq_like,
         })
     }
 
-    /// Attaches the opened group and, the first time, starts the task that hands proposals to
-    /// its log in ticket order.
-    pub fn attach(&self, group: ReplicatedLog) {
-        *self.group.write().unwrap_or_else(|e| e.into_inner()) = Some(group);
+    /// Starts, the first time, the task that hands proposals to the log in ticket order.
+    fn start(&self) {
         let rx = self.rx.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(rx) = rx {
-            let compact = Floor::Acked {
-                queue: self.name.clone(),
-                cluster: self.cluster.clone(),
-            };
-            tokio::spawn(drain(self.group.clone(), self.shared.clone(), rx, compact));
+            let (target, shared) = (self.target.clone(), self.shared.clone());
+            let (prefix, compact) = (self.prefix.clone(), self.compact.clone());
+            self.handle
+                .spawn(drain(target, shared, rx, prefix, compact));
         }
+    }
+
+    /// Attaches the opened group of a queue and, the first time, starts the task that hands
+    /// proposals to its log in ticket order.
+    pub fn attach(&self, group: ReplicatedLog) {
+        if let Target::Queue(slot) = &self.target {
+            *slot.write().unwrap_or_else(|e| e.into_inner()) = Some(group);
+        }
+        self.start();
     }
 
     /// Detaches the group (its replica moved off this node and closes): this node leads
     /// nothing of the queue until a group is attached again.
     pub fn detach(&self) {
-        *self.group.write().unwrap_or_else(|e| e.into_inner()) = None;
+        if let Target::Queue(slot) = &self.target {
+            *slot.write().unwrap_or_else(|e| e.into_inner()) = None;
+        }
     }
 
     fn group(&self) -> Option<ReplicatedLog> {
-        self.group.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.target.log()
     }
 
     fn not_leader(&self, why: &str) -> StoreError {
         let leader = match self.group() {
             Some(g) => g.status().leader,
-            None => self.node.leader_of(&queue_group(&self.name)),
+            None => self.node.leader_of(&self.group_id),
         };
         let native = leader.and_then(|l| self.cluster.upgrade()?.node_info(l)?.native);
         let at = match native {
@@ -188,8 +290,8 @@ impl QueueLink {
             },
         };
         StoreError::NotLeader(format!(
-            "queue {:?}: {why}; its leader is {at}: retry there",
-            self.name
+            "{}: {why}; its leader is {at}: retry there",
+            self.what
         ))
     }
 
@@ -215,10 +317,11 @@ impl QueueLink {
 /// segments to compact (see [`compact`]). It ends when the queue's link is dropped. While no
 /// group is attached (the replica moved off this node), proposals fail.
 async fn drain(
-    slot: Slot,
+    target: Target,
     shared: Arc<Shared>,
     mut rx: mpsc::UnboundedReceiver<Proposal>,
-    compact: Floor,
+    prefix: Vec<u8>,
+    compact: Option<Floor>,
 ) {
     let mut tick = tokio::time::interval(compact::COMPACT_CHECK_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -230,14 +333,13 @@ async fn drain(
                 None => return,
             },
             _ = tick.tick() => {
-                let group = slot.read().unwrap_or_else(|e| e.into_inner()).clone();
-                if let Some(group) = group {
-                    compact::check(&group, &compact, &mut compacted).await;
+                if let (Some(group), Some(compact)) = (target.log(), &compact) {
+                    compact::check(&group, compact, &mut compacted).await;
                 }
                 continue;
             }
         };
-        let group = slot.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let group = target.log();
         let mut gathered = vec![p];
         let mut bytes = gathered[0].records.len();
         while bytes < CONTROL_ENTRY_BYTES_MAX {
@@ -268,7 +370,8 @@ async fn drain(
             }
             continue;
         };
-        let mut records = Vec::with_capacity(bytes);
+        let mut records = Vec::with_capacity(prefix.len() + bytes);
+        records.extend_from_slice(&prefix);
         for p in &live {
             records.extend_from_slice(&p.records);
         }
@@ -325,8 +428,8 @@ impl QueueReplicator for QueueLink {
         }
         if t.queued >= PROPOSALS_QUEUED_MAX {
             return Err(StoreError::LimitReached(format!(
-                "queue {:?}: {PROPOSALS_QUEUED_MAX} changes wait for its log (PROPOSALS_QUEUED_MAX)",
-                self.name
+                "{}: {PROPOSALS_QUEUED_MAX} changes wait for its log (PROPOSALS_QUEUED_MAX)",
+                self.what
             )));
         }
         t.issued += 1;
@@ -370,6 +473,14 @@ impl QueueReplicator for QueueLink {
     }
 
     fn dead_letters(&self, queue: &str, records: &[Record]) -> Result<(), StoreError> {
+        if let (Target::Partition { topic, .. }, Some(like)) = (&self.target, &self.dlq_like) {
+            // A group's dead-letter queue is made by its first dead letter, as on one node,
+            // through the metadata so that every node has it.
+            let cluster = self.cluster.upgrade().ok_or(StoreError::Closed)?;
+            cluster
+                .ensure_dead_letter_queue(queue, like, topic)
+                .map_err(|e| StoreError::NotLeader(e.to_string()))?;
+        }
         for batch in entry_batches(records) {
             let (node, group) = (self.node.clone(), queue_group(queue));
             let r = self.run(async move {
@@ -378,8 +489,8 @@ impl QueueReplicator for QueueLink {
             })?;
             if let Err(e) = r {
                 return Err(StoreError::NotLeader(format!(
-                    "dead letters of queue {:?} not stored in {queue:?}: {e}",
-                    self.name
+                    "dead letters of {} not stored in {queue:?}: {e}",
+                    self.what
                 )));
             }
         }

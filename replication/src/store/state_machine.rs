@@ -9,7 +9,10 @@
 //! A group with an [`ApplyHook`] (a replicated queue) keeps its state outside: its
 //! `raft-applied` is written only when the group compacts ([`Command::Compact`]), once the hook
 //! has made its state durable, and names the last entry compacted. A restart applies every
-//! entry after it again; the hook handles them idempotently.
+//! entry after it again; the hook handles them idempotently. A hook whose state is small
+//! beside its log (a topic partition's consumer groups, [`ApplyHook::saves_applied`]) has
+//! `raft-applied` saved as without a hook, each time once [`ApplyHook::persist`] made its
+//! state durable.
 //!
 //! Snapshots ([`super::snapshot`]): the log is never compacted behind a follower's back; a
 //! compaction ([`Command::Compact`]) records the entry it cut at in `raft-snapshot`, and the
@@ -103,6 +106,21 @@ pub trait ApplyHook: Send + Sync + 'static {
         let _ = state;
         Box::pin(async { Err("this group's state cannot be installed from a snapshot".into()) })
     }
+
+    /// True when the group saves `raft-applied` as a group without a hook does (at most every
+    /// [`APPLIED_SAVE_INTERVAL`], naming the last entry applied), each time once
+    /// [`ApplyHook::persist`] made the hook's state durable: a hook whose state is small beside
+    /// its log (a topic partition's consumer groups), so a restart does not apply the whole log
+    /// again. False by default: `raft-applied` is then saved only at a compaction.
+    fn saves_applied(&self) -> bool {
+        false
+    }
+
+    /// Makes the state of every entry handed to the hook so far durable; answers whether it
+    /// did (`raft-applied` is saved only then). Called only when [`ApplyHook::saves_applied`].
+    fn persist(&self) -> crate::group::BoxFuture<'_, bool> {
+        Box::pin(async { true })
+    }
 }
 
 /// A committed entry for an [`ApplyHook`].
@@ -133,6 +151,9 @@ pub struct StateMachine {
     state: AppliedState,
     saved_at: Instant,
     hook: Option<Arc<dyn ApplyHook>>,
+    /// `raft-applied` saved as the group applies, not only at compactions: no hook, or one
+    /// that [`ApplyHook::saves_applied`].
+    saves_applied: bool,
     /// The latest memberships applied, oldest first ([`MEMBERSHIPS_KEPT`]).
     memberships: std::collections::VecDeque<StoredMembership<NodeId, Node>>,
     /// The last compaction: what a snapshot stands for.
@@ -154,9 +175,9 @@ fn sm_error(e: impl std::fmt::Display) -> StorageError<NodeId> {
 
 impl StateMachine {
     /// The state machine of `replica`: its saved applied state, and the commit point of its log
-    /// at the end of the last applied entry. With a `hook`, the saved state names the last
-    /// entry compacted (none before the first compaction), so every committed entry after it
-    /// is applied again.
+    /// at the end of the last applied entry. With a `hook` (unless it
+    /// [`ApplyHook::saves_applied`]), the saved state names the last entry compacted (none
+    /// before the first compaction), so every committed entry after it is applied again.
     pub fn open(
         replica: Arc<Replica>,
         hook: Option<Arc<dyn ApplyHook>>,
@@ -177,6 +198,7 @@ impl StateMachine {
             memberships: [state.membership.clone()].into(),
             state,
             saved_at: Instant::now(),
+            saves_applied: hook.as_ref().map_or(true, |h| h.saves_applied()),
             hook,
             compacted,
         })
@@ -263,7 +285,7 @@ impl StateMachine {
         };
         let log_id = LogId::new(CommittedLeaderId::new(place.term, 0), upto);
         let later_membership = self.state.membership.log_id() > &Some(log_id);
-        if self.state.applied < Some(log_id) || (self.hook.is_some() && later_membership) {
+        if self.state.applied < Some(log_id) || (!self.saves_applied && later_membership) {
             // Not applied yet, or (a hook's group, whose saved state would name this entry)
             // the membership in force came later: not this entry's to drop.
             tracing::warn!(dir = %self.replica.dir.display(), upto, "compaction skipped");
@@ -277,7 +299,7 @@ impl StateMachine {
             tracing::warn!(dir = %self.replica.dir.display(), upto, "compaction skipped: membership at it unknown");
             return Ok(());
         };
-        if self.hook.is_some() {
+        if !self.saves_applied {
             // A hook's group saves `raft-applied` only here: it names the last entry dropped.
             self.write(AppliedState {
                 applied: Some(log_id),
@@ -371,8 +393,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.replica.log.set_commit_end(end);
         }
         let due = membership_changed || self.saved_at.elapsed() >= APPLIED_SAVE_INTERVAL;
-        if due && self.hook.is_none() {
-            self.save().await?;
+        if due && self.saves_applied {
+            let durable = match &self.hook {
+                Some(h) => h.persist().await,
+                None => true,
+            };
+            if durable {
+                self.save().await?;
+            }
         }
         Ok(out)
     }

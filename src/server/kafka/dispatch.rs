@@ -66,23 +66,9 @@ pub fn served_range(api: ApiKey, topic_ids: bool) -> Option<(i16, i16)> {
     })
 }
 
-/// The share-group APIs, which a cluster node does not serve yet (its queues are not
-/// replicated).
-const SHARE_APIS: [ApiKey; 7] = [
-    ApiKey::ShareGroupHeartbeat,
-    ApiKey::ShareGroupDescribe,
-    ApiKey::ShareFetch,
-    ApiKey::ShareAcknowledge,
-    ApiKey::DescribeShareGroupOffsets,
-    ApiKey::AlterShareGroupOffsets,
-    ApiKey::DeleteShareGroupOffsets,
-];
-
-/// Every served API and its range, as ApiVersions lists them (without the share-group APIs on
-/// a cluster node).
-fn advertised(topic_ids: bool, shares: bool) -> Vec<ApiVersion> {
+/// Every served API and its range, as ApiVersions lists them.
+fn advertised(topic_ids: bool) -> Vec<ApiVersion> {
     ApiKey::iter()
-        .filter(|api| shares || !SHARE_APIS.contains(api))
         .filter_map(|api| {
             served_range(api, topic_ids).map(|(min, max)| {
                 ApiVersion::default()
@@ -187,14 +173,7 @@ impl Conn {
             | Request::ShareAcknowledge(_)
             | Request::DescribeShareGroupOffsets(_)
             | Request::AlterShareGroupOffsets(_)
-            | Request::DeleteShareGroupOffsets(_) => {
-                if self.ctx.broker.cluster().is_some() {
-                    return Err(End::Fatal(
-                        "share groups are not served by a cluster node yet (not advertised)".into(),
-                    ));
-                }
-                self.share_request(tx, h, req)
-            }
+            | Request::DeleteShareGroupOffsets(_) => self.share_request(tx, h, req),
         }
         Ok(())
     }
@@ -226,10 +205,7 @@ impl Conn {
     fn api_versions(&self, error_code: i16) -> ApiVersionsResponse {
         ApiVersionsResponse::default()
             .with_error_code(error_code)
-            .with_api_keys(advertised(
-                self.ctx.broker.has_topic_ids(),
-                self.ctx.broker.cluster().is_none(),
-            ))
+            .with_api_keys(advertised(self.ctx.broker.has_topic_ids()))
     }
 }
 
@@ -240,7 +216,7 @@ mod tests {
     #[test]
     fn advertised_ranges_are_within_what_the_codec_knows() {
         for ids in [false, true] {
-            let list = advertised(ids, true);
+            let list = advertised(ids);
             assert!(!list.is_empty());
             for v in list {
                 let api = ApiKey::try_from(v.api_key).unwrap();
@@ -259,19 +235,14 @@ mod tests {
         assert_eq!(served_range(ApiKey::DescribeAcls, true), Some((1, 3)));
         assert_eq!(served_range(ApiKey::SaslHandshake, true), Some((0, 1)));
         assert_eq!(served_range(ApiKey::WriteTxnMarkers, true), None);
-        let cluster = advertised(true, false);
-        assert!(cluster
+        assert!(advertised(true)
             .iter()
-            .all(|v| v.api_key != ApiKey::ShareFetch as i16));
-        assert_eq!(
-            cluster.len() + SHARE_APIS.len(),
-            advertised(true, true).len()
-        );
+            .any(|v| v.api_key == ApiKey::ShareFetch as i16));
     }
 
     #[test]
     fn api_versions_encodes_at_every_version() {
-        let body = ApiVersionsResponse::default().with_api_keys(advertised(false, true));
+        let body = ApiVersionsResponse::default().with_api_keys(advertised(false));
         for v in 0..=4 {
             let h = Header {
                 api_key: ApiKey::ApiVersions as i16,

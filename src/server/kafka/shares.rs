@@ -23,6 +23,9 @@ impl Conn {
         if let Some(code) = share_refusal(&ctx, &p, &req) {
             return self.refuse_share(tx, h, req, code);
         }
+        if let Some(code) = cluster_refusal(&ctx, &req) {
+            return self.refuse_share(tx, h, req, code);
+        }
         match req {
             Request::ShareGroupHeartbeat(r) => self.spawn(tx, h, async move {
                 shares.heartbeat(r, &client_id, &host).await
@@ -68,6 +71,30 @@ impl Conn {
                 let _ = tx.send(None);
             }
         }
+    }
+}
+
+/// In a cluster: a share group's membership and offsets are served by the node coordinating
+/// groups (the metadata's leader, as for consumer groups); fetches and acknowledgements by any
+/// node, each partition by its leader. Moving or deleting a share group's start offsets is
+/// refused (a cursor move is not a replicated change yet).
+fn cluster_refusal(ctx: &super::KafkaContext, req: &Request) -> Option<i16> {
+    use super::cluster::Coordination;
+    use kafka_protocol::ResponseError;
+    ctx.broker.cluster()?;
+    if matches!(req, Request::ShareFetch(_) | Request::ShareAcknowledge(_)) {
+        return None;
+    }
+    match super::cluster::coordination(ctx) {
+        Coordination::Here => {}
+        Coordination::Loading => return Some(ResponseError::CoordinatorLoadInProgress.code()),
+        Coordination::Elsewhere => return Some(ResponseError::NotCoordinator.code()),
+    }
+    match req {
+        Request::AlterShareGroupOffsets(_) | Request::DeleteShareGroupOffsets(_) => {
+            Some(ResponseError::InvalidRequest.code())
+        }
+        _ => None,
     }
 }
 

@@ -391,6 +391,12 @@ impl Store {
             .dead_letter_queue(queue.dlq_name(), queue.config())
     }
 
+    /// Dead-letter queue `name` of a queue or group with settings `like`, made now when it does
+    /// not exist yet (as its first dead letter would make it); an existing queue is returned.
+    pub fn dead_letter_queue(&self, name: &str, like: &QueueConfig) -> Result<Arc<Queue>> {
+        self.inner.dead_letter_queue(name, like)
+    }
+
     /// Topic `name`'s id and partition count, without opening it when it is closed (its config
     /// is read once): for listings of every topic (a Kafka Metadata request), which would
     /// otherwise open every log. `NotFound` or `Corruption` as [`Store::topic`].

@@ -478,6 +478,10 @@ impl Topic {
             return;
         }
         let Ok(log) = self.partition(p) else { return };
+        if log.is_replicated() {
+            // Its group decides what goes, once every replica has it (cluster compaction).
+            return;
+        }
         let mut floors = Vec::new();
         for g in self.groups.open_values() {
             match g.queue(p) {
@@ -495,6 +499,11 @@ impl Topic {
         if let Err(e) = log.delete_before(Offset(m)) {
             tracing::warn!(topic = %self.name, partition = p, "reclaiming segments failed: {e}");
         }
+    }
+
+    /// Its consumer groups open now (those damaged left out).
+    pub fn groups_open(&self) -> Vec<Arc<Group>> {
+        self.groups.open_values()
     }
 
     /// The files this topic holds open: its partitions' logs, its offsets file and its

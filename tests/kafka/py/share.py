@@ -3,8 +3,8 @@ against sluice, run by cli/tests/kafka_python_share.rs.
 
 Every line on stdout is one JSON object (an event, with its wall-clock time in seconds as "t").
 
-  share.py produce BOOTSTRAP TOPIC N [--partitions P]
-      Creates TOPIC (AdminClient; an existing one is kept) and produces N records `v-<i>` with
+  share.py produce BOOTSTRAP TOPIC N [--partitions P] [--replicas R]
+      Creates TOPIC (AdminClient, replication factor R, default 1; an existing one is kept) and produces N records `v-<i>` with
       an idempotent producer, acks=all. Events: {"ev": "produce_done", "n": N, "errors": E}
 
   share.py consume BOOTSTRAP TOPIC GROUP NAME [--explicit] [--mixed] [--commit-every K]
@@ -40,7 +40,14 @@ def emit(**event):
 
 def produce(a):
     admin = AdminClient({"bootstrap.servers": a.bootstrap})
-    fut = admin.create_topics([NewTopic(a.topic, a.partitions, 1)])[a.topic]
+    # A cluster's nodes that just started may still be electing their controller.
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        md = admin.list_topics(timeout=10)
+        if md.controller_id in md.brokers:
+            break
+        time.sleep(0.2)
+    fut = admin.create_topics([NewTopic(a.topic, a.partitions, a.replicas)])[a.topic]
     try:
         fut.result(30)
     except Exception as e:  # an existing topic is kept
@@ -130,6 +137,7 @@ def main():
     p.add_argument("topic")
     p.add_argument("n", type=int)
     p.add_argument("--partitions", type=int, default=1)
+    p.add_argument("--replicas", type=int, default=1)
     c = sub.add_parser("consume")
     c.add_argument("bootstrap")
     c.add_argument("topic")

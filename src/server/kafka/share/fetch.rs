@@ -175,6 +175,12 @@ impl ShareGroups {
             let mut partitions = Vec::new();
             for p in ps {
                 if p >= 0 && (p as usize) < tc.queues.len() {
+                    // In a cluster each partition is served by its leader only.
+                    if let Err(e) = tc.queues[p as usize].check_leader() {
+                        answers.entry((id, p)).or_default().error =
+                            crate::server::kafka::error_code(&e.into());
+                        continue;
+                    }
                     partitions.push(p as u32);
                 } else {
                     answers.entry((id, p)).or_default().error =

@@ -267,7 +267,7 @@ impl ShareGroups {
         }
         let consumer = self.broker.new_consumer(self.config.member_records_max);
         let source = self.source_of(&member.group, topic).await?;
-        let feed = consumer.open(&self.broker, &source).await?;
+        let feed = consumer.open_with(&self.broker, &source, false).await?;
         let tc = Arc::new(TopicConsumer {
             consumer,
             queues: feed.queues,

@@ -1,0 +1,191 @@
+//! Consumer groups over a replicated topic (the native `Source::Group`) against three real
+//! `sluice serve` processes. A group's state on a partition (deliveries, acks, dead letters)
+//! goes through the partition's replicated log: a node that does not lead the partition
+//! refuses the group's consumers, naming the leader; after a SIGKILL of the leader, the new
+//! leader never delivers an acked message again, redelivers the held ones (attempt 2) and
+//! every other one; a message nacked to its bound is in the group's dead-letter queue, made
+//! through the metadata; another group of the topic keeps its own state; and after every node
+//! is killed and restarted, the group goes on where it was.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::cluster::{client_of, leader_of, next_delivery as next, started_cluster, Node, STEP};
+use sluice::client::{Client, Consumer};
+use sluice::protocol::{LogSettings, Source};
+use sluice::storage::Record;
+
+const MESSAGES: usize = 300;
+const GROUP_MAX_DELIVERIES: u32 = 5;
+
+fn addrs(nodes: &[Node]) -> String {
+    common::cluster::live_addrs(nodes)
+}
+
+fn group(g: &str) -> Source {
+    Source::Group {
+        topic: "events".into(),
+        group: g.into(),
+    }
+}
+
+/// Publishes `count` messages `<prefix><i>` in batches of ten; their offsets.
+async fn publish(client: &Client, prefix: &str, count: usize) -> Vec<u64> {
+    let mut offsets = Vec::new();
+    for start in (0..count).step_by(10) {
+        let batch: Vec<Record> = (start..(start + 10).min(count))
+            .map(|i| Record::from_value(format!("{prefix}{i}").into_bytes()))
+            .collect();
+        let p = client.publish("events", &batch).await.unwrap();
+        assert_eq!(p.last_offset - p.base_offset + 1, batch.len() as u64);
+        offsets.extend(p.base_offset..=p.last_offset);
+    }
+    offsets
+}
+
+/// Nothing delivered to `c` for `quiet`.
+async fn nothing_for(c: &mut Consumer, quiet: Duration, what: &str) {
+    if let Ok(d) = tokio::time::timeout(quiet, c.next()).await {
+        let d = d.map(|d| d.map(|d| (d.offset, d.attempt, d.record.value)));
+        panic!("{what}: {d:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_group_keeps_acks_and_deliveries_through_a_leader_kill_and_restarts() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut nodes, spec) = started_cluster(root.path(), 3);
+    let client = client_of(&addrs(&nodes)).await;
+    let settings = LogSettings {
+        replicas: Some(3),
+        ..Default::default()
+    };
+    client.create_topic("events", settings).await.unwrap();
+    let offsets = publish(&client, "m-", MESSAGES).await;
+    let first = offsets[0];
+
+    // A node not leading the partition refuses the group's consumers, naming the leader.
+    let lead = leader_of(&nodes, "t/events/0").await;
+    let follower = Client::connect(&nodes[(lead + 1) % 3].native)
+        .await
+        .unwrap();
+    let e = match follower.consume(group("g"), 10).await {
+        Ok(mut c) => tokio::time::timeout(STEP, c.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .err(),
+        Err(e) => Some(e),
+    };
+    let e = e.expect("a follower refuses the group's consumers");
+    assert!(e.to_string().contains("leader"), "{e}");
+
+    // The first message nacked to its bound goes to the group's dead-letter queue.
+    let on_leader = Client::connect(&nodes[lead].native).await.unwrap();
+    let mut one = on_leader.consume(group("g"), 1).await.unwrap();
+    for attempt in 1..=GROUP_MAX_DELIVERIES {
+        let d = next(&mut one, "message 0").await;
+        assert_eq!((d.offset, d.attempt), (first, attempt));
+        d.nack(0).await.unwrap();
+    }
+    let held_by_one = next(&mut one, "message 1").await;
+    assert_eq!((held_by_one.offset, held_by_one.attempt), (offsets[1], 1));
+
+    // 150 more delivered, 100 of them acked (each ack confirmed), 50 held.
+    let mut many = on_leader.consume(group("g"), 150).await.unwrap();
+    let mut acked = BTreeSet::new();
+    let mut held = BTreeSet::from([offsets[1]]);
+    for k in 0..150 {
+        let d = next(&mut many, "the first deliveries").await;
+        assert_eq!(d.attempt, 1);
+        if k < 100 {
+            d.ack().await.unwrap();
+            acked.insert(d.offset);
+        } else {
+            held.insert(d.offset);
+        }
+    }
+
+    // The partition's leader dies, its consumers' connections with it; the client given
+    // every node opens the group's consumer on whichever node leads now.
+    nodes[lead].kill9();
+    drop((one, many, held_by_one));
+    let client = client_of(&addrs(&nodes)).await;
+    let mut after = client.consume(group("g"), 500).await.unwrap();
+    let left = MESSAGES - 1 - acked.len();
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + STEP;
+    while seen.len() < left {
+        assert!(Instant::now() < deadline, "{} of {left}", seen.len());
+        let d = next(&mut after, "deliveries of the new leader").await;
+        assert!(!acked.contains(&d.offset), "acked {} again", d.offset);
+        assert_ne!(d.offset, first, "the dead-lettered message delivered again");
+        assert!(offsets.contains(&d.offset), "{} not published", d.offset);
+        if held.contains(&d.offset) {
+            assert_eq!(d.attempt, 2, "offset {}", d.offset);
+        } else {
+            assert!(matches!(d.attempt, 1 | 2), "{}: {}", d.offset, d.attempt);
+        }
+        assert!(seen.insert(d.offset), "offset {} delivered twice", d.offset);
+        d.ack().await.unwrap();
+    }
+
+    // The dead letter, from the dead-letter queue made through the metadata.
+    let mut dlq = client
+        .consume(Source::Queue("events.g.dlq".into()), 10)
+        .await
+        .unwrap();
+    let d = next(&mut dlq, "the dead letter").await;
+    assert_eq!(d.record.value, b"m-0");
+    let reason = d
+        .record
+        .headers
+        .iter()
+        .find(|h| h.name == b"x-dead-letter-reason")
+        .map(|h| h.value.clone());
+    assert_eq!(reason.as_deref(), Some(&b"max-deliveries"[..]));
+    d.ack().await.unwrap();
+
+    // Another group of the topic has its own state: every message, once.
+    let mut other = client.consume(group("h"), 500).await.unwrap();
+    let mut all = BTreeSet::new();
+    while all.len() < MESSAGES {
+        let d = next(&mut other, "group h").await;
+        assert_eq!(d.attempt, 1);
+        assert!(all.insert(d.offset), "group h: {} twice", d.offset);
+        d.ack().await.unwrap();
+    }
+    drop((after, dlq, other));
+
+    // The killed node comes back; then every node is killed and restarted: each applies the
+    // partition's log again over its groups' journals, and the groups go on where they were.
+    nodes[lead].start(&spec);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for n in nodes.iter_mut() {
+        n.kill9();
+    }
+    for n in nodes.iter_mut() {
+        n.start(&spec);
+    }
+    let client = client_of(&addrs(&nodes)).await;
+    let mut g = client.consume(group("g"), 500).await.unwrap();
+    nothing_for(&mut g, Duration::from_secs(2), "group g after the restarts").await;
+    let later = publish(&client, "late-", 20).await;
+    let mut got = BTreeSet::new();
+    while got.len() < later.len() {
+        let d = next(&mut g, "group g, later messages").await;
+        assert!(later.contains(&d.offset), "{} delivered again", d.offset);
+        assert!(got.insert(d.offset));
+        d.ack().await.unwrap();
+    }
+    let mut h = client.consume(group("h"), 500).await.unwrap();
+    let mut got = BTreeSet::new();
+    while got.len() < later.len() {
+        let d = next(&mut h, "group h, later messages").await;
+        assert!(later.contains(&d.offset), "{} delivered again", d.offset);
+        assert!(got.insert(d.offset));
+        d.ack().await.unwrap();
+    }
+}
