@@ -215,8 +215,15 @@ async fn a_replicated_queue_keeps_acks_and_deliveries_through_a_leader_kill() {
 /// Dead letters redriven on a cluster (`POST /api/queues/<dlq>/redrive`): on the dead-letter
 /// queue's leader, each message goes back to its queue through that queue's group, committed
 /// before its dead letter is acked; another node refuses, naming the leader.
+/// A POST of `path` to the HTTP listener at `addr`: its status and JSON body.
+async fn post(addr: String, path: &'static str) -> (u16, serde_json::Value) {
+    tokio::task::spawn_blocking(move || common::http::json(&addr, "POST", path, None))
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_letters_go_back_to_their_queue_on_a_cluster() {
+async fn dead_letters_go_back_and_a_purge_empties_the_queue_on_a_cluster() {
     let root = tempfile::tempdir().unwrap();
     let (mut nodes, spec) = common::cluster::cluster_nodes(root.path(), 3);
     for n in nodes.iter_mut() {
@@ -252,20 +259,13 @@ async fn dead_letters_go_back_to_their_queue_on_a_cluster() {
     let other = (dlq_lead + 1) % 3;
     let path = "/api/queues/jobs.dlq/redrive";
     let http = |i: usize| nodes[i].http.clone().unwrap();
-    let (o, l) = (http(other), http(dlq_lead));
-    let (status, body) =
-        tokio::task::spawn_blocking(move || common::http::json(&o, "POST", path, None))
-            .await
-            .unwrap();
+    let (status, body) = post(http(other), path).await;
     assert_ne!(
         status, 200,
         "a node not leading the dead-letter queue redrove: {body}"
     );
     assert!(body.to_string().contains("leader"), "{body}");
-    let (status, body) =
-        tokio::task::spawn_blocking(move || common::http::json(&l, "POST", path, None))
-            .await
-            .unwrap();
+    let (status, body) = post(http(dlq_lead), path).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["moved"], 3, "{body}");
 
@@ -281,5 +281,42 @@ async fn dead_letters_go_back_to_their_queue_on_a_cluster() {
     for n in &nodes {
         wait_queue(&n.native, "jobs.dlq", |i| i.depth == 0).await;
         wait_queue(&n.native, "jobs", |i| i.depth == 0 && i.in_flight == 0).await;
+    }
+    drop(again);
+
+    // A purge is a cursor move through the queue's log: refused by a node not leading it,
+    // done by its leader, and every replica then counts nothing waiting, across a restart.
+    publish_to_queue(&client, "jobs", "purged-", 5).await;
+    let lead = leader_of(&nodes, "q/jobs").await;
+    let path = "/api/queues/jobs/purge";
+    let (status, body) = post(http((lead + 1) % 3), path).await;
+    assert_ne!(
+        status, 200,
+        "a node not leading the queue purged it: {body}"
+    );
+    assert!(body.to_string().contains("leader"), "{body}");
+    let (status, body) = post(http(lead), path).await;
+    assert_eq!((status, body["purged"].as_u64()), (200, Some(5)), "{body}");
+    for n in &nodes {
+        wait_queue(&n.native, "jobs", |i| i.depth == 0 && i.in_flight == 0).await;
+    }
+    nodes[lead].kill9();
+    nodes[lead].start(&spec);
+    wait_queue(&nodes[lead].native, "jobs", |i| i.depth == 0).await;
+    let client = client_of(&addrs(&nodes)).await;
+    publish_to_queue(&client, "jobs", "after-", 2).await;
+    let mut after = client
+        .consume(Source::Queue("jobs".into()), 10)
+        .await
+        .unwrap();
+    for k in 0..2 {
+        let d = next(&mut after, "a message published after the purge").await;
+        assert_eq!(d.record.value, format!("after-{k}").as_bytes());
+        d.ack().await.unwrap();
+    }
+    if let Ok(Some(Ok(d))) =
+        tokio::time::timeout(std::time::Duration::from_secs(1), after.next()).await
+    {
+        panic!("a purged message was delivered: {:?}", d.record.value);
     }
 }

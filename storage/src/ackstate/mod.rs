@@ -20,6 +20,9 @@
 //!                                                                  offset of first..first+len
 //! ACK_RUNS     (6): { count u32 | { first u64 | len u32 }* }       as ACK, per offset of each run
 //! DEAD_RUNS    (7): { count u32 | { first u64 | len u32 }* }       as DEAD, per offset of each run
+//! RESET        (8): { at u64 }                                     the state starts over at `at`:
+//!                                                                  every offset below it settled,
+//!                                                                  none from it on (journal version 4)
 //! ```
 //! Snapshot body (postcard of [`AckSnapshot`]): floor, cursor, dead-lettered count, the bitmap
 //! words with the offset of their first bit, and the delivery counts.
@@ -41,7 +44,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 use records::run;
-pub use records::{encode_deliver, encode_floor, encode_offsets, RECORD_ENTRIES_MAX};
+pub use records::{encode_deliver, encode_floor, encode_offsets, encode_reset, RECORD_ENTRIES_MAX};
 pub use report::{inspect_queue_state, QueueStateReport};
 pub use set::{AckSet, IntHasher, IntMap, IntSet};
 
@@ -64,6 +67,8 @@ pub const REC_DELIVER_RUNS: u8 = 5;
 pub const REC_ACK_RUNS: u8 = 6;
 /// A dead-letter record of runs.
 pub const REC_DEAD_RUNS: u8 = 7;
+/// A reset record: the state starts over at an offset (a cursor move).
+pub const REC_RESET: u8 = 8;
 /// Most offsets in one run: longer runs are split (and a longer one read back is corruption).
 pub const RUN_LEN_MAX: u32 = 1 << 16;
 
@@ -142,6 +147,10 @@ impl AckState {
             REC_FLOOR => {
                 let f = u64_at(0)?;
                 self.raise_floor(f);
+            }
+            REC_RESET => {
+                // As a single node's `Queue::reset_to` leaves it: a fresh state at `at`.
+                *self = AckState::new(u64_at(0)?);
             }
             REC_DELIVER_RUNS => {
                 let n = u32_at(0)? as usize;

@@ -3,7 +3,9 @@
 
 use crate::journal::encode_record;
 
-use super::{REC_ACK_RUNS, REC_DEAD, REC_DEAD_RUNS, REC_DELIVER_RUNS, REC_FLOOR, RUN_LEN_MAX};
+use super::{
+    REC_ACK_RUNS, REC_DEAD, REC_DEAD_RUNS, REC_DELIVER_RUNS, REC_FLOOR, REC_RESET, RUN_LEN_MAX,
+};
 
 /// Checks a run read from a record: 1 to [`RUN_LEN_MAX`] offsets, none past `u64::MAX`.
 pub(super) fn run(first: u64, len: u32) -> std::result::Result<(u64, u64), String> {
@@ -78,4 +80,9 @@ pub fn encode_offsets(out: &mut Vec<u8>, kind: u8, offsets: &[u64]) {
 // Format: { len u32 | crc u32 | kind=4 u8 | floor u64 }
 pub fn encode_floor(out: &mut Vec<u8>, floor: u64) {
     encode_record(out, REC_FLOOR, &floor.to_le_bytes());
+}
+
+/// A RESET record: the state starts over at `at` (journal version 4).
+pub fn encode_reset(out: &mut Vec<u8>, at: u64) {
+    encode_record(out, REC_RESET, &at.to_le_bytes());
 }

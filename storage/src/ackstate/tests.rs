@@ -141,3 +141,41 @@ fn records_apply() {
     assert_eq!(st.cursor, 2);
     assert!(st.counts.is_empty());
 }
+
+#[test]
+fn a_reset_record_starts_the_state_over_and_replays_the_same_from_any_point() {
+    let mut recs = Vec::new();
+    encode_deliver(&mut recs, &[(10, 1), (11, 1), (12, 2)]);
+    encode_offsets(&mut recs, REC_ACK, &[10]);
+    encode_offsets(&mut recs, REC_DEAD, &[11]);
+    encode_reset(&mut recs, 40);
+    encode_deliver(&mut recs, &[(40, 1)]);
+    encode_offsets(&mut recs, REC_ACK, &[41]);
+    let (list, used) = crate::journal::decode_records(&recs);
+    assert_eq!(used, recs.len());
+    let replay = |from: usize, mut st: AckState| {
+        for (kind, p) in &list[from..] {
+            st.apply(*kind, p).unwrap();
+        }
+        st
+    };
+    let whole = replay(0, AckState::new(10));
+    assert_eq!((whole.acks.floor(), whole.cursor), (40, 41));
+    assert_eq!(whole.dead_lettered, 0, "a reset forgets what went before");
+    assert_eq!(whole.counts.get(&40), Some(&1));
+    assert!(whole.acks.contains(41) && !whole.acks.contains(40));
+    // Applied again over the state it left (a replicated queue's restart applies every entry
+    // after its last compaction over its journal), from any record: the same state.
+    for from in 0..list.len() {
+        let again = replay(from, whole.clone());
+        assert_eq!(
+            again.encode_snapshot(),
+            whole.encode_snapshot(),
+            "from {from}"
+        );
+    }
+    let mut short = Vec::new();
+    encode_record(&mut short, REC_RESET, &[1, 2, 3]);
+    let (bad, _) = crate::journal::decode_records(&short);
+    assert!(AckState::new(0).apply(bad[0].0, &bad[0].1).is_err());
+}

@@ -53,8 +53,9 @@ pub use writer::*;
 /// Version of the journal and snapshot layouts written. Version 2 added the ack-state run
 /// records (kinds 5-7); the framing, the offsets records and the snapshot bodies are unchanged.
 /// Version 3 added the offsets record COMMIT_PARTITION (kind 3: partition and metadata) and a
-/// new offsets snapshot body with them; ack state and the framing are unchanged.
-pub const STATE_VERSION: u16 = 3;
+/// new offsets snapshot body with them; ack state and the framing are unchanged. Version 4
+/// added the ack-state record RESET (kind 8: the cursor moved, a replicated queue's purge).
+pub const STATE_VERSION: u16 = 4;
 /// Oldest version still read.
 pub const STATE_VERSION_MIN: u16 = 1;
 

@@ -294,12 +294,13 @@ impl Queue {
     /// from there on counts as neither delivered nor acked, every one before it as settled
     /// (delivery counts forgotten). Refused (`InvalidArgument`) while a consumer holds a
     /// message. Durable on return: the new state is a snapshot of the ack journal.
+    ///
+    /// On a replicated queue (or group), only its leader moves it: the move is a RESET record
+    /// proposed to the replicated log, confirmed once committed, and the end is the committed
+    /// end.
     pub fn reset_to(&self, offset: Offset) -> Result<()> {
         if self.is_replicated() {
-            return Err(Error::InvalidArgument(format!(
-                "queue {}: moving a replicated queue's cursor is not supported yet",
-                self.source
-            )));
+            return self.reset_replicated(offset);
         }
         let mut st = self.lock_open()?;
         if !st.inflight.is_empty() {
@@ -320,6 +321,33 @@ impl Queue {
         st.deadlines.clear();
         self.synced_floor.store(at, Ordering::Release);
         Ok(())
+    }
+
+    /// [`Queue::reset_to`] of a replicated queue, on its leader.
+    fn reset_replicated(&self, offset: Offset) -> Result<()> {
+        let (pos, floor) = {
+            let mut st = self.lock_open()?;
+            self.check_leading(&mut st)?;
+            if !st.inflight.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "{} messages of {} are held by consumers",
+                    st.inflight.len(),
+                    self.source
+                )));
+            }
+            let (start, end) = (self.log.start_offset().0, self.log.visible_end().0);
+            let at = offset.0.clamp(start, end);
+            let mut rec = Vec::new();
+            crate::ackstate::encode_reset(&mut rec, at);
+            let pos = self.write_records(&st, &rec)?;
+            st.ack = crate::ackstate::AckState::new(at);
+            st.ready.clear();
+            st.delayed.clear();
+            st.delayed_at.clear();
+            st.deadlines.clear();
+            (pos, at)
+        };
+        self.commit_journal(pos, floor)
     }
 
     /// A consumer went away: everything it held goes back to the queue at once (messages past
