@@ -53,16 +53,30 @@ async fn nothing_for(c: &mut Consumer, quiet: Duration, what: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_topic_group_keeps_acks_and_deliveries_through_a_leader_kill_and_restarts() {
-    let root = tempfile::tempdir().unwrap();
-    let (mut nodes, spec) = started_cluster(root.path(), 3);
+/// Three nodes started, with `topic` of `partitions` partitions, replication factor 3, made
+/// through a client given every node.
+async fn cluster_with_topic(
+    root: &std::path::Path,
+    topic: &str,
+    partitions: u32,
+) -> (Vec<Node>, String, Client) {
+    let (nodes, spec) = started_cluster(root, 3);
     let client = client_of(&addrs(&nodes)).await;
     let settings = LogSettings {
         replicas: Some(3),
         ..Default::default()
     };
-    client.create_topic("events", settings).await.unwrap();
+    client
+        .create_topic_with_partitions(topic, settings, partitions)
+        .await
+        .unwrap();
+    (nodes, spec, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_group_keeps_acks_and_deliveries_through_a_leader_kill_and_restarts() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut nodes, spec, client) = cluster_with_topic(root.path(), "events", 1).await;
     let offsets = publish(&client, "m-", MESSAGES).await;
     let first = offsets[0];
 
@@ -188,4 +202,100 @@ async fn a_topic_group_keeps_acks_and_deliveries_through_a_leader_kill_and_resta
         assert!(got.insert(d.offset));
         d.ack().await.unwrap();
     }
+}
+
+/// Publishes `per_partition` messages `<prefix><p>-<i>` to each of `partitions` partitions of
+/// `topic`; their (partition, offset).
+async fn publish_each(
+    client: &Client,
+    topic: &str,
+    partitions: u32,
+    prefix: &str,
+    per_partition: usize,
+) -> BTreeSet<(u32, u64)> {
+    let mut ids = BTreeSet::new();
+    for p in 0..partitions {
+        let batch: Vec<Record> = (0..per_partition)
+            .map(|i| Record::from_value(format!("{prefix}{p}-{i}").into_bytes()))
+            .collect();
+        let r = client.publish_to_partition(topic, p, &batch).await.unwrap();
+        ids.extend((r.base_offset..=r.last_offset).map(|o| (p, o)));
+    }
+    ids
+}
+
+/// Takes deliveries of `c` until `want` are all in, acking each (one ack call per ten, through
+/// the consumer's acker, which sends each partition's to the node that delivered it).
+async fn take_all(c: &mut Consumer, want: &BTreeSet<(u32, u64)>, acked: &mut BTreeSet<(u32, u64)>) {
+    let acker = c.acker();
+    let mut held = Vec::new();
+    let deadline = Instant::now() + STEP;
+    while !want.is_subset(acked) {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {}",
+            acked.len(),
+            want.len()
+        );
+        let d = next(c, "a delivery of the spread consumer").await;
+        assert!(want.contains(&d.id()), "{:?} not expected", d.id());
+        assert!(
+            !acked.contains(&d.id()),
+            "{:?} delivered after its ack",
+            d.id()
+        );
+        held.push(d.id());
+        if held.len() == 10 || want.len() == acked.len() + held.len() {
+            acker.ack(&held).await.unwrap();
+            acked.extend(held.drain(..));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_consumer_given_every_node_takes_each_partition_from_its_leader() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut nodes, spec, client) = cluster_with_topic(root.path(), "spread", 3).await;
+    let mut leads = BTreeSet::new();
+    for p in 0..3 {
+        leads.insert(leader_of(&nodes, &format!("t/spread/{p}")).await);
+    }
+    assert_eq!(leads.len(), 3, "each partition led by another node");
+    let first = publish_each(&client, "spread", 3, "a-", 100).await;
+    let source = Source::Group {
+        topic: "spread".into(),
+        group: "g".into(),
+    };
+
+    // One consumer given every node takes every partition, each from its leader.
+    let mut c = client.consume(source.clone(), 100).await.unwrap();
+    let mut acked = BTreeSet::new();
+    take_all(&mut c, &first, &mut acked).await;
+
+    // The leader of partition 0 dies: the node that leads it next serves it to the same
+    // consumer; nothing acked comes back.
+    let lead0 = leader_of(&nodes, "t/spread/0").await;
+    nodes[lead0].kill9();
+    let client = client_of(&addrs(&nodes)).await;
+    let second = publish_each(&client, "spread", 3, "b-", 50).await;
+    take_all(&mut c, &second, &mut acked).await;
+
+    // It comes back and, once caught up, leads partition 0 again (leader balance): the
+    // consumer opens a stream there by itself, and gets what is published then.
+    nodes[lead0].start(&spec);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while leader_of(&nodes, "t/spread/0").await != lead0 {
+        assert!(Instant::now() < deadline, "partition 0 not handed back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let client = client_of(&addrs(&nodes)).await;
+    let third = publish_each(&client, "spread", 3, "c-", 20).await;
+    take_all(&mut c, &third, &mut acked).await;
+    assert_eq!(acked.len(), 3 * (100 + 50 + 20));
+    nothing_for(
+        &mut c,
+        Duration::from_secs(1),
+        "after every message was acked",
+    )
+    .await;
 }

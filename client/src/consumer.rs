@@ -23,7 +23,16 @@ impl Client {
     /// publish is retried, until the retry deadline. It stays on that node: when the node
     /// fails or loses the queue's leadership the consumer ends with the error, and the next
     /// one opened finds the new leader.
+    ///
+    /// A group of a topic, given several nodes, is consumed on every node that leads one of
+    /// its partitions (each serves the partitions it leads), merged into one consumer: see
+    /// `spread`.
     pub async fn consume(&self, source: Source, prefetch: u32) -> Result<Consumer> {
+        if let (Source::Group { .. }, Some(f)) = (&source, &self.inner.failover) {
+            if let Some(c) = super::spread::consume_spread(self, f, &source, prefetch).await? {
+                return Ok(c);
+            }
+        }
         // The consumer lives on one connection, whatever the client moves to later.
         let client = self.pinned().await?;
         match client.open_consumer(source.clone(), prefetch).await {
@@ -41,27 +50,59 @@ impl Client {
     }
 
     async fn open_consumer(&self, source: Source, prefetch: u32) -> Result<Consumer> {
+        let (part, prefetch) = self.open_part(source, prefetch, 0).await?;
+        Ok(Consumer {
+            parts: vec![part],
+            turn: 0,
+            prefetch,
+            spread: None,
+            cancelled: false,
+        })
+    }
+
+    /// Opens a consumer stream on this client's connection: the part, and the prefetch the
+    /// server granted. `node` names it among the nodes of a spread consumer.
+    pub(super) async fn open_part(
+        &self,
+        source: Source,
+        prefetch: u32,
+        node: usize,
+    ) -> Result<(Part, u32)> {
         let id = self.next_id();
         let rx = self.open_stream(id);
         match self
             .request_with_id(id, Request::Consume { source, prefetch })
             .await
         {
-            Ok(Reply::Subscribed { value }) => Ok(Consumer {
-                acker: Acker {
-                    client: self.clone(),
-                    id,
+            Ok(Reply::Subscribed { value }) => Ok((
+                Part {
+                    acker: Acker {
+                        client: self.clone(),
+                        id,
+                        routes: None,
+                    },
+                    rx,
+                    buf: VecDeque::new(),
+                    ended: false,
+                    node,
                 },
-                prefetch: value as u32,
-                rx,
-                buf: VecDeque::new(),
-                cancelled: false,
-                ended: false,
-            }),
+                value as u32,
+            )),
             Ok(r) => Err(self.drop_stream(id, unexpected(r))),
             Err(e) => Err(self.drop_stream(id, e)),
         }
     }
+}
+
+/// One consumer stream on one connection: the whole of a consumer, or one node's share of a
+/// spread one.
+pub(super) struct Part {
+    pub(super) acker: Acker,
+    rx: mpsc::UnboundedReceiver<Reply>,
+    buf: VecDeque<QueueMessage>,
+    ended: bool,
+    /// Its node's index among the client's addresses (spread consumers).
+    pub(super) node: usize,
 }
 
 /// Acknowledges messages of one consumer; cheap to clone.
@@ -69,17 +110,36 @@ impl Client {
 pub struct Acker {
     client: Client,
     id: u32,
+    /// A spread consumer's: which node's stream delivered each partition.
+    pub(super) routes: Option<std::sync::Arc<super::spread::Routes>>,
 }
 
 impl Acker {
     /// Acknowledges messages named by (partition, offset); returns once the acks are durable.
     pub async fn ack(&self, ids: &[(u32, u64)]) -> Result<()> {
-        self.client
-            .expect_ok(Request::Ack {
-                id: self.id,
-                offsets: ids.to_vec(),
-            })
-            .await
+        for (a, ids) in self.routed(ids) {
+            a.client
+                .expect_ok(Request::Ack {
+                    id: a.id,
+                    offsets: ids,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// True when both send to the same stream of the same connection.
+    pub(super) fn same_stream(&self, other: &Acker) -> bool {
+        self.id == other.id && std::sync::Arc::ptr_eq(&self.client.conn(), &other.client.conn())
+    }
+
+    /// `ids` split by the stream that delivered them: this one's own for a consumer of one
+    /// stream.
+    fn routed(&self, ids: &[(u32, u64)]) -> Vec<(Acker, Vec<(u32, u64)>)> {
+        match &self.routes {
+            Some(r) => r.split(self, ids),
+            None => vec![(self.clone(), ids.to_vec())],
+        }
     }
 
     /// Acknowledges messages of partition 0 (a queue's) by offset.
@@ -91,13 +151,16 @@ impl Acker {
     /// Returns messages named by (partition, offset) to the queue, redelivered after
     /// `delay_ms`.
     pub async fn nack(&self, ids: &[(u32, u64)], delay_ms: u64) -> Result<()> {
-        self.client
-            .expect_ok(Request::Nack {
-                id: self.id,
-                delay_ms,
-                offsets: ids.to_vec(),
-            })
-            .await
+        for (a, ids) in self.routed(ids) {
+            a.client
+                .expect_ok(Request::Nack {
+                    id: a.id,
+                    delay_ms,
+                    offsets: ids,
+                })
+                .await?;
+        }
+        Ok(())
     }
 
     /// Returns messages of partition 0 (a queue's) by offset.
@@ -142,36 +205,55 @@ impl Delivery {
 /// A competing consumer: a `Stream` of [`Delivery`]. The server keeps at most `prefetch`
 /// messages unacked on it; acking makes room for more.
 pub struct Consumer {
-    acker: Acker,
+    /// Its streams: one, or one per node of a spread consumer.
+    pub(super) parts: Vec<Part>,
+    /// The part polled first next time (parts take turns).
+    pub(super) turn: usize,
     prefetch: u32,
-    rx: mpsc::UnboundedReceiver<Reply>,
-    buf: VecDeque<QueueMessage>,
+    /// A spread consumer's link to the task that opens its parts on other nodes.
+    pub(super) spread: Option<super::spread::Joining>,
     cancelled: bool,
-    ended: bool,
 }
 
 impl Drop for Consumer {
     fn drop(&mut self) {
         if !self.cancelled {
-            self.acker.client.cancel_detached(self.acker.id);
+            for p in &self.parts {
+                p.acker.client.cancel_detached(p.acker.id);
+            }
         }
     }
 }
 
 impl Consumer {
-    /// The prefetch the server granted.
+    /// A spread consumer of `parts`, joined later by those `spread` opens.
+    pub(super) fn spread(parts: Vec<Part>, prefetch: u32, spread: super::spread::Joining) -> Self {
+        Consumer {
+            parts,
+            turn: 0,
+            prefetch,
+            spread: Some(spread),
+            cancelled: false,
+        }
+    }
+
+    /// The prefetch the server granted (of each node's stream, for a spread consumer).
     pub fn prefetch(&self) -> u32 {
         self.prefetch
     }
 
-    /// A handle to ack or nack by offset.
+    /// A handle to ack or nack by (partition, offset).
     pub fn acker(&self) -> Acker {
-        self.acker.clone()
+        let mut a = self.parts[0].acker.clone();
+        if let Some(s) = &self.spread {
+            a.routes = Some(s.routes.clone());
+        }
+        a
     }
 
     /// Messages received and not yet taken.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.parts.iter().map(|p| p.buf.len()).sum()
     }
 
     /// The next delivery; `None` once the consumer is closed.
@@ -183,10 +265,28 @@ impl Consumer {
     /// without waiting).
     pub async fn cancel(mut self) -> Result<()> {
         self.cancelled = true;
-        self.acker.client.cancel_stream(self.acker.id).await
+        let mut first = Ok(());
+        for p in &self.parts {
+            let r = p.acker.client.cancel_stream(p.acker.id).await;
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
     }
 
     fn poll_next_delivery(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Delivery>>> {
+        if self.spread.is_none() {
+            return self.parts[0].poll_delivery(cx);
+        }
+        super::spread::poll_spread(self, cx)
+    }
+}
+
+impl Part {
+    /// The part's next delivery; at its end, once `Closed` with the reason if the connection
+    /// is gone, then `None`.
+    pub(super) fn poll_delivery(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Delivery>>> {
         loop {
             if let Some(m) = self.buf.pop_front() {
                 return Poll::Ready(Some(Ok(Delivery {
@@ -206,6 +306,11 @@ impl Consumer {
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+
+    /// Closes this part's stream without waiting.
+    pub(super) fn cancel_detached(&self) {
+        self.acker.client.cancel_detached(self.acker.id);
     }
 }
 

@@ -48,6 +48,11 @@ impl Failover {
             at: tokio::sync::Mutex::new(at),
         }
     }
+
+    /// The options the client was made with (every node's address among them).
+    pub(super) fn opts(&self) -> &ConnectOptions {
+        &self.opts
+    }
 }
 
 /// True when failure `e` of `req` is worth retrying on another node: `req` does not depend on

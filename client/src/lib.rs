@@ -115,6 +115,7 @@ mod failover;
 mod options;
 mod partitioner;
 mod publish;
+mod spread;
 mod subscription;
 #[cfg(test)]
 mod tests;

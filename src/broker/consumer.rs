@@ -167,20 +167,21 @@ impl Consumer {
     }
 
     /// Opens the queue or group of `source` for this consumer: a group over every partition
-    /// the topic has now. In a cluster a group is served by a node leading every partition of
-    /// its topic (`NotLeader` otherwise, naming the leader of one it does not lead).
+    /// the topic has now. In a cluster a group is served by a node leading one of its
+    /// partitions at least (`NotLeader` otherwise, naming the leader of one), and each round
+    /// takes from the partitions the node leads then.
     pub async fn open(&self, broker: &Arc<Broker>, source: &Source) -> Result<ConsumerFeed> {
         self.open_with(broker, source, true).await
     }
 
-    /// [`Consumer::open`]; with `every_partition_led` false, a group in a cluster is opened
-    /// over every partition however many this node leads, and each round serves only those
-    /// it asks of (a Kafka share fetch names the partitions the node leads).
+    /// [`Consumer::open`]; with `some_partition_led` false, a group in a cluster is opened
+    /// however many partitions this node leads (a Kafka share fetch names the partitions the
+    /// node leads, and gets an error for the others).
     pub async fn open_with(
         &self,
         broker: &Arc<Broker>,
         source: &Source,
-        every_partition_led: bool,
+        some_partition_led: bool,
     ) -> Result<ConsumerFeed> {
         let b = broker.clone();
         let src = source.clone();
@@ -205,10 +206,9 @@ impl Consumer {
                         // Each partition's share of the group goes through that partition's
                         // log, led by one node.
                         c.link_group(&topic, &g)?;
-                        if every_partition_led {
-                            for q in g.partitions() {
-                                q.check_leader()?;
-                            }
+                        let led = g.partitions().iter().map(|q| q.check_leader()).collect();
+                        if some_partition_led {
+                            first_led(led)?;
                         }
                     }
                     let queues = g.partitions();
@@ -283,11 +283,18 @@ impl Consumer {
         let mut bytes = max_bytes;
         let mut out: Vec<Delivery> = Vec::new();
         let first = self.turn.fetch_add(1, Ordering::Relaxed) % queues.len();
+        // In a cluster, only the partitions this node leads now (it may gain or lose some).
+        let (mut led, mut not_led) = (false, None);
         for k in 0..queues.len() {
             if window == 0 || bytes == 0 {
                 break;
             }
             let q = &queues[(first + k) % queues.len()];
+            if let Err(e) = q.check_leader() {
+                not_led.get_or_insert(e);
+                continue;
+            }
+            led = true;
             let (ds, pending) = match q.deliver_pending_within(self.cid, window, bytes) {
                 Ok(r) => r,
                 Err(e) if out.is_empty() => return Err(e.into()),
@@ -314,7 +321,10 @@ impl Consumer {
             f.extend(ds.iter().map(|d| ((d.partition, d.offset.0), deadline)));
             out.extend(ds);
         }
-        Ok((out, round))
+        match not_led {
+            Some(e) if !led => Err(e.into()),
+            _ => Ok((out, round)),
+        }
     }
 
     /// A delivery round made durable: the messages to send now. Blocking.
@@ -621,4 +631,19 @@ impl ConsumerFeed {
         }
         Ok(())
     }
+}
+
+/// `Ok` when one of the partitions' leadership checks is: otherwise the first one's error (a
+/// group none of whose partitions this node leads).
+fn first_led(led: Vec<std::result::Result<(), StoreError>>) -> Result<()> {
+    let mut first_err = None;
+    for r in led {
+        match r {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    first_err.map_or(Ok(()), |e| Err(e.into()))
 }
