@@ -11,6 +11,9 @@
 //!   the leader and the other follower go on confirming, and the follower catches up once
 //!   healed.
 //!
+//! - every link lossy (some chunks get a byte flipped, some connections are cut): the nodes
+//!   refuse the damaged frames, reconnect, and go on confirming.
+//!
 //! At the end the checker verifies every node (`common::cluster_check`): nothing confirmed lost,
 //! offsets unique and growing, the same messages at the same offsets everywhere, and never two
 //! leaders of one group in one term.
@@ -84,7 +87,7 @@ async fn delayed_and_one_way_links_lose_nothing_confirmed() {
     eprintln!("delaying every link of node {delayed} by {DELAY:?}");
     let rule = Rule {
         delay: DELAY,
-        blocked: false,
+        ..Rule::default()
     };
     links.set_around(delayed, &IDS, rule);
     let mut took = Vec::new();
@@ -108,6 +111,7 @@ async fn delayed_and_one_way_links_lose_nothing_confirmed() {
     let blocked = Rule {
         delay: Duration::ZERO,
         blocked: true,
+        ..Rule::default()
     };
     for to in IDS.into_iter().filter(|i| *i != unheard_id) {
         links.set(unheard_id, to, blocked);
@@ -131,19 +135,7 @@ async fn delayed_and_one_way_links_lose_nothing_confirmed() {
     links.heal_all();
     publish_many(&nodes, &mut leader, &mut check, 10).await;
 
-    let want = check.confirmed.len();
-    let mut all = Vec::new();
-    for n in &nodes {
-        all.push(read_all(n, want).await);
-    }
-    check_nodes(&all, &check);
-    let terms = check.leaders.check();
-    eprintln!(
-        "{want} confirmed, {} sent, {} stored on each node; {terms} (group, term) pairs with one \
-         leader each",
-        check.sent.len(),
-        all[0].len()
-    );
+    verify_nodes(&nodes, &check).await;
 }
 
 /// Links slower than the default heartbeat allows (openraft 0.9 gives an append one heartbeat
@@ -163,7 +155,7 @@ async fn a_longer_heartbeat_carries_slow_links() {
     eprintln!("delaying every link of node {slowed} by {SLOW:?} each way");
     let rule = Rule {
         delay: SLOW,
-        blocked: false,
+        ..Rule::default()
     };
     links.set_around(slowed, &IDS, rule);
     let mut took = Vec::new();
@@ -178,11 +170,34 @@ async fn a_longer_heartbeat_carries_slow_links() {
         took[took.len() - 1]
     );
     links.heal_all();
-    let want = check.confirmed.len();
-    let mut all = Vec::new();
-    for n in &nodes {
-        all.push(read_all(n, want).await);
+    verify_nodes(&nodes, &check).await;
+}
+
+/// Every link lossy, both ways: about one chunk in [`DAMAGE_ONE_IN`] has a byte flipped (the
+/// receiving node's frame checksum refuses it and closes the connection) and as many
+/// connections are cut. The nodes reconnect and keep confirming; nothing confirmed is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lossy_links_damage_frames_and_cut_connections_and_lose_nothing_confirmed() {
+    const DAMAGE_ONE_IN: u32 = 40;
+    let root = tempfile::tempdir().unwrap();
+    let links = Arc::new(Links::default());
+    let nodes = start(root.path(), &links, &[]).await;
+    create_topic(&nodes).await;
+    let mut check = Checker::default();
+    let mut leader = 0;
+    publish_many(&nodes, &mut leader, &mut check, 10).await;
+    let lossy = Rule {
+        damage_one_in: DAMAGE_ONE_IN,
+        ..Rule::default()
+    };
+    for id in IDS {
+        links.set_around(id, &IDS, lossy);
     }
-    check_nodes(&all, &check);
-    check.leaders.check();
+    publish_many(&nodes, &mut leader, &mut check, 150).await;
+    let (flipped, cut) = links.damage();
+    eprintln!("{flipped} chunks damaged, {cut} connections cut while 150 were published");
+    assert!(flipped > 0 && cut > 0, "the links were not lossy");
+    links.heal_all();
+    publish_many(&nodes, &mut leader, &mut check, 10).await;
+    verify_nodes(&nodes, &check).await;
 }

@@ -178,6 +178,26 @@ pub async fn create_topic(nodes: &[Node]) {
     }
 }
 
+/// Reads every node's copy (each at least as long as what was confirmed), checks them
+/// ([`check_nodes`]) and the leaders seen (one per group and term), and prints the figures;
+/// (messages stored on each node, (group, term) pairs seen).
+pub async fn verify_nodes(nodes: &[Node], check: &Checker) -> (usize, usize) {
+    let want = check.confirmed.len();
+    let mut all = Vec::new();
+    for n in nodes {
+        all.push(read_all(n, want).await);
+    }
+    check_nodes(&all, check);
+    let terms = check.leaders.check();
+    eprintln!(
+        "{want} confirmed, {} sent, {} stored on each node; {terms} (group, term) pairs with one \
+         leader each",
+        check.sent.len(),
+        all[0].len()
+    );
+    (all[0].len(), terms)
+}
+
 pub fn check_nodes(all: &[Vec<(u64, String)>], check: &Checker) {
     for (i, msgs) in all.iter().enumerate() {
         let at: BTreeMap<u64, &String> = msgs.iter().map(|(o, v)| (*o, v)).collect();

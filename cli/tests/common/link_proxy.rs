@@ -7,6 +7,9 @@
 //! the caller's greeting (`{ 24-byte frame header | cluster id (16) | from u64 | to u64 }`), so
 //! one proxy per node serves every link into it. Blocked bytes are held, not dropped (the
 //! stream stays whole, as TCP would keep retransmitting), and flow once the link is restored.
+//! A lossy link ([`Rule::damage_one_in`]) flips a byte of some chunks or cuts the connection:
+//! what a flaky network can do to a stream beyond delaying it (bytes damaged past the
+//! checksums below it, connections reset); the receiving node must refuse the damaged frame.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -29,11 +32,19 @@ pub struct Rule {
     pub delay: Duration,
     /// Nothing is delivered while set.
     pub blocked: bool,
+    /// With `n` > 0, about one chunk in `n` has a byte flipped, and as many connections are
+    /// cut instead of carrying the chunk.
+    pub damage_one_in: u32,
 }
 
-/// The rule of every directed link `(from, to)`; absent: delivered at once.
+/// The rule of every directed link `(from, to)`; absent: delivered at once. Counts the chunks
+/// damaged and the connections cut.
 #[derive(Default)]
-pub struct Links(Mutex<BTreeMap<(u64, u64), Rule>>);
+pub struct Links(
+    Mutex<BTreeMap<(u64, u64), Rule>>,
+    std::sync::atomic::AtomicU64,
+    std::sync::atomic::AtomicU64,
+);
 
 impl Links {
     pub fn set(&self, from: u64, to: u64, rule: Rule) {
@@ -50,6 +61,12 @@ impl Links {
 
     pub fn heal_all(&self) {
         self.0.lock().unwrap().clear();
+    }
+
+    /// (chunks with a byte flipped, connections cut) so far.
+    pub fn damage(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.1.load(Relaxed), self.2.load(Relaxed))
     }
 
     fn get(&self, from: u64, to: u64) -> Rule {
@@ -130,7 +147,35 @@ async fn pump(
             }
         }
     });
-    while let Some((read_at, chunk)) = rx.recv().await {
+    // A small xorshift, seeded per connection: which chunks a lossy link damages.
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    let mut roll = move |n: u32| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % u64::from(n)
+    };
+    let mut greeted = false;
+    while let Some((read_at, mut chunk)) = rx.recv().await {
+        let n = links.get(from, to).damage_one_in;
+        // The greetings (the first chunk each way) are left whole.
+        if n > 0 && std::mem::replace(&mut greeted, true) && !chunk.is_empty() {
+            match roll(n) {
+                0 => {
+                    let at = (roll(u32::MAX) as usize) % chunk.len();
+                    chunk[at] ^= 0x5a;
+                    links.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                1 => {
+                    links.2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    break;
+                }
+                _ => {}
+            }
+        }
         loop {
             let rule = links.get(from, to);
             let due = read_at + rule.delay;
