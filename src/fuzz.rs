@@ -449,7 +449,19 @@ pub fn security_input(data: &[u8]) {
 }
 
 /// What a cluster node reads from peers and from its replicated logs' files: peer frames and
-/// their messages, the Raft state files, stored batches as Raft entries.
+/// their messages, the Raft state files, stored batches as Raft entries (the first byte picks
+/// one); and what the broker itself puts in them, each decoder on the bytes after the first:
+/// metadata commands, group change entries, a partition's snapshot state, calls between nodes
+/// and their answers.
 pub fn cluster_input(data: &[u8]) {
     sluice_replication::fuzz_input(data);
+    let Some((_, rest)) = data.split_first() else {
+        return;
+    };
+    use crate::cluster::{calls, groups, meta::MetaCommand};
+    let _ = MetaCommand::decode(rest);
+    let _ = groups::decode_change(rest);
+    let _ = groups::decode_state(rest);
+    let _ = calls::decode_call(rest);
+    let _ = calls::decode_answer(rest);
 }

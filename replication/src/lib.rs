@@ -15,11 +15,13 @@
 //! - `membership`: changing a group's members while it serves (a node added or removed).
 //! - `transfer`: handing a group's leadership to another voter (the preferred leader).
 //! - `node`: one node of a cluster ([`ClusterNode`]): its groups, its peers, its listener.
+//! - `calls`: calls the application above makes of another node ([`CallHandler`]).
 //! - `net/`: the transport between nodes: one TCP connection per peer shared by every Raft group
 //!   of the node, framed and checksummed, with named limits.
 //! - `error`: [`Error`].
 
 pub mod batcher;
+pub mod calls;
 pub mod directory;
 pub mod error;
 pub mod group;
@@ -30,6 +32,7 @@ pub mod store;
 pub mod transfer;
 pub mod types;
 
+pub use calls::{CallError, CallHandler, CALL_PAYLOAD_BYTES_MAX};
 pub use error::{Error, Result};
 pub use group::{
     BoxFuture, Consensus, GroupStatus, GroupStorage, LogSource, Pending, ReplicatedLog, Timing,

@@ -56,6 +56,8 @@ pub struct ClusterNode {
     members_version: AtomicU64,
     /// Who leads the groups this node holds no replica of, as its peers told it.
     directory: RwLock<crate::directory::Directory>,
+    /// The application's handler of its peers' calls (`calls`).
+    pub(crate) calls: crate::calls::Calls,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -84,6 +86,7 @@ impl ClusterNode {
             infos: RwLock::new(BTreeMap::new()),
             members_version: AtomicU64::new(0),
             directory: RwLock::new(Default::default()),
+            calls: Default::default(),
         })
     }
 
@@ -456,6 +459,9 @@ impl RaftHandler for ClusterNode {
             if let Request::Heartbeats { beats } = req {
                 return Reply::Heartbeats(self.heartbeats(beats).await);
             }
+            if let Request::Call { from, payload } = req {
+                return Reply::Called(self.called(from, payload).await);
+            }
             if let Request::Propose { group, command } = req {
                 return Reply::Proposed(self.propose_here(&group, command).await);
             }
@@ -493,6 +499,7 @@ impl RaftHandler for ClusterNode {
                 | Request::Members { .. }
                 | Request::Leaders { .. }
                 | Request::LeadNext { .. }
+                | Request::Call { .. }
                 | Request::Heartbeats { .. } => unreachable!("answered above"),
             }
         })

@@ -499,3 +499,67 @@ async fn leadership_moves_to_the_voter_asked_while_publishes_go_on() {
         r.node.shutdown().await;
     }
 }
+
+/// Answers a call with its node's id and the caller's before the payload; refuses "no" and
+/// answers "big" with more than a call may carry.
+struct Echo(NodeId);
+
+impl sluice_replication::CallHandler for Echo {
+    fn call(
+        &self,
+        from: NodeId,
+        payload: Vec<u8>,
+    ) -> sluice_replication::BoxFuture<'_, Result<Vec<u8>, String>> {
+        Box::pin(async move {
+            match payload.as_slice() {
+                b"no" => Err("refused: no".to_string()),
+                b"big" => Ok(vec![0; sluice_replication::CALL_PAYLOAD_BYTES_MAX + 1]),
+                p => Ok([format!("{}<-{from}:", self.0).as_bytes(), p].concat()),
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_call_each_others_handlers_and_refusals_are_named() {
+    use sluice_replication::{CallError, CallHandler, CALL_PAYLOAD_BYTES_MAX};
+    let root = tempfile::tempdir().unwrap();
+    let (running, _) = three_nodes(root.path(), &[]).await;
+    let handlers: Vec<Arc<dyn CallHandler>> = vec![Arc::new(Echo(1)), Arc::new(Echo(2))];
+    for (id, h) in [1, 2].into_iter().zip(&handlers) {
+        assert!(running[&id].node.serve_calls(Arc::downgrade(h)));
+        assert!(
+            !running[&id].node.serve_calls(Arc::downgrade(h)),
+            "set once"
+        );
+    }
+    let one = &running[&1].node;
+    let t = Duration::from_secs(5);
+    let call = |to: NodeId, p: &[u8]| one.call(to, p.to_vec(), t);
+    assert_eq!(call(2, b"hi").await.unwrap(), b"2<-1:hi");
+    assert_eq!(call(1, b"me").await.unwrap(), b"1<-1:me");
+    assert_eq!(
+        running[&2].node.call(1, b"x".to_vec(), t).await.unwrap(),
+        b"1<-2:x"
+    );
+    let refused = |r: Result<Vec<u8>, CallError>, want: &str| match r {
+        Err(CallError::Refused { why, .. }) => assert!(why.contains(want), "{why}"),
+        other => panic!("expected a refusal naming {want:?}, got {other:?}"),
+    };
+    refused(call(2, b"no").await, "refused: no");
+    refused(call(3, b"hi").await, "node 3 serves no calls");
+    refused(call(2, b"big").await, "answer");
+    refused(call(1, b"big").await, "answer");
+    let huge = vec![7; CALL_PAYLOAD_BYTES_MAX + 1];
+    refused(one.call(2, huge, t).await, "payload");
+    match call(9, b"hi").await {
+        Err(CallError::Unreachable { node: 9, .. }) => {}
+        other => panic!("expected node 9 unreachable, got {other:?}"),
+    }
+    // A handler dropped: the node serves no calls any more.
+    drop(handlers);
+    refused(call(2, b"hi").await, "node 2 serves no calls");
+    for r in running.values() {
+        let _ = r.stop.send(true);
+    }
+}

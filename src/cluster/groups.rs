@@ -92,10 +92,24 @@ pub fn decode_change(payload: &[u8]) -> Result<GroupChange<'_>, String> {
     })
 }
 
+/// A partition's snapshot state read back (as a replica installing it does; for the fuzz
+/// target too): its version checked, bad bytes an error.
+pub fn decode_state(bytes: &[u8]) -> Result<PartitionState, String> {
+    let state: PartitionState = postcard::from_bytes(bytes)
+        .map_err(|e| format!("a partition's snapshot state does not decode: {e}"))?;
+    if state.version != PARTITION_STATE_VERSION {
+        return Err(format!(
+            "a partition's snapshot state of version {} (this node reads {PARTITION_STATE_VERSION})",
+            state.version
+        ));
+    }
+    Ok(state)
+}
+
 /// What a partition's snapshot carries besides where its log continues: each group's
 /// committed ack state on the partition.
 #[derive(Serialize, Deserialize)]
-struct PartitionState {
+pub struct PartitionState {
     version: u8,
     groups: Vec<GroupState>,
 }
@@ -331,14 +345,7 @@ impl ApplyHook for PartitionHook {
     fn install(&self, state: Vec<u8>) -> BoxFuture<'_, Result<(), String>> {
         let p = self.partition;
         Box::pin(async move {
-            let state: PartitionState = postcard::from_bytes(&state)
-                .map_err(|e| format!("a partition's snapshot state does not decode: {e}"))?;
-            if state.version != PARTITION_STATE_VERSION {
-                return Err(format!(
-                    "a partition's snapshot state of version {} (this node reads {PARTITION_STATE_VERSION})",
-                    state.version
-                ));
-            }
+            let state = decode_state(&state)?;
             self.on_topic("cannot install the groups' state", move |c, t| {
                 for gs in state.groups {
                     let g = Self::group(c, t, &gs.name, gs.config)?;

@@ -15,6 +15,8 @@
 //! - `placement`: which nodes hold each group's replicas (`--replicas`), and moving them
 //!   onto the cluster's nodes.
 //! - `producers`: idempotent Kafka producers, checked by a partition's leader.
+//! - `calls`: what a node asks of a partition's leader for a client (a share group's start
+//!   offset moved or read there).
 //! - `compact`: reclaiming a replicated log's segments (a queue's acked ones, a topic
 //!   partition's beyond its retention) once every replica has them.
 //! - `queues`: replicated queues: the link through which a queue's leader proposes its state
@@ -43,6 +45,7 @@ use tracing::info;
 use crate::broker::{Broker, BrokerError, ErrorKind, Published};
 
 mod apply;
+pub mod calls;
 pub mod compact;
 pub mod config;
 mod factor;
@@ -101,6 +104,9 @@ pub struct Cluster {
     /// Held while a partition or queue opens: the node's start and the metadata applied again
     /// both open them, and a queue is attached to its group once.
     opening: tokio::sync::Mutex<()>,
+    /// What serves the calls of this node's peers (`calls`), held here; its node holds it
+    /// weakly.
+    calls: std::sync::OnceLock<Arc<calls::Calls>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -209,7 +215,13 @@ impl Cluster {
             moving: RwLock::default(),
             handovers: leaders::Handovers::default(),
             opening: tokio::sync::Mutex::new(()),
+            calls: std::sync::OnceLock::new(),
         });
+        let calls = cluster
+            .calls
+            .get_or_init(|| Arc::new(calls::Calls(Arc::downgrade(&cluster))));
+        let handler: Arc<dyn sluice_replication::CallHandler> = calls.clone();
+        cluster.node.serve_calls(Arc::downgrade(&handler));
         let reconcile_stop = shutdown.clone();
         let balance_stop = shutdown.clone();
         tokio::spawn(async move { node.serve(listener, shutdown).await });

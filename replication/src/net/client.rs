@@ -131,7 +131,8 @@ impl Peers {
             | (Request::Members { .. }, Reply::Members(_))
             | (Request::Leaders { .. }, Reply::Leaders)
             | (Request::Heartbeats { .. }, Reply::Heartbeats(_))
-            | (Request::LeadNext { .. }, Reply::LeadNext(_)) => Ok(reply),
+            | (Request::LeadNext { .. }, Reply::LeadNext(_))
+            | (Request::Call { .. }, Reply::Called(_)) => Ok(reply),
             _ => Err(NetError::MismatchedReply {
                 request: req.name(),
                 reply: reply.name(),

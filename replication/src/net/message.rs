@@ -100,6 +100,14 @@ pub enum Request {
         /// How long each voter holds its election timer.
         hold_ms: u64,
     },
+    /// A call of the application on the receiving node ([`crate::calls`]); answered with
+    /// [`Reply::Called`]; addressed to no group.
+    Call {
+        /// The calling node.
+        from: NodeId,
+        /// What the application asks, in its own encoding.
+        payload: Vec<u8>,
+    },
 }
 
 impl Request {
@@ -113,9 +121,10 @@ impl Request {
             | Request::Propose { group, .. }
             | Request::Members { group, .. }
             | Request::LeadNext { group, .. } => group,
-            Request::Hello { .. } | Request::Leaders { .. } | Request::Heartbeats { .. } => {
-                &NO_GROUP
-            }
+            Request::Hello { .. }
+            | Request::Leaders { .. }
+            | Request::Heartbeats { .. }
+            | Request::Call { .. } => &NO_GROUP,
         }
     }
 
@@ -131,6 +140,7 @@ impl Request {
             Request::Leaders { .. } => "leaders",
             Request::Heartbeats { .. } => "heartbeats",
             Request::LeadNext { .. } => "lead-next",
+            Request::Call { .. } => "call",
         }
     }
 }
@@ -166,6 +176,8 @@ pub enum Reply {
     Heartbeats(Vec<Reply>),
     /// The answer to [`Request::LeadNext`]: true when the receiving node holds the group.
     LeadNext(bool),
+    /// The answer to [`Request::Call`]: the application's answer, or why it refused.
+    Called(Result<Vec<u8>, String>),
 }
 
 impl Reply {
@@ -182,6 +194,7 @@ impl Reply {
             Reply::Leaders => "leaders",
             Reply::Heartbeats(_) => "heartbeats",
             Reply::LeadNext(_) => "lead-next",
+            Reply::Called(_) => "called",
         }
     }
 }

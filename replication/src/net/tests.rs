@@ -76,6 +76,7 @@ impl FakeHandler {
                 Request::Members { .. } => Reply::Members(Ok(crate::MembersProgress::Done)),
                 Request::Leaders { .. } => Reply::Leaders,
                 Request::LeadNext { .. } => Reply::LeadNext(true),
+                Request::Call { payload, .. } => Reply::Called(Ok(payload)),
                 Request::Heartbeats { beats } => Reply::Heartbeats(
                     beats
                         .into_iter()

@@ -76,8 +76,9 @@ impl Conn {
 
 /// In a cluster: a share group's membership and offsets are served by the node coordinating
 /// groups (the metadata's leader, as for consumer groups); fetches and acknowledgements by any
-/// node, each partition by its leader. Moving or deleting a share group's start offsets is
-/// refused (a cursor move is not a replicated change yet).
+/// node, each partition by its leader. The coordinator moves and reads a share group's start
+/// offsets through each partition's leader (`crate::cluster::calls`); deleting them is
+/// refused (forgetting a group on every replica is not a replicated change yet).
 fn cluster_refusal(ctx: &super::KafkaContext, req: &Request) -> Option<i16> {
     use super::cluster::Coordination;
     use kafka_protocol::ResponseError;
@@ -91,9 +92,7 @@ fn cluster_refusal(ctx: &super::KafkaContext, req: &Request) -> Option<i16> {
         Coordination::Elsewhere => return Some(ResponseError::NotCoordinator.code()),
     }
     match req {
-        Request::AlterShareGroupOffsets(_) | Request::DeleteShareGroupOffsets(_) => {
-            Some(ResponseError::InvalidRequest.code())
-        }
+        Request::DeleteShareGroupOffsets(_) => Some(ResponseError::InvalidRequest.code()),
         _ => None,
     }
 }

@@ -71,6 +71,7 @@ impl RaftHandler for Registry {
                 | Request::Members { .. }
                 | Request::Leaders { .. }
                 | Request::LeadNext { .. }
+                | Request::Call { .. }
                 | Request::Heartbeats { .. } => Reply::UnknownGroup(GroupId(String::new())),
             }
         })

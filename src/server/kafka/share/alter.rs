@@ -2,6 +2,8 @@
 //! moved (durably) while the group has no members: what follows it is delivered again as
 //! first deliveries, what precedes it counts as settled. The offset is clamped to the
 //! partition's log start and end. A queue's cursor is not moved here (INVALID_REQUEST).
+//! In a cluster the coordinator has each partition's leader make the move
+//! (`crate::cluster::calls`): a RESET change committed to that partition's log.
 
 use kafka_protocol::messages::alter_share_group_offsets_response::{
     AlterShareGroupOffsetsResponsePartition, AlterShareGroupOffsetsResponseTopic,
@@ -14,6 +16,8 @@ use uuid::Uuid;
 
 use super::{valid_group, ShareGroups};
 use crate::broker::{blocking, NamedLog, Source};
+use crate::cluster::calls::Refusal;
+use crate::cluster::Cluster;
 
 impl ShareGroups {
     /// Serves one AlterShareGroupOffsets.
@@ -78,6 +82,9 @@ impl ShareGroups {
             Ok(NamedLog::Queue(_)) => return all(ResponseError::InvalidRequest),
             Err(_) => return all(ResponseError::UnknownTopicOrPartition),
         }
+        if let Some(c) = self.broker.cluster().cloned() {
+            return self.alter_on_leaders(&c, id, name, wanted).await;
+        }
         // Made with the share settings if the group does not exist on the topic yet.
         match self.source_of(id, name).await {
             Ok(Source::Group { .. }) => {}
@@ -114,5 +121,44 @@ impl ShareGroups {
             let e = Some(ResponseError::KafkaStorageError);
             parts.into_iter().map(|p| (p, e)).collect()
         })
+    }
+
+    /// [`ShareGroups::alter_topic`] in a cluster: each partition's move is made by that
+    /// partition's leader (a RESET committed to its log), wherever it is.
+    async fn alter_on_leaders(
+        &self,
+        cluster: &Cluster,
+        id: &str,
+        name: &str,
+        wanted: Vec<(i32, i64)>,
+    ) -> Vec<(i32, Option<ResponseError>)> {
+        let count = self.broker.partition_count(name).unwrap_or(0);
+        let config = self.group_config();
+        let mut out = Vec::with_capacity(wanted.len());
+        for (p, o) in wanted {
+            let e = if p < 0 || o < 0 {
+                Some(ResponseError::InvalidRequest)
+            } else if p as u32 >= count {
+                Some(ResponseError::UnknownTopicOrPartition)
+            } else {
+                let r = cluster.reset_group(name, id, &config, p as u32, o as u64);
+                r.await.err().map(|r| refusal_error(&r))
+            };
+            out.push((p, e));
+        }
+        out
+    }
+}
+
+/// The Kafka error a partition leader's refusal is answered with.
+pub(super) fn refusal_error(r: &Refusal) -> ResponseError {
+    match r {
+        Refusal::NotFound => ResponseError::UnknownTopicOrPartition,
+        Refusal::NotLeader => ResponseError::NotLeaderOrFollower,
+        Refusal::Held => ResponseError::NonEmptyGroup,
+        Refusal::Failed(why) => {
+            tracing::warn!("a partition's leader failed a share group's change: {why}");
+            ResponseError::KafkaStorageError
+        }
     }
 }

@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use super::{valid_group, ShareGroups};
 use crate::broker::{blocking, NamedLog};
+use crate::cluster::Cluster;
 use crate::server::kafka::LEADER_EPOCH;
 
 /// The assignor every share group is described with (every member gets every partition).
@@ -109,8 +110,9 @@ impl ShareGroups {
     /// Blocking work on the pool.
     async fn topics_of_group(&self, id: &str) -> Vec<String> {
         let b = self.broker.clone();
-        let id = id.to_string();
-        blocking(move || {
+        let gid = id.to_string();
+        let mut topics = blocking(move || {
+            let id = gid;
             let mut out: Vec<String> = b
                 .list_topics()
                 .into_iter()
@@ -124,7 +126,31 @@ impl ShareGroups {
             Ok(out)
         })
         .await
-        .unwrap_or_default()
+        .unwrap_or_default();
+        // In a cluster this node may hold no replica of a topic the group consumes: the
+        // topics its members subscribe to count too.
+        if self.broker.cluster().is_some() {
+            for t in self.subscribed_topics(id) {
+                if !topics.contains(&t) {
+                    topics.push(t);
+                }
+            }
+        }
+        topics
+    }
+
+    /// The topics group `id`'s members subscribe to now.
+    fn subscribed_topics(&self, id: &str) -> Vec<String> {
+        let groups = self.groups.lock().unwrap();
+        let mut out: Vec<String> = groups
+            .get(id)
+            .into_iter()
+            .flat_map(|g| g.members.values())
+            .flat_map(|m| m.lock().subscribed.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Whether group `id` has members now.
@@ -167,9 +193,12 @@ impl ShareGroups {
             };
             let b = self.broker.clone();
             let gid = id.clone();
-            let topics = blocking(move || Ok(start_offsets(&b, &gid, wanted)))
+            let mut topics = blocking(move || Ok(start_offsets(&b, &gid, wanted)))
                 .await
                 .unwrap_or_default();
+            if let Some(c) = self.broker.cluster().cloned() {
+                self.starts_from_leaders(&c, &id, &mut topics).await;
+            }
             out.push(
                 DescribeShareGroupOffsetsResponseGroup::default()
                     .with_group_id(g.group_id)
@@ -177,6 +206,34 @@ impl ShareGroups {
             );
         }
         DescribeShareGroupOffsetsResponse::default().with_groups(out)
+    }
+
+    /// In a cluster: each topic partition's start offset as its leader has it (this node's
+    /// own state of a partition it does not lead may be behind, or absent).
+    async fn starts_from_leaders(
+        &self,
+        cluster: &Cluster,
+        id: &str,
+        topics: &mut [DescribeShareGroupOffsetsResponseTopic],
+    ) {
+        for t in topics.iter_mut() {
+            let name = t.topic_name.to_string();
+            if !matches!(self.broker.named_log(&name), Ok(NamedLog::Topic(_))) {
+                continue;
+            }
+            for p in t.partitions.iter_mut().filter(|p| p.error_code == 0) {
+                match cluster
+                    .group_start(&name, id, p.partition_index as u32)
+                    .await
+                {
+                    Ok(start) => p.start_offset = start.map_or(-1, |s| s as i64),
+                    Err(r) => {
+                        p.start_offset = -1;
+                        p.error_code = super::alter::refusal_error(&r).code();
+                    }
+                }
+            }
+        }
     }
 
     /// Serves one DeleteShareGroupOffsets: the group's ack state on each topic named is

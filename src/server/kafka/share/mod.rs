@@ -294,12 +294,7 @@ impl ShareGroups {
     /// yet (one that does keeps its own).
     async fn source_of(&self, group: &str, name: &str) -> BrokerResult<Source> {
         let (b, t, g) = (self.broker.clone(), name.to_string(), group.to_string());
-        let cfg = QueueConfig {
-            ack_timeout_ms: self.config.record_lock_ms,
-            max_deliveries: self.config.delivery_count_limit,
-            max_unacked_per_consumer: self.broker.limits().unacked_per_consumer_max,
-            ..QueueConfig::default()
-        };
+        let cfg = self.group_config();
         blocking(move || match b.named_log(&t)? {
             NamedLog::Queue(_) => Ok(Source::Queue(t)),
             NamedLog::Topic(topic) => {
@@ -308,6 +303,16 @@ impl ShareGroups {
             }
         })
         .await
+    }
+
+    /// The settings a share group is made with on a topic.
+    fn group_config(&self) -> QueueConfig {
+        QueueConfig {
+            ack_timeout_ms: self.config.record_lock_ms,
+            max_deliveries: self.config.delivery_count_limit,
+            max_unacked_per_consumer: self.broker.limits().unacked_per_consumer_max,
+            ..QueueConfig::default()
+        }
     }
 
     /// The topic (or queue) a topic id names, if any.
