@@ -4,14 +4,17 @@
 //! publishes that both its replicas serve; a count not above the current one is refused by
 //! name. Two nodes grow the topic at once: every node ends with the same count, and a change
 //! made from a count that moved on is refused. A restarted node has the same partitions and
-//! placements, and its new partitions take publishes again.
+//! placements, and its new partitions take publishes again. And topics created one after
+//! another while the metadata's leader is SIGKILLed and restarted: every creation confirmed
+//! is on every node, each partition led and taking a publish, and every node lists the same
+//! topics.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::cluster::{client_of, started_cluster, statuses, Node, STEP};
+use common::cluster::{client_of, leader_of, live_addrs, started_cluster, statuses, Node, STEP};
 use sluice::client::{Client, SubscribeOptions};
 use sluice::protocol::{ErrorCode, LogSettings, Start};
 use sluice::storage::Record;
@@ -288,4 +291,103 @@ async fn the_replication_factor_changes_while_the_cluster_serves() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::NotFound), "{e}");
+}
+
+/// Every node's topics, sorted, once each node answers.
+async fn topic_lists(nodes: &[Node]) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for n in nodes {
+        let c = Client::connect(&n.native).await.unwrap();
+        let mut l = c.list_topics().await.unwrap();
+        l.sort();
+        out.push(l);
+    }
+    out
+}
+
+/// The partition groups (`t/<topic>/<p>`) each node holds with a leader it names.
+async fn led_groups(nodes: &[Node]) -> Vec<BTreeSet<String>> {
+    statuses(nodes)
+        .await
+        .into_iter()
+        .map(|s| {
+            s.groups
+                .into_iter()
+                .filter(|g| g.leader.is_some())
+                .map(|g| g.group)
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_created_through_a_metadata_leaders_kill_are_on_every_node() {
+    const TOPICS: usize = 24;
+    let root = tempfile::tempdir().unwrap();
+    let (mut nodes, spec) = started_cluster(root.path(), 3);
+    let meta = leader_of(&nodes, "meta").await;
+    let client = client_of(&live_addrs(&nodes)).await;
+    let (mut confirmed, mut refused) = (Vec::new(), Vec::new());
+    for i in 0..TOPICS {
+        if i == TOPICS / 3 {
+            nodes[meta].kill9();
+        }
+        if i == 2 * TOPICS / 3 {
+            nodes[meta].start(&spec);
+        }
+        let name = format!("made-{i}");
+        let made = client
+            .create_topic_with_partitions(&name, LogSettings::default(), 2)
+            .await;
+        match made {
+            Ok(()) => confirmed.push(name),
+            // Made by a try whose answer was lost.
+            Err(e) if e.code() == Some(ErrorCode::AlreadyExists) => confirmed.push(name),
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                refused.push(name);
+            }
+        }
+    }
+    assert!(
+        confirmed.len() >= TOPICS / 2,
+        "{} of {TOPICS} confirmed; refused {refused:?}",
+        confirmed.len()
+    );
+    // Every node, the restarted one too, ends with the same topics, every confirmed one
+    // among them, each partition held with a leader on every node.
+    let deadline = Instant::now() + 2 * STEP;
+    loop {
+        let lists = topic_lists(&nodes).await;
+        let led = led_groups(&nodes).await;
+        let same = lists.windows(2).all(|w| w[0] == w[1]);
+        let all_made = confirmed.iter().all(|t| lists[0].contains(t));
+        let all_led = led.len() == nodes.len()
+            && lists[0]
+                .iter()
+                .all(|t| (0..2).all(|p| led.iter().all(|g| g.contains(&format!("t/{t}/{p}")))));
+        if same && all_made && all_led {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "topics {lists:?} (confirmed {confirmed:?}), groups led {led:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for t in &confirmed {
+        for p in 0..2 {
+            let record = Record::from_value(format!("{t}/{p}").into_bytes());
+            client
+                .publish_to_partition(t, p, &[record])
+                .await
+                .unwrap_or_else(|e| panic!("{t} partition {p}: {e}"));
+        }
+    }
+    eprintln!(
+        "{} topics confirmed, {} refused, through the kill of node {}",
+        confirmed.len(),
+        refused.len(),
+        nodes[meta].id
+    );
 }
