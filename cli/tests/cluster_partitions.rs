@@ -4,7 +4,8 @@
 //! publishes that both its replicas serve; a count not above the current one is refused by
 //! name. Two nodes grow the topic at once: every node ends with the same count, and a change
 //! made from a count that moved on is refused. A restarted node has the same partitions and
-//! placements, and its new partitions take publishes again. And topics created one after
+//! placements, and its new partitions take publishes again. Every node describes the topic
+//! alike (a partition it holds no replica of with its leader's figures). And topics created one after
 //! another while the metadata's leader is SIGKILLed and restarted: every creation confirmed
 //! is on every node, each partition led and taking a publish, and every node lists the same
 //! topics.
@@ -65,6 +66,31 @@ async fn read_to(node: &Node, p: u32, value: &str) -> Vec<String> {
     out
 }
 
+/// Every node describes [`TOPIC`] alike, each partition with messages: a node holding no
+/// replica of a partition gives its leader's figures (its own copy is empty).
+async fn same_figures_everywhere(nodes: &[Node]) {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let mut all = Vec::new();
+        for n in nodes {
+            let c = Client::connect(&n.native).await.unwrap();
+            let info = c.describe_topic(TOPIC).await.unwrap();
+            let ends: Vec<(u64, u64)> = info
+                .partitions
+                .iter()
+                .map(|p| (p.start_offset, p.end_offset))
+                .collect();
+            all.push(ends);
+        }
+        let same = all.windows(2).all(|w| w[0] == w[1]);
+        if same && all[0].iter().all(|&(_, end)| end > 0) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "figures by node: {all:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Every node's partition count of [`TOPIC`].
 async fn counts(nodes: &[Node]) -> Vec<u32> {
     let mut out = Vec::new();
@@ -122,6 +148,7 @@ async fn a_topic_of_a_cluster_grows_on_every_node() {
         );
         publish_and_read(&client, &nodes, *p, hosts, &format!("first-{p}")).await;
     }
+    same_figures_everywhere(&nodes).await;
     for bad in [5, 4] {
         let e = client.add_partitions(TOPIC, bad).await.unwrap_err();
         assert_eq!(e.code(), Some(ErrorCode::InvalidArgument), "{e}");

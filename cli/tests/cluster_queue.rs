@@ -5,7 +5,8 @@
 //! delivery bound is dead-lettered into the dead-letter queue (whose log another node may lead);
 //! after a SIGKILL of the queue's leader, the new leader never delivers an acked message again,
 //! redelivers every message that was delivered and not acked (attempt 2) and every other one,
-//! and the restarted node catches up to the same ack state.
+//! and the restarted node catches up to the same ack state. A queue held by one node is
+//! described alike by every node (its leader's figures).
 
 mod common;
 
@@ -17,7 +18,7 @@ use common::cluster::{
     Node, STEP,
 };
 use sluice::client::{Client, Consumer};
-use sluice::protocol::{QueueSettings, Source};
+use sluice::protocol::{LogSettings, QueueSettings, Source};
 
 const MESSAGES: u64 = 300;
 
@@ -318,5 +319,33 @@ async fn dead_letters_go_back_and_a_purge_empties_the_queue_on_a_cluster() {
         tokio::time::timeout(std::time::Duration::from_secs(1), after.next()).await
     {
         panic!("a purged message was delivered: {:?}", d.record.value);
+    }
+
+    // A queue on one node only: every node describes it with its leader's figures (natively
+    // and over HTTP), not with its own empty copy.
+    let solo = QueueSettings {
+        log: LogSettings {
+            replicas: Some(1),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    client.create_queue("solo", solo).await.unwrap();
+    publish_to_queue(&client, "solo", "solo-", 4).await;
+    for n in &nodes {
+        wait_queue(&n.native, "solo", |q| q.depth == 4).await;
+        let addr = n.http.clone().unwrap();
+        let (status, body) = tokio::task::spawn_blocking(move || {
+            common::http::json(&addr, "GET", "/api/queues/solo", None)
+        })
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            (body["depth"].as_u64(), body["ready"].as_u64()),
+            (Some(4), Some(4)),
+            "node {}: {body}",
+            n.id
+        );
     }
 }

@@ -110,7 +110,7 @@ pub enum OffsetSpec {
 }
 
 /// A named subscriber in a `TopicInfo`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SubscriberStat {
     /// Name.
     pub name: String,
@@ -132,7 +132,7 @@ pub struct TopicInfo {
 }
 
 /// Figures of one partition of a topic.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionInfo {
     /// The partition.
     pub partition: u32,
@@ -149,7 +149,7 @@ pub struct PartitionInfo {
 }
 
 /// Figures of a queue.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueueInfo {
     /// Name.
     pub name: String,

@@ -112,6 +112,47 @@ fn now_ms() -> u64 {
 }
 
 impl Broker {
+    /// [`Broker::describe_topic`] as a client of this node should see it: in a cluster, the
+    /// figures of each partition this node holds no replica of (its own copy is empty) are
+    /// its leader's, when it answers. Blocking (from the blocking pool).
+    pub fn topic_figures(&self, name: String) -> Result<TopicInfo> {
+        let mut info = self.describe_topic(name)?;
+        let (Some(c), Ok(rt)) = (self.cluster(), tokio::runtime::Handle::try_current()) else {
+            return Ok(info);
+        };
+        for p in info.partitions.iter_mut() {
+            if c.holds_partition(&info.name, p.partition) {
+                continue;
+            }
+            match rt.block_on(c.partition_figures(&info.name, p.partition)) {
+                Ok(leader) => *p = leader,
+                Err(e) => {
+                    tracing::debug!(topic = %info.name, partition = p.partition, "figures of its leader: {e}")
+                }
+            }
+        }
+        Ok(info)
+    }
+
+    /// [`Broker::queue_view`] as a client of this node should see it: in a cluster where this
+    /// node holds no replica of the queue, its leader's figures, when it answers. Blocking.
+    pub fn queue_figures(&self, name: String) -> Result<QueueView> {
+        let view = self.queue_view(name)?;
+        let (Some(c), Ok(rt)) = (self.cluster(), tokio::runtime::Handle::try_current()) else {
+            return Ok(view);
+        };
+        if c.holds_queue(&view.info.name) {
+            return Ok(view);
+        }
+        match rt.block_on(c.queue_figures(&view.info.name)) {
+            Ok(leader) => Ok(leader),
+            Err(e) => {
+                tracing::debug!(queue = %view.info.name, "figures of its leader: {e}");
+                Ok(view)
+            }
+        }
+    }
+
     /// Queue `name` with the figures of [`QueueView`].
     pub fn queue_view(&self, name: String) -> Result<QueueView> {
         let q = self.store.queue(&name)?;

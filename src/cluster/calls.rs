@@ -11,16 +11,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sluice_replication::{BoxFuture, CallError, CallHandler};
+use sluice_replication::{BoxFuture, CallError, CallHandler, Consensus};
 use sluice_storage::{Error as StoreError, Offset, QueueConfig};
 
 use super::Cluster;
+use crate::broker::QueueView;
+use crate::protocol::{PartitionInfo, QueueInfo};
 
 /// Version byte that starts every call and answer.
 const CALL_VERSION: u8 = 1;
 
 /// Longest wait for a partition's leader to do what was asked (a RESET committed).
 pub const GROUP_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest wait for a leader's figures of a partition or queue (a describe).
+pub const FIGURES_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One request of a node to a partition's leader.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +54,18 @@ pub enum NodeCall {
         /// The partition.
         partition: u32,
     },
+    /// The figures of `topic`'s `partition` (a describe on a node holding no replica).
+    PartitionFigures {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// The figures of queue `queue` (a describe on a node holding no replica).
+    QueueFigures {
+        /// The queue.
+        queue: String,
+    },
 }
 
 /// A partition leader's answer.
@@ -60,6 +77,54 @@ pub enum Answer {
     Start(Option<u64>),
     /// Not done, and why.
     Refused(Refusal),
+    /// The answer to [`NodeCall::PartitionFigures`].
+    Partition(PartitionInfo),
+    /// The answer to [`NodeCall::QueueFigures`].
+    Queue(QueueFigures),
+}
+
+/// A queue's figures as its leader has them: [`QueueView`]'s fields, in an order postcard can
+/// carry (the view flattens its `info` for JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueFigures {
+    info: QueueInfo,
+    ready: u64,
+    redelivery_ready: u64,
+    delayed: u64,
+    redelivered: u64,
+    consumers: u64,
+    consumers_holding: u64,
+    oldest_unacked_timestamp_ms: Option<i64>,
+}
+
+impl From<QueueView> for QueueFigures {
+    fn from(v: QueueView) -> Self {
+        QueueFigures {
+            info: v.info,
+            ready: v.ready,
+            redelivery_ready: v.redelivery_ready,
+            delayed: v.delayed,
+            redelivered: v.redelivered,
+            consumers: v.consumers,
+            consumers_holding: v.consumers_holding,
+            oldest_unacked_timestamp_ms: v.oldest_unacked_timestamp_ms,
+        }
+    }
+}
+
+impl From<QueueFigures> for QueueView {
+    fn from(f: QueueFigures) -> Self {
+        QueueView {
+            info: f.info,
+            ready: f.ready,
+            redelivery_ready: f.redelivery_ready,
+            delayed: f.delayed,
+            redelivered: f.redelivered,
+            consumers: f.consumers,
+            consumers_holding: f.consumers_holding,
+            oldest_unacked_timestamp_ms: f.oldest_unacked_timestamp_ms,
+        }
+    }
 }
 
 /// Why a partition's leader did not do what was asked.
@@ -167,6 +232,47 @@ impl Cluster {
         }
     }
 
+    /// `topic`'s `partition`'s figures, as its leader has them.
+    pub async fn partition_figures(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<PartitionInfo, Refusal> {
+        let call = NodeCall::PartitionFigures {
+            topic: topic.to_string(),
+            partition,
+        };
+        let leader = self.partition_leader(topic, partition);
+        match self.call_node(leader, &call, FIGURES_CALL_TIMEOUT).await? {
+            Answer::Partition(info) => Ok(info),
+            Answer::Refused(r) => Err(r),
+            other => Err(Refusal::Failed(format!("odd answer {other:?}"))),
+        }
+    }
+
+    /// Queue `name`'s figures, as its leader has them.
+    pub async fn queue_figures(&self, name: &str) -> Result<QueueView, Refusal> {
+        let call = NodeCall::QueueFigures {
+            queue: name.to_string(),
+        };
+        let leader = self.node.leader_of(&super::queues::queue_group(name));
+        match self.call_node(leader, &call, FIGURES_CALL_TIMEOUT).await? {
+            Answer::Queue(f) => Ok(f.into()),
+            Answer::Refused(r) => Err(r),
+            other => Err(Refusal::Failed(format!("odd answer {other:?}"))),
+        }
+    }
+
+    /// Whether this node holds a replica of `topic`'s `partition`.
+    pub fn holds_partition(&self, topic: &str, partition: u32) -> bool {
+        self.partition(topic, partition).is_some()
+    }
+
+    /// Whether this node holds a replica of queue `name`.
+    pub fn holds_queue(&self, name: &str) -> bool {
+        self.queue(name).is_some()
+    }
+
     /// Sends `call` to the leader of `topic`'s `partition` and reads its answer.
     async fn call_leader(
         &self,
@@ -174,13 +280,19 @@ impl Cluster {
         partition: u32,
         call: &NodeCall,
     ) -> Result<Answer, Refusal> {
-        let leader = self
-            .partition_leader(topic, partition)
-            .ok_or(Refusal::NotLeader)?;
-        let answer = self
-            .node
-            .call(leader, encode(call), GROUP_CALL_TIMEOUT)
-            .await;
+        let leader = self.partition_leader(topic, partition);
+        self.call_node(leader, call, GROUP_CALL_TIMEOUT).await
+    }
+
+    /// Sends `call` to `leader` (refused when none is known) and reads its answer.
+    async fn call_node(
+        &self,
+        leader: Option<u64>,
+        call: &NodeCall,
+        timeout: Duration,
+    ) -> Result<Answer, Refusal> {
+        let leader = leader.ok_or(Refusal::NotLeader)?;
+        let answer = self.node.call(leader, encode(call), timeout).await;
         match answer {
             Ok(bytes) => decode_answer(&bytes).map_err(Refusal::Failed),
             Err(CallError::Unreachable { .. }) => Err(Refusal::NotLeader),
@@ -188,15 +300,22 @@ impl Cluster {
         }
     }
 
-    /// Does `call` here, as its partition's leader.
+    /// Does `call` here, as its partition's (or queue's) leader.
     async fn answer(self: Arc<Self>, call: NodeCall) -> Answer {
+        let Some(broker) = self.broker.upgrade() else {
+            return Answer::Refused(Refusal::Failed("the node is stopping".into()));
+        };
         let (topic, partition) = match &call {
             NodeCall::ResetGroup {
                 topic, partition, ..
             }
             | NodeCall::GroupStart {
                 topic, partition, ..
-            } => (topic.clone(), *partition),
+            }
+            | NodeCall::PartitionFigures { topic, partition } => (topic.clone(), *partition),
+            NodeCall::QueueFigures { queue } => {
+                return self.answer_queue(broker, queue.clone()).await
+            }
         };
         let leads = self
             .partition_status(&topic, partition)
@@ -204,9 +323,6 @@ impl Cluster {
         if !leads {
             return Answer::Refused(Refusal::NotLeader);
         }
-        let Some(broker) = self.broker.upgrade() else {
-            return Answer::Refused(Refusal::Failed("the node is stopping".into()));
-        };
         let me = self.clone();
         let done = crate::broker::spawn_blocking(move || -> Result<Answer, Refusal> {
             let t = broker.store().topic(&topic)?;
@@ -230,6 +346,12 @@ impl Cluster {
                     let q = t.group(&group, QueueConfig::default())?.queue(partition)?;
                     Answer::Start(Some(q.stats().ack_floor.0))
                 }
+                NodeCall::PartitionFigures { topic, .. } => {
+                    let info = broker.describe_topic(topic).map_err(broker_refusal)?;
+                    let p = info.partitions.into_iter().nth(partition as usize);
+                    Answer::Partition(p.ok_or(Refusal::NotFound)?)
+                }
+                NodeCall::QueueFigures { .. } => unreachable!("answered by answer_queue"),
             })
         })
         .await;
@@ -238,6 +360,33 @@ impl Cluster {
             Ok(Err(r)) => Answer::Refused(r),
             Err(e) => Answer::Refused(Refusal::Failed(e.to_string())),
         }
+    }
+}
+
+impl Cluster {
+    /// Answers [`NodeCall::QueueFigures`] here, as the queue's leader.
+    async fn answer_queue(&self, broker: Arc<crate::broker::Broker>, queue: String) -> Answer {
+        let leads = self
+            .queue(&queue)
+            .is_some_and(|g| g.status().leader == Some(self.node_id()));
+        if !leads {
+            return Answer::Refused(Refusal::NotLeader);
+        }
+        let view = crate::broker::spawn_blocking(move || broker.queue_view(queue)).await;
+        match view {
+            Ok(Ok(v)) => Answer::Queue(v.into()),
+            Ok(Err(e)) => Answer::Refused(broker_refusal(e)),
+            Err(e) => Answer::Refused(Refusal::Failed(e.to_string())),
+        }
+    }
+}
+
+/// A broker error as a refusal.
+fn broker_refusal(e: crate::broker::BrokerError) -> Refusal {
+    match e.kind {
+        crate::broker::ErrorKind::NotFound => Refusal::NotFound,
+        crate::broker::ErrorKind::NotLeader => Refusal::NotLeader,
+        _ => Refusal::Failed(e.to_string()),
     }
 }
 
@@ -269,10 +418,25 @@ mod tests {
         };
         let bytes = encode(&call);
         assert_eq!(decode::<NodeCall>(&bytes).unwrap(), call);
+        let figures = NodeCall::QueueFigures { queue: "q".into() };
+        assert_eq!(decode_call(&encode(&figures)).unwrap(), figures);
+        let partition = PartitionInfo {
+            partition: 1,
+            start_offset: 2,
+            end_offset: 9,
+            size_bytes: 100,
+            segments: 1,
+            subscribers: vec![crate::protocol::SubscriberStat {
+                name: "s".into(),
+                committed: 3,
+                lag: 6,
+            }],
+        };
         for a in [
             Answer::Done,
             Answer::Start(Some(7)),
             Answer::Refused(Refusal::Failed("x".into())),
+            Answer::Partition(partition),
         ] {
             assert_eq!(decode::<Answer>(&encode(&a)).unwrap(), a);
         }

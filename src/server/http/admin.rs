@@ -122,7 +122,7 @@ pub(super) async fn describe_topic(
     if let Err(r) = allow(&b, &p, Operation::Describe, Resource::topic(&name)) {
         return *r;
     }
-    call(&b, StatusCode::OK, move |b| b.describe_topic(name)).await
+    call(&b, StatusCode::OK, move |b| b.topic_figures(name)).await
 }
 
 pub(super) async fn create_topic(
@@ -184,7 +184,7 @@ pub(super) async fn describe_queue(
     if let Err(r) = allow(&b, &p, Operation::Describe, Resource::queue(&name)) {
         return *r;
     }
-    call(&b, StatusCode::OK, move |b| b.queue_view(name)).await
+    call(&b, StatusCode::OK, move |b| b.queue_figures(name)).await
 }
 
 pub(super) async fn create_queue(

@@ -121,7 +121,7 @@ fn admin(b: &Broker, req: Request) -> crate::broker::Result<Reply> {
             Reply::Ok
         }
         Request::ListTopics => Reply::Names(b.list_topics()),
-        Request::DescribeTopic { name } => Reply::TopicInfo(b.describe_topic(name)?),
+        Request::DescribeTopic { name } => Reply::TopicInfo(b.topic_figures(name)?),
         Request::CreateQueue { name, settings } => {
             b.create_queue(&name, settings)?;
             Reply::Ok
@@ -143,7 +143,7 @@ fn admin(b: &Broker, req: Request) -> crate::broker::Result<Reply> {
             cluster_of(b)?.set_replicas_blocking(&target, replicas)?;
             Reply::Ok
         }
-        Request::DescribeQueue { name } => Reply::QueueInfo(b.describe_queue(name)?),
+        Request::DescribeQueue { name } => Reply::QueueInfo(b.queue_figures(name)?.info),
         other => unreachable!("not an admin request: {other:?}"),
     })
 }
