@@ -1,7 +1,8 @@
 //! What one node asks of another on behalf of a client: the node coordinating groups (the
 //! metadata's leader) moves a Kafka share group's start offset on each partition, or reads
 //! it, through the partition's leader, the one node whose group state is current and the only
-//! one that may change it (a move is a RESET change proposed to the partition's log).
+//! one that may change it (a move is a RESET change proposed to the partition's log); and a
+//! node describing a partition or queue it holds no replica of asks its leader for the figures.
 //!
 //! A call travels as a `sluice-replication` call ([`sluice_replication::calls`]): its payload
 //! is a version byte then a postcard [`NodeCall`]; the answer a version byte then a postcard
