@@ -120,15 +120,17 @@ impl Broker {
         let (Some(c), Ok(rt)) = (self.cluster(), tokio::runtime::Handle::try_current()) else {
             return Ok(info);
         };
-        for p in info.partitions.iter_mut() {
-            if c.holds_partition(&info.name, p.partition) {
-                continue;
-            }
-            match rt.block_on(c.partition_figures(&info.name, p.partition)) {
-                Ok(leader) => *p = leader,
-                Err(e) => {
-                    tracing::debug!(topic = %info.name, partition = p.partition, "figures of its leader: {e}")
-                }
+        let missing: Vec<u32> = (info.partitions.iter())
+            .map(|p| p.partition)
+            .filter(|&p| !c.holds_partition(&info.name, p))
+            .collect();
+        if missing.is_empty() {
+            return Ok(info);
+        }
+        for leader in rt.block_on(c.partitions_figures(&info.name, &missing)) {
+            let at = info.partitions.get_mut(leader.partition as usize);
+            if let Some(p) = at.filter(|p| p.partition == leader.partition) {
+                *p = leader;
             }
         }
         Ok(info)

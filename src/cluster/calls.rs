@@ -28,6 +28,10 @@ pub const GROUP_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for a leader's figures of a partition or queue (a describe).
 pub const FIGURES_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Most partitions whose figures one call asks for (their answer stays well below
+/// `CALL_PAYLOAD_BYTES_MAX`); a topic's others go in more calls, side by side.
+pub const FIGURES_PARTITIONS_PER_CALL: usize = 64;
+
 /// One request of a node to a partition's leader.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum NodeCall {
@@ -55,12 +59,13 @@ pub enum NodeCall {
         /// The partition.
         partition: u32,
     },
-    /// The figures of `topic`'s `partition` (a describe on a node holding no replica).
+    /// The figures of those of `topic`'s `partitions` the node called leads (a describe on
+    /// a node holding no replica of them).
     PartitionFigures {
         /// The topic.
         topic: String,
-        /// The partition.
-        partition: u32,
+        /// The partitions, at most [`FIGURES_PARTITIONS_PER_CALL`].
+        partitions: Vec<u32>,
     },
     /// The figures of queue `queue` (a describe on a node holding no replica).
     QueueFigures {
@@ -78,8 +83,9 @@ pub enum Answer {
     Start(Option<u64>),
     /// Not done, and why.
     Refused(Refusal),
-    /// The answer to [`NodeCall::PartitionFigures`].
-    Partition(PartitionInfo),
+    /// The answer to [`NodeCall::PartitionFigures`]: each partition asked that the node
+    /// leads.
+    Partitions(Vec<PartitionInfo>),
     /// The answer to [`NodeCall::QueueFigures`].
     Queue(QueueFigures),
 }
@@ -233,22 +239,44 @@ impl Cluster {
         }
     }
 
-    /// `topic`'s `partition`'s figures, as its leader has them.
-    pub async fn partition_figures(
-        &self,
+    /// The figures of `topic`'s `partitions` as their leaders have them: one call per
+    /// leader (and per [`FIGURES_PARTITIONS_PER_CALL`]), all at once. A partition without a
+    /// known leader, or whose leader does not answer in [`FIGURES_CALL_TIMEOUT`], is missing.
+    pub async fn partitions_figures(
+        self: &Arc<Self>,
         topic: &str,
-        partition: u32,
-    ) -> Result<PartitionInfo, Refusal> {
-        let call = NodeCall::PartitionFigures {
-            topic: topic.to_string(),
-            partition,
-        };
-        let leader = self.partition_leader(topic, partition);
-        match self.call_node(leader, &call, FIGURES_CALL_TIMEOUT).await? {
-            Answer::Partition(info) => Ok(info),
-            Answer::Refused(r) => Err(r),
-            other => Err(Refusal::Failed(format!("odd answer {other:?}"))),
+        partitions: &[u32],
+    ) -> Vec<PartitionInfo> {
+        let mut by_leader: std::collections::BTreeMap<u64, Vec<u32>> = Default::default();
+        for &p in partitions {
+            if let Some(l) = self.partition_leader(topic, p) {
+                by_leader.entry(l).or_default().push(p);
+            }
         }
+        let mut calls = tokio::task::JoinSet::new();
+        for (leader, ps) in by_leader {
+            for chunk in ps.chunks(FIGURES_PARTITIONS_PER_CALL) {
+                let call = NodeCall::PartitionFigures {
+                    topic: topic.to_string(),
+                    partitions: chunk.to_vec(),
+                };
+                let me = self.clone();
+                calls.spawn(async move {
+                    me.call_node(Some(leader), &call, FIGURES_CALL_TIMEOUT)
+                        .await
+                });
+            }
+        }
+        let mut out = Vec::new();
+        while let Some(done) = calls.join_next().await {
+            match done {
+                Ok(Ok(Answer::Partitions(ps))) => out.extend(ps),
+                Ok(Ok(other)) => tracing::debug!(topic, "odd answer {other:?}"),
+                Ok(Err(r)) => tracing::debug!(topic, "figures of a partition's leader: {r}"),
+                Err(e) => tracing::debug!(topic, "figures of a partition's leader: {e}"),
+            }
+        }
+        out
     }
 
     /// Queue `name`'s figures, as its leader has them.
@@ -306,54 +334,63 @@ impl Cluster {
         let Some(broker) = self.broker.upgrade() else {
             return Answer::Refused(Refusal::Failed("the node is stopping".into()));
         };
-        let (topic, partition) = match &call {
+        match call {
             NodeCall::ResetGroup {
-                topic, partition, ..
+                topic,
+                group,
+                config,
+                partition,
+                offset,
+            } => {
+                let reset = Some((config, offset));
+                self.answer_group(broker, topic, partition, group, reset)
+                    .await
             }
-            | NodeCall::GroupStart {
-                topic, partition, ..
+            NodeCall::GroupStart {
+                topic,
+                group,
+                partition,
+            } => {
+                self.answer_group(broker, topic, partition, group, None)
+                    .await
             }
-            | NodeCall::PartitionFigures { topic, partition } => (topic.clone(), *partition),
-            NodeCall::QueueFigures { queue } => {
-                return self.answer_queue(broker, queue.clone()).await
+            NodeCall::PartitionFigures { topic, partitions } => {
+                self.answer_partitions(broker, &topic, &partitions).await
             }
-        };
+            NodeCall::QueueFigures { queue } => self.answer_queue(broker, queue).await,
+        }
+    }
+
+    /// Answers [`NodeCall::ResetGroup`] (`reset`: the settings and the offset) or
+    /// [`NodeCall::GroupStart`] (`reset` none) here, as the partition's leader.
+    async fn answer_group(
+        self: Arc<Self>,
+        broker: Arc<crate::broker::Broker>,
+        topic: String,
+        partition: u32,
+        group: String,
+        reset: Option<(QueueConfig, u64)>,
+    ) -> Answer {
         let leads = self
             .partition_status(&topic, partition)
             .is_some_and(|s| s.leader == Some(self.node_id()));
         if !leads {
             return Answer::Refused(Refusal::NotLeader);
         }
-        let me = self.clone();
         let done = crate::broker::spawn_blocking(move || -> Result<Answer, Refusal> {
             let t = broker.store().topic(&topic)?;
-            Ok(match call {
-                NodeCall::ResetGroup {
-                    group,
-                    config,
-                    offset,
-                    ..
-                } => {
-                    let g = t.group(&group, config)?;
-                    me.link_group(&topic, &g)
-                        .map_err(|e| Refusal::Failed(e.to_string()))?;
-                    g.queue(partition)?.reset_to(Offset(offset))?;
-                    Answer::Done
+            let Some((config, offset)) = reset else {
+                if !t.list_groups().contains(&group) {
+                    return Ok(Answer::Start(None));
                 }
-                NodeCall::GroupStart { group, .. } => {
-                    if !t.list_groups().contains(&group) {
-                        return Ok(Answer::Start(None));
-                    }
-                    let q = t.group(&group, QueueConfig::default())?.queue(partition)?;
-                    Answer::Start(Some(q.stats().ack_floor.0))
-                }
-                NodeCall::PartitionFigures { topic, .. } => {
-                    let info = broker.describe_topic(topic).map_err(broker_refusal)?;
-                    let p = info.partitions.into_iter().nth(partition as usize);
-                    Answer::Partition(p.ok_or(Refusal::NotFound)?)
-                }
-                NodeCall::QueueFigures { .. } => unreachable!("answered by answer_queue"),
-            })
+                let q = t.group(&group, QueueConfig::default())?.queue(partition)?;
+                return Ok(Answer::Start(Some(q.stats().ack_floor.0)));
+            };
+            let g = t.group(&group, config)?;
+            self.link_group(&topic, &g)
+                .map_err(|e| Refusal::Failed(e.to_string()))?;
+            g.queue(partition)?.reset_to(Offset(offset))?;
+            Ok(Answer::Done)
         })
         .await;
         match done {
@@ -365,6 +402,43 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// Answers [`NodeCall::PartitionFigures`] here: the figures of each partition asked
+    /// that this node leads.
+    async fn answer_partitions(
+        &self,
+        broker: Arc<crate::broker::Broker>,
+        topic: &str,
+        partitions: &[u32],
+    ) -> Answer {
+        if partitions.len() > FIGURES_PARTITIONS_PER_CALL {
+            let why = format!("more than {FIGURES_PARTITIONS_PER_CALL} partitions in one call");
+            return Answer::Refused(Refusal::Failed(why));
+        }
+        let led: Vec<u32> = partitions
+            .iter()
+            .copied()
+            .filter(|&p| {
+                self.partition_status(topic, p)
+                    .is_some_and(|s| s.leader == Some(self.node_id()))
+            })
+            .collect();
+        if led.is_empty() {
+            return Answer::Refused(Refusal::NotLeader);
+        }
+        let name = topic.to_string();
+        let info = crate::broker::spawn_blocking(move || broker.describe_topic(name)).await;
+        match info {
+            Ok(Ok(info)) => Answer::Partitions(
+                info.partitions
+                    .into_iter()
+                    .filter(|p| led.contains(&p.partition))
+                    .collect(),
+            ),
+            Ok(Err(e)) => Answer::Refused(broker_refusal(e)),
+            Err(e) => Answer::Refused(Refusal::Failed(e.to_string())),
+        }
+    }
+
     /// Answers [`NodeCall::QueueFigures`] here, as the queue's leader.
     async fn answer_queue(&self, broker: Arc<crate::broker::Broker>, queue: String) -> Answer {
         let leads = self
@@ -437,7 +511,7 @@ mod tests {
             Answer::Done,
             Answer::Start(Some(7)),
             Answer::Refused(Refusal::Failed("x".into())),
-            Answer::Partition(partition),
+            Answer::Partitions(vec![partition]),
         ] {
             assert_eq!(decode::<Answer>(&encode(&a)).unwrap(), a);
         }
