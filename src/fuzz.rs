@@ -464,4 +464,5 @@ pub fn cluster_input(data: &[u8]) {
     let _ = groups::decode_state(rest);
     let _ = calls::decode_call(rest);
     let _ = calls::decode_answer(rest);
+    let _ = crate::cluster::image::MetaImage::decode(rest);
 }

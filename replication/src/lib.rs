@@ -43,6 +43,7 @@ pub use net::{
     RaftHandler, Reply, Request,
 };
 pub use node::ClusterNode;
+pub use store::snapshot::SNAPSHOT_STATE_BYTES_MAX;
 pub use store::{ApplyHook, HookEntry};
 pub use types::{Applied, Command, GroupId, Node, NodeId, NodeInfo, TypeConfig};
 

@@ -340,7 +340,7 @@ impl Cluster {
 
     /// Applies a queue's deletion: its group closed, its link and placement forgotten, the
     /// queue deleted from this node's store.
-    async fn apply_delete_queue(self: &Arc<Self>, broker: Arc<Broker>, name: String) {
+    pub(super) async fn apply_delete_queue(self: &Arc<Self>, broker: Arc<Broker>, name: String) {
         let gone = self
             .queues
             .write()
@@ -359,7 +359,7 @@ impl Cluster {
 
     /// Applies a topic's deletion: its partitions' groups closed, their placements and
     /// producer gates forgotten, the topic deleted from this node's store.
-    async fn apply_delete_topic(self: &Arc<Self>, broker: Arc<Broker>, name: String) {
+    pub(super) async fn apply_delete_topic(self: &Arc<Self>, broker: Arc<Broker>, name: String) {
         self.set_meta_partitions(&name, None);
         let gone: Vec<ReplicatedLog> = {
             let mut parts = self.partitions.write().unwrap_or_else(|e| e.into_inner());
@@ -414,6 +414,61 @@ impl ApplyHook for MetaHook {
                 Ok(cmd) => c.apply_meta(index, cmd).await,
                 Err(e) => warn!(index, "metadata entry does not decode, skipped: {e}"),
             }
+        })
+    }
+
+    /// Saves this node's metadata image (`image`): the entries up to `upto` are not applied
+    /// again after a restart.
+    fn compact(&self, upto: u64, _offset: u64) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            let Some(c) = self.0.upgrade() else {
+                return false;
+            };
+            match c.save_image(upto).await {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!(upto, "metadata: no image saved, the log is not cut: {e}");
+                    false
+                }
+            }
+        })
+    }
+
+    fn snapshot(&self) -> BoxFuture<'_, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let c = self.0.upgrade()?;
+            let broker = c.broker().ok()?;
+            let me = c.clone();
+            let taken =
+                crate::broker::spawn_blocking(move || me.capture_image(&broker, false)).await;
+            match taken {
+                Ok(Ok(image)) => Some(image.encode(0)),
+                Ok(Err(e)) => {
+                    warn!("metadata: no snapshot taken: {e}");
+                    None
+                }
+                Err(e) => {
+                    warn!("metadata: no snapshot taken: {e}");
+                    None
+                }
+            }
+        })
+    }
+
+    /// Installs a snapshot's image, then saves it as this node's image: a restart restores
+    /// from it, as the group's applied state now names the snapshot's entry.
+    fn install(&self, state: Vec<u8>) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let c = self.0.upgrade().ok_or("the cluster has stopped")?;
+            let (image, _) = super::image::MetaImage::decode(&state).map_err(|e| e.to_string())?;
+            c.install_image(image).await?;
+            let root = c.root.clone();
+            crate::broker::spawn_blocking(move || {
+                super::image::save(&sluice_storage::StdFs, &root, &state)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("the metadata image: {e}"))
         })
     }
 }

@@ -16,6 +16,7 @@
 //! before every replica has it, and no follower ever needs what a leader dropped. A queue's
 //! message not acked is never in a segment that goes, since the floor bounds it.
 
+use std::sync::atomic::Ordering;
 use std::sync::Weak;
 use std::time::Duration;
 
@@ -121,6 +122,48 @@ pub(super) async fn check(group: &ReplicatedLog, floor: &Floor, proposed: &mut u
             *proposed = upto;
         }
         Err(e) => debug!(group = %what, upto, error = %e, "compaction not proposed"),
+    }
+}
+
+/// On the metadata's leader, every [`COMPACT_CHECK_INTERVAL`]: once `entries` entries follow
+/// the last compaction of the `meta` group's log, proposes compacting it up to the last
+/// applied entry. Every node applies that by saving its metadata image (`image`); a node
+/// that then lacks what its log drops is sent a snapshot. Ends with the cluster or at `stop`.
+pub(super) async fn meta_loop(
+    cluster: Weak<Cluster>,
+    entries: u64,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(COMPACT_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut proposed = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let Some(c) = cluster.upgrade() else { return };
+        let Some(meta) = c.meta.get().cloned() else {
+            continue;
+        };
+        if meta.leading_term().is_none() {
+            continue;
+        }
+        let Some(applied) = meta.status().applied_index else {
+            continue;
+        };
+        let last = c.image_at.load(Ordering::Acquire).max(proposed);
+        if applied < last + entries {
+            continue;
+        }
+        drop(c);
+        match meta.propose(Command::Compact { upto: applied }).await {
+            Ok(_) => {
+                debug!(upto = applied, "metadata log compacted");
+                proposed = applied;
+            }
+            Err(e) => debug!(upto = applied, error = %e, "metadata compaction not proposed"),
+        }
     }
 }
 

@@ -27,7 +27,14 @@ pub struct ClusterConfig {
     /// `--leader-balance-ms`: how often groups led away from their preferred leader are handed
     /// back ([`super::leaders`]); 0 never; unset the default.
     pub leader_balance_ms: Option<u64>,
+    /// `--meta-snapshot-entries`: how many metadata entries follow a compaction of the
+    /// metadata's log before the next ([`super::compact::meta_loop`]); 0 never; unset the
+    /// default ([`META_SNAPSHOT_ENTRIES_DEFAULT`]).
+    pub meta_snapshot_entries: Option<u64>,
 }
+
+/// How many metadata entries follow a compaction of its log before the next, by default.
+pub const META_SNAPSHOT_ENTRIES_DEFAULT: u64 = 10_000;
 
 /// Smallest `--raft-heartbeat-ms`.
 pub const HEARTBEAT_MS_MIN: u64 = 10;
@@ -74,6 +81,7 @@ impl ClusterConfig {
             listen: None,
             heartbeat_ms: None,
             leader_balance_ms: None,
+            meta_snapshot_entries: None,
         })
     }
 
@@ -137,6 +145,16 @@ impl ClusterConfig {
             None => Some(super::leaders::LEADER_BALANCE_INTERVAL_DEFAULT),
             Some(0) => None,
             Some(ms) => Some(std::time::Duration::from_millis(ms)),
+        }
+    }
+
+    /// How many metadata entries follow a compaction of its log before the next; `None`
+    /// when `--meta-snapshot-entries 0` turned compaction off.
+    pub fn meta_snapshot_entries(&self) -> Option<u64> {
+        match self.meta_snapshot_entries {
+            None => Some(META_SNAPSHOT_ENTRIES_DEFAULT),
+            Some(0) => None,
+            Some(n) => Some(n),
         }
     }
 

@@ -78,7 +78,8 @@ impl Cluster {
                     ))
                 }
             }
-            me.wait_leaders(&name, count, NEW_TOPIC_LEADER_WAIT).await;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            me.wait_leaders(&name, count, left).await;
             Ok(count)
         })?
     }

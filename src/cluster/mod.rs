@@ -8,6 +8,9 @@
 //! - `factor`: changing the replication factor of a topic's partitions or a queue.
 //! - `grow`: adding partitions to a topic through the metadata.
 //! - `identity`: the cluster's id and first nodes, as the data directory records them.
+//! - `image`: snapshots of the metadata: the whole metadata of a node as one image, saved at
+//!   each compaction of its log and sent to a node that lacks what was cut; `restore` puts
+//!   one back (its memory half at a restart, all of it from a snapshot).
 //! - `leaders`: handing each group back to its preferred leader (leader balance).
 //! - `members`: the cluster's nodes, and moving every group onto them (a node added or
 //!   removed).
@@ -52,12 +55,14 @@ mod factor;
 pub mod groups;
 mod grow;
 pub mod identity;
+pub mod image;
 pub mod leaders;
 pub mod members;
 pub mod meta;
 pub mod placement;
 pub mod producers;
 pub mod queues;
+mod restore;
 
 pub use config::ClusterConfig;
 pub use meta::MetaCommand;
@@ -65,12 +70,20 @@ pub use meta::MetaCommand;
 /// The group of the cluster metadata.
 pub const META_GROUP: &str = "meta";
 
+/// Longest a metadata change waits for the metadata to have a leader (an election).
+pub const META_LEADER_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// Segment size of the metadata's log: a compaction frees whole segments only.
+pub const META_SEGMENT_BYTES: u64 = 1 << 20;
+
 /// Longest a replica of a new partition waits for its first candidate to lead before it forms
 /// the group itself.
 pub const FIRST_LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Longest a topic creation waits for its new partitions' first leaders before answering.
-pub const NEW_TOPIC_LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Longest a topic or queue creation waits, once proposed, to be applied here and for its
+/// first leaders before answering. With [`META_LEADER_WAIT`] it stays below a client's
+/// request timeout (5 s by default), so a creation is not sent again for being slow.
+pub const NEW_TOPIC_LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// This server as a node of a cluster.
 pub struct Cluster {
@@ -107,6 +120,10 @@ pub struct Cluster {
     /// What serves the calls of this node's peers (`calls`), held here; its node holds it
     /// weakly.
     calls: std::sync::OnceLock<Arc<calls::Calls>>,
+    /// `<data dir>/cluster`, where the metadata image is saved (`image`).
+    root: std::path::PathBuf,
+    /// The metadata entry of the last image saved or installed here (0: none).
+    image_at: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -216,7 +233,22 @@ impl Cluster {
             handovers: leaders::Handovers::default(),
             opening: tokio::sync::Mutex::new(()),
             calls: std::sync::OnceLock::new(),
+            root: root.clone(),
+            image_at: std::sync::atomic::AtomicU64::new(0),
         });
+        // The metadata's memory half as of its last compaction: the entries that built it
+        // are gone, and the group applies only those after it.
+        if let Some((image, at)) = image::load(&StdFs, &root)? {
+            cluster.restore_memory(&image);
+            cluster
+                .image_at
+                .store(at, std::sync::atomic::Ordering::Release);
+            info!(
+                index = at,
+                topics = image.topics.len(),
+                "metadata image restored"
+            );
+        }
         let calls = cluster
             .calls
             .get_or_init(|| Arc::new(calls::Calls(Arc::downgrade(&cluster))));
@@ -224,6 +256,7 @@ impl Cluster {
         cluster.node.serve_calls(Arc::downgrade(&handler));
         let reconcile_stop = shutdown.clone();
         let balance_stop = shutdown.clone();
+        let meta_stop = shutdown.clone();
         tokio::spawn(async move { node.serve(listener, shutdown).await });
         broker.set_cluster(cluster.clone());
         let hook: Arc<dyn ApplyHook> = Arc::new(apply::MetaHook(Arc::downgrade(&cluster)));
@@ -232,7 +265,10 @@ impl Cluster {
             .open_group(
                 GroupId(META_GROUP.into()),
                 GroupStorage {
-                    log: LogSource::Own(LogConfig::default()),
+                    log: LogSource::Own(LogConfig {
+                        segment_bytes_max: META_SEGMENT_BYTES,
+                        ..LogConfig::default()
+                    }),
                     hook: Some(hook),
                 },
                 form_meta,
@@ -247,12 +283,15 @@ impl Cluster {
         for topic in broker.list_topics() {
             let count = broker.topic_meta(&topic).map(|(_, n)| n).unwrap_or(0);
             for p in 0..count {
-                if !cluster.node.has_group_dir(&partition_group(&topic, p)) {
-                    cluster.mark_elsewhere(
-                        &topic,
-                        p,
-                        "this node has not applied its cluster's metadata yet",
-                    );
+                let group = partition_group(&topic, p);
+                if !cluster.node.has_group_dir(&group) {
+                    let why = match cluster.placement(&group) {
+                        Some(_) if !cluster.is_placed_here(&group) => {
+                            format!("this node holds no replica of {group}")
+                        }
+                        _ => "this node has not applied its cluster's metadata yet".into(),
+                    };
+                    cluster.mark_elsewhere(&topic, p, &why);
                     continue;
                 }
                 cluster
@@ -272,6 +311,10 @@ impl Cluster {
             Arc::downgrade(&cluster),
             reconcile_stop,
         ));
+        if let Some(entries) = cluster.config.meta_snapshot_entries() {
+            let weak = Arc::downgrade(&cluster);
+            tokio::spawn(compact::meta_loop(weak, entries, meta_stop));
+        }
         if let Some(every) = cluster.config.leader_balance_interval() {
             let weak = Arc::downgrade(&cluster);
             tokio::spawn(leaders::balance_loop(weak, every, balance_stop));
@@ -493,12 +536,29 @@ impl Cluster {
 
     /// Proposes a metadata change, through the metadata's leader when this node does not
     /// lead it; answers once it is committed and applied on the leader.
+    /// While the metadata has no leader (an election under way), it waits for one, at most
+    /// [`META_LEADER_WAIT`].
     pub async fn propose_meta(&self, cmd: MetaCommand) -> Result<(), BrokerError> {
-        self.node
-            .propose_control(&GroupId(META_GROUP.into()), cmd.encode().into())
-            .await
-            .map_err(|e| broker_error(&self.node, e))?;
-        Ok(())
+        let deadline = tokio::time::Instant::now() + META_LEADER_WAIT;
+        let payload: bytes::Bytes = cmd.encode().into();
+        loop {
+            let proposed = self
+                .node
+                .propose_control(&GroupId(META_GROUP.into()), payload.clone())
+                .await;
+            match proposed {
+                Err(ReplError::NotLeader { leader: None, .. })
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    if let Some(meta) = self.meta.get() {
+                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                        meta.wait_leader(left.min(std::time::Duration::from_millis(500)))
+                            .await;
+                    }
+                }
+                other => return other.map(|_| ()).map_err(|e| broker_error(&self.node, e)),
+            }
+        }
     }
 
     /// [`Cluster::propose_meta`] from a blocking thread (the broker's admin calls).
@@ -559,8 +619,8 @@ impl Cluster {
             {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
-            me.wait_leaders(&name, partitions, NEW_TOPIC_LEADER_WAIT)
-                .await;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            me.wait_leaders(&name, partitions, left).await;
             Ok(())
         })?
     }

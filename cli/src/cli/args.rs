@@ -93,7 +93,7 @@ pub enum LogFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the broker.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create, list, describe and delete topics.
     #[command(subcommand)]
     Topic(TopicCmd),
@@ -202,6 +202,12 @@ pub struct ServeArgs {
     /// stops the group's writes for about an election window. Default 5000; 0 never.
     #[arg(long, value_name = "MS", requires = "cluster")]
     pub leader_balance_ms: Option<u64>,
+    /// How many cluster metadata entries (creations, offset commits...) may follow the last
+    /// snapshot of the metadata before its leader takes the next: every node then saves its
+    /// metadata image and cuts the metadata's log, and a restart applies only what follows.
+    /// Default 10000; 0 never.
+    #[arg(long, value_name = "N", requires = "cluster")]
+    pub meta_snapshot_entries: Option<u64>,
 }
 
 /// Log settings of a new topic or queue.

@@ -78,7 +78,7 @@ fn run_online(cli: Cli) -> Result<()> {
     let connect = connect_options(&cli);
     rt.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::Bench(args) => bench::bench(&cli.addr, cli.json, args).await,
             Command::Inspect(_) | Command::Repair(_) => {
                 unreachable!("offline commands run without the runtime")
@@ -172,6 +172,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         cluster.listen = args.cluster_listen.clone();
         cluster.heartbeat_ms = args.raft_heartbeat_ms;
         cluster.leader_balance_ms = args.leader_balance_ms;
+        cluster.meta_snapshot_entries = args.meta_snapshot_entries;
         config.cluster = Some(cluster);
     }
     let server = Server::bind(config)
