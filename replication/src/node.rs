@@ -283,7 +283,7 @@ impl ClusterNode {
     }
 
     /// The directory of a group: its name with `/` kept as directories (`t/orders/0`).
-    fn group_dir(&self, group: &GroupId) -> Result<PathBuf> {
+    pub fn group_dir(&self, group: &GroupId) -> Result<PathBuf> {
         let ok = !group.0.is_empty()
             && group
                 .0
@@ -364,6 +364,26 @@ impl ClusterNode {
         if let Some(g) = g {
             g.shutdown().await;
         }
+    }
+
+    /// Closes `group` and removes its directory from this node (its Raft state: vote,
+    /// applied entry, last compaction), durably: a group of the same name opened later starts
+    /// afresh (a topic or queue deleted, then created again).
+    pub async fn remove_group(&self, group: &GroupId) -> Result<()> {
+        self.close_group(group).await;
+        let _opening = self.opening.lock().await;
+        let dir = self.group_dir(group)?;
+        if !self.fs.is_dir(&dir) {
+            return Ok(());
+        }
+        let io = |source| Error::Io {
+            path: dir.clone(),
+            source,
+        };
+        self.fs.remove_dir_all(&dir).map_err(io)?;
+        self.fs
+            .sync_dir(sluice_storage::fs::parent_dir(&dir))
+            .map_err(io)
     }
 
     /// Stops every group.

@@ -123,9 +123,10 @@ impl Broker {
     pub fn delete_topic(&self, name: &str) -> Result<()> {
         match self.cluster() {
             Some(c) => {
-                self.store.topic(name)?;
-                c.propose_meta_blocking(crate::cluster::MetaCommand::DeleteTopic {
+                let id = self.store.topic(name)?.id().0;
+                c.propose_meta_blocking(crate::cluster::MetaCommand::DeleteTopicWithId {
                     name: name.to_string(),
+                    id,
                 })
             }
             None => self.delete_topic_local(name),

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 
 use sluice_replication::{ApplyHook, BoxFuture, Consensus, GroupId, Node, ReplicatedLog};
-use tracing::warn;
+use tracing::{info, warn};
 
+use super::incarnation::Made;
 use super::{members, partition_group, placement, queues, Cluster, MetaCommand, FIRST_LEADER_WAIT};
 use crate::broker::{Broker, BrokerError, ErrorKind};
 
@@ -26,6 +27,33 @@ fn log_settings(
     }
 }
 
+/// A topic a creation command makes.
+struct NewTopic {
+    name: String,
+    partitions: u32,
+    settings: crate::protocol::LogSettings,
+    id: Option<[u8; 16]>,
+    /// Each partition's nodes, when placed.
+    replicas: Option<Vec<Vec<u64>>>,
+}
+
+impl NewTopic {
+    fn new(
+        name: String,
+        partitions: u32,
+        settings: crate::protocol::LogSettings,
+        id: Option<[u8; 16]>,
+    ) -> NewTopic {
+        NewTopic {
+            name,
+            partitions,
+            settings,
+            id,
+            replicas: None,
+        }
+    }
+}
+
 impl Cluster {
     /// Applies a committed metadata command on this node.
     async fn apply_meta(self: &Arc<Self>, index: u64, cmd: MetaCommand) {
@@ -37,8 +65,8 @@ impl Cluster {
                 segment_bytes_max,
             } => {
                 let settings = log_settings(segment_bytes_max, None, None);
-                self.apply_create(index, broker, name, partitions, settings, None)
-                    .await
+                let topic = NewTopic::new(name, partitions, settings, None);
+                self.apply_create(index, broker, topic).await
             }
             MetaCommand::CreateTopicWithId {
                 name,
@@ -46,10 +74,9 @@ impl Cluster {
                 segment_bytes_max,
                 id,
             } => {
-                let id = Some(sluice_storage::TopicId(id));
                 let settings = log_settings(segment_bytes_max, None, None);
-                self.apply_create(index, broker, name, partitions, settings, id)
-                    .await
+                let topic = NewTopic::new(name, partitions, settings, Some(id));
+                self.apply_create(index, broker, topic).await
             }
             MetaCommand::CreateTopicWithSettings {
                 name,
@@ -59,10 +86,9 @@ impl Cluster {
                 retention_ms,
                 retention_bytes,
             } => {
-                let id = Some(sluice_storage::TopicId(id));
                 let settings = log_settings(segment_bytes_max, retention_ms, retention_bytes);
-                self.apply_create(index, broker, name, partitions, settings, id)
-                    .await
+                let topic = NewTopic::new(name, partitions, settings, Some(id));
+                self.apply_create(index, broker, topic).await
             }
             MetaCommand::CreateTopicPlaced {
                 name,
@@ -72,14 +98,11 @@ impl Cluster {
                 retention_bytes,
                 replicas,
             } => {
-                let id = Some(sluice_storage::TopicId(id));
                 let settings = log_settings(segment_bytes_max, retention_ms, retention_bytes);
                 let partitions = replicas.len() as u32;
-                for (p, nodes) in replicas.into_iter().enumerate() {
-                    self.set_placement(partition_group(&name, p as u32), nodes);
-                }
-                self.apply_create(index, broker, name, partitions, settings, id)
-                    .await
+                let mut topic = NewTopic::new(name, partitions, settings, Some(id));
+                topic.replicas = Some(replicas);
+                self.apply_create(index, broker, topic).await
             }
             MetaCommand::SetReplicas { moves } => self.apply_moves(index, moves).await,
             MetaCommand::SetTopicRetention {
@@ -129,9 +152,14 @@ impl Cluster {
                 self.apply_create_queue(index, broker, name, config, Some(replicas))
                     .await
             }
-            MetaCommand::DeleteQueue { name } => self.apply_delete_queue(broker, name).await,
+            MetaCommand::DeleteQueue { name } => {
+                self.apply_delete_queue(broker, name, Some(index)).await
+            }
             MetaCommand::SetNodes { base, nodes } => self.apply_set_nodes(index, base, nodes),
-            MetaCommand::DeleteTopic { name } => self.apply_delete_topic(broker, name).await,
+            MetaCommand::DeleteTopic { name } => self.apply_delete_topic(broker, name, None).await,
+            MetaCommand::DeleteTopicWithId { name, id } => {
+                self.apply_delete_topic(broker, name, Some(id)).await
+            }
             MetaCommand::SetFactor { groups, factor } => {
                 self.apply_set_factor(index, groups, factor)
             }
@@ -156,28 +184,48 @@ impl Cluster {
         }
     }
 
-    /// Applies a topic creation: the topic on this node, then its partitions' groups.
-    async fn apply_create(
-        self: &Arc<Self>,
-        index: u64,
-        broker: Arc<Broker>,
-        name: String,
-        partitions: u32,
-        settings: crate::protocol::LogSettings,
-        id: Option<sluice_storage::TopicId>,
-    ) {
+    /// Applies a topic creation: the topic on this node, then its placements and its
+    /// partitions' groups. Nothing when the store holds another topic of that name (created
+    /// again since: the metadata applied again after a restart); the groups' directories
+    /// cleared of any left over when the topic is new here.
+    async fn apply_create(self: &Arc<Self>, index: u64, broker: Arc<Broker>, topic: NewTopic) {
+        let NewTopic {
+            name,
+            partitions,
+            settings,
+            id,
+            replicas,
+        } = topic;
         let n = name.clone();
-        let made = crate::broker::spawn_blocking(move || {
-            broker.create_topic_local(&n, &settings, partitions, id)
+        let made = crate::broker::spawn_blocking(move || -> Result<Made, BrokerError> {
+            let tid = id.map(sluice_storage::TopicId);
+            match broker.create_topic_local(&n, &settings, partitions, tid) {
+                Ok(()) => Ok(Made::Fresh),
+                Err(e) if e.kind == ErrorKind::AlreadyExists => {
+                    let held = broker.topic_meta(&n).ok().map(|(t, _)| t.0);
+                    let other = id.is_some() && held.is_some() && held != id;
+                    Ok(if other { Made::Other } else { Made::Existing })
+                }
+                Err(e) => Err(e),
+            }
         })
         .await;
         match made {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) if e.kind == ErrorKind::AlreadyExists => {}
+            Ok(Ok(Made::Other)) => {
+                return info!(index, topic = %name, "metadata: the creation of an earlier topic of this name, skipped");
+            }
+            Ok(Ok(Made::Fresh)) => {
+                let groups = (0..partitions).map(|p| partition_group(&name, p));
+                self.remove_groups(groups).await;
+            }
+            Ok(Ok(Made::Existing)) => {}
             Ok(Err(e)) => {
                 warn!(index, topic = %name, "metadata: cannot create the topic: {e}")
             }
             Err(e) => warn!(index, topic = %name, "metadata: cannot create the topic: {e}"),
+        }
+        for (p, nodes) in replicas.into_iter().flatten().enumerate() {
+            self.set_placement(partition_group(&name, p as u32), nodes);
         }
         self.set_meta_partitions(&name, Some(partitions));
         self.open_partitions(index, &name, 0..partitions).await;
@@ -229,19 +277,22 @@ impl Cluster {
         config: sluice_storage::QueueConfig,
         replicas: Option<Vec<u64>>,
     ) {
+        if self.is_earlier_queue(&name, index) {
+            return;
+        }
         let n = name.clone();
-        let made = crate::broker::spawn_blocking(move || -> Result<String, BrokerError> {
+        let made = crate::broker::spawn_blocking(move || -> Result<(String, bool), BrokerError> {
             let store = broker.store();
-            let q = match store.create_queue(&n, config) {
-                Ok(q) => q,
-                Err(sluice_storage::Error::AlreadyExists { .. }) => store.queue(&n)?,
+            let (q, fresh) = match store.create_queue(&n, config) {
+                Ok(q) => (q, true),
+                Err(sluice_storage::Error::AlreadyExists { .. }) => (store.queue(&n)?, false),
                 Err(e) => return Err(e.into()),
             };
-            Ok(store.dead_letter_queue_of(&q)?.name().to_string())
+            Ok((store.dead_letter_queue_of(&q)?.name().to_string(), fresh))
         })
         .await;
-        let dlq = match made {
-            Ok(Ok(dlq)) => dlq,
+        let (dlq, fresh) = match made {
+            Ok(Ok(made)) => made,
             Ok(Err(e)) => {
                 return warn!(index, queue = %name, "metadata: cannot create the queue: {e}");
             }
@@ -253,9 +304,14 @@ impl Cluster {
                 self.set_placement(queues::queue_group(&dlq), nodes);
             }
         }
-        for (p, q) in [(0, name), (1, dlq)] {
-            self.open_created_queue(index, &q, p).await;
+        if fresh {
+            self.remove_groups([queues::queue_group(&name)]).await;
         }
+        self.open_created_queue(index, &name, 0).await;
+        if fresh && self.holds_queue(&name) {
+            self.record_queue_created(&name, index);
+        }
+        self.open_created_queue(index, &dlq, 1).await;
     }
 
     /// Applies the creation of a group's dead-letter queue: the queue on this node (unless
@@ -338,9 +394,18 @@ impl Cluster {
         }
     }
 
-    /// Applies a queue's deletion: its group closed, its link and placement forgotten, the
-    /// queue deleted from this node's store.
-    pub(super) async fn apply_delete_queue(self: &Arc<Self>, broker: Arc<Broker>, name: String) {
+    /// Applies a queue's deletion (at metadata `index`; `None` from a snapshot): its group
+    /// closed and its directory removed, its link and placement forgotten, the queue deleted
+    /// from this node's store. Nothing when the queue held here was created after `index`.
+    pub(super) async fn apply_delete_queue(
+        self: &Arc<Self>,
+        broker: Arc<Broker>,
+        name: String,
+        index: Option<u64>,
+    ) {
+        if index.is_some_and(|i| self.is_earlier_queue(&name, i)) {
+            return;
+        }
         let gone = self
             .queues
             .write()
@@ -349,6 +414,7 @@ impl Cluster {
         if let Some(g) = gone {
             self.node.close_group(g.group()).await;
         }
+        self.remove_groups([queues::queue_group(&name)]).await;
         self.links
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -357,9 +423,29 @@ impl Cluster {
         let _ = crate::broker::spawn_blocking(move || broker.delete_queue_local(&name)).await;
     }
 
-    /// Applies a topic's deletion: its partitions' groups closed, their placements and
-    /// producer gates forgotten, the topic deleted from this node's store.
-    pub(super) async fn apply_delete_topic(self: &Arc<Self>, broker: Arc<Broker>, name: String) {
+    /// Applies a topic's deletion: its partitions' groups closed and their directories
+    /// removed, their placements and producer gates forgotten, the topic deleted from this
+    /// node's store. Nothing when `id` is not the id of the topic held here (created again
+    /// since).
+    pub(super) async fn apply_delete_topic(
+        self: &Arc<Self>,
+        broker: Arc<Broker>,
+        name: String,
+        id: Option<[u8; 16]>,
+    ) {
+        let (b, n) = (broker.clone(), name.clone());
+        let held = crate::broker::spawn_blocking(move || b.topic_meta(&n).ok())
+            .await
+            .ok()
+            .flatten();
+        if let (Some(id), Some((held, _))) = (id, held) {
+            if held.0 != id {
+                return info!(topic = %name, "metadata: the deletion of an earlier topic of this name, skipped");
+            }
+        }
+        let count = held
+            .map_or(0, |(_, n)| n)
+            .max(self.meta_partitions(&name).unwrap_or(0));
         self.set_meta_partitions(&name, None);
         let gone: Vec<ReplicatedLog> = {
             let mut parts = self.partitions.write().unwrap_or_else(|e| e.into_inner());
@@ -369,6 +455,8 @@ impl Cluster {
         for g in gone {
             self.node.close_group(g.group()).await;
         }
+        self.remove_groups((0..count).map(|p| partition_group(&name, p)))
+            .await;
         let placed: Vec<GroupId> = self
             .placements
             .read()

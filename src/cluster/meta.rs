@@ -175,6 +175,15 @@ pub enum MetaCommand {
         /// Its nodes, the preferred leader first.
         replicas: Vec<u64>,
     },
+    /// Delete topic `name` of id `id` on every node; nothing where the topic of that name is
+    /// another (created again since: the metadata applied again after a restart). Supersedes
+    /// [`MetaCommand::DeleteTopic`] (still decoded from older metadata logs).
+    DeleteTopicWithId {
+        /// Its name.
+        name: String,
+        /// Its id.
+        id: [u8; 16],
+    },
 }
 
 impl MetaCommand {

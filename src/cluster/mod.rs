@@ -8,6 +8,8 @@
 //! - `factor`: changing the replication factor of a topic's partitions or a queue.
 //! - `grow`: adding partitions to a topic through the metadata.
 //! - `identity`: the cluster's id and first nodes, as the data directory records them.
+//! - `incarnation`: telling a topic or queue from an earlier one of the same name, and
+//!   clearing a deleted one's group directories.
 //! - `image`: snapshots of the metadata: the whole metadata of a node as one image, saved at
 //!   each compaction of its log and sent to a node that lacks what was cut; `restore` puts
 //!   one back (its memory half at a restart, all of it from a snapshot).
@@ -56,6 +58,7 @@ pub mod groups;
 mod grow;
 pub mod identity;
 pub mod image;
+mod incarnation;
 pub mod leaders;
 pub mod members;
 pub mod meta;

@@ -73,22 +73,24 @@ impl Cluster {
         for (name, id) in topics {
             if wanted.get(name.as_str()).copied() != id || id.is_none() {
                 info!(topic = %name, "metadata snapshot: the topic was deleted");
-                self.apply_delete_topic(broker.clone(), name).await;
+                self.apply_delete_topic(broker.clone(), name, None).await;
             }
         }
         let queue_names: HashSet<&str> = image.queues.iter().map(|q| q.name.as_str()).collect();
         for name in queues_here {
             if !queue_names.contains(name.as_str()) {
                 info!(queue = %name, "metadata snapshot: the queue was deleted");
-                self.apply_delete_queue(broker.clone(), name).await;
+                self.apply_delete_queue(broker.clone(), name, None).await;
             }
         }
         self.restore_memory(&image);
         let b = broker.clone();
         let store_half = image.clone();
-        crate::broker::spawn_blocking(move || restore_store(&b, &store_half))
+        let fresh = crate::broker::spawn_blocking(move || restore_store(&b, &store_half))
             .await
             .map_err(|e| e.to_string())??;
+        // Created here now: any directory of their groups is left over from an earlier one.
+        self.remove_groups(fresh).await;
         for t in &image.topics {
             for p in 0..t.partitions {
                 self.open_installed(&partition_group(&t.name, p)).await;
@@ -155,7 +157,9 @@ impl Cluster {
 
 /// The store half of `image` on `broker`'s store: topics created (under the image's id),
 /// grown and given the image's retention; queues created; offsets stored, then synced.
-fn restore_store(broker: &Broker, image: &MetaImage) -> Result<(), String> {
+/// Answers the groups of the topics and queues created now.
+fn restore_store(broker: &Broker, image: &MetaImage) -> Result<Vec<GroupId>, String> {
+    let mut fresh = Vec::new();
     for t in &image.topics {
         let settings = crate::protocol::LogSettings {
             segment_bytes_max: Some(t.segment_bytes_max),
@@ -165,7 +169,10 @@ fn restore_store(broker: &Broker, image: &MetaImage) -> Result<(), String> {
         };
         let id = Some(sluice_storage::TopicId(t.id));
         match broker.create_topic_local(&t.name, &settings, t.partitions, id) {
-            Ok(()) => continue,
+            Ok(()) => {
+                fresh.extend((0..t.partitions).map(|p| partition_group(&t.name, p)));
+                continue;
+            }
             Err(e) if e.kind == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(format!("topic {:?}: {e}", t.name)),
         }
@@ -185,7 +192,8 @@ fn restore_store(broker: &Broker, image: &MetaImage) -> Result<(), String> {
     }
     for q in &image.queues {
         match broker.store().create_queue(&q.name, q.config.clone()) {
-            Ok(_) | Err(sluice_storage::Error::AlreadyExists { .. }) => {}
+            Ok(_) => fresh.push(queues::queue_group(&q.name)),
+            Err(sluice_storage::Error::AlreadyExists { .. }) => {}
             Err(e) => return Err(format!("queue {:?}: {e}", q.name)),
         }
     }
@@ -197,5 +205,5 @@ fn restore_store(broker: &Broker, image: &MetaImage) -> Result<(), String> {
     for t in broker.store().open_topics() {
         t.flush_offsets().map_err(|e| e.to_string())?;
     }
-    Ok(())
+    Ok(fresh)
 }
