@@ -6,7 +6,8 @@
 //! replicated log, so the new leader delivers no record whose accept was confirmed, and every
 //! record is accepted in the end. And Kafka's Java Admin moves and reads a share group's start
 //! offsets on a topic of three partitions with two replicas each, so the group's coordinator
-//! holds no replica of some partition (`tests/kafka/java/src/ShareMove.java`). Installed by `tests/kafka/install.sh py java`;
+//! holds no replica of some partition, and deletes them, after which the group starts over on
+//! each partition (`tests/kafka/java/src/ShareMove.java`). Installed by `tests/kafka/install.sh py java`;
 //! without them the tests fail under `CI=true` and are skipped elsewhere.
 
 #[path = "kafka_python_groups/clients.rs"]
@@ -213,6 +214,11 @@ fn a_share_groups_start_offsets_move_and_read_through_each_partitions_leader() {
         .collect();
     assert_eq!(again, want, "{stdout}");
     assert!(line("first ").ends_with("counts=[1]") && line("again ").ends_with("counts=[1]"));
+    // Its offsets deleted, the group starts over on each partition: all 40 records again, as
+    // first deliveries.
+    assert_eq!(line("deleted"), "deleted");
+    assert_eq!(records_seen(line("anew ")), first, "{stdout}");
+    assert!(line("anew ").ends_with("counts=[1]"), "{stdout}");
     // Two replicas of each partition on three nodes: the coordinator (the metadata's leader)
     // holds no replica of some partition, whose moves and reads went through its leader.
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -76,9 +76,8 @@ impl Conn {
 
 /// In a cluster: a share group's membership and offsets are served by the node coordinating
 /// groups (the metadata's leader, as for consumer groups); fetches and acknowledgements by any
-/// node, each partition by its leader. The coordinator moves and reads a share group's start
-/// offsets through each partition's leader (`crate::cluster::calls`); deleting them is
-/// refused (forgetting a group on every replica is not a replicated change yet).
+/// node, each partition by its leader. The coordinator moves, reads and deletes a share
+/// group's start offsets through each partition's leader (`crate::cluster::calls`).
 fn cluster_refusal(ctx: &super::KafkaContext, req: &Request) -> Option<i16> {
     use super::cluster::Coordination;
     use kafka_protocol::ResponseError;
@@ -87,13 +86,9 @@ fn cluster_refusal(ctx: &super::KafkaContext, req: &Request) -> Option<i16> {
         return None;
     }
     match super::cluster::coordination(ctx) {
-        Coordination::Here => {}
-        Coordination::Loading => return Some(ResponseError::CoordinatorLoadInProgress.code()),
-        Coordination::Elsewhere => return Some(ResponseError::NotCoordinator.code()),
-    }
-    match req {
-        Request::DeleteShareGroupOffsets(_) => Some(ResponseError::InvalidRequest.code()),
-        _ => None,
+        Coordination::Here => None,
+        Coordination::Loading => Some(ResponseError::CoordinatorLoadInProgress.code()),
+        Coordination::Elsewhere => Some(ResponseError::NotCoordinator.code()),
     }
 }
 

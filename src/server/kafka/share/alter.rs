@@ -3,7 +3,8 @@
 //! first deliveries, what precedes it counts as settled. The offset is clamped to the
 //! partition's log start and end. A queue's cursor is not moved here (INVALID_REQUEST).
 //! In a cluster the coordinator has each partition's leader make the move
-//! (`crate::cluster::calls`): a RESET change committed to that partition's log.
+//! (`crate::cluster::calls`): a RESET change committed to that partition's log; so is a
+//! DeleteShareGroupOffsets there (a reset to the log start, where a new group starts).
 
 use kafka_protocol::messages::alter_share_group_offsets_response::{
     AlterShareGroupOffsetsResponsePartition, AlterShareGroupOffsetsResponseTopic,
@@ -147,6 +148,45 @@ impl ShareGroups {
             out.push((p, e));
         }
         out
+    }
+}
+
+impl ShareGroups {
+    /// DeleteShareGroupOffsets of topic `name` in a cluster: on each partition where group
+    /// `id` has state (asked of the partition's leader), its leader resets the group to the
+    /// partition's log start, where a new share group starts (a RESET committed to the
+    /// partition's log, so every replica applies it in order with the group's other
+    /// changes). The group stays listed, with nothing settled. The topic's id, or the first
+    /// partition's refusal.
+    pub(super) async fn delete_on_leaders(
+        &self,
+        cluster: &Cluster,
+        id: &str,
+        name: &str,
+    ) -> Result<[u8; 16], ResponseError> {
+        match self.broker.named_log(name) {
+            Ok(NamedLog::Topic(_)) => {}
+            // A queue's cursor goes with the queue.
+            Ok(NamedLog::Queue(_)) => return Err(ResponseError::InvalidRequest),
+            Err(_) => return Err(ResponseError::UnknownTopicOrPartition),
+        }
+        let topic_id = self
+            .broker
+            .topic_id_bytes(name)
+            .ok_or(ResponseError::UnknownTopicOrPartition)?;
+        let count = self.broker.partition_count(name).unwrap_or(0);
+        let config = self.group_config();
+        for p in 0..count {
+            let held = cluster.group_start(name, id, p).await;
+            match held.map_err(|r| refusal_error(&r))? {
+                None => {}
+                Some(_) => cluster
+                    .reset_group(name, id, &config, p, 0)
+                    .await
+                    .map_err(|r| refusal_error(&r))?,
+            }
+        }
+        Ok(topic_id)
     }
 }
 

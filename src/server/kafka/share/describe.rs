@@ -237,7 +237,9 @@ impl ShareGroups {
     }
 
     /// Serves one DeleteShareGroupOffsets: the group's ack state on each topic named is
-    /// deleted (durably), if the group has no members (else NON_EMPTY_GROUP).
+    /// deleted (durably), if the group has no members (else NON_EMPTY_GROUP). In a cluster,
+    /// each partition's leader resets it to the log start instead
+    /// ([`ShareGroups::delete_on_leaders`]).
     pub async fn delete_offsets(
         &self,
         req: DeleteShareGroupOffsetsRequest,
@@ -257,6 +259,14 @@ impl ShareGroups {
             .iter()
             .map(|t| t.topic_name.to_string())
             .collect();
+        if let Some(c) = self.broker.cluster().cloned() {
+            let mut results = Vec::with_capacity(names.len());
+            for name in names {
+                let r = self.delete_on_leaders(&c, &id, &name).await;
+                results.push((name, r));
+            }
+            return deleted_response(results);
+        }
         let b = self.broker.clone();
         let results = blocking(move || {
             Ok(names
@@ -281,19 +291,26 @@ impl ShareGroups {
         })
         .await
         .unwrap_or_default();
-        let responses = results
-            .into_iter()
-            .map(|(name, r)| {
-                let t = DeleteShareGroupOffsetsResponseTopic::default()
-                    .with_topic_name(TopicName(s(name)));
-                match r {
-                    Ok(id) => t.with_topic_id(Uuid::from_bytes(id)),
-                    Err(e) => t.with_error_code(e.code()),
-                }
-            })
-            .collect();
-        DeleteShareGroupOffsetsResponse::default().with_responses(responses)
+        deleted_response(results)
     }
+}
+
+/// The DeleteShareGroupOffsets answer: each topic's id, or its error.
+fn deleted_response(
+    results: Vec<(String, Result<[u8; 16], ResponseError>)>,
+) -> DeleteShareGroupOffsetsResponse {
+    let responses = results
+        .into_iter()
+        .map(|(name, r)| {
+            let t =
+                DeleteShareGroupOffsetsResponseTopic::default().with_topic_name(TopicName(s(name)));
+            match r {
+                Ok(id) => t.with_topic_id(Uuid::from_bytes(id)),
+                Err(e) => t.with_error_code(e.code()),
+            }
+        })
+        .collect();
+    DeleteShareGroupOffsetsResponse::default().with_responses(responses)
 }
 
 /// The start offsets of group `id` on the `wanted` topics (all partitions when `None`).

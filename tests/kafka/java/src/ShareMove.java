@@ -1,6 +1,6 @@
-// A share group's start offsets moved and read through Kafka's own Admin client, on a topic
-// whose partitions several brokers lead (cli/tests/cluster_share.rs): the Admin sends both
-// requests to the group's coordinator, which has each partition's leader serve its part.
+// A share group's start offsets moved, read and deleted through Kafka's own Admin client, on
+// a topic whose partitions several brokers lead (cli/tests/cluster_share.rs): the Admin sends
+// these requests to the group's coordinator, which has each partition's leader serve its part.
 //
 //   java -cp 'tests/kafka/.lib/*:CLASSES' ShareMove BOOTSTRAP TOPIC GROUP PARTITIONS PER_PARTITION MOVE_TO REPLICAS
 //
@@ -135,6 +135,12 @@ public final class ShareMove {
       counts.clear();
       say("again " + summary(drain(bootstrap, topic, group, -1, counts)) + " counts=" + counts);
       say("starts " + starts(admin, group));
+
+      // Deleted, the group starts over on each partition, as a new share group does.
+      admin.deleteShareGroupOffsets(group, java.util.Set.of(topic)).all().get();
+      say("deleted");
+      counts.clear();
+      say("anew " + summary(drain(bootstrap, topic, group, partitions * per, counts)) + " counts=" + counts);
     }
   }
 }
