@@ -7,6 +7,10 @@
 //!   old leader follows and drops its unconfirmed tail.
 //! - A follower's link is slowed to a crawl: the leader and the other follower keep confirming.
 //! - A follower is cut off and rejoins: it catches up.
+//! - Topics are created while a metadata follower is cut off (one created through it is
+//!   refused and made nowhere), then while the metadata's leader is: once each link is back,
+//!   every node lists every topic, holds its replicas and knows their leaders, and each topic
+//!   takes a publish.
 //!
 //! At the end the checker verifies every node (`common::cluster_check`): nothing confirmed lost,
 //! offsets unique and growing, the same messages at the same offsets on every node.
@@ -97,4 +101,111 @@ async fn cut_and_slowed_links_lose_nothing_confirmed() {
     check_nodes(&all, &check);
     let terms = check.leaders.check();
     eprintln!("{terms} (group, term) pairs seen, one leader each");
+}
+
+/// Topics `names` created through `via` (a node given with every live node after it, so the
+/// client follows the metadata's leader); each creation confirmed.
+async fn create_topics(nodes: &[common::cluster::Node], via: &[usize], names: &[String]) {
+    let addrs: Vec<&str> = via.iter().map(|&i| nodes[i].native.as_str()).collect();
+    let client = common::cluster::client_of(&addrs.join(",")).await;
+    for name in names {
+        let settings = sluice::protocol::LogSettings {
+            replicas: Some(3),
+            ..Default::default()
+        };
+        client
+            .create_topic_with_partitions(name, settings, 2)
+            .await
+            .unwrap_or_else(|e| panic!("creating {name}: {e}"));
+    }
+}
+
+/// Waits until node `n` lists every topic of `names` and none of `absent`, each of two
+/// partitions whose replica it holds and whose leader it knows.
+async fn wait_topics_on(n: &common::cluster::Node, names: &[String], absent: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = async {
+            let c = sluice::client::Client::connect(&n.native).await.ok()?;
+            let listed = c.list_topics().await.ok()?;
+            if absent.iter().any(|a| listed.iter().any(|l| l == a)) {
+                return Some(false);
+            }
+            let status = c.cluster_status().await.ok()?;
+            let ok = names.iter().all(|t| {
+                listed.contains(t)
+                    && (0..2).all(|p| {
+                        let g = format!("t/{t}/{p}");
+                        status
+                            .groups
+                            .iter()
+                            .any(|s| s.group == g && s.leader.is_some())
+                    })
+            });
+            Some(ok)
+        };
+        if ready.await == Some(true) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {} never held every topic created while it was cut off",
+            n.id
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_created_while_a_node_is_cut_off_reach_it_once_its_link_is_back() {
+    let Some(hosts) = Hosts::new(NODES) else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let nodes = hosts.start_nodes(root.path(), NATIVE_PORT, CLUSTER_PORT);
+    create_topic(&nodes).await;
+    let meta = common::cluster::leader_of(&nodes, "meta").await;
+
+    // A node that does not lead the metadata is cut off: creations through the others are
+    // confirmed; one through it is refused and made nowhere.
+    let follower = other(meta, meta);
+    eprintln!("cutting off node {} (a metadata follower)", follower + 1);
+    hosts.cut(follower as u32 + 1);
+    let first: Vec<String> = (0..6).map(|i| format!("while-cut-{i}")).collect();
+    let rest: Vec<usize> = (0..nodes.len()).filter(|&i| i != follower).collect();
+    create_topics(&nodes, &rest, &first).await;
+    let lone = sluice::client::Client::connect(&nodes[follower].native)
+        .await
+        .unwrap();
+    let refused = lone
+        .create_topic("through-the-cut-node", Default::default())
+        .await;
+    assert!(
+        refused.is_err(),
+        "a creation through the cut-off node: {refused:?}"
+    );
+    hosts.heal(follower as u32 + 1);
+    for n in &nodes {
+        wait_topics_on(n, &first, &["through-the-cut-node"]).await;
+    }
+
+    // The metadata's leader is cut off: the other two elect one and creations go on.
+    let meta = common::cluster::leader_of(&nodes, "meta").await;
+    eprintln!("cutting off node {} (the metadata's leader)", meta + 1);
+    hosts.cut(meta as u32 + 1);
+    let second: Vec<String> = (0..4).map(|i| format!("leader-cut-{i}")).collect();
+    let rest: Vec<usize> = (0..nodes.len()).filter(|&i| i != meta).collect();
+    create_topics(&nodes, &rest, &second).await;
+    hosts.heal(meta as u32 + 1);
+    let all: Vec<String> = first.iter().chain(&second).cloned().collect();
+    for n in &nodes {
+        wait_topics_on(n, &all, &["through-the-cut-node"]).await;
+    }
+    // Each takes a publish through its leader.
+    let addrs: Vec<&str> = nodes.iter().map(|n| n.native.as_str()).collect();
+    let client = common::cluster::client_of(&addrs.join(",")).await;
+    for t in &all {
+        let record = sluice::storage::Record::from_value(t.clone().into_bytes());
+        client.publish(t, &[record]).await.unwrap();
+    }
 }
