@@ -31,6 +31,10 @@ const CUT_PUBLISH_WAIT: Duration = Duration::from_secs(3);
 /// The speed of a slowed link.
 const SLOW_KBIT: u32 = 64;
 
+/// Held by each test: they run one after another (six nodes at once on a small machine
+/// would move the timings the faults are judged by).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Index (in `nodes`) of a node other than `a` and `b`.
 fn other(a: usize, b: usize) -> usize {
     (0..NODES as usize).find(|i| *i != a && *i != b).unwrap()
@@ -38,6 +42,7 @@ fn other(a: usize, b: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_and_slowed_links_lose_nothing_confirmed() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(hosts) = Hosts::new(NODES) else {
         return;
     };
@@ -158,6 +163,7 @@ async fn wait_topics_on(n: &common::cluster::Node, names: &[String], absent: &[&
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_created_while_a_node_is_cut_off_reach_it_once_its_link_is_back() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(hosts) = Hosts::new(NODES) else {
         return;
     };

@@ -8,8 +8,9 @@
 //! ```
 //!
 //! Nodes talk to each other over the bridge only (the cluster links); the test reaches node i
-//! over its own client link, which faults never touch. `K` is drawn from the process id so
-//! that runs side by side do not collide. Everything is removed on drop. Needs root and
+//! over its own client link, which faults never touch. `K` is drawn from the process id and
+//! a count of the clusters the process made, so that runs (and tests) side by side do not
+//! collide. Everything is removed on drop. Needs root and
 //! iproute2; [`Hosts::new`] answers `None` when namespaces cannot be made (then the test is
 //! skipped, and fails under `CI=true`).
 
@@ -50,7 +51,10 @@ fn tc(ns: &str, args: &[&str]) -> Output {
 impl Hosts {
     /// `nodes` hosts joined by a bridge, or `None` when this machine cannot make namespaces.
     pub fn new(nodes: u32) -> Option<Hosts> {
-        let k = 20 + std::process::id() % 200;
+        // Two clusters of one test process get two numbers too.
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let k = 20 + (std::process::id() + 97 * made) % 200;
         let h = Hosts { k, nodes };
         h.remove();
         let br = h.bridge();
