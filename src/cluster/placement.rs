@@ -331,11 +331,10 @@ impl Cluster {
         set: &super::members::NodeSet,
         nodes: &[u64],
     ) {
-        let members: BTreeMap<u64, sluice_replication::Node> = nodes
-            .iter()
-            .filter_map(|n| Some((*n, sluice_replication::Node::new(set.nodes.get(n)?.clone()))))
-            .collect();
-        if members.len() != nodes.len() || !members.contains_key(&self.config.node_id) {
+        let Some(members) = placed_members(set, nodes) else {
+            return;
+        };
+        if !members.contains_key(&self.config.node_id) {
             return;
         }
         if nodes.first() == Some(&self.config.node_id) {
@@ -547,3 +546,15 @@ pub fn partition_of(group: &str) -> Option<(&str, u32)> {
 #[cfg(test)]
 #[path = "placement_tests.rs"]
 mod tests;
+
+/// The members of a group placed on `nodes`, each with its cluster address in `set`; `None`
+/// when `set` lacks one of them.
+pub(super) fn placed_members(
+    set: &super::members::NodeSet,
+    nodes: &[u64],
+) -> Option<BTreeMap<u64, sluice_replication::Node>> {
+    nodes
+        .iter()
+        .map(|n| Some((*n, sluice_replication::Node::new(set.nodes.get(n)?.clone()))))
+        .collect()
+}

@@ -71,7 +71,13 @@ impl Cluster {
             .map(|t| (t.name.as_str(), t.id))
             .collect();
         for (name, id) in topics {
-            if wanted.get(name.as_str()).copied() != id || id.is_none() {
+            // A topic whose id cannot be read here is left alone when the image has it.
+            let gone = match (wanted.get(name.as_str()), id) {
+                (None, _) => true,
+                (Some(want), Some(id)) => *want != id,
+                (Some(_), None) => false,
+            };
+            if gone {
                 info!(topic = %name, "metadata snapshot: the topic was deleted");
                 self.apply_delete_topic(broker.clone(), name, None).await;
             }
@@ -145,11 +151,7 @@ impl Cluster {
             .placement(group)
             .map(|p| p.nodes)
             .unwrap_or_else(|| set.nodes.keys().copied().collect());
-        let members: std::collections::BTreeMap<u64, sluice_replication::Node> = nodes
-            .iter()
-            .filter_map(|n| Some((*n, sluice_replication::Node::new(set.nodes.get(n)?.clone()))))
-            .collect();
-        if members.len() == nodes.len() {
+        if let Some(members) = super::placement::placed_members(&set, &nodes) {
             super::apply::bootstrap_later(g, members);
         }
     }
