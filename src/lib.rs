@@ -68,3 +68,6 @@ pub use sluice_client as client;
 pub use sluice_client::protocol;
 
 pub use sluice_storage as storage;
+
+/// The replicated logs and the transport between nodes (the `sluice-replication` crate).
+pub use sluice_replication as replication;

@@ -277,16 +277,6 @@ fn scram_logins_work_and_bad_or_missing_credentials_are_refused() {
     python_steps(b, ISOLATION_SCRIPT, &["refused", "unaffected", "anonymous"]);
 }
 
-/// Runs `openssl` with `args` in `dir`; panics on failure.
-fn openssl(dir: &Path, args: &[&str]) {
-    let o = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "openssl {args:?}: {}", text(&o.stderr));
-}
-
 /// A CA (`ca.pem`) and a server certificate for 127.0.0.1 it signed (`s.pem`, `s.key`), or
 /// `None` (skipped outside CI) without openssl.
 fn certificates() -> Option<tempfile::TempDir> {
@@ -294,46 +284,8 @@ fn certificates() -> Option<tempfile::TempDir> {
         return missing("openssl");
     }
     let t = tempfile::tempdir().unwrap();
-    let d = t.path();
-    std::fs::write(d.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    let rsa = ["-newkey", "rsa:2048", "-nodes", "-days", "2"];
-    openssl(
-        d,
-        &[
-            &["req", "-x509"],
-            &rsa[..],
-            &["-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=ca"],
-        ]
-        .concat(),
-    );
-    openssl(
-        d,
-        &[
-            &["req"],
-            &rsa[..3],
-            &["-keyout", "s.key", "-out", "s.csr", "-subj", "/CN=s"],
-        ]
-        .concat(),
-    );
-    let sign = [
-        "x509", "-req", "-in", "s.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-    ];
-    openssl(
-        d,
-        &[
-            &sign[..],
-            &[
-                "-CAcreateserial",
-                "-out",
-                "s.pem",
-                "-days",
-                "2",
-                "-extfile",
-                "san.cnf",
-            ],
-        ]
-        .concat(),
-    );
+    common::certs::ca(t.path(), "ca");
+    common::certs::cert(t.path(), "s", "ca");
     Some(t)
 }
 

@@ -21,7 +21,8 @@ use tokio::sync::watch;
 use crate::error::{Error, Result};
 use crate::group::{BoxFuture, GroupStorage, ReplicatedLog, Timing};
 use crate::net::{
-    serve, ClusterId, Identity, NetworkFactory, Peers, ProposeError, RaftHandler, Reply, Request,
+    serve, ClusterId, Identity, NetworkFactory, PeerTls, Peers, ProposeError, RaftHandler, Reply,
+    Request,
 };
 use crate::types::{Applied, Command, GroupId, Node, NodeId, NodeInfo};
 
@@ -44,6 +45,7 @@ pub struct ClusterNode {
     fs: FsRef,
     root: PathBuf,
     timing: Timing,
+    tls: Option<Arc<PeerTls>>,
     peers: Arc<Peers>,
     groups: RwLock<HashMap<GroupId, ReplicatedLog>>,
     /// Held while a group opens: two callers opening the same group at once (the node's start
@@ -71,6 +73,18 @@ impl ClusterNode {
     /// directory per group. The leaders among its groups send their heartbeats together, from
     /// one ticker that [`ClusterNode::serve`] runs ([`Timing::node_heartbeats`]).
     pub fn new(me: Identity, fs: FsRef, root: &Path, timing: Timing) -> Arc<ClusterNode> {
+        ClusterNode::with_tls(me, fs, root, timing, None)
+    }
+
+    /// [`ClusterNode::new`], whose peer connections, both ways, go through TLS when `tls` is
+    /// set ([`crate::net::tls`]).
+    pub fn with_tls(
+        me: Identity,
+        fs: FsRef,
+        root: &Path,
+        timing: Timing,
+        tls: Option<Arc<PeerTls>>,
+    ) -> Arc<ClusterNode> {
         Arc::new(ClusterNode {
             id: me.node,
             cluster: me.cluster,
@@ -80,7 +94,8 @@ impl ClusterNode {
                 node_heartbeats: true,
                 ..timing
             },
-            peers: Arc::new(Peers::new(me)),
+            peers: Arc::new(Peers::new(me, tls.clone())),
+            tls,
             groups: RwLock::new(HashMap::new()),
             opening: tokio::sync::Mutex::new(()),
             infos: RwLock::new(BTreeMap::new()),
@@ -262,7 +277,8 @@ impl ClusterNode {
             node: self.id,
         };
         let beats = self.beat(shutdown.clone());
-        tokio::join!(serve(listener, me, handler, shutdown), beats);
+        let tls = self.tls.clone();
+        tokio::join!(serve(listener, me, tls, handler, shutdown), beats);
     }
 
     /// Every heartbeat interval, has each group this node leads send its heartbeats, all at

@@ -31,6 +31,9 @@ pub struct ClusterConfig {
     /// metadata's log before the next ([`super::compact::meta_loop`]); 0 never; unset the
     /// default ([`META_SNAPSHOT_ENTRIES_DEFAULT`]).
     pub meta_snapshot_entries: Option<u64>,
+    /// `--cluster-tls-cert`, `--cluster-tls-key`, `--cluster-tls-ca`: TLS between the nodes,
+    /// each authenticated by the cluster's CA ([`super::tls`]); unset, plain TCP.
+    pub tls: Option<super::tls::ClusterTlsFiles>,
 }
 
 /// How many metadata entries follow a compaction of its log before the next, by default.
@@ -82,6 +85,7 @@ impl ClusterConfig {
             heartbeat_ms: None,
             leader_balance_ms: None,
             meta_snapshot_entries: None,
+            tls: None,
         })
     }
 

@@ -24,6 +24,7 @@
 //!   offset moved or read there).
 //! - `compact`: reclaiming a replicated log's segments (a queue's acked ones, a topic
 //!   partition's beyond its retention) once every replica has them.
+//! - `tls`: TLS between the nodes (`--cluster-tls-*`), from PEM files, reloaded on SIGHUP.
 //! - `queues`: replicated queues: the link through which a queue's leader proposes its state
 //!   changes, and the hook through which every replica applies them.
 //! - this file: [`Cluster`]: starting the node (its cluster listener, the `meta` group, a
@@ -66,6 +67,7 @@ pub mod placement;
 pub mod producers;
 pub mod queues;
 mod restore;
+pub mod tls;
 
 pub use config::ClusterConfig;
 pub use meta::MetaCommand;
@@ -202,7 +204,16 @@ impl Cluster {
             cluster: ClusterId(identity.cluster_id),
             node: config.node_id,
         };
-        let node = ClusterNode::new(me, Arc::new(StdFs), &root, config.timing()?);
+        let peer_tls = match &config.tls {
+            None => None,
+            Some(files) => {
+                let loaded = tls::load(files).map_err(|e| format!("cluster TLS: {e}"))?;
+                tokio::spawn(tls::reload_on_sighup(files.clone(), loaded.clone()));
+                info!("TLS between nodes; SIGHUP reloads the cluster certificate and key");
+                Some(loaded)
+            }
+        };
+        let node = ClusterNode::with_tls(me, Arc::new(StdFs), &root, config.timing()?, peer_tls);
         for (id, addr) in identity.seeds.iter().chain(&config.nodes) {
             node.set_peer(*id, addr.clone());
         }

@@ -56,18 +56,18 @@ pub struct Tls {
     current: RwLock<Arc<ServerConfig>>,
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn file_error(path: &Path, why: impl ToString) -> TlsError {
+pub(crate) fn file_error(path: &Path, why: impl ToString) -> TlsError {
     TlsError::File {
         path: path.to_owned(),
         why: why.to_string(),
     }
 }
 
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| file_error(path, e))?
         .collect::<Result<Vec<_>, _>>()
@@ -79,7 +79,7 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 }
 
 /// Builds a server configuration from `files`.
-fn build(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
+pub(crate) fn build(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
     let chain = certs(&files.cert)?;
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_error(&files.key, e))?;
     let builder = ServerConfig::builder_with_provider(provider())

@@ -208,6 +208,23 @@ pub struct ServeArgs {
     /// Default 10000; 0 never.
     #[arg(long, value_name = "N", requires = "cluster")]
     pub meta_snapshot_entries: Option<u64>,
+    /// TLS between the nodes: this node's certificate chain (PEM). It must name the host the
+    /// peers dial (its HOST in --cluster). With --cluster-tls-key and --cluster-tls-ca, every
+    /// connection between nodes is TLS, both sides authenticated by the cluster's CA; every
+    /// node needs them. SIGHUP reloads the three files.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires_all = ["cluster", "cluster_tls_key", "cluster_tls_ca"]
+    )]
+    pub cluster_tls_cert: Option<PathBuf>,
+    /// The private key of --cluster-tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "cluster_tls_cert")]
+    pub cluster_tls_key: Option<PathBuf>,
+    /// The cluster's CA (PEM): the certificate of every peer must be signed by it. Use a CA
+    /// of the cluster's own: whoever holds a certificate it signed is taken for a node.
+    #[arg(long, value_name = "FILE", requires = "cluster_tls_cert")]
+    pub cluster_tls_ca: Option<PathBuf>,
 }
 
 /// Log settings of a new topic or queue.

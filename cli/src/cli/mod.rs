@@ -173,6 +173,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
         cluster.heartbeat_ms = args.raft_heartbeat_ms;
         cluster.leader_balance_ms = args.leader_balance_ms;
         cluster.meta_snapshot_entries = args.meta_snapshot_entries;
+        if let (Some(cert), Some(key), Some(ca)) = (
+            args.cluster_tls_cert.clone(),
+            args.cluster_tls_key.clone(),
+            args.cluster_tls_ca.clone(),
+        ) {
+            cluster.tls = Some(sluice::cluster::tls::ClusterTlsFiles { cert, key, ca });
+        }
         config.cluster = Some(cluster);
     }
     let server = Server::bind(config)

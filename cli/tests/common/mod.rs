@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod browser;
+pub mod certs;
 pub mod cluster;
 pub mod cluster_check;
 pub mod http;

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
@@ -24,6 +23,7 @@ use tokio::time::Instant;
 use super::frame::{self, FrameError, Kind};
 use super::greeting::{self, Greeting, Identity};
 use super::message::{self, Reply, Request};
+use super::tls::{self, PeerRead, PeerTls, PeerWrite};
 use super::NetError;
 use crate::types::NodeId;
 
@@ -45,15 +45,18 @@ type Waiter = oneshot::Sender<Result<Reply, NetError>>;
 /// The node's connections to its peers (one per node, shared by all its Raft groups).
 pub struct Peers {
     me: Identity,
+    tls: Option<Arc<PeerTls>>,
     peers: RwLock<HashMap<NodeId, Arc<Peer>>>,
     beats: super::heartbeats::Heartbeats,
 }
 
 impl Peers {
-    /// No peers known yet; `me` is the node these connections start from.
-    pub fn new(me: Identity) -> Peers {
+    /// No peers known yet; `me` is the node these connections start from. With `tls`, every
+    /// connection is made through TLS ([`tls`](super::tls)).
+    pub fn new(me: Identity, tls: Option<Arc<PeerTls>>) -> Peers {
         Peers {
             me,
+            tls,
             peers: RwLock::new(HashMap::new()),
             beats: Default::default(),
         }
@@ -77,7 +80,8 @@ impl Peers {
             return;
         }
         tracing::debug!(peer = id, %addr, "peer address set");
-        peers.insert(id, Arc::new(Peer::new(self.me, id, addr)));
+        let tls = self.tls.clone();
+        peers.insert(id, Arc::new(Peer::new(self.me, id, addr, tls)));
     }
 
     /// The address known for a peer.
@@ -146,6 +150,7 @@ struct Peer {
     me: Identity,
     id: NodeId,
     addr: String,
+    tls: Option<Arc<PeerTls>>,
     slot: tokio::sync::Mutex<Slot>,
 }
 
@@ -160,11 +165,12 @@ struct Slot {
 }
 
 impl Peer {
-    fn new(me: Identity, id: NodeId, addr: String) -> Peer {
+    fn new(me: Identity, id: NodeId, addr: String, tls: Option<Arc<PeerTls>>) -> Peer {
         Peer {
             me,
             id,
             addr,
+            tls,
             slot: tokio::sync::Mutex::new(Slot::default()),
         }
     }
@@ -217,7 +223,9 @@ impl Peer {
             .map_err(|_| failed(std::io::ErrorKind::TimedOut.into()))?
             .map_err(failed)?;
         stream.set_nodelay(true).map_err(failed)?;
-        let (read, mut write) = stream.into_split();
+        let (read, mut write) = tls::connected(stream, &self.addr, self.tls.as_deref())
+            .await
+            .map_err(failed)?;
         let mut read = BufReader::new(read);
         let ours = Greeting {
             cluster: self.me.cluster,
@@ -266,7 +274,7 @@ struct Pending {
 }
 
 impl Connection {
-    fn start(peer: NodeId, read: BufReader<OwnedReadHalf>, write: OwnedWriteHalf) -> Connection {
+    fn start(peer: NodeId, read: BufReader<PeerRead>, write: PeerWrite) -> Connection {
         let shared = Arc::new(Shared {
             peer,
             pending: Mutex::new(Pending::default()),
@@ -366,7 +374,7 @@ impl Drop for WaiterGuard<'_> {
 
 /// The connection's reader: routes each reply to its call; on any failure closes the
 /// connection.
-async fn read_replies(mut read: BufReader<OwnedReadHalf>, shared: Arc<Shared>) {
+async fn read_replies(mut read: BufReader<PeerRead>, shared: Arc<Shared>) {
     let result = loop {
         let frame = match frame::read_frame(&mut read).await {
             Ok(Some(frame)) => frame,
@@ -389,11 +397,7 @@ async fn read_replies(mut read: BufReader<OwnedReadHalf>, shared: Arc<Shared>) {
 }
 
 /// The connection's writer: writes request frames, flushing when none is waiting.
-async fn write_requests(
-    write: OwnedWriteHalf,
-    mut queue: mpsc::Receiver<Vec<u8>>,
-    shared: Arc<Shared>,
-) {
+async fn write_requests(write: PeerWrite, mut queue: mpsc::Receiver<Vec<u8>>, shared: Arc<Shared>) {
     let mut write = BufWriter::new(write);
     while let Some(bytes) = queue.recv().await {
         if let Err(e) = write_batch(&mut write, bytes, &mut queue).await {
@@ -405,7 +409,7 @@ async fn write_requests(
 }
 
 async fn write_batch(
-    write: &mut BufWriter<OwnedWriteHalf>,
+    write: &mut BufWriter<PeerWrite>,
     first: Vec<u8>,
     queue: &mut mpsc::Receiver<Vec<u8>>,
 ) -> Result<(), FrameError> {

@@ -40,6 +40,11 @@ pub const MAGIC: u32 = u32::from_le_bytes(*b"SLRN");
 /// The version of the frame layout this build speaks.
 pub const VERSION: u8 = 2;
 
+/// Whether `first`, a connection's first bytes, begin a frame.
+pub(super) fn starts_with_magic(first: &[u8; 4]) -> bool {
+    u32::from_le_bytes(*first) == MAGIC
+}
+
 /// Bytes of the fixed header before the payload.
 pub const HEADER_BYTES: usize = 24;
 

@@ -12,6 +12,7 @@
 //!   together.
 //! - [`raft_network`]: [`NetworkFactory`] and [`GroupNetwork`], openraft's network for one
 //!   group over [`Peers`].
+//! - [`tls`]: [`PeerTls`], TLS between nodes, each side authenticated by the cluster's CA.
 //! - [`error`]: [`NetError`], why a call failed.
 
 pub mod client;
@@ -22,6 +23,7 @@ pub mod heartbeats;
 pub mod message;
 pub mod raft_network;
 pub mod server;
+pub mod tls;
 
 #[cfg(test)]
 mod tests;
@@ -34,3 +36,4 @@ pub use heartbeats::{HeartbeatCounts, HEARTBEATS_PER_MESSAGE_MAX, HEARTBEAT_LING
 pub use message::{ProposeError, Reply, Request};
 pub use raft_network::{GroupNetwork, NetworkFactory};
 pub use server::{serve, RaftHandler, INFLIGHT_PER_CONNECTION_MAX, PEER_CONNECTIONS_MAX};
+pub use tls::PeerTls;

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
@@ -25,6 +24,7 @@ use tokio::task::JoinSet;
 use super::frame::{self, Kind};
 use super::greeting::{self, Greeting, Identity};
 use super::message::{self, Reply, Request};
+use super::tls::{self, PeerRead, PeerTls, PeerWrite};
 use super::NetError;
 
 /// Most peer connections served at once; a connection beyond it is closed at once (the peer
@@ -50,10 +50,13 @@ pub trait RaftHandler: Send + Sync + 'static {
 }
 
 /// Serves peer connections from `listener` until `shutdown` turns true (or its sender is
-/// dropped); then stops accepting, closes every connection and returns.
+/// dropped); then stops accepting, closes every connection and returns. With `tls`, every
+/// connection goes through a TLS handshake that authenticates the caller first
+/// ([`tls`](super::tls)).
 pub async fn serve(
     listener: TcpListener,
     me: Identity,
+    tls: Option<Arc<PeerTls>>,
     handler: Arc<dyn RaftHandler>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -87,10 +90,11 @@ pub async fn serve(
         };
         let handler = Arc::clone(&handler);
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
             let _permit = permit;
             tracing::debug!(%addr, "peer connected");
-            match connection(stream, me, handler, shutdown).await {
+            match connection(stream, me, tls.as_deref(), handler, shutdown).await {
                 Ok(()) => tracing::debug!(%addr, "peer connection closed"),
                 Err(e) => tracing::warn!(%addr, error = %e, "closing peer connection"),
             }
@@ -103,13 +107,16 @@ pub async fn serve(
 async fn connection(
     stream: TcpStream,
     me: Identity,
+    tls: Option<&PeerTls>,
     handler: Arc<dyn RaftHandler>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), NetError> {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
-    let (read, mut write) = stream.into_split();
+    let (read, mut write) = tls::accepted(stream, tls)
+        .await
+        .map_err(|e| NetError::Frame(e.into()))?;
     let mut read = BufReader::new(read);
     greet(&mut read, &mut write, me).await?;
     let (replies, queue) = mpsc::channel(INFLIGHT_PER_CONNECTION_MAX);
@@ -131,8 +138,8 @@ async fn connection(
 /// Reads the caller's greeting and answers with this node's; fails (and the connection
 /// closes) unless the caller is of this cluster and addressed this node.
 async fn greet(
-    read: &mut BufReader<OwnedReadHalf>,
-    write: &mut OwnedWriteHalf,
+    read: &mut BufReader<PeerRead>,
+    write: &mut PeerWrite,
     me: Identity,
 ) -> Result<(), NetError> {
     // The caller's id is not known before its greeting: 0 names it in errors until then.
@@ -152,7 +159,7 @@ async fn greet(
 /// Reads requests and spawns a task for each; returns when the peer closes the connection or
 /// sends something that is not a request.
 async fn read_requests(
-    mut read: BufReader<OwnedReadHalf>,
+    mut read: BufReader<PeerRead>,
     handler: Arc<dyn RaftHandler>,
     replies: mpsc::Sender<Vec<u8>>,
     requests: &mut JoinSet<()>,
@@ -200,7 +207,7 @@ fn reply_frame(id: u64, reply: &Reply) -> Result<Vec<u8>, NetError> {
 
 /// The connection's writer: writes encoded reply frames, flushing when none is waiting.
 async fn write_replies(
-    write: OwnedWriteHalf,
+    write: PeerWrite,
     mut queue: mpsc::Receiver<Vec<u8>>,
 ) -> Result<(), NetError> {
     let mut write = BufWriter::new(write);

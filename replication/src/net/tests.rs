@@ -108,7 +108,7 @@ impl Server {
     fn on(listener: TcpListener, me: Identity, handler: Arc<dyn RaftHandler>) -> Server {
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, me, handler, stopped));
+        let task = tokio::spawn(serve(listener, me, None, handler, stopped));
         Server { addr, stop, task }
     }
 

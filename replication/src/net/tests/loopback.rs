@@ -70,7 +70,7 @@ impl Proxy {
 }
 
 fn peers_to(addr: SocketAddr) -> Arc<Peers> {
-    let peers = Arc::new(Peers::new(me(1)));
+    let peers = Arc::new(Peers::new(me(1), None));
     peers.set_addr(PEER, addr.to_string());
     peers
 }
@@ -208,10 +208,13 @@ async fn a_node_of_another_cluster_or_another_node_is_refused() {
     let server = Server::start(PEER, Arc::clone(&counted) as Arc<dyn RaftHandler>).await;
     let other = ClusterId(*b"another-cluster!");
 
-    let foreign = Peers::new(Identity {
-        cluster: other,
-        node: 1,
-    });
+    let foreign = Peers::new(
+        Identity {
+            cluster: other,
+            node: 1,
+        },
+        None,
+    );
     foreign.set_addr(PEER, server.addr.to_string());
     let err = foreign
         .call(PEER, vote("g", 1), CALL_TIMEOUT)
@@ -308,7 +311,7 @@ async fn a_peer_that_is_down_is_unreachable_until_it_starts() {
     let addr = listener.local_addr().expect("addr");
     drop(listener);
 
-    let peers = Arc::new(Peers::new(me(1)));
+    let peers = Arc::new(Peers::new(me(1), None));
     let mut factory = NetworkFactory::new(Arc::clone(&peers), GroupId("g".into()));
     let mut net = factory
         .new_client(PEER, &BasicNode::new(addr.to_string()))
@@ -338,7 +341,7 @@ async fn a_peer_that_is_down_is_unreachable_until_it_starts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_group_and_remote_errors_map_to_openraft_errors() {
     let server = Server::start(PEER, Arc::new(FakeHandler)).await;
-    let peers = Arc::new(Peers::new(me(1)));
+    let peers = Arc::new(Peers::new(me(1), None));
     let node = BasicNode::new(server.addr.to_string());
     let option = RPCOption::new(Duration::from_secs(2));
     let rpc = VoteRequest::new(Vote::new(1, 1), None);
@@ -431,7 +434,7 @@ async fn shutdown_closes_connections_and_stops_serving() {
 
 #[tokio::test]
 async fn a_peer_without_address_is_unreachable() {
-    let peers = Peers::new(me(1));
+    let peers = Peers::new(me(1), None);
     let err = peers
         .call(7, vote("g", 1), CALL_TIMEOUT)
         .await

@@ -94,7 +94,7 @@ impl Node {
         Node {
             id,
             server,
-            peers: Arc::new(Peers::new(super::me(id))),
+            peers: Arc::new(Peers::new(super::me(id), None)),
             registry,
             groups: HashMap::new(),
         }
