@@ -1,10 +1,12 @@
 //! Snapshots of the cluster metadata, against three real `sluice serve` processes started
 //! with `--meta-snapshot-entries 100`. While node 3 is down, 600 offset commits (each a
 //! metadata entry of about 4 KiB) fill the metadata's log past its first segments; a topic is
-//! created, another deleted, a queue created. The metadata's leader compacts the log: every
+//! created, another deleted, a queue created, and the offsets of a group (committed before)
+//! deleted over HTTP. The metadata's leader compacts the log: every
 //! live node saves its metadata image and drops the log's first segments. Node 3, restarted,
 //! lacks entries that are gone: it installs the leader's snapshot, so it lists what the others
-//! list, holds the same offsets, no longer holds the deleted topic, and opens its replica of
+//! list, holds the same offsets (not the deleted group's), no longer holds the deleted topic,
+//! and opens its replica of
 //! the new topic, which catches up. Then every node is SIGKILLed and restarted: each restores
 //! its metadata from its image and the log after it (placements, partition counts, offsets,
 //! topics), the same as before, and a topic still grows through the metadata. Last, a fourth
@@ -131,6 +133,8 @@ async fn the_metadata_log_is_cut_and_every_node_restores_its_metadata() {
     for n in nodes.iter_mut() {
         n.args = vec!["--meta-snapshot-entries".into(), "100".into()];
     }
+    let http = format!("127.0.0.1:{}", common::free_port());
+    nodes[0].http = Some(http.clone());
     start_all(&mut nodes, &spec);
     let client = client_of(&live_addrs(&nodes)).await;
     let pair = LogSettings {
@@ -157,10 +161,30 @@ async fn the_metadata_log_is_cut_and_every_node_restores_its_metadata() {
         ..Default::default()
     };
     drop(client.subscribe("t0", opts).await.unwrap());
+    // A group whose offsets node 3 holds, deleted while it is down.
+    let opts = SubscribeOptions {
+        name: Some("dropped".into()),
+        ..Default::default()
+    };
+    drop(client.subscribe("t0", opts).await.unwrap());
+    client.commit("t0", "dropped", 0, 7).await.unwrap();
+    let n3 = &nodes[2];
+    wait_for(
+        "node 3's offsets of the group deleted later",
+        || metadata(n3),
+        |m| {
+            m.as_ref()
+                .is_some_and(|m| m.2.contains(&("dropped".into(), 7)))
+        },
+    )
+    .await;
 
     // Node 3 misses what follows.
     nodes[2].kill9();
     let client = client_of(&live_addrs(&nodes)).await;
+    // Before the commits, so that the snapshot node 3 installs holds the deletion.
+    let (status, body) = common::http::json(&http, "DELETE", "/api/groups/dropped", None);
+    assert_eq!(status, 200, "{body}");
     let metadata_bytes = vec![b'm'; METADATA_BYTES];
     for next in 1..=COMMITS {
         client

@@ -157,6 +157,34 @@ impl Cluster {
     }
 }
 
+/// Deletes the offsets this node holds of a group (or named subscriber) on a topic of
+/// `image` where the image has none: the group's offsets were deleted while this node was
+/// behind (the deletion is among the entries the snapshot replaced).
+fn forget_deleted_groups(broker: &Broker, image: &MetaImage) -> Result<(), String> {
+    let kept: HashSet<(&str, &str)> = image
+        .offsets
+        .iter()
+        .map(|o| (o.topic.as_str(), o.group.as_str()))
+        .collect();
+    for t in &image.topics {
+        let Ok(topic) = broker.store().topic(&t.name) else {
+            continue;
+        };
+        for group in topic.subscribers() {
+            if kept.contains(&(t.name.as_str(), group.as_str())) {
+                continue;
+            }
+            match topic.delete_subscriber(&group) {
+                Ok(()) | Err(sluice_storage::Error::NotFound { .. }) => {
+                    info!(topic = %t.name, %group, "offsets deleted while this node was behind");
+                }
+                Err(e) => return Err(format!("offsets of {group:?} on {:?}: {e}", t.name)),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The store half of `image` on `broker`'s store: topics created (under the image's id),
 /// grown and given the image's retention; queues created; offsets stored, then synced.
 /// Answers the groups of the topics and queues created now.
@@ -199,6 +227,7 @@ fn restore_store(broker: &Broker, image: &MetaImage) -> Result<Vec<GroupId>, Str
             Err(e) => return Err(format!("queue {:?}: {e}", q.name)),
         }
     }
+    forget_deleted_groups(broker, image)?;
     for o in &image.offsets {
         broker
             .apply_offsets(&o.group, &o.topic, &o.commits)
