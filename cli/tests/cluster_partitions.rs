@@ -5,7 +5,8 @@
 //! name. Two nodes grow the topic at once: every node ends with the same count, and a change
 //! made from a count that moved on is refused. A restarted node has the same partitions and
 //! placements, and its new partitions take publishes again. Every node describes the topic
-//! alike (a partition it holds no replica of with its leader's figures). And topics created one after
+//! alike (a partition it holds no replica of with its leader's figures), in a describe and in
+//! the web console's overview. And topics created one after
 //! another while the metadata's leader is SIGKILLed and restarted: every creation confirmed
 //! is on every node, each partition led and taking a publish, and every node lists the same
 //! topics.
@@ -15,7 +16,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::cluster::{client_of, leader_of, live_addrs, started_cluster, statuses, Node, STEP};
+use common::cluster::{
+    client_of, cluster_nodes, leader_of, live_addrs, started_cluster, statuses, Node, STEP,
+};
 use sluice::client::{Client, SubscribeOptions};
 use sluice::protocol::{ErrorCode, LogSettings, Start};
 use sluice::storage::Record;
@@ -81,6 +84,10 @@ async fn same_figures_everywhere(nodes: &[Node]) {
                 .map(|p| (p.start_offset, p.end_offset))
                 .collect();
             all.push(ends);
+            // The web console's overview shows the same figures.
+            if let Some(http) = &n.http {
+                all.push(overview_figures(http));
+            }
         }
         let same = all.windows(2).all(|w| w[0] == w[1]);
         if same && all[0].iter().all(|&(_, end)| end > 0) {
@@ -89,6 +96,21 @@ async fn same_figures_everywhere(nodes: &[Node]) {
         assert!(Instant::now() < deadline, "figures by node: {all:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// [`TOPIC`]'s partitions in the overview of the node whose HTTP listener is `http`.
+fn overview_figures(http: &str) -> Vec<(u64, u64)> {
+    let (status, body) = common::http::json(http, "GET", "/api/overview", None);
+    assert_eq!(status, 200, "{body}");
+    let topics = body["topics"].as_array().unwrap();
+    let topic = topics.iter().find(|t| t["name"] == TOPIC).unwrap();
+    let figure = |p: &serde_json::Value, k: &str| p[k].as_u64().unwrap();
+    topic["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (figure(p, "start_offset"), figure(p, "end_offset")))
+        .collect()
 }
 
 /// Every node's partition count of [`TOPIC`].
@@ -126,7 +148,11 @@ async fn publish_and_read(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_of_a_cluster_grows_on_every_node() {
     let root = tempfile::tempdir().unwrap();
-    let (mut nodes, spec) = started_cluster(root.path(), 3);
+    let (mut nodes, spec) = cluster_nodes(root.path(), 3);
+    for n in nodes.iter_mut() {
+        n.http = Some(format!("127.0.0.1:{}", common::free_port()));
+        n.start(&spec);
+    }
     let all: Vec<&str> = nodes.iter().map(|n| n.native.as_str()).collect();
     let client = client_of(&all.join(",")).await;
     let two = LogSettings {

@@ -11,6 +11,10 @@ use crate::metrics::{Protocol, SubscriptionKind};
 /// Most topics and queues one overview describes.
 pub const OVERVIEW_NAMES_MAX: usize = 1000;
 
+/// In a cluster, how long one overview may spend asking leaders for the figures of what this
+/// node holds no replica of; the topics and queues after that show this node's own copy.
+pub const OVERVIEW_LEADERS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A queue as the admin API shows it: [`QueueInfo`] and more.
 #[derive(Clone, Debug, Serialize)]
 pub struct QueueView {
@@ -177,7 +181,10 @@ impl Broker {
     }
 
     /// The broker's figures, and the first `limit` (at most [`OVERVIEW_NAMES_MAX`]) topics
-    /// and queues whose names start with `prefix`, described (which opens them).
+    /// and queues whose names start with `prefix`, described (which opens them). In a
+    /// cluster, as a describe: what this node holds no replica of with its leader's figures
+    /// ([`Broker::topic_figures`], [`Broker::queue_figures`]), for at most
+    /// [`OVERVIEW_LEADERS_WAIT`].
     pub fn overview(&self, prefix: &str, limit: usize) -> Result<Overview> {
         let limit = limit.min(OVERVIEW_NAMES_MAX);
         let topic_names = self.list_topics();
@@ -190,9 +197,16 @@ impl Broker {
                 .cloned()
                 .collect()
         };
+        let asking_until = std::time::Instant::now() + OVERVIEW_LEADERS_WAIT;
+        let ask_leaders = || std::time::Instant::now() < asking_until;
         let mut topics = Vec::new();
         for n in pick(&topic_names) {
-            match self.describe_topic(n) {
+            let described = if ask_leaders() {
+                self.topic_figures(n)
+            } else {
+                self.describe_topic(n)
+            };
+            match described {
                 Ok(t) => topics.push(t),
                 Err(e) if e.kind == super::ErrorKind::NotFound => {} // deleted meanwhile
                 Err(e) => return Err(e),
@@ -200,7 +214,12 @@ impl Broker {
         }
         let mut queues = Vec::new();
         for n in pick(&queue_names) {
-            match self.queue_view(n) {
+            let viewed = if ask_leaders() {
+                self.queue_figures(n)
+            } else {
+                self.queue_view(n)
+            };
+            match viewed {
                 Ok(q) => queues.push(q),
                 Err(e) if e.kind == super::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
