@@ -461,6 +461,7 @@ pub fn cluster_input(data: &[u8]) {
     use crate::cluster::{calls, groups, meta::MetaCommand};
     let _ = MetaCommand::decode(rest);
     let _ = groups::decode_change(rest);
+    let _ = crate::cluster::forget::decode_forget(rest);
     let _ = groups::decode_state(rest);
     let _ = calls::decode_call(rest);
     let _ = calls::decode_answer(rest);

@@ -299,3 +299,108 @@ async fn a_group_consumer_given_every_node_takes_each_partition_from_its_leader(
     )
     .await;
 }
+
+/// The groups of topic `events` the node whose HTTP listener is `http` lists.
+fn listed_groups(http: &str) -> Vec<String> {
+    let (status, body) = common::http::json(http, "GET", "/api/topics/events/groups", None);
+    assert_eq!(status, 200, "{body}");
+    let groups = body["groups"].as_array().unwrap();
+    groups
+        .iter()
+        .map(|g| g["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Waits until no node lists group `g` of topic `events`.
+async fn gone_everywhere(nodes: &[Node], g: &str) {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let lists: Vec<Vec<String>> = nodes
+            .iter()
+            .map(|n| listed_groups(n.http.as_deref().unwrap()))
+            .collect();
+        if lists.iter().all(|l| !l.iter().any(|n| n == g)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "group {g} still listed: {lists:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_deleted_over_http_is_gone_from_every_replica_and_starts_over() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut nodes, spec) = common::cluster::started_cluster_with_http(root.path(), 3);
+    let client = client_of(&addrs(&nodes)).await;
+    let settings = LogSettings {
+        replicas: Some(3),
+        ..Default::default()
+    };
+    client
+        .create_topic_with_partitions("events", settings, 2)
+        .await
+        .unwrap();
+    let sent = publish_each(&client, "events", 2, "m-", 10).await;
+    let mut c = client.consume(group("gone"), 100).await.unwrap();
+    let mut held = Vec::new();
+    for i in 0..sent.len() {
+        let d = next(&mut c, "the group's first deliveries").await;
+        if i < 15 {
+            d.ack().await.unwrap();
+        } else {
+            held.push(d);
+        }
+    }
+    let http = nodes[1].http.clone().unwrap();
+    let path = "/api/topics/events/groups/gone";
+    let (status, body) = common::http::json(&http, "DELETE", path, None);
+    assert_eq!(
+        status, 409,
+        "deleted while a consumer holds messages: {body}"
+    );
+
+    // Once the consumer is gone, the group's deletion goes through every partition's log.
+    drop(held);
+    drop(c);
+    let deadline = Instant::now() + STEP;
+    loop {
+        let (status, body) = common::http::json(&http, "DELETE", path, None);
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    gone_everywhere(&nodes, "gone").await;
+    let (status, _) = common::http::json(&http, "DELETE", path, None);
+    assert_eq!(status, 404, "a second delete");
+
+    // Applied again from the partitions' logs after a restart of every node, it is still gone.
+    for n in nodes.iter_mut() {
+        n.kill9();
+    }
+    for n in nodes.iter_mut() {
+        n.start(&spec);
+    }
+    for p in 0..2 {
+        leader_of(&nodes, &format!("t/events/{p}")).await;
+    }
+    let client = client_of(&addrs(&nodes)).await;
+    let later = publish_each(&client, "events", 2, "n-", 1).await;
+    gone_everywhere(&nodes, "gone").await;
+
+    // Used again, the group starts over: every message is a first delivery.
+    let mut c = client.consume(group("gone"), 100).await.unwrap();
+    let want: BTreeSet<(u32, u64)> = sent.union(&later).copied().collect();
+    let mut got = BTreeSet::new();
+    while got.len() < want.len() {
+        let d = next(&mut c, "the group used again").await;
+        assert_eq!(d.attempt, 1, "{:?} delivered before the delete", d.id());
+        assert!(got.insert(d.id()), "{:?} twice", d.id());
+        d.ack().await.unwrap();
+    }
+    assert_eq!(got, want);
+}

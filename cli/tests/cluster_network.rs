@@ -12,6 +12,11 @@
 //!   every node lists every topic, holds its replicas and knows their leaders, and each topic
 //!   takes a publish.
 //!
+//! - A run of faults drawn at random (seeded; `SLUICE_SOAK_SEED` repeats one): a node killed
+//!   with SIGKILL and restarted, paused with SIGSTOP, cut off, its link slowed, or killed and
+//!   restarted while cut off; the leader half of the time. 8 faults by default,
+//!   `SLUICE_SOAK=1` makes it 300, `SLUICE_MIXED_FAULTS=N` N.
+//!
 //! At the end the checker verifies every node (`common::cluster_check`): nothing confirmed lost,
 //! offsets unique and growing, the same messages at the same offsets on every node.
 //! Needs root and iproute2 (`ip netns`); skipped without them, failed under `CI=true`.
@@ -34,6 +39,40 @@ const SLOW_KBIT: u32 = 64;
 /// Held by each test: they run one after another (six nodes at once on a small machine
 /// would move the timings the faults are judged by).
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How many faults the mixed run draws: `SLUICE_MIXED_FAULTS`, else 300 with
+/// `SLUICE_SOAK=1`, else 8.
+fn mixed_faults() -> usize {
+    if let Some(n) = std::env::var("SLUICE_MIXED_FAULTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return n;
+    }
+    if std::env::var("SLUICE_SOAK").is_ok_and(|v| v == "1") {
+        300
+    } else {
+        8
+    }
+}
+
+/// One fault of the mixed run, on one node.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Kill,
+    Pause,
+    Cut,
+    Slow,
+    KillWhileCut,
+}
+
+const FAULTS: [Fault; 5] = [
+    Fault::Kill,
+    Fault::Pause,
+    Fault::Cut,
+    Fault::Slow,
+    Fault::KillWhileCut,
+];
 
 /// Index (in `nodes`) of a node other than `a` and `b`.
 fn other(a: usize, b: usize) -> usize {
@@ -214,4 +253,85 @@ async fn topics_created_while_a_node_is_cut_off_reach_it_once_its_link_is_back()
         let record = sluice::storage::Record::from_value(t.clone().into_bytes());
         client.publish(t, &[record]).await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_process_and_network_faults_lose_nothing_confirmed() {
+    use rand::{Rng, SeedableRng};
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some(hosts) = Hosts::new(NODES) else {
+        return;
+    };
+    let seed = std::env::var("SLUICE_SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("mixed faults, seed {seed} (SLUICE_SOAK_SEED={seed} repeats this run)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = hosts.start_nodes(root.path(), NATIVE_PORT, CLUSTER_PORT);
+    let spec = hosts.spec(CLUSTER_PORT);
+    create_topic(&nodes).await;
+    let mut check = Checker::default();
+    let mut leader = 0;
+    publish_many(&nodes, &mut leader, &mut check, 20).await;
+    let mut drawn = std::collections::BTreeMap::<String, usize>::new();
+    for round in 0..mixed_faults() {
+        let fault = FAULTS[rng.gen_range(0..FAULTS.len())];
+        let at = if rng.gen_bool(0.5) {
+            leader
+        } else {
+            other(leader, leader)
+        };
+        let id = at as u32 + 1;
+        eprintln!(
+            "fault {round}: {fault:?} on node {id} (leader: node {})",
+            leader + 1
+        );
+        *drawn.entry(format!("{fault:?}")).or_default() += 1;
+        match fault {
+            Fault::Kill => {
+                nodes[at].kill9();
+                publish_many(&nodes, &mut leader, &mut check, 15).await;
+                nodes[at].start(&spec);
+            }
+            Fault::Pause => {
+                nodes[at].signal(libc::SIGSTOP);
+                publish_many(&nodes, &mut leader, &mut check, 15).await;
+                nodes[at].signal(libc::SIGCONT);
+            }
+            Fault::Cut => {
+                hosts.cut(id);
+                publish_many(&nodes, &mut leader, &mut check, 15).await;
+                hosts.heal(id);
+            }
+            Fault::Slow => {
+                hosts.slow(id, SLOW_KBIT);
+                publish_many(&nodes, &mut leader, &mut check, 15).await;
+                hosts.heal(id);
+            }
+            Fault::KillWhileCut => {
+                hosts.cut(id);
+                publish_many(&nodes, &mut leader, &mut check, 10).await;
+                nodes[at].kill9();
+                nodes[at].start(&spec);
+                publish_many(&nodes, &mut leader, &mut check, 5).await;
+                hosts.heal(id);
+            }
+        }
+        publish_many(&nodes, &mut leader, &mut check, 10).await;
+    }
+    let mut all = Vec::new();
+    for n in &nodes {
+        all.push(read_all(n, check.confirmed.len()).await);
+    }
+    check_nodes(&all, &check);
+    let terms = check.leaders.check();
+    eprintln!(
+        "seed {seed}: faults {drawn:?}; {} confirmed, {} sent, {} stored on each node; \
+         {terms} (group, term) pairs seen, one leader each",
+        check.confirmed.len(),
+        check.sent.len(),
+        all[0].len()
+    );
 }

@@ -17,7 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::cluster::{
-    client_of, cluster_nodes, leader_of, live_addrs, started_cluster, statuses, Node, STEP,
+    client_of, leader_of, live_addrs, started_cluster, started_cluster_with_http, statuses, Node,
+    STEP,
 };
 use sluice::client::{Client, SubscribeOptions};
 use sluice::protocol::{ErrorCode, LogSettings, Start};
@@ -148,11 +149,7 @@ async fn publish_and_read(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_of_a_cluster_grows_on_every_node() {
     let root = tempfile::tempdir().unwrap();
-    let (mut nodes, spec) = cluster_nodes(root.path(), 3);
-    for n in nodes.iter_mut() {
-        n.http = Some(format!("127.0.0.1:{}", common::free_port()));
-        n.start(&spec);
-    }
+    let (mut nodes, spec) = started_cluster_with_http(root.path(), 3);
     let all: Vec<&str> = nodes.iter().map(|n| n.native.as_str()).collect();
     let client = client_of(&all.join(",")).await;
     let two = LogSettings {

@@ -226,11 +226,7 @@ async fn post(addr: String, path: &'static str) -> (u16, serde_json::Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_go_back_and_a_purge_empties_the_queue_on_a_cluster() {
     let root = tempfile::tempdir().unwrap();
-    let (mut nodes, spec) = common::cluster::cluster_nodes(root.path(), 3);
-    for n in nodes.iter_mut() {
-        n.http = Some(format!("127.0.0.1:{}", common::free_port()));
-        n.start(&spec);
-    }
+    let (mut nodes, spec) = common::cluster::started_cluster_with_http(root.path(), 3);
     let client = client_of(&addrs(&nodes)).await;
     let settings = QueueSettings {
         max_deliveries: Some(1),

@@ -380,16 +380,3 @@ impl Broker {
             .unwrap_or(Ok(()))
     }
 }
-
-impl Broker {
-    /// Refuses what cluster mode does not do yet, naming it.
-    pub(crate) fn not_in_cluster(&self, what: &str) -> Result<()> {
-        match self.cluster() {
-            Some(_) => Err(BrokerError::new(
-                ErrorKind::InvalidArgument,
-                format!("{what}: not supported in a cluster yet (docs/replication.md)"),
-            )),
-            None => Ok(()),
-        }
-    }
-}

@@ -249,10 +249,23 @@ impl Broker {
     /// Deletes consumer group `group` of `topic` and its ack state, durably. `InUse` while
     /// it has messages in flight.
     pub fn delete_topic_consumer_group(&self, topic: &str, group: &str) -> Result<()> {
-        // Its state is on every replica of each partition: a delete is not a replicated
-        // change yet.
-        self.not_in_cluster("deleting a consumer group of a topic")?;
         let t = self.store.topic(topic)?;
+        if let Some(c) = self.cluster() {
+            // Its state is on every replica of each partition: deleted through each
+            // partition's log, by the partitions' leaders.
+            let count = t.partition_count();
+            drop(t);
+            let rt = tokio::runtime::Handle::try_current()
+                .map_err(|e| BrokerError::new(ErrorKind::Internal, e.to_string()))?;
+            let held = rt
+                .block_on(c.forget_group(topic, group, count))
+                .map_err(|r| forget_refused(topic, group, r))?;
+            if held == 0 {
+                let m = format!("topic {topic:?} has no group {group:?}");
+                return Err(BrokerError::new(ErrorKind::NotFound, m));
+            }
+            return Ok(());
+        }
         if let Some(g) = t.existing_group(group) {
             if g.partitions().iter().any(|q| q.stats().in_flight > 0) {
                 let m = format!("group {group:?} of topic {topic:?} has messages in flight");
@@ -260,6 +273,25 @@ impl Broker {
             }
         }
         Ok(t.delete_group(group)?)
+    }
+}
+
+/// A partition leader's refusal to delete a group, as the broker's error.
+fn forget_refused(topic: &str, group: &str, r: crate::cluster::calls::Refusal) -> BrokerError {
+    use crate::cluster::calls::Refusal;
+    let what = format!("group {group:?} of topic {topic:?}");
+    match r {
+        Refusal::Held => {
+            BrokerError::new(ErrorKind::InUse, format!("{what} has messages in flight"))
+        }
+        Refusal::NotFound => {
+            BrokerError::new(ErrorKind::NotFound, format!("{what}: no such topic"))
+        }
+        Refusal::NotLeader => BrokerError::new(
+            ErrorKind::NotLeader,
+            format!("{what}: a partition's leader is not known now; try again"),
+        ),
+        Refusal::Failed(why) => BrokerError::new(ErrorKind::Internal, format!("{what}: {why}")),
     }
 }
 

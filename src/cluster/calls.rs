@@ -72,6 +72,15 @@ pub enum NodeCall {
         /// The queue.
         queue: String,
     },
+    /// Commit a forget entry of `group` to `topic`'s `partition` (`cluster::forget`).
+    ForgetGroup {
+        /// The topic.
+        topic: String,
+        /// The consumer (share) group.
+        group: String,
+        /// The partition.
+        partition: u32,
+    },
 }
 
 /// A partition leader's answer.
@@ -303,7 +312,7 @@ impl Cluster {
     }
 
     /// Sends `call` to the leader of `topic`'s `partition` and reads its answer.
-    async fn call_leader(
+    pub(super) async fn call_leader(
         &self,
         topic: &str,
         partition: u32,
@@ -358,6 +367,11 @@ impl Cluster {
                 self.answer_partitions(broker, &topic, &partitions).await
             }
             NodeCall::QueueFigures { queue } => self.answer_queue(broker, queue).await,
+            NodeCall::ForgetGroup {
+                topic,
+                group,
+                partition,
+            } => self.answer_forget(&topic, &group, partition).await,
         }
     }
 

@@ -262,6 +262,18 @@ impl ApplyHook for PartitionHook {
             }
             self.on_topic("cannot apply group changes", move |c, t| {
                 for (index, offset, payload) in controls {
+                    if let Some(forget) = super::forget::decode_forget(&payload) {
+                        let r = forget.map_err(|e| BrokerError::new(ErrorKind::Internal, e));
+                        if let Err(e) = r.and_then(|g| Ok(super::forget::apply_forget(t, &g)?)) {
+                            warn!(
+                                topic = t.name(),
+                                partition = p,
+                                index,
+                                "cannot forget a group: {e}"
+                            );
+                        }
+                        continue;
+                    }
                     let r = decode_change(&payload)
                         .map_err(|e| BrokerError::new(ErrorKind::Internal, e))
                         .and_then(|ch| {

@@ -6,6 +6,8 @@
 //!   retention, offsets, nodes).
 //! - `config`: [`ClusterConfig`], from `--node-id`, `--cluster`, `--join`, `--cluster-id`.
 //! - `factor`: changing the replication factor of a topic's partitions or a queue.
+//! - `forget`: deleting a consumer group of a replicated topic on every replica (a RESET,
+//!   then a forget entry, through each partition's log).
 //! - `grow`: adding partitions to a topic through the metadata.
 //! - `identity`: the cluster's id and first nodes, as the data directory records them.
 //! - `incarnation`: telling a topic or queue from an earlier one of the same name, and
@@ -55,6 +57,7 @@ pub mod calls;
 pub mod compact;
 pub mod config;
 mod factor;
+pub mod forget;
 pub mod groups;
 mod grow;
 pub mod identity;

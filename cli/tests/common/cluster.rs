@@ -124,6 +124,16 @@ pub fn started_cluster(root: &Path, count: u64) -> (Vec<Node>, String) {
     (nodes, spec)
 }
 
+/// [`cluster_nodes`], each with an HTTP listener, started.
+pub fn started_cluster_with_http(root: &Path, count: u64) -> (Vec<Node>, String) {
+    let (mut nodes, spec) = cluster_nodes(root, count);
+    for n in nodes.iter_mut() {
+        n.http = Some(format!("127.0.0.1:{}", free_port()));
+        n.start(&spec);
+    }
+    (nodes, spec)
+}
+
 /// Longest a cluster of these tests may take to elect a leader of a group.
 pub const ELECTION_WAIT: Duration = Duration::from_secs(30);
 

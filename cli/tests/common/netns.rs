@@ -131,6 +131,14 @@ impl Hosts {
         c
     }
 
+    /// The `--cluster` list of the nodes, each at `cluster_port` of its cluster link.
+    pub fn spec(&self, cluster_port: u16) -> String {
+        (1..=self.nodes)
+            .map(|i| format!("{i}@{}:{cluster_port}", self.cluster_ip(i)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// A node per namespace, started, each listening on `native_port` of its client link and
     /// `cluster_port` of its cluster link.
     pub fn start_nodes(
@@ -139,10 +147,7 @@ impl Hosts {
         native_port: u16,
         cluster_port: u16,
     ) -> Vec<super::cluster::Node> {
-        let spec = (1..=self.nodes)
-            .map(|i| format!("{i}@{}:{cluster_port}", self.cluster_ip(i)))
-            .collect::<Vec<_>>()
-            .join(",");
+        let spec = self.spec(cluster_port);
         let nodes = (1..=self.nodes)
             .map(|i| super::cluster::Node {
                 id: u64::from(i),

@@ -154,10 +154,9 @@ impl ShareGroups {
 impl ShareGroups {
     /// DeleteShareGroupOffsets of topic `name` in a cluster: on each partition where group
     /// `id` has state (asked of the partition's leader), its leader resets the group to the
-    /// partition's log start, where a new share group starts (a RESET committed to the
-    /// partition's log, so every replica applies it in order with the group's other
-    /// changes). The group stays listed, with nothing settled. The topic's id, or the first
-    /// partition's refusal.
+    /// partition's log start, then commits a forget entry, after which every replica
+    /// deletes the group (`cluster::forget`), in order with the group's other changes. The
+    /// topic's id, or the first partition's refusal.
     pub(super) async fn delete_on_leaders(
         &self,
         cluster: &Cluster,
@@ -175,17 +174,10 @@ impl ShareGroups {
             .topic_id_bytes(name)
             .ok_or(ResponseError::UnknownTopicOrPartition)?;
         let count = self.broker.partition_count(name).unwrap_or(0);
-        let config = self.group_config();
-        for p in 0..count {
-            let held = cluster.group_start(name, id, p).await;
-            match held.map_err(|r| refusal_error(&r))? {
-                None => {}
-                Some(_) => cluster
-                    .reset_group(name, id, &config, p, 0)
-                    .await
-                    .map_err(|r| refusal_error(&r))?,
-            }
-        }
+        cluster
+            .forget_group(name, id, count)
+            .await
+            .map_err(|r| refusal_error(&r))?;
         Ok(topic_id)
     }
 }
