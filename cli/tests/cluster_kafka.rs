@@ -566,3 +566,97 @@ fn kafka_reassign_partitions_moves_replicas_to_the_nodes_named() {
         assert_eq!(read.len(), 20, "{addr}: {read:?}");
     }
 }
+
+/// A reassignment that cannot finish (onto a node that is down) is cancelled with Kafka's own
+/// tool (`--cancel`): it is listed while under way, then no longer; the partition keeps the
+/// one replica it had, with no learner left, and still takes publishes.
+#[test]
+fn kafka_reassign_partitions_cancels_a_move_that_cannot_finish() {
+    let Some(cp) = common::kafka::java_classpath() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let (mut nodes, bootstrap, natives) = kafka_cluster(root.path(), false);
+    let b = bootstrap.as_str();
+    let meta = meta_leader(&natives);
+    let topic_args = ["--bootstrap-server", b, "--create", "--topic", "stuck"];
+    let sizes = ["--partitions", "1", "--replication-factor", "1"];
+    let create: Vec<&str> = topic_args.iter().chain(&sizes).copied().collect();
+    java_ok(&cp, "org.apache.kafka.tools.TopicCommand", &create, None);
+    let lines: String = (0..10).map(|i| format!("m{i}\n")).collect();
+    common::cli_ok(&natives, &["publish", "stuck"], Some(&lines));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let holder = loop {
+        if let Some(v) = voters_of(&natives).get("t/stuck/0") {
+            break v[0];
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no leader of t/stuck/0"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // The move's target: a node that is neither the holder nor the metadata's leader, down.
+    let down = (1..=3).find(|n| *n != holder && *n != meta).unwrap();
+    nodes[down as usize - 1].kill9();
+    let live = common::cluster::live_addrs(&nodes);
+    let plan = root.path().join("plan.json");
+    let json = format!(
+        r#"{{"version":1,"partitions":[{{"topic":"stuck","partition":0,"replicas":[{holder},{down}]}}]}}"#
+    );
+    std::fs::write(&plan, json).unwrap();
+    let tool = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand";
+    let plan = plan.to_str().unwrap();
+    let run_tool = |what: &[&str]| {
+        let mut all = vec!["--bootstrap-server", b];
+        all.extend(what);
+        java_ok(&cp, tool, &all, None)
+    };
+    let started = run_tool(&["--reassignment-json-file", plan, "--execute"]);
+    assert!(started.contains("Successfully started"), "{started}");
+    let listed_until = |want: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let listed = run_tool(&["--list"]);
+            if listed.contains(want) {
+                return listed;
+            }
+            assert!(std::time::Instant::now() < deadline, "{listed}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    eprintln!("{}", listed_until("stuck-0"));
+    // Throttles kept: clearing them asks every broker, and one is down (as with Kafka).
+    let cancel = [
+        "--reassignment-json-file",
+        plan,
+        "--cancel",
+        "--preserve-throttles",
+    ];
+    let cancelled = run_tool(&cancel);
+    eprintln!("{cancelled}");
+    assert!(
+        cancelled.contains("Successfully cancelled") && !cancelled.contains("rror"),
+        "{cancelled}"
+    );
+    eprintln!("{}", listed_until("No partition reassignments found"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = voters_of(&live);
+        if v.get("t/stuck/0") == Some(&vec![holder]) {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            let status = common::cli_ok(&live, &["--json", "cluster", "status"], None);
+            panic!("{v:?}\n{}", status.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    common::cli_ok(&live, &["publish", "stuck"], Some("after\n"));
+    let read = common::cli_ok(
+        &live,
+        &["subscribe", "stuck", "--from", "earliest", "--count", "11"],
+        None,
+    );
+    assert_eq!(read.len(), 11, "{read:?}");
+}

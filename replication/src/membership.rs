@@ -80,15 +80,19 @@ impl ReplicatedLog {
             return Ok(MembersProgress::Adding(missing));
         }
         let last = m.last_log_index.unwrap_or(0);
-        let matched = |id: &NodeId| -> u64 {
+        let matched = |id: &NodeId| -> Option<u64> {
             m.replication
                 .as_ref()
                 .and_then(|r| r.get(id).copied().flatten())
-                .map_or(0, |l| l.index)
+                .map(|l| l.index)
         };
+        // A learner that has acknowledged nothing yet (down, or cut off) is behind however
+        // short the log: made a voter, it would count for a majority it cannot give.
         let lagging: Vec<NodeId> = wanted_ids
             .iter()
-            .filter(|id| !voters.contains(id) && matched(id) + CATCH_UP_ENTRIES < last)
+            .filter(|id| {
+                !voters.contains(id) && matched(id).map_or(true, |at| at + CATCH_UP_ENTRIES < last)
+            })
             .copied()
             .collect();
         if !lagging.is_empty() {

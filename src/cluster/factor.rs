@@ -122,6 +122,15 @@ impl Cluster {
             .iter()
             .map(|(g, _, to)| (GroupId(g.clone()), to.clone()))
             .collect();
+        {
+            let mut from = self
+                .reassigned_from
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            for (g, was, _) in &moves {
+                from.insert(GroupId(g.clone()), was.clone());
+            }
+        }
         self.apply_moves(index, moves).await;
         let mut placements = self.placements.write().unwrap_or_else(|e| e.into_inner());
         for (g, to) in targets {
@@ -140,6 +149,17 @@ impl Cluster {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone()
         })
+    }
+
+    /// Where a reassignment of `group` under way goes back to when cancelled: the nodes the
+    /// group had before its last reassignment by name, when the metadata applied here since
+    /// this node started holds it (a compaction of the metadata forgets it).
+    pub fn reassigned_from(&self, group: &GroupId) -> Option<Vec<u64>> {
+        self.reassigned_from
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(group)
+            .cloned()
     }
 
     /// Records what the metadata leader's reconcile found moving.

@@ -235,10 +235,16 @@ impl Cluster {
                         moving.remove(&group);
                         settled.insert(group, nodes);
                     }
+                    // No longer settled anywhere: a later move back to the nodes it was
+                    // settled on (a cancelled reassignment) must still be checked.
                     Ok(p) => {
+                        settled.remove(&group);
                         debug!(%group, progress = ?p, "moving the group onto its nodes")
                     }
-                    Err(e) => debug!(%group, "cannot change the group's members yet: {e}"),
+                    Err(e) => {
+                        settled.remove(&group);
+                        debug!(%group, "cannot change the group's members yet: {e}")
+                    }
                 }
             }
         }

@@ -120,6 +120,9 @@ pub struct Cluster {
     /// On the metadata's leader: the groups whose members are not yet their placement, as
     /// its last reconcile found them (`factor`, Kafka's ListPartitionReassignments).
     moving: RwLock<std::collections::HashSet<GroupId>>,
+    /// The nodes each group reassigned by name had before its last reassignment, as the
+    /// metadata applied here says (`factor`: where a cancelled reassignment goes back to).
+    reassigned_from: RwLock<HashMap<GroupId, Vec<u64>>>,
     /// Leadership hand-overs this node started (`leaders`).
     handovers: leaders::Handovers,
     /// Held while a partition or queue opens: the node's start and the metadata applied again
@@ -247,6 +250,7 @@ impl Cluster {
             placements: RwLock::default(),
             meta_counts: RwLock::default(),
             moving: RwLock::default(),
+            reassigned_from: RwLock::default(),
             handovers: leaders::Handovers::default(),
             opening: tokio::sync::Mutex::new(()),
             calls: std::sync::OnceLock::new(),

@@ -406,6 +406,15 @@ impl Conn {
     }
 }
 
+/// Kafka's replication throttles, of brokers and of topics, which sluice does not apply.
+const THROTTLE_CONFIGS: [&str; 5] = [
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
+    "replica.alter.log.dirs.io.max.bytes.per.second",
+    "leader.replication.throttled.replicas",
+    "follower.replication.throttled.replicas",
+];
+
 /// Alters one resource. `whole_set`: configs not named return to their defaults (AlterConfigs);
 /// otherwise they keep their values, and a `None` value means "back to the default"
 /// (IncrementalAlterConfigs' DELETE). Blocking.
@@ -419,6 +428,16 @@ fn alter(
 ) -> Result<(), Refusal> {
     if resource_type == RESOURCE_GROUP {
         return alter_group(ctx.shares.config(), name, &configs);
+    }
+    // Clearing replication throttles (`kafka-reassign-partitions` does after a reassignment
+    // or a cancel): sluice sets none, so there is nothing to clear. Setting one is refused
+    // below, as any config sluice does not have.
+    let configs: Vec<(String, Option<String>)> = configs
+        .into_iter()
+        .filter(|(k, v)| !(v.is_none() && THROTTLE_CONFIGS.contains(&k.as_str())))
+        .collect();
+    if configs.is_empty() && matches!(resource_type, RESOURCE_TOPIC | RESOURCE_BROKER) {
+        return Ok(());
     }
     if resource_type != RESOURCE_TOPIC {
         let m = format!("only topic (type {RESOURCE_TOPIC}) and group (type {RESOURCE_GROUP}) configs can be altered, not type {resource_type}");

@@ -7,8 +7,10 @@
 //! answer comes once the metadata has the change; ListPartitionReassignments, answered by the
 //! metadata's leader (the controller Kafka clients send it to; another node answers
 //! NOT_CONTROLLER), lists the partitions whose members are not yet their placement. A
-//! reassignment under way cannot be cancelled (a `null` replica list): refused by name. A
-//! single node holds every partition and refuses every reassignment.
+//! reassignment under way is cancelled by a `null` replica list: the partition is moved back
+//! to the nodes it had before (as every node's metadata recorded at the reassignment), so a
+//! replica still catching up is dropped. A single node holds every partition and refuses
+//! every reassignment.
 
 use kafka_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
@@ -67,17 +69,7 @@ fn check(
         ))?;
     let group = GroupId(format!("t/{topic}/{p}"));
     let Some(replicas) = replicas else {
-        let moving = cluster.moving_groups().unwrap_or_default();
-        return Err(match moving.contains(&group) {
-            true => (
-                ResponseError::InvalidRequest.code(),
-                "a reassignment under way cannot be cancelled".into(),
-            ),
-            false => (
-                ResponseError::NoReassignmentInProgress.code(),
-                format!("no reassignment of {group} is under way"),
-            ),
-        });
+        return cancel(cluster, group);
     };
     let to: Vec<u64> = replicas
         .iter()
@@ -97,6 +89,29 @@ fn check(
         return Err((ResponseError::InvalidReplicationFactor.code(), m));
     }
     Ok(Some((group, to)))
+}
+
+/// A cancel (a `null` replica list) of `group`'s reassignment: the move back to the nodes it
+/// had before, while the move is under way.
+fn cancel(cluster: &crate::cluster::Cluster, group: GroupId) -> Checked {
+    let moving = cluster.moving_groups().unwrap_or_default();
+    if !moving.contains(&group) {
+        return Err((
+            ResponseError::NoReassignmentInProgress.code(),
+            format!("no reassignment of {group} is under way"),
+        ));
+    }
+    match cluster.reassigned_from(&group) {
+        Some(from) => Ok(Some((group, from))),
+        None => Err((
+            ResponseError::InvalidRequest.code(),
+            format!(
+                "{group} is moving, but not by a reassignment this node applied (a node \
+                 added or removed, or one from before the metadata's last compaction): it \
+                 cannot be cancelled"
+            ),
+        )),
+    }
 }
 
 /// Answers AlterPartitionReassignments. Blocking.
@@ -197,7 +212,11 @@ fn list(
             continue;
         }
         let nodes = cluster.replicas_of(g);
-        let voters = cluster.members_seen(g);
+        // Kafka's adding and removing replicas are relative to the nodes before the
+        // reassignment; the group's voters where that is not known.
+        let voters = cluster
+            .reassigned_from(g)
+            .or_else(|| cluster.members_seen(g));
         let ids = |v: &mut dyn Iterator<Item = &u64>| v.map(|n| BrokerId(*n as i32)).collect();
         let mut o = OngoingPartitionReassignment::default();
         o.partition_index = p as i32;
