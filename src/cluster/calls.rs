@@ -81,6 +81,16 @@ pub enum NodeCall {
         /// The partition.
         partition: u32,
     },
+    /// How many records of `group` on `topic`'s `partition` consumers hold (`cluster::forget`
+    /// asks every partition before it changes any).
+    GroupHeld {
+        /// The topic.
+        topic: String,
+        /// The consumer (share) group.
+        group: String,
+        /// The partition.
+        partition: u32,
+    },
 }
 
 /// A partition leader's answer.
@@ -97,6 +107,9 @@ pub enum Answer {
     Partitions(Vec<PartitionInfo>),
     /// The answer to [`NodeCall::QueueFigures`].
     Queue(QueueFigures),
+    /// The answer to [`NodeCall::GroupHeld`]: records held (0 when the group has no state
+    /// there).
+    Held(u64),
 }
 
 /// A queue's figures as its leader has them: [`QueueView`]'s fields, in an order postcard can
@@ -372,6 +385,11 @@ impl Cluster {
                 group,
                 partition,
             } => self.answer_forget(&topic, &group, partition).await,
+            NodeCall::GroupHeld {
+                topic,
+                group,
+                partition,
+            } => self.answer_held(broker, topic, group, partition).await,
         }
     }
 

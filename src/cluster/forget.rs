@@ -100,22 +100,31 @@ pub(super) fn apply_forget(t: &sluice_storage::Topic, group: &str) -> sluice_sto
 
 impl Cluster {
     /// Deletes `group` of `topic` on every replica of each of its `partitions` (see the
-    /// module's docs); answers on how many partitions the group had state. Refused
-    /// ([`Refusal::Held`]) on the first partition whose records of the group consumers hold;
-    /// the partitions before it are then deleted already.
+    /// module's docs); answers on how many partitions the group had state.
+    ///
+    /// Refused ([`Refusal::Held`]) when consumers hold records of the group: every
+    /// partition's leader is asked first, and nothing is changed if one holds any. A consumer
+    /// that takes records between that question and the partition's turn gets the delete
+    /// refused there, with the partitions before it deleted already (sending the delete again,
+    /// once the records are settled, finishes it).
     pub async fn forget_group(
         &self,
         topic: &str,
         group: &str,
         partitions: u32,
     ) -> Result<u32, Refusal> {
-        let config = sluice_storage::QueueConfig::default();
-        let mut held = 0;
+        let mut with_state = Vec::new();
         for p in 0..partitions {
             if self.group_start(topic, group, p).await?.is_none() {
                 continue;
             }
-            held += 1;
+            if self.group_held(topic, group, p).await? > 0 {
+                return Err(Refusal::Held);
+            }
+            with_state.push(p);
+        }
+        let config = sluice_storage::QueueConfig::default();
+        for &p in &with_state {
             self.reset_group(topic, group, &config, p, 0).await?;
             let call = NodeCall::ForgetGroup {
                 topic: topic.to_string(),
@@ -128,7 +137,52 @@ impl Cluster {
                 other => return Err(Refusal::Failed(format!("odd answer {other:?}"))),
             }
         }
-        Ok(held)
+        Ok(with_state.len() as u32)
+    }
+
+    /// How many records of `group` on `topic`'s `partition` consumers hold, as the
+    /// partition's leader has it.
+    async fn group_held(&self, topic: &str, group: &str, partition: u32) -> Result<u64, Refusal> {
+        let call = NodeCall::GroupHeld {
+            topic: topic.to_string(),
+            group: group.to_string(),
+            partition,
+        };
+        match self.call_leader(topic, partition, &call).await? {
+            Answer::Held(n) => Ok(n),
+            Answer::Refused(r) => Err(r),
+            other => Err(Refusal::Failed(format!("odd answer {other:?}"))),
+        }
+    }
+
+    /// Answers [`NodeCall::GroupHeld`] as the partition's leader.
+    pub(super) async fn answer_held(
+        &self,
+        broker: std::sync::Arc<crate::broker::Broker>,
+        topic: String,
+        group: String,
+        partition: u32,
+    ) -> Answer {
+        let leads = self
+            .partition_status(&topic, partition)
+            .is_some_and(|s| s.leader == Some(self.node_id()));
+        if !leads {
+            return Answer::Refused(Refusal::NotLeader);
+        }
+        let held = crate::broker::spawn_blocking(move || -> Result<u64, Refusal> {
+            let t = broker.store().topic(&topic)?;
+            let Some(g) = t.existing_group(&group) else {
+                return Ok(0);
+            };
+            let q = g.queue(partition)?;
+            Ok(q.stats().in_flight)
+        })
+        .await;
+        match held {
+            Ok(Ok(n)) => Answer::Held(n),
+            Ok(Err(r)) => Answer::Refused(r),
+            Err(e) => Answer::Refused(Refusal::Failed(e.to_string())),
+        }
     }
 
     /// Answers [`NodeCall::ForgetGroup`] as the partition's leader: the forget entry
