@@ -25,8 +25,20 @@ fn kafka_cluster(root: &std::path::Path, http: bool) -> (Vec<Node>, String, Stri
 
 /// [`kafka_cluster`] of `count` nodes.
 fn kafka_cluster_of(root: &std::path::Path, count: u64, http: bool) -> (Vec<Node>, String, String) {
+    let (nodes, kafka, native, _spec) = kafka_cluster_with(root, count, http, &[]);
+    (nodes, kafka, native)
+}
+
+/// [`kafka_cluster_of`], each node's `sluice serve` given `args` too.
+fn kafka_cluster_with(
+    root: &std::path::Path,
+    count: u64,
+    http: bool,
+    args: &[&str],
+) -> (Vec<Node>, String, String, String) {
     let (mut nodes, spec) = cluster_nodes(root, count);
     for n in nodes.iter_mut() {
+        n.args = args.iter().map(|a| a.to_string()).collect();
         n.kafka = Some(format!("127.0.0.1:{}", free_port()));
         n.http = http.then(|| format!("127.0.0.1:{}", free_port()));
         n.start(&spec);
@@ -34,7 +46,7 @@ fn kafka_cluster_of(root: &std::path::Path, count: u64, http: bool) -> (Vec<Node
     let list = |f: fn(&Node) -> String| nodes.iter().map(f).collect::<Vec<_>>().join(",");
     let kafka = list(|n| n.kafka.clone().unwrap());
     let native = list(|n| n.native.clone());
-    (nodes, kafka, native)
+    (nodes, kafka, native, spec)
 }
 
 #[test]
@@ -567,16 +579,45 @@ fn kafka_reassign_partitions_moves_replicas_to_the_nodes_named() {
     }
 }
 
+/// Has the live nodes (all but `down`) compact the metadata's log (each saving its image after
+/// now), then SIGKILLs and restarts them.
+fn compact_and_restart(nodes: &mut [Node], spec: &str, down: u64, live: &str) {
+    let since = std::time::SystemTime::now();
+    let saved_since = |n: &Node| {
+        let image = n.dir.join("cluster/meta-image");
+        std::fs::metadata(image)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t > since)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut i = 0;
+    while !nodes.iter().filter(|n| n.id != down).all(saved_since) {
+        assert!(std::time::Instant::now() < deadline, "no compaction");
+        let name = format!("filler{i}");
+        common::cli_ok(live, &["topic", "create", &name], None);
+        i += 1;
+    }
+    for n in nodes.iter_mut().filter(|n| n.id != down) {
+        n.kill9();
+        n.start(spec);
+    }
+    meta_leader(live);
+}
+
 /// A reassignment that cannot finish (onto a node that is down) is cancelled with Kafka's own
-/// tool (`--cancel`): it is listed while under way, then no longer; the partition keeps the
-/// one replica it had, with no learner left, and still takes publishes.
+/// tool (`--cancel`), after a compaction of the metadata's log past the reassignment and a
+/// restart of the live nodes (which then know where the partition came from only through
+/// their metadata image): it is listed while under way, then no longer; the partition keeps
+/// the one replica it had, with no learner left, and still takes publishes.
 #[test]
 fn kafka_reassign_partitions_cancels_a_move_that_cannot_finish() {
     let Some(cp) = common::kafka::java_classpath() else {
         return;
     };
     let root = tempfile::tempdir().unwrap();
-    let (mut nodes, bootstrap, natives) = kafka_cluster(root.path(), false);
+    let compact_often = ["--meta-snapshot-entries", "4"];
+    let (mut nodes, bootstrap, natives, spec) =
+        kafka_cluster_with(root.path(), 3, false, &compact_often);
     let b = bootstrap.as_str();
     let meta = meta_leader(&natives);
     let topic_args = ["--bootstrap-server", b, "--create", "--topic", "stuck"];
@@ -625,6 +666,8 @@ fn kafka_reassign_partitions_cancels_a_move_that_cannot_finish() {
             std::thread::sleep(Duration::from_millis(500));
         }
     };
+    eprintln!("{}", listed_until("stuck-0"));
+    compact_and_restart(&mut nodes, &spec, down, &live);
     eprintln!("{}", listed_until("stuck-0"));
     // Throttles kept: clearing them asks every broker, and one is down (as with Kafka).
     let cancel = [

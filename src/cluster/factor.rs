@@ -118,24 +118,20 @@ impl Cluster {
         index: u64,
         moves: Vec<super::placement::Move>,
     ) {
-        let targets: Vec<(GroupId, Vec<u64>)> = moves
+        let origins: Vec<(GroupId, Vec<u64>, Vec<u64>)> = moves
             .iter()
-            .map(|(g, _, to)| (GroupId(g.clone()), to.clone()))
+            .map(|(g, was, to)| (GroupId(g.clone()), was.clone(), to.clone()))
             .collect();
-        {
-            let mut from = self
-                .reassigned_from
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            for (g, was, _) in &moves {
-                from.insert(GroupId(g.clone()), was.clone());
-            }
-        }
         self.apply_moves(index, moves).await;
         let mut placements = self.placements.write().unwrap_or_else(|e| e.into_inner());
-        for (g, to) in targets {
+        let mut from = self
+            .reassigned_from
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        for (g, was, to) in origins {
             if let Some(p) = placements.get_mut(&g).filter(|p| p.nodes == to) {
                 p.factor = to.len() as u32;
+                from.insert(g, was);
             }
         }
     }
@@ -152,8 +148,8 @@ impl Cluster {
     }
 
     /// Where a reassignment of `group` under way goes back to when cancelled: the nodes the
-    /// group had before its last reassignment by name, when the metadata applied here since
-    /// this node started holds it (a compaction of the metadata forgets it).
+    /// group had before its last reassignment by name (kept in the metadata's image, so a
+    /// compaction of the metadata's log and a restart keep it too).
     pub fn reassigned_from(&self, group: &GroupId) -> Option<Vec<u64>> {
         self.reassigned_from
             .read()

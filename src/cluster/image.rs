@@ -24,12 +24,14 @@
 //!  0        4         6        8          16         20             20+n
 //!  +--------+---------+--------+----------+----------+--------------+---------+
 //!  | magic  | version | flags  | index    | len      | body         | crc u32 |
-//!  | "SLMI" |  u16=1  | u16=0  | u64      | u32 = n  | postcard     |         |
+//!  | "SLMI" |  u16=2  | u16=0  | u64      | u32 = n  | postcard     |         |
 //!  +--------+---------+--------+----------+----------+--------------+---------+
 //! ```
 //!
 //! `index` is the metadata entry the image was taken for (the compaction's; 0 for one taken
-//! for a snapshot, whose entry the snapshot names); `body` a postcard [`MetaImage`].
+//! for a snapshot, whose entry the snapshot names); `body` a postcard [`MetaImage`]. An
+//! image of version 1 (written before the image kept where reassignments came from) is read
+//! too: its body is a [`MetaImage`] without `reassigned_from`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -46,7 +48,9 @@ use crate::broker::Broker;
 /// The image file's name, in `<data dir>/cluster/`.
 pub const IMAGE_FILE: &str = "meta-image";
 const MAGIC: [u8; 4] = *b"SLMI";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
+/// The version before `reassigned_from`; still read.
+const VERSION_1: u16 = 1;
 const HEADER_LEN: usize = 20;
 const CRC_LEN: usize = 4;
 /// The largest image body; a longer length field is damage. As large as a snapshot's state
@@ -71,6 +75,36 @@ pub struct MetaImage {
     pub counts: Vec<(String, u32)>,
     /// Committed offsets of groups and named subscribers.
     pub offsets: Vec<OffsetsImage>,
+    /// Where each group reassigned by name (Kafka's AlterPartitionReassignments) was before
+    /// its last reassignment: `(group, nodes)`, what a cancel moves it back to.
+    pub reassigned_from: Vec<(String, Vec<u64>)>,
+}
+
+/// A [`MetaImage`] of version 1: everything but `reassigned_from`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct MetaImageV1 {
+    nodes: BTreeMap<u64, String>,
+    nodes_version: u64,
+    topics: Vec<TopicImage>,
+    queues: Vec<QueueImage>,
+    placements: Vec<(String, Vec<u64>, u32)>,
+    counts: Vec<(String, u32)>,
+    offsets: Vec<OffsetsImage>,
+}
+
+impl From<MetaImageV1> for MetaImage {
+    fn from(v1: MetaImageV1) -> Self {
+        MetaImage {
+            nodes: v1.nodes,
+            nodes_version: v1.nodes_version,
+            topics: v1.topics,
+            queues: v1.queues,
+            placements: v1.placements,
+            counts: v1.counts,
+            offsets: v1.offsets,
+            reassigned_from: Vec::new(),
+        }
+    }
 }
 
 /// A topic, as its creation (and later changes) made it.
@@ -165,7 +199,7 @@ impl MetaImage {
             return Err(ImageError::Magic(magic));
         }
         let version = u16::from_le_bytes([bytes[4], bytes[5]]);
-        if version != VERSION {
+        if version != VERSION && version != VERSION_1 {
             return Err(ImageError::Version(version));
         }
         let index = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
@@ -178,8 +212,11 @@ impl MetaImage {
             return Err(ImageError::Checksum);
         }
         let body = &covered[HEADER_LEN..];
-        let image = postcard::from_bytes(body).map_err(|e| ImageError::Body(e.to_string()))?;
-        Ok((image, index))
+        let image = match version {
+            VERSION_1 => postcard::from_bytes::<MetaImageV1>(body).map(MetaImage::from),
+            _ => postcard::from_bytes(body),
+        };
+        Ok((image.map_err(|e| ImageError::Body(e.to_string()))?, index))
     }
 
     /// The placements as the cluster keeps them.
@@ -289,11 +326,20 @@ impl Cluster {
             .map(|(t, n)| (t.clone(), *n))
             .collect();
         counts.sort();
+        let mut reassigned_from: Vec<(String, Vec<u64>)> = self
+            .reassigned_from
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(g, nodes)| (g.0.clone(), nodes.clone()))
+            .collect();
+        reassigned_from.sort();
         MetaImage {
             nodes: set.nodes,
             nodes_version: set.version,
             placements,
             counts,
+            reassigned_from,
             ..MetaImage::default()
         }
     }
@@ -343,6 +389,7 @@ mod tests {
                 topic: "t".into(),
                 commits: vec![(0, 5, b"m".to_vec()), (1, 9, vec![])],
             }],
+            reassigned_from: vec![("t/t/0".into(), vec![1])],
         }
     }
 
@@ -373,6 +420,36 @@ mod tests {
     fn an_image_reads_back_as_written() {
         let image = sample();
         assert_eq!(MetaImage::decode(&image.encode(42)), Ok((image, 42)));
+    }
+
+    #[test]
+    fn an_image_of_version_1_reads_without_reassignment_origins() {
+        let image = sample();
+        let v1 = MetaImageV1 {
+            nodes: image.nodes.clone(),
+            nodes_version: image.nodes_version,
+            topics: image.topics.clone(),
+            queues: image.queues.clone(),
+            placements: image.placements.clone(),
+            counts: image.counts.clone(),
+            offsets: image.offsets.clone(),
+        };
+        let body = postcard::to_stdvec(&v1).unwrap();
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&VERSION_1.to_le_bytes());
+        b.extend_from_slice(&0u16.to_le_bytes());
+        b.extend_from_slice(&42u64.to_le_bytes());
+        b.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        b.extend_from_slice(&body);
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        let want = MetaImage {
+            reassigned_from: Vec::new(),
+            ..image
+        };
+        assert_eq!(MetaImage::decode(&b), Ok((want, 42)));
+        b[4] = 3;
+        assert_eq!(MetaImage::decode(&b), Err(ImageError::Version(3)));
     }
 
     #[test]

@@ -120,8 +120,9 @@ pub struct Cluster {
     /// On the metadata's leader: the groups whose members are not yet their placement, as
     /// its last reconcile found them (`factor`, Kafka's ListPartitionReassignments).
     moving: RwLock<std::collections::HashSet<GroupId>>,
-    /// The nodes each group reassigned by name had before its last reassignment, as the
-    /// metadata applied here says (`factor`: where a cancelled reassignment goes back to).
+    /// The nodes each group reassigned by name had before that reassignment, as the metadata
+    /// applied here says, while no other move has moved it since (`factor`: where a cancelled
+    /// reassignment goes back to; kept in the metadata's image).
     reassigned_from: RwLock<HashMap<GroupId, Vec<u64>>>,
     /// Leadership hand-overs this node started (`leaders`).
     handovers: leaders::Handovers,

@@ -181,6 +181,10 @@ impl Cluster {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(group);
+        self.reassigned_from
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(group);
         self.node.forget_leader(group);
     }
 
@@ -199,6 +203,12 @@ impl Cluster {
         }
         info!(index, %group, from = ?from, to = ?to, "cluster: the group's replicas move");
         p.nodes = to;
+        // Whatever moved it last is what a cancel would undo: a reassignment by name records
+        // its origin again once its moves are taken (`apply_reassign`).
+        self.reassigned_from
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&group);
         true
     }
 

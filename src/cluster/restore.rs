@@ -41,6 +41,14 @@ impl Cluster {
         }
         *self.meta_counts.write().unwrap_or_else(|e| e.into_inner()) =
             image.counts.iter().cloned().collect::<HashMap<_, _>>();
+        *self
+            .reassigned_from
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = image
+            .reassigned_from
+            .iter()
+            .map(|(g, nodes)| (GroupId(g.clone()), nodes.clone()))
+            .collect();
     }
 
     /// Makes this node's metadata `image`'s, from a snapshot of the `meta` group: what the
