@@ -98,16 +98,35 @@ impl Load {
 }
 
 /// Places `groups` new groups of `factor` replicas each on `nodes`, given the `load` of the
-/// groups placed before.
-fn choose(nodes: &[u64], load: &mut Load, groups: usize, factor: u32) -> Vec<Vec<u64>> {
+/// groups placed before: on nodes not `down` first, then, when they are too few for the
+/// factor, on those (a group still forms with a majority of its replicas, and the others
+/// catch up when back).
+fn choose(
+    nodes: &[u64],
+    down: &[u64],
+    load: &mut Load,
+    groups: usize,
+    factor: u32,
+) -> Vec<Vec<u64>> {
+    let up: Vec<u64> = nodes
+        .iter()
+        .copied()
+        .filter(|n| !down.contains(n))
+        .collect();
     (0..groups)
         .map(|_| {
             let mut placed = Vec::with_capacity(factor as usize);
-            if let Some(first) = load.least_leading(nodes) {
+            if let Some(first) = load
+                .least_leading(&up)
+                .or_else(|| load.least_leading(nodes))
+            {
                 placed.push(first);
             }
             while placed.len() < factor as usize {
-                match load.least_held(nodes, &placed) {
+                let next = load
+                    .least_held(&up, &placed)
+                    .or_else(|| load.least_held(nodes, &placed));
+                match next {
                     Some(n) => placed.push(n),
                     None => break,
                 }
@@ -134,12 +153,13 @@ impl Cluster {
     }
 
     /// Places `groups` new groups of `factor` replicas on the cluster's nodes (see the
-    /// module's notes).
+    /// module's notes), on nodes this node can reach first.
     pub fn place(&self, groups: usize, factor: u32) -> Vec<Vec<u64>> {
         let nodes: Vec<u64> = self.nodes().keys().copied().collect();
+        let down = self.node.peers().unreachable();
         let placements = self.placements.read().unwrap_or_else(|e| e.into_inner());
         let mut load = Load::of(placements.values());
-        choose(&nodes, &mut load, groups, factor)
+        choose(&nodes, &down, &mut load, groups, factor)
     }
 
     /// Where `group`'s replicas are: its placement, or every node for a group created before

@@ -5,7 +5,7 @@ use super::*;
 #[test]
 fn leaders_and_replicas_spread_evenly() {
     let mut load = Load::default();
-    let placed = choose(&[1, 2, 3, 4], &mut load, 8, 2);
+    let placed = choose(&[1, 2, 3, 4], &[], &mut load, 8, 2);
     let mut leads = HashMap::new();
     let mut holds = HashMap::new();
     for p in &placed {
@@ -74,7 +74,7 @@ fn an_added_node_takes_replicas_from_the_fullest() {
 #[test]
 fn a_factor_above_the_nodes_places_on_every_node() {
     let mut load = Load::default();
-    assert_eq!(choose(&[1, 2], &mut load, 1, 3), vec![vec![1, 2]]);
+    assert_eq!(choose(&[1, 2], &[], &mut load, 1, 3), vec![vec![1, 2]]);
 }
 
 #[test]
@@ -82,5 +82,24 @@ fn later_groups_go_to_the_nodes_holding_fewest() {
     let mut load = Load::default();
     load.add(&[1, 2]);
     load.add(&[2, 1]);
-    assert_eq!(choose(&[1, 2, 3], &mut load, 1, 2), vec![vec![3, 1]]);
+    assert_eq!(choose(&[1, 2, 3], &[], &mut load, 1, 2), vec![vec![3, 1]]);
+}
+
+#[test]
+fn nodes_that_are_down_get_replicas_only_when_the_others_are_too_few() {
+    let mut load = Load::default();
+    let placed = choose(&[1, 2, 3], &[2], &mut load, 4, 1);
+    assert!(
+        placed.iter().all(|p| p.len() == 1 && p[0] != 2),
+        "{placed:?}"
+    );
+    let placed = choose(&[1, 2, 3], &[2], &mut load, 4, 2);
+    assert!(placed.iter().all(|p| !p.contains(&2)), "{placed:?}");
+    let placed = choose(&[1, 2, 3], &[2], &mut load, 2, 3);
+    assert!(
+        placed.iter().all(|p| p.len() == 3 && p[0] != 2),
+        "{placed:?}"
+    );
+    let placed = choose(&[1, 2], &[1, 2], &mut load, 1, 2);
+    assert_eq!(placed[0].len(), 2, "{placed:?}");
 }

@@ -10,7 +10,7 @@
 //! (backoff doubling from [`RECONNECT_BACKOFF_MIN`] to [`RECONNECT_BACKOFF_MAX`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -96,6 +96,21 @@ impl Peers {
         peers.keys().copied().collect()
     }
 
+    /// The peers whose last connection attempt failed (down, or cut off from this node), as
+    /// far as this node can tell: a peer is tried at least at every hello, so one that stops
+    /// is in the list within about [`crate::node::HELLO_REFRESH`], and one that comes back leaves
+    /// it at its next connection.
+    pub fn unreachable(&self) -> Vec<NodeId> {
+        let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
+        let mut down: Vec<NodeId> = peers
+            .values()
+            .filter(|p| p.unreachable.load(Ordering::Relaxed))
+            .map(|p| p.id)
+            .collect();
+        down.sort_unstable();
+        down
+    }
+
     /// Forgets a peer and closes its connection once calls in flight on it are done.
     pub fn remove(&self, id: NodeId) {
         let mut peers = self.peers.write().unwrap_or_else(PoisonError::into_inner);
@@ -152,6 +167,8 @@ struct Peer {
     addr: String,
     tls: Option<Arc<PeerTls>>,
     slot: tokio::sync::Mutex<Slot>,
+    /// The last connection attempt failed ([`Peers::unreachable`]).
+    unreachable: AtomicBool,
 }
 
 /// A peer's connection and the state of reconnecting to it.
@@ -172,6 +189,7 @@ impl Peer {
             addr,
             tls,
             slot: tokio::sync::Mutex::new(Slot::default()),
+            unreachable: AtomicBool::new(false),
         }
     }
 
@@ -195,11 +213,13 @@ impl Peer {
                 tracing::debug!(peer = self.id, addr = %self.addr, "connected to peer");
                 slot.failures = 0;
                 slot.retry_at = None;
+                self.unreachable.store(false, Ordering::Relaxed);
                 slot.conn = Some(Arc::clone(&conn));
                 Ok(conn)
             }
             Err(e) => {
                 slot.failures = slot.failures.saturating_add(1);
+                self.unreachable.store(true, Ordering::Relaxed);
                 let wait = backoff(slot.failures);
                 slot.retry_at = Some(Instant::now() + wait);
                 if slot.failures == 1 {
