@@ -3,9 +3,11 @@
 //! mutual TLS with certificates of the cluster's CA.
 //!
 //! - The cluster forms, replicates and fails over through TLS.
+//! - Each node has its own loopback address (127.0.0.N) and a certificate naming only it.
 //! - A caller of a node's cluster listener that speaks plain frames, presents no certificate,
-//!   or presents one of another CA gets no answer to its greeting; one with a node's
-//!   certificate does (the probe's own check).
+//!   presents one of another CA, or greets as node 2 with node 3's certificate gets no answer
+//!   to its greeting; one greeting as node 2 with node 2's certificate does (the probe's own
+//!   check).
 //! - A node restarted without TLS, or with a certificate of another CA, falls behind: its
 //!   peers neither send it entries nor take its messages. Restarted with its own
 //!   certificate, it catches up.
@@ -17,7 +19,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::certs::{ca, cert};
+use common::certs::{ca, cert, cert_for};
 use common::cluster::{client_of, cluster_nodes, leader_of, live_addrs, statuses, Node, STEP};
 use common::kafka::missing;
 use sluice::client::{Client, SubscribeOptions};
@@ -45,7 +47,7 @@ fn certificates() -> Option<tempfile::TempDir> {
     ca(d, "ca");
     ca(d, "other-ca");
     for n in 1..=3 {
-        cert(d, &format!("node-{n}"), "ca");
+        cert_for(d, &format!("node-{n}"), "ca", &format!("IP:127.0.0.{n}"));
     }
     cert(d, "rogue", "other-ca");
     Some(t)
@@ -97,14 +99,14 @@ fn client_config(d: &Path, ca: &str, cert: Option<&str>) -> ClientConfig {
     }
 }
 
-/// Sends node `to` at `addr` a greeting from node 2 of `cluster`; the bytes it answers
+/// Sends node 1 at `addr` a greeting from node `from` of `cluster`; the bytes it answers
 /// within a few seconds (none: it closed the connection or said nothing).
-async fn probe(d: &Path, addr: &str, cluster: [u8; 16], to: u64, how: Probe<'_>) -> Vec<u8> {
+async fn probe(d: &Path, addr: &str, cluster: [u8; 16], from: u64, how: Probe<'_>) -> Vec<u8> {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let hello = Greeting {
         cluster: ClusterId(cluster),
-        from: 2,
-        to,
+        from,
+        to: 1,
     };
     let bytes = frame::encode(Kind::Greeting, 0, &hello.encode()).unwrap();
     match how {
@@ -219,6 +221,10 @@ async fn nodes_speak_mutual_tls_and_keep_out_peers_without_the_clusters_certific
     let d = certs.path();
     let root = tempfile::tempdir().unwrap();
     let (mut nodes, spec) = cluster_nodes(root.path(), 3);
+    // Node N's cluster listener on 127.0.0.N, which only its certificate names.
+    let spec = (1..=3).fold(spec, |s, n| {
+        s.replace(&format!("{n}@127.0.0.1:"), &format!("{n}@127.0.0.{n}:"))
+    });
     for n in nodes.iter_mut() {
         n.args = tls_args(d, &format!("node-{}", n.id), "ca");
         n.start(&spec);
@@ -237,22 +243,31 @@ async fn nodes_speak_mutual_tls_and_keep_out_peers_without_the_clusters_certific
     let node_1 = spec.split(',').next().unwrap().split_once('@').unwrap().1;
     let cluster = status.cluster_id;
     let ca = "ca";
-    let answered = probe(d, node_1, cluster, 1, Probe::Plain).await;
+    let answered = probe(d, node_1, cluster, 2, Probe::Plain).await;
     assert!(answered.is_empty(), "plain frames answered: {answered:?}");
     let anonymous = Probe::Tls { ca, cert: None };
-    let answered = probe(d, node_1, cluster, 1, anonymous).await;
+    let answered = probe(d, node_1, cluster, 2, anonymous).await;
     assert!(answered.is_empty(), "no certificate answered: {answered:?}");
     let rogue = Probe::Tls {
         ca,
         cert: Some("rogue"),
     };
-    let answered = probe(d, node_1, cluster, 1, rogue).await;
+    let answered = probe(d, node_1, cluster, 2, rogue).await;
     assert!(answered.is_empty(), "another CA's certificate answered");
+    let node_3 = Probe::Tls {
+        ca,
+        cert: Some("node-3"),
+    };
+    let answered = probe(d, node_1, cluster, 2, node_3).await;
+    assert!(
+        answered.is_empty(),
+        "node 3's certificate greeting as node 2 answered"
+    );
     let node_2 = Probe::Tls {
         ca,
         cert: Some("node-2"),
     };
-    let answered = probe(d, node_1, cluster, 1, node_2).await;
+    let answered = probe(d, node_1, cluster, 2, node_2).await;
     assert!(
         answered.len() >= frame::HEADER_BYTES && answered[..4] == *b"SLRN",
         "a node's certificate got no greeting: {answered:?}"

@@ -540,4 +540,8 @@ impl RaftHandler for ClusterNode {
             }
         })
     }
+
+    fn peer_addr(&self, id: NodeId) -> Option<String> {
+        self.peers.addr(id)
+    }
 }

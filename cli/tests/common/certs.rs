@@ -32,16 +32,19 @@ pub fn ca(dir: &Path, name: &str) {
 
 /// A certificate `name.pem`/`name.key` for 127.0.0.1 and localhost, signed by CA `by`.
 pub fn cert(dir: &Path, name: &str, by: &str) {
+    cert_for(dir, name, by, "DNS:localhost,IP:127.0.0.1");
+}
+
+/// A certificate `name.pem`/`name.key` for the subject alternative names `san`
+/// (`IP:127.0.0.2`, `DNS:node-2,IP:10.0.0.2`), signed by CA `by`.
+#[allow(dead_code)] // not every test that shares this file uses it
+pub fn cert_for(dir: &Path, name: &str, by: &str, san: &str) {
     let (key, csr, pem) = (
         format!("{name}.key"),
         format!("{name}.csr"),
         format!("{name}.pem"),
     );
-    std::fs::write(
-        dir.join("san.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
+    std::fs::write(dir.join("san.cnf"), format!("subjectAltName={san}\n")).unwrap();
     let subj = format!("/CN={name}");
     openssl(
         dir,

@@ -79,6 +79,29 @@ pub enum NetError {
         #[source]
         source: super::greeting::GreetingError,
     },
+    /// A caller with a TLS certificate that does not name the host of the node it greeted
+    /// as (the host of that node's address): another node, or a certificate of the CA that
+    /// is not a node's.
+    #[error(
+        "refused connection greeting as node {peer}: its certificate does not name {addr} \
+         (the host of node {peer}'s cluster address): {reason}"
+    )]
+    PeerCertificate {
+        /// The node the caller greeted as.
+        peer: NodeId,
+        /// That node's cluster address.
+        addr: String,
+        /// What the check found.
+        reason: String,
+    },
+    /// A request naming another sender than the node the connection greeted as.
+    #[error("a {request} request on node {peer}'s connection speaks for another node")]
+    NotItsOwn {
+        /// The node the connection greeted as.
+        peer: NodeId,
+        /// The request's name.
+        request: &'static str,
+    },
     /// The peer answered a request with a reply of another RPC.
     #[error("peer answered a {request} request with a {reply} reply")]
     MismatchedReply {

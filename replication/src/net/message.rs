@@ -128,6 +128,24 @@ impl Request {
         }
     }
 
+    /// Whether every node the request names as its sender is `node`: the candidate of a
+    /// vote, the leader of entries, heartbeats and snapshots, the caller of a hello, a call
+    /// or a list of leaders. A node speaks only for itself, so a request naming another is
+    /// refused with its connection (the connection's greeting named `node`).
+    pub fn speaks_for(&self, node: NodeId) -> bool {
+        let leader_is = |vote: &openraft::Vote<NodeId>| vote.leader_id().voted_for() == Some(node);
+        match self {
+            Request::AppendEntries { rpc, .. } => leader_is(&rpc.vote),
+            Request::Vote { rpc, .. } => leader_is(&rpc.vote),
+            Request::InstallSnapshot { rpc, .. } => leader_is(&rpc.vote),
+            Request::Heartbeats { beats } => beats.iter().all(|(_, rpc)| leader_is(&rpc.vote)),
+            Request::Hello { from, .. }
+            | Request::Leaders { from, .. }
+            | Request::Call { from, .. } => *from == node,
+            Request::Propose { .. } | Request::Members { .. } | Request::LeadNext { .. } => true,
+        }
+    }
+
     /// The RPC's name, for logs.
     pub fn name(&self) -> &'static str {
         match self {

@@ -26,6 +26,8 @@ use super::greeting::{self, Greeting, Identity};
 use super::message::{self, Reply, Request};
 use super::tls::{self, PeerRead, PeerTls, PeerWrite};
 use super::NetError;
+use crate::types::NodeId;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 
 /// Most peer connections served at once; a connection beyond it is closed at once (the peer
 /// retries with backoff). A node has one connection per peer, so this bounds the cluster size
@@ -47,6 +49,13 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 pub trait RaftHandler: Send + Sync + 'static {
     /// Answers one request.
     fn handle(&self, req: Request) -> Pin<Box<dyn Future<Output = Reply> + Send + '_>>;
+
+    /// The cluster address (`HOST:PORT`) of node `id`, when known: with TLS, a caller
+    /// greeting as `id` must present a certificate naming its `HOST`. `None` (a node not yet
+    /// known, such as one joining): the CA's signature suffices.
+    fn peer_addr(&self, _id: NodeId) -> Option<String> {
+        None
+    }
 }
 
 /// Serves peer connections from `listener` until `shutdown` turns true (or its sender is
@@ -114,16 +123,16 @@ async fn connection(
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
-    let (read, mut write) = tls::accepted(stream, tls)
+    let (read, mut write, cert) = tls::accepted(stream, tls)
         .await
         .map_err(|e| NetError::Frame(e.into()))?;
     let mut read = BufReader::new(read);
-    greet(&mut read, &mut write, me).await?;
+    let peer = greet(&mut read, &mut write, me, cert.as_ref(), handler.as_ref()).await?;
     let (replies, queue) = mpsc::channel(INFLIGHT_PER_CONNECTION_MAX);
     let mut writer = tokio::spawn(write_replies(write, queue));
     let mut requests = JoinSet::new();
     let result = tokio::select! {
-        r = read_requests(read, handler, replies, &mut requests) => r,
+        r = read_requests(read, peer, handler, replies, &mut requests) => r,
         w = &mut writer => match w {
             Ok(r) => r,
             Err(e) => Err(NetError::Frame(std::io::Error::other(e).into())),
@@ -136,30 +145,45 @@ async fn connection(
 }
 
 /// Reads the caller's greeting and answers with this node's; fails (and the connection
-/// closes) unless the caller is of this cluster and addressed this node.
+/// closes) unless the caller is of this cluster and addressed this node, and, with TLS, its
+/// certificate (`cert`) names the host of the node it greets as (before any answer). Answers
+/// the caller's node id.
 async fn greet(
     read: &mut BufReader<PeerRead>,
     write: &mut PeerWrite,
     me: Identity,
-) -> Result<(), NetError> {
+    cert: Option<&CertificateDer<'static>>,
+    handler: &dyn RaftHandler,
+) -> Result<NodeId, NetError> {
     // The caller's id is not known before its greeting: 0 names it in errors until then.
     let theirs = greeting::receive(read, 0).await?;
+    if let Some((cert, addr)) = cert.zip(handler.peer_addr(theirs.from)) {
+        tls::check_name(cert, &addr).map_err(|reason| NetError::PeerCertificate {
+            peer: theirs.from,
+            addr,
+            reason,
+        })?;
+    }
     let ours = Greeting {
         cluster: me.cluster,
         from: me.node,
         to: theirs.from,
     };
     greeting::send(write, &ours).await?;
-    theirs.check(me, None).map_err(|source| NetError::Greeting {
-        peer: theirs.from,
-        source,
-    })
+    theirs
+        .check(me, None)
+        .map_err(|source| NetError::Greeting {
+            peer: theirs.from,
+            source,
+        })?;
+    Ok(theirs.from)
 }
 
-/// Reads requests and spawns a task for each; returns when the peer closes the connection or
-/// sends something that is not a request.
+/// Reads requests of node `peer` and spawns a task for each; returns when the peer closes
+/// the connection or sends something that is not a request of its own.
 async fn read_requests(
     mut read: BufReader<PeerRead>,
+    peer: NodeId,
     handler: Arc<dyn RaftHandler>,
     replies: mpsc::Sender<Vec<u8>>,
     requests: &mut JoinSet<()>,
@@ -178,6 +202,12 @@ async fn read_requests(
             return Err(NetError::UnexpectedFrame(frame.kind));
         }
         let request: Request = message::decode(&frame.payload)?;
+        if !request.speaks_for(peer) {
+            return Err(NetError::NotItsOwn {
+                peer,
+                request: request.name(),
+            });
+        }
         // Waits while the connection has its most requests in flight: backpressure.
         let Ok(permit) = Arc::clone(&inflight).acquire_owned().await else {
             return Ok(()); // never closed

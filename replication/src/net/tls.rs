@@ -11,7 +11,9 @@
 //!
 //! The greeting ([`greeting`](super::greeting)) still follows the handshake, inside TLS: the
 //! certificate says the peer is a node of the cluster's CA, the greeting which node and which
-//! cluster it means.
+//! cluster it means. The accepting side then checks that the caller's certificate names the
+//! host of the node it greets as ([`check_name`], when that node's address is known), so a
+//! node holding its own certificate cannot greet as another.
 //!
 //! The configurations are built by the application (from PEM files) and may be replaced while
 //! the node runs ([`PeerTls::replace`], a certificate renewed): connections made or accepted
@@ -23,7 +25,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::server::ParsedCertificate;
 use tokio_rustls::rustls::{ClientConfig, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -71,11 +74,12 @@ impl PeerTls {
     }
 }
 
-/// Halves of an accepted connection, through the TLS handshake when `tls` is set.
-pub(super) async fn accepted(
-    stream: TcpStream,
-    tls: Option<&PeerTls>,
-) -> io::Result<(PeerRead, PeerWrite)> {
+/// An accepted connection: its halves, and the caller's certificate when through TLS.
+pub(super) type Accepted = (PeerRead, PeerWrite, Option<CertificateDer<'static>>);
+
+/// Halves of an accepted connection, through the TLS handshake when `tls` is set (then with
+/// the caller's certificate, which the handshake checked against the cluster's CA).
+pub(super) async fn accepted(stream: TcpStream, tls: Option<&PeerTls>) -> io::Result<Accepted> {
     let Some(tls) = tls else {
         if first_bytes(&stream)
             .await
@@ -88,7 +92,7 @@ pub(super) async fn accepted(
             ));
         }
         let (r, w) = stream.into_split();
-        return Ok((Box::new(r), Box::new(w)));
+        return Ok((Box::new(r), Box::new(w), None));
     };
     if first_bytes(&stream)
         .await
@@ -102,8 +106,23 @@ pub(super) async fn accepted(
     }
     let acceptor = TlsAcceptor::from(tls.configs().0);
     let stream = within(acceptor.accept(stream)).await?;
+    let cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|c| c.clone().into_owned());
     let (r, w) = tokio::io::split(stream);
-    Ok((Box::new(r), Box::new(w)))
+    Ok((Box::new(r), Box::new(w), cert))
+}
+
+/// Checks that `cert` (a caller's, already checked against the CA) names the host of `addr`
+/// (`HOST:PORT`, the cluster address of the node the caller greeted as), as a caller checks
+/// the certificate of the node it dials: so a node cannot greet as another.
+pub(super) fn check_name(cert: &CertificateDer<'_>, addr: &str) -> Result<(), String> {
+    let name = server_name(addr).map_err(|e| e.to_string())?;
+    let parsed = ParsedCertificate::try_from(cert).map_err(|e| e.to_string())?;
+    tokio_rustls::rustls::client::verify_server_name(&parsed, &name).map_err(|e| e.to_string())
 }
 
 /// Halves of a connection made to `addr` (`HOST:PORT`), through the TLS handshake when `tls`

@@ -289,6 +289,45 @@ async fn a_node_of_another_cluster_or_another_node_is_refused() {
     server.stop().await;
 }
 
+/// A connection greeting as one node whose request names another as its sender (a vote of
+/// another candidate, a hello from another node) is closed, and the request is not handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_speaking_for_another_node_closes_its_connection() {
+    let counted = Arc::new(CountingHandler::default());
+    let server = Server::start(PEER, Arc::clone(&counted) as Arc<dyn RaftHandler>).await;
+    let hello_from = |from| crate::net::Request::Hello {
+        from,
+        info: Default::default(),
+    };
+    for (greets_as, request, answered) in [
+        (1, vote("g", 1), true),
+        (3, vote("g", 1), false),
+        (3, hello_from(3), true),
+        (3, hello_from(1), false),
+    ] {
+        let mut raw = TcpStream::connect(server.addr).await.expect("connect");
+        raw.write_all(&greeting_frame(CLUSTER, greets_as, PEER))
+            .await
+            .expect("write");
+        greeting_of(&mut raw).await;
+        let payload = crate::net::message::encode(&request).expect("encode");
+        let frame = frame::encode(Kind::Request, 1, &payload).expect("encode");
+        raw.write_all(&frame).await.expect("write");
+        if answered {
+            let reply = tokio::time::timeout(CALL_TIMEOUT, frame::read_frame(&mut raw))
+                .await
+                .expect("answered in time")
+                .expect("a frame")
+                .expect("not closed");
+            assert_eq!(reply.kind, Kind::Reply, "{}", request.name());
+        } else {
+            expect_closed(&mut raw).await;
+        }
+    }
+    assert_eq!(counted.handled.load(Ordering::SeqCst), 2);
+    server.stop().await;
+}
+
 /// Counts the requests it is handed, answering like [`FakeHandler`].
 #[derive(Default)]
 struct CountingHandler {
