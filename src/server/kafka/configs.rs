@@ -436,8 +436,13 @@ fn alter(
         .into_iter()
         .filter(|(k, v)| !(v.is_none() && THROTTLE_CONFIGS.contains(&k.as_str())))
         .collect();
-    if configs.is_empty() && matches!(resource_type, RESOURCE_TOPIC | RESOURCE_BROKER) {
+    if configs.is_empty() && resource_type == RESOURCE_BROKER {
         return Ok(());
+    }
+    if configs.is_empty() && resource_type == RESOURCE_TOPIC {
+        // Nothing to clear, of a topic that must still exist.
+        let fail = |e: crate::broker::BrokerError| (error_code(&e), e.message);
+        return ctx.broker.topic_config(name).map(|_| ()).map_err(fail);
     }
     if resource_type != RESOURCE_TOPIC {
         let m = format!("only topic (type {RESOURCE_TOPIC}) and group (type {RESOURCE_GROUP}) configs can be altered, not type {resource_type}");

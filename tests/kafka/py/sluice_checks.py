@@ -118,6 +118,21 @@ def alter(admin, topic):
     # A read-only config cannot change.
     res = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"cleanup.policy": "compact"})
     expect_error(admin.alter_configs([res])[res], KafkaError.INVALID_CONFIG, "compaction")
+    # Clearing replication throttles (Kafka's reassignment tool does): sluice sets none, so
+    # it is accepted on a topic that exists, refused on one that does not; setting one is
+    # refused.
+    throttle = "leader.replication.throttled.replicas"
+    clear = lambda t: ConfigResource(ConfigResource.Type.TOPIC, t, incremental_configs=[
+        ConfigEntry(throttle, None, incremental_operation=AlterConfigOpType.DELETE)])
+    res = clear(topic)
+    admin.incremental_alter_configs([res])[res].result(timeout=TIMEOUT)
+    res = clear("no-such-topic")
+    expect_error(admin.incremental_alter_configs([res])[res],
+                 KafkaError.UNKNOWN_TOPIC_OR_PART, "clearing throttles of no topic")
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+        ConfigEntry(throttle, "0:1", incremental_operation=AlterConfigOpType.SET)])
+    expect_error(admin.incremental_alter_configs([res])[res], KafkaError.INVALID_CONFIG,
+                 "setting a throttle")
     ok("alter")
 
 
