@@ -90,8 +90,10 @@ fn confluent_kafka_produces_and_consumes_through_a_leader_kill() {
 /// Partitions on three of four nodes: confluent-kafka creates the topic with replication
 /// factor 3, finds each partition's leader and replicas, produces and consumes through them
 /// (`tests/kafka/py/placement.py`), and grows the topic to six partitions with
-/// CreatePartitions; then every node, those without a replica of a partition included, names
-/// the same leader and replicas for each of the six in its Metadata.
+/// CreatePartitions, and places a topic's partitions by hand (CreateTopics' and
+/// CreatePartitions' replica assignments); then every node, those without a replica of a
+/// partition included, names the same leader and replicas for each of the six in its
+/// Metadata.
 #[test]
 fn confluent_kafka_uses_partitions_placed_on_some_nodes() {
     let Some(py) = python() else { return };
@@ -110,7 +112,9 @@ fn confluent_kafka_uses_partitions_placed_on_some_nodes() {
         "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
-    for step in ["create", "metadata", "produce", "consume", "alter", "grow"] {
+    for step in [
+        "create", "metadata", "produce", "consume", "alter", "grow", "assign",
+    ] {
         assert!(
             stdout.contains(&format!("ok {step}\n")),
             "{step} did not run"

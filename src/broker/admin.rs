@@ -38,6 +38,19 @@ impl Broker {
     /// Creates a topic of `partitions` partitions (1 to `PARTITIONS_MAX`). In cluster mode,
     /// through the cluster metadata, on every node (blocking until this node has it).
     pub fn create_topic(&self, name: &str, settings: &LogSettings, partitions: u32) -> Result<()> {
+        self.create_topic_assigned(name, settings, partitions, None)
+    }
+
+    /// [`Self::create_topic`], each partition's replicas on the nodes `assigned` (one list per
+    /// partition, the preferred leader first) rather than placed by the cluster; ignored on a
+    /// single node, which holds every partition.
+    pub fn create_topic_assigned(
+        &self,
+        name: &str,
+        settings: &LogSettings,
+        partitions: u32,
+        assigned: Option<Vec<Vec<u64>>>,
+    ) -> Result<()> {
         let Some(c) = self.cluster() else {
             return self.create_topic_local(name, settings, partitions, None);
         };
@@ -60,14 +73,24 @@ impl Broker {
                 format!("getrandom(2) for a topic id: {e}"),
             )
         })?;
-        let factor = c.replication_factor(settings.replicas)?;
+        let replicas = match assigned {
+            None => c.place(
+                partitions as usize,
+                c.replication_factor(settings.replicas)?,
+            ),
+            Some(a) if a.len() == partitions as usize => c.check_assignment(a, None)?,
+            Some(a) => {
+                let m = format!("{} partitions assigned of {partitions}", a.len());
+                return Err(BrokerError::new(ErrorKind::InvalidArgument, m));
+            }
+        };
         let cmd = crate::cluster::MetaCommand::CreateTopicPlaced {
             name: name.to_string(),
             id: id.0,
             segment_bytes_max: settings.segment_bytes_max,
             retention_ms: settings.retention_ms,
             retention_bytes: settings.retention_bytes,
-            replicas: c.place(partitions as usize, factor),
+            replicas,
         };
         c.create_topic_blocking(cmd, name, partitions)
     }
@@ -100,6 +123,18 @@ impl Broker {
     /// cluster mode, through the cluster metadata, on every node, the new partitions placed
     /// as at creation.
     pub fn add_partitions(&self, name: &str, count: u32) -> Result<u32> {
+        self.add_partitions_assigned(name, count, None)
+    }
+
+    /// [`Self::add_partitions`], each new partition's replicas on the nodes `assigned` (one
+    /// list per new partition, as many nodes as the topic's replication factor) rather than
+    /// placed by the cluster; ignored on a single node.
+    pub fn add_partitions_assigned(
+        &self,
+        name: &str,
+        count: u32,
+        assigned: Option<Vec<Vec<u64>>>,
+    ) -> Result<u32> {
         let Some(c) = self.cluster() else {
             return Ok(self.store.add_partitions(name, count)?);
         };
@@ -115,7 +150,7 @@ impl Broker {
                 ),
             ));
         }
-        c.add_partitions_blocking(name, t.id().0, from, count)
+        c.add_partitions_blocking(name, t.id().0, (from, count), assigned)
     }
 
     /// Deletes a topic; its subscriptions end. In cluster mode, through the cluster metadata,

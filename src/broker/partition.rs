@@ -146,11 +146,12 @@ impl Broker {
 
     /// Creates a topic of `n` partitions (1 to `PARTITIONS_MAX`; another count is
     /// `InvalidArgument`). `validate_only` checks everything a create would (name, settings,
-    /// partitions, existence) and creates nothing. Blocking.
+    /// partitions, existence) and creates nothing. `assigned`: each partition's replicas by
+    /// hand (see [`Self::create_topic_assigned`]). Blocking.
     pub fn create_partitioned_topic(
         &self,
         name: &str,
-        n: u32,
+        (n, assigned): (u32, Option<Vec<Vec<u64>>>),
         settings: &LogSettings,
         validate_only: bool,
     ) -> Result<()> {
@@ -160,7 +161,10 @@ impl Broker {
             return Err(BrokerError::new(ErrorKind::AlreadyExists, m));
         }
         if !validate_only {
-            return self.create_topic(name, settings, n);
+            return self.create_topic_assigned(name, settings, n, assigned);
+        }
+        if let (Some(c), Some(a)) = (self.cluster(), assigned) {
+            c.check_assignment(a, None)?;
         }
         sluice_storage::store::validate_name(name)?;
         sluice_storage::store::check_partitions(n)?;

@@ -105,6 +105,36 @@ impl Cluster {
         self.propose_meta_blocking(MetaCommand::Reassign { moves })
     }
 
+    /// Checks replicas assigned by hand (Kafka's CreateTopics and CreatePartitions
+    /// assignments), one list per partition: each a list of distinct nodes of the cluster,
+    /// all of one length, `factor` when given. Answers the placements (the first node of each
+    /// is its preferred leader).
+    pub fn check_assignment(
+        &self,
+        lists: Vec<Vec<u64>>,
+        factor: Option<u32>,
+    ) -> Result<Vec<Vec<u64>>, BrokerError> {
+        let invalid = |m: String| Err(BrokerError::new(ErrorKind::InvalidArgument, m));
+        let Some(first) = lists.first() else {
+            return invalid("an assignment of no partition".to_string());
+        };
+        let len = factor.map_or(first.len(), |f| f as usize);
+        for (i, to) in lists.iter().enumerate() {
+            if !self.are_distinct_nodes(to) {
+                return invalid(format!(
+                    "partition {i}: {to:?} is not a list of distinct nodes of the cluster"
+                ));
+            }
+            if to.len() != len {
+                return invalid(format!(
+                    "partition {i}: {} replicas assigned, the others have {len}",
+                    to.len()
+                ));
+            }
+        }
+        Ok(lists)
+    }
+
     /// True when `to` is a non-empty list of distinct nodes of the cluster.
     pub fn are_distinct_nodes(&self, to: &[u64]) -> bool {
         let nodes = self.nodes();

@@ -36,24 +36,39 @@ impl Cluster {
     }
 
     /// Grows topic `name` (id `id`) from `from` to `count` partitions through the metadata,
-    /// placed with the factor of its first partition; answers once this node has applied it
-    /// and knows a leader of each. Blocking.
+    /// placed with the factor of its first partition (or on the nodes `assigned`, one list
+    /// per new partition of that many nodes); answers once this node has applied it and
+    /// knows a leader of each. Blocking.
     pub fn add_partitions_blocking(
         self: &Arc<Self>,
         name: &str,
         id: [u8; 16],
-        from: u32,
-        count: u32,
+        (from, count): (u32, u32),
+        assigned: Option<Vec<Vec<u64>>>,
     ) -> Result<u32, BrokerError> {
         let factor = match self.placement(&partition_group(name, 0)) {
             Some(p) => p.factor,
             None => self.replication_factor(None)?,
         };
+        let replicas = match assigned {
+            None => self.place((count - from) as usize, factor),
+            Some(a) if a.len() == (count - from) as usize => {
+                self.check_assignment(a, Some(factor))?
+            }
+            Some(a) => {
+                let m = format!(
+                    "{} partitions assigned for {} new ones",
+                    a.len(),
+                    count - from
+                );
+                return Err(BrokerError::new(ErrorKind::InvalidArgument, m));
+            }
+        };
         let cmd = MetaCommand::AddPartitions {
             name: name.to_string(),
             id,
             from,
-            replicas: self.place((count - from) as usize, factor),
+            replicas,
         };
         let (me, name) = (self.clone(), name.to_string());
         wait_on_runtime(async move {

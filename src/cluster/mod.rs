@@ -146,7 +146,8 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-fn partition_group(topic: &str, partition: u32) -> GroupId {
+/// The Raft group of `topic`'s `partition` (`t/<topic>/<partition>`).
+pub fn partition_group(topic: &str, partition: u32) -> GroupId {
     GroupId(format!("t/{topic}/{partition}"))
 }
 

@@ -1,6 +1,8 @@
 //! CreateTopics and DeleteTopics. A topic is created with its partitions (`num_partitions`, or
-//! `kafka_default_partitions` for -1; at most 1024) and one replica (node 0), with `retention.ms`, `retention.bytes` and `segment.bytes`
-//! from its configs (see `configs`); `validate_only` checks everything and creates nothing.
+//! `kafka_default_partitions` for -1; at most 1024) and its replicas (one, node 0, on a single
+//! server; `replication_factor` placed by the cluster, or `assignments` by hand, on a
+//! cluster), with `retention.ms`, `retention.bytes` and `segment.bytes` from its configs (see
+//! `configs`); `validate_only` checks everything and creates nothing.
 //! DeleteTopics by name, and from version 6 by id (UNKNOWN_TOPIC_ID for an id no topic has).
 
 use crate::broker::spawn_blocking;
@@ -27,12 +29,76 @@ use crate::broker::ErrorKind;
 use crate::protocol::LogSettings;
 use crate::security::{Operation, Principal, Resource};
 
+/// What a CreateTopics entry asks for: its partition count, replication factor (`None`: the
+/// default) and replicas assigned by hand, if any.
+struct Creatable {
+    partitions: u32,
+    factor: Option<u32>,
+    assigned: Option<Vec<Vec<u64>>>,
+}
+
+/// The replicas a CreateTopics entry assigns by hand (`assignments`), one list per partition
+/// in partition order, or why they cannot be served: `num_partitions` and
+/// `replication_factor` must then be -1 (INVALID_REQUEST, as with Kafka), the partitions
+/// 0 to n-1, and the nodes distinct nodes of the cluster, as many for each partition
+/// (INVALID_REPLICA_ASSIGNMENT). A single server takes only node 0, which holds every
+/// partition.
+fn assigned_by_hand(ctx: &KafkaContext, t: &CreatableTopic) -> Result<Creatable, (i16, String)> {
+    let bad = |m: String| Err((ResponseError::InvalidReplicaAssignment.code(), m));
+    if t.num_partitions != -1 || t.replication_factor != -1 {
+        let m = "replica assignments are given with num_partitions and replication_factor -1"
+            .to_string();
+        return Err((ResponseError::InvalidRequest.code(), m));
+    }
+    let mut by_partition: Vec<(i32, Vec<u64>)> = Vec::with_capacity(t.assignments.len());
+    for a in &t.assignments {
+        let Ok(ids) = a.broker_ids.iter().map(|b| u64::try_from(b.0)).collect() else {
+            return bad(format!(
+                "partition {}: a negative node id",
+                a.partition_index
+            ));
+        };
+        by_partition.push((a.partition_index, ids));
+    }
+    by_partition.sort_by_key(|(p, _)| *p);
+    if by_partition
+        .iter()
+        .enumerate()
+        .any(|(i, (p, _))| *p != i as i32)
+    {
+        return bad("the partitions assigned must be 0 to n-1, each once".to_string());
+    }
+    let lists: Vec<Vec<u64>> = by_partition.into_iter().map(|(_, ids)| ids).collect();
+    let partitions = lists.len() as u32;
+    let Some(c) = ctx.broker.cluster() else {
+        if lists
+            .iter()
+            .any(|l| l.as_slice() != [super::NODE_ID as u64])
+        {
+            return bad("node 0 holds every partition of a single server".to_string());
+        }
+        return Ok(Creatable {
+            partitions,
+            factor: None,
+            assigned: None,
+        });
+    };
+    match c.check_assignment(lists, None) {
+        Ok(lists) => Ok(Creatable {
+            partitions,
+            factor: Some(lists[0].len() as u32),
+            assigned: Some(lists),
+        }),
+        Err(e) => bad(e.message),
+    }
+}
+
 /// The partition count and replication factor (`None`: the default) a CreateTopics entry
 /// asks for, or why it cannot be served here.
-fn check_creatable(
-    ctx: &KafkaContext,
-    t: &CreatableTopic,
-) -> Result<(u32, Option<u32>), (i16, String)> {
+fn check_creatable(ctx: &KafkaContext, t: &CreatableTopic) -> Result<Creatable, (i16, String)> {
+    if !t.assignments.is_empty() {
+        return assigned_by_hand(ctx, t);
+    }
     let partitions = match t.num_partitions {
         -1 => ctx.default_partitions,
         n if n > 0 => n as u32,
@@ -52,15 +118,12 @@ fn check_creatable(
             return Err((ResponseError::InvalidReplicationFactor.code(), m));
         }
     };
-    if !t.assignments.is_empty() {
-        let m = "manual replica assignments are not supported".to_string();
-        return Err((ResponseError::InvalidReplicaAssignment.code(), m));
-    }
     // A single server has one replica, whatever was asked.
-    Ok((
+    Ok(Creatable {
         partitions,
-        factor.filter(|_| ctx.broker.cluster().is_some()),
-    ))
+        factor: factor.filter(|_| ctx.broker.cluster().is_some()),
+        assigned: None,
+    })
 }
 
 /// Creates (or checks) one topic; its result.
@@ -87,8 +150,12 @@ fn create_one(
         let m = format!("{p} may not create topic {name}");
         return refuse(r, authz::topic_denied(), m);
     }
-    let (partitions, factor) = match check_creatable(ctx, &t) {
-        Ok(p) => p,
+    let Creatable {
+        partitions,
+        factor,
+        assigned,
+    } = match check_creatable(ctx, &t) {
+        Ok(c) => c,
         Err((code, m)) => return refuse(r, code, m),
     };
     let broker = &ctx.broker;
@@ -103,7 +170,8 @@ fn create_one(
         },
         Err((code, m)) => return refuse(r, code, m),
     };
-    if let Err(e) = broker.create_partitioned_topic(&name, partitions, &settings, validate_only) {
+    let asked = (partitions, assigned);
+    if let Err(e) = broker.create_partitioned_topic(&name, asked, &settings, validate_only) {
         let code = match e.kind {
             ErrorKind::InvalidArgument
                 if sluice_storage::store::check_partitions(partitions).is_err() =>

@@ -18,6 +18,11 @@ Steps, each printing "ok <step>" when it passed:
              INVALID_PARTITIONS); the new ones have three replicas and a leader each, and
              take 50 records each, every delivery report succeeding on the partition asked
              (the Rust test then checks every node names the same six)
+  assign     replicas assigned by hand: CreateTopics with replica_assignment [[2,3,4],
+             [4,1,2]] and CreatePartitions adding [[3,4,1]] put each partition on exactly
+             those nodes (a record produced to each is delivered); an unknown node, lists of
+             different lengths, and a new partition of another replication factor are
+             refused (INVALID_REPLICA_ASSIGNMENT)
 Then "all checks passed".
 """
 
@@ -179,6 +184,60 @@ def grow(admin, bootstrap):
     ok("grow")
 
 
+def expect_refused(futures, code, what):
+    for f in futures.values():
+        try:
+            f.result(timeout=TIMEOUT)
+            fail(f"assign: {what} was accepted")
+        except KafkaException as e:
+            if e.args[0].code() != code:
+                fail(f"assign: {what}: {e}")
+
+
+def replicas_of(admin, topic, count):
+    deadline = time.time() + TIMEOUT
+    while True:
+        t = admin.list_topics(topic, timeout=10).topics.get(topic)
+        parts = [] if t is None or t.error else list(t.partitions.values())
+        if len(parts) == count and all(p.leader in p.replicas for p in parts):
+            return {p.id: sorted(p.replicas) for p in parts}
+        if time.time() > deadline:
+            fail(f"assign: {topic}: partitions {parts}")
+        time.sleep(0.2)
+
+
+def assign(admin, bootstrap):
+    topic = "by-hand"
+    hand = [[2, 3, 4], [4, 1, 2]]
+    for f in admin.create_topics([NewTopic(topic, len(hand), replica_assignment=hand)]).values():
+        f.result(timeout=TIMEOUT)
+    got = replicas_of(admin, topic, 2)
+    if got != {0: [2, 3, 4], 1: [1, 2, 4]}:
+        fail(f"assign: created with {hand}, replicas {got}")
+    added = [[3, 4, 1]]
+    more = admin.create_partitions([NewPartitions(topic, 3, replica_assignment=added)])
+    for f in more.values():
+        f.result(timeout=TIMEOUT)
+    got = replicas_of(admin, topic, 3)
+    if got.get(2) != [1, 3, 4]:
+        fail(f"assign: partition added on {added}, replicas {got}")
+    bad = KafkaError.INVALID_REPLICA_ASSIGNMENT
+    expect_refused(admin.create_topics([NewTopic("hand-bad", 1, replica_assignment=[[1, 9, 2]])]),
+                   bad, "node 9")
+    expect_refused(admin.create_topics([NewTopic("hand-odd", 2, replica_assignment=[[1, 2], [3]])]),
+                   bad, "lists of two lengths")
+    expect_refused(admin.create_partitions([NewPartitions(topic, 4, replica_assignment=[[1, 2]])]),
+                   bad, "two replicas for a topic of three")
+    prod = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    delivered = []
+    for part in range(3):
+        prod.produce(topic, value=b"by hand", partition=part,
+                     on_delivery=lambda err, msg: delivered.append((err, msg.partition())))
+    if prod.flush(TIMEOUT) != 0 or sorted(delivered) != [(None, 0), (None, 1), (None, 2)]:
+        fail(f"assign: produced {delivered}")
+    ok("assign")
+
+
 def main():
     bootstrap = sys.argv[1]
     admin = AdminClient({"bootstrap.servers": bootstrap,
@@ -198,6 +257,7 @@ def main():
     consume(bootstrap, sent)
     alter(admin)
     grow(admin, bootstrap)
+    assign(admin, bootstrap)
     print("all checks passed", flush=True)
 
 

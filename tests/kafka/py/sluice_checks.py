@@ -32,6 +32,7 @@ from confluent_kafka.admin import (
     ConfigEntry,
     ConfigResource,
     ConfigSource,
+    NewPartitions,
     NewTopic,
 )
 
@@ -78,6 +79,16 @@ def admin_create(admin, topic, bootstrap):
               on_delivery=lambda err, msg: got.append((err, msg.partition(), msg.offset())))
     assert p.flush(TIMEOUT) == 0
     assert got == [(None, 2, 0)], got
+    # Replicas assigned by hand: a single server is node 0, which holds every partition.
+    hand = topic + "-a"
+    admin.create_topics([NewTopic(hand, 2, replica_assignment=[[0], [0]])])[hand].result(timeout=TIMEOUT)
+    expect_error(admin.create_topics([NewTopic(topic + "-b", 1, replica_assignment=[[1]])])[topic + "-b"],
+                 KafkaError.INVALID_REPLICA_ASSIGNMENT, "node 1 of a single server")
+    admin.create_partitions([NewPartitions(hand, 3, replica_assignment=[[0]])])[hand].result(timeout=TIMEOUT)
+    expect_error(admin.create_partitions([NewPartitions(hand, 4, replica_assignment=[[2]])])[hand],
+                 KafkaError.INVALID_REPLICA_ASSIGNMENT, "a new partition on node 2")
+    parts = admin.list_topics(hand, timeout=TIMEOUT).topics[hand].partitions
+    assert sorted(parts) == [0, 1, 2], parts
     ok("admin-create")
 
 
