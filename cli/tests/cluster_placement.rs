@@ -367,7 +367,8 @@ async fn wait_balanced(nodes: &[Node], live: &[u64]) -> BTreeMap<u32, Placed> {
     }
 }
 
-/// A topic created while a node is down is placed on the nodes that are up: with one
+/// A topic created while a node is down, once the others have noticed (`sluice cluster
+/// status` shows it unreachable from both), is placed on the nodes that are up: with one
 /// replica per partition, every partition has a leader and takes a publish at once (placed
 /// on the node that is down, a partition would have no leader until it is back).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,53 +383,58 @@ async fn a_topic_created_while_a_node_is_down_is_placed_on_the_others() {
     nodes[2].kill9();
     let live = addrs(&nodes);
     // The nodes learn that node 3 is down at their next connection to it (a heartbeat, or
-    // the hello each node sends every peer every 10 s): each attempt is a new topic.
-    let deadline = Instant::now() + Duration::from_secs(40);
-    for attempt in 0.. {
-        let topic = format!("fresh{attempt}");
-        common::cli_ok(
-            &live,
-            &[
-                "topic",
-                "create",
-                &topic,
-                "--partitions",
-                "6",
-                "--replicas",
-                "1",
-            ],
-            None,
-        );
-        let settle = Instant::now() + Duration::from_secs(5);
-        let led = loop {
-            let led: BTreeMap<u32, u64> = statuses(&nodes)
-                .await
-                .iter()
-                .flat_map(|s| s.groups.iter().map(move |g| (s.node_id, g)))
-                .filter(|(id, g)| g.leader == Some(*id))
-                .filter_map(|(id, g)| {
-                    let p = g.group.strip_prefix(&format!("t/{topic}/"))?;
-                    Some((p.parse().ok()?, id))
-                })
-                .collect();
-            if led.len() == 6 || Instant::now() > settle {
-                break led;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        if led.len() == 6 {
-            assert!(led.values().all(|n| *n != 3), "{led:?}");
-            let client = client_of(&live).await;
-            for p in 0..6 {
-                let r = Record::from_value(format!("to {p}").into_bytes());
-                client.publish_to_partition(&topic, p, &[r]).await.unwrap();
-            }
-            return;
+    // the hello each node sends every peer every 10 s); `sluice cluster status` says so.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let lines = common::cli_ok(&live, &["--json", "cluster", "status"], None);
+        let seen = common::json_lines(&lines)
+            .iter()
+            .find(|v| v["node"] == 3 && v.get("unreachable_from").is_some())
+            .map(|v| v["unreachable_from"].clone());
+        if seen == Some(serde_json::json!([1, 2])) {
+            break;
         }
-        eprintln!("{topic}: partitions led {led:?}, the rest placed on node 3");
         assert!(
             Instant::now() < deadline,
-            "new partitions still placed on node 3"
+            "node 3 unreachable from {seen:?}"
         );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    common::cli_ok(
+        &live,
+        &[
+            "topic",
+            "create",
+            "fresh",
+            "--partitions",
+            "6",
+            "--replicas",
+            "1",
+        ],
+        None,
+    );
+    let deadline = Instant::now() + STEP;
+    let led = loop {
+        let led: BTreeMap<u32, u64> = statuses(&nodes)
+            .await
+            .iter()
+            .flat_map(|s| s.groups.iter().map(move |g| (s.node_id, g)))
+            .filter(|(id, g)| g.leader == Some(*id))
+            .filter_map(|(id, g)| Some((g.group.strip_prefix("t/fresh/")?.parse().ok()?, id)))
+            .collect();
+        if led.len() == 6 {
+            break led;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "partitions led {led:?}, the rest placed on node 3"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(led.values().all(|n| *n != 3), "{led:?}");
+    let client = client_of(&live).await;
+    for p in 0..6 {
+        let r = Record::from_value(format!("to {p}").into_bytes());
+        client.publish_to_partition("fresh", p, &[r]).await.unwrap();
     }
 }

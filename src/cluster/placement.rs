@@ -156,10 +156,16 @@ impl Cluster {
     /// module's notes), on nodes this node can reach first.
     pub fn place(&self, groups: usize, factor: u32) -> Vec<Vec<u64>> {
         let nodes: Vec<u64> = self.nodes().keys().copied().collect();
-        let down = self.node.peers().unreachable();
+        let down = self.unreachable_peers();
         let placements = self.placements.read().unwrap_or_else(|e| e.into_inner());
         let mut load = Load::of(placements.values());
         choose(&nodes, &down, &mut load, groups, factor)
+    }
+
+    /// The nodes this node failed to connect to at its last attempt (each is tried at least
+    /// at every hello, every 10 s): down, or cut off from this node.
+    pub fn unreachable_peers(&self) -> Vec<u64> {
+        self.node.peers().unreachable()
     }
 
     /// Where `group`'s replicas are: its placement, or every node for a group created before

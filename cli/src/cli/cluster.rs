@@ -173,10 +173,20 @@ fn print_nodes(out: &Out, reports: &[Report]) {
             .find(|r| r.status.node_id == id)
             .map(|r| r.addr.clone());
         let led = addr.as_ref().map(|_| leads(id));
+        // The nodes that failed to connect to it at their last attempt.
+        let unreachable_from: Vec<u64> = reports
+            .iter()
+            .filter(|r| r.status.unreachable.contains(&id))
+            .map(|r| r.status.node_id)
+            .collect();
         out.line(
             || {
+                let from = match unreachable_from.as_slice() {
+                    [] => String::new(),
+                    ids => format!("  unreachable from node(s) {ids:?}"),
+                };
                 format!(
-                    "node {id}  cluster {cluster_addr}  client {}  {}",
+                    "node {id}  cluster {cluster_addr}  client {}  {}{from}",
                     addr.as_deref().unwrap_or("-"),
                     match led {
                         Some(n) => format!("leads {n} group(s)"),
@@ -187,7 +197,8 @@ fn print_nodes(out: &Out, reports: &[Report]) {
             || {
                 json!({"node": id, "cluster_addr": cluster_addr, "addr": addr,
                        "cluster_id": cluster_id,
-                       "reached": addr.is_some(), "leads": led})
+                       "reached": addr.is_some(), "leads": led,
+                       "unreachable_from": unreachable_from})
             },
         );
     }

@@ -72,6 +72,9 @@ pub struct ClusterStatus {
     pub nodes: Vec<ClusterNodeInfo>,
     /// Every group of the answering node: the metadata first, then the partitions by name.
     pub groups: Vec<GroupState>,
+    /// The nodes the answering node failed to connect to at its last attempt (down, or cut
+    /// off from it); empty from a server that does not report it.
+    pub unreachable: Vec<u64>,
 }
 
 impl ClusterStatus {
@@ -82,6 +85,7 @@ impl ClusterStatus {
     //          { node u64 | matched opt<u64> } * follower_count |
     //          voter_count u32 | u64 * voter_count | learner_count u32 | u64 * learner_count |
     //          preferred opt<u64> }
+    // then, optional (absent from older servers): unreachable_count u32 | u64 * unreachable_count
     pub(crate) fn encode_body(&self, w: &mut W<'_>) {
         w.u64(self.node_id);
         w.0.extend_from_slice(&self.cluster_id);
@@ -107,6 +111,10 @@ impl ClusterStatus {
                 }
             }
             w.opt_u64(g.preferred);
+        }
+        w.u32(self.unreachable.len() as u32);
+        for id in &self.unreachable {
+            w.u64(*id);
         }
     }
 
@@ -157,11 +165,18 @@ impl ClusterStatus {
                 preferred,
             });
         }
+        let mut unreachable = Vec::new();
+        if r.pos < r.b.len() {
+            for _ in 0..count(r, 8)? {
+                unreachable.push(r.u64()?);
+            }
+        }
         Ok(ClusterStatus {
             node_id,
             cluster_id,
             nodes,
             groups,
+            unreachable,
         })
     }
 }

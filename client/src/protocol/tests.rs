@@ -225,6 +225,7 @@ fn replies_round_trip() {
                     preferred: Some(2),
                 },
             ],
+            unreachable: vec![3],
         }),
         Reply::Positions(vec![(0, 3), (1, 0), (5, 9)]),
         Reply::TopicMeta {
@@ -486,4 +487,21 @@ fn security_frames_round_trip() {
     f[9..13].copy_from_slice(&u32::MAX.to_le_bytes());
     let raw = super::parse_frame(&f, 1 << 20).unwrap();
     assert!(Reply::decode(raw).is_err());
+}
+
+#[test]
+fn a_cluster_status_without_the_unreachable_nodes_decodes_as_none() {
+    let status = super::ClusterStatus {
+        node_id: 1,
+        cluster_id: [2; 16],
+        nodes: vec![],
+        groups: vec![],
+        unreachable: vec![],
+    };
+    let mut body = Vec::new();
+    status.encode_body(&mut super::codec::W(&mut body));
+    // A server that does not report unreachable nodes ends the body before their count.
+    body.truncate(body.len() - 4);
+    let mut r = super::codec::R { b: &body, pos: 0 };
+    assert_eq!(super::ClusterStatus::decode(&mut r).unwrap(), status);
 }

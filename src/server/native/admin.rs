@@ -91,6 +91,7 @@ fn cluster_status(c: &crate::cluster::Cluster) -> ClusterStatus {
         cluster_id: c.cluster_uuid(),
         nodes,
         groups,
+        unreachable: c.unreachable_peers(),
     }
 }
 
