@@ -544,4 +544,8 @@ impl RaftHandler for ClusterNode {
     fn peer_addr(&self, id: NodeId) -> Option<String> {
         self.peers.addr(id)
     }
+
+    fn greeted(&self, id: NodeId) {
+        self.peers.heard_from(id);
+    }
 }

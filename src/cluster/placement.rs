@@ -6,7 +6,9 @@
 //! command that creates it, so every node holds the same placement. The first node of a
 //! placement is the group's preferred leader, which forms the group; the leaders of a
 //! creation go to the nodes leading fewest groups, the other replicas to the nodes holding
-//! fewest.
+//! fewest. Nodes the placing node cannot reach (its connection attempts to them have failed
+//! for a while, [`Cluster::unreachable_peers`]) get replicas only when the others are too few, in every
+//! plan below as at creation.
 //!
 //! Only the placed nodes open the group. Every node still creates the topic or queue in its
 //! store (every node knows its name, id and partitions), and marks the partitions it holds no
@@ -20,7 +22,9 @@
 //! a replica on a node that was removed is moved to the node holding fewest replicas, and a
 //! group with fewer replicas than its factor (the cluster was smaller, or the factor was
 //! raised: `factor`) gets more once nodes are added, and one with more (the factor was
-//! lowered) drops those on the nodes holding most, never its preferred leader. Each move is a [`MetaCommand::SetReplicas`](super::MetaCommand::SetReplicas)
+//! lowered) drops those on the nodes holding most, never its preferred leader. Evening out
+//! ([`Cluster::balance_plan`]) leaves nodes it cannot reach out. Each move is a
+//! [`MetaCommand::SetReplicas`](super::MetaCommand::SetReplicas)
 //! from the placement it replaces; the group's members then follow (`members`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -162,8 +166,9 @@ impl Cluster {
         choose(&nodes, &down, &mut load, groups, factor)
     }
 
-    /// The nodes this node failed to connect to at its last attempt (each is tried at least
-    /// at every hello, every 10 s): down, or cut off from this node.
+    /// The nodes this node has failed to connect to for `UNREACHABLE_AFTER` (3 s), with no
+    /// connection from them meanwhile (each is tried at least at every hello, every 10 s):
+    /// down, or cut off from this node.
     pub fn unreachable_peers(&self) -> Vec<u64> {
         self.node.peers().unreachable()
     }
@@ -241,60 +246,84 @@ impl Cluster {
     /// Moves that even out the replicas the nodes hold (a node was added), at most
     /// [`BALANCE_MOVES_MAX`]: partitions and queues alike. A replica moved onto a node copies
     /// its group's log from the leader, after a snapshot when the log was cut (retention, a
-    /// queue's acked segments).
+    /// queue's acked segments). Nodes this node cannot reach take no part: nothing is moved
+    /// onto them, nor evened out from them, until they are back.
     pub(super) fn balance_plan(&self) -> Vec<Move> {
-        let nodes: Vec<u64> = self.nodes().keys().copied().collect();
+        let down = self.unreachable_peers();
+        let nodes: Vec<u64> = self
+            .nodes()
+            .keys()
+            .copied()
+            .filter(|n| !down.contains(n))
+            .collect();
         let placements = self.placements.read().unwrap_or_else(|e| e.into_inner());
         let sorted: BTreeMap<&GroupId, &Placement> = placements.iter().collect();
         balance(&nodes, &sorted, |_| true, BALANCE_MOVES_MAX)
     }
 
     /// The moves that put every placement on the cluster's nodes (see the module's notes),
-    /// at most [`MOVES_PER_COMMAND_MAX`].
+    /// at most [`MOVES_PER_COMMAND_MAX`]; replicas added go to nodes this node can reach
+    /// first.
     pub(super) fn replace_plan(&self) -> Vec<Move> {
         let nodes: Vec<u64> = self.nodes().keys().copied().collect();
+        let down = self.unreachable_peers();
         let placements = self.placements.read().unwrap_or_else(|e| e.into_inner());
-        let mut load = Load::of(placements.values());
-        let sorted: BTreeMap<&GroupId, &Placement> = placements.iter().collect();
-        let mut moves = Vec::new();
-        for (group, p) in sorted {
-            let mut to: Vec<u64> = p
-                .nodes
-                .iter()
-                .copied()
-                .filter(|n| nodes.contains(n))
-                .collect();
-            let wanted = (p.factor as usize).min(nodes.len());
-            while to.len() < wanted {
-                match load.least_held(&nodes, &to) {
-                    Some(n) => {
-                        *load.holds.entry(n).or_default() += 1;
-                        to.push(n);
-                    }
-                    None => break,
+        replace(&nodes, &down, &placements)
+    }
+}
+
+/// The moves that put every placement of `placements` on `nodes` at its factor (replicas
+/// added on the nodes holding fewest, those not `down` first; replicas dropped from those
+/// holding most), at most [`MOVES_PER_COMMAND_MAX`].
+fn replace(nodes: &[u64], down: &[u64], placements: &HashMap<GroupId, Placement>) -> Vec<Move> {
+    let up: Vec<u64> = nodes
+        .iter()
+        .copied()
+        .filter(|n| !down.contains(n))
+        .collect();
+    let mut load = Load::of(placements.values());
+    let sorted: BTreeMap<&GroupId, &Placement> = placements.iter().collect();
+    let mut moves = Vec::new();
+    for (group, p) in sorted {
+        let mut to: Vec<u64> = p
+            .nodes
+            .iter()
+            .copied()
+            .filter(|n| nodes.contains(n))
+            .collect();
+        let wanted = (p.factor as usize).min(nodes.len());
+        while to.len() < wanted {
+            let next = load
+                .least_held(&up, &to)
+                .or_else(|| load.least_held(nodes, &to));
+            match next {
+                Some(n) => {
+                    *load.holds.entry(n).or_default() += 1;
+                    to.push(n);
                 }
-            }
-            // Above its factor (lowered): drop the replicas on the nodes holding most, never
-            // the preferred leader.
-            while to.len() > wanted.max(1) {
-                let held = |i: &usize| (load.holds.get(&to[*i]).copied().unwrap_or(0), to[*i]);
-                let Some(i) = (1..to.len()).max_by_key(held) else {
-                    break;
-                };
-                let n = to.remove(i);
-                if let Some(h) = load.holds.get_mut(&n) {
-                    *h = h.saturating_sub(1);
-                }
-            }
-            if to != p.nodes && !to.is_empty() {
-                moves.push((group.0.clone(), p.nodes.clone(), to));
-                if moves.len() == MOVES_PER_COMMAND_MAX {
-                    break;
-                }
+                None => break,
             }
         }
-        moves
+        // Above its factor (lowered): drop the replicas on the nodes holding most, never
+        // the preferred leader.
+        while to.len() > wanted.max(1) {
+            let held = |i: &usize| (load.holds.get(&to[*i]).copied().unwrap_or(0), to[*i]);
+            let Some(i) = (1..to.len()).max_by_key(held) else {
+                break;
+            };
+            let n = to.remove(i);
+            if let Some(h) = load.holds.get_mut(&n) {
+                *h = h.saturating_sub(1);
+            }
+        }
+        if to != p.nodes && !to.is_empty() {
+            moves.push((group.0.clone(), p.nodes.clone(), to));
+            if moves.len() == MOVES_PER_COMMAND_MAX {
+                break;
+            }
+        }
     }
+    moves
 }
 
 /// What a node does with the groups placed on it or moved off it.

@@ -103,3 +103,31 @@ fn nodes_that_are_down_get_replicas_only_when_the_others_are_too_few() {
     let placed = choose(&[1, 2], &[1, 2], &mut load, 1, 2);
     assert_eq!(placed[0].len(), 2, "{placed:?}");
 }
+
+#[test]
+fn replicas_added_or_replaced_go_to_nodes_that_are_up_first() {
+    let placed = |nodes: &[u64], factor| Placement {
+        nodes: nodes.to_vec(),
+        factor,
+    };
+    let placements: HashMap<GroupId, Placement> = [
+        // A factor raised from 1 to 2: node 2 holds fewest, but is down.
+        (GroupId("t/a/0".into()), placed(&[1], 2)),
+        // A replica on removed node 9: replaced on node 3, not on node 2.
+        (GroupId("t/b/0".into()), placed(&[1, 9], 2)),
+    ]
+    .into_iter()
+    .collect();
+    let moves = replace(&[1, 2, 3], &[2], &placements);
+    for (group, _, to) in &moves {
+        assert!(!to.contains(&2), "{group}: {to:?}");
+        assert_eq!(to.len(), 2, "{group}: {to:?}");
+    }
+    assert_eq!(moves.len(), 2, "{moves:?}");
+    // With only node 2 left to take it, it takes it.
+    let moves = replace(&[1, 2], &[2], &placements);
+    assert!(
+        moves.iter().all(|(_, _, to)| to == &vec![1, 2]),
+        "{moves:?}"
+    );
+}

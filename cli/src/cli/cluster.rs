@@ -173,7 +173,7 @@ fn print_nodes(out: &Out, reports: &[Report]) {
             .find(|r| r.status.node_id == id)
             .map(|r| r.addr.clone());
         let led = addr.as_ref().map(|_| leads(id));
-        // The nodes that failed to connect to it at their last attempt.
+        // The nodes that have failed to connect to it for a while.
         let unreachable_from: Vec<u64> = reports
             .iter()
             .filter(|r| r.status.unreachable.contains(&id))

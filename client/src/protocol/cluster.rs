@@ -72,8 +72,9 @@ pub struct ClusterStatus {
     pub nodes: Vec<ClusterNodeInfo>,
     /// Every group of the answering node: the metadata first, then the partitions by name.
     pub groups: Vec<GroupState>,
-    /// The nodes the answering node failed to connect to at its last attempt (down, or cut
-    /// off from it); empty from a server that does not report it.
+    /// The nodes the answering node has failed to connect to for a while (3 s), with no
+    /// connection from them meanwhile (down, or cut off from it); empty from a server that
+    /// does not report it.
     pub unreachable: Vec<u64>,
 }
 

@@ -10,7 +10,7 @@
 //! (backoff doubling from [`RECONNECT_BACKOFF_MIN`] to [`RECONNECT_BACKOFF_MAX`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -35,6 +35,11 @@ pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
 
 /// Longest wait between connection attempts to a peer that stays down.
 pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// How long a peer's connection attempts must have failed, with no connection from it
+/// meanwhile, before it counts as unreachable ([`Peers::unreachable`]): long enough for the
+/// nodes of a cluster starting together to reach one another.
+pub const UNREACHABLE_AFTER: Duration = Duration::from_secs(3);
 
 /// Requests queued for a connection's writer before callers wait.
 const OUTGOING_QUEUE_MAX: usize = 1024;
@@ -96,19 +101,31 @@ impl Peers {
         peers.keys().copied().collect()
     }
 
-    /// The peers whose last connection attempt failed (down, or cut off from this node), as
-    /// far as this node can tell: a peer is tried at least at every hello, so one that stops
-    /// is in the list within about [`crate::node::HELLO_REFRESH`], and one that comes back leaves
-    /// it at its next connection.
+    /// The peers whose connection attempts have failed for at least [`UNREACHABLE_AFTER`],
+    /// with no connection from them meanwhile (down, or cut off from this node), as far as
+    /// this node can tell: a peer is tried at least at every hello, so one that stops is in
+    /// the list within about [`crate::node::HELLO_REFRESH`] and [`UNREACHABLE_AFTER`], and
+    /// one that comes back leaves it at its next connection, either way
+    /// ([`Peers::heard_from`]).
     pub fn unreachable(&self) -> Vec<NodeId> {
         let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
         let mut down: Vec<NodeId> = peers
             .values()
-            .filter(|p| p.unreachable.load(Ordering::Relaxed))
+            .filter(|p| p.unreachable())
             .map(|p| p.id)
             .collect();
         down.sort_unstable();
         down
+    }
+
+    /// Records that peer `id` connected to this node (its greeting was taken): it is up, and
+    /// leaves [`Peers::unreachable`] even while this node's own next attempt to reach it is
+    /// not due yet (at a start, nodes try their peers before those listen).
+    pub fn heard_from(&self, id: NodeId) {
+        let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = peers.get(&id) {
+            p.reached();
+        }
     }
 
     /// Forgets a peer and closes its connection once calls in flight on it are done.
@@ -167,8 +184,9 @@ struct Peer {
     addr: String,
     tls: Option<Arc<PeerTls>>,
     slot: tokio::sync::Mutex<Slot>,
-    /// The last connection attempt failed ([`Peers::unreachable`]).
-    unreachable: AtomicBool,
+    /// Since when connection attempts have failed, with no connection either way since
+    /// ([`Peers::unreachable`]).
+    failing_since: Mutex<Option<Instant>>,
 }
 
 /// A peer's connection and the state of reconnecting to it.
@@ -189,8 +207,25 @@ impl Peer {
             addr,
             tls,
             slot: tokio::sync::Mutex::new(Slot::default()),
-            unreachable: AtomicBool::new(false),
+            failing_since: Mutex::new(None),
         }
+    }
+
+    fn failing_since(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.failing_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A connection to or from the peer was made.
+    fn reached(&self) {
+        *self.failing_since() = None;
+    }
+
+    /// Whether attempts have failed for [`UNREACHABLE_AFTER`] with no connection since.
+    fn unreachable(&self) -> bool {
+        self.failing_since()
+            .is_some_and(|since| since.elapsed() >= UNREACHABLE_AFTER)
     }
 
     /// The live connection, connecting if there is none and no backoff is running. Callers
@@ -213,13 +248,13 @@ impl Peer {
                 tracing::debug!(peer = self.id, addr = %self.addr, "connected to peer");
                 slot.failures = 0;
                 slot.retry_at = None;
-                self.unreachable.store(false, Ordering::Relaxed);
+                self.reached();
                 slot.conn = Some(Arc::clone(&conn));
                 Ok(conn)
             }
             Err(e) => {
                 slot.failures = slot.failures.saturating_add(1);
-                self.unreachable.store(true, Ordering::Relaxed);
+                self.failing_since().get_or_insert_with(Instant::now);
                 let wait = backoff(slot.failures);
                 slot.retry_at = Some(Instant::now() + wait);
                 if slot.failures == 1 {

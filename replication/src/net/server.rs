@@ -56,6 +56,9 @@ pub trait RaftHandler: Send + Sync + 'static {
     fn peer_addr(&self, _id: NodeId) -> Option<String> {
         None
     }
+
+    /// Node `id` connected to this node: its greeting was taken (so it is up).
+    fn greeted(&self, _id: NodeId) {}
 }
 
 /// Serves peer connections from `listener` until `shutdown` turns true (or its sender is
