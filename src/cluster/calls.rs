@@ -235,10 +235,26 @@ impl Cluster {
             partition,
             offset,
         };
-        match self.call_leader(topic, partition, &call).await? {
-            Answer::Done => Ok(()),
-            Answer::Refused(r) => Err(r),
-            other => Err(Refusal::Failed(format!("odd answer {other:?}"))),
+        self.ask_leader(topic, partition, &call, |a| {
+            matches!(a, Answer::Done).then_some(())
+        })
+        .await
+    }
+
+    /// Sends `call` to the leader of `topic`'s `partition`: the answer `pick` takes, the
+    /// leader's refusal, or any other answer as a failure.
+    pub(super) async fn ask_leader<T>(
+        &self,
+        topic: &str,
+        partition: u32,
+        call: &NodeCall,
+        pick: impl FnOnce(&Answer) -> Option<T>,
+    ) -> Result<T, Refusal> {
+        let answer = self.call_leader(topic, partition, call).await?;
+        match (pick(&answer), answer) {
+            (Some(t), _) => Ok(t),
+            (None, Answer::Refused(r)) => Err(r),
+            (None, other) => Err(Refusal::Failed(format!("odd answer {other:?}"))),
         }
     }
 
@@ -254,11 +270,11 @@ impl Cluster {
             group: group.to_string(),
             partition,
         };
-        match self.call_leader(topic, partition, &call).await? {
-            Answer::Start(s) => Ok(s),
-            Answer::Refused(r) => Err(r),
-            other => Err(Refusal::Failed(format!("odd answer {other:?}"))),
-        }
+        self.ask_leader(topic, partition, &call, |a| match a {
+            Answer::Start(s) => Some(*s),
+            _ => None,
+        })
+        .await
     }
 
     /// The figures of `topic`'s `partitions` as their leaders have them: one call per

@@ -131,11 +131,8 @@ impl Cluster {
                 group: group.to_string(),
                 partition: p,
             };
-            match self.call_leader(topic, p, &call).await? {
-                Answer::Done => {}
-                Answer::Refused(r) => return Err(r),
-                other => return Err(Refusal::Failed(format!("odd answer {other:?}"))),
-            }
+            self.ask_leader(topic, p, &call, |a| matches!(a, Answer::Done).then_some(()))
+                .await?;
         }
         Ok(with_state.len() as u32)
     }
@@ -148,11 +145,11 @@ impl Cluster {
             group: group.to_string(),
             partition,
         };
-        match self.call_leader(topic, partition, &call).await? {
-            Answer::Held(n) => Ok(n),
-            Answer::Refused(r) => Err(r),
-            other => Err(Refusal::Failed(format!("odd answer {other:?}"))),
-        }
+        self.ask_leader(topic, partition, &call, |a| match a {
+            Answer::Held(n) => Some(*n),
+            _ => None,
+        })
+        .await
     }
 
     /// Answers [`NodeCall::GroupHeld`] as the partition's leader.
