@@ -155,7 +155,23 @@ impl Replica {
         if let Some(n) = next {
             self.log.sync_to(n)?;
         }
+        self.recent.push(entries);
         Ok(())
+    }
+
+    /// [`Replica::entries`] from memory when the entries are among the last appended
+    /// ([`super::recent`]), from the disk otherwise.
+    async fn entries_kept(
+        self: &Arc<Self>,
+        start: u64,
+        end: Option<u64>,
+        budget: Option<usize>,
+    ) -> Result<Vec<Entry>, StorageError<NodeId>> {
+        if let Some(kept) = end.and_then(|end| self.recent.get(start, end, budget)) {
+            return Ok(kept);
+        }
+        let replica = self.clone();
+        blocking(move || replica.entries(start, end, budget)).await
     }
 }
 
@@ -179,8 +195,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError<NodeId>> {
         let (start, end) = range_of(&range);
-        let replica = self.replica.clone();
-        blocking(move || replica.entries(start, end, None)).await
+        self.replica.entries_kept(start, end, None).await
     }
 
     async fn limited_get_log_entries(
@@ -188,8 +203,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         start: u64,
         end: u64,
     ) -> Result<Vec<Entry>, StorageError<NodeId>> {
-        let replica = self.replica.clone();
-        blocking(move || replica.entries(start, Some(end), Some(REPLICATION_READ_BYTES))).await
+        self.replica
+            .entries_kept(start, Some(end), Some(REPLICATION_READ_BYTES))
+            .await
     }
 }
 
@@ -258,6 +274,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let replica = self.replica.clone();
         blocking(move || {
             let _layout = replica.layout();
+            replica.recent.forget_from(log_id.index);
             if let Some(p) = replica.locator.find(log_id.index)? {
                 replica.log.truncate_from(p.base)?;
             }
@@ -279,6 +296,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 None => replica.log.end_offset(),
             };
             replica.log.delete_before(below)?;
+            replica.recent.forget_before(log_id.index + 1);
             Ok(())
         })
         .await

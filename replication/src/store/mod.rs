@@ -12,6 +12,7 @@
 //! - `entry`: a Raft entry as a stored batch and back;
 //! - `locator`: from a Raft index to the offsets of its batch;
 //! - `log_store`: openraft's `RaftLogStorage` on the message log;
+//! - `recent`: the last entries appended, kept in memory for replication and apply;
 //! - `state_machine`: openraft's `RaftStateMachine`: applying an entry moves the log's commit
 //!   point, so readers see it;
 //! - `snapshot`: what a replica joining after a compaction installs;
@@ -27,6 +28,7 @@ use crate::error::Result;
 pub mod entry;
 pub mod locator;
 pub mod log_store;
+mod recent;
 pub mod snapshot;
 pub mod state_file;
 pub mod state_machine;
@@ -44,6 +46,8 @@ pub struct Replica {
     pub(crate) dir: PathBuf,
     pub(crate) log: Log,
     pub(crate) locator: Locator,
+    /// The last entries appended, for reads that would otherwise go back to the disk.
+    pub(crate) recent: recent::Recent,
     /// The last entry the state machine has made durable through its hook and found on every
     /// replica ([`Command::Compact`](crate::Command::Compact)): the group's log may drop it and
     /// those before it. Watched by the group, which has openraft purge them.
@@ -84,6 +88,7 @@ impl Replica {
             fs,
             dir: dir.into(),
             locator,
+            recent: recent::Recent::default(),
             log,
             compact_to: tokio::sync::watch::Sender::new(0),
             layout: std::sync::Mutex::new(()),
@@ -109,6 +114,7 @@ impl Replica {
                 return Ok(false);
             }
         }
+        self.recent.clear();
         self.log.restart_at(sluice_storage::Offset(start))?;
         self.locator.forget_from(0);
         Ok(true)

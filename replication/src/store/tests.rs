@@ -265,3 +265,90 @@ fn control_entries_read_back_as_what_they_were() {
         assert_eq!(format!("{:?}", back.payload), format!("{:?}", e.payload));
     }
 }
+
+/// The log ids and batch shapes of entries.
+fn ids_and_shapes(entries: &[Entry]) -> Vec<(u64, Vec<u32>)> {
+    entries.iter().map(|e| (e.log_id.index, shape(e))).collect()
+}
+
+#[tokio::test]
+async fn the_last_entries_are_read_from_memory_and_forgotten_with_the_log() {
+    use openraft::storage::{RaftLogReader, RaftLogStorage};
+    let dir = tempfile::tempdir().unwrap();
+    let r = open(dir.path());
+    let entries: Vec<Entry> = SHAPES
+        .iter()
+        .enumerate()
+        .map(|(i, s)| entry_of(i as u64 + 1, s))
+        .collect();
+    r.append_entries(&entries).unwrap();
+    for (start, end) in [(1, 6), (2, 4), (5, 6)] {
+        let kept = r.recent.get(start, end, None).unwrap();
+        let disk = r.entries(start, Some(end), None).unwrap();
+        assert_eq!(ids_and_shapes(&kept), ids_and_shapes(&disk));
+    }
+    assert!(
+        r.recent.get(1, 7, None).is_none(),
+        "entry 6 was never appended"
+    );
+    assert_eq!(r.recent.get(2, 6, Some(1)).unwrap().len(), 1, "a budget");
+
+    let mut store = super::LogStore::open(r.clone()).unwrap();
+    let id = |index| LogId::new(CommittedLeaderId::new(2, 0), index);
+    store.truncate(id(4)).await.unwrap();
+    assert!(
+        r.recent.get(4, 5, None).is_none(),
+        "truncated entries leave memory"
+    );
+    assert_eq!(r.recent.get(1, 4, None).unwrap().len(), 3);
+    // Entry 4 again, another one: both memory and the reader give the new one.
+    r.append_entries(&[entry_of(4, &[7])]).unwrap();
+    assert_eq!(shape(&r.recent.get(4, 5, None).unwrap()[0]), [7]);
+    let read = store.try_get_log_entries(1..5).await.unwrap();
+    assert_eq!(
+        ids_and_shapes(&read),
+        [
+            (1, vec![1]),
+            (2, vec![3, 1, 2]),
+            (3, vec![2, 2]),
+            (4, vec![7])
+        ]
+    );
+
+    store.purge(id(2)).await.unwrap();
+    assert!(
+        r.recent.get(2, 3, None).is_none(),
+        "purged entries leave memory"
+    );
+    assert_eq!(r.recent.get(3, 5, None).unwrap().len(), 2);
+    // A snapshot of a later entry than the log holds: the log starts over, and so does memory.
+    assert!(r.continue_at(id(30), 1000).unwrap());
+    assert!(
+        r.recent.get(3, 5, None).is_none(),
+        "a log started over keeps nothing"
+    );
+}
+
+#[test]
+fn a_replica_keeps_at_most_its_bound_of_last_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = open(dir.path());
+    let big = |index| Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 0), index),
+        payload: EntryPayload::Normal(Command::Control(Bytes::from(vec![0u8; 1 << 20]))),
+    };
+    let entries: Vec<Entry> = (1..=10).map(big).collect();
+    r.recent.push(&entries);
+    // Each entry is a little over 1 MiB: one fewer than the bound in MiB fit.
+    let fit = (super::recent::RECENT_BYTES_MAX >> 20) as u64 - 1;
+    assert!(
+        r.recent.get(10 - fit, 11, None).is_none(),
+        "the oldest went"
+    );
+    let kept = r.recent.get(11 - fit, 11, None).unwrap();
+    assert_eq!(kept.len() as u64, fit);
+    // An entry that does not continue the kept ones starts them over.
+    r.recent.push(&[big(20)]);
+    assert!(r.recent.get(10, 11, None).is_none());
+    assert_eq!(r.recent.get(20, 21, None).unwrap().len(), 1);
+}
