@@ -6,6 +6,7 @@
 #   BENCH_ARGS="--mode queue --consumers 2" benches/cluster.sh 100 100000   (a queue: publish,
 #                                                deliver and ack, each replicated)
 #   SERVE_ARGS="--raft-heartbeat-ms 100" benches/cluster.sh ...   (more flags for the nodes)
+#   BOTH_ARGS="--config limits.toml" benches/cluster.sh ...   (flags for the single node too)
 #
 # After the three-node run it prints how many AppendEntries were not answered within the
 # heartbeat interval (each is sent again from scratch: see docs/replication.md, "Timing").
@@ -26,7 +27,7 @@ bench() { # addr
 
 echo "== one node, batch $BATCH, $MESSAGES messages"
 "$BIN" serve --listen 127.0.0.1:17450 --kafka-listen off --http-listen off \
-    --data-dir "$WORK/single" > "$WORK/single.log" 2>&1 &
+    --data-dir "$WORK/single" ${BOTH_ARGS:-} > "$WORK/single.log" 2>&1 &
 PIDS+=($!)
 wait_listening "$WORK/single.log"
 bench 127.0.0.1:17450
@@ -39,7 +40,7 @@ CLUSTER=1@127.0.0.1:17561,2@127.0.0.1:17562,3@127.0.0.1:17563
 for n in 1 2 3; do
     RUST_LOG=error "$BIN" serve --listen "127.0.0.1:1745$n" --kafka-listen off \
         --http-listen off --node-id "$n" --cluster "$CLUSTER" \
-        --data-dir "$WORK/node-$n" ${SERVE_ARGS:-} > "$WORK/node-$n.log" 2>&1 &
+        --data-dir "$WORK/node-$n" ${BOTH_ARGS:-} ${SERVE_ARGS:-} > "$WORK/node-$n.log" 2>&1 &
     PIDS+=($!)
 done
 for n in 1 2 3; do wait_listening "$WORK/node-$n.log"; done
