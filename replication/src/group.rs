@@ -87,6 +87,9 @@ pub struct Timing {
     /// they go to each peer together (a [`crate::ClusterNode`]'s groups); false: each group's
     /// own timer sends them.
     pub node_heartbeats: bool,
+    /// With node heartbeats: a group led here that has had nothing to do for this long, its
+    /// followers caught up, goes quiet ([`crate::quiet`]); `None`: groups always beat.
+    pub quiet_after: Option<Duration>,
 }
 
 impl Default for Timing {
@@ -101,6 +104,7 @@ impl Default for Timing {
             election_min: Duration::from_millis(300),
             election_max: Duration::from_millis(600),
             node_heartbeats: false,
+            quiet_after: None,
         }
     }
 }
@@ -244,6 +248,8 @@ pub struct ReplicatedLog {
     pub(crate) changing: Arc<std::sync::atomic::AtomicBool>,
     /// Its leadership being handed to another node ([`crate::transfer`]).
     pub(crate) handover: Arc<crate::transfer::Handover>,
+    /// Whether the group is quiet on this node ([`crate::quiet`]).
+    pub(crate) quiet: Arc<crate::quiet::Quiet>,
 }
 
 impl std::fmt::Debug for ReplicatedLog {
@@ -293,6 +299,7 @@ impl ReplicatedLog {
             batcher: Batcher::start(raft.clone(), group.clone()),
             changing: Arc::default(),
             handover: Arc::default(),
+            quiet: Arc::new(crate::quiet::Quiet::new(raft.metrics())),
             group,
             node,
             replica,

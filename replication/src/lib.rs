@@ -14,6 +14,7 @@
 //!   holds no replica of.
 //! - `membership`: changing a group's members while it serves (a node added or removed).
 //! - `transfer`: handing a group's leadership to another voter (the preferred leader).
+//! - `quiet`: idle groups stop beating and ticking; their followers watch the leader's node.
 //! - `node`: one node of a cluster ([`ClusterNode`]): its groups, its peers, its listener.
 //! - `calls`: calls the application above makes of another node ([`CallHandler`]).
 //! - `net/`: the transport between nodes: one TCP connection per peer shared by every Raft group
@@ -28,6 +29,7 @@ pub mod group;
 pub mod membership;
 pub mod net;
 pub mod node;
+pub mod quiet;
 pub mod store;
 pub mod transfer;
 pub mod types;

@@ -24,6 +24,7 @@ use crate::net::{
     serve, ClusterId, Identity, NetworkFactory, PeerTls, Peers, ProposeError, RaftHandler, Reply,
     Request,
 };
+use crate::quiet::Tick;
 use crate::types::{Applied, Command, GroupId, Node, NodeId, NodeInfo};
 
 /// Pause between rounds of hellos while some peer's addresses are unknown.
@@ -60,6 +61,8 @@ pub struct ClusterNode {
     directory: RwLock<crate::directory::Directory>,
     /// The application's handler of its peers' calls (`calls`).
     pub(crate) calls: crate::calls::Calls,
+    /// When a request of each peer last arrived ([`crate::quiet`]).
+    pub(crate) heard: std::sync::Mutex<HashMap<NodeId, std::time::Instant>>,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -102,6 +105,7 @@ impl ClusterNode {
             members_version: AtomicU64::new(0),
             directory: RwLock::new(Default::default()),
             calls: Default::default(),
+            heard: Default::default(),
         })
     }
 
@@ -283,7 +287,7 @@ impl ClusterNode {
 
     /// Every heartbeat interval, has each group this node leads send its heartbeats, all at
     /// once, so they reach each peer together ([`crate::net::heartbeats`]); until `shutdown`.
-    async fn beat(&self, mut shutdown: watch::Receiver<bool>) {
+    async fn beat(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(self.timing.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -292,10 +296,47 @@ impl ClusterNode {
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
             self.peers.open_heartbeat_window();
-            for g in self.groups() {
+            let (beating, asking, resting) = self.tick_groups();
+            for g in beating {
                 g.beat().await;
             }
+            for (g, ask) in asking {
+                let node = self.clone();
+                tokio::spawn(async move { node.ask_quiet(g, ask).await });
+            }
+            if resting {
+                self.tell_peers_up();
+            }
         }
+    }
+
+    /// Each group's part in a tick ([`crate::quiet`]), decided under the groups' lock: the
+    /// groups to beat, those whose followers to ask to go quiet (which beat too), and whether
+    /// any leads quietly.
+    #[allow(clippy::type_complexity)]
+    fn tick_groups(
+        &self,
+    ) -> (
+        Vec<ReplicatedLog>,
+        Vec<(ReplicatedLog, crate::quiet::Ask)>,
+        bool,
+    ) {
+        let lately = self.heard_lately();
+        let now = std::time::Instant::now();
+        let (mut beating, mut asking, mut resting) = (Vec::new(), Vec::new(), false);
+        let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
+        for g in groups.values() {
+            match g.quiet_tick(self.timing.quiet_after, now, |id| lately.contains(&id)) {
+                Tick::Beat => beating.push(g.clone()),
+                Tick::Quiet => resting = true,
+                Tick::Rest => {}
+                Tick::Ask(ask) => {
+                    beating.push(g.clone());
+                    asking.push((g.clone(), ask));
+                }
+            }
+        }
+        (beating, asking, resting)
     }
 
     /// The directory of a group: its name with `/` kept as directories (`t/orders/0`).
@@ -464,8 +505,12 @@ impl ClusterNode {
         for (i, (group, rpc)) in beats.into_iter().enumerate() {
             replies.push(Reply::UnknownGroup(group.clone()));
             if let Some(g) = self.group(&group) {
-                running
-                    .spawn(async move { (i, Reply::AppendEntries(g.append_entries(rpc).await)) });
+                running.spawn(async move {
+                    let empty = rpc.entries.is_empty().then_some(rpc.vote);
+                    let reply = Reply::AppendEntries(g.append_entries(rpc).await);
+                    g.quiet_woken(empty.as_ref());
+                    (i, reply)
+                });
             }
         }
         while let Some(done) = running.join_next().await {
@@ -524,11 +569,25 @@ impl RaftHandler for ClusterNode {
             };
             match req {
                 Request::AppendEntries { rpc, .. } => {
-                    Reply::AppendEntries(g.append_entries(rpc).await)
+                    let empty = rpc.entries.is_empty().then_some(rpc.vote);
+                    let reply = Reply::AppendEntries(g.append_entries(rpc).await);
+                    g.quiet_woken(empty.as_ref());
+                    reply
                 }
-                Request::Vote { rpc, .. } => Reply::Vote(g.vote(rpc).await),
+                Request::Vote { rpc, .. } => {
+                    let reply = Reply::Vote(g.vote(rpc).await);
+                    g.quiet_woken(None);
+                    reply
+                }
                 Request::InstallSnapshot { rpc, .. } => {
-                    Reply::InstallSnapshot(g.install_snapshot(rpc).await)
+                    let reply = Reply::InstallSnapshot(g.install_snapshot(rpc).await);
+                    g.quiet_woken(None);
+                    reply
+                }
+                Request::Quiet {
+                    from, vote, last, ..
+                } => {
+                    Reply::Quiet(self.timing.quiet_after.is_some() && g.go_quiet(from, vote, last))
                 }
                 Request::Hello { .. }
                 | Request::Propose { .. }
@@ -547,5 +606,9 @@ impl RaftHandler for ClusterNode {
 
     fn greeted(&self, id: NodeId) {
         self.peers.heard_from(id);
+    }
+
+    fn heard(&self, id: NodeId) {
+        self.record_heard(id);
     }
 }

@@ -60,7 +60,7 @@ pub(crate) struct Handover {
     /// heartbeats: it is handing the group over.
     yield_until: Mutex<Option<Instant>>,
     /// Until then this node's election timer of the group is held.
-    hold_until: Mutex<Option<Instant>>,
+    pub(crate) hold_until: Mutex<Option<Instant>>,
 }
 
 impl ReplicatedLog {
@@ -107,7 +107,8 @@ impl ReplicatedLog {
             let mut held = g.handover.hold_until.lock().expect("handover");
             if held.is_some_and(|h| Instant::now() >= h) {
                 *held = None;
-                g.raft.runtime_config().elect(true);
+                drop(held);
+                g.apply_switches();
             }
         });
     }
@@ -280,6 +281,8 @@ impl ClusterNode {
             return Reply::LeadNext(false);
         };
         let hold = hold.min(Duration::from_secs(60));
+        // A quiet group wakes up (its ticks and, once the hold ends, its elections).
+        g.quiet_woken(None);
         g.hold_election(hold);
         if to == self.id() {
             let quiet = quiet.min(hold);

@@ -29,6 +29,16 @@ async fn start(
     addrs: &BTreeMap<NodeId, String>,
     listener: TcpListener,
 ) -> Running {
+    start_with(id, root, addrs, listener, Timing::default()).await
+}
+
+async fn start_with(
+    id: NodeId,
+    root: &Path,
+    addrs: &BTreeMap<NodeId, String>,
+    listener: TcpListener,
+    timing: Timing,
+) -> Running {
     let me = Identity {
         cluster: ClusterId(*b"cluster-tcp-test"),
         node: id,
@@ -37,7 +47,7 @@ async fn start(
         me,
         Arc::new(StdFs),
         &root.join(format!("node-{id}")),
-        Timing::default(),
+        timing,
     );
     for (peer, addr) in addrs {
         node.set_peer(*peer, addr.clone());
@@ -141,10 +151,18 @@ async fn three_nodes(
     root: &Path,
     groups: &[GroupId],
 ) -> (BTreeMap<NodeId, Running>, BTreeMap<NodeId, String>) {
+    three_nodes_with(root, groups, Timing::default()).await
+}
+
+async fn three_nodes_with(
+    root: &Path,
+    groups: &[GroupId],
+    timing: Timing,
+) -> (BTreeMap<NodeId, Running>, BTreeMap<NodeId, String>) {
     let (listeners, addrs) = listeners().await;
     let mut running = BTreeMap::new();
     for (id, l) in listeners {
-        running.insert(id, start(id, root, &addrs, l).await);
+        running.insert(id, start_with(id, root, &addrs, l, timing).await);
     }
     for r in running.values() {
         for g in groups {
@@ -191,10 +209,7 @@ async fn groups_share_the_transport_fail_over_and_catch_up() {
     // Stop the leader of the partition: its listener closes and its groups stop.
     let group = &groups[1];
     let old = leader(&all, group).await.status().node;
-    let gone = running.remove(&old).unwrap();
-    gone.stop.send(true).unwrap();
-    gone.node.shutdown().await;
-    drop(gone);
+    stop_node(&mut running, old).await;
     let stopped = Instant::now();
     let rest: Vec<&Running> = running.values().collect();
     let new = leader(&rest, group).await;
@@ -301,20 +316,13 @@ async fn nodes_learn_each_others_client_addresses_and_their_changes() {
 async fn the_groups_of_a_node_share_heartbeats_and_keep_their_leaders() {
     const GROUPS: usize = 60;
     let root = tempfile::tempdir().unwrap();
-    let groups: Vec<GroupId> = (0..GROUPS)
-        .map(|p| GroupId(format!("t/beats/{p}")))
-        .collect();
+    let groups = group_ids("t/beats", GROUPS);
     let (running, _) = three_nodes(root.path(), &groups).await;
     let all: Vec<&Running> = running.values().collect();
     for g in &groups {
         leader(&all, g).await.propose(batch(1)).await.unwrap();
     }
-    let terms = |all: &[&Running]| -> Vec<u64> {
-        groups
-            .iter()
-            .map(|g| all[0].node.group(g).unwrap().status().term)
-            .collect()
-    };
+    let terms = |all: &[&Running]| terms_of(all, &groups);
     let before_terms = terms(&all);
     // A group that replicated in the last second beats on its own (its replication waits
     // for each answer): measured from when they are all idle.
@@ -561,5 +569,112 @@ async fn nodes_call_each_others_handlers_and_refusals_are_named() {
     refused(call(2, b"hi").await, "node 2 serves no calls");
     for r in running.values() {
         let _ = r.stop.send(true);
+    }
+}
+
+/// Stops node `id`: its listener closes and its groups stop.
+async fn stop_node(running: &mut BTreeMap<NodeId, Running>, id: NodeId) {
+    let gone = running.remove(&id).unwrap();
+    gone.stop.send(true).unwrap();
+    gone.node.shutdown().await;
+}
+
+/// `n` groups named `prefix/0` to `prefix/<n-1>`.
+fn group_ids(prefix: &str, n: usize) -> Vec<GroupId> {
+    (0..n).map(|p| GroupId(format!("{prefix}/{p}"))).collect()
+}
+
+/// Each group's term as the first node sees it.
+fn terms_of(all: &[&Running], groups: &[GroupId]) -> Vec<u64> {
+    groups
+        .iter()
+        .map(|g| all[0].node.group(g).unwrap().status().term)
+        .collect()
+}
+
+/// Waits until every node has `want` of its groups quiet.
+async fn wait_quiet(all: &[&Running], want: usize) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let quiet: Vec<usize> = all.iter().map(|r| r.node.quiet_groups()).collect();
+        if quiet.iter().all(|&q| q == want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "quiet groups per node {quiet:?}, want {want} each"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_groups_go_quiet_wake_for_writes_and_fail_over_when_their_leader_stops() {
+    const GROUPS: usize = 30;
+    let root = tempfile::tempdir().unwrap();
+    let groups = group_ids("t/quiet", GROUPS);
+    let timing = Timing {
+        quiet_after: Some(Duration::from_millis(500)),
+        ..Timing::default()
+    };
+    let (mut running, _) = three_nodes_with(root.path(), &groups, timing).await;
+    let all: Vec<&Running> = running.values().collect();
+    for g in &groups {
+        leader(&all, g).await.propose(batch(1)).await.unwrap();
+    }
+    wait_quiet(&all, GROUPS).await;
+
+    // Quiet: no heartbeat at all, and nobody stands for election.
+    let terms = |all: &[&Running]| terms_of(all, &groups);
+    let before_terms = terms(&all);
+    let beats = |all: &[&Running]| -> u64 {
+        all.iter()
+            .map(|r| r.node.peers().heartbeat_counts().beats)
+            .sum()
+    };
+    let before = beats(&all);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(beats(&all) - before, 0, "quiet groups sent heartbeats");
+    assert_eq!(terms(&all), before_terms, "an election in a quiet group");
+
+    // A write wakes its group on every replica, and it goes quiet again after.
+    let g = &groups[0];
+    leader(&all, g).await.propose(batch(2)).await.unwrap();
+    wait_records(&all, g, 2).await;
+    wait_quiet(&all, GROUPS).await;
+
+    // The node leading the most groups stops: each of its quiet groups elects a leader on the
+    // others and takes writes.
+    let led_by = |id: NodeId| {
+        groups
+            .iter()
+            .filter(|g| running[&id].node.group(g).unwrap().status().is_leader)
+            .count()
+    };
+    let old = *running.keys().max_by_key(|id| led_by(**id)).unwrap();
+    let orphans: Vec<GroupId> = groups
+        .iter()
+        .filter(|g| running[&old].node.group(g).unwrap().status().is_leader)
+        .cloned()
+        .collect();
+    assert!(!orphans.is_empty());
+    stop_node(&mut running, old).await;
+    let stopped = Instant::now();
+    let rest: Vec<&Running> = running.values().collect();
+    let mut slowest = Duration::ZERO;
+    for g in &orphans {
+        leader(&rest, g).await.propose(batch(3)).await.unwrap();
+        slowest = slowest.max(stopped.elapsed());
+    }
+    eprintln!(
+        "{} quiet groups led by the stopped node: all leading again and writing in {slowest:?}",
+        orphans.len()
+    );
+    assert!(
+        slowest < Duration::from_secs(5),
+        "failover took {slowest:?}"
+    );
+    for r in running.values() {
+        r.node.shutdown().await;
     }
 }

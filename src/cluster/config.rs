@@ -24,6 +24,10 @@ pub struct ClusterConfig {
     /// `--raft-heartbeat-ms`: the Raft heartbeat interval, when not the default
     /// ([`ClusterConfig::timing`]).
     pub heartbeat_ms: Option<u64>,
+    /// `--raft-quiet-ms`: how long a group has nothing to do before it goes quiet (no
+    /// heartbeats; `sluice_replication::quiet`); 0 never; unset the default
+    /// (`QUIET_AFTER_DEFAULT`, 2 s).
+    pub quiet_ms: Option<u64>,
     /// `--leader-balance-ms`: how often groups led away from their preferred leader are handed
     /// back ([`super::leaders`]); 0 never; unset the default.
     pub leader_balance_ms: Option<u64>,
@@ -83,6 +87,7 @@ impl ClusterConfig {
             cluster_id: None,
             listen: None,
             heartbeat_ms: None,
+            quiet_ms: None,
             leader_balance_ms: None,
             meta_snapshot_entries: None,
             tls: None,
@@ -125,8 +130,16 @@ impl ClusterConfig {
     /// gives an AppendEntries one heartbeat interval to be answered (round trip and the
     /// follower's fsync): a link or disk slower than that needs a longer one.
     pub fn timing(&self) -> Result<sluice_replication::Timing, String> {
+        let quiet_after = match self.quiet_ms {
+            None => Some(sluice_replication::quiet::QUIET_AFTER_DEFAULT),
+            Some(0) => None,
+            Some(ms) => Some(std::time::Duration::from_millis(ms)),
+        };
         let Some(ms) = self.heartbeat_ms else {
-            return Ok(sluice_replication::Timing::default());
+            return Ok(sluice_replication::Timing {
+                quiet_after,
+                ..Default::default()
+            });
         };
         if !(HEARTBEAT_MS_MIN..=HEARTBEAT_MS_MAX).contains(&ms) {
             return Err(format!(
@@ -138,6 +151,7 @@ impl ClusterConfig {
             heartbeat: at(1),
             election_min: at(6),
             election_max: at(12),
+            quiet_after,
             // A cluster node's groups beat together whatever this says (`ClusterNode::new`).
             ..Default::default()
         })
@@ -233,13 +247,27 @@ mod tests {
     #[test]
     fn the_heartbeat_scales_the_elections_within_bounds() {
         let mut c = ClusterConfig::parse(1, "1@a:1").unwrap();
-        assert_eq!(c.timing().unwrap(), sluice_replication::Timing::default());
+        let quiet = Some(sluice_replication::quiet::QUIET_AFTER_DEFAULT);
+        assert_eq!(
+            c.timing().unwrap(),
+            sluice_replication::Timing {
+                quiet_after: quiet,
+                ..Default::default()
+            }
+        );
         c.heartbeat_ms = Some(250);
         let t = c.timing().unwrap();
         assert_eq!(t.heartbeat.as_millis(), 250);
         assert_eq!(
             (t.election_min.as_millis(), t.election_max.as_millis()),
             (1500, 3000)
+        );
+        assert_eq!(t.quiet_after, quiet);
+        c.quiet_ms = Some(0);
+        assert_eq!(
+            c.timing().unwrap().quiet_after,
+            None,
+            "--raft-quiet-ms 0: never"
         );
         for bad in [0, 9, 5_001] {
             c.heartbeat_ms = Some(bad);

@@ -196,6 +196,11 @@ pub struct ServeArgs {
     /// node alike; failover takes longer).
     #[arg(long, value_name = "MS", requires = "cluster")]
     pub raft_heartbeat_ms: Option<u64>,
+    /// How long (ms) a group, caught up on every replica, has nothing to do before it goes
+    /// quiet: no heartbeats, its followers watching the leader's node instead (one message per
+    /// peer per heartbeat for all its quiet groups). Default 2000; 0 never.
+    #[arg(long, value_name = "MS", requires = "cluster")]
+    pub raft_quiet_ms: Option<u64>,
     /// How often (ms) this node hands the groups it leads, and should not, back to their
     /// preferred leader (the first node of their placement; `*` in `sluice cluster status`)
     /// once that node has caught up: leaders spread again after a failover. Each hand-over

@@ -171,6 +171,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         cluster.join = args.join;
         cluster.listen = args.cluster_listen.clone();
         cluster.heartbeat_ms = args.raft_heartbeat_ms;
+        cluster.quiet_ms = args.raft_quiet_ms;
         cluster.leader_balance_ms = args.leader_balance_ms;
         cluster.meta_snapshot_entries = args.meta_snapshot_entries;
         if let (Some(cert), Some(key), Some(ca)) = (

@@ -168,7 +168,8 @@ impl Peers {
             | (Request::Leaders { .. }, Reply::Leaders)
             | (Request::Heartbeats { .. }, Reply::Heartbeats(_))
             | (Request::LeadNext { .. }, Reply::LeadNext(_))
-            | (Request::Call { .. }, Reply::Called(_)) => Ok(reply),
+            | (Request::Call { .. }, Reply::Called(_))
+            | (Request::Quiet { .. }, Reply::Quiet(_)) => Ok(reply),
             _ => Err(NetError::MismatchedReply {
                 request: req.name(),
                 reply: reply.name(),

@@ -108,6 +108,19 @@ pub enum Request {
         /// What the application asks, in its own encoding.
         payload: Vec<u8>,
     },
+    /// From a group's leader with nothing to do ([`crate::quiet`]): stop standing for
+    /// election while this leader's node is heard from, if this replica follows it in `vote`
+    /// and has applied its whole log, up to `last`. Answered with [`Reply::Quiet`].
+    Quiet {
+        /// The Raft group.
+        group: GroupId,
+        /// The leader's node.
+        from: NodeId,
+        /// The leader's vote.
+        vote: openraft::Vote<NodeId>,
+        /// The group's last entry.
+        last: openraft::LogId<NodeId>,
+    },
 }
 
 impl Request {
@@ -120,7 +133,8 @@ impl Request {
             | Request::InstallSnapshot { group, .. }
             | Request::Propose { group, .. }
             | Request::Members { group, .. }
-            | Request::LeadNext { group, .. } => group,
+            | Request::LeadNext { group, .. }
+            | Request::Quiet { group, .. } => group,
             Request::Hello { .. }
             | Request::Leaders { .. }
             | Request::Heartbeats { .. }
@@ -142,6 +156,7 @@ impl Request {
             Request::Hello { from, .. }
             | Request::Leaders { from, .. }
             | Request::Call { from, .. } => *from == node,
+            Request::Quiet { from, vote, .. } => *from == node && leader_is(vote),
             Request::Propose { .. } | Request::Members { .. } | Request::LeadNext { .. } => true,
         }
     }
@@ -159,6 +174,7 @@ impl Request {
             Request::Heartbeats { .. } => "heartbeats",
             Request::LeadNext { .. } => "lead-next",
             Request::Call { .. } => "call",
+            Request::Quiet { .. } => "quiet",
         }
     }
 }
@@ -196,6 +212,8 @@ pub enum Reply {
     LeadNext(bool),
     /// The answer to [`Request::Call`]: the application's answer, or why it refused.
     Called(Result<Vec<u8>, String>),
+    /// The answer to [`Request::Quiet`]: true when this replica went quiet.
+    Quiet(bool),
 }
 
 impl Reply {
@@ -213,6 +231,7 @@ impl Reply {
             Reply::Heartbeats(_) => "heartbeats",
             Reply::LeadNext(_) => "lead-next",
             Reply::Called(_) => "called",
+            Reply::Quiet(_) => "quiet",
         }
     }
 }

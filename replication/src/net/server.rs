@@ -59,6 +59,9 @@ pub trait RaftHandler: Send + Sync + 'static {
 
     /// Node `id` connected to this node: its greeting was taken (so it is up).
     fn greeted(&self, _id: NodeId) {}
+
+    /// A request of node `id` arrived (so it is up, as of now).
+    fn heard(&self, _id: NodeId) {}
 }
 
 /// Serves peer connections from `listener` until `shutdown` turns true (or its sender is
@@ -211,6 +214,7 @@ async fn read_requests(
                 request: request.name(),
             });
         }
+        handler.heard(peer);
         // Waits while the connection has its most requests in flight: backpressure.
         let Ok(permit) = Arc::clone(&inflight).acquire_owned().await else {
             return Ok(()); // never closed

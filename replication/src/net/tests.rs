@@ -77,6 +77,7 @@ impl FakeHandler {
                 Request::Leaders { .. } => Reply::Leaders,
                 Request::LeadNext { .. } => Reply::LeadNext(true),
                 Request::Call { payload, .. } => Reply::Called(Ok(payload)),
+                Request::Quiet { .. } => Reply::Quiet(false),
                 Request::Heartbeats { beats } => Reply::Heartbeats(
                     beats
                         .into_iter()

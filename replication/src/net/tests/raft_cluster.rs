@@ -72,6 +72,7 @@ impl RaftHandler for Registry {
                 | Request::Leaders { .. }
                 | Request::LeadNext { .. }
                 | Request::Call { .. }
+                | Request::Quiet { .. }
                 | Request::Heartbeats { .. } => Reply::UnknownGroup(GroupId(String::new())),
             }
         })
