@@ -25,8 +25,7 @@ pub struct ClusterConfig {
     /// ([`ClusterConfig::timing`]).
     pub heartbeat_ms: Option<u64>,
     /// `--raft-quiet-ms`: how long a group has nothing to do before it goes quiet (no
-    /// heartbeats; `sluice_replication::quiet`); 0 never; unset the default
-    /// (`QUIET_AFTER_DEFAULT`, 2 s).
+    /// heartbeats; `sluice_replication::quiet`); unset or 0: never (the default).
     pub quiet_ms: Option<u64>,
     /// `--leader-balance-ms`: how often groups led away from their preferred leader are handed
     /// back ([`super::leaders`]); 0 never; unset the default.
@@ -131,8 +130,7 @@ impl ClusterConfig {
     /// follower's fsync): a link or disk slower than that needs a longer one.
     pub fn timing(&self) -> Result<sluice_replication::Timing, String> {
         let quiet_after = match self.quiet_ms {
-            None => Some(sluice_replication::quiet::QUIET_AFTER_DEFAULT),
-            Some(0) => None,
+            None | Some(0) => None,
             Some(ms) => Some(std::time::Duration::from_millis(ms)),
         };
         let Some(ms) = self.heartbeat_ms else {
@@ -247,14 +245,9 @@ mod tests {
     #[test]
     fn the_heartbeat_scales_the_elections_within_bounds() {
         let mut c = ClusterConfig::parse(1, "1@a:1").unwrap();
-        let quiet = Some(sluice_replication::quiet::QUIET_AFTER_DEFAULT);
-        assert_eq!(
-            c.timing().unwrap(),
-            sluice_replication::Timing {
-                quiet_after: quiet,
-                ..Default::default()
-            }
-        );
+        assert_eq!(c.timing().unwrap(), sluice_replication::Timing::default());
+        c.quiet_ms = Some(2000);
+        let quiet = Some(std::time::Duration::from_secs(2));
         c.heartbeat_ms = Some(250);
         let t = c.timing().unwrap();
         assert_eq!(t.heartbeat.as_millis(), 250);
@@ -268,6 +261,12 @@ mod tests {
             c.timing().unwrap().quiet_after,
             None,
             "--raft-quiet-ms 0: never"
+        );
+        c.quiet_ms = None;
+        assert_eq!(
+            c.timing().unwrap().quiet_after,
+            None,
+            "off unless asked for"
         );
         for bad in [0, 9, 5_001] {
             c.heartbeat_ms = Some(bad);
