@@ -34,9 +34,6 @@ use crate::net::{Reply, Request};
 use crate::node::ClusterNode;
 use crate::types::NodeId;
 
-/// How long a group led by a sluice server has nothing to do before it goes quiet.
-pub const QUIET_AFTER_DEFAULT: Duration = Duration::from_secs(2);
-
 /// A group's quiet state on this node.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum State {
@@ -228,12 +225,7 @@ impl ReplicatedLog {
         match *st {
             State::Awake => {}
             State::Following { vote, .. } if empty_from == Some(&vote) => {}
-            State::Following { .. } => {
-                *st = State::Awake;
-                drop(st);
-                self.apply_switches();
-            }
-            State::Asking | State::Leading => {
+            State::Following { .. } | State::Asking | State::Leading => {
                 *st = State::Awake;
                 drop(st);
                 self.apply_switches();
@@ -282,8 +274,12 @@ impl ClusterNode {
             .collect()
     }
 
-    /// Records that a request of node `id` arrived now.
+    /// Records that a request of node `id` arrived now; nothing when this node's groups never
+    /// go quiet (nothing reads it then: it refuses to follow quietly).
     pub(crate) fn record_heard(&self, id: NodeId) {
+        if self.timing().quiet_after.is_none() {
+            return;
+        }
         let mut heard = self.heard.lock().unwrap_or_else(|e| e.into_inner());
         heard.insert(id, Instant::now());
     }
