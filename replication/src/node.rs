@@ -39,6 +39,19 @@ pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for one peer's answer to a hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What the node's ticker does in one tick ([`ClusterNode::tick_groups`]).
+#[derive(Default)]
+struct TickPlan {
+    /// The groups whose heartbeats to send.
+    beating: Vec<ReplicatedLog>,
+    /// The groups whose followers to ask to go quiet (which beat too).
+    asking: Vec<(ReplicatedLog, crate::quiet::Ask)>,
+    /// Whether any group leads quietly here (the node then tells its peers it is up).
+    resting: bool,
+    /// The quiet leaders' nodes to probe ([`ClusterNode::probe`]).
+    probing: Vec<NodeId>,
+}
+
 /// A node of the cluster and the replicated logs it holds.
 pub struct ClusterNode {
     id: NodeId,
@@ -63,6 +76,10 @@ pub struct ClusterNode {
     pub(crate) calls: crate::calls::Calls,
     /// When a request of each peer last arrived ([`crate::quiet`]).
     pub(crate) heard: std::sync::Mutex<HashMap<NodeId, std::time::Instant>>,
+    /// The probes of quiet leaders' nodes not heard lately ([`crate::quiet`]).
+    pub(crate) probes: std::sync::Mutex<HashMap<NodeId, crate::quiet::Probe>>,
+    /// Set by tests only: no "I am up" messages ([`ClusterNode::mute_up_messages`]).
+    pub(crate) up_muted: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -106,6 +123,8 @@ impl ClusterNode {
             directory: RwLock::new(Default::default()),
             calls: Default::default(),
             heard: Default::default(),
+            probes: Default::default(),
+            up_muted: Default::default(),
         })
     }
 
@@ -182,6 +201,35 @@ impl ClusterNode {
             Err(e) => Err(Error::Consensus(format!(
                 "forwarding to node {leader}: {e}"
             ))),
+        }
+    }
+
+    /// [`ClusterNode::propose_anywhere`], trying again while no leader of the group is known
+    /// here or the one known is out of reach (an election under way), for at most `wait`: a
+    /// proposal refused that way was not made, so making it again is harmless.
+    pub async fn propose_waiting(
+        &self,
+        group: &GroupId,
+        command: Command,
+        wait: Duration,
+    ) -> Result<Applied> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match self.propose_anywhere(group, command.clone()).await {
+                Err(Error::NotLeader { leader: None, .. })
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    // At least a heartbeat between tries: the leader known here may be the
+                    // one out of reach, and then there is no change to wait for.
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    tokio::time::sleep(self.timing.heartbeat.min(left)).await;
+                    if let Some(g) = self.group(group) {
+                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                        g.wait_leader(left).await;
+                    }
+                }
+                other => return other,
+            }
         }
     }
 
@@ -296,47 +344,53 @@ impl ClusterNode {
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
             self.peers.open_heartbeat_window();
-            let (beating, asking, resting) = self.tick_groups();
-            for g in beating {
+            let plan = self.tick_groups();
+            for g in plan.beating {
                 g.beat().await;
             }
-            for (g, ask) in asking {
+            for (g, ask) in plan.asking {
                 let node = self.clone();
                 tokio::spawn(async move { node.ask_quiet(g, ask).await });
             }
-            if resting {
+            for id in plan.probing {
+                let node = self.clone();
+                tokio::spawn(async move { node.probe(id).await });
+            }
+            if plan.resting {
                 self.tell_peers_up();
             }
         }
     }
 
-    /// Each group's part in a tick ([`crate::quiet`]), decided under the groups' lock: the
-    /// groups to beat, those whose followers to ask to go quiet (which beat too), and whether
-    /// any leads quietly.
-    #[allow(clippy::type_complexity)]
-    fn tick_groups(
-        &self,
-    ) -> (
-        Vec<ReplicatedLog>,
-        Vec<(ReplicatedLog, crate::quiet::Ask)>,
-        bool,
-    ) {
+    /// Each group's part in a tick ([`crate::quiet`]), decided under the groups' lock.
+    fn tick_groups(&self) -> TickPlan {
         let lately = self.heard_lately();
+        let down = self.probed_down();
+        let mut suspects = std::collections::BTreeSet::new();
         let now = std::time::Instant::now();
-        let (mut beating, mut asking, mut resting) = (Vec::new(), Vec::new(), false);
+        let mut plan = TickPlan::default();
         let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
         for g in groups.values() {
-            match g.quiet_tick(self.timing.quiet_after, now, |id| lately.contains(&id)) {
-                Tick::Beat => beating.push(g.clone()),
-                Tick::Quiet => resting = true,
+            let up = |id: NodeId| {
+                if lately.contains(&id) {
+                    return true;
+                }
+                suspects.insert(id);
+                !down.contains(&id)
+            };
+            match g.quiet_tick(&self.timing, now, up) {
+                Tick::Beat => plan.beating.push(g.clone()),
+                Tick::Quiet => plan.resting = true,
                 Tick::Rest => {}
                 Tick::Ask(ask) => {
-                    beating.push(g.clone());
-                    asking.push((g.clone(), ask));
+                    plan.beating.push(g.clone());
+                    plan.asking.push((g.clone(), ask));
                 }
             }
         }
-        (beating, asking, resting)
+        drop(groups);
+        plan.probing = self.probes_due(&suspects);
+        plan
     }
 
     /// The directory of a group: its name with `/` kept as directories (`t/orders/0`).
@@ -606,6 +660,7 @@ impl RaftHandler for ClusterNode {
 
     fn greeted(&self, id: NodeId) {
         self.peers.heard_from(id);
+        self.peer_connected(id);
     }
 
     fn heard(&self, id: NodeId) {

@@ -15,24 +15,46 @@
 //! A group wakes up, on each replica by itself:
 //! - on the leader, when its log grows (a proposal) or it stops leading; the new entries reach
 //!   the followers at once, and its heartbeats resume at the next tick;
+//! - on the leader, when a follower's node connects to it anew: that node may have restarted,
+//!   and a replica that restarts knows nothing of the quiet and would stand for election when
+//!   no heartbeat comes; its heartbeats resume at the next tick, within the replica's election
+//!   timeout;
 //! - on a follower, at any request of the group that is not an empty append from the leader it
-//!   went quiet for (entries, a vote, a snapshot, another leader), and when nothing at all came
-//!   from the leader's node for `Timing::election_max`: it then stands for election at once,
-//!   which is a failover in about the time of an active group's.
+//!   went quiet for (entries, a vote, a snapshot, another leader), and when the leader's node
+//!   is down: nothing at all came from it for `Timing::election_max`, and then it did not
+//!   answer one empty message within `Timing::election_min` (a **probe**, one per node
+//!   whatever its number of groups). It then stands for election at once, which is a failover
+//!   in about the time of an active group's plus the probe's.
+//!
+//! The probe is there because a quiet group has no lease: openraft's followers refuse a vote
+//! while they hear their leader, but a quiet follower hears nothing of its group, so one
+//! follower that wrongly took the leader's node for dead (its own process stalled, or the
+//! message queued behind large appends) would win the election and depose a healthy leader.
+//! A probe sent after the silence is a fresh round trip: a stall that is over answers it.
 //!
 //! Raft's safety does not depend on elections happening, only its liveness: a quiet follower
 //! that wrongly believes its leader up would leave the group without a leader until any request
 //! reaches it; the node-wide message every interval is what keeps that belief true.
 
+use std::collections::BTreeSet;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use openraft::{LogId, ServerState, Vote};
 
-use crate::group::ReplicatedLog;
+use crate::group::{ReplicatedLog, Timing};
 use crate::net::{Reply, Request};
 use crate::node::ClusterNode;
 use crate::types::NodeId;
+
+/// A probe of a quiet leader's node that was not heard lately.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Probe {
+    /// Sent; its answer is awaited.
+    Asking,
+    /// Not answered in time: the node counts as down.
+    Unanswered,
+}
 
 /// A group's quiet state on this node.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -122,19 +144,27 @@ impl ReplicatedLog {
     }
 
     /// The node's ticker's look at the group: whether to beat, rest or ask the followers to go
-    /// quiet (`after`: `Timing::quiet_after`); a quiet follower whose leader's node was not
-    /// `heard` lately wakes up.
+    /// quiet (`after`: `Timing::quiet_after`); a quiet follower wakes up when its leader's node
+    /// is not `up` (asked of that node only for a group that follows quietly).
     pub(crate) fn quiet_tick(
         &self,
-        after: Option<Duration>,
+        timing: &Timing,
         now: Instant,
-        heard: impl Fn(NodeId) -> bool,
+        mut up: impl FnMut(NodeId) -> bool,
     ) -> Tick {
         // A quiet follower only watches its leader's node: anything else that could change its
         // part (a request of the group, a hand-over) wakes it as it arrives.
         let state = *self.quiet_state();
         if let State::Following { leader, .. } = state {
-            if !heard(leader) {
+            if !up(leader) {
+                // Every follower of the group finds the leader's node down at about the same
+                // time, long after its last heartbeat: standing at once, they would split the
+                // vote. Each waits for the start of its own election window instead (one per
+                // replica of the group, `Timing::window`), so the first stands alone.
+                let stagger = timing.window(&self.group, self.node).0 - timing.election_min;
+                if !stagger.is_zero() {
+                    self.hold_election(stagger);
+                }
                 self.quiet_woken(None);
             }
             return Tick::Rest;
@@ -163,7 +193,7 @@ impl ReplicatedLog {
             State::Following { .. } => Tick::Rest,
             State::Awake if !leads => Tick::Rest,
             State::Awake => {
-                let Some(after) = after else {
+                let Some(after) = timing.quiet_after else {
                     return Tick::Beat;
                 };
                 if idle < after || self.is_yielding() || self.is_changing() {
@@ -233,6 +263,27 @@ impl ReplicatedLog {
         }
     }
 
+    /// Wakes the group when it leads here quietly (or is asking to) and `peer` holds one of its
+    /// voters: that peer's node connected anew, and may have restarted. The group then beats for
+    /// a whole quiet period before it asks again.
+    pub(crate) fn wake_for(&self, peer: NodeId) {
+        let mut st = self.quiet_state();
+        if !matches!(*st, State::Leading | State::Asking) {
+            return;
+        }
+        let votes = {
+            let m = self.quiet.metrics.borrow();
+            let mut voters = m.membership_config.membership().voter_ids();
+            voters.any(|v| v == peer)
+        };
+        if votes {
+            *st = State::Awake;
+            self.quiet.seen.lock().unwrap_or_else(|e| e.into_inner()).1 = Instant::now();
+            drop(st);
+            self.apply_switches();
+        }
+    }
+
     fn is_changing(&self) -> bool {
         self.changing.load(std::sync::atomic::Ordering::Acquire)
     }
@@ -284,6 +335,69 @@ impl ClusterNode {
         heard.insert(id, Instant::now());
     }
 
+    /// Node `id` connected to this node anew (it may have restarted): the groups led here
+    /// quietly in which it votes wake up, so that it hears their heartbeats before its
+    /// election timeout.
+    pub(crate) fn peer_connected(&self, id: NodeId) {
+        if self.timing().quiet_after.is_none() || id == self.id() {
+            return;
+        }
+        for g in self.groups() {
+            g.wake_for(id);
+        }
+    }
+
+    /// The leaders' nodes, among `suspects` (those of quiet followers here not heard lately),
+    /// to probe now: each that no probe is under way for. Forgets the probes of every other
+    /// node (heard again, or followed quietly no more).
+    pub(crate) fn probes_due(&self, suspects: &BTreeSet<NodeId>) -> Vec<NodeId> {
+        let mut probes = self.probes.lock().unwrap_or_else(|e| e.into_inner());
+        probes.retain(|id, _| suspects.contains(id));
+        let due: Vec<NodeId> = suspects
+            .iter()
+            .filter(|id| !probes.contains_key(id))
+            .copied()
+            .collect();
+        for id in &due {
+            probes.insert(*id, Probe::Asking);
+        }
+        due
+    }
+
+    /// The nodes whose probe went unanswered: their quiet followers here wake up.
+    pub(crate) fn probed_down(&self) -> BTreeSet<NodeId> {
+        let probes = self.probes.lock().unwrap_or_else(|e| e.into_inner());
+        probes
+            .iter()
+            .filter(|(_, p)| **p == Probe::Unanswered)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Sends node `id` one empty message and waits `Timing::election_min` for its answer: an
+    /// answer is hearing from it; none marks it down.
+    pub(crate) async fn probe(&self, id: NodeId) {
+        let ttl = self.timing().election_min;
+        let answered = self
+            .peers()
+            .call(id, Request::Heartbeats { beats: Vec::new() }, ttl)
+            .await
+            .is_ok();
+        if answered {
+            self.record_heard(id);
+        }
+        let mut probes = self.probes.lock().unwrap_or_else(|e| e.into_inner());
+        if answered {
+            probes.remove(&id);
+        } else if let Some(p) = probes.get_mut(&id) {
+            *p = Probe::Unanswered;
+        }
+        drop(probes);
+        if !answered {
+            tracing::info!(node = id, "a quiet leader's node did not answer its probe");
+        }
+    }
+
     /// Asks `g`'s followers to go quiet, and takes their answers.
     pub(crate) async fn ask_quiet(&self, g: ReplicatedLog, ask: Ask) {
         let ttl = self.timing().heartbeat * 4;
@@ -308,8 +422,14 @@ impl ClusterNode {
     /// Tells every peer this node is up, in one empty message each (its quiet groups send no
     /// heartbeats).
     pub(crate) fn tell_peers_up(&self) {
+        if self.up_muted.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let ttl = self.timing().heartbeat * 4;
         for id in self.peers().ids() {
+            if id == self.id() {
+                continue;
+            }
             let peers = self.peers_arc();
             tokio::spawn(async move {
                 let _ = peers
@@ -317,6 +437,14 @@ impl ClusterNode {
                     .await;
             });
         }
+    }
+
+    /// Stops (or resumes) this node's "I am up" messages, as if they were delayed on their
+    /// way: for tests of what a quiet follower does when it does not hear its leader's node.
+    #[doc(hidden)]
+    pub fn mute_up_messages(&self, mute: bool) {
+        self.up_muted
+            .store(mute, std::sync::atomic::Ordering::Release);
     }
 
     /// How many of this node's groups are quiet here.

@@ -562,26 +562,13 @@ impl Cluster {
     /// While the metadata has no leader (an election under way), it waits for one, at most
     /// [`META_LEADER_WAIT`].
     pub async fn propose_meta(&self, cmd: MetaCommand) -> Result<(), BrokerError> {
-        let deadline = tokio::time::Instant::now() + META_LEADER_WAIT;
         let payload: bytes::Bytes = cmd.encode().into();
-        loop {
-            let proposed = self
-                .node
-                .propose_control(&GroupId(META_GROUP.into()), payload.clone())
-                .await;
-            match proposed {
-                Err(ReplError::NotLeader { leader: None, .. })
-                    if tokio::time::Instant::now() < deadline =>
-                {
-                    if let Some(meta) = self.meta.get() {
-                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                        meta.wait_leader(left.min(std::time::Duration::from_millis(500)))
-                            .await;
-                    }
-                }
-                other => return other.map(|_| ()).map_err(|e| broker_error(&self.node, e)),
-            }
-        }
+        let group = GroupId(META_GROUP.into());
+        self.node
+            .propose_waiting(&group, Command::Control(payload), META_LEADER_WAIT)
+            .await
+            .map(|_| ())
+            .map_err(|e| broker_error(&self.node, e))
     }
 
     /// [`Cluster::propose_meta`] from a blocking thread (the broker's admin calls).

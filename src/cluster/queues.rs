@@ -32,6 +32,10 @@ const FAILED_REMEMBERED_MAX: usize = 1 << 16;
 /// Most bytes of queue changes gathered into one control entry.
 pub const CONTROL_ENTRY_BYTES_MAX: usize = 512 << 10;
 
+/// Longest a dead letter (or a message redriven back to its queue) waits for the queue's
+/// group to have a leader (an election under way) before the move fails.
+pub const MOVE_LEADER_WAIT: Duration = Duration::from_secs(5);
+
 /// Most bytes of dead letters proposed in one entry of the dead-letter queue's log.
 const DEAD_LETTER_ENTRY_BYTES: usize = 512 << 10;
 
@@ -484,7 +488,7 @@ impl QueueReplicator for QueueLink {
         for batch in entry_batches(records) {
             let (node, group) = (self.node.clone(), queue_group(queue));
             let r = self.run(async move {
-                node.propose_anywhere(&group, Command::Batch(batch.into()))
+                node.propose_waiting(&group, Command::Batch(batch.into()), MOVE_LEADER_WAIT)
                     .await
             })?;
             if let Err(e) = r {
@@ -529,7 +533,7 @@ impl Cluster {
         for batch in entry_batches(records) {
             let (node, group) = (self.node.clone(), queue_group(queue));
             super::wait_on_runtime(async move {
-                node.propose_anywhere(&group, Command::Batch(batch.into()))
+                node.propose_waiting(&group, Command::Batch(batch.into()), MOVE_LEADER_WAIT)
                     .await
             })?
             .map_err(|e| super::broker_error(&self.node, e))?;

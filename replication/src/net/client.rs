@@ -120,11 +120,12 @@ impl Peers {
 
     /// Records that peer `id` connected to this node (its greeting was taken): it is up, and
     /// leaves [`Peers::unreachable`] even while this node's own next attempt to reach it is
-    /// not due yet (at a start, nodes try their peers before those listen).
+    /// not due yet (at a start, nodes try their peers before those listen); that attempt is
+    /// due at once (a peer that restarted hears from this node without waiting out a backoff).
     pub fn heard_from(&self, id: NodeId) {
         let peers = self.peers.read().unwrap_or_else(PoisonError::into_inner);
         if let Some(p) = peers.get(&id) {
-            p.reached();
+            p.connected_from();
         }
     }
 
@@ -221,6 +222,16 @@ impl Peer {
     /// A connection to or from the peer was made.
     fn reached(&self) {
         *self.failing_since() = None;
+    }
+
+    /// The peer connected to this node: it is up, so the next call connects at once rather
+    /// than waiting out the backoff of attempts that failed while it was down (unless an
+    /// attempt is under way, which then most likely succeeds).
+    fn connected_from(&self) {
+        self.reached();
+        if let Ok(mut slot) = self.slot.try_lock() {
+            slot.retry_at = None;
+        }
     }
 
     /// Whether attempts have failed for [`UNREACHABLE_AFTER`] with no connection since.

@@ -134,6 +134,7 @@ async fn connection(
         .map_err(|e| NetError::Frame(e.into()))?;
     let mut read = BufReader::new(read);
     let peer = greet(&mut read, &mut write, me, cert.as_ref(), handler.as_ref()).await?;
+    handler.greeted(peer);
     let (replies, queue) = mpsc::channel(INFLIGHT_PER_CONNECTION_MAX);
     let mut writer = tokio::spawn(write_replies(write, queue));
     let mut requests = JoinSet::new();
