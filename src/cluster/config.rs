@@ -25,7 +25,7 @@ pub struct ClusterConfig {
     /// ([`ClusterConfig::timing`]).
     pub heartbeat_ms: Option<u64>,
     /// `--raft-quiet-ms`: how long a group has nothing to do before it goes quiet (no
-    /// heartbeats; `sluice_replication::quiet`); unset or 0: never (the default).
+    /// heartbeats; `sluice_replication::quiet`); unset: [`QUIET_MS_DEFAULT`]; 0: never.
     pub quiet_ms: Option<u64>,
     /// `--leader-balance-ms`: how often groups led away from their preferred leader are handed
     /// back ([`super::leaders`]); 0 never; unset the default.
@@ -46,6 +46,11 @@ pub const META_SNAPSHOT_ENTRIES_DEFAULT: u64 = 10_000;
 pub const HEARTBEAT_MS_MIN: u64 = 10;
 /// Largest `--raft-heartbeat-ms`.
 pub const HEARTBEAT_MS_MAX: u64 = 5_000;
+
+/// How long (ms) a group has nothing to do before it goes quiet, unless `--raft-quiet-ms`
+/// says otherwise: long enough that a group in use never does, short enough that a node's
+/// idle groups stop beating soon after a burst.
+pub const QUIET_MS_DEFAULT: u64 = 2_000;
 
 /// Most nodes a cluster may name.
 pub const CLUSTER_NODES_MAX: usize = 64;
@@ -130,7 +135,8 @@ impl ClusterConfig {
     /// follower's fsync): a link or disk slower than that needs a longer one.
     pub fn timing(&self) -> Result<sluice_replication::Timing, String> {
         let quiet_after = match self.quiet_ms {
-            None | Some(0) => None,
+            Some(0) => None,
+            None => Some(std::time::Duration::from_millis(QUIET_MS_DEFAULT)),
             Some(ms) => Some(std::time::Duration::from_millis(ms)),
         };
         let Some(ms) = self.heartbeat_ms else {
@@ -245,7 +251,11 @@ mod tests {
     #[test]
     fn the_heartbeat_scales_the_elections_within_bounds() {
         let mut c = ClusterConfig::parse(1, "1@a:1").unwrap();
-        assert_eq!(c.timing().unwrap(), sluice_replication::Timing::default());
+        let quiet = sluice_replication::Timing {
+            quiet_after: Some(std::time::Duration::from_millis(QUIET_MS_DEFAULT)),
+            ..Default::default()
+        };
+        assert_eq!(c.timing().unwrap(), quiet);
         c.quiet_ms = Some(2000);
         let quiet = Some(std::time::Duration::from_secs(2));
         c.heartbeat_ms = Some(250);
@@ -265,8 +275,8 @@ mod tests {
         c.quiet_ms = None;
         assert_eq!(
             c.timing().unwrap().quiet_after,
-            None,
-            "off unless asked for"
+            Some(std::time::Duration::from_millis(QUIET_MS_DEFAULT)),
+            "on unless turned off"
         );
         for bad in [0, 9, 5_001] {
             c.heartbeat_ms = Some(bad);

@@ -198,8 +198,8 @@ pub struct ServeArgs {
     pub raft_heartbeat_ms: Option<u64>,
     /// How long (ms) a group, caught up on every replica, has nothing to do before it goes
     /// quiet: no heartbeats, its followers watching the leader's node instead (one message per
-    /// peer per heartbeat for all its quiet groups). Off by default; 2000 suits nodes
-    /// holding thousands of groups.
+    /// peer per heartbeat for all its quiet groups). Default 2000; 0 never (every group
+    /// beats, which costs a node holding thousands of idle groups most of its CPU).
     #[arg(long, value_name = "MS", requires = "cluster")]
     pub raft_quiet_ms: Option<u64>,
     /// How often (ms) this node hands the groups it leads, and should not, back to their
