@@ -115,7 +115,7 @@ pub fn render(item: &Item) -> String {
             )
         }
         Item::Batch(b) => format!(
-            "  batch base={} last={} count={} pos={} size={} first_ts={} last_ts={} max_ts={} attrs={:#04x} header_crc={:#010x} valid records_crc={:#010x} {}",
+            "  batch base={} last={} count={} pos={} size={} first_ts={} last_ts={} max_ts={} attrs={:#04x} header_crc={:#010x} valid records_crc={:#010x} {}{}",
             b.base_offset,
             b.last_offset,
             b.record_count,
@@ -131,7 +131,10 @@ pub fn render(item: &Item) -> String {
                 "valid".to_string()
             } else {
                 format!("INVALID (computed {:#010x})", b.records_crc_computed)
-            }
+            },
+            b.raft_term
+                .zip(b.raft_index)
+                .map_or(String::new(), |(t, i)| format!(" raft_term={t} raft_index={i}"))
         ),
         Item::Record(r) => {
             let names: Vec<String> = r.header_names.iter().map(|n| n.to_string()).collect();

@@ -87,6 +87,7 @@ async fn a_cluster_loses_nothing_confirmed_through_kills_and_pauses() {
         all.push(read_all(n, want).await);
     }
     check_nodes(&all, &check);
+    check_terms(&nodes.iter().collect::<Vec<_>>(), &check);
     let terms = check.leaders.check();
     eprintln!(
         "{} confirmed, {} sent, {} stored on each node; {terms} (group, term) pairs seen with \

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::cluster::{client_of, cluster_nodes, statuses, Node};
-use common::cluster_check::{check_nodes, create_topic, publish_many, read_all, Checker};
+use common::cluster_check::{
+    check_nodes, check_terms, create_topic, publish_many, read_all, Checker,
+};
 use sluice::protocol::{LogSettings, QueueSettings};
 
 /// Longest the leaders may take to go back to their preferred nodes.
@@ -143,6 +145,7 @@ async fn leaders_go_back_to_their_preferred_nodes_after_a_restart() {
         copies.push(read_all(n, want).await);
     }
     check_nodes(&copies, &check);
+    check_terms(&nodes.iter().collect::<Vec<_>>(), &check);
     let terms = check.leaders.check();
     eprintln!("{want} confirmed; {terms} (group, term) pairs with one leader each");
 }

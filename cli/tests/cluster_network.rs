@@ -143,6 +143,7 @@ async fn cut_and_slowed_links_lose_nothing_confirmed() {
         all[0].len()
     );
     check_nodes(&all, &check);
+    check_terms(&nodes.iter().collect::<Vec<_>>(), &check);
     let terms = check.leaders.check();
     eprintln!("{terms} (group, term) pairs seen, one leader each");
 }
@@ -326,6 +327,7 @@ async fn mixed_process_and_network_faults_lose_nothing_confirmed() {
         all.push(read_all(n, check.confirmed.len()).await);
     }
     check_nodes(&all, &check);
+    check_terms(&nodes.iter().collect::<Vec<_>>(), &check);
     let terms = check.leaders.check();
     eprintln!(
         "seed {seed}: faults {drawn:?}; {} confirmed, {} sent, {} stored on each node; \

@@ -275,3 +275,25 @@ fn a_crash_at_any_step_of_a_restart_leaves_a_prefix_of_the_old_log_or_the_new_em
         assert_eq!(info.base_offset, end, "crash after step {n}");
     }
 }
+
+#[test]
+fn inspect_names_each_batch_raft_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(Arc::new(StdFs), dir.path(), cfg(false)).unwrap();
+    fill(&log, 5);
+    let opts = sluice_storage::inspect::InspectOptions {
+        batches: true,
+        ..Default::default()
+    };
+    let report = sluice_storage::inspect::inspect_path(&StdFs, dir.path(), &opts).unwrap();
+    let stamps: Vec<(Option<u64>, Option<u64>)> = report
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            sluice_storage::inspect::Item::Batch(b) => Some((b.raft_term, b.raft_index)),
+            _ => None,
+        })
+        .collect();
+    let want: Vec<(Option<u64>, Option<u64>)> = (1..=5).map(|i| (Some(1), Some(i))).collect();
+    assert_eq!(stamps, want);
+}

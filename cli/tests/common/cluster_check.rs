@@ -1,8 +1,9 @@
 //! The checker of the cluster tests: publishes that find the leader by trying nodes, every
-//! confirm recorded, the leaders every node names sampled along the way (at most one per
-//! group and term), and what every node must hold at the end (nothing confirmed lost, offsets
-//! unique and growing, the committed prefix the same on every node, nothing stored twice or
-//! never sent).
+//! confirm recorded with the node that gave it, the leaders every node names sampled along the
+//! way (at most one per group and term), and what every node must hold at the end (nothing
+//! confirmed lost, offsets unique and growing, the committed prefix the same on every node,
+//! nothing stored twice or never sent, and every confirm given by the one leader of the term
+//! its entry was appended in: [`check_terms`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -20,6 +21,8 @@ pub const TOPIC: &str = "orders";
 #[derive(Default)]
 pub struct Checker {
     pub confirmed: BTreeMap<u64, String>,
+    /// The node that confirmed each offset ([`check_terms`]).
+    pub confirmed_by: BTreeMap<u64, u64>,
     pub sent: BTreeSet<String>,
     pub next: u64,
     pub leaders: Leaders,
@@ -97,6 +100,7 @@ pub async fn publish_one(nodes: &[Node], leader: &mut usize, check: &mut Checker
         match outcome {
             Ok(Ok(p)) => {
                 let before = check.confirmed.insert(p.base_offset, value.clone());
+                check.confirmed_by.insert(p.base_offset, node.id);
                 assert!(
                     before.is_none(),
                     "offset {} confirmed twice: {before:?} and {value}",
@@ -188,6 +192,7 @@ pub async fn verify_nodes(nodes: &[Node], check: &Checker) -> (usize, usize) {
         all.push(read_all(n, want).await);
     }
     check_nodes(&all, check);
+    check_terms(&nodes.iter().collect::<Vec<_>>(), check);
     let terms = check.leaders.check();
     eprintln!(
         "{want} confirmed, {} sent, {} stored on each node; {terms} (group, term) pairs with one \
@@ -258,4 +263,88 @@ pub async fn nothing_confirmed_by(node: &Node, check: &mut Checker, tries: usize
             );
         }
     }
+}
+
+/// The batches of the topic (one partition, whose log is its Raft log) stored on `node`, as
+/// `sluice inspect --json --batches` reads them from its directory (a running node's too):
+/// (first offset, last offset, Raft term of the entry).
+fn stored_terms(node: &Node) -> Vec<(u64, u64, u64)> {
+    let dir = node.dir.join("topics").join(TOPIC);
+    let out = std::process::Command::new(super::BIN)
+        .args(["--json", "inspect", "--batches"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sluice inspect {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut batches = Vec::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["type"] != "batch" {
+            continue;
+        }
+        let field = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {line}"));
+        // A batch the broker wrote outside Raft (the topic's own first control batch) has
+        // no term: it holds no publish.
+        if let Some(term) = v["raft_term"].as_u64() {
+            batches.push((field("base_offset"), field("last_offset"), term));
+        }
+    }
+    batches
+}
+
+/// Checks that no two nodes confirmed in one term, exactly rather than by samples: every
+/// batch of a replicated log carries the term of the leader that appended its entry, and a
+/// leader confirms only entries of its own term, so the confirms of one term must all come
+/// from one node. Reads the stored logs of `nodes` (each must hold every confirmed offset, in
+/// a batch of the same term on each). Answers how many terms confirmed something.
+pub fn check_terms(nodes: &[&Node], check: &Checker) -> usize {
+    assert!(!nodes.is_empty() && !check.confirmed.is_empty());
+    let mut term_of: BTreeMap<u64, u64> = BTreeMap::new();
+    for node in nodes {
+        let batches = stored_terms(node);
+        let mut found = 0;
+        for (first, last, term) in batches {
+            for o in check.confirmed.range(first..=last).map(|(o, _)| *o) {
+                let before = term_of.insert(o, term);
+                assert!(
+                    before.is_none() || before == Some(term),
+                    "node {}: confirmed offset {o} in a batch of term {term}, another node's of term {before:?}",
+                    node.id
+                );
+                found += 1;
+            }
+        }
+        assert_eq!(
+            found,
+            check.confirmed.len(),
+            "node {}: confirmed offsets missing from its stored log",
+            node.id
+        );
+    }
+    let mut by_term: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+    for (o, term) in &term_of {
+        by_term
+            .entry(*term)
+            .or_default()
+            .insert(check.confirmed_by[o]);
+    }
+    for (term, confirmers) in &by_term {
+        assert_eq!(
+            confirmers.len(),
+            1,
+            "term {term}: publishes confirmed by nodes {confirmers:?}"
+        );
+    }
+    eprintln!(
+        "{} confirms in {} terms, each term's by one node (the terms stored on {} nodes)",
+        check.confirmed.len(),
+        by_term.len(),
+        nodes.len()
+    );
+    by_term.len()
 }

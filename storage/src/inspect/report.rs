@@ -148,6 +148,11 @@ pub struct BatchReport {
     pub records_crc_computed: u32,
     /// True when they match.
     pub records_crc_valid: bool,
+    /// In a replicated log, the term of the leader that appended the batch's Raft entry
+    /// (`None` in a single node's log, whose batches carry no Raft stamp).
+    pub raft_term: Option<u64>,
+    /// In a replicated log, the index of the batch's Raft entry.
+    pub raft_index: Option<u64>,
 }
 
 /// One record.

@@ -327,6 +327,8 @@ impl Walker<'_> {
             ));
         }
         let bytes = r.get(pos, blen as usize, len).at(path)?;
+        // A replicated log's batches carry their Raft log id; a single node's carry zeros.
+        let raft = crate::format::raft_stamp(bytes, &h).filter(|st| st.index > 0);
         let computed = b.records_crc.unwrap_or(h.records_crc);
         let crc_ok = computed == h.records_crc;
         let (last_ts, rec_problem) = self.records(path, pos, bytes, &h)?;
@@ -366,6 +368,8 @@ impl Walker<'_> {
                 records_crc: h.records_crc,
                 records_crc_computed: computed,
                 records_crc_valid: crc_ok,
+                raft_term: raft.map(|st| st.term),
+                raft_index: raft.map(|st| st.index),
             }));
         }
         if self.opts.records {
