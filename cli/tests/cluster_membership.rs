@@ -16,9 +16,7 @@ use common::cluster::Node;
 use common::cluster::{
     client_of, leader_of, next_delivery, publish_to_queue, started_cluster, statuses,
 };
-use common::cluster_check::{
-    check_nodes, check_terms, create_topic, publish_one, read_all, Checker,
-};
+use common::cluster_check::{check_running, create_topic, publish_one, Checker};
 use sluice::protocol::{QueueSettings, Source};
 
 /// Longest the groups may take to move onto a changed set of nodes.
@@ -186,10 +184,6 @@ async fn a_dead_node_is_replaced_while_the_cluster_serves() {
         publish_one(&nodes, &mut leader, &mut check).await;
     }
     let want = check.confirmed.len();
-    let mut all = Vec::new();
-    for n in nodes.iter().filter(|n| n.child.is_some()) {
-        all.push(read_all(n, want).await);
-    }
     for s in statuses(&nodes).await {
         for g in &s.groups {
             eprintln!(
@@ -205,14 +199,7 @@ async fn a_dead_node_is_replaced_while_the_cluster_serves() {
             );
         }
     }
-    check_nodes(&all, &check);
-    check_terms(
-        &nodes
-            .iter()
-            .filter(|n| n.child.is_some())
-            .collect::<Vec<_>>(),
-        &check,
-    );
+    let all = check_running(&nodes, &check).await;
     let terms = check.leaders.check();
     eprintln!(
         "{want} confirmed, {} stored on each of {} nodes; {terms} (group, term) pairs with one leader each",
@@ -267,18 +254,7 @@ async fn a_membership_change_finishes_after_its_driver_is_killed_and_the_new_nod
         publish_one(&nodes, &mut leader, &mut check).await;
     }
     let want = check.confirmed.len();
-    let mut all = Vec::new();
-    for n in nodes.iter().filter(|n| n.child.is_some()) {
-        all.push(read_all(n, want).await);
-    }
-    check_nodes(&all, &check);
-    check_terms(
-        &nodes
-            .iter()
-            .filter(|n| n.child.is_some())
-            .collect::<Vec<_>>(),
-        &check,
-    );
+    check_running(&nodes, &check).await;
     let terms = check.leaders.check();
     eprintln!("{want} confirmed; {terms} (group, term) pairs with one leader each");
 }

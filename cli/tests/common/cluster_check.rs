@@ -203,6 +203,20 @@ pub async fn verify_nodes(nodes: &[Node], check: &Checker) -> (usize, usize) {
     (all[0].len(), terms)
 }
 
+/// Reads the copy of every running node (each once it holds as many messages as were
+/// confirmed), checks them ([`check_nodes`]) and the terms of their confirms
+/// ([`check_terms`]); answers the copies.
+pub async fn check_running(nodes: &[Node], check: &Checker) -> Vec<Vec<(u64, String)>> {
+    let running: Vec<&Node> = nodes.iter().filter(|n| n.child.is_some()).collect();
+    let mut all = Vec::new();
+    for n in &running {
+        all.push(read_all(n, check.confirmed.len()).await);
+    }
+    check_nodes(&all, check);
+    check_terms(&running, check);
+    all
+}
+
 pub fn check_nodes(all: &[Vec<(u64, String)>], check: &Checker) {
     for (i, msgs) in all.iter().enumerate() {
         let at: BTreeMap<u64, &String> = msgs.iter().map(|(o, v)| (*o, v)).collect();
